@@ -1,0 +1,430 @@
+//! The embedded metadata store: SQLite in WAL mode with `synchronous=FULL` (a commit is on disk
+//! before it is acknowledged), one writer connection and a pool of readers.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use berth_oci::Digest;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row, Sqlite, Transaction};
+
+use crate::{
+    ManifestReferences, ManifestSummary, MetaError, MetaStore, NewManifest, Repository, Result, StoredManifest, Upload,
+    now_ms,
+};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+pub struct SqliteMeta {
+    writer: SqlitePool,
+    reader: SqlitePool,
+}
+
+fn backend(e: sqlx::Error) -> MetaError {
+    MetaError::Backend(e.to_string())
+}
+
+fn parse_digest(s: String) -> Result<Digest> {
+    Digest::parse(&s).map_err(|e| MetaError::Backend(format!("stored digest {s:?} is invalid: {e}")))
+}
+
+impl SqliteMeta {
+    /// Opens (creating if needed) the database file and applies pending migrations.
+    pub async fn open(path: &Path) -> Result<Self> {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        let writer =
+            SqlitePoolOptions::new().max_connections(1).connect_with(options.clone()).await.map_err(backend)?;
+        MIGRATOR.run(&writer).await.map_err(|e| MetaError::Backend(e.to_string()))?;
+        let reader =
+            SqlitePoolOptions::new().max_connections(8).connect_with(options.read_only(true)).await.map_err(backend)?;
+        Ok(SqliteMeta { writer, reader })
+    }
+}
+
+async fn repo_id(tx: &mut Transaction<'_, Sqlite>, name: &str) -> Result<i64> {
+    sqlx::query_scalar::<_, i64>("SELECT id FROM repositories WHERE name = $1")
+        .bind(name)
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(backend)?
+        .ok_or(MetaError::RepositoryNotFound)
+}
+
+#[async_trait]
+impl MetaStore for SqliteMeta {
+    async fn repository(&self, name: &str) -> Result<Option<Repository>> {
+        let row =
+            sqlx::query_as::<_, (i64, String, i64)>("SELECT id, name, created_at FROM repositories WHERE name = $1")
+                .bind(name)
+                .fetch_optional(&self.reader)
+                .await
+                .map_err(backend)?;
+        Ok(row.map(|(id, name, created_at)| Repository { id, name, created_at }))
+    }
+
+    async fn ensure_repository(&self, name: &str) -> Result<Repository> {
+        if let Some(r) = self.repository(name).await? {
+            return Ok(r);
+        }
+        sqlx::query("INSERT INTO repositories (name, created_at) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING")
+            .bind(name)
+            .bind(now_ms())
+            .execute(&self.writer)
+            .await
+            .map_err(backend)?;
+        let row =
+            sqlx::query_as::<_, (i64, String, i64)>("SELECT id, name, created_at FROM repositories WHERE name = $1")
+                .bind(name)
+                .fetch_one(&self.writer)
+                .await
+                .map_err(backend)?;
+        Ok(Repository { id: row.0, name: row.1, created_at: row.2 })
+    }
+
+    async fn list_repositories(&self, last: Option<&str>, limit: u32) -> Result<Vec<String>> {
+        sqlx::query_scalar("SELECT name FROM repositories WHERE name > $1 ORDER BY name LIMIT $2")
+            .bind(last.unwrap_or(""))
+            .bind(limit as i64)
+            .fetch_all(&self.reader)
+            .await
+            .map_err(backend)
+    }
+
+    async fn link_blob(&self, repository: &str, digest: &Digest, size: u64) -> Result<()> {
+        let mut tx = self.writer.begin().await.map_err(backend)?;
+        let id = repo_id(&mut tx, repository).await?;
+        let now = now_ms();
+        sqlx::query("INSERT INTO blobs (digest, size, created_at) VALUES ($1, $2, $3) ON CONFLICT (digest) DO NOTHING")
+            .bind(digest.as_str())
+            .bind(size as i64)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        sqlx::query(
+            "INSERT INTO repository_blobs (repository_id, digest, linked_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (repository_id, digest) DO NOTHING",
+        )
+        .bind(id)
+        .bind(digest.as_str())
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn mount_blob(&self, from: &str, to: &str, digest: &Digest) -> Result<bool> {
+        let mut tx = self.writer.begin().await.map_err(backend)?;
+        let to_id = repo_id(&mut tx, to).await?;
+        let held: Option<i64> = sqlx::query_scalar(
+            "SELECT 1 FROM repository_blobs rb JOIN repositories r ON r.id = rb.repository_id \
+             WHERE r.name = $1 AND rb.digest = $2",
+        )
+        .bind(from)
+        .bind(digest.as_str())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(backend)?;
+        if held.is_none() {
+            return Ok(false);
+        }
+        sqlx::query(
+            "INSERT INTO repository_blobs (repository_id, digest, linked_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (repository_id, digest) DO NOTHING",
+        )
+        .bind(to_id)
+        .bind(digest.as_str())
+        .bind(now_ms())
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
+        Ok(true)
+    }
+
+    async fn linked_blob(&self, repository: &str, digest: &Digest) -> Result<Option<u64>> {
+        let size: Option<i64> = sqlx::query_scalar(
+            "SELECT b.size FROM repository_blobs rb \
+             JOIN repositories r ON r.id = rb.repository_id JOIN blobs b ON b.digest = rb.digest \
+             WHERE r.name = $1 AND rb.digest = $2",
+        )
+        .bind(repository)
+        .bind(digest.as_str())
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(backend)?;
+        Ok(size.map(|s| s as u64))
+    }
+
+    async fn unlink_blob(&self, repository: &str, digest: &Digest) -> Result<bool> {
+        let r = sqlx::query(
+            "DELETE FROM repository_blobs WHERE digest = $2 \
+             AND repository_id = (SELECT id FROM repositories WHERE name = $1)",
+        )
+        .bind(repository)
+        .bind(digest.as_str())
+        .execute(&self.writer)
+        .await
+        .map_err(backend)?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    async fn all_blobs(&self) -> Result<Vec<(String, i64)>> {
+        sqlx::query_as("SELECT digest, size FROM blobs ORDER BY digest").fetch_all(&self.reader).await.map_err(backend)
+    }
+
+    async fn put_manifest(&self, repository: &str, m: &NewManifest, tags: &[String]) -> Result<()> {
+        let mut tx = self.writer.begin().await.map_err(backend)?;
+        let id = repo_id(&mut tx, repository).await?;
+        let mut missing_blobs = Vec::new();
+        for b in &m.blobs {
+            let held: Option<i64> =
+                sqlx::query_scalar("SELECT 1 FROM repository_blobs WHERE repository_id = $1 AND digest = $2")
+                    .bind(id)
+                    .bind(b.as_str())
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(backend)?;
+            if held.is_none() && !missing_blobs.contains(b) {
+                missing_blobs.push(b.clone());
+            }
+        }
+        let mut missing_manifests = Vec::new();
+        for c in &m.manifests {
+            let held: Option<i64> =
+                sqlx::query_scalar("SELECT 1 FROM manifests WHERE repository_id = $1 AND digest = $2")
+                    .bind(id)
+                    .bind(c.as_str())
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(backend)?;
+            if held.is_none() && !missing_manifests.contains(c) {
+                missing_manifests.push(c.clone());
+            }
+        }
+        if !missing_blobs.is_empty() || !missing_manifests.is_empty() {
+            return Err(MetaError::MissingReferences { blobs: missing_blobs, manifests: missing_manifests });
+        }
+        let now = now_ms();
+        sqlx::query(
+            "INSERT INTO manifests (repository_id, digest, media_type, artifact_type, subject, annotations, size, content, pushed_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (repository_id, digest) DO NOTHING",
+        )
+        .bind(id)
+        .bind(m.digest.as_str())
+        .bind(&m.media_type)
+        .bind(&m.artifact_type)
+        .bind(m.subject.as_ref().map(|s| s.as_str()))
+        .bind(&m.annotations)
+        .bind(m.content.len() as i64)
+        .bind(&m.content)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        let refs = m.blobs.iter().map(|d| (d, "blob")).chain(m.manifests.iter().map(|d| (d, "manifest")));
+        for (child, kind) in refs {
+            sqlx::query(
+                "INSERT INTO manifest_references (repository_id, manifest_digest, child_digest, child_kind) \
+                 VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+            )
+            .bind(id)
+            .bind(m.digest.as_str())
+            .bind(child.as_str())
+            .bind(kind)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        }
+        for tag in tags {
+            sqlx::query(
+                "INSERT INTO tags (repository_id, tag, digest, updated_at) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (repository_id, tag) DO UPDATE SET digest = excluded.digest, updated_at = excluded.updated_at",
+            )
+            .bind(id)
+            .bind(tag)
+            .bind(m.digest.as_str())
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        }
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn manifest(&self, repository: &str, digest: &Digest) -> Result<Option<StoredManifest>> {
+        let row = sqlx::query_as::<_, (String, Vec<u8>)>(
+            "SELECT m.media_type, m.content FROM manifests m JOIN repositories r ON r.id = m.repository_id \
+             WHERE r.name = $1 AND m.digest = $2",
+        )
+        .bind(repository)
+        .bind(digest.as_str())
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(backend)?;
+        Ok(row.map(|(media_type, content)| StoredManifest { digest: digest.clone(), media_type, content }))
+    }
+
+    async fn resolve_tag(&self, repository: &str, tag: &str) -> Result<Option<Digest>> {
+        let d: Option<String> = sqlx::query_scalar(
+            "SELECT t.digest FROM tags t JOIN repositories r ON r.id = t.repository_id WHERE r.name = $1 AND t.tag = $2",
+        )
+        .bind(repository)
+        .bind(tag)
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(backend)?;
+        d.map(parse_digest).transpose()
+    }
+
+    async fn delete_manifest(&self, repository: &str, digest: &Digest) -> Result<bool> {
+        let r = sqlx::query(
+            "DELETE FROM manifests WHERE digest = $2 AND repository_id = (SELECT id FROM repositories WHERE name = $1)",
+        )
+        .bind(repository)
+        .bind(digest.as_str())
+        .execute(&self.writer)
+        .await
+        .map_err(backend)?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    async fn delete_tag(&self, repository: &str, tag: &str) -> Result<bool> {
+        let r = sqlx::query(
+            "DELETE FROM tags WHERE tag = $2 AND repository_id = (SELECT id FROM repositories WHERE name = $1)",
+        )
+        .bind(repository)
+        .bind(tag)
+        .execute(&self.writer)
+        .await
+        .map_err(backend)?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    async fn list_tags(&self, repository: &str, last: Option<&str>, limit: u32) -> Result<Vec<String>> {
+        sqlx::query_scalar(
+            "SELECT t.tag FROM tags t JOIN repositories r ON r.id = t.repository_id \
+             WHERE r.name = $1 AND t.tag > $2 ORDER BY t.tag LIMIT $3",
+        )
+        .bind(repository)
+        .bind(last.unwrap_or(""))
+        .bind(limit as i64)
+        .fetch_all(&self.reader)
+        .await
+        .map_err(backend)
+    }
+
+    async fn referrers(
+        &self,
+        repository: &str,
+        subject: &Digest,
+        artifact_type: Option<&str>,
+    ) -> Result<Vec<ManifestSummary>> {
+        let rows = sqlx::query(
+            "SELECT m.digest, m.media_type, m.size, m.artifact_type, m.annotations FROM manifests m \
+             JOIN repositories r ON r.id = m.repository_id \
+             WHERE r.name = $1 AND m.subject = $2 AND ($3 IS NULL OR m.artifact_type = $3) ORDER BY m.digest",
+        )
+        .bind(repository)
+        .bind(subject.as_str())
+        .bind(artifact_type)
+        .fetch_all(&self.reader)
+        .await
+        .map_err(backend)?;
+        Ok(rows
+            .into_iter()
+            .map(|r| ManifestSummary {
+                digest: r.get(0),
+                media_type: r.get(1),
+                size: r.get(2),
+                artifact_type: r.get(3),
+                annotations: r.get(4),
+            })
+            .collect())
+    }
+
+    async fn all_manifest_references(&self) -> Result<Vec<ManifestReferences>> {
+        let rows = sqlx::query_as::<_, (String, String, Option<String>, Option<String>)>(
+            "SELECT r.name, m.digest, mr.child_digest, mr.child_kind FROM manifests m \
+             JOIN repositories r ON r.id = m.repository_id \
+             LEFT JOIN manifest_references mr ON mr.repository_id = m.repository_id AND mr.manifest_digest = m.digest \
+             ORDER BY r.name, m.digest",
+        )
+        .fetch_all(&self.reader)
+        .await
+        .map_err(backend)?;
+        let mut out: BTreeMap<(String, String), ManifestReferences> = BTreeMap::new();
+        for (repo, digest, child, kind) in rows {
+            let e = out.entry((repo.clone(), digest.clone())).or_insert_with(|| ManifestReferences {
+                repository: repo,
+                digest,
+                blobs: Vec::new(),
+                manifests: Vec::new(),
+            });
+            match (child, kind.as_deref()) {
+                (Some(c), Some("blob")) => e.blobs.push(c),
+                (Some(c), Some("manifest")) => e.manifests.push(c),
+                _ => {}
+            }
+        }
+        Ok(out.into_values().collect())
+    }
+
+    async fn create_upload(&self, repository: &str, id: &str, algorithm: &str) -> Result<()> {
+        let mut tx = self.writer.begin().await.map_err(backend)?;
+        let rid = repo_id(&mut tx, repository).await?;
+        sqlx::query("INSERT INTO uploads (id, repository_id, algorithm, started_at) VALUES ($1, $2, $3, $4)")
+            .bind(id)
+            .bind(rid)
+            .bind(algorithm)
+            .bind(now_ms())
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn upload(&self, id: &str) -> Result<Option<Upload>> {
+        let row = sqlx::query_as::<_, (String, String, String, i64)>(
+            "SELECT u.id, r.name, u.algorithm, u.started_at FROM uploads u JOIN repositories r ON r.id = u.repository_id \
+             WHERE u.id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(backend)?;
+        Ok(row.map(|(id, repository, algorithm, started_at)| Upload { id, repository, algorithm, started_at }))
+    }
+
+    async fn delete_upload(&self, id: &str) -> Result<()> {
+        sqlx::query("DELETE FROM uploads WHERE id = $1").bind(id).execute(&self.writer).await.map_err(backend)?;
+        Ok(())
+    }
+
+    async fn close(&self) {
+        self.reader.close().await;
+        self.writer.close().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn passes_the_meta_store_suite() {
+        let dir = tempfile::tempdir().unwrap();
+        let meta = SqliteMeta::open(&dir.path().join("meta.db")).await.unwrap();
+        crate::testing::meta_store_suite(&meta).await;
+        meta.close().await;
+    }
+}

@@ -1,0 +1,11 @@
+//! The registry services: push (uploads, mounts, manifests), pull, delete, listing, referrers
+//! and fsck. Both HTTP surfaces (OCI `/v2/` and, later, the ECR API) call these, so each rule
+//! lives in one place. Storage is reached only through the `BlobStore` and `MetaStore` traits.
+
+mod error;
+mod fsck;
+mod service;
+
+pub use error::RegistryError;
+pub use fsck::FsckReport;
+pub use service::{BlobRead, ManifestPut, Page, Registry};

@@ -1,0 +1,491 @@
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use berth_meta::{ManifestSummary, MetaError, MetaStore, NewManifest, StoredManifest};
+use berth_oci::manifest::parse_manifest;
+use berth_oci::{
+    Algorithm, ByteRange, ContentRange, Digest, DigestError, ErrorCode, Hasher, ManifestError, validate_tag,
+};
+use berth_store::{BlobStore, ByteStream, StoreError};
+use futures_util::StreamExt;
+
+use crate::RegistryError;
+
+type Result<T> = std::result::Result<T, RegistryError>;
+
+/// Largest page the listing endpoints return, whatever `n` asks for.
+pub const MAX_PAGE: u32 = 10_000;
+/// Page size when the client gives no `n`.
+pub const DEFAULT_PAGE: u32 = 1_000;
+
+/// The running hash of an upload session, valid for the first `offset` bytes of its data.
+struct HashState {
+    offset: u64,
+    hasher: Hasher,
+}
+
+/// One lock per upload session on this node: appends and the final PUT of one session are
+/// serialized, so the running hash always matches the bytes stored.
+type SessionLock = Arc<tokio::sync::Mutex<Option<HashState>>>;
+
+pub struct Registry {
+    meta: Arc<dyn MetaStore>,
+    blobs: Arc<dyn BlobStore>,
+    sessions: Mutex<HashMap<String, SessionLock>>,
+}
+
+pub struct BlobRead {
+    pub digest: Digest,
+    pub size: u64,
+    pub body: ByteStream,
+}
+
+pub struct ManifestPut {
+    pub digest: Digest,
+    pub subject: Option<Digest>,
+    pub tags: Vec<String>,
+}
+
+/// One page of a listing and whether more follow.
+pub struct Page {
+    pub items: Vec<String>,
+    pub more: bool,
+}
+
+fn digest_param(s: &str) -> Result<Digest> {
+    Digest::parse(s).map_err(|e| match e {
+        DigestError::Invalid(m) => RegistryError::new(ErrorCode::DigestInvalid, m),
+        DigestError::Unsupported(a) => RegistryError::new(
+            ErrorCode::DigestInvalid,
+            format!("unsupported digest algorithm {a:?}: use sha256 or sha512"),
+        ),
+    })
+}
+
+fn upload_unknown() -> RegistryError {
+    RegistryError::new(ErrorCode::BlobUploadUnknown, "blob upload unknown to registry")
+}
+
+fn blob_unknown(d: &Digest) -> RegistryError {
+    RegistryError::with_detail(
+        ErrorCode::BlobUnknown,
+        "blob unknown to registry",
+        serde_json::json!({ "digest": d.as_str() }),
+    )
+}
+
+fn manifest_unknown(reference: &str) -> RegistryError {
+    RegistryError::with_detail(
+        ErrorCode::ManifestUnknown,
+        "manifest unknown to registry",
+        serde_json::json!({ "reference": reference }),
+    )
+}
+
+/// Wraps a byte stream so that every chunk passing through also feeds `hasher`.
+fn hashing(body: ByteStream, hasher: Arc<Mutex<Hasher>>) -> ByteStream {
+    Box::pin(body.map(move |chunk| {
+        if let Ok(b) = &chunk {
+            hasher.lock().expect("hasher lock").update(b);
+        }
+        chunk
+    }))
+}
+
+impl Registry {
+    pub fn new(meta: Arc<dyn MetaStore>, blobs: Arc<dyn BlobStore>) -> Self {
+        Registry { meta, blobs, sessions: Mutex::new(HashMap::new()) }
+    }
+
+    pub fn meta(&self) -> &Arc<dyn MetaStore> {
+        &self.meta
+    }
+
+    pub fn blobs(&self) -> &Arc<dyn BlobStore> {
+        &self.blobs
+    }
+
+    async fn require_repository(&self, name: &str) -> Result<()> {
+        match self.meta.repository(name).await? {
+            Some(_) => Ok(()),
+            None => {
+                Err(RegistryError::new(ErrorCode::NameUnknown, format!("repository {name:?} not known to registry")))
+            }
+        }
+    }
+
+    /// Turns a "not found" for content into NAME_UNKNOWN when the repository itself is missing.
+    async fn not_found_in(&self, name: &str, err: RegistryError) -> RegistryError {
+        match self.require_repository(name).await {
+            Ok(()) => err,
+            Err(e) => e,
+        }
+    }
+
+    // ---- blobs ----
+
+    /// Size of a blob the repository may serve.
+    pub async fn stat_blob(&self, name: &str, digest: &str) -> Result<(Digest, u64)> {
+        let digest = digest_param(digest)?;
+        match self.meta.linked_blob(name, &digest).await? {
+            Some(size) => Ok((digest, size)),
+            None => Err(self.not_found_in(name, blob_unknown(&digest)).await),
+        }
+    }
+
+    pub async fn read_blob(&self, name: &str, digest: &str, range: Option<ByteRange>) -> Result<BlobRead> {
+        let (digest, size) = self.stat_blob(name, digest).await?;
+        let body = match self.blobs.read(&digest, range).await {
+            Ok(b) => b,
+            Err(StoreError::NotFound) => {
+                tracing::error!(%digest, "blob is linked but its bytes are missing from storage");
+                return Err(blob_unknown(&digest));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        Ok(BlobRead { digest, size, body })
+    }
+
+    pub async fn delete_blob(&self, name: &str, digest: &str) -> Result<()> {
+        let digest = digest_param(digest)?;
+        if self.meta.unlink_blob(name, &digest).await? {
+            Ok(())
+        } else {
+            Err(self.not_found_in(name, blob_unknown(&digest)).await)
+        }
+    }
+
+    // ---- uploads ----
+
+    /// Starts an upload session; the repository is created on first push.
+    pub async fn start_upload(&self, name: &str, algorithm: Option<&str>) -> Result<String> {
+        let algorithm = match algorithm {
+            None => Algorithm::Sha256,
+            Some(a) => Algorithm::parse(a).map_err(|_| {
+                RegistryError::new(
+                    ErrorCode::DigestInvalid,
+                    format!("unsupported digest algorithm {a:?}: use sha256 or sha512"),
+                )
+            })?,
+        };
+        self.meta.ensure_repository(name).await?;
+        let id = uuid::Uuid::new_v4().to_string();
+        self.blobs.upload_create(&id).await?;
+        self.meta.create_upload(name, &id, algorithm.as_str()).await?;
+        let lock = Arc::new(tokio::sync::Mutex::new(Some(HashState { offset: 0, hasher: algorithm.hasher() })));
+        self.sessions.lock().expect("sessions lock").insert(id.clone(), lock);
+        Ok(id)
+    }
+
+    /// Links a blob held by `from` into `name`. False when `from` does not hold it (or may not
+    /// be read), in which case the caller starts a normal upload instead.
+    pub async fn mount_blob(&self, name: &str, digest: &str, from: &str) -> Result<Option<Digest>> {
+        let digest = digest_param(digest)?;
+        self.meta.ensure_repository(name).await?;
+        Ok(self.meta.mount_blob(from, name, &digest).await?.then_some(digest))
+    }
+
+    /// A monolithic upload: the whole blob in one request, verified against `digest`.
+    pub async fn upload_blob(&self, name: &str, digest: &str, body: ByteStream) -> Result<(Digest, u64)> {
+        let expected = digest_param(digest)?;
+        let id = self.start_upload(name, Some(expected.algorithm().as_str())).await?;
+        self.complete_upload(name, &id, digest, Some(body), None).await
+    }
+
+    fn session_lock(&self, id: &str) -> SessionLock {
+        self.sessions
+            .lock()
+            .expect("sessions lock")
+            .entry(id.to_string())
+            .or_insert_with(|| Arc::new(tokio::sync::Mutex::new(None)))
+            .clone()
+    }
+
+    async fn session_repository_check(&self, name: &str, id: &str) -> Result<berth_meta::Upload> {
+        match self.meta.upload(id).await? {
+            Some(u) if u.repository == name => Ok(u),
+            _ => Err(upload_unknown()),
+        }
+    }
+
+    /// Rebuilds a session's running hash from the bytes stored so far (after a restart, on
+    /// another node, or after a failed append).
+    async fn rehash(&self, id: &str, algorithm: Algorithm) -> Result<HashState> {
+        let mut hasher = algorithm.hasher();
+        let mut offset = 0u64;
+        let mut data = match self.blobs.upload_read(id).await {
+            Ok(d) => d,
+            Err(StoreError::NotFound) => return Err(upload_unknown()),
+            Err(e) => return Err(e.into()),
+        };
+        while let Some(chunk) = data.next().await {
+            let chunk = chunk.map_err(|e| RegistryError::Internal(e.to_string()))?;
+            hasher.update(&chunk);
+            offset += chunk.len() as u64;
+        }
+        Ok(HashState { offset, hasher })
+    }
+
+    /// Appends `body` to the session held in `state`, keeping the hash in step.
+    async fn append(
+        &self,
+        id: &str,
+        state: &mut Option<HashState>,
+        algorithm: Algorithm,
+        body: ByteStream,
+    ) -> Result<u64> {
+        let current = match state.take() {
+            Some(s) if s.hasher.algorithm() == algorithm => s,
+            _ => self.rehash(id, algorithm).await?,
+        };
+        let offset = current.offset;
+        let hasher = Arc::new(Mutex::new(current.hasher));
+        let result = self.blobs.upload_append(id, offset, hashing(body, hasher.clone())).await;
+        match result {
+            Ok(new_offset) => {
+                let hasher = Arc::try_unwrap(hasher).map(|m| m.into_inner().expect("hasher lock")).ok();
+                *state = hasher.map(|hasher| HashState { offset: new_offset, hasher });
+                Ok(new_offset)
+            }
+            // What was stored and what was hashed may now differ: the next request rehashes.
+            Err(StoreError::NotFound) => Err(upload_unknown()),
+            Err(e) => Err(RegistryError::new(ErrorCode::BlobUploadInvalid, format!("upload interrupted: {e}"))),
+        }
+    }
+
+    /// A PATCH: appends a chunk. With `range`, the chunk must start where the session ends.
+    pub async fn append_upload(
+        &self,
+        name: &str,
+        id: &str,
+        range: Option<ContentRange>,
+        content_length: Option<u64>,
+        body: ByteStream,
+    ) -> Result<u64> {
+        let upload = self.session_repository_check(name, id).await?;
+        let algorithm = Algorithm::parse(&upload.algorithm).unwrap_or(Algorithm::Sha256);
+        let lock = self.session_lock(id);
+        let mut state = lock.lock().await;
+        let size = self.blobs.upload_size(id).await?.ok_or_else(upload_unknown)?;
+        if let Some(r) = range {
+            if r.start != size {
+                return Err(RegistryError::with_detail(
+                    ErrorCode::RangeInvalid,
+                    format!("chunk starts at {} but the upload has {size} bytes", r.start),
+                    serde_json::json!({ "offset": size }),
+                ));
+            }
+            if let Some(len) = content_length
+                && len != r.end - r.start + 1
+            {
+                return Err(RegistryError::new(
+                    ErrorCode::SizeInvalid,
+                    format!("Content-Length {len} does not match Content-Range {}-{}", r.start, r.end),
+                ));
+            }
+        }
+        self.append(id, &mut state, algorithm, body).await
+    }
+
+    pub async fn upload_status(&self, name: &str, id: &str) -> Result<u64> {
+        self.session_repository_check(name, id).await?;
+        self.blobs.upload_size(id).await?.ok_or_else(upload_unknown)
+    }
+
+    /// The final PUT: appends an optional last chunk, verifies the digest over every byte
+    /// received, makes the blob durable and only then links it into the repository.
+    pub async fn complete_upload(
+        &self,
+        name: &str,
+        id: &str,
+        digest: &str,
+        body: Option<ByteStream>,
+        content_length: Option<u64>,
+    ) -> Result<(Digest, u64)> {
+        self.session_repository_check(name, id).await?;
+        let expected = digest_param(digest)?;
+        let lock = self.session_lock(id);
+        let mut state = lock.lock().await;
+        let before = self.blobs.upload_size(id).await?.ok_or_else(upload_unknown)?;
+        let size = match body {
+            Some(body) => self.append(id, &mut state, expected.algorithm(), body).await?,
+            None => before,
+        };
+        if let Some(len) = content_length
+            && size - before != len
+        {
+            self.drop_session(id).await;
+            return Err(RegistryError::new(
+                ErrorCode::SizeInvalid,
+                format!("received {} bytes but Content-Length said {len}", size - before),
+            ));
+        }
+        let hash = match state.take() {
+            Some(s) if s.offset == size && s.hasher.algorithm() == expected.algorithm() => s,
+            _ => self.rehash(id, expected.algorithm()).await?,
+        };
+        let actual = hash.hasher.finish();
+        if actual != expected {
+            drop(state);
+            self.drop_session(id).await;
+            return Err(RegistryError::with_detail(
+                ErrorCode::DigestInvalid,
+                format!("provided digest {expected} does not match the uploaded content's digest {actual}"),
+                serde_json::json!({ "expected": expected.as_str(), "actual": actual.as_str() }),
+            ));
+        }
+        let stored = self.blobs.upload_commit(id, &actual).await?;
+        self.meta.link_blob(name, &actual, stored).await?;
+        drop(state);
+        self.drop_session_meta(id).await?;
+        Ok((actual, stored))
+    }
+
+    async fn drop_session_meta(&self, id: &str) -> Result<()> {
+        self.sessions.lock().expect("sessions lock").remove(id);
+        self.meta.delete_upload(id).await?;
+        Ok(())
+    }
+
+    async fn drop_session(&self, id: &str) {
+        if let Err(e) = self.blobs.upload_delete(id).await {
+            tracing::warn!(upload = id, error = %e, "could not remove upload data");
+        }
+        if let Err(e) = self.drop_session_meta(id).await {
+            tracing::warn!(upload = id, error = %e, "could not remove upload session");
+        }
+    }
+
+    pub async fn cancel_upload(&self, name: &str, id: &str) -> Result<()> {
+        self.session_repository_check(name, id).await?;
+        let lock = self.session_lock(id);
+        let _held = lock.lock().await;
+        self.drop_session(id).await;
+        Ok(())
+    }
+
+    // ---- manifests ----
+
+    pub async fn put_manifest(
+        &self,
+        name: &str,
+        reference: &str,
+        content_type: Option<&str>,
+        body: Vec<u8>,
+        extra_tags: &[String],
+    ) -> Result<ManifestPut> {
+        let (by_digest, mut tags) = if reference.contains(':') {
+            (Some(digest_param(reference)?), Vec::new())
+        } else {
+            validate_tag(reference).map_err(|m| RegistryError::new(ErrorCode::TagInvalid, m))?;
+            (None, vec![reference.to_string()])
+        };
+        for t in extra_tags {
+            validate_tag(t).map_err(|m| RegistryError::new(ErrorCode::TagInvalid, m))?;
+            if !tags.contains(t) {
+                tags.push(t.clone());
+            }
+        }
+        let parsed = parse_manifest(content_type, &body).map_err(|e| match e {
+            ManifestError::Invalid(m) => RegistryError::new(ErrorCode::ManifestInvalid, m),
+            ManifestError::UnsupportedMediaType(m) => {
+                RegistryError::new(ErrorCode::ManifestInvalid, format!("unsupported manifest media type {m:?}"))
+            }
+        })?;
+        let algorithm = by_digest.as_ref().map_or(Algorithm::Sha256, |d| d.algorithm());
+        let digest = Digest::from_bytes(algorithm, &body);
+        if let Some(expected) = &by_digest
+            && *expected != digest
+        {
+            return Err(RegistryError::new(
+                ErrorCode::DigestInvalid,
+                format!("manifest digest {digest} does not match the reference {expected}"),
+            ));
+        }
+        self.meta.ensure_repository(name).await?;
+        let manifest = NewManifest {
+            digest: digest.clone(),
+            media_type: parsed.kind.media_type().to_string(),
+            artifact_type: parsed.artifact_type,
+            subject: parsed.subject.clone(),
+            annotations: parsed.annotations.map(|a| serde_json::to_string(&a).expect("string map serializes")),
+            content: body,
+            blobs: parsed.blobs,
+            manifests: parsed.manifests,
+        };
+        match self.meta.put_manifest(name, &manifest, &tags).await {
+            Ok(()) => Ok(ManifestPut { digest, subject: parsed.subject, tags }),
+            Err(MetaError::MissingReferences { blobs, manifests }) => {
+                let missing: Vec<&str> = blobs.iter().chain(manifests.iter()).map(|d| d.as_str()).collect();
+                Err(RegistryError::with_detail(
+                    ErrorCode::ManifestBlobUnknown,
+                    format!("manifest references content not in the repository: {}", missing.join(", ")),
+                    serde_json::json!({ "missing": missing }),
+                ))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub async fn get_manifest(&self, name: &str, reference: &str) -> Result<StoredManifest> {
+        let digest = if reference.contains(':') {
+            digest_param(reference)?
+        } else {
+            validate_tag(reference).map_err(|m| RegistryError::new(ErrorCode::TagInvalid, m))?;
+            match self.meta.resolve_tag(name, reference).await? {
+                Some(d) => d,
+                None => return Err(self.not_found_in(name, manifest_unknown(reference)).await),
+            }
+        };
+        match self.meta.manifest(name, &digest).await? {
+            Some(m) => Ok(m),
+            None => Err(self.not_found_in(name, manifest_unknown(reference)).await),
+        }
+    }
+
+    /// DELETE by digest removes the manifest and its tags; DELETE by tag removes the tag only.
+    pub async fn delete_manifest(&self, name: &str, reference: &str) -> Result<()> {
+        let deleted = if reference.contains(':') {
+            let digest = digest_param(reference)?;
+            self.meta.delete_manifest(name, &digest).await?
+        } else {
+            validate_tag(reference).map_err(|m| RegistryError::new(ErrorCode::TagInvalid, m))?;
+            self.meta.delete_tag(name, reference).await?
+        };
+        if deleted { Ok(()) } else { Err(self.not_found_in(name, manifest_unknown(reference)).await) }
+    }
+
+    // ---- listings ----
+
+    fn page_size(n: Option<u32>) -> u32 {
+        n.unwrap_or(DEFAULT_PAGE).min(MAX_PAGE)
+    }
+
+    pub async fn list_tags(&self, name: &str, n: Option<u32>, last: Option<&str>) -> Result<Page> {
+        self.require_repository(name).await?;
+        let limit = Self::page_size(n);
+        let mut items = self.meta.list_tags(name, last, limit + 1).await?;
+        let more = items.len() > limit as usize;
+        items.truncate(limit as usize);
+        Ok(Page { items, more })
+    }
+
+    pub async fn catalog(&self, n: Option<u32>, last: Option<&str>) -> Result<Page> {
+        let limit = Self::page_size(n);
+        let mut items = self.meta.list_repositories(last, limit + 1).await?;
+        let more = items.len() > limit as usize;
+        items.truncate(limit as usize);
+        Ok(Page { items, more })
+    }
+
+    pub async fn referrers(
+        &self,
+        name: &str,
+        digest: &str,
+        artifact_type: Option<&str>,
+    ) -> Result<Vec<ManifestSummary>> {
+        let digest = digest_param(digest)?;
+        self.require_repository(name).await?;
+        Ok(self.meta.referrers(name, &digest, artifact_type).await?)
+    }
+}

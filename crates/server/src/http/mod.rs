@@ -1,0 +1,50 @@
+//! The HTTP surfaces on one port: `/v2/` (OCI distribution) and `/healthz`. Each surface is a
+//! thin adapter that turns requests into calls on the registry services.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{ConnectInfo, Request};
+use axum::http::header;
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{any, get};
+use berth_registry::Registry;
+
+mod v2;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub registry: Arc<Registry>,
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/v2", any(v2::handle))
+        .route("/v2/", any(v2::handle))
+        .route("/v2/{*rest}", any(v2::handle))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .layer(middleware::from_fn(log_request))
+        .with_state(state)
+}
+
+fn content_length(h: &axum::http::HeaderMap) -> u64 {
+    h.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok()).unwrap_or(0)
+}
+
+/// One log line per request: method, path, status, bytes in and out, duration.
+async fn log_request(req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
+    let bytes_in = content_length(req.headers());
+    let resp = next.run(req).await;
+    let status = resp.status().as_u16();
+    let bytes_out = content_length(resp.headers());
+    let ms = start.elapsed().as_secs_f64() * 1000.0;
+    tracing::info!(target: "berth::request", %method, path, status, bytes_in, bytes_out, ms = format!("{ms:.2}"), peer = ?peer);
+    resp
+}

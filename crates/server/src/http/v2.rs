@@ -1,0 +1,340 @@
+//! The OCI distribution API (`/v2/`). The path is parsed once, right to left (repository names
+//! contain slashes), then dispatched on route and method.
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use berth_oci::manifest::MAX_MANIFEST_BYTES;
+use berth_oci::path::PathError;
+use berth_oci::{ErrorCode, RangeRequest, V2Route, media_types, parse_content_range, parse_range, parse_v2_path};
+use berth_registry::{Page, RegistryError};
+use berth_store::ByteStream;
+use futures_util::{StreamExt, TryStreamExt};
+
+use super::AppState;
+
+const API_VERSION: (&str, &str) = ("docker-distribution-api-version", "registry/2.0");
+
+type Result<T> = std::result::Result<T, RegistryError>;
+
+pub async fn handle(State(app): State<AppState>, method: Method, uri: Uri, headers: HeaderMap, body: Body) -> Response {
+    let path = uri.path();
+    let tail = path.strip_prefix("/v2/").or_else(|| path.strip_prefix("/v2")).unwrap_or("");
+    let query: Vec<(String, String)> =
+        form_urlencoded::parse(uri.query().unwrap_or("").as_bytes()).into_owned().collect();
+    let result = match parse_v2_path(tail) {
+        Ok(route) => dispatch(&app, route, &method, &query, &headers, body).await,
+        Err(PathError::NameInvalid(m)) => Err(RegistryError::new(ErrorCode::NameInvalid, m)),
+        Err(PathError::NotFound) => Ok(error_response(StatusCode::NOT_FOUND, "NOT_FOUND", "no such route", None)),
+    };
+    let mut resp = result.unwrap_or_else(into_error_response);
+    resp.headers_mut().insert(API_VERSION.0, HeaderValue::from_static(API_VERSION.1));
+    resp
+}
+
+fn param<'a>(query: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    query.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+}
+
+fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+fn content_length(headers: &HeaderMap) -> Option<u64> {
+    header_str(headers, "content-length").and_then(|v| v.parse().ok())
+}
+
+fn body_stream(body: Body) -> ByteStream {
+    Box::pin(body.into_data_stream().map_err(std::io::Error::other))
+}
+
+fn unsupported() -> RegistryError {
+    RegistryError::new(ErrorCode::Unsupported, "the operation is unsupported")
+}
+
+async fn dispatch(
+    app: &AppState,
+    route: V2Route<'_>,
+    method: &Method,
+    query: &[(String, String)],
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response> {
+    let reg = &app.registry;
+    let head = *method == Method::HEAD;
+    match (route, method.clone()) {
+        (V2Route::Base, Method::GET | Method::HEAD) => Ok(json_response(StatusCode::OK, "{}".into())),
+        (V2Route::Catalog, Method::GET) => {
+            let (n, last) = page_params(query)?;
+            let page = reg.catalog(n, last).await?;
+            let link = next_link("/v2/_catalog", n, &page);
+            let body = serde_json::json!({ "repositories": page.items });
+            Ok(with_link(json_response(StatusCode::OK, body.to_string()), link))
+        }
+        (V2Route::Tags { name }, Method::GET) => {
+            let (n, last) = page_params(query)?;
+            let page = reg.list_tags(name, n, last).await?;
+            let link = next_link(&format!("/v2/{name}/tags/list"), n, &page);
+            let body = serde_json::json!({ "name": name, "tags": page.items });
+            Ok(with_link(json_response(StatusCode::OK, body.to_string()), link))
+        }
+        (V2Route::Manifest { name, reference }, Method::GET | Method::HEAD) => {
+            let m = reg.get_manifest(name, reference).await?;
+            let len = m.content.len();
+            let resp = Response::builder()
+                .status(StatusCode::OK)
+                .header(header::CONTENT_TYPE, &m.media_type)
+                .header(header::CONTENT_LENGTH, len)
+                .header("docker-content-digest", m.digest.as_str())
+                .header(header::ETAG, format!("\"{}\"", m.digest));
+            let body = if head { Body::empty() } else { Body::from(m.content) };
+            Ok(resp.body(body).expect("valid response"))
+        }
+        (V2Route::Manifest { name, reference }, Method::PUT) => {
+            let Some(bytes) = read_manifest_body(body).await? else {
+                return Ok(too_large());
+            };
+            let tags: Vec<String> = query.iter().filter(|(k, _)| k == "tag").map(|(_, v)| v.clone()).collect();
+            let by_digest = reference.contains(':');
+            let put = reg.put_manifest(name, reference, header_str(headers, "content-type"), bytes, &tags).await?;
+            let mut resp = Response::builder()
+                .status(StatusCode::CREATED)
+                .header(header::LOCATION, format!("/v2/{name}/manifests/{}", put.digest))
+                .header("docker-content-digest", put.digest.as_str())
+                .header(header::CONTENT_LENGTH, 0);
+            if let Some(s) = &put.subject {
+                resp = resp.header("oci-subject", s.as_str());
+            }
+            if by_digest {
+                for t in &put.tags {
+                    resp = resp.header("oci-tag", t);
+                }
+            }
+            Ok(resp.body(Body::empty()).expect("valid response"))
+        }
+        (V2Route::Manifest { name, reference }, Method::DELETE) => {
+            reg.delete_manifest(name, reference).await?;
+            Ok(empty(StatusCode::ACCEPTED))
+        }
+        (V2Route::Blob { name, digest }, Method::HEAD) => {
+            let (digest, size) = reg.stat_blob(name, digest).await?;
+            Ok(Response::builder()
+                .status(StatusCode::OK)
+                .header(header::CONTENT_LENGTH, size)
+                .header(header::CONTENT_TYPE, "application/octet-stream")
+                .header(header::ACCEPT_RANGES, "bytes")
+                .header("docker-content-digest", digest.as_str())
+                .header(header::ETAG, format!("\"{digest}\""))
+                .body(Body::empty())
+                .expect("valid response"))
+        }
+        (V2Route::Blob { name, digest }, Method::GET) => {
+            let (d, size) = reg.stat_blob(name, digest).await?;
+            let (status, range) = match parse_range(header_str(headers, "range"), size) {
+                RangeRequest::Full => (StatusCode::OK, None),
+                RangeRequest::Partial(r) => (StatusCode::PARTIAL_CONTENT, Some(r)),
+                RangeRequest::Unsatisfiable => {
+                    return Ok(Response::builder()
+                        .status(StatusCode::RANGE_NOT_SATISFIABLE)
+                        .header(header::CONTENT_RANGE, format!("bytes */{size}"))
+                        .header(header::CONTENT_LENGTH, 0)
+                        .body(Body::empty())
+                        .expect("valid response"));
+                }
+            };
+            let read = reg.read_blob(name, d.as_str(), range).await?;
+            let mut resp = Response::builder()
+                .status(status)
+                .header(header::CONTENT_TYPE, "application/octet-stream")
+                .header(header::ACCEPT_RANGES, "bytes")
+                .header("docker-content-digest", read.digest.as_str())
+                .header(header::ETAG, format!("\"{}\"", read.digest));
+            resp = match range {
+                Some(r) => resp
+                    .header(header::CONTENT_LENGTH, r.len())
+                    .header(header::CONTENT_RANGE, format!("bytes {}-{}/{}", r.start, r.end, read.size)),
+                None => resp.header(header::CONTENT_LENGTH, read.size),
+            };
+            Ok(resp.body(Body::from_stream(read.body)).expect("valid response"))
+        }
+        (V2Route::Blob { name, digest }, Method::DELETE) => {
+            reg.delete_blob(name, digest).await?;
+            Ok(empty(StatusCode::ACCEPTED))
+        }
+        (V2Route::UploadStart { name }, Method::POST) => {
+            if let (Some(mount), Some(from)) = (param(query, "mount"), param(query, "from"))
+                && berth_oci::validate_repository_name(from).is_ok()
+                && let Some(d) = reg.mount_blob(name, mount, from).await?
+            {
+                return Ok(blob_created(name, &d));
+            }
+            if let Some(digest) = param(query, "digest") {
+                let (d, _) = reg.upload_blob(name, digest, body_stream(body)).await?;
+                return Ok(blob_created(name, &d));
+            }
+            let id = reg.start_upload(name, param(query, "digest-algorithm")).await?;
+            Ok(upload_response(StatusCode::ACCEPTED, name, &id, 0))
+        }
+        (V2Route::Upload { name, id }, Method::PATCH) => {
+            let range = match header_str(headers, "content-range") {
+                Some(h) => Some(parse_content_range(h).ok_or_else(|| {
+                    RegistryError::new(ErrorCode::RangeInvalid, format!("invalid Content-Range {h:?}"))
+                })?),
+                None => None,
+            };
+            let offset = reg.append_upload(name, id, range, content_length(headers), body_stream(body)).await?;
+            Ok(upload_response(StatusCode::ACCEPTED, name, id, offset))
+        }
+        (V2Route::Upload { name, id }, Method::PUT) => {
+            let digest = param(query, "digest").ok_or_else(|| {
+                RegistryError::new(ErrorCode::DigestInvalid, "the digest query parameter is required")
+            })?;
+            let (d, _) =
+                reg.complete_upload(name, id, digest, Some(body_stream(body)), content_length(headers)).await?;
+            Ok(blob_created(name, &d))
+        }
+        (V2Route::Upload { name, id }, Method::GET) => {
+            let offset = reg.upload_status(name, id).await?;
+            Ok(upload_response(StatusCode::NO_CONTENT, name, id, offset))
+        }
+        (V2Route::Upload { name, id }, Method::DELETE) => {
+            reg.cancel_upload(name, id).await?;
+            Ok(empty(StatusCode::NO_CONTENT))
+        }
+        (V2Route::Referrers { name, digest }, Method::GET) => {
+            let filter = param(query, "artifactType");
+            let found = reg.referrers(name, digest, filter).await?;
+            let manifests: Vec<serde_json::Value> = found
+                .into_iter()
+                .map(|m| {
+                    let mut d = serde_json::json!({ "mediaType": m.media_type, "digest": m.digest, "size": m.size });
+                    if let Some(a) = m.artifact_type {
+                        d["artifactType"] = a.into();
+                    }
+                    if let Some(a) = m.annotations.and_then(|a| serde_json::from_str::<serde_json::Value>(&a).ok()) {
+                        d["annotations"] = a;
+                    }
+                    d
+                })
+                .collect();
+            let index =
+                serde_json::json!({ "schemaVersion": 2, "mediaType": media_types::OCI_INDEX, "manifests": manifests });
+            let mut resp = json_response(StatusCode::OK, index.to_string());
+            resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(media_types::OCI_INDEX));
+            if filter.is_some() {
+                resp.headers_mut().insert("oci-filters-applied", HeaderValue::from_static("artifactType"));
+            }
+            Ok(resp)
+        }
+        _ => Err(unsupported()),
+    }
+}
+
+/// Reads a manifest body of at most `MAX_MANIFEST_BYTES`. A larger one is read on (and thrown
+/// away) up to a bound, so the client sees the 413 instead of a reset connection; `None` then.
+async fn read_manifest_body(body: Body) -> Result<Option<Vec<u8>>> {
+    const DRAIN_LIMIT: usize = 4 * MAX_MANIFEST_BYTES;
+    let mut stream = body.into_data_stream();
+    let mut buf = Vec::new();
+    let mut total = 0usize;
+    while let Some(chunk) = stream.next().await {
+        let chunk =
+            chunk.map_err(|e| RegistryError::new(ErrorCode::ManifestInvalid, format!("reading the manifest: {e}")))?;
+        total += chunk.len();
+        if total <= MAX_MANIFEST_BYTES {
+            buf.extend_from_slice(&chunk);
+        } else if total > DRAIN_LIMIT {
+            break;
+        }
+    }
+    Ok((total <= MAX_MANIFEST_BYTES).then_some(buf))
+}
+
+fn page_params(query: &[(String, String)]) -> Result<(Option<u32>, Option<&str>)> {
+    let n = match param(query, "n") {
+        Some(v) => Some(
+            v.parse::<u32>()
+                .map_err(|_| RegistryError::new(ErrorCode::Unsupported, format!("invalid page size n={v:?}")))?,
+        ),
+        None => None,
+    };
+    Ok((n, param(query, "last")))
+}
+
+fn next_link(path: &str, n: Option<u32>, page: &Page) -> Option<String> {
+    let last = page.items.last().filter(|_| page.more)?;
+    let mut q = form_urlencoded::Serializer::new(String::new());
+    if let Some(n) = n {
+        q.append_pair("n", &n.to_string());
+    }
+    q.append_pair("last", last);
+    Some(format!("<{path}?{}>; rel=\"next\"", q.finish()))
+}
+
+fn with_link(mut resp: Response, link: Option<String>) -> Response {
+    if let Some(l) = link.and_then(|l| HeaderValue::from_str(&l).ok()) {
+        resp.headers_mut().insert(header::LINK, l);
+    }
+    resp
+}
+
+fn json_response(status: StatusCode, body: String) -> Response {
+    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+fn empty(status: StatusCode) -> Response {
+    Response::builder().status(status).header(header::CONTENT_LENGTH, 0).body(Body::empty()).expect("valid response")
+}
+
+fn blob_created(name: &str, digest: &berth_oci::Digest) -> Response {
+    Response::builder()
+        .status(StatusCode::CREATED)
+        .header(header::LOCATION, format!("/v2/{name}/blobs/{digest}"))
+        .header("docker-content-digest", digest.as_str())
+        .header(header::CONTENT_LENGTH, 0)
+        .body(Body::empty())
+        .expect("valid response")
+}
+
+/// Upload progress as distribution reports it: `Range: 0-<last byte>` (`0-0` when empty).
+fn upload_response(status: StatusCode, name: &str, id: &str, offset: u64) -> Response {
+    Response::builder()
+        .status(status)
+        .header(header::LOCATION, format!("/v2/{name}/blobs/uploads/{id}"))
+        .header(header::RANGE, format!("0-{}", offset.saturating_sub(1)))
+        .header("docker-upload-uuid", id)
+        .header(header::CONTENT_LENGTH, 0)
+        .body(Body::empty())
+        .expect("valid response")
+}
+
+fn too_large() -> Response {
+    error_response(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        ErrorCode::ManifestInvalid.as_str(),
+        &format!("manifest is larger than {MAX_MANIFEST_BYTES} bytes"),
+        None,
+    )
+}
+
+fn error_response(status: StatusCode, code: &str, message: &str, detail: Option<serde_json::Value>) -> Response {
+    let mut e = serde_json::json!({ "code": code, "message": message });
+    if let Some(d) = detail {
+        e["detail"] = d;
+    }
+    json_response(status, serde_json::json!({ "errors": [e] }).to_string())
+}
+
+fn into_error_response(err: RegistryError) -> Response {
+    match err {
+        RegistryError::Oci { code, message, detail } => {
+            let status = StatusCode::from_u16(code.status()).unwrap_or(StatusCode::BAD_REQUEST);
+            error_response(status, code.as_str(), &message, detail)
+        }
+        RegistryError::Internal(m) => {
+            tracing::error!(error = %m, "internal error");
+            error_response(StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN", "internal server error", None)
+        }
+    }
+}

@@ -1,0 +1,150 @@
+//! `berth`: a self-hosted registry with the Amazon ECR API.
+
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use berth_meta::SqliteMeta;
+use berth_registry::Registry;
+use berth_store::FsBlobStore;
+use clap::{Args, Parser, Subcommand};
+
+mod config;
+mod http;
+
+use config::{Config, Overrides};
+
+#[derive(Parser)]
+#[command(name = "berth", version, about = "A self-hosted OCI registry with the Amazon ECR API")]
+struct Cli {
+    /// TOML configuration file.
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    #[command(flatten)]
+    common: CommonArgs,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Args, Default)]
+struct CommonArgs {
+    /// Address to listen on [default: 127.0.0.1:5000].
+    #[arg(long, global = true)]
+    listen: Option<SocketAddr>,
+    /// Data directory [default: ./berth-data].
+    #[arg(long, global = true)]
+    data_dir: Option<PathBuf>,
+    /// Log format: text or json.
+    #[arg(long, global = true)]
+    log_format: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the registry (the default when no command is given).
+    Serve,
+    /// Check that every manifest's blobs exist and every blob hashes to its digest.
+    Fsck,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let overrides = Overrides {
+        listen: cli.common.listen,
+        data_dir: cli.common.data_dir.clone(),
+        log_format: cli.common.log_format.clone(),
+    };
+    let config = match config::load(cli.config.as_ref(), &overrides) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("berth: configuration: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logging(&config);
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    let result = runtime.block_on(async {
+        match cli.command.unwrap_or(Command::Serve) {
+            Command::Serve => serve(config).await.map(|_| ExitCode::SUCCESS),
+            Command::Fsck => fsck(config).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("berth: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(config: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("BERTH_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr);
+    if config.log_format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn open_registry(config: &Config) -> anyhow::Result<Registry> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
+    let meta = SqliteMeta::open(&config.data_dir.join("meta.db")).await.context("opening the metadata database")?;
+    let blobs = FsBlobStore::open(config.data_dir.clone()).await.context("opening the blob store")?;
+    Ok(Registry::new(Arc::new(meta), Arc::new(blobs)))
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let registry = Arc::new(open_registry(&config).await?);
+    let app = http::router(http::AppState { registry: registry.clone() });
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("listening on {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, data_dir = %config.data_dir.display(), "berth is serving");
+    // Scripts that ask for port 0 read the chosen address from this line.
+    println!("listening on {addr}");
+    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+    registry.meta().close().await;
+    tracing::info!("berth stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+}
+
+async fn fsck(config: Config) -> anyhow::Result<ExitCode> {
+    let registry = open_registry(&config).await?;
+    let report = registry.fsck().await?;
+    registry.meta().close().await;
+    for p in &report.problems {
+        println!("DAMAGE {p}");
+    }
+    println!(
+        "checked {} blobs ({} bytes) and {} manifests: {} problems, {} stored blobs without a record",
+        report.blobs_checked,
+        report.bytes_checked,
+        report.manifests_checked,
+        report.problems.len(),
+        report.unrecorded_blobs
+    );
+    Ok(if report.is_clean() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
