@@ -186,3 +186,195 @@ pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
     }
     false
 }
+
+/// A container engine daemon (dockerd or containerd) started for one test in its own
+/// directories, stopped when dropped.
+pub struct Daemon {
+    child: Child,
+    pub socket: PathBuf,
+    pub dir: tempfile::TempDir,
+}
+
+impl Daemon {
+    /// dockerd without iptables or a bridge: enough to push and pull, nothing is run.
+    pub fn dockerd() -> Self {
+        let dir = tempfile::Builder::new().prefix("dk").tempdir_in("/tmp").expect("temp dir");
+        let socket = dir.path().join("docker.sock");
+        let log = std::fs::File::create(dir.path().join("log")).expect("log");
+        let child = Command::new("dockerd")
+            .args(["--iptables=false", "--ip6tables=false", "--bridge=none"])
+            .arg("--data-root")
+            .arg(dir.path().join("root"))
+            .arg("--exec-root")
+            .arg(dir.path().join("exec"))
+            .arg("--pidfile")
+            .arg(dir.path().join("pid"))
+            .arg("-H")
+            .arg(format!("unix://{}", socket.display()))
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("dockerd must be installed (apt-get install docker.io)");
+        let d = Daemon { child, socket, dir };
+        let ready = wait_until(Duration::from_secs(60), || d.docker(&["info"]).status.success());
+        assert!(
+            ready,
+            "dockerd did not start: {}",
+            std::fs::read_to_string(d.dir.path().join("log")).unwrap_or_default()
+        );
+        d
+    }
+
+    pub fn docker(&self, args: &[&str]) -> Output {
+        Command::new("docker")
+            .arg("-H")
+            .arg(format!("unix://{}", self.socket.display()))
+            .args(args)
+            .output()
+            .expect("docker CLI")
+    }
+
+    pub fn containerd() -> Self {
+        let dir = tempfile::Builder::new().prefix("ctrd").tempdir_in("/tmp").expect("temp dir");
+        let socket = dir.path().join("ctrd.sock");
+        let config = dir.path().join("config.toml");
+        // No CRI plugin: only content, images and snapshots are needed.
+        std::fs::write(&config, "version = 2\ndisabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n").unwrap();
+        let log = std::fs::File::create(dir.path().join("log")).expect("log");
+        let child = Command::new("containerd")
+            .arg("--config")
+            .arg(&config)
+            .arg("--root")
+            .arg(dir.path().join("root"))
+            .arg("--state")
+            .arg(dir.path().join("state"))
+            .arg("--address")
+            .arg(&socket)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("containerd must be installed (apt-get install containerd)");
+        let d = Daemon { child, socket, dir };
+        let ready = wait_until(Duration::from_secs(30), || d.ctr(&["version"]).status.success());
+        assert!(
+            ready,
+            "containerd did not start: {}",
+            std::fs::read_to_string(d.dir.path().join("log")).unwrap_or_default()
+        );
+        d
+    }
+
+    pub fn ctr(&self, args: &[&str]) -> Output {
+        Command::new("ctr").arg("--address").arg(&self.socket).args(args).output().expect("ctr CLI")
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let stopped = wait_until(Duration::from_secs(15), || matches!(self.child.try_wait(), Ok(Some(_))));
+        if !stopped {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Asserts a command succeeded and returns its stdout.
+pub fn ok(out: Output, what: &str) -> String {
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A tar archive (a layer) holding the given files, built by the system `tar` deterministically.
+pub fn tar_layer(files: &[(&str, &[u8])]) -> Vec<u8> {
+    let dir = tempfile::tempdir().unwrap();
+    for (path, content) in files {
+        let p = dir.path().join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, content).unwrap();
+    }
+    let out = Command::new("tar")
+        .args(["--sort=name", "--owner=0", "--group=0", "--numeric-owner", "--mtime=@0", "-C"])
+        .arg(dir.path())
+        .args(["-cf", "-", "."])
+        .output()
+        .expect("tar");
+    assert!(out.status.success());
+    out.stdout
+}
+
+/// Writes an OCI image layout directory, blob by blob.
+pub struct OciLayout {
+    pub dir: PathBuf,
+}
+
+impl OciLayout {
+    pub fn create(dir: &Path) -> Self {
+        std::fs::create_dir_all(dir.join("blobs/sha256")).unwrap();
+        std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+        OciLayout { dir: dir.to_path_buf() }
+    }
+
+    /// Stores a blob; returns its descriptor fields (digest, size).
+    pub fn blob(&self, bytes: &[u8]) -> (String, usize) {
+        let d = sha256(bytes);
+        std::fs::write(self.dir.join("blobs/sha256").join(&d[7..]), bytes).unwrap();
+        (d, bytes.len())
+    }
+
+    /// Stores a two-layer image for a platform; returns the manifest's (digest, size).
+    pub fn image(&self, arch: &str, seed: u64) -> (String, usize) {
+        let l1 = tar_layer(&[("etc/os-release", format!("ID=berth-test\nARCH={arch}\n").as_bytes())]);
+        let l2 = tar_layer(&[("app/data.bin", &pseudo_random(seed, 200_000))]);
+        let diff_ids = [sha256(&l1), sha256(&l2)];
+        let config = serde_json::to_vec(&serde_json::json!({
+            "architecture": arch, "os": "linux",
+            "config": {"Cmd": ["/app/run"]},
+            "rootfs": {"type": "layers", "diff_ids": diff_ids},
+        }))
+        .unwrap();
+        let (cd, cs) = self.blob(&config);
+        let layers: Vec<_> = [l1, l2]
+            .iter()
+            .map(|l| {
+                let (d, s) = self.blob(l);
+                serde_json::json!({"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": d, "size": s})
+            })
+            .collect();
+        let manifest = serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd, "size": cs},
+            "layers": layers,
+        }))
+        .unwrap();
+        self.blob(&manifest)
+    }
+
+    /// Writes index.json naming one multi-platform index under `tag`; returns the index's digest.
+    pub fn index(&self, tag: &str, platforms: &[(&str, (String, usize))]) -> String {
+        let manifests: Vec<_> = platforms
+            .iter()
+            .map(|(arch, (d, s))| {
+                serde_json::json!({"mediaType": OCI_MANIFEST, "digest": d, "size": s, "platform": {"architecture": arch, "os": "linux"}})
+            })
+            .collect();
+        let index = serde_json::to_vec(
+            &serde_json::json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests}),
+        )
+        .unwrap();
+        let (d, s) = self.blob(&index);
+        let top = serde_json::json!({"schemaVersion": 2, "manifests": [{
+            "mediaType": OCI_INDEX, "digest": d, "size": s,
+            "annotations": {"org.opencontainers.image.ref.name": tag}
+        }]});
+        std::fs::write(self.dir.join("index.json"), serde_json::to_vec(&top).unwrap()).unwrap();
+        d
+    }
+}

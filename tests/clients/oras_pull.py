@@ -1,0 +1,11 @@
+"""Pulls an ORAS artifact's files into a directory with oras-py.
+
+usage: oras_pull.py REGISTRY TARGET OUTDIR"""
+import sys
+
+import oras.provider
+
+registry, target, outdir = sys.argv[1:]
+client = oras.provider.Registry(hostname=registry, insecure=True)
+for f in client.pull(target=target, outdir=outdir):
+    print(f)

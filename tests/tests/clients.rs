@@ -1,0 +1,190 @@
+//! Real clients against the real binary: the Docker engine, skopeo, containerd's ctr and
+//! oras (oras-py). These need the clients installed; `.ci/run` installs them.
+
+use std::path::Path;
+use std::process::Command;
+
+use berth_e2e::*;
+use reqwest::Client;
+use serde_json::Value;
+
+/// A Docker image archive (the `docker save` format) with two layers, tagged `reference`.
+/// Returns the archive path and the layers' diff ids.
+fn docker_archive(dir: &Path, reference: &str) -> (std::path::PathBuf, Vec<String>) {
+    let root = dir.join("archive");
+    let layers = [
+        tar_layer(&[("etc/hostname", b"berth-test\n")]),
+        tar_layer(&[("usr/share/app/blob.bin", &pseudo_random(42, 300_000))]),
+    ];
+    let diff_ids: Vec<String> = layers.iter().map(|l| sha256(l)).collect();
+    let mut layer_paths = Vec::new();
+    for (i, l) in layers.iter().enumerate() {
+        let p = format!("layer{i}/layer.tar");
+        std::fs::create_dir_all(root.join(format!("layer{i}"))).unwrap();
+        std::fs::write(root.join(&p), l).unwrap();
+        layer_paths.push(p);
+    }
+    let config = serde_json::to_vec(&serde_json::json!({
+        "architecture": "amd64", "os": "linux", "config": {"Cmd": ["/bin/true"]},
+        "rootfs": {"type": "layers", "diff_ids": diff_ids},
+        "history": [{"created_by": "layer 0"}, {"created_by": "layer 1"}],
+    }))
+    .unwrap();
+    let config_name = format!("{}.json", &sha256(&config)[7..]);
+    std::fs::write(root.join(&config_name), &config).unwrap();
+    let manifest = serde_json::json!([{"Config": config_name, "RepoTags": [reference], "Layers": layer_paths}]);
+    std::fs::write(root.join("manifest.json"), serde_json::to_vec(&manifest).unwrap()).unwrap();
+    let archive = dir.join("image.tar");
+    ok(Command::new("tar").arg("-C").arg(&root).arg("-cf").arg(&archive).arg(".").output().unwrap(), "tar");
+    (archive, diff_ids)
+}
+
+#[tokio::test]
+async fn docker_pushes_and_pulls_a_two_layer_image() {
+    let b = Berth::start();
+    let docker = Daemon::dockerd();
+    let tmp = tempfile::tempdir().unwrap();
+    let reference = format!("{}/team/app:v1", b.host());
+    let (archive, diff_ids) = docker_archive(tmp.path(), &reference);
+    ok(docker.docker(&["load", "-i", archive.to_str().unwrap()]), "docker load");
+    let out = ok(docker.docker(&["push", &reference]), "docker push");
+    let pushed = out.lines().find_map(|l| l.split("digest: ").nth(1)).expect("push prints the digest");
+    let pushed = pushed.split_whitespace().next().unwrap().to_string();
+    ok(docker.docker(&["rmi", &reference]), "docker rmi");
+    assert!(!docker.docker(&["image", "inspect", &reference]).status.success(), "image is gone locally");
+    let out = ok(docker.docker(&["pull", &reference]), "docker pull");
+    assert!(out.contains(&pushed), "{out}");
+    let layers = ok(docker.docker(&["image", "inspect", "--format", "{{json .RootFS.Layers}}", &reference]), "inspect");
+    let layers: Vec<String> = serde_json::from_str(layers.trim()).unwrap();
+    assert_eq!(layers, diff_ids);
+
+    // What Docker pushed is there over the API too, and a second push uploads nothing new.
+    let c = Client::new();
+    let r = c.get(b.url("/v2/team/app/manifests/v1")).send().await.unwrap();
+    assert_eq!(r.headers()["docker-content-digest"].to_str().unwrap(), pushed);
+    assert_eq!(r.headers()["content-type"].to_str().unwrap(), "application/vnd.docker.distribution.manifest.v2+json");
+    let again = format!("{}/team/other:v1", b.host());
+    ok(docker.docker(&["tag", &reference, &again]), "docker tag");
+    let out = ok(docker.docker(&["push", &again]), "docker push (mount)");
+    assert!(out.contains("Mounted from team/app") || out.contains("Layer already exists"), "{out}");
+    let out = b.run(&["fsck"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+}
+
+fn skopeo(args: &[&str]) -> String {
+    ok(Command::new("skopeo").args(args).output().expect("skopeo must be installed"), &format!("skopeo {args:?}"))
+}
+
+/// Builds a two-platform OCI layout and copies it into Berth with skopeo; returns the layout
+/// and the index digest (`--preserve-digests`: every manifest and layer is pushed unchanged).
+fn push_multi_arch(b: &Berth, dir: &Path, repo_tag: &str) -> (OciLayout, String) {
+    let layout = OciLayout::create(&dir.join("src"));
+    let amd = layout.image("amd64", 1);
+    let arm = layout.image("arm64", 2);
+    let index = layout.index("v1", &[("amd64", amd), ("arm64", arm)]);
+    let src = format!("oci:{}:v1", layout.dir.display());
+    let digestfile = dir.join("digest");
+    let dest = format!("docker://{}/{repo_tag}", b.host());
+    let df = digestfile.to_str().unwrap();
+    skopeo(&["copy", "--all", "--preserve-digests", "--dest-tls-verify=false", "--digestfile", df, &src, &dest]);
+    assert_eq!(std::fs::read_to_string(digestfile).unwrap().trim(), index);
+    (layout, index)
+}
+
+#[tokio::test]
+async fn skopeo_copies_a_multi_arch_index_in_and_out() {
+    let b = Berth::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let (layout, index) = push_multi_arch(&b, tmp.path(), "multi/app:v1");
+    let c = Client::new();
+    let r = c.get(b.url("/v2/multi/app/manifests/v1")).send().await.unwrap();
+    assert_eq!(r.headers()["content-type"].to_str().unwrap(), OCI_INDEX);
+    assert_eq!(r.headers()["docker-content-digest"].to_str().unwrap(), index);
+    let body = r.bytes().await.unwrap();
+    assert_eq!(sha256(&body), index, "the index is served byte for byte");
+
+    let remote = format!("docker://{}/multi/app:v1", b.host());
+    let info: Value =
+        serde_json::from_str(&skopeo(&["inspect", "--tls-verify=false", "--override-arch", "arm64", &remote])).unwrap();
+    assert_eq!(info["Architecture"], "arm64");
+    assert_eq!(info["Layers"].as_array().unwrap().len(), 2);
+    let raw: Value = serde_json::from_str(&skopeo(&["inspect", "--tls-verify=false", "--raw", &remote])).unwrap();
+    assert_eq!(raw["manifests"].as_array().unwrap().len(), 2);
+
+    let out = tmp.path().join("out");
+    let out_ref = format!("oci:{}:v1", out.display());
+    let keep = ["--preserve-digests", "--dest-oci-accept-uncompressed-layers"];
+    skopeo(&["copy", "--all", keep[0], keep[1], "--src-tls-verify=false", &remote, &out_ref]);
+    // Every blob, manifests included, comes back byte for byte.
+    for entry in std::fs::read_dir(layout.dir.join("blobs/sha256")).unwrap() {
+        let entry = entry.unwrap();
+        let bytes = std::fs::read(entry.path()).unwrap();
+        let copied = std::fs::read(out.join("blobs/sha256").join(entry.file_name()))
+            .unwrap_or_else(|_| panic!("blob {:?} missing after the round trip", entry.file_name()));
+        assert_eq!(copied, bytes);
+    }
+}
+
+#[tokio::test]
+async fn containerd_pulls_and_pushes() {
+    let b = Berth::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let (_layout, index) = push_multi_arch(&b, tmp.path(), "ctr/app:v1");
+    let ctrd = Daemon::containerd();
+    let v1 = format!("{}/ctr/app:v1", b.host());
+    ok(ctrd.ctr(&["images", "pull", "--plain-http", "--all-platforms", &v1]), "ctr images pull");
+    let listed = ok(ctrd.ctr(&["images", "ls"]), "ctr images ls");
+    assert!(listed.contains(&index), "{listed}");
+    // Push under another tag and into another repository (blobs uploaded or mounted again).
+    for target in [format!("{}/ctr/app:v2", b.host()), format!("{}/ctr/copy:v1", b.host())] {
+        ok(ctrd.ctr(&["images", "tag", &v1, &target]), "ctr images tag");
+        ok(ctrd.ctr(&["images", "push", "--plain-http", &target]), "ctr images push");
+    }
+    let c = Client::new();
+    for path in ["/v2/ctr/app/manifests/v2", "/v2/ctr/copy/manifests/v1"] {
+        let r = c.head(b.url(path)).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        assert_eq!(r.headers()["docker-content-digest"].to_str().unwrap(), index);
+    }
+    let out = b.run(&["fsck"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+}
+
+#[tokio::test]
+async fn oras_pushes_an_artifact_found_through_referrers() {
+    let b = Berth::start();
+    let c = Client::new();
+    let (subject, subject_bytes) = push_image(&c, &b, "oras/app", "v1", 5).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("sbom.json");
+    std::fs::write(&file, br#"{"bomFormat":"CycloneDX","components":[]}"#).unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("clients");
+    let out = Command::new("python3")
+        .arg(script.join("oras_push.py"))
+        .arg(b.host())
+        .arg(format!("{}/oras/app:sbom", b.host()))
+        .arg(OCI_MANIFEST)
+        .arg(&subject)
+        .arg(subject_bytes.len().to_string())
+        .arg(&file)
+        .output()
+        .unwrap();
+    let artifact = ok(out, "oras push").trim().to_string();
+    assert!(artifact.starts_with("sha256:"), "{artifact}");
+
+    let r = c.get(b.url(&format!("/v2/oras/app/referrers/{subject}"))).send().await.unwrap();
+    let v: Value = r.json().await.unwrap();
+    let found: Vec<&str> = v["manifests"].as_array().unwrap().iter().map(|m| m["digest"].as_str().unwrap()).collect();
+    assert_eq!(found, [artifact.as_str()]);
+
+    let pulled = tmp.path().join("pulled");
+    let out = Command::new("python3")
+        .arg(script.join("oras_pull.py"))
+        .arg(b.host())
+        .arg(format!("{}/oras/app@{artifact}", b.host()))
+        .arg(&pulled)
+        .output()
+        .unwrap();
+    ok(out, "oras pull");
+    assert_eq!(std::fs::read(pulled.join("sbom.json")).unwrap(), std::fs::read(&file).unwrap());
+}
