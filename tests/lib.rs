@@ -33,14 +33,23 @@ pub struct Berth {
 impl Berth {
     /// Starts Berth on a fresh data directory.
     pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// Starts Berth on a fresh data directory with extra `serve` flags.
+    pub fn start_with(args: &[&str]) -> Self {
         let tmp = tempfile::tempdir().expect("temp dir");
-        let mut b = Self::start_in(&tmp.path().join("data"));
+        let mut b = Self::start_in_with(&tmp.path().join("data"), args);
         b._tmp = Some(tmp);
         b
     }
 
     /// Starts Berth on `data_dir` (kept as it is: a restart sees what the last run left).
     pub fn start_in(data_dir: &Path) -> Self {
+        Self::start_in_with(data_dir, &[])
+    }
+
+    pub fn start_in_with(data_dir: &Path, args: &[&str]) -> Self {
         std::fs::create_dir_all(data_dir).expect("data dir");
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -50,6 +59,7 @@ impl Berth {
         let mut child = Command::new(berth_bin())
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
+            .args(args)
             .env_remove("BERTH_LISTEN")
             .env_remove("BERTH_DATA_DIR")
             .stdout(Stdio::piped())

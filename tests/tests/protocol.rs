@@ -282,6 +282,17 @@ async fn manifests_push_pull_validate_delete() {
         assert_eq!(r.status(), 200);
         assert_eq!(header(&r, "content-length"), manifest.len().to_string());
     }
+    // A client that names only other manifest types is not sent this one.
+    let r = c
+        .get(b.url("/v2/team/app/manifests/v1"))
+        .header("accept", "application/vnd.docker.distribution.manifest.v2+json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    assert_eq!(error_code(r).await, "MANIFEST_UNKNOWN");
+    let r = c.get(b.url("/v2/team/app/manifests/v1")).header("accept", "*/*").send().await.unwrap();
+    assert_eq!(r.status(), 200);
     // The same bytes with other whitespace are another manifest with another digest.
     let mut spaced = manifest.clone();
     spaced.push(b'\n');

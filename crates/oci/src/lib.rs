@@ -12,7 +12,7 @@ pub mod range;
 
 pub use digest::{Algorithm, Digest, DigestError, Hasher};
 pub use error::ErrorCode;
-pub use manifest::{ManifestError, ManifestKind, ParsedManifest, media_types};
+pub use manifest::{ManifestError, ManifestKind, ParsedManifest, accepts, media_types};
 pub use name::{validate_repository_name, validate_tag};
 pub use path::{V2Route, parse_v2_path};
 pub use range::{ByteRange, ContentRange, RangeRequest, parse_content_range, parse_range};

@@ -31,6 +31,33 @@ use media_types::*;
 /// Largest manifest body accepted, as distribution and ECR do.
 pub const MAX_MANIFEST_BYTES: usize = 4 * 1024 * 1024;
 
+/// Whether a client's `Accept` header values admit a manifest of `media_type`.
+///
+/// A client that names no manifest media type at all (no header, `*/*`, `application/json`)
+/// takes whatever is stored. One that names manifest types gets only those (`q=0` excludes),
+/// as the reference registry does; Berth never converts between manifest formats.
+pub fn accepts(accept_headers: &[&str], media_type: &str) -> bool {
+    let mut names_manifest_types = false;
+    for item in accept_headers.iter().flat_map(|h| h.split(',')) {
+        let mut parts = item.split(';');
+        let ty = parts.next().unwrap_or("").trim();
+        let refused = parts.any(|p| {
+            let p = p.trim();
+            p.strip_prefix("q=").is_some_and(|q| q.trim().parse::<f32>().is_ok_and(|q| q == 0.0))
+        });
+        if refused {
+            continue;
+        }
+        if ty == media_type || ty == "*/*" || ty == "application/*" {
+            return true;
+        }
+        if ALL_MANIFESTS.contains(&ty) {
+            names_manifest_types = true;
+        }
+    }
+    !names_manifest_types
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ManifestKind {
     OciManifest,
@@ -286,6 +313,19 @@ mod tests {
         ] {
             assert!(parse_manifest(None, bad).is_err(), "{}", String::from_utf8_lossy(bad));
         }
+    }
+
+    #[test]
+    fn accept_negotiation() {
+        assert!(accepts(&[], OCI_MANIFEST));
+        assert!(accepts(&["application/json"], OCI_MANIFEST));
+        assert!(accepts(&["*/*"], OCI_INDEX));
+        assert!(accepts(&[DOCKER_MANIFEST, OCI_MANIFEST], OCI_MANIFEST));
+        assert!(accepts(&[&format!("{DOCKER_MANIFEST}, {OCI_MANIFEST};q=0.5")], OCI_MANIFEST));
+        assert!(!accepts(&[DOCKER_MANIFEST], OCI_MANIFEST));
+        assert!(!accepts(&[&format!("{DOCKER_MANIFEST}, {OCI_INDEX}")], OCI_MANIFEST));
+        assert!(!accepts(&[&format!("{OCI_MANIFEST};q=0, {DOCKER_MANIFEST}")], OCI_MANIFEST));
+        assert!(accepts(&[&format!("{DOCKER_MANIFEST}, */*;q=0.1")], OCI_INDEX));
     }
 
     #[test]

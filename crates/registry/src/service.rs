@@ -4,7 +4,7 @@ use std::sync::{Arc, Mutex};
 use berth_meta::{ManifestSummary, MetaError, MetaStore, NewManifest, StoredManifest};
 use berth_oci::manifest::parse_manifest;
 use berth_oci::{
-    Algorithm, ByteRange, ContentRange, Digest, DigestError, ErrorCode, Hasher, ManifestError, validate_tag,
+    Algorithm, ByteRange, ContentRange, Digest, DigestError, ErrorCode, Hasher, ManifestError, accepts, validate_tag,
 };
 use berth_store::{BlobStore, ByteStream, StoreError};
 use futures_util::StreamExt;
@@ -427,7 +427,8 @@ impl Registry {
         }
     }
 
-    pub async fn get_manifest(&self, name: &str, reference: &str) -> Result<StoredManifest> {
+    /// A manifest by tag or digest, if the client's `Accept` values admit its media type.
+    pub async fn get_manifest(&self, name: &str, reference: &str, accept: &[&str]) -> Result<StoredManifest> {
         let digest = if reference.contains(':') {
             digest_param(reference)?
         } else {
@@ -438,7 +439,12 @@ impl Registry {
             }
         };
         match self.meta.manifest(name, &digest).await? {
-            Some(m) => Ok(m),
+            Some(m) if accepts(accept, &m.media_type) => Ok(m),
+            Some(m) => Err(RegistryError::with_detail(
+                ErrorCode::ManifestUnknown,
+                format!("the manifest is {}, which the Accept header does not admit", m.media_type),
+                serde_json::json!({ "reference": reference, "mediaType": m.media_type }),
+            )),
             None => Err(self.not_found_in(name, manifest_unknown(reference)).await),
         }
     }

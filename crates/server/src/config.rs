@@ -16,6 +16,10 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Log format: `text` or `json`.
     pub log_format: String,
+    /// PEM certificate chain; with `tls_key`, Berth serves HTTPS.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for `tls_cert`.
+    pub tls_key: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -24,6 +28,8 @@ impl Default for Config {
             listen: "127.0.0.1:5000".parse().expect("valid default address"),
             data_dir: PathBuf::from("berth-data"),
             log_format: "text".into(),
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
@@ -37,6 +43,10 @@ pub struct Overrides {
     pub data_dir: Option<PathBuf>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log_format: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<PathBuf>,
 }
 
 pub fn load(file: Option<&PathBuf>, overrides: &Overrides) -> Result<Config, Box<figment::Error>> {
@@ -47,7 +57,7 @@ pub fn load(file: Option<&PathBuf>, overrides: &Overrides) -> Result<Config, Box
         }
         f = f.merge(Toml::file(path));
     }
-    f.merge(Env::prefixed("BERTH_").only(&["listen", "data_dir", "log_format"]))
+    f.merge(Env::prefixed("BERTH_").only(&["listen", "data_dir", "log_format", "tls_cert", "tls_key"]))
         .merge(Serialized::defaults(overrides))
         .extract()
         .map_err(Box::new)

@@ -14,6 +14,7 @@ use clap::{Args, Parser, Subcommand};
 
 mod config;
 mod http;
+mod tls;
 
 use config::{Config, Overrides};
 
@@ -40,6 +41,12 @@ struct CommonArgs {
     /// Log format: text or json.
     #[arg(long, global = true)]
     log_format: Option<String>,
+    /// PEM certificate chain: serve HTTPS (with --tls-key).
+    #[arg(long, global = true)]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert.
+    #[arg(long, global = true)]
+    tls_key: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -56,6 +63,8 @@ fn main() -> ExitCode {
         listen: cli.common.listen,
         data_dir: cli.common.data_dir.clone(),
         log_format: cli.common.log_format.clone(),
+        tls_cert: cli.common.tls_cert.clone(),
+        tls_key: cli.common.tls_key.clone(),
     };
     let config = match config::load(cli.config.as_ref(), &overrides) {
         Ok(c) => c,
@@ -110,12 +119,23 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("listening on {}", config.listen))?;
     let addr = listener.local_addr()?;
-    tracing::info!(%addr, data_dir = %config.data_dir.display(), "berth is serving");
+    let tls = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => Some(tls::server_config(cert, key)?),
+        (None, None) => None,
+        _ => anyhow::bail!("TLS needs both a certificate (--tls-cert) and a key (--tls-key)"),
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    tracing::info!(%addr, scheme, data_dir = %config.data_dir.display(), "berth is serving");
     // Scripts that ask for port 0 read the chosen address from this line.
     println!("listening on {addr}");
-    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    let service = app.into_make_service_with_connect_info::<http::ClientAddr>();
+    match tls {
+        Some(tls) => {
+            let listener = tls::TlsListener::new(listener, tls)?;
+            axum::serve(listener, service).with_graceful_shutdown(shutdown_signal()).await?
+        }
+        None => axum::serve(listener, service).with_graceful_shutdown(shutdown_signal()).await?,
+    }
     registry.meta().close().await;
     tracing::info!("berth stopped");
     Ok(())

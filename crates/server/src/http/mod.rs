@@ -6,14 +6,32 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Router;
+use axum::extract::connect_info::Connected;
 use axum::extract::{ConnectInfo, Request};
 use axum::http::header;
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{any, get};
+use axum::serve::IncomingStream;
 use berth_registry::Registry;
 
 mod v2;
+
+/// The client's address, as every surface sees it (request logs now; `aws:SourceIp` later).
+#[derive(Clone, Copy, Debug)]
+pub struct ClientAddr(pub SocketAddr);
+
+impl Connected<IncomingStream<'_, tokio::net::TcpListener>> for ClientAddr {
+    fn connect_info(stream: IncomingStream<'_, tokio::net::TcpListener>) -> Self {
+        ClientAddr(*stream.remote_addr())
+    }
+}
+
+impl Connected<IncomingStream<'_, crate::tls::TlsListener>> for ClientAddr {
+    fn connect_info(stream: IncomingStream<'_, crate::tls::TlsListener>) -> Self {
+        ClientAddr(*stream.remote_addr())
+    }
+}
 
 #[derive(Clone)]
 pub struct AppState {
@@ -39,7 +57,7 @@ async fn log_request(req: Request, next: Next) -> Response {
     let start = Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
-    let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
+    let peer = req.extensions().get::<ConnectInfo<ClientAddr>>().map(|c| c.0.0.ip());
     let bytes_in = content_length(req.headers());
     let resp = next.run(req).await;
     let status = resp.status().as_u16();

@@ -80,7 +80,8 @@ async fn dispatch(
             Ok(with_link(json_response(StatusCode::OK, body.to_string()), link))
         }
         (V2Route::Manifest { name, reference }, Method::GET | Method::HEAD) => {
-            let m = reg.get_manifest(name, reference).await?;
+            let accept: Vec<&str> = headers.get_all(header::ACCEPT).iter().filter_map(|v| v.to_str().ok()).collect();
+            let m = reg.get_manifest(name, reference, &accept).await?;
             let len = m.content.len();
             let resp = Response::builder()
                 .status(StatusCode::OK)

@@ -1,0 +1,72 @@
+//! HTTPS with `--tls-cert` / `--tls-key`, checked with curl against a self-signed certificate.
+
+use std::process::Command;
+
+use berth_e2e::*;
+
+#[test]
+fn serves_https_with_the_given_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    ok(
+        Command::new("openssl")
+            .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1"])
+            .args(["-subj", "/CN=berth-test", "-addext", "subjectAltName=IP:127.0.0.1"])
+            .arg("-keyout")
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .output()
+            .expect("openssl"),
+        "openssl req",
+    );
+    let b = Berth::start_with(&["--tls-cert", cert.to_str().unwrap(), "--tls-key", key.to_str().unwrap()]);
+    let url = format!("https://{}/v2/", b.host());
+    let out = Command::new("curl")
+        .args(["-sS", "-o", "/dev/null", "-w", "%{http_code} %{http_version}", "--cacert"])
+        .arg(&cert)
+        .arg(&url)
+        .output()
+        .unwrap();
+    assert_eq!(ok(out, "curl https"), "200 2", "HTTP/2 negotiated by ALPN");
+    let out = Command::new("curl")
+        .args(["-sS", "--http1.1", "-o", "/dev/null", "-w", "%{http_code}", "--cacert"])
+        .arg(&cert)
+        .arg(&url)
+        .output()
+        .unwrap();
+    assert_eq!(ok(out, "curl https http/1.1"), "200");
+    // A blob pushed and read back over TLS.
+    let digest = sha256(b"over tls");
+    let out = Command::new("curl")
+        .args(["-sS", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST", "--data-binary", "over tls", "--cacert"])
+        .arg(&cert)
+        .arg(format!("https://{}/v2/tls/blobs/uploads/?digest={digest}", b.host()))
+        .output()
+        .unwrap();
+    assert_eq!(ok(out, "curl upload"), "201");
+    let out = Command::new("curl")
+        .args(["-sS", "--cacert"])
+        .arg(&cert)
+        .arg(format!("https://{}/v2/tls/blobs/{digest}", b.host()))
+        .output()
+        .unwrap();
+    assert_eq!(ok(out, "curl download"), "over tls");
+    // Plain HTTP to the TLS port gets no answer that a client could mistake for success.
+    let out = Command::new("curl")
+        .args(["-sS", "-m", "5", "-o", "/dev/null", "-w", "%{http_code}"])
+        .arg(format!("http://{}/v2/", b.host()))
+        .output()
+        .unwrap();
+    assert_ne!(String::from_utf8_lossy(&out.stdout), "200");
+    // A key without a certificate is refused at start.
+    let out = Command::new(berth_bin())
+        .args(["serve", "--listen", "127.0.0.1:0", "--tls-key"])
+        .arg(&key)
+        .arg("--data-dir")
+        .arg(dir.path().join("d"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("both a certificate"));
+}
