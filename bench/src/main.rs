@@ -177,6 +177,7 @@ fn median(v: &[f64]) -> f64 {
 }
 
 type Results = Vec<(String, f64)>;
+type RateRun<'a> = Box<dyn Fn() -> anyhow::Result<load::Rate> + 'a>;
 
 async fn suite(kind: Kind, srv: &Server, args: &Args, big: &[u8]) -> anyhow::Result<Results> {
     let c = Client::builder().pool_max_idle_per_host(64).build()?;
@@ -259,7 +260,7 @@ async fn suite(kind: Kind, srv: &Server, args: &Args, big: &[u8]) -> anyhow::Res
     )?;
     let accept = format!("Accept: {OCI_MANIFEST}");
     for conc in [1u32, 32] {
-        let cases: [(&str, Box<dyn Fn() -> anyhow::Result<load::Rate>>); 4] = [
+        let cases: [(&str, RateRun); 4] = [
             (
                 "manifest PUT",
                 Box::new(|| {
