@@ -60,10 +60,13 @@ pub fn wrk(
 }
 
 /// `ab -i` (HEAD) for `requests` requests at `concurrency`, with keep-alive.
-pub fn ab_head(url: &str, concurrency: u32, requests: u32) -> anyhow::Result<Rate> {
-    let out = Command::new("ab")
-        .args(["-q", "-k", "-i", "-n", &requests.to_string(), "-c", &concurrency.to_string(), url])
-        .output()?;
+pub fn ab_head(url: &str, concurrency: u32, requests: u32, headers: &[&str]) -> anyhow::Result<Rate> {
+    let mut cmd = Command::new("ab");
+    cmd.args(["-q", "-k", "-i", "-n", &requests.to_string(), "-c", &concurrency.to_string()]);
+    for h in headers {
+        cmd.args(["-H", h]);
+    }
+    let out = cmd.arg(url).output()?;
     let text = String::from_utf8_lossy(&out.stdout);
     anyhow::ensure!(out.status.success(), "ab failed: {text} {}", String::from_utf8_lossy(&out.stderr));
     anyhow::ensure!(

@@ -281,11 +281,11 @@ async fn suite(kind: Kind, srv: &Server, args: &Args, big: &[u8]) -> anyhow::Res
             ),
             (
                 "manifest HEAD",
-                Box::new(|| load::ab_head(&format!("{base}/v2/bench/app/manifests/v1"), conc, 2000 * conc.min(8))),
+                Box::new(|| load::ab_head(&format!("{base}/v2/bench/app/manifests/v1"), conc, 2000 * conc.min(8), &[&accept])),
             ),
             (
                 "blob HEAD",
-                Box::new(|| load::ab_head(&format!("{base}/v2/bench/app/blobs/{}", ld.0), conc, 2000 * conc.min(8))),
+                Box::new(|| load::ab_head(&format!("{base}/v2/bench/app/blobs/{}", ld.0), conc, 2000 * conc.min(8), &[])),
             ),
         ];
         for (name, run) in cases {

@@ -5,21 +5,23 @@
 //! fsyncs nor appends: an acknowledged blob must survive power loss (the file and its directory
 //! entry are fsync'd before `upload_commit` returns), and an OCI chunked upload appends.
 
+use std::io::{IoSlice, Write};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use async_trait::async_trait;
 use berth_oci::{Algorithm, ByteRange, Digest};
+use bytes::Bytes;
 use futures_util::StreamExt;
 use tokio::fs::{self, File, OpenOptions};
-use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt, BufWriter};
-use tokio_util::io::ReaderStream;
 
 use crate::{BlobStore, ByteStream, Result, StoreError};
 
-/// Read and write buffer size: large enough that per-call overhead of tokio's blocking file IO
-/// vanishes next to the copy itself.
-const IO_BUF: usize = 512 * 1024;
+/// Bytes moved per blocking read or write call: large enough that the cost of handing work to
+/// tokio's blocking pool vanishes next to the copy itself.
+const IO_CHUNK: usize = 1024 * 1024;
 
 pub struct FsBlobStore {
     root: PathBuf,
@@ -65,16 +67,62 @@ async fn sync_dir(dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Streams `range` of a file (or all of it) in `IO_CHUNK` reads, each a positioned read on the
+/// blocking pool straight into the buffer that is sent: one copy from the page cache.
 async fn open_stream(path: &Path, range: Option<ByteRange>) -> Result<ByteStream> {
-    let mut file = not_found(File::open(path).await)?;
-    let (start, len) = match range {
-        Some(r) => (r.start, r.len()),
-        None => (0, u64::MAX),
+    let path = path.to_path_buf();
+    let file = not_found(tokio::task::spawn_blocking(move || std::fs::File::open(path)).await.map_err(join_error)?)?;
+    let (start, end) = match range {
+        Some(r) => (r.start, r.end + 1),
+        None => (0, file.metadata()?.len()),
     };
-    if start > 0 {
-        file.seek(std::io::SeekFrom::Start(start)).await?;
+    let state = (Some(Arc::new(file)), start);
+    Ok(Box::pin(futures_util::stream::unfold(state, move |(file, pos)| async move {
+        let file = file?;
+        if pos >= end {
+            return None;
+        }
+        let want = (end - pos).min(IO_CHUNK as u64) as usize;
+        let reader = file.clone();
+        let read = tokio::task::spawn_blocking(move || -> std::io::Result<Bytes> {
+            let mut buf = vec![0u8; want];
+            let mut filled = 0;
+            while filled < want {
+                let n = reader.read_at(&mut buf[filled..], pos + filled as u64)?;
+                if n == 0 {
+                    return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "blob is shorter than its size"));
+                }
+                filled += n;
+            }
+            Ok(Bytes::from(buf))
+        })
+        .await
+        .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+        match read {
+            Ok(chunk) => Some((Ok(chunk), (Some(file), pos + want as u64))),
+            Err(e) => Some((Err(e), (None, end))),
+        }
+    })))
+}
+
+fn join_error(e: tokio::task::JoinError) -> StoreError {
+    StoreError::Io(std::io::Error::other(e))
+}
+
+/// Writes every byte of `chunks` with as few `writev` calls as the kernel allows.
+fn write_all_vectored(file: &mut std::fs::File, chunks: &[Bytes]) -> std::io::Result<()> {
+    let mut slices: Vec<IoSlice<'_>> = chunks.iter().map(|c| IoSlice::new(c)).collect();
+    let mut slices = &mut slices[..];
+    IoSlice::advance_slices(&mut slices, 0);
+    while !slices.is_empty() {
+        match file.write_vectored(slices) {
+            Ok(0) => return Err(std::io::Error::new(std::io::ErrorKind::WriteZero, "write returned 0")),
+            Ok(n) => IoSlice::advance_slices(&mut slices, n),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
     }
-    Ok(Box::pin(ReaderStream::with_capacity(file.take(len), IO_BUF)))
+    Ok(())
 }
 
 #[async_trait]
@@ -121,29 +169,61 @@ impl BlobStore for FsBlobStore {
 
     async fn upload_append(&self, id: &str, offset: u64, mut data: ByteStream) -> Result<u64> {
         let path = self.upload_path(id)?;
-        let file = not_found(OpenOptions::new().append(true).open(&path).await)?;
-        let size = file.metadata().await?.len();
+        let file = tokio::task::spawn_blocking(move || std::fs::OpenOptions::new().append(true).open(path))
+            .await
+            .map_err(join_error)?;
+        let file = not_found(file)?;
+        let size = file.metadata()?.len();
         if size != offset {
             return Err(StoreError::Io(std::io::Error::other(format!(
                 "upload {id} is at {size} bytes, not at {offset}"
             ))));
         }
-        let mut w = BufWriter::with_capacity(IO_BUF, file);
+        // Received chunks are gathered into batches of about IO_CHUNK and written with writev
+        // on the blocking pool, one batch in flight while the next is received: no copy besides
+        // the kernel's, and the socket keeps being read while the disk writes.
+        type Pending = tokio::task::JoinHandle<std::io::Result<std::fs::File>>;
+        let mut idle = Some(file);
+        let mut in_flight: Option<Pending> = None;
+        let mut batch: Vec<Bytes> = Vec::new();
+        let mut batch_len = 0usize;
         let mut written = size;
-        let result: Result<()> = async {
-            while let Some(chunk) = data.next().await {
-                let chunk = chunk?;
-                w.write_all(&chunk).await?;
-                written += chunk.len() as u64;
+        let mut failure: Option<std::io::Error> = None;
+        loop {
+            let next = data.next().await;
+            let done = match next {
+                Some(Ok(chunk)) => {
+                    batch_len += chunk.len();
+                    written += chunk.len() as u64;
+                    batch.push(chunk);
+                    false
+                }
+                Some(Err(e)) => {
+                    failure = Some(e);
+                    true
+                }
+                None => true,
+            };
+            if batch_len < IO_CHUNK && !done {
+                continue;
             }
-            Ok(())
+            let mut file = match in_flight.take() {
+                Some(h) => h.await.map_err(join_error)??,
+                None => idle.take().expect("the file is idle when nothing is in flight"),
+            };
+            let chunks = std::mem::take(&mut batch);
+            batch_len = 0;
+            if done {
+                // Write what was received even when the stream broke, so `upload_size` stays the truth.
+                tokio::task::spawn_blocking(move || write_all_vectored(&mut file, &chunks)).await.map_err(join_error)??;
+                break;
+            }
+            in_flight = Some(tokio::task::spawn_blocking(move || write_all_vectored(&mut file, &chunks).map(|_| file)));
         }
-        .await;
-        // Flush what was received even when the stream broke, so `upload_size` stays the truth.
-        let flushed = w.flush().await;
-        result?;
-        flushed?;
-        Ok(written)
+        match failure {
+            Some(e) => Err(e.into()),
+            None => Ok(written),
+        }
     }
 
     async fn upload_read(&self, id: &str) -> Result<ByteStream> {
