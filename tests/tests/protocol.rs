@@ -525,3 +525,27 @@ async fn graceful_shutdown_and_restart_keep_everything() {
     let out = b2.run(&["fsck"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
 }
+
+#[tokio::test]
+async fn fsck_reports_damaged_and_missing_blobs() {
+    let mut b = Berth::start();
+    let c = Client::new();
+    let (_, manifest) = push_image(&c, &b, "fsck/app", "v1", 12).await;
+    let m: Value = serde_json::from_slice(&manifest).unwrap();
+    let layer = m["layers"][0]["digest"].as_str().unwrap().to_string();
+    let config = m["config"]["digest"].as_str().unwrap().to_string();
+    b.stop();
+    let blob_file = |d: &str| b.data_dir.join("blobs/sha256").join(&d[7..9]).join(&d[7..]);
+    assert!(b.run(&["fsck"]).status.success());
+    // One flipped byte in a layer, and a missing config.
+    let mut bytes = std::fs::read(blob_file(&layer)).unwrap();
+    bytes[10] ^= 0xff;
+    std::fs::write(blob_file(&layer), bytes).unwrap();
+    std::fs::remove_file(blob_file(&config)).unwrap();
+    let out = b.run(&["fsck"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{text}");
+    assert!(text.contains(&format!("DAMAGE blob {layer}: content hashes to")), "{text}");
+    assert!(text.contains(&format!("DAMAGE blob {config}: recorded but missing")), "{text}");
+    assert!(text.contains(&format!("blob {config} is missing")), "{text}");
+}

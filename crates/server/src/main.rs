@@ -12,6 +12,11 @@ use berth_registry::Registry;
 use berth_store::FsBlobStore;
 use clap::{Args, Parser, Subcommand};
 
+/// mimalloc keeps freed pages mapped for reuse; with glibc's allocator every large request
+/// buffer was a fresh mmap, and page faults plus zeroing raised upload CPU from 1.25 to 1.6 s/GB.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod config;
 mod http;
 mod tls;

@@ -90,7 +90,10 @@ async fn open_stream(path: &Path, range: Option<ByteRange>) -> Result<ByteStream
             while filled < want {
                 let n = reader.read_at(&mut buf[filled..], pos + filled as u64)?;
                 if n == 0 {
-                    return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "blob is shorter than its size"));
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        "blob is shorter than its size",
+                    ));
                 }
                 filled += n;
             }
@@ -215,7 +218,9 @@ impl BlobStore for FsBlobStore {
             batch_len = 0;
             if done {
                 // Write what was received even when the stream broke, so `upload_size` stays the truth.
-                tokio::task::spawn_blocking(move || write_all_vectored(&mut file, &chunks)).await.map_err(join_error)??;
+                tokio::task::spawn_blocking(move || write_all_vectored(&mut file, &chunks))
+                    .await
+                    .map_err(join_error)??;
                 break;
             }
             in_flight = Some(tokio::task::spawn_blocking(move || write_all_vectored(&mut file, &chunks).map(|_| file)));
