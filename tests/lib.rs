@@ -21,6 +21,16 @@ pub fn berth_bin() -> PathBuf {
     bin
 }
 
+/// The account and root key every test server runs with.
+pub const ACCOUNT_ID: &str = "123456789012";
+pub const ROOT_KEY_ID: &str = "AKIABERTHTESTROOT001";
+pub const ROOT_SECRET: &str = "berth-test-root-secret-0123456789abcdefgh";
+pub const REGION: &str = "us-east-1";
+
+fn now_seconds() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
+}
+
 /// A running `berth serve`, killed when dropped.
 pub struct Berth {
     child: Option<Child>,
@@ -31,9 +41,66 @@ pub struct Berth {
 }
 
 impl Berth {
-    /// Starts Berth on a fresh data directory.
+    /// Starts Berth on a fresh data directory, with a `ROOT` repository creation template
+    /// applied for `CREATE_ON_PUSH`, so pushes create their repositories.
     pub fn start() -> Self {
+        let b = Self::start_with(&[]);
+        b.create_on_push();
+        b
+    }
+
+    /// Starts Berth on a fresh data directory with no creation template: pushing to a missing
+    /// repository fails, as in ECR.
+    pub fn start_bare() -> Self {
         Self::start_with(&[])
+    }
+
+    /// Adds the `ROOT` `CREATE_ON_PUSH` creation template.
+    pub fn create_on_push(&self) {
+        let (status, v) = self.ecr(
+            "CreateRepositoryCreationTemplate",
+            serde_json::json!({"prefix": "ROOT", "appliedFor": ["CREATE_ON_PUSH"]}),
+        );
+        assert_eq!(status, 200, "{v}");
+    }
+
+    /// Calls the ECR API with the root key (signed with SigV4), returning status and body.
+    pub fn ecr(&self, op: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+        self.ecr_as(ROOT_KEY_ID, ROOT_SECRET, op, body)
+    }
+
+    pub fn ecr_as(&self, key: &str, secret: &str, op: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+        let body = serde_json::to_vec(&body).unwrap();
+        let headers = vec![
+            ("host".to_string(), self.host()),
+            ("content-type".to_string(), "application/x-amz-json-1.1".to_string()),
+            ("x-amz-target".to_string(), format!("AmazonEC2ContainerRegistry_V20150921.{op}")),
+        ];
+        let (date, auth) =
+            berth_auth::sigv4::sign("POST", "/", "", &headers, &body, key, secret, REGION, "ecr", now_seconds());
+        let mut req = ureq_like_post(&self.url("/"), &headers, &body, &date, &auth);
+        let status = req.0;
+        let value = serde_json::from_slice(&std::mem::take(&mut req.1)).unwrap_or(serde_json::Value::Null);
+        (status, value)
+    }
+
+    /// A registry token for the root key, from `GetAuthorizationToken`.
+    pub fn token(&self) -> String {
+        let (status, v) = self.ecr("GetAuthorizationToken", serde_json::json!({}));
+        assert_eq!(status, 200, "{v}");
+        let encoded = v["authorizationData"][0]["authorizationToken"].as_str().unwrap();
+        use base64::Engine;
+        let decoded = base64::engine::general_purpose::STANDARD.decode(encoded).unwrap();
+        String::from_utf8(decoded).unwrap().strip_prefix("AWS:").unwrap().to_string()
+    }
+
+    /// An HTTP client that sends the root's registry token on every request.
+    pub fn client(&self) -> reqwest::Client {
+        use base64::Engine;
+        let basic = base64::engine::general_purpose::STANDARD.encode(format!("AWS:{}", self.token()));
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(reqwest::header::AUTHORIZATION, format!("Basic {basic}").parse().unwrap());
+        reqwest::Client::builder().default_headers(headers).build().unwrap()
     }
 
     /// Starts Berth on a fresh data directory with extra `serve` flags.
@@ -60,6 +127,10 @@ impl Berth {
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
             .args(args)
+            .env("BERTH_ACCOUNT_ID", ACCOUNT_ID)
+            .env("BERTH_ROOT_ACCESS_KEY_ID", ROOT_KEY_ID)
+            .env("BERTH_ROOT_SECRET_ACCESS_KEY", ROOT_SECRET)
+            .env("BERTH_REGION", REGION)
             .env_remove("BERTH_LISTEN")
             .env_remove("BERTH_DATA_DIR")
             .stdout(Stdio::piped())
@@ -114,6 +185,32 @@ impl Drop for Berth {
     fn drop(&mut self) {
         self.kill9();
     }
+}
+
+/// A blocking POST over a plain TCP connection (HTTP/1.0), so the harness
+/// can call the ECR API from sync code without a runtime.
+fn ureq_like_post(url: &str, headers: &[(String, String)], body: &[u8], date: &str, auth: &str) -> (u16, Vec<u8>) {
+    use std::io::{Read, Write};
+    let rest = url.strip_prefix("http://").expect("http URL");
+    let (host, path) = rest.split_once('/').map(|(h, p)| (h, format!("/{p}"))).unwrap_or((rest, "/".into()));
+    let mut s = std::net::TcpStream::connect(host).expect("connect");
+    // HTTP/1.0, so the answer is never chunked.
+    let mut req = format!("POST {path} HTTP/1.0\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str(&format!(
+        "x-amz-date: {date}\r\nauthorization: {auth}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    ));
+    s.write_all(req.as_bytes()).unwrap();
+    s.write_all(body).unwrap();
+    let mut resp = Vec::new();
+    s.read_to_end(&mut resp).unwrap();
+    let split = resp.windows(4).position(|w| w == b"\r\n\r\n").expect("HTTP response");
+    let head = String::from_utf8_lossy(&resp[..split]).to_string();
+    let status = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).expect("status");
+    (status, resp[split + 4..].to_vec())
 }
 
 pub fn sha256(bytes: &[u8]) -> String {
@@ -235,8 +332,12 @@ impl Daemon {
         d
     }
 
+    /// The docker CLI against this daemon, with a client configuration of its own (so logins
+    /// stay inside the test).
     pub fn docker(&self, args: &[&str]) -> Output {
         Command::new("docker")
+            .arg("--config")
+            .arg(self.dir.path().join("client"))
             .arg("-H")
             .arg(format!("unix://{}", self.socket.display()))
             .args(args)

@@ -190,9 +190,15 @@ fn median(v: &[f64]) -> f64 {
 type Results = Vec<(String, f64)>;
 type RateRun<'a> = Box<dyn Fn() -> anyhow::Result<load::Rate> + 'a>;
 
-async fn suite(kind: Kind, srv: &Server, args: &Args, big: &[u8]) -> anyhow::Result<Results> {
-    let c = Client::builder().pool_max_idle_per_host(64).build()?;
+async fn suite(kind: Kind, srv: &Server, args: &Args, big: &[u8], berth: &std::path::Path) -> anyhow::Result<Results> {
+    let mut default_headers = reqwest::header::HeaderMap::new();
+    if let Some(a) = &srv.auth {
+        default_headers.insert(reqwest::header::AUTHORIZATION, a.parse()?);
+    }
+    let c = Client::builder().pool_max_idle_per_host(64).default_headers(default_headers).build()?;
     let base = srv.base.clone();
+    let auth_header = srv.auth.as_ref().map(|a| format!("Authorization: {a}"));
+    let auth: Vec<&str> = auth_header.iter().map(String::as_str).collect();
     let mut out: Results = Vec::new();
     let mut rec = |k: &str, v: f64| out.push((k.to_string(), v));
     let size = big.len();
@@ -272,38 +278,17 @@ async fn suite(kind: Kind, srv: &Server, args: &Args, big: &[u8]) -> anyhow::Res
         ),
     )?;
     let accept = format!("Accept: {OCI_MANIFEST}");
+    let get_headers: Vec<&str> = auth.iter().copied().chain([accept.as_str()]).collect();
     for conc in [1u32, 32] {
+        let manifest_url = format!("{base}/v2/bench/app/manifests/v1");
+        let put_url = format!("{base}/v2/bench/app/manifests/put");
+        let blob_url = format!("{base}/v2/bench/app/blobs/{}", ld.0);
+        let head_requests = 2000 * conc.min(8);
         let cases: [(&str, RateRun); 4] = [
-            (
-                "manifest PUT",
-                Box::new(|| {
-                    load::wrk(
-                        &format!("{base}/v2/bench/app/manifests/put"),
-                        conc,
-                        args.seconds,
-                        &[],
-                        Some(script.path()),
-                    )
-                }),
-            ),
-            (
-                "manifest GET",
-                Box::new(|| {
-                    load::wrk(&format!("{base}/v2/bench/app/manifests/v1"), conc, args.seconds, &[&accept], None)
-                }),
-            ),
-            (
-                "manifest HEAD",
-                Box::new(|| {
-                    load::ab_head(&format!("{base}/v2/bench/app/manifests/v1"), conc, 2000 * conc.min(8), &[&accept])
-                }),
-            ),
-            (
-                "blob HEAD",
-                Box::new(|| {
-                    load::ab_head(&format!("{base}/v2/bench/app/blobs/{}", ld.0), conc, 2000 * conc.min(8), &[])
-                }),
-            ),
+            ("manifest PUT", Box::new(|| load::wrk(&put_url, conc, args.seconds, &auth, Some(script.path())))),
+            ("manifest GET", Box::new(|| load::wrk(&manifest_url, conc, args.seconds, &get_headers, None))),
+            ("manifest HEAD", Box::new(|| load::ab_head(&manifest_url, conc, head_requests, &get_headers))),
+            ("blob HEAD", Box::new(|| load::ab_head(&blob_url, conc, head_requests, &auth))),
         ];
         for (name, run) in cases {
             let cpu0 = srv.cpu_seconds();
@@ -347,6 +332,24 @@ async fn suite(kind: Kind, srv: &Server, args: &Args, big: &[u8]) -> anyhow::Res
             times.push(t0.elapsed().as_secs_f64() * 1000.0);
         }
         rec(name, median(&times));
+    }
+    if kind == Kind::Berth {
+        // The ECR API's token call, signed afresh each time (c=1).
+        let n = 300;
+        let t0 = Instant::now();
+        for _ in 0..n {
+            srv.ecr("GetAuthorizationToken", "{}")?;
+        }
+        rec("GetAuthorizationToken c=1 req/s", n as f64 / t0.elapsed().as_secs_f64());
+        // What token auth costs: the same manifest GET on a Berth with auth off.
+        let open = Server::start_with(Kind::Berth, berth, &args.reference, &["--insecure-no-auth"])?;
+        let oc = Client::new();
+        let ob = open.base.clone();
+        let cd = (upload_whole(&oc, &ob, "bench/app", Bytes::from(config.clone())).await?, config.len());
+        let ld = (upload_whole(&oc, &ob, "bench/app", Bytes::from(layer.clone())).await?, layer.len());
+        put_manifest(&oc, &ob, "bench/app", "v1", manifest(&cd, &ld)).await?;
+        let rate = load::wrk(&format!("{ob}/v2/bench/app/manifests/v1"), 32, args.seconds, &[&accept], None)?;
+        rec("manifest GET c=32 req/s, auth off", rate.rps);
     }
     rec("peak RSS MiB", srv.peak_rss_mib());
     rec("total server CPU s", srv.cpu_seconds());
@@ -486,7 +489,7 @@ async fn main() -> anyhow::Result<()> {
         for kind in [Kind::Berth, Kind::Reference] {
             eprintln!("round {} / {}: {}", round + 1, args.rounds, kind.label());
             let srv = Server::start(kind, &berth, &args.reference)?;
-            let r = suite(kind, &srv, &args, &big).await?;
+            let r = suite(kind, &srv, &args, &big, &berth).await?;
             drop(srv);
             results.entry(kind).or_default().push(r);
         }

@@ -24,8 +24,13 @@ pub struct Server {
     child: Child,
     pub base: String,
     pub host: String,
+    /// `Authorization` value for `/v2/` (Berth's registry token), if the server needs one.
+    pub auth: Option<String>,
     _dir: tempfile::TempDir,
 }
+
+pub const ROOT_KEY_ID: &str = "AKIABERTHBENCHROOT01";
+pub const ROOT_SECRET: &str = "berth-bench-root-secret-0123456789abcdef";
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
@@ -33,6 +38,10 @@ fn free_port() -> u16 {
 
 impl Server {
     pub fn start(kind: Kind, berth: &Path, reference: &Path) -> anyhow::Result<Self> {
+        Self::start_with(kind, berth, reference, &[])
+    }
+
+    pub fn start_with(kind: Kind, berth: &Path, reference: &Path, extra: &[&str]) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let port = free_port();
         let host = format!("127.0.0.1:{port}");
@@ -41,6 +50,9 @@ impl Server {
             Kind::Berth => Command::new(berth)
                 .args(["serve", "--listen", &host, "--data-dir"])
                 .arg(dir.path().join("data"))
+                .args(extra)
+                .env("BERTH_ROOT_ACCESS_KEY_ID", ROOT_KEY_ID)
+                .env("BERTH_ROOT_SECRET_ACCESS_KEY", ROOT_SECRET)
                 .stdout(Stdio::null())
                 .stderr(log)
                 .spawn()?,
@@ -58,13 +70,60 @@ impl Server {
                 Command::new(reference).arg("serve").arg(&config).stdout(Stdio::null()).stderr(log).spawn()?
             }
         };
-        let server = Server { child, base: format!("http://{host}"), host, _dir: dir };
+        let mut server = Server { child, base: format!("http://{host}"), host, auth: None, _dir: dir };
         let deadline = Instant::now() + Duration::from_secs(20);
         while std::net::TcpStream::connect(&server.host).is_err() {
             anyhow::ensure!(Instant::now() < deadline, "{} did not start", kind.label());
             std::thread::sleep(Duration::from_millis(50));
         }
+        if kind == Kind::Berth && !extra.contains(&"--insecure-no-auth") {
+            // Pushes create their repositories, as they do on the reference registry.
+            server.ecr("CreateRepositoryCreationTemplate", r#"{"prefix":"ROOT","appliedFor":["CREATE_ON_PUSH"]}"#)?;
+            let v: serde_json::Value = serde_json::from_str(&server.ecr("GetAuthorizationToken", "{}")?)?;
+            let token = v["authorizationData"][0]["authorizationToken"].as_str().unwrap_or_default().to_string();
+            server.auth = Some(format!("Basic {token}"));
+        } else if kind == Kind::Berth {
+            server.ecr("CreateRepositoryCreationTemplate", r#"{"prefix":"ROOT","appliedFor":["CREATE_ON_PUSH"]}"#).ok();
+        }
         Ok(server)
+    }
+
+    /// One signed ECR API call with the root key; returns the response body.
+    pub fn ecr(&self, op: &str, body: &str) -> anyhow::Result<String> {
+        use std::io::{Read, Write};
+        let headers = vec![
+            ("host".to_string(), self.host.clone()),
+            ("content-type".to_string(), "application/x-amz-json-1.1".to_string()),
+            ("x-amz-target".to_string(), format!("AmazonEC2ContainerRegistry_V20150921.{op}")),
+        ];
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs() as i64;
+        let (date, auth) = berth_auth::sigv4::sign(
+            "POST",
+            "/",
+            "",
+            &headers,
+            body.as_bytes(),
+            ROOT_KEY_ID,
+            ROOT_SECRET,
+            "us-east-1",
+            "ecr",
+            now,
+        );
+        let mut s = std::net::TcpStream::connect(&self.host)?;
+        let mut req = String::from("POST / HTTP/1.0\r\n");
+        for (k, v) in &headers {
+            req.push_str(&format!("{k}: {v}\r\n"));
+        }
+        req.push_str(&format!(
+            "x-amz-date: {date}\r\nauthorization: {auth}\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        ));
+        s.write_all(req.as_bytes())?;
+        let mut resp = String::new();
+        s.read_to_string(&mut resp)?;
+        let (head, body) = resp.split_once("\r\n\r\n").ok_or_else(|| anyhow::anyhow!("bad response"))?;
+        anyhow::ensure!(head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200"), "{op}: {head}\n{body}");
+        Ok(body.to_string())
     }
 
     pub fn pid(&self) -> u32 {

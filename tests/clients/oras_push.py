@@ -9,7 +9,8 @@ import oras.oci
 import oras.provider
 
 registry, target, media_type, digest, size, path = sys.argv[1:]
-client = oras.provider.Registry(hostname=registry, insecure=True)
+client = oras.provider.Registry(hostname=registry, insecure=True, auth_backend="basic")
+client.auth.set_basic_auth("AWS", os.environ["BERTH_TOKEN"])
 subject = oras.oci.Subject(mediaType=media_type, digest=digest, size=int(size))
 os.chdir(os.path.dirname(os.path.abspath(path)))
 response = client.push(target=target, files=[os.path.basename(path)], subject=subject, quiet=True)

@@ -5,7 +5,6 @@ use std::path::Path;
 use std::process::Command;
 
 use berth_e2e::*;
-use reqwest::Client;
 use serde_json::Value;
 
 /// A Docker image archive (the `docker save` format) with two layers, tagged `reference`.
@@ -47,6 +46,10 @@ async fn docker_pushes_and_pulls_a_two_layer_image() {
     let reference = format!("{}/team/app:v1", b.host());
     let (archive, diff_ids) = docker_archive(tmp.path(), &reference);
     ok(docker.docker(&["load", "-i", archive.to_str().unwrap()]), "docker load");
+    let out = docker.docker(&["push", &reference]);
+    assert!(!out.status.success(), "a push without login is refused");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no basic auth credentials"), "{out:?}");
+    ok(docker.docker(&["login", "--username", "AWS", "--password", &b.token(), &b.host()]), "docker login");
     let out = ok(docker.docker(&["push", &reference]), "docker push");
     let pushed = out.lines().find_map(|l| l.split("digest: ").nth(1)).expect("push prints the digest");
     let pushed = pushed.split_whitespace().next().unwrap().to_string();
@@ -59,7 +62,7 @@ async fn docker_pushes_and_pulls_a_two_layer_image() {
     assert_eq!(layers, diff_ids);
 
     // What Docker pushed is there over the API too, and a second push uploads nothing new.
-    let c = Client::new();
+    let c = b.client();
     let r = c.get(b.url("/v2/team/app/manifests/v1")).send().await.unwrap();
     assert_eq!(r.headers()["docker-content-digest"].to_str().unwrap(), pushed);
     assert_eq!(r.headers()["content-type"].to_str().unwrap(), "application/vnd.docker.distribution.manifest.v2+json");
@@ -77,6 +80,10 @@ fn skopeo(args: &[&str]) -> String {
 
 /// Builds a two-platform OCI layout and copies it into Berth with skopeo; returns the layout
 /// and the index digest (`--preserve-digests`: every manifest and layer is pushed unchanged).
+fn creds(b: &Berth) -> String {
+    format!("AWS:{}", b.token())
+}
+
 fn push_multi_arch(b: &Berth, dir: &Path, repo_tag: &str) -> (OciLayout, String) {
     let layout = OciLayout::create(&dir.join("src"));
     let amd = layout.image("amd64", 1);
@@ -86,7 +93,19 @@ fn push_multi_arch(b: &Berth, dir: &Path, repo_tag: &str) -> (OciLayout, String)
     let digestfile = dir.join("digest");
     let dest = format!("docker://{}/{repo_tag}", b.host());
     let df = digestfile.to_str().unwrap();
-    skopeo(&["copy", "--all", "--preserve-digests", "--dest-tls-verify=false", "--digestfile", df, &src, &dest]);
+    let creds = creds(b);
+    skopeo(&[
+        "copy",
+        "--all",
+        "--preserve-digests",
+        "--dest-tls-verify=false",
+        "--dest-creds",
+        &creds,
+        "--digestfile",
+        df,
+        &src,
+        &dest,
+    ]);
     assert_eq!(std::fs::read_to_string(digestfile).unwrap().trim(), index);
     (layout, index)
 }
@@ -96,7 +115,7 @@ async fn skopeo_copies_a_multi_arch_index_in_and_out() {
     let b = Berth::start();
     let tmp = tempfile::tempdir().unwrap();
     let (layout, index) = push_multi_arch(&b, tmp.path(), "multi/app:v1");
-    let c = Client::new();
+    let c = b.client();
     let r = c.get(b.url("/v2/multi/app/manifests/v1")).send().await.unwrap();
     assert_eq!(r.headers()["content-type"].to_str().unwrap(), OCI_INDEX);
     assert_eq!(r.headers()["docker-content-digest"].to_str().unwrap(), index);
@@ -104,17 +123,27 @@ async fn skopeo_copies_a_multi_arch_index_in_and_out() {
     assert_eq!(sha256(&body), index, "the index is served byte for byte");
 
     let remote = format!("docker://{}/multi/app:v1", b.host());
-    let info: Value =
-        serde_json::from_str(&skopeo(&["inspect", "--tls-verify=false", "--override-arch", "arm64", &remote])).unwrap();
+    let creds = creds(&b);
+    let info: Value = serde_json::from_str(&skopeo(&[
+        "inspect",
+        "--tls-verify=false",
+        "--creds",
+        &creds,
+        "--override-arch",
+        "arm64",
+        &remote,
+    ]))
+    .unwrap();
     assert_eq!(info["Architecture"], "arm64");
     assert_eq!(info["Layers"].as_array().unwrap().len(), 2);
-    let raw: Value = serde_json::from_str(&skopeo(&["inspect", "--tls-verify=false", "--raw", &remote])).unwrap();
+    let raw: Value =
+        serde_json::from_str(&skopeo(&["inspect", "--tls-verify=false", "--creds", &creds, "--raw", &remote])).unwrap();
     assert_eq!(raw["manifests"].as_array().unwrap().len(), 2);
 
     let out = tmp.path().join("out");
     let out_ref = format!("oci:{}:v1", out.display());
     let keep = ["--preserve-digests", "--dest-oci-accept-uncompressed-layers"];
-    skopeo(&["copy", "--all", keep[0], keep[1], "--src-tls-verify=false", &remote, &out_ref]);
+    skopeo(&["copy", "--all", keep[0], keep[1], "--src-tls-verify=false", "--src-creds", &creds, &remote, &out_ref]);
     // Every blob, manifests included, comes back byte for byte.
     for entry in std::fs::read_dir(layout.dir.join("blobs/sha256")).unwrap() {
         let entry = entry.unwrap();
@@ -132,15 +161,16 @@ async fn containerd_pulls_and_pushes() {
     let (_layout, index) = push_multi_arch(&b, tmp.path(), "ctr/app:v1");
     let ctrd = Daemon::containerd();
     let v1 = format!("{}/ctr/app:v1", b.host());
-    ok(ctrd.ctr(&["images", "pull", "--plain-http", "--all-platforms", &v1]), "ctr images pull");
+    let user = creds(&b);
+    ok(ctrd.ctr(&["images", "pull", "--plain-http", "--user", &user, "--all-platforms", &v1]), "ctr images pull");
     let listed = ok(ctrd.ctr(&["images", "ls"]), "ctr images ls");
     assert!(listed.contains(&index), "{listed}");
     // Push under another tag and into another repository (blobs uploaded or mounted again).
     for target in [format!("{}/ctr/app:v2", b.host()), format!("{}/ctr/copy:v1", b.host())] {
         ok(ctrd.ctr(&["images", "tag", &v1, &target]), "ctr images tag");
-        ok(ctrd.ctr(&["images", "push", "--plain-http", &target]), "ctr images push");
+        ok(ctrd.ctr(&["images", "push", "--plain-http", "--user", &user, &target]), "ctr images push");
     }
-    let c = Client::new();
+    let c = b.client();
     for path in ["/v2/ctr/app/manifests/v2", "/v2/ctr/copy/manifests/v1"] {
         let r = c.head(b.url(path)).send().await.unwrap();
         assert_eq!(r.status(), 200, "{path}");
@@ -153,13 +183,15 @@ async fn containerd_pulls_and_pushes() {
 #[tokio::test]
 async fn oras_pushes_an_artifact_found_through_referrers() {
     let b = Berth::start();
-    let c = Client::new();
+    let c = b.client();
     let (subject, subject_bytes) = push_image(&c, &b, "oras/app", "v1", 5).await;
     let tmp = tempfile::tempdir().unwrap();
     let file = tmp.path().join("sbom.json");
     std::fs::write(&file, br#"{"bomFormat":"CycloneDX","components":[]}"#).unwrap();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("clients");
+    let token = b.token();
     let out = Command::new("python3")
+        .env("BERTH_TOKEN", &token)
         .arg(script.join("oras_push.py"))
         .arg(b.host())
         .arg(format!("{}/oras/app:sbom", b.host()))
@@ -179,6 +211,7 @@ async fn oras_pushes_an_artifact_found_through_referrers() {
 
     let pulled = tmp.path().join("pulled");
     let out = Command::new("python3")
+        .env("BERTH_TOKEN", &token)
         .arg(script.join("oras_pull.py"))
         .arg(b.host())
         .arg(format!("{}/oras/app@{artifact}", b.host()))

@@ -97,10 +97,11 @@ async fn push_loop(
 async fn acknowledged_pushes_survive_kill_9() {
     let mut b = Berth::start();
     let base = b.url("");
+    let client = b.client();
     let attempted = Arc::new(Mutex::new(Vec::new()));
     let acked = Arc::new(Mutex::new(Vec::new()));
     let workers: Vec<_> = (0..6)
-        .map(|w| tokio::spawn(push_loop(Client::new(), base.clone(), w, attempted.clone(), acked.clone())))
+        .map(|w| tokio::spawn(push_loop(client.clone(), base.clone(), w, attempted.clone(), acked.clone())))
         .collect();
     // Let the pushes run until a fair number are acknowledged, then pull the plug mid-push.
     for _ in 0..200 {
@@ -117,7 +118,7 @@ async fn acknowledged_pushes_survive_kill_9() {
     assert!(acked.len() >= 6, "only {} pushes were acknowledged before the kill", acked.len());
 
     let b2 = Berth::start_in(&b.data_dir);
-    let c = Client::new();
+    let c = b2.client();
     for a in &acked {
         let r = c.get(b2.url(&format!("/v2/{}/manifests/{}", a.repo, a.tag))).send().await.unwrap();
         assert_eq!(r.status(), 200, "{}:{} was acknowledged but is gone", a.repo, a.tag);

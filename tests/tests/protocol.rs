@@ -2,7 +2,7 @@
 //! error code, chunked uploads in and out of order, mounts, ranges, pagination, referrers.
 
 use berth_e2e::*;
-use reqwest::{Client, Response, StatusCode};
+use reqwest::{Response, StatusCode};
 use serde_json::Value;
 
 async fn error_code(r: Response) -> String {
@@ -17,17 +17,17 @@ fn header(r: &Response, name: &str) -> String {
 #[tokio::test]
 async fn ping_answers_with_the_api_version() {
     let b = Berth::start();
-    let r = Client::new().get(b.url("/v2/")).send().await.unwrap();
+    let r = b.client().get(b.url("/v2/")).send().await.unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(header(&r, "docker-distribution-api-version"), "registry/2.0");
-    let r = Client::new().get(b.url("/v2")).send().await.unwrap();
+    let r = b.client().get(b.url("/v2")).send().await.unwrap();
     assert_eq!(r.status(), 200);
 }
 
 #[tokio::test]
 async fn monolithic_upload_then_head_get_delete() {
     let b = Berth::start();
-    let c = Client::new();
+    let c = b.client();
     let data = pseudo_random(1, 100_000);
     let d = push_blob(&c, &b, "team/app", &data).await;
     let r = c.head(b.url(&format!("/v2/team/app/blobs/{d}"))).send().await.unwrap();
@@ -58,7 +58,7 @@ async fn monolithic_upload_then_head_get_delete() {
 #[tokio::test]
 async fn monolithic_upload_with_wrong_digest_is_refused_and_invisible() {
     let b = Berth::start();
-    let c = Client::new();
+    let c = b.client();
     let wrong = sha256(b"something else");
     let r = c.post(b.url(&format!("/v2/a/blobs/uploads/?digest={wrong}"))).body("payload").send().await.unwrap();
     assert_eq!(r.status(), 400);
@@ -77,7 +77,7 @@ async fn monolithic_upload_with_wrong_digest_is_refused_and_invisible() {
 #[tokio::test]
 async fn chunked_upload_in_order_out_of_order_status_and_final_chunk() {
     let b = Berth::start();
-    let c = Client::new();
+    let c = b.client();
     let data = pseudo_random(2, 30_000);
     let r = c.post(b.url("/v2/team/app/blobs/uploads/")).send().await.unwrap();
     assert_eq!(r.status(), 202);
@@ -121,7 +121,7 @@ async fn chunked_upload_in_order_out_of_order_status_and_final_chunk() {
 #[tokio::test]
 async fn chunked_upload_with_wrong_digest_is_refused() {
     let b = Berth::start();
-    let c = Client::new();
+    let c = b.client();
     let r = c.post(b.url("/v2/a/blobs/uploads/")).send().await.unwrap();
     let url = b.url(&header(&r, "location"));
     c.patch(&url).body("abc").send().await.unwrap();
@@ -140,7 +140,7 @@ async fn chunked_upload_with_wrong_digest_is_refused() {
 #[tokio::test]
 async fn empty_blob_and_sha512_uploads() {
     let b = Berth::start();
-    let c = Client::new();
+    let c = b.client();
     // An empty body, completed in one PUT.
     let r = c.post(b.url("/v2/a/blobs/uploads/")).send().await.unwrap();
     let url = b.url(&header(&r, "location"));
@@ -177,7 +177,7 @@ async fn empty_blob_and_sha512_uploads() {
 #[tokio::test]
 async fn cancel_and_unknown_uploads() {
     let b = Berth::start();
-    let c = Client::new();
+    let c = b.client();
     let r = c.post(b.url("/v2/a/blobs/uploads/")).send().await.unwrap();
     let url = b.url(&header(&r, "location"));
     c.patch(&url).body("partial").send().await.unwrap();
@@ -200,7 +200,7 @@ async fn cancel_and_unknown_uploads() {
 #[tokio::test]
 async fn cross_repository_mount() {
     let b = Berth::start();
-    let c = Client::new();
+    let c = b.client();
     let d = push_blob(&c, &b, "src/app", b"shared layer").await;
     let r = c.post(b.url(&format!("/v2/dst/app/blobs/uploads/?mount={d}&from=src/app"))).send().await.unwrap();
     assert_eq!(r.status(), 201);
@@ -219,7 +219,7 @@ async fn cross_repository_mount() {
 #[tokio::test]
 async fn range_reads_in_every_form() {
     let b = Berth::start();
-    let c = Client::new();
+    let c = b.client();
     let data = pseudo_random(4, 2000);
     let d = push_blob(&c, &b, "a", &data).await;
     let url = b.url(&format!("/v2/a/blobs/{d}"));
@@ -245,7 +245,7 @@ async fn range_reads_in_every_form() {
 #[tokio::test]
 async fn manifests_push_pull_validate_delete() {
     let b = Berth::start();
-    let c = Client::new();
+    let c = b.client();
     let config = br#"{"architecture":"amd64","os":"linux"}"#;
     let layer = pseudo_random(5, 4096);
     let (cd, ld) = (sha256(config), sha256(&layer));
@@ -340,7 +340,7 @@ async fn manifests_push_pull_validate_delete() {
 #[tokio::test]
 async fn index_requires_its_children() {
     let b = Berth::start();
-    let c = Client::new();
+    let c = b.client();
     let (child, child_bytes) = {
         let (d, m) = push_image(&c, &b, "multi", "amd64", 7).await;
         (d, m)
@@ -379,7 +379,7 @@ async fn index_requires_its_children() {
 #[tokio::test]
 async fn tags_and_catalog_paginate_with_link_headers() {
     let b = Berth::start();
-    let c = Client::new();
+    let c = b.client();
     for (i, tag) in ["e", "a", "d", "b", "c"].iter().enumerate() {
         push_image(&c, &b, "team/app/api", tag, i as u64).await;
     }
@@ -426,7 +426,7 @@ async fn tags_and_catalog_paginate_with_link_headers() {
 #[tokio::test]
 async fn names_and_methods_are_checked() {
     let b = Berth::start();
-    let c = Client::new();
+    let c = b.client();
     for path in ["/v2/UPPER/tags/list", "/v2/a//b/manifests/x", "/v2/-a/blobs/uploads/"] {
         let r = c.get(b.url(path)).send().await.unwrap();
         assert_eq!(r.status(), 400, "{path}");
@@ -440,7 +440,7 @@ async fn names_and_methods_are_checked() {
 #[tokio::test]
 async fn referrers_and_tagging_by_digest() {
     let b = Berth::start();
-    let c = Client::new();
+    let c = b.client();
     let (subject, subject_bytes) = push_image(&c, &b, "app", "v1", 9).await;
     let empty = push_blob(&c, &b, "app", b"{}").await;
     let sbom = push_blob(&c, &b, "app", b"sbom contents").await;
@@ -515,7 +515,7 @@ async fn referrers_and_tagging_by_digest() {
 #[tokio::test]
 async fn graceful_shutdown_and_restart_keep_everything() {
     let mut b = Berth::start();
-    let c = Client::new();
+    let c = b.client();
     let (d, m) = push_image(&c, &b, "keep", "v1", 11).await;
     assert!(b.stop().success());
     let b2 = Berth::start_in(&b.data_dir);
@@ -529,7 +529,7 @@ async fn graceful_shutdown_and_restart_keep_everything() {
 #[tokio::test]
 async fn fsck_reports_damaged_and_missing_blobs() {
     let mut b = Berth::start();
-    let c = Client::new();
+    let c = b.client();
     let (_, manifest) = push_image(&c, &b, "fsck/app", "v1", 12).await;
     let m: Value = serde_json::from_slice(&manifest).unwrap();
     let layer = m["layers"][0]["digest"].as_str().unwrap().to_string();

@@ -21,32 +21,78 @@ fn serves_https_with_the_given_certificate() {
         "openssl req",
     );
     let b = Berth::start_with(&["--tls-cert", cert.to_str().unwrap(), "--tls-key", key.to_str().unwrap()]);
+    // No creation template over plain HTTP here: the test pushes into a repository it creates.
+    let create = Command::new("curl")
+        .args([
+            "-sS",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--aws-sigv4",
+            "aws:amz:us-east-1:ecr",
+            "--user",
+            &format!("{ROOT_KEY_ID}:{ROOT_SECRET}"),
+        ])
+        .args(["-H", "X-Amz-Target: AmazonEC2ContainerRegistry_V20150921.CreateRepository"])
+        .args(["-H", "Content-Type: application/x-amz-json-1.1", "--data", r#"{"repositoryName":"tls"}"#, "--cacert"])
+        .arg(&cert)
+        .arg(format!("https://{}/", b.host()))
+        .output()
+        .unwrap();
+    assert_eq!(ok(create, "CreateRepository over TLS"), "200");
+    // The ECR API over TLS, signed by curl's own SigV4: a registry token.
+    let out = Command::new("curl")
+        .args(["-sS", "--aws-sigv4", "aws:amz:us-east-1:ecr", "--user", &format!("{ROOT_KEY_ID}:{ROOT_SECRET}")])
+        .args(["-H", "X-Amz-Target: AmazonEC2ContainerRegistry_V20150921.GetAuthorizationToken"])
+        .args(["-H", "Content-Type: application/x-amz-json-1.1", "--data", "{}", "--cacert"])
+        .arg(&cert)
+        .arg(format!("https://{}/", b.host()))
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_str(&ok(out, "GetAuthorizationToken over TLS")).unwrap();
+    assert!(v["authorizationData"][0]["proxyEndpoint"].as_str().unwrap().starts_with("https://"), "{v}");
+    use base64::Engine;
+    let encoded = v["authorizationData"][0]["authorizationToken"].as_str().unwrap();
+    let basic = String::from_utf8(base64::engine::general_purpose::STANDARD.decode(encoded).unwrap()).unwrap();
     let url = format!("https://{}/v2/", b.host());
-    let out = Command::new("curl")
-        .args(["-sS", "-o", "/dev/null", "-w", "%{http_code} %{http_version}", "--cacert"])
-        .arg(&cert)
-        .arg(&url)
-        .output()
-        .unwrap();
-    assert_eq!(ok(out, "curl https"), "200 2", "HTTP/2 negotiated by ALPN");
-    let out = Command::new("curl")
-        .args(["-sS", "--http1.1", "-o", "/dev/null", "-w", "%{http_code}", "--cacert"])
-        .arg(&cert)
-        .arg(&url)
-        .output()
-        .unwrap();
-    assert_eq!(ok(out, "curl https http/1.1"), "200");
+    let curl = |extra: &[&str]| {
+        let out = Command::new("curl")
+            .args(["-sS", "-o", "/dev/null"])
+            .args(extra)
+            .arg("--cacert")
+            .arg(&cert)
+            .arg(&url)
+            .output();
+        ok(out.unwrap(), "curl https")
+    };
+    assert_eq!(curl(&["-w", "%{http_code} %{http_version}", "-u", &basic]), "200 2", "HTTP/2 negotiated by ALPN");
+    assert_eq!(curl(&["--http1.1", "-w", "%{http_code}", "-u", &basic]), "200");
+    assert_eq!(curl(&["-w", "%{http_code}"]), "401", "no credentials");
     // A blob pushed and read back over TLS.
     let digest = sha256(b"over tls");
     let out = Command::new("curl")
-        .args(["-sS", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST", "--data-binary", "over tls", "--cacert"])
+        .args([
+            "-sS",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "-u",
+            &basic,
+            "-X",
+            "POST",
+            "--data-binary",
+            "over tls",
+            "--cacert",
+        ])
         .arg(&cert)
         .arg(format!("https://{}/v2/tls/blobs/uploads/?digest={digest}", b.host()))
         .output()
         .unwrap();
     assert_eq!(ok(out, "curl upload"), "201");
     let out = Command::new("curl")
-        .args(["-sS", "--cacert"])
+        .args(["-sS", "-u", &basic, "--cacert"])
         .arg(&cert)
         .arg(format!("https://{}/v2/tls/blobs/{digest}", b.host()))
         .output()

@@ -21,6 +21,15 @@ pub enum MetaError {
     /// A manifest references blobs or child manifests the repository does not hold.
     #[error("manifest references content the repository does not hold")]
     MissingReferences { blobs: Vec<Digest>, manifests: Vec<Digest> },
+    #[error("repository already exists")]
+    RepositoryAlreadyExists,
+    #[error("repository is not empty")]
+    RepositoryNotEmpty,
+    /// The tag exists, points at another manifest and may not move.
+    #[error("tag {0} is immutable")]
+    TagImmutable(String),
+    #[error("already exists")]
+    AlreadyExists,
     #[error("metadata store: {0}")]
     Backend(String),
 }
@@ -32,6 +41,77 @@ pub struct Repository {
     pub id: i64,
     pub name: String,
     pub created_at: i64,
+    pub settings: RepositorySettings,
+}
+
+/// What `CreateRepository` and the `Put…` calls configure on a repository.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RepositorySettings {
+    /// `MUTABLE`, `IMMUTABLE`, `IMMUTABLE_WITH_EXCLUSION` or `MUTABLE_WITH_EXCLUSION`.
+    pub tag_mutability: String,
+    /// Wildcard filters of the `*_WITH_EXCLUSION` modes.
+    pub tag_mutability_exclusions: Vec<String>,
+    pub scan_on_push: bool,
+    /// `AES256`, `KMS` or `KMS_DSSE`.
+    pub encryption_type: String,
+    pub kms_key: Option<String>,
+}
+
+impl Default for RepositorySettings {
+    fn default() -> Self {
+        RepositorySettings {
+            tag_mutability: "MUTABLE".into(),
+            tag_mutability_exclusions: Vec::new(),
+            scan_on_push: false,
+            encryption_type: "AES256".into(),
+            kms_key: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    /// The account id for the root; a unique `AIDA…` id for users.
+    pub id: String,
+    pub account_id: String,
+    /// `root` for the account root.
+    pub name: String,
+    pub kind: PrincipalKind,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PrincipalKind {
+    Root,
+    User,
+}
+
+impl PrincipalKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PrincipalKind::Root => "root",
+            PrincipalKind::User => "user",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessKey {
+    pub access_key_id: String,
+    pub principal_id: String,
+    /// Never logged; only the SigV4 verifier reads it.
+    pub secret: String,
+    pub active: bool,
+    pub created_at: i64,
+}
+
+/// A repository creation template: its prefix and the template as the API received it (JSON).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CreationTemplate {
+    pub prefix: String,
+    pub body: String,
+    pub created_at: i64,
+    pub updated_at: i64,
 }
 
 /// A manifest to store, with what it references.
@@ -85,10 +165,25 @@ pub struct ManifestReferences {
 #[async_trait]
 pub trait MetaStore: Send + Sync + 'static {
     async fn repository(&self, name: &str) -> Result<Option<Repository>>;
-    /// Returns the repository, creating it first if it does not exist.
+    /// Returns the repository, creating it with default settings if it does not exist.
     async fn ensure_repository(&self, name: &str) -> Result<Repository>;
+    /// Creates a repository; `RepositoryAlreadyExists` if the name is taken.
+    async fn create_repository(
+        &self,
+        name: &str,
+        settings: &RepositorySettings,
+        tags: &[(String, String)],
+    ) -> Result<Repository>;
     /// Repository names in order, after `last`, at most `limit`.
     async fn list_repositories(&self, last: Option<&str>, limit: u32) -> Result<Vec<String>>;
+    /// Repositories with their settings in name order, after `last`, at most `limit`.
+    async fn describe_repositories(&self, last: Option<&str>, limit: u32) -> Result<Vec<Repository>>;
+    /// Replaces a repository's settings; returns the repository as it now is.
+    async fn update_repository_settings(&self, name: &str, settings: &RepositorySettings) -> Result<Repository>;
+    /// Deletes a repository with everything in it; without `force`, only an empty one
+    /// (`RepositoryNotEmpty` otherwise).
+    async fn delete_repository(&self, name: &str, force: bool) -> Result<Repository>;
+    async fn repository_resource_tags(&self, name: &str) -> Result<Vec<(String, String)>>;
 
     /// Records a durable blob and links it into a repository (idempotent).
     async fn link_blob(&self, repository: &str, digest: &Digest, size: u64) -> Result<()>;
@@ -102,8 +197,15 @@ pub trait MetaStore: Send + Sync + 'static {
     async fn all_blobs(&self) -> Result<Vec<(String, i64)>>;
 
     /// Stores a manifest (idempotent for identical content) and points `tags` at it, in one
-    /// transaction that first checks every referenced blob and child manifest is present.
-    async fn put_manifest(&self, repository: &str, manifest: &NewManifest, tags: &[String]) -> Result<()>;
+    /// transaction that first checks every referenced blob and child manifest is present and
+    /// that no tag in `immutable_tags` would move to another manifest (`TagImmutable`).
+    async fn put_manifest(
+        &self,
+        repository: &str,
+        manifest: &NewManifest,
+        tags: &[String],
+        immutable_tags: &[String],
+    ) -> Result<()>;
     async fn manifest(&self, repository: &str, digest: &Digest) -> Result<Option<StoredManifest>>;
     async fn resolve_tag(&self, repository: &str, tag: &str) -> Result<Option<Digest>>;
     /// Deletes a manifest and the tags pointing at it; false if it was not there.
@@ -123,6 +225,33 @@ pub trait MetaStore: Send + Sync + 'static {
     async fn create_upload(&self, repository: &str, id: &str, algorithm: &str) -> Result<()>;
     async fn upload(&self, id: &str) -> Result<Option<Upload>>;
     async fn delete_upload(&self, id: &str) -> Result<()>;
+
+    // ---- accounts, principals, access keys, registry secrets ----
+
+    async fn ensure_account(&self, account_id: &str) -> Result<()>;
+    /// The account created first (the default registry), if any.
+    async fn first_account(&self) -> Result<Option<String>>;
+    /// Creates a principal; `AlreadyExists` if the account has one of that name.
+    async fn create_principal(&self, principal: &Principal) -> Result<()>;
+    async fn principal_by_name(&self, account_id: &str, name: &str) -> Result<Option<Principal>>;
+    async fn list_principals(&self, account_id: &str) -> Result<Vec<Principal>>;
+    /// Stores an access key; `AlreadyExists` if the id is taken.
+    async fn create_access_key(&self, key: &AccessKey) -> Result<()>;
+    /// An access key with the principal it belongs to.
+    async fn access_key(&self, access_key_id: &str) -> Result<Option<(AccessKey, Principal)>>;
+    async fn list_access_keys(&self, principal_id: &str) -> Result<Vec<AccessKey>>;
+    /// The named registry secret, stored first as `initial` if there is none yet. Every node
+    /// ends up with the same value whichever stored it.
+    async fn registry_secret(&self, name: &str, initial: &[u8]) -> Result<Vec<u8>>;
+
+    // ---- repository creation templates ----
+
+    /// Creates a template; `AlreadyExists` if one has that prefix.
+    async fn create_creation_template(&self, prefix: &str, body: &str) -> Result<CreationTemplate>;
+    /// Replaces a template's body; `NotFound` if there is none with that prefix.
+    async fn update_creation_template(&self, prefix: &str, body: &str) -> Result<CreationTemplate>;
+    async fn delete_creation_template(&self, prefix: &str) -> Result<CreationTemplate>;
+    async fn creation_templates(&self) -> Result<Vec<CreationTemplate>>;
 
     async fn close(&self);
 }

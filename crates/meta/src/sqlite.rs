@@ -11,9 +11,64 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 use sqlx::{Row, Sqlite, Transaction};
 
 use crate::{
-    ManifestReferences, ManifestSummary, MetaError, MetaStore, NewManifest, Repository, Result, StoredManifest, Upload,
-    now_ms,
+    AccessKey, CreationTemplate, ManifestReferences, ManifestSummary, MetaError, MetaStore, NewManifest, Principal,
+    PrincipalKind, Repository, RepositorySettings, Result, StoredManifest, Upload, now_ms,
 };
+
+const REPOSITORY_COLUMNS: &str =
+    "id, name, created_at, tag_mutability, tag_mutability_exclusions, scan_on_push, encryption_type, kms_key";
+
+/// SQL naming the repository columns as `{cols}`; the template is always a literal of ours.
+fn repo_sql(template: &str) -> sqlx::AssertSqlSafe<String> {
+    sqlx::AssertSqlSafe(template.replace("{cols}", REPOSITORY_COLUMNS))
+}
+
+fn repository_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<Repository> {
+    let exclusions: String = r.get(4);
+    Ok(Repository {
+        id: r.get(0),
+        name: r.get(1),
+        created_at: r.get(2),
+        settings: RepositorySettings {
+            tag_mutability: r.get(3),
+            tag_mutability_exclusions: serde_json::from_str(&exclusions)
+                .map_err(|e| MetaError::Backend(format!("stored exclusion filters: {e}")))?,
+            scan_on_push: r.get(5),
+            encryption_type: r.get(6),
+            kms_key: r.get(7),
+        },
+    })
+}
+
+fn principal_from_row(r: &sqlx::sqlite::SqliteRow, offset: usize) -> Principal {
+    let kind: String = r.get(offset + 3);
+    Principal {
+        id: r.get(offset),
+        account_id: r.get(offset + 1),
+        name: r.get(offset + 2),
+        kind: if kind == "root" { PrincipalKind::Root } else { PrincipalKind::User },
+        created_at: r.get(offset + 4),
+    }
+}
+
+fn access_key_from_row(r: &sqlx::sqlite::SqliteRow) -> AccessKey {
+    let status: String = r.get(3);
+    AccessKey {
+        access_key_id: r.get(0),
+        principal_id: r.get(1),
+        secret: r.get(2),
+        active: status == "Active",
+        created_at: r.get(4),
+    }
+}
+
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
+}
+
+fn template_from_row(r: (String, String, i64, i64)) -> CreationTemplate {
+    CreationTemplate { prefix: r.0, body: r.1, created_at: r.2, updated_at: r.3 }
+}
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
@@ -61,32 +116,139 @@ async fn repo_id(tx: &mut Transaction<'_, Sqlite>, name: &str) -> Result<i64> {
 #[async_trait]
 impl MetaStore for SqliteMeta {
     async fn repository(&self, name: &str) -> Result<Option<Repository>> {
-        let row =
-            sqlx::query_as::<_, (i64, String, i64)>("SELECT id, name, created_at FROM repositories WHERE name = $1")
-                .bind(name)
-                .fetch_optional(&self.reader)
-                .await
-                .map_err(backend)?;
-        Ok(row.map(|(id, name, created_at)| Repository { id, name, created_at }))
+        let row = sqlx::query(repo_sql("SELECT {cols} FROM repositories WHERE name = $1"))
+            .bind(name)
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(backend)?;
+        row.as_ref().map(repository_from_row).transpose()
     }
 
     async fn ensure_repository(&self, name: &str) -> Result<Repository> {
         if let Some(r) = self.repository(name).await? {
             return Ok(r);
         }
-        sqlx::query("INSERT INTO repositories (name, created_at) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING")
-            .bind(name)
-            .bind(now_ms())
-            .execute(&self.writer)
+        match self.create_repository(name, &RepositorySettings::default(), &[]).await {
+            Ok(r) => Ok(r),
+            Err(MetaError::RepositoryAlreadyExists) => {
+                let row = sqlx::query(repo_sql("SELECT {cols} FROM repositories WHERE name = $1"))
+                    .bind(name)
+                    .fetch_one(&self.writer)
+                    .await
+                    .map_err(backend)?;
+                repository_from_row(&row)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn create_repository(
+        &self,
+        name: &str,
+        settings: &RepositorySettings,
+        tags: &[(String, String)],
+    ) -> Result<Repository> {
+        let mut tx = self.writer.begin().await.map_err(backend)?;
+        let row = sqlx::query(repo_sql(
+            "INSERT INTO repositories (name, created_at, tag_mutability, tag_mutability_exclusions, scan_on_push, \
+             encryption_type, kms_key) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {cols}",
+        ))
+        .bind(name)
+        .bind(now_ms())
+        .bind(&settings.tag_mutability)
+        .bind(serde_json::to_string(&settings.tag_mutability_exclusions).expect("strings serialize"))
+        .bind(settings.scan_on_push)
+        .bind(&settings.encryption_type)
+        .bind(&settings.kms_key)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(|e| if is_unique_violation(&e) { MetaError::RepositoryAlreadyExists } else { backend(e) })?;
+        let repo = repository_from_row(&row)?;
+        for (k, v) in tags {
+            sqlx::query(
+                "INSERT INTO repository_resource_tags (repository_id, key, value) VALUES ($1, $2, $3) \
+                 ON CONFLICT (repository_id, key) DO UPDATE SET value = excluded.value",
+            )
+            .bind(repo.id)
+            .bind(k)
+            .bind(v)
+            .execute(&mut *tx)
             .await
             .map_err(backend)?;
-        let row =
-            sqlx::query_as::<_, (i64, String, i64)>("SELECT id, name, created_at FROM repositories WHERE name = $1")
-                .bind(name)
-                .fetch_one(&self.writer)
+        }
+        tx.commit().await.map_err(backend)?;
+        Ok(repo)
+    }
+
+    async fn describe_repositories(&self, last: Option<&str>, limit: u32) -> Result<Vec<Repository>> {
+        let rows = sqlx::query(repo_sql("SELECT {cols} FROM repositories WHERE name > $1 ORDER BY name LIMIT $2"))
+            .bind(last.unwrap_or(""))
+            .bind(limit as i64)
+            .fetch_all(&self.reader)
+            .await
+            .map_err(backend)?;
+        rows.iter().map(repository_from_row).collect()
+    }
+
+    async fn update_repository_settings(&self, name: &str, settings: &RepositorySettings) -> Result<Repository> {
+        let row = sqlx::query(repo_sql(
+            "UPDATE repositories SET tag_mutability = $2, tag_mutability_exclusions = $3, scan_on_push = $4, \
+             encryption_type = $5, kms_key = $6 WHERE name = $1 RETURNING {cols}",
+        ))
+        .bind(name)
+        .bind(&settings.tag_mutability)
+        .bind(serde_json::to_string(&settings.tag_mutability_exclusions).expect("strings serialize"))
+        .bind(settings.scan_on_push)
+        .bind(&settings.encryption_type)
+        .bind(&settings.kms_key)
+        .fetch_optional(&self.writer)
+        .await
+        .map_err(backend)?
+        .ok_or(MetaError::RepositoryNotFound)?;
+        repository_from_row(&row)
+    }
+
+    async fn delete_repository(&self, name: &str, force: bool) -> Result<Repository> {
+        let mut tx = self.writer.begin().await.map_err(backend)?;
+        let row = sqlx::query(repo_sql("SELECT {cols} FROM repositories WHERE name = $1"))
+            .bind(name)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(backend)?
+            .ok_or(MetaError::RepositoryNotFound)?;
+        let repo = repository_from_row(&row)?;
+        if !force {
+            let images: Option<i64> = sqlx::query_scalar("SELECT 1 FROM manifests WHERE repository_id = $1 LIMIT 1")
+                .bind(repo.id)
+                .fetch_optional(&mut *tx)
                 .await
                 .map_err(backend)?;
-        Ok(Repository { id: row.0, name: row.1, created_at: row.2 })
+            if images.is_some() {
+                return Err(MetaError::RepositoryNotEmpty);
+            }
+        }
+        // Tags and references go first so the cascade never meets a row it must keep.
+        for sql in [
+            "DELETE FROM tags WHERE repository_id = $1",
+            "DELETE FROM manifest_references WHERE repository_id = $1",
+            "DELETE FROM manifests WHERE repository_id = $1",
+            "DELETE FROM repositories WHERE id = $1",
+        ] {
+            sqlx::query(sql).bind(repo.id).execute(&mut *tx).await.map_err(backend)?;
+        }
+        tx.commit().await.map_err(backend)?;
+        Ok(repo)
+    }
+
+    async fn repository_resource_tags(&self, name: &str) -> Result<Vec<(String, String)>> {
+        sqlx::query_as(
+            "SELECT t.key, t.value FROM repository_resource_tags t JOIN repositories r ON r.id = t.repository_id \
+             WHERE r.name = $1 ORDER BY t.key",
+        )
+        .bind(name)
+        .fetch_all(&self.reader)
+        .await
+        .map_err(backend)
     }
 
     async fn list_repositories(&self, last: Option<&str>, limit: u32) -> Result<Vec<String>> {
@@ -182,9 +344,27 @@ impl MetaStore for SqliteMeta {
         sqlx::query_as("SELECT digest, size FROM blobs ORDER BY digest").fetch_all(&self.reader).await.map_err(backend)
     }
 
-    async fn put_manifest(&self, repository: &str, m: &NewManifest, tags: &[String]) -> Result<()> {
+    async fn put_manifest(
+        &self,
+        repository: &str,
+        m: &NewManifest,
+        tags: &[String],
+        immutable_tags: &[String],
+    ) -> Result<()> {
         let mut tx = self.writer.begin().await.map_err(backend)?;
         let id = repo_id(&mut tx, repository).await?;
+        for tag in immutable_tags {
+            let current: Option<String> =
+                sqlx::query_scalar("SELECT digest FROM tags WHERE repository_id = $1 AND tag = $2")
+                    .bind(id)
+                    .bind(tag)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(backend)?;
+            if current.is_some_and(|d| d != m.digest.as_str()) {
+                return Err(MetaError::TagImmutable(tag.clone()));
+            }
+        }
         let mut missing_blobs = Vec::new();
         for b in &m.blobs {
             let held: Option<i64> =
@@ -408,6 +588,168 @@ impl MetaStore for SqliteMeta {
     async fn delete_upload(&self, id: &str) -> Result<()> {
         sqlx::query("DELETE FROM uploads WHERE id = $1").bind(id).execute(&self.writer).await.map_err(backend)?;
         Ok(())
+    }
+
+    async fn ensure_account(&self, account_id: &str) -> Result<()> {
+        sqlx::query("INSERT INTO accounts (id, created_at) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING")
+            .bind(account_id)
+            .bind(now_ms())
+            .execute(&self.writer)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn first_account(&self) -> Result<Option<String>> {
+        sqlx::query_scalar("SELECT id FROM accounts ORDER BY created_at, id LIMIT 1")
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(backend)
+    }
+
+    async fn create_principal(&self, p: &Principal) -> Result<()> {
+        sqlx::query("INSERT INTO principals (id, account_id, name, kind, created_at) VALUES ($1, $2, $3, $4, $5)")
+            .bind(&p.id)
+            .bind(&p.account_id)
+            .bind(&p.name)
+            .bind(p.kind.as_str())
+            .bind(p.created_at)
+            .execute(&self.writer)
+            .await
+            .map_err(|e| if is_unique_violation(&e) { MetaError::AlreadyExists } else { backend(e) })?;
+        Ok(())
+    }
+
+    async fn principal_by_name(&self, account_id: &str, name: &str) -> Result<Option<Principal>> {
+        let row = sqlx::query(
+            "SELECT id, account_id, name, kind, created_at FROM principals WHERE account_id = $1 AND name = $2",
+        )
+        .bind(account_id)
+        .bind(name)
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(backend)?;
+        Ok(row.map(|r| principal_from_row(&r, 0)))
+    }
+
+    async fn list_principals(&self, account_id: &str) -> Result<Vec<Principal>> {
+        let rows = sqlx::query(
+            "SELECT id, account_id, name, kind, created_at FROM principals WHERE account_id = $1 ORDER BY name",
+        )
+        .bind(account_id)
+        .fetch_all(&self.reader)
+        .await
+        .map_err(backend)?;
+        Ok(rows.iter().map(|r| principal_from_row(r, 0)).collect())
+    }
+
+    async fn create_access_key(&self, k: &AccessKey) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO access_keys (access_key_id, principal_id, secret, status, created_at) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(&k.access_key_id)
+        .bind(&k.principal_id)
+        .bind(&k.secret)
+        .bind(if k.active { "Active" } else { "Inactive" })
+        .bind(k.created_at)
+        .execute(&self.writer)
+        .await
+        .map_err(|e| if is_unique_violation(&e) { MetaError::AlreadyExists } else { backend(e) })?;
+        Ok(())
+    }
+
+    async fn access_key(&self, access_key_id: &str) -> Result<Option<(AccessKey, Principal)>> {
+        let row = sqlx::query(
+            "SELECT k.access_key_id, k.principal_id, k.secret, k.status, k.created_at, \
+             p.id, p.account_id, p.name, p.kind, p.created_at \
+             FROM access_keys k JOIN principals p ON p.id = k.principal_id WHERE k.access_key_id = $1",
+        )
+        .bind(access_key_id)
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(backend)?;
+        Ok(row.map(|r| (access_key_from_row(&r), principal_from_row(&r, 5))))
+    }
+
+    async fn list_access_keys(&self, principal_id: &str) -> Result<Vec<AccessKey>> {
+        let rows = sqlx::query(
+            "SELECT access_key_id, principal_id, secret, status, created_at FROM access_keys \
+             WHERE principal_id = $1 ORDER BY created_at, access_key_id",
+        )
+        .bind(principal_id)
+        .fetch_all(&self.reader)
+        .await
+        .map_err(backend)?;
+        Ok(rows.iter().map(access_key_from_row).collect())
+    }
+
+    async fn registry_secret(&self, name: &str, initial: &[u8]) -> Result<Vec<u8>> {
+        sqlx::query(
+            "INSERT INTO registry_secrets (name, value, created_at) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name)
+        .bind(initial)
+        .bind(now_ms())
+        .execute(&self.writer)
+        .await
+        .map_err(backend)?;
+        sqlx::query_scalar("SELECT value FROM registry_secrets WHERE name = $1")
+            .bind(name)
+            .fetch_one(&self.writer)
+            .await
+            .map_err(backend)
+    }
+
+    async fn create_creation_template(&self, prefix: &str, body: &str) -> Result<CreationTemplate> {
+        let now = now_ms();
+        let row = sqlx::query_as::<_, (String, String, i64, i64)>(
+            "INSERT INTO repository_creation_templates (prefix, body, created_at, updated_at) VALUES ($1, $2, $3, $3) \
+             RETURNING prefix, body, created_at, updated_at",
+        )
+        .bind(prefix)
+        .bind(body)
+        .bind(now)
+        .fetch_one(&self.writer)
+        .await
+        .map_err(|e| if is_unique_violation(&e) { MetaError::AlreadyExists } else { backend(e) })?;
+        Ok(template_from_row(row))
+    }
+
+    async fn update_creation_template(&self, prefix: &str, body: &str) -> Result<CreationTemplate> {
+        let row = sqlx::query_as::<_, (String, String, i64, i64)>(
+            "UPDATE repository_creation_templates SET body = $2, updated_at = $3 WHERE prefix = $1 \
+             RETURNING prefix, body, created_at, updated_at",
+        )
+        .bind(prefix)
+        .bind(body)
+        .bind(now_ms())
+        .fetch_optional(&self.writer)
+        .await
+        .map_err(backend)?
+        .ok_or(MetaError::NotFound)?;
+        Ok(template_from_row(row))
+    }
+
+    async fn delete_creation_template(&self, prefix: &str) -> Result<CreationTemplate> {
+        let row = sqlx::query_as::<_, (String, String, i64, i64)>(
+            "DELETE FROM repository_creation_templates WHERE prefix = $1 RETURNING prefix, body, created_at, updated_at",
+        )
+        .bind(prefix)
+        .fetch_optional(&self.writer)
+        .await
+        .map_err(backend)?
+        .ok_or(MetaError::NotFound)?;
+        Ok(template_from_row(row))
+    }
+
+    async fn creation_templates(&self) -> Result<Vec<CreationTemplate>> {
+        let rows = sqlx::query_as::<_, (String, String, i64, i64)>(
+            "SELECT prefix, body, created_at, updated_at FROM repository_creation_templates ORDER BY prefix",
+        )
+        .fetch_all(&self.reader)
+        .await
+        .map_err(backend)?;
+        Ok(rows.into_iter().map(template_from_row).collect())
     }
 
     async fn close(&self) {

@@ -3,7 +3,7 @@
 
 use berth_oci::{Algorithm, Digest};
 
-use crate::{MetaError, MetaStore, NewManifest};
+use crate::{AccessKey, MetaError, MetaStore, NewManifest, Principal, PrincipalKind, RepositorySettings};
 
 fn digest(s: &str) -> Digest {
     Digest::from_bytes(Algorithm::Sha256, s.as_bytes())
@@ -45,7 +45,7 @@ pub async fn meta_store_suite(meta: &dyn MetaStore) {
 
     // A manifest whose references are missing is refused whole.
     let m = manifest("m1", &[&config, &layer], &[], None);
-    match meta.put_manifest("team/app", &m, &["v1".into()]).await {
+    match meta.put_manifest("team/app", &m, &["v1".into()], &[]).await {
         Err(MetaError::MissingReferences { blobs, manifests }) => {
             assert_eq!(blobs, vec![layer.clone()]);
             assert!(manifests.is_empty());
@@ -56,8 +56,8 @@ pub async fn meta_store_suite(meta: &dyn MetaStore) {
     assert!(meta.resolve_tag("team/app", "v1").await.unwrap().is_none());
 
     meta.link_blob("team/app", &layer, 5).await.unwrap();
-    meta.put_manifest("team/app", &m, &["v1".into(), "latest".into()]).await.unwrap();
-    meta.put_manifest("team/app", &m, &["v1".into()]).await.unwrap();
+    meta.put_manifest("team/app", &m, &["v1".into(), "latest".into()], &[]).await.unwrap();
+    meta.put_manifest("team/app", &m, &["v1".into()], &[]).await.unwrap();
     let stored = meta.manifest("team/app", &m.digest).await.unwrap().unwrap();
     assert_eq!(stored.content, b"m1");
     assert_eq!(meta.resolve_tag("team/app", "v1").await.unwrap(), Some(m.digest.clone()));
@@ -67,11 +67,11 @@ pub async fn meta_store_suite(meta: &dyn MetaStore) {
 
     // An index needs its children; referrers are found by subject and artifact type.
     let idx = manifest("idx", &[], &[&digest("absent")], None);
-    assert!(matches!(meta.put_manifest("team/app", &idx, &[]).await, Err(MetaError::MissingReferences { .. })));
+    assert!(matches!(meta.put_manifest("team/app", &idx, &[], &[]).await, Err(MetaError::MissingReferences { .. })));
     let idx = manifest("idx", &[], &[&m.digest], None);
-    meta.put_manifest("team/app", &idx, &["multi".into()]).await.unwrap();
+    meta.put_manifest("team/app", &idx, &["multi".into()], &[]).await.unwrap();
     let sig = manifest("sig", &[&config], &[], Some(&m.digest));
-    meta.put_manifest("team/app", &sig, &[]).await.unwrap();
+    meta.put_manifest("team/app", &sig, &[], &[]).await.unwrap();
     let refs = meta.referrers("team/app", &m.digest, None).await.unwrap();
     assert_eq!(refs.len(), 1);
     assert_eq!(refs[0].digest, sig.digest.as_str());
@@ -87,7 +87,7 @@ pub async fn meta_store_suite(meta: &dyn MetaStore) {
 
     // Moving a tag; deleting a tag; deleting a manifest takes its tags.
     let m2 = manifest("m2", &[&config], &[], None);
-    meta.put_manifest("team/app", &m2, &["v1".into()]).await.unwrap();
+    meta.put_manifest("team/app", &m2, &["v1".into()], &[]).await.unwrap();
     assert_eq!(meta.resolve_tag("team/app", "v1").await.unwrap(), Some(m2.digest.clone()));
     assert!(meta.delete_tag("team/app", "latest").await.unwrap());
     assert!(!meta.delete_tag("team/app", "latest").await.unwrap());
@@ -101,10 +101,91 @@ pub async fn meta_store_suite(meta: &dyn MetaStore) {
     assert_eq!(meta.linked_blob("team/app", &config).await.unwrap(), Some(6));
     assert_eq!(meta.all_blobs().await.unwrap().len(), 2);
 
+    // An immutable tag may be re-pointed at the same manifest, never at another one.
+    let m3 = manifest("m3", &[&config], &[], None);
+    meta.put_manifest("team/app", &m3, &["stable".into()], &["stable".into()]).await.unwrap();
+    meta.put_manifest("team/app", &m3, &["stable".into()], &["stable".into()]).await.unwrap();
+    let m4 = manifest("m4", &[&config], &[], None);
+    match meta.put_manifest("team/app", &m4, &["stable".into()], &["stable".into()]).await {
+        Err(MetaError::TagImmutable(t)) => assert_eq!(t, "stable"),
+        other => panic!("expected TagImmutable, got {other:?}"),
+    }
+    assert!(meta.manifest("team/app", &m4.digest).await.unwrap().is_none(), "nothing of a refused push is kept");
+    meta.put_manifest("team/app", &m4, &["stable".into()], &[]).await.unwrap();
+
     // Upload sessions.
     meta.create_upload("team/app", "u-1", "sha256").await.unwrap();
     let u = meta.upload("u-1").await.unwrap().unwrap();
     assert_eq!((u.repository.as_str(), u.algorithm.as_str()), ("team/app", "sha256"));
     meta.delete_upload("u-1").await.unwrap();
     assert!(meta.upload("u-1").await.unwrap().is_none());
+
+    // Repositories with settings and resource tags.
+    let settings = RepositorySettings {
+        tag_mutability: "IMMUTABLE_WITH_EXCLUSION".into(),
+        tag_mutability_exclusions: vec!["latest".into()],
+        scan_on_push: true,
+        encryption_type: "KMS".into(),
+        kms_key: Some("arn:aws:kms:us-east-1:123456789012:key/abc".into()),
+    };
+    let created = meta.create_repository("conf/app", &settings, &[("team".into(), "a".into())]).await.unwrap();
+    assert_eq!(created.settings, settings);
+    assert!(matches!(
+        meta.create_repository("conf/app", &settings, &[]).await,
+        Err(MetaError::RepositoryAlreadyExists)
+    ));
+    assert_eq!(meta.repository("conf/app").await.unwrap().unwrap().settings, settings);
+    assert_eq!(meta.repository_resource_tags("conf/app").await.unwrap(), [("team".to_string(), "a".to_string())]);
+    let mutable = RepositorySettings { scan_on_push: false, ..RepositorySettings::default() };
+    assert_eq!(meta.update_repository_settings("conf/app", &mutable).await.unwrap().settings, mutable);
+    assert!(matches!(meta.update_repository_settings("nope", &mutable).await, Err(MetaError::RepositoryNotFound)));
+    let names: Vec<String> = meta.describe_repositories(None, 100).await.unwrap().into_iter().map(|r| r.name).collect();
+    assert_eq!(names, ["a", "conf/app", "team/app", "z"]);
+    assert!(matches!(meta.delete_repository("team/app", false).await, Err(MetaError::RepositoryNotEmpty)));
+    assert_eq!(meta.delete_repository("team/app", true).await.unwrap().name, "team/app");
+    assert!(meta.repository("team/app").await.unwrap().is_none());
+    assert!(meta.manifest("team/app", &m.digest).await.unwrap().is_none());
+    assert!(matches!(meta.delete_repository("team/app", true).await, Err(MetaError::RepositoryNotFound)));
+    assert_eq!(meta.delete_repository("conf/app", false).await.unwrap().name, "conf/app");
+
+    // Accounts, principals and access keys.
+    assert_eq!(meta.first_account().await.unwrap(), None);
+    meta.ensure_account("123456789012").await.unwrap();
+    meta.ensure_account("123456789012").await.unwrap();
+    assert_eq!(meta.first_account().await.unwrap().as_deref(), Some("123456789012"));
+    let root = Principal {
+        id: "123456789012".into(),
+        account_id: "123456789012".into(),
+        name: "root".into(),
+        kind: PrincipalKind::Root,
+        created_at: 1,
+    };
+    meta.create_principal(&root).await.unwrap();
+    assert!(matches!(meta.create_principal(&root).await, Err(MetaError::AlreadyExists)));
+    let key = AccessKey {
+        access_key_id: "AKIATEST".into(),
+        principal_id: root.id.clone(),
+        secret: "s3cret".into(),
+        active: true,
+        created_at: 2,
+    };
+    meta.create_access_key(&key).await.unwrap();
+    assert!(matches!(meta.create_access_key(&key).await, Err(MetaError::AlreadyExists)));
+    assert_eq!(meta.access_key("AKIATEST").await.unwrap(), Some((key.clone(), root.clone())));
+    assert_eq!(meta.access_key("AKIANONE").await.unwrap(), None);
+    assert_eq!(meta.list_access_keys(&root.id).await.unwrap(), [key]);
+    assert_eq!(meta.principal_by_name("123456789012", "root").await.unwrap(), Some(root.clone()));
+    assert_eq!(meta.list_principals("123456789012").await.unwrap(), [root]);
+    // The first value stored for a secret wins.
+    assert_eq!(meta.registry_secret("token", b"first").await.unwrap(), b"first");
+    assert_eq!(meta.registry_secret("token", b"second").await.unwrap(), b"first");
+
+    // Creation templates.
+    meta.create_creation_template("ROOT", "{}").await.unwrap();
+    assert!(matches!(meta.create_creation_template("ROOT", "{}").await, Err(MetaError::AlreadyExists)));
+    assert_eq!(meta.update_creation_template("ROOT", "{\"a\":1}").await.unwrap().body, "{\"a\":1}");
+    assert!(matches!(meta.update_creation_template("team", "{}").await, Err(MetaError::NotFound)));
+    assert_eq!(meta.creation_templates().await.unwrap().len(), 1);
+    assert_eq!(meta.delete_creation_template("ROOT").await.unwrap().prefix, "ROOT");
+    assert!(matches!(meta.delete_creation_template("ROOT").await, Err(MetaError::NotFound)));
 }

@@ -4,6 +4,8 @@
 
 mod error;
 mod fsck;
+pub mod identity;
+pub mod repositories;
 mod service;
 
 pub use error::RegistryError;

@@ -32,6 +32,8 @@ pub struct Registry {
     meta: Arc<dyn MetaStore>,
     blobs: Arc<dyn BlobStore>,
     sessions: Mutex<HashMap<String, SessionLock>>,
+    /// The 12-digit account id this registry serves.
+    registry_id: String,
 }
 
 pub struct BlobRead {
@@ -93,8 +95,12 @@ fn hashing(body: ByteStream, hasher: Arc<Mutex<Hasher>>) -> ByteStream {
 }
 
 impl Registry {
-    pub fn new(meta: Arc<dyn MetaStore>, blobs: Arc<dyn BlobStore>) -> Self {
-        Registry { meta, blobs, sessions: Mutex::new(HashMap::new()) }
+    pub fn new(meta: Arc<dyn MetaStore>, blobs: Arc<dyn BlobStore>, registry_id: String) -> Self {
+        Registry { meta, blobs, sessions: Mutex::new(HashMap::new()), registry_id }
+    }
+
+    pub fn registry_id(&self) -> &str {
+        &self.registry_id
     }
 
     pub fn meta(&self) -> &Arc<dyn MetaStore> {
@@ -157,7 +163,7 @@ impl Registry {
 
     // ---- uploads ----
 
-    /// Starts an upload session; the repository is created on first push.
+    /// Starts an upload session in an existing repository (or one a creation template makes).
     pub async fn start_upload(&self, name: &str, algorithm: Option<&str>) -> Result<String> {
         let algorithm = match algorithm {
             None => Algorithm::Sha256,
@@ -168,7 +174,7 @@ impl Registry {
                 )
             })?,
         };
-        self.meta.ensure_repository(name).await?;
+        self.repository_for_push(name).await?;
         let id = uuid::Uuid::new_v4().to_string();
         self.blobs.upload_create(&id).await?;
         self.meta.create_upload(name, &id, algorithm.as_str()).await?;
@@ -181,7 +187,7 @@ impl Registry {
     /// be read), in which case the caller starts a normal upload instead.
     pub async fn mount_blob(&self, name: &str, digest: &str, from: &str) -> Result<Option<Digest>> {
         let digest = digest_param(digest)?;
-        self.meta.ensure_repository(name).await?;
+        self.repository_for_push(name).await?;
         Ok(self.meta.mount_blob(from, name, &digest).await?.then_some(digest))
     }
 
@@ -402,7 +408,9 @@ impl Registry {
                 format!("manifest digest {digest} does not match the reference {expected}"),
             ));
         }
-        self.meta.ensure_repository(name).await?;
+        let repository = self.repository_for_push(name).await?;
+        let rule = crate::repositories::tag_mutability(&repository.settings);
+        let immutable: Vec<String> = tags.iter().filter(|t| rule.is_immutable(t)).cloned().collect();
         let manifest = NewManifest {
             digest: digest.clone(),
             media_type: parsed.kind.media_type().to_string(),
@@ -413,8 +421,15 @@ impl Registry {
             blobs: parsed.blobs,
             manifests: parsed.manifests,
         };
-        match self.meta.put_manifest(name, &manifest, &tags).await {
+        match self.meta.put_manifest(name, &manifest, &tags, &immutable).await {
             Ok(()) => Ok(ManifestPut { digest, subject: parsed.subject, tags }),
+            Err(MetaError::TagImmutable(tag)) => Err(RegistryError::with_detail(
+                ErrorCode::TagInvalid,
+                format!(
+                    "The image tag '{tag}' already exists in the '{name}' repository and cannot be overwritten because the repository is immutable."
+                ),
+                serde_json::json!({ "tag": tag }),
+            )),
             Err(MetaError::MissingReferences { blobs, manifests }) => {
                 let missing: Vec<&str> = blobs.iter().chain(manifests.iter()).map(|d| d.as_str()).collect();
                 Err(RegistryError::with_detail(

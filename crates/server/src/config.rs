@@ -20,6 +20,18 @@ pub struct Config {
     pub tls_cert: Option<PathBuf>,
     /// PEM private key for `tls_cert`.
     pub tls_key: Option<PathBuf>,
+    /// The default account's 12-digit id (its registry id); chosen at first start if unset.
+    #[serde(default, deserialize_with = "text")]
+    pub account_id: Option<String>,
+    /// The region ARNs and signatures name.
+    pub region: String,
+    /// The account root's access key id; with the secret, created or checked at start.
+    #[serde(default, deserialize_with = "text")]
+    pub root_access_key_id: Option<String>,
+    #[serde(default, deserialize_with = "text")]
+    pub root_secret_access_key: Option<String>,
+    /// Whether `/v2/` requires a registry token. Turning it off is for benchmarks only.
+    pub auth: bool,
 }
 
 impl Default for Config {
@@ -30,6 +42,11 @@ impl Default for Config {
             log_format: "text".into(),
             tls_cert: None,
             tls_key: None,
+            account_id: None,
+            region: "us-east-1".into(),
+            root_access_key_id: None,
+            root_secret_access_key: None,
+            auth: true,
         }
     }
 }
@@ -47,6 +64,37 @@ pub struct Overrides {
     pub tls_cert: Option<PathBuf>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls_key: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub account_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth: Option<bool>,
+}
+
+/// Environment values arrive typed (`123456789012` as a number); ids and secrets are text.
+fn text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Text {
+        S(String),
+        U(u64),
+        I(i64),
+    }
+    Ok(Option::<Text>::deserialize(d)?.map(|t| match t {
+        Text::S(s) => s,
+        Text::U(u) => u.to_string(),
+        Text::I(i) => i.to_string(),
+    }))
+}
+
+/// Ids and secrets from the environment, taken as the text they are: figment would read
+/// `012345678901` as a number and lose the leading zero.
+fn text_env() -> std::collections::BTreeMap<&'static str, String> {
+    ["account_id", "root_access_key_id", "root_secret_access_key"]
+        .into_iter()
+        .filter_map(|k| std::env::var(format!("BERTH_{}", k.to_ascii_uppercase())).ok().map(|v| (k, v)))
+        .collect()
 }
 
 pub fn load(file: Option<&PathBuf>, overrides: &Overrides) -> Result<Config, Box<figment::Error>> {
@@ -57,10 +105,19 @@ pub fn load(file: Option<&PathBuf>, overrides: &Overrides) -> Result<Config, Box
         }
         f = f.merge(Toml::file(path));
     }
-    f.merge(Env::prefixed("BERTH_").only(&["listen", "data_dir", "log_format", "tls_cert", "tls_key"]))
-        .merge(Serialized::defaults(overrides))
-        .extract()
-        .map_err(Box::new)
+    f.merge(Env::prefixed("BERTH_").only(&[
+        "listen",
+        "data_dir",
+        "log_format",
+        "tls_cert",
+        "tls_key",
+        "region",
+        "auth",
+    ]))
+    .merge(Serialized::defaults(text_env()))
+    .merge(Serialized::defaults(overrides))
+    .extract()
+    .map_err(Box::new)
 }
 
 #[cfg(test)]
@@ -76,11 +133,15 @@ mod tests {
                 "listen = \"127.0.0.1:6000\"\ndata_dir = \"/from-file\"\nlog_format = \"json\"",
             )?;
             jail.set_env("BERTH_DATA_DIR", "/from-env");
+            jail.set_env("BERTH_ACCOUNT_ID", "012345678901");
+            jail.set_env("BERTH_ROOT_SECRET_ACCESS_KEY", "12345");
             let file = PathBuf::from("berth.toml");
             let c = load(Some(&file), &Overrides::default()).unwrap();
             assert_eq!(c.listen.port(), 6000);
             assert_eq!(c.data_dir, PathBuf::from("/from-env"));
             assert_eq!(c.log_format, "json");
+            assert_eq!(c.account_id.as_deref(), Some("012345678901"));
+            assert_eq!(c.root_secret_access_key.as_deref(), Some("12345"));
             let o = Overrides { data_dir: Some("/from-flag".into()), ..Default::default() };
             assert_eq!(load(Some(&file), &o).unwrap().data_dir, PathBuf::from("/from-flag"));
             assert!(load(Some(&PathBuf::from("missing.toml")), &o).is_err());

@@ -7,8 +7,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
-use berth_meta::SqliteMeta;
+use berth_meta::{MetaStore, SqliteMeta};
 use berth_registry::Registry;
+use berth_registry::identity::{Identity, NewRootKey};
 use berth_store::FsBlobStore;
 use clap::{Args, Parser, Subcommand};
 
@@ -52,6 +53,15 @@ struct CommonArgs {
     /// PEM private key for --tls-cert.
     #[arg(long, global = true)]
     tls_key: Option<PathBuf>,
+    /// The default account's 12-digit id [default: chosen at first start].
+    #[arg(long, global = true)]
+    account_id: Option<String>,
+    /// Region named in ARNs and signatures [default: us-east-1].
+    #[arg(long, global = true)]
+    region: Option<String>,
+    /// Serve /v2/ without authentication (benchmarks only).
+    #[arg(long, global = true)]
+    insecure_no_auth: bool,
 }
 
 #[derive(Subcommand)]
@@ -70,6 +80,9 @@ fn main() -> ExitCode {
         log_format: cli.common.log_format.clone(),
         tls_cert: cli.common.tls_cert.clone(),
         tls_key: cli.common.tls_key.clone(),
+        account_id: cli.common.account_id.clone(),
+        region: cli.common.region.clone(),
+        auth: cli.common.insecure_no_auth.then_some(false),
     };
     let config = match config::load(cli.config.as_ref(), &overrides) {
         Ok(c) => c,
@@ -109,17 +122,73 @@ fn init_logging(config: &Config) {
     }
 }
 
-async fn open_registry(config: &Config) -> anyhow::Result<Registry> {
+async fn open_stores(config: &Config) -> anyhow::Result<(Arc<dyn MetaStore>, FsBlobStore)> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
-    let meta = SqliteMeta::open(&config.data_dir.join("meta.db")).await.context("opening the metadata database")?;
+    let meta: Arc<dyn MetaStore> =
+        Arc::new(SqliteMeta::open(&config.data_dir.join("meta.db")).await.context("opening the metadata database")?);
     let blobs = FsBlobStore::open(config.data_dir.clone()).await.context("opening the blob store")?;
-    Ok(Registry::new(Arc::new(meta), Arc::new(blobs)))
+    Ok((meta, blobs))
+}
+
+/// The registry with its identity store; the first start creates the account and root key.
+async fn open_registry(config: &Config) -> anyhow::Result<(Registry, Identity)> {
+    let (meta, blobs) = open_stores(config).await?;
+    let root_key = match (&config.root_access_key_id, &config.root_secret_access_key) {
+        (Some(id), Some(secret)) => Some((id.as_str(), secret.as_str())),
+        (None, None) => None,
+        _ => anyhow::bail!("give both BERTH_ROOT_ACCESS_KEY_ID and BERTH_ROOT_SECRET_ACCESS_KEY, or neither"),
+    };
+    let (identity, created) = Identity::open(meta.clone(), config.account_id.as_deref(), &config.region, root_key)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    if let Some(key) = created {
+        announce_root_key(config, identity.account_id(), &key)?;
+    }
+    let registry = Registry::new(meta, Arc::new(blobs), identity.account_id().to_string());
+    Ok((registry, identity))
+}
+
+/// Shows a newly created root key once and keeps it in a 0600 file in the data directory.
+fn announce_root_key(config: &Config, account: &str, key: &NewRootKey) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = config.data_dir.join("admin-credentials");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    writeln!(
+        f,
+        "# Berth account {account} root key, created at first start. AWS shared-credentials format.\n[berth]\naws_access_key_id = {}\naws_secret_access_key = {}\nregion = {}",
+        key.access_key_id, key.secret_access_key, config.region
+    )?;
+    f.sync_all()?;
+    eprintln!(
+        "berth: created the root access key of account {account} (shown once; also in {}):\n  AWS_ACCESS_KEY_ID={}\n  AWS_SECRET_ACCESS_KEY={}",
+        path.display(),
+        key.access_key_id,
+        key.secret_access_key
+    );
+    Ok(())
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
-    let registry = Arc::new(open_registry(&config).await?);
-    let app = http::router(http::AppState { registry: registry.clone() });
+    let (registry, identity) = open_registry(&config).await?;
+    let registry = Arc::new(registry);
+    if !config.auth {
+        tracing::warn!("authentication is off: anyone can push and pull (--insecure-no-auth)");
+    }
+    let tls_configured = config.tls_cert.is_some();
+    let app = http::router(http::AppState {
+        registry: registry.clone(),
+        identity: Arc::new(identity),
+        scheme: if tls_configured { "https" } else { "http" },
+        auth_required: config.auth,
+    });
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("listening on {}", config.listen))?;
@@ -157,7 +226,8 @@ async fn shutdown_signal() {
 }
 
 async fn fsck(config: Config) -> anyhow::Result<ExitCode> {
-    let registry = open_registry(&config).await?;
+    let (meta, blobs) = open_stores(&config).await?;
+    let registry = Registry::new(meta, Arc::new(blobs), String::new());
     let report = registry.fsck().await?;
     registry.meta().close().await;
     for p in &report.problems {

@@ -11,10 +11,12 @@ use axum::extract::{ConnectInfo, Request};
 use axum::http::header;
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::{any, get};
+use axum::routing::{any, get, post};
 use axum::serve::IncomingStream;
 use berth_registry::Registry;
+use berth_registry::identity::Identity;
 
+pub mod ecr;
 mod v2;
 
 /// The client's address, as every surface sees it (request logs now; `aws:SourceIp` later).
@@ -36,6 +38,16 @@ impl Connected<IncomingStream<'_, crate::tls::TlsListener>> for ClientAddr {
 #[derive(Clone)]
 pub struct AppState {
     pub registry: Arc<Registry>,
+    pub identity: Arc<Identity>,
+    /// `http` or `https`, for the endpoints Berth tells clients about.
+    pub scheme: &'static str,
+    /// Whether `/v2/` demands a registry token (the default; off only for benchmarks).
+    pub auth_required: bool,
+}
+
+/// Seconds since the Unix epoch, the clock SigV4 and tokens are checked against.
+pub fn now_seconds() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
 }
 
 pub fn router(state: AppState) -> Router {
@@ -43,6 +55,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v2", any(v2::handle))
         .route("/v2/", any(v2::handle))
         .route("/v2/{*rest}", any(v2::handle))
+        .route("/", post(ecr::handle))
         .route("/healthz", get(|| async { "ok\n" }))
         .layer(middleware::from_fn(log_request))
         .with_state(state)

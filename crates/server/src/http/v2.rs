@@ -12,7 +12,10 @@ use berth_registry::{Page, RegistryError};
 use berth_store::ByteStream;
 use futures_util::{StreamExt, TryStreamExt};
 
-use super::AppState;
+use berth_auth::token::parse_basic;
+use berth_registry::identity::Caller;
+
+use super::{AppState, now_seconds};
 
 const API_VERSION: (&str, &str) = ("docker-distribution-api-version", "registry/2.0");
 
@@ -23,6 +26,11 @@ pub async fn handle(State(app): State<AppState>, method: Method, uri: Uri, heade
     let tail = path.strip_prefix("/v2/").or_else(|| path.strip_prefix("/v2")).unwrap_or("");
     let query: Vec<(String, String)> =
         form_urlencoded::parse(uri.query().unwrap_or("").as_bytes()).into_owned().collect();
+    if app.auth_required
+        && let Err(denied) = authenticate(&app, &headers, &uri).await
+    {
+        return denied;
+    }
     let result = match parse_v2_path(tail) {
         Ok(route) => dispatch(&app, route, &method, &query, &headers, body).await,
         Err(PathError::NameInvalid(m)) => Err(RegistryError::new(ErrorCode::NameInvalid, m)),
@@ -31,6 +39,32 @@ pub async fn handle(State(app): State<AppState>, method: Method, uri: Uri, heade
     let mut resp = result.unwrap_or_else(into_error_response);
     resp.headers_mut().insert(API_VERSION.0, HeaderValue::from_static(API_VERSION.1));
     resp
+}
+
+/// Checks the Basic credentials (user `AWS`, a registry token as the password). A request
+/// without valid ones gets 401 with the Basic challenge, as ECR answers, so that `docker login`
+/// and credential helpers know to send them.
+async fn authenticate(app: &AppState, headers: &HeaderMap, uri: &Uri) -> std::result::Result<Caller, Response> {
+    let failure = match header_str(headers, "authorization").and_then(parse_basic) {
+        Some((user, token)) if user == "AWS" => match app.identity.authenticate_token(&token, now_seconds()).await {
+            Ok(caller) => return Ok(caller),
+            Err(e) => {
+                tracing::debug!(error = ?e, "registry token refused");
+                "the authorization token is not valid or has expired"
+            }
+        },
+        Some(_) => "the user name must be AWS",
+        None => "authentication required",
+    };
+    let host = super::ecr::request_host(headers, uri);
+    let mut resp = error_response(StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized.as_str(), failure, None);
+    if let Ok(v) =
+        HeaderValue::from_str(&format!("Basic realm=\"{}://{host}/\",service=\"ecr.amazonaws.com\"", app.scheme))
+    {
+        resp.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+    }
+    resp.headers_mut().insert(API_VERSION.0, HeaderValue::from_static(API_VERSION.1));
+    Err(resp)
 }
 
 fn param<'a>(query: &'a [(String, String)], key: &str) -> Option<&'a str> {

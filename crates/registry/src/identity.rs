@@ -1,0 +1,259 @@
+//! Who is calling: accounts, principals and access keys; SigV4 verification for the ECR API;
+//! registry tokens for `/v2/`. Authentication ends here with a [`Caller`]; what the caller may
+//! do is decided by the policy evaluator (the IAM issue), in one place, from that `Caller`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use berth_auth::{EpochSeconds, keys, sigv4, token};
+use berth_meta::{AccessKey, MetaError, MetaStore, Principal, PrincipalKind, now_ms};
+
+use crate::RegistryError;
+
+/// The authenticated principal behind a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    pub account_id: String,
+    pub principal_id: String,
+    /// `arn:aws:iam::<account>:root` or `arn:aws:iam::<account>:user/<name>`.
+    pub arn: String,
+    pub access_key_id: String,
+    pub kind: PrincipalKind,
+}
+
+/// Authentication failures, each with the exception AWS names it by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthError {
+    Missing,
+    Incomplete(String),
+    UnknownKey,
+    Signature(String),
+    Token(String),
+    Backend(String),
+}
+
+impl AuthError {
+    /// The ECR API's `__type`.
+    pub fn exception(&self) -> &'static str {
+        match self {
+            AuthError::Missing => "MissingAuthenticationTokenException",
+            AuthError::Incomplete(_) => "IncompleteSignatureException",
+            AuthError::UnknownKey => "UnrecognizedClientException",
+            AuthError::Signature(_) | AuthError::Token(_) => "InvalidSignatureException",
+            AuthError::Backend(_) => "ServerException",
+        }
+    }
+
+    pub fn message(&self) -> String {
+        match self {
+            AuthError::Missing => "Missing Authentication Token".into(),
+            AuthError::UnknownKey => "The security token included in the request is invalid.".into(),
+            AuthError::Incomplete(m) | AuthError::Signature(m) | AuthError::Token(m) | AuthError::Backend(m) => {
+                m.clone()
+            }
+        }
+    }
+}
+
+impl From<MetaError> for AuthError {
+    fn from(e: MetaError) -> Self {
+        AuthError::Backend(e.to_string())
+    }
+}
+
+const TOKEN_KEY: &str = "registry-token-hmac";
+
+pub struct Identity {
+    meta: Arc<dyn MetaStore>,
+    account_id: String,
+    region: String,
+    token_key: Vec<u8>,
+    /// Tokens checked recently, so `/v2/` does not look the key up on every request.
+    token_cache: Mutex<HashMap<String, (Caller, EpochSeconds)>>,
+}
+
+/// How long a checked token is trusted before its key is looked up again: the delay with which
+/// deactivating a key reaches its tokens.
+const TOKEN_RECHECK_SECONDS: EpochSeconds = 30;
+/// Entries kept at most; the cache is emptied when it reaches this.
+const TOKEN_CACHE_MAX: usize = 10_000;
+
+/// Keys created at first start, to be shown once.
+pub struct NewRootKey {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+}
+
+pub fn principal_arn(p: &Principal) -> String {
+    match p.kind {
+        PrincipalKind::Root => format!("arn:aws:iam::{}:root", p.account_id),
+        PrincipalKind::User => format!("arn:aws:iam::{}:user/{}", p.account_id, p.name),
+    }
+}
+
+fn is_account_id(s: &str) -> bool {
+    s.len() == 12 && s.bytes().all(|b| b.is_ascii_digit())
+}
+
+impl Identity {
+    /// Opens the identity store: the account (given, or the one created at first start), its
+    /// root principal, and the root's access key: the one given (created or updated to match),
+    /// or, when the root has none, a new one returned for the caller to show once.
+    pub async fn open(
+        meta: Arc<dyn MetaStore>,
+        account_id: Option<&str>,
+        region: &str,
+        root_key: Option<(&str, &str)>,
+    ) -> Result<(Self, Option<NewRootKey>), RegistryError> {
+        let account_id = match account_id {
+            Some(a) if is_account_id(a) => a.to_string(),
+            Some(a) => return Err(RegistryError::Internal(format!("account id {a:?} is not 12 digits"))),
+            None => match meta.first_account().await? {
+                Some(a) => a,
+                None => {
+                    let digits: String =
+                        keys::new_secret_bytes().iter().take(12).map(|b| char::from(b'0' + b % 10)).collect();
+                    // An account id never starts with 0, so it reads as a number everywhere.
+                    format!("{}{}", (digits.as_bytes()[0] % 9 + b'1') as char, &digits[1..])
+                }
+            },
+        };
+        meta.ensure_account(&account_id).await?;
+        let root = Principal {
+            id: account_id.clone(),
+            account_id: account_id.clone(),
+            name: "root".into(),
+            kind: PrincipalKind::Root,
+            created_at: now_ms(),
+        };
+        match meta.create_principal(&root).await {
+            Ok(()) | Err(MetaError::AlreadyExists) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let mut created = None;
+        match root_key {
+            Some((id, secret)) => {
+                if !keys::is_access_key_id(id) || secret.is_empty() {
+                    return Err(RegistryError::Internal("the root access key id or secret is malformed".into()));
+                }
+                match meta.access_key(id).await? {
+                    Some((k, p)) if p.id == root.id && k.secret == secret => {}
+                    Some(_) => {
+                        return Err(RegistryError::Internal(format!(
+                            "access key {id} already exists with another secret or principal"
+                        )));
+                    }
+                    None => {
+                        meta.create_access_key(&AccessKey {
+                            access_key_id: id.into(),
+                            principal_id: root.id.clone(),
+                            secret: secret.into(),
+                            active: true,
+                            created_at: now_ms(),
+                        })
+                        .await?
+                    }
+                }
+            }
+            None => {
+                if meta.list_access_keys(&root.id).await?.is_empty() {
+                    let key = NewRootKey {
+                        access_key_id: keys::new_access_key_id(),
+                        secret_access_key: keys::new_secret_access_key(),
+                    };
+                    meta.create_access_key(&AccessKey {
+                        access_key_id: key.access_key_id.clone(),
+                        principal_id: root.id.clone(),
+                        secret: key.secret_access_key.clone(),
+                        active: true,
+                        created_at: now_ms(),
+                    })
+                    .await?;
+                    created = Some(key);
+                }
+            }
+        }
+        let token_key = meta.registry_secret(TOKEN_KEY, &keys::new_secret_bytes()).await?;
+        let token_cache = Mutex::new(HashMap::new());
+        Ok((Identity { meta, account_id, region: region.to_string(), token_key, token_cache }, created))
+    }
+
+    pub fn account_id(&self) -> &str {
+        &self.account_id
+    }
+
+    pub fn region(&self) -> &str {
+        &self.region
+    }
+
+    async fn caller_for_key(&self, access_key_id: &str) -> Result<(AccessKey, Caller), AuthError> {
+        if !keys::is_access_key_id(access_key_id) {
+            return Err(AuthError::UnknownKey);
+        }
+        let Some((key, principal)) = self.meta.access_key(access_key_id).await? else {
+            return Err(AuthError::UnknownKey);
+        };
+        if !key.active {
+            return Err(AuthError::UnknownKey);
+        }
+        let caller = Caller {
+            account_id: principal.account_id.clone(),
+            principal_id: principal.id.clone(),
+            arn: principal_arn(&principal),
+            access_key_id: key.access_key_id.clone(),
+            kind: principal.kind,
+        };
+        Ok((key, caller))
+    }
+
+    /// Verifies a SigV4-signed request for `service` (`ecr`, `iam`).
+    pub async fn authenticate_sigv4(
+        &self,
+        req: &sigv4::Request<'_>,
+        service: &str,
+        now: EpochSeconds,
+    ) -> Result<Caller, AuthError> {
+        let cred = sigv4::parse(req).map_err(|e| match e {
+            sigv4::SigV4Error::Missing => AuthError::Missing,
+            other => AuthError::Incomplete(other.to_string()),
+        })?;
+        let (key, caller) = self.caller_for_key(&cred.access_key_id).await?;
+        if cred.service != service {
+            return Err(AuthError::Signature(format!("Credential should be scoped to correct service: '{service}'. ")));
+        }
+        sigv4::verify(req, &cred, &key.secret, now).map_err(|e| AuthError::Signature(e.to_string()))?;
+        Ok(caller)
+    }
+
+    /// A registry token for `caller`, valid 12 hours; returns it with its expiry.
+    pub fn issue_token(&self, caller: &Caller, now: EpochSeconds) -> (String, EpochSeconds) {
+        let expires_at = now + token::TOKEN_LIFETIME_SECONDS;
+        let claims = token::Claims {
+            account: caller.account_id.clone(),
+            principal: caller.principal_id.clone(),
+            access_key_id: caller.access_key_id.clone(),
+            expires_at,
+        };
+        (token::issue(&self.token_key, &claims), expires_at)
+    }
+
+    /// Checks a registry token; the key it was issued through must still be active.
+    pub async fn authenticate_token(&self, token: &str, now: EpochSeconds) -> Result<Caller, AuthError> {
+        if let Some((caller, until)) = self.token_cache.lock().expect("token cache").get(token)
+            && now < *until
+        {
+            return Ok(caller.clone());
+        }
+        let claims = token::verify(&self.token_key, token, now).map_err(|e| AuthError::Token(e.to_string()))?;
+        let (_, caller) = self.caller_for_key(&claims.access_key_id).await?;
+        if caller.principal_id != claims.principal {
+            return Err(AuthError::Token("token does not match its key".into()));
+        }
+        let mut cache = self.token_cache.lock().expect("token cache");
+        if cache.len() >= TOKEN_CACHE_MAX {
+            cache.clear();
+        }
+        cache.insert(token.to_string(), (caller.clone(), claims.expires_at.min(now + TOKEN_RECHECK_SECONDS)));
+        Ok(caller)
+    }
+}

@@ -1,0 +1,680 @@
+//! The ECR API: `POST /` with `X-Amz-Target: AmazonEC2ContainerRegistry_V20150921.<Op>`, JSON
+//! 1.1 bodies, SigV4-signed. Verified first, then dispatched to the registry services; every
+//! failure is answered as `{"__type": …, "message": …}` with the exception the botocore model
+//! names.
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use berth_auth::token::docker_authorization;
+use berth_meta::{MetaError, Repository, RepositorySettings};
+use berth_policy::TagMutability;
+use berth_registry::RegistryError;
+use berth_registry::identity::{AuthError, Caller};
+use berth_registry::repositories::{ExclusionFilter, ResourceTag, TemplateSpec, repository_not_found};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use sha2::{Digest as _, Sha256};
+
+use super::{AppState, now_seconds};
+
+pub const TARGET_PREFIX: &str = "AmazonEC2ContainerRegistry_V20150921.";
+const CONTENT_TYPE: &str = "application/x-amz-json-1.1";
+/// Bodies are small JSON documents (UploadLayerPart carries base64 parts, at most ~20 MB).
+const MAX_BODY: usize = 32 * 1024 * 1024;
+
+/// An ECR exception: `__type`, message and HTTP status.
+#[derive(Debug)]
+pub struct EcrError {
+    pub kind: &'static str,
+    pub message: String,
+    pub status: StatusCode,
+}
+
+impl EcrError {
+    pub fn new(kind: &'static str, message: impl Into<String>) -> Self {
+        let status = match kind {
+            "ServerException" => StatusCode::INTERNAL_SERVER_ERROR,
+            "MissingAuthenticationTokenException" | "AccessDeniedException" => StatusCode::FORBIDDEN,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        EcrError { kind, message: message.into(), status }
+    }
+
+    fn invalid(message: impl Into<String>) -> Self {
+        EcrError::new("InvalidParameterException", message)
+    }
+
+    fn server(e: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %e, "ECR API internal error");
+        EcrError::new("ServerException", "An internal error occurred")
+    }
+}
+
+impl From<AuthError> for EcrError {
+    fn from(e: AuthError) -> Self {
+        EcrError::new(e.exception(), e.message())
+    }
+}
+
+impl From<MetaError> for EcrError {
+    fn from(e: MetaError) -> Self {
+        EcrError::server(e)
+    }
+}
+
+impl From<RegistryError> for EcrError {
+    fn from(e: RegistryError) -> Self {
+        EcrError::server(e)
+    }
+}
+
+impl IntoResponse for EcrError {
+    fn into_response(self) -> Response {
+        let body = json!({ "__type": self.kind, "message": self.message }).to_string();
+        let mut r = (self.status, [(header::CONTENT_TYPE, CONTENT_TYPE)], body).into_response();
+        r.headers_mut().insert("x-amzn-errortype", HeaderValue::from_static(self.kind));
+        r
+    }
+}
+
+type EcrResult = Result<Value, EcrError>;
+
+/// Everything an operation needs to know about its request.
+struct Ctx<'a> {
+    app: &'a AppState,
+    caller: Caller,
+    /// `scheme://host` of this request, for URIs and proxy endpoints.
+    endpoint: String,
+    host: String,
+}
+
+pub async fn handle(State(app): State<AppState>, method: Method, uri: Uri, headers: HeaderMap, body: Body) -> Response {
+    let target = headers.get("x-amz-target").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    match serve(&app, &method, &uri, &headers, &target, body).await {
+        Ok(v) => {
+            let mut r = (StatusCode::OK, [(header::CONTENT_TYPE, CONTENT_TYPE)], v.to_string()).into_response();
+            if let Ok(id) = HeaderValue::from_str(&uuid::Uuid::new_v4().to_string()) {
+                r.headers_mut().insert("x-amzn-requestid", id);
+            }
+            r
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn serve(app: &AppState, method: &Method, uri: &Uri, headers: &HeaderMap, target: &str, body: Body) -> EcrResult {
+    let bytes = axum::body::to_bytes(body, MAX_BODY)
+        .await
+        .map_err(|_| EcrError::new("SerializationException", "request body too large or unreadable"))?;
+    let op = target
+        .strip_prefix(TARGET_PREFIX)
+        .ok_or_else(|| EcrError::new("UnknownOperationException", format!("Unknown operation {target:?}")))?;
+    let mut header_list: Vec<(String, String)> =
+        headers.iter().filter_map(|(k, v)| v.to_str().ok().map(|v| (k.as_str().to_string(), v.to_string()))).collect();
+    // HTTP/2 carries the host as the :authority pseudo-header, which clients sign as `host`.
+    let host = request_host(headers, uri);
+    if !headers.contains_key(header::HOST) {
+        header_list.push(("host".into(), host.clone()));
+    }
+    let payload = hex::encode(Sha256::digest(&bytes));
+    let req = berth_auth::sigv4::Request {
+        method: method.as_str(),
+        path: uri.path(),
+        query: uri.query().unwrap_or(""),
+        headers: &header_list,
+        payload_sha256: &payload,
+    };
+    let caller = app.identity.authenticate_sigv4(&req, "ecr", now_seconds()).await?;
+    let input: Value = if bytes.is_empty() {
+        json!({})
+    } else {
+        serde_json::from_slice(&bytes)
+            .map_err(|e| EcrError::new("SerializationException", format!("invalid JSON: {e}")))?
+    };
+    let ctx = Ctx { app, caller, endpoint: format!("{}://{host}", app.scheme), host };
+    dispatch(&ctx, op, input).await
+}
+
+/// The host the client addressed: the Host header (HTTP/1.1) or the URI authority (HTTP/2).
+pub fn request_host(headers: &HeaderMap, uri: &Uri) -> String {
+    headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+        .or_else(|| uri.authority().map(|a| a.to_string()))
+        .unwrap_or_else(|| "localhost".into())
+}
+
+fn parse<T: for<'de> Deserialize<'de>>(input: Value) -> Result<T, EcrError> {
+    serde_json::from_value(input).map_err(|e| EcrError::new("SerializationException", e.to_string()))
+}
+
+async fn dispatch(ctx: &Ctx<'_>, op: &str, input: Value) -> EcrResult {
+    match op {
+        "GetAuthorizationToken" => get_authorization_token(ctx, parse(input)?),
+        "DescribeRegistry" => {
+            Ok(json!({ "registryId": ctx.registry_id(), "replicationConfiguration": { "rules": [] } }))
+        }
+        "CreateRepository" => create_repository(ctx, parse(input)?).await,
+        "DescribeRepositories" => describe_repositories(ctx, parse(input)?).await,
+        "DeleteRepository" => delete_repository(ctx, parse(input)?).await,
+        "PutImageTagMutability" => put_image_tag_mutability(ctx, parse(input)?).await,
+        "PutImageScanningConfiguration" => put_image_scanning_configuration(ctx, parse(input)?).await,
+        "ListTagsForResource" => list_tags_for_resource(ctx, parse(input)?).await,
+        "CreateRepositoryCreationTemplate" => put_template(ctx, parse(input)?, true).await,
+        "UpdateRepositoryCreationTemplate" => put_template(ctx, parse(input)?, false).await,
+        "DeleteRepositoryCreationTemplate" => delete_template(ctx, parse(input)?).await,
+        "DescribeRepositoryCreationTemplates" => describe_templates(ctx, parse(input)?).await,
+        _ => Err(EcrError::new("UnknownOperationException", format!("Berth does not serve the operation {op:?}"))),
+    }
+}
+
+impl Ctx<'_> {
+    fn registry_id(&self) -> &str {
+        self.app.identity.account_id()
+    }
+
+    /// A `registryId` argument must name this registry.
+    fn check_registry(&self, registry_id: &Option<String>) -> Result<(), EcrError> {
+        match registry_id {
+            Some(id) if id != self.registry_id() => Err(EcrError::invalid(format!(
+                "Invalid parameter at 'registryId': registry '{id}' is not served here (this registry is '{}')",
+                self.registry_id()
+            ))),
+            _ => {
+                let _ = &self.caller;
+                Ok(())
+            }
+        }
+    }
+
+    fn repository_json(&self, r: &Repository) -> Value {
+        let s = &r.settings;
+        let mut v = json!({
+            "repositoryArn": format!("arn:aws:ecr:{}:{}:repository/{}", self.app.identity.region(), self.registry_id(), r.name),
+            "registryId": self.registry_id(),
+            "repositoryName": r.name,
+            "repositoryUri": format!("{}/{}", self.host, r.name),
+            "createdAt": r.created_at as f64 / 1000.0,
+            "imageTagMutability": s.tag_mutability,
+            "imageScanningConfiguration": { "scanOnPush": s.scan_on_push },
+            "encryptionConfiguration": encryption_json(&s.encryption_type, &s.kms_key),
+        });
+        if !s.tag_mutability_exclusions.is_empty() {
+            v["imageTagMutabilityExclusionFilters"] = exclusions_json(&s.tag_mutability_exclusions);
+        }
+        v
+    }
+
+    async fn repository(&self, name: &str) -> Result<Repository, EcrError> {
+        self.app.registry.meta().repository(name).await?.ok_or_else(|| self.not_found(name))
+    }
+
+    fn not_found(&self, name: &str) -> EcrError {
+        EcrError::new("RepositoryNotFoundException", repository_not_found(name, self.registry_id()))
+    }
+}
+
+fn encryption_json(kind: &str, key: &Option<String>) -> Value {
+    let mut v = json!({ "encryptionType": kind });
+    if let Some(k) = key {
+        v["kmsKey"] = k.clone().into();
+    }
+    v
+}
+
+fn exclusions_json(filters: &[String]) -> Value {
+    filters.iter().map(|f| json!({ "filterType": "WILDCARD", "filter": f })).collect()
+}
+
+fn check_repository_name(name: &str) -> Result<(), EcrError> {
+    if name.len() < 2 || name.len() > 256 || berth_oci::validate_repository_name(name).is_err() {
+        return Err(EcrError::invalid(format!(
+            "Invalid parameter at 'repositoryName' failed to satisfy constraint: 'must satisfy regular expression '(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*' and be 2 to 256 characters long' (got {name:?})"
+        )));
+    }
+    Ok(())
+}
+
+fn mutability(mode: &str, filters: &Option<Vec<ExclusionFilter>>) -> Result<TagMutability, EcrError> {
+    let filters = filters.clone().unwrap_or_default();
+    if let Some(f) = filters.iter().find(|f| f.filter_type != "WILDCARD") {
+        return Err(EcrError::invalid(format!(
+            "Invalid parameter at 'filterType' failed to satisfy constraint: 'Member must satisfy enum value set: [WILDCARD]' (got {:?})",
+            f.filter_type
+        )));
+    }
+    TagMutability::new(mode, filters.into_iter().map(|f| f.filter).collect())
+        .map_err(|e| EcrError::invalid(e.to_string()))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct EncryptionInput {
+    encryption_type: String,
+    kms_key: Option<String>,
+}
+
+fn encryption(e: &Option<EncryptionInput>) -> Result<(String, Option<String>), EcrError> {
+    let Some(e) = e else { return Ok(("AES256".into(), None)) };
+    match e.encryption_type.as_str() {
+        "AES256" => {
+            if e.kms_key.as_deref().is_some_and(|k| !k.is_empty()) {
+                return Err(EcrError::invalid(
+                    "Invalid parameter: kmsKey can only be given with encryptionType KMS or KMS_DSSE",
+                ));
+            }
+            Ok(("AES256".into(), None))
+        }
+        "KMS" | "KMS_DSSE" => Ok((e.encryption_type.clone(), e.kms_key.clone().filter(|k| !k.is_empty()))),
+        other => Err(EcrError::invalid(format!(
+            "Invalid parameter at 'encryptionType' failed to satisfy constraint: 'Member must satisfy enum value set: [AES256, KMS, KMS_DSSE]' (got {other:?})"
+        ))),
+    }
+}
+
+fn check_tags(tags: &[ResourceTag]) -> Result<(), EcrError> {
+    if tags.len() > 50 {
+        return Err(EcrError::new("TooManyTagsException", "A repository can have at most 50 tags"));
+    }
+    for t in tags {
+        if t.key.is_empty() || t.key.chars().count() > 128 || t.value.chars().count() > 256 || t.key.starts_with("aws:")
+        {
+            return Err(EcrError::new(
+                "InvalidTagParameterException",
+                format!(
+                    "Invalid tag {:?}: keys are 1 to 128 characters and may not start with 'aws:', values at most 256",
+                    t.key
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+// ---- operations ----
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct GetAuthorizationTokenInput {
+    registry_ids: Option<Vec<String>>,
+}
+
+fn get_authorization_token(ctx: &Ctx<'_>, input: GetAuthorizationTokenInput) -> EcrResult {
+    let ids = input.registry_ids.unwrap_or_else(|| vec![ctx.registry_id().to_string()]);
+    if ids.is_empty() || ids.len() > 10 {
+        return Err(EcrError::invalid("registryIds must hold between 1 and 10 registry ids"));
+    }
+    let mut data = Vec::new();
+    for id in ids {
+        ctx.check_registry(&Some(id))?;
+        let (token, expires_at) = ctx.app.identity.issue_token(&ctx.caller, now_seconds());
+        data.push(json!({
+            "authorizationToken": docker_authorization(&token),
+            "expiresAt": expires_at,
+            "proxyEndpoint": ctx.endpoint,
+        }));
+    }
+    Ok(json!({ "authorizationData": data }))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ScanningInput {
+    scan_on_push: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CreateRepositoryInput {
+    registry_id: Option<String>,
+    repository_name: String,
+    tags: Option<Vec<ResourceTag>>,
+    image_tag_mutability: Option<String>,
+    image_tag_mutability_exclusion_filters: Option<Vec<ExclusionFilter>>,
+    image_scanning_configuration: Option<ScanningInput>,
+    encryption_configuration: Option<EncryptionInput>,
+}
+
+async fn create_repository(ctx: &Ctx<'_>, input: CreateRepositoryInput) -> EcrResult {
+    ctx.check_registry(&input.registry_id)?;
+    check_repository_name(&input.repository_name)?;
+    let rule = mutability(
+        input.image_tag_mutability.as_deref().unwrap_or("MUTABLE"),
+        &input.image_tag_mutability_exclusion_filters,
+    )?;
+    let (encryption_type, kms_key) = encryption(&input.encryption_configuration)?;
+    let tags = input.tags.unwrap_or_default();
+    check_tags(&tags)?;
+    let settings = RepositorySettings {
+        tag_mutability: rule.mode.as_str().into(),
+        tag_mutability_exclusions: rule.exclusions,
+        scan_on_push: input.image_scanning_configuration.and_then(|s| s.scan_on_push).unwrap_or(false),
+        encryption_type,
+        kms_key,
+    };
+    let tags: Vec<(String, String)> = tags.into_iter().map(|t| (t.key, t.value)).collect();
+    match ctx.app.registry.meta().create_repository(&input.repository_name, &settings, &tags).await {
+        Ok(r) => Ok(json!({ "repository": ctx.repository_json(&r) })),
+        Err(MetaError::RepositoryAlreadyExists) => Err(EcrError::new(
+            "RepositoryAlreadyExistsException",
+            format!(
+                "The repository with name '{}' already exists in the registry with id '{}'",
+                input.repository_name,
+                ctx.registry_id()
+            ),
+        )),
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct DescribeRepositoriesInput {
+    registry_id: Option<String>,
+    repository_names: Option<Vec<String>>,
+    next_token: Option<String>,
+    max_results: Option<i64>,
+}
+
+fn page_size(max_results: Option<i64>, default: i64) -> Result<u32, EcrError> {
+    match max_results {
+        None => Ok(default as u32),
+        Some(n) if (1..=1000).contains(&n) => Ok(n as u32),
+        Some(n) => Err(EcrError::invalid(format!(
+            "Invalid parameter at 'maxResults' failed to satisfy constraint: 'Member must have value between 1 and 1000' (got {n})"
+        ))),
+    }
+}
+
+/// Pagination tokens are the last key of the previous page, opaque to clients.
+fn encode_token(last: &str) -> String {
+    URL_SAFE_NO_PAD.encode(last)
+}
+
+fn decode_token(token: &Option<String>) -> Result<Option<String>, EcrError> {
+    match token {
+        None => Ok(None),
+        Some(t) => URL_SAFE_NO_PAD.decode(t).ok().and_then(|b| String::from_utf8(b).ok()).map(Some).ok_or_else(|| {
+            EcrError::invalid("Invalid parameter at 'nextToken': the token is not one this registry issued")
+        }),
+    }
+}
+
+async fn describe_repositories(ctx: &Ctx<'_>, input: DescribeRepositoriesInput) -> EcrResult {
+    ctx.check_registry(&input.registry_id)?;
+    if let Some(names) = &input.repository_names {
+        if names.is_empty() || names.len() > 100 {
+            return Err(EcrError::invalid("repositoryNames must hold between 1 and 100 names"));
+        }
+        let mut out = Vec::new();
+        for n in names {
+            check_repository_name(n)?;
+            out.push(ctx.repository_json(&ctx.repository(n).await?));
+        }
+        return Ok(json!({ "repositories": out }));
+    }
+    let limit = page_size(input.max_results, 100)?;
+    let after = decode_token(&input.next_token)?;
+    let mut repos = ctx.app.registry.meta().describe_repositories(after.as_deref(), limit + 1).await?;
+    let more = repos.len() > limit as usize;
+    repos.truncate(limit as usize);
+    let mut out = json!({ "repositories": repos.iter().map(|r| ctx.repository_json(r)).collect::<Vec<_>>() });
+    if more && let Some(last) = repos.last() {
+        out["nextToken"] = encode_token(&last.name).into();
+    }
+    Ok(out)
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct DeleteRepositoryInput {
+    registry_id: Option<String>,
+    repository_name: String,
+    force: Option<bool>,
+}
+
+async fn delete_repository(ctx: &Ctx<'_>, input: DeleteRepositoryInput) -> EcrResult {
+    ctx.check_registry(&input.registry_id)?;
+    check_repository_name(&input.repository_name)?;
+    match ctx.app.registry.meta().delete_repository(&input.repository_name, input.force.unwrap_or(false)).await {
+        Ok(r) => Ok(json!({ "repository": ctx.repository_json(&r) })),
+        Err(MetaError::RepositoryNotFound) => Err(ctx.not_found(&input.repository_name)),
+        Err(MetaError::RepositoryNotEmpty) => Err(EcrError::new(
+            "RepositoryNotEmptyException",
+            format!(
+                "The repository with name '{}' in registry with id '{}' cannot be deleted because it still contains images",
+                input.repository_name,
+                ctx.registry_id()
+            ),
+        )),
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PutImageTagMutabilityInput {
+    registry_id: Option<String>,
+    repository_name: String,
+    image_tag_mutability: String,
+    image_tag_mutability_exclusion_filters: Option<Vec<ExclusionFilter>>,
+}
+
+async fn put_image_tag_mutability(ctx: &Ctx<'_>, input: PutImageTagMutabilityInput) -> EcrResult {
+    ctx.check_registry(&input.registry_id)?;
+    check_repository_name(&input.repository_name)?;
+    let rule = mutability(&input.image_tag_mutability, &input.image_tag_mutability_exclusion_filters)?;
+    let repo = ctx.repository(&input.repository_name).await?;
+    let settings = RepositorySettings {
+        tag_mutability: rule.mode.as_str().into(),
+        tag_mutability_exclusions: rule.exclusions,
+        ..repo.settings
+    };
+    let r = ctx.app.registry.meta().update_repository_settings(&input.repository_name, &settings).await?;
+    let mut out = json!({
+        "registryId": ctx.registry_id(),
+        "repositoryName": r.name,
+        "imageTagMutability": r.settings.tag_mutability,
+    });
+    if !r.settings.tag_mutability_exclusions.is_empty() {
+        out["imageTagMutabilityExclusionFilters"] = exclusions_json(&r.settings.tag_mutability_exclusions);
+    }
+    Ok(out)
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PutImageScanningConfigurationInput {
+    registry_id: Option<String>,
+    repository_name: String,
+    image_scanning_configuration: ScanningInput,
+}
+
+async fn put_image_scanning_configuration(ctx: &Ctx<'_>, input: PutImageScanningConfigurationInput) -> EcrResult {
+    ctx.check_registry(&input.registry_id)?;
+    check_repository_name(&input.repository_name)?;
+    let repo = ctx.repository(&input.repository_name).await?;
+    let settings = RepositorySettings {
+        scan_on_push: input.image_scanning_configuration.scan_on_push.unwrap_or(false),
+        ..repo.settings
+    };
+    let r = ctx.app.registry.meta().update_repository_settings(&input.repository_name, &settings).await?;
+    Ok(json!({
+        "registryId": ctx.registry_id(),
+        "repositoryName": r.name,
+        "imageScanningConfiguration": { "scanOnPush": r.settings.scan_on_push },
+    }))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ListTagsForResourceInput {
+    resource_arn: String,
+}
+
+async fn list_tags_for_resource(ctx: &Ctx<'_>, input: ListTagsForResourceInput) -> EcrResult {
+    let prefix = format!("arn:aws:ecr:{}:{}:repository/", ctx.app.identity.region(), ctx.registry_id());
+    let name = input.resource_arn.strip_prefix(&prefix).ok_or_else(|| {
+        EcrError::invalid(format!(
+            "Invalid parameter at 'resourceArn': {:?} is not a repository ARN of this registry",
+            input.resource_arn
+        ))
+    })?;
+    ctx.repository(name).await?;
+    let tags = ctx.app.registry.meta().repository_resource_tags(name).await?;
+    Ok(json!({ "tags": tags.into_iter().map(|(k, v)| json!({ "Key": k, "Value": v })).collect::<Vec<_>>() }))
+}
+
+// ---- repository creation templates ----
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct TemplateInput {
+    prefix: String,
+    #[serde(flatten)]
+    spec: TemplateSpec,
+}
+
+fn check_prefix(prefix: &str) -> Result<(), EcrError> {
+    let trimmed = prefix.strip_suffix('/').unwrap_or(prefix);
+    let ok = prefix == "ROOT"
+        || (!trimmed.is_empty() && prefix.len() <= 256 && berth_oci::validate_repository_name(trimmed).is_ok());
+    if ok {
+        Ok(())
+    } else {
+        Err(EcrError::invalid(format!(
+            "Invalid parameter at 'prefix': {prefix:?} must be ROOT or a repository namespace such as 'prod' or 'prod/team'"
+        )))
+    }
+}
+
+fn template_json(ctx: &Ctx<'_>, prefix: &str, spec: &TemplateSpec, created_at: i64, updated_at: i64) -> Value {
+    let mut v = serde_json::to_value(spec).expect("template serializes");
+    v["prefix"] = prefix.into();
+    v["createdAt"] = (created_at as f64 / 1000.0).into();
+    v["updatedAt"] = (updated_at as f64 / 1000.0).into();
+    let _ = ctx;
+    v
+}
+
+async fn put_template(ctx: &Ctx<'_>, input: TemplateInput, create: bool) -> EcrResult {
+    check_prefix(&input.prefix)?;
+    let spec = input.spec;
+    if create && spec.applied_for.is_empty() {
+        return Err(EcrError::invalid(
+            "appliedFor must name at least one of REPLICATION, PULL_THROUGH_CACHE, CREATE_ON_PUSH",
+        ));
+    }
+    if let Some(a) =
+        spec.applied_for.iter().find(|a| !matches!(a.as_str(), "REPLICATION" | "PULL_THROUGH_CACHE" | "CREATE_ON_PUSH"))
+    {
+        return Err(EcrError::invalid(format!(
+            "Invalid parameter at 'appliedFor' failed to satisfy constraint: 'Member must satisfy enum value set: [REPLICATION, PULL_THROUGH_CACHE, CREATE_ON_PUSH]' (got {a:?})"
+        )));
+    }
+    if let Some(m) = &spec.image_tag_mutability {
+        let filters = (!spec.image_tag_mutability_exclusion_filters.is_empty())
+            .then(|| spec.image_tag_mutability_exclusion_filters.clone());
+        mutability(m, &filters)?;
+    }
+    check_tags(&spec.resource_tags)?;
+    if let Some(e) = &spec.encryption_configuration {
+        encryption(&Some(EncryptionInput { encryption_type: e.encryption_type.clone(), kms_key: e.kms_key.clone() }))?;
+    }
+    let meta = ctx.app.registry.meta();
+    let body = serde_json::to_string(&spec).expect("template serializes");
+    let stored = if create {
+        meta.create_creation_template(&input.prefix, &body).await.map_err(|e| match e {
+            MetaError::AlreadyExists => EcrError::new(
+                "TemplateAlreadyExistsException",
+                format!("The repository creation template with prefix '{}' already exists", input.prefix),
+            ),
+            other => other.into(),
+        })?
+    } else {
+        // An update keeps what it does not name, as ECR's does.
+        let current = meta.creation_templates().await?.into_iter().find(|t| t.prefix == input.prefix);
+        let Some(current) = current else { return Err(template_not_found(&input.prefix)) };
+        let mut merged: Value = serde_json::from_str(&current.body).map_err(EcrError::server)?;
+        if let (Some(m), Value::Object(new)) =
+            (merged.as_object_mut(), serde_json::to_value(&spec).expect("serializes"))
+        {
+            for (k, v) in new {
+                if !(k == "appliedFor" && v.as_array().is_some_and(|a| a.is_empty())) {
+                    m.insert(k, v);
+                }
+            }
+        }
+        meta.update_creation_template(&input.prefix, &merged.to_string()).await.map_err(|e| match e {
+            MetaError::NotFound => template_not_found(&input.prefix),
+            other => other.into(),
+        })?
+    };
+    let spec: TemplateSpec = serde_json::from_str(&stored.body).map_err(EcrError::server)?;
+    Ok(json!({
+        "registryId": ctx.registry_id(),
+        "repositoryCreationTemplate": template_json(ctx, &stored.prefix, &spec, stored.created_at, stored.updated_at),
+    }))
+}
+
+fn template_not_found(prefix: &str) -> EcrError {
+    EcrError::new(
+        "TemplateNotFoundException",
+        format!("The repository creation template with prefix '{prefix}' does not exist"),
+    )
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct DeleteTemplateInput {
+    prefix: String,
+}
+
+async fn delete_template(ctx: &Ctx<'_>, input: DeleteTemplateInput) -> EcrResult {
+    check_prefix(&input.prefix)?;
+    let t = ctx.app.registry.meta().delete_creation_template(&input.prefix).await.map_err(|e| match e {
+        MetaError::NotFound => template_not_found(&input.prefix),
+        other => other.into(),
+    })?;
+    let spec: TemplateSpec = serde_json::from_str(&t.body).map_err(EcrError::server)?;
+    Ok(json!({
+        "registryId": ctx.registry_id(),
+        "repositoryCreationTemplate": template_json(ctx, &t.prefix, &spec, t.created_at, t.updated_at),
+    }))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct DescribeTemplatesInput {
+    prefixes: Option<Vec<String>>,
+    next_token: Option<String>,
+    max_results: Option<i64>,
+}
+
+async fn describe_templates(ctx: &Ctx<'_>, input: DescribeTemplatesInput) -> EcrResult {
+    let limit = page_size(input.max_results, 100)? as usize;
+    let after = decode_token(&input.next_token)?;
+    let all = ctx.app.registry.meta().creation_templates().await?;
+    let mut selected: Vec<_> = all
+        .into_iter()
+        .filter(|t| input.prefixes.as_ref().is_none_or(|p| p.contains(&t.prefix)))
+        .filter(|t| after.as_ref().is_none_or(|a| t.prefix.as_str() > a.as_str()))
+        .collect();
+    let more = selected.len() > limit;
+    selected.truncate(limit);
+    let mut items = Vec::new();
+    for t in &selected {
+        let spec: TemplateSpec = serde_json::from_str(&t.body).map_err(EcrError::server)?;
+        items.push(template_json(ctx, &t.prefix, &spec, t.created_at, t.updated_at));
+    }
+    let mut out = json!({ "registryId": ctx.registry_id(), "repositoryCreationTemplates": items });
+    if more && let Some(last) = selected.last() {
+        out["nextToken"] = encode_token(&last.prefix).into();
+    }
+    Ok(out)
+}
