@@ -1,0 +1,184 @@
+"""Fixtures for the Python end-to-end tests: the real `berth` binary on a free loopback port,
+driven with the real AWS CLI and boto3 (and a Docker engine where a test needs one)."""
+import base64
+import os
+import pathlib
+import shutil
+import subprocess
+import tempfile
+import time
+
+import boto3
+import pytest
+
+ACCOUNT_ID = "123456789012"
+KEY_ID = "AKIABERTHPYTESTROOT1"
+SECRET = "berth-pytest-root-secret-0123456789abcdef"
+REGION = "us-east-1"
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+
+def berth_bin():
+    if os.environ.get("BERTH_BIN"):
+        return os.environ["BERTH_BIN"]
+    target = os.environ.get("CARGO_TARGET_DIR", str(ROOT / "target"))
+    path = pathlib.Path(target) / "debug" / "berth"
+    assert path.exists(), f"{path} not found: run `cargo build --bin berth` first (or set BERTH_BIN)"
+    return str(path)
+
+
+class Berth:
+    def __init__(self, data_dir, extra_env=None):
+        self.data_dir = data_dir
+        env = dict(os.environ)
+        env.update(
+            BERTH_ACCOUNT_ID=ACCOUNT_ID,
+            BERTH_ROOT_ACCESS_KEY_ID=KEY_ID,
+            BERTH_ROOT_SECRET_ACCESS_KEY=SECRET,
+            BERTH_REGION=REGION,
+        )
+        env.update(extra_env or {})
+        self.log = open(os.path.join(data_dir, "berth.log"), "ab")
+        self.proc = subprocess.Popen(
+            [berth_bin(), "serve", "--listen", "127.0.0.1:0", "--data-dir", os.path.join(data_dir, "data")],
+            stdout=subprocess.PIPE,
+            stderr=self.log,
+            env=env,
+        )
+        line = self.proc.stdout.readline().decode()
+        assert line.startswith("listening on "), f"berth did not start: {line!r}"
+        self.host = line.split()[-1]
+        self.endpoint = f"http://{self.host}"
+
+    def client(self, service="ecr", key=KEY_ID, secret=SECRET):
+        return boto3.client(
+            service,
+            endpoint_url=self.endpoint,
+            region_name=REGION,
+            aws_access_key_id=key,
+            aws_secret_access_key=secret,
+        )
+
+    def aws(self, *args, check=True, stdin=None):
+        """Runs the real AWS CLI against this server; returns the CompletedProcess."""
+        env = dict(os.environ, AWS_ACCESS_KEY_ID=KEY_ID, AWS_SECRET_ACCESS_KEY=SECRET, AWS_DEFAULT_REGION=REGION)
+        env.pop("AWS_PROFILE", None)
+        p = subprocess.run(
+            ["aws", *args, "--endpoint-url", self.endpoint, "--output", "json"],
+            capture_output=True,
+            text=True,
+            env=env,
+            input=stdin,
+        )
+        if check:
+            assert p.returncode == 0, f"aws {' '.join(args)} failed: {p.stderr}"
+        return p
+
+    def token(self):
+        data = self.client().get_authorization_token()["authorizationData"][0]
+        user, password = base64.b64decode(data["authorizationToken"]).decode().split(":", 1)
+        assert user == "AWS"
+        return password
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self.log.close()
+
+
+@pytest.fixture
+def berth():
+    with tempfile.TemporaryDirectory() as d:
+        b = Berth(d)
+        yield b
+        b.stop()
+
+
+class Docker:
+    def __init__(self, d):
+        self.dir = d
+        self.sock = os.path.join(d, "docker.sock")
+        self.log = open(os.path.join(d, "dockerd.log"), "ab")
+        self.proc = subprocess.Popen(
+            [
+                "dockerd", "--iptables=false", "--ip6tables=false", "--bridge=none",
+                "--data-root", os.path.join(d, "root"), "--exec-root", os.path.join(d, "exec"),
+                "--pidfile", os.path.join(d, "pid"), "-H", f"unix://{self.sock}",
+            ],
+            stdout=self.log,
+            stderr=self.log,
+        )
+        for _ in range(600):
+            if self.run("info", check=False).returncode == 0:
+                break
+            time.sleep(0.1)
+        else:
+            raise RuntimeError("dockerd did not start")
+
+    def run(self, *args, check=True, stdin=None):
+        p = subprocess.run(
+            ["docker", "--config", os.path.join(self.dir, "client"), "-H", f"unix://{self.sock}", *args],
+            capture_output=True,
+            text=True,
+            input=stdin,
+        )
+        if check:
+            assert p.returncode == 0, f"docker {' '.join(args)} failed: {p.stderr}"
+        return p
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self.log.close()
+
+
+@pytest.fixture
+def docker():
+    assert shutil.which("dockerd"), "dockerd must be installed (apt-get install docker.io)"
+    d = tempfile.mkdtemp(prefix="dk", dir="/tmp")
+    engine = Docker(d)
+    yield engine
+    engine.stop()
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def push_image(berth, repo, tag, seed):
+    """Pushes a small OCI image over /v2/ with a registry token; returns the manifest digest."""
+    import hashlib
+    import json
+
+    import requests
+
+    s = requests.Session()
+    s.auth = ("AWS", berth.token())
+    base = berth.endpoint
+
+    def blob(data):
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        r = s.post(f"{base}/v2/{repo}/blobs/uploads/?digest={digest}", data=data)
+        assert r.status_code == 201, r.text
+        return {"digest": digest, "size": len(data)}
+
+    config = blob(json.dumps({"architecture": "amd64", "os": "linux", "seed": seed}).encode())
+    layer = blob(os.urandom(64) + str(seed).encode())
+    manifest = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": dict(mediaType="application/vnd.oci.image.config.v1+json", **config),
+            "layers": [dict(mediaType="application/vnd.oci.image.layer.v1.tar", **layer)],
+        }
+    ).encode()
+    r = s.put(
+        f"{base}/v2/{repo}/manifests/{tag}",
+        data=manifest,
+        headers={"Content-Type": "application/vnd.oci.image.manifest.v1+json"},
+    )
+    assert r.status_code == 201, r.text
+    return r.headers["Docker-Content-Digest"]
