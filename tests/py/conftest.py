@@ -149,7 +149,7 @@ def docker():
 
 
 def push_image(berth, repo, tag, seed):
-    """Pushes a small OCI image over /v2/ with a registry token; returns the manifest digest."""
+    """Pushes a small OCI image over /v2/ with a registry token; returns (digest, manifest, layer digest)."""
     import hashlib
     import json
 
@@ -181,4 +181,4 @@ def push_image(berth, repo, tag, seed):
         headers={"Content-Type": "application/vnd.oci.image.manifest.v1+json"},
     )
     assert r.status_code == 201, r.text
-    return r.headers["Docker-Content-Digest"]
+    return r.headers["Docker-Content-Digest"], manifest.decode(), layer["digest"]

@@ -153,6 +153,30 @@ pub struct Upload {
     pub started_at: i64,
 }
 
+/// Which images a listing includes, by whether they carry tags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TagFilter {
+    Any,
+    Tagged,
+    Untagged,
+}
+
+/// An image (a manifest) as `DescribeImages` reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageRecord {
+    pub digest: String,
+    pub media_type: String,
+    pub artifact_type: Option<String>,
+    pub subject: Option<String>,
+    pub pushed_at: i64,
+    pub last_pulled_at: Option<i64>,
+    pub tags: Vec<String>,
+    /// Total size of the blobs the manifest references (config and layers).
+    pub blob_bytes: i64,
+    /// Child manifests, for an index.
+    pub children: Vec<String>,
+}
+
 /// A manifest and the blobs and manifests it references, for fsck and GC.
 #[derive(Debug, Clone)]
 pub struct ManifestReferences {
@@ -221,6 +245,28 @@ pub trait MetaStore: Send + Sync + 'static {
         artifact_type: Option<&str>,
     ) -> Result<Vec<ManifestSummary>>;
     async fn all_manifest_references(&self) -> Result<Vec<ManifestReferences>>;
+    /// (digest, tag) pairs, one per tag and one tagless pair per untagged image, ordered by
+    /// digest then tag, after `after`, at most `limit`.
+    async fn list_image_ids(
+        &self,
+        repository: &str,
+        after: Option<(&str, &str)>,
+        limit: u32,
+        filter: TagFilter,
+    ) -> Result<Vec<(String, Option<String>)>>;
+    /// Images in digest order after `after`, at most `limit`.
+    async fn list_images(
+        &self,
+        repository: &str,
+        after: Option<&str>,
+        limit: u32,
+        filter: TagFilter,
+    ) -> Result<Vec<ImageRecord>>;
+    async fn image(&self, repository: &str, digest: &str) -> Result<Option<ImageRecord>>;
+    /// Index manifests in the repository that list `digest` as a child.
+    async fn manifest_parents(&self, repository: &str, digest: &str) -> Result<Vec<String>>;
+    /// Records that a manifest was pulled at `at` (epoch ms).
+    async fn record_pull(&self, repository: &str, digest: &str, at: i64) -> Result<()>;
 
     async fn create_upload(&self, repository: &str, id: &str, algorithm: &str) -> Result<()>;
     async fn upload(&self, id: &str) -> Result<Option<Upload>>;

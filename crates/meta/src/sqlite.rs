@@ -11,8 +11,8 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 use sqlx::{Row, Sqlite, Transaction};
 
 use crate::{
-    AccessKey, CreationTemplate, ManifestReferences, ManifestSummary, MetaError, MetaStore, NewManifest, Principal,
-    PrincipalKind, Repository, RepositorySettings, Result, StoredManifest, Upload, now_ms,
+    AccessKey, CreationTemplate, ImageRecord, ManifestReferences, ManifestSummary, MetaError, MetaStore, NewManifest,
+    Principal, PrincipalKind, Repository, RepositorySettings, Result, StoredManifest, TagFilter, Upload, now_ms,
 };
 
 const REPOSITORY_COLUMNS: &str =
@@ -85,7 +85,58 @@ fn parse_digest(s: String) -> Result<Digest> {
     Digest::parse(&s).map_err(|e| MetaError::Backend(format!("stored digest {s:?} is invalid: {e}")))
 }
 
+fn filter_code(f: TagFilter) -> i64 {
+    match f {
+        TagFilter::Any => 0,
+        TagFilter::Tagged => 1,
+        TagFilter::Untagged => 2,
+    }
+}
+
 impl SqliteMeta {
+    /// Tags, referenced bytes and children of the manifest in `row` (digest, media type,
+    /// artifact type, subject, pushed at, last pulled at, repository id).
+    async fn image_details(&self, row: &sqlx::sqlite::SqliteRow) -> Result<ImageRecord> {
+        let digest: String = row.get(0);
+        let repository_id: i64 = row.get(6);
+        let tags: Vec<String> =
+            sqlx::query_scalar("SELECT tag FROM tags WHERE repository_id = $1 AND digest = $2 ORDER BY tag")
+                .bind(repository_id)
+                .bind(&digest)
+                .fetch_all(&self.reader)
+                .await
+                .map_err(backend)?;
+        let blob_bytes: Option<i64> = sqlx::query_scalar(
+            "SELECT SUM(b.size) FROM manifest_references mr JOIN blobs b ON b.digest = mr.child_digest \
+             WHERE mr.repository_id = $1 AND mr.manifest_digest = $2 AND mr.child_kind = 'blob'",
+        )
+        .bind(repository_id)
+        .bind(&digest)
+        .fetch_one(&self.reader)
+        .await
+        .map_err(backend)?;
+        let children: Vec<String> = sqlx::query_scalar(
+            "SELECT child_digest FROM manifest_references \
+             WHERE repository_id = $1 AND manifest_digest = $2 AND child_kind = 'manifest' ORDER BY child_digest",
+        )
+        .bind(repository_id)
+        .bind(&digest)
+        .fetch_all(&self.reader)
+        .await
+        .map_err(backend)?;
+        Ok(ImageRecord {
+            digest,
+            media_type: row.get(1),
+            artifact_type: row.get(2),
+            subject: row.get(3),
+            pushed_at: row.get(4),
+            last_pulled_at: row.get(5),
+            tags,
+            blob_bytes: blob_bytes.unwrap_or(0),
+            children,
+        })
+    }
+
     /// Opens (creating if needed) the database file and applies pending migrations.
     pub async fn open(path: &Path) -> Result<Self> {
         let options = SqliteConnectOptions::new()
@@ -557,6 +608,105 @@ impl MetaStore for SqliteMeta {
             }
         }
         Ok(out.into_values().collect())
+    }
+
+    async fn list_image_ids(
+        &self,
+        repository: &str,
+        after: Option<(&str, &str)>,
+        limit: u32,
+        filter: TagFilter,
+    ) -> Result<Vec<(String, Option<String>)>> {
+        let (d, t) = after.unwrap_or(("", ""));
+        let rows = sqlx::query_as::<_, (String, Option<String>)>(
+            "SELECT m.digest, t.tag FROM manifests m \
+             JOIN repositories r ON r.id = m.repository_id \
+             LEFT JOIN tags t ON t.repository_id = m.repository_id AND t.digest = m.digest \
+             WHERE r.name = $1 AND (m.digest > $2 OR (m.digest = $2 AND COALESCE(t.tag, '') > $3)) \
+             AND ($4 = 0 OR ($4 = 1 AND t.tag IS NOT NULL) OR ($4 = 2 AND t.tag IS NULL)) \
+             ORDER BY m.digest, COALESCE(t.tag, '') LIMIT $5",
+        )
+        .bind(repository)
+        .bind(d)
+        .bind(t)
+        .bind(filter_code(filter))
+        .bind(limit as i64)
+        .fetch_all(&self.reader)
+        .await
+        .map_err(backend)?;
+        Ok(rows)
+    }
+
+    async fn list_images(
+        &self,
+        repository: &str,
+        after: Option<&str>,
+        limit: u32,
+        filter: TagFilter,
+    ) -> Result<Vec<ImageRecord>> {
+        let rows = sqlx::query(
+            "SELECT m.digest, m.media_type, m.artifact_type, m.subject, m.pushed_at, m.last_pulled_at, m.repository_id \
+             FROM manifests m JOIN repositories r ON r.id = m.repository_id \
+             WHERE r.name = $1 AND m.digest > $2 AND ($3 = 0 \
+               OR ($3 = 1 AND EXISTS (SELECT 1 FROM tags t WHERE t.repository_id = m.repository_id AND t.digest = m.digest)) \
+               OR ($3 = 2 AND NOT EXISTS (SELECT 1 FROM tags t WHERE t.repository_id = m.repository_id AND t.digest = m.digest))) \
+             ORDER BY m.digest LIMIT $4",
+        )
+        .bind(repository)
+        .bind(after.unwrap_or(""))
+        .bind(filter_code(filter))
+        .bind(limit as i64)
+        .fetch_all(&self.reader)
+        .await
+        .map_err(backend)?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            out.push(self.image_details(&r).await?);
+        }
+        Ok(out)
+    }
+
+    async fn image(&self, repository: &str, digest: &str) -> Result<Option<ImageRecord>> {
+        let row = sqlx::query(
+            "SELECT m.digest, m.media_type, m.artifact_type, m.subject, m.pushed_at, m.last_pulled_at, m.repository_id \
+             FROM manifests m JOIN repositories r ON r.id = m.repository_id WHERE r.name = $1 AND m.digest = $2",
+        )
+        .bind(repository)
+        .bind(digest)
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(backend)?;
+        match row {
+            Some(r) => Ok(Some(self.image_details(&r).await?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn manifest_parents(&self, repository: &str, digest: &str) -> Result<Vec<String>> {
+        sqlx::query_scalar(
+            "SELECT mr.manifest_digest FROM manifest_references mr JOIN repositories r ON r.id = mr.repository_id \
+             WHERE r.name = $1 AND mr.child_digest = $2 AND mr.child_kind = 'manifest' ORDER BY mr.manifest_digest",
+        )
+        .bind(repository)
+        .bind(digest)
+        .fetch_all(&self.reader)
+        .await
+        .map_err(backend)
+    }
+
+    async fn record_pull(&self, repository: &str, digest: &str, at: i64) -> Result<()> {
+        sqlx::query(
+            "UPDATE manifests SET last_pulled_at = $3 WHERE digest = $2 \
+             AND repository_id = (SELECT id FROM repositories WHERE name = $1) \
+             AND (last_pulled_at IS NULL OR last_pulled_at < $3)",
+        )
+        .bind(repository)
+        .bind(digest)
+        .bind(at)
+        .execute(&self.writer)
+        .await
+        .map_err(backend)?;
+        Ok(())
     }
 
     async fn create_upload(&self, repository: &str, id: &str, algorithm: &str) -> Result<()> {

@@ -3,7 +3,7 @@
 
 use berth_oci::{Algorithm, Digest};
 
-use crate::{AccessKey, MetaError, MetaStore, NewManifest, Principal, PrincipalKind, RepositorySettings};
+use crate::{AccessKey, MetaError, MetaStore, NewManifest, Principal, PrincipalKind, RepositorySettings, TagFilter};
 
 fn digest(s: &str) -> Digest {
     Digest::from_bytes(Algorithm::Sha256, s.as_bytes())
@@ -84,6 +84,36 @@ pub async fn meta_store_suite(meta: &dyn MetaStore) {
     let refs_m = all.iter().find(|r| r.digest == m.digest.as_str()).unwrap();
     assert_eq!(refs_m.blobs.len(), 2);
     assert_eq!(all.iter().find(|r| r.digest == idx.digest.as_str()).unwrap().manifests, [m.digest.to_string()]);
+
+    // Image listings: one id per tag, untagged images by digest alone.
+    let ids = meta.list_image_ids("team/app", None, 100, TagFilter::Any).await.unwrap();
+    let mut want = vec![
+        (m.digest.to_string(), Some("latest".to_string())),
+        (m.digest.to_string(), Some("v1".to_string())),
+        (idx.digest.to_string(), Some("multi".to_string())),
+        (sig.digest.to_string(), None),
+    ];
+    want.sort_by(|a, b| {
+        (a.0.clone(), a.1.clone().unwrap_or_default()).cmp(&(b.0.clone(), b.1.clone().unwrap_or_default()))
+    });
+    assert_eq!(ids, want);
+    let first = meta.list_image_ids("team/app", None, 2, TagFilter::Any).await.unwrap();
+    let (d, t) = (&first[1].0, first[1].1.as_deref().unwrap_or(""));
+    let rest = meta.list_image_ids("team/app", Some((d, t)), 100, TagFilter::Any).await.unwrap();
+    assert_eq!([first, rest].concat(), want, "pages join up");
+    let untagged = meta.list_image_ids("team/app", None, 100, TagFilter::Untagged).await.unwrap();
+    assert_eq!(untagged, [(sig.digest.to_string(), None)]);
+    let images = meta.list_images("team/app", None, 100, TagFilter::Tagged).await.unwrap();
+    assert_eq!(images.len(), 2);
+    let img = meta.image("team/app", m.digest.as_str()).await.unwrap().unwrap();
+    assert_eq!(img.tags, ["latest", "v1"]);
+    assert_eq!(img.blob_bytes, 11);
+    assert_eq!(img.last_pulled_at, None);
+    meta.record_pull("team/app", m.digest.as_str(), 5000).await.unwrap();
+    meta.record_pull("team/app", m.digest.as_str(), 4000).await.unwrap();
+    assert_eq!(meta.image("team/app", m.digest.as_str()).await.unwrap().unwrap().last_pulled_at, Some(5000));
+    assert_eq!(meta.image("team/app", idx.digest.as_str()).await.unwrap().unwrap().children, [m.digest.to_string()]);
+    assert_eq!(meta.manifest_parents("team/app", m.digest.as_str()).await.unwrap(), [idx.digest.to_string()]);
 
     // Moving a tag; deleting a tag; deleting a manifest takes its tags.
     let m2 = manifest("m2", &[&config], &[], None);

@@ -32,6 +32,8 @@ pub struct Registry {
     meta: Arc<dyn MetaStore>,
     blobs: Arc<dyn BlobStore>,
     sessions: Mutex<HashMap<String, SessionLock>>,
+    /// When each (repository, digest) pull was last written, to write at most once a minute.
+    pulls_recorded: Mutex<HashMap<(String, String), i64>>,
     /// The 12-digit account id this registry serves.
     registry_id: String,
 }
@@ -96,7 +98,13 @@ fn hashing(body: ByteStream, hasher: Arc<Mutex<Hasher>>) -> ByteStream {
 
 impl Registry {
     pub fn new(meta: Arc<dyn MetaStore>, blobs: Arc<dyn BlobStore>, registry_id: String) -> Self {
-        Registry { meta, blobs, sessions: Mutex::new(HashMap::new()), registry_id }
+        Registry {
+            meta,
+            blobs,
+            sessions: Mutex::new(HashMap::new()),
+            pulls_recorded: Mutex::new(HashMap::new()),
+            registry_id,
+        }
     }
 
     pub fn registry_id(&self) -> &str {
@@ -428,14 +436,16 @@ impl Registry {
                 format!(
                     "The image tag '{tag}' already exists in the '{name}' repository and cannot be overwritten because the repository is immutable."
                 ),
-                serde_json::json!({ "tag": tag }),
+                serde_json::json!({ "tag": tag, "immutable": true }),
             )),
             Err(MetaError::MissingReferences { blobs, manifests }) => {
                 let missing: Vec<&str> = blobs.iter().chain(manifests.iter()).map(|d| d.as_str()).collect();
+                let blobs: Vec<&str> = blobs.iter().map(|d| d.as_str()).collect();
+                let manifests: Vec<&str> = manifests.iter().map(|d| d.as_str()).collect();
                 Err(RegistryError::with_detail(
                     ErrorCode::ManifestBlobUnknown,
                     format!("manifest references content not in the repository: {}", missing.join(", ")),
-                    serde_json::json!({ "missing": missing }),
+                    serde_json::json!({ "missing": missing, "blobs": blobs, "manifests": manifests }),
                 ))
             }
             Err(e) => Err(e.into()),
@@ -474,6 +484,30 @@ impl Registry {
             self.meta.delete_tag(name, reference).await?
         };
         if deleted { Ok(()) } else { Err(self.not_found_in(name, manifest_unknown(reference)).await) }
+    }
+
+    /// Records a pull for `lastRecordedPullTime`: at most one write per image per minute, done
+    /// in the background so a pull never waits for the database writer.
+    pub fn record_pull(&self, name: &str, digest: &Digest) {
+        const EVERY_MS: i64 = 60_000;
+        let now = berth_meta::now_ms();
+        {
+            let mut recorded = self.pulls_recorded.lock().expect("pull records");
+            let key = (name.to_string(), digest.to_string());
+            if recorded.get(&key).is_some_and(|t| now - t < EVERY_MS) {
+                return;
+            }
+            if recorded.len() > 100_000 {
+                recorded.clear();
+            }
+            recorded.insert(key, now);
+        }
+        let (meta, name, digest) = (self.meta.clone(), name.to_string(), digest.to_string());
+        tokio::spawn(async move {
+            if let Err(e) = meta.record_pull(&name, &digest, now).await {
+                tracing::warn!(error = %e, "could not record a pull");
+            }
+        });
     }
 
     // ---- listings ----

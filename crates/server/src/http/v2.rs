@@ -116,6 +116,9 @@ async fn dispatch(
         (V2Route::Manifest { name, reference }, Method::GET | Method::HEAD) => {
             let accept: Vec<&str> = headers.get_all(header::ACCEPT).iter().filter_map(|v| v.to_str().ok()).collect();
             let m = reg.get_manifest(name, reference, &accept).await?;
+            if !head {
+                reg.record_pull(name, &m.digest);
+            }
             let len = m.content.len();
             let resp = Response::builder()
                 .status(StatusCode::OK)

@@ -21,6 +21,8 @@ use sha2::{Digest as _, Sha256};
 
 use super::{AppState, now_seconds};
 
+mod images;
+
 pub const TARGET_PREFIX: &str = "AmazonEC2ContainerRegistry_V20150921.";
 const CONTENT_TYPE: &str = "application/x-amz-json-1.1";
 /// Bodies are small JSON documents (UploadLayerPart carries base64 parts, at most ~20 MB).
@@ -165,6 +167,12 @@ async fn dispatch(ctx: &Ctx<'_>, op: &str, input: Value) -> EcrResult {
         "PutImageTagMutability" => put_image_tag_mutability(ctx, parse(input)?).await,
         "PutImageScanningConfiguration" => put_image_scanning_configuration(ctx, parse(input)?).await,
         "ListTagsForResource" => list_tags_for_resource(ctx, parse(input)?).await,
+        "ListImages" => images::list_images(ctx, parse(input)?).await,
+        "DescribeImages" => images::describe_images(ctx, parse(input)?).await,
+        "BatchGetImage" => images::batch_get_image(ctx, parse(input)?).await,
+        "BatchDeleteImage" => images::batch_delete_image(ctx, parse(input)?).await,
+        "PutImage" => images::put_image(ctx, parse(input)?).await,
+        "BatchCheckLayerAvailability" => images::batch_check_layer_availability(ctx, parse(input)?).await,
         "CreateRepositoryCreationTemplate" => put_template(ctx, parse(input)?, true).await,
         "UpdateRepositoryCreationTemplate" => put_template(ctx, parse(input)?, false).await,
         "DeleteRepositoryCreationTemplate" => delete_template(ctx, parse(input)?).await,
