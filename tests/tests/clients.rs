@@ -66,6 +66,8 @@ async fn docker_pushes_and_pulls_a_two_layer_image() {
     let r = c.get(b.url("/v2/team/app/manifests/v1")).send().await.unwrap();
     assert_eq!(r.headers()["docker-content-digest"].to_str().unwrap(), pushed);
     assert_eq!(r.headers()["content-type"].to_str().unwrap(), "application/vnd.docker.distribution.manifest.v2+json");
+    let (status, _) = b.ecr("PutAccountSetting", serde_json::json!({"name": "BLOB_MOUNTING", "value": "ENABLED"}));
+    assert_eq!(status, 200);
     let again = format!("{}/team/other:v1", b.host());
     ok(docker.docker(&["tag", &reference, &again]), "docker tag");
     let out = ok(docker.docker(&["push", &again]), "docker push (mount)");

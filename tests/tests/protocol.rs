@@ -202,6 +202,11 @@ async fn cross_repository_mount() {
     let b = Berth::start();
     let c = b.client();
     let d = push_blob(&c, &b, "src/app", b"shared layer").await;
+    // Off by default, as in ECR: the mount request becomes an ordinary upload session.
+    let r = c.post(b.url(&format!("/v2/dst/app/blobs/uploads/?mount={d}&from=src/app"))).send().await.unwrap();
+    assert_eq!(r.status(), 202);
+    let (status, _) = b.ecr("PutAccountSetting", serde_json::json!({"name": "BLOB_MOUNTING", "value": "ENABLED"}));
+    assert_eq!(status, 200);
     let r = c.post(b.url(&format!("/v2/dst/app/blobs/uploads/?mount={d}&from=src/app"))).send().await.unwrap();
     assert_eq!(r.status(), 201);
     assert_eq!(header(&r, "location"), format!("/v2/dst/app/blobs/{d}"));

@@ -151,6 +151,8 @@ pub struct Upload {
     pub repository: String,
     pub algorithm: String,
     pub started_at: i64,
+    /// A part under the ECR API's minimum size was followed by another part.
+    pub part_too_small: bool,
 }
 
 /// Which images a listing includes, by whether they carry tags.
@@ -208,6 +210,9 @@ pub trait MetaStore: Send + Sync + 'static {
     /// (`RepositoryNotEmpty` otherwise).
     async fn delete_repository(&self, name: &str, force: bool) -> Result<Repository>;
     async fn repository_resource_tags(&self, name: &str) -> Result<Vec<(String, String)>>;
+    /// Adds or replaces resource tags; `RepositoryNotFound` if there is no such repository.
+    async fn tag_repository(&self, name: &str, tags: &[(String, String)]) -> Result<()>;
+    async fn untag_repository(&self, name: &str, keys: &[String]) -> Result<()>;
 
     /// Records a durable blob and links it into a repository (idempotent).
     async fn link_blob(&self, repository: &str, digest: &Digest, size: u64) -> Result<()>;
@@ -271,6 +276,12 @@ pub trait MetaStore: Send + Sync + 'static {
     async fn create_upload(&self, repository: &str, id: &str, algorithm: &str) -> Result<()>;
     async fn upload(&self, id: &str) -> Result<Option<Upload>>;
     async fn delete_upload(&self, id: &str) -> Result<()>;
+    /// Notes that an ECR API part was received and whether it was under the minimum size; a
+    /// small part followed by another marks the upload `part_too_small`.
+    async fn note_upload_part(&self, id: &str, small: bool) -> Result<()>;
+
+    async fn account_setting(&self, account_id: &str, name: &str) -> Result<Option<String>>;
+    async fn put_account_setting(&self, account_id: &str, name: &str, value: &str) -> Result<()>;
 
     // ---- accounts, principals, access keys, registry secrets ----
 

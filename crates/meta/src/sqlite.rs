@@ -291,6 +291,38 @@ impl MetaStore for SqliteMeta {
         Ok(repo)
     }
 
+    async fn tag_repository(&self, name: &str, tags: &[(String, String)]) -> Result<()> {
+        let mut tx = self.writer.begin().await.map_err(backend)?;
+        let id = repo_id(&mut tx, name).await?;
+        for (k, v) in tags {
+            sqlx::query(
+                "INSERT INTO repository_resource_tags (repository_id, key, value) VALUES ($1, $2, $3) \
+                 ON CONFLICT (repository_id, key) DO UPDATE SET value = excluded.value",
+            )
+            .bind(id)
+            .bind(k)
+            .bind(v)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        }
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn untag_repository(&self, name: &str, keys: &[String]) -> Result<()> {
+        let mut tx = self.writer.begin().await.map_err(backend)?;
+        let id = repo_id(&mut tx, name).await?;
+        for k in keys {
+            sqlx::query("DELETE FROM repository_resource_tags WHERE repository_id = $1 AND key = $2")
+                .bind(id)
+                .bind(k)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+        }
+        tx.commit().await.map_err(backend)
+    }
+
     async fn repository_resource_tags(&self, name: &str) -> Result<Vec<(String, String)>> {
         sqlx::query_as(
             "SELECT t.key, t.value FROM repository_resource_tags t JOIN repositories r ON r.id = t.repository_id \
@@ -724,15 +756,21 @@ impl MetaStore for SqliteMeta {
     }
 
     async fn upload(&self, id: &str) -> Result<Option<Upload>> {
-        let row = sqlx::query_as::<_, (String, String, String, i64)>(
-            "SELECT u.id, r.name, u.algorithm, u.started_at FROM uploads u JOIN repositories r ON r.id = u.repository_id \
-             WHERE u.id = $1",
+        let row = sqlx::query_as::<_, (String, String, String, i64, bool)>(
+            "SELECT u.id, r.name, u.algorithm, u.started_at, u.part_too_small FROM uploads u \
+             JOIN repositories r ON r.id = u.repository_id WHERE u.id = $1",
         )
         .bind(id)
-        .fetch_optional(&self.reader)
+        .fetch_optional(&self.writer)
         .await
         .map_err(backend)?;
-        Ok(row.map(|(id, repository, algorithm, started_at)| Upload { id, repository, algorithm, started_at }))
+        Ok(row.map(|(id, repository, algorithm, started_at, part_too_small)| Upload {
+            id,
+            repository,
+            algorithm,
+            started_at,
+            part_too_small,
+        }))
     }
 
     async fn delete_upload(&self, id: &str) -> Result<()> {
@@ -900,6 +938,41 @@ impl MetaStore for SqliteMeta {
         .await
         .map_err(backend)?;
         Ok(rows.into_iter().map(template_from_row).collect())
+    }
+
+    async fn note_upload_part(&self, id: &str, small: bool) -> Result<()> {
+        sqlx::query(
+            "UPDATE uploads SET part_too_small = (part_too_small OR last_part_small), last_part_small = $2 WHERE id = $1",
+        )
+        .bind(id)
+        .bind(small)
+        .execute(&self.writer)
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn account_setting(&self, account_id: &str, name: &str) -> Result<Option<String>> {
+        sqlx::query_scalar("SELECT value FROM account_settings WHERE account_id = $1 AND name = $2")
+            .bind(account_id)
+            .bind(name)
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(backend)
+    }
+
+    async fn put_account_setting(&self, account_id: &str, name: &str, value: &str) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO account_settings (account_id, name, value) VALUES ($1, $2, $3) \
+             ON CONFLICT (account_id, name) DO UPDATE SET value = excluded.value",
+        )
+        .bind(account_id)
+        .bind(name)
+        .bind(value)
+        .execute(&self.writer)
+        .await
+        .map_err(backend)?;
+        Ok(())
     }
 
     async fn close(&self) {

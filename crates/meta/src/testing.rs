@@ -147,6 +147,12 @@ pub async fn meta_store_suite(meta: &dyn MetaStore) {
     meta.create_upload("team/app", "u-1", "sha256").await.unwrap();
     let u = meta.upload("u-1").await.unwrap().unwrap();
     assert_eq!((u.repository.as_str(), u.algorithm.as_str()), ("team/app", "sha256"));
+    assert!(!u.part_too_small);
+    meta.note_upload_part("u-1", false).await.unwrap();
+    meta.note_upload_part("u-1", true).await.unwrap();
+    assert!(!meta.upload("u-1").await.unwrap().unwrap().part_too_small, "a small last part is fine");
+    meta.note_upload_part("u-1", false).await.unwrap();
+    assert!(meta.upload("u-1").await.unwrap().unwrap().part_too_small, "a small part followed by another is not");
     meta.delete_upload("u-1").await.unwrap();
     assert!(meta.upload("u-1").await.unwrap().is_none());
 
@@ -166,6 +172,10 @@ pub async fn meta_store_suite(meta: &dyn MetaStore) {
     ));
     assert_eq!(meta.repository("conf/app").await.unwrap().unwrap().settings, settings);
     assert_eq!(meta.repository_resource_tags("conf/app").await.unwrap(), [("team".to_string(), "a".to_string())]);
+    meta.tag_repository("conf/app", &[("team".into(), "b".into()), ("env".into(), "prod".into())]).await.unwrap();
+    meta.untag_repository("conf/app", &["env".into(), "absent".into()]).await.unwrap();
+    assert_eq!(meta.repository_resource_tags("conf/app").await.unwrap(), [("team".to_string(), "b".to_string())]);
+    assert!(matches!(meta.tag_repository("nope", &[]).await, Err(MetaError::RepositoryNotFound)));
     let mutable = RepositorySettings { scan_on_push: false, ..RepositorySettings::default() };
     assert_eq!(meta.update_repository_settings("conf/app", &mutable).await.unwrap().settings, mutable);
     assert!(matches!(meta.update_repository_settings("nope", &mutable).await, Err(MetaError::RepositoryNotFound)));
@@ -209,6 +219,12 @@ pub async fn meta_store_suite(meta: &dyn MetaStore) {
     // The first value stored for a secret wins.
     assert_eq!(meta.registry_secret("token", b"first").await.unwrap(), b"first");
     assert_eq!(meta.registry_secret("token", b"second").await.unwrap(), b"first");
+
+    // Account settings.
+    assert_eq!(meta.account_setting("123456789012", "BLOB_MOUNTING").await.unwrap(), None);
+    meta.put_account_setting("123456789012", "BLOB_MOUNTING", "ENABLED").await.unwrap();
+    meta.put_account_setting("123456789012", "BLOB_MOUNTING", "DISABLED").await.unwrap();
+    assert_eq!(meta.account_setting("123456789012", "BLOB_MOUNTING").await.unwrap().as_deref(), Some("DISABLED"));
 
     // Creation templates.
     meta.create_creation_template("ROOT", "{}").await.unwrap();

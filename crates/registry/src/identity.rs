@@ -237,6 +237,31 @@ impl Identity {
         (token::issue(&self.token_key, &claims), expires_at)
     }
 
+    /// The signature of a presigned blob download (`GetDownloadUrlForLayer`), valid until `expires`.
+    pub fn presign_download(&self, repository: &str, digest: &str, expires: EpochSeconds) -> String {
+        let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &self.token_key);
+        let msg = format!("download\n{repository}\n{digest}\n{expires}");
+        hex::encode(aws_lc_rs::hmac::sign(&key, msg.as_bytes()).as_ref())
+    }
+
+    /// Whether a presigned download URL's signature is ours and still valid.
+    pub fn check_download(
+        &self,
+        repository: &str,
+        digest: &str,
+        expires: EpochSeconds,
+        signature: &str,
+        now: EpochSeconds,
+    ) -> bool {
+        if now > expires {
+            return false;
+        }
+        let Ok(sig) = hex::decode(signature) else { return false };
+        let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &self.token_key);
+        let msg = format!("download\n{repository}\n{digest}\n{expires}");
+        aws_lc_rs::hmac::verify(&key, msg.as_bytes(), &sig).is_ok()
+    }
+
     /// Checks a registry token; the key it was issued through must still be active.
     pub async fn authenticate_token(&self, token: &str, now: EpochSeconds) -> Result<Caller, AuthError> {
         if let Some((caller, until)) = self.token_cache.lock().expect("token cache").get(token)

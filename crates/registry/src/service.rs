@@ -193,9 +193,21 @@ impl Registry {
 
     /// Links a blob held by `from` into `name`. False when `from` does not hold it (or may not
     /// be read), in which case the caller starts a normal upload instead.
+    /// Mounting is the account setting `BLOB_MOUNTING` (off unless `ENABLED`, as in ECR), and
+    /// only between repositories with the same encryption settings.
     pub async fn mount_blob(&self, name: &str, digest: &str, from: &str) -> Result<Option<Digest>> {
         let digest = digest_param(digest)?;
-        self.repository_for_push(name).await?;
+        let target = self.repository_for_push(name).await?;
+        let enabled = self.meta.account_setting(&self.registry_id, "BLOB_MOUNTING").await?;
+        if enabled.as_deref() != Some("ENABLED") {
+            return Ok(None);
+        }
+        let Some(source) = self.meta.repository(from).await? else { return Ok(None) };
+        if (&source.settings.encryption_type, &source.settings.kms_key)
+            != (&target.settings.encryption_type, &target.settings.kms_key)
+        {
+            return Ok(None);
+        }
         Ok(self.meta.mount_blob(from, name, &digest).await?.then_some(digest))
     }
 

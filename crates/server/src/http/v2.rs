@@ -27,6 +27,7 @@ pub async fn handle(State(app): State<AppState>, method: Method, uri: Uri, heade
     let query: Vec<(String, String)> =
         form_urlencoded::parse(uri.query().unwrap_or("").as_bytes()).into_owned().collect();
     if app.auth_required
+        && !presigned_download(&app, &method, tail, &query)
         && let Err(denied) = authenticate(&app, &headers, &uri).await
     {
         return denied;
@@ -39,6 +40,17 @@ pub async fn handle(State(app): State<AppState>, method: Method, uri: Uri, heade
     let mut resp = result.unwrap_or_else(into_error_response);
     resp.headers_mut().insert(API_VERSION.0, HeaderValue::from_static(API_VERSION.1));
     resp
+}
+
+/// A blob GET carrying a valid signature from `GetDownloadUrlForLayer` needs no other credentials.
+fn presigned_download(app: &AppState, method: &Method, tail: &str, query: &[(String, String)]) -> bool {
+    let (Some(expires), Some(signature)) = (param(query, "X-Berth-Expires"), param(query, "X-Berth-Signature")) else {
+        return false;
+    };
+    let Ok(V2Route::Blob { name, digest }) = parse_v2_path(tail) else { return false };
+    let Ok(expires) = expires.parse() else { return false };
+    (*method == Method::GET || *method == Method::HEAD)
+        && app.identity.check_download(name, digest, expires, signature, now_seconds())
 }
 
 /// Checks the Basic credentials (user `AWS`, a registry token as the password). A request

@@ -22,6 +22,7 @@ use sha2::{Digest as _, Sha256};
 use super::{AppState, now_seconds};
 
 mod images;
+mod layers;
 
 pub const TARGET_PREFIX: &str = "AmazonEC2ContainerRegistry_V20150921.";
 const CONTENT_TYPE: &str = "application/x-amz-json-1.1";
@@ -173,6 +174,14 @@ async fn dispatch(ctx: &Ctx<'_>, op: &str, input: Value) -> EcrResult {
         "BatchDeleteImage" => images::batch_delete_image(ctx, parse(input)?).await,
         "PutImage" => images::put_image(ctx, parse(input)?).await,
         "BatchCheckLayerAvailability" => images::batch_check_layer_availability(ctx, parse(input)?).await,
+        "InitiateLayerUpload" => layers::initiate_layer_upload(ctx, parse(input)?).await,
+        "UploadLayerPart" => layers::upload_layer_part(ctx, parse(input)?).await,
+        "CompleteLayerUpload" => layers::complete_layer_upload(ctx, parse(input)?).await,
+        "GetDownloadUrlForLayer" => layers::get_download_url_for_layer(ctx, parse(input)?).await,
+        "GetAccountSetting" => get_account_setting(ctx, parse(input)?).await,
+        "PutAccountSetting" => put_account_setting(ctx, parse(input)?).await,
+        "TagResource" => tag_resource(ctx, parse(input)?).await,
+        "UntagResource" => untag_resource(ctx, parse(input)?).await,
         "CreateRepositoryCreationTemplate" => put_template(ctx, parse(input)?, true).await,
         "UpdateRepositoryCreationTemplate" => put_template(ctx, parse(input)?, false).await,
         "DeleteRepositoryCreationTemplate" => delete_template(ctx, parse(input)?).await,
@@ -525,17 +534,108 @@ struct ListTagsForResourceInput {
     resource_arn: String,
 }
 
-async fn list_tags_for_resource(ctx: &Ctx<'_>, input: ListTagsForResourceInput) -> EcrResult {
+/// The repository a resource ARN names (after checking it exists).
+async fn arn_repository(ctx: &Ctx<'_>, arn: &str) -> Result<String, EcrError> {
     let prefix = format!("arn:aws:ecr:{}:{}:repository/", ctx.app.identity.region(), ctx.registry_id());
-    let name = input.resource_arn.strip_prefix(&prefix).ok_or_else(|| {
+    let name = arn.strip_prefix(&prefix).ok_or_else(|| {
         EcrError::invalid(format!(
-            "Invalid parameter at 'resourceArn': {:?} is not a repository ARN of this registry",
-            input.resource_arn
+            "Invalid parameter at 'resourceArn': {arn:?} is not a repository ARN of this registry"
         ))
     })?;
     ctx.repository(name).await?;
-    let tags = ctx.app.registry.meta().repository_resource_tags(name).await?;
+    Ok(name.to_string())
+}
+
+async fn list_tags_for_resource(ctx: &Ctx<'_>, input: ListTagsForResourceInput) -> EcrResult {
+    let name = arn_repository(ctx, &input.resource_arn).await?;
+    let tags = ctx.app.registry.meta().repository_resource_tags(&name).await?;
     Ok(json!({ "tags": tags.into_iter().map(|(k, v)| json!({ "Key": k, "Value": v })).collect::<Vec<_>>() }))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct TagResourceInput {
+    resource_arn: String,
+    tags: Vec<ResourceTag>,
+}
+
+async fn tag_resource(ctx: &Ctx<'_>, input: TagResourceInput) -> EcrResult {
+    let name = arn_repository(ctx, &input.resource_arn).await?;
+    check_tags(&input.tags)?;
+    let meta = ctx.app.registry.meta();
+    let existing = meta.repository_resource_tags(&name).await?;
+    let added = input.tags.iter().filter(|t| !existing.iter().any(|(k, _)| *k == t.key)).count();
+    if existing.len() + added > 50 {
+        return Err(EcrError::new("TooManyTagsException", "A repository can have at most 50 tags"));
+    }
+    let tags: Vec<(String, String)> = input.tags.into_iter().map(|t| (t.key, t.value)).collect();
+    meta.tag_repository(&name, &tags).await?;
+    Ok(json!({}))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct UntagResourceInput {
+    resource_arn: String,
+    tag_keys: Vec<String>,
+}
+
+async fn untag_resource(ctx: &Ctx<'_>, input: UntagResourceInput) -> EcrResult {
+    let name = arn_repository(ctx, &input.resource_arn).await?;
+    if input.tag_keys.iter().any(|k| k.is_empty() || k.chars().count() > 128) {
+        return Err(EcrError::new("InvalidTagParameterException", "Tag keys are 1 to 128 characters"));
+    }
+    ctx.app.registry.meta().untag_repository(&name, &input.tag_keys).await?;
+    Ok(json!({}))
+}
+
+// ---- account settings ----
+
+/// The settings ECR knows, their allowed values and their defaults.
+const ACCOUNT_SETTINGS: &[(&str, &[&str], &str)] = &[
+    ("BLOB_MOUNTING", &["ENABLED", "DISABLED"], "DISABLED"),
+    ("REGISTRY_POLICY_SCOPE", &["V1", "V2"], "V2"),
+    ("BASIC_SCAN_TYPE_VERSION", &["AWS_NATIVE", "CLAIR"], "AWS_NATIVE"),
+];
+
+fn account_setting_spec(
+    name: &str,
+) -> Result<&'static (&'static str, &'static [&'static str], &'static str), EcrError> {
+    ACCOUNT_SETTINGS.iter().find(|(n, _, _)| *n == name).ok_or_else(|| {
+        EcrError::new(
+            "ValidationException",
+            format!("Invalid account setting name {name:?}: use BLOB_MOUNTING, REGISTRY_POLICY_SCOPE or BASIC_SCAN_TYPE_VERSION"),
+        )
+    })
+}
+
+#[derive(Deserialize)]
+struct GetAccountSettingInput {
+    name: String,
+}
+
+async fn get_account_setting(ctx: &Ctx<'_>, input: GetAccountSettingInput) -> EcrResult {
+    let (name, _, default) = account_setting_spec(&input.name)?;
+    let value = ctx.app.registry.meta().account_setting(ctx.registry_id(), name).await?;
+    Ok(json!({ "name": name, "value": value.as_deref().unwrap_or(default) }))
+}
+
+#[derive(Deserialize)]
+struct PutAccountSettingInput {
+    name: String,
+    value: String,
+}
+
+async fn put_account_setting(ctx: &Ctx<'_>, input: PutAccountSettingInput) -> EcrResult {
+    let (name, values, _) = account_setting_spec(&input.name)?;
+    if !values.contains(&input.value.as_str()) {
+        return Err(EcrError::new(
+            "ValidationException",
+            format!("Invalid value {:?} for {name}: use one of {}", input.value, values.join(", ")),
+        ));
+    }
+    ctx.app.registry.meta().put_account_setting(ctx.registry_id(), name, &input.value).await?;
+    Ok(json!({ "name": name, "value": input.value }))
 }
 
 // ---- repository creation templates ----
