@@ -335,7 +335,17 @@ impl Daemon {
     /// The docker CLI against this daemon, with a client configuration of its own (so logins
     /// stay inside the test).
     pub fn docker(&self, args: &[&str]) -> Output {
+        self.docker_env(args, &[])
+    }
+
+    /// The docker CLI with extra environment (e.g. AWS credentials for a credential helper) and
+    /// the directory of the binaries under test on its PATH.
+    pub fn docker_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let bin_dir = berth_bin().parent().expect("bin dir").to_path_buf();
+        let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap_or_default());
         Command::new("docker")
+            .env("PATH", path)
+            .envs(env.iter().copied())
             .arg("--config")
             .arg(self.dir.path().join("client"))
             .arg("-H")

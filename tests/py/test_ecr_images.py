@@ -129,3 +129,38 @@ def test_immutable_put_image_and_pagination(berth):
     r = ecr.batch_delete_image(repositoryName="frozen", imageIds=[{"imageDigest": described[0]["imageDigest"]}])
     assert r["failures"][0]["failureCode"] == "ImageReferencedByManifestList"
     assert first
+
+
+def test_list_image_referrers(berth):
+    ecr = berth.client()
+    ecr.create_repository(repositoryName="refs")
+    subject, subject_manifest, _ = push_image(berth, "refs", "v1", 1)
+    import hashlib
+
+    s = requests.Session()
+    s.auth = ("AWS", berth.token())
+    empty = b"{}"
+    empty_digest = "sha256:" + hashlib.sha256(empty).hexdigest()
+    assert s.post(f"{berth.endpoint}/v2/refs/blobs/uploads/?digest={empty_digest}", data=empty).status_code == 201
+    pushed = []
+    for kind in ["application/vnd.example.sbom", "application/vnd.example.sig", "application/vnd.example.sig"]:
+        body = json.dumps({
+            "schemaVersion": 2, "mediaType": OCI, "artifactType": kind,
+            "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": empty_digest, "size": 2},
+            "layers": [],
+            "subject": {"mediaType": OCI, "digest": subject, "size": len(subject_manifest)},
+            "annotations": {"n": str(len(pushed))},
+        })
+        r = ecr.put_image(repositoryName="refs", imageManifest=body, imageManifestMediaType=OCI)
+        pushed.append(r["image"]["imageId"]["imageDigest"])
+    refs = ecr.list_image_referrers(repositoryName="refs", subjectId={"imageDigest": subject})["referrers"]
+    assert sorted(r["digest"] for r in refs) == sorted(pushed)
+    assert all(r["artifactStatus"] == "ACTIVE" and r["size"] > 0 for r in refs)
+    sigs = ecr.list_image_referrers(
+        repositoryName="refs", subjectId={"imageDigest": subject}, filter={"artifactTypes": ["application/vnd.example.sig"]}
+    )["referrers"]
+    assert len(sigs) == 2
+    page = ecr.list_image_referrers(repositoryName="refs", subjectId={"imageDigest": subject}, maxResults=2)
+    assert len(page["referrers"]) == 2 and "nextToken" in page
+    rest = ecr.list_image_referrers(repositoryName="refs", subjectId={"imageDigest": subject}, nextToken=page["nextToken"])
+    assert len(rest["referrers"]) == 1

@@ -74,6 +74,18 @@ async fn docker_pushes_and_pulls_a_two_layer_image() {
     assert!(out.contains("Mounted from team/app") || out.contains("Layer already exists"), "{out}");
     let out = b.run(&["fsck"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+
+    // docker-credential-berth: no login, AWS credentials in the environment, and docker pulls.
+    ok(docker.docker(&["logout", &b.host()]), "docker logout");
+    ok(docker.docker(&["rmi", &reference, &again]), "docker rmi");
+    let config = docker.dir.path().join("client/config.json");
+    std::fs::write(&config, serde_json::json!({"credHelpers": {b.host(): "berth"}}).to_string()).unwrap();
+    let creds = [("AWS_ACCESS_KEY_ID", ROOT_KEY_ID), ("AWS_SECRET_ACCESS_KEY", ROOT_SECRET), ("AWS_REGION", REGION)];
+    let out = ok(docker.docker_env(&["pull", &reference], &creds), "docker pull through the credential helper");
+    assert!(out.contains(&pushed), "{out}");
+    let wrong = [("AWS_ACCESS_KEY_ID", ROOT_KEY_ID), ("AWS_SECRET_ACCESS_KEY", "wrong"), ("AWS_REGION", REGION)];
+    ok(docker.docker(&["rmi", &reference]), "docker rmi");
+    assert!(!docker.docker_env(&["pull", &reference], &wrong).status.success(), "a wrong secret gets no token");
 }
 
 fn skopeo(args: &[&str]) -> String {

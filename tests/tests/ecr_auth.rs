@@ -200,3 +200,29 @@ async fn immutable_tags_refuse_other_content_on_v2() {
     let r = c.put(b.url("/v2/frozen/manifests/v1")).header("content-type", OCI_MANIFEST).body(m2).send().await.unwrap();
     assert_eq!(r.status(), 201);
 }
+
+#[test]
+fn admin_creates_users_whose_keys_work() {
+    let b = Berth::start_bare();
+    let run = |args: &[&str]| -> Value {
+        let out = b.run(args);
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let user = run(&["admin", "create-user", "alice"]);
+    assert_eq!(user["User"]["Arn"], format!("arn:aws:iam::{ACCOUNT_ID}:user/alice"));
+    assert!(!b.run(&["admin", "create-user", "alice"]).status.success(), "names are unique");
+    assert!(!b.run(&["admin", "create-user", "bad/name"]).status.success());
+    let key = run(&["admin", "create-access-key", "alice"]);
+    let (id, secret) =
+        (key["AccessKey"]["AccessKeyId"].as_str().unwrap(), key["AccessKey"]["SecretAccessKey"].as_str().unwrap());
+    let listed = run(&["admin", "list-access-keys", "alice"]);
+    assert_eq!(listed["AccessKeyMetadata"][0]["AccessKeyId"], id);
+    assert!(listed.to_string().find(secret).is_none(), "secrets are never listed");
+    assert_eq!(run(&["admin", "list-users"])["Users"][0]["UserName"], "alice");
+    // The running server accepts the new key at once.
+    let (status, v) = b.ecr_as(id, secret, "CreateRepository", json!({"repositoryName": "alice-app"}));
+    assert_eq!(status, 200, "{v}");
+    let (status, v) = b.ecr_as(id, "wrong", "DescribeRepositories", json!({}));
+    assert_eq!((status, v["__type"].as_str().unwrap()), (400, "InvalidSignatureException"));
+}

@@ -70,6 +70,28 @@ enum Command {
     Serve,
     /// Check that every manifest's blobs exist and every blob hashes to its digest.
     Fsck,
+    /// Manage users and access keys of the account (works while the server runs).
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Create a user; until IAM policies exist a user's keys may do everything in the account.
+    CreateUser {
+        name: String,
+    },
+    ListUsers,
+    /// Create an access key for a user (or `root`); the secret is printed once.
+    CreateAccessKey {
+        user: String,
+    },
+    /// List a user's access keys (never their secrets).
+    ListAccessKeys {
+        user: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -97,6 +119,7 @@ fn main() -> ExitCode {
         match cli.command.unwrap_or(Command::Serve) {
             Command::Serve => serve(config).await.map(|_| ExitCode::SUCCESS),
             Command::Fsck => fsck(config).await,
+            Command::Admin { command } => admin(config, command).await.map(|_| ExitCode::SUCCESS),
         }
     });
     match result {
@@ -223,6 +246,91 @@ async fn shutdown_signal() {
         _ = term.recv() => {}
     }
     tracing::info!("shutting down: finishing in-flight requests");
+}
+
+/// The account the admin commands act on: the configured one, or the one created first.
+async fn admin_account(config: &Config, meta: &Arc<dyn MetaStore>) -> anyhow::Result<String> {
+    if let Some(a) = &config.account_id {
+        return Ok(a.clone());
+    }
+    meta.first_account().await?.ok_or_else(|| anyhow::anyhow!("no account yet: start `berth serve` once first"))
+}
+
+async fn admin(config: Config, command: AdminCommand) -> anyhow::Result<()> {
+    use berth_meta::{AccessKey, Principal, PrincipalKind, now_ms};
+    use berth_registry::identity::principal_arn;
+    let (meta, _) = open_stores(&config).await?;
+    let account = admin_account(&config, &meta).await?;
+    let user = |name: &str| {
+        let (meta, account, name) = (meta.clone(), account.clone(), name.to_string());
+        async move {
+            meta.principal_by_name(&account, &name)
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("no user {name:?} in account {account}"))
+        }
+    };
+    let out = match command {
+        AdminCommand::CreateUser { name } => {
+            anyhow::ensure!(
+                name != "root"
+                    && !name.is_empty()
+                    && name.len() <= 64
+                    && name.chars().all(|c| c.is_ascii_alphanumeric() || "+=,.@_-".contains(c)),
+                "user names are 1 to 64 characters of letters, digits and +=,.@_-"
+            );
+            let p = Principal {
+                id: berth_auth::keys::new_user_id(),
+                account_id: account.clone(),
+                name,
+                kind: PrincipalKind::User,
+                created_at: now_ms(),
+            };
+            meta.create_principal(&p).await.map_err(|e| match e {
+                berth_meta::MetaError::AlreadyExists => anyhow::anyhow!("user {:?} already exists", p.name),
+                other => other.into(),
+            })?;
+            serde_json::json!({ "User": { "UserName": p.name, "UserId": p.id, "Arn": principal_arn(&p) } })
+        }
+        AdminCommand::ListUsers => {
+            let users: Vec<_> = meta
+                .list_principals(&account)
+                .await?
+                .iter()
+                .filter(|p| p.kind == PrincipalKind::User)
+                .map(|p| serde_json::json!({ "UserName": p.name, "UserId": p.id, "Arn": principal_arn(p) }))
+                .collect();
+            serde_json::json!({ "Users": users })
+        }
+        AdminCommand::CreateAccessKey { user: name } => {
+            let p = user(&name).await?;
+            let key = AccessKey {
+                access_key_id: berth_auth::keys::new_access_key_id(),
+                principal_id: p.id.clone(),
+                secret: berth_auth::keys::new_secret_access_key(),
+                active: true,
+                created_at: now_ms(),
+            };
+            meta.create_access_key(&key).await?;
+            serde_json::json!({ "AccessKey": {
+                "UserName": p.name, "AccessKeyId": key.access_key_id, "SecretAccessKey": key.secret, "Status": "Active",
+            }})
+        }
+        AdminCommand::ListAccessKeys { user: name } => {
+            let p = user(&name).await?;
+            let keys: Vec<_> = meta
+                .list_access_keys(&p.id)
+                .await?
+                .iter()
+                .map(|k| serde_json::json!({
+                    "UserName": p.name, "AccessKeyId": k.access_key_id, "Status": if k.active { "Active" } else { "Inactive" },
+                }))
+                .collect();
+            serde_json::json!({ "AccessKeyMetadata": keys })
+        }
+    };
+    meta.close().await;
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(())
 }
 
 async fn fsck(config: Config) -> anyhow::Result<ExitCode> {

@@ -482,3 +482,86 @@ pub(super) async fn batch_check_layer_availability(
     }
     Ok(json!({ "layers": layers, "failures": failures }))
 }
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SubjectId {
+    image_digest: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct ReferrersFilter {
+    artifact_types: Option<Vec<String>>,
+    artifact_status: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct ListImageReferrersInput {
+    registry_id: Option<String>,
+    repository_name: String,
+    subject_id: SubjectId,
+    filter: Option<ReferrersFilter>,
+    next_token: Option<String>,
+    max_results: Option<i64>,
+}
+
+/// The same listing as `GET /v2/<name>/referrers/<digest>`, paginated as the ECR API does.
+pub(super) async fn list_image_referrers(ctx: &Ctx<'_>, input: ListImageReferrersInput) -> EcrResult {
+    ctx.check_registry(&input.registry_id)?;
+    check_repository_name(&input.repository_name)?;
+    let repo = &input.repository_name;
+    ctx.repository(repo).await?;
+    let filter = input.filter.unwrap_or_default();
+    let types = filter.artifact_types.unwrap_or_default();
+    if types.len() > 5 {
+        return Err(EcrError::invalid("artifactTypes may hold at most 5 types"));
+    }
+    if let Some(s) = &filter.artifact_status
+        && !matches!(s.as_str(), "ACTIVE" | "ANY")
+    {
+        // Berth keeps every image ACTIVE until the archive storage class exists.
+        return Ok(json!({ "referrers": [] }));
+    }
+    let limit = match input.max_results {
+        None => 50,
+        Some(n) if (1..=50).contains(&n) => n as usize,
+        Some(n) => {
+            return Err(EcrError::invalid(format!(
+                "Invalid parameter at 'maxResults' failed to satisfy constraint: 'Member must have value between 1 and 50' (got {n})"
+            )));
+        }
+    };
+    let after = decode_token(&input.next_token)?;
+    let mut found =
+        ctx.app.registry.referrers(repo, &input.subject_id.image_digest, None).await.map_err(|e| match e {
+            RegistryError::Oci { code: ErrorCode::DigestInvalid, message, .. } => {
+                EcrError::invalid(format!("Invalid parameter at 'subjectId.imageDigest': {message}"))
+            }
+            other => other.into(),
+        })?;
+    found.retain(|m| types.is_empty() || m.artifact_type.as_ref().is_some_and(|a| types.contains(a)));
+    found.retain(|m| after.as_ref().is_none_or(|a| m.digest.as_str() > a.as_str()));
+    let more = found.len() > limit;
+    found.truncate(limit);
+    let referrers: Vec<Value> = found
+        .iter()
+        .map(|m| {
+            let mut v =
+                json!({ "digest": m.digest, "mediaType": m.media_type, "size": m.size, "artifactStatus": "ACTIVE" });
+            if let Some(a) = &m.artifact_type {
+                v["artifactType"] = a.clone().into();
+            }
+            if let Some(a) = m.annotations.as_ref().and_then(|a| serde_json::from_str::<Value>(a).ok()) {
+                v["annotations"] = a;
+            }
+            v
+        })
+        .collect();
+    let mut out = json!({ "referrers": referrers });
+    if more && let Some(last) = found.last() {
+        out["nextToken"] = encode_token(&last.digest).into();
+    }
+    Ok(out)
+}

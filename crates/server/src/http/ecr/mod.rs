@@ -174,6 +174,7 @@ async fn dispatch(ctx: &Ctx<'_>, op: &str, input: Value) -> EcrResult {
         "BatchDeleteImage" => images::batch_delete_image(ctx, parse(input)?).await,
         "PutImage" => images::put_image(ctx, parse(input)?).await,
         "BatchCheckLayerAvailability" => images::batch_check_layer_availability(ctx, parse(input)?).await,
+        "ListImageReferrers" => images::list_image_referrers(ctx, parse(input)?).await,
         "InitiateLayerUpload" => layers::initiate_layer_upload(ctx, parse(input)?).await,
         "UploadLayerPart" => layers::upload_layer_part(ctx, parse(input)?).await,
         "CompleteLayerUpload" => layers::complete_layer_upload(ctx, parse(input)?).await,
