@@ -226,3 +226,32 @@ fn admin_creates_users_whose_keys_work() {
     let (status, v) = b.ecr_as(id, "wrong", "DescribeRepositories", json!({}));
     assert_eq!((status, v["__type"].as_str().unwrap()), (400, "InvalidSignatureException"));
 }
+
+#[test]
+fn query_string_signatures_work_on_the_ecr_api() {
+    let b = Berth::start_bare();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    let post = |query: &str| {
+        let out = std::process::Command::new("curl")
+            .args([
+                "-sS",
+                "-X",
+                "POST",
+                "-H",
+                "X-Amz-Target: AmazonEC2ContainerRegistry_V20150921.DescribeRepositories",
+            ])
+            .args(["-H", "Content-Type: application/x-amz-json-1.1"])
+            .arg(b.url(&format!("/?{query}")))
+            .output()
+            .unwrap();
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()
+    };
+    // An empty body, signed in the query string: the form presigned URLs use.
+    let q = berth_auth::sigv4::presign("POST", "/", &b.host(), "", ROOT_KEY_ID, ROOT_SECRET, REGION, "ecr", now, 60);
+    assert_eq!(post(&q)["repositories"], json!([]));
+    let expired =
+        berth_auth::sigv4::presign("POST", "/", &b.host(), "", ROOT_KEY_ID, ROOT_SECRET, REGION, "ecr", now - 120, 60);
+    assert_eq!(post(&expired)["__type"], "InvalidSignatureException");
+    let forged = q.replace("X-Amz-Expires=60", "X-Amz-Expires=600");
+    assert_eq!(post(&forged)["__type"], "InvalidSignatureException");
+}

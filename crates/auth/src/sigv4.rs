@@ -402,6 +402,47 @@ pub fn sign(
     (amz_date, auth)
 }
 
+/// Signs a request in the query-string (presigned) form: returns the query to append, which
+/// holds `extra_query` and the `X-Amz-*` parameters. Only the `host` header is signed.
+#[allow(clippy::too_many_arguments)]
+pub fn presign(
+    method: &str,
+    path: &str,
+    host: &str,
+    extra_query: &str,
+    access_key_id: &str,
+    secret: &str,
+    region: &str,
+    service: &str,
+    now: EpochSeconds,
+    expires: i64,
+) -> String {
+    let amz_date = format_amz_date(now);
+    let date = &amz_date[..8];
+    let mut query = format!(
+        "X-Amz-Algorithm={ALGORITHM}&X-Amz-Credential={}&X-Amz-Date={amz_date}&X-Amz-Expires={expires}&X-Amz-SignedHeaders=host",
+        uri_encode(&format!("{access_key_id}/{date}/{region}/{service}/aws4_request"), false)
+    );
+    if !extra_query.is_empty() {
+        query = format!("{extra_query}&{query}");
+    }
+    let headers = vec![("host".to_string(), host.to_string())];
+    let cred = Credential {
+        access_key_id: access_key_id.to_string(),
+        date: date.to_string(),
+        region: region.to_string(),
+        service: service.to_string(),
+        signed_headers: vec!["host".into()],
+        signature: String::new(),
+        amz_date: amz_date.clone(),
+        expires: Some(expires),
+    };
+    let payload = sha256_hex(b"");
+    let req = Request { method, path, query: &query, headers: &headers, payload_sha256: &payload };
+    let to_sign = string_to_sign(&req, &cred).expect("host is signed");
+    format!("{query}&X-Amz-Signature={}", signature(secret, &cred, &to_sign))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -478,6 +519,27 @@ mod tests {
         let req = Request { method: "POST", path: "/", query: "", headers: &all, payload_sha256: &hash };
         let cred = parse(&req).unwrap();
         assert_eq!(verify(&req, &cred, SECRET, now), Ok(()));
+    }
+
+    #[test]
+    fn query_string_form() {
+        let now = at("20261123T100000Z");
+        let query =
+            presign("GET", "/", "example:5000", "Action=Describe", "AKIAEXAMPLE", SECRET, "us-east-1", "ecr", now, 300);
+        let headers = vec![("host".to_string(), "example:5000".to_string())];
+        let hash = sha256_hex(b"");
+        let req = Request { method: "GET", path: "/", query: &query, headers: &headers, payload_sha256: &hash };
+        let cred = parse(&req).unwrap();
+        assert_eq!((cred.expires, cred.access_key_id.as_str()), (Some(300), "AKIAEXAMPLE"));
+        assert_eq!(verify(&req, &cred, SECRET, now + 299), Ok(()));
+        assert!(matches!(verify(&req, &cred, SECRET, now + 301), Err(SigV4Error::Expired(_))));
+        assert_eq!(verify(&req, &cred, "wrong", now), Err(SigV4Error::Mismatch));
+        let tampered = query.replace("Action=Describe", "Action=Delete");
+        let req = Request { query: &tampered, ..req };
+        assert_eq!(verify(&req, &parse(&req).unwrap(), SECRET, now), Err(SigV4Error::Mismatch));
+        let too_long = presign("GET", "/", "h", "", "AKIAEXAMPLE", SECRET, "us-east-1", "ecr", now, 8 * 24 * 3600);
+        let req = Request { query: &too_long, ..req };
+        assert!(matches!(parse(&req), Err(SigV4Error::Incomplete(_))));
     }
 
     #[test]
