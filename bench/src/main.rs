@@ -164,7 +164,11 @@ fn manifest(config: &(String, usize), layer: &(String, usize)) -> Vec<u8> {
 
 /// One small image pushed the way docker does: for each blob HEAD (404), POST, PUT; then the manifest.
 async fn push_small_image(c: &Client, base: &str, i: usize) -> anyhow::Result<()> {
-    let repo = format!("small/app{}", i % 100);
+    push_small_image_to(c, base, &format!("small/app{}", i % 100), i).await
+}
+
+async fn push_small_image_to(c: &Client, base: &str, repo: &str, i: usize) -> anyhow::Result<()> {
+    let repo = repo.to_string();
     let config = format!(r#"{{"architecture":"amd64","os":"linux","image":{i}}}"#).into_bytes();
     let layer = filler(1024, i as u64 + 7);
     let mut descs = Vec::new();
@@ -341,6 +345,23 @@ async fn suite(kind: Kind, srv: &Server, args: &Args, big: &[u8], berth: &std::p
             srv.ecr("GetAuthorizationToken", "{}")?;
         }
         rec("GetAuthorizationToken c=1 req/s", n as f64 / t0.elapsed().as_secs_f64());
+        // DescribeImages over a repository of 1,000 images: a full page of 1,000, and the
+        // default page of 100.
+        for i in 0..1000 {
+            push_small_image_to(&c, &base, "bench/many", 100_000 + i).await?;
+        }
+        for (label, max) in
+            [("DescribeImages 1,000 images (one page of 1,000) req/s", 1000), ("DescribeImages page of 100 req/s", 100)]
+        {
+            let body = format!(r#"{{"repositoryName":"bench/many","maxResults":{max}}}"#);
+            let n = 20;
+            let t0 = Instant::now();
+            for _ in 0..n {
+                let out = srv.ecr("DescribeImages", &body)?;
+                anyhow::ensure!(out.len() > 1000, "DescribeImages answered {out}");
+            }
+            rec(label, n as f64 / t0.elapsed().as_secs_f64());
+        }
         // What token auth costs: the same manifest GET on a Berth with auth off.
         let open = Server::start_with(Kind::Berth, berth, &args.reference, &["--insecure-no-auth"])?;
         let oc = Client::new();

@@ -94,47 +94,69 @@ fn filter_code(f: TagFilter) -> i64 {
 }
 
 impl SqliteMeta {
-    /// Tags, referenced bytes and children of the manifest in `row` (digest, media type,
-    /// artifact type, subject, pushed at, last pulled at, repository id).
-    async fn image_details(&self, row: &sqlx::sqlite::SqliteRow) -> Result<ImageRecord> {
-        let digest: String = row.get(0);
-        let repository_id: i64 = row.get(6);
-        let tags: Vec<String> =
-            sqlx::query_scalar("SELECT tag FROM tags WHERE repository_id = $1 AND digest = $2 ORDER BY tag")
-                .bind(repository_id)
-                .bind(&digest)
-                .fetch_all(&self.reader)
-                .await
-                .map_err(backend)?;
-        let blob_bytes: Option<i64> = sqlx::query_scalar(
-            "SELECT SUM(b.size) FROM manifest_references mr JOIN blobs b ON b.digest = mr.child_digest \
-             WHERE mr.repository_id = $1 AND mr.manifest_digest = $2 AND mr.child_kind = 'blob'",
+    /// Completes a page of manifest rows (digest, media type, artifact type, subject, pushed at,
+    /// last pulled at, repository id; in digest order) with their tags, referenced bytes and
+    /// children: three range queries over the page's digest span, not three per image.
+    async fn images_from_rows(&self, rows: &[sqlx::sqlite::SqliteRow]) -> Result<Vec<ImageRecord>> {
+        let (Some(first), Some(last)) = (rows.first(), rows.last()) else { return Ok(Vec::new()) };
+        let repository_id: i64 = first.get(6);
+        let (lo, hi): (String, String) = (first.get(0), last.get(0));
+        let tags = sqlx::query_as::<_, (String, String)>(
+            "SELECT digest, tag FROM tags WHERE repository_id = $1 AND digest >= $2 AND digest <= $3 ORDER BY digest, tag",
         )
         .bind(repository_id)
-        .bind(&digest)
-        .fetch_one(&self.reader)
-        .await
-        .map_err(backend)?;
-        let children: Vec<String> = sqlx::query_scalar(
-            "SELECT child_digest FROM manifest_references \
-             WHERE repository_id = $1 AND manifest_digest = $2 AND child_kind = 'manifest' ORDER BY child_digest",
-        )
-        .bind(repository_id)
-        .bind(&digest)
+        .bind(&lo)
+        .bind(&hi)
         .fetch_all(&self.reader)
         .await
         .map_err(backend)?;
-        Ok(ImageRecord {
-            digest,
-            media_type: row.get(1),
-            artifact_type: row.get(2),
-            subject: row.get(3),
-            pushed_at: row.get(4),
-            last_pulled_at: row.get(5),
-            tags,
-            blob_bytes: blob_bytes.unwrap_or(0),
-            children,
-        })
+        let sizes = sqlx::query_as::<_, (String, i64)>(
+            "SELECT mr.manifest_digest, SUM(b.size) FROM manifest_references mr JOIN blobs b ON b.digest = mr.child_digest \
+             WHERE mr.repository_id = $1 AND mr.child_kind = 'blob' AND mr.manifest_digest >= $2 AND mr.manifest_digest <= $3 \
+             GROUP BY mr.manifest_digest",
+        )
+        .bind(repository_id)
+        .bind(&lo)
+        .bind(&hi)
+        .fetch_all(&self.reader)
+        .await
+        .map_err(backend)?;
+        let children = sqlx::query_as::<_, (String, String)>(
+            "SELECT manifest_digest, child_digest FROM manifest_references WHERE repository_id = $1 \
+             AND child_kind = 'manifest' AND manifest_digest >= $2 AND manifest_digest <= $3 ORDER BY manifest_digest, child_digest",
+        )
+        .bind(repository_id)
+        .bind(&lo)
+        .bind(&hi)
+        .fetch_all(&self.reader)
+        .await
+        .map_err(backend)?;
+        let mut tags_of: std::collections::HashMap<String, Vec<String>> = std::collections::HashMap::new();
+        for (d, t) in tags {
+            tags_of.entry(d).or_default().push(t);
+        }
+        let size_of: std::collections::HashMap<String, i64> = sizes.into_iter().collect();
+        let mut children_of: std::collections::HashMap<String, Vec<String>> = std::collections::HashMap::new();
+        for (d, c) in children {
+            children_of.entry(d).or_default().push(c);
+        }
+        Ok(rows
+            .iter()
+            .map(|row| {
+                let digest: String = row.get(0);
+                ImageRecord {
+                    tags: tags_of.remove(&digest).unwrap_or_default(),
+                    blob_bytes: size_of.get(&digest).copied().unwrap_or(0),
+                    children: children_of.remove(&digest).unwrap_or_default(),
+                    media_type: row.get(1),
+                    artifact_type: row.get(2),
+                    subject: row.get(3),
+                    pushed_at: row.get(4),
+                    last_pulled_at: row.get(5),
+                    digest,
+                }
+            })
+            .collect())
     }
 
     /// Opens (creating if needed) the database file and applies pending migrations.
@@ -691,14 +713,11 @@ impl MetaStore for SqliteMeta {
         .fetch_all(&self.reader)
         .await
         .map_err(backend)?;
-        let mut out = Vec::with_capacity(rows.len());
-        for r in rows {
-            out.push(self.image_details(&r).await?);
-        }
-        Ok(out)
+        self.images_from_rows(&rows).await
     }
 
     async fn image(&self, repository: &str, digest: &str) -> Result<Option<ImageRecord>> {
+        // One image is a page of one.
         let row = sqlx::query(
             "SELECT m.digest, m.media_type, m.artifact_type, m.subject, m.pushed_at, m.last_pulled_at, m.repository_id \
              FROM manifests m JOIN repositories r ON r.id = m.repository_id WHERE r.name = $1 AND m.digest = $2",
@@ -709,7 +728,7 @@ impl MetaStore for SqliteMeta {
         .await
         .map_err(backend)?;
         match row {
-            Some(r) => Ok(Some(self.image_details(&r).await?)),
+            Some(r) => Ok(self.images_from_rows(&[r]).await?.pop()),
             None => Ok(None),
         }
     }
