@@ -301,6 +301,9 @@ async fn suite(kind: Kind, srv: &Server, args: &Args, big: &[u8], berth: &std::p
             rec(&format!("{name} c={conc} req/s"), rate.rps);
             rec(&format!("{name} c={conc} p99 ms"), rate.p99_ms);
             rec(&format!("{name} c={conc} server CPU ms/req"), cpu * 1000.0 / rate.requests.max(1.0));
+            if rate.errors > 0.0 {
+                rec(&format!("{name} c={conc} error responses"), rate.errors);
+            }
         }
     }
 
