@@ -177,6 +177,28 @@ impl SqliteMeta {
     }
 }
 
+/// The digests (each once) for which `exists_sql` ($1 repository id, $2 digest) finds no row.
+async fn missing(
+    tx: &mut Transaction<'_, Sqlite>,
+    exists_sql: &'static str,
+    repository_id: i64,
+    digests: &[Digest],
+) -> Result<Vec<Digest>> {
+    let mut out: Vec<Digest> = Vec::new();
+    for d in digests {
+        let held: Option<i64> = sqlx::query_scalar(exists_sql)
+            .bind(repository_id)
+            .bind(d.as_str())
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(backend)?;
+        if held.is_none() && !out.contains(d) {
+            out.push(d.clone());
+        }
+    }
+    Ok(out)
+}
+
 async fn repo_id(tx: &mut Transaction<'_, Sqlite>, name: &str) -> Result<i64> {
     sqlx::query_scalar::<_, i64>("SELECT id FROM repositories WHERE name = $1")
         .bind(name)
@@ -470,32 +492,12 @@ impl MetaStore for SqliteMeta {
                 return Err(MetaError::TagImmutable(tag.clone()));
             }
         }
-        let mut missing_blobs = Vec::new();
-        for b in &m.blobs {
-            let held: Option<i64> =
-                sqlx::query_scalar("SELECT 1 FROM repository_blobs WHERE repository_id = $1 AND digest = $2")
-                    .bind(id)
-                    .bind(b.as_str())
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(backend)?;
-            if held.is_none() && !missing_blobs.contains(b) {
-                missing_blobs.push(b.clone());
-            }
-        }
-        let mut missing_manifests = Vec::new();
-        for c in &m.manifests {
-            let held: Option<i64> =
-                sqlx::query_scalar("SELECT 1 FROM manifests WHERE repository_id = $1 AND digest = $2")
-                    .bind(id)
-                    .bind(c.as_str())
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(backend)?;
-            if held.is_none() && !missing_manifests.contains(c) {
-                missing_manifests.push(c.clone());
-            }
-        }
+        let missing_blobs =
+            missing(&mut tx, "SELECT 1 FROM repository_blobs WHERE repository_id = $1 AND digest = $2", id, &m.blobs)
+                .await?;
+        let missing_manifests =
+            missing(&mut tx, "SELECT 1 FROM manifests WHERE repository_id = $1 AND digest = $2", id, &m.manifests)
+                .await?;
         if !missing_blobs.is_empty() || !missing_manifests.is_empty() {
             return Err(MetaError::MissingReferences { blobs: missing_blobs, manifests: missing_manifests });
         }

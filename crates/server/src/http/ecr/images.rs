@@ -146,9 +146,7 @@ pub(super) struct ListImagesInput {
 }
 
 pub(super) async fn list_images(ctx: &Ctx<'_>, input: ListImagesInput) -> EcrResult {
-    ctx.check_registry(&input.registry_id)?;
-    check_repository_name(&input.repository_name)?;
-    ctx.repository(&input.repository_name).await?;
+    ctx.existing_repository(&input.registry_id, &input.repository_name).await?;
     let limit = page_size(input.max_results, 100)?;
     let filter = tag_filter(&input.filter)?;
     let after = decode_token(&input.next_token)?;
@@ -182,10 +180,8 @@ pub(super) struct DescribeImagesInput {
 }
 
 pub(super) async fn describe_images(ctx: &Ctx<'_>, input: DescribeImagesInput) -> EcrResult {
-    ctx.check_registry(&input.registry_id)?;
-    check_repository_name(&input.repository_name)?;
     let repo = &input.repository_name;
-    ctx.repository(repo).await?;
+    ctx.existing_repository(&input.registry_id, repo).await?;
     let meta = ctx.app.registry.meta();
     if let Some(ids) = &input.image_ids {
         check_ids(ids)?;
@@ -509,10 +505,8 @@ pub(super) struct ListImageReferrersInput {
 
 /// The same listing as `GET /v2/<name>/referrers/<digest>`, paginated as the ECR API does.
 pub(super) async fn list_image_referrers(ctx: &Ctx<'_>, input: ListImageReferrersInput) -> EcrResult {
-    ctx.check_registry(&input.registry_id)?;
-    check_repository_name(&input.repository_name)?;
     let repo = &input.repository_name;
-    ctx.repository(repo).await?;
+    ctx.existing_repository(&input.registry_id, repo).await?;
     let filter = input.filter.unwrap_or_default();
     let types = filter.artifact_types.unwrap_or_default();
     if types.len() > 5 {

@@ -58,10 +58,8 @@ pub(super) struct UploadPartInput {
 }
 
 pub(super) async fn upload_layer_part(ctx: &Ctx<'_>, input: UploadPartInput) -> EcrResult {
-    ctx.check_registry(&input.registry_id)?;
-    check_repository_name(&input.repository_name)?;
     let repo = &input.repository_name;
-    ctx.repository(repo).await?;
+    ctx.existing_repository(&input.registry_id, repo).await?;
     let data = base64::engine::general_purpose::STANDARD
         .decode(input.layer_part_blob.as_bytes())
         .map_err(|_| EcrError::invalid("Invalid parameter at 'layerPartBlob': not base64"))?;
@@ -122,10 +120,8 @@ pub(super) struct CompleteInput {
 }
 
 pub(super) async fn complete_layer_upload(ctx: &Ctx<'_>, input: CompleteInput) -> EcrResult {
-    ctx.check_registry(&input.registry_id)?;
-    check_repository_name(&input.repository_name)?;
     let repo = &input.repository_name;
-    ctx.repository(repo).await?;
+    ctx.existing_repository(&input.registry_id, repo).await?;
     let [digest] = input.layer_digests.as_slice() else {
         return Err(EcrError::invalid("layerDigests must name exactly one digest"));
     };
@@ -181,10 +177,8 @@ pub(super) struct DownloadUrlInput {
 }
 
 pub(super) async fn get_download_url_for_layer(ctx: &Ctx<'_>, input: DownloadUrlInput) -> EcrResult {
-    ctx.check_registry(&input.registry_id)?;
-    check_repository_name(&input.repository_name)?;
     let repo = &input.repository_name;
-    ctx.repository(repo).await?;
+    ctx.existing_repository(&input.registry_id, repo).await?;
     let digest = Digest::parse(&input.layer_digest)
         .map_err(|e| EcrError::invalid(format!("Invalid parameter at 'layerDigest': {e}")))?;
     if ctx.app.registry.meta().linked_blob(repo, &digest).await?.is_none() {

@@ -228,6 +228,14 @@ impl Ctx<'_> {
         v
     }
 
+    /// The usual preamble of a repository operation: the registry id names this registry, the
+    /// name is valid, and the repository exists.
+    async fn existing_repository(&self, registry_id: &Option<String>, name: &str) -> Result<Repository, EcrError> {
+        self.check_registry(registry_id)?;
+        check_repository_name(name)?;
+        self.repository(name).await
+    }
+
     async fn repository(&self, name: &str) -> Result<Repository, EcrError> {
         self.app.registry.meta().repository(name).await?.ok_or_else(|| self.not_found(name))
     }
@@ -514,9 +522,7 @@ struct PutImageScanningConfigurationInput {
 }
 
 async fn put_image_scanning_configuration(ctx: &Ctx<'_>, input: PutImageScanningConfigurationInput) -> EcrResult {
-    ctx.check_registry(&input.registry_id)?;
-    check_repository_name(&input.repository_name)?;
-    let repo = ctx.repository(&input.repository_name).await?;
+    let repo = ctx.existing_repository(&input.registry_id, &input.repository_name).await?;
     let settings = RepositorySettings {
         scan_on_push: input.image_scanning_configuration.scan_on_push.unwrap_or(false),
         ..repo.settings
