@@ -191,8 +191,6 @@ pub struct ManifestReferences {
 #[async_trait]
 pub trait MetaStore: Send + Sync + 'static {
     async fn repository(&self, name: &str) -> Result<Option<Repository>>;
-    /// Returns the repository, creating it with default settings if it does not exist.
-    async fn ensure_repository(&self, name: &str) -> Result<Repository>;
     /// Creates a repository; `RepositoryAlreadyExists` if the name is taken.
     async fn create_repository(
         &self,

@@ -219,24 +219,6 @@ impl MetaStore for SqliteMeta {
         row.as_ref().map(repository_from_row).transpose()
     }
 
-    async fn ensure_repository(&self, name: &str) -> Result<Repository> {
-        if let Some(r) = self.repository(name).await? {
-            return Ok(r);
-        }
-        match self.create_repository(name, &RepositorySettings::default(), &[]).await {
-            Ok(r) => Ok(r),
-            Err(MetaError::RepositoryAlreadyExists) => {
-                let row = sqlx::query(repo_sql("SELECT {cols} FROM repositories WHERE name = $1"))
-                    .bind(name)
-                    .fetch_one(&self.writer)
-                    .await
-                    .map_err(backend)?;
-                repository_from_row(&row)
-            }
-            Err(e) => Err(e),
-        }
-    }
-
     async fn create_repository(
         &self,
         name: &str,

@@ -25,10 +25,11 @@ fn manifest(content: &str, blobs: &[&Digest], manifests: &[&Digest], subject: Op
 pub async fn meta_store_suite(meta: &dyn MetaStore) {
     // Repositories are created once and listed in order.
     assert!(meta.repository("team/app").await.unwrap().is_none());
-    let r = meta.ensure_repository("team/app").await.unwrap();
-    assert_eq!(meta.ensure_repository("team/app").await.unwrap(), r);
-    meta.ensure_repository("a").await.unwrap();
-    meta.ensure_repository("z").await.unwrap();
+    let defaults = RepositorySettings::default();
+    let r = meta.create_repository("team/app", &defaults, &[]).await.unwrap();
+    assert_eq!(meta.repository("team/app").await.unwrap(), Some(r));
+    meta.create_repository("a", &defaults, &[]).await.unwrap();
+    meta.create_repository("z", &defaults, &[]).await.unwrap();
     assert_eq!(meta.list_repositories(None, 10).await.unwrap(), ["a", "team/app", "z"]);
     assert_eq!(meta.list_repositories(Some("a"), 1).await.unwrap(), ["team/app"]);
 
