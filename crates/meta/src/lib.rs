@@ -278,6 +278,22 @@ pub trait MetaStore: Send + Sync + 'static {
     /// small part followed by another marks the upload `part_too_small`.
     async fn note_upload_part(&self, id: &str, small: bool) -> Result<()>;
 
+    /// Sets (or with `None` removes) a repository's lifecycle policy text; returns the previous
+    /// text and when it was last evaluated. `RepositoryNotFound` if there is no repository.
+    async fn set_lifecycle_policy(&self, repository: &str, text: Option<&str>)
+    -> Result<Option<(String, Option<i64>)>>;
+    async fn lifecycle_policy(&self, repository: &str) -> Result<Option<(String, Option<i64>)>>;
+    /// Stores a repository's lifecycle preview (replacing the previous one).
+    async fn put_lifecycle_preview(
+        &self,
+        repository: &str,
+        policy_text: &str,
+        status: &str,
+        results: &str,
+    ) -> Result<()>;
+    /// The last preview: (policy text, status, results JSON).
+    async fn lifecycle_preview(&self, repository: &str) -> Result<Option<(String, String, String)>>;
+
     async fn account_setting(&self, account_id: &str, name: &str) -> Result<Option<String>>;
     async fn put_account_setting(&self, account_id: &str, name: &str, value: &str) -> Result<()>;
 

@@ -955,6 +955,78 @@ impl MetaStore for SqliteMeta {
         Ok(())
     }
 
+    async fn set_lifecycle_policy(
+        &self,
+        repository: &str,
+        text: Option<&str>,
+    ) -> Result<Option<(String, Option<i64>)>> {
+        let mut tx = self.writer.begin().await.map_err(backend)?;
+        let id = repo_id(&mut tx, repository).await?;
+        let previous = sqlx::query_as::<_, (Option<String>, Option<i64>)>(
+            "SELECT lifecycle_policy, lifecycle_evaluated_at FROM repositories WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(backend)?;
+        sqlx::query("UPDATE repositories SET lifecycle_policy = $2 WHERE id = $1")
+            .bind(id)
+            .bind(text)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
+        Ok(previous.0.map(|t| (t, previous.1)))
+    }
+
+    async fn lifecycle_policy(&self, repository: &str) -> Result<Option<(String, Option<i64>)>> {
+        let row = sqlx::query_as::<_, (Option<String>, Option<i64>)>(
+            "SELECT lifecycle_policy, lifecycle_evaluated_at FROM repositories WHERE name = $1",
+        )
+        .bind(repository)
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(backend)?
+        .ok_or(MetaError::RepositoryNotFound)?;
+        Ok(row.0.map(|t| (t, row.1)))
+    }
+
+    async fn put_lifecycle_preview(
+        &self,
+        repository: &str,
+        policy_text: &str,
+        status: &str,
+        results: &str,
+    ) -> Result<()> {
+        let mut tx = self.writer.begin().await.map_err(backend)?;
+        let id = repo_id(&mut tx, repository).await?;
+        sqlx::query(
+            "INSERT INTO lifecycle_previews (repository_id, policy_text, status, results, created_at) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (repository_id) DO UPDATE SET policy_text = excluded.policy_text, \
+             status = excluded.status, results = excluded.results, created_at = excluded.created_at",
+        )
+        .bind(id)
+        .bind(policy_text)
+        .bind(status)
+        .bind(results)
+        .bind(now_ms())
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn lifecycle_preview(&self, repository: &str) -> Result<Option<(String, String, String)>> {
+        sqlx::query_as(
+            "SELECT p.policy_text, p.status, p.results FROM lifecycle_previews p \
+             JOIN repositories r ON r.id = p.repository_id WHERE r.name = $1",
+        )
+        .bind(repository)
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(backend)
+    }
+
     async fn account_setting(&self, account_id: &str, name: &str) -> Result<Option<String>> {
         sqlx::query_scalar("SELECT value FROM account_settings WHERE account_id = $1 AND name = $2")
             .bind(account_id)

@@ -221,6 +221,22 @@ pub async fn meta_store_suite(meta: &dyn MetaStore) {
     assert_eq!(meta.registry_secret("token", b"first").await.unwrap(), b"first");
     assert_eq!(meta.registry_secret("token", b"second").await.unwrap(), b"first");
 
+    // Lifecycle policies and previews.
+    meta.create_repository("life", &RepositorySettings::default(), &[]).await.unwrap();
+    assert_eq!(meta.lifecycle_policy("life").await.unwrap(), None);
+    assert_eq!(meta.set_lifecycle_policy("life", Some("{\"rules\":[]}")).await.unwrap(), None);
+    assert_eq!(meta.lifecycle_policy("life").await.unwrap(), Some(("{\"rules\":[]}".to_string(), None)));
+    assert!(meta.set_lifecycle_policy("life", None).await.unwrap().is_some());
+    assert_eq!(meta.lifecycle_policy("life").await.unwrap(), None);
+    assert!(matches!(meta.lifecycle_policy("nope").await, Err(MetaError::RepositoryNotFound)));
+    assert_eq!(meta.lifecycle_preview("life").await.unwrap(), None);
+    meta.put_lifecycle_preview("life", "p1", "COMPLETE", "[]").await.unwrap();
+    meta.put_lifecycle_preview("life", "p2", "COMPLETE", "[1]").await.unwrap();
+    assert_eq!(
+        meta.lifecycle_preview("life").await.unwrap(),
+        Some(("p2".to_string(), "COMPLETE".to_string(), "[1]".to_string()))
+    );
+
     // Account settings.
     assert_eq!(meta.account_setting("123456789012", "BLOB_MOUNTING").await.unwrap(), None);
     meta.put_account_setting("123456789012", "BLOB_MOUNTING", "ENABLED").await.unwrap();

@@ -1,5 +1,7 @@
-//! Pure repository rules, decided without IO: which tags a repository lets move.
+//! Pure repository rules, decided without IO: which tags a repository lets move, and what a
+//! lifecycle policy does to a repository's images.
 
+pub mod lifecycle;
 pub mod mutability;
 pub mod wildcard;
 

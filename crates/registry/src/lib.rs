@@ -5,6 +5,7 @@
 mod error;
 mod fsck;
 pub mod identity;
+mod lifecycle;
 pub mod repositories;
 mod service;
 

@@ -18,6 +18,13 @@ pub(super) struct ImageId {
 }
 
 impl ImageId {
+    /// Whether this id names the image with `digest` and `tags`.
+    pub(super) fn matches(&self, digest: &str, tags: Option<&Vec<Value>>) -> bool {
+        let digest_ok = self.image_digest.as_deref().is_none_or(|d| d == digest);
+        let tag_ok = self.image_tag.as_deref().is_none_or(|t| tags.is_some_and(|ts| ts.iter().any(|x| x == t)));
+        (self.image_digest.is_some() || self.image_tag.is_some()) && digest_ok && tag_ok
+    }
+
     fn json(&self) -> Value {
         let mut v = json!({});
         if let Some(d) = &self.image_digest {

@@ -23,6 +23,7 @@ use super::{AppState, now_seconds};
 
 mod images;
 mod layers;
+mod lifecycle;
 
 pub const TARGET_PREFIX: &str = "AmazonEC2ContainerRegistry_V20150921.";
 const CONTENT_TYPE: &str = "application/x-amz-json-1.1";
@@ -179,6 +180,11 @@ async fn dispatch(ctx: &Ctx<'_>, op: &str, input: Value) -> EcrResult {
         "UploadLayerPart" => layers::upload_layer_part(ctx, parse(input)?).await,
         "CompleteLayerUpload" => layers::complete_layer_upload(ctx, parse(input)?).await,
         "GetDownloadUrlForLayer" => layers::get_download_url_for_layer(ctx, parse(input)?).await,
+        "PutLifecyclePolicy" => lifecycle::put_lifecycle_policy(ctx, parse(input)?).await,
+        "GetLifecyclePolicy" => lifecycle::get_lifecycle_policy(ctx, parse(input)?).await,
+        "DeleteLifecyclePolicy" => lifecycle::delete_lifecycle_policy(ctx, parse(input)?).await,
+        "StartLifecyclePolicyPreview" => lifecycle::start_lifecycle_policy_preview(ctx, parse(input)?).await,
+        "GetLifecyclePolicyPreview" => lifecycle::get_lifecycle_policy_preview(ctx, parse(input)?).await,
         "GetAccountSetting" => get_account_setting(ctx, parse(input)?).await,
         "PutAccountSetting" => put_account_setting(ctx, parse(input)?).await,
         "TagResource" => tag_resource(ctx, parse(input)?).await,

@@ -1,0 +1,79 @@
+"""Lifecycle policies through the ECR API: put (validated), get, delete, and the preview of what
+a policy would expire, with the AWS CLI and boto3."""
+import json
+
+import pytest
+
+from conftest import push_image
+
+POLICY = {
+    "rules": [
+        {
+            "rulePriority": 1,
+            "description": "keep the last 5 prod images",
+            "selection": {"tagStatus": "tagged", "tagPatternList": ["prod*"], "countType": "imageCountMoreThan", "countNumber": 5},
+            "action": {"type": "expire"},
+        },
+        {
+            "rulePriority": 2,
+            "description": "untagged older than 14 days",
+            "selection": {"tagStatus": "untagged", "countType": "sinceImagePushed", "countUnit": "days", "countNumber": 14},
+            "action": {"type": "expire"},
+        },
+    ]
+}
+
+
+def test_put_get_preview_delete(berth, tmp_path):
+    ecr = berth.client()
+    ecr.create_repository(repositoryName="life")
+    digests = {}
+    for i in range(1, 9):
+        digests[f"prod-{i}"] = push_image(berth, "life", f"prod-{i}", i)[0]
+    push_image(berth, "life", "dev-1", 100)
+
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps(POLICY))
+    out = json.loads(berth.aws("ecr", "put-lifecycle-policy", "--repository-name", "life", "--lifecycle-policy-text", f"file://{path}").stdout)
+    assert json.loads(out["lifecyclePolicyText"]) == POLICY
+    got = json.loads(berth.aws("ecr", "get-lifecycle-policy", "--repository-name", "life").stdout)
+    assert json.loads(got["lifecyclePolicyText"]) == POLICY
+
+    assert ecr.start_lifecycle_policy_preview(repositoryName="life")["status"] in ("IN_PROGRESS", "COMPLETE")
+    preview = ecr.get_lifecycle_policy_preview(repositoryName="life")
+    assert preview["status"] == "COMPLETE"
+    assert preview["summary"]["expiringImageTotalCount"] == 3
+    expiring = {r["imageDigest"]: r for r in preview["previewResults"]}
+    # Pushed in order prod-1 … prod-8: the three oldest go, by rule 1.
+    assert set(expiring) == {digests["prod-1"], digests["prod-2"], digests["prod-3"]}
+    assert all(r["appliedRulePriority"] == 1 and r["action"]["type"] == "EXPIRE" for r in expiring.values())
+    page = ecr.get_lifecycle_policy_preview(repositoryName="life", maxResults=2)
+    assert len(page["previewResults"]) == 2 and "nextToken" in page
+    by_tag = ecr.get_lifecycle_policy_preview(repositoryName="life", imageIds=[{"imageTag": "prod-2"}])
+    assert [r["imageDigest"] for r in by_tag["previewResults"]] == [digests["prod-2"]]
+    # The preview changes nothing.
+    assert len(ecr.list_images(repositoryName="life")["imageIds"]) == 9
+
+    # A policy given to the preview only is evaluated without being stored.
+    keep_one = {"rules": [{"rulePriority": 1, "selection": {"tagStatus": "any", "countType": "imageCountMoreThan", "countNumber": 1}, "action": {"type": "expire"}}]}
+    ecr.start_lifecycle_policy_preview(repositoryName="life", lifecyclePolicyText=json.dumps(keep_one))
+    assert ecr.get_lifecycle_policy_preview(repositoryName="life")["summary"]["expiringImageTotalCount"] == 8
+    assert json.loads(ecr.get_lifecycle_policy(repositoryName="life")["lifecyclePolicyText"]) == POLICY
+
+    bad = {"rules": [{"rulePriority": 1, "selection": {"tagStatus": "any", "countType": "imageCountMoreThan", "countNumber": 1}, "action": {"type": "expire"}},
+                     {"rulePriority": 2, "selection": {"tagStatus": "untagged", "countType": "imageCountMoreThan", "countNumber": 1}, "action": {"type": "expire"}}]}
+    with pytest.raises(ecr.exceptions.InvalidParameterException) as e:
+        ecr.put_lifecycle_policy(repositoryName="life", lifecyclePolicyText=json.dumps(bad))
+    assert "must have the highest rulePriority" in str(e.value)
+
+    deleted = ecr.delete_lifecycle_policy(repositoryName="life")
+    assert json.loads(deleted["lifecyclePolicyText"]) == POLICY
+    with pytest.raises(ecr.exceptions.LifecyclePolicyNotFoundException):
+        ecr.get_lifecycle_policy(repositoryName="life")
+    with pytest.raises(ecr.exceptions.LifecyclePolicyNotFoundException):
+        ecr.delete_lifecycle_policy(repositoryName="life")
+    ecr.create_repository(repositoryName="fresh")
+    with pytest.raises(ecr.exceptions.LifecyclePolicyPreviewNotFoundException):
+        ecr.get_lifecycle_policy_preview(repositoryName="fresh")
+    with pytest.raises(ecr.exceptions.LifecyclePolicyNotFoundException):
+        ecr.start_lifecycle_policy_preview(repositoryName="fresh")
