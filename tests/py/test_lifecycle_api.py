@@ -77,3 +77,50 @@ def test_put_get_preview_delete(berth, tmp_path):
         ecr.get_lifecycle_policy_preview(repositoryName="fresh")
     with pytest.raises(ecr.exceptions.LifecyclePolicyNotFoundException):
         ecr.start_lifecycle_policy_preview(repositoryName="fresh")
+
+
+def run_lifecycle(berth, *args):
+    import os
+    import subprocess
+
+    from conftest import berth_bin
+
+    out = subprocess.run(
+        [berth_bin(), "lifecycle", "run", "--data-dir", os.path.join(berth.data_dir, "data"), *args],
+        capture_output=True, text=True,
+    )
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+def test_runner_applies_the_seed_policies(berth):
+    ecr = berth.client()
+    ecr.create_repository(repositoryName="app")
+    digests = {}
+    for i in range(1, 9):
+        digests[f"prod-{i}"] = push_image(berth, "app", f"prod-{i}", i)[0]
+    for name in ["dev-1", "dev-2"]:
+        digests[name] = push_image(berth, "app", name, hash(name) % 1000)[0]
+    # Two untagged images: their tag moved on.
+    untagged = [push_image(berth, "app", "scratch", 500 + i)[0] for i in range(3)][:2]
+    ecr.put_lifecycle_policy(repositoryName="app", lifecyclePolicyText=json.dumps(POLICY))
+
+    dry = run_lifecycle(berth, "--repository", "app", "--dry-run")
+    assert {e["imageDigest"] for e in dry[0]["expired"]} == {digests["prod-1"], digests["prod-2"], digests["prod-3"]}
+    assert len(ecr.list_images(repositoryName="app")["imageIds"]) == 13, "a dry run deletes nothing"
+
+    # Fifteen days on, the untagged images are past their 14 days too.
+    done = run_lifecycle(berth, "--now", "+15d")
+    expired = {e["imageDigest"]: e["appliedRulePriority"] for e in done[0]["expired"]}
+    assert expired == {digests["prod-1"]: 1, digests["prod-2"]: 1, digests["prod-3"]: 1, untagged[0]: 2, untagged[1]: 2}
+    left = {i.get("imageTag") for i in ecr.list_images(repositoryName="app")["imageIds"]}
+    assert left == {"prod-4", "prod-5", "prod-6", "prod-7", "prod-8", "dev-1", "dev-2", "scratch"}
+    assert "lastEvaluatedAt" in ecr.get_lifecycle_policy(repositoryName="app")
+    # Survivors still pull; the expired are gone from /v2/ too.
+    import requests
+
+    s = requests.Session()
+    s.auth = ("AWS", berth.token())
+    accept = {"Accept": "application/vnd.oci.image.manifest.v1+json"}
+    assert s.get(f"{berth.endpoint}/v2/app/manifests/prod-8", headers=accept).status_code == 200
+    assert s.get(f"{berth.endpoint}/v2/app/manifests/{digests['prod-1']}", headers=accept).status_code == 404

@@ -283,6 +283,8 @@ pub trait MetaStore: Send + Sync + 'static {
     async fn set_lifecycle_policy(&self, repository: &str, text: Option<&str>)
     -> Result<Option<(String, Option<i64>)>>;
     async fn lifecycle_policy(&self, repository: &str) -> Result<Option<(String, Option<i64>)>>;
+    /// Records when the lifecycle policy was last applied (`lastEvaluatedAt`).
+    async fn set_lifecycle_evaluated(&self, repository: &str, at: i64) -> Result<()>;
     /// Stores a repository's lifecycle preview (replacing the previous one).
     async fn put_lifecycle_preview(
         &self,

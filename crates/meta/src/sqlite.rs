@@ -991,6 +991,16 @@ impl MetaStore for SqliteMeta {
         Ok(row.0.map(|t| (t, row.1)))
     }
 
+    async fn set_lifecycle_evaluated(&self, repository: &str, at: i64) -> Result<()> {
+        sqlx::query("UPDATE repositories SET lifecycle_evaluated_at = $2 WHERE name = $1")
+            .bind(repository)
+            .bind(at)
+            .execute(&self.writer)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
     async fn put_lifecycle_preview(
         &self,
         repository: &str,

@@ -226,6 +226,8 @@ pub async fn meta_store_suite(meta: &dyn MetaStore) {
     assert_eq!(meta.lifecycle_policy("life").await.unwrap(), None);
     assert_eq!(meta.set_lifecycle_policy("life", Some("{\"rules\":[]}")).await.unwrap(), None);
     assert_eq!(meta.lifecycle_policy("life").await.unwrap(), Some(("{\"rules\":[]}".to_string(), None)));
+    meta.set_lifecycle_evaluated("life", 77).await.unwrap();
+    assert_eq!(meta.lifecycle_policy("life").await.unwrap().unwrap().1, Some(77));
     assert!(meta.set_lifecycle_policy("life", None).await.unwrap().is_some());
     assert_eq!(meta.lifecycle_policy("life").await.unwrap(), None);
     assert!(matches!(meta.lifecycle_policy("nope").await, Err(MetaError::RepositoryNotFound)));

@@ -11,4 +11,5 @@ mod service;
 
 pub use error::RegistryError;
 pub use fsck::FsckReport;
+pub use lifecycle::LifecycleRun;
 pub use service::{BlobRead, ManifestPut, Page, Registry};

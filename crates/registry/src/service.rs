@@ -486,6 +486,32 @@ impl Registry {
         }
     }
 
+    /// Deletes an image as `BatchDeleteImage` and lifecycle expiry do: refused while an index
+    /// lists it (`Err(parents)`); otherwise the manifest goes with its tags, and an index takes
+    /// along its children that no other index lists and that carry no tags of their own.
+    /// Returns the tags the image had.
+    pub async fn delete_image(
+        &self,
+        name: &str,
+        digest: &Digest,
+    ) -> Result<std::result::Result<Vec<String>, Vec<String>>> {
+        let parents = self.meta.manifest_parents(name, digest.as_str()).await?;
+        if !parents.is_empty() {
+            return Ok(Err(parents));
+        }
+        let Some(image) = self.meta.image(name, digest.as_str()).await? else { return Ok(Ok(Vec::new())) };
+        self.meta.delete_manifest(name, digest).await?;
+        for child in &image.children {
+            let Ok(child_digest) = Digest::parse(child) else { continue };
+            let orphan = self.meta.manifest_parents(name, child).await?.is_empty();
+            let untagged = self.meta.image(name, child).await?.is_some_and(|c| c.tags.is_empty());
+            if orphan && untagged {
+                self.meta.delete_manifest(name, &child_digest).await?;
+            }
+        }
+        Ok(Ok(image.tags))
+    }
+
     /// DELETE by digest removes the manifest and its tags; DELETE by tag removes the tag only.
     pub async fn delete_manifest(&self, name: &str, reference: &str) -> Result<()> {
         let deleted = if reference.contains(':') {

@@ -32,6 +32,8 @@ pub struct Config {
     pub root_secret_access_key: Option<String>,
     /// Whether `/v2/` requires a registry token. Turning it off is for benchmarks only.
     pub auth: bool,
+    /// How often lifecycle policies are applied (also a minute after start); 0 turns it off.
+    pub lifecycle_interval_seconds: u64,
 }
 
 impl Default for Config {
@@ -47,6 +49,7 @@ impl Default for Config {
             root_access_key_id: None,
             root_secret_access_key: None,
             auth: true,
+            lifecycle_interval_seconds: 3600,
         }
     }
 }
@@ -113,6 +116,7 @@ pub fn load(file: Option<&PathBuf>, overrides: &Overrides) -> Result<Config, Box
         "tls_key",
         "region",
         "auth",
+        "lifecycle_interval_seconds",
     ]))
     .merge(Serialized::defaults(text_env()))
     .merge(Serialized::defaults(overrides))

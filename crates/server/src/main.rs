@@ -70,10 +70,30 @@ enum Command {
     Serve,
     /// Check that every manifest's blobs exist and every blob hashes to its digest.
     Fsck,
+    /// Apply lifecycle policies now (they also run on a schedule inside `berth serve`).
+    Lifecycle {
+        #[command(subcommand)]
+        command: LifecycleCommand,
+    },
     /// Manage users and access keys of the account (works while the server runs).
     Admin {
         #[command(subcommand)]
         command: AdminCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum LifecycleCommand {
+    /// Apply the lifecycle policy of one repository, or of every repository that has one.
+    Run {
+        #[arg(long)]
+        repository: Option<String>,
+        /// Report what would expire without deleting anything.
+        #[arg(long)]
+        dry_run: bool,
+        /// Evaluate as of this time: epoch seconds, or `+Nd` for N days from now.
+        #[arg(long)]
+        now: Option<String>,
     },
 }
 
@@ -120,6 +140,7 @@ fn main() -> ExitCode {
             Command::Serve => serve(config).await.map(|_| ExitCode::SUCCESS),
             Command::Fsck => fsck(config).await,
             Command::Admin { command } => admin(config, command).await.map(|_| ExitCode::SUCCESS),
+            Command::Lifecycle { command } => lifecycle(config, command).await.map(|_| ExitCode::SUCCESS),
         }
     });
     match result {
@@ -204,6 +225,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let registry = Arc::new(registry);
     if !config.auth {
         tracing::warn!("authentication is off: anyone can push and pull (--insecure-no-auth)");
+    }
+    if config.lifecycle_interval_seconds > 0 {
+        spawn_lifecycle_schedule(registry.clone(), std::time::Duration::from_secs(config.lifecycle_interval_seconds));
     }
     let tls_configured = config.tls_cert.is_some();
     let app = http::router(http::AppState {
@@ -331,6 +355,61 @@ async fn admin(config: Config, command: AdminCommand) -> anyhow::Result<()> {
     meta.close().await;
     println!("{}", serde_json::to_string_pretty(&out)?);
     Ok(())
+}
+
+/// `--now`: epoch seconds, or `+Nd` for N days from now; returned in epoch milliseconds.
+fn parse_now(value: Option<&str>) -> anyhow::Result<i64> {
+    let now = berth_meta::now_ms();
+    let Some(v) = value else { return Ok(now) };
+    if let Some(days) = v.strip_prefix('+').and_then(|d| d.strip_suffix('d')) {
+        let days: i64 = days.parse().map_err(|_| anyhow::anyhow!("--now {v:?}: expected +<days>d"))?;
+        return Ok(now + days * 24 * 3600 * 1000);
+    }
+    let secs: i64 = v.parse().map_err(|_| anyhow::anyhow!("--now {v:?}: expected epoch seconds or +<days>d"))?;
+    Ok(secs * 1000)
+}
+
+async fn lifecycle(config: Config, command: LifecycleCommand) -> anyhow::Result<()> {
+    let LifecycleCommand::Run { repository, dry_run, now } = command;
+    let now = parse_now(now.as_deref())?;
+    let (meta, blobs) = open_stores(&config).await?;
+    let registry_id = admin_account(&config, &meta).await?;
+    let registry = Registry::new(meta, Arc::new(blobs), registry_id);
+    let runs = match repository {
+        Some(r) => vec![registry.run_lifecycle(&r, now, dry_run).await.map_err(|e| anyhow::anyhow!("{e}"))?],
+        None => registry.run_all_lifecycles(now, dry_run).await.map_err(|e| anyhow::anyhow!("{e}"))?,
+    };
+    registry.meta().close().await;
+    let out: Vec<_> = runs
+        .iter()
+        .map(|r| {
+            let images: Vec<_> = r
+                .expired
+                .iter()
+                .map(|(d, tags, rule)| serde_json::json!({ "imageDigest": d, "imageTags": tags, "appliedRulePriority": rule }))
+                .collect();
+            serde_json::json!({ "repositoryName": r.repository, "dryRun": dry_run, "expired": images })
+        })
+        .collect();
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(())
+}
+
+/// Applies every repository's lifecycle policy shortly after start and then every `interval`.
+fn spawn_lifecycle_schedule(registry: Arc<Registry>, interval: std::time::Duration) {
+    tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_secs(60).min(interval)).await;
+        loop {
+            match registry.run_all_lifecycles(berth_meta::now_ms(), false).await {
+                Ok(runs) => {
+                    let expired: usize = runs.iter().map(|r| r.expired.len()).sum();
+                    tracing::info!(repositories = runs.len(), expired, "lifecycle run");
+                }
+                Err(e) => tracing::error!(error = %e, "lifecycle run failed"),
+            }
+            tokio::time::sleep(interval).await;
+        }
+    });
 }
 
 async fn fsck(config: Config) -> anyhow::Result<ExitCode> {

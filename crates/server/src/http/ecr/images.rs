@@ -316,17 +316,17 @@ pub(super) async fn batch_delete_image(ctx: &Ctx<'_>, input: BatchDeleteImageInp
                 continue;
             }
         }
-        let parents = meta.manifest_parents(repo, digest.as_str()).await?;
-        if !parents.is_empty() {
-            failures.push(failure(
-                id,
-                "ImageReferencedByManifestList",
-                format!("Requested image referenced by manifest list: [{}]", parents.join(", ")),
-            ));
-            continue;
-        }
-        let tags = meta.image(repo, digest.as_str()).await?.map(|i| i.tags).unwrap_or_default();
-        meta.delete_manifest(repo, &digest).await?;
+        let tags = match ctx.app.registry.delete_image(repo, &digest).await? {
+            Ok(tags) => tags,
+            Err(parents) => {
+                failures.push(failure(
+                    id,
+                    "ImageReferencedByManifestList",
+                    format!("Requested image referenced by manifest list: [{}]", parents.join(", ")),
+                ));
+                continue;
+            }
+        };
         if tags.is_empty() {
             let mut v = json!({ "imageDigest": digest.as_str() });
             if let Some(t) = &id.image_tag {
