@@ -116,7 +116,20 @@ impl Berth {
         Self::start_in_with(data_dir, &[])
     }
 
+    /// Starts Berth on a fresh data directory with extra environment, and the ROOT template.
+    pub fn start_env(env: &[(&str, &str)]) -> Self {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let mut b = Self::spawn(&tmp.path().join("data"), &[], env);
+        b._tmp = Some(tmp);
+        b.create_on_push();
+        b
+    }
+
     pub fn start_in_with(data_dir: &Path, args: &[&str]) -> Self {
+        Self::spawn(data_dir, args, &[])
+    }
+
+    fn spawn(data_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Self {
         std::fs::create_dir_all(data_dir).expect("data dir");
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -131,6 +144,7 @@ impl Berth {
             .env("BERTH_ROOT_ACCESS_KEY_ID", ROOT_KEY_ID)
             .env("BERTH_ROOT_SECRET_ACCESS_KEY", ROOT_SECRET)
             .env("BERTH_REGION", REGION)
+            .envs(env.iter().copied())
             .env_remove("BERTH_LISTEN")
             .env_remove("BERTH_DATA_DIR")
             .stdout(Stdio::piped())

@@ -296,6 +296,21 @@ pub trait MetaStore: Send + Sync + 'static {
     /// The last preview: (policy text, status, results JSON).
     async fn lifecycle_preview(&self, repository: &str) -> Result<Option<(String, String, String)>>;
 
+    // ---- garbage collection ----
+
+    /// What a collection with this cutoff (epoch ms) would remove: the number of blob links no
+    /// manifest of their repository references and that are older than the cutoff, and the
+    /// blobs (digest, size) that would then have no link left and were recorded before it.
+    async fn gc_preview(&self, before: i64) -> Result<(u64, Vec<(String, i64)>)>;
+    /// Removes the unreferenced links older than `before`; returns how many.
+    async fn gc_unlink_unreferenced(&self, before: i64) -> Result<u64>;
+    /// Removes the records of blobs no repository links any more that were recorded before
+    /// `before`; returns them (digest, size). Their bytes are the caller's to delete.
+    async fn gc_remove_unlinked_blobs(&self, before: i64) -> Result<Vec<(String, i64)>>;
+    async fn blob_recorded(&self, digest: &str) -> Result<bool>;
+    /// Upload sessions started before `before`.
+    async fn stale_uploads(&self, before: i64) -> Result<Vec<String>>;
+
     async fn account_setting(&self, account_id: &str, name: &str) -> Result<Option<String>>;
     async fn put_account_setting(&self, account_id: &str, name: &str, value: &str) -> Result<()>;
 

@@ -15,6 +15,16 @@ use crate::{
     Principal, PrincipalKind, Repository, RepositorySettings, Result, StoredManifest, TagFilter, Upload, now_ms,
 };
 
+/// SQL with `{unreferenced}` standing for "no manifest of its repository references the link
+/// `<link>`"; the template and the table name are always literals of ours.
+fn unreferenced_sql(template: &str, link: &str) -> sqlx::AssertSqlSafe<String> {
+    let cond = format!(
+        "NOT EXISTS (SELECT 1 FROM manifest_references mr WHERE mr.repository_id = {link}.repository_id \
+         AND mr.child_digest = {link}.digest AND mr.child_kind = 'blob')"
+    );
+    sqlx::AssertSqlSafe(template.replace("{unreferenced}", &cond))
+}
+
 const REPOSITORY_COLUMNS: &str =
     "id, name, created_at, tag_mutability, tag_mutability_exclusions, scan_on_push, encryption_type, kms_key";
 
@@ -382,7 +392,7 @@ impl MetaStore for SqliteMeta {
             .map_err(backend)?;
         sqlx::query(
             "INSERT INTO repository_blobs (repository_id, digest, linked_at) VALUES ($1, $2, $3) \
-             ON CONFLICT (repository_id, digest) DO NOTHING",
+             ON CONFLICT (repository_id, digest) DO UPDATE SET linked_at = excluded.linked_at",
         )
         .bind(id)
         .bind(digest.as_str())
@@ -410,7 +420,7 @@ impl MetaStore for SqliteMeta {
         }
         sqlx::query(
             "INSERT INTO repository_blobs (repository_id, digest, linked_at) VALUES ($1, $2, $3) \
-             ON CONFLICT (repository_id, digest) DO NOTHING",
+             ON CONFLICT (repository_id, digest) DO UPDATE SET linked_at = excluded.linked_at",
         )
         .bind(to_id)
         .bind(digest.as_str())
@@ -1035,6 +1045,68 @@ impl MetaStore for SqliteMeta {
         .fetch_optional(&self.reader)
         .await
         .map_err(backend)
+    }
+
+    async fn gc_preview(&self, before: i64) -> Result<(u64, Vec<(String, i64)>)> {
+        let links: i64 = sqlx::query_scalar(unreferenced_sql(
+            "SELECT COUNT(*) FROM repository_blobs rb WHERE rb.linked_at < $1 AND {unreferenced}",
+            "rb",
+        ))
+        .bind(before)
+        .fetch_one(&self.reader)
+        .await
+        .map_err(backend)?;
+        let blobs = sqlx::query_as::<_, (String, i64)>(unreferenced_sql(
+            "SELECT b.digest, b.size FROM blobs b WHERE b.created_at < $1 AND NOT EXISTS \
+             (SELECT 1 FROM repository_blobs rb WHERE rb.digest = b.digest AND (rb.linked_at >= $1 OR NOT {unreferenced})) \
+             ORDER BY b.digest",
+            "rb",
+        ))
+        .bind(before)
+        .fetch_all(&self.reader)
+        .await
+        .map_err(backend)?;
+        Ok((links as u64, blobs))
+    }
+
+    async fn gc_unlink_unreferenced(&self, before: i64) -> Result<u64> {
+        let r = sqlx::query(unreferenced_sql(
+            "DELETE FROM repository_blobs WHERE linked_at < $1 AND {unreferenced}",
+            "repository_blobs",
+        ))
+        .bind(before)
+        .execute(&self.writer)
+        .await
+        .map_err(backend)?;
+        Ok(r.rows_affected())
+    }
+
+    async fn gc_remove_unlinked_blobs(&self, before: i64) -> Result<Vec<(String, i64)>> {
+        sqlx::query_as(
+            "DELETE FROM blobs WHERE created_at < $1 \
+             AND NOT EXISTS (SELECT 1 FROM repository_blobs rb WHERE rb.digest = blobs.digest) RETURNING digest, size",
+        )
+        .bind(before)
+        .fetch_all(&self.writer)
+        .await
+        .map_err(backend)
+    }
+
+    async fn blob_recorded(&self, digest: &str) -> Result<bool> {
+        let found: Option<i64> = sqlx::query_scalar("SELECT 1 FROM blobs WHERE digest = $1")
+            .bind(digest)
+            .fetch_optional(&self.writer)
+            .await
+            .map_err(backend)?;
+        Ok(found.is_some())
+    }
+
+    async fn stale_uploads(&self, before: i64) -> Result<Vec<String>> {
+        sqlx::query_scalar("SELECT id FROM uploads WHERE started_at < $1 ORDER BY id")
+            .bind(before)
+            .fetch_all(&self.reader)
+            .await
+            .map_err(backend)
     }
 
     async fn account_setting(&self, account_id: &str, name: &str) -> Result<Option<String>> {

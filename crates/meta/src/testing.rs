@@ -3,7 +3,9 @@
 
 use berth_oci::{Algorithm, Digest};
 
-use crate::{AccessKey, MetaError, MetaStore, NewManifest, Principal, PrincipalKind, RepositorySettings, TagFilter};
+use crate::{
+    AccessKey, MetaError, MetaStore, NewManifest, Principal, PrincipalKind, RepositorySettings, TagFilter, now_ms,
+};
 
 fn digest(s: &str) -> Digest {
     Digest::from_bytes(Algorithm::Sha256, s.as_bytes())
@@ -238,6 +240,28 @@ pub async fn meta_store_suite(meta: &dyn MetaStore) {
         meta.lifecycle_preview("life").await.unwrap(),
         Some(("p2".to_string(), "COMPLETE".to_string(), "[1]".to_string()))
     );
+
+    // Garbage collection: a blob linked but referenced by no manifest goes once its link is old.
+    meta.create_repository("gc", &RepositorySettings::default(), &[]).await.unwrap();
+    let (kept, dropped) = (digest("gc-kept"), digest("gc-dropped"));
+    meta.link_blob("gc", &kept, 3).await.unwrap();
+    meta.link_blob("gc", &dropped, 4).await.unwrap();
+    meta.put_manifest("gc", &manifest("gc-m", &[&kept], &[], None), &["v1".into()], &[]).await.unwrap();
+    let far_future = now_ms() + 3_600_000;
+    assert_eq!(meta.gc_preview(0).await.unwrap(), (0, vec![]), "nothing is older than the epoch");
+    let (links, blobs) = meta.gc_preview(far_future).await.unwrap();
+    assert!(links >= 1 && blobs.iter().any(|(d, s)| d == dropped.as_str() && *s == 4));
+    assert!(!blobs.iter().any(|(d, _)| d == kept.as_str()), "referenced blobs are never candidates");
+    assert!(meta.gc_unlink_unreferenced(far_future).await.unwrap() >= 1);
+    assert_eq!(meta.linked_blob("gc", &dropped).await.unwrap(), None);
+    assert_eq!(meta.linked_blob("gc", &kept).await.unwrap(), Some(3));
+    let removed = meta.gc_remove_unlinked_blobs(far_future).await.unwrap();
+    assert!(removed.iter().any(|(d, _)| d == dropped.as_str()));
+    assert!(!meta.blob_recorded(dropped.as_str()).await.unwrap());
+    assert!(meta.blob_recorded(kept.as_str()).await.unwrap());
+    meta.create_upload("gc", "u-stale", "sha256").await.unwrap();
+    assert_eq!(meta.stale_uploads(far_future).await.unwrap(), ["u-stale"]);
+    assert!(meta.stale_uploads(0).await.unwrap().is_empty());
 
     // Account settings.
     assert_eq!(meta.account_setting("123456789012", "BLOB_MOUNTING").await.unwrap(), None);

@@ -4,6 +4,7 @@
 
 mod error;
 mod fsck;
+mod gc;
 pub mod identity;
 mod lifecycle;
 pub mod repositories;
@@ -11,5 +12,6 @@ mod service;
 
 pub use error::RegistryError;
 pub use fsck::FsckReport;
+pub use gc::{GcPolicy, GcReport};
 pub use lifecycle::LifecycleRun;
 pub use service::{BlobRead, ManifestPut, Page, Registry};

@@ -34,6 +34,9 @@ pub struct Registry {
     sessions: Mutex<HashMap<String, SessionLock>>,
     /// When each (repository, digest) pull was last written, to write at most once a minute.
     pulls_recorded: Mutex<HashMap<(String, String), i64>>,
+    /// Per-digest locks held while an upload publishes and records a blob, and while GC deletes
+    /// a blob's bytes, so the two never interleave (see gc.rs).
+    commit_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// The 12-digit account id this registry serves.
     registry_id: String,
 }
@@ -103,6 +106,7 @@ impl Registry {
             blobs,
             sessions: Mutex::new(HashMap::new()),
             pulls_recorded: Mutex::new(HashMap::new()),
+            commit_locks: Mutex::new(HashMap::new()),
             registry_id,
         }
     }
@@ -216,6 +220,21 @@ impl Registry {
         let expected = digest_param(digest)?;
         let id = self.start_upload(name, Some(expected.algorithm().as_str())).await?;
         self.complete_upload(name, &id, digest, Some(body), None).await
+    }
+
+    /// The lock serializing publication of a blob with GC's deletion of it. Entries nobody
+    /// holds are dropped as new ones are made, so the map stays as small as the work in flight.
+    pub(crate) fn commit_lock(&self, digest: &Digest) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.commit_locks.lock().expect("commit locks");
+        if locks.len() > 1024 {
+            locks.retain(|_, l| Arc::strong_count(l) > 1);
+        }
+        locks.entry(digest.to_string()).or_default().clone()
+    }
+
+    /// Drops an upload session's bytes and record (cancel, or GC of an abandoned one).
+    pub(crate) async fn drop_upload(&self, id: &str) {
+        self.drop_session(id).await;
     }
 
     fn session_lock(&self, id: &str) -> SessionLock {
@@ -360,8 +379,13 @@ impl Registry {
                 serde_json::json!({ "expected": expected.as_str(), "actual": actual.as_str() }),
             ));
         }
-        let stored = self.blobs.upload_commit(id, &actual).await?;
-        self.meta.link_blob(name, &actual, stored).await?;
+        let stored = {
+            let lock = self.commit_lock(&actual);
+            let _held = lock.lock().await;
+            let stored = self.blobs.upload_commit(id, &actual).await?;
+            self.meta.link_blob(name, &actual, stored).await?;
+            stored
+        };
         drop(state);
         self.drop_session_meta(id).await?;
         Ok((actual, stored))

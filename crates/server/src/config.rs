@@ -34,6 +34,13 @@ pub struct Config {
     pub auth: bool,
     /// How often lifecycle policies are applied (also a minute after start); 0 turns it off.
     pub lifecycle_interval_seconds: u64,
+    /// How often garbage collection runs inside `serve`; 0 turns it off.
+    pub gc_interval_seconds: u64,
+    /// Blob links and blobs younger than this are never collected: the time a push has between
+    /// uploading a blob and putting the manifest that references it.
+    pub gc_grace_seconds: u64,
+    /// Upload sessions older than this are abandoned and reclaimed.
+    pub gc_upload_age_seconds: u64,
 }
 
 impl Default for Config {
@@ -50,6 +57,9 @@ impl Default for Config {
             root_secret_access_key: None,
             auth: true,
             lifecycle_interval_seconds: 3600,
+            gc_interval_seconds: 3600,
+            gc_grace_seconds: 3600,
+            gc_upload_age_seconds: 24 * 3600,
         }
     }
 }
@@ -117,6 +127,9 @@ pub fn load(file: Option<&PathBuf>, overrides: &Overrides) -> Result<Config, Box
         "region",
         "auth",
         "lifecycle_interval_seconds",
+        "gc_interval_seconds",
+        "gc_grace_seconds",
+        "gc_upload_age_seconds",
     ]))
     .merge(Serialized::defaults(text_env()))
     .merge(Serialized::defaults(overrides))

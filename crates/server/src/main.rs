@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use berth_meta::{MetaStore, SqliteMeta};
-use berth_registry::Registry;
 use berth_registry::identity::{Identity, NewRootKey};
+use berth_registry::{GcPolicy, Registry};
 use berth_store::FsBlobStore;
 use clap::{Args, Parser, Subcommand};
 
@@ -74,6 +74,19 @@ enum Command {
     Lifecycle {
         #[command(subcommand)]
         command: LifecycleCommand,
+    },
+    /// Collect garbage now, offline (a running `berth serve` collects on its own schedule and
+    /// holds the data directory; see BERTH_GC_INTERVAL_SECONDS).
+    Gc {
+        /// Report what would be reclaimed without deleting anything (works while serving).
+        #[arg(long)]
+        dry_run: bool,
+        /// Override the grace period (seconds) for fresh blobs.
+        #[arg(long)]
+        grace_seconds: Option<u64>,
+        /// Override the age (seconds) after which upload sessions are abandoned.
+        #[arg(long)]
+        upload_age_seconds: Option<u64>,
     },
     /// Manage users and access keys of the account (works while the server runs).
     Admin {
@@ -141,6 +154,9 @@ fn main() -> ExitCode {
             Command::Fsck => fsck(config).await,
             Command::Admin { command } => admin(config, command).await.map(|_| ExitCode::SUCCESS),
             Command::Lifecycle { command } => lifecycle(config, command).await.map(|_| ExitCode::SUCCESS),
+            Command::Gc { dry_run, grace_seconds, upload_age_seconds } => {
+                gc(config, dry_run, grace_seconds, upload_age_seconds).await.map(|_| ExitCode::SUCCESS)
+            }
         }
     });
     match result {
@@ -221,10 +237,18 @@ fn announce_root_key(config: &Config, account: &str, key: &NewRootKey) -> anyhow
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
+    let _data_lock = lock_data_dir(&config)?;
     let (registry, identity) = open_registry(&config).await?;
     let registry = Arc::new(registry);
     if !config.auth {
         tracing::warn!("authentication is off: anyone can push and pull (--insecure-no-auth)");
+    }
+    if config.gc_interval_seconds > 0 {
+        spawn_gc_schedule(
+            registry.clone(),
+            std::time::Duration::from_secs(config.gc_interval_seconds),
+            gc_policy(&config),
+        );
     }
     if config.lifecycle_interval_seconds > 0 {
         spawn_lifecycle_schedule(registry.clone(), std::time::Duration::from_secs(config.lifecycle_interval_seconds));
@@ -393,6 +417,68 @@ async fn lifecycle(config: Config, command: LifecycleCommand) -> anyhow::Result<
         .collect();
     println!("{}", serde_json::to_string_pretty(&out)?);
     Ok(())
+}
+
+fn gc_policy(config: &Config) -> GcPolicy {
+    GcPolicy {
+        grace_ms: config.gc_grace_seconds as i64 * 1000,
+        upload_age_ms: config.gc_upload_age_seconds as i64 * 1000,
+    }
+}
+
+/// The data directory's lock: held by `berth serve` for its lifetime and by an offline
+/// `berth gc`, because GC's exclusion of concurrent uploads is in-process (see gc.rs).
+fn lock_data_dir(config: &Config) -> anyhow::Result<std::fs::File> {
+    std::fs::create_dir_all(&config.data_dir)?;
+    let path = config.data_dir.join("berth.lock");
+    let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path)?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
+            "{} is in use by a running berth serve (it collects garbage itself every BERTH_GC_INTERVAL_SECONDS)",
+            config.data_dir.display()
+        ),
+        Err(std::fs::TryLockError::Error(e)) => Err(e.into()),
+    }
+}
+
+async fn gc(config: Config, dry_run: bool, grace: Option<u64>, upload_age: Option<u64>) -> anyhow::Result<()> {
+    let _lock = if dry_run { None } else { Some(lock_data_dir(&config)?) };
+    let mut policy = gc_policy(&config);
+    if let Some(g) = grace {
+        policy.grace_ms = g as i64 * 1000;
+    }
+    if let Some(a) = upload_age {
+        policy.upload_age_ms = a as i64 * 1000;
+    }
+    let (meta, blobs) = open_stores(&config).await?;
+    let registry = Registry::new(meta, Arc::new(blobs), String::new());
+    let report = registry.gc(berth_meta::now_ms(), policy, dry_run).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    registry.meta().close().await;
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&serde_json::json!({
+            "dryRun": report.dry_run,
+            "linksRemoved": report.links_removed,
+            "blobsRemoved": report.blobs_removed,
+            "bytesFreed": report.bytes_freed,
+            "unrecordedBlobsRemoved": report.unrecorded_removed,
+            "uploadsRemoved": report.uploads_removed,
+        }))?
+    );
+    Ok(())
+}
+
+/// Collects garbage every `interval`, online, beside the pushes and pulls it serves.
+fn spawn_gc_schedule(registry: Arc<Registry>, interval: std::time::Duration, policy: GcPolicy) {
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(interval).await;
+            if let Err(e) = registry.gc(berth_meta::now_ms(), policy, false).await {
+                tracing::error!(error = %e, "garbage collection failed");
+            }
+        }
+    });
 }
 
 /// Applies every repository's lifecycle policy shortly after start and then every `interval`.
