@@ -176,6 +176,25 @@ async fn online_gc_never_takes_what_a_push_relies_on() {
     }
     assert!(reclaimed > 10, "reclaimed {reclaimed}");
     assert!(blob_file(&b, &sha256(&shared)).exists());
+
+    // /metrics (no credentials needed) shows the collections and the repository's figures.
+    let text = reqwest::get(b.url("/metrics")).await.unwrap().text().await.unwrap();
+    let value = |name: &str| -> f64 {
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{name} missing from /metrics:\n{text}"))
+    };
+    assert!(value("berth_gc_runs_total") >= 10.0);
+    assert!(value("berth_gc_bytes_freed_total") > 0.0);
+    assert_eq!(value("berth_repository_images{repository=\"stress/app\"}") as usize, kept.len());
+    assert!(value("berth_registry_storage_bytes") >= shared.len() as f64);
+    assert!(
+        value("berth_http_requests_total{route=\"v2_manifest\",method=\"PUT\",status=\"201\"}") >= acked.len() as f64
+    );
+    assert!(text.contains("berth_http_request_duration_seconds_bucket"));
+    assert!(value("berth_upload_bytes_total") > 0.0);
     let out = b.run(&["fsck"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
 }

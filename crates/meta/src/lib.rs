@@ -296,6 +296,9 @@ pub trait MetaStore: Send + Sync + 'static {
     /// The last preview: (policy text, status, results JSON).
     async fn lifecycle_preview(&self, repository: &str) -> Result<Option<(String, String, String)>>;
 
+    /// Per repository: (name, image count, bytes of the blobs it links), for `/metrics`.
+    async fn repository_usage(&self) -> Result<Vec<(String, i64, i64)>>;
+
     // ---- garbage collection ----
 
     /// What a collection with this cutoff (epoch ms) would remove: the number of blob links no

@@ -1047,6 +1047,19 @@ impl MetaStore for SqliteMeta {
         .map_err(backend)
     }
 
+    async fn repository_usage(&self) -> Result<Vec<(String, i64, i64)>> {
+        sqlx::query_as(
+            "SELECT r.name, \
+               (SELECT COUNT(*) FROM manifests m WHERE m.repository_id = r.id), \
+               (SELECT COALESCE(SUM(b.size), 0) FROM repository_blobs rb JOIN blobs b ON b.digest = rb.digest \
+                WHERE rb.repository_id = r.id) \
+             FROM repositories r ORDER BY r.name",
+        )
+        .fetch_all(&self.reader)
+        .await
+        .map_err(backend)
+    }
+
     async fn gc_preview(&self, before: i64) -> Result<(u64, Vec<(String, i64)>)> {
         let links: i64 = sqlx::query_scalar(unreferenced_sql(
             "SELECT COUNT(*) FROM repository_blobs rb WHERE rb.linked_at < $1 AND {unreferenced}",

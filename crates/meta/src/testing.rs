@@ -263,6 +263,10 @@ pub async fn meta_store_suite(meta: &dyn MetaStore) {
     assert_eq!(meta.stale_uploads(far_future).await.unwrap(), ["u-stale"]);
     assert!(meta.stale_uploads(0).await.unwrap().is_empty());
 
+    let usage = meta.repository_usage().await.unwrap();
+    let gc_usage = usage.iter().find(|(n, _, _)| n == "gc").unwrap();
+    assert_eq!((gc_usage.1, gc_usage.2), (1, 3), "one image; only the kept blob is still linked");
+
     // Account settings.
     assert_eq!(meta.account_setting("123456789012", "BLOB_MOUNTING").await.unwrap(), None);
     meta.put_account_setting("123456789012", "BLOB_MOUNTING", "ENABLED").await.unwrap();

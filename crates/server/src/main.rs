@@ -259,6 +259,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         identity: Arc::new(identity),
         scheme: if tls_configured { "https" } else { "http" },
         auth_required: config.auth,
+        metrics: http::metrics::install(),
     });
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -474,8 +475,14 @@ fn spawn_gc_schedule(registry: Arc<Registry>, interval: std::time::Duration, pol
     tokio::spawn(async move {
         loop {
             tokio::time::sleep(interval).await;
-            if let Err(e) = registry.gc(berth_meta::now_ms(), policy, false).await {
-                tracing::error!(error = %e, "garbage collection failed");
+            match registry.gc(berth_meta::now_ms(), policy, false).await {
+                Ok(r) => {
+                    metrics::counter!("berth_gc_runs_total").increment(1);
+                    metrics::counter!("berth_gc_blobs_removed_total").increment(r.blobs_removed + r.unrecorded_removed);
+                    metrics::counter!("berth_gc_bytes_freed_total").increment(r.bytes_freed);
+                    metrics::counter!("berth_gc_uploads_removed_total").increment(r.uploads_removed);
+                }
+                Err(e) => tracing::error!(error = %e, "garbage collection failed"),
             }
         }
     });
@@ -489,6 +496,8 @@ fn spawn_lifecycle_schedule(registry: Arc<Registry>, interval: std::time::Durati
             match registry.run_all_lifecycles(berth_meta::now_ms(), false).await {
                 Ok(runs) => {
                     let expired: usize = runs.iter().map(|r| r.expired.len()).sum();
+                    metrics::counter!("berth_lifecycle_runs_total").increment(1);
+                    metrics::counter!("berth_lifecycle_images_expired_total").increment(expired as u64);
                     tracing::info!(repositories = runs.len(), expired, "lifecycle run");
                 }
                 Err(e) => tracing::error!(error = %e, "lifecycle run failed"),

@@ -17,6 +17,7 @@ use berth_registry::Registry;
 use berth_registry::identity::Identity;
 
 pub mod ecr;
+pub mod metrics;
 mod v2;
 
 /// The client's address, as every surface sees it (request logs now; `aws:SourceIp` later).
@@ -43,6 +44,7 @@ pub struct AppState {
     pub scheme: &'static str,
     /// Whether `/v2/` demands a registry token (the default; off only for benchmarks).
     pub auth_required: bool,
+    pub metrics: metrics_exporter_prometheus::PrometheusHandle,
 }
 
 /// Seconds since the Unix epoch, the clock SigV4 and tokens are checked against.
@@ -57,6 +59,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v2/{*rest}", any(v2::handle))
         .route("/", post(ecr::handle))
         .route("/healthz", get(|| async { "ok\n" }))
+        .route("/metrics", get(metrics::render))
         .layer(middleware::from_fn(log_request))
         .with_state(state)
 }
@@ -72,10 +75,23 @@ async fn log_request(req: Request, next: Next) -> Response {
     let path = req.uri().path().to_owned();
     let peer = req.extensions().get::<ConnectInfo<ClientAddr>>().map(|c| c.0.0.ip());
     let bytes_in = content_length(req.headers());
+    let route = metrics::route_label(&path, req.headers().get("x-amz-target").and_then(|v| v.to_str().ok()));
     let resp = next.run(req).await;
     let status = resp.status().as_u16();
     let bytes_out = content_length(resp.headers());
-    let ms = start.elapsed().as_secs_f64() * 1000.0;
+    let elapsed = start.elapsed().as_secs_f64();
+    let ms = elapsed * 1000.0;
+    let labels = [("route", route.to_string()), ("method", method.to_string()), ("status", status.to_string())];
+    ::metrics::counter!("berth_http_requests_total", &labels).increment(1);
+    ::metrics::histogram!("berth_http_request_duration_seconds", &labels[..2]).record(elapsed);
+    if route == "v2_blob" || route == "v2_upload" {
+        ::metrics::counter!("berth_upload_bytes_total").increment(bytes_in);
+        ::metrics::counter!("berth_download_bytes_total").increment(if method == axum::http::Method::GET {
+            bytes_out
+        } else {
+            0
+        });
+    }
     tracing::info!(target: "berth::request", %method, path, status, bytes_in, bytes_out, ms = format!("{ms:.2}"), peer = ?peer);
     resp
 }
