@@ -45,6 +45,43 @@ struct Args {
     /// Also write the table to this Markdown file.
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Only the pure lifecycle evaluation benchmark (no registries).
+    #[arg(long)]
+    lifecycle_only: bool,
+}
+
+/// Lifecycle evaluation over 100,000 images (the seed policies plus an `any` rule), median of
+/// five runs, in seconds.
+fn lifecycle_eval_seconds() -> f64 {
+    use berth_policy::lifecycle::{Image, evaluate, parse};
+    let policy = parse(
+        r#"{"rules":[
+        {"rulePriority":1,"selection":{"tagStatus":"tagged","tagPatternList":["prod*"],"countType":"imageCountMoreThan","countNumber":30},"action":{"type":"expire"}},
+        {"rulePriority":2,"selection":{"tagStatus":"untagged","countType":"sinceImagePushed","countUnit":"days","countNumber":14},"action":{"type":"expire"}},
+        {"rulePriority":3,"selection":{"tagStatus":"any","countType":"imageCountMoreThan","countNumber":50000},"action":{"type":"expire"}}]}"#,
+    )
+    .expect("valid policy");
+    let now = 1_800_000_000_000i64;
+    let images: Vec<Image> = (0..100_000)
+        .map(|i| Image {
+            digest: format!("sha256:{i:064x}"),
+            tags: match i % 3 {
+                0 => vec![format!("prod-{i}")],
+                1 => vec![format!("dev-{i}"), "latest".into()],
+                _ => vec![],
+            },
+            pushed_at_ms: now - (i as i64 % 60) * 86_400_000 - i as i64,
+            in_index: false,
+        })
+        .collect();
+    let mut times = Vec::new();
+    for _ in 0..5 {
+        let t0 = Instant::now();
+        let decisions = evaluate(&policy, &images, now);
+        times.push(t0.elapsed().as_secs_f64());
+        std::hint::black_box(decisions);
+    }
+    median(&times)
 }
 
 const MIB: usize = 1024 * 1024;
@@ -500,6 +537,12 @@ impl Ord for Kind {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    let lifecycle_s = lifecycle_eval_seconds();
+    eprintln!("lifecycle evaluation of 100,000 images: {:.3} s", lifecycle_s);
+    if args.lifecycle_only {
+        println!("lifecycle evaluation, 100,000 images: {lifecycle_s:.3} s (target < 1 s)");
+        return Ok(());
+    }
     let berth = match &args.berth {
         Some(p) => p.clone(),
         None => std::env::current_exe()?.with_file_name("berth"),
@@ -518,7 +561,10 @@ async fn main() -> anyhow::Result<()> {
             results.entry(kind).or_default().push(r);
         }
     }
-    let table = render(&args, &limits, &results);
+    let mut table = render(&args, &limits, &results);
+    table.push_str(&format!(
+        "\nLifecycle evaluation of 100,000 images (pure function, median of 5): {lifecycle_s:.3} s (target < 1 s).\n"
+    ));
     println!("{table}");
     if let Some(out) = &args.out {
         std::fs::write(out, format!("# Benchmarks\n\nProduced by `berth-bench` (see README.md).\n\n{table}"))?;

@@ -102,7 +102,7 @@ async fn online_gc_never_takes_what_a_push_relies_on() {
     let c = b.client();
     let shared = Arc::new(pseudo_random(2, 100_000));
     let acked: Arc<Mutex<Vec<Pushed>>> = Arc::new(Mutex::new(Vec::new()));
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let deadline = Instant::now() + Duration::from_secs(60);
     let mut workers = Vec::new();
     for w in 0..3u64 {
         let (c, shared, acked, base) = (c.clone(), shared.clone(), acked.clone(), b.url(""));
@@ -148,7 +148,7 @@ async fn online_gc_never_takes_what_a_push_relies_on() {
     // Two more collections after the grace period, then every kept image pulls back whole.
     tokio::time::sleep(Duration::from_secs(6)).await;
     let acked = acked.lock().unwrap().clone();
-    assert!(acked.len() > 20, "only {} pushes in 20 s", acked.len());
+    assert!(acked.len() > 20, "only {} pushes in a minute", acked.len());
     let kept: Vec<_> = acked.iter().filter(|(t, ..)| !deleted.iter().any(|(d, _)| d == t)).collect();
     for (tag, digest, manifest, blobs) in &kept {
         let r = c
