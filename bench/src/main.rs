@@ -17,6 +17,7 @@ use futures_util::StreamExt;
 use reqwest::Client;
 use sha2::{Digest as _, Sha256};
 
+mod gc;
 mod load;
 mod server;
 
@@ -48,6 +49,10 @@ struct Args {
     /// Only the pure lifecycle evaluation benchmark (no registries).
     #[arg(long)]
     lifecycle_only: bool,
+    /// Only the garbage-collection benchmarks: a GC pass over 100,000 blobs, and small-image
+    /// pushes/s with GC running back to back vs without.
+    #[arg(long)]
+    gc_only: bool,
 }
 
 /// Lifecycle evaluation over 100,000 images (the seed policies plus an `any` rule), median of
@@ -71,7 +76,7 @@ fn lifecycle_eval_seconds() -> f64 {
                 _ => vec![],
             },
             pushed_at_ms: now - (i as i64 % 60) * 86_400_000 - i as i64,
-            in_index: false,
+            ..Default::default()
         })
         .collect();
     let mut times = Vec::new();
@@ -204,12 +209,22 @@ async fn push_small_image(c: &Client, base: &str, i: usize) -> anyhow::Result<()
     push_small_image_to(c, base, &format!("small/app{}", i % 100), i).await
 }
 
+/// The two blobs (config, 1 KiB layer) of small image `i`; its manifest is
+/// `manifest(&(sha256(config), len), &(sha256(layer), len))`.
+fn small_image_blobs(i: usize) -> [Vec<u8>; 2] {
+    [format!(r#"{{"architecture":"amd64","os":"linux","image":{i}}}"#).into_bytes(), filler(1024, i as u64 + 7)]
+}
+
+/// The manifest digest of small image `i`.
+fn small_image_digest(i: usize) -> String {
+    let [config, layer] = small_image_blobs(i);
+    sha256(&manifest(&(sha256(&config), config.len()), &(sha256(&layer), layer.len())))
+}
+
 async fn push_small_image_to(c: &Client, base: &str, repo: &str, i: usize) -> anyhow::Result<()> {
     let repo = repo.to_string();
-    let config = format!(r#"{{"architecture":"amd64","os":"linux","image":{i}}}"#).into_bytes();
-    let layer = filler(1024, i as u64 + 7);
     let mut descs = Vec::new();
-    for blob in [config, layer] {
+    for blob in small_image_blobs(i) {
         let d = sha256(&blob);
         let r = c.head(format!("{base}/v2/{repo}/blobs/{d}")).send().await?;
         anyhow::ensure!(r.status() == 404, "HEAD new blob: {}", r.status());
@@ -548,6 +563,11 @@ async fn main() -> anyhow::Result<()> {
         None => std::env::current_exe()?.with_file_name("berth"),
     };
     anyhow::ensure!(berth.exists(), "{} not found: cargo build --release --bin berth", berth.display());
+    if args.gc_only {
+        let table = gc::run(&berth, &args.reference, args.rounds).await?;
+        println!("{table}");
+        return Ok(());
+    }
     let big = filler(args.blob_mib * MIB, 1);
     eprintln!("measuring machine limits");
     let limits = measure_limits(&big)?;

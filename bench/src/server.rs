@@ -29,6 +29,17 @@ pub struct Server {
     _dir: tempfile::TempDir,
 }
 
+/// How to start a Berth beyond the defaults.
+#[derive(Default)]
+pub struct BerthOptions<'a> {
+    /// Extra `berth serve` arguments.
+    pub args: &'a [&'a str],
+    /// Extra environment (e.g. `BERTH_GC_INTERVAL_SECONDS`).
+    pub env: &'a [(&'a str, &'a str)],
+    /// Serve this data directory (kept afterwards) instead of a fresh one.
+    pub data_dir: Option<&'a Path>,
+}
+
 pub const ROOT_KEY_ID: &str = "AKIABERTHBENCHROOT01";
 pub const ROOT_SECRET: &str = "berth-bench-root-secret-0123456789abcdef";
 
@@ -42,15 +53,22 @@ impl Server {
     }
 
     pub fn start_with(kind: Kind, berth: &Path, reference: &Path, extra: &[&str]) -> anyhow::Result<Self> {
+        Self::start_opts(kind, berth, reference, BerthOptions { args: extra, ..Default::default() })
+    }
+
+    pub fn start_opts(kind: Kind, berth: &Path, reference: &Path, opts: BerthOptions<'_>) -> anyhow::Result<Self> {
+        let extra = opts.args;
         let dir = tempfile::tempdir()?;
+        let data_dir = opts.data_dir.map_or_else(|| dir.path().join("data"), Path::to_path_buf);
         let port = free_port();
         let host = format!("127.0.0.1:{port}");
         let log = std::fs::File::create(dir.path().join("server.log"))?;
         let child = match kind {
             Kind::Berth => Command::new(berth)
                 .args(["serve", "--listen", &host, "--data-dir"])
-                .arg(dir.path().join("data"))
+                .arg(&data_dir)
                 .args(extra)
+                .envs(opts.env.iter().copied())
                 .env("BERTH_ROOT_ACCESS_KEY_ID", ROOT_KEY_ID)
                 .env("BERTH_ROOT_SECRET_ACCESS_KEY", ROOT_SECRET)
                 .stdout(Stdio::null())
@@ -78,7 +96,10 @@ impl Server {
         }
         if kind == Kind::Berth && !extra.contains(&"--insecure-no-auth") {
             // Pushes create their repositories, as they do on the reference registry.
-            server.ecr("CreateRepositoryCreationTemplate", r#"{"prefix":"ROOT","appliedFor":["CREATE_ON_PUSH"]}"#)?;
+            if opts.data_dir.is_none() {
+                server
+                    .ecr("CreateRepositoryCreationTemplate", r#"{"prefix":"ROOT","appliedFor":["CREATE_ON_PUSH"]}"#)?;
+            }
             let v: serde_json::Value = serde_json::from_str(&server.ecr("GetAuthorizationToken", "{}")?)?;
             let token = v["authorizationData"][0]["authorizationToken"].as_str().unwrap_or_default().to_string();
             server.auth = Some(format!("Basic {token}"));

@@ -74,8 +74,33 @@ class Berth:
             assert p.returncode == 0, f"aws {' '.join(args)} failed: {p.stderr}"
         return p
 
-    def token(self):
-        data = self.client().get_authorization_token()["authorizationData"][0]
+    def admin(self, *args, stdin=None):
+        """Runs `berth admin …` on this server's data directory; returns its JSON output."""
+        import json
+
+        p = subprocess.run(
+            [berth_bin(), "admin", *args, "--data-dir", os.path.join(self.data_dir, "data")],
+            capture_output=True, text=True, input=stdin,
+            env=dict(os.environ, BERTH_ACCOUNT_ID=ACCOUNT_ID),
+        )
+        assert p.returncode == 0, f"berth admin {' '.join(args)} failed: {p.stderr}"
+        return json.loads(p.stdout)
+
+    def create_user(self, name, policy=None, attach=None):
+        """A user with an inline `policy` (a dict) and/or an attached managed policy ARN;
+        returns (access key id, secret)."""
+        import json
+
+        self.admin("create-user", name)
+        if policy is not None:
+            self.admin("put-user-policy", name, "inline", "-", stdin=json.dumps(policy))
+        if attach is not None:
+            self.admin("attach-user-policy", name, attach)
+        key = self.admin("create-access-key", name)["AccessKey"]
+        return key["AccessKeyId"], key["SecretAccessKey"]
+
+    def token(self, key=KEY_ID, secret=SECRET):
+        data = self.client(key=key, secret=secret).get_authorization_token()["authorizationData"][0]
         user, password = base64.b64decode(data["authorizationToken"]).decode().split(":", 1)
         assert user == "AWS"
         return password

@@ -220,7 +220,18 @@ fn admin_creates_users_whose_keys_work() {
     assert_eq!(listed["AccessKeyMetadata"][0]["AccessKeyId"], id);
     assert!(listed.to_string().find(secret).is_none(), "secrets are never listed");
     assert_eq!(run(&["admin", "list-users"])["Users"][0]["UserName"], "alice");
-    // The running server accepts the new key at once.
+    // The running server accepts the new key at once; a new user may do nothing until a policy
+    // allows it.
+    let (status, v) = b.ecr_as(id, secret, "CreateRepository", json!({"repositoryName": "alice-app"}));
+    assert_eq!((status, v["__type"].as_str().unwrap()), (403, "AccessDeniedException"), "{v}");
+    run(&["admin", "attach-user-policy", "alice", "arn:aws:iam::aws:policy/AmazonEC2ContainerRegistryFullAccess"]);
+    assert_eq!(
+        run(&["admin", "show-user", "alice"])["AttachedPolicies"][0],
+        "arn:aws:iam::aws:policy/AmazonEC2ContainerRegistryFullAccess"
+    );
+    assert!(!b.run(&["admin", "attach-user-policy", "alice", "arn:aws:iam::aws:policy/Nope"]).status.success());
+    // Policies the server has read are cached for up to two seconds.
+    std::thread::sleep(std::time::Duration::from_secs(3)); // authz::CACHE_SECONDS is 2
     let (status, v) = b.ecr_as(id, secret, "CreateRepository", json!({"repositoryName": "alice-app"}));
     assert_eq!(status, 200, "{v}");
     let (status, v) = b.ecr_as(id, "wrong", "DescribeRepositories", json!({}));

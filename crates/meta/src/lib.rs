@@ -105,6 +105,40 @@ pub struct AccessKey {
     pub created_at: i64,
 }
 
+/// An IAM group of users.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Group {
+    /// A unique `AGPA…` id.
+    pub id: String,
+    pub account_id: String,
+    pub name: String,
+    pub created_at: i64,
+}
+
+/// A customer-managed IAM policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManagedPolicy {
+    pub arn: String,
+    /// A unique `ANPA…` id.
+    pub id: String,
+    pub account_id: String,
+    pub name: String,
+    pub path: String,
+    pub document: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// Where an identity policy that applies to a principal comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IdentityPolicySource {
+    /// An inline policy (of the user, or of one of its groups) with its document.
+    Inline { owner: String, name: String, document: String },
+    /// An attached managed policy: its ARN, and its document when stored here (customer-managed;
+    /// AWS-managed policies are built into Berth and resolved by ARN).
+    Attached { owner: String, arn: String, document: Option<String> },
+}
+
 /// A repository creation template: its prefix and the template as the API received it (JSON).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CreationTemplate {
@@ -133,6 +167,8 @@ pub struct StoredManifest {
     pub digest: Digest,
     pub media_type: String,
     pub content: Vec<u8>,
+    /// In the archive storage class: not to be served.
+    pub archived: bool,
 }
 
 /// A manifest as listed by the referrers API.
@@ -163,6 +199,41 @@ pub enum TagFilter {
     Untagged,
 }
 
+/// Which images a listing includes, by their storage status (`ACTIVE` images are pullable,
+/// `ARCHIVED` ones are in the archive storage class). Restores are immediate here, so no image
+/// is ever `ACTIVATING`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusFilter {
+    Any,
+    Active,
+    Archived,
+    Activating,
+}
+
+/// A listing's filter: by tags and by storage status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ImageFilter {
+    pub tags: TagFilter,
+    pub status: StatusFilter,
+}
+
+impl ImageFilter {
+    /// Every image, whatever its tags or storage class.
+    pub const ALL: ImageFilter = ImageFilter { tags: TagFilter::Any, status: StatusFilter::Any };
+}
+
+/// One action a lifecycle run took.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LifecycleEvent {
+    pub repository: String,
+    pub digest: String,
+    pub tags: Vec<String>,
+    /// `EXPIRE` or `TRANSITION`.
+    pub action: String,
+    pub rule_priority: i64,
+    pub at: i64,
+}
+
 /// An image (a manifest) as `DescribeImages` reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImageRecord {
@@ -177,6 +248,10 @@ pub struct ImageRecord {
     pub blob_bytes: i64,
     /// Child manifests, for an index.
     pub children: Vec<String>,
+    /// In the archive storage class: listed, not pullable.
+    pub archived: bool,
+    pub last_archived_at: Option<i64>,
+    pub last_activated_at: Option<i64>,
 }
 
 /// A manifest and the blobs and manifests it references, for fsck and GC.
@@ -255,7 +330,7 @@ pub trait MetaStore: Send + Sync + 'static {
         repository: &str,
         after: Option<(&str, &str)>,
         limit: u32,
-        filter: TagFilter,
+        filter: ImageFilter,
     ) -> Result<Vec<(String, Option<String>)>>;
     /// Images in digest order after `after`, at most `limit`.
     async fn list_images(
@@ -263,13 +338,18 @@ pub trait MetaStore: Send + Sync + 'static {
         repository: &str,
         after: Option<&str>,
         limit: u32,
-        filter: TagFilter,
+        filter: ImageFilter,
     ) -> Result<Vec<ImageRecord>>;
     async fn image(&self, repository: &str, digest: &str) -> Result<Option<ImageRecord>>;
     /// Index manifests in the repository that list `digest` as a child.
     async fn manifest_parents(&self, repository: &str, digest: &str) -> Result<Vec<String>>;
     /// Records that a manifest was pulled at `at` (epoch ms).
     async fn record_pull(&self, repository: &str, digest: &str, at: i64) -> Result<()>;
+    /// Moves an image to the archive storage class (`archived`) or back to standard, at `at`.
+    /// `None` if there is no such image, else whether its class changed. Pushing an archived
+    /// image's manifest again (`put_manifest`) also restores it.
+    async fn set_image_archived(&self, repository: &str, digest: &str, archived: bool, at: i64)
+    -> Result<Option<bool>>;
 
     async fn create_upload(&self, repository: &str, id: &str, algorithm: &str) -> Result<()>;
     async fn upload(&self, id: &str) -> Result<Option<Upload>>;
@@ -296,6 +376,10 @@ pub trait MetaStore: Send + Sync + 'static {
     /// The last preview: (policy text, status, results JSON).
     async fn lifecycle_preview(&self, repository: &str) -> Result<Option<(String, String, String)>>;
 
+    async fn record_lifecycle_event(&self, event: &LifecycleEvent) -> Result<()>;
+    /// The newest `limit` lifecycle events (of one repository, or all), newest first.
+    async fn lifecycle_events(&self, repository: Option<&str>, limit: u32) -> Result<Vec<LifecycleEvent>>;
+
     /// Per repository: (name, image count, bytes of the blobs it links), for `/metrics`.
     async fn repository_usage(&self) -> Result<Vec<(String, i64, i64)>>;
 
@@ -311,11 +395,54 @@ pub trait MetaStore: Send + Sync + 'static {
     /// `before`; returns them (digest, size). Their bytes are the caller's to delete.
     async fn gc_remove_unlinked_blobs(&self, before: i64) -> Result<Vec<(String, i64)>>;
     async fn blob_recorded(&self, digest: &str) -> Result<bool>;
+    /// Which of `digests` have a blob record (one query for a batch of GC's candidates).
+    async fn blobs_recorded(&self, digests: &[String]) -> Result<Vec<String>>;
     /// Upload sessions started before `before`.
     async fn stale_uploads(&self, before: i64) -> Result<Vec<String>>;
 
     async fn account_setting(&self, account_id: &str, name: &str) -> Result<Option<String>>;
     async fn put_account_setting(&self, account_id: &str, name: &str, value: &str) -> Result<()>;
+
+    // ---- IAM: groups, identity policies, resource policies ----
+
+    async fn create_group(&self, group: &Group) -> Result<()>;
+    async fn group_by_name(&self, account_id: &str, name: &str) -> Result<Option<Group>>;
+    async fn list_groups(&self, account_id: &str) -> Result<Vec<Group>>;
+    /// Deletes a group with its memberships, inline policies and attachments.
+    async fn delete_group(&self, group_id: &str) -> Result<bool>;
+    async fn add_group_member(&self, group_id: &str, principal_id: &str) -> Result<()>;
+    async fn remove_group_member(&self, group_id: &str, principal_id: &str) -> Result<bool>;
+    async fn groups_of(&self, principal_id: &str) -> Result<Vec<Group>>;
+    async fn group_members(&self, group_id: &str) -> Result<Vec<Principal>>;
+    /// Creates or replaces an inline policy of a user or group (`owner_id`).
+    async fn put_inline_policy(&self, owner_id: &str, name: &str, document: &str) -> Result<()>;
+    async fn inline_policy(&self, owner_id: &str, name: &str) -> Result<Option<String>>;
+    async fn list_inline_policies(&self, owner_id: &str) -> Result<Vec<String>>;
+    async fn delete_inline_policy(&self, owner_id: &str, name: &str) -> Result<bool>;
+    /// `AlreadyExists` if the account has a policy of that name.
+    async fn create_managed_policy(&self, policy: &ManagedPolicy) -> Result<()>;
+    async fn managed_policy(&self, arn: &str) -> Result<Option<ManagedPolicy>>;
+    async fn list_managed_policies(&self, account_id: &str) -> Result<Vec<ManagedPolicy>>;
+    /// Replaces a managed policy's document.
+    async fn update_managed_policy(&self, arn: &str, document: &str) -> Result<bool>;
+    async fn delete_managed_policy(&self, arn: &str) -> Result<bool>;
+    async fn attach_policy(&self, owner_id: &str, arn: &str) -> Result<()>;
+    async fn detach_policy(&self, owner_id: &str, arn: &str) -> Result<bool>;
+    async fn attached_policies(&self, owner_id: &str) -> Result<Vec<String>>;
+    /// How many users and groups a managed policy is attached to.
+    async fn policy_attachment_count(&self, arn: &str) -> Result<u64>;
+    /// Every identity policy that applies to a principal: its own inline and attached policies
+    /// and those of its groups.
+    async fn identity_policies(&self, principal_id: &str) -> Result<Vec<IdentityPolicySource>>;
+    /// A repository's policy text. `RepositoryNotFound` if there is no repository.
+    async fn repository_policy(&self, repository: &str) -> Result<Option<String>>;
+    /// Sets (`Some`) or removes (`None`) a repository's policy; returns the previous text.
+    async fn set_repository_policy(&self, repository: &str, text: Option<&str>) -> Result<Option<String>>;
+    async fn registry_policy(&self, account_id: &str) -> Result<Option<String>>;
+    /// Sets or removes an account's registry policy; returns the previous text.
+    async fn set_registry_policy(&self, account_id: &str, text: Option<&str>) -> Result<Option<String>>;
+    /// Deletes a user with its keys, memberships, inline policies and attachments.
+    async fn delete_principal(&self, principal_id: &str) -> Result<bool>;
 
     // ---- accounts, principals, access keys, registry secrets ----
 

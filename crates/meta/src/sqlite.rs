@@ -11,8 +11,9 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 use sqlx::{Row, Sqlite, Transaction};
 
 use crate::{
-    AccessKey, CreationTemplate, ImageRecord, ManifestReferences, ManifestSummary, MetaError, MetaStore, NewManifest,
-    Principal, PrincipalKind, Repository, RepositorySettings, Result, StoredManifest, TagFilter, Upload, now_ms,
+    AccessKey, CreationTemplate, Group, IdentityPolicySource, ImageFilter, ImageRecord, LifecycleEvent, ManagedPolicy,
+    ManifestReferences, ManifestSummary, MetaError, MetaStore, NewManifest, Principal, PrincipalKind, Repository,
+    RepositorySettings, Result, StatusFilter, StoredManifest, TagFilter, Upload, now_ms,
 };
 
 /// SQL with `{unreferenced}` standing for "no manifest of its repository references the link
@@ -61,6 +62,19 @@ fn principal_from_row(r: &sqlx::sqlite::SqliteRow, offset: usize) -> Principal {
     }
 }
 
+fn managed_policy_from_row(r: &sqlx::sqlite::SqliteRow) -> ManagedPolicy {
+    ManagedPolicy {
+        arn: r.get(0),
+        id: r.get(1),
+        account_id: r.get(2),
+        name: r.get(3),
+        path: r.get(4),
+        document: r.get(5),
+        created_at: r.get(6),
+        updated_at: r.get(7),
+    }
+}
+
 fn access_key_from_row(r: &sqlx::sqlite::SqliteRow) -> AccessKey {
     let status: String = r.get(3);
     AccessKey {
@@ -101,6 +115,20 @@ fn filter_code(f: TagFilter) -> i64 {
         TagFilter::Tagged => 1,
         TagFilter::Untagged => 2,
     }
+}
+
+fn status_code(f: StatusFilter) -> i64 {
+    match f {
+        StatusFilter::Any => 0,
+        StatusFilter::Active => 1,
+        StatusFilter::Archived => 2,
+        StatusFilter::Activating => 3,
+    }
+}
+
+/// SQL condition on `m` (a manifests row) for a `status_code` bound as `$n`.
+fn status_condition(n: usize) -> String {
+    format!("(${n} = 0 OR (${n} = 1 AND m.storage_class = 'STANDARD') OR (${n} = 2 AND m.storage_class = 'ARCHIVE'))")
 }
 
 impl SqliteMeta {
@@ -163,6 +191,9 @@ impl SqliteMeta {
                     subject: row.get(3),
                     pushed_at: row.get(4),
                     last_pulled_at: row.get(5),
+                    archived: row.get::<String, _>(7) == "ARCHIVE",
+                    last_archived_at: row.get(8),
+                    last_activated_at: row.get(9),
                     digest,
                 }
             })
@@ -496,7 +527,8 @@ impl MetaStore for SqliteMeta {
         let now = now_ms();
         sqlx::query(
             "INSERT INTO manifests (repository_id, digest, media_type, artifact_type, subject, annotations, size, content, pushed_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (repository_id, digest) DO NOTHING",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (repository_id, digest) DO UPDATE \
+             SET storage_class = 'STANDARD', last_activated_at = excluded.pushed_at WHERE manifests.storage_class = 'ARCHIVE'",
         )
         .bind(id)
         .bind(m.digest.as_str())
@@ -541,8 +573,8 @@ impl MetaStore for SqliteMeta {
     }
 
     async fn manifest(&self, repository: &str, digest: &Digest) -> Result<Option<StoredManifest>> {
-        let row = sqlx::query_as::<_, (String, Vec<u8>)>(
-            "SELECT m.media_type, m.content FROM manifests m JOIN repositories r ON r.id = m.repository_id \
+        let row = sqlx::query_as::<_, (String, Vec<u8>, String)>(
+            "SELECT m.media_type, m.content, m.storage_class FROM manifests m JOIN repositories r ON r.id = m.repository_id \
              WHERE r.name = $1 AND m.digest = $2",
         )
         .bind(repository)
@@ -550,7 +582,12 @@ impl MetaStore for SqliteMeta {
         .fetch_optional(&self.reader)
         .await
         .map_err(backend)?;
-        Ok(row.map(|(media_type, content)| StoredManifest { digest: digest.clone(), media_type, content }))
+        Ok(row.map(|(media_type, content, class)| StoredManifest {
+            digest: digest.clone(),
+            media_type,
+            content,
+            archived: class == "ARCHIVE",
+        }))
     }
 
     async fn resolve_tag(&self, repository: &str, tag: &str) -> Result<Option<Digest>> {
@@ -663,25 +700,28 @@ impl MetaStore for SqliteMeta {
         repository: &str,
         after: Option<(&str, &str)>,
         limit: u32,
-        filter: TagFilter,
+        filter: ImageFilter,
     ) -> Result<Vec<(String, Option<String>)>> {
         let (d, t) = after.unwrap_or(("", ""));
-        let rows = sqlx::query_as::<_, (String, Option<String>)>(
+        let sql = format!(
             "SELECT m.digest, t.tag FROM manifests m \
              JOIN repositories r ON r.id = m.repository_id \
              LEFT JOIN tags t ON t.repository_id = m.repository_id AND t.digest = m.digest \
              WHERE r.name = $1 AND (m.digest > $2 OR (m.digest = $2 AND COALESCE(t.tag, '') > $3)) \
-             AND ($4 = 0 OR ($4 = 1 AND t.tag IS NOT NULL) OR ($4 = 2 AND t.tag IS NULL)) \
+             AND ($4 = 0 OR ($4 = 1 AND t.tag IS NOT NULL) OR ($4 = 2 AND t.tag IS NULL)) AND {} \
              ORDER BY m.digest, COALESCE(t.tag, '') LIMIT $5",
-        )
-        .bind(repository)
-        .bind(d)
-        .bind(t)
-        .bind(filter_code(filter))
-        .bind(limit as i64)
-        .fetch_all(&self.reader)
-        .await
-        .map_err(backend)?;
+            status_condition(6)
+        );
+        let rows = sqlx::query_as::<_, (String, Option<String>)>(sqlx::AssertSqlSafe(sql))
+            .bind(repository)
+            .bind(d)
+            .bind(t)
+            .bind(filter_code(filter.tags))
+            .bind(limit as i64)
+            .bind(status_code(filter.status))
+            .fetch_all(&self.reader)
+            .await
+            .map_err(backend)?;
         Ok(rows)
     }
 
@@ -690,30 +730,35 @@ impl MetaStore for SqliteMeta {
         repository: &str,
         after: Option<&str>,
         limit: u32,
-        filter: TagFilter,
+        filter: ImageFilter,
     ) -> Result<Vec<ImageRecord>> {
-        let rows = sqlx::query(
-            "SELECT m.digest, m.media_type, m.artifact_type, m.subject, m.pushed_at, m.last_pulled_at, m.repository_id \
+        let sql = format!(
+            "SELECT m.digest, m.media_type, m.artifact_type, m.subject, m.pushed_at, m.last_pulled_at, m.repository_id, \
+             m.storage_class, m.last_archived_at, m.last_activated_at \
              FROM manifests m JOIN repositories r ON r.id = m.repository_id \
-             WHERE r.name = $1 AND m.digest > $2 AND ($3 = 0 \
+             WHERE r.name = $1 AND m.digest > $2 AND {} AND ($3 = 0 \
                OR ($3 = 1 AND EXISTS (SELECT 1 FROM tags t WHERE t.repository_id = m.repository_id AND t.digest = m.digest)) \
                OR ($3 = 2 AND NOT EXISTS (SELECT 1 FROM tags t WHERE t.repository_id = m.repository_id AND t.digest = m.digest))) \
              ORDER BY m.digest LIMIT $4",
-        )
-        .bind(repository)
-        .bind(after.unwrap_or(""))
-        .bind(filter_code(filter))
-        .bind(limit as i64)
-        .fetch_all(&self.reader)
-        .await
-        .map_err(backend)?;
+            status_condition(5)
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(repository)
+            .bind(after.unwrap_or(""))
+            .bind(filter_code(filter.tags))
+            .bind(limit as i64)
+            .bind(status_code(filter.status))
+            .fetch_all(&self.reader)
+            .await
+            .map_err(backend)?;
         self.images_from_rows(&rows).await
     }
 
     async fn image(&self, repository: &str, digest: &str) -> Result<Option<ImageRecord>> {
         // One image is a page of one.
         let row = sqlx::query(
-            "SELECT m.digest, m.media_type, m.artifact_type, m.subject, m.pushed_at, m.last_pulled_at, m.repository_id \
+            "SELECT m.digest, m.media_type, m.artifact_type, m.subject, m.pushed_at, m.last_pulled_at, m.repository_id, \
+             m.storage_class, m.last_archived_at, m.last_activated_at \
              FROM manifests m JOIN repositories r ON r.id = m.repository_id WHERE r.name = $1 AND m.digest = $2",
         )
         .bind(repository)
@@ -752,6 +797,85 @@ impl MetaStore for SqliteMeta {
         .await
         .map_err(backend)?;
         Ok(())
+    }
+
+    async fn set_image_archived(
+        &self,
+        repository: &str,
+        digest: &str,
+        archived: bool,
+        at: i64,
+    ) -> Result<Option<bool>> {
+        let mut tx = self.writer.begin().await.map_err(backend)?;
+        let class: Option<String> = sqlx::query_scalar(
+            "SELECT m.storage_class FROM manifests m JOIN repositories r ON r.id = m.repository_id \
+             WHERE r.name = $1 AND m.digest = $2",
+        )
+        .bind(repository)
+        .bind(digest)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(backend)?;
+        let Some(class) = class else { return Ok(None) };
+        let target = if archived { "ARCHIVE" } else { "STANDARD" };
+        if class == target {
+            return Ok(Some(false));
+        }
+        let column = if archived { "last_archived_at" } else { "last_activated_at" };
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE manifests SET storage_class = $3, {column} = $4 WHERE digest = $2 \
+             AND repository_id = (SELECT id FROM repositories WHERE name = $1)"
+        )))
+        .bind(repository)
+        .bind(digest)
+        .bind(target)
+        .bind(at)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
+        Ok(Some(true))
+    }
+
+    async fn record_lifecycle_event(&self, e: &LifecycleEvent) -> Result<()> {
+        let tags = serde_json::to_string(&e.tags).map_err(|e| MetaError::Backend(e.to_string()))?;
+        sqlx::query(
+            "INSERT INTO lifecycle_events (repository, digest, tags, action, rule_priority, at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&e.repository)
+        .bind(&e.digest)
+        .bind(tags)
+        .bind(&e.action)
+        .bind(e.rule_priority)
+        .bind(e.at)
+        .execute(&self.writer)
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn lifecycle_events(&self, repository: Option<&str>, limit: u32) -> Result<Vec<LifecycleEvent>> {
+        let rows = sqlx::query_as::<_, (String, String, String, String, i64, i64)>(
+            "SELECT repository, digest, tags, action, rule_priority, at FROM lifecycle_events \
+             WHERE $1 IS NULL OR repository = $1 ORDER BY at DESC, id DESC LIMIT $2",
+        )
+        .bind(repository)
+        .bind(limit as i64)
+        .fetch_all(&self.reader)
+        .await
+        .map_err(backend)?;
+        Ok(rows
+            .into_iter()
+            .map(|(repository, digest, tags, action, rule_priority, at)| LifecycleEvent {
+                repository,
+                digest,
+                tags: serde_json::from_str(&tags).unwrap_or_default(),
+                action,
+                rule_priority,
+                at,
+            })
+            .collect())
     }
 
     async fn create_upload(&self, repository: &str, id: &str, algorithm: &str) -> Result<()> {
@@ -1114,6 +1238,15 @@ impl MetaStore for SqliteMeta {
         Ok(found.is_some())
     }
 
+    async fn blobs_recorded(&self, digests: &[String]) -> Result<Vec<String>> {
+        let list = serde_json::to_string(digests).map_err(|e| MetaError::Backend(e.to_string()))?;
+        sqlx::query_scalar("SELECT digest FROM blobs WHERE digest IN (SELECT value FROM json_each($1))")
+            .bind(list)
+            .fetch_all(&self.writer)
+            .await
+            .map_err(backend)
+    }
+
     async fn stale_uploads(&self, before: i64) -> Result<Vec<String>> {
         sqlx::query_scalar("SELECT id FROM uploads WHERE started_at < $1 ORDER BY id")
             .bind(before)
@@ -1143,6 +1276,359 @@ impl MetaStore for SqliteMeta {
         .await
         .map_err(backend)?;
         Ok(())
+    }
+
+    async fn create_group(&self, g: &Group) -> Result<()> {
+        sqlx::query("INSERT INTO iam_groups (id, account_id, name, created_at) VALUES ($1, $2, $3, $4)")
+            .bind(&g.id)
+            .bind(&g.account_id)
+            .bind(&g.name)
+            .bind(g.created_at)
+            .execute(&self.writer)
+            .await
+            .map_err(|e| if is_unique_violation(&e) { MetaError::AlreadyExists } else { backend(e) })?;
+        Ok(())
+    }
+
+    async fn group_by_name(&self, account_id: &str, name: &str) -> Result<Option<Group>> {
+        let row = sqlx::query_as::<_, (String, String, String, i64)>(
+            "SELECT id, account_id, name, created_at FROM iam_groups WHERE account_id = $1 AND name = $2",
+        )
+        .bind(account_id)
+        .bind(name)
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(backend)?;
+        Ok(row.map(|(id, account_id, name, created_at)| Group { id, account_id, name, created_at }))
+    }
+
+    async fn list_groups(&self, account_id: &str) -> Result<Vec<Group>> {
+        let rows = sqlx::query_as::<_, (String, String, String, i64)>(
+            "SELECT id, account_id, name, created_at FROM iam_groups WHERE account_id = $1 ORDER BY name",
+        )
+        .bind(account_id)
+        .fetch_all(&self.reader)
+        .await
+        .map_err(backend)?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, account_id, name, created_at)| Group { id, account_id, name, created_at })
+            .collect())
+    }
+
+    async fn delete_group(&self, group_id: &str) -> Result<bool> {
+        let mut tx = self.writer.begin().await.map_err(backend)?;
+        for sql in [
+            "DELETE FROM iam_inline_policies WHERE owner_id = $1",
+            "DELETE FROM iam_policy_attachments WHERE owner_id = $1",
+            "DELETE FROM iam_group_members WHERE group_id = $1",
+        ] {
+            sqlx::query(sql).bind(group_id).execute(&mut *tx).await.map_err(backend)?;
+        }
+        let r = sqlx::query("DELETE FROM iam_groups WHERE id = $1")
+            .bind(group_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    async fn add_group_member(&self, group_id: &str, principal_id: &str) -> Result<()> {
+        sqlx::query("INSERT INTO iam_group_members (group_id, principal_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+            .bind(group_id)
+            .bind(principal_id)
+            .execute(&self.writer)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn remove_group_member(&self, group_id: &str, principal_id: &str) -> Result<bool> {
+        let r = sqlx::query("DELETE FROM iam_group_members WHERE group_id = $1 AND principal_id = $2")
+            .bind(group_id)
+            .bind(principal_id)
+            .execute(&self.writer)
+            .await
+            .map_err(backend)?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    async fn groups_of(&self, principal_id: &str) -> Result<Vec<Group>> {
+        let rows = sqlx::query_as::<_, (String, String, String, i64)>(
+            "SELECT g.id, g.account_id, g.name, g.created_at FROM iam_groups g \
+             JOIN iam_group_members m ON m.group_id = g.id WHERE m.principal_id = $1 ORDER BY g.name",
+        )
+        .bind(principal_id)
+        .fetch_all(&self.reader)
+        .await
+        .map_err(backend)?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, account_id, name, created_at)| Group { id, account_id, name, created_at })
+            .collect())
+    }
+
+    async fn group_members(&self, group_id: &str) -> Result<Vec<Principal>> {
+        let rows = sqlx::query(
+            "SELECT p.id, p.account_id, p.name, p.kind, p.created_at FROM principals p \
+             JOIN iam_group_members m ON m.principal_id = p.id WHERE m.group_id = $1 ORDER BY p.name",
+        )
+        .bind(group_id)
+        .fetch_all(&self.reader)
+        .await
+        .map_err(backend)?;
+        Ok(rows.iter().map(|r| principal_from_row(r, 0)).collect())
+    }
+
+    async fn put_inline_policy(&self, owner_id: &str, name: &str, document: &str) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO iam_inline_policies (owner_id, name, document) VALUES ($1, $2, $3) \
+             ON CONFLICT (owner_id, name) DO UPDATE SET document = excluded.document",
+        )
+        .bind(owner_id)
+        .bind(name)
+        .bind(document)
+        .execute(&self.writer)
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn inline_policy(&self, owner_id: &str, name: &str) -> Result<Option<String>> {
+        sqlx::query_scalar("SELECT document FROM iam_inline_policies WHERE owner_id = $1 AND name = $2")
+            .bind(owner_id)
+            .bind(name)
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(backend)
+    }
+
+    async fn list_inline_policies(&self, owner_id: &str) -> Result<Vec<String>> {
+        sqlx::query_scalar("SELECT name FROM iam_inline_policies WHERE owner_id = $1 ORDER BY name")
+            .bind(owner_id)
+            .fetch_all(&self.reader)
+            .await
+            .map_err(backend)
+    }
+
+    async fn delete_inline_policy(&self, owner_id: &str, name: &str) -> Result<bool> {
+        let r = sqlx::query("DELETE FROM iam_inline_policies WHERE owner_id = $1 AND name = $2")
+            .bind(owner_id)
+            .bind(name)
+            .execute(&self.writer)
+            .await
+            .map_err(backend)?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    async fn create_managed_policy(&self, p: &ManagedPolicy) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO iam_managed_policies (arn, id, account_id, name, path, document, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(&p.arn)
+        .bind(&p.id)
+        .bind(&p.account_id)
+        .bind(&p.name)
+        .bind(&p.path)
+        .bind(&p.document)
+        .bind(p.created_at)
+        .bind(p.updated_at)
+        .execute(&self.writer)
+        .await
+        .map_err(|e| if is_unique_violation(&e) { MetaError::AlreadyExists } else { backend(e) })?;
+        Ok(())
+    }
+
+    async fn managed_policy(&self, arn: &str) -> Result<Option<ManagedPolicy>> {
+        let row = sqlx::query(
+            "SELECT arn, id, account_id, name, path, document, created_at, updated_at FROM iam_managed_policies WHERE arn = $1",
+        )
+        .bind(arn)
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(backend)?;
+        Ok(row.map(|r| managed_policy_from_row(&r)))
+    }
+
+    async fn list_managed_policies(&self, account_id: &str) -> Result<Vec<ManagedPolicy>> {
+        let rows = sqlx::query(
+            "SELECT arn, id, account_id, name, path, document, created_at, updated_at FROM iam_managed_policies \
+             WHERE account_id = $1 ORDER BY name",
+        )
+        .bind(account_id)
+        .fetch_all(&self.reader)
+        .await
+        .map_err(backend)?;
+        Ok(rows.iter().map(managed_policy_from_row).collect())
+    }
+
+    async fn update_managed_policy(&self, arn: &str, document: &str) -> Result<bool> {
+        let r = sqlx::query("UPDATE iam_managed_policies SET document = $2, updated_at = $3 WHERE arn = $1")
+            .bind(arn)
+            .bind(document)
+            .bind(now_ms())
+            .execute(&self.writer)
+            .await
+            .map_err(backend)?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    async fn delete_managed_policy(&self, arn: &str) -> Result<bool> {
+        let r = sqlx::query("DELETE FROM iam_managed_policies WHERE arn = $1")
+            .bind(arn)
+            .execute(&self.writer)
+            .await
+            .map_err(backend)?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    async fn attach_policy(&self, owner_id: &str, arn: &str) -> Result<()> {
+        sqlx::query("INSERT INTO iam_policy_attachments (owner_id, policy_arn) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+            .bind(owner_id)
+            .bind(arn)
+            .execute(&self.writer)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn detach_policy(&self, owner_id: &str, arn: &str) -> Result<bool> {
+        let r = sqlx::query("DELETE FROM iam_policy_attachments WHERE owner_id = $1 AND policy_arn = $2")
+            .bind(owner_id)
+            .bind(arn)
+            .execute(&self.writer)
+            .await
+            .map_err(backend)?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    async fn attached_policies(&self, owner_id: &str) -> Result<Vec<String>> {
+        sqlx::query_scalar("SELECT policy_arn FROM iam_policy_attachments WHERE owner_id = $1 ORDER BY policy_arn")
+            .bind(owner_id)
+            .fetch_all(&self.reader)
+            .await
+            .map_err(backend)
+    }
+
+    async fn policy_attachment_count(&self, arn: &str) -> Result<u64> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM iam_policy_attachments WHERE policy_arn = $1")
+            .bind(arn)
+            .fetch_one(&self.reader)
+            .await
+            .map_err(backend)?;
+        Ok(n as u64)
+    }
+
+    async fn identity_policies(&self, principal_id: &str) -> Result<Vec<IdentityPolicySource>> {
+        // The principal and its groups, in one statement each for inline and attached policies.
+        let owners = "SELECT $1 UNION SELECT group_id FROM iam_group_members WHERE principal_id = $1";
+        let inline = sqlx::query_as::<_, (String, String, String)>(sqlx::AssertSqlSafe(format!(
+            "SELECT owner_id, name, document FROM iam_inline_policies WHERE owner_id IN ({owners}) ORDER BY owner_id, name"
+        )))
+        .bind(principal_id)
+        .fetch_all(&self.reader)
+        .await
+        .map_err(backend)?;
+        let attached = sqlx::query_as::<_, (String, String, Option<String>)>(sqlx::AssertSqlSafe(format!(
+            "SELECT a.owner_id, a.policy_arn, p.document FROM iam_policy_attachments a \
+             LEFT JOIN iam_managed_policies p ON p.arn = a.policy_arn \
+             WHERE a.owner_id IN ({owners}) ORDER BY a.owner_id, a.policy_arn"
+        )))
+        .bind(principal_id)
+        .fetch_all(&self.reader)
+        .await
+        .map_err(backend)?;
+        Ok(inline
+            .into_iter()
+            .map(|(owner, name, document)| IdentityPolicySource::Inline { owner, name, document })
+            .chain(attached.into_iter().map(|(owner, arn, document)| IdentityPolicySource::Attached {
+                owner,
+                arn,
+                document,
+            }))
+            .collect())
+    }
+
+    async fn repository_policy(&self, repository: &str) -> Result<Option<String>> {
+        let row: Option<Option<String>> =
+            sqlx::query_scalar("SELECT repository_policy FROM repositories WHERE name = $1")
+                .bind(repository)
+                .fetch_optional(&self.reader)
+                .await
+                .map_err(backend)?;
+        row.ok_or(MetaError::RepositoryNotFound)
+    }
+
+    async fn set_repository_policy(&self, repository: &str, text: Option<&str>) -> Result<Option<String>> {
+        let mut tx = self.writer.begin().await.map_err(backend)?;
+        let previous: Option<Option<String>> =
+            sqlx::query_scalar("SELECT repository_policy FROM repositories WHERE name = $1")
+                .bind(repository)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(backend)?;
+        let previous = previous.ok_or(MetaError::RepositoryNotFound)?;
+        sqlx::query("UPDATE repositories SET repository_policy = $2 WHERE name = $1")
+            .bind(repository)
+            .bind(text)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
+        Ok(previous)
+    }
+
+    async fn registry_policy(&self, account_id: &str) -> Result<Option<String>> {
+        sqlx::query_scalar("SELECT policy_text FROM registry_policies WHERE account_id = $1")
+            .bind(account_id)
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(backend)
+    }
+
+    async fn set_registry_policy(&self, account_id: &str, text: Option<&str>) -> Result<Option<String>> {
+        let mut tx = self.writer.begin().await.map_err(backend)?;
+        let previous: Option<String> =
+            sqlx::query_scalar("SELECT policy_text FROM registry_policies WHERE account_id = $1")
+                .bind(account_id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(backend)?;
+        match text {
+            Some(t) => sqlx::query(
+                "INSERT INTO registry_policies (account_id, policy_text) VALUES ($1, $2) \
+                 ON CONFLICT (account_id) DO UPDATE SET policy_text = excluded.policy_text",
+            )
+            .bind(account_id)
+            .bind(t),
+            None => sqlx::query("DELETE FROM registry_policies WHERE account_id = $1").bind(account_id),
+        }
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
+        Ok(previous)
+    }
+
+    async fn delete_principal(&self, principal_id: &str) -> Result<bool> {
+        let mut tx = self.writer.begin().await.map_err(backend)?;
+        for sql in [
+            "DELETE FROM iam_inline_policies WHERE owner_id = $1",
+            "DELETE FROM iam_policy_attachments WHERE owner_id = $1",
+            "DELETE FROM iam_group_members WHERE principal_id = $1",
+            "DELETE FROM access_keys WHERE principal_id = $1",
+        ] {
+            sqlx::query(sql).bind(principal_id).execute(&mut *tx).await.map_err(backend)?;
+        }
+        let r = sqlx::query("DELETE FROM principals WHERE id = $1 AND kind = 'user'")
+            .bind(principal_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
+        Ok(r.rows_affected() > 0)
     }
 
     async fn close(&self) {

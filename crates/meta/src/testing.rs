@@ -4,7 +4,8 @@
 use berth_oci::{Algorithm, Digest};
 
 use crate::{
-    AccessKey, MetaError, MetaStore, NewManifest, Principal, PrincipalKind, RepositorySettings, TagFilter, now_ms,
+    AccessKey, Group, IdentityPolicySource, ImageFilter, LifecycleEvent, ManagedPolicy, MetaError, MetaStore,
+    NewManifest, Principal, PrincipalKind, RepositorySettings, StatusFilter, TagFilter, now_ms,
 };
 
 fn digest(s: &str) -> Digest {
@@ -89,7 +90,7 @@ pub async fn meta_store_suite(meta: &dyn MetaStore) {
     assert_eq!(all.iter().find(|r| r.digest == idx.digest.as_str()).unwrap().manifests, [m.digest.to_string()]);
 
     // Image listings: one id per tag, untagged images by digest alone.
-    let ids = meta.list_image_ids("team/app", None, 100, TagFilter::Any).await.unwrap();
+    let ids = meta.list_image_ids("team/app", None, 100, ImageFilter::ALL).await.unwrap();
     let mut want = vec![
         (m.digest.to_string(), Some("latest".to_string())),
         (m.digest.to_string(), Some("v1".to_string())),
@@ -100,13 +101,19 @@ pub async fn meta_store_suite(meta: &dyn MetaStore) {
         (a.0.clone(), a.1.clone().unwrap_or_default()).cmp(&(b.0.clone(), b.1.clone().unwrap_or_default()))
     });
     assert_eq!(ids, want);
-    let first = meta.list_image_ids("team/app", None, 2, TagFilter::Any).await.unwrap();
+    let first = meta.list_image_ids("team/app", None, 2, ImageFilter::ALL).await.unwrap();
     let (d, t) = (&first[1].0, first[1].1.as_deref().unwrap_or(""));
-    let rest = meta.list_image_ids("team/app", Some((d, t)), 100, TagFilter::Any).await.unwrap();
+    let rest = meta.list_image_ids("team/app", Some((d, t)), 100, ImageFilter::ALL).await.unwrap();
     assert_eq!([first, rest].concat(), want, "pages join up");
-    let untagged = meta.list_image_ids("team/app", None, 100, TagFilter::Untagged).await.unwrap();
+    let untagged = meta
+        .list_image_ids("team/app", None, 100, ImageFilter { tags: TagFilter::Untagged, status: StatusFilter::Any })
+        .await
+        .unwrap();
     assert_eq!(untagged, [(sig.digest.to_string(), None)]);
-    let images = meta.list_images("team/app", None, 100, TagFilter::Tagged).await.unwrap();
+    let images = meta
+        .list_images("team/app", None, 100, ImageFilter { tags: TagFilter::Tagged, status: StatusFilter::Any })
+        .await
+        .unwrap();
     assert_eq!(images.len(), 2);
     let img = meta.image("team/app", m.digest.as_str()).await.unwrap().unwrap();
     assert_eq!(img.tags, ["latest", "v1"]);
@@ -117,6 +124,40 @@ pub async fn meta_store_suite(meta: &dyn MetaStore) {
     assert_eq!(meta.image("team/app", m.digest.as_str()).await.unwrap().unwrap().last_pulled_at, Some(5000));
     assert_eq!(meta.image("team/app", idx.digest.as_str()).await.unwrap().unwrap().children, [m.digest.to_string()]);
     assert_eq!(meta.manifest_parents("team/app", m.digest.as_str()).await.unwrap(), [idx.digest.to_string()]);
+
+    // The archive storage class: listed only when asked for, not served, restored by a re-push.
+    let active = ImageFilter { tags: TagFilter::Any, status: StatusFilter::Active };
+    let archived = ImageFilter { tags: TagFilter::Any, status: StatusFilter::Archived };
+    assert_eq!(meta.set_image_archived("team/app", sig.digest.as_str(), true, 7000).await.unwrap(), Some(true));
+    assert_eq!(meta.set_image_archived("team/app", sig.digest.as_str(), true, 7001).await.unwrap(), Some(false));
+    assert_eq!(meta.set_image_archived("team/app", "sha256:00", true, 7001).await.unwrap(), None);
+    assert!(meta.manifest("team/app", &sig.digest).await.unwrap().unwrap().archived);
+    let img = meta.image("team/app", sig.digest.as_str()).await.unwrap().unwrap();
+    assert!(img.archived);
+    assert_eq!(img.last_archived_at, Some(7000));
+    assert_eq!(meta.list_images("team/app", None, 100, active).await.unwrap().len(), 2);
+    assert_eq!(meta.list_image_ids("team/app", None, 100, archived).await.unwrap(), [(sig.digest.to_string(), None)]);
+    meta.put_manifest("team/app", &sig, &[], &[]).await.unwrap();
+    let img = meta.image("team/app", sig.digest.as_str()).await.unwrap().unwrap();
+    assert!(!img.archived, "a re-push restores an archived image");
+    assert!(img.last_activated_at.is_some());
+    assert_eq!(meta.set_image_archived("team/app", sig.digest.as_str(), true, 8000).await.unwrap(), Some(true));
+    assert_eq!(meta.set_image_archived("team/app", sig.digest.as_str(), false, 9000).await.unwrap(), Some(true));
+    let img = meta.image("team/app", sig.digest.as_str()).await.unwrap().unwrap();
+    assert_eq!((img.archived, img.last_archived_at, img.last_activated_at), (false, Some(8000), Some(9000)));
+
+    let event = LifecycleEvent {
+        repository: "team/app".into(),
+        digest: sig.digest.to_string(),
+        tags: vec!["t".into()],
+        action: "EXPIRE".into(),
+        rule_priority: 2,
+        at: 10_000,
+    };
+    meta.record_lifecycle_event(&event).await.unwrap();
+    meta.record_lifecycle_event(&LifecycleEvent { repository: "a".into(), at: 11_000, ..event.clone() }).await.unwrap();
+    assert_eq!(meta.lifecycle_events(Some("team/app"), 10).await.unwrap(), std::slice::from_ref(&event));
+    assert_eq!(meta.lifecycle_events(None, 10).await.unwrap().len(), 2);
 
     // Moving a tag; deleting a tag; deleting a manifest takes its tags.
     let m2 = manifest("m2", &[&config], &[], None);
@@ -223,6 +264,82 @@ pub async fn meta_store_suite(meta: &dyn MetaStore) {
     assert_eq!(meta.registry_secret("token", b"first").await.unwrap(), b"first");
     assert_eq!(meta.registry_secret("token", b"second").await.unwrap(), b"first");
 
+    // IAM: users in groups, inline and managed policies, resource policies.
+    let alice = Principal {
+        id: "AIDAALICE".into(),
+        account_id: "123456789012".into(),
+        name: "alice".into(),
+        kind: PrincipalKind::User,
+        created_at: 3,
+    };
+    meta.create_principal(&alice).await.unwrap();
+    let devs = Group { id: "AGPADEVS".into(), account_id: "123456789012".into(), name: "devs".into(), created_at: 4 };
+    meta.create_group(&devs).await.unwrap();
+    assert!(matches!(meta.create_group(&devs).await, Err(MetaError::AlreadyExists)));
+    assert_eq!(meta.group_by_name("123456789012", "devs").await.unwrap(), Some(devs.clone()));
+    meta.add_group_member(&devs.id, &alice.id).await.unwrap();
+    meta.add_group_member(&devs.id, &alice.id).await.unwrap();
+    assert_eq!(meta.groups_of(&alice.id).await.unwrap(), std::slice::from_ref(&devs));
+    assert_eq!(meta.group_members(&devs.id).await.unwrap(), std::slice::from_ref(&alice));
+    meta.put_inline_policy(&alice.id, "own", "{1}").await.unwrap();
+    meta.put_inline_policy(&alice.id, "own", "{2}").await.unwrap();
+    meta.put_inline_policy(&devs.id, "team", "{3}").await.unwrap();
+    assert_eq!(meta.inline_policy(&alice.id, "own").await.unwrap().as_deref(), Some("{2}"));
+    assert_eq!(meta.list_inline_policies(&alice.id).await.unwrap(), ["own"]);
+    let managed = ManagedPolicy {
+        arn: "arn:aws:iam::123456789012:policy/pull".into(),
+        id: "ANPAPULL".into(),
+        account_id: "123456789012".into(),
+        name: "pull".into(),
+        path: "/".into(),
+        document: "{4}".into(),
+        created_at: 5,
+        updated_at: 5,
+    };
+    meta.create_managed_policy(&managed).await.unwrap();
+    assert!(matches!(meta.create_managed_policy(&managed).await, Err(MetaError::AlreadyExists)));
+    assert!(meta.update_managed_policy(&managed.arn, "{5}").await.unwrap());
+    meta.attach_policy(&devs.id, &managed.arn).await.unwrap();
+    let aws_managed = "arn:aws:iam::aws:policy/AmazonEC2ContainerRegistryReadOnly";
+    meta.attach_policy(&alice.id, aws_managed).await.unwrap();
+    assert_eq!(meta.policy_attachment_count(&managed.arn).await.unwrap(), 1);
+    let mut sources = meta.identity_policies(&alice.id).await.unwrap();
+    sources.sort_by_key(|s| format!("{s:?}"));
+    assert_eq!(
+        sources,
+        [
+            IdentityPolicySource::Attached {
+                owner: devs.id.clone(),
+                arn: managed.arn.clone(),
+                document: Some("{5}".into())
+            },
+            IdentityPolicySource::Attached { owner: alice.id.clone(), arn: aws_managed.into(), document: None },
+            IdentityPolicySource::Inline { owner: devs.id.clone(), name: "team".into(), document: "{3}".into() },
+            IdentityPolicySource::Inline { owner: alice.id.clone(), name: "own".into(), document: "{2}".into() },
+        ]
+    );
+    assert!(meta.remove_group_member(&devs.id, &alice.id).await.unwrap());
+    assert_eq!(meta.identity_policies(&alice.id).await.unwrap().len(), 2, "group policies left with the group");
+    assert!(meta.detach_policy(&alice.id, aws_managed).await.unwrap());
+    assert!(meta.delete_inline_policy(&alice.id, "own").await.unwrap());
+    assert!(meta.identity_policies(&alice.id).await.unwrap().is_empty());
+    assert!(meta.delete_group(&devs.id).await.unwrap());
+    assert_eq!(meta.policy_attachment_count(&managed.arn).await.unwrap(), 0);
+    assert!(meta.delete_managed_policy(&managed.arn).await.unwrap());
+    assert!(meta.delete_principal(&alice.id).await.unwrap());
+    assert!(!meta.delete_principal("123456789012").await.unwrap(), "the root is not deleted");
+
+    meta.create_repository("guarded", &RepositorySettings::default(), &[]).await.unwrap();
+    assert_eq!(meta.repository_policy("guarded").await.unwrap(), None);
+    assert_eq!(meta.set_repository_policy("guarded", Some("{p}")).await.unwrap(), None);
+    assert_eq!(meta.repository_policy("guarded").await.unwrap().as_deref(), Some("{p}"));
+    assert_eq!(meta.set_repository_policy("guarded", None).await.unwrap().as_deref(), Some("{p}"));
+    assert!(matches!(meta.repository_policy("nope").await, Err(MetaError::RepositoryNotFound)));
+    assert_eq!(meta.set_registry_policy("123456789012", Some("{r}")).await.unwrap(), None);
+    assert_eq!(meta.registry_policy("123456789012").await.unwrap().as_deref(), Some("{r}"));
+    assert_eq!(meta.set_registry_policy("123456789012", None).await.unwrap().as_deref(), Some("{r}"));
+    assert_eq!(meta.registry_policy("123456789012").await.unwrap(), None);
+
     // Lifecycle policies and previews.
     meta.create_repository("life", &RepositorySettings::default(), &[]).await.unwrap();
     assert_eq!(meta.lifecycle_policy("life").await.unwrap(), None);
@@ -259,6 +376,11 @@ pub async fn meta_store_suite(meta: &dyn MetaStore) {
     assert!(removed.iter().any(|(d, _)| d == dropped.as_str()));
     assert!(!meta.blob_recorded(dropped.as_str()).await.unwrap());
     assert!(meta.blob_recorded(kept.as_str()).await.unwrap());
+    assert_eq!(
+        meta.blobs_recorded(&[kept.to_string(), dropped.to_string()]).await.unwrap(),
+        [kept.to_string()],
+        "one query for a batch"
+    );
     meta.create_upload("gc", "u-stale", "sha256").await.unwrap();
     assert_eq!(meta.stale_uploads(far_future).await.unwrap(), ["u-stale"]);
     assert!(meta.stale_uploads(0).await.unwrap().is_empty());

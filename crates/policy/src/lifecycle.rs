@@ -1,11 +1,22 @@
 //! ECR lifecycle policies: the rule grammar, its validation, and evaluation as a pure function
 //! of (policy, images, now) to the actions to take.
 //!
-//! Evaluation follows ECR's rules: every rule sees every image; results apply in priority
-//! order (lowest number first); an image is acted on by at most one rule; an image whose tags
-//! meet a higher-priority rule's selection is never acted on by a lower-priority rule, yet it
-//! still counts toward that rule's `imageCountMoreThan`; older images go first. Children of a
-//! multi-architecture index are not evaluated on their own: they live and die with the index.
+//! Evaluation follows ECR's rules: a rule sees every image of its storage class; results apply
+//! in priority order (lowest number first); an image is acted on by at most one rule; an image
+//! whose tags meet a higher-priority rule's selection is never acted on by a lower-priority
+//! rule, yet it still counts toward that rule's `imageCountMoreThan`; older images go first.
+//! Children of a multi-architecture index are not evaluated on their own: they live and die
+//! with the index.
+//!
+//! Beyond ECR, as extensions whose names start with `berth` (ECR's grammar is unchanged, so a
+//! policy without them means exactly what it means in ECR):
+//! - `berthProtection` (top level): images pulled within `pulledWithinDays`, tagged with a tag
+//!   matching one of `pinnedTags` (wildcards) or listed in `pinnedDigests` are never acted on
+//!   by any rule; they still count toward `imageCountMoreThan`.
+//! - `selection.berthExcludeTagPatternList`: a rule does not select an image that carries a tag
+//!   matching one of these patterns.
+//! - `countType: berthSinceImagePulled`: `sinceImagePulled` that may also `expire` (ECR accepts
+//!   `sinceImagePulled` only with `transition`).
 
 use serde::Deserialize;
 
@@ -14,11 +25,28 @@ use crate::wildcard;
 pub const DAY_MS: i64 = 24 * 3600 * 1000;
 /// At most this many `*` in one `tagPatternList` entry.
 pub const MAX_WILDCARDS: usize = 4;
+/// ECR's minimum storage duration in the archive: no rule may expire an image archived for
+/// fewer days.
+pub const MIN_ARCHIVE_DAYS: i64 = 90;
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct LifecyclePolicy {
     pub rules: Vec<Rule>,
+    #[serde(default)]
+    pub berth_protection: Option<Protection>,
+}
+
+/// Images no rule may act on (an extension).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Protection {
+    #[serde(default)]
+    pub pulled_within_days: Option<i64>,
+    #[serde(default)]
+    pub pinned_tags: Option<Vec<String>>,
+    #[serde(default)]
+    pub pinned_digests: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -39,17 +67,67 @@ pub struct Selection {
     pub tag_prefix_list: Option<Vec<String>>,
     #[serde(default)]
     pub tag_pattern_list: Option<Vec<String>>,
+    /// `standard` (the default) or `archive`: which images the rule sees.
+    #[serde(default)]
+    pub storage_class: Option<String>,
     pub count_type: String,
     #[serde(default)]
     pub count_unit: Option<String>,
     pub count_number: i64,
+    #[serde(default)]
+    pub berth_exclude_tag_pattern_list: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Action {
     #[serde(rename = "type")]
     pub kind: String,
+    #[serde(default)]
+    pub target_storage_class: Option<String>,
+}
+
+/// Where an image's bytes live as far as ECR's API is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum StorageClass {
+    #[default]
+    Standard,
+    Archive,
+}
+
+impl StorageClass {
+    /// The lifecycle grammar's spelling (`standard`, `archive`).
+    pub fn as_policy_str(self) -> &'static str {
+        match self {
+            StorageClass::Standard => "standard",
+            StorageClass::Archive => "archive",
+        }
+    }
+    /// The API's spelling (`STANDARD`, `ARCHIVE`).
+    pub fn as_api_str(self) -> &'static str {
+        match self {
+            StorageClass::Standard => "STANDARD",
+            StorageClass::Archive => "ARCHIVE",
+        }
+    }
+}
+
+/// What a rule does to the images it selects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ActionKind {
+    Expire,
+    /// Move to the archive storage class.
+    Transition,
+}
+
+impl ActionKind {
+    /// The API's spelling (`EXPIRE`, `TRANSITION`).
+    pub fn as_api_str(self) -> &'static str {
+        match self {
+            ActionKind::Expire => "EXPIRE",
+            ActionKind::Transition => "TRANSITION",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -68,12 +146,22 @@ pub fn parse(text: &str) -> Result<LifecyclePolicy, LifecycleError> {
     Ok(policy)
 }
 
+fn check_patterns(at: &str, field: &str, patterns: &[String]) -> Result<(), LifecycleError> {
+    if patterns.is_empty() || patterns.iter().any(|t| t.is_empty()) {
+        return err(format!("{at}: {field} must hold at least one non-empty entry"));
+    }
+    if let Some(bad) = patterns.iter().find(|p| p.matches('*').count() > MAX_WILDCARDS) {
+        return err(format!("{at}: tag pattern {bad:?} in {field} has more than {MAX_WILDCARDS} wildcards"));
+    }
+    Ok(())
+}
+
 pub fn validate(policy: &LifecyclePolicy) -> Result<(), LifecycleError> {
     if policy.rules.is_empty() {
         return err("Lifecycle policy must contain at least one rule");
     }
     let mut priorities: Vec<i64> = Vec::new();
-    let mut untagged_rules = 0;
+    let mut untagged_rules: Vec<StorageClass> = Vec::new();
     for rule in &policy.rules {
         let p = rule.rule_priority;
         let at = format!("rule with rulePriority {p}");
@@ -85,6 +173,7 @@ pub fn validate(policy: &LifecyclePolicy) -> Result<(), LifecycleError> {
         }
         priorities.push(p);
         let s = &rule.selection;
+        let class = rule.storage_class().map_err(|e| LifecycleError(format!("{at}: {e}")))?;
         let (prefixes, patterns) = (s.tag_prefix_list.as_ref(), s.tag_pattern_list.as_ref());
         match s.tag_status.as_str() {
             "tagged" => match (prefixes, patterns) {
@@ -92,10 +181,8 @@ pub fn validate(policy: &LifecyclePolicy) -> Result<(), LifecycleError> {
                 (None, None) => {
                     return err(format!("{at}: tagStatus tagged needs a tagPrefixList or a tagPatternList"));
                 }
-                (Some(l), None) | (None, Some(l)) if l.is_empty() || l.iter().any(|t| t.is_empty()) => {
-                    return err(format!("{at}: tag lists must hold at least one non-empty entry"));
-                }
-                _ => {}
+                (Some(l), None) => check_patterns(&at, "tagPrefixList", l)?,
+                (None, Some(l)) => check_patterns(&at, "tagPatternList", l)?,
             },
             "untagged" | "any" => {
                 if prefixes.is_some() || patterns.is_some() {
@@ -104,52 +191,135 @@ pub fn validate(policy: &LifecyclePolicy) -> Result<(), LifecycleError> {
                     ));
                 }
                 if s.tag_status == "untagged" {
-                    untagged_rules += 1;
+                    if untagged_rules.contains(&class) {
+                        return err(format!(
+                            "Only one rule may select untagged images of storage class {}",
+                            class.as_policy_str()
+                        ));
+                    }
+                    untagged_rules.push(class);
                 }
             }
             other => return err(format!("{at}: tagStatus must be tagged, untagged or any, got {other:?}")),
         }
-        if let Some(bad) = patterns.into_iter().flatten().find(|p| p.matches('*').count() > MAX_WILDCARDS) {
-            return err(format!("{at}: tag pattern {bad:?} has more than {MAX_WILDCARDS} wildcards"));
+        if let Some(excl) = &s.berth_exclude_tag_pattern_list {
+            if s.tag_status == "untagged" {
+                return err(format!("{at}: berthExcludeTagPatternList cannot apply to untagged images"));
+            }
+            check_patterns(&at, "berthExcludeTagPatternList", excl)?;
         }
-        match (s.count_type.as_str(), s.count_unit.as_deref()) {
-            ("imageCountMoreThan", None) => {}
-            ("imageCountMoreThan", Some(_)) => {
-                return err(format!("{at}: countUnit is not allowed with imageCountMoreThan"));
+        let action = match (rule.action.kind.as_str(), rule.action.target_storage_class.as_deref()) {
+            ("expire", None) => ActionKind::Expire,
+            ("expire", Some(_)) => return err(format!("{at}: targetStorageClass is only allowed with transition")),
+            ("transition", Some("archive")) => ActionKind::Transition,
+            ("transition", Some(other)) => {
+                return err(format!("{at}: targetStorageClass must be archive, got {other:?}"));
             }
-            ("sinceImagePushed", Some("days")) => {}
-            ("sinceImagePushed", Some(u)) => return err(format!("{at}: countUnit must be days, got {u:?}")),
-            ("sinceImagePushed", None) => return err(format!("{at}: sinceImagePushed needs countUnit days")),
-            (other, _) => {
-                return err(format!("{at}: countType must be imageCountMoreThan or sinceImagePushed, got {other:?}"));
+            ("transition", None) => return err(format!("{at}: transition needs targetStorageClass archive")),
+            (other, _) => return err(format!("{at}: action type must be expire or transition, got {other:?}")),
+        };
+        if action == ActionKind::Transition && class == StorageClass::Archive {
+            return err(format!("{at}: images in the archive storage class cannot transition; select standard"));
+        }
+        let days = match s.count_type.as_str() {
+            "imageCountMoreThan" => {
+                if s.count_unit.is_some() {
+                    return err(format!("{at}: countUnit is not allowed with imageCountMoreThan"));
+                }
+                false
             }
+            "sinceImagePushed" | "sinceImagePulled" | "sinceImageTransitioned" | "berthSinceImagePulled" => true,
+            other => {
+                return err(format!(
+                    "{at}: countType must be imageCountMoreThan, sinceImagePushed, sinceImagePulled or \
+                     sinceImageTransitioned, got {other:?}"
+                ));
+            }
+        };
+        if days {
+            match s.count_unit.as_deref() {
+                Some("days") => {}
+                Some(u) => return err(format!("{at}: countUnit must be days, got {u:?}")),
+                None => return err(format!("{at}: {} needs countUnit days", s.count_type)),
+            }
+        }
+        match (s.count_type.as_str(), action, class) {
+            ("sinceImagePulled", ActionKind::Expire, _) => {
+                return err(format!(
+                    "{at}: sinceImagePulled is only allowed with the transition action \
+                     (Berth's extension countType berthSinceImagePulled may expire)"
+                ));
+            }
+            ("sinceImageTransitioned", _, StorageClass::Standard) => {
+                return err(format!("{at}: sinceImageTransitioned is only allowed with storageClass archive"));
+            }
+            ("sinceImageTransitioned", ActionKind::Expire, StorageClass::Archive)
+                if s.count_number < MIN_ARCHIVE_DAYS =>
+            {
+                return err(format!(
+                    "{at}: archived images have a minimum storage duration of {MIN_ARCHIVE_DAYS} days; \
+                     countNumber must be at least {MIN_ARCHIVE_DAYS}"
+                ));
+            }
+            (t, ActionKind::Expire, StorageClass::Archive) if t != "sinceImageTransitioned" => {
+                return err(format!(
+                    "{at}: a rule that expires archived images must count with sinceImageTransitioned"
+                ));
+            }
+            _ => {}
         }
         if s.count_number < 1 {
             return err(format!("{at}: countNumber must be a positive integer, got {}", s.count_number));
         }
-        if rule.action.kind != "expire" {
-            return err(format!("{at}: action type must be expire, got {:?}", rule.action.kind));
+    }
+    for class in [StorageClass::Standard, StorageClass::Archive] {
+        let in_class: Vec<&Rule> = policy.rules.iter().filter(|r| r.storage_class().ok() == Some(class)).collect();
+        let max = in_class.iter().map(|r| r.rule_priority).max().unwrap_or(0);
+        if let Some(any) = in_class.iter().find(|r| r.selection.tag_status == "any" && r.rule_priority != max) {
+            return err(format!(
+                "The rule with tagStatus any (rulePriority {}) must have the highest rulePriority among the \
+                 rules of storage class {}",
+                any.rule_priority,
+                class.as_policy_str()
+            ));
         }
     }
-    if untagged_rules > 1 {
-        return err("Only one rule may select untagged images");
-    }
-    let max = priorities.iter().copied().max().unwrap_or(0);
-    if let Some(any) = policy.rules.iter().find(|r| r.selection.tag_status == "any" && r.rule_priority != max) {
-        return err(format!(
-            "The rule with tagStatus any (rulePriority {}) must have the highest rulePriority",
-            any.rule_priority
-        ));
+    if let Some(p) = &policy.berth_protection {
+        if p.pulled_within_days.is_some_and(|d| d < 1) {
+            return err("berthProtection.pulledWithinDays must be a positive integer");
+        }
+        if let Some(tags) = &p.pinned_tags {
+            check_patterns("berthProtection", "pinnedTags", tags)?;
+        }
     }
     Ok(())
 }
 
+impl Rule {
+    pub fn storage_class(&self) -> Result<StorageClass, String> {
+        match self.selection.storage_class.as_deref() {
+            None | Some("standard") => Ok(StorageClass::Standard),
+            Some("archive") => Ok(StorageClass::Archive),
+            Some(other) => Err(format!("storageClass must be standard or archive, got {other:?}")),
+        }
+    }
+
+    pub fn action_kind(&self) -> ActionKind {
+        if self.action.kind == "transition" { ActionKind::Transition } else { ActionKind::Expire }
+    }
+}
+
 /// An image as lifecycle evaluation sees it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Image {
     pub digest: String,
     pub tags: Vec<String>,
     pub pushed_at_ms: i64,
+    /// Last pull through the registry; `None` when never pulled.
+    pub last_pulled_ms: Option<i64>,
+    pub storage_class: StorageClass,
+    /// When the image last moved to the archive.
+    pub archived_at_ms: Option<i64>,
     /// Listed by a multi-architecture index: never evaluated on its own.
     pub in_index: bool,
 }
@@ -158,14 +328,14 @@ pub struct Image {
 pub struct Decision {
     pub digest: String,
     pub rule_priority: i64,
-    pub action: String,
+    pub action: ActionKind,
 }
 
 impl Selection {
     /// Whether an image meets the rule's tagging requirements. Every entry of a prefix or
     /// pattern list must match one of the image's tags (the lists are AND).
     pub fn selects(&self, image: &Image) -> bool {
-        match self.tag_status.as_str() {
+        let by_tags = match self.tag_status.as_str() {
             "untagged" => image.tags.is_empty(),
             "any" => true,
             "tagged" => {
@@ -180,7 +350,35 @@ impl Selection {
                 }
             }
             _ => false,
+        };
+        by_tags
+            && !self
+                .berth_exclude_tag_pattern_list
+                .as_ref()
+                .is_some_and(|ex| ex.iter().any(|p| image.tags.iter().any(|t| wildcard::matches(p, t))))
+    }
+
+    /// The moment a `since…` count starts from, for this image.
+    fn since_ms(&self, image: &Image) -> i64 {
+        match self.count_type.as_str() {
+            // ECR: an image never pulled counts from its push.
+            "sinceImagePulled" | "berthSinceImagePulled" => image.last_pulled_ms.unwrap_or(image.pushed_at_ms),
+            "sinceImageTransitioned" => image.archived_at_ms.unwrap_or(image.pushed_at_ms),
+            _ => image.pushed_at_ms,
         }
+    }
+}
+
+impl Protection {
+    pub fn protects(&self, image: &Image, now_ms: i64) -> bool {
+        let pulled =
+            self.pulled_within_days.is_some_and(|d| image.last_pulled_ms.is_some_and(|p| p >= now_ms - d * DAY_MS));
+        let pinned_tag = self
+            .pinned_tags
+            .as_ref()
+            .is_some_and(|ps| ps.iter().any(|p| image.tags.iter().any(|t| wildcard::matches(p, t))));
+        let pinned_digest = self.pinned_digests.as_ref().is_some_and(|ds| ds.contains(&image.digest));
+        pulled || pinned_tag || pinned_digest
     }
 }
 
@@ -192,25 +390,30 @@ pub fn evaluate(policy: &LifecyclePolicy, images: &[Image], now_ms: i64) -> Vec<
     let eligible: Vec<&Image> = images.iter().filter(|i| !i.in_index).collect();
     // Digests a higher-priority rule selected (acted on or not): out of reach of lower rules.
     let mut reserved: std::collections::HashSet<&str> = std::collections::HashSet::new();
+    let protection = policy.berth_protection.clone().unwrap_or_default();
     let mut decisions = Vec::new();
     for rule in rules {
         let s = &rule.selection;
+        let class = rule.storage_class().unwrap_or_default();
         // Newest first, so the count keeps the newest; ties broken by digest for stability.
-        let mut matched: Vec<&Image> = eligible.iter().copied().filter(|i| s.selects(i)).collect();
+        let mut matched: Vec<&Image> =
+            eligible.iter().copied().filter(|i| i.storage_class == class && s.selects(i)).collect();
         matched.sort_by(|a, b| b.pushed_at_ms.cmp(&a.pushed_at_ms).then_with(|| a.digest.cmp(&b.digest)));
-        let candidates: Vec<&Image> = match s.count_type.as_str() {
+        let mut candidates: Vec<&Image> = match s.count_type.as_str() {
             "imageCountMoreThan" => matched.iter().copied().skip(s.count_number as usize).collect(),
             _ => {
                 let cutoff = now_ms - s.count_number * DAY_MS;
-                matched.iter().copied().filter(|i| i.pushed_at_ms < cutoff).collect()
+                matched.iter().copied().filter(|i| s.since_ms(i) < cutoff).collect()
             }
         };
-        for image in candidates.into_iter().rev() {
-            if !reserved.contains(image.digest.as_str()) {
+        // Oldest first, by the same clock the rule counts with.
+        candidates.sort_by(|a, b| s.since_ms(a).cmp(&s.since_ms(b)).then_with(|| a.digest.cmp(&b.digest)));
+        for image in candidates {
+            if !reserved.contains(image.digest.as_str()) && !protection.protects(image, now_ms) {
                 decisions.push(Decision {
                     digest: image.digest.clone(),
                     rule_priority: rule.rule_priority,
-                    action: rule.action.kind.clone(),
+                    action: rule.action_kind(),
                 });
             }
         }
@@ -231,8 +434,289 @@ mod tests {
             digest: digest.into(),
             tags: tags.iter().map(|t| t.to_string()).collect(),
             pushed_at_ms: NOW - days_old * DAY_MS,
-            in_index: false,
+            ..Default::default()
         }
+    }
+
+    fn archived(digest: &str, tags: &[&str], days_in_archive: i64) -> Image {
+        Image {
+            storage_class: StorageClass::Archive,
+            archived_at_ms: Some(NOW - days_in_archive * DAY_MS),
+            ..img(digest, tags, days_in_archive + 30)
+        }
+    }
+
+    fn pulled(mut image: Image, days_ago: i64) -> Image {
+        image.last_pulled_ms = Some(NOW - days_ago * DAY_MS);
+        image
+    }
+
+    fn decided(policy: &str, images: &[Image]) -> Vec<(String, ActionKind)> {
+        let mut d: Vec<(String, ActionKind)> =
+            evaluate(&parse(policy).unwrap(), images, NOW).into_iter().map(|d| (d.digest, d.action)).collect();
+        d.sort_by(|a, b| a.0.cmp(&b.0));
+        d
+    }
+
+    fn rule(prio: i64, selection: &str, action: &str) -> String {
+        format!(r#"{{"rulePriority":{prio},"selection":{selection},"action":{action}}}"#)
+    }
+
+    fn policy_of(rules: &[String]) -> String {
+        format!(r#"{{"rules":[{}]}}"#, rules.join(","))
+    }
+
+    const EXPIRE: &str = r#"{"type":"expire"}"#;
+    const ARCHIVE: &str = r#"{"type":"transition","targetStorageClass":"archive"}"#;
+
+    // The worked examples of the AWS user guide's "Examples of lifecycle policies" page, with
+    // the repository contents and outcomes it gives.
+
+    #[test]
+    fn guide_filtering_on_image_age() {
+        let p = policy_of(&[rule(
+            1,
+            r#"{"tagStatus":"tagged","tagPatternList":["prod*"],"countType":"sinceImagePushed","countUnit":"days","countNumber":14}"#,
+            EXPIRE,
+        )]);
+        let images = [img("a", &["prod-1"], 15), img("b", &["prod-2"], 13), img("c", &["dev-1"], 30)];
+        assert_eq!(expired(&p, &images), ["a"]);
+    }
+
+    #[test]
+    fn guide_filtering_on_image_count() {
+        let p = policy_of(&[rule(
+            1,
+            r#"{"tagStatus":"tagged","tagPatternList":["prod*"],"countType":"imageCountMoreThan","countNumber":1}"#,
+            EXPIRE,
+        )]);
+        let images = [img("a", &["prod-1"], 3), img("b", &["prod-2"], 2), img("c", &["prod-3"], 1)];
+        assert_eq!(expired(&p, &images), ["a", "b"]);
+    }
+
+    #[test]
+    fn guide_filtering_on_multiple_rules() {
+        // Image A [beta-1, prod-1] 10 days, B [beta-2, prod-2] 9 days, C [beta-3] 8 days.
+        // Rule 1 (prod, keep 1) expires A; rule 2 (beta, keep 1) would take A and B, but A is
+        // already expired and B met rule 1's selection: only A goes.
+        let p = policy_of(&[
+            rule(
+                1,
+                r#"{"tagStatus":"tagged","tagPatternList":["prod*"],"countType":"imageCountMoreThan","countNumber":1}"#,
+                EXPIRE,
+            ),
+            rule(
+                2,
+                r#"{"tagStatus":"tagged","tagPatternList":["beta*"],"countType":"imageCountMoreThan","countNumber":1}"#,
+                EXPIRE,
+            ),
+        ]);
+        let images =
+            [img("A", &["beta-1", "prod-1"], 10), img("B", &["beta-2", "prod-2"], 9), img("C", &["beta-3"], 8)];
+        assert_eq!(expired(&p, &images), ["A"]);
+    }
+
+    #[test]
+    fn guide_filtering_on_multiple_tags_in_one_rule() {
+        // A [alpha-1] 12 d, B [beta-1] 11 d, C [alpha-2, beta-2] 10 d, D [alpha-3] 4 d,
+        // E [beta-3] 3 d, F [alpha-4, beta-4] 2 d. Both patterns must match: C and F qualify.
+        let images = [
+            img("A", &["alpha-1"], 12),
+            img("B", &["beta-1"], 11),
+            img("C", &["alpha-2", "beta-2"], 10),
+            img("D", &["alpha-3"], 4),
+            img("E", &["beta-3"], 3),
+            img("F", &["alpha-4", "beta-4"], 2),
+        ];
+        let by_age = policy_of(&[rule(
+            1,
+            r#"{"tagStatus":"tagged","tagPatternList":["alpha*","beta*"],"countType":"sinceImagePushed","countUnit":"days","countNumber":5}"#,
+            EXPIRE,
+        )]);
+        assert_eq!(expired(&by_age, &images), ["C"]);
+        let by_count = policy_of(&[rule(
+            1,
+            r#"{"tagStatus":"tagged","tagPatternList":["alpha*","beta*"],"countType":"imageCountMoreThan","countNumber":1}"#,
+            EXPIRE,
+        )]);
+        assert_eq!(expired(&by_count, &images), ["C"]);
+    }
+
+    #[test]
+    fn guide_filtering_on_all_images() {
+        // A [alpha-1] 4 d, B [beta-1] 3 d, C untagged 2 d, D [alpha-2] 1 d; keep one of any.
+        let images = [img("A", &["alpha-1"], 4), img("B", &["beta-1"], 3), img("C", &[], 2), img("D", &["alpha-2"], 1)];
+        let keep_one =
+            policy_of(&[rule(1, r#"{"tagStatus":"any","countType":"imageCountMoreThan","countNumber":1}"#, EXPIRE)]);
+        assert_eq!(expired(&keep_one, &images), ["A", "B", "C"]);
+        // Untagged first (keep one), then any (keep one): C is the only untagged image, so rule 1
+        // expires nothing but shields C; rule 2 keeps D (newest) and expires A and B.
+        let two_rules = policy_of(&[
+            rule(1, r#"{"tagStatus":"untagged","countType":"imageCountMoreThan","countNumber":1}"#, EXPIRE),
+            rule(2, r#"{"tagStatus":"any","countType":"imageCountMoreThan","countNumber":1}"#, EXPIRE),
+        ]);
+        assert_eq!(expired(&two_rules, &images), ["A", "B"]);
+    }
+
+    #[test]
+    fn guide_archive_then_delete() {
+        // Archive what has not been pulled for 90 days; delete what has been archived for a year.
+        let p = policy_of(&[
+            rule(
+                1,
+                r#"{"tagStatus":"any","countType":"sinceImagePulled","countUnit":"days","countNumber":90}"#,
+                ARCHIVE,
+            ),
+            rule(
+                2,
+                r#"{"tagStatus":"any","storageClass":"archive","countType":"sinceImageTransitioned","countUnit":"days","countNumber":365}"#,
+                EXPIRE,
+            ),
+        ]);
+        let images = [
+            pulled(img("hot", &["v1"], 400), 10),
+            pulled(img("cold", &["v2"], 400), 100),
+            img("never-pulled-old", &[], 120),
+            img("never-pulled-new", &[], 30),
+            archived("archived-long", &["v0"], 400),
+            archived("archived-recent", &[], 100),
+        ];
+        assert_eq!(
+            decided(&p, &images),
+            [
+                ("archived-long".to_string(), ActionKind::Expire),
+                ("cold".to_string(), ActionKind::Transition),
+                ("never-pulled-old".to_string(), ActionKind::Transition),
+            ]
+        );
+    }
+
+    #[test]
+    fn rules_see_only_their_storage_class() {
+        let p =
+            policy_of(&[rule(1, r#"{"tagStatus":"any","countType":"imageCountMoreThan","countNumber":1}"#, EXPIRE)]);
+        // The archived image neither counts nor is expired by a standard rule.
+        let images = [archived("old-archived", &[], 200), img("a", &[], 2), img("b", &[], 1)];
+        assert_eq!(expired(&p, &images), ["a"]);
+    }
+
+    #[test]
+    fn extension_protection_keeps_pulled_and_pinned_images() {
+        let p = r#"{"rules":[{"rulePriority":1,"selection":{"tagStatus":"any","countType":"imageCountMoreThan","countNumber":1},"action":{"type":"expire"}}],
+            "berthProtection":{"pulledWithinDays":7,"pinnedTags":["release-*"],"pinnedDigests":["pinned"]}}"#;
+        let images = [
+            img("newest", &[], 1),
+            pulled(img("in-use", &["x"], 50), 3),
+            pulled(img("stale", &["y"], 40), 30),
+            img("released", &["release-1"], 60),
+            img("pinned", &[], 70),
+            img("plain", &[], 80),
+        ];
+        assert_eq!(expired(p, &images), ["plain", "stale"]);
+    }
+
+    #[test]
+    fn extension_exclusion_patterns() {
+        let p = policy_of(&[rule(
+            1,
+            r#"{"tagStatus":"tagged","tagPatternList":["*"],"berthExcludeTagPatternList":["latest","stable-*"],"countType":"imageCountMoreThan","countNumber":1}"#,
+            EXPIRE,
+        )]);
+        let images = [
+            img("new", &["v3"], 1),
+            img("mid", &["v2", "stable-2"], 2),
+            img("old", &["v1"], 3),
+            img("latest", &["v0", "latest"], 9),
+        ];
+        assert_eq!(expired(&p, &images), ["old"]);
+    }
+
+    #[test]
+    fn extension_expire_since_pulled() {
+        let p = policy_of(&[rule(
+            1,
+            r#"{"tagStatus":"any","countType":"berthSinceImagePulled","countUnit":"days","countNumber":30}"#,
+            EXPIRE,
+        )]);
+        let images = [
+            pulled(img("used", &[], 100), 5),
+            pulled(img("unused", &[], 100), 45),
+            img("never", &[], 31),
+            img("fresh", &[], 29),
+        ];
+        assert_eq!(expired(&p, &images), ["never", "unused"]);
+    }
+
+    #[test]
+    fn storage_class_validation_messages() {
+        let cases: Vec<(String, &str)> = vec![
+            (
+                policy_of(&[rule(1, r#"{"tagStatus":"any","countType":"sinceImagePulled","countUnit":"days","countNumber":9}"#, EXPIRE)]),
+                "sinceImagePulled is only allowed with the transition action",
+            ),
+            (
+                policy_of(&[rule(1, r#"{"tagStatus":"any","countType":"sinceImageTransitioned","countUnit":"days","countNumber":99}"#, EXPIRE)]),
+                "only allowed with storageClass archive",
+            ),
+            (
+                policy_of(&[rule(1, r#"{"tagStatus":"any","storageClass":"archive","countType":"sinceImageTransitioned","countUnit":"days","countNumber":30}"#, EXPIRE)]),
+                "minimum storage duration of 90 days",
+            ),
+            (
+                policy_of(&[rule(1, r#"{"tagStatus":"any","storageClass":"archive","countType":"imageCountMoreThan","countNumber":3}"#, EXPIRE)]),
+                "must count with sinceImageTransitioned",
+            ),
+            (
+                policy_of(&[rule(1, r#"{"tagStatus":"any","storageClass":"archive","countType":"sinceImagePushed","countUnit":"days","countNumber":3}"#, ARCHIVE)]),
+                "cannot transition",
+            ),
+            (
+                policy_of(&[rule(1, r#"{"tagStatus":"any","storageClass":"glacier","countType":"imageCountMoreThan","countNumber":3}"#, EXPIRE)]),
+                "storageClass must be standard or archive",
+            ),
+            (
+                policy_of(&[rule(1, r#"{"tagStatus":"any","countType":"imageCountMoreThan","countNumber":3}"#, r#"{"type":"transition"}"#)]),
+                "needs targetStorageClass archive",
+            ),
+            (
+                policy_of(&[rule(1, r#"{"tagStatus":"any","countType":"imageCountMoreThan","countNumber":3}"#, r#"{"type":"transition","targetStorageClass":"standard"}"#)]),
+                "targetStorageClass must be archive",
+            ),
+            (
+                policy_of(&[rule(1, r#"{"tagStatus":"any","countType":"imageCountMoreThan","countNumber":3}"#, r#"{"type":"expire","targetStorageClass":"archive"}"#)]),
+                "only allowed with transition",
+            ),
+            (
+                policy_of(&[rule(1, r#"{"tagStatus":"any","countType":"imageCountMoreThan","countNumber":3}"#, r#"{"type":"delete"}"#)]),
+                "action type must be expire or transition",
+            ),
+            (
+                policy_of(&[rule(1, r#"{"tagStatus":"untagged","berthExcludeTagPatternList":["x"],"countType":"imageCountMoreThan","countNumber":3}"#, EXPIRE)]),
+                "cannot apply to untagged",
+            ),
+            (
+                policy_of(&[rule(1, r#"{"tagStatus":"any","countType":"sinceImagePulled","countNumber":3}"#, ARCHIVE)]),
+                "sinceImagePulled needs countUnit days",
+            ),
+            (
+                r#"{"rules":[{"rulePriority":1,"selection":{"tagStatus":"any","countType":"imageCountMoreThan","countNumber":1},"action":{"type":"expire"}}],"berthProtection":{"pulledWithinDays":0}}"#.into(),
+                "pulledWithinDays must be a positive",
+            ),
+        ];
+        for (text, want) in cases {
+            let e = parse(&text).expect_err(&text);
+            assert!(e.0.contains(want), "{text}: {e}");
+        }
+        // `any` is last within each storage class, and each class may have its own untagged rule.
+        assert!(
+            parse(&policy_of(&[
+                rule(1, r#"{"tagStatus":"untagged","countType":"sinceImagePulled","countUnit":"days","countNumber":30}"#, ARCHIVE),
+                rule(2, r#"{"tagStatus":"any","countType":"sinceImagePulled","countUnit":"days","countNumber":90}"#, ARCHIVE),
+                rule(3, r#"{"tagStatus":"untagged","storageClass":"archive","countType":"sinceImageTransitioned","countUnit":"days","countNumber":90}"#, EXPIRE),
+                rule(4, r#"{"tagStatus":"any","storageClass":"archive","countType":"sinceImageTransitioned","countUnit":"days","countNumber":365}"#, EXPIRE),
+            ]))
+            .is_ok()
+        );
     }
 
     fn expired(policy: &str, images: &[Image]) -> Vec<String> {

@@ -2,9 +2,11 @@
 //! and fsck. Both HTTP surfaces (OCI `/v2/` and, later, the ECR API) call these, so each rule
 //! lives in one place. Storage is reached only through the `BlobStore` and `MetaStore` traits.
 
+pub mod authz;
 mod error;
 mod fsck;
 mod gc;
+pub mod iam;
 pub mod identity;
 mod lifecycle;
 pub mod repositories;

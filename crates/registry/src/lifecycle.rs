@@ -3,8 +3,8 @@
 
 use std::collections::HashSet;
 
-use berth_meta::{ImageRecord, TagFilter};
-use berth_policy::lifecycle::{self, Decision, Image, LifecyclePolicy};
+use berth_meta::{ImageFilter, ImageRecord, LifecycleEvent};
+use berth_policy::lifecycle::{self, ActionKind, Decision, Image, LifecyclePolicy, StorageClass};
 
 use crate::{Registry, RegistryError};
 
@@ -14,6 +14,8 @@ pub struct LifecycleRun {
     pub repository: String,
     /// (digest, tags, rule priority) of each image expired (or, in a dry run, that would be).
     pub expired: Vec<(String, Vec<String>, i64)>,
+    /// The same for each image moved to the archive storage class.
+    pub archived: Vec<(String, Vec<String>, i64)>,
 }
 
 impl Registry {
@@ -22,7 +24,7 @@ impl Registry {
         let mut records = Vec::new();
         let mut after: Option<String> = None;
         loop {
-            let page = self.meta().list_images(repository, after.as_deref(), 1000, TagFilter::Any).await?;
+            let page = self.meta().list_images(repository, after.as_deref(), 1000, ImageFilter::ALL).await?;
             let done = page.len() < 1000;
             after = page.last().map(|r| r.digest.clone());
             records.extend(page);
@@ -38,6 +40,9 @@ impl Registry {
                     digest: r.digest.clone(),
                     tags: r.tags.clone(),
                     pushed_at_ms: r.pushed_at,
+                    last_pulled_ms: r.last_pulled_at,
+                    storage_class: if r.archived { StorageClass::Archive } else { StorageClass::Standard },
+                    archived_at_ms: r.last_archived_at,
                     in_index: children.contains(&r.digest),
                 };
                 (image, r)
@@ -46,7 +51,9 @@ impl Registry {
     }
 
     /// Applies the repository's stored lifecycle policy at `now_ms`: every image it expires is
-    /// deleted exactly as `BatchDeleteImage` deletes it. With `dry_run`, only reports.
+    /// deleted exactly as `BatchDeleteImage` deletes it, every image it transitions moves to the
+    /// archive storage class, and each action is recorded as a lifecycle event. With `dry_run`,
+    /// only reports.
     pub async fn run_lifecycle(
         &self,
         repository: &str,
@@ -58,16 +65,41 @@ impl Registry {
         let policy = lifecycle::parse(&text)
             .map_err(|e| RegistryError::Internal(format!("stored lifecycle policy of {repository}: {e}")))?;
         for (decision, image) in self.lifecycle_preview(repository, &policy, now_ms).await? {
+            let entry = (image.digest.clone(), image.tags.clone(), decision.rule_priority);
             if !dry_run {
                 let digest = berth_oci::Digest::parse(&image.digest)
                     .map_err(|e| RegistryError::Internal(format!("stored digest: {e}")))?;
-                if let Err(parents) = self.delete_image(repository, &digest).await? {
-                    tracing::warn!(repository, digest = %digest, ?parents, "lifecycle: image still listed by an index, kept");
-                    continue;
+                match decision.action {
+                    ActionKind::Expire => {
+                        if let Err(parents) = self.delete_image(repository, &digest).await? {
+                            tracing::warn!(repository, digest = %digest, ?parents, "lifecycle: image still listed by an index, kept");
+                            continue;
+                        }
+                    }
+                    ActionKind::Transition => {
+                        if self.meta().set_image_archived(repository, digest.as_str(), true, now_ms).await?
+                            != Some(true)
+                        {
+                            continue;
+                        }
+                    }
                 }
-                tracing::info!(repository, digest = %digest, rule = decision.rule_priority, "lifecycle: image expired");
+                self.meta()
+                    .record_lifecycle_event(&LifecycleEvent {
+                        repository: repository.to_string(),
+                        digest: image.digest.clone(),
+                        tags: image.tags.clone(),
+                        action: decision.action.as_api_str().to_string(),
+                        rule_priority: decision.rule_priority,
+                        at: now_ms,
+                    })
+                    .await?;
+                tracing::info!(repository, digest = %digest, rule = decision.rule_priority, action = decision.action.as_api_str(), "lifecycle action");
             }
-            run.expired.push((image.digest, image.tags, decision.rule_priority));
+            match decision.action {
+                ActionKind::Expire => run.expired.push(entry),
+                ActionKind::Transition => run.archived.push(entry),
+            }
         }
         if !dry_run {
             self.meta().set_lifecycle_evaluated(repository, now_ms).await?;
@@ -108,5 +140,24 @@ impl Registry {
             .into_iter()
             .filter_map(|d| images.iter().find(|(i, _)| i.digest == d.digest).map(|(_, r)| (d, r.clone())))
             .collect())
+    }
+}
+
+impl Registry {
+    /// Moves an image between storage classes as `UpdateImageStorageClass` does: to the archive
+    /// (no longer pullable) or back to standard. Restoring is immediate here (the bytes never
+    /// left), so the image is `ACTIVE` at once. `Ok(None)` if there is no such image.
+    pub async fn update_image_storage_class(
+        &self,
+        repository: &str,
+        digest: &str,
+        target: StorageClass,
+        now_ms: i64,
+    ) -> Result<Option<ImageRecord>, RegistryError> {
+        let archived = target == StorageClass::Archive;
+        if self.meta().set_image_archived(repository, digest, archived, now_ms).await?.is_none() {
+            return Ok(None);
+        }
+        Ok(self.meta().image(repository, digest).await?)
     }
 }

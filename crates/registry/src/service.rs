@@ -500,6 +500,15 @@ impl Registry {
             }
         };
         match self.meta.manifest(name, &digest).await? {
+            // ECR answers pulls of archived images with 404 until they are restored.
+            Some(m) if m.archived => Err(RegistryError::with_detail(
+                ErrorCode::ManifestUnknown,
+                format!(
+                    "the image {digest} is archived; restore it with UpdateImageStorageClass \
+                     (targetStorageClass STANDARD) or push it again"
+                ),
+                serde_json::json!({ "reference": reference, "imageStatus": "ARCHIVED" }),
+            )),
             Some(m) if accepts(accept, &m.media_type) => Ok(m),
             Some(m) => Err(RegistryError::with_detail(
                 ErrorCode::ManifestUnknown,

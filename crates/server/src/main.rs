@@ -108,13 +108,66 @@ enum LifecycleCommand {
         #[arg(long)]
         now: Option<String>,
     },
+    /// Show what lifecycle runs did (expired or archived images), newest first.
+    Events {
+        #[arg(long)]
+        repository: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
 }
 
 #[derive(Subcommand)]
 enum AdminCommand {
-    /// Create a user; until IAM policies exist a user's keys may do everything in the account.
+    /// Create a user. A user may do nothing until a policy allows it (identity policies, or a
+    /// repository policy naming it).
     CreateUser {
         name: String,
+    },
+    /// Create or replace a user's inline policy from a JSON file (`-` for standard input).
+    PutUserPolicy {
+        user: String,
+        policy_name: String,
+        file: PathBuf,
+    },
+    DeleteUserPolicy {
+        user: String,
+        policy_name: String,
+    },
+    /// Attach a managed policy (an ARN: the account's own, or
+    /// `arn:aws:iam::aws:policy/AmazonEC2ContainerRegistry{ReadOnly,PowerUser,FullAccess}`).
+    AttachUserPolicy {
+        user: String,
+        policy_arn: String,
+    },
+    DetachUserPolicy {
+        user: String,
+        policy_arn: String,
+    },
+    /// Create a customer-managed policy from a JSON file.
+    CreatePolicy {
+        policy_name: String,
+        file: PathBuf,
+    },
+    CreateGroup {
+        name: String,
+    },
+    AddUserToGroup {
+        group: String,
+        user: String,
+    },
+    PutGroupPolicy {
+        group: String,
+        policy_name: String,
+        file: PathBuf,
+    },
+    AttachGroupPolicy {
+        group: String,
+        policy_arn: String,
+    },
+    /// A user's inline policy names, attached policies and groups.
+    ShowUser {
+        user: String,
     },
     ListUsers,
     /// Create an access key for a user (or `root`); the secret is printed once.
@@ -254,9 +307,15 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         spawn_lifecycle_schedule(registry.clone(), std::time::Duration::from_secs(config.lifecycle_interval_seconds));
     }
     let tls_configured = config.tls_cert.is_some();
+    let authorizer = Arc::new(berth_registry::authz::Authorizer::new(
+        registry.meta().clone(),
+        identity.account_id().to_string(),
+        identity.region().to_string(),
+    ));
     let app = http::router(http::AppState {
         registry: registry.clone(),
         identity: Arc::new(identity),
+        authorizer,
         scheme: if tls_configured { "https" } else { "http" },
         auth_required: config.auth,
         metrics: http::metrics::install(),
@@ -306,7 +365,8 @@ async fn admin_account(config: &Config, meta: &Arc<dyn MetaStore>) -> anyhow::Re
 }
 
 async fn admin(config: Config, command: AdminCommand) -> anyhow::Result<()> {
-    use berth_meta::{AccessKey, Principal, PrincipalKind, now_ms};
+    use berth_meta::{AccessKey, PrincipalKind, now_ms};
+    use berth_registry::iam::{IamAdmin, IamError, Owner};
     use berth_registry::identity::principal_arn;
     let (meta, _) = open_stores(&config).await?;
     let account = admin_account(&config, &meta).await?;
@@ -318,27 +378,68 @@ async fn admin(config: Config, command: AdminCommand) -> anyhow::Result<()> {
                 .ok_or_else(|| anyhow::anyhow!("no user {name:?} in account {account}"))
         }
     };
+    let iam = IamAdmin::new(meta.clone(), account.clone());
+    let read = |file: &std::path::Path| -> anyhow::Result<String> {
+        if file.as_os_str() == "-" {
+            let mut s = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)?;
+            Ok(s)
+        } else {
+            std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))
+        }
+    };
+    let iam_err = |e: IamError| anyhow::anyhow!("{}: {e}", e.code());
     let out = match command {
         AdminCommand::CreateUser { name } => {
-            anyhow::ensure!(
-                name != "root"
-                    && !name.is_empty()
-                    && name.len() <= 64
-                    && name.chars().all(|c| c.is_ascii_alphanumeric() || "+=,.@_-".contains(c)),
-                "user names are 1 to 64 characters of letters, digits and +=,.@_-"
-            );
-            let p = Principal {
-                id: berth_auth::keys::new_user_id(),
-                account_id: account.clone(),
-                name,
-                kind: PrincipalKind::User,
-                created_at: now_ms(),
-            };
-            meta.create_principal(&p).await.map_err(|e| match e {
-                berth_meta::MetaError::AlreadyExists => anyhow::anyhow!("user {:?} already exists", p.name),
-                other => other.into(),
-            })?;
+            let p = iam.create_user(&name).await.map_err(iam_err)?;
             serde_json::json!({ "User": { "UserName": p.name, "UserId": p.id, "Arn": principal_arn(&p) } })
+        }
+        AdminCommand::PutUserPolicy { user, policy_name, file } => {
+            iam.put_inline_policy(Owner::User(&user), &policy_name, &read(&file)?).await.map_err(iam_err)?;
+            serde_json::json!({})
+        }
+        AdminCommand::DeleteUserPolicy { user, policy_name } => {
+            iam.delete_inline_policy(Owner::User(&user), &policy_name).await.map_err(iam_err)?;
+            serde_json::json!({})
+        }
+        AdminCommand::AttachUserPolicy { user, policy_arn } => {
+            iam.attach_policy(Owner::User(&user), &policy_arn).await.map_err(iam_err)?;
+            serde_json::json!({})
+        }
+        AdminCommand::DetachUserPolicy { user, policy_arn } => {
+            iam.detach_policy(Owner::User(&user), &policy_arn).await.map_err(iam_err)?;
+            serde_json::json!({})
+        }
+        AdminCommand::CreatePolicy { policy_name, file } => {
+            let p = iam.create_policy(&policy_name, None, &read(&file)?).await.map_err(iam_err)?;
+            serde_json::json!({ "Policy": { "PolicyName": p.name, "PolicyId": p.id, "Arn": p.arn } })
+        }
+        AdminCommand::CreateGroup { name } => {
+            let g = iam.create_group(&name).await.map_err(iam_err)?;
+            serde_json::json!({ "Group": { "GroupName": g.name, "GroupId": g.id,
+                "Arn": format!("arn:aws:iam::{account}:group/{}", g.name) } })
+        }
+        AdminCommand::AddUserToGroup { group, user } => {
+            iam.add_user_to_group(&group, &user).await.map_err(iam_err)?;
+            serde_json::json!({})
+        }
+        AdminCommand::PutGroupPolicy { group, policy_name, file } => {
+            iam.put_inline_policy(Owner::Group(&group), &policy_name, &read(&file)?).await.map_err(iam_err)?;
+            serde_json::json!({})
+        }
+        AdminCommand::AttachGroupPolicy { group, policy_arn } => {
+            iam.attach_policy(Owner::Group(&group), &policy_arn).await.map_err(iam_err)?;
+            serde_json::json!({})
+        }
+        AdminCommand::ShowUser { user } => {
+            let p = iam.user(&user).await.map_err(iam_err)?;
+            let groups: Vec<String> = meta.groups_of(&p.id).await?.into_iter().map(|g| g.name).collect();
+            serde_json::json!({
+                "User": { "UserName": p.name, "UserId": p.id, "Arn": principal_arn(&p) },
+                "PolicyNames": iam.list_inline_policies(Owner::User(&user)).await.map_err(iam_err)?,
+                "AttachedPolicies": iam.attached_policies(Owner::User(&user)).await.map_err(iam_err)?,
+                "Groups": groups,
+            })
         }
         AdminCommand::ListUsers => {
             let users: Vec<_> = meta
@@ -395,7 +496,23 @@ fn parse_now(value: Option<&str>) -> anyhow::Result<i64> {
 }
 
 async fn lifecycle(config: Config, command: LifecycleCommand) -> anyhow::Result<()> {
-    let LifecycleCommand::Run { repository, dry_run, now } = command;
+    let (repository, dry_run, now) = match command {
+        LifecycleCommand::Run { repository, dry_run, now } => (repository, dry_run, now),
+        LifecycleCommand::Events { repository, limit } => {
+            let (meta, _) = open_stores(&config).await?;
+            let events = meta.lifecycle_events(repository.as_deref(), limit).await?;
+            meta.close().await;
+            let out: Vec<_> = events
+                .iter()
+                .map(|e| {
+                    serde_json::json!({ "repositoryName": e.repository, "imageDigest": e.digest, "imageTags": e.tags,
+                        "action": e.action, "appliedRulePriority": e.rule_priority, "at": e.at as f64 / 1000.0 })
+                })
+                .collect();
+            println!("{}", serde_json::to_string_pretty(&out)?);
+            return Ok(());
+        }
+    };
     let now = parse_now(now.as_deref())?;
     let (meta, blobs) = open_stores(&config).await?;
     let registry_id = admin_account(&config, &meta).await?;
@@ -408,12 +525,13 @@ async fn lifecycle(config: Config, command: LifecycleCommand) -> anyhow::Result<
     let out: Vec<_> = runs
         .iter()
         .map(|r| {
-            let images: Vec<_> = r
-                .expired
-                .iter()
-                .map(|(d, tags, rule)| serde_json::json!({ "imageDigest": d, "imageTags": tags, "appliedRulePriority": rule }))
-                .collect();
-            serde_json::json!({ "repositoryName": r.repository, "dryRun": dry_run, "expired": images })
+            let images = |list: &[(String, Vec<String>, i64)]| -> Vec<serde_json::Value> {
+                list.iter()
+                    .map(|(d, tags, rule)| serde_json::json!({ "imageDigest": d, "imageTags": tags, "appliedRulePriority": rule }))
+                    .collect()
+            };
+            serde_json::json!({ "repositoryName": r.repository, "dryRun": dry_run,
+                "expired": images(&r.expired), "archived": images(&r.archived) })
         })
         .collect();
     println!("{}", serde_json::to_string_pretty(&out)?);
@@ -496,9 +614,11 @@ fn spawn_lifecycle_schedule(registry: Arc<Registry>, interval: std::time::Durati
             match registry.run_all_lifecycles(berth_meta::now_ms(), false).await {
                 Ok(runs) => {
                     let expired: usize = runs.iter().map(|r| r.expired.len()).sum();
+                    let archived: usize = runs.iter().map(|r| r.archived.len()).sum();
                     metrics::counter!("berth_lifecycle_runs_total").increment(1);
                     metrics::counter!("berth_lifecycle_images_expired_total").increment(expired as u64);
-                    tracing::info!(repositories = runs.len(), expired, "lifecycle run");
+                    metrics::counter!("berth_lifecycle_images_archived_total").increment(archived as u64);
+                    tracing::info!(repositories = runs.len(), expired, archived, "lifecycle run");
                 }
                 Err(e) => tracing::error!(error = %e, "lifecycle run failed"),
             }

@@ -40,11 +40,22 @@ impl Connected<IncomingStream<'_, crate::tls::TlsListener>> for ClientAddr {
 pub struct AppState {
     pub registry: Arc<Registry>,
     pub identity: Arc<Identity>,
+    /// Where every request is authorized (IAM policies).
+    pub authorizer: Arc<berth_registry::authz::Authorizer>,
     /// `http` or `https`, for the endpoints Berth tells clients about.
     pub scheme: &'static str,
     /// Whether `/v2/` demands a registry token (the default; off only for benchmarks).
     pub auth_required: bool,
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
+}
+
+/// The request's own facts for policy conditions: source address, TLS.
+pub fn request_env(app: &AppState, extensions: &axum::http::Extensions) -> berth_registry::authz::RequestEnv {
+    berth_registry::authz::RequestEnv {
+        source_ip: extensions.get::<ConnectInfo<ClientAddr>>().map(|c| c.0.0.ip()),
+        secure_transport: app.scheme == "https",
+        request_tags: Vec::new(),
+    }
 }
 
 /// Seconds since the Unix epoch, the clock SigV4 and tokens are checked against.

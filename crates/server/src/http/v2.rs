@@ -13,6 +13,7 @@ use berth_store::ByteStream;
 use futures_util::{StreamExt, TryStreamExt};
 
 use berth_auth::token::parse_basic;
+use berth_registry::authz::{self, RequestEnv, Target};
 use berth_registry::identity::Caller;
 
 use super::{AppState, now_seconds};
@@ -21,19 +22,30 @@ const API_VERSION: (&str, &str) = ("docker-distribution-api-version", "registry/
 
 type Result<T> = std::result::Result<T, RegistryError>;
 
-pub async fn handle(State(app): State<AppState>, method: Method, uri: Uri, headers: HeaderMap, body: Body) -> Response {
+pub async fn handle(State(app): State<AppState>, req: axum::extract::Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let (method, uri, headers) = (parts.method, parts.uri, parts.headers);
+    let env = super::request_env(&app, &parts.extensions);
     let path = uri.path();
     let tail = path.strip_prefix("/v2/").or_else(|| path.strip_prefix("/v2")).unwrap_or("");
     let query: Vec<(String, String)> =
         form_urlencoded::parse(uri.query().unwrap_or("").as_bytes()).into_owned().collect();
-    if app.auth_required
-        && !presigned_download(&app, &method, tail, &query)
-        && let Err(denied) = authenticate(&app, &headers, &uri).await
-    {
-        return denied;
-    }
+    let caller = if app.auth_required && !presigned_download(&app, &method, tail, &query) {
+        match authenticate(&app, &headers, &uri).await {
+            Ok(caller) => Some(caller),
+            Err(denied) => return denied,
+        }
+    } else {
+        None
+    };
     let result = match parse_v2_path(tail) {
-        Ok(route) => dispatch(&app, route, &method, &query, &headers, body).await,
+        Ok(route) => match authorize(&app, caller.as_ref(), &route, &method, &query, &env).await {
+            Ok(()) => {
+                dispatch(&app, route, &method, &query, &headers, body, Access { caller: caller.as_ref(), env: &env })
+                    .await
+            }
+            Err(e) => Err(e),
+        },
         Err(PathError::NameInvalid(m)) => Err(RegistryError::new(ErrorCode::NameInvalid, m)),
         Err(PathError::NotFound) => Ok(error_response(StatusCode::NOT_FOUND, "NOT_FOUND", "no such route", None)),
     };
@@ -79,6 +91,35 @@ async fn authenticate(app: &AppState, headers: &HeaderMap, uri: &Uri) -> std::re
     Err(resp)
 }
 
+/// Who is asking, from where: what listings filter by.
+#[derive(Clone, Copy)]
+struct Access<'a> {
+    caller: Option<&'a Caller>,
+    env: &'a RequestEnv,
+}
+
+/// Authorizes a `/v2/` request once, before anything is read or written: every (action,
+/// repository) the route needs must be allowed (`authz::v2_permissions`). A refusal is `DENIED`
+/// (403), which Docker shows as `denied: <message>`.
+async fn authorize(
+    app: &AppState,
+    caller: Option<&Caller>,
+    route: &V2Route<'_>,
+    method: &Method,
+    query: &[(String, String)],
+    env: &RequestEnv,
+) -> Result<()> {
+    let Some(caller) = caller else { return Ok(()) };
+    let mount_from = param(query, "mount").and(param(query, "from"));
+    let digest_given = param(query, "digest").is_some() && mount_from.is_none();
+    for (action, repository) in authz::v2_permissions(route, method.as_str(), digest_given, mount_from) {
+        if let Err(denied) = app.authorizer.authorize(caller, action, Target::Repository(repository), env).await? {
+            return Err(RegistryError::new(ErrorCode::Denied, denied.message));
+        }
+    }
+    Ok(())
+}
+
 fn param<'a>(query: &'a [(String, String)], key: &str) -> Option<&'a str> {
     query.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
 }
@@ -106,7 +147,9 @@ async fn dispatch(
     query: &[(String, String)],
     headers: &HeaderMap,
     body: Body,
+    access: Access<'_>,
 ) -> Result<Response> {
+    let Access { caller, env } = access;
     let reg = &app.registry;
     let head = *method == Method::HEAD;
     match (route, method.clone()) {
@@ -115,7 +158,22 @@ async fn dispatch(
             let (n, last) = page_params(query)?;
             let page = reg.catalog(n, last).await?;
             let link = next_link("/v2/_catalog", n, &page);
-            let body = serde_json::json!({ "repositories": page.items });
+            // Only the repositories the caller may describe.
+            let mut visible = Vec::with_capacity(page.items.len());
+            for name in &page.items {
+                let allowed = match caller {
+                    None => true,
+                    Some(c) => app
+                        .authorizer
+                        .authorize(c, "ecr:DescribeRepositories", Target::Repository(name), env)
+                        .await?
+                        .is_ok(),
+                };
+                if allowed {
+                    visible.push(name);
+                }
+            }
+            let body = serde_json::json!({ "repositories": visible });
             Ok(with_link(json_response(StatusCode::OK, body.to_string()), link))
         }
         (V2Route::Tags { name }, Method::GET) => {

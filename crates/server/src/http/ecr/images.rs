@@ -2,8 +2,9 @@
 //! checking layers. `BatchGetImage` and `PutImage` go through the same registry calls as the
 //! `/v2/` manifest GET and PUT.
 
-use berth_meta::{ImageRecord, TagFilter};
+use berth_meta::{ImageFilter, ImageRecord, StatusFilter, TagFilter};
 use berth_oci::{Digest, ErrorCode, validate_tag};
+use berth_policy::lifecycle::StorageClass;
 use berth_registry::RegistryError;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -45,17 +46,33 @@ fn failure(id: &ImageId, code: &str, reason: impl Into<String>) -> Value {
 #[serde(rename_all = "camelCase")]
 struct Filter {
     tag_status: Option<String>,
+    image_status: Option<String>,
 }
 
-fn tag_filter(f: &Option<Filter>) -> Result<TagFilter, EcrError> {
-    match f.as_ref().and_then(|f| f.tag_status.as_deref()) {
-        None | Some("ANY") => Ok(TagFilter::Any),
-        Some("TAGGED") => Ok(TagFilter::Tagged),
-        Some("UNTAGGED") => Ok(TagFilter::Untagged),
-        Some(other) => Err(EcrError::invalid(format!(
-            "Invalid parameter at 'tagStatus' failed to satisfy constraint: 'Member must satisfy enum value set: [TAGGED, UNTAGGED, ANY]' (got {other:?})"
-        ))),
-    }
+/// A listing filter; without `imageStatus`, ECR lists only `ACTIVE` images.
+fn image_filter(f: &Option<Filter>) -> Result<ImageFilter, EcrError> {
+    let tags = match f.as_ref().and_then(|f| f.tag_status.as_deref()) {
+        None | Some("ANY") => TagFilter::Any,
+        Some("TAGGED") => TagFilter::Tagged,
+        Some("UNTAGGED") => TagFilter::Untagged,
+        Some(other) => {
+            return Err(EcrError::invalid(format!(
+                "Invalid parameter at 'tagStatus' failed to satisfy constraint: 'Member must satisfy enum value set: [TAGGED, UNTAGGED, ANY]' (got {other:?})"
+            )));
+        }
+    };
+    let status = match f.as_ref().and_then(|f| f.image_status.as_deref()) {
+        None | Some("ACTIVE") => StatusFilter::Active,
+        Some("ARCHIVED") => StatusFilter::Archived,
+        Some("ACTIVATING") => StatusFilter::Activating,
+        Some("ANY") => StatusFilter::Any,
+        Some(other) => {
+            return Err(EcrError::invalid(format!(
+                "Invalid parameter at 'imageStatus' failed to satisfy constraint: 'Member must satisfy enum value set: [ACTIVE, ARCHIVED, ACTIVATING, ANY]' (got {other:?})"
+            )));
+        }
+    };
+    Ok(ImageFilter { tags, status })
 }
 
 impl Ctx<'_> {
@@ -117,8 +134,14 @@ impl Ctx<'_> {
             "imageSizeInBytes": size,
             "imagePushedAt": image.pushed_at as f64 / 1000.0,
             "imageManifestMediaType": image.media_type,
-            "imageStatus": "ACTIVE",
+            "imageStatus": if image.archived { "ARCHIVED" } else { "ACTIVE" },
         });
+        if let Some(t) = image.last_archived_at {
+            v["lastArchivedAt"] = (t as f64 / 1000.0).into();
+        }
+        if let Some(t) = image.last_activated_at {
+            v["lastActivatedAt"] = (t as f64 / 1000.0).into();
+        }
         if !image.tags.is_empty() {
             v["imageTags"] = image.tags.clone().into();
         }
@@ -155,7 +178,7 @@ pub(super) struct ListImagesInput {
 pub(super) async fn list_images(ctx: &Ctx<'_>, input: ListImagesInput) -> EcrResult {
     ctx.existing_repository(&input.registry_id, &input.repository_name).await?;
     let limit = page_size(input.max_results, 100)?;
-    let filter = tag_filter(&input.filter)?;
+    let filter = image_filter(&input.filter)?;
     let after = decode_token(&input.next_token)?;
     let after = after.as_deref().map(|t| t.split_once(' ').unwrap_or((t, "")));
     let mut ids = ctx.app.registry.meta().list_image_ids(&input.repository_name, after, limit + 1, filter).await?;
@@ -206,7 +229,7 @@ pub(super) async fn describe_images(ctx: &Ctx<'_>, input: DescribeImagesInput) -
     }
     let limit = page_size(input.max_results, 100)?;
     let after = decode_token(&input.next_token)?;
-    let mut images = meta.list_images(repo, after.as_deref(), limit + 1, tag_filter(&input.filter)?).await?;
+    let mut images = meta.list_images(repo, after.as_deref(), limit + 1, image_filter(&input.filter)?).await?;
     let more = images.len() > limit as usize;
     images.truncate(limit as usize);
     let mut details = Vec::with_capacity(images.len());
@@ -273,6 +296,15 @@ pub(super) async fn batch_get_image(ctx: &Ctx<'_>, input: BatchGetImageInput) ->
                     "imageManifest": String::from_utf8_lossy(&m.content),
                     "imageManifestMediaType": m.media_type,
                 }));
+            }
+            Err(RegistryError::Oci { code: ErrorCode::ManifestUnknown, detail: Some(d), .. })
+                if d["imageStatus"] == "ARCHIVED" =>
+            {
+                failures.push(failure(
+                    id,
+                    "ImageNotFound",
+                    "Requested image is archived; restore it with UpdateImageStorageClass to pull it",
+                ));
             }
             Err(RegistryError::Oci { code: ErrorCode::ManifestUnknown, message, .. }) => {
                 failures.push(failure(id, "UnsupportedImageType", message));
@@ -377,10 +409,13 @@ pub(super) async fn put_image(ctx: &Ctx<'_>, input: PutImageInput) -> EcrResult 
         ));
     }
     let meta = ctx.app.registry.meta();
-    let exists = match &input.image_tag {
-        Some(t) => meta.resolve_tag(repo, t).await?.as_ref() == Some(&digest),
-        None => meta.manifest(repo, &digest).await?.is_some(),
-    };
+    // Putting an archived image again restores it, as a re-push does in ECR.
+    let archived = meta.manifest(repo, &digest).await?.is_some_and(|m| m.archived);
+    let exists = !archived
+        && match &input.image_tag {
+            Some(t) => meta.resolve_tag(repo, t).await?.as_ref() == Some(&digest),
+            None => meta.manifest(repo, &digest).await?.is_some(),
+        };
     if exists {
         return Err(EcrError::new(
             "ImageAlreadyExistsException",
@@ -565,4 +600,58 @@ pub(super) async fn list_image_referrers(ctx: &Ctx<'_>, input: ListImageReferrer
         out["nextToken"] = encode_token(&last.digest).into();
     }
     Ok(out)
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct UpdateImageStorageClassInput {
+    registry_id: Option<String>,
+    repository_name: String,
+    image_id: ImageId,
+    target_storage_class: String,
+}
+
+/// Archives an image (no longer pullable, still listed) or restores it. Berth keeps archived
+/// bytes where they were, so a restore completes at once and the image is `ACTIVE` again.
+pub(super) async fn update_image_storage_class(ctx: &Ctx<'_>, input: UpdateImageStorageClassInput) -> EcrResult {
+    let repo = &input.repository_name;
+    ctx.existing_repository(&input.registry_id, repo).await?;
+    let target = match input.target_storage_class.as_str() {
+        "ARCHIVE" => StorageClass::Archive,
+        "STANDARD" => StorageClass::Standard,
+        other => {
+            return Err(EcrError::invalid(format!(
+                "Invalid parameter at 'targetStorageClass' failed to satisfy constraint: 'Member must satisfy enum value set: [STANDARD, ARCHIVE]' (got {other:?})"
+            )));
+        }
+    };
+    let digest = match ctx.resolve(repo, &input.image_id).await? {
+        Ok(d) => d,
+        Err(f) if f["failureCode"] == "ImageNotFound" => return Err(image_not_found(ctx, repo, &input.image_id)),
+        Err(f) => return Err(EcrError::invalid(f["failureReason"].as_str().unwrap_or("invalid imageId").to_string())),
+    };
+    if target == StorageClass::Archive
+        && !ctx.app.registry.meta().manifest_parents(repo, digest.as_str()).await?.is_empty()
+    {
+        return Err(EcrError::new(
+            "ImageStorageClassUpdateNotSupportedException",
+            "An image listed by a multi-architecture index is archived with its index, not on its own",
+        ));
+    }
+    let image = ctx
+        .app
+        .registry
+        .update_image_storage_class(repo, digest.as_str(), target, berth_meta::now_ms())
+        .await?
+        .ok_or_else(|| image_not_found(ctx, repo, &input.image_id))?;
+    let mut image_id = json!({ "imageDigest": image.digest });
+    if let Some(t) = &input.image_id.image_tag {
+        image_id["imageTag"] = t.clone().into();
+    }
+    Ok(json!({
+        "registryId": ctx.registry_id(),
+        "repositoryName": repo,
+        "imageId": image_id,
+        "imageStatus": if image.archived { "ARCHIVED" } else { "ACTIVE" },
+    }))
 }

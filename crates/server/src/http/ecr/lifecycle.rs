@@ -1,7 +1,7 @@
 //! Lifecycle policy operations: put, get, delete, and the preview of what a policy would do.
 
 use berth_meta::MetaError;
-use berth_policy::lifecycle;
+use berth_policy::lifecycle::{self, ActionKind};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -105,12 +105,17 @@ pub(super) async fn start_lifecycle_policy_preview(ctx: &Ctx<'_>, input: StartPr
         .await?
         .into_iter()
         .map(|(d, image)| {
+            let mut action = json!({ "type": d.action.as_api_str() });
+            if d.action == ActionKind::Transition {
+                action["targetStorageClass"] = "ARCHIVE".into();
+            }
             json!({
                 "imageDigest": image.digest,
                 "imageTags": image.tags,
                 "imagePushedAt": image.pushed_at as f64 / 1000.0,
-                "action": { "type": d.action.to_ascii_uppercase() },
+                "action": action,
                 "appliedRulePriority": d.rule_priority,
+                "storageClass": if image.archived { "ARCHIVE" } else { "STANDARD" },
             })
         })
         .collect();
@@ -150,7 +155,12 @@ pub(super) async fn get_lifecycle_policy_preview(ctx: &Ctx<'_>, input: GetPrevie
         ));
     };
     let all: Vec<Value> = serde_json::from_str(&results).map_err(EcrError::server)?;
-    let total = all.len();
+    let transitioning = all.iter().filter(|r| r["action"]["type"] == "TRANSITION").count();
+    let mut summary = json!({ "expiringImageTotalCount": all.len() - transitioning });
+    if transitioning > 0 {
+        summary["transitioningImageTotalCounts"] =
+            json!([{ "targetStorageClass": "ARCHIVE", "imageTotalCount": transitioning }]);
+    }
     let tag_status = input.filter.unwrap_or_default().tag_status;
     let wanted = |r: &Value| {
         let tagged = r["imageTags"].as_array().is_some_and(|t| !t.is_empty());
@@ -182,7 +192,7 @@ pub(super) async fn get_lifecycle_policy_preview(ctx: &Ctx<'_>, input: GetPrevie
         "lifecyclePolicyText": text,
         "status": status,
         "previewResults": page,
-        "summary": { "expiringImageTotalCount": total },
+        "summary": summary,
     });
     if start + limit < selected.len() {
         out["nextToken"] = encode_token(&(start + limit).to_string()).into();

@@ -13,6 +13,7 @@ use berth_auth::token::docker_authorization;
 use berth_meta::{MetaError, Repository, RepositorySettings};
 use berth_policy::TagMutability;
 use berth_registry::RegistryError;
+use berth_registry::authz::{self, RequestEnv, Target};
 use berth_registry::identity::{AuthError, Caller};
 use berth_registry::repositories::{ExclusionFilter, ResourceTag, TemplateSpec, repository_not_found};
 use serde::Deserialize;
@@ -24,6 +25,7 @@ use super::{AppState, now_seconds};
 mod images;
 mod layers;
 mod lifecycle;
+mod policies;
 
 pub const TARGET_PREFIX: &str = "AmazonEC2ContainerRegistry_V20150921.";
 const CONTENT_TYPE: &str = "application/x-amz-json-1.1";
@@ -91,14 +93,19 @@ type EcrResult = Result<Value, EcrError>;
 struct Ctx<'a> {
     app: &'a AppState,
     caller: Caller,
+    /// Source address and transport, for policy conditions.
+    env: RequestEnv,
     /// `scheme://host` of this request, for URIs and proxy endpoints.
     endpoint: String,
     host: String,
 }
 
-pub async fn handle(State(app): State<AppState>, method: Method, uri: Uri, headers: HeaderMap, body: Body) -> Response {
+pub async fn handle(State(app): State<AppState>, req: axum::extract::Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let env = super::request_env(&app, &parts.extensions);
+    let (method, uri, headers) = (parts.method, parts.uri, parts.headers);
     let target = headers.get("x-amz-target").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
-    match serve(&app, &method, &uri, &headers, &target, body).await {
+    match serve(&app, &method, &uri, &headers, &target, body, env).await {
         Ok(v) => {
             let mut r = (StatusCode::OK, [(header::CONTENT_TYPE, CONTENT_TYPE)], v.to_string()).into_response();
             if let Ok(id) = HeaderValue::from_str(&uuid::Uuid::new_v4().to_string()) {
@@ -110,7 +117,15 @@ pub async fn handle(State(app): State<AppState>, method: Method, uri: Uri, heade
     }
 }
 
-async fn serve(app: &AppState, method: &Method, uri: &Uri, headers: &HeaderMap, target: &str, body: Body) -> EcrResult {
+async fn serve(
+    app: &AppState,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    target: &str,
+    body: Body,
+    mut env: RequestEnv,
+) -> EcrResult {
     let bytes = axum::body::to_bytes(body, MAX_BODY)
         .await
         .map_err(|_| EcrError::new("SerializationException", "request body too large or unreadable"))?;
@@ -139,8 +154,44 @@ async fn serve(app: &AppState, method: &Method, uri: &Uri, headers: &HeaderMap, 
         serde_json::from_slice(&bytes)
             .map_err(|e| EcrError::new("SerializationException", format!("invalid JSON: {e}")))?
     };
-    let ctx = Ctx { app, caller, endpoint: format!("{}://{host}", app.scheme), host };
-    dispatch(&ctx, op, input).await
+    env.request_tags = request_tags(&input);
+    let ctx = Ctx { app, caller, env, endpoint: format!("{}://{host}", app.scheme), host };
+    ctx.authorize_operation(op, &input).await?;
+    let result = dispatch(&ctx, op, input).await;
+    if POLICY_INPUTS.contains(&op) {
+        // Policies, settings, tags and repositories feed policy decisions: forget cached ones
+        // once the change is made.
+        app.authorizer.invalidate();
+    }
+    result
+}
+
+/// The operations that change what authorization decisions read.
+const POLICY_INPUTS: &[&str] = &[
+    "SetRepositoryPolicy",
+    "DeleteRepositoryPolicy",
+    "PutRegistryPolicy",
+    "DeleteRegistryPolicy",
+    "PutAccountSetting",
+    "TagResource",
+    "UntagResource",
+    "CreateRepository",
+    "DeleteRepository",
+];
+
+/// The tags a request sets (`tags: [{Key, Value}]`), or removes (`tagKeys`), for
+/// `aws:RequestTag/*` and `aws:TagKeys`.
+fn request_tags(input: &Value) -> Vec<(String, String)> {
+    let set =
+        input["tags"].as_array().into_iter().flatten().filter_map(|t| {
+            Some((t["Key"].as_str()?.to_string(), t["Value"].as_str().unwrap_or_default().to_string()))
+        });
+    let removed = input["tagKeys"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|k| Some((k.as_str()?.to_string(), String::new())));
+    set.chain(removed).collect()
 }
 
 /// The host the client addressed: the Host header (HTTP/1.1) or the URI authority (HTTP/2).
@@ -164,12 +215,19 @@ async fn dispatch(ctx: &Ctx<'_>, op: &str, input: Value) -> EcrResult {
             Ok(json!({ "registryId": ctx.registry_id(), "replicationConfiguration": { "rules": [] } }))
         }
         "CreateRepository" => create_repository(ctx, parse(input)?).await,
+        "SetRepositoryPolicy" => policies::set_repository_policy(ctx, parse(input)?).await,
+        "GetRepositoryPolicy" => policies::get_repository_policy(ctx, parse(input)?).await,
+        "DeleteRepositoryPolicy" => policies::delete_repository_policy(ctx, parse(input)?).await,
+        "PutRegistryPolicy" => policies::put_registry_policy(ctx, parse(input)?).await,
+        "GetRegistryPolicy" => policies::get_registry_policy(ctx).await,
+        "DeleteRegistryPolicy" => policies::delete_registry_policy(ctx).await,
         "DescribeRepositories" => describe_repositories(ctx, parse(input)?).await,
         "DeleteRepository" => delete_repository(ctx, parse(input)?).await,
         "PutImageTagMutability" => put_image_tag_mutability(ctx, parse(input)?).await,
         "PutImageScanningConfiguration" => put_image_scanning_configuration(ctx, parse(input)?).await,
         "ListTagsForResource" => list_tags_for_resource(ctx, parse(input)?).await,
         "ListImages" => images::list_images(ctx, parse(input)?).await,
+        "UpdateImageStorageClass" => images::update_image_storage_class(ctx, parse(input)?).await,
         "DescribeImages" => images::describe_images(ctx, parse(input)?).await,
         "BatchGetImage" => images::batch_get_image(ctx, parse(input)?).await,
         "BatchDeleteImage" => images::batch_delete_image(ctx, parse(input)?).await,
@@ -198,6 +256,41 @@ async fn dispatch(ctx: &Ctx<'_>, op: &str, input: Value) -> EcrResult {
 }
 
 impl Ctx<'_> {
+    /// Authorizes an operation once, before it reads or writes anything: the action is
+    /// `ecr:<Operation>`, the resource the repository the input names (`repositoryName`, or the
+    /// `resourceArn` of the tagging operations), otherwise `*`. `DescribeRepositories` without
+    /// names is authorized per repository instead: it lists what the caller may describe.
+    async fn authorize_operation(&self, op: &str, input: &Value) -> Result<(), EcrError> {
+        let arn_name = input["resourceArn"].as_str().and_then(|a| a.split_once(":repository/").map(|(_, n)| n));
+        let names: Vec<&str> = match (op, input["repositoryName"].as_str().or(arn_name)) {
+            (_, Some(name)) => vec![name],
+            ("DescribeRepositories", None) => match input["repositoryNames"].as_array() {
+                Some(list) => list.iter().filter_map(Value::as_str).collect(),
+                None => return Ok(()),
+            },
+            _ => Vec::new(),
+        };
+        let action = authz::ecr_action(op);
+        let targets: Vec<Target> =
+            if names.is_empty() { vec![Target::Registry] } else { names.into_iter().map(Target::Repository).collect() };
+        for target in targets {
+            if let Err(denied) = self.app.authorizer.authorize(&self.caller, &action, target, &self.env).await? {
+                return Err(EcrError::new("AccessDeniedException", denied.message));
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the caller may `ecr:DescribeRepositories` this repository (listings show only those).
+    async fn may_describe(&self, name: &str) -> Result<bool, EcrError> {
+        Ok(self
+            .app
+            .authorizer
+            .authorize(&self.caller, "ecr:DescribeRepositories", Target::Repository(name), &self.env)
+            .await?
+            .is_ok())
+    }
+
     fn registry_id(&self) -> &str {
         self.app.identity.account_id()
     }
@@ -455,7 +548,13 @@ async fn describe_repositories(ctx: &Ctx<'_>, input: DescribeRepositoriesInput) 
     let mut repos = ctx.app.registry.meta().describe_repositories(after.as_deref(), limit + 1).await?;
     let more = repos.len() > limit as usize;
     repos.truncate(limit as usize);
-    let mut out = json!({ "repositories": repos.iter().map(|r| ctx.repository_json(r)).collect::<Vec<_>>() });
+    let mut visible = Vec::with_capacity(repos.len());
+    for r in &repos {
+        if ctx.may_describe(&r.name).await? {
+            visible.push(ctx.repository_json(r));
+        }
+    }
+    let mut out = json!({ "repositories": visible });
     if more && let Some(last) = repos.last() {
         out["nextToken"] = encode_token(&last.name).into();
     }

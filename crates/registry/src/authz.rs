@@ -1,0 +1,392 @@
+//! Where authorization is decided. Every ECR operation and every `/v2/` call names its action
+//! and resource and asks [`Authorizer::authorize`] once, before any data is read or written;
+//! this gathers what the decision needs (the caller's identity policies, the repository and
+//! registry policies, the repository's tags, the request's context keys) and lets the pure
+//! evaluator in `berth-iam` decide.
+//!
+//! Policies are cached parsed, per principal and per repository, for [`CACHE_SECONDS`]: a
+//! change made through this node clears the cache at once ([`Authorizer::invalidate`]); one
+//! made elsewhere (another node, `berth admin` on the data directory) applies within that time,
+//! like IAM's own propagation delay.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use berth_iam::{PolicyDocument, PolicyKind, Principal, RequestContext, authorize};
+use berth_meta::{IdentityPolicySource, MetaError, MetaStore, PrincipalKind};
+
+use crate::identity::Caller;
+
+/// How long parsed policies are trusted before they are read again.
+pub const CACHE_SECONDS: u64 = 2;
+const CACHE_MAX: usize = 10_000;
+
+/// The actions the registry policy governs under `REGISTRY_POLICY_SCOPE` V1 (V2: all).
+const V1_REGISTRY_ACTIONS: [&str; 3] = ["ecr:ReplicateImage", "ecr:BatchImportUpstreamImage", "ecr:CreateRepository"];
+
+/// What a request acts on.
+#[derive(Debug, Clone, Copy)]
+pub enum Target<'a> {
+    /// A repository (which may not exist yet, e.g. for `CreateRepository`).
+    Repository(&'a str),
+    /// The registry as a whole (`GetAuthorizationToken`, `DescribeRegistry`, …): resource `*`.
+    Registry,
+}
+
+/// Facts about the request itself, for condition keys.
+#[derive(Debug, Clone, Default)]
+pub struct RequestEnv {
+    pub source_ip: Option<IpAddr>,
+    pub secure_transport: bool,
+    /// Tags the request sets (`aws:RequestTag/*`, `aws:TagKeys`).
+    pub request_tags: Vec<(String, String)>,
+}
+
+/// A refusal, worded as AWS words it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessDenied {
+    pub message: String,
+}
+
+/// The AWS-managed ECR policies, built in so they can be attached by ARN.
+pub fn aws_managed_policy(arn: &str) -> Option<&'static str> {
+    const READ: &str = r#""ecr:GetAuthorizationToken","ecr:BatchCheckLayerAvailability","ecr:GetDownloadUrlForLayer","ecr:GetRepositoryPolicy","ecr:DescribeRepositories","ecr:ListImages","ecr:DescribeImages","ecr:BatchGetImage","ecr:GetLifecyclePolicy","ecr:GetLifecyclePolicyPreview","ecr:ListTagsForResource","ecr:DescribeImageScanFindings""#;
+    static READ_ONLY: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!(r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Action":[{READ}],"Resource":"*"}}]}}"#)
+    });
+    static POWER_USER: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!(
+            r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Action":[{READ},"ecr:InitiateLayerUpload","ecr:UploadLayerPart","ecr:CompleteLayerUpload","ecr:PutImage"],"Resource":"*"}}]}}"#
+        )
+    });
+    const FULL: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"ecr:*","Resource":"*"}]}"#;
+    match arn.strip_prefix("arn:aws:iam::aws:policy/")? {
+        "AmazonEC2ContainerRegistryReadOnly" => Some(READ_ONLY.as_str()),
+        "AmazonEC2ContainerRegistryPowerUser" => Some(POWER_USER.as_str()),
+        "AmazonEC2ContainerRegistryFullAccess" => Some(FULL),
+        _ => None,
+    }
+}
+
+type Docs = Arc<Vec<PolicyDocument>>;
+
+/// A repository's policy and tags.
+struct RepositoryFacts {
+    policy: Option<PolicyDocument>,
+    tags: Vec<(String, String)>,
+}
+
+/// The registry policy and its scope.
+struct RegistryFacts {
+    policy: Option<PolicyDocument>,
+    v1_scope: bool,
+}
+
+#[derive(Default)]
+struct Cache {
+    identity: HashMap<String, (Instant, Docs)>,
+    repositories: HashMap<String, (Instant, Arc<RepositoryFacts>)>,
+    registry: Option<(Instant, Arc<RegistryFacts>)>,
+}
+
+pub struct Authorizer {
+    meta: Arc<dyn MetaStore>,
+    account_id: String,
+    region: String,
+    cache: Mutex<Cache>,
+}
+
+fn fresh(at: &Instant) -> bool {
+    at.elapsed() < Duration::from_secs(CACHE_SECONDS)
+}
+
+/// Parses a stored policy; a stored policy that no longer parses (it was validated when
+/// stored) denies nothing and allows nothing, and is logged.
+fn parse_stored(text: &str, kind: PolicyKind, what: &str) -> Option<PolicyDocument> {
+    match PolicyDocument::parse(text, kind) {
+        Ok(d) => Some(d),
+        Err(e) => {
+            tracing::error!(policy = what, error = %e, "stored policy does not parse; ignored");
+            None
+        }
+    }
+}
+
+impl Authorizer {
+    pub fn new(meta: Arc<dyn MetaStore>, account_id: String, region: String) -> Self {
+        Authorizer { meta, account_id, region, cache: Mutex::new(Cache::default()) }
+    }
+
+    /// Forgets every cached policy: call after changing any policy, user, group or tag.
+    pub fn invalidate(&self) {
+        *self.cache.lock().expect("authz cache") = Cache::default();
+    }
+
+    /// The ARN of a repository of this registry.
+    pub fn repository_arn(&self, name: &str) -> String {
+        format!("arn:aws:ecr:{}:{}:repository/{name}", self.region, self.account_id)
+    }
+
+    async fn identity_policies(&self, principal_id: &str) -> Result<Docs, MetaError> {
+        if let Some((at, docs)) = self.cache.lock().expect("authz cache").identity.get(principal_id)
+            && fresh(at)
+        {
+            return Ok(docs.clone());
+        }
+        let mut docs = Vec::new();
+        for source in self.meta.identity_policies(principal_id).await? {
+            let (text, what) = match &source {
+                IdentityPolicySource::Inline { document, name, .. } => (Some(document.as_str()), name.clone()),
+                IdentityPolicySource::Attached { document: Some(d), arn, .. } => (Some(d.as_str()), arn.clone()),
+                IdentityPolicySource::Attached { document: None, arn, .. } => (aws_managed_policy(arn), arn.clone()),
+            };
+            if let Some(doc) = text.and_then(|t| parse_stored(t, PolicyKind::Identity, &what)) {
+                docs.push(doc);
+            }
+        }
+        let docs = Arc::new(docs);
+        let mut cache = self.cache.lock().expect("authz cache");
+        if cache.identity.len() >= CACHE_MAX {
+            cache.identity.clear();
+        }
+        cache.identity.insert(principal_id.to_string(), (Instant::now(), docs.clone()));
+        Ok(docs)
+    }
+
+    async fn repository_facts(&self, name: &str) -> Result<Arc<RepositoryFacts>, MetaError> {
+        if let Some((at, facts)) = self.cache.lock().expect("authz cache").repositories.get(name)
+            && fresh(at)
+        {
+            return Ok(facts.clone());
+        }
+        let facts = match self.meta.repository_policy(name).await {
+            Ok(policy) => RepositoryFacts {
+                policy: policy.and_then(|t| parse_stored(&t, PolicyKind::Resource, name)),
+                tags: self.meta.repository_resource_tags(name).await?,
+            },
+            // A repository that does not exist (yet) has no policy and no tags.
+            Err(MetaError::RepositoryNotFound) => RepositoryFacts { policy: None, tags: Vec::new() },
+            Err(e) => return Err(e),
+        };
+        let facts = Arc::new(facts);
+        let mut cache = self.cache.lock().expect("authz cache");
+        if cache.repositories.len() >= CACHE_MAX {
+            cache.repositories.clear();
+        }
+        cache.repositories.insert(name.to_string(), (Instant::now(), facts.clone()));
+        Ok(facts)
+    }
+
+    async fn registry_facts(&self) -> Result<Arc<RegistryFacts>, MetaError> {
+        if let Some((at, facts)) = &self.cache.lock().expect("authz cache").registry
+            && fresh(at)
+        {
+            return Ok(facts.clone());
+        }
+        let policy = self.meta.registry_policy(&self.account_id).await?;
+        let scope = self.meta.account_setting(&self.account_id, "REGISTRY_POLICY_SCOPE").await?;
+        let facts = Arc::new(RegistryFacts {
+            policy: policy.and_then(|t| parse_stored(&t, PolicyKind::Resource, "registry policy")),
+            v1_scope: scope.as_deref() == Some("V1"),
+        });
+        self.cache.lock().expect("authz cache").registry = Some((Instant::now(), facts.clone()));
+        Ok(facts)
+    }
+
+    /// Decides whether `caller` may perform `action` on `target`.
+    pub async fn authorize(
+        &self,
+        caller: &Caller,
+        action: &str,
+        target: Target<'_>,
+        env: &RequestEnv,
+    ) -> Result<Result<(), AccessDenied>, MetaError> {
+        self.decide(caller, action, target, env, None).await
+    }
+
+    /// Whether `caller` could still perform `action` on the repository if its policy were
+    /// `policy`: `SetRepositoryPolicy`'s lockout check.
+    pub async fn authorize_with_repository_policy(
+        &self,
+        caller: &Caller,
+        action: &str,
+        repository: &str,
+        env: &RequestEnv,
+        policy: &PolicyDocument,
+    ) -> Result<Result<(), AccessDenied>, MetaError> {
+        self.decide(caller, action, Target::Repository(repository), env, Some(policy)).await
+    }
+
+    async fn decide(
+        &self,
+        caller: &Caller,
+        action: &str,
+        target: Target<'_>,
+        env: &RequestEnv,
+        repository_policy: Option<&PolicyDocument>,
+    ) -> Result<Result<(), AccessDenied>, MetaError> {
+        let resource = match target {
+            Target::Repository(name) => self.repository_arn(name),
+            Target::Registry => "*".to_string(),
+        };
+        let principal = match caller.kind {
+            PrincipalKind::Root => Principal::root(&caller.account_id),
+            PrincipalKind::User => {
+                let name = caller.arn.rsplit_once(":user/").map_or(caller.arn.as_str(), |(_, n)| n);
+                Principal::user(&caller.account_id, name, &caller.principal_id)
+            }
+        };
+        let mut ctx = RequestContext::new(principal, action, resource.clone(), self.account_id.clone());
+        if let Some(ip) = env.source_ip {
+            ctx.set_source_ip(ip);
+        }
+        ctx.set_secure_transport(env.secure_transport);
+        ctx.set_current_time(berth_meta::now_ms() / 1000);
+        if !env.request_tags.is_empty() {
+            for (k, v) in &env.request_tags {
+                ctx.insert(&format!("aws:RequestTag/{k}"), vec![v.clone()]);
+            }
+            ctx.insert("aws:TagKeys", env.request_tags.iter().map(|(k, _)| k.clone()).collect());
+        }
+
+        let identity = match caller.kind {
+            PrincipalKind::Root => Arc::new(Vec::new()),
+            PrincipalKind::User => self.identity_policies(&caller.principal_id).await?,
+        };
+        let repository = match target {
+            Target::Repository(name) => Some(self.repository_facts(name).await?),
+            Target::Registry => None,
+        };
+        if let Some(facts) = &repository {
+            for (k, v) in &facts.tags {
+                ctx.insert(&format!("aws:ResourceTag/{k}"), vec![v.clone()]);
+                ctx.insert(&format!("ecr:ResourceTag/{k}"), vec![v.clone()]);
+            }
+        }
+        let registry = self.registry_facts().await?;
+        let mut resource_policies: Vec<&PolicyDocument> = Vec::new();
+        if let Some(p) = repository_policy.or_else(|| repository.as_ref().and_then(|f| f.policy.as_ref())) {
+            resource_policies.push(p);
+        }
+        if let Some(p) = &registry.policy
+            && (!registry.v1_scope || V1_REGISTRY_ACTIONS.contains(&action))
+        {
+            resource_policies.push(p);
+        }
+        let identity_refs: Vec<&PolicyDocument> = identity.iter().collect();
+        let decision = authorize(&ctx, &identity_refs, &resource_policies);
+        if decision.is_allowed() {
+            return Ok(Ok(()));
+        }
+        let why = match decision.decision {
+            berth_iam::Decision::ExplicitDeny => match &decision.reason {
+                berth_iam::Reason::ExplicitDeny(s) if s.kind == PolicyKind::Resource => {
+                    "with an explicit deny in a resource-based policy".to_string()
+                }
+                _ => "with an explicit deny in an identity-based policy".to_string(),
+            },
+            _ if caller.account_id != self.account_id => {
+                "because no resource-based policy allows the action across accounts".to_string()
+            }
+            _ => format!("because no identity-based policy allows the {action} action"),
+        };
+        tracing::info!(caller = %caller.arn, action, resource = %resource, reason = %decision.reason, "access denied");
+        Ok(Err(AccessDenied {
+            message: format!(
+                "User: {} is not authorized to perform: {action} on resource: {resource} {why}",
+                caller.arn
+            ),
+        }))
+    }
+}
+
+/// The ECR action an ECR API operation is authorized as: its own name.
+pub fn ecr_action(operation: &str) -> String {
+    format!("ecr:{operation}")
+}
+
+/// The (action, repository) pairs a `/v2/` request needs, as ECR maps its registry API onto
+/// IAM actions. The catalog is not here: it is filtered by `ecr:DescribeRepositories` instead.
+/// `digest_given` is a `?digest=` on an upload start (a monolithic upload, which starts,
+/// sends and completes at once); `mount_from` is the `from` of a cross-repository mount.
+pub fn v2_permissions<'a>(
+    route: &berth_oci::V2Route<'a>,
+    method: &str,
+    digest_given: bool,
+    mount_from: Option<&'a str>,
+) -> Vec<(&'static str, &'a str)> {
+    use berth_oci::V2Route as R;
+    match (route, method) {
+        (R::Base | R::Catalog, _) => Vec::new(),
+        (R::Tags { name }, _) => vec![("ecr:ListImages", name)],
+        (R::Manifest { name, .. }, "GET" | "HEAD") => vec![("ecr:BatchGetImage", name)],
+        (R::Manifest { name, .. }, "PUT") => vec![("ecr:PutImage", name)],
+        (R::Manifest { name, .. }, _) => vec![("ecr:BatchDeleteImage", name)],
+        (R::Referrers { name, .. }, _) => vec![("ecr:BatchGetImage", name)],
+        (R::Blob { name, .. }, "GET") => vec![("ecr:GetDownloadUrlForLayer", name)],
+        (R::Blob { name, .. }, "HEAD") => vec![("ecr:BatchCheckLayerAvailability", name)],
+        (R::Blob { name, .. }, _) => vec![("ecr:BatchDeleteImage", name)],
+        (R::UploadStart { name }, _) => {
+            let mut need = vec![("ecr:InitiateLayerUpload", *name)];
+            if digest_given {
+                need.push(("ecr:UploadLayerPart", name));
+                need.push(("ecr:CompleteLayerUpload", name));
+            }
+            if let Some(from) = mount_from {
+                need.push(("ecr:GetDownloadUrlForLayer", from));
+            }
+            need
+        }
+        (R::Upload { name, .. }, "PUT") => vec![("ecr:CompleteLayerUpload", name)],
+        (R::Upload { name, .. }, _) => vec![("ecr:UploadLayerPart", name)],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use berth_oci::V2Route;
+
+    use super::*;
+
+    #[test]
+    fn v2_calls_map_to_ecr_actions() {
+        let m = V2Route::Manifest { name: "app", reference: "v1" };
+        assert_eq!(v2_permissions(&m, "GET", false, None), [("ecr:BatchGetImage", "app")]);
+        assert_eq!(v2_permissions(&m, "HEAD", false, None), [("ecr:BatchGetImage", "app")]);
+        assert_eq!(v2_permissions(&m, "PUT", false, None), [("ecr:PutImage", "app")]);
+        assert_eq!(v2_permissions(&m, "DELETE", false, None), [("ecr:BatchDeleteImage", "app")]);
+        let b = V2Route::Blob { name: "app", digest: "sha256:00" };
+        assert_eq!(v2_permissions(&b, "GET", false, None), [("ecr:GetDownloadUrlForLayer", "app")]);
+        assert_eq!(v2_permissions(&b, "HEAD", false, None), [("ecr:BatchCheckLayerAvailability", "app")]);
+        let start = V2Route::UploadStart { name: "app" };
+        assert_eq!(v2_permissions(&start, "POST", false, None), [("ecr:InitiateLayerUpload", "app")]);
+        assert_eq!(
+            v2_permissions(&start, "POST", false, Some("base")),
+            [("ecr:InitiateLayerUpload", "app"), ("ecr:GetDownloadUrlForLayer", "base")]
+        );
+        assert_eq!(v2_permissions(&start, "POST", true, None).len(), 3);
+        let up = V2Route::Upload { name: "app", id: "u" };
+        assert_eq!(v2_permissions(&up, "PATCH", false, None), [("ecr:UploadLayerPart", "app")]);
+        assert_eq!(v2_permissions(&up, "GET", false, None), [("ecr:UploadLayerPart", "app")]);
+        assert_eq!(v2_permissions(&up, "DELETE", false, None), [("ecr:UploadLayerPart", "app")]);
+        assert_eq!(v2_permissions(&up, "PUT", false, None), [("ecr:CompleteLayerUpload", "app")]);
+        assert_eq!(v2_permissions(&V2Route::Tags { name: "app" }, "GET", false, None), [("ecr:ListImages", "app")]);
+        assert_eq!(
+            v2_permissions(&V2Route::Referrers { name: "app", digest: "sha256:00" }, "GET", false, None),
+            [("ecr:BatchGetImage", "app")]
+        );
+        assert!(v2_permissions(&V2Route::Catalog, "GET", false, None).is_empty());
+    }
+
+    #[test]
+    fn aws_managed_policies_parse() {
+        for name in ["ReadOnly", "PowerUser", "FullAccess"] {
+            let text =
+                aws_managed_policy(&format!("arn:aws:iam::aws:policy/AmazonEC2ContainerRegistry{name}")).unwrap();
+            PolicyDocument::parse(text, PolicyKind::Identity).unwrap();
+        }
+        assert!(aws_managed_policy("arn:aws:iam::aws:policy/AdministratorAccess").is_none());
+    }
+}

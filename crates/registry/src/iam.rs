@@ -1,0 +1,247 @@
+//! Managing identities and their policies: users, groups, inline and managed policies. Both
+//! `berth admin` and (next) the IAM Query API call these, so the rules live in one place: names
+//! as IAM allows them, every policy document validated before it is stored, errors named as IAM
+//! names them.
+
+use std::sync::Arc;
+
+use berth_iam::{PolicyDocument, PolicyKind};
+use berth_meta::{Group, ManagedPolicy, MetaError, MetaStore, Principal, PrincipalKind, now_ms};
+
+use crate::authz::aws_managed_policy;
+
+/// IAM's errors, by the code the IAM API gives them.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IamError {
+    #[error("{0}")]
+    NoSuchEntity(String),
+    #[error("{0}")]
+    EntityAlreadyExists(String),
+    #[error("{0}")]
+    MalformedPolicyDocument(String),
+    #[error("{0}")]
+    InvalidInput(String),
+    #[error("{0}")]
+    DeleteConflict(String),
+    #[error("{0}")]
+    ServiceFailure(String),
+}
+
+impl IamError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            IamError::NoSuchEntity(_) => "NoSuchEntity",
+            IamError::EntityAlreadyExists(_) => "EntityAlreadyExists",
+            IamError::MalformedPolicyDocument(_) => "MalformedPolicyDocument",
+            IamError::InvalidInput(_) => "InvalidInput",
+            IamError::DeleteConflict(_) => "DeleteConflict",
+            IamError::ServiceFailure(_) => "ServiceFailure",
+        }
+    }
+}
+
+impl From<MetaError> for IamError {
+    fn from(e: MetaError) -> Self {
+        IamError::ServiceFailure(e.to_string())
+    }
+}
+
+type Result<T> = std::result::Result<T, IamError>;
+
+/// IAM's name grammar for users, groups and policies: 1 to `max` of letters, digits and `+=,.@_-`.
+pub fn check_name(kind: &str, name: &str, max: usize) -> Result<()> {
+    if name.is_empty() || name.len() > max || !name.chars().all(|c| c.is_ascii_alphanumeric() || "+=,.@_-".contains(c))
+    {
+        return Err(IamError::InvalidInput(format!(
+            "The specified value for {kind} is invalid. It must be 1 to {max} characters of letters, digits and +=,.@_-"
+        )));
+    }
+    Ok(())
+}
+
+/// Validates an identity policy document as IAM does before storing it.
+pub fn check_identity_policy(document: &str) -> Result<()> {
+    PolicyDocument::parse(document, PolicyKind::Identity)
+        .map(|_| ())
+        .map_err(|e| IamError::MalformedPolicyDocument(e.to_string()))
+}
+
+fn new_id(prefix: &str) -> String {
+    // Same shape as user ids: a prefix and 17 upper-case alphanumerics.
+    let user = berth_auth::keys::new_user_id();
+    format!("{prefix}{}", &user[4..])
+}
+
+pub struct IamAdmin {
+    meta: Arc<dyn MetaStore>,
+    account_id: String,
+}
+
+impl IamAdmin {
+    pub fn new(meta: Arc<dyn MetaStore>, account_id: String) -> Self {
+        IamAdmin { meta, account_id }
+    }
+
+    pub async fn user(&self, name: &str) -> Result<Principal> {
+        match self.meta.principal_by_name(&self.account_id, name).await? {
+            Some(p) if p.kind == PrincipalKind::User => Ok(p),
+            _ => Err(IamError::NoSuchEntity(format!("The user with name {name} cannot be found."))),
+        }
+    }
+
+    pub async fn group(&self, name: &str) -> Result<Group> {
+        self.meta
+            .group_by_name(&self.account_id, name)
+            .await?
+            .ok_or_else(|| IamError::NoSuchEntity(format!("The group with name {name} cannot be found.")))
+    }
+
+    pub async fn create_user(&self, name: &str) -> Result<Principal> {
+        check_name("userName", name, 64)?;
+        if name == "root" {
+            return Err(IamError::InvalidInput("root is the account's root user".into()));
+        }
+        let p = Principal {
+            id: berth_auth::keys::new_user_id(),
+            account_id: self.account_id.clone(),
+            name: name.to_string(),
+            kind: PrincipalKind::User,
+            created_at: now_ms(),
+        };
+        self.meta.create_principal(&p).await.map_err(|e| match e {
+            MetaError::AlreadyExists => IamError::EntityAlreadyExists(format!("User with name {name} already exists.")),
+            other => other.into(),
+        })?;
+        Ok(p)
+    }
+
+    pub async fn create_group(&self, name: &str) -> Result<Group> {
+        check_name("groupName", name, 128)?;
+        let g = Group {
+            id: new_id("AGPA"),
+            account_id: self.account_id.clone(),
+            name: name.to_string(),
+            created_at: now_ms(),
+        };
+        self.meta.create_group(&g).await.map_err(|e| match e {
+            MetaError::AlreadyExists => {
+                IamError::EntityAlreadyExists(format!("Group with name {name} already exists."))
+            }
+            other => other.into(),
+        })?;
+        Ok(g)
+    }
+
+    pub async fn add_user_to_group(&self, group: &str, user: &str) -> Result<()> {
+        let (g, u) = (self.group(group).await?, self.user(user).await?);
+        Ok(self.meta.add_group_member(&g.id, &u.id).await?)
+    }
+
+    /// The id that owns inline policies and attachments: a user's or a group's.
+    async fn owner(&self, owner: Owner<'_>) -> Result<String> {
+        Ok(match owner {
+            Owner::User(n) => self.user(n).await?.id,
+            Owner::Group(n) => self.group(n).await?.id,
+        })
+    }
+
+    pub async fn put_inline_policy(&self, owner: Owner<'_>, name: &str, document: &str) -> Result<()> {
+        check_name("policyName", name, 128)?;
+        check_identity_policy(document)?;
+        let id = self.owner(owner).await?;
+        Ok(self.meta.put_inline_policy(&id, name, document).await?)
+    }
+
+    pub async fn inline_policy(&self, owner: Owner<'_>, name: &str) -> Result<String> {
+        let id = self.owner(owner).await?;
+        self.meta
+            .inline_policy(&id, name)
+            .await?
+            .ok_or_else(|| IamError::NoSuchEntity(format!("The policy with name {name} cannot be found.")))
+    }
+
+    pub async fn list_inline_policies(&self, owner: Owner<'_>) -> Result<Vec<String>> {
+        let id = self.owner(owner).await?;
+        Ok(self.meta.list_inline_policies(&id).await?)
+    }
+
+    pub async fn delete_inline_policy(&self, owner: Owner<'_>, name: &str) -> Result<()> {
+        let id = self.owner(owner).await?;
+        if !self.meta.delete_inline_policy(&id, name).await? {
+            return Err(IamError::NoSuchEntity(format!("The policy with name {name} cannot be found.")));
+        }
+        Ok(())
+    }
+
+    pub async fn create_policy(&self, name: &str, path: Option<&str>, document: &str) -> Result<ManagedPolicy> {
+        check_name("policyName", name, 128)?;
+        check_identity_policy(document)?;
+        let path = path.unwrap_or("/");
+        if !path.starts_with('/') || !path.ends_with('/') {
+            return Err(IamError::InvalidInput("A path must begin and end with /".into()));
+        }
+        let now = now_ms();
+        let p = ManagedPolicy {
+            arn: format!("arn:aws:iam::{}:policy{path}{name}", self.account_id),
+            id: new_id("ANPA"),
+            account_id: self.account_id.clone(),
+            name: name.to_string(),
+            path: path.to_string(),
+            document: document.to_string(),
+            created_at: now,
+            updated_at: now,
+        };
+        self.meta.create_managed_policy(&p).await.map_err(|e| match e {
+            MetaError::AlreadyExists => IamError::EntityAlreadyExists(format!(
+                "A policy called {name} already exists. Duplicate names are not allowed."
+            )),
+            other => other.into(),
+        })?;
+        Ok(p)
+    }
+
+    /// Whether `arn` names a policy that can be attached: one of this account's, or a built-in
+    /// AWS-managed one.
+    async fn check_attachable(&self, arn: &str) -> Result<()> {
+        if aws_managed_policy(arn).is_some() || self.meta.managed_policy(arn).await?.is_some() {
+            return Ok(());
+        }
+        Err(IamError::NoSuchEntity(format!("Policy {arn} does not exist or is not attachable.")))
+    }
+
+    pub async fn attach_policy(&self, owner: Owner<'_>, arn: &str) -> Result<()> {
+        self.check_attachable(arn).await?;
+        let id = self.owner(owner).await?;
+        Ok(self.meta.attach_policy(&id, arn).await?)
+    }
+
+    pub async fn detach_policy(&self, owner: Owner<'_>, arn: &str) -> Result<()> {
+        let id = self.owner(owner).await?;
+        if !self.meta.detach_policy(&id, arn).await? {
+            return Err(IamError::NoSuchEntity(format!("Policy {arn} was not found.")));
+        }
+        Ok(())
+    }
+
+    pub async fn attached_policies(&self, owner: Owner<'_>) -> Result<Vec<String>> {
+        let id = self.owner(owner).await?;
+        Ok(self.meta.attached_policies(&id).await?)
+    }
+
+    pub async fn delete_policy(&self, arn: &str) -> Result<()> {
+        if self.meta.policy_attachment_count(arn).await? > 0 {
+            return Err(IamError::DeleteConflict("Cannot delete a policy attached to entities.".into()));
+        }
+        if !self.meta.delete_managed_policy(arn).await? {
+            return Err(IamError::NoSuchEntity(format!("Policy {arn} was not found.")));
+        }
+        Ok(())
+    }
+}
+
+/// Whose inline policies or attachments: a user's or a group's, by name.
+#[derive(Debug, Clone, Copy)]
+pub enum Owner<'a> {
+    User(&'a str),
+    Group(&'a str),
+}

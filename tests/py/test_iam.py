@@ -1,0 +1,285 @@
+"""Access control in the IAM policy language, end to end: identity policies set with
+`berth admin`, repository and registry policies set with the AWS CLI and boto3, enforced on the
+ECR API and on /v2/ (with plain HTTP and with the Docker engine), source-address conditions
+from a client bound to 127.0.0.2, catalog filtering, and blobs never readable through a
+repository the caller may not read."""
+import http.client
+import json
+import subprocess
+
+import pytest
+import requests
+
+import os
+
+from conftest import ACCOUNT_ID, KEY_ID, REGION, SECRET, berth_bin, push_image
+
+READ_ONLY = "arn:aws:iam::aws:policy/AmazonEC2ContainerRegistryReadOnly"
+OCI = "application/vnd.oci.image.manifest.v1+json"
+REPO_ARN = f"arn:aws:ecr:{REGION}:{ACCOUNT_ID}:repository"
+
+
+def v2(berth, key, secret):
+    s = requests.Session()
+    s.auth = ("AWS", berth.token(key, secret))
+    s.headers["Accept"] = OCI
+    return s
+
+
+def error_code(resp):
+    return resp.json()["errors"][0]["code"]
+
+
+def test_read_only_user_pulls_but_cannot_push(berth):
+    ecr = berth.client()
+    ecr.create_repository(repositoryName="app")
+    digest, manifest, layer = push_image(berth, "app", "v1", 1)
+    key, secret = berth.create_user("reader", attach=READ_ONLY)
+    reader = berth.client(key=key, secret=secret)
+
+    assert reader.describe_images(repositoryName="app")["imageDetails"][0]["imageDigest"] == digest
+    assert reader.batch_get_image(repositoryName="app", imageIds=[{"imageTag": "v1"}])["images"]
+    with pytest.raises(reader.exceptions.ClientError) as e:
+        reader.put_image(repositoryName="app", imageManifest=manifest, imageTag="v2")
+    assert e.value.response["Error"]["Code"] == "AccessDeniedException"
+    msg = e.value.response["Error"]["Message"]
+    assert f"User: arn:aws:iam::{ACCOUNT_ID}:user/reader is not authorized to perform: ecr:PutImage" in msg
+    assert f"{REPO_ARN}/app" in msg
+    with pytest.raises(reader.exceptions.ClientError) as e:
+        reader.create_repository(repositoryName="mine")
+    assert e.value.response["Error"]["Code"] == "AccessDeniedException"
+
+    s = v2(berth, key, secret)
+    assert s.get(f"{berth.endpoint}/v2/app/manifests/v1").status_code == 200
+    assert s.get(f"{berth.endpoint}/v2/app/blobs/{layer}").status_code == 200
+    r = s.post(f"{berth.endpoint}/v2/app/blobs/uploads/")
+    assert r.status_code == 403 and error_code(r) == "DENIED", r.text
+    r = s.put(f"{berth.endpoint}/v2/app/manifests/v2", data=manifest, headers={"Content-Type": OCI})
+    assert r.status_code == 403 and error_code(r) == "DENIED"
+    r = s.delete(f"{berth.endpoint}/v2/app/manifests/{digest}")
+    assert r.status_code == 403 and "ecr:BatchDeleteImage" in r.json()["errors"][0]["message"]
+
+    # A user with no policy at all may not even get a token.
+    key2, secret2 = berth.create_user("nobody")
+    with pytest.raises(Exception) as e:
+        berth.client(key=key2, secret=secret2).get_authorization_token()
+    assert "AccessDeniedException" in str(e.value)
+
+
+def test_docker_push_refused_as_denied(berth, docker, tmp_path):
+    ecr = berth.client()
+    ecr.create_repository(repositoryName="app")
+    key, secret = berth.create_user("puller", attach=READ_ONLY)
+    token = berth.token(key, secret)
+    docker.run("login", "--username", "AWS", "--password-stdin", berth.host, stdin=token)
+    # Root pushes an image; the read-only user pulls it, and cannot push.
+    root_token = berth.token()
+    import tarfile
+
+    rootfs = tmp_path / "rootfs.tar"
+    with tarfile.open(rootfs, "w") as t:
+        f = tmp_path / "hello.txt"
+        f.write_text("hello from the policy test\n")
+        t.add(f, arcname="hello.txt")
+    docker.run("import", str(rootfs), f"{berth.host}/app:v1")
+    docker.run("logout", berth.host)
+    docker.run("login", "--username", "AWS", "--password-stdin", berth.host, stdin=root_token)
+    docker.run("push", f"{berth.host}/app:v1")
+    docker.run("logout", berth.host)
+    docker.run("login", "--username", "AWS", "--password-stdin", berth.host, stdin=token)
+    docker.run("rmi", f"{berth.host}/app:v1")
+    docker.run("pull", f"{berth.host}/app:v1")
+    docker.run("tag", f"{berth.host}/app:v1", f"{berth.host}/app:v2")
+    out = docker.run("push", f"{berth.host}/app:v2", check=False)
+    assert out.returncode != 0
+    assert "denied" in (out.stdout + out.stderr), out.stdout + out.stderr
+
+
+def get_from(host, path, token, source):
+    """A GET from a client bound to `source` (127.0.0.2 is another loopback address)."""
+    h, p = host.split(":")
+    conn = http.client.HTTPConnection(h, int(p), source_address=(source, 0), timeout=10)
+    import base64
+
+    auth = base64.b64encode(f"AWS:{token}".encode()).decode()
+    conn.request("GET", path, headers={"Authorization": f"Basic {auth}", "Accept": OCI})
+    r = conn.getresponse()
+    body = r.read()
+    conn.close()
+    return r.status, body
+
+
+def test_source_ip_condition(berth):
+    berth.client().create_repository(repositoryName="app")
+    push_image(berth, "app", "v1", 1)
+    policy = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Action": "ecr:*", "Resource": "*"},
+            {"Sid": "NotFromTwo", "Effect": "Deny", "Action": "ecr:*", "Resource": "*",
+             "Condition": {"IpAddress": {"aws:SourceIp": "127.0.0.2/32"}}},
+        ],
+    }
+    key, secret = berth.create_user("ipbound", policy=policy)
+    token = berth.token(key, secret)
+    status, _ = get_from(berth.host, "/v2/app/manifests/v1", token, "127.0.0.1")
+    assert status == 200
+    status, body = get_from(berth.host, "/v2/app/manifests/v1", token, "127.0.0.2")
+    assert status == 403 and json.loads(body)["errors"][0]["code"] == "DENIED", body
+    assert b"explicit deny" in body
+
+    # The same through the ECR API, signed by curl itself, from each address.
+    def describe(source):
+        return subprocess.run(
+            ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--interface", source,
+             "--aws-sigv4", f"aws:amz:{REGION}:ecr", "--user", f"{key}:{secret}",
+             "-H", "Content-Type: application/x-amz-json-1.1",
+             "-H", "X-Amz-Target: AmazonEC2ContainerRegistry_V20150921.GetAuthorizationToken",
+             "--data", "{}", f"{berth.endpoint}/"],
+            capture_output=True, text=True,
+        ).stdout
+    assert describe("127.0.0.1") == "200"
+    assert describe("127.0.0.2") == "403"
+
+
+def test_repository_policy_grants_and_delegates(berth):
+    ecr = berth.client()
+    ecr.create_repository(repositoryName="shared")
+    push_image(berth, "shared", "v1", 1)
+    key, secret = berth.create_user("guest")
+    guest = berth.client(key=key, secret=secret)
+    with pytest.raises(guest.exceptions.ClientError):
+        guest.batch_get_image(repositoryName="shared", imageIds=[{"imageTag": "v1"}])
+
+    # Naming the user itself is enough within the account.
+    grant_user = {
+        "Version": "2012-10-17",
+        "Statement": [{"Sid": "GuestPull", "Effect": "Allow",
+                       "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT_ID}:user/guest"},
+                       "Action": ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"]}],
+    }
+    out = json.loads(berth.aws("ecr", "set-repository-policy", "--repository-name", "shared",
+                               "--policy-text", json.dumps(grant_user)).stdout)
+    assert json.loads(out["policyText"]) == grant_user
+    assert json.loads(ecr.get_repository_policy(repositoryName="shared")["policyText"]) == grant_user
+    assert guest.batch_get_image(repositoryName="shared", imageIds=[{"imageTag": "v1"}])["images"]
+    with pytest.raises(guest.exceptions.ClientError):
+        guest.describe_images(repositoryName="shared")
+
+    # Naming only the account delegates to the account: the user's own policy must allow too.
+    grant_account = json.loads(json.dumps(grant_user))
+    grant_account["Statement"][0]["Principal"] = {"AWS": f"arn:aws:iam::{ACCOUNT_ID}:root"}
+    ecr.set_repository_policy(repositoryName="shared", policyText=json.dumps(grant_account))
+    with pytest.raises(guest.exceptions.ClientError) as e:
+        guest.batch_get_image(repositoryName="shared", imageIds=[{"imageTag": "v1"}])
+    assert e.value.response["Error"]["Code"] == "AccessDeniedException"
+
+    # Malformed policies are refused with what is wrong, and never stored.
+    with pytest.raises(ecr.exceptions.InvalidParameterException) as e:
+        ecr.set_repository_policy(repositoryName="shared", policyText='{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"ecr:*"}]}')
+    assert "Principal" in str(e.value)
+    with pytest.raises(ecr.exceptions.InvalidParameterException) as e:
+        ecr.set_repository_policy(repositoryName="shared", policyText='{"Statement": [{"Effect": "Maybe"}]}')
+    assert "Effect" in str(e.value)
+    assert json.loads(ecr.get_repository_policy(repositoryName="shared")["policyText"]) == grant_account
+
+    deleted = ecr.delete_repository_policy(repositoryName="shared")
+    assert json.loads(deleted["policyText"]) == grant_account
+    with pytest.raises(ecr.exceptions.RepositoryPolicyNotFoundException):
+        ecr.get_repository_policy(repositoryName="shared")
+    with pytest.raises(ecr.exceptions.RepositoryPolicyNotFoundException):
+        ecr.delete_repository_policy(repositoryName="shared")
+    with pytest.raises(ecr.exceptions.RepositoryNotFoundException):
+        ecr.get_repository_policy(repositoryName="nope")
+
+
+def test_lockout_check_and_force(berth):
+    ecr = berth.client()
+    ecr.create_repository(repositoryName="locked")
+    key, secret = berth.create_user("admin2", policy={
+        "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "ecr:*", "Resource": "*"}]})
+    admin2 = berth.client(key=key, secret=secret)
+    deny_me = {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Deny", "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT_ID}:user/admin2"},
+                       "Action": "ecr:SetRepositoryPolicy"}],
+    }
+    with pytest.raises(admin2.exceptions.InvalidParameterException) as e:
+        admin2.set_repository_policy(repositoryName="locked", policyText=json.dumps(deny_me))
+    assert "force" in str(e.value)
+    admin2.set_repository_policy(repositoryName="locked", policyText=json.dumps(deny_me), force=True)
+    with pytest.raises(admin2.exceptions.ClientError) as e:
+        admin2.set_repository_policy(repositoryName="locked", policyText=json.dumps(deny_me), force=True)
+    assert e.value.response["Error"]["Code"] == "AccessDeniedException"
+
+
+def test_catalog_and_blobs_follow_repository_access(berth):
+    ecr = berth.client()
+    ecr.create_repository(repositoryName="visible")
+    ecr.create_repository(repositoryName="hidden")
+    _, _, visible_layer = push_image(berth, "visible", "v1", 1)
+    _, _, hidden_layer = push_image(berth, "hidden", "v1", 2)
+    policy = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Action": "ecr:GetAuthorizationToken", "Resource": "*"},
+            {"Effect": "Allow", "Action": ["ecr:DescribeRepositories", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"],
+             "Resource": f"{REPO_ARN}/visible"},
+        ],
+    }
+    key, secret = berth.create_user("narrow", policy=policy)
+    s = v2(berth, key, secret)
+    assert s.get(f"{berth.endpoint}/v2/_catalog").json()["repositories"] == ["visible"]
+    narrow = berth.client(key=key, secret=secret)
+    assert [r["repositoryName"] for r in narrow.describe_repositories()["repositories"]] == ["visible"]
+    with pytest.raises(narrow.exceptions.ClientError):
+        narrow.describe_repositories(repositoryNames=["hidden"])
+    root_catalog = v2(berth, KEY_ID, SECRET).get(f"{berth.endpoint}/v2/_catalog")
+    assert root_catalog.json()["repositories"] == ["hidden", "visible"]
+
+    # The digest of a blob in a repository the user may read does not open another one.
+    assert s.get(f"{berth.endpoint}/v2/visible/blobs/{visible_layer}").status_code == 200
+    r = s.get(f"{berth.endpoint}/v2/hidden/blobs/{hidden_layer}")
+    assert r.status_code == 403 and error_code(r) == "DENIED"
+    r = s.get(f"{berth.endpoint}/v2/hidden/blobs/{visible_layer}")
+    assert r.status_code == 403
+
+
+def test_registry_policy_and_its_scope(berth):
+    ecr = berth.client()
+    ecr.create_repository(repositoryName="keep")
+    no_delete = {
+        "Version": "2012-10-17",
+        "Statement": [{"Sid": "NoDeletes", "Effect": "Deny", "Principal": "*", "Action": "ecr:DeleteRepository",
+                       "Resource": f"{REPO_ARN}/*"}],
+    }
+    out = json.loads(berth.aws("ecr", "put-registry-policy", "--policy-text", json.dumps(no_delete)).stdout)
+    assert out["registryId"] == ACCOUNT_ID
+    assert json.loads(ecr.get_registry_policy()["policyText"]) == no_delete
+    # V2 (the default): the registry policy applies to every action, even to the root.
+    with pytest.raises(ecr.exceptions.ClientError) as e:
+        ecr.delete_repository(repositoryName="keep")
+    assert e.value.response["Error"]["Code"] == "AccessDeniedException"
+    assert "explicit deny in a resource-based policy" in e.value.response["Error"]["Message"]
+    # V1: only replication, pull-through and CreateRepository.
+    ecr.put_account_setting(name="REGISTRY_POLICY_SCOPE", value="V1")
+    ecr.delete_repository(repositoryName="keep")
+    ecr.put_account_setting(name="REGISTRY_POLICY_SCOPE", value="V2")
+    assert json.loads(ecr.delete_registry_policy()["policyText"]) == no_delete
+    with pytest.raises(ecr.exceptions.RegistryPolicyNotFoundException):
+        ecr.get_registry_policy()
+    with pytest.raises(ecr.exceptions.InvalidParameterException):
+        ecr.put_registry_policy(policyText="not json")
+
+
+def test_malformed_identity_policy_is_refused_by_admin(berth):
+    berth.admin("create-user", "carol")
+    p = subprocess.run(
+        [berth_bin(), "admin", "put-user-policy", "carol", "bad", "-",
+         "--data-dir", berth.data_dir + "/data"],
+        capture_output=True, text=True, input='{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"ecr:*"}]}',
+        env=dict(os.environ, BERTH_ACCOUNT_ID=ACCOUNT_ID),
+    )
+    assert p.returncode != 0
+    assert "MalformedPolicyDocument" in p.stderr and "Resource" in p.stderr
+    assert berth.admin("show-user", "carol")["PolicyNames"] == []
