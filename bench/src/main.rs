@@ -19,6 +19,7 @@ use sha2::{Digest as _, Sha256};
 
 mod gc;
 mod load;
+mod policy;
 mod server;
 
 use server::{Kind, Server};
@@ -53,6 +54,9 @@ struct Args {
     /// pushes/s with GC running back to back vs without.
     #[arg(long)]
     gc_only: bool,
+    /// Only manifest GET as root vs as a user with 10- and 100-statement policies.
+    #[arg(long)]
+    policy_only: bool,
 }
 
 /// Lifecycle evaluation over 100,000 images (the seed policies plus an `any` rule), median of
@@ -563,6 +567,11 @@ async fn main() -> anyhow::Result<()> {
         None => std::env::current_exe()?.with_file_name("berth"),
     };
     anyhow::ensure!(berth.exists(), "{} not found: cargo build --release --bin berth", berth.display());
+    if args.policy_only {
+        let table = policy::run(&berth, &args.reference, args.rounds, args.seconds).await?;
+        println!("{table}");
+        return Ok(());
+    }
     if args.gc_only {
         let table = gc::run(&berth, &args.reference, args.rounds).await?;
         println!("{table}");

@@ -111,6 +111,11 @@ impl Server {
 
     /// One signed ECR API call with the root key; returns the response body.
     pub fn ecr(&self, op: &str, body: &str) -> anyhow::Result<String> {
+        self.ecr_as(ROOT_KEY_ID, ROOT_SECRET, op, body)
+    }
+
+    /// One ECR API call signed with the given key.
+    pub fn ecr_as(&self, key_id: &str, secret: &str, op: &str, body: &str) -> anyhow::Result<String> {
         use std::io::{Read, Write};
         let headers = vec![
             ("host".to_string(), self.host.clone()),
@@ -124,8 +129,8 @@ impl Server {
             "",
             &headers,
             body.as_bytes(),
-            ROOT_KEY_ID,
-            ROOT_SECRET,
+            key_id,
+            secret,
             "us-east-1",
             "ecr",
             now,

@@ -124,3 +124,49 @@ def test_runner_applies_the_seed_policies(berth):
     accept = {"Accept": "application/vnd.oci.image.manifest.v1+json"}
     assert s.get(f"{berth.endpoint}/v2/app/manifests/prod-8", headers=accept).status_code == 200
     assert s.get(f"{berth.endpoint}/v2/app/manifests/{digests['prod-1']}", headers=accept).status_code == 404
+
+
+def test_seed_policies_with_docker(berth, docker, tmp_path):
+    """The issue's end-to-end: images pushed by the Docker engine (prod-1 … prod-8, dev-*, and
+    untagged ones), the seed-style policies put with the AWS CLI, previewed, run 15 days on;
+    ListImages shows exactly the survivors and `docker pull` works for every one of them."""
+    import tarfile
+
+    ecr = berth.client()
+    ecr.create_repository(repositoryName="seed")
+    docker.run("login", "--username", "AWS", "--password-stdin", berth.host, stdin=berth.token())
+
+    def push(tag, content):
+        rootfs = tmp_path / f"{tag}-{content}.tar"
+        with tarfile.open(rootfs, "w") as t:
+            f = tmp_path / "content.txt"
+            f.write_text(content)
+            t.add(f, arcname="content.txt")
+        ref = f"{berth.host}/seed:{tag}"
+        docker.run("import", str(rootfs), ref)
+        docker.run("push", ref)
+
+    for i in range(1, 9):
+        push(f"prod-{i}", f"prod {i}")
+    push("dev-1", "dev 1")
+    push("scratch", "scratch a")  # becomes untagged when scratch moves on
+    push("scratch", "scratch b")
+    assert len(ecr.list_images(repositoryName="seed", filter={"tagStatus": "UNTAGGED"})["imageIds"]) == 1
+
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps(POLICY))
+    berth.aws("ecr", "put-lifecycle-policy", "--repository-name", "seed", "--lifecycle-policy-text", f"file://{path}")
+    berth.aws("ecr", "start-lifecycle-policy-preview", "--repository-name", "seed")
+    preview = json.loads(berth.aws("ecr", "get-lifecycle-policy-preview", "--repository-name", "seed").stdout)
+    assert {tuple(r["imageTags"]) for r in preview["previewResults"]} == {("prod-1",), ("prod-2",), ("prod-3",)}
+
+    run_lifecycle(berth, "--repository", "seed", "--now", "+15d")
+    ids = json.loads(berth.aws("ecr", "list-images", "--repository-name", "seed").stdout)["imageIds"]
+    survivors = sorted(i.get("imageTag", "") for i in ids)
+    assert survivors == ["dev-1", "prod-4", "prod-5", "prod-6", "prod-7", "prod-8", "scratch"]
+    for tag in survivors:
+        ref = f"{berth.host}/seed:{tag}"
+        docker.run("rmi", ref)
+        docker.run("pull", ref)
+    gone = docker.run("pull", f"{berth.host}/seed:prod-1", check=False)
+    assert gone.returncode != 0

@@ -39,7 +39,7 @@ fn days_in_month(y: i64, m: u32) -> u32 {
 }
 
 /// `2024-05-01T12:00:00Z` for seconds since the epoch (the form of `aws:CurrentTime`).
-pub(crate) fn format_iso8601(epoch_seconds: i64) -> String {
+pub fn format_iso8601(epoch_seconds: i64) -> String {
     let (days, secs) = (epoch_seconds.div_euclid(86_400), epoch_seconds.rem_euclid(86_400));
     let (y, m, d) = civil_from_days(days);
     format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", secs / 3600, secs / 60 % 60, secs % 60)

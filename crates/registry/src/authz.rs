@@ -70,17 +70,18 @@ pub fn aws_managed_policy(arn: &str) -> Option<&'static str> {
     }
 }
 
-type Docs = Arc<Vec<PolicyDocument>>;
+type Doc = Arc<PolicyDocument>;
+type Docs = Arc<Vec<Doc>>;
 
 /// A repository's policy and tags.
 struct RepositoryFacts {
-    policy: Option<PolicyDocument>,
+    policy: Option<Doc>,
     tags: Vec<(String, String)>,
 }
 
 /// The registry policy and its scope.
 struct RegistryFacts {
-    policy: Option<PolicyDocument>,
+    policy: Option<Doc>,
     v1_scope: bool,
 }
 
@@ -96,27 +97,40 @@ pub struct Authorizer {
     account_id: String,
     region: String,
     cache: Mutex<Cache>,
+    /// Parsed documents by their text: when a cache entry expires the text is read again, but
+    /// parsed again only if it changed (parsing a large policy costs a millisecond).
+    parsed: Mutex<HashMap<(bool, String), Option<Doc>>>,
 }
 
 fn fresh(at: &Instant) -> bool {
     at.elapsed() < Duration::from_secs(CACHE_SECONDS)
 }
 
-/// Parses a stored policy; a stored policy that no longer parses (it was validated when
-/// stored) denies nothing and allows nothing, and is logged.
-fn parse_stored(text: &str, kind: PolicyKind, what: &str) -> Option<PolicyDocument> {
-    match PolicyDocument::parse(text, kind) {
-        Ok(d) => Some(d),
-        Err(e) => {
-            tracing::error!(policy = what, error = %e, "stored policy does not parse; ignored");
-            None
-        }
-    }
-}
-
 impl Authorizer {
     pub fn new(meta: Arc<dyn MetaStore>, account_id: String, region: String) -> Self {
-        Authorizer { meta, account_id, region, cache: Mutex::new(Cache::default()) }
+        Authorizer { meta, account_id, region, cache: Mutex::new(Cache::default()), parsed: Mutex::new(HashMap::new()) }
+    }
+
+    /// A stored policy, parsed (once per distinct text). A stored policy that no longer parses
+    /// (it was validated when stored) denies nothing and allows nothing, and is logged.
+    fn parse_stored(&self, text: &str, kind: PolicyKind, what: &str) -> Option<Doc> {
+        let key = (kind == PolicyKind::Identity, text.to_string());
+        if let Some(doc) = self.parsed.lock().expect("parsed policies").get(&key) {
+            return doc.clone();
+        }
+        let doc = match PolicyDocument::parse(text, kind) {
+            Ok(d) => Some(Arc::new(d)),
+            Err(e) => {
+                tracing::error!(policy = what, error = %e, "stored policy does not parse; ignored");
+                None
+            }
+        };
+        let mut parsed = self.parsed.lock().expect("parsed policies");
+        if parsed.len() >= CACHE_MAX {
+            parsed.clear();
+        }
+        parsed.insert(key, doc.clone());
+        doc
     }
 
     /// Forgets every cached policy: call after changing any policy, user, group or tag.
@@ -142,7 +156,7 @@ impl Authorizer {
                 IdentityPolicySource::Attached { document: Some(d), arn, .. } => (Some(d.as_str()), arn.clone()),
                 IdentityPolicySource::Attached { document: None, arn, .. } => (aws_managed_policy(arn), arn.clone()),
             };
-            if let Some(doc) = text.and_then(|t| parse_stored(t, PolicyKind::Identity, &what)) {
+            if let Some(doc) = text.and_then(|t| self.parse_stored(t, PolicyKind::Identity, &what)) {
                 docs.push(doc);
             }
         }
@@ -163,7 +177,7 @@ impl Authorizer {
         }
         let facts = match self.meta.repository_policy(name).await {
             Ok(policy) => RepositoryFacts {
-                policy: policy.and_then(|t| parse_stored(&t, PolicyKind::Resource, name)),
+                policy: policy.and_then(|t| self.parse_stored(&t, PolicyKind::Resource, name)),
                 tags: self.meta.repository_resource_tags(name).await?,
             },
             // A repository that does not exist (yet) has no policy and no tags.
@@ -188,7 +202,7 @@ impl Authorizer {
         let policy = self.meta.registry_policy(&self.account_id).await?;
         let scope = self.meta.account_setting(&self.account_id, "REGISTRY_POLICY_SCOPE").await?;
         let facts = Arc::new(RegistryFacts {
-            policy: policy.and_then(|t| parse_stored(&t, PolicyKind::Resource, "registry policy")),
+            policy: policy.and_then(|t| self.parse_stored(&t, PolicyKind::Resource, "registry policy")),
             v1_scope: scope.as_deref() == Some("V1"),
         });
         self.cache.lock().expect("authz cache").registry = Some((Instant::now(), facts.clone()));
@@ -267,15 +281,15 @@ impl Authorizer {
         }
         let registry = self.registry_facts().await?;
         let mut resource_policies: Vec<&PolicyDocument> = Vec::new();
-        if let Some(p) = repository_policy.or_else(|| repository.as_ref().and_then(|f| f.policy.as_ref())) {
+        if let Some(p) = repository_policy.or_else(|| repository.as_ref().and_then(|f| f.policy.as_deref())) {
             resource_policies.push(p);
         }
-        if let Some(p) = &registry.policy
+        if let Some(p) = registry.policy.as_deref()
             && (!registry.v1_scope || V1_REGISTRY_ACTIONS.contains(&action))
         {
             resource_policies.push(p);
         }
-        let identity_refs: Vec<&PolicyDocument> = identity.iter().collect();
+        let identity_refs: Vec<&PolicyDocument> = identity.iter().map(|d| d.as_ref()).collect();
         let decision = authorize(&ctx, &identity_refs, &resource_policies);
         if decision.is_allowed() {
             return Ok(Ok(()));

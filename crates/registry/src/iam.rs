@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use berth_iam::{PolicyDocument, PolicyKind};
-use berth_meta::{Group, ManagedPolicy, MetaError, MetaStore, Principal, PrincipalKind, now_ms};
+use berth_meta::{AccessKey, Group, ManagedPolicy, MetaError, MetaStore, Principal, PrincipalKind, now_ms};
 
 use crate::authz::aws_managed_policy;
 
@@ -24,6 +24,8 @@ pub enum IamError {
     #[error("{0}")]
     DeleteConflict(String),
     #[error("{0}")]
+    LimitExceeded(String),
+    #[error("{0}")]
     ServiceFailure(String),
 }
 
@@ -35,6 +37,7 @@ impl IamError {
             IamError::MalformedPolicyDocument(_) => "MalformedPolicyDocument",
             IamError::InvalidInput(_) => "InvalidInput",
             IamError::DeleteConflict(_) => "DeleteConflict",
+            IamError::LimitExceeded(_) => "LimitExceeded",
             IamError::ServiceFailure(_) => "ServiceFailure",
         }
     }
@@ -89,6 +92,14 @@ impl IamAdmin {
         }
     }
 
+    pub fn account_id(&self) -> &str {
+        &self.account_id
+    }
+
+    pub fn meta(&self) -> &Arc<dyn MetaStore> {
+        &self.meta
+    }
+
     pub async fn group(&self, name: &str) -> Result<Group> {
         self.meta
             .group_by_name(&self.account_id, name)
@@ -113,6 +124,49 @@ impl IamAdmin {
             other => other.into(),
         })?;
         Ok(p)
+    }
+
+    /// Deletes a user that has no access keys, policies or group memberships left (IAM's
+    /// `DeleteConflict` otherwise).
+    pub async fn delete_user(&self, name: &str) -> Result<()> {
+        let u = self.user(name).await?;
+        let attached = !self.meta.list_access_keys(&u.id).await?.is_empty()
+            || !self.meta.list_inline_policies(&u.id).await?.is_empty()
+            || !self.meta.attached_policies(&u.id).await?.is_empty()
+            || !self.meta.groups_of(&u.id).await?.is_empty();
+        if attached {
+            return Err(IamError::DeleteConflict(
+                "Cannot delete entity, must remove access keys, policies and group memberships first.".into(),
+            ));
+        }
+        self.meta.delete_principal(&u.id).await?;
+        Ok(())
+    }
+
+    pub async fn list_users(&self) -> Result<Vec<Principal>> {
+        Ok(self
+            .meta
+            .list_principals(&self.account_id)
+            .await?
+            .into_iter()
+            .filter(|p| p.kind == PrincipalKind::User)
+            .collect())
+    }
+
+    /// A new access key for `principal` (a user, or the root); the secret is returned once.
+    pub async fn create_access_key(&self, principal: &Principal) -> Result<AccessKey> {
+        if self.meta.list_access_keys(&principal.id).await?.len() >= 2 {
+            return Err(IamError::LimitExceeded("Cannot exceed quota for AccessKeysPerUser: 2".into()));
+        }
+        let key = AccessKey {
+            access_key_id: berth_auth::keys::new_access_key_id(),
+            principal_id: principal.id.clone(),
+            secret: berth_auth::keys::new_secret_access_key(),
+            active: true,
+            created_at: now_ms(),
+        };
+        self.meta.create_access_key(&key).await?;
+        Ok(key)
     }
 
     pub async fn create_group(&self, name: &str) -> Result<Group> {

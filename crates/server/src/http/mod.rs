@@ -17,6 +17,7 @@ use berth_registry::Registry;
 use berth_registry::identity::Identity;
 
 pub mod ecr;
+pub mod iam;
 pub mod metrics;
 mod v2;
 

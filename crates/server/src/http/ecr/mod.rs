@@ -104,6 +104,13 @@ pub async fn handle(State(app): State<AppState>, req: axum::extract::Request) ->
     let (parts, body) = req.into_parts();
     let env = super::request_env(&app, &parts.extensions);
     let (method, uri, headers) = (parts.method, parts.uri, parts.headers);
+    if super::iam::is_iam_request(&headers) {
+        let Ok(bytes) = axum::body::to_bytes(body, MAX_BODY).await else {
+            return EcrError::new("SerializationException", "request body too large or unreadable").into_response();
+        };
+        let signed = SignedParts::of(&headers, &uri, &bytes);
+        return super::iam::handle(&app, &signed.request(&method, &uri), &bytes, env).await;
+    }
     let target = headers.get("x-amz-target").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
     match serve(&app, &method, &uri, &headers, &target, body, env).await {
         Ok(v) => {
@@ -132,21 +139,9 @@ async fn serve(
     let op = target
         .strip_prefix(TARGET_PREFIX)
         .ok_or_else(|| EcrError::new("UnknownOperationException", format!("Unknown operation {target:?}")))?;
-    let mut header_list: Vec<(String, String)> =
-        headers.iter().filter_map(|(k, v)| v.to_str().ok().map(|v| (k.as_str().to_string(), v.to_string()))).collect();
-    // HTTP/2 carries the host as the :authority pseudo-header, which clients sign as `host`.
-    let host = request_host(headers, uri);
-    if !headers.contains_key(header::HOST) {
-        header_list.push(("host".into(), host.clone()));
-    }
-    let payload = hex::encode(Sha256::digest(&bytes));
-    let req = berth_auth::sigv4::Request {
-        method: method.as_str(),
-        path: uri.path(),
-        query: uri.query().unwrap_or(""),
-        headers: &header_list,
-        payload_sha256: &payload,
-    };
+    let signed = SignedParts::of(headers, uri, &bytes);
+    let host = signed.host.clone();
+    let req = signed.request(method, uri);
     let caller = app.identity.authenticate_sigv4(&req, "ecr", now_seconds()).await?;
     let input: Value = if bytes.is_empty() {
         json!({})
@@ -192,6 +187,38 @@ fn request_tags(input: &Value) -> Vec<(String, String)> {
         .flatten()
         .filter_map(|k| Some((k.as_str()?.to_string(), String::new())));
     set.chain(removed).collect()
+}
+
+/// What SigV4 covers of a request: its headers as signed (HTTP/2's `:authority` as `host`) and
+/// the SHA-256 of its body. Shared by the ECR API and the IAM Query API.
+pub struct SignedParts {
+    pub headers: Vec<(String, String)>,
+    pub payload_sha256: String,
+    pub host: String,
+}
+
+impl SignedParts {
+    pub fn of(headers: &HeaderMap, uri: &Uri, body: &[u8]) -> SignedParts {
+        let mut list: Vec<(String, String)> = headers
+            .iter()
+            .filter_map(|(k, v)| v.to_str().ok().map(|v| (k.as_str().to_string(), v.to_string())))
+            .collect();
+        let host = request_host(headers, uri);
+        if !headers.contains_key(header::HOST) {
+            list.push(("host".into(), host.clone()));
+        }
+        SignedParts { headers: list, payload_sha256: hex::encode(Sha256::digest(body)), host }
+    }
+
+    pub fn request<'a>(&'a self, method: &'a Method, uri: &'a Uri) -> berth_auth::sigv4::Request<'a> {
+        berth_auth::sigv4::Request {
+            method: method.as_str(),
+            path: uri.path(),
+            query: uri.query().unwrap_or(""),
+            headers: &self.headers,
+            payload_sha256: &self.payload_sha256,
+        }
+    }
 }
 
 /// The host the client addressed: the Host header (HTTP/1.1) or the URI authority (HTTP/2).
