@@ -87,12 +87,6 @@ pub async fn run(berth: &Path, reference: &Path, rounds: usize, seconds: u32) ->
     let cd = (upload_whole(&c, &srv.base, "bench/app", Bytes::from(config.clone())).await?, config.len());
     let ld = (upload_whole(&c, &srv.base, "bench/app", Bytes::from(layer.clone())).await?, layer.len());
     put_manifest(&c, &srv.base, "bench/app", "v1", manifest(&cd, &ld)).await?;
-    admin(berth, &data, &["create-user", "puller"], None)?;
-    let key = admin(berth, &data, &["create-access-key", "puller"], None)?;
-    let (id, secret) = (
-        key["AccessKey"]["AccessKeyId"].as_str().unwrap_or_default().to_string(),
-        key["AccessKey"]["SecretAccessKey"].as_str().unwrap_or_default().to_string(),
-    );
     let url = format!("{}/v2/bench/app/manifests/v1", srv.base);
     let accept = format!("Accept: {OCI_MANIFEST}");
     let root_auth = format!("Authorization: {}", srv.auth.clone().unwrap_or_default());
@@ -103,35 +97,81 @@ pub async fn run(berth: &Path, reference: &Path, rounds: usize, seconds: u32) ->
     put_manifest(&oc, &open.base, "bench/app", "v1", manifest(&ocd, &old)).await?;
     let open_url = format!("{}/v2/bench/app/manifests/v1", open.base);
 
-    let mut rows: Vec<(String, Vec<f64>)> = Vec::new();
-    let mut record = |label: &str, v: f64| match rows.iter_mut().find(|(l, _)| l == label) {
-        Some((_, vs)) => vs.push(v),
-        None => rows.push((label.to_string(), vec![v])),
+    // Per caller: req/s and the server's CPU per request, which is what policies cost and
+    // moves far less than req/s on a shared machine. The order rotates every round.
+    let mut rows: Vec<(String, Vec<f64>, Vec<f64>)> = Vec::new();
+    let mut record = |label: &str, rps: f64, cpu_us: f64| match rows.iter_mut().find(|(l, _, _)| l == label) {
+        Some((_, r, c)) => {
+            r.push(rps);
+            c.push(cpu_us);
+        }
+        None => rows.push((label.to_string(), vec![rps], vec![cpu_us])),
     };
+    let measure = |srv: &Server, url: &str, headers: &[&str]| -> anyhow::Result<(f64, f64)> {
+        let cpu0 = srv.cpu_seconds();
+        let rate = load::wrk(url, 32, seconds, headers, None)?;
+        anyhow::ensure!(rate.errors == 0.0, "refused GETs during the run");
+        Ok((rate.rps, (srv.cpu_seconds() - cpu0) * 1e6 / rate.requests.max(1.0)))
+    };
+    let mut users = Vec::new();
+    for n in [10usize, 100] {
+        // A user per policy size, so that both are measured in every round.
+        let name = format!("puller{n}");
+        admin(berth, &data, &["create-user", &name], None)?;
+        admin(
+            berth,
+            &data,
+            &["put-user-policy", &name, "pull", "-"],
+            Some(&policy(n, false).replace("user/puller", &format!("user/{name}"))),
+        )?;
+        let key = admin(berth, &data, &["create-access-key", &name], None)?;
+        let (id, secret) = (
+            key["AccessKey"]["AccessKeyId"].as_str().unwrap_or_default().to_string(),
+            key["AccessKey"]["SecretAccessKey"].as_str().unwrap_or_default().to_string(),
+        );
+        users.push((n, id, secret));
+    }
+    // The repository policy (at most 10,240 characters: 10 statements) names both users.
+    let repo_policy = policy(10, true).replace(
+        r#""AWS":"arn:aws:iam::123456789012:user/puller""#,
+        r#""AWS":["arn:aws:iam::123456789012:user/puller10","arn:aws:iam::123456789012:user/puller100"]"#,
+    );
+    srv.ecr(
+        "SetRepositoryPolicy",
+        &serde_json::json!({ "repositoryName": "bench/app", "policyText": repo_policy }).to_string(),
+    )?;
+    let mut user_auth = Vec::new();
+    for (n, id, secret) in &users {
+        user_auth.push((*n, format!("Authorization: Basic {}", token_of(&srv, id, secret)?)));
+    }
     for round in 0..rounds {
         eprintln!("policy bench round {} / {rounds}", round + 1);
-        record("authentication off", load::wrk(&open_url, 32, seconds, &[&accept], None)?.rps);
-        record("root (no policy to evaluate)", load::wrk(&url, 32, seconds, &[&root_auth, &accept], None)?.rps);
-        for n in [10, 100] {
-            admin(berth, &data, &["put-user-policy", "puller", "pull", "-"], Some(&policy(n, false)))?;
-            // A repository policy is at most 10,240 characters: 10 statements.
-            let body = serde_json::json!({ "repositoryName": "bench/app", "policyText": policy(10, true) }).to_string();
-            srv.ecr("SetRepositoryPolicy", &body)?;
-            // The server re-reads identity policies changed by `berth admin` within 2 s.
-            tokio::time::sleep(std::time::Duration::from_secs(3)).await;
-            let user_auth = format!("Authorization: Basic {}", token_of(&srv, &id, &secret)?);
-            let rate = load::wrk(&url, 32, seconds, &[&user_auth, &accept], None)?;
-            anyhow::ensure!(rate.errors == 0.0, "the user's GETs were refused");
-            record(&format!("user: identity policy of {n} statements, repository policy of 10"), rate.rps);
+        for step in 0..4 {
+            match (step + round) % 4 {
+                0 => {
+                    let (rps, cpu) = measure(&open, &open_url, &[&accept])?;
+                    record("authentication off (a second Berth)", rps, cpu);
+                }
+                1 => {
+                    let (rps, cpu) = measure(&srv, &url, &[&root_auth, &accept])?;
+                    record("root (no policy to evaluate)", rps, cpu);
+                }
+                k => {
+                    let (n, auth) = &user_auth[k - 2];
+                    let (rps, cpu) = measure(&srv, &url, &[auth, &accept])?;
+                    record(&format!("user: identity policy of {n} statements, repository policy of 10"), rps, cpu);
+                }
+            }
         }
     }
-    let base = rows.iter().find(|(l, _)| l.starts_with("root")).map(|(_, v)| median(v)).unwrap_or(f64::NAN);
+    let base = rows.iter().find(|(l, _, _)| l.starts_with("root")).map(|(_, _, c)| median(c)).unwrap_or(f64::NAN);
     let mut table = format!(
         "## Policy evaluation on manifest GET\n\nManifest GET, 32 connections, {seconds} s per run, median of {rounds} \
-         (target: policies cost under 10 %):\n\n| caller | req/s | vs root |\n|---|---:|---:|\n"
+         (order rotated each round; target: policies cost under 10 %):\n\n\
+         | caller | req/s | server CPU µs/req | CPU vs root |\n|---|---:|---:|---:|\n"
     );
-    for (label, vs) in &rows {
-        table.push_str(&format!("| {label} | {:.0} | {:.2} |\n", median(vs), median(vs) / base));
+    for (label, rps, cpu) in &rows {
+        table.push_str(&format!("| {label} | {:.0} | {:.1} | {:.2} |\n", median(rps), median(cpu), median(cpu) / base));
     }
     Ok(table)
 }
