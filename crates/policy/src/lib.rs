@@ -3,6 +3,7 @@
 
 pub mod lifecycle;
 pub mod mutability;
+pub mod scanning;
 pub mod wildcard;
 
 pub use mutability::{MutabilityError, TagMutability};

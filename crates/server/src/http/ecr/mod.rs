@@ -12,6 +12,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use berth_auth::token::docker_authorization;
 use berth_meta::{MetaError, Repository, RepositorySettings};
 use berth_policy::TagMutability;
+use berth_policy::scanning::RegistryScanning;
 use berth_registry::RegistryError;
 use berth_registry::authz::{self, RequestEnv, Target};
 use berth_registry::identity::{AuthError, Caller};
@@ -252,6 +253,11 @@ async fn dispatch(ctx: &Ctx<'_>, op: &str, input: Value) -> EcrResult {
         "DeleteRepository" => delete_repository(ctx, parse(input)?).await,
         "PutImageTagMutability" => put_image_tag_mutability(ctx, parse(input)?).await,
         "PutImageScanningConfiguration" => put_image_scanning_configuration(ctx, parse(input)?).await,
+        "PutRegistryScanningConfiguration" => put_registry_scanning_configuration(ctx, parse(input)?).await,
+        "GetRegistryScanningConfiguration" => get_registry_scanning_configuration(ctx).await,
+        "BatchGetRepositoryScanningConfiguration" => {
+            batch_get_repository_scanning_configuration(ctx, parse(input)?).await
+        }
         "ListTagsForResource" => list_tags_for_resource(ctx, parse(input)?).await,
         "ListImages" => images::list_images(ctx, parse(input)?).await,
         "UpdateImageStorageClass" => images::update_image_storage_class(ctx, parse(input)?).await,
@@ -665,6 +671,63 @@ async fn put_image_scanning_configuration(ctx: &Ctx<'_>, input: PutImageScanning
         "repositoryName": r.name,
         "imageScanningConfiguration": { "scanOnPush": r.settings.scan_on_push },
     }))
+}
+
+/// Where the registry scanning configuration is kept: an account setting of Berth's own (not one
+/// `GetAccountSetting` serves), as the JSON `PutRegistryScanningConfiguration` received.
+const REGISTRY_SCANNING_SETTING: &str = "berth:registry-scanning-configuration";
+
+impl Ctx<'_> {
+    async fn registry_scanning(&self) -> Result<RegistryScanning, EcrError> {
+        match self.app.registry.meta().account_setting(self.registry_id(), REGISTRY_SCANNING_SETTING).await? {
+            Some(text) => serde_json::from_str(&text).map_err(EcrError::server),
+            None => Ok(RegistryScanning { scan_type: "BASIC".into(), rules: Vec::new() }),
+        }
+    }
+}
+
+async fn put_registry_scanning_configuration(ctx: &Ctx<'_>, input: RegistryScanning) -> EcrResult {
+    input.validate().map_err(|m| EcrError::invalid(format!("Invalid parameter: {m}")))?;
+    let text = serde_json::to_string(&input).map_err(EcrError::server)?;
+    ctx.app.registry.meta().put_account_setting(ctx.registry_id(), REGISTRY_SCANNING_SETTING, &text).await?;
+    Ok(json!({ "registryScanningConfiguration": input }))
+}
+
+async fn get_registry_scanning_configuration(ctx: &Ctx<'_>) -> EcrResult {
+    Ok(json!({ "registryId": ctx.registry_id(), "scanningConfiguration": ctx.registry_scanning().await? }))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct BatchGetRepositoryScanningConfigurationInput {
+    repository_names: Vec<String>,
+}
+
+async fn batch_get_repository_scanning_configuration(
+    ctx: &Ctx<'_>,
+    input: BatchGetRepositoryScanningConfigurationInput,
+) -> EcrResult {
+    if input.repository_names.is_empty() || input.repository_names.len() > 25 {
+        return Err(EcrError::invalid("repositoryNames must hold between 1 and 25 names"));
+    }
+    let registry = ctx.registry_scanning().await?;
+    let (mut found, mut failures) = (Vec::new(), Vec::new());
+    for name in &input.repository_names {
+        check_repository_name(name)?;
+        let Some(repo) = ctx.app.registry.meta().repository(name).await? else {
+            failures.push(json!({ "repositoryName": name, "failureCode": "REPOSITORY_NOT_FOUND", "failureReason": "REPOSITORY_NOT_FOUND" }));
+            continue;
+        };
+        let effective = registry.for_repository(name, repo.settings.scan_on_push);
+        found.push(json!({
+            "repositoryArn": ctx.app.authorizer.repository_arn(name),
+            "repositoryName": name,
+            "scanOnPush": effective.scan_on_push,
+            "scanFrequency": effective.scan_frequency,
+            "appliedScanFilters": effective.applied_filters,
+        }));
+    }
+    Ok(json!({ "scanningConfigurations": found, "failures": failures }))
 }
 
 #[derive(Deserialize)]
