@@ -394,7 +394,6 @@ pub trait MetaStore: Send + Sync + 'static {
     /// Removes the records of blobs no repository links any more that were recorded before
     /// `before`; returns them (digest, size). Their bytes are the caller's to delete.
     async fn gc_remove_unlinked_blobs(&self, before: i64) -> Result<Vec<(String, i64)>>;
-    async fn blob_recorded(&self, digest: &str) -> Result<bool>;
     /// Which of `digests` have a blob record (one query for a batch of GC's candidates).
     async fn blobs_recorded(&self, digests: &[String]) -> Result<Vec<String>>;
     /// Upload sessions started before `before`.

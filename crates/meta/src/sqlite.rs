@@ -1229,15 +1229,6 @@ impl MetaStore for SqliteMeta {
         .map_err(backend)
     }
 
-    async fn blob_recorded(&self, digest: &str) -> Result<bool> {
-        let found: Option<i64> = sqlx::query_scalar("SELECT 1 FROM blobs WHERE digest = $1")
-            .bind(digest)
-            .fetch_optional(&self.writer)
-            .await
-            .map_err(backend)?;
-        Ok(found.is_some())
-    }
-
     async fn blobs_recorded(&self, digests: &[String]) -> Result<Vec<String>> {
         let list = serde_json::to_string(digests).map_err(|e| MetaError::Backend(e.to_string()))?;
         sqlx::query_scalar("SELECT digest FROM blobs WHERE digest IN (SELECT value FROM json_each($1))")

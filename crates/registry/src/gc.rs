@@ -70,10 +70,10 @@ impl Registry {
             report.bytes_freed += bytes;
         }
         let recorded: HashSet<String> = self.meta().all_blobs().await?.into_iter().map(|(d, _)| d).collect();
-        for digest in self.blobs().list().await? {
-            if !recorded.contains(digest.as_str()) && self.delete_blob_bytes_if_unrecorded(&digest).await? {
-                report.unrecorded_removed += 1;
-            }
+        let unrecorded: Vec<(Digest, i64)> =
+            self.blobs().list().await?.into_iter().filter(|d| !recorded.contains(d.as_str())).map(|d| (d, 0)).collect();
+        for batch in unrecorded.chunks(DELETE_BATCH) {
+            report.unrecorded_removed += self.delete_batch_if_unrecorded(batch).await?.0;
         }
         let upload_cutoff = now_ms - policy.upload_age_ms;
         for id in self.meta().stale_uploads(upload_cutoff).await? {
@@ -121,16 +121,5 @@ impl Registry {
         futures_util::stream::iter(deletions).buffer_unordered(16).try_collect::<Vec<()>>().await?;
         drop(held);
         Ok((count, bytes))
-    }
-
-    /// Deletes a blob's bytes under its commit lock, unless it has been recorded again.
-    async fn delete_blob_bytes_if_unrecorded(&self, digest: &Digest) -> Result<bool, RegistryError> {
-        let lock = self.commit_lock(digest);
-        let _held = lock.lock().await;
-        if self.meta().blob_recorded(digest.as_str()).await? {
-            return Ok(false);
-        }
-        self.blobs().delete(digest).await?;
-        Ok(true)
     }
 }

@@ -133,13 +133,13 @@ impl Registry {
         policy: &LifecyclePolicy,
         now_ms: i64,
     ) -> Result<Vec<(Decision, ImageRecord)>, RegistryError> {
-        let images = self.lifecycle_images(repository).await?;
-        let list: Vec<Image> = images.iter().map(|(i, _)| i.clone()).collect();
+        let (list, records): (Vec<Image>, Vec<ImageRecord>) =
+            self.lifecycle_images(repository).await?.into_iter().unzip();
         let decisions = lifecycle::evaluate(policy, &list, now_ms);
-        Ok(decisions
-            .into_iter()
-            .filter_map(|d| images.iter().find(|(i, _)| i.digest == d.digest).map(|(_, r)| (d, r.clone())))
-            .collect())
+        // One map, not a scan of every image per decision (100,000 images, many decisions).
+        let mut by_digest: std::collections::HashMap<String, ImageRecord> =
+            records.into_iter().map(|r| (r.digest.clone(), r)).collect();
+        Ok(decisions.into_iter().filter_map(|d| by_digest.remove(&d.digest).map(|r| (d, r))).collect())
     }
 }
 
