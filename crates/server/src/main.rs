@@ -365,7 +365,7 @@ async fn admin_account(config: &Config, meta: &Arc<dyn MetaStore>) -> anyhow::Re
 }
 
 async fn admin(config: Config, command: AdminCommand) -> anyhow::Result<()> {
-    use berth_meta::{AccessKey, PrincipalKind, now_ms};
+    use berth_meta::PrincipalKind;
     use berth_registry::iam::{IamAdmin, IamError, Owner};
     use berth_registry::identity::principal_arn;
     let (meta, _) = open_stores(&config).await?;
@@ -453,14 +453,7 @@ async fn admin(config: Config, command: AdminCommand) -> anyhow::Result<()> {
         }
         AdminCommand::CreateAccessKey { user: name } => {
             let p = user(&name).await?;
-            let key = AccessKey {
-                access_key_id: berth_auth::keys::new_access_key_id(),
-                principal_id: p.id.clone(),
-                secret: berth_auth::keys::new_secret_access_key(),
-                active: true,
-                created_at: now_ms(),
-            };
-            meta.create_access_key(&key).await?;
+            let key = iam.create_access_key(&p).await.map_err(iam_err)?;
             serde_json::json!({ "AccessKey": {
                 "UserName": p.name, "AccessKeyId": key.access_key_id, "SecretAccessKey": key.secret, "Status": "Active",
             }})

@@ -195,8 +195,10 @@ pub async fn handle(app: &AppState, req: &berth_auth::sigv4::Request<'_>, body: 
         Err(e) => return error("ServiceFailure", &e.to_string()).into_response(),
     }
     let response = serve(&iam, &caller, &action, &params).await.unwrap_or_else(IntoResponse::into_response);
-    // Users, groups and policies feed authorization: forget cached decisions' inputs.
-    app.authorizer.invalidate();
+    if !action.starts_with("Get") && !action.starts_with("List") {
+        // Users, groups and policies feed authorization: forget the cached ones after a change.
+        app.authorizer.invalidate();
+    }
     response
 }
 
@@ -237,6 +239,7 @@ async fn serve(iam: &IamAdmin, caller: &Caller, action: &str, p: &Params) -> Res
         }
         "CreateAccessKey" => {
             let u = user_or_caller(p.get("UserName")).await?;
+            iam.check_key_quota(&u).await.map_err(e)?;
             let k = iam.create_access_key(&u).await.map_err(e)?;
             ok(
                 action,

@@ -410,12 +410,12 @@ pub(super) async fn put_image(ctx: &Ctx<'_>, input: PutImageInput) -> EcrResult 
     }
     let meta = ctx.app.registry.meta();
     // Putting an archived image again restores it, as a re-push does in ECR.
-    let archived = meta.manifest(repo, &digest).await?.is_some_and(|m| m.archived);
-    let exists = !archived
-        && match &input.image_tag {
-            Some(t) => meta.resolve_tag(repo, t).await?.as_ref() == Some(&digest),
-            None => meta.manifest(repo, &digest).await?.is_some(),
-        };
+    let stored = meta.manifest(repo, &digest).await?;
+    let exists = match (&stored, &input.image_tag) {
+        (Some(m), _) if m.archived => false,
+        (_, Some(t)) => meta.resolve_tag(repo, t).await?.as_ref() == Some(&digest),
+        (stored, None) => stored.is_some(),
+    };
     if exists {
         return Err(EcrError::new(
             "ImageAlreadyExistsException",
