@@ -283,3 +283,33 @@ def test_malformed_identity_policy_is_refused_by_admin(berth):
     assert p.returncode != 0
     assert "MalformedPolicyDocument" in p.stderr and "Resource" in p.stderr
     assert berth.admin("show-user", "carol")["PolicyNames"] == []
+
+
+def test_tag_condition_keys(berth):
+    """aws:RequestTag/* carries the tags a request sets; aws:TagKeys the keys it sets or removes
+    (UntagResource sets no RequestTag)."""
+    ecr = berth.client()
+    arn = ecr.create_repository(repositoryName="tagged", tags=[{"Key": "env", "Value": "dev"}])["repository"]["repositoryArn"]
+    policy = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Action": ["ecr:TagResource", "ecr:UntagResource"], "Resource": "*",
+             "Condition": {"ForAllValues:StringNotEquals": {"aws:TagKeys": ["owner"]}}},
+            {"Sid": "NoProdTag", "Effect": "Deny", "Action": "ecr:TagResource", "Resource": "*",
+             "Condition": {"StringEquals": {"aws:RequestTag/env": "prod"}}},
+            {"Sid": "NoRequestTagOnUntag", "Effect": "Deny", "Action": "ecr:UntagResource", "Resource": "*",
+             "Condition": {"Null": {"aws:RequestTag/env": "false"}}},
+        ],
+    }
+    key, secret = berth.create_user("tagger", policy=policy)
+    tagger = berth.client(key=key, secret=secret)
+    tagger.tag_resource(resourceArn=arn, tags=[{"Key": "env", "Value": "test"}])
+    with pytest.raises(tagger.exceptions.ClientError) as e:
+        tagger.tag_resource(resourceArn=arn, tags=[{"Key": "env", "Value": "prod"}])
+    assert "explicit deny" in e.value.response["Error"]["Message"]
+    with pytest.raises(tagger.exceptions.ClientError):
+        tagger.tag_resource(resourceArn=arn, tags=[{"Key": "owner", "Value": "me"}])
+    with pytest.raises(tagger.exceptions.ClientError):
+        tagger.untag_resource(resourceArn=arn, tagKeys=["owner"])
+    tagger.untag_resource(resourceArn=arn, tagKeys=["env"])
+    assert ecr.list_tags_for_resource(resourceArn=arn)["tags"] == []

@@ -40,8 +40,10 @@ pub enum Target<'a> {
 pub struct RequestEnv {
     pub source_ip: Option<IpAddr>,
     pub secure_transport: bool,
-    /// Tags the request sets (`aws:RequestTag/*`, `aws:TagKeys`).
+    /// Tags the request sets (`aws:RequestTag/*`).
     pub request_tags: Vec<(String, String)>,
+    /// The tag keys the request names (`aws:TagKeys`): those it sets or removes.
+    pub tag_keys: Vec<String>,
 }
 
 /// A refusal, worded as AWS words it.
@@ -258,11 +260,11 @@ impl Authorizer {
         }
         ctx.set_secure_transport(env.secure_transport);
         ctx.set_current_time(berth_meta::now_ms() / 1000);
-        if !env.request_tags.is_empty() {
-            for (k, v) in &env.request_tags {
-                ctx.insert(&format!("aws:RequestTag/{k}"), vec![v.clone()]);
-            }
-            ctx.insert("aws:TagKeys", env.request_tags.iter().map(|(k, _)| k.clone()).collect());
+        for (k, v) in &env.request_tags {
+            ctx.insert(&format!("aws:RequestTag/{k}"), vec![v.clone()]);
+        }
+        if !env.tag_keys.is_empty() {
+            ctx.insert("aws:TagKeys", env.tag_keys.clone());
         }
 
         let identity = match caller.kind {

@@ -56,6 +56,7 @@ pub fn request_env(app: &AppState, extensions: &axum::http::Extensions) -> berth
         source_ip: extensions.get::<ConnectInfo<ClientAddr>>().map(|c| c.0.0.ip()),
         secure_transport: app.scheme == "https",
         request_tags: Vec::new(),
+        tag_keys: Vec::new(),
     }
 }
 

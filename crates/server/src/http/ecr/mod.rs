@@ -151,6 +151,7 @@ async fn serve(
             .map_err(|e| EcrError::new("SerializationException", format!("invalid JSON: {e}")))?
     };
     env.request_tags = request_tags(&input);
+    env.tag_keys = tag_keys(&input, &env.request_tags);
     let ctx = Ctx { app, caller, env, endpoint: format!("{}://{host}", app.scheme), host };
     ctx.authorize_operation(op, &input).await?;
     let result = dispatch(&ctx, op, input).await;
@@ -175,19 +176,20 @@ const POLICY_INPUTS: &[&str] = &[
     "DeleteRepository",
 ];
 
-/// The tags a request sets (`tags: [{Key, Value}]`), or removes (`tagKeys`), for
-/// `aws:RequestTag/*` and `aws:TagKeys`.
+/// The tags a request sets (`tags: [{Key, Value}]`), for `aws:RequestTag/*`.
 fn request_tags(input: &Value) -> Vec<(String, String)> {
-    let set =
-        input["tags"].as_array().into_iter().flatten().filter_map(|t| {
-            Some((t["Key"].as_str()?.to_string(), t["Value"].as_str().unwrap_or_default().to_string()))
-        });
-    let removed = input["tagKeys"]
+    input["tags"]
         .as_array()
         .into_iter()
         .flatten()
-        .filter_map(|k| Some((k.as_str()?.to_string(), String::new())));
-    set.chain(removed).collect()
+        .filter_map(|t| Some((t["Key"].as_str()?.to_string(), t["Value"].as_str().unwrap_or_default().to_string())))
+        .collect()
+}
+
+/// The tag keys a request names, set or removed (`tagKeys`), for `aws:TagKeys`.
+fn tag_keys(input: &Value, set: &[(String, String)]) -> Vec<String> {
+    let removed = input["tagKeys"].as_array().into_iter().flatten().filter_map(|k| k.as_str().map(str::to_string));
+    set.iter().map(|(k, _)| k.clone()).chain(removed).collect()
 }
 
 /// What SigV4 covers of a request: its headers as signed (HTTP/2's `:authority` as `host`) and
