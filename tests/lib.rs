@@ -285,15 +285,20 @@ pub async fn push_image(client: &reqwest::Client, b: &Berth, repo: &str, tag: &s
     let c = push_blob(client, b, repo, &config).await;
     let l = push_blob(client, b, repo, &layer).await;
     let manifest = image_manifest((&c, config.len()), &[(&l, layer.len())]);
+    put_manifest(client, b, repo, tag, &manifest).await;
+    (sha256(&manifest), manifest)
+}
+
+/// PUTs an OCI image manifest under `tag` and checks it was accepted (201).
+pub async fn put_manifest(client: &reqwest::Client, b: &Berth, repo: &str, tag: &str, manifest: &[u8]) {
     let r = client
         .put(b.url(&format!("/v2/{repo}/manifests/{tag}")))
         .header("content-type", OCI_MANIFEST)
-        .body(manifest.clone())
+        .body(manifest.to_vec())
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), 201, "{:?}", r.text().await);
-    (sha256(&manifest), manifest)
 }
 
 /// Waits until `f` is true or the timeout passes.
