@@ -86,6 +86,16 @@ class Berth:
         assert p.returncode == 0, f"berth admin {' '.join(args)} failed: {p.stderr}"
         return json.loads(p.stdout)
 
+    def cli(self, *args, check=True):
+        """Runs another `berth` command (`vulndb import …`) on this server's data directory."""
+        p = subprocess.run(
+            [berth_bin(), *args, "--data-dir", os.path.join(self.data_dir, "data")],
+            capture_output=True, text=True, env=dict(os.environ, BERTH_ACCOUNT_ID=ACCOUNT_ID),
+        )
+        if check:
+            assert p.returncode == 0, f"berth {' '.join(args)} failed: {p.stderr}"
+        return p
+
     def create_user(self, name, policy=None, attach=None):
         """A user with an inline `policy` (a dict) and/or an attached managed policy ARN;
         returns (access key id, secret)."""

@@ -53,4 +53,4 @@ mod wildcard;
 pub use context::{ContextKeys, Principal, RequestContext};
 pub use eval::{Authorization, Decision, Grantee, PolicyOutcome, Reason, StatementRef, authorize};
 pub use policy::{Effect, PolicyDocument, PolicyError, PolicyKind, Statement, Version};
-pub use time::format_iso8601;
+pub use time::{format_iso8601, parse_date};

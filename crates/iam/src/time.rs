@@ -72,7 +72,7 @@ impl Cursor<'_> {
 }
 
 /// Nanoseconds since the epoch, or `None` when `s` is neither ISO 8601 nor epoch seconds.
-pub(crate) fn parse_date(s: &str) -> Option<i128> {
+pub fn parse_date(s: &str) -> Option<i128> {
     let b = s.as_bytes();
     let digits = b.strip_prefix(b"-").unwrap_or(b);
     if !digits.is_empty() && digits.iter().all(u8::is_ascii_digit) {

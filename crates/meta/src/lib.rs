@@ -55,6 +55,9 @@ pub struct RepositorySettings {
     /// `AES256`, `KMS` or `KMS_DSSE`.
     pub encryption_type: String,
     pub kms_key: Option<String>,
+    /// Berth's pull policy: pulls of images with scan findings at or above this severity
+    /// (`CRITICAL` … `LOW`) are refused; `None` falls back to the configured default.
+    pub pull_block_severity: Option<String>,
 }
 
 impl Default for RepositorySettings {
@@ -65,6 +68,7 @@ impl Default for RepositorySettings {
             scan_on_push: false,
             encryption_type: "AES256".into(),
             kms_key: None,
+            pull_block_severity: None,
         }
     }
 }
@@ -169,6 +173,18 @@ pub struct StoredManifest {
     pub content: Vec<u8>,
     /// In the archive storage class: not to be served.
     pub archived: bool,
+    /// What the pull policy needs, read with the manifest so a pull costs no extra query.
+    pub pull_gate: PullGate,
+}
+
+/// The repository's pull policy and the image's scan outcome.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PullGate {
+    /// The repository's `pull_block_severity` setting.
+    pub block_severity: Option<String>,
+    /// The image's scan status and severity counts (JSON), if it has a scan.
+    pub scan_status: Option<String>,
+    pub scan_counts: Option<String>,
 }
 
 /// A manifest as listed by the referrers API.
@@ -252,6 +268,63 @@ pub struct ImageRecord {
     pub archived: bool,
     pub last_archived_at: Option<i64>,
     pub last_activated_at: Option<i64>,
+}
+
+/// A scan to run: the image and the request generation it answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScanJob {
+    pub repository: String,
+    pub digest: String,
+    /// `BASIC` or `ENHANCED`.
+    pub scan_type: String,
+    pub generation: i64,
+}
+
+/// An image's scan as stored: status, and the findings once complete.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageScan {
+    pub digest: String,
+    pub scan_type: String,
+    /// `PENDING`, `IN_PROGRESS`, `COMPLETE`, `FAILED` or `UNSUPPORTED_IMAGE`.
+    pub status: String,
+    pub description: Option<String>,
+    pub queued_at: i64,
+    pub completed_at: Option<i64>,
+    pub vulndb_version: Option<i64>,
+    pub vulndb_updated_at: Option<i64>,
+    /// JSON, as the scanner wrote it.
+    pub findings: Option<String>,
+    /// JSON object: severity → count.
+    pub counts: Option<String>,
+}
+
+/// The outcome a worker records for a scan it claimed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScanOutcome {
+    pub status: String,
+    pub description: Option<String>,
+    pub findings: Option<String>,
+    pub counts: Option<String>,
+    pub vulndb_version: Option<i64>,
+    pub vulndb_updated_at: Option<i64>,
+}
+
+/// One OSV record to import: id, `modified`, the JSON, and its (ecosystem, package) keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VulnRecord {
+    pub id: String,
+    pub modified: String,
+    pub json: String,
+    pub keys: Vec<(String, String)>,
+}
+
+/// The vulnerability database's version (bumped by each import that changed it), when it
+/// last changed, and how many records it holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct VulnDbState {
+    pub version: i64,
+    pub updated_at: Option<i64>,
+    pub records: i64,
 }
 
 /// A manifest and the blobs and manifests it references, for fsck and GC.
@@ -350,6 +423,32 @@ pub trait MetaStore: Send + Sync + 'static {
     /// image's manifest again (`put_manifest`) also restores it.
     async fn set_image_archived(&self, repository: &str, digest: &str, archived: bool, at: i64)
     -> Result<Option<bool>>;
+
+    // ---- vulnerability database and scans ----
+    /// Inserts or replaces records (a record whose stored `modified` is the same is left
+    /// alone); returns how many were added or changed. One transaction per call.
+    async fn vulndb_put(&self, records: &[VulnRecord]) -> Result<u64>;
+    /// Bumps the database version after an import that changed `changed` records.
+    async fn vulndb_finish_import(&self, changed: u64) -> Result<VulnDbState>;
+    async fn vulndb_state(&self) -> Result<VulnDbState>;
+    /// The records filed under any of `keys`, each once: (id, JSON).
+    async fn vulndb_lookup(&self, keys: &[(String, String)]) -> Result<Vec<(String, String)>>;
+    /// Requests a scan of an image (`PENDING`, a new generation). With `only_if_new`, an image
+    /// that has a scan row already is left alone. Returns whether a scan was queued.
+    async fn request_scan(&self, repository: &str, digest: &str, scan_type: &str, only_if_new: bool) -> Result<bool>;
+    /// Claims up to `limit` pending scans for `worker`, oldest first.
+    async fn claim_scans(&self, worker: &str, limit: u32) -> Result<Vec<ScanJob>>;
+    /// Records a claimed scan's outcome, unless a newer request came meanwhile (then the scan
+    /// stays pending for its next run). Returns whether it was recorded.
+    async fn finish_scan(&self, job: &ScanJob, outcome: &ScanOutcome) -> Result<bool>;
+    /// Puts scans claimed by `worker` (or by anyone, claimed before `before`) back in the queue:
+    /// how a restarted node resumes the scans it was running.
+    async fn release_scans(&self, worker: Option<&str>, before: i64) -> Result<u64>;
+    async fn image_scan(&self, repository: &str, digest: &str) -> Result<Option<ImageScan>>;
+    /// The scans of several images of one repository, without their findings.
+    async fn image_scan_summaries(&self, repository: &str, digests: &[String]) -> Result<Vec<ImageScan>>;
+    /// Complete scans of `repository` computed against a database version older than `version`.
+    async fn stale_scans(&self, repository: &str, version: i64) -> Result<Vec<String>>;
 
     async fn create_upload(&self, repository: &str, id: &str, algorithm: &str) -> Result<()>;
     async fn upload(&self, id: &str) -> Result<Option<Upload>>;

@@ -11,9 +11,10 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 use sqlx::{Row, Sqlite, Transaction};
 
 use crate::{
-    AccessKey, CreationTemplate, Group, IdentityPolicySource, ImageFilter, ImageRecord, LifecycleEvent, ManagedPolicy,
-    ManifestReferences, ManifestSummary, MetaError, MetaStore, NewManifest, Principal, PrincipalKind, Repository,
-    RepositorySettings, Result, StatusFilter, StoredManifest, TagFilter, Upload, now_ms,
+    AccessKey, CreationTemplate, Group, IdentityPolicySource, ImageFilter, ImageRecord, ImageScan, LifecycleEvent,
+    ManagedPolicy, ManifestReferences, ManifestSummary, MetaError, MetaStore, NewManifest, Principal, PrincipalKind,
+    PullGate, Repository, RepositorySettings, Result, ScanJob, ScanOutcome, StatusFilter, StoredManifest, TagFilter,
+    Upload, VulnDbState, VulnRecord, now_ms,
 };
 
 /// SQL with `{unreferenced}` standing for "no manifest of its repository references the link
@@ -26,8 +27,8 @@ fn unreferenced_sql(template: &str, link: &str) -> sqlx::AssertSqlSafe<String> {
     sqlx::AssertSqlSafe(template.replace("{unreferenced}", &cond))
 }
 
-const REPOSITORY_COLUMNS: &str =
-    "id, name, created_at, tag_mutability, tag_mutability_exclusions, scan_on_push, encryption_type, kms_key";
+const REPOSITORY_COLUMNS: &str = "id, name, created_at, tag_mutability, tag_mutability_exclusions, scan_on_push, encryption_type, kms_key, \
+     pull_block_severity";
 
 /// SQL naming the repository columns as `{cols}`; the template is always a literal of ours.
 fn repo_sql(template: &str) -> sqlx::AssertSqlSafe<String> {
@@ -47,6 +48,7 @@ fn repository_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<Repository> {
             scan_on_push: r.get(5),
             encryption_type: r.get(6),
             kms_key: r.get(7),
+            pull_block_severity: r.get(8),
         },
     })
 }
@@ -99,6 +101,21 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 pub struct SqliteMeta {
     writer: SqlitePool,
     reader: SqlitePool,
+}
+
+fn image_scan_from_row(r: &sqlx::sqlite::SqliteRow, with_findings: bool) -> ImageScan {
+    ImageScan {
+        digest: r.get(0),
+        scan_type: r.get(1),
+        status: r.get(2),
+        description: r.get(3),
+        queued_at: r.get(4),
+        completed_at: r.get(5),
+        vulndb_version: r.get(6),
+        vulndb_updated_at: r.get(7),
+        findings: if with_findings { r.get(8) } else { None },
+        counts: r.get(9),
+    }
 }
 
 fn backend(e: sqlx::Error) -> MetaError {
@@ -269,7 +286,7 @@ impl MetaStore for SqliteMeta {
         let mut tx = self.writer.begin().await.map_err(backend)?;
         let row = sqlx::query(repo_sql(
             "INSERT INTO repositories (name, created_at, tag_mutability, tag_mutability_exclusions, scan_on_push, \
-             encryption_type, kms_key) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {cols}",
+             encryption_type, kms_key, pull_block_severity) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING {cols}",
         ))
         .bind(name)
         .bind(now_ms())
@@ -278,6 +295,7 @@ impl MetaStore for SqliteMeta {
         .bind(settings.scan_on_push)
         .bind(&settings.encryption_type)
         .bind(&settings.kms_key)
+        .bind(&settings.pull_block_severity)
         .fetch_one(&mut *tx)
         .await
         .map_err(|e| if is_unique_violation(&e) { MetaError::RepositoryAlreadyExists } else { backend(e) })?;
@@ -311,7 +329,7 @@ impl MetaStore for SqliteMeta {
     async fn update_repository_settings(&self, name: &str, settings: &RepositorySettings) -> Result<Repository> {
         let row = sqlx::query(repo_sql(
             "UPDATE repositories SET tag_mutability = $2, tag_mutability_exclusions = $3, scan_on_push = $4, \
-             encryption_type = $5, kms_key = $6 WHERE name = $1 RETURNING {cols}",
+             encryption_type = $5, kms_key = $6, pull_block_severity = $7 WHERE name = $1 RETURNING {cols}",
         ))
         .bind(name)
         .bind(&settings.tag_mutability)
@@ -319,6 +337,7 @@ impl MetaStore for SqliteMeta {
         .bind(settings.scan_on_push)
         .bind(&settings.encryption_type)
         .bind(&settings.kms_key)
+        .bind(&settings.pull_block_severity)
         .fetch_optional(&self.writer)
         .await
         .map_err(backend)?
@@ -573,8 +592,11 @@ impl MetaStore for SqliteMeta {
     }
 
     async fn manifest(&self, repository: &str, digest: &Digest) -> Result<Option<StoredManifest>> {
-        let row = sqlx::query_as::<_, (String, Vec<u8>, String)>(
-            "SELECT m.media_type, m.content, m.storage_class FROM manifests m JOIN repositories r ON r.id = m.repository_id \
+        type Row = (String, Vec<u8>, String, Option<String>, Option<String>, Option<String>);
+        let row = sqlx::query_as::<_, Row>(
+            "SELECT m.media_type, m.content, m.storage_class, r.pull_block_severity, s.status, s.counts \
+             FROM manifests m JOIN repositories r ON r.id = m.repository_id \
+             LEFT JOIN image_scans s ON s.repository_id = m.repository_id AND s.digest = m.digest \
              WHERE r.name = $1 AND m.digest = $2",
         )
         .bind(repository)
@@ -582,11 +604,12 @@ impl MetaStore for SqliteMeta {
         .fetch_optional(&self.reader)
         .await
         .map_err(backend)?;
-        Ok(row.map(|(media_type, content, class)| StoredManifest {
+        Ok(row.map(|(media_type, content, class, block_severity, scan_status, scan_counts)| StoredManifest {
             digest: digest.clone(),
             media_type,
             content,
             archived: class == "ARCHIVE",
+            pull_gate: PullGate { block_severity, scan_status, scan_counts },
         }))
     }
 
@@ -876,6 +899,210 @@ impl MetaStore for SqliteMeta {
                 at,
             })
             .collect())
+    }
+
+    async fn vulndb_put(&self, records: &[VulnRecord]) -> Result<u64> {
+        let mut tx = self.writer.begin().await.map_err(backend)?;
+        let mut changed = 0;
+        for r in records {
+            let stored: Option<String> = sqlx::query_scalar("SELECT modified FROM vuln_records WHERE id = $1")
+                .bind(&r.id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(backend)?;
+            if stored.as_deref() == Some(r.modified.as_str()) {
+                continue;
+            }
+            sqlx::query("DELETE FROM vuln_packages WHERE record_id = $1")
+                .bind(&r.id)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+            sqlx::query(
+                "INSERT INTO vuln_records (id, modified, record) VALUES ($1, $2, $3) \
+                 ON CONFLICT (id) DO UPDATE SET modified = excluded.modified, record = excluded.record",
+            )
+            .bind(&r.id)
+            .bind(&r.modified)
+            .bind(&r.json)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+            for (ecosystem, name) in &r.keys {
+                sqlx::query(
+                    "INSERT INTO vuln_packages (ecosystem, name, record_id) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                )
+                .bind(ecosystem)
+                .bind(name)
+                .bind(&r.id)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+            }
+            changed += 1;
+        }
+        tx.commit().await.map_err(backend)?;
+        Ok(changed)
+    }
+
+    async fn vulndb_finish_import(&self, changed: u64) -> Result<VulnDbState> {
+        if changed > 0 {
+            sqlx::query(
+                "INSERT INTO vuln_db_state (id, version, updated_at) VALUES (1, 1, $1) \
+                 ON CONFLICT (id) DO UPDATE SET version = vuln_db_state.version + 1, updated_at = excluded.updated_at",
+            )
+            .bind(now_ms())
+            .execute(&self.writer)
+            .await
+            .map_err(backend)?;
+        }
+        self.vulndb_state().await
+    }
+
+    async fn vulndb_state(&self) -> Result<VulnDbState> {
+        let row = sqlx::query_as::<_, (Option<i64>, Option<i64>, i64)>(
+            "SELECT (SELECT version FROM vuln_db_state WHERE id = 1), (SELECT updated_at FROM vuln_db_state WHERE id = 1), \
+             (SELECT COUNT(*) FROM vuln_records)",
+        )
+        .fetch_one(&self.writer)
+        .await
+        .map_err(backend)?;
+        Ok(VulnDbState { version: row.0.unwrap_or(0), updated_at: row.1, records: row.2 })
+    }
+
+    async fn vulndb_lookup(&self, keys: &[(String, String)]) -> Result<Vec<(String, String)>> {
+        let mut out = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for chunk in keys.chunks(500) {
+            let keys = serde_json::to_string(chunk).map_err(|e| MetaError::Backend(e.to_string()))?;
+            let rows = sqlx::query_as::<_, (String, String)>(
+                "SELECT DISTINCT r.id, r.record FROM vuln_packages p JOIN vuln_records r ON r.id = p.record_id \
+                 WHERE (p.ecosystem, p.name) IN (SELECT value ->> 0, value ->> 1 FROM json_each($1))",
+            )
+            .bind(keys)
+            .fetch_all(&self.reader)
+            .await
+            .map_err(backend)?;
+            out.extend(rows.into_iter().filter(|(id, _)| seen.insert(id.clone())));
+        }
+        Ok(out)
+    }
+
+    async fn request_scan(&self, repository: &str, digest: &str, scan_type: &str, only_if_new: bool) -> Result<bool> {
+        let on_conflict = if only_if_new {
+            "DO NOTHING"
+        } else {
+            "DO UPDATE SET scan_type = excluded.scan_type, status = 'PENDING', generation = image_scans.generation + 1, \
+             queued_at = excluded.queued_at, description = NULL, claimed_by = NULL"
+        };
+        let done = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO image_scans (repository_id, digest, scan_type, status, generation, queued_at) \
+             SELECT r.id, $2, $3, 'PENDING', 1, $4 FROM repositories r WHERE r.name = $1 \
+             ON CONFLICT (repository_id, digest) {on_conflict}"
+        )))
+        .bind(repository)
+        .bind(digest)
+        .bind(scan_type)
+        .bind(now_ms())
+        .execute(&self.writer)
+        .await
+        .map_err(backend)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn claim_scans(&self, worker: &str, limit: u32) -> Result<Vec<ScanJob>> {
+        let rows = sqlx::query_as::<_, (String, String, String, i64)>(
+            "UPDATE image_scans SET status = 'IN_PROGRESS', claimed_by = $1, claimed_at = $2 \
+             WHERE rowid IN (SELECT rowid FROM image_scans WHERE status = 'PENDING' ORDER BY queued_at LIMIT $3) \
+             RETURNING (SELECT name FROM repositories WHERE id = repository_id), digest, scan_type, generation",
+        )
+        .bind(worker)
+        .bind(now_ms())
+        .bind(limit as i64)
+        .fetch_all(&self.writer)
+        .await
+        .map_err(backend)?;
+        Ok(rows
+            .into_iter()
+            .map(|(repository, digest, scan_type, generation)| ScanJob { repository, digest, scan_type, generation })
+            .collect())
+    }
+
+    async fn finish_scan(&self, job: &ScanJob, o: &ScanOutcome) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE image_scans SET status = $4, description = $5, findings = $6, counts = $7, vulndb_version = $8, \
+             vulndb_updated_at = $9, completed_at = $10, claimed_by = NULL \
+             WHERE repository_id = (SELECT id FROM repositories WHERE name = $1) AND digest = $2 AND generation = $3",
+        )
+        .bind(&job.repository)
+        .bind(&job.digest)
+        .bind(job.generation)
+        .bind(&o.status)
+        .bind(&o.description)
+        .bind(&o.findings)
+        .bind(&o.counts)
+        .bind(o.vulndb_version)
+        .bind(o.vulndb_updated_at)
+        .bind(now_ms())
+        .execute(&self.writer)
+        .await
+        .map_err(backend)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn release_scans(&self, worker: Option<&str>, before: i64) -> Result<u64> {
+        let done = sqlx::query(
+            "UPDATE image_scans SET status = 'PENDING', claimed_by = NULL WHERE status = 'IN_PROGRESS' \
+             AND (claimed_by = $1 OR ($1 IS NULL AND claimed_at < $2))",
+        )
+        .bind(worker)
+        .bind(before)
+        .execute(&self.writer)
+        .await
+        .map_err(backend)?;
+        Ok(done.rows_affected())
+    }
+
+    async fn image_scan(&self, repository: &str, digest: &str) -> Result<Option<ImageScan>> {
+        let row = sqlx::query(
+            "SELECT s.digest, s.scan_type, s.status, s.description, s.queued_at, s.completed_at, s.vulndb_version, \
+             s.vulndb_updated_at, s.findings, s.counts FROM image_scans s JOIN repositories r ON r.id = s.repository_id \
+             WHERE r.name = $1 AND s.digest = $2",
+        )
+        .bind(repository)
+        .bind(digest)
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(backend)?;
+        Ok(row.map(|r| image_scan_from_row(&r, true)))
+    }
+
+    async fn image_scan_summaries(&self, repository: &str, digests: &[String]) -> Result<Vec<ImageScan>> {
+        let digests = serde_json::to_string(digests).map_err(|e| MetaError::Backend(e.to_string()))?;
+        let rows = sqlx::query(
+            "SELECT s.digest, s.scan_type, s.status, s.description, s.queued_at, s.completed_at, s.vulndb_version, \
+             s.vulndb_updated_at, NULL, s.counts FROM image_scans s JOIN repositories r ON r.id = s.repository_id \
+             WHERE r.name = $1 AND s.digest IN (SELECT value FROM json_each($2))",
+        )
+        .bind(repository)
+        .bind(digests)
+        .fetch_all(&self.reader)
+        .await
+        .map_err(backend)?;
+        Ok(rows.iter().map(|r| image_scan_from_row(r, false)).collect())
+    }
+
+    async fn stale_scans(&self, repository: &str, version: i64) -> Result<Vec<String>> {
+        sqlx::query_scalar(
+            "SELECT s.digest FROM image_scans s JOIN repositories r ON r.id = s.repository_id \
+             WHERE r.name = $1 AND s.status = 'COMPLETE' AND (s.vulndb_version IS NULL OR s.vulndb_version < $2) \
+             ORDER BY s.digest",
+        )
+        .bind(repository)
+        .bind(version)
+        .fetch_all(&self.reader)
+        .await
+        .map_err(backend)
     }
 
     async fn create_upload(&self, repository: &str, id: &str, algorithm: &str) -> Result<()> {

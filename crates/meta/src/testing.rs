@@ -5,7 +5,8 @@ use berth_oci::{Algorithm, Digest};
 
 use crate::{
     AccessKey, Group, IdentityPolicySource, ImageFilter, LifecycleEvent, ManagedPolicy, MetaError, MetaStore,
-    NewManifest, Principal, PrincipalKind, RepositorySettings, StatusFilter, TagFilter, now_ms,
+    NewManifest, Principal, PrincipalKind, RepositorySettings, ScanJob, ScanOutcome, StatusFilter, TagFilter,
+    VulnDbState, VulnRecord, now_ms,
 };
 
 fn digest(s: &str) -> Digest {
@@ -207,6 +208,7 @@ pub async fn meta_store_suite(meta: &dyn MetaStore) {
         scan_on_push: true,
         encryption_type: "KMS".into(),
         kms_key: Some("arn:aws:kms:us-east-1:123456789012:key/abc".into()),
+        pull_block_severity: Some("HIGH".into()),
     };
     let created = meta.create_repository("conf/app", &settings, &[("team".into(), "a".into())]).await.unwrap();
     assert_eq!(created.settings, settings);
@@ -403,4 +405,93 @@ pub async fn meta_store_suite(meta: &dyn MetaStore) {
     assert_eq!(meta.creation_templates().await.unwrap().len(), 1);
     assert_eq!(meta.delete_creation_template("ROOT").await.unwrap().prefix, "ROOT");
     assert!(matches!(meta.delete_creation_template("ROOT").await, Err(MetaError::NotFound)));
+
+    scan_suite(meta).await;
+}
+
+/// The vulnerability database and the scan queue.
+async fn scan_suite(meta: &dyn MetaStore) {
+    let record = |id: &str, modified: &str, keys: &[(&str, &str)]| VulnRecord {
+        id: id.into(),
+        modified: modified.into(),
+        json: format!("{{\"id\":\"{id}\",\"modified\":\"{modified}\"}}"),
+        keys: keys.iter().map(|(e, n)| (e.to_string(), n.to_string())).collect(),
+    };
+    assert_eq!(meta.vulndb_state().await.unwrap(), VulnDbState::default());
+    let batch = [
+        record("A-1", "2024-01-01", &[("Alpine", "openssl"), ("Alpine", "libssl")]),
+        record("A-2", "2024-01-01", &[("Alpine", "openssl")]),
+        record("P-1", "2024-01-01", &[("PyPI", "requests")]),
+    ];
+    assert_eq!(meta.vulndb_put(&batch).await.unwrap(), 3);
+    assert_eq!(meta.vulndb_put(&batch).await.unwrap(), 0, "unchanged records are left alone");
+    let state = meta.vulndb_finish_import(3).await.unwrap();
+    assert_eq!((state.version, state.records), (1, 3));
+    assert_eq!(meta.vulndb_finish_import(0).await.unwrap().version, 1, "an import that changed nothing");
+    let keys = |k: &[(&str, &str)]| k.iter().map(|(e, n)| (e.to_string(), n.to_string())).collect::<Vec<_>>();
+    let mut ids: Vec<String> = meta
+        .vulndb_lookup(&keys(&[("Alpine", "openssl"), ("Alpine", "libssl"), ("PyPI", "nothing")]))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    ids.sort();
+    assert_eq!(ids, ["A-1", "A-2"], "each record once");
+    // A re-import that changes a record's packages re-files it.
+    assert_eq!(meta.vulndb_put(&[record("A-1", "2024-02-01", &[("Alpine", "zlib")])]).await.unwrap(), 1);
+    assert_eq!(meta.vulndb_finish_import(1).await.unwrap().version, 2);
+    let found = meta.vulndb_lookup(&keys(&[("Alpine", "libssl")])).await.unwrap();
+    assert!(found.is_empty(), "{found:?}");
+    let found = meta.vulndb_lookup(&keys(&[("Alpine", "zlib")])).await.unwrap();
+    assert_eq!(found, [("A-1".to_string(), "{\"id\":\"A-1\",\"modified\":\"2024-02-01\"}".to_string())]);
+
+    // Scans: requested, claimed, finished; a newer request wins over a running scan.
+    let defaults = RepositorySettings::default();
+    meta.create_repository("scan/app", &defaults, &[]).await.unwrap();
+    let m = manifest("scan-1", &[], &[], None);
+    meta.put_manifest("scan/app", &m, &["v1".into()], &[]).await.unwrap();
+    let d = m.digest.to_string();
+    assert!(meta.image_scan("scan/app", &d).await.unwrap().is_none());
+    assert!(meta.request_scan("scan/app", &d, "BASIC", true).await.unwrap());
+    assert!(!meta.request_scan("scan/app", &d, "BASIC", true).await.unwrap(), "only if new");
+    assert_eq!(meta.image_scan("scan/app", &d).await.unwrap().unwrap().status, "PENDING");
+    let jobs = meta.claim_scans("node-a", 10).await.unwrap();
+    assert_eq!(
+        jobs,
+        [ScanJob { repository: "scan/app".into(), digest: d.clone(), scan_type: "BASIC".into(), generation: 1 }]
+    );
+    assert!(meta.claim_scans("node-b", 10).await.unwrap().is_empty(), "a claimed scan is not claimed twice");
+    // The node dies; on restart it puts its scans back.
+    assert_eq!(meta.release_scans(Some("node-b"), 0).await.unwrap(), 0);
+    assert_eq!(meta.release_scans(Some("node-a"), 0).await.unwrap(), 1);
+    let job = meta.claim_scans("node-a", 10).await.unwrap().pop().unwrap();
+    let outcome = ScanOutcome {
+        status: "COMPLETE".into(),
+        description: Some("The scan was completed successfully.".into()),
+        findings: Some("[]".into()),
+        counts: Some("{}".into()),
+        vulndb_version: Some(2),
+        vulndb_updated_at: Some(5),
+    };
+    // A new request while it runs: the running scan's result is dropped, the scan stays queued.
+    assert!(meta.request_scan("scan/app", &d, "ENHANCED", false).await.unwrap());
+    assert!(!meta.finish_scan(&job, &outcome).await.unwrap());
+    let job = meta.claim_scans("node-a", 10).await.unwrap().pop().unwrap();
+    assert_eq!((job.generation, job.scan_type.as_str()), (2, "ENHANCED"));
+    assert!(meta.finish_scan(&job, &outcome).await.unwrap());
+    let scan = meta.image_scan("scan/app", &d).await.unwrap().unwrap();
+    assert_eq!(
+        (scan.status.as_str(), scan.findings.as_deref(), scan.vulndb_version),
+        ("COMPLETE", Some("[]"), Some(2))
+    );
+    assert!(scan.completed_at.is_some());
+    let summaries = meta.image_scan_summaries("scan/app", &[d.clone(), "sha256:none".into()]).await.unwrap();
+    assert_eq!(summaries.len(), 1);
+    assert_eq!(summaries[0].findings, None);
+    assert_eq!(meta.stale_scans("scan/app", 2).await.unwrap(), Vec::<String>::new());
+    assert_eq!(meta.stale_scans("scan/app", 3).await.unwrap(), std::slice::from_ref(&d));
+    // Deleting the image deletes its scan.
+    meta.delete_manifest("scan/app", &m.digest).await.unwrap();
+    assert!(meta.image_scan("scan/app", &d).await.unwrap().is_none());
 }

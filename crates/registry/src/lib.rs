@@ -10,6 +10,7 @@ pub mod iam;
 pub mod identity;
 mod lifecycle;
 pub mod repositories;
+pub mod scan;
 mod service;
 
 pub use error::RegistryError;

@@ -2,7 +2,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use berth_meta::{ManifestSummary, MetaError, MetaStore, NewManifest, StoredManifest};
-use berth_oci::manifest::parse_manifest;
+use berth_oci::manifest::{ManifestKind, parse_manifest};
 use berth_oci::{
     Algorithm, ByteRange, ContentRange, Digest, DigestError, ErrorCode, Hasher, ManifestError, accepts, validate_tag,
 };
@@ -39,6 +39,9 @@ pub struct Registry {
     commit_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// The 12-digit account id this registry serves.
     registry_id: String,
+    /// Wakes the scan queue's worker when a scan is requested or finishes.
+    scan_wakeup: Arc<tokio::sync::Notify>,
+    scan_settings: crate::scan::ScanSettings,
 }
 
 pub struct BlobRead {
@@ -108,7 +111,27 @@ impl Registry {
             pulls_recorded: Mutex::new(HashMap::new()),
             commit_locks: Mutex::new(HashMap::new()),
             registry_id,
+            scan_wakeup: Arc::new(tokio::sync::Notify::new()),
+            scan_settings: crate::scan::ScanSettings::default(),
         }
+    }
+
+    pub fn with_scan_settings(mut self, settings: crate::scan::ScanSettings) -> Self {
+        self.scan_settings = settings;
+        self
+    }
+
+    pub fn scan_settings(&self) -> &crate::scan::ScanSettings {
+        &self.scan_settings
+    }
+
+    /// Tells the scan queue's worker to look for work now.
+    pub fn wake_scanner(&self) {
+        self.scan_wakeup.notify_one();
+    }
+
+    pub(crate) fn scan_wakeup(&self) -> &tokio::sync::Notify {
+        &self.scan_wakeup
     }
 
     pub fn registry_id(&self) -> &str {
@@ -465,8 +488,12 @@ impl Registry {
             blobs: parsed.blobs,
             manifests: parsed.manifests,
         };
+        let is_index = matches!(parsed.kind, ManifestKind::OciIndex | ManifestKind::DockerManifestList);
         match self.meta.put_manifest(name, &manifest, &tags, &immutable).await {
-            Ok(()) => Ok(ManifestPut { digest, subject: parsed.subject, tags }),
+            Ok(()) => {
+                self.scan_on_push(&repository, &digest, manifest.artifact_type.as_deref(), is_index).await;
+                Ok(ManifestPut { digest, subject: parsed.subject, tags })
+            }
             Err(MetaError::TagImmutable(tag)) => Err(RegistryError::with_detail(
                 ErrorCode::TagInvalid,
                 format!(
@@ -509,7 +536,10 @@ impl Registry {
                 ),
                 serde_json::json!({ "reference": reference, "imageStatus": "ARCHIVED" }),
             )),
-            Some(m) if accepts(accept, &m.media_type) => Ok(m),
+            Some(m) if accepts(accept, &m.media_type) => {
+                self.check_pull_policy(&m)?;
+                Ok(m)
+            }
             Some(m) => Err(RegistryError::with_detail(
                 ErrorCode::ManifestUnknown,
                 format!("the manifest is {}, which the Accept header does not admit", m.media_type),

@@ -41,6 +41,15 @@ pub struct Config {
     pub gc_grace_seconds: u64,
     /// Upload sessions older than this are abandoned and reclaimed.
     pub gc_upload_age_seconds: u64,
+    /// How many image scans run at once on this node; 0 leaves queued scans to other nodes.
+    pub scan_concurrency: usize,
+    /// Attach each scanned image's CycloneDX SBOM to it as an OCI referrer.
+    pub scan_attach_sbom: bool,
+    /// Pull policy for repositories without their own (`berth admin set-pull-policy`): refuse
+    /// pulls of images with findings at or above this severity (CRITICAL, HIGH, MEDIUM, LOW,
+    /// INFORMATIONAL); unset, nothing is refused.
+    #[serde(default, deserialize_with = "text")]
+    pub scan_pull_block_severity: Option<String>,
 }
 
 impl Default for Config {
@@ -60,6 +69,9 @@ impl Default for Config {
             gc_interval_seconds: 3600,
             gc_grace_seconds: 3600,
             gc_upload_age_seconds: 24 * 3600,
+            scan_concurrency: 2,
+            scan_attach_sbom: true,
+            scan_pull_block_severity: None,
         }
     }
 }
@@ -130,6 +142,9 @@ pub fn load(file: Option<&PathBuf>, overrides: &Overrides) -> Result<Config, Box
         "gc_interval_seconds",
         "gc_grace_seconds",
         "gc_upload_age_seconds",
+        "scan_concurrency",
+        "scan_attach_sbom",
+        "scan_pull_block_severity",
     ]))
     .merge(Serialized::defaults(text_env()))
     .merge(Serialized::defaults(overrides))

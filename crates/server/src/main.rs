@@ -9,6 +9,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use berth_meta::{MetaStore, SqliteMeta};
 use berth_registry::identity::{Identity, NewRootKey};
+use berth_registry::scan::{ScanSettings, Scanner, parse_block_severity};
 use berth_registry::{GcPolicy, Registry};
 use berth_store::FsBlobStore;
 use clap::{Args, Parser, Subcommand};
@@ -88,6 +89,11 @@ enum Command {
         #[arg(long)]
         upload_age_seconds: Option<u64>,
     },
+    /// The vulnerability database that image scans match against (works while serving).
+    Vulndb {
+        #[command(subcommand)]
+        command: VulndbCommand,
+    },
     /// Manage users and access keys of the account (works while the server runs).
     Admin {
         #[command(subcommand)]
@@ -118,7 +124,27 @@ enum LifecycleCommand {
 }
 
 #[derive(Subcommand)]
+enum VulndbCommand {
+    /// Load OSV records: zip files as osv.dev publishes them (`<Ecosystem>/all.zip`),
+    /// directories of record files, or single `.json` records. Re-importing updates in place;
+    /// a running server rescans CONTINUOUS_SCAN repositories when the database changed.
+    Import {
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
+    /// How many records the database holds, its version and when it last changed.
+    Status,
+}
+
+#[derive(Subcommand)]
 enum AdminCommand {
+    /// Set a repository's pull policy: pulls of images whose scan found vulnerabilities at or
+    /// above SEVERITY (CRITICAL, HIGH, MEDIUM, LOW, INFORMATIONAL) are refused; NONE turns it
+    /// off, DEFAULT falls back to the configured default (scan_pull_block_severity).
+    SetPullPolicy {
+        repository: String,
+        severity: String,
+    },
     /// Create a user. A user may do nothing until a policy allows it (identity policies, or a
     /// repository policy naming it).
     CreateUser {
@@ -206,6 +232,7 @@ fn main() -> ExitCode {
             Command::Serve => serve(config).await.map(|_| ExitCode::SUCCESS),
             Command::Fsck => fsck(config).await,
             Command::Admin { command } => admin(config, command).await.map(|_| ExitCode::SUCCESS),
+            Command::Vulndb { command } => vulndb(config, command).await.map(|_| ExitCode::SUCCESS),
             Command::Lifecycle { command } => lifecycle(config, command).await.map(|_| ExitCode::SUCCESS),
             Command::Gc { dry_run, grace_seconds, upload_age_seconds } => {
                 gc(config, dry_run, grace_seconds, upload_age_seconds).await.map(|_| ExitCode::SUCCESS)
@@ -258,8 +285,69 @@ async fn open_registry(config: &Config) -> anyhow::Result<(Registry, Identity)> 
     if let Some(key) = created {
         announce_root_key(config, identity.account_id(), &key)?;
     }
-    let registry = Registry::new(meta, Arc::new(blobs), identity.account_id().to_string());
+    let registry = Registry::new(meta, Arc::new(blobs), identity.account_id().to_string())
+        .with_scan_settings(scan_settings(config)?);
     Ok((registry, identity))
+}
+
+fn scan_settings(config: &Config) -> anyhow::Result<ScanSettings> {
+    let pull_block_default = match &config.scan_pull_block_severity {
+        Some(s) => parse_block_severity(s).map_err(|e| anyhow::anyhow!("scan_pull_block_severity: {e}"))?,
+        None => None,
+    };
+    Ok(ScanSettings { attach_sbom: config.scan_attach_sbom, pull_block_default })
+}
+
+/// This node's stable name in the scan queue's claims: made once per data directory.
+fn node_id(config: &Config) -> anyhow::Result<String> {
+    let path = config.data_dir.join("node-id");
+    if let Ok(id) = std::fs::read_to_string(&path) {
+        let id = id.trim();
+        if !id.is_empty() {
+            return Ok(id.to_string());
+        }
+    }
+    let id = format!("node-{}", uuid::Uuid::new_v4());
+    let tmp = config.data_dir.join("node-id.tmp");
+    std::fs::write(&tmp, &id).and_then(|_| std::fs::File::open(&tmp)?.sync_all()).context("writing node-id")?;
+    std::fs::rename(&tmp, &path).context("writing node-id")?;
+    Ok(id)
+}
+
+async fn vulndb(config: Config, command: VulndbCommand) -> anyhow::Result<()> {
+    let (meta, blobs) = open_stores(&config).await?;
+    let registry = Registry::new(meta, Arc::new(blobs), String::new());
+    let state = match command {
+        VulndbCommand::Import { paths } => {
+            let started = std::time::Instant::now();
+            let state = registry
+                .import_vulndb(paths, |p, skipped| match skipped {
+                    Some(why) => eprintln!("skipped {why}"),
+                    None if !p.source.is_empty() => {
+                        eprintln!(
+                            "{}: {} records read, {} new or changed, {} skipped",
+                            p.source, p.read, p.changed, p.skipped
+                        )
+                    }
+                    None => eprint!("\r{} records read, {} new or changed", p.read, p.changed),
+                })
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            eprintln!("imported in {:.1} s", started.elapsed().as_secs_f64());
+            state
+        }
+        VulndbCommand::Status => registry.meta().vulndb_state().await?,
+    };
+    registry.meta().close().await;
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&serde_json::json!({
+            "records": state.records,
+            "version": state.version,
+            "updatedAt": state.updated_at.map(|t| t as f64 / 1000.0),
+        }))?
+    );
+    Ok(())
 }
 
 /// Shows a newly created root key once and keeps it in a 0600 file in the data directory.
@@ -305,6 +393,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     }
     if config.lifecycle_interval_seconds > 0 {
         spawn_lifecycle_schedule(registry.clone(), std::time::Duration::from_secs(config.lifecycle_interval_seconds));
+    }
+    // A node with no scan concurrency only queues scans, for other nodes to run.
+    if config.scan_concurrency > 0 {
+        tokio::spawn(Scanner::new(registry.clone(), config.scan_concurrency, node_id(&config)?).run());
     }
     let tls_configured = config.tls_cert.is_some();
     let authorizer = Arc::new(berth_registry::authz::Authorizer::new(
@@ -390,6 +482,18 @@ async fn admin(config: Config, command: AdminCommand) -> anyhow::Result<()> {
     };
     let iam_err = |e: IamError| anyhow::anyhow!("{}: {e}", e.code());
     let out = match command {
+        AdminCommand::SetPullPolicy { repository, severity } => {
+            let mut repo =
+                meta.repository(&repository).await?.ok_or_else(|| anyhow::anyhow!("no repository {repository:?}"))?;
+            repo.settings.pull_block_severity = if severity.eq_ignore_ascii_case("DEFAULT") {
+                None
+            } else {
+                let parsed = parse_block_severity(&severity).map_err(|e| anyhow::anyhow!("{e}"))?;
+                Some(parsed.map_or("NONE", |s| s.as_str()).to_string())
+            };
+            let repo = meta.update_repository_settings(&repository, &repo.settings).await?;
+            serde_json::json!({ "repositoryName": repo.name, "berthPullBlockSeverity": repo.settings.pull_block_severity })
+        }
         AdminCommand::CreateUser { name } => {
             let p = iam.create_user(&name).await.map_err(iam_err)?;
             serde_json::json!({ "User": { "UserName": p.name, "UserId": p.id, "Arn": principal_arn(&p) } })

@@ -7,6 +7,8 @@
 //!   (which distribution and release, hence which OSV ecosystem), dpkg's status database,
 //!   apk's installed database, `Cargo.lock`, `package-lock.json`, Python `METADATA`, and
 //!   `go.mod` — each turning file text into [`Package`]s.
+//! - [`image`]: which image files list packages, how layers stack (whiteouts), and the
+//!   [`Inventory`] the surviving files describe, each package with its file and layer.
 //! - [`osv`]: a lenient serde model of OSV records (<https://ossf.github.io/osv-schema/>), the
 //!   format of the vulnerability data.
 //! - [`ecosystem`]: OSV ecosystem names (`Debian:12`, `Alpine:v3.19`, `PyPI`), the version
@@ -16,6 +18,9 @@
 //!   behind [`Scheme`].
 //! - [`matching`]: the OSV evaluation algorithm ([`affected`]): is this package version in a
 //!   record's `versions` or ranges, and which fixed versions apply.
+//! - [`findings`]: an inventory matched against records, one [`findings::Finding`] per
+//!   vulnerability and package, and the counts per severity.
+//! - [`sbom`]: the inventory as a CycloneDX document with package URLs.
 //! - [`severity`]: a record's severity on ECR's scale (`CRITICAL` … `UNDEFINED`), from CVSS
 //!   v3/v4/v2 vectors scored with the `cvss` crate or from the databases' labels.
 //!
@@ -23,13 +28,17 @@
 //! an error, since one malformed version in a database must not stop a scan.
 
 pub mod ecosystem;
+pub mod findings;
+pub mod image;
 pub mod inventory;
 pub mod matching;
 pub mod osv;
+pub mod sbom;
 pub mod severity;
 pub mod version;
 
 pub use ecosystem::{Ecosystem, EcosystemId, ecosystem_applies, pep503_normalize};
+pub use image::{ImageFiles, Inventory, InventoryPackage};
 pub use inventory::Package;
 pub use matching::{Match, affected, affected_package};
 pub use osv::Record;

@@ -10,6 +10,7 @@
 //! | `package-lock.json` | [`npm::parse_package_lock`] | `npm` |
 //! | `*.dist-info/METADATA`, `PKG-INFO` | [`python::parse_metadata`] | `PyPI` |
 //! | `go.mod` | [`gomod::parse`] | `Go` |
+//! | `/var/lib/rpm/rpmdb.sqlite` (a header blob) | [`rpm::parse_header`] | `Rocky Linux:9`, `AlmaLinux:9`, `Red Hat:…` |
 
 pub mod apk;
 pub mod cargo;
@@ -18,6 +19,7 @@ pub mod gomod;
 pub mod npm;
 pub mod os_release;
 pub mod python;
+pub mod rpm;
 
 use serde::{Deserialize, Serialize};
 

@@ -2,7 +2,7 @@
 //! checking layers. `BatchGetImage` and `PutImage` go through the same registry calls as the
 //! `/v2/` manifest GET and PUT.
 
-use berth_meta::{ImageFilter, ImageRecord, StatusFilter, TagFilter};
+use berth_meta::{ImageFilter, ImageRecord, ImageScan, StatusFilter, TagFilter};
 use berth_oci::{Digest, ErrorCode, validate_tag};
 use berth_policy::lifecycle::StorageClass;
 use berth_registry::RegistryError;
@@ -14,8 +14,8 @@ use super::{Ctx, EcrError, EcrResult, check_repository_name, decode_token, encod
 #[derive(Deserialize, Clone, Debug, Default)]
 #[serde(rename_all = "camelCase")]
 pub(super) struct ImageId {
-    image_digest: Option<String>,
-    image_tag: Option<String>,
+    pub(super) image_digest: Option<String>,
+    pub(super) image_tag: Option<String>,
 }
 
 impl ImageId {
@@ -119,7 +119,26 @@ impl Ctx<'_> {
         Ok(Ok(digest))
     }
 
-    async fn image_detail(&self, repo: &str, image: &ImageRecord) -> Result<Value, EcrError> {
+    /// Resolves one image id for an operation on a single image: a missing image is
+    /// `ImageNotFoundException`, a malformed id `InvalidParameterException`.
+    pub(super) async fn resolve_one(&self, repo: &str, id: &ImageId) -> Result<Digest, EcrError> {
+        match self.resolve(repo, id).await? {
+            Ok(d) => Ok(d),
+            Err(f) if f["failureCode"] == "ImageNotFound" => Err(image_not_found(self, repo, id)),
+            Err(f) => Err(EcrError::invalid(f["failureReason"].as_str().unwrap_or("invalid imageId").to_string())),
+        }
+    }
+
+    /// The `imageId` of a response: the digest, and the tag if the request named one.
+    pub(super) fn image_id_json(&self, digest: &Digest, id: &ImageId) -> Value {
+        let mut v = json!({ "imageDigest": digest.as_str() });
+        if let Some(t) = &id.image_tag {
+            v["imageTag"] = t.clone().into();
+        }
+        v
+    }
+
+    async fn image_detail(&self, repo: &str, image: &ImageRecord, scan: Option<&ImageScan>) -> Result<Value, EcrError> {
         // A multi-architecture index is as large as its largest image.
         let mut size = image.blob_bytes;
         for child in &image.children {
@@ -153,6 +172,12 @@ impl Ctx<'_> {
         }
         if let Some(s) = &image.subject {
             v["subjectManifestDigest"] = s.clone().into();
+        }
+        if let Some(scan) = scan {
+            v["imageScanStatus"] = super::scanning::status_json(scan);
+            if let Some(summary) = super::scanning::summary_json(scan) {
+                v["imageScanFindingsSummary"] = summary;
+            }
         }
         Ok(v)
     }
@@ -220,7 +245,8 @@ pub(super) async fn describe_images(ctx: &Ctx<'_>, input: DescribeImagesInput) -
             match ctx.resolve(repo, id).await? {
                 Ok(d) => {
                     let image = meta.image(repo, d.as_str()).await?.ok_or_else(|| image_not_found(ctx, repo, id))?;
-                    details.push(ctx.image_detail(repo, &image).await?);
+                    let scan = meta.image_scan_summaries(repo, std::slice::from_ref(&image.digest)).await?.pop();
+                    details.push(ctx.image_detail(repo, &image, scan.as_ref()).await?);
                 }
                 Err(_) => return Err(image_not_found(ctx, repo, id)),
             }
@@ -232,9 +258,12 @@ pub(super) async fn describe_images(ctx: &Ctx<'_>, input: DescribeImagesInput) -
     let mut images = meta.list_images(repo, after.as_deref(), limit + 1, image_filter(&input.filter)?).await?;
     let more = images.len() > limit as usize;
     images.truncate(limit as usize);
+    let digests: Vec<String> = images.iter().map(|i| i.digest.clone()).collect();
+    let scans: std::collections::HashMap<String, ImageScan> =
+        meta.image_scan_summaries(repo, &digests).await?.into_iter().map(|s| (s.digest.clone(), s)).collect();
     let mut details = Vec::with_capacity(images.len());
     for image in &images {
-        details.push(ctx.image_detail(repo, image).await?);
+        details.push(ctx.image_detail(repo, image, scans.get(&image.digest)).await?);
     }
     let mut out = json!({ "imageDetails": details });
     if more && let Some(last) = images.last() {
@@ -243,7 +272,7 @@ pub(super) async fn describe_images(ctx: &Ctx<'_>, input: DescribeImagesInput) -
     Ok(out)
 }
 
-fn image_not_found(ctx: &Ctx<'_>, repo: &str, id: &ImageId) -> EcrError {
+pub(super) fn image_not_found(ctx: &Ctx<'_>, repo: &str, id: &ImageId) -> EcrError {
     EcrError::new(
         "ImageNotFoundException",
         format!(
@@ -308,6 +337,10 @@ pub(super) async fn batch_get_image(ctx: &Ctx<'_>, input: BatchGetImageInput) ->
             }
             Err(RegistryError::Oci { code: ErrorCode::ManifestUnknown, message, .. }) => {
                 failures.push(failure(id, "UnsupportedImageType", message));
+            }
+            // The pull policy refused it.
+            Err(RegistryError::Oci { code: ErrorCode::Denied, message, .. }) => {
+                failures.push(failure(id, "ImageInaccessible", message));
             }
             Err(e) => return Err(e.into()),
         }

@@ -27,6 +27,7 @@ mod images;
 mod layers;
 mod lifecycle;
 mod policies;
+mod scanning;
 
 pub const TARGET_PREFIX: &str = "AmazonEC2ContainerRegistry_V20150921.";
 const CONTENT_TYPE: &str = "application/x-amz-json-1.1";
@@ -269,6 +270,8 @@ async fn dispatch(ctx: &Ctx<'_>, op: &str, input: Value) -> EcrResult {
         "PutImage" => images::put_image(ctx, parse(input)?).await,
         "BatchCheckLayerAvailability" => images::batch_check_layer_availability(ctx, parse(input)?).await,
         "ListImageReferrers" => images::list_image_referrers(ctx, parse(input)?).await,
+        "StartImageScan" => scanning::start_image_scan(ctx, parse(input)?).await,
+        "DescribeImageScanFindings" => scanning::describe_image_scan_findings(ctx, parse(input)?).await,
         "InitiateLayerUpload" => layers::initiate_layer_upload(ctx, parse(input)?).await,
         "UploadLayerPart" => layers::upload_layer_part(ctx, parse(input)?).await,
         "CompleteLayerUpload" => layers::complete_layer_upload(ctx, parse(input)?).await,
@@ -358,6 +361,10 @@ impl Ctx<'_> {
         });
         if !s.tag_mutability_exclusions.is_empty() {
             v["imageTagMutabilityExclusionFilters"] = exclusions_json(&s.tag_mutability_exclusions);
+        }
+        // Beyond ECR (SDKs ignore fields their model lacks): the pull policy by severity.
+        if let Some(severity) = &s.pull_block_severity {
+            v["berthPullBlockSeverity"] = severity.clone().into();
         }
         v
     }
@@ -516,6 +523,7 @@ async fn create_repository(ctx: &Ctx<'_>, input: CreateRepositoryInput) -> EcrRe
         scan_on_push: input.image_scanning_configuration.and_then(|s| s.scan_on_push).unwrap_or(false),
         encryption_type,
         kms_key,
+        pull_block_severity: None,
     };
     let tags: Vec<(String, String)> = tags.into_iter().map(|t| (t.key, t.value)).collect();
     match ctx.app.registry.meta().create_repository(&input.repository_name, &settings, &tags).await {
@@ -675,28 +683,14 @@ async fn put_image_scanning_configuration(ctx: &Ctx<'_>, input: PutImageScanning
     }))
 }
 
-/// Where the registry scanning configuration is kept: an account setting of Berth's own (not one
-/// `GetAccountSetting` serves), as the JSON `PutRegistryScanningConfiguration` received.
-const REGISTRY_SCANNING_SETTING: &str = "berth:registry-scanning-configuration";
-
-impl Ctx<'_> {
-    async fn registry_scanning(&self) -> Result<RegistryScanning, EcrError> {
-        match self.app.registry.meta().account_setting(self.registry_id(), REGISTRY_SCANNING_SETTING).await? {
-            Some(text) => serde_json::from_str(&text).map_err(EcrError::server),
-            None => Ok(RegistryScanning { scan_type: "BASIC".into(), rules: Vec::new() }),
-        }
-    }
-}
-
 async fn put_registry_scanning_configuration(ctx: &Ctx<'_>, input: RegistryScanning) -> EcrResult {
     input.validate().map_err(|m| EcrError::invalid(format!("Invalid parameter: {m}")))?;
-    let text = serde_json::to_string(&input).map_err(EcrError::server)?;
-    ctx.app.registry.meta().put_account_setting(ctx.registry_id(), REGISTRY_SCANNING_SETTING, &text).await?;
+    ctx.app.registry.put_registry_scanning(&input).await?;
     Ok(json!({ "registryScanningConfiguration": input }))
 }
 
 async fn get_registry_scanning_configuration(ctx: &Ctx<'_>) -> EcrResult {
-    Ok(json!({ "registryId": ctx.registry_id(), "scanningConfiguration": ctx.registry_scanning().await? }))
+    Ok(json!({ "registryId": ctx.registry_id(), "scanningConfiguration": ctx.app.registry.registry_scanning().await? }))
 }
 
 #[derive(Deserialize)]
@@ -712,7 +706,7 @@ async fn batch_get_repository_scanning_configuration(
     if input.repository_names.is_empty() || input.repository_names.len() > 25 {
         return Err(EcrError::invalid("repositoryNames must hold between 1 and 25 names"));
     }
-    let registry = ctx.registry_scanning().await?;
+    let registry = ctx.app.registry.registry_scanning().await?;
     let (mut found, mut failures) = (Vec::new(), Vec::new());
     for name in &input.repository_names {
         check_repository_name(name)?;

@@ -1,0 +1,187 @@
+//! Reading an image's layers for a scan: each layer's blob is streamed from storage through
+//! its decompressor (gzip, zstd, or none, told apart by magic bytes) into a tar reader, on a
+//! blocking thread; only the files that list packages are kept (see `berth_vuln::image`), and
+//! the rpm database, which SQLite must open as a file, is spooled to a private temp file.
+
+use std::io::{self, BufRead, BufReader, Read};
+use std::sync::Arc;
+
+use berth_oci::Digest;
+use berth_store::BlobStore;
+use berth_vuln::image::{self, FileKind, ImageFiles, MAX_TEXT_FILE};
+use berth_vuln::inventory::Package;
+use futures_util::TryStreamExt;
+use tokio_util::io::{StreamReader, SyncIoBridge};
+
+/// A kept file's content.
+#[derive(Debug)]
+pub enum Content {
+    Bytes(Vec<u8>),
+    /// The rpm database, spooled.
+    Spooled(tempfile::NamedTempFile),
+}
+
+/// Largest rpm database spooled (real ones are tens of MiB).
+const MAX_SPOOLED_FILE: u64 = 1 << 30;
+
+const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
+
+/// The decompressed stream of a layer, whatever its compression.
+fn decompressed<'a>(raw: impl Read + 'a) -> io::Result<Box<dyn Read + 'a>> {
+    let mut buffered = BufReader::with_capacity(256 << 10, raw);
+    let head = buffered.fill_buf()?;
+    Ok(if head.starts_with(&GZIP_MAGIC) {
+        Box::new(flate2::bufread::MultiGzDecoder::new(buffered))
+    } else if head.starts_with(&ZSTD_MAGIC) {
+        Box::new(zstd::stream::read::Decoder::with_buffer(buffered)?)
+    } else {
+        Box::new(buffered)
+    })
+}
+
+/// Applies one layer's tar stream (layer `index`, 0 = bottom) to `files`.
+pub fn apply_layer(files: &mut ImageFiles<Content>, index: usize, raw: impl Read) -> io::Result<()> {
+    let mut archive = tar::Archive::new(decompressed(raw)?);
+    for entry in archive.entries()? {
+        let mut entry = entry?;
+        let raw_path = entry.path()?.to_string_lossy().into_owned();
+        if files.apply_whiteout(index, &raw_path) {
+            continue;
+        }
+        let path = image::normalize_path(&raw_path).to_string();
+        let kind = if entry.header().entry_type().is_file() { image::classify(&path) } else { None };
+        let Some(kind) = kind else {
+            // Directories, links and other files still replace a kept file at that path.
+            files.replace_with_other(&path);
+            continue;
+        };
+        let size = entry.size();
+        let content = if kind == FileKind::RpmSqlite {
+            if size > MAX_SPOOLED_FILE {
+                tracing::warn!(path, size, "rpm database too large to scan; skipped");
+                files.replace_with_other(&path);
+                continue;
+            }
+            let mut spool = tempfile::NamedTempFile::new()?;
+            io::copy(&mut entry, spool.as_file_mut())?;
+            Content::Spooled(spool)
+        } else {
+            if size > MAX_TEXT_FILE {
+                tracing::warn!(path, size, "package list too large to scan; skipped");
+                files.replace_with_other(&path);
+                continue;
+            }
+            let mut bytes = Vec::with_capacity(size as usize);
+            entry.read_to_end(&mut bytes)?;
+            Content::Bytes(bytes)
+        };
+        files.insert(index, &path, kind, content);
+    }
+    Ok(())
+}
+
+/// Niceness of the thread a scan's work runs on: scans are background work, and on a busy
+/// node the scheduler gives request handling the CPU first (weight 1024 vs 110).
+const SCAN_NICE: i32 = 10;
+
+/// Runs `work` on a thread of its own at lower scheduling priority (Linux threads have their
+/// own nice value) and awaits its result. `work` may block, and may `block_on` the runtime.
+pub async fn on_background_thread<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T, String> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("berth-scan".into())
+        .spawn(move || {
+            // SAFETY: plain syscalls on the calling thread's own id; failure only means the
+            // scan runs at normal priority.
+            unsafe {
+                let tid = libc::gettid();
+                libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, SCAN_NICE);
+            }
+            let _ = tx.send(work());
+        })
+        .map_err(|e| format!("scan thread: {e}"))?;
+    rx.await.map_err(|_| "the scan thread panicked".to_string())
+}
+
+/// Streams every layer (in order) from storage and returns the kept files. Blocks: call it on
+/// a blocking thread, with a handle of the runtime the store lives on.
+pub fn read_layers(
+    handle: &tokio::runtime::Handle,
+    blobs: &Arc<dyn BlobStore>,
+    layers: &[Digest],
+) -> io::Result<ImageFiles<Content>> {
+    let mut files = ImageFiles::default();
+    for (index, digest) in layers.iter().enumerate() {
+        let stream =
+            handle.block_on(blobs.read(digest, None)).map_err(|e| io::Error::other(format!("layer {digest}: {e}")))?;
+        let reader = SyncIoBridge::new_with_handle(StreamReader::new(stream.map_err(io::Error::other)), handle.clone());
+        apply_layer(&mut files, index, reader).map_err(|e| io::Error::new(e.kind(), format!("layer {digest}: {e}")))?;
+    }
+    Ok(files)
+}
+
+/// Reads the package headers of a spooled SQLite rpm database (table `Packages`, column
+/// `blob`), opened read-only.
+pub async fn rpm_packages(path: &std::path::Path) -> Result<Vec<Package>, String> {
+    use sqlx::ConnectOptions;
+    let options = sqlx::sqlite::SqliteConnectOptions::new().filename(path).read_only(true).immutable(true);
+    let mut conn = options.connect().await.map_err(|e| format!("rpm database: {e}"))?;
+    let blobs: Vec<Vec<u8>> = sqlx::query_scalar("SELECT blob FROM Packages")
+        .fetch_all(&mut conn)
+        .await
+        .map_err(|e| format!("rpm database: {e}"))?;
+    Ok(blobs.iter().filter_map(|b| berth_vuln::inventory::rpm::parse_header(b, "")).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tar_of(entries: &[(&str, &[u8])]) -> Vec<u8> {
+        let mut builder = tar::Builder::new(Vec::new());
+        for (path, data) in entries {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(data.len() as u64);
+            header.set_mode(0o644);
+            header.set_entry_type(tar::EntryType::Regular);
+            builder.append_data(&mut header, path, *data).unwrap();
+        }
+        builder.into_inner().unwrap()
+    }
+
+    fn gzip(data: &[u8]) -> Vec<u8> {
+        use std::io::Write;
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        enc.write_all(data).unwrap();
+        enc.finish().unwrap()
+    }
+
+    #[test]
+    fn layers_in_every_compression_stack_with_whiteouts() {
+        let base = tar_of(&[
+            ("etc/os-release", b"ID=alpine\nVERSION_ID=3.19.1\n"),
+            ("lib/apk/db/installed", b"P:musl\nV:1.2.4-r2\n\n"),
+            ("app/Cargo.lock", b"version = 3\n"),
+            ("app/README", b"not kept"),
+        ]);
+        let second = tar_of(&[("app/.wh.Cargo.lock", b""), ("./srv/go.mod", b"module x\n")]);
+        let third = tar_of(&[("srv/.wh..wh..opq", b"")]);
+        let mut files = ImageFiles::default();
+        apply_layer(&mut files, 0, &gzip(&base)[..]).unwrap();
+        apply_layer(&mut files, 1, &zstd::encode_all(&second[..], 3).unwrap()[..]).unwrap();
+        apply_layer(&mut files, 2, &third[..]).unwrap();
+        let kept: Vec<(&str, usize)> = files.files().map(|(p, l, _, _)| (p, l)).collect();
+        assert_eq!(kept, vec![("etc/os-release", 0), ("lib/apk/db/installed", 0)]);
+    }
+
+    #[test]
+    fn a_corrupt_layer_is_an_error_not_a_panic() {
+        let mut files = ImageFiles::default();
+        let mut bad = gzip(&tar_of(&[("etc/os-release", b"ID=debian\n")]));
+        let n = bad.len();
+        bad[n / 2] ^= 0xff;
+        bad.truncate(n - 4);
+        assert!(apply_layer(&mut files, 0, &bad[..]).is_err());
+    }
+}
