@@ -116,40 +116,7 @@ impl Server {
 
     /// One ECR API call signed with the given key.
     pub fn ecr_as(&self, key_id: &str, secret: &str, op: &str, body: &str) -> anyhow::Result<String> {
-        use std::io::{Read, Write};
-        let headers = vec![
-            ("host".to_string(), self.host.clone()),
-            ("content-type".to_string(), "application/x-amz-json-1.1".to_string()),
-            ("x-amz-target".to_string(), format!("AmazonEC2ContainerRegistry_V20150921.{op}")),
-        ];
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs() as i64;
-        let (date, auth) = berth_auth::sigv4::sign(
-            "POST",
-            "/",
-            "",
-            &headers,
-            body.as_bytes(),
-            key_id,
-            secret,
-            "us-east-1",
-            "ecr",
-            now,
-        );
-        let mut s = std::net::TcpStream::connect(&self.host)?;
-        let mut req = String::from("POST / HTTP/1.0\r\n");
-        for (k, v) in &headers {
-            req.push_str(&format!("{k}: {v}\r\n"));
-        }
-        req.push_str(&format!(
-            "x-amz-date: {date}\r\nauthorization: {auth}\r\ncontent-length: {}\r\n\r\n{body}",
-            body.len()
-        ));
-        s.write_all(req.as_bytes())?;
-        let mut resp = String::new();
-        s.read_to_string(&mut resp)?;
-        let (head, body) = resp.split_once("\r\n\r\n").ok_or_else(|| anyhow::anyhow!("bad response"))?;
-        anyhow::ensure!(head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200"), "{op}: {head}\n{body}");
-        Ok(body.to_string())
+        ecr_call(&self.host, key_id, secret, op, body)
     }
 
     pub fn pid(&self) -> u32 {
@@ -185,6 +152,34 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// One signed ECR API call to the Berth at `host`; returns the response body.
+pub fn ecr_call(host: &str, key_id: &str, secret: &str, op: &str, body: &str) -> anyhow::Result<String> {
+    use std::io::{Read, Write};
+    let headers = vec![
+        ("host".to_string(), host.to_string()),
+        ("content-type".to_string(), "application/x-amz-json-1.1".to_string()),
+        ("x-amz-target".to_string(), format!("AmazonEC2ContainerRegistry_V20150921.{op}")),
+    ];
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs() as i64;
+    let (date, auth) =
+        berth_auth::sigv4::sign("POST", "/", "", &headers, body.as_bytes(), key_id, secret, "us-east-1", "ecr", now);
+    let mut s = std::net::TcpStream::connect(host)?;
+    let mut req = String::from("POST / HTTP/1.0\r\n");
+    for (k, v) in &headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str(&format!(
+        "x-amz-date: {date}\r\nauthorization: {auth}\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    ));
+    s.write_all(req.as_bytes())?;
+    let mut resp = String::new();
+    s.read_to_string(&mut resp)?;
+    let (head, body) = resp.split_once("\r\n\r\n").ok_or_else(|| anyhow::anyhow!("bad response"))?;
+    anyhow::ensure!(head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200"), "{op}: {head}\n{body}");
+    Ok(body.to_string())
 }
 
 pub fn cpu_seconds(pid: u32) -> f64 {

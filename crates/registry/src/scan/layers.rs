@@ -81,22 +81,20 @@ pub fn apply_layer(files: &mut ImageFiles<Content>, index: usize, raw: impl Read
     Ok(())
 }
 
-/// Niceness of the thread a scan's work runs on: scans are background work, and on a busy
-/// node the scheduler gives request handling the CPU first (weight 1024 vs 110).
-const SCAN_NICE: i32 = 10;
-
-/// Runs `work` on a thread of its own at lower scheduling priority (Linux threads have their
-/// own nice value) and awaits its result. `work` may block, and may `block_on` the runtime.
+/// Runs `work` on a thread of its own under `SCHED_IDLE` and awaits its result: scans are
+/// background work, so on a busy node the scheduler runs request handling first (an idle-class
+/// thread weighs 3 against a normal thread's 1024) and the scan takes what CPU is left. Linux
+/// threads carry their own policy. `work` may block, and may `block_on` the runtime.
 pub async fn on_background_thread<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T, String> {
     let (tx, rx) = tokio::sync::oneshot::channel();
     std::thread::Builder::new()
         .name("berth-scan".into())
         .spawn(move || {
-            // SAFETY: plain syscalls on the calling thread's own id; failure only means the
-            // scan runs at normal priority.
+            // SAFETY: a plain syscall on the calling thread (pid 0) with a valid parameter;
+            // failure only means the scan runs at normal priority.
             unsafe {
-                let tid = libc::gettid();
-                libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, SCAN_NICE);
+                let param = libc::sched_param { sched_priority: 0 };
+                libc::sched_setscheduler(0, libc::SCHED_IDLE, &param);
             }
             let _ = tx.send(work());
         })
