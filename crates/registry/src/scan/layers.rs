@@ -173,6 +173,46 @@ mod tests {
         assert_eq!(kept, vec![("etc/os-release", 0), ("lib/apk/db/installed", 0)]);
     }
 
+    /// An rpm header blob with string tags (name 1000, version 1001, release 1002).
+    fn rpm_header(tags: &[(u32, &str)]) -> Vec<u8> {
+        let (mut index, mut data) = (Vec::new(), Vec::new());
+        for (tag, value) in tags {
+            for v in [*tag, 6, data.len() as u32, 1] {
+                index.extend_from_slice(&v.to_be_bytes());
+            }
+            data.extend_from_slice(value.as_bytes());
+            data.push(0);
+        }
+        let mut blob = (tags.len() as u32).to_be_bytes().to_vec();
+        blob.extend_from_slice(&(data.len() as u32).to_be_bytes());
+        blob.extend(index);
+        blob.extend(data);
+        blob
+    }
+
+    #[tokio::test]
+    async fn the_sqlite_rpm_database_is_read_from_a_spooled_file() {
+        use sqlx::ConnectOptions;
+        let file = tempfile::NamedTempFile::new().unwrap();
+        let mut conn = sqlx::sqlite::SqliteConnectOptions::new().filename(file.path()).connect().await.unwrap();
+        sqlx::query("CREATE TABLE Packages (hnum INTEGER PRIMARY KEY AUTOINCREMENT, blob BLOB NOT NULL)")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        for blob in [
+            rpm_header(&[(1000, "openssl-libs"), (1001, "3.0.7"), (1002, "24.el9")]),
+            rpm_header(&[(1000, "gpg-pubkey"), (1001, "1"), (1002, "1")]),
+            b"garbage".to_vec(),
+        ] {
+            sqlx::query("INSERT INTO Packages (blob) VALUES ($1)").bind(blob).execute(&mut conn).await.unwrap();
+        }
+        drop(conn);
+        let packages = rpm_packages(file.path()).await.unwrap();
+        let names: Vec<(&str, &str)> = packages.iter().map(|p| (p.name.as_str(), p.version.as_str())).collect();
+        assert_eq!(names, vec![("openssl-libs", "3.0.7-24.el9")]);
+        assert!(rpm_packages(std::path::Path::new("/nonexistent/rpmdb.sqlite")).await.is_err());
+    }
+
     #[test]
     fn a_corrupt_layer_is_an_error_not_a_panic() {
         let mut files = ImageFiles::default();
