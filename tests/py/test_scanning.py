@@ -309,6 +309,58 @@ def test_enhanced_scan_covers_language_packages(berth, tmp_path):
     assert fixed["imageScanFindings"]["enhancedFindings"] == []
 
 
+def rpm_header(name, version, release, epoch=None):
+    """An rpm package header blob as the SQLite rpm database stores it (big-endian index of
+    (tag, type, offset, count), then the data store)."""
+    import struct
+
+    entries, data = [], b""
+    if epoch is not None:
+        entries.append((1003, 4, len(data), 1))
+        data += struct.pack(">I", epoch)
+    for tag, value in ((1000, name), (1001, version), (1002, release), (1022, "x86_64")):
+        entries.append((tag, 6, len(data), 1))
+        data += value.encode() + b"\0"
+    blob = struct.pack(">II", len(entries), len(data))
+    for e in entries:
+        blob += struct.pack(">IIII", *e)
+    return blob + data
+
+
+def rpmdb(packages):
+    import sqlite3
+
+    with tempfile.NamedTemporaryFile(suffix=".sqlite") as f:
+        db = sqlite3.connect(f.name)
+        db.execute("CREATE TABLE Packages (hnum INTEGER PRIMARY KEY AUTOINCREMENT, blob BLOB NOT NULL)")
+        db.executemany("INSERT INTO Packages (blob) VALUES (?)", [(rpm_header(*p),) for p in packages])
+        db.commit()
+        db.close()
+        return pathlib.Path(f.name).read_bytes()
+
+
+def test_rpm_image_from_the_sqlite_database(berth, tmp_path):
+    records = tmp_path / "rocky"
+    records.mkdir()
+    for rid, package, fixed in (("RLSA-2024:0001", "openssl-libs", "1:3.0.7-27.el9"), ("RLSA-2024:0002", "bash", "5.1.8-6.el9")):
+        (records / f"{rid.replace(':', '-')}.json").write_text(json.dumps({
+            "id": rid, "aliases": ["CVE-2024-1" + rid[-1]], "modified": "2024-06-01T00:00:00Z",
+            "severity": [{"type": "CVSS_V3", "score": CRITICAL_VECTOR}],
+            "affected": [{"package": {"ecosystem": "Rocky Linux:9", "name": package},
+                          "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": fixed}]}]}],
+        }))
+    berth.cli("vulndb", "import", str(records))
+    berth.aws("ecr", "create-repository", "--repository-name", "rocky", "--image-scanning-configuration", "scanOnPush=true")
+    Pusher(berth).push("rocky", "9", [{
+        "etc/os-release": 'NAME="Rocky Linux"\nID="rocky"\nID_LIKE="rhel centos fedora"\nVERSION_ID="9.3"\n',
+        # openssl-libs is older than its fix; bash is exactly the fixed version.
+        "var/lib/rpm/rpmdb.sqlite": rpmdb([("openssl-libs", "3.0.7", "24.el9", 1), ("bash", "5.1.8", "6.el9"), ("gpg-pubkey", "1", "1")]),
+    }])
+    out = wait_complete(berth, "rocky", "9")
+    got = [(f["name"], {a["key"]: a["value"] for a in f["attributes"]}["package_version"]) for f in out["imageScanFindings"]["findings"]]
+    assert got == [("CVE-2024-11", "1:3.0.7-24.el9")]
+
+
 def test_start_image_scan_and_its_errors(berth, tmp_path):
     import_db(berth, tmp_path)
     ecr = berth.client()
