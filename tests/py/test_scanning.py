@@ -250,6 +250,10 @@ def test_debian_image_basic_scan_on_push(berth, tmp_path):
     index = s.get(f"{berth.endpoint}/v2/deb/referrers/{digest}").json()
     assert len([m for m in index["manifests"] if m["artifactType"] == "application/vnd.cyclonedx+json"]) == 1
 
+    # Deleting the image deletes its SBOM (and the scan).
+    berth.client().batch_delete_image(repositoryName="deb", imageIds=[{"imageTag": "v1"}])
+    assert berth.client().describe_images(repositoryName="deb")["imageDetails"] == []
+
 
 def test_enhanced_scan_covers_language_packages(berth, tmp_path):
     import_db(berth, tmp_path)

@@ -563,7 +563,12 @@ impl Registry {
             return Ok(Err(parents));
         }
         let Some(image) = self.meta.image(name, digest.as_str()).await? else { return Ok(Ok(Vec::new())) };
+        let sboms = self.berth_sboms_of(name, digest).await?;
         self.meta.delete_manifest(name, digest).await?;
+        // The SBOM a scan attached describes this image only: it goes with it.
+        for sbom in sboms {
+            self.meta.delete_manifest(name, &sbom).await?;
+        }
         for child in &image.children {
             let Ok(child_digest) = Digest::parse(child) else { continue };
             let orphan = self.meta.manifest_parents(name, child).await?.is_empty();

@@ -28,6 +28,9 @@ const REGISTRY_SCANNING_SETTING: &str = "berth:registry-scanning-configuration";
 /// Config media types of container images (anything else is an artifact, not scanned).
 const IMAGE_CONFIG_TYPES: [&str; 2] = [media_types::OCI_IMAGE_CONFIG, media_types::DOCKER_IMAGE_CONFIG];
 
+/// The annotation that marks an SBOM artifact as Berth's own (deleted with its image).
+const SBOM_ANNOTATION: &str = "dev.berth.sbom.format";
+
 /// Node-wide scanning settings (from the configuration file).
 #[derive(Debug, Clone)]
 pub struct ScanSettings {
@@ -286,12 +289,28 @@ impl Registry {
             "config": { "mediaType": media_types::OCI_EMPTY, "digest": empty_digest.as_str(), "size": 2, "data": "e30=" },
             "layers": [ { "mediaType": berth_vuln::sbom::CYCLONEDX_JSON, "digest": sbom_digest.as_str(), "size": sbom_size } ],
             "subject": { "mediaType": image.media_type, "digest": image.digest.as_str(), "size": image.content.len() },
-            "annotations": { "dev.berth.sbom.format": "CycloneDX 1.5" },
+            "annotations": { SBOM_ANNOTATION: "CycloneDX 1.5" },
         });
         let body = serde_json::to_vec(&manifest).map_err(|e| RegistryError::Internal(e.to_string()))?;
         let digest = Digest::from_bytes(berth_oci::Algorithm::Sha256, &body);
         self.put_manifest(repository, digest.as_str(), Some(media_types::OCI_MANIFEST), body, &[]).await?;
         Ok(digest.to_string())
+    }
+
+    /// The untagged SBOM artifacts scans attached to an image.
+    pub(crate) async fn berth_sboms_of(&self, repository: &str, image: &Digest) -> Result<Vec<Digest>, RegistryError> {
+        let mut out = Vec::new();
+        for r in self.meta().referrers(repository, image, Some(berth_vuln::sbom::CYCLONEDX_JSON)).await? {
+            let ours = r.annotations.as_deref().is_some_and(|a| a.contains(SBOM_ANNOTATION));
+            let untagged = self.meta().image(repository, &r.digest).await?.is_some_and(|i| i.tags.is_empty());
+            if ours
+                && untagged
+                && let Ok(d) = Digest::parse(&r.digest)
+            {
+                out.push(d);
+            }
+        }
+        Ok(out)
     }
 
     async fn put_small_blob(&self, repository: &str, bytes: Vec<u8>) -> Result<(Digest, u64), RegistryError> {
