@@ -6,6 +6,7 @@ repository the caller may not read."""
 import http.client
 import json
 import subprocess
+import tarfile
 
 import pytest
 import requests
@@ -313,3 +314,71 @@ def test_tag_condition_keys(berth):
         tagger.untag_resource(resourceArn=arn, tagKeys=["owner"])
     tagger.untag_resource(resourceArn=arn, tagKeys=["env"])
     assert ecr.list_tags_for_resource(resourceArn=arn)["tags"] == []
+
+
+OTHER_ACCOUNT = "987654321098"
+# The cross-account policy of the product's seed document, verbatim.
+SEED_CROSS_ACCOUNT_POLICY = '{"Version": "2008-10-17","Statement": [{"Sid": "CrossAccountPull","Effect": "Allow","Principal": {"AWS": "arn:aws:iam::987654321098:root"},"Action": ["ecr:BatchGetImage","ecr:GetDownloadUrlForLayer"]}]}'
+
+
+def test_cross_account_pull_after_the_repository_policy_grants_it(berth, docker, tmp_path):
+    ecr = berth.client()
+    ecr.create_repository(repositoryName="shared/app")
+    ref = f"{berth.host}/shared/app:v1"
+    rootfs = tmp_path / "rootfs.tar"
+    with tarfile.open(rootfs, "w") as t:
+        f = tmp_path / "hello.txt"
+        f.write_text("shared across accounts\n")
+        t.add(f, arcname="hello.txt")
+    docker.run("import", str(rootfs), ref)
+    docker.run("login", "--username", "AWS", "--password-stdin", berth.host, stdin=berth.token())
+    docker.run("push", ref)
+    docker.run("rmi", ref)
+
+    # Another account, with its root key; its root gets a token on its own account's terms.
+    other = berth.admin("create-account", OTHER_ACCOUNT)
+    assert other["Arn"] == f"arn:aws:iam::{OTHER_ACCOUNT}:root"
+    other_key, other_secret = other["AccessKey"]["AccessKeyId"], other["AccessKey"]["SecretAccessKey"]
+    docker.run("logout", berth.host)
+    docker.run("login", "--username", "AWS", "--password-stdin", berth.host, stdin=berth.token(other_key, other_secret))
+
+    # Before the repository policy: the other account may not pull (nor see the repository).
+    out = docker.run("pull", ref, check=False)
+    assert out.returncode != 0 and "denied" in out.stderr, out.stderr
+    assert "987654321098:root is not authorized to perform: ecr:BatchGetImage" in out.stderr, out.stderr
+    other_ecr = berth.client(key=other_key, secret=other_secret)
+    assert other_ecr.describe_repositories()["repositories"] == []
+
+    # The seed's policy, set with the AWS CLI: now the pull works, and a push still does not.
+    berth.aws("ecr", "set-repository-policy", "--repository-name", "shared/app", "--policy-text", SEED_CROSS_ACCOUNT_POLICY)
+    docker.run("pull", ref)
+    docker.run("tag", ref, f"{berth.host}/shared/app:v2")
+    out = docker.run("push", f"{berth.host}/shared/app:v2", check=False)
+    assert out.returncode != 0 and "denied" in (out.stdout + out.stderr)
+
+    # A user of the other account: the repository policy names the account, so the user's own
+    # identity policy must allow as well (both sides, across accounts).
+    def other_user(name, policy):
+        berth.admin("create-user", name, "--account-id", OTHER_ACCOUNT)
+        berth.admin("put-user-policy", name, "inline", "-", "--account-id", OTHER_ACCOUNT, stdin=json.dumps(policy))
+        key = berth.admin("create-access-key", name, "--account-id", OTHER_ACCOUNT)["AccessKey"]
+        return key["AccessKeyId"], key["SecretAccessKey"]
+
+    token_only = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "ecr:GetAuthorizationToken", "Resource": "*"}]}
+    puller = {
+        "Version": "2012-10-17",
+        "Statement": token_only["Statement"] + [{
+            "Effect": "Allow",
+            "Action": ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"],
+            "Resource": f"arn:aws:ecr:{REGION}:{ACCOUNT_ID}:repository/shared/*",
+        }],
+    }
+    for name, policy, allowed in (("eve", token_only, False), ("bob", puller, True)):
+        key, secret = other_user(name, policy)
+        docker.run("logout", berth.host)
+        docker.run("login", "--username", "AWS", "--password-stdin", berth.host, stdin=berth.token(key, secret))
+        docker.run("rmi", "-f", ref, check=False)
+        out = docker.run("pull", ref, check=False)
+        assert (out.returncode == 0) == allowed, f"{name}: {out.stderr}"
+        if not allowed:
+            assert f"arn:aws:iam::{OTHER_ACCOUNT}:user/{name} is not authorized" in out.stderr, out.stderr

@@ -254,7 +254,12 @@ impl Authorizer {
                 Principal::user(&caller.account_id, name, &caller.principal_id)
             }
         };
-        let mut ctx = RequestContext::new(principal, action, resource.clone(), self.account_id.clone());
+        // GetAuthorizationToken is an action of the caller's own account (a token is what a
+        // principal then presents to any registry it may use), so a principal of another account
+        // gets one on its own account's terms; everything else acts on this registry.
+        let own_account_action = action == "ecr:GetAuthorizationToken" && matches!(target, Target::Registry);
+        let resource_account = if own_account_action { caller.account_id.clone() } else { self.account_id.clone() };
+        let mut ctx = RequestContext::new(principal, action, resource.clone(), resource_account.clone());
         if let Some(ip) = env.source_ip {
             ctx.set_source_ip(ip);
         }
@@ -287,6 +292,7 @@ impl Authorizer {
             resource_policies.push(p);
         }
         if let Some(p) = registry.policy.as_deref()
+            && resource_account == self.account_id
             && (!registry.v1_scope || V1_REGISTRY_ACTIONS.contains(&action))
         {
             resource_policies.push(p);
@@ -303,7 +309,7 @@ impl Authorizer {
                 }
                 _ => "with an explicit deny in an identity-based policy".to_string(),
             },
-            _ if caller.account_id != self.account_id => {
+            _ if caller.account_id != resource_account => {
                 "because no resource-based policy allows the action across accounts".to_string()
             }
             _ => format!("because no identity-based policy allows the {action} action"),

@@ -91,6 +91,76 @@ pub fn principal_arn(p: &Principal) -> String {
     }
 }
 
+/// Creates an account (if new), its root principal, and the root's access key: `root_key` (created
+/// or checked), or, when the root has no key yet, a new one returned for the caller to show
+/// once. How the first account is made at start, and `berth admin create-account` others.
+pub async fn ensure_account_root(
+    meta: &dyn MetaStore,
+    account_id: &str,
+    root_key: Option<(&str, &str)>,
+) -> Result<Option<NewRootKey>, RegistryError> {
+    if !is_account_id(account_id) {
+        return Err(RegistryError::Internal(format!("account id {account_id:?} is not 12 digits")));
+    }
+    let account_id = account_id.to_string();
+    meta.ensure_account(&account_id).await?;
+    let root = Principal {
+        id: account_id.clone(),
+        account_id: account_id.clone(),
+        name: "root".into(),
+        kind: PrincipalKind::Root,
+        created_at: now_ms(),
+    };
+    match meta.create_principal(&root).await {
+        Ok(()) | Err(MetaError::AlreadyExists) => {}
+        Err(e) => return Err(e.into()),
+    }
+    let mut created = None;
+    match root_key {
+        Some((id, secret)) => {
+            if !keys::is_access_key_id(id) || secret.is_empty() {
+                return Err(RegistryError::Internal("the root access key id or secret is malformed".into()));
+            }
+            match meta.access_key(id).await? {
+                Some((k, p)) if p.id == root.id && k.secret == secret => {}
+                Some(_) => {
+                    return Err(RegistryError::Internal(format!(
+                        "access key {id} already exists with another secret or principal"
+                    )));
+                }
+                None => {
+                    meta.create_access_key(&AccessKey {
+                        access_key_id: id.into(),
+                        principal_id: root.id.clone(),
+                        secret: secret.into(),
+                        active: true,
+                        created_at: now_ms(),
+                    })
+                    .await?
+                }
+            }
+        }
+        None => {
+            if meta.list_access_keys(&root.id).await?.is_empty() {
+                let key = NewRootKey {
+                    access_key_id: keys::new_access_key_id(),
+                    secret_access_key: keys::new_secret_access_key(),
+                };
+                meta.create_access_key(&AccessKey {
+                    access_key_id: key.access_key_id.clone(),
+                    principal_id: root.id.clone(),
+                    secret: key.secret_access_key.clone(),
+                    active: true,
+                    created_at: now_ms(),
+                })
+                .await?;
+                created = Some(key);
+            }
+        }
+    }
+    Ok(created)
+}
+
 fn is_account_id(s: &str) -> bool {
     s.len() == 12 && s.bytes().all(|b| b.is_ascii_digit())
 }
@@ -118,61 +188,7 @@ impl Identity {
                 }
             },
         };
-        meta.ensure_account(&account_id).await?;
-        let root = Principal {
-            id: account_id.clone(),
-            account_id: account_id.clone(),
-            name: "root".into(),
-            kind: PrincipalKind::Root,
-            created_at: now_ms(),
-        };
-        match meta.create_principal(&root).await {
-            Ok(()) | Err(MetaError::AlreadyExists) => {}
-            Err(e) => return Err(e.into()),
-        }
-        let mut created = None;
-        match root_key {
-            Some((id, secret)) => {
-                if !keys::is_access_key_id(id) || secret.is_empty() {
-                    return Err(RegistryError::Internal("the root access key id or secret is malformed".into()));
-                }
-                match meta.access_key(id).await? {
-                    Some((k, p)) if p.id == root.id && k.secret == secret => {}
-                    Some(_) => {
-                        return Err(RegistryError::Internal(format!(
-                            "access key {id} already exists with another secret or principal"
-                        )));
-                    }
-                    None => {
-                        meta.create_access_key(&AccessKey {
-                            access_key_id: id.into(),
-                            principal_id: root.id.clone(),
-                            secret: secret.into(),
-                            active: true,
-                            created_at: now_ms(),
-                        })
-                        .await?
-                    }
-                }
-            }
-            None => {
-                if meta.list_access_keys(&root.id).await?.is_empty() {
-                    let key = NewRootKey {
-                        access_key_id: keys::new_access_key_id(),
-                        secret_access_key: keys::new_secret_access_key(),
-                    };
-                    meta.create_access_key(&AccessKey {
-                        access_key_id: key.access_key_id.clone(),
-                        principal_id: root.id.clone(),
-                        secret: key.secret_access_key.clone(),
-                        active: true,
-                        created_at: now_ms(),
-                    })
-                    .await?;
-                    created = Some(key);
-                }
-            }
-        }
+        let created = ensure_account_root(meta.as_ref(), &account_id, root_key).await?;
         let token_key = meta.registry_secret(TOKEN_KEY, &keys::new_secret_bytes()).await?;
         let token_cache = Mutex::new(HashMap::new());
         Ok((Identity { meta, account_id, region: region.to_string(), token_key, token_cache }, created))

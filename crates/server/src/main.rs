@@ -138,6 +138,13 @@ enum VulndbCommand {
 
 #[derive(Subcommand)]
 enum AdminCommand {
+    /// Create another account with its root user and root access key (the secret is printed
+    /// once). Its principals authenticate to this Berth; repository and registry policies
+    /// decide what they may do with this registry's repositories (cross-account access).
+    /// Manage its users with `--account-id ACCOUNT`.
+    CreateAccount {
+        account_id: String,
+    },
     /// Set a repository's pull policy: pulls of images whose scan found vulnerabilities at or
     /// above SEVERITY (CRITICAL, HIGH, MEDIUM, LOW, INFORMATIONAL) are refused; NONE turns it
     /// off, DEFAULT falls back to the configured default (scan_pull_block_severity).
@@ -482,6 +489,19 @@ async fn admin(config: Config, command: AdminCommand) -> anyhow::Result<()> {
     };
     let iam_err = |e: IamError| anyhow::anyhow!("{}: {e}", e.code());
     let out = match command {
+        AdminCommand::CreateAccount { account_id } => {
+            let created = berth_registry::identity::ensure_account_root(meta.as_ref(), &account_id, None)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            match created {
+                Some(key) => serde_json::json!({
+                    "Account": account_id,
+                    "Arn": format!("arn:aws:iam::{account_id}:root"),
+                    "AccessKey": { "AccessKeyId": key.access_key_id, "SecretAccessKey": key.secret_access_key },
+                }),
+                None => anyhow::bail!("account {account_id} already exists with a root key"),
+            }
+        }
         AdminCommand::SetPullPolicy { repository, severity } => {
             let mut repo =
                 meta.repository(&repository).await?.ok_or_else(|| anyhow::anyhow!("no repository {repository:?}"))?;
