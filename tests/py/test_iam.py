@@ -382,3 +382,108 @@ def test_cross_account_pull_after_the_repository_policy_grants_it(berth, docker,
         assert (out.returncode == 0) == allowed, f"{name}: {out.stderr}"
         if not allowed:
             assert f"arn:aws:iam::{OTHER_ACCOUNT}:user/{name} is not authorized" in out.stderr, out.stderr
+
+
+def push_to(berth, host, token, repo, tag, seed):
+    """Pushes a small OCI image over /v2/ addressing the registry as `host` (the Host header);
+    returns the manifest digest and the responses' Location headers."""
+    import hashlib
+
+    s = requests.Session()
+    s.auth = ("AWS", token)
+    s.headers["Host"] = host
+    locations = []
+
+    def blob(data):
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        r = s.post(f"{berth.endpoint}/v2/{repo}/blobs/uploads/?digest={digest}", data=data)
+        assert r.status_code == 201, r.text
+        locations.append(r.headers["Location"])
+        return {"digest": digest, "size": len(data)}
+
+    config = blob(json.dumps({"architecture": "amd64", "os": "linux", "seed": seed}).encode())
+    layer = blob(os.urandom(64))
+    manifest = json.dumps({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": dict(mediaType="application/vnd.oci.image.config.v1+json", **config),
+        "layers": [dict(mediaType="application/vnd.oci.image.layer.v1.tar", **layer)],
+    })
+    r = s.put(f"{berth.endpoint}/v2/{repo}/manifests/{tag}", data=manifest,
+              headers={"Content-Type": "application/vnd.oci.image.manifest.v1+json"})
+    assert r.status_code == 201, r.text
+    locations.append(r.headers["Location"])
+    return r.headers["Docker-Content-Digest"], locations
+
+
+def v2_get(berth, host, token, path):
+    return requests.get(f"{berth.endpoint}{path}", auth=("AWS", token), headers={
+        "Host": host, "Accept": "application/vnd.oci.image.manifest.v1+json"})
+
+
+def test_each_account_has_a_registry_of_its_own(berth):
+    other = berth.admin("create-account", OTHER_ACCOUNT)["AccessKey"]
+    b_key, b_secret = other["AccessKeyId"], other["SecretAccessKey"]
+    a, b = berth.client(), berth.client(key=b_key, secret=b_secret)
+    b_host = f"{OTHER_ACCOUNT}.{berth.host}"
+
+    # The same name in both accounts; each call acts on the caller's own registry.
+    a.create_repository(repositoryName="app")
+    repo = b.create_repository(repositoryName="app")["repository"]
+    assert repo["registryId"] == OTHER_ACCOUNT
+    assert repo["repositoryArn"] == f"arn:aws:ecr:{REGION}:{OTHER_ACCOUNT}:repository/app"
+    assert repo["repositoryUri"] == f"{b_host}/app"
+    b.create_repository(repositoryName="b-only")
+    assert sorted(r["repositoryName"] for r in b.describe_repositories()["repositories"]) == ["app", "b-only"]
+    assert [r["repositoryName"] for r in a.describe_repositories()["repositories"]] == ["app"]
+    assert b.describe_repositories(maxResults=1)["repositories"][0]["repositoryName"] == "app"
+    with pytest.raises(a.exceptions.InvalidParameterException):
+        a.describe_repositories(registryId="555555555555")
+    with pytest.raises(b.exceptions.InvalidParameterException):
+        b.create_repository_creation_template(prefix="x", appliedFor=["CREATE_ON_PUSH"])
+
+    # /v2/ on `<account>.<host>` is that account's registry; no repository key ever shows.
+    b_token, a_token = berth.token(b_key, b_secret), berth.token()
+    digest, locations = push_to(berth, b_host, b_token, "app", "v1", 1)
+    assert all(loc.startswith("/v2/app/") for loc in locations), locations
+    assert v2_get(berth, b_host, b_token, "/v2/app/manifests/v1").status_code == 200
+    assert v2_get(berth, berth.host, a_token, "/v2/app/manifests/v1").status_code == 404, "A's app has no v1"
+    catalog = v2_get(berth, b_host, b_token, "/v2/_catalog").json()["repositories"]
+    assert catalog == ["app", "b-only"]
+    assert v2_get(berth, berth.host, a_token, "/v2/_catalog").json()["repositories"] == ["app"]
+    tags = v2_get(berth, b_host, b_token, "/v2/app/tags/list").json()
+    assert tags == {"name": "app", "tags": ["v1"]}
+    assert [i["imageDigest"] for i in b.list_images(repositoryName="app")["imageIds"]] == [digest]
+    assert a.list_images(repositoryName="app")["imageIds"] == []
+
+    # Across accounts the other way: A's root may not pull from B's registry until B's
+    # repository policy grants A's account.
+    denied = v2_get(berth, b_host, a_token, "/v2/app/manifests/v1")
+    assert denied.status_code == 403, denied.text
+    assert f"repository/app" in denied.json()["errors"][0]["message"] and "@" not in denied.text
+    with pytest.raises(a.exceptions.ClientError) as e:
+        a.batch_get_image(registryId=OTHER_ACCOUNT, repositoryName="app", imageIds=[{"imageTag": "v1"}])
+    assert "AccessDenied" in str(e.value)
+    b.set_repository_policy(repositoryName="app", policyText=json.dumps({
+        "Version": "2008-10-17",
+        "Statement": [{"Sid": "PullFromA", "Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT_ID}:root"},
+                       "Action": ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"]}],
+    }))
+    assert v2_get(berth, b_host, a_token, "/v2/app/manifests/v1").status_code == 200
+    got = a.batch_get_image(registryId=OTHER_ACCOUNT, repositoryName="app", imageIds=[{"imageTag": "v1"}])
+    assert got["images"][0]["imageId"]["imageDigest"] == digest and got["images"][0]["registryId"] == OTHER_ACCOUNT
+    url = a.get_download_url_for_layer(registryId=OTHER_ACCOUNT, repositoryName="app",
+                                       layerDigest=json.loads(got["images"][0]["imageManifest"])["layers"][0]["digest"])
+    assert url["downloadUrl"].startswith(f"http://{b_host}/v2/app/blobs/")
+    path = url["downloadUrl"].split(b_host, 1)[1]
+    assert requests.get(f"{berth.endpoint}{path}", headers={"Host": b_host}).status_code == 200
+    # The signature is for B's repository: the same URL on the default registry is refused.
+    assert requests.get(f"{berth.endpoint}{path}", headers={"Host": berth.host}).status_code == 401
+    # A's grant on B's app says nothing about A pulling B's other repositories.
+    assert v2_get(berth, b_host, a_token, "/v2/b-only/tags/list").status_code == 403
+
+    # IAM is per account: B's root manages B's users.
+    b_iam = berth.client("iam", key=b_key, secret=b_secret)
+    user = b_iam.create_user(UserName="builder")["User"]
+    assert user["Arn"] == f"arn:aws:iam::{OTHER_ACCOUNT}:user/builder"
+    assert "builder" not in [u["UserName"] for u in berth.client("iam").list_users()["Users"]]

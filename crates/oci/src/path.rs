@@ -15,6 +15,38 @@ pub enum V2Route<'a> {
     Referrers { name: &'a str, digest: &'a str },
 }
 
+impl<'a> V2Route<'a> {
+    /// The repository the route names, if any.
+    pub fn name(&self) -> Option<&'a str> {
+        match *self {
+            V2Route::Base | V2Route::Catalog => None,
+            V2Route::Tags { name }
+            | V2Route::Manifest { name, .. }
+            | V2Route::Blob { name, .. }
+            | V2Route::UploadStart { name }
+            | V2Route::Upload { name, .. }
+            | V2Route::Referrers { name, .. } => Some(name),
+        }
+    }
+
+    /// The same route on another repository (the store's key for the named one).
+    pub fn with_name<'b>(self, new: &'b str) -> V2Route<'b>
+    where
+        'a: 'b,
+    {
+        match self {
+            V2Route::Base => V2Route::Base,
+            V2Route::Catalog => V2Route::Catalog,
+            V2Route::Tags { .. } => V2Route::Tags { name: new },
+            V2Route::Manifest { reference, .. } => V2Route::Manifest { name: new, reference },
+            V2Route::Blob { digest, .. } => V2Route::Blob { name: new, digest },
+            V2Route::UploadStart { .. } => V2Route::UploadStart { name: new },
+            V2Route::Upload { id, .. } => V2Route::Upload { name: new, id },
+            V2Route::Referrers { digest, .. } => V2Route::Referrers { name: new, digest },
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PathError {
     /// The path has the shape of a route but the name breaks the grammar.

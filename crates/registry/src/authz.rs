@@ -31,8 +31,9 @@ const V1_REGISTRY_ACTIONS: [&str; 3] = ["ecr:ReplicateImage", "ecr:BatchImportUp
 pub enum Target<'a> {
     /// A repository (which may not exist yet, e.g. for `CreateRepository`).
     Repository(&'a str),
-    /// The registry as a whole (`GetAuthorizationToken`, `DescribeRegistry`, …): resource `*`.
-    Registry,
+    /// An account's registry as a whole (`GetAuthorizationToken`, `DescribeRegistry`, …):
+    /// resource `*` in that account.
+    Registry(&'a str),
 }
 
 /// Facts about the request itself, for condition keys.
@@ -91,7 +92,8 @@ struct RegistryFacts {
 struct Cache {
     identity: HashMap<String, (Instant, Docs)>,
     repositories: HashMap<String, (Instant, Arc<RepositoryFacts>)>,
-    registry: Option<(Instant, Arc<RegistryFacts>)>,
+    /// Per account.
+    registry: HashMap<String, (Instant, Arc<RegistryFacts>)>,
 }
 
 pub struct Authorizer {
@@ -140,9 +142,10 @@ impl Authorizer {
         *self.cache.lock().expect("authz cache") = Cache::default();
     }
 
-    /// The ARN of a repository of this registry.
-    pub fn repository_arn(&self, name: &str) -> String {
-        format!("arn:aws:ecr:{}:{}:repository/{name}", self.region, self.account_id)
+    /// The ARN of a repository, by its key (see `repositories::repository_key`).
+    pub fn repository_arn(&self, key: &str) -> String {
+        let (account, name) = crate::repositories::split_repository_key(&self.account_id, key);
+        format!("arn:aws:ecr:{}:{account}:repository/{name}", self.region)
     }
 
     async fn identity_policies(&self, principal_id: &str) -> Result<Docs, MetaError> {
@@ -195,19 +198,23 @@ impl Authorizer {
         Ok(facts)
     }
 
-    async fn registry_facts(&self) -> Result<Arc<RegistryFacts>, MetaError> {
-        if let Some((at, facts)) = &self.cache.lock().expect("authz cache").registry
+    async fn registry_facts(&self, account: &str) -> Result<Arc<RegistryFacts>, MetaError> {
+        if let Some((at, facts)) = self.cache.lock().expect("authz cache").registry.get(account)
             && fresh(at)
         {
             return Ok(facts.clone());
         }
-        let policy = self.meta.registry_policy(&self.account_id).await?;
-        let scope = self.meta.account_setting(&self.account_id, "REGISTRY_POLICY_SCOPE").await?;
+        let policy = self.meta.registry_policy(account).await?;
+        let scope = self.meta.account_setting(account, "REGISTRY_POLICY_SCOPE").await?;
         let facts = Arc::new(RegistryFacts {
             policy: policy.and_then(|t| self.parse_stored(&t, PolicyKind::Resource, "registry policy")),
             v1_scope: scope.as_deref() == Some("V1"),
         });
-        self.cache.lock().expect("authz cache").registry = Some((Instant::now(), facts.clone()));
+        let mut cache = self.cache.lock().expect("authz cache");
+        if cache.registry.len() >= CACHE_MAX {
+            cache.registry.clear();
+        }
+        cache.registry.insert(account.to_string(), (Instant::now(), facts.clone()));
         Ok(facts)
     }
 
@@ -244,8 +251,8 @@ impl Authorizer {
         repository_policy: Option<&PolicyDocument>,
     ) -> Result<Result<(), AccessDenied>, MetaError> {
         let resource = match target {
-            Target::Repository(name) => self.repository_arn(name),
-            Target::Registry => "*".to_string(),
+            Target::Repository(key) => self.repository_arn(key),
+            Target::Registry(_) => "*".to_string(),
         };
         let principal = match caller.kind {
             PrincipalKind::Root => Principal::root(&caller.account_id),
@@ -257,8 +264,11 @@ impl Authorizer {
         // GetAuthorizationToken is an action of the caller's own account (a token is what a
         // principal then presents to any registry it may use), so a principal of another account
         // gets one on its own account's terms; everything else acts on this registry.
-        let own_account_action = action == "ecr:GetAuthorizationToken" && matches!(target, Target::Registry);
-        let resource_account = if own_account_action { caller.account_id.clone() } else { self.account_id.clone() };
+        let resource_account = match target {
+            Target::Registry(_) if action == "ecr:GetAuthorizationToken" => caller.account_id.clone(),
+            Target::Registry(account) => account.to_string(),
+            Target::Repository(key) => crate::repositories::split_repository_key(&self.account_id, key).0.to_string(),
+        };
         let mut ctx = RequestContext::new(principal, action, resource.clone(), resource_account.clone());
         if let Some(ip) = env.source_ip {
             ctx.set_source_ip(ip);
@@ -277,8 +287,8 @@ impl Authorizer {
             PrincipalKind::User => self.identity_policies(&caller.principal_id).await?,
         };
         let repository = match target {
-            Target::Repository(name) => Some(self.repository_facts(name).await?),
-            Target::Registry => None,
+            Target::Repository(key) => Some(self.repository_facts(key).await?),
+            Target::Registry(_) => None,
         };
         if let Some(facts) = &repository {
             for (k, v) in &facts.tags {
@@ -286,13 +296,12 @@ impl Authorizer {
                 ctx.insert(&format!("ecr:ResourceTag/{k}"), vec![v.clone()]);
             }
         }
-        let registry = self.registry_facts().await?;
+        let registry = self.registry_facts(&resource_account).await?;
         let mut resource_policies: Vec<&PolicyDocument> = Vec::new();
         if let Some(p) = repository_policy.or_else(|| repository.as_ref().and_then(|f| f.policy.as_deref())) {
             resource_policies.push(p);
         }
         if let Some(p) = registry.policy.as_deref()
-            && resource_account == self.account_id
             && (!registry.v1_scope || V1_REGISTRY_ACTIONS.contains(&action))
         {
             resource_policies.push(p);

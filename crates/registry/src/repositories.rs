@@ -145,6 +145,32 @@ impl Registry {
     }
 }
 
+/// A repository's key in the metadata store: its name in the registry's first (default)
+/// account, `@<account>/<name>` in another account. `@` never occurs in a repository name, so
+/// keys of different accounts cannot collide, nor appear anywhere but as a key (the API
+/// adapters translate at their edges), and the default account's data needs no change.
+pub fn repository_key(default_account: &str, account: &str, name: &str) -> String {
+    if account == default_account { name.to_string() } else { format!("@{account}/{name}") }
+}
+
+/// The prefix of every key of `account` (empty for the default account).
+pub fn account_key_prefix(default_account: &str, account: &str) -> String {
+    if account == default_account { String::new() } else { format!("@{account}/") }
+}
+
+/// The (account, name) a repository key stands for.
+pub fn split_repository_key<'a>(default_account: &'a str, key: &'a str) -> (&'a str, &'a str) {
+    match key.strip_prefix('@').and_then(|k| k.split_once('/')) {
+        Some((account, name)) => (account, name),
+        None => (default_account, key),
+    }
+}
+
+/// Whether `key` is a repository of `account`.
+pub fn key_in_account(default_account: &str, account: &str, key: &str) -> bool {
+    split_repository_key(default_account, key).0 == account
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -178,6 +204,18 @@ mod tests {
         assert_eq!(template_for(&all, "dev/app", "CREATE_ON_PUSH").unwrap().0.prefix, "ROOT");
         assert_eq!(template_for(&all, "prod/team/api", "PULL_THROUGH_CACHE").unwrap().0.prefix, "prod/team");
         assert!(template_for(&all[1..], "dev/app", "CREATE_ON_PUSH").is_none());
+    }
+
+    #[test]
+    fn keys_by_account() {
+        assert_eq!(repository_key("111111111111", "111111111111", "team/app"), "team/app");
+        assert_eq!(repository_key("111111111111", "987654321098", "team/app"), "@987654321098/team/app");
+        assert_eq!(split_repository_key("111111111111", "team/app"), ("111111111111", "team/app"));
+        assert_eq!(split_repository_key("111111111111", "@987654321098/team/app"), ("987654321098", "team/app"));
+        assert!(key_in_account("111111111111", "111111111111", "team/app"));
+        assert!(!key_in_account("111111111111", "987654321098", "team/app"));
+        assert!(key_in_account("111111111111", "987654321098", "@987654321098/app"));
+        assert_eq!(account_key_prefix("111111111111", "987654321098"), "@987654321098/");
     }
 
     #[test]

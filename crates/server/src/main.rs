@@ -147,7 +147,8 @@ enum AdminCommand {
     },
     /// Set a repository's pull policy: pulls of images whose scan found vulnerabilities at or
     /// above SEVERITY (CRITICAL, HIGH, MEDIUM, LOW, INFORMATIONAL) are refused; NONE turns it
-    /// off, DEFAULT falls back to the configured default (scan_pull_block_severity).
+    /// off, DEFAULT falls back to the configured default (scan_pull_block_severity). With
+    /// `--account-id`, a repository of that account.
     SetPullPolicy {
         repository: String,
         severity: String,
@@ -503,16 +504,19 @@ async fn admin(config: Config, command: AdminCommand) -> anyhow::Result<()> {
             }
         }
         AdminCommand::SetPullPolicy { repository, severity } => {
+            // `--account-id` names the account whose repository it is.
+            let default = meta.first_account().await?.unwrap_or_else(|| account.clone());
+            let key = berth_registry::repositories::repository_key(&default, &account, &repository);
             let mut repo =
-                meta.repository(&repository).await?.ok_or_else(|| anyhow::anyhow!("no repository {repository:?}"))?;
+                meta.repository(&key).await?.ok_or_else(|| anyhow::anyhow!("no repository {repository:?}"))?;
             repo.settings.pull_block_severity = if severity.eq_ignore_ascii_case("DEFAULT") {
                 None
             } else {
                 let parsed = parse_block_severity(&severity).map_err(|e| anyhow::anyhow!("{e}"))?;
                 Some(parsed.map_or("NONE", |s| s.as_str()).to_string())
             };
-            let repo = meta.update_repository_settings(&repository, &repo.settings).await?;
-            serde_json::json!({ "repositoryName": repo.name, "berthPullBlockSeverity": repo.settings.pull_block_severity })
+            let repo = meta.update_repository_settings(&key, &repo.settings).await?;
+            serde_json::json!({ "repositoryName": repository, "berthPullBlockSeverity": repo.settings.pull_block_severity })
         }
         AdminCommand::CreateUser { name } => {
             let p = iam.create_user(&name).await.map_err(iam_err)?;

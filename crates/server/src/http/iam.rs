@@ -187,9 +187,10 @@ pub async fn handle(app: &AppState, req: &berth_auth::sigv4::Request<'_>, body: 
     let Some(action) = params.get("Action").map(str::to_string) else {
         return error("MissingAction", "Missing Action").into_response();
     };
-    let iam = IamAdmin::new(app.registry.meta().clone(), app.identity.account_id().to_string());
-    // Every IAM action on this account is authorized against `*` in its namespace.
-    match app.authorizer.authorize(&caller, &format!("iam:{action}"), Target::Registry, &env).await {
+    // IAM is per account: the caller manages its own account, authorized against `*` there.
+    let iam = IamAdmin::new(app.registry.meta().clone(), caller.account_id.clone());
+    match app.authorizer.authorize(&caller, &format!("iam:{action}"), Target::Registry(&caller.account_id), &env).await
+    {
         Ok(Ok(())) => {}
         Ok(Err(denied)) => return error("AccessDenied", &denied.message).into_response(),
         Err(e) => return error("ServiceFailure", &e.to_string()).into_response(),

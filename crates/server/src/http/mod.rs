@@ -16,6 +16,7 @@ use axum::serve::IncomingStream;
 use berth_registry::Registry;
 use berth_registry::identity::Identity;
 
+mod accounts;
 pub mod ecr;
 pub mod iam;
 pub mod metrics;

@@ -16,6 +16,8 @@ use berth_auth::token::parse_basic;
 use berth_registry::authz::{self, RequestEnv, Target};
 use berth_registry::identity::Caller;
 
+use super::accounts::{Namespace, account_of_host};
+use super::ecr::request_host;
 use super::{AppState, now_seconds};
 
 const API_VERSION: (&str, &str) = ("docker-distribution-api-version", "registry/2.0");
@@ -30,7 +32,10 @@ pub async fn handle(State(app): State<AppState>, req: axum::extract::Request) ->
     let tail = path.strip_prefix("/v2/").or_else(|| path.strip_prefix("/v2")).unwrap_or("");
     let query: Vec<(String, String)> =
         form_urlencoded::parse(uri.query().unwrap_or("").as_bytes()).into_owned().collect();
-    let caller = if app.auth_required && !presigned_download(&app, &method, tail, &query) {
+    // `<account>.<host>` selects that account's registry; repository names become the store's
+    // keys here, and go back to names on the way out.
+    let ns = Namespace::new(app.identity.account_id(), &account_of_host(&app, &request_host(&headers, &uri)).await);
+    let caller = if app.auth_required && !presigned_download(&app, &method, tail, &query, &ns) {
         match authenticate(&app, &headers, &uri).await {
             Ok(caller) => Some(caller),
             Err(denied) => return denied,
@@ -38,31 +43,55 @@ pub async fn handle(State(app): State<AppState>, req: axum::extract::Request) ->
     } else {
         None
     };
+    let from_key = param(&query, "from").map(|f| ns.key(f));
     let result = match parse_v2_path(tail) {
-        Ok(route) => match authorize(&app, caller.as_ref(), &route, &method, &query, &env).await {
-            Ok(()) => {
-                dispatch(&app, route, &method, &query, &headers, body, Access { caller: caller.as_ref(), env: &env })
-                    .await
+        Ok(route) => {
+            let key = route.name().map(|n| ns.key(n));
+            let route = match &key {
+                Some(k) => route.with_name(k),
+                None => route,
+            };
+            let access = Access { caller: caller.as_ref(), env: &env, ns: &ns, from: from_key.as_deref() };
+            match authorize(&app, &route, &method, &query, access).await {
+                Ok(()) => dispatch(&app, route, &method, &query, &headers, body, access).await,
+                Err(e) => Err(e),
             }
-            Err(e) => Err(e),
-        },
+        }
         Err(PathError::NameInvalid(m)) => Err(RegistryError::new(ErrorCode::NameInvalid, m)),
         Err(PathError::NotFound) => Ok(error_response(StatusCode::NOT_FOUND, "NOT_FOUND", "no such route", None)),
     };
-    let mut resp = result.unwrap_or_else(into_error_response);
+    let mut resp = result.unwrap_or_else(|e| into_error_response(unkey_error(e, &ns)));
+    if !ns.is_default()
+        && let Some(location) = resp.headers().get(header::LOCATION).and_then(|v| v.to_str().ok())
+        && let Ok(v) = HeaderValue::from_str(&ns.unkey(location))
+    {
+        resp.headers_mut().insert(header::LOCATION, v);
+    }
     resp.headers_mut().insert(API_VERSION.0, HeaderValue::from_static(API_VERSION.1));
     resp
 }
 
+/// An error with the account's repository keys turned back into names.
+fn unkey_error(e: RegistryError, ns: &Namespace) -> RegistryError {
+    match e {
+        RegistryError::Oci { code, message, detail } if !ns.is_default() => RegistryError::Oci {
+            code,
+            message: ns.unkey(&message),
+            detail: detail.map(|d| serde_json::from_str(&ns.unkey(&d.to_string())).unwrap_or(d)),
+        },
+        other => other,
+    }
+}
+
 /// A blob GET carrying a valid signature from `GetDownloadUrlForLayer` needs no other credentials.
-fn presigned_download(app: &AppState, method: &Method, tail: &str, query: &[(String, String)]) -> bool {
+fn presigned_download(app: &AppState, method: &Method, tail: &str, query: &[(String, String)], ns: &Namespace) -> bool {
     let (Some(expires), Some(signature)) = (param(query, "X-Berth-Expires"), param(query, "X-Berth-Signature")) else {
         return false;
     };
     let Ok(V2Route::Blob { name, digest }) = parse_v2_path(tail) else { return false };
     let Ok(expires) = expires.parse() else { return false };
     (*method == Method::GET || *method == Method::HEAD)
-        && app.identity.check_download(name, digest, expires, signature, now_seconds())
+        && app.identity.check_download(&ns.key(name), digest, expires, signature, now_seconds())
 }
 
 /// Checks the Basic credentials (user `AWS`, a registry token as the password). A request
@@ -91,11 +120,14 @@ async fn authenticate(app: &AppState, headers: &HeaderMap, uri: &Uri) -> std::re
     Err(resp)
 }
 
-/// Who is asking, from where: what listings filter by.
+/// Who is asking, from where, in which account's registry: what listings filter by.
 #[derive(Clone, Copy)]
 struct Access<'a> {
     caller: Option<&'a Caller>,
     env: &'a RequestEnv,
+    ns: &'a Namespace,
+    /// The `from` of a cross-repository mount, as a repository key.
+    from: Option<&'a str>,
 }
 
 /// Authorizes a `/v2/` request once, before anything is read or written: every (action,
@@ -103,14 +135,14 @@ struct Access<'a> {
 /// (403), which Docker shows as `denied: <message>`.
 async fn authorize(
     app: &AppState,
-    caller: Option<&Caller>,
     route: &V2Route<'_>,
     method: &Method,
     query: &[(String, String)],
-    env: &RequestEnv,
+    access: Access<'_>,
 ) -> Result<()> {
+    let Access { caller, env, .. } = access;
     let Some(caller) = caller else { return Ok(()) };
-    let mount_from = param(query, "mount").and(param(query, "from"));
+    let mount_from = param(query, "mount").and(access.from);
     let digest_given = param(query, "digest").is_some() && mount_from.is_none();
     for (action, repository) in authz::v2_permissions(route, method.as_str(), digest_given, mount_from) {
         if let Err(denied) = app.authorizer.authorize(caller, action, Target::Repository(repository), env).await? {
@@ -149,23 +181,36 @@ async fn dispatch(
     body: Body,
     access: Access<'_>,
 ) -> Result<Response> {
-    let Access { caller, env } = access;
+    let Access { caller, env, ns, from } = access;
     let reg = &app.registry;
     let head = *method == Method::HEAD;
     match (route, method.clone()) {
         (V2Route::Base, Method::GET | Method::HEAD) => Ok(json_response(StatusCode::OK, "{}".into())),
         (V2Route::Catalog, Method::GET) => {
             let (n, last) = page_params(query)?;
-            let page = reg.catalog(n, last).await?;
-            let link = next_link("/v2/_catalog", n, &page);
+            // This account's repositories: another account's keys share a prefix, so they are
+            // contiguous in the listing's order; the default account's are the keys without one.
+            let after = match last {
+                Some(l) => Some(ns.key(l)),
+                None if !ns.is_default() => Some(ns.prefix()),
+                None => None,
+            };
+            let mut page = reg.catalog(n, after.as_deref()).await?;
+            if !ns.is_default() && page.items.iter().any(|k| !ns.owns(k)) {
+                page.items.retain(|k| ns.owns(k));
+                page.more = false;
+            }
+            page.items.retain(|k| ns.owns(k));
+            let names: Vec<String> = page.items.iter().map(|k| ns.unkey(k)).collect();
+            let link = next_link("/v2/_catalog", n, &Page { items: names.clone(), more: page.more });
             // Only the repositories the caller may describe.
             let mut visible = Vec::with_capacity(page.items.len());
-            for name in &page.items {
+            for (name, key) in names.iter().zip(&page.items) {
                 let allowed = match caller {
                     None => true,
                     Some(c) => app
                         .authorizer
-                        .authorize(c, "ecr:DescribeRepositories", Target::Repository(name), env)
+                        .authorize(c, "ecr:DescribeRepositories", Target::Repository(key), env)
                         .await?
                         .is_ok(),
                 };
@@ -180,7 +225,7 @@ async fn dispatch(
             let (n, last) = page_params(query)?;
             let page = reg.list_tags(name, n, last).await?;
             let link = next_link(&format!("/v2/{name}/tags/list"), n, &page);
-            let body = serde_json::json!({ "name": name, "tags": page.items });
+            let body = serde_json::json!({ "name": ns.unkey(name), "tags": page.items });
             Ok(with_link(json_response(StatusCode::OK, body.to_string()), link))
         }
         (V2Route::Manifest { name, reference }, Method::GET | Method::HEAD) => {
@@ -271,8 +316,8 @@ async fn dispatch(
             Ok(empty(StatusCode::ACCEPTED))
         }
         (V2Route::UploadStart { name }, Method::POST) => {
-            if let (Some(mount), Some(from)) = (param(query, "mount"), param(query, "from"))
-                && berth_oci::validate_repository_name(from).is_ok()
+            if let (Some(mount), Some(from)) = (param(query, "mount"), from)
+                && param(query, "from").is_some_and(|f| berth_oci::validate_repository_name(f).is_ok())
                 && let Some(d) = reg.mount_blob(name, mount, from).await?
             {
                 return Ok(blob_created(name, &d));

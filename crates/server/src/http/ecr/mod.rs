@@ -21,6 +21,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
 
+use super::accounts::Namespace;
 use super::{AppState, now_seconds};
 
 mod images;
@@ -97,9 +98,12 @@ struct Ctx<'a> {
     caller: Caller,
     /// Source address and transport, for policy conditions.
     env: RequestEnv,
-    /// `scheme://host` of this request, for URIs and proxy endpoints.
+    /// `scheme://host` of the request's registry (`<account>.<host>` for another account), for
+    /// URIs and proxy endpoints.
     endpoint: String,
     host: String,
+    /// The registry (account) the request acts on.
+    ns: Namespace,
 }
 
 pub async fn handle(State(app): State<AppState>, req: axum::extract::Request) -> Response {
@@ -153,15 +157,82 @@ async fn serve(
     };
     env.request_tags = request_tags(&input);
     env.tag_keys = tag_keys(&input, &env.request_tags);
-    let ctx = Ctx { app, caller, env, endpoint: format!("{}://{host}", app.scheme), host };
+    let ns = namespace(app, &caller, op, &input).await?;
+    let input = if ns.is_default() { input } else { keyed_input(input, &ns) };
+    let endpoint = if ns.is_default() {
+        format!("{}://{host}", app.scheme)
+    } else {
+        format!("{}://{}.{host}", app.scheme, ns.account)
+    };
+    let ctx = Ctx { app, caller, env, endpoint, host, ns };
     ctx.authorize_operation(op, &input).await?;
     let result = dispatch(&ctx, op, input).await;
+    // Keys never leave: another account's repositories go back to their names.
+    let result = if ctx.ns.is_default() {
+        result
+    } else {
+        match result {
+            Ok(v) => serde_json::from_str(&ctx.ns.unkey(&v.to_string())).map_err(EcrError::server),
+            Err(e) => Err(EcrError { message: ctx.ns.unkey(&e.message), ..e }),
+        }
+    };
     if POLICY_INPUTS.contains(&op) {
         // Policies, settings, tags and repositories feed policy decisions: forget cached ones
         // once the change is made.
         app.authorizer.invalidate();
     }
     result
+}
+
+/// Settings Berth keeps once, for the default account's registry: other accounts may not
+/// change them (they would change the default account's).
+const DEFAULT_ACCOUNT_ONLY: &[&str] = &[
+    "PutRegistryScanningConfiguration",
+    "CreateRepositoryCreationTemplate",
+    "UpdateRepositoryCreationTemplate",
+    "DeleteRepositoryCreationTemplate",
+];
+
+/// The registry a request acts on: its `registryId`, else the account of its `resourceArn`,
+/// else the caller's own account (as in ECR).
+async fn namespace(app: &AppState, caller: &Caller, op: &str, input: &Value) -> Result<Namespace, EcrError> {
+    let arn_account = input["resourceArn"].as_str().and_then(|a| a.split(':').nth(4));
+    let account = input["registryId"].as_str().or(arn_account).unwrap_or(&caller.account_id);
+    if !super::accounts::account_exists(app, account).await {
+        return Err(EcrError::invalid(format!(
+            "Invalid parameter at 'registryId': registry '{account}' is not served here"
+        )));
+    }
+    let ns = Namespace::new(app.identity.account_id(), account);
+    if !ns.is_default() && DEFAULT_ACCOUNT_ONLY.contains(&op) {
+        return Err(EcrError::invalid(format!(
+            "{op}: this setting is kept for the default account's registry ({}) only",
+            ns.default_account
+        )));
+    }
+    Ok(ns)
+}
+
+/// The request with its repository names as the account's keys. Names are checked first, so
+/// a name can never pass for a key.
+fn keyed_input(mut input: Value, ns: &Namespace) -> Value {
+    let key = |v: &Value| match v.as_str() {
+        Some(n) if check_repository_name(n).is_ok() => Value::String(ns.key(n)),
+        _ => v.clone(),
+    };
+    if let Some(n) = input.get("repositoryName") {
+        input["repositoryName"] = key(n);
+    }
+    if let Some(list) = input.get("repositoryNames").and_then(Value::as_array) {
+        input["repositoryNames"] = list.iter().map(key).collect();
+    }
+    if let Some(arn) = input["resourceArn"].as_str()
+        && let Some((head, name)) = arn.split_once(":repository/")
+        && check_repository_name(name).is_ok()
+    {
+        input["resourceArn"] = format!("{head}:repository/{}", ns.key(name)).into();
+    }
+    input
 }
 
 /// The operations that change what authorization decisions read.
@@ -309,8 +380,11 @@ impl Ctx<'_> {
             _ => Vec::new(),
         };
         let action = authz::ecr_action(op);
-        let targets: Vec<Target> =
-            if names.is_empty() { vec![Target::Registry] } else { names.into_iter().map(Target::Repository).collect() };
+        let targets: Vec<Target> = if names.is_empty() {
+            vec![Target::Registry(&self.ns.account)]
+        } else {
+            names.into_iter().map(Target::Repository).collect()
+        };
         for target in targets {
             if let Err(denied) = self.app.authorizer.authorize(&self.caller, &action, target, &self.env).await? {
                 return Err(EcrError::new("AccessDeniedException", denied.message));
@@ -330,7 +404,13 @@ impl Ctx<'_> {
     }
 
     fn registry_id(&self) -> &str {
-        self.app.identity.account_id()
+        &self.ns.account
+    }
+
+    /// The registry's host name as clients address it: `<account>.<host>` for an account other
+    /// than the default one.
+    fn registry_host(&self) -> String {
+        if self.ns.is_default() { self.host.clone() } else { format!("{}.{}", self.ns.account, self.host) }
     }
 
     /// A `registryId` argument must name this registry.
@@ -353,7 +433,7 @@ impl Ctx<'_> {
             "repositoryArn": format!("arn:aws:ecr:{}:{}:repository/{}", self.app.identity.region(), self.registry_id(), r.name),
             "registryId": self.registry_id(),
             "repositoryName": r.name,
-            "repositoryUri": format!("{}/{}", self.host, r.name),
+            "repositoryUri": format!("{}/{}", self.registry_host(), r.name),
             "createdAt": r.created_at as f64 / 1000.0,
             "imageTagMutability": s.tag_mutability,
             "imageScanningConfiguration": { "scanOnPush": s.scan_on_push },
@@ -399,6 +479,9 @@ fn exclusions_json(filters: &[String]) -> Value {
 }
 
 fn check_repository_name(name: &str) -> Result<(), EcrError> {
+    // Handlers see another account's repositories as keys (`@<account>/<name>`), made from
+    // names already checked at the edge (`keyed_input`).
+    let name = name.strip_prefix('@').and_then(|k| k.split_once('/')).map_or(name, |(_, n)| n);
     if name.len() < 2 || name.len() > 256 || berth_oci::validate_repository_name(name).is_err() {
         return Err(EcrError::invalid(format!(
             "Invalid parameter at 'repositoryName' failed to satisfy constraint: 'must satisfy regular expression '(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*' and be 2 to 256 characters long' (got {name:?})"
@@ -587,8 +670,24 @@ async fn describe_repositories(ctx: &Ctx<'_>, input: DescribeRepositoriesInput) 
         return Ok(json!({ "repositories": out }));
     }
     let limit = page_size(input.max_results, 100)?;
-    let after = decode_token(&input.next_token)?;
-    let mut repos = ctx.app.registry.meta().describe_repositories(after.as_deref(), limit + 1).await?;
+    // Another account's keys share a prefix, so they are contiguous in the store's order.
+    let after = match decode_token(&input.next_token)? {
+        Some(t) => Some(t),
+        None if !ctx.ns.is_default() => Some(ctx.ns.prefix()),
+        None => None,
+    };
+    let mut repos = Vec::new();
+    let mut cursor = after;
+    loop {
+        let page = ctx.app.registry.meta().describe_repositories(cursor.as_deref(), limit + 1).await?;
+        let exhausted = page.len() <= limit as usize;
+        cursor = page.last().map(|r| r.name.clone());
+        let foreign = page.iter().any(|r| !ctx.ns.owns(&r.name));
+        repos.extend(page.into_iter().filter(|r| ctx.ns.owns(&r.name)));
+        if exhausted || repos.len() > limit as usize || (foreign && !ctx.ns.is_default()) {
+            break;
+        }
+    }
     let more = repos.len() > limit as usize;
     repos.truncate(limit as usize);
     let mut visible = Vec::with_capacity(repos.len());
