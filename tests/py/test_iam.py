@@ -416,6 +416,20 @@ def push_to(berth, host, token, repo, tag, seed):
     return r.headers["Docker-Content-Digest"], locations
 
 
+def signed_ecr(berth, key, secret, op, body):
+    """An ECR API call with a body botocore would not send (fields its model lacks), signed with SigV4."""
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    req = AWSRequest(method="POST", url=berth.endpoint + "/", data=json.dumps(body), headers={
+        "Content-Type": "application/x-amz-json-1.1",
+        "X-Amz-Target": f"AmazonEC2ContainerRegistry_V20150921.{op}",
+    })
+    SigV4Auth(Credentials(key, secret), "ecr", REGION).add_auth(req)
+    return requests.post(req.url, data=req.body, headers=dict(req.headers))
+
+
 def v2_get(berth, host, token, path):
     return requests.get(f"{berth.endpoint}{path}", auth=("AWS", token), headers={
         "Host": host, "Accept": "application/vnd.oci.image.manifest.v1+json"})
@@ -441,6 +455,10 @@ def test_each_account_has_a_registry_of_its_own(berth):
         a.describe_repositories(registryId="555555555555")
     with pytest.raises(b.exceptions.InvalidParameterException):
         b.create_repository_creation_template(prefix="x", appliedFor=["CREATE_ON_PUSH"])
+    # Only Berth makes repository keys: a name shaped like one is an invalid name.
+    for client in (a, b):
+        with pytest.raises(client.exceptions.InvalidParameterException):
+            client.describe_repositories(repositoryNames=[f"@{OTHER_ACCOUNT}/app"])
 
     # /v2/ on `<account>.<host>` is that account's registry; no repository key ever shows.
     b_token, a_token = berth.token(b_key, b_secret), berth.token()
@@ -481,6 +499,40 @@ def test_each_account_has_a_registry_of_its_own(berth):
     assert requests.get(f"{berth.endpoint}{path}", headers={"Host": berth.host}).status_code == 401
     # A's grant on B's app says nothing about A pulling B's other repositories.
     assert v2_get(berth, b_host, a_token, "/v2/b-only/tags/list").status_code == 403
+
+    # Tag listings page on B's host with Links that name the repository, not its key.
+    push_to(berth, b_host, b_token, "app", "v2", 2)
+    first = v2_get(berth, b_host, b_token, "/v2/app/tags/list?n=1")
+    assert first.json()["tags"] == ["v1"] and first.headers["Link"].startswith("</v2/app/tags/list?"), first.headers
+
+    # The default account's listings skip other accounts' repositories, page by page.
+    a.create_repository(repositoryName="0first")
+    a.create_repository(repositoryName="zlast")
+    seen, path = [], "/v2/_catalog?n=1"
+    while path:
+        r = v2_get(berth, berth.host, a_token, path)
+        seen += r.json()["repositories"]
+        link = r.headers.get("Link")
+        path = link[1:link.index(">")] if link else None
+    assert seen == ["0first", "app", "zlast"]
+    names, token = [], None
+    while True:
+        page = a.describe_repositories(maxResults=1, **({"nextToken": token} if token else {}))
+        names += [r["repositoryName"] for r in page["repositories"]]
+        token = page.get("nextToken")
+        if not token:
+            break
+    assert names == ["0first", "app", "zlast"]
+
+    # An account may not act on another's registry through a stray repository name: registry
+    # operations are authorized on the registry, and names shaped like keys are invalid.
+    policy = json.dumps({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{OTHER_ACCOUNT}:root"}, "Action": "ecr:*", "Resource": "*"}]})
+    for stray, code in ((f"@{OTHER_ACCOUNT}/xx", "InvalidParameterException"), ("xx", "AccessDeniedException")):
+        body = {"registryId": ACCOUNT_ID, "policyText": policy, "repositoryName": stray}
+        r = signed_ecr(berth, b_key, b_secret, "PutRegistryPolicy", body)
+        assert r.status_code in (400, 403) and r.json()["__type"] == code, r.text
+    with pytest.raises(a.exceptions.RegistryPolicyNotFoundException):
+        a.get_registry_policy()
 
     # IAM is per account: B's root manages B's users.
     b_iam = berth.client("iam", key=b_key, secret=b_secret)

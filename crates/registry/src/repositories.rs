@@ -64,6 +64,11 @@ pub const ROOT_PREFIX: &str = "ROOT";
 /// Whether a template prefix covers a repository name: `ROOT` covers all, `prod` covers
 /// `prod/…` (a trailing slash is optional).
 pub fn prefix_covers(prefix: &str, name: &str) -> bool {
+    // Templates are the default account's: another account's repositories (keys `@…`) are
+    // created only by CreateRepository.
+    if name.starts_with('@') {
+        return false;
+    }
     if prefix == ROOT_PREFIX {
         return true;
     }

@@ -225,7 +225,8 @@ impl Registry {
     pub async fn mount_blob(&self, name: &str, digest: &str, from: &str) -> Result<Option<Digest>> {
         let digest = digest_param(digest)?;
         let target = self.repository_for_push(name).await?;
-        let enabled = self.meta.account_setting(&self.registry_id, "BLOB_MOUNTING").await?;
+        let (account, _) = crate::repositories::split_repository_key(&self.registry_id, name);
+        let enabled = self.meta.account_setting(account, "BLOB_MOUNTING").await?;
         if enabled.as_deref() != Some("ENABLED") {
             return Ok(None);
         }

@@ -61,15 +61,20 @@ pub async fn handle(State(app): State<AppState>, req: axum::extract::Request) ->
         Err(PathError::NotFound) => Ok(error_response(StatusCode::NOT_FOUND, "NOT_FOUND", "no such route", None)),
     };
     let mut resp = result.unwrap_or_else(|e| into_error_response(unkey_error(e, &ns)));
-    if !ns.is_default()
-        && let Some(location) = resp.headers().get(header::LOCATION).and_then(|v| v.to_str().ok())
-        && let Ok(v) = HeaderValue::from_str(&ns.unkey(location))
-    {
-        resp.headers_mut().insert(header::LOCATION, v);
+    for name in [header::LOCATION, header::LINK] {
+        if !ns.is_default()
+            && let Some(value) = resp.headers().get(&name).and_then(|v| v.to_str().ok())
+            && let Ok(v) = HeaderValue::from_str(&ns.unkey(value))
+        {
+            resp.headers_mut().insert(name, v);
+        }
     }
     resp.headers_mut().insert(API_VERSION.0, HeaderValue::from_static(API_VERSION.1));
     resp
 }
+
+/// Past every other account's repository keys (`@<digits>/…`) in the listing order.
+pub(super) const OTHER_ACCOUNTS_END: &str = "@~";
 
 /// An error with the account's repository keys turned back into names.
 fn unkey_error(e: RegistryError, ns: &Namespace) -> RegistryError {
@@ -195,12 +200,29 @@ async fn dispatch(
                 None if !ns.is_default() => Some(ns.prefix()),
                 None => None,
             };
-            let mut page = reg.catalog(n, after.as_deref()).await?;
-            if !ns.is_default() && page.items.iter().any(|k| !ns.owns(k)) {
-                page.items.retain(|k| ns.owns(k));
-                page.more = false;
+            // One page of this account's repositories (possibly shorter than n; the Link goes on).
+            let (mut cursor, mut items, mut more) = (after, Vec::new(), false);
+            loop {
+                let page = reg.catalog(n, cursor.as_deref()).await?;
+                more = more || page.more;
+                let last = page.items.last().cloned();
+                let ended = page.items.iter().any(|k| !ns.owns(k)) && !ns.is_default();
+                items.extend(page.items.into_iter().filter(|k| ns.owns(k)));
+                if ended {
+                    more = false;
+                    break;
+                }
+                if !page.more || !items.is_empty() {
+                    more = page.more;
+                    break;
+                }
+                // The default account's page ended among other accounts' keys: skip their range.
+                cursor = match last {
+                    Some(l) if l.starts_with('@') => Some(OTHER_ACCOUNTS_END.to_string()),
+                    other => other,
+                };
             }
-            page.items.retain(|k| ns.owns(k));
+            let page = Page { items, more };
             let names: Vec<String> = page.items.iter().map(|k| ns.unkey(k)).collect();
             let link = next_link("/v2/_catalog", n, &Page { items: names.clone(), more: page.more });
             // Only the repositories the caller may describe.

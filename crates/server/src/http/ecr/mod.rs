@@ -172,7 +172,10 @@ async fn serve(
         result
     } else {
         match result {
-            Ok(v) => serde_json::from_str(&ctx.ns.unkey(&v.to_string())).map_err(EcrError::server),
+            Ok(mut v) => {
+                unkey_fields(&mut v, &ctx.ns);
+                Ok(v)
+            }
             Err(e) => Err(EcrError { message: ctx.ns.unkey(&e.message), ..e }),
         }
     };
@@ -184,14 +187,37 @@ async fn serve(
     result
 }
 
-/// Settings Berth keeps once, for the default account's registry: other accounts may not
-/// change them (they would change the default account's).
+/// Settings Berth keeps once, for the default account's registry: other accounts may neither
+/// change nor read them.
 const DEFAULT_ACCOUNT_ONLY: &[&str] = &[
     "PutRegistryScanningConfiguration",
+    "GetRegistryScanningConfiguration",
+    "BatchGetRepositoryScanningConfiguration",
     "CreateRepositoryCreationTemplate",
     "UpdateRepositoryCreationTemplate",
     "DeleteRepositoryCreationTemplate",
+    "DescribeRepositoryCreationTemplates",
 ];
+
+/// Operations on a registry as a whole: authorized against `*` in the registry's account.
+const REGISTRY_OPERATIONS: &[&str] = &[
+    "GetAuthorizationToken",
+    "DescribeRegistry",
+    "PutRegistryPolicy",
+    "GetRegistryPolicy",
+    "DeleteRegistryPolicy",
+    "GetAccountSetting",
+    "PutAccountSetting",
+    "PutRegistryScanningConfiguration",
+    "GetRegistryScanningConfiguration",
+    "CreateRepositoryCreationTemplate",
+    "UpdateRepositoryCreationTemplate",
+    "DeleteRepositoryCreationTemplate",
+    "DescribeRepositoryCreationTemplates",
+];
+
+/// Operations on the repository a `resourceArn` names.
+const RESOURCE_ARN_OPERATIONS: &[&str] = &["TagResource", "UntagResource", "ListTagsForResource"];
 
 /// The registry a request acts on: its `registryId`, else the account of its `resourceArn`,
 /// else the caller's own account (as in ECR).
@@ -203,6 +229,13 @@ async fn namespace(app: &AppState, caller: &Caller, op: &str, input: &Value) -> 
             "Invalid parameter at 'registryId': registry '{account}' is not served here"
         )));
     }
+    // Every name a request carries is checked here, before anything is authorized or keyed:
+    // only the adapter makes keys, and a name shaped like one (`@…`) is an invalid name.
+    let arn_name = input["resourceArn"].as_str().and_then(|a| a.split_once(":repository/")).map(|(_, n)| n);
+    let names = input["repositoryNames"].as_array().into_iter().flatten().filter_map(Value::as_str);
+    for name in input["repositoryName"].as_str().into_iter().chain(names).chain(arn_name) {
+        check_repository_name_strict(name)?;
+    }
     let ns = Namespace::new(app.identity.account_id(), account);
     if !ns.is_default() && DEFAULT_ACCOUNT_ONLY.contains(&op) {
         return Err(EcrError::invalid(format!(
@@ -213,12 +246,32 @@ async fn namespace(app: &AppState, caller: &Caller, op: &str, input: &Value) -> 
     Ok(ns)
 }
 
+/// Response fields that can carry a repository key (names, ARNs, URIs, URLs, reasons); other
+/// fields — manifests, policy texts, tags — are returned exactly as stored.
+const NAME_FIELDS: &[&str] =
+    &["repositoryName", "repositoryArn", "repositoryUri", "resourceArn", "downloadUrl", "failureReason", "id"];
+
+fn unkey_fields(v: &mut Value, ns: &Namespace) {
+    match v {
+        Value::Object(map) => {
+            for (k, field) in map.iter_mut() {
+                match field {
+                    Value::String(s) if NAME_FIELDS.contains(&k.as_str()) => *s = ns.unkey(s),
+                    other => unkey_fields(other, ns),
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(|i| unkey_fields(i, ns)),
+        _ => {}
+    }
+}
+
 /// The request with its repository names as the account's keys. Names are checked first, so
 /// a name can never pass for a key.
 fn keyed_input(mut input: Value, ns: &Namespace) -> Value {
     let key = |v: &Value| match v.as_str() {
-        Some(n) if check_repository_name(n).is_ok() => Value::String(ns.key(n)),
-        _ => v.clone(),
+        Some(n) => Value::String(ns.key(n)),
+        None => v.clone(),
     };
     if let Some(n) = input.get("repositoryName") {
         input["repositoryName"] = key(n);
@@ -228,7 +281,6 @@ fn keyed_input(mut input: Value, ns: &Namespace) -> Value {
     }
     if let Some(arn) = input["resourceArn"].as_str()
         && let Some((head, name)) = arn.split_once(":repository/")
-        && check_repository_name(name).is_ok()
     {
         input["resourceArn"] = format!("{head}:repository/{}", ns.key(name)).into();
     }
@@ -312,7 +364,7 @@ fn parse<T: for<'de> Deserialize<'de>>(input: Value) -> Result<T, EcrError> {
 
 async fn dispatch(ctx: &Ctx<'_>, op: &str, input: Value) -> EcrResult {
     match op {
-        "GetAuthorizationToken" => get_authorization_token(ctx, parse(input)?),
+        "GetAuthorizationToken" => get_authorization_token(ctx, parse(input)?).await,
         "DescribeRegistry" => {
             Ok(json!({ "registryId": ctx.registry_id(), "replicationConfiguration": { "rules": [] } }))
         }
@@ -371,13 +423,22 @@ impl Ctx<'_> {
     /// names is authorized per repository instead: it lists what the caller may describe.
     async fn authorize_operation(&self, op: &str, input: &Value) -> Result<(), EcrError> {
         let arn_name = input["resourceArn"].as_str().and_then(|a| a.split_once(":repository/").map(|(_, n)| n));
-        let names: Vec<&str> = match (op, input["repositoryName"].as_str().or(arn_name)) {
-            (_, Some(name)) => vec![name],
-            ("DescribeRepositories", None) => match input["repositoryNames"].as_array() {
-                Some(list) => list.iter().filter_map(Value::as_str).collect(),
+        let list = || input["repositoryNames"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+        // Exactly what each operation acts on, whatever else the request carries.
+        let names: Vec<&str> = if REGISTRY_OPERATIONS.contains(&op) {
+            Vec::new()
+        } else if RESOURCE_ARN_OPERATIONS.contains(&op) {
+            arn_name.into_iter().collect()
+        } else if op == "DescribeRepositories" {
+            match input["repositoryNames"].as_array() {
+                Some(_) => list(),
+                // Without names it lists what the caller may describe, decided per repository.
                 None => return Ok(()),
-            },
-            _ => Vec::new(),
+            }
+        } else if op == "BatchGetRepositoryScanningConfiguration" {
+            list()
+        } else {
+            input["repositoryName"].as_str().into_iter().collect()
         };
         let action = authz::ecr_action(op);
         let targets: Vec<Target> = if names.is_empty() {
@@ -480,8 +541,12 @@ fn exclusions_json(filters: &[String]) -> Value {
 
 fn check_repository_name(name: &str) -> Result<(), EcrError> {
     // Handlers see another account's repositories as keys (`@<account>/<name>`), made from
-    // names already checked at the edge (`keyed_input`).
-    let name = name.strip_prefix('@').and_then(|k| k.split_once('/')).map_or(name, |(_, n)| n);
+    // names already checked at the edge (`namespace`, `keyed_input`).
+    check_repository_name_strict(name.strip_prefix('@').and_then(|k| k.split_once('/')).map_or(name, |(_, n)| n))
+}
+
+/// The repository name grammar and length, as ECR checks them.
+fn check_repository_name_strict(name: &str) -> Result<(), EcrError> {
     if name.len() < 2 || name.len() > 256 || berth_oci::validate_repository_name(name).is_err() {
         return Err(EcrError::invalid(format!(
             "Invalid parameter at 'repositoryName' failed to satisfy constraint: 'must satisfy regular expression '(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*' and be 2 to 256 characters long' (got {name:?})"
@@ -554,19 +619,25 @@ struct GetAuthorizationTokenInput {
     registry_ids: Option<Vec<String>>,
 }
 
-fn get_authorization_token(ctx: &Ctx<'_>, input: GetAuthorizationTokenInput) -> EcrResult {
+async fn get_authorization_token(ctx: &Ctx<'_>, input: GetAuthorizationTokenInput) -> EcrResult {
     let ids = input.registry_ids.unwrap_or_else(|| vec![ctx.registry_id().to_string()]);
     if ids.is_empty() || ids.len() > 10 {
         return Err(EcrError::invalid("registryIds must hold between 1 and 10 registry ids"));
     }
     let mut data = Vec::new();
     for id in ids {
-        ctx.check_registry(&Some(id))?;
+        // A token is the caller's, good for any registry its policies let it use.
+        if !super::accounts::account_exists(ctx.app, &id).await {
+            return Err(EcrError::invalid(format!(
+                "Invalid parameter at 'registryIds': registry '{id}' is not served here"
+            )));
+        }
         let (token, expires_at) = ctx.app.identity.issue_token(&ctx.caller, now_seconds());
+        let host = if id == ctx.ns.default_account { ctx.host.clone() } else { format!("{id}.{}", ctx.host) };
         data.push(json!({
             "authorizationToken": docker_authorization(&token),
             "expiresAt": expires_at,
-            "proxyEndpoint": ctx.endpoint,
+            "proxyEndpoint": format!("{}://{host}", ctx.app.scheme),
         }));
     }
     Ok(json!({ "authorizationData": data }))
@@ -681,7 +752,11 @@ async fn describe_repositories(ctx: &Ctx<'_>, input: DescribeRepositoriesInput) 
     loop {
         let page = ctx.app.registry.meta().describe_repositories(cursor.as_deref(), limit + 1).await?;
         let exhausted = page.len() <= limit as usize;
-        cursor = page.last().map(|r| r.name.clone());
+        // The default account's listing skips other accounts' keys as one range.
+        cursor = match page.last().map(|r| r.name.clone()) {
+            Some(l) if ctx.ns.is_default() && l.starts_with('@') => Some(super::v2::OTHER_ACCOUNTS_END.to_string()),
+            other => other,
+        };
         let foreign = page.iter().any(|r| !ctx.ns.owns(&r.name));
         repos.extend(page.into_iter().filter(|r| ctx.ns.owns(&r.name)));
         if exhausted || repos.len() > limit as usize || (foreign && !ctx.ns.is_default()) {
