@@ -364,6 +364,19 @@ def test_rpm_image_from_the_sqlite_database(berth, tmp_path):
     got = [(f["name"], {a["key"]: a["value"] for a in f["attributes"]}["package_version"]) for f in out["imageScanFindings"]["findings"]]
     assert got == [("CVE-2024-11", "1:3.0.7-24.el9")]
 
+    # A known distribution whose package database Berth does not read (no rpmdb.sqlite: the
+    # Berkeley DB of older releases) is reported unsupported, never as a clean image.
+    Pusher(berth).push("rocky", "bdb", [{"etc/os-release": 'ID="rocky"\nVERSION_ID="8.9"\n', "var/lib/rpm/Packages": b"\0" * 64}])
+    ecr = berth.client()
+    deadline = time.time() + 60
+    while True:
+        status = ecr.describe_images(repositoryName="rocky", imageIds=[{"imageTag": "bdb"}])["imageDetails"][0]["imageScanStatus"]
+        if status["status"] != "IN_PROGRESS":
+            break
+        assert time.time() < deadline, status
+        time.sleep(0.5)
+    assert status["status"] == "UNSUPPORTED_IMAGE", status
+
 
 def test_start_image_scan_and_its_errors(berth, tmp_path):
     import_db(berth, tmp_path)

@@ -439,16 +439,20 @@ pub trait MetaStore: Send + Sync + 'static {
     /// Claims up to `limit` pending scans for `worker`, oldest first.
     async fn claim_scans(&self, worker: &str, limit: u32) -> Result<Vec<ScanJob>>;
     /// Records a claimed scan's outcome, unless a newer request came meanwhile (then the scan
-    /// stays pending for its next run). Returns whether it was recorded.
+    /// stays pending for its next run). An outcome without findings (a failure) keeps the last
+    /// complete scan's findings and counts, which the pull policy goes on reading. Returns
+    /// whether it was recorded.
     async fn finish_scan(&self, job: &ScanJob, outcome: &ScanOutcome) -> Result<bool>;
-    /// Puts scans claimed by `worker` (or by anyone, claimed before `before`) back in the queue:
-    /// how a restarted node resumes the scans it was running.
+    /// Puts scans claimed by `worker` (or by anyone, claimed before `before`) back in the queue,
+    /// as a new request (so a released scan still running cannot record its result): how a
+    /// restarted node resumes the scans it was running, and how a dead node's are taken over.
     async fn release_scans(&self, worker: Option<&str>, before: i64) -> Result<u64>;
     async fn image_scan(&self, repository: &str, digest: &str) -> Result<Option<ImageScan>>;
     /// The scans of several images of one repository, without their findings.
     async fn image_scan_summaries(&self, repository: &str, digests: &[String]) -> Result<Vec<ImageScan>>;
-    /// Complete scans of `repository` computed against a database version older than `version`.
-    async fn stale_scans(&self, repository: &str, version: i64) -> Result<Vec<String>>;
+    /// Queues again, in one statement, every complete scan of `repository` computed against a
+    /// database version older than `version`; returns how many.
+    async fn request_rescans(&self, repository: &str, version: i64) -> Result<u64>;
 
     async fn create_upload(&self, repository: &str, id: &str, algorithm: &str) -> Result<()>;
     async fn upload(&self, id: &str) -> Result<Option<Upload>>;

@@ -964,7 +964,7 @@ impl MetaStore for SqliteMeta {
             "SELECT (SELECT version FROM vuln_db_state WHERE id = 1), (SELECT updated_at FROM vuln_db_state WHERE id = 1), \
              (SELECT COUNT(*) FROM vuln_records)",
         )
-        .fetch_one(&self.writer)
+        .fetch_one(&self.reader)
         .await
         .map_err(backend)?;
         Ok(VulnDbState { version: row.0.unwrap_or(0), updated_at: row.1, records: row.2 })
@@ -1030,8 +1030,9 @@ impl MetaStore for SqliteMeta {
 
     async fn finish_scan(&self, job: &ScanJob, o: &ScanOutcome) -> Result<bool> {
         let done = sqlx::query(
-            "UPDATE image_scans SET status = $4, description = $5, findings = $6, counts = $7, vulndb_version = $8, \
-             vulndb_updated_at = $9, completed_at = $10, claimed_by = NULL \
+            "UPDATE image_scans SET status = $4, description = $5, findings = COALESCE($6, findings), \
+             counts = COALESCE($7, counts), vulndb_version = COALESCE($8, vulndb_version), \
+             vulndb_updated_at = COALESCE($9, vulndb_updated_at), completed_at = $10, claimed_by = NULL \
              WHERE repository_id = (SELECT id FROM repositories WHERE name = $1) AND digest = $2 AND generation = $3",
         )
         .bind(&job.repository)
@@ -1052,8 +1053,8 @@ impl MetaStore for SqliteMeta {
 
     async fn release_scans(&self, worker: Option<&str>, before: i64) -> Result<u64> {
         let done = sqlx::query(
-            "UPDATE image_scans SET status = 'PENDING', claimed_by = NULL WHERE status = 'IN_PROGRESS' \
-             AND (claimed_by = $1 OR ($1 IS NULL AND claimed_at < $2))",
+            "UPDATE image_scans SET status = 'PENDING', claimed_by = NULL, generation = generation + 1 \
+             WHERE status = 'IN_PROGRESS' AND (claimed_by = $1 OR ($1 IS NULL AND claimed_at < $2))",
         )
         .bind(worker)
         .bind(before)
@@ -1092,17 +1093,19 @@ impl MetaStore for SqliteMeta {
         Ok(rows.iter().map(|r| image_scan_from_row(r, false)).collect())
     }
 
-    async fn stale_scans(&self, repository: &str, version: i64) -> Result<Vec<String>> {
-        sqlx::query_scalar(
-            "SELECT s.digest FROM image_scans s JOIN repositories r ON r.id = s.repository_id \
-             WHERE r.name = $1 AND s.status = 'COMPLETE' AND (s.vulndb_version IS NULL OR s.vulndb_version < $2) \
-             ORDER BY s.digest",
+    async fn request_rescans(&self, repository: &str, version: i64) -> Result<u64> {
+        let done = sqlx::query(
+            "UPDATE image_scans SET status = 'PENDING', generation = generation + 1, queued_at = $3, claimed_by = NULL, \
+             description = NULL WHERE repository_id = (SELECT id FROM repositories WHERE name = $1) \
+             AND status = 'COMPLETE' AND (vulndb_version IS NULL OR vulndb_version < $2)",
         )
         .bind(repository)
         .bind(version)
-        .fetch_all(&self.reader)
+        .bind(now_ms())
+        .execute(&self.writer)
         .await
-        .map_err(backend)
+        .map_err(backend)?;
+        Ok(done.rows_affected())
     }
 
     async fn create_upload(&self, repository: &str, id: &str, algorithm: &str) -> Result<()> {

@@ -478,7 +478,8 @@ async fn scan_suite(meta: &dyn MetaStore) {
     assert!(meta.request_scan("scan/app", &d, "ENHANCED", false).await.unwrap());
     assert!(!meta.finish_scan(&job, &outcome).await.unwrap());
     let job = meta.claim_scans("node-a", 10).await.unwrap().pop().unwrap();
-    assert_eq!((job.generation, job.scan_type.as_str()), (2, "ENHANCED"));
+    // Generations: the first request, the release at restart, this request.
+    assert_eq!((job.generation, job.scan_type.as_str()), (3, "ENHANCED"));
     assert!(meta.finish_scan(&job, &outcome).await.unwrap());
     let scan = meta.image_scan("scan/app", &d).await.unwrap().unwrap();
     assert_eq!(
@@ -489,8 +490,31 @@ async fn scan_suite(meta: &dyn MetaStore) {
     let summaries = meta.image_scan_summaries("scan/app", &[d.clone(), "sha256:none".into()]).await.unwrap();
     assert_eq!(summaries.len(), 1);
     assert_eq!(summaries[0].findings, None);
-    assert_eq!(meta.stale_scans("scan/app", 2).await.unwrap(), Vec::<String>::new());
-    assert_eq!(meta.stale_scans("scan/app", 3).await.unwrap(), std::slice::from_ref(&d));
+    // A failure keeps the last complete scan's findings and counts (the pull policy reads them).
+    assert!(meta.request_scan("scan/app", &d, "ENHANCED", false).await.unwrap());
+    let again = meta.claim_scans("node-a", 10).await.unwrap().pop().unwrap();
+    let failure = ScanOutcome {
+        status: "FAILED".into(),
+        description: Some("broken layer".into()),
+        findings: None,
+        counts: None,
+        vulndb_version: None,
+        vulndb_updated_at: None,
+    };
+    assert!(meta.finish_scan(&again, &failure).await.unwrap());
+    let scan = meta.image_scan("scan/app", &d).await.unwrap().unwrap();
+    assert_eq!((scan.status.as_str(), scan.counts.as_deref(), scan.vulndb_version), ("FAILED", Some("{}"), Some(2)));
+    // A released claim is a new request: the released run's result is not recorded.
+    assert!(meta.request_scan("scan/app", &d, "ENHANCED", false).await.unwrap());
+    let running = meta.claim_scans("node-a", 10).await.unwrap().pop().unwrap();
+    assert_eq!(meta.release_scans(None, i64::MAX).await.unwrap(), 1);
+    assert!(!meta.finish_scan(&running, &outcome).await.unwrap());
+    let rerun = meta.claim_scans("node-b", 10).await.unwrap().pop().unwrap();
+    assert!(meta.finish_scan(&rerun, &outcome).await.unwrap());
+    // Rescans after a database change: one statement per repository.
+    assert_eq!(meta.request_rescans("scan/app", 2).await.unwrap(), 0);
+    assert_eq!(meta.request_rescans("scan/app", 3).await.unwrap(), 1);
+    assert_eq!(meta.image_scan("scan/app", &d).await.unwrap().unwrap().status, "PENDING");
     // Deleting the image deletes its scan.
     meta.delete_manifest("scan/app", &m.digest).await.unwrap();
     assert!(meta.image_scan("scan/app", &d).await.unwrap().is_none());

@@ -49,6 +49,9 @@ pub fn classify(path: &str) -> Option<FileKind> {
         ("var/lib/dpkg/status.d", b) if !b.ends_with(".md5sums") => FileKind::DpkgStatus,
         ("lib/apk/db", "installed") => FileKind::ApkInstalled,
         ("var/lib/rpm" | "usr/lib/sysimage/rpm", "rpmdb.sqlite") => FileKind::RpmSqlite,
+        // Lockfiles and module files of dependency caches describe what was downloaded, not
+        // what was built: skipped.
+        _ if is_dependency_cache(dir) => return None,
         (_, "Cargo.lock") => FileKind::CargoLock,
         (_, "package-lock.json") if !dir.split('/').any(|c| c == "node_modules") => FileKind::NpmLock,
         (d, "METADATA") if d.ends_with(".dist-info") => FileKind::PythonMetadata,
@@ -56,6 +59,12 @@ pub fn classify(path: &str) -> Option<FileKind> {
         (_, "go.mod") => FileKind::GoMod,
         _ => return None,
     })
+}
+
+/// Whether `dir` lies in a package manager's download cache or a vendored tree.
+fn is_dependency_cache(dir: &str) -> bool {
+    let padded = format!("/{dir}/");
+    ["/go/pkg/mod/", "/.cargo/registry/", "/.cargo/git/", "/vendor/"].iter().any(|c| padded.contains(c))
 }
 
 /// The files a scan keeps, as the stacked layers leave them. `C` is the content: bytes for
@@ -125,10 +134,14 @@ impl<C> ImageFiles<C> {
         self.entries.insert(path.to_string(), (layer, kind, content));
     }
 
-    /// A non-file entry (directory, link, device) or a file not kept: it still replaces a kept
-    /// file at the same path from a lower layer.
-    pub fn replace_with_other(&mut self, path: &str) {
+    /// An entry of layer `layer` that is not a kept file (a directory, link, device or other
+    /// file): it replaces a kept file at its path; and unless it is a directory, it also
+    /// replaces a lower layer's directory there, with everything kept under it.
+    pub fn replace_with_other(&mut self, layer: usize, path: &str, is_dir: bool) {
         self.entries.remove(path);
+        if !is_dir {
+            self.entries.retain(|p, (l, _, _)| *l >= layer || !under(p, path));
+        }
     }
 
     /// The kept files: (path, layer, kind, content), by path.
@@ -270,6 +283,9 @@ mod tests {
         );
         assert_eq!(classify("x/foo.egg-info/PKG-INFO"), Some(FileKind::PythonMetadata));
         assert_eq!(classify("src/go.mod"), Some(FileKind::GoMod));
+        assert_eq!(classify("root/go/pkg/mod/golang.org/x/net@v0.1.0/go.mod"), None);
+        assert_eq!(classify("root/.cargo/registry/src/index/serde-1.0.0/Cargo.lock"), None);
+        assert_eq!(classify("src/vendor/github.com/x/go.mod"), None);
         assert_eq!(classify("etc/passwd"), None);
         assert_eq!(normalize_path("./etc/os-release"), "etc/os-release");
         assert_eq!(normalize_path("/usr/lib/"), "usr/lib");
@@ -308,7 +324,13 @@ mod tests {
         files.apply_whiteout(1, "a");
         files.apply_whiteout(1, ".wh.a");
         assert_eq!(files.files().map(|(p, ..)| p).collect::<Vec<_>>(), vec!["ab/go.mod"]);
-        files.replace_with_other("ab/go.mod");
+        files.replace_with_other(2, "ab/go.mod", false);
+        assert!(files.is_empty());
+        // A file or link replacing a lower directory takes what was kept under it.
+        files.insert(0, "srv/app/go.mod", FileKind::GoMod, "z");
+        files.replace_with_other(1, "srv/app", true);
+        assert!(!files.is_empty(), "a directory entry keeps the directory's contents");
+        files.replace_with_other(1, "srv", false);
         assert!(files.is_empty());
     }
 

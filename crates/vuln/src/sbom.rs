@@ -120,7 +120,8 @@ pub fn cyclonedx(inventory: &Inventory, repository: &str, image_digest: &str) ->
         "serialNumber": serial(image_digest),
         "version": 1,
         "metadata": {
-            "tools": { "components": [ { "type": "application", "name": "berth", "version": env!("CARGO_PKG_VERSION") } ] },
+            // No version: the document must stay the same bytes across upgrades of Berth.
+            "tools": { "components": [ { "type": "application", "name": "berth" } ] },
             "component": { "type": "container", "bom-ref": "image", "name": repository, "version": image_digest },
         },
         "components": components,

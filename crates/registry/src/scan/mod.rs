@@ -172,6 +172,11 @@ impl Registry {
         }
     }
 
+    /// The outcome of a scan that ran past its time.
+    pub(crate) fn scan_timed_out(&self) -> ScanOutcome {
+        failed("The scan took longer than 30 minutes and was abandoned.".into())
+    }
+
     async fn scan(&self, job: &ScanJob) -> Result<ScanOutcome, String> {
         let digest = Digest::parse(&job.digest).map_err(|e| format!("stored digest: {e}"))?;
         let manifest = self
@@ -218,7 +223,9 @@ impl Registry {
             }));
         };
         let counts = severity_counts(&findings);
-        let sbom = if self.scan_settings().attach_sbom {
+        // An image deleted while it was scanned gets no SBOM (it would be a dangling referrer).
+        let still_there = self.meta().manifest(&job.repository, &digest).await.map_err(|e| e.to_string())?.is_some();
+        let sbom = if self.scan_settings().attach_sbom && still_there {
             match self.attach_sbom(&job.repository, &manifest, &full).await {
                 Ok(d) => Some(d),
                 Err(e) => {
@@ -329,7 +336,7 @@ impl Registry {
             None => self.scan_settings().pull_block_default,
         };
         let Some(threshold) = threshold else { return Ok(()) };
-        let blocking = blocking_counts(gate.scan_status.as_deref(), gate.scan_counts.as_deref(), threshold);
+        let blocking = blocking_counts(gate.scan_counts.as_deref(), threshold);
         if blocking.is_empty() {
             return Ok(());
         }
@@ -385,7 +392,13 @@ fn analyze(
     let full = Inventory::from_files(texts, rpm);
     drop(files);
     let inventory = if enhanced { full.clone() } else { full.clone().os_only() };
-    if inventory.os_ecosystem.is_none() && inventory.packages.is_empty() {
+    // OS packages count only from a distribution Berth knows and a package database it read: an
+    // unknown distribution, or a known one whose database it cannot read (rpm's Berkeley DB),
+    // is not reported as a clean image.
+    let os_packages = inventory.packages.iter().any(|p| p.package_manager == "OS");
+    let os_scanned = inventory.os_ecosystem.is_some() && os_packages;
+    let language_packages = inventory.packages.iter().any(|p| p.package_manager != "OS");
+    if !(os_scanned || (enhanced && language_packages)) {
         return Ok(None);
     }
     let mut keys: Vec<(String, String)> = inventory.packages.iter().map(|p| p.index_key()).collect();
@@ -433,10 +446,9 @@ pub fn unscannable(manifest: &[u8]) -> Option<&'static str> {
 }
 
 /// The severity counts of a complete scan at or above `threshold`, highest first.
-fn blocking_counts(status: Option<&str>, counts: Option<&str>, threshold: Severity) -> Vec<(&'static str, u64)> {
-    if status != Some("COMPLETE") {
-        return Vec::new();
-    }
+/// The counts are the last complete scan's, whatever the current status: a rescan queued,
+/// running or failed does not let the image through.
+fn blocking_counts(counts: Option<&str>, threshold: Severity) -> Vec<(&'static str, u64)> {
     let counts: BTreeMap<String, u64> = counts.and_then(|c| serde_json::from_str(c).ok()).unwrap_or_default();
     [Severity::Critical, Severity::High, Severity::Medium, Severity::Low, Severity::Informational]
         .into_iter()
@@ -455,11 +467,9 @@ mod tests {
         assert_eq!(parse_block_severity("NONE"), Ok(None));
         assert!(parse_block_severity("severe").is_err());
         let counts = Some(r#"{"CRITICAL":1,"MEDIUM":3,"LOW":2}"#);
-        let complete = Some("COMPLETE");
-        assert_eq!(blocking_counts(complete, counts, Severity::High), vec![("CRITICAL", 1)]);
-        assert_eq!(blocking_counts(complete, counts, Severity::Medium), vec![("CRITICAL", 1), ("MEDIUM", 3)]);
-        assert!(blocking_counts(Some("FAILED"), counts, Severity::Low).is_empty());
-        assert!(blocking_counts(None, None, Severity::Low).is_empty());
-        assert!(blocking_counts(complete, Some("{}"), Severity::Informational).is_empty());
+        assert_eq!(blocking_counts(counts, Severity::High), vec![("CRITICAL", 1)]);
+        assert_eq!(blocking_counts(counts, Severity::Medium), vec![("CRITICAL", 1), ("MEDIUM", 3)]);
+        assert!(blocking_counts(None, Severity::Low).is_empty());
+        assert!(blocking_counts(Some("{}"), Severity::Informational).is_empty());
     }
 }

@@ -15,6 +15,9 @@ use crate::{Registry, RegistryError};
 /// A claim older than this is taken for a dead node's and released.
 const STALE_CLAIM_MS: i64 = 3600 * 1000;
 
+/// A scan still running after this is abandoned (FAILED), well before its claim goes stale.
+const SCAN_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+
 pub struct Scanner {
     registry: Arc<Registry>,
     concurrency: usize,
@@ -48,16 +51,26 @@ impl Scanner {
             match meta.vulndb_state().await {
                 Ok(state) if seen_version != Some(state.version) => {
                     match self.registry.rescan_continuous(state.version).await {
-                        Ok(n) if n > 0 => {
-                            tracing::info!(images = n, version = state.version, "rescanning after a database change")
+                        Ok(n) => {
+                            if n > 0 {
+                                tracing::info!(
+                                    images = n,
+                                    version = state.version,
+                                    "rescanning after a database change"
+                                );
+                            }
+                            seen_version = Some(state.version);
                         }
-                        Ok(_) => {}
+                        // Tried again at the next look.
                         Err(e) => tracing::error!(error = %e, "could not queue continuous rescans"),
                     }
-                    seen_version = Some(state.version);
                 }
                 Ok(_) => {}
                 Err(e) => tracing::error!(error = %e, "could not read the vulnerability database state"),
+            }
+            // A node that died mid-scan leaves claims behind; anyone takes them over.
+            if let Err(e) = meta.release_scans(None, berth_meta::now_ms() - STALE_CLAIM_MS).await {
+                tracing::error!(error = %e, "could not release stale scans");
             }
             let free = permits.available_permits();
             if free > 0 {
@@ -68,7 +81,10 @@ impl Scanner {
                             let registry = self.registry.clone();
                             tokio::spawn(async move {
                                 let started = std::time::Instant::now();
-                                let outcome = registry.run_scan(&job).await;
+                                let outcome = match tokio::time::timeout(SCAN_TIMEOUT, registry.run_scan(&job)).await {
+                                    Ok(outcome) => outcome,
+                                    Err(_) => registry.scan_timed_out(),
+                                };
                                 metrics::counter!("berth_scans_total", "status" => outcome.status.clone()).increment(1);
                                 tracing::info!(
                                     repository = %job.repository, digest = %job.digest, status = %outcome.status,
@@ -117,11 +133,7 @@ impl Registry {
                 {
                     continue;
                 }
-                for digest in self.meta().stale_scans(&repository.name, version).await? {
-                    if self.meta().request_scan(&repository.name, &digest, "ENHANCED", false).await? {
-                        queued += 1;
-                    }
-                }
+                queued += self.meta().request_rescans(&repository.name, version).await? as usize;
             }
             if done {
                 break;

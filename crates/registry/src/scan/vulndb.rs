@@ -89,6 +89,10 @@ fn read_source(tx: &tokio::sync::mpsc::Sender<Item>, path: &Path) -> Result<(), 
             .collect();
         entries.sort();
         for p in entries {
+            // Links to directories inside a tree are not followed (a link loop would never end).
+            if std::fs::symlink_metadata(&p).is_ok_and(|m| m.file_type().is_symlink()) && p.is_dir() {
+                continue;
+            }
             let is_data = p.is_dir() || p.extension().is_some_and(|e| e == "json" || e == "zip");
             if is_data {
                 read_source(tx, &p)?;
@@ -155,11 +159,13 @@ impl Registry {
                 }
             }
         }
-        let read = reader.await.map_err(|e| RegistryError::Internal(e.to_string()))?;
+        let read = reader.await.map_err(|e| RegistryError::Internal(e.to_string()));
         if !batch.is_empty() {
             total_changed += self.meta().vulndb_put(&batch).await?;
         }
+        // Whatever stopped the import, what was written counts: the version moves with it.
         let state = self.meta().vulndb_finish_import(total_changed + current.changed).await?;
+        let read = read?;
         read.map_err(|e| RegistryError::Internal(format!("import stopped: {e}")))?;
         self.wake_scanner();
         Ok(state)

@@ -143,8 +143,9 @@ pub(super) async fn describe_image_scan_findings(ctx: &Ctx<'_>, input: DescribeI
         findings_json["findings"] = page.iter().map(|f| basic_finding(f)).collect::<Vec<_>>().into();
     }
     out["imageScanFindings"] = findings_json;
-    if offset + limit < report.findings.len() {
-        out["nextToken"] = encode_token(&(offset + limit).to_string()).into();
+    let next = offset.saturating_add(limit);
+    if next < report.findings.len() {
+        out["nextToken"] = encode_token(&next.to_string()).into();
     }
     Ok(out)
 }
@@ -213,6 +214,12 @@ impl Ctx<'_> {
             &Sha256::digest(format!("{repo}\n{digest}\n{}\n{}\n{}", f.name, f.package_name, f.file_path))[..16],
         );
         let (epoch, version) = epoch_version(&f.package_version);
+        // rpm packages report `version` and `release` apart, as Inspector does.
+        let rpm = matches!(f.ecosystem.split(':').next(), Some("Rocky Linux" | "AlmaLinux" | "Red Hat"));
+        let (version, release) = match version.rsplit_once('-') {
+            Some((v, r)) if rpm => (v, Some(r)),
+            _ => (version, None),
+        };
         let mut package = json!({
             "name": f.package_name,
             "version": version,
@@ -221,6 +228,9 @@ impl Ctx<'_> {
         });
         if let Some(e) = epoch {
             package["epoch"] = e.into();
+        }
+        if let Some(r) = release {
+            package["release"] = r.into();
         }
         if let Some(a) = &f.arch {
             package["arch"] = a.clone().into();
