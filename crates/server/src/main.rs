@@ -303,7 +303,12 @@ fn scan_settings(config: &Config) -> anyhow::Result<ScanSettings> {
         Some(s) => parse_block_severity(s).map_err(|e| anyhow::anyhow!("scan_pull_block_severity: {e}"))?,
         None => None,
     };
-    Ok(ScanSettings { attach_sbom: config.scan_attach_sbom, pull_block_default })
+    // rpm databases are spooled under the data directory, not a possibly memory-backed /tmp;
+    // files a killed process left there are removed at start.
+    let spool_dir = config.data_dir.join("scan-spool");
+    let _ = std::fs::remove_dir_all(&spool_dir);
+    std::fs::create_dir_all(&spool_dir).with_context(|| format!("creating {}", spool_dir.display()))?;
+    Ok(ScanSettings { attach_sbom: config.scan_attach_sbom, pull_block_default, spool_dir: Some(spool_dir) })
 }
 
 /// This node's stable name in the scan queue's claims: made once per data directory.

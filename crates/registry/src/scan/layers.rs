@@ -89,7 +89,13 @@ fn pax_path(data: &[u8]) -> Option<String> {
 
 /// Applies one layer's tar stream (layer `index`, 0 = bottom) to `files`, taking what it keeps
 /// out of `budget` (bytes of package lists this scan may still keep).
-pub fn apply_layer(files: &mut ImageFiles<Content>, index: usize, raw: impl Read, budget: &mut u64) -> io::Result<()> {
+pub fn apply_layer(
+    files: &mut ImageFiles<Content>,
+    index: usize,
+    raw: impl Read,
+    budget: &mut u64,
+    spool_dir: Option<&std::path::Path>,
+) -> io::Result<()> {
     let mut archive = tar::Archive::new(decompressed(raw)?);
     // Raw entries: GNU long names and PAX headers come to us, read with a bound.
     let mut long_name: Option<String> = None;
@@ -141,7 +147,10 @@ pub fn apply_layer(files: &mut ImageFiles<Content>, index: usize, raw: impl Read
         }
         *budget -= size;
         let content = if kind == FileKind::RpmSqlite {
-            let mut spool = tempfile::NamedTempFile::new()?;
+            let mut spool = match spool_dir {
+                Some(dir) => tempfile::NamedTempFile::new_in(dir)?,
+                None => tempfile::NamedTempFile::new()?,
+            };
             io::copy(&mut (&mut entry).take(limit), spool.as_file_mut())?;
             Content::Spooled(spool)
         } else {
@@ -173,12 +182,14 @@ pub async fn on_background_thread<T: Send + 'static>(work: impl FnOnce() -> T + 
     rx.await.map_err(|_| "the scan thread panicked".to_string())
 }
 
-/// Streams every layer (in order) from storage and returns the kept files. Blocks: call it on
-/// a blocking thread, with a handle of the runtime the store lives on.
+/// Streams every layer (in order) from storage and returns the kept files; the rpm database is
+/// spooled into `spool_dir` (the system temp directory if `None`). Blocks: call it on a
+/// blocking thread, with a handle of the runtime the store lives on.
 pub fn read_layers(
     handle: &tokio::runtime::Handle,
     blobs: &Arc<dyn BlobStore>,
     layers: &[Digest],
+    spool_dir: Option<&std::path::Path>,
 ) -> io::Result<ImageFiles<Content>> {
     let mut files = ImageFiles::default();
     let mut budget = MAX_KEPT_BYTES;
@@ -186,7 +197,7 @@ pub fn read_layers(
         let stream =
             handle.block_on(blobs.read(digest, None)).map_err(|e| io::Error::other(format!("layer {digest}: {e}")))?;
         let reader = SyncIoBridge::new_with_handle(StreamReader::new(stream.map_err(io::Error::other)), handle.clone());
-        apply_layer(&mut files, index, reader, &mut budget)
+        apply_layer(&mut files, index, reader, &mut budget, spool_dir)
             .map_err(|e| io::Error::new(e.kind(), format!("layer {digest}: {e}")))?;
     }
     Ok(files)
@@ -257,9 +268,9 @@ mod tests {
         let third = tar_of(&[("srv/.wh..wh..opq", b"")]);
         let mut files = ImageFiles::default();
         let mut budget = MAX_KEPT_BYTES;
-        apply_layer(&mut files, 0, &gzip(&base)[..], &mut budget).unwrap();
-        apply_layer(&mut files, 1, &zstd::encode_all(&second[..], 3).unwrap()[..], &mut budget).unwrap();
-        apply_layer(&mut files, 2, &third[..], &mut budget).unwrap();
+        apply_layer(&mut files, 0, &gzip(&base)[..], &mut budget, None).unwrap();
+        apply_layer(&mut files, 1, &zstd::encode_all(&second[..], 3).unwrap()[..], &mut budget, None).unwrap();
+        apply_layer(&mut files, 2, &third[..], &mut budget, None).unwrap();
         let kept: Vec<(&str, usize)> = files.files().map(|(p, l, _, _)| (p, l)).collect();
         assert_eq!(kept, vec![("etc/os-release", 0), ("lib/apk/db/installed", 0)]);
     }
@@ -329,13 +340,13 @@ mod tests {
         let layer = builder.into_inner().unwrap();
         let mut files = ImageFiles::default();
         let mut budget = MAX_KEPT_BYTES;
-        apply_layer(&mut files, 0, &layer[..], &mut budget).unwrap();
+        apply_layer(&mut files, 0, &layer[..], &mut budget, None).unwrap();
         let kept: Vec<&str> = files.files().map(|(p, ..)| p).collect();
         assert_eq!(kept, vec![long.as_str(), "lib/apk/db/installed"]);
         assert_eq!(budget, MAX_KEPT_BYTES - 5);
         // Past the budget the layer is refused, whatever the files.
         let mut small = 2;
-        assert!(apply_layer(&mut ImageFiles::default(), 0, &layer[..], &mut small).is_err());
+        assert!(apply_layer(&mut ImageFiles::default(), 0, &layer[..], &mut small, None).is_err());
         // A GNU long name that claims a gigabyte of (well compressing) zeros is refused, not read.
         let mut bomb = tar::Builder::new(Vec::new());
         let mut lh = tar::Header::new_gnu();
@@ -345,7 +356,7 @@ mod tests {
         lh.set_cksum();
         bomb.append(&lh, io::repeat(b'a').take(4 << 20)).unwrap();
         let bomb = gzip(&bomb.into_inner().unwrap());
-        assert!(apply_layer(&mut ImageFiles::default(), 0, &bomb[..], &mut MAX_KEPT_BYTES.clone()).is_err());
+        assert!(apply_layer(&mut ImageFiles::default(), 0, &bomb[..], &mut MAX_KEPT_BYTES.clone(), None).is_err());
     }
 
     #[test]
@@ -363,6 +374,6 @@ mod tests {
         let n = bad.len();
         bad[n / 2] ^= 0xff;
         bad.truncate(n - 4);
-        assert!(apply_layer(&mut files, 0, &bad[..], &mut MAX_KEPT_BYTES.clone()).is_err());
+        assert!(apply_layer(&mut files, 0, &bad[..], &mut MAX_KEPT_BYTES.clone(), None).is_err());
     }
 }

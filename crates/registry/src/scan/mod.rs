@@ -39,11 +39,14 @@ pub struct ScanSettings {
     /// Pull policy for repositories without their own: refuse images with findings at or
     /// above this severity.
     pub pull_block_default: Option<Severity>,
+    /// Where rpm databases are spooled during a scan (the system temp directory if `None`,
+    /// which may be a tmpfs).
+    pub spool_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for ScanSettings {
     fn default() -> Self {
-        ScanSettings { attach_sbom: true, pull_block_default: None }
+        ScanSettings { attach_sbom: true, pull_block_default: None, spool_dir: None }
     }
 }
 
@@ -212,9 +215,11 @@ impl Registry {
         let state = self.meta().vulndb_state().await.map_err(|e| e.to_string())?;
         let (blobs, meta, handle) = (self.blobs().clone(), self.meta().clone(), tokio::runtime::Handle::current());
         let (enhanced, layer_list) = (job.scan_type == "ENHANCED", layers.clone());
-        let analysis =
-            layers::on_background_thread(move || analyze(&handle, &blobs, meta.as_ref(), &layer_list, enhanced))
-                .await??;
+        let spool_dir = self.scan_settings().spool_dir.clone();
+        let analysis = layers::on_background_thread(move || {
+            analyze(&handle, &blobs, meta.as_ref(), &layer_list, enhanced, spool_dir.as_deref())
+        })
+        .await??;
         let Some(Analysis { full, inventory, findings }) = analysis else {
             return Ok(unsupported(if enhanced {
                 "UnsupportedImageError: no operating system or language packages were found."
@@ -376,8 +381,9 @@ fn analyze(
     meta: &dyn berth_meta::MetaStore,
     layers: &[Digest],
     enhanced: bool,
+    spool_dir: Option<&std::path::Path>,
 ) -> Result<Option<Analysis>, String> {
-    let files = layers::read_layers(handle, blobs, layers).map_err(|e| e.to_string())?;
+    let files = layers::read_layers(handle, blobs, layers, spool_dir).map_err(|e| e.to_string())?;
     let mut rpm = Vec::new();
     let mut texts = Vec::new();
     for (path, layer, kind, content) in files.files() {
