@@ -131,7 +131,17 @@ impl Registry {
         only_if_new: bool,
     ) -> Result<bool, RegistryError> {
         let (scan_type, _) = self.repository_scanning(repository).await?;
-        let queued = self.meta().request_scan(&repository.name, digest, &scan_type, only_if_new).await?;
+        self.queue_scan(repository, digest, &scan_type, only_if_new).await
+    }
+
+    async fn queue_scan(
+        &self,
+        repository: &Repository,
+        digest: &str,
+        scan_type: &str,
+        only_if_new: bool,
+    ) -> Result<bool, RegistryError> {
+        let queued = self.meta().request_scan(&repository.name, digest, scan_type, only_if_new).await?;
         if queued {
             self.wake_scanner();
         }
@@ -151,9 +161,9 @@ impl Registry {
             return;
         }
         let result = async {
-            let (_, scanning) = self.repository_scanning(repository).await?;
+            let (scan_type, scanning) = self.repository_scanning(repository).await?;
             if scanning.scan_on_push {
-                self.request_scan(repository, digest.as_str(), true).await?;
+                self.queue_scan(repository, digest.as_str(), &scan_type, true).await?;
             }
             Ok::<_, RegistryError>(())
         }

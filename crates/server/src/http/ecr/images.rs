@@ -193,7 +193,6 @@ fn check_ids(ids: &[ImageId]) -> Result<(), EcrError> {
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub(super) struct ListImagesInput {
-    registry_id: Option<String>,
     repository_name: String,
     next_token: Option<String>,
     max_results: Option<i64>,
@@ -201,7 +200,7 @@ pub(super) struct ListImagesInput {
 }
 
 pub(super) async fn list_images(ctx: &Ctx<'_>, input: ListImagesInput) -> EcrResult {
-    ctx.existing_repository(&input.registry_id, &input.repository_name).await?;
+    ctx.existing_repository(&input.repository_name).await?;
     let limit = page_size(input.max_results, 100)?;
     let filter = image_filter(&input.filter)?;
     let after = decode_token(&input.next_token)?;
@@ -226,7 +225,6 @@ pub(super) async fn list_images(ctx: &Ctx<'_>, input: ListImagesInput) -> EcrRes
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub(super) struct DescribeImagesInput {
-    registry_id: Option<String>,
     repository_name: String,
     image_ids: Option<Vec<ImageId>>,
     next_token: Option<String>,
@@ -236,7 +234,7 @@ pub(super) struct DescribeImagesInput {
 
 pub(super) async fn describe_images(ctx: &Ctx<'_>, input: DescribeImagesInput) -> EcrResult {
     let repo = &input.repository_name;
-    ctx.existing_repository(&input.registry_id, repo).await?;
+    ctx.existing_repository(repo).await?;
     let meta = ctx.app.registry.meta();
     if let Some(ids) = &input.image_ids {
         check_ids(ids)?;
@@ -287,14 +285,12 @@ pub(super) fn image_not_found(ctx: &Ctx<'_>, repo: &str, id: &ImageId) -> EcrErr
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub(super) struct BatchGetImageInput {
-    registry_id: Option<String>,
     repository_name: String,
     image_ids: Vec<ImageId>,
     accepted_media_types: Option<Vec<String>>,
 }
 
 pub(super) async fn batch_get_image(ctx: &Ctx<'_>, input: BatchGetImageInput) -> EcrResult {
-    ctx.check_registry(&input.registry_id)?;
     check_repository_name(&input.repository_name)?;
     check_ids(&input.image_ids)?;
     let repo = &input.repository_name;
@@ -351,13 +347,11 @@ pub(super) async fn batch_get_image(ctx: &Ctx<'_>, input: BatchGetImageInput) ->
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub(super) struct BatchDeleteImageInput {
-    registry_id: Option<String>,
     repository_name: String,
     image_ids: Vec<ImageId>,
 }
 
 pub(super) async fn batch_delete_image(ctx: &Ctx<'_>, input: BatchDeleteImageInput) -> EcrResult {
-    ctx.check_registry(&input.registry_id)?;
     check_repository_name(&input.repository_name)?;
     check_ids(&input.image_ids)?;
     let repo = &input.repository_name;
@@ -409,7 +403,6 @@ pub(super) async fn batch_delete_image(ctx: &Ctx<'_>, input: BatchDeleteImageInp
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub(super) struct PutImageInput {
-    registry_id: Option<String>,
     repository_name: String,
     image_manifest: String,
     image_manifest_media_type: Option<String>,
@@ -418,7 +411,6 @@ pub(super) struct PutImageInput {
 }
 
 pub(super) async fn put_image(ctx: &Ctx<'_>, input: PutImageInput) -> EcrResult {
-    ctx.check_registry(&input.registry_id)?;
     check_repository_name(&input.repository_name)?;
     let repo = &input.repository_name;
     if ctx.app.registry.meta().repository(repo).await?.is_none() {
@@ -519,7 +511,6 @@ fn put_error(ctx: &Ctx<'_>, repo: &str, e: RegistryError) -> EcrError {
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub(super) struct BatchCheckLayerAvailabilityInput {
-    registry_id: Option<String>,
     repository_name: String,
     layer_digests: Vec<String>,
 }
@@ -528,7 +519,6 @@ pub(super) async fn batch_check_layer_availability(
     ctx: &Ctx<'_>,
     input: BatchCheckLayerAvailabilityInput,
 ) -> EcrResult {
-    ctx.check_registry(&input.registry_id)?;
     check_repository_name(&input.repository_name)?;
     if input.layer_digests.is_empty() || input.layer_digests.len() > 100 {
         return Err(EcrError::invalid("layerDigests must hold between 1 and 100 digests"));
@@ -570,7 +560,6 @@ struct ReferrersFilter {
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub(super) struct ListImageReferrersInput {
-    registry_id: Option<String>,
     repository_name: String,
     subject_id: SubjectId,
     filter: Option<ReferrersFilter>,
@@ -581,7 +570,7 @@ pub(super) struct ListImageReferrersInput {
 /// The same listing as `GET /v2/<name>/referrers/<digest>`, paginated as the ECR API does.
 pub(super) async fn list_image_referrers(ctx: &Ctx<'_>, input: ListImageReferrersInput) -> EcrResult {
     let repo = &input.repository_name;
-    ctx.existing_repository(&input.registry_id, repo).await?;
+    ctx.existing_repository(repo).await?;
     let filter = input.filter.unwrap_or_default();
     let types = filter.artifact_types.unwrap_or_default();
     if types.len() > 5 {
@@ -638,7 +627,6 @@ pub(super) async fn list_image_referrers(ctx: &Ctx<'_>, input: ListImageReferrer
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub(super) struct UpdateImageStorageClassInput {
-    registry_id: Option<String>,
     repository_name: String,
     image_id: ImageId,
     target_storage_class: String,
@@ -648,7 +636,7 @@ pub(super) struct UpdateImageStorageClassInput {
 /// bytes where they were, so a restore completes at once and the image is `ACTIVE` again.
 pub(super) async fn update_image_storage_class(ctx: &Ctx<'_>, input: UpdateImageStorageClassInput) -> EcrResult {
     let repo = &input.repository_name;
-    ctx.existing_repository(&input.registry_id, repo).await?;
+    ctx.existing_repository(repo).await?;
     let target = match input.target_storage_class.as_str() {
         "ARCHIVE" => StorageClass::Archive,
         "STANDARD" => StorageClass::Standard,
@@ -658,11 +646,7 @@ pub(super) async fn update_image_storage_class(ctx: &Ctx<'_>, input: UpdateImage
             )));
         }
     };
-    let digest = match ctx.resolve(repo, &input.image_id).await? {
-        Ok(d) => d,
-        Err(f) if f["failureCode"] == "ImageNotFound" => return Err(image_not_found(ctx, repo, &input.image_id)),
-        Err(f) => return Err(EcrError::invalid(f["failureReason"].as_str().unwrap_or("invalid imageId").to_string())),
-    };
+    let digest = ctx.resolve_one(repo, &input.image_id).await?;
     if target == StorageClass::Archive
         && !ctx.app.registry.meta().manifest_parents(repo, digest.as_str()).await?.is_empty()
     {
@@ -677,14 +661,10 @@ pub(super) async fn update_image_storage_class(ctx: &Ctx<'_>, input: UpdateImage
         .update_image_storage_class(repo, digest.as_str(), target, berth_meta::now_ms())
         .await?
         .ok_or_else(|| image_not_found(ctx, repo, &input.image_id))?;
-    let mut image_id = json!({ "imageDigest": image.digest });
-    if let Some(t) = &input.image_id.image_tag {
-        image_id["imageTag"] = t.clone().into();
-    }
     Ok(json!({
         "registryId": ctx.registry_id(),
         "repositoryName": repo,
-        "imageId": image_id,
+        "imageId": ctx.image_id_json(&digest, &input.image_id),
         "imageStatus": if image.archived { "ARCHIVED" } else { "ACTIVE" },
     }))
 }

@@ -31,12 +31,10 @@ fn upload_not_found(ctx: &Ctx<'_>, repo: &str, id: &str) -> EcrError {
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub(super) struct InitiateInput {
-    registry_id: Option<String>,
     repository_name: String,
 }
 
 pub(super) async fn initiate_layer_upload(ctx: &Ctx<'_>, input: InitiateInput) -> EcrResult {
-    ctx.check_registry(&input.registry_id)?;
     check_repository_name(&input.repository_name)?;
     let repo = &input.repository_name;
     let id = ctx.app.registry.start_upload(repo, None).await.map_err(|e| match e {
@@ -49,7 +47,6 @@ pub(super) async fn initiate_layer_upload(ctx: &Ctx<'_>, input: InitiateInput) -
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub(super) struct UploadPartInput {
-    registry_id: Option<String>,
     repository_name: String,
     upload_id: String,
     part_first_byte: u64,
@@ -59,7 +56,7 @@ pub(super) struct UploadPartInput {
 
 pub(super) async fn upload_layer_part(ctx: &Ctx<'_>, input: UploadPartInput) -> EcrResult {
     let repo = &input.repository_name;
-    ctx.existing_repository(&input.registry_id, repo).await?;
+    ctx.existing_repository(repo).await?;
     let data = base64::engine::general_purpose::STANDARD
         .decode(input.layer_part_blob.as_bytes())
         .map_err(|_| EcrError::invalid("Invalid parameter at 'layerPartBlob': not base64"))?;
@@ -113,7 +110,6 @@ pub(super) async fn upload_layer_part(ctx: &Ctx<'_>, input: UploadPartInput) -> 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub(super) struct CompleteInput {
-    registry_id: Option<String>,
     repository_name: String,
     upload_id: String,
     layer_digests: Vec<String>,
@@ -121,7 +117,7 @@ pub(super) struct CompleteInput {
 
 pub(super) async fn complete_layer_upload(ctx: &Ctx<'_>, input: CompleteInput) -> EcrResult {
     let repo = &input.repository_name;
-    ctx.existing_repository(&input.registry_id, repo).await?;
+    ctx.existing_repository(repo).await?;
     let [digest] = input.layer_digests.as_slice() else {
         return Err(EcrError::invalid("layerDigests must name exactly one digest"));
     };
@@ -171,14 +167,13 @@ pub(super) async fn complete_layer_upload(ctx: &Ctx<'_>, input: CompleteInput) -
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub(super) struct DownloadUrlInput {
-    registry_id: Option<String>,
     repository_name: String,
     layer_digest: String,
 }
 
 pub(super) async fn get_download_url_for_layer(ctx: &Ctx<'_>, input: DownloadUrlInput) -> EcrResult {
     let repo = &input.repository_name;
-    ctx.existing_repository(&input.registry_id, repo).await?;
+    ctx.existing_repository(repo).await?;
     let digest = Digest::parse(&input.layer_digest)
         .map_err(|e| EcrError::invalid(format!("Invalid parameter at 'layerDigest': {e}")))?;
     if ctx.app.registry.meta().linked_blob(repo, &digest).await?.is_none() {

@@ -29,14 +29,13 @@ fn validated(text: &str) -> Result<lifecycle::LifecyclePolicy, EcrError> {
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub(super) struct PutInput {
-    registry_id: Option<String>,
     repository_name: String,
     lifecycle_policy_text: String,
 }
 
 pub(super) async fn put_lifecycle_policy(ctx: &Ctx<'_>, input: PutInput) -> EcrResult {
     let repo = &input.repository_name;
-    ctx.existing_repository(&input.registry_id, repo).await?;
+    ctx.existing_repository(repo).await?;
     validated(&input.lifecycle_policy_text)?;
     ctx.app.registry.meta().set_lifecycle_policy(repo, Some(&input.lifecycle_policy_text)).await?;
     Ok(
@@ -47,7 +46,6 @@ pub(super) async fn put_lifecycle_policy(ctx: &Ctx<'_>, input: PutInput) -> EcrR
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub(super) struct RepoInput {
-    registry_id: Option<String>,
     repository_name: String,
 }
 
@@ -61,7 +59,7 @@ fn policy_json(ctx: &Ctx<'_>, repo: &str, text: String, evaluated: Option<i64>) 
 
 pub(super) async fn get_lifecycle_policy(ctx: &Ctx<'_>, input: RepoInput) -> EcrResult {
     let repo = &input.repository_name;
-    ctx.existing_repository(&input.registry_id, repo).await?;
+    ctx.existing_repository(repo).await?;
     let (text, evaluated) =
         ctx.app.registry.meta().lifecycle_policy(repo).await?.ok_or_else(|| not_found(ctx, repo))?;
     Ok(policy_json(ctx, repo, text, evaluated))
@@ -69,7 +67,7 @@ pub(super) async fn get_lifecycle_policy(ctx: &Ctx<'_>, input: RepoInput) -> Ecr
 
 pub(super) async fn delete_lifecycle_policy(ctx: &Ctx<'_>, input: RepoInput) -> EcrResult {
     let repo = &input.repository_name;
-    ctx.existing_repository(&input.registry_id, repo).await?;
+    ctx.existing_repository(repo).await?;
     let previous = ctx.app.registry.meta().set_lifecycle_policy(repo, None).await.map_err(|e| match e {
         MetaError::RepositoryNotFound => ctx.not_found(repo),
         other => other.into(),
@@ -81,7 +79,6 @@ pub(super) async fn delete_lifecycle_policy(ctx: &Ctx<'_>, input: RepoInput) -> 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub(super) struct StartPreviewInput {
-    registry_id: Option<String>,
     repository_name: String,
     lifecycle_policy_text: Option<String>,
 }
@@ -90,7 +87,7 @@ pub(super) struct StartPreviewInput {
 /// soon as this call returns.
 pub(super) async fn start_lifecycle_policy_preview(ctx: &Ctx<'_>, input: StartPreviewInput) -> EcrResult {
     let repo = &input.repository_name;
-    ctx.existing_repository(&input.registry_id, repo).await?;
+    ctx.existing_repository(repo).await?;
     let meta = ctx.app.registry.meta();
     let text = match input.lifecycle_policy_text {
         Some(t) => t,
@@ -134,7 +131,6 @@ struct PreviewFilter {
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub(super) struct GetPreviewInput {
-    registry_id: Option<String>,
     repository_name: String,
     image_ids: Option<Vec<ImageId>>,
     next_token: Option<String>,
@@ -144,7 +140,7 @@ pub(super) struct GetPreviewInput {
 
 pub(super) async fn get_lifecycle_policy_preview(ctx: &Ctx<'_>, input: GetPreviewInput) -> EcrResult {
     let repo = &input.repository_name;
-    ctx.existing_repository(&input.registry_id, repo).await?;
+    ctx.existing_repository(repo).await?;
     let Some((text, status, results)) = ctx.app.registry.meta().lifecycle_preview(repo).await? else {
         return Err(EcrError::new(
             "LifecyclePolicyPreviewNotFoundException",

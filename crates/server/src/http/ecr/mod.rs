@@ -474,20 +474,6 @@ impl Ctx<'_> {
         if self.ns.is_default() { self.host.clone() } else { format!("{}.{}", self.ns.account, self.host) }
     }
 
-    /// A `registryId` argument must name this registry.
-    fn check_registry(&self, registry_id: &Option<String>) -> Result<(), EcrError> {
-        match registry_id {
-            Some(id) if id != self.registry_id() => Err(EcrError::invalid(format!(
-                "Invalid parameter at 'registryId': registry '{id}' is not served here (this registry is '{}')",
-                self.registry_id()
-            ))),
-            _ => {
-                let _ = &self.caller;
-                Ok(())
-            }
-        }
-    }
-
     fn repository_json(&self, r: &Repository) -> Value {
         let s = &r.settings;
         let mut v = json!({
@@ -510,10 +496,9 @@ impl Ctx<'_> {
         v
     }
 
-    /// The usual preamble of a repository operation: the registry id names this registry, the
-    /// name is valid, and the repository exists.
-    async fn existing_repository(&self, registry_id: &Option<String>, name: &str) -> Result<Repository, EcrError> {
-        self.check_registry(registry_id)?;
+    /// The usual preamble of a repository operation: the name is valid and the repository
+    /// exists (the registry was resolved with the request, see `namespace`).
+    async fn existing_repository(&self, name: &str) -> Result<Repository, EcrError> {
         check_repository_name(name)?;
         self.repository(name).await
     }
@@ -652,7 +637,6 @@ struct ScanningInput {
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct CreateRepositoryInput {
-    registry_id: Option<String>,
     repository_name: String,
     tags: Option<Vec<ResourceTag>>,
     image_tag_mutability: Option<String>,
@@ -662,7 +646,6 @@ struct CreateRepositoryInput {
 }
 
 async fn create_repository(ctx: &Ctx<'_>, input: CreateRepositoryInput) -> EcrResult {
-    ctx.check_registry(&input.registry_id)?;
     check_repository_name(&input.repository_name)?;
     let rule = mutability(
         input.image_tag_mutability.as_deref().unwrap_or("MUTABLE"),
@@ -697,7 +680,6 @@ async fn create_repository(ctx: &Ctx<'_>, input: CreateRepositoryInput) -> EcrRe
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct DescribeRepositoriesInput {
-    registry_id: Option<String>,
     repository_names: Option<Vec<String>>,
     next_token: Option<String>,
     max_results: Option<i64>,
@@ -728,7 +710,6 @@ fn decode_token(token: &Option<String>) -> Result<Option<String>, EcrError> {
 }
 
 async fn describe_repositories(ctx: &Ctx<'_>, input: DescribeRepositoriesInput) -> EcrResult {
-    ctx.check_registry(&input.registry_id)?;
     if let Some(names) = &input.repository_names {
         if names.is_empty() || names.len() > 100 {
             return Err(EcrError::invalid("repositoryNames must hold between 1 and 100 names"));
@@ -781,13 +762,11 @@ async fn describe_repositories(ctx: &Ctx<'_>, input: DescribeRepositoriesInput) 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct DeleteRepositoryInput {
-    registry_id: Option<String>,
     repository_name: String,
     force: Option<bool>,
 }
 
 async fn delete_repository(ctx: &Ctx<'_>, input: DeleteRepositoryInput) -> EcrResult {
-    ctx.check_registry(&input.registry_id)?;
     check_repository_name(&input.repository_name)?;
     match ctx.app.registry.meta().delete_repository(&input.repository_name, input.force.unwrap_or(false)).await {
         Ok(r) => Ok(json!({ "repository": ctx.repository_json(&r) })),
@@ -807,14 +786,12 @@ async fn delete_repository(ctx: &Ctx<'_>, input: DeleteRepositoryInput) -> EcrRe
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct PutImageTagMutabilityInput {
-    registry_id: Option<String>,
     repository_name: String,
     image_tag_mutability: String,
     image_tag_mutability_exclusion_filters: Option<Vec<ExclusionFilter>>,
 }
 
 async fn put_image_tag_mutability(ctx: &Ctx<'_>, input: PutImageTagMutabilityInput) -> EcrResult {
-    ctx.check_registry(&input.registry_id)?;
     check_repository_name(&input.repository_name)?;
     let rule = mutability(&input.image_tag_mutability, &input.image_tag_mutability_exclusion_filters)?;
     let repo = ctx.repository(&input.repository_name).await?;
@@ -838,13 +815,12 @@ async fn put_image_tag_mutability(ctx: &Ctx<'_>, input: PutImageTagMutabilityInp
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct PutImageScanningConfigurationInput {
-    registry_id: Option<String>,
     repository_name: String,
     image_scanning_configuration: ScanningInput,
 }
 
 async fn put_image_scanning_configuration(ctx: &Ctx<'_>, input: PutImageScanningConfigurationInput) -> EcrResult {
-    let repo = ctx.existing_repository(&input.registry_id, &input.repository_name).await?;
+    let repo = ctx.existing_repository(&input.repository_name).await?;
     let settings = RepositorySettings {
         scan_on_push: input.image_scanning_configuration.scan_on_push.unwrap_or(false),
         ..repo.settings

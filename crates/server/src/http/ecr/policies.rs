@@ -28,7 +28,6 @@ fn validated(text: &str, what: &str) -> Result<PolicyDocument, EcrError> {
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub(super) struct SetRepositoryPolicyInput {
-    registry_id: Option<String>,
     repository_name: String,
     policy_text: String,
     #[serde(default)]
@@ -37,7 +36,7 @@ pub(super) struct SetRepositoryPolicyInput {
 
 pub(super) async fn set_repository_policy(ctx: &Ctx<'_>, input: SetRepositoryPolicyInput) -> EcrResult {
     let repo = &input.repository_name;
-    ctx.existing_repository(&input.registry_id, repo).await?;
+    ctx.existing_repository(repo).await?;
     let policy = validated(&input.policy_text, "repository policy")?;
     // The lockout check: refuse, unless forced, a policy under which the caller could no longer
     // change the policy.
@@ -61,7 +60,6 @@ pub(super) async fn set_repository_policy(ctx: &Ctx<'_>, input: SetRepositoryPol
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub(super) struct RepositoryPolicyInput {
-    registry_id: Option<String>,
     repository_name: String,
 }
 
@@ -77,14 +75,14 @@ fn no_repository_policy(ctx: &Ctx<'_>, repo: &str) -> EcrError {
 
 pub(super) async fn get_repository_policy(ctx: &Ctx<'_>, input: RepositoryPolicyInput) -> EcrResult {
     let repo = &input.repository_name;
-    ctx.existing_repository(&input.registry_id, repo).await?;
+    ctx.existing_repository(repo).await?;
     let text = ctx.app.registry.meta().repository_policy(repo).await?.ok_or_else(|| no_repository_policy(ctx, repo))?;
     Ok(json!({ "registryId": ctx.registry_id(), "repositoryName": repo, "policyText": text }))
 }
 
 pub(super) async fn delete_repository_policy(ctx: &Ctx<'_>, input: RepositoryPolicyInput) -> EcrResult {
     let repo = &input.repository_name;
-    ctx.existing_repository(&input.registry_id, repo).await?;
+    ctx.existing_repository(repo).await?;
     let previous = ctx
         .app
         .registry

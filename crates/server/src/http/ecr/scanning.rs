@@ -49,14 +49,13 @@ pub(super) fn summary_json(scan: &ImageScan) -> Option<Value> {
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub(super) struct StartImageScanInput {
-    registry_id: Option<String>,
     repository_name: String,
     image_id: ImageId,
 }
 
 pub(super) async fn start_image_scan(ctx: &Ctx<'_>, input: StartImageScanInput) -> EcrResult {
     let repo_name = &input.repository_name;
-    let repository = ctx.existing_repository(&input.registry_id, repo_name).await?;
+    let repository = ctx.existing_repository(repo_name).await?;
     let digest = ctx.resolve_one(repo_name, &input.image_id).await?;
     let manifest = ctx
         .app
@@ -89,7 +88,6 @@ pub(super) async fn start_image_scan(ctx: &Ctx<'_>, input: StartImageScanInput) 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub(super) struct DescribeImageScanFindingsInput {
-    registry_id: Option<String>,
     repository_name: String,
     image_id: ImageId,
     next_token: Option<String>,
@@ -98,7 +96,7 @@ pub(super) struct DescribeImageScanFindingsInput {
 
 pub(super) async fn describe_image_scan_findings(ctx: &Ctx<'_>, input: DescribeImageScanFindingsInput) -> EcrResult {
     let repo_name = &input.repository_name;
-    ctx.existing_repository(&input.registry_id, repo_name).await?;
+    ctx.existing_repository(repo_name).await?;
     let limit = page_size(input.max_results, 100)? as usize;
     let offset: usize = match decode_token(&input.next_token)? {
         Some(t) => t
