@@ -20,21 +20,13 @@ const DELETED_IMAGES: usize = 5_000;
 const LOAD_IMAGES: usize = 1_500;
 const WORKERS: usize = 16;
 
-fn client(srv: &Server) -> anyhow::Result<Client> {
-    let mut headers = reqwest::header::HeaderMap::new();
-    if let Some(a) = &srv.auth {
-        headers.insert(reqwest::header::AUTHORIZATION, a.parse()?);
-    }
-    Ok(Client::builder().default_headers(headers).pool_max_idle_per_host(64).build()?)
-}
-
 /// Runs `n` jobs over `workers` tasks; `job(client, base, i)`.
 async fn parallel<F, Fut>(srv: &Server, n: usize, workers: usize, job: F) -> anyhow::Result<f64>
 where
     F: Fn(Client, String, usize) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = anyhow::Result<()>> + Send,
 {
-    let (c, job, next) = (client(srv)?, Arc::new(job), Arc::new(AtomicUsize::new(0)));
+    let (c, job, next) = (srv.client()?, Arc::new(job), Arc::new(AtomicUsize::new(0)));
     let t0 = Instant::now();
     let tasks: Vec<_> = (0..workers)
         .map(|_| {

@@ -260,11 +260,7 @@ type Results = Vec<(String, f64)>;
 type RateRun<'a> = Box<dyn Fn() -> anyhow::Result<load::Rate> + 'a>;
 
 async fn suite(kind: Kind, srv: &Server, args: &Args, big: &[u8], berth: &std::path::Path) -> anyhow::Result<Results> {
-    let mut default_headers = reqwest::header::HeaderMap::new();
-    if let Some(a) = &srv.auth {
-        default_headers.insert(reqwest::header::AUTHORIZATION, a.parse()?);
-    }
-    let c = Client::builder().pool_max_idle_per_host(64).default_headers(default_headers).build()?;
+    let c = srv.client()?;
     let base = srv.base.clone();
     let auth_header = srv.auth.as_ref().map(|a| format!("Authorization: {a}"));
     let auth: Vec<&str> = auth_header.iter().map(String::as_str).collect();

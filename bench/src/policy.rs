@@ -80,9 +80,7 @@ pub async fn run(berth: &Path, reference: &Path, rounds: usize, seconds: u32) ->
         BerthOptions { env, data_dir: Some(&data), ..Default::default() },
     )?;
     srv.ecr("CreateRepository", r#"{"repositoryName":"bench/app","tags":[{"Key":"team","Value":"bench"}]}"#)?;
-    let mut headers = reqwest::header::HeaderMap::new();
-    headers.insert(reqwest::header::AUTHORIZATION, srv.auth.clone().unwrap_or_default().parse()?);
-    let c = Client::builder().default_headers(headers).build()?;
+    let c = srv.client()?;
     let (config, layer) = (br#"{"architecture":"amd64","os":"linux"}"#.to_vec(), filler(4096, 3));
     let cd = (upload_whole(&c, &srv.base, "bench/app", Bytes::from(config.clone())).await?, config.len());
     let ld = (upload_whole(&c, &srv.base, "bench/app", Bytes::from(layer.clone())).await?, layer.len());

@@ -162,15 +162,6 @@ fn layers() -> anyhow::Result<Vec<(Vec<u8>, Vec<u8>)>> {
     Ok(out)
 }
 
-fn vm_hwm_mib(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.split_whitespace().next().and_then(|k| k.parse::<f64>().ok()))
-        .map_or(0.0, |kib| kib / 1024.0)
-}
-
 /// Starts a scan of bench/app:v1 on the Berth at `host` and waits for it; returns seconds and
 /// the findings count.
 fn scan_once(host: &str) -> anyhow::Result<(f64, u64)> {
@@ -227,9 +218,7 @@ pub async fn run(berth: &Path, reference: &Path, rounds: usize, seconds: u32, os
     let state: Value = serde_json::from_slice(&out.stdout)?;
     anyhow::ensure!(state["records"].as_u64() == Some(RECORDS as u64), "imported {state}");
 
-    let mut headers = reqwest::header::HeaderMap::new();
-    headers.insert(reqwest::header::AUTHORIZATION, srv.auth.clone().unwrap_or_default().parse()?);
-    let c = Client::builder().default_headers(headers).build()?;
+    let c = srv.client()?;
     let diff_ids: Vec<String> = layers.iter().map(|(_, raw)| sha256(raw)).collect();
     let config = serde_json::to_vec(&json!({
         "architecture": "amd64", "os": "linux", "rootfs": { "type": "layers", "diff_ids": diff_ids }, "config": {},
@@ -256,22 +245,14 @@ pub async fn run(berth: &Path, reference: &Path, rounds: usize, seconds: u32, os
 
     let pid = srv.pid();
     let (mut times, mut peaks, mut findings) = (Vec::new(), Vec::new(), 0);
-    let rss_before = {
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
-            .unwrap_or(0.0)
-            / 1024.0
-    };
+    let rss_before = srv.rss_mib();
     for round in 0..rounds {
         // Resets the peak resident set size to the current one, so the peak is this scan's.
         std::fs::write(format!("/proc/{pid}/clear_refs"), "5")?;
         let (s, n) = scan_once(&srv.host)?;
-        eprintln!("scan round {} / {rounds}: {s:.2} s, {n} findings, peak {:.0} MiB", round + 1, vm_hwm_mib(pid));
+        eprintln!("scan round {} / {rounds}: {s:.2} s, {n} findings, peak {:.0} MiB", round + 1, srv.peak_rss_mib());
         times.push(s);
-        peaks.push(vm_hwm_mib(pid));
+        peaks.push(srv.peak_rss_mib());
         findings = n;
     }
 

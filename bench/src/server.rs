@@ -130,12 +130,31 @@ impl Server {
 
     /// Peak resident set size in MiB.
     pub fn peak_rss_mib(&self) -> f64 {
+        self.status_mib("VmHWM:")
+    }
+
+    /// Resident set size now, in MiB.
+    pub fn rss_mib(&self) -> f64 {
+        self.status_mib("VmRSS:")
+    }
+
+    /// A kB field of `/proc/<pid>/status`, in MiB.
+    fn status_mib(&self, field: &str) -> f64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
         status
             .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .find_map(|l| l.strip_prefix(field))
             .and_then(|v| v.split_whitespace().next().and_then(|k| k.parse::<f64>().ok()))
             .map_or(0.0, |kib| kib / 1024.0)
+    }
+
+    /// An HTTP client that sends the server's `/v2/` credentials, if it needs any.
+    pub fn client(&self) -> anyhow::Result<reqwest::Client> {
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(a) = &self.auth {
+            headers.insert(reqwest::header::AUTHORIZATION, a.parse()?);
+        }
+        Ok(reqwest::Client::builder().default_headers(headers).pool_max_idle_per_host(64).build()?)
     }
 }
 
