@@ -35,6 +35,10 @@ fn now_seconds() -> i64 {
 pub struct Berth {
     child: Option<Child>,
     pub addr: SocketAddr,
+    /// Where `/metrics` is served, when started with `--metrics-listen`.
+    pub metrics_addr: Option<SocketAddr>,
+    /// The region the server signs for (`BERTH_REGION`).
+    pub region: String,
     pub data_dir: PathBuf,
     /// Keeps the temporary directory alive for the life of the server.
     _tmp: Option<tempfile::TempDir>,
@@ -77,7 +81,7 @@ impl Berth {
             ("x-amz-target".to_string(), format!("AmazonEC2ContainerRegistry_V20150921.{op}")),
         ];
         let (date, auth) =
-            berth_auth::sigv4::sign("POST", "/", "", &headers, &body, key, secret, REGION, "ecr", now_seconds());
+            berth_auth::sigv4::sign("POST", "/", "", &headers, &body, key, secret, &self.region, "ecr", now_seconds());
         let mut req = ureq_like_post(&self.url("/"), &headers, &body, &date, &auth);
         let status = req.0;
         let value = serde_json::from_slice(&std::mem::take(&mut req.1)).unwrap_or(serde_json::Value::Null);
@@ -129,14 +133,40 @@ impl Berth {
         Self::spawn(data_dir, args, &[])
     }
 
+    /// Starts Berth on a fresh data directory under a wrapper command (e.g. `prlimit
+    /// --nofile=256:4096`, which execs it), with extra environment.
+    pub fn start_under(wrapper: &[&str], env: &[(&str, &str)]) -> Self {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let mut b = Self::spawn_under(wrapper, &tmp.path().join("data"), &[], env);
+        b._tmp = Some(tmp);
+        b
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
     fn spawn(data_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Self {
+        Self::spawn_under(&[], data_dir, args, env)
+    }
+
+    fn spawn_under(wrapper: &[&str], data_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Self {
         std::fs::create_dir_all(data_dir).expect("data dir");
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(data_dir.with_extension("log"))
             .expect("log file");
-        let mut child = Command::new(berth_bin())
+        let mut command = match wrapper.split_first() {
+            Some((program, rest)) => {
+                let mut c = Command::new(program);
+                c.args(rest).arg(berth_bin());
+                c
+            }
+            None => Command::new(berth_bin()),
+        };
+        let mut child = command
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
             .args(args)
@@ -152,8 +182,9 @@ impl Berth {
             .spawn()
             .expect("spawn berth");
         let stdout = child.stdout.take().expect("stdout");
+        let mut stdout = BufReader::new(stdout);
         let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).expect("read berth's first line");
+        stdout.read_line(&mut line).expect("read berth's first line");
         let addr = line
             .trim()
             .strip_prefix("listening on ")
@@ -162,7 +193,14 @@ impl Berth {
             })
             .parse()
             .expect("address");
-        Berth { child: Some(child), addr, data_dir: data_dir.to_path_buf(), _tmp: None }
+        let metrics = args.contains(&"--metrics-listen") || env.iter().any(|(k, _)| *k == "BERTH_METRICS_LISTEN");
+        let metrics_addr = metrics.then(|| {
+            let mut line = String::new();
+            stdout.read_line(&mut line).expect("read berth's metrics line");
+            line.trim().strip_prefix("metrics on ").expect("metrics address").parse().expect("address")
+        });
+        let region = env.iter().find(|(k, _)| *k == "BERTH_REGION").map_or(REGION, |(_, v)| *v).to_string();
+        Berth { child: Some(child), addr, metrics_addr, region, data_dir: data_dir.to_path_buf(), _tmp: None }
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -103,3 +103,22 @@ def test_account_settings_and_resource_tags(berth):
     with pytest.raises(ecr.exceptions.InvalidParameterException):
         ecr.list_tags_for_resource(resourceArn="arn:aws:s3:::bucket")
     assert json.dumps(ecr.describe_registry()["registryId"])
+
+
+def test_a_part_whose_range_does_not_match_its_bytes(berth):
+    """A part's byte range must describe its bytes exactly; a range whose length does not fit
+    a number (an unchecked `last - first + 1` wrapped to 0 and let an empty part through) is an
+    InvalidLayerPartException too."""
+    ecr = berth.client()
+    ecr.create_repository(repositoryName="ranges")
+    upload_id = ecr.initiate_layer_upload(repositoryName="ranges")["uploadId"]
+    for first, last, blob in [(0, 2**64 - 1, b""), (0, 9, b"12345"), (0, 3, b"12345"), (5, 4, b"")]:
+        with pytest.raises(ecr.exceptions.InvalidLayerPartException):
+            ecr.upload_layer_part(
+                repositoryName="ranges", uploadId=upload_id, partFirstByte=first, partLastByte=last,
+                layerPartBlob=blob,
+            )
+    r = ecr.upload_layer_part(
+        repositoryName="ranges", uploadId=upload_id, partFirstByte=0, partLastByte=4, layerPartBlob=b"12345"
+    )
+    assert r["lastByteReceived"] == 4

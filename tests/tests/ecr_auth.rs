@@ -257,11 +257,18 @@ fn query_string_signatures_work_on_the_ecr_api() {
             .unwrap();
         serde_json::from_slice::<Value>(&out.stdout).unwrap()
     };
-    // An empty body, signed in the query string: the form presigned URLs use.
-    let q = berth_auth::sigv4::presign("POST", "/", &b.host(), "", ROOT_KEY_ID, ROOT_SECRET, REGION, "ecr", now, 60);
+    // An empty body, signed in the query string: the form presigned URLs use. The operation
+    // header must be among the signed ones.
+    let target = "AmazonEC2ContainerRegistry_V20150921.DescribeRepositories";
+    let headers = [("host".to_string(), b.host()), ("x-amz-target".to_string(), target.to_string())];
+    let presign = |headers: &[(String, String)], at: i64| {
+        berth_auth::sigv4::presign("POST", "/", headers, "", ROOT_KEY_ID, ROOT_SECRET, REGION, "ecr", at, 60)
+    };
+    let q = presign(&headers, now);
     assert_eq!(post(&q)["repositories"], json!([]));
-    let expired =
-        berth_auth::sigv4::presign("POST", "/", &b.host(), "", ROOT_KEY_ID, ROOT_SECRET, REGION, "ecr", now - 120, 60);
+    let host_only = presign(&headers[..1], now);
+    assert_eq!(post(&host_only)["__type"], "IncompleteSignatureException");
+    let expired = presign(&headers, now - 120);
     assert_eq!(post(&expired)["__type"], "InvalidSignatureException");
     let forged = q.replace("X-Amz-Expires=60", "X-Amz-Expires=600");
     assert_eq!(post(&forged)["__type"], "InvalidSignatureException");

@@ -96,7 +96,11 @@ async fn offline_gc_reclaims_deleted_images_and_abandoned_uploads() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn online_gc_never_takes_what_a_push_relies_on() {
-    let b = Berth::start_env(&[("BERTH_GC_INTERVAL_SECONDS", "1"), ("BERTH_GC_GRACE_SECONDS", "3")]);
+    let b = Berth::start_env(&[
+        ("BERTH_GC_INTERVAL_SECONDS", "1"),
+        ("BERTH_GC_GRACE_SECONDS", "3"),
+        ("BERTH_METRICS_LISTEN", "127.0.0.1:0"),
+    ]);
     let c = b.client();
     let shared = Arc::new(pseudo_random(2, 100_000));
     let acked: Arc<Mutex<Vec<Pushed>>> = Arc::new(Mutex::new(Vec::new()));
@@ -164,8 +168,11 @@ async fn online_gc_never_takes_what_a_push_relies_on() {
     assert!(reclaimed > 10, "reclaimed {reclaimed}");
     assert!(blob_file(&b, &sha256(&shared)).exists());
 
-    // /metrics (no credentials needed) shows the collections and the repository's figures.
-    let text = reqwest::get(b.url("/metrics")).await.unwrap().text().await.unwrap();
+    // /metrics, on its own internal address (never on the public port), shows the collections
+    // and the repository's figures.
+    assert_eq!(reqwest::get(b.url("/metrics")).await.unwrap().status(), 404);
+    let metrics_url = format!("http://{}/metrics", b.metrics_addr.expect("metrics address"));
+    let text = reqwest::get(&metrics_url).await.unwrap().text().await.unwrap();
     let value = |name: &str| -> f64 {
         text.lines()
             .find(|l| l.starts_with(name))
@@ -175,7 +182,10 @@ async fn online_gc_never_takes_what_a_push_relies_on() {
     };
     assert!(value("berth_gc_runs_total") >= 10.0);
     assert!(value("berth_gc_bytes_freed_total") > 0.0);
-    assert_eq!(value("berth_repository_images{repository=\"stress/app\"}") as usize, kept.len());
+    assert_eq!(
+        value("berth_repository_images{account=\"123456789012\",repository=\"stress/app\"}") as usize,
+        kept.len()
+    );
     assert!(value("berth_registry_storage_bytes") >= shared.len() as f64);
     assert!(
         value("berth_http_requests_total{route=\"v2_manifest\",method=\"PUT\",status=\"201\"}") >= acked.len() as f64

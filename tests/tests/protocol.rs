@@ -46,13 +46,13 @@ async fn monolithic_upload_then_head_get_delete() {
     let r = c.get(b.url(&format!("/v2/other/blobs/{d}"))).send().await.unwrap();
     assert_eq!(r.status(), 404);
     assert_eq!(error_code(r).await, "BLOB_UNKNOWN");
-    // Delete unlinks it from this repository.
+    // Blobs are not deleted one by one (images are deleted by manifest, GC reclaims blobs):
+    // 405 UNSUPPORTED, and the blob is still served.
     let r = c.delete(b.url(&format!("/v2/team/app/blobs/{d}"))).send().await.unwrap();
-    assert_eq!(r.status(), 202);
+    assert_eq!(r.status(), 405);
+    assert_eq!(error_code(r).await, "UNSUPPORTED");
     let r = c.head(b.url(&format!("/v2/team/app/blobs/{d}"))).send().await.unwrap();
-    assert_eq!(r.status(), 404);
-    let r = c.delete(b.url(&format!("/v2/team/app/blobs/{d}"))).send().await.unwrap();
-    assert_eq!(error_code(r).await, "BLOB_UNKNOWN");
+    assert_eq!(r.status(), 200);
 }
 
 #[tokio::test]
@@ -379,6 +379,64 @@ async fn index_requires_its_children() {
     let r = c.get(b.url("/v2/multi/manifests/latest")).send().await.unwrap();
     assert_eq!(header(&r, "content-type"), OCI_INDEX);
     assert_eq!(r.bytes().await.unwrap(), body);
+
+    // A child the index lists cannot be deleted on its own (BatchDeleteImage refuses it too).
+    let r = c.delete(b.url(&format!("/v2/multi/manifests/{child}"))).send().await.unwrap();
+    assert_eq!(r.status(), 403);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["errors"][0]["code"], "DENIED");
+    assert_eq!(v["errors"][0]["detail"]["referencedBy"], serde_json::json!([sha256(&body)]));
+    assert_eq!(c.get(b.url(&format!("/v2/multi/manifests/{child}"))).send().await.unwrap().status(), 200);
+    // Once the index is gone, it can.
+    let r = c.delete(b.url(&format!("/v2/multi/manifests/{}", sha256(&body)))).send().await.unwrap();
+    assert_eq!(r.status(), 202);
+    let r = c.delete(b.url(&format!("/v2/multi/manifests/{child}"))).send().await.unwrap();
+    assert_eq!(r.status(), 202);
+}
+
+#[tokio::test]
+async fn references_that_cannot_exist_are_unknown_not_invalid() {
+    let b = Berth::start();
+    let c = b.client();
+    push_image(&c, &b, "conf/app", "v1", 8).await;
+    // The OCI conformance suite's case: neither a tag nor a digest. 404 on GET and HEAD.
+    for reference in [".INVALID_MANIFEST_NAME", "sha256:zzz", "a:b:c", "-tag"] {
+        let url = b.url(&format!("/v2/conf/app/manifests/{reference}"));
+        let r = c.get(&url).send().await.unwrap();
+        assert_eq!(r.status(), 404, "{reference}");
+        assert_eq!(error_code(r).await, "MANIFEST_UNKNOWN", "{reference}");
+        assert_eq!(c.head(&url).send().await.unwrap().status(), 404, "{reference}");
+    }
+    // In a repository that does not exist, the repository is what is unknown.
+    let r = c.get(b.url("/v2/no/such/manifests/.INVALID_MANIFEST_NAME")).send().await.unwrap();
+    assert_eq!(error_code(r).await, "NAME_UNKNOWN");
+}
+
+#[tokio::test]
+async fn a_chunks_range_must_match_its_body_exactly() {
+    let b = Berth::start();
+    let c = b.client();
+    let r = c.post(b.url("/v2/ranges/blobs/uploads/")).send().await.unwrap();
+    let url = b.url(&header(&r, "location"));
+    // The range's length does not fit a u64 (an unchecked end - start + 1 wrapped to 0).
+    let r = c.patch(&url).header("content-range", "0-18446744073709551615").body(Vec::new()).send().await.unwrap();
+    assert_eq!(r.status(), 416);
+    assert_eq!(error_code(r).await, "RANGE_INVALID");
+    // A length that differs from the body's, declared (Content-Length) or streamed (chunked).
+    let r = c.patch(&url).header("content-range", "0-9").body(vec![1u8; 5]).send().await.unwrap();
+    assert_eq!(r.status(), 416);
+    let stream = futures_util::stream::iter(vec![Ok::<_, std::io::Error>(vec![1u8; 5])]);
+    let r = c.patch(&url).header("content-range", "0-9").body(reqwest::Body::wrap_stream(stream)).send().await.unwrap();
+    assert_eq!(r.status(), 416);
+    // The session holds what a status request says it holds, and goes on from there.
+    let r = c.get(&url).send().await.unwrap();
+    let have: u64 = header(&r, "range").split('-').nth(1).unwrap().parse::<u64>().unwrap()
+        + u64::from(header(&r, "range") != "0-0");
+    let data = vec![7u8; 10];
+    let end = have + 9;
+    let r = c.patch(&url).header("content-range", format!("{have}-{end}")).body(data.clone()).send().await.unwrap();
+    assert_eq!(r.status(), 202);
+    assert_eq!(header(&r, "range"), format!("0-{end}"));
 }
 
 #[tokio::test]
@@ -553,4 +611,29 @@ async fn fsck_reports_damaged_and_missing_blobs() {
     assert!(text.contains(&format!("DAMAGE blob {layer}: content hashes to")), "{text}");
     assert!(text.contains(&format!("DAMAGE blob {config}: recorded but missing")), "{text}");
     assert!(text.contains(&format!("blob {config} is missing")), "{text}");
+}
+
+#[tokio::test]
+async fn fsck_reports_a_blob_stored_but_not_linked_in_the_manifests_repository() {
+    let mut b = Berth::start();
+    let c = b.client();
+    let (_, manifest) = push_image(&c, &b, "links/app", "v1", 13).await;
+    push_image(&c, &b, "links/other", "v1", 13).await;
+    let m: Value = serde_json::from_slice(&manifest).unwrap();
+    let layer = m["layers"][0]["digest"].as_str().unwrap().to_string();
+    b.stop();
+    assert!(b.run(&["fsck"]).status.success());
+    // The layer is still stored and linked in links/other, but no longer in links/app: that
+    // image is broken (its pulls fail), which fsck must say.
+    let db = b.data_dir.join("meta.db");
+    let script = format!(
+        "import sqlite3; c = sqlite3.connect({:?}); c.execute(\"DELETE FROM repository_blobs WHERE digest = ? AND repository_id = (SELECT id FROM repositories WHERE name = 'links/app')\", ({layer:?},)); c.commit()",
+        db.to_str().unwrap()
+    );
+    ok(std::process::Command::new("python3").args(["-c", &script]).output().unwrap(), "unlink");
+    let out = b.run(&["fsck"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{text}");
+    assert!(text.contains(&format!("blob {layer} is not linked in the repository")), "{text}");
+    assert!(text.contains("links/app@"), "{text}");
 }

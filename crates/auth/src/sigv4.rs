@@ -146,7 +146,12 @@ fn parse_credential_scope(scope: &str) -> Result<(String, String, String), SigV4
 
 /// Reads the signature claims from the `Authorization` header or the `X-Amz-*` query parameters.
 pub fn parse(req: &Request<'_>) -> Result<Credential, SigV4Error> {
-    if let Some(auth) = req.header("authorization") {
+    let authorizations = req.header_values("authorization");
+    if authorizations.len() > 1 {
+        // A second header could smuggle another signature past a proxy that reads the first.
+        return Err(SigV4Error::Incomplete("The request must carry exactly one Authorization header.".into()));
+    }
+    if let Some(auth) = authorizations.first().copied() {
         let rest = auth.strip_prefix(ALGORITHM).ok_or_else(|| {
             SigV4Error::Incomplete(format!("Unsupported authorization type: only {ALGORITHM} is supported"))
         })?;
@@ -281,14 +286,25 @@ fn string_to_sign(req: &Request<'_>, cred: &Credential) -> Result<String, SigV4E
     if !cred.signed_headers.iter().any(|h| h == "host") {
         return Err(SigV4Error::Incomplete("'Host' must be a signed header.".into()));
     }
-    let payload = match req.header("x-amz-content-sha256") {
-        Some("UNSIGNED-PAYLOAD") => "UNSIGNED-PAYLOAD",
-        _ if cred.expires.is_some() && req.method == "GET" && req.payload_sha256 == sha256_hex(b"") => {
-            // Presigned GETs are signed over an empty payload.
-            req.payload_sha256
-        }
-        _ => req.payload_sha256,
-    };
+    // `X-Amz-Target` selects the operation and other `x-amz-*` headers change what it does: a
+    // man in the middle must not be able to swap them, so each one sent must be signed.
+    let mut unsigned: Vec<String> = req
+        .headers
+        .iter()
+        .map(|(k, _)| k.to_ascii_lowercase())
+        .filter(|k| k.starts_with("x-amz-") && !cred.signed_headers.contains(k))
+        .collect();
+    if !unsigned.is_empty() {
+        unsigned.sort();
+        unsigned.dedup();
+        return Err(SigV4Error::Incomplete(format!(
+            "There were headers present in the request which were not signed: {}",
+            unsigned.join(", ")
+        )));
+    }
+    // The payload is always the hash of the body received: the APIs verified here take their
+    // whole input from the body, so `UNSIGNED-PAYLOAD` would leave it open to substitution.
+    let payload = req.payload_sha256;
     let canonical_request = format!(
         "{}\n{}\n{}\n{}\n{}\n{}",
         req.method,
@@ -403,12 +419,13 @@ pub fn sign(
 }
 
 /// Signs a request in the query-string (presigned) form: returns the query to append, which
-/// holds `extra_query` and the `X-Amz-*` parameters. Only the `host` header is signed.
+/// holds `extra_query` and the `X-Amz-*` parameters. `headers` (with `host`) are signed; a
+/// request sent with other `x-amz-*` headers is refused.
 #[allow(clippy::too_many_arguments)]
 pub fn presign(
     method: &str,
     path: &str,
-    host: &str,
+    headers: &[(String, String)],
     extra_query: &str,
     access_key_id: &str,
     secret: &str,
@@ -419,20 +436,24 @@ pub fn presign(
 ) -> String {
     let amz_date = format_amz_date(now);
     let date = &amz_date[..8];
+    let headers: Vec<(String, String)> = headers.iter().map(|(k, v)| (k.to_ascii_lowercase(), v.clone())).collect();
+    let mut signed: Vec<String> = headers.iter().map(|(k, _)| k.clone()).collect();
+    signed.sort();
+    signed.dedup();
     let mut query = format!(
-        "X-Amz-Algorithm={ALGORITHM}&X-Amz-Credential={}&X-Amz-Date={amz_date}&X-Amz-Expires={expires}&X-Amz-SignedHeaders=host",
-        uri_encode(&format!("{access_key_id}/{date}/{region}/{service}/aws4_request"), false)
+        "X-Amz-Algorithm={ALGORITHM}&X-Amz-Credential={}&X-Amz-Date={amz_date}&X-Amz-Expires={expires}&X-Amz-SignedHeaders={}",
+        uri_encode(&format!("{access_key_id}/{date}/{region}/{service}/aws4_request"), false),
+        uri_encode(&signed.join(";"), false)
     );
     if !extra_query.is_empty() {
         query = format!("{extra_query}&{query}");
     }
-    let headers = vec![("host".to_string(), host.to_string())];
     let cred = Credential {
         access_key_id: access_key_id.to_string(),
         date: date.to_string(),
         region: region.to_string(),
         service: service.to_string(),
-        signed_headers: vec!["host".into()],
+        signed_headers: signed,
         signature: String::new(),
         amz_date: amz_date.clone(),
         expires: Some(expires),
@@ -462,6 +483,10 @@ mod tests {
             ),
         ];
         (headers, r#"{"repositoryName":"my-app"}"#.to_string())
+    }
+
+    fn host(h: &str) -> Vec<(String, String)> {
+        vec![("host".to_string(), h.to_string())]
     }
 
     fn at(s: &str) -> EpochSeconds {
@@ -524,8 +549,18 @@ mod tests {
     #[test]
     fn query_string_form() {
         let now = at("20261123T100000Z");
-        let query =
-            presign("GET", "/", "example:5000", "Action=Describe", "AKIAEXAMPLE", SECRET, "us-east-1", "ecr", now, 300);
+        let query = presign(
+            "GET",
+            "/",
+            &host("example:5000"),
+            "Action=Describe",
+            "AKIAEXAMPLE",
+            SECRET,
+            "us-east-1",
+            "ecr",
+            now,
+            300,
+        );
         let headers = vec![("host".to_string(), "example:5000".to_string())];
         let hash = sha256_hex(b"");
         let req = Request { method: "GET", path: "/", query: &query, headers: &headers, payload_sha256: &hash };
@@ -537,9 +572,52 @@ mod tests {
         let tampered = query.replace("Action=Describe", "Action=Delete");
         let req = Request { query: &tampered, ..req };
         assert_eq!(verify(&req, &parse(&req).unwrap(), SECRET, now), Err(SigV4Error::Mismatch));
-        let too_long = presign("GET", "/", "h", "", "AKIAEXAMPLE", SECRET, "us-east-1", "ecr", now, 8 * 24 * 3600);
+        let too_long =
+            presign("GET", "/", &host("h"), "", "AKIAEXAMPLE", SECRET, "us-east-1", "ecr", now, 8 * 24 * 3600);
         let req = Request { query: &too_long, ..req };
         assert!(matches!(parse(&req), Err(SigV4Error::Incomplete(_))));
+    }
+
+    #[test]
+    fn every_amz_header_must_be_signed() {
+        let now = at("20260102T030405Z");
+        let headers = vec![("host".to_string(), "example:5000".to_string())];
+        let (date, auth) = sign("POST", "/", "", &headers, b"{}", "AKIAEXAMPLE", SECRET, "us-east-1", "ecr", now);
+        let mut all = headers.clone();
+        all.push(("x-amz-date".into(), date));
+        all.push(("authorization".into(), auth));
+        // The operation added by someone on the way: not covered by the signature, refused.
+        all.push(("X-Amz-Target".into(), "AmazonEC2ContainerRegistry_V20150921.DeleteRepository".into()));
+        let hash = sha256_hex(b"{}");
+        let req = Request { method: "POST", path: "/", query: "", headers: &all, payload_sha256: &hash };
+        let cred = parse(&req).unwrap();
+        match verify(&req, &cred, SECRET, now) {
+            Err(SigV4Error::Incomplete(m)) => assert!(m.ends_with("not signed: x-amz-target"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn unsigned_payload_is_not_accepted() {
+        let (mut headers, body) = botocore_request();
+        headers.push(("x-amz-content-sha256".into(), "UNSIGNED-PAYLOAD".into()));
+        let hash = sha256_hex(body.as_bytes());
+        let req = Request { method: "POST", path: "/", query: "", headers: &headers, payload_sha256: &hash };
+        let cred = parse(&req).unwrap();
+        assert!(verify(&req, &cred, SECRET, at("20261123T083000Z")).is_err());
+    }
+
+    #[test]
+    fn a_second_authorization_header_is_refused() {
+        let (mut headers, body) = botocore_request();
+        headers.push((
+            "Authorization".into(),
+            "AWS4-HMAC-SHA256 Credential=OTHER/20261123/us-east-1/ecr/aws4_request, SignedHeaders=host, Signature=00"
+                .into(),
+        ));
+        let hash = sha256_hex(body.as_bytes());
+        let req = Request { method: "POST", path: "/", query: "", headers: &headers, payload_sha256: &hash };
+        assert!(matches!(parse(&req), Err(SigV4Error::Incomplete(m)) if m.contains("exactly one Authorization")));
     }
 
     #[test]

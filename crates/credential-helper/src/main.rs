@@ -53,25 +53,24 @@ fn now() -> i64 {
 }
 
 /// Asks `endpoint` (`scheme://host`) for a registry token; returns the password part.
+/// The region the Berth at `endpoint` signs for: it names it on every `/v2/` answer
+/// (`x-berth-region`), so one set of credentials works with Berths in different regions.
+/// `None` when nothing answers there.
+async fn host_region(client: &reqwest::Client, endpoint: &str) -> Result<Option<String>, String> {
+    let resp = client.get(format!("{endpoint}/v2/")).send().await.map_err(|e| e.to_string())?;
+    Ok(resp.headers().get("x-berth-region").and_then(|v| v.to_str().ok()).map(str::to_string))
+}
+
 async fn token(client: &reqwest::Client, endpoint: &str, host: &str, creds: &Credentials) -> Result<String, String> {
+    let region = host_region(client, endpoint).await?.unwrap_or_else(|| creds.region.clone());
     let body = b"{}";
     let headers = vec![
         ("host".to_string(), host.to_string()),
         ("content-type".to_string(), "application/x-amz-json-1.1".to_string()),
         ("x-amz-target".to_string(), "AmazonEC2ContainerRegistry_V20150921.GetAuthorizationToken".to_string()),
     ];
-    let (date, auth) = berth_auth::sigv4::sign(
-        "POST",
-        "/",
-        "",
-        &headers,
-        body,
-        &creds.key,
-        &creds.secret,
-        &creds.region,
-        "ecr",
-        now(),
-    );
+    let (date, auth) =
+        berth_auth::sigv4::sign("POST", "/", "", &headers, body, &creds.key, &creds.secret, &region, "ecr", now());
     let mut req = client.post(format!("{endpoint}/")).body(body.to_vec());
     for (k, v) in headers.iter().filter(|(k, _)| k != "host") {
         req = req.header(k, v);

@@ -32,6 +32,9 @@ pub enum MetaError {
     AlreadyExists,
     #[error("metadata store: {0}")]
     Backend(String),
+    /// The database could not write: its disk is full.
+    #[error("metadata store: out of space: {0}")]
+    StorageFull(String),
 }
 
 pub type Result<T> = std::result::Result<T, MetaError>;
@@ -366,8 +369,6 @@ pub trait MetaStore: Send + Sync + 'static {
     async fn mount_blob(&self, from: &str, to: &str, digest: &Digest) -> Result<bool>;
     /// The size of a blob if `repository` may serve it.
     async fn linked_blob(&self, repository: &str, digest: &Digest) -> Result<Option<u64>>;
-    /// Removes a blob's link from a repository; false if it was not linked.
-    async fn unlink_blob(&self, repository: &str, digest: &Digest) -> Result<bool>;
     /// Every blob the registry has recorded, with its size.
     async fn all_blobs(&self) -> Result<Vec<(String, i64)>>;
 

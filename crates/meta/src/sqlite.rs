@@ -119,7 +119,13 @@ fn image_scan_from_row(r: &sqlx::sqlite::SqliteRow, with_findings: bool) -> Imag
 }
 
 fn backend(e: sqlx::Error) -> MetaError {
-    MetaError::Backend(e.to_string())
+    // SQLITE_FULL (13): "database or disk is full".
+    let full = match &e {
+        sqlx::Error::Database(d) => d.code().is_some_and(|c| c == "13"),
+        sqlx::Error::Io(io) => matches!(io.kind(), std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded),
+        _ => false,
+    };
+    if full { MetaError::StorageFull(e.to_string()) } else { MetaError::Backend(e.to_string()) }
 }
 
 fn parse_digest(s: String) -> Result<Digest> {
@@ -494,19 +500,6 @@ impl MetaStore for SqliteMeta {
         .await
         .map_err(backend)?;
         Ok(size.map(|s| s as u64))
-    }
-
-    async fn unlink_blob(&self, repository: &str, digest: &Digest) -> Result<bool> {
-        let r = sqlx::query(
-            "DELETE FROM repository_blobs WHERE digest = $2 \
-             AND repository_id = (SELECT id FROM repositories WHERE name = $1)",
-        )
-        .bind(repository)
-        .bind(digest.as_str())
-        .execute(&self.writer)
-        .await
-        .map_err(backend)?;
-        Ok(r.rows_affected() > 0)
     }
 
     async fn all_blobs(&self) -> Result<Vec<(String, i64)>> {

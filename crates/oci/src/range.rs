@@ -73,6 +73,13 @@ pub struct ContentRange {
     pub end: u64,
 }
 
+impl ContentRange {
+    /// How many bytes the range covers; `None` when that is not a number (`0-18446744073709551615`).
+    pub fn byte_count(&self) -> Option<u64> {
+        self.end.checked_sub(self.start)?.checked_add(1)
+    }
+}
+
 pub fn parse_content_range(header: &str) -> Option<ContentRange> {
     let s = header.trim();
     let s = s.strip_prefix("bytes ").or_else(|| s.strip_prefix("bytes=")).unwrap_or(s);
@@ -115,6 +122,9 @@ mod tests {
         assert_eq!(parse_content_range("0-99"), Some(ContentRange { start: 0, end: 99 }));
         assert_eq!(parse_content_range("bytes 100-199/*"), Some(ContentRange { start: 100, end: 199 }));
         assert_eq!(parse_content_range("9-1"), None);
+        assert_eq!(parse_content_range("0-99").and_then(|r| r.byte_count()), Some(100));
+        assert_eq!(parse_content_range("0-18446744073709551615").and_then(|r| r.byte_count()), None);
+        assert_eq!(parse_content_range("5-18446744073709551615").and_then(|r| r.byte_count()), Some(u64::MAX - 4));
         assert_eq!(parse_content_range("x-1"), None);
         assert_eq!(parse_content_range(""), None);
     }

@@ -338,15 +338,39 @@ pub fn ecr_action(operation: &str) -> String {
     format!("ecr:{operation}")
 }
 
+/// What a `POST …/blobs/uploads/` asks for, from its query: a cross-repository mount
+/// (`mount=`, with `from=` naming the source), a monolithic upload (`digest=` without `mount`),
+/// or a new upload session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UploadStart<'a> {
+    Session,
+    Monolithic,
+    /// A mount never becomes an upload of the request's body: if it cannot be done, the answer
+    /// is a new, empty session (the OCI spec's 202).
+    Mount {
+        from: Option<&'a str>,
+    },
+}
+
+impl<'a> UploadStart<'a> {
+    pub fn of(mount: Option<&str>, from: Option<&'a str>, digest: Option<&str>) -> Self {
+        match (mount, digest) {
+            (Some(_), _) => UploadStart::Mount { from },
+            (None, Some(_)) => UploadStart::Monolithic,
+            (None, None) => UploadStart::Session,
+        }
+    }
+}
+
 /// The (action, repository) pairs a `/v2/` request needs, as ECR maps its registry API onto
 /// IAM actions. The catalog is not here: it is filtered by `ecr:DescribeRepositories` instead.
-/// `digest_given` is a `?digest=` on an upload start (a monolithic upload, which starts,
-/// sends and completes at once); `mount_from` is the `from` of a cross-repository mount.
+/// A monolithic upload starts, sends and completes at once, so it needs all three upload
+/// actions. A mount needs push (`ecr:InitiateLayerUpload`) here; the pull on its source
+/// ([`MOUNT_SOURCE_ACTION`]) decides only whether the blob is mounted or a session started.
 pub fn v2_permissions<'a>(
     route: &berth_oci::V2Route<'a>,
     method: &str,
-    digest_given: bool,
-    mount_from: Option<&'a str>,
+    start: UploadStart<'_>,
 ) -> Vec<(&'static str, &'a str)> {
     use berth_oci::V2Route as R;
     match (route, method) {
@@ -359,21 +383,23 @@ pub fn v2_permissions<'a>(
         (R::Blob { name, .. }, "GET") => vec![("ecr:GetDownloadUrlForLayer", name)],
         (R::Blob { name, .. }, "HEAD") => vec![("ecr:BatchCheckLayerAvailability", name)],
         (R::Blob { name, .. }, _) => vec![("ecr:BatchDeleteImage", name)],
-        (R::UploadStart { name }, _) => {
-            let mut need = vec![("ecr:InitiateLayerUpload", *name)];
-            if digest_given {
-                need.push(("ecr:UploadLayerPart", name));
-                need.push(("ecr:CompleteLayerUpload", name));
+        (R::UploadStart { name }, _) => match start {
+            UploadStart::Monolithic => {
+                vec![
+                    ("ecr:InitiateLayerUpload", name),
+                    ("ecr:UploadLayerPart", name),
+                    ("ecr:CompleteLayerUpload", name),
+                ]
             }
-            if let Some(from) = mount_from {
-                need.push(("ecr:GetDownloadUrlForLayer", from));
-            }
-            need
-        }
+            UploadStart::Session | UploadStart::Mount { .. } => vec![("ecr:InitiateLayerUpload", name)],
+        },
         (R::Upload { name, .. }, "PUT") => vec![("ecr:CompleteLayerUpload", name)],
         (R::Upload { name, .. }, _) => vec![("ecr:UploadLayerPart", name)],
     }
 }
+
+/// What a mount needs on its source repository: to read the blob.
+pub const MOUNT_SOURCE_ACTION: &str = "ecr:GetDownloadUrlForLayer";
 
 #[cfg(test)]
 mod tests {
@@ -384,31 +410,33 @@ mod tests {
     #[test]
     fn v2_calls_map_to_ecr_actions() {
         let m = V2Route::Manifest { name: "app", reference: "v1" };
-        assert_eq!(v2_permissions(&m, "GET", false, None), [("ecr:BatchGetImage", "app")]);
-        assert_eq!(v2_permissions(&m, "HEAD", false, None), [("ecr:BatchGetImage", "app")]);
-        assert_eq!(v2_permissions(&m, "PUT", false, None), [("ecr:PutImage", "app")]);
-        assert_eq!(v2_permissions(&m, "DELETE", false, None), [("ecr:BatchDeleteImage", "app")]);
+        let s = UploadStart::Session;
+        assert_eq!(v2_permissions(&m, "GET", s), [("ecr:BatchGetImage", "app")]);
+        assert_eq!(v2_permissions(&m, "HEAD", s), [("ecr:BatchGetImage", "app")]);
+        assert_eq!(v2_permissions(&m, "PUT", s), [("ecr:PutImage", "app")]);
+        assert_eq!(v2_permissions(&m, "DELETE", s), [("ecr:BatchDeleteImage", "app")]);
         let b = V2Route::Blob { name: "app", digest: "sha256:00" };
-        assert_eq!(v2_permissions(&b, "GET", false, None), [("ecr:GetDownloadUrlForLayer", "app")]);
-        assert_eq!(v2_permissions(&b, "HEAD", false, None), [("ecr:BatchCheckLayerAvailability", "app")]);
+        assert_eq!(v2_permissions(&b, "GET", s), [("ecr:GetDownloadUrlForLayer", "app")]);
+        assert_eq!(v2_permissions(&b, "HEAD", s), [("ecr:BatchCheckLayerAvailability", "app")]);
         let start = V2Route::UploadStart { name: "app" };
-        assert_eq!(v2_permissions(&start, "POST", false, None), [("ecr:InitiateLayerUpload", "app")]);
-        assert_eq!(
-            v2_permissions(&start, "POST", false, Some("base")),
-            [("ecr:InitiateLayerUpload", "app"), ("ecr:GetDownloadUrlForLayer", "base")]
-        );
-        assert_eq!(v2_permissions(&start, "POST", true, None).len(), 3);
+        assert_eq!(v2_permissions(&start, "POST", s), [("ecr:InitiateLayerUpload", "app")]);
+        let mount = UploadStart::of(Some("sha256:00"), Some("base"), Some("sha256:00"));
+        assert_eq!(mount, UploadStart::Mount { from: Some("base") }, "a mount with a digest is still a mount");
+        assert_eq!(v2_permissions(&start, "POST", mount), [("ecr:InitiateLayerUpload", "app")]);
+        let monolithic = UploadStart::of(None, Some("base"), Some("sha256:00"));
+        assert_eq!(monolithic, UploadStart::Monolithic);
+        assert_eq!(v2_permissions(&start, "POST", monolithic).len(), 3);
         let up = V2Route::Upload { name: "app", id: "u" };
-        assert_eq!(v2_permissions(&up, "PATCH", false, None), [("ecr:UploadLayerPart", "app")]);
-        assert_eq!(v2_permissions(&up, "GET", false, None), [("ecr:UploadLayerPart", "app")]);
-        assert_eq!(v2_permissions(&up, "DELETE", false, None), [("ecr:UploadLayerPart", "app")]);
-        assert_eq!(v2_permissions(&up, "PUT", false, None), [("ecr:CompleteLayerUpload", "app")]);
-        assert_eq!(v2_permissions(&V2Route::Tags { name: "app" }, "GET", false, None), [("ecr:ListImages", "app")]);
+        assert_eq!(v2_permissions(&up, "PATCH", s), [("ecr:UploadLayerPart", "app")]);
+        assert_eq!(v2_permissions(&up, "GET", s), [("ecr:UploadLayerPart", "app")]);
+        assert_eq!(v2_permissions(&up, "DELETE", s), [("ecr:UploadLayerPart", "app")]);
+        assert_eq!(v2_permissions(&up, "PUT", s), [("ecr:CompleteLayerUpload", "app")]);
+        assert_eq!(v2_permissions(&V2Route::Tags { name: "app" }, "GET", s), [("ecr:ListImages", "app")]);
         assert_eq!(
-            v2_permissions(&V2Route::Referrers { name: "app", digest: "sha256:00" }, "GET", false, None),
+            v2_permissions(&V2Route::Referrers { name: "app", digest: "sha256:00" }, "GET", s),
             [("ecr:BatchGetImage", "app")]
         );
-        assert!(v2_permissions(&V2Route::Catalog, "GET", false, None).is_empty());
+        assert!(v2_permissions(&V2Route::Catalog, "GET", s).is_empty());
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! `berth fsck`: checks that every manifest's blobs exist and every blob's bytes hash to its
-//! digest.
+//! `berth fsck`: checks that every manifest's blobs exist and are linked in its repository,
+//! and every blob's bytes hash to its digest.
 
 use std::collections::{HashMap, HashSet};
 
@@ -68,6 +68,19 @@ impl Registry {
             for b in &m.blobs {
                 if !recorded.contains_key(b) || !stored.contains(b) {
                     report.problems.push(format!("manifest {}@{}: blob {b} is missing", m.repository, m.digest));
+                    continue;
+                }
+                // Stored somewhere is not enough: the repository must serve it, or pulls of
+                // the image fail with BLOB_UNKNOWN.
+                let linked = match Digest::parse(b) {
+                    Ok(d) => self.meta().linked_blob(&m.repository, &d).await?.is_some(),
+                    Err(_) => false,
+                };
+                if !linked {
+                    report.problems.push(format!(
+                        "manifest {}@{}: blob {b} is not linked in the repository",
+                        m.repository, m.digest
+                    ));
                 }
             }
             for child in &m.manifests {

@@ -45,7 +45,13 @@ impl IamError {
 
 impl From<MetaError> for IamError {
     fn from(e: MetaError) -> Self {
-        IamError::ServiceFailure(e.to_string())
+        match e {
+            MetaError::StorageFull(detail) => {
+                crate::storage_full(&detail);
+                IamError::ServiceFailure("insufficient storage".into())
+            }
+            other => IamError::ServiceFailure(other.to_string()),
+        }
     }
 }
 

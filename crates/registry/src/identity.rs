@@ -237,8 +237,24 @@ impl Identity {
         if cred.service != service {
             return Err(AuthError::Signature(format!("Credential should be scoped to correct service: '{service}'. ")));
         }
-        sigv4::verify(req, &cred, &key.secret, now).map_err(|e| AuthError::Signature(e.to_string()))?;
+        if !self.signs_for_region(service, &cred.region) {
+            return Err(AuthError::Signature(format!(
+                "Credential should be scoped to a valid region, not '{}'. ",
+                cred.region
+            )));
+        }
+        sigv4::verify(req, &cred, &key.secret, now).map_err(|e| match e {
+            sigv4::SigV4Error::Incomplete(m) => AuthError::Incomplete(m),
+            other => AuthError::Signature(other.to_string()),
+        })?;
         Ok(caller)
+    }
+
+    /// Whether a signature scoped to `region` is valid for `service` here: a regional API (ECR
+    /// and every one added later) must name this deployment's region; IAM is global, and AWS
+    /// clients sign it for `us-east-1` or for their configured region.
+    pub fn signs_for_region(&self, service: &str, region: &str) -> bool {
+        region == self.region || (service == "iam" && region == "us-east-1")
     }
 
     /// A registry token for `caller`, valid 12 hours; returns it with its expiry.

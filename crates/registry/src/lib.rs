@@ -13,7 +13,7 @@ pub mod repositories;
 pub mod scan;
 mod service;
 
-pub use error::RegistryError;
+pub use error::{RegistryError, is_storage_full, storage_full};
 pub use fsck::FsckReport;
 pub use gc::{GcPolicy, GcReport};
 pub use lifecycle::LifecycleRun;

@@ -102,6 +102,33 @@ fn hashing(body: ByteStream, hasher: Arc<Mutex<Hasher>>) -> ByteStream {
     }))
 }
 
+/// `body` cut off after `limit` bytes; the flag tells whether it held more.
+fn at_most(body: ByteStream, limit: u64) -> (ByteStream, Arc<std::sync::atomic::AtomicBool>) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let overflow = Arc::new(AtomicBool::new(false));
+    let seen = overflow.clone();
+    let stream = body.scan(limit, move |left, chunk| {
+        let item = match chunk {
+            Ok(mut b) => {
+                if *left == 0 && !b.is_empty() {
+                    seen.store(true, Ordering::Relaxed);
+                    None
+                } else {
+                    if b.len() as u64 > *left {
+                        b.truncate(*left as usize);
+                        seen.store(true, Ordering::Relaxed);
+                    }
+                    *left -= b.len() as u64;
+                    Some(Ok(b))
+                }
+            }
+            Err(e) => Some(Err(e)),
+        };
+        futures_util::future::ready(item)
+    });
+    (Box::pin(stream), overflow)
+}
+
 impl Registry {
     pub fn new(meta: Arc<dyn MetaStore>, blobs: Arc<dyn BlobStore>, registry_id: String) -> Self {
         Registry {
@@ -185,15 +212,6 @@ impl Registry {
             Err(e) => return Err(e.into()),
         };
         Ok(BlobRead { digest, size, body })
-    }
-
-    pub async fn delete_blob(&self, name: &str, digest: &str) -> Result<()> {
-        let digest = digest_param(digest)?;
-        if self.meta.unlink_blob(name, &digest).await? {
-            Ok(())
-        } else {
-            Err(self.not_found_in(name, blob_unknown(&digest)).await)
-        }
     }
 
     // ---- uploads ----
@@ -318,6 +336,7 @@ impl Registry {
             }
             // What was stored and what was hashed may now differ: the next request rehashes.
             Err(StoreError::NotFound) => Err(upload_unknown()),
+            Err(StoreError::Io(e)) if crate::error::is_storage_full(&e) => Err(crate::error::storage_full(&e)),
             Err(e) => Err(RegistryError::new(ErrorCode::BlobUploadInvalid, format!("upload interrupted: {e}"))),
         }
     }
@@ -336,24 +355,38 @@ impl Registry {
         let lock = self.session_lock(id);
         let mut state = lock.lock().await;
         let size = self.blobs.upload_size(id).await?.ok_or_else(upload_unknown)?;
-        if let Some(r) = range {
-            if r.start != size {
-                return Err(RegistryError::with_detail(
-                    ErrorCode::RangeInvalid,
-                    format!("chunk starts at {} but the upload has {size} bytes", r.start),
-                    serde_json::json!({ "offset": size }),
-                ));
-            }
-            if let Some(len) = content_length
-                && len != r.end - r.start + 1
-            {
-                return Err(RegistryError::new(
-                    ErrorCode::SizeInvalid,
-                    format!("Content-Length {len} does not match Content-Range {}-{}", r.start, r.end),
-                ));
-            }
+        let Some(r) = range else { return self.append(id, &mut state, algorithm, body).await };
+        if r.start != size {
+            return Err(RegistryError::with_detail(
+                ErrorCode::RangeInvalid,
+                format!("chunk starts at {} but the upload has {size} bytes", r.start),
+                serde_json::json!({ "offset": size }),
+            ));
         }
-        self.append(id, &mut state, algorithm, body).await
+        // The range must describe the body exactly; its length is computed without wrapping.
+        let mismatch = |got: &dyn std::fmt::Display| {
+            RegistryError::new(
+                ErrorCode::RangeInvalid,
+                format!("the chunk's range {}-{} does not match its {got} bytes", r.start, r.end),
+            )
+        };
+        let Some(expected) = r.byte_count() else {
+            return Err(mismatch(&"length: the range's end is out of bounds; received"));
+        };
+        if let Some(len) = content_length
+            && len != expected
+        {
+            return Err(mismatch(&len));
+        }
+        let (body, overflow) = at_most(body, expected);
+        let end = self.append(id, &mut state, algorithm, body).await?;
+        if overflow.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(mismatch(&"more"));
+        }
+        if end - size != expected {
+            return Err(mismatch(&(end - size)));
+        }
+        Ok(end)
     }
 
     pub async fn upload_status(&self, name: &str, id: &str) -> Result<u64> {
@@ -518,10 +551,17 @@ impl Registry {
 
     /// A manifest by tag or digest, if the client's `Accept` values admit its media type.
     pub async fn get_manifest(&self, name: &str, reference: &str, accept: &[&str]) -> Result<StoredManifest> {
+        // A reference that is neither a tag nor a digest names no manifest that could exist:
+        // not found, as the OCI conformance suite expects (only a PUT refuses it as invalid).
         let digest = if reference.contains(':') {
-            digest_param(reference)?
+            match Digest::parse(reference) {
+                Ok(d) => d,
+                Err(_) => return Err(self.not_found_in(name, manifest_unknown(reference)).await),
+            }
         } else {
-            validate_tag(reference).map_err(|m| RegistryError::new(ErrorCode::TagInvalid, m))?;
+            if validate_tag(reference).is_err() {
+                return Err(self.not_found_in(name, manifest_unknown(reference)).await);
+            }
             match self.meta.resolve_tag(name, reference).await? {
                 Some(d) => d,
                 None => return Err(self.not_found_in(name, manifest_unknown(reference)).await),
@@ -582,9 +622,22 @@ impl Registry {
     }
 
     /// DELETE by digest removes the manifest and its tags; DELETE by tag removes the tag only.
+    /// A manifest that an index lists is refused (`DENIED`), as `BatchDeleteImage` refuses it:
+    /// deleting it would leave the index pointing at nothing.
     pub async fn delete_manifest(&self, name: &str, reference: &str) -> Result<()> {
         let deleted = if reference.contains(':') {
             let digest = digest_param(reference)?;
+            let parents = self.meta.manifest_parents(name, digest.as_str()).await?;
+            if !parents.is_empty() {
+                return Err(RegistryError::with_detail(
+                    ErrorCode::Denied,
+                    format!(
+                        "the manifest {digest} is referenced by manifest list(s) [{}]: delete those first",
+                        parents.join(", ")
+                    ),
+                    serde_json::json!({ "referencedBy": parents }),
+                ));
+            }
             self.meta.delete_manifest(name, &digest).await?
         } else {
             validate_tag(reference).map_err(|m| RegistryError::new(ErrorCode::TagInvalid, m))?;

@@ -50,6 +50,21 @@ pub struct Config {
     /// INFORMATIONAL); unset, nothing is refused.
     #[serde(default, deserialize_with = "text")]
     pub scan_pull_block_severity: Option<String>,
+    /// Where Prometheus `/metrics` is served, apart from the public port (an internal
+    /// network's address, as exporters usually are); unset, metrics are not served.
+    pub metrics_listen: Option<SocketAddr>,
+    /// A request's headers must arrive within this time of its first byte.
+    pub header_read_timeout_seconds: u64,
+    /// A keep-alive connection with no request for this long is closed.
+    pub idle_timeout_seconds: u64,
+    /// Open connections at most; past it a new one gets `503` and is closed.
+    pub max_connections: usize,
+    /// A request body slower than this, averaged over `min_upload_window_seconds`, is cut off:
+    /// slow but live pushes finish, stalled ones do not hold a connection forever.
+    pub min_upload_bytes_per_second: u64,
+    pub min_upload_window_seconds: u64,
+    /// On SIGTERM, in-flight requests get this long to finish before the rest are closed.
+    pub shutdown_drain_seconds: u64,
 }
 
 impl Default for Config {
@@ -72,6 +87,13 @@ impl Default for Config {
             scan_concurrency: 2,
             scan_attach_sbom: true,
             scan_pull_block_severity: None,
+            metrics_listen: None,
+            header_read_timeout_seconds: 10,
+            idle_timeout_seconds: 60,
+            max_connections: 4096,
+            min_upload_bytes_per_second: 1024,
+            min_upload_window_seconds: 30,
+            shutdown_drain_seconds: 30,
         }
     }
 }
@@ -95,6 +117,8 @@ pub struct Overrides {
     pub region: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub auth: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// Environment values arrive typed (`123456789012` as a number); ids and secrets are text.
@@ -145,6 +169,13 @@ pub fn load(file: Option<&PathBuf>, overrides: &Overrides) -> Result<Config, Box
         "scan_concurrency",
         "scan_attach_sbom",
         "scan_pull_block_severity",
+        "metrics_listen",
+        "header_read_timeout_seconds",
+        "idle_timeout_seconds",
+        "max_connections",
+        "min_upload_bytes_per_second",
+        "min_upload_window_seconds",
+        "shutdown_drain_seconds",
     ]))
     .merge(Serialized::defaults(text_env()))
     .merge(Serialized::defaults(overrides))

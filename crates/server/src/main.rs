@@ -21,6 +21,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod config;
 mod http;
+mod listener;
 mod tls;
 
 use config::{Config, Overrides};
@@ -63,6 +64,9 @@ struct CommonArgs {
     /// Serve /v2/ without authentication (benchmarks only).
     #[arg(long, global = true)]
     insecure_no_auth: bool,
+    /// Serve Prometheus /metrics on this (internal) address [default: not served].
+    #[arg(long, global = true)]
+    metrics_listen: Option<SocketAddr>,
 }
 
 #[derive(Subcommand)]
@@ -225,6 +229,7 @@ fn main() -> ExitCode {
         account_id: cli.common.account_id.clone(),
         region: cli.common.region.clone(),
         auth: cli.common.insecure_no_auth.then_some(false),
+        metrics_listen: cli.common.metrics_listen,
     };
     let config = match config::load(cli.config.as_ref(), &overrides) {
         Ok(c) => c,
@@ -417,14 +422,18 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         identity.account_id().to_string(),
         identity.region().to_string(),
     ));
-    let app = http::router(http::AppState {
+    let state = http::AppState {
         registry: registry.clone(),
         identity: Arc::new(identity),
         authorizer,
         scheme: if tls_configured { "https" } else { "http" },
         auth_required: config.auth,
         metrics: http::metrics::install(),
-    });
+    };
+    match listener::raise_nofile_limit() {
+        Ok(soft) => tracing::debug!(open_files = soft, "open-files limit"),
+        Err(e) => tracing::warn!(error = %e, "could not raise the open-files limit"),
+    }
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("listening on {}", config.listen))?;
@@ -435,20 +444,47 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         _ => anyhow::bail!("TLS needs both a certificate (--tls-cert) and a key (--tls-key)"),
     };
     let scheme = if tls.is_some() { "https" } else { "http" };
-    tracing::info!(%addr, scheme, data_dir = %config.data_dir.display(), "berth is serving");
-    // Scripts that ask for port 0 read the chosen address from this line.
-    println!("listening on {addr}");
-    let service = app.into_make_service_with_connect_info::<http::ClientAddr>();
-    match tls {
-        Some(tls) => {
-            let listener = tls::TlsListener::new(listener, tls)?;
-            axum::serve(listener, service).with_graceful_shutdown(shutdown_signal()).await?
+    let limits = connection_limits(&config);
+    // Metrics name every repository: they are served only on their own (internal) address.
+    let metrics_task = match config.metrics_listen {
+        Some(metrics_addr) => {
+            let metrics_listener = tokio::net::TcpListener::bind(metrics_addr)
+                .await
+                .with_context(|| format!("listening on {metrics_addr} for metrics"))?;
+            let metrics_addr = metrics_listener.local_addr()?;
+            tracing::info!(%metrics_addr, "serving /metrics");
+            let (router, limits) = (http::metrics_router(state.clone()), limits.clone());
+            let task = tokio::spawn(listener::serve(metrics_listener, None, router, limits, std::future::pending()));
+            Some((task, metrics_addr))
         }
-        None => axum::serve(listener, service).with_graceful_shutdown(shutdown_signal()).await?,
+        None => None,
+    };
+    tracing::info!(%addr, scheme, data_dir = %config.data_dir.display(), "berth is serving");
+    // Scripts that ask for port 0 read the chosen address from this line (and the next).
+    println!("listening on {addr}");
+    if let Some((_, metrics_addr)) = &metrics_task {
+        println!("metrics on {metrics_addr}");
+    }
+    listener::serve(listener, tls, http::router(state), limits, shutdown_signal()).await;
+    if let Some((task, _)) = metrics_task {
+        task.abort();
     }
     registry.meta().close().await;
     tracing::info!("berth stopped");
     Ok(())
+}
+
+fn connection_limits(config: &Config) -> listener::Limits {
+    listener::Limits {
+        header_read_timeout: std::time::Duration::from_secs(config.header_read_timeout_seconds.max(1)),
+        idle_timeout: std::time::Duration::from_secs(config.idle_timeout_seconds.max(1)),
+        max_connections: config.max_connections.max(1),
+        min_body_rate: listener::MinRate {
+            bytes_per_second: config.min_upload_bytes_per_second,
+            window: std::time::Duration::from_secs(config.min_upload_window_seconds.max(1)),
+        },
+        drain: std::time::Duration::from_secs(config.shutdown_drain_seconds),
+    }
 }
 
 async fn shutdown_signal() {

@@ -1,11 +1,13 @@
 //! `/metrics` in the Prometheus text format: request counts and latencies per route and status,
 //! bytes moved, GC and lifecycle runs (recorded where they happen), and per-repository image
-//! counts and stored bytes (ECR's `ImageCount` and `StorageBytes`) read at scrape time.
+//! counts and stored bytes (ECR's `ImageCount` and `StorageBytes`, labelled by account and
+//! repository name) read at scrape time. Served on the internal `--metrics-listen` address only.
 
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use berth_oci::{V2Route, parse_v2_path};
+use berth_registry::repositories::split_repository_key;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 use super::AppState;
@@ -48,9 +50,13 @@ pub async fn render(State(app): State<AppState>) -> Response {
     let meta = app.registry.meta();
     match (meta.repository_usage().await, meta.all_blobs().await) {
         (Ok(usage), Ok(blobs)) => {
-            for (name, images, bytes) in usage {
-                metrics::gauge!("berth_repository_images", "repository" => name.clone()).set(images as f64);
-                metrics::gauge!("berth_repository_storage_bytes", "repository" => name).set(bytes as f64);
+            let default_account = app.identity.account_id();
+            for (key, images, bytes) in usage {
+                // Labelled as users know a repository, by account and name; never by its key.
+                let (account, name) = split_repository_key(default_account, &key);
+                let labels = [("account", account.to_string()), ("repository", name.to_string())];
+                metrics::gauge!("berth_repository_images", &labels).set(images as f64);
+                metrics::gauge!("berth_repository_storage_bytes", &labels).set(bytes as f64);
             }
             // Each blob once, however many repositories link it.
             let total: i64 = blobs.iter().map(|(_, s)| s).sum();

@@ -6,13 +6,11 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Router;
-use axum::extract::connect_info::Connected;
 use axum::extract::{ConnectInfo, Request};
 use axum::http::header;
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{any, get, post};
-use axum::serve::IncomingStream;
 use berth_registry::Registry;
 use berth_registry::identity::Identity;
 
@@ -22,21 +20,10 @@ pub mod iam;
 pub mod metrics;
 mod v2;
 
-/// The client's address, as every surface sees it (request logs now; `aws:SourceIp` later).
+/// The client's address, as every surface sees it (request logs, `aws:SourceIp`); the
+/// connection layer (`listener.rs`) puts it in each request's extensions.
 #[derive(Clone, Copy, Debug)]
 pub struct ClientAddr(pub SocketAddr);
-
-impl Connected<IncomingStream<'_, tokio::net::TcpListener>> for ClientAddr {
-    fn connect_info(stream: IncomingStream<'_, tokio::net::TcpListener>) -> Self {
-        ClientAddr(*stream.remote_addr())
-    }
-}
-
-impl Connected<IncomingStream<'_, crate::tls::TlsListener>> for ClientAddr {
-    fn connect_info(stream: IncomingStream<'_, crate::tls::TlsListener>) -> Self {
-        ClientAddr(*stream.remote_addr())
-    }
-}
 
 #[derive(Clone)]
 pub struct AppState {
@@ -73,9 +60,14 @@ pub fn router(state: AppState) -> Router {
         .route("/v2/{*rest}", any(v2::handle))
         .route("/", post(ecr::handle))
         .route("/healthz", get(|| async { "ok\n" }))
-        .route("/metrics", get(metrics::render))
         .layer(middleware::from_fn(log_request))
         .with_state(state)
+}
+
+/// `/metrics` alone, for the internal metrics address: it names every account's repositories,
+/// so it is never on the public port.
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new().route("/metrics", get(metrics::render)).with_state(state)
 }
 
 fn content_length(h: &axum::http::HeaderMap) -> u64 {

@@ -13,12 +13,15 @@ use berth_store::ByteStream;
 use futures_util::{StreamExt, TryStreamExt};
 
 use berth_auth::token::parse_basic;
-use berth_registry::authz::{self, RequestEnv, Target};
+use berth_registry::authz::{self, RequestEnv, Target, UploadStart};
 use berth_registry::identity::Caller;
 
 use super::accounts::{Namespace, account_of_host};
 use super::ecr::request_host;
 use super::{AppState, now_seconds};
+
+/// Blob responses up to this size are read whole before the head is sent.
+const SMALL_READ: u64 = 64 * 1024;
 
 const API_VERSION: (&str, &str) = ("docker-distribution-api-version", "registry/2.0");
 
@@ -38,7 +41,10 @@ pub async fn handle(State(app): State<AppState>, req: axum::extract::Request) ->
     let caller = if app.auth_required && !presigned_download(&app, &method, tail, &query, &ns) {
         match authenticate(&app, &headers, &uri).await {
             Ok(caller) => Some(caller),
-            Err(denied) => return denied,
+            Err(mut denied) => {
+                add_region(&app, &mut denied);
+                return denied;
+            }
         }
     } else {
         None
@@ -70,8 +76,19 @@ pub async fn handle(State(app): State<AppState>, req: axum::extract::Request) ->
         }
     }
     resp.headers_mut().insert(API_VERSION.0, HeaderValue::from_static(API_VERSION.1));
+    add_region(&app, &mut resp);
     resp
 }
+
+/// Which region to sign ECR API calls for (docker-credential-berth reads it).
+fn add_region(app: &AppState, resp: &mut Response) {
+    if let Ok(region) = HeaderValue::from_str(app.identity.region()) {
+        resp.headers_mut().insert(REGION_HEADER, region);
+    }
+}
+
+/// The response header naming the deployment's region, on every `/v2/` answer.
+pub const REGION_HEADER: &str = "x-berth-region";
 
 /// Past every other account's repository keys (`@<digits>/…`) in the listing order.
 pub(super) const OTHER_ACCOUNTS_END: &str = "@~";
@@ -103,6 +120,15 @@ fn presigned_download(app: &AppState, method: &Method, tail: &str, query: &[(Str
 /// without valid ones gets 401 with the Basic challenge, as ECR answers, so that `docker login`
 /// and credential helpers know to send them.
 async fn authenticate(app: &AppState, headers: &HeaderMap, uri: &Uri) -> std::result::Result<Caller, Response> {
+    if headers.get_all(header::AUTHORIZATION).iter().count() > 1 {
+        // Which of two credentials counts would depend on who reads them: refused outright.
+        return Err(error_response(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::Unauthorized.as_str(),
+            "the request must carry exactly one Authorization header",
+            None,
+        ));
+    }
     let failure = match header_str(headers, "authorization").and_then(parse_basic) {
         Some((user, token)) if user == "AWS" => match app.identity.authenticate_token(&token, now_seconds()).await {
             Ok(caller) => return Ok(caller),
@@ -147,14 +173,24 @@ async fn authorize(
 ) -> Result<()> {
     let Access { caller, env, .. } = access;
     let Some(caller) = caller else { return Ok(()) };
-    let mount_from = param(query, "mount").and(access.from);
-    let digest_given = param(query, "digest").is_some() && mount_from.is_none();
-    for (action, repository) in authz::v2_permissions(route, method.as_str(), digest_given, mount_from) {
+    let start = UploadStart::of(param(query, "mount"), access.from, param(query, "digest"));
+    for (action, repository) in authz::v2_permissions(route, method.as_str(), start) {
         if let Err(denied) = app.authorizer.authorize(caller, action, Target::Repository(repository), env).await? {
             return Err(RegistryError::new(ErrorCode::Denied, denied.message));
         }
     }
     Ok(())
+}
+
+/// Whether the caller may read the source of a mount (`authz::MOUNT_SOURCE_ACTION`). A refusal
+/// is no error: the mount is not done and an ordinary upload session starts instead.
+async fn may_read_mount_source(app: &AppState, caller: Option<&Caller>, from: &str, env: &RequestEnv) -> Result<bool> {
+    match caller {
+        None => Ok(true),
+        Some(c) => {
+            Ok(app.authorizer.authorize(c, authz::MOUNT_SOURCE_ACTION, Target::Repository(from), env).await?.is_ok())
+        }
+    }
 }
 
 fn param<'a>(query: &'a [(String, String)], key: &str) -> Option<&'a str> {
@@ -331,23 +367,49 @@ async fn dispatch(
                     .header(header::CONTENT_RANGE, format!("bytes {}-{}/{}", r.start, r.end, read.size)),
                 None => resp.header(header::CONTENT_LENGTH, read.size),
             };
-            Ok(resp.body(Body::from_stream(read.body)).expect("valid response"))
+            let len = range.map_or(read.size, |r| r.len());
+            let body = if len <= SMALL_READ {
+                // Read first, so the head and the bytes leave in one write: a small response
+                // sent as two would wait on the client's delayed ACK.
+                let bytes: Vec<bytes::Bytes> = read
+                    .body
+                    .try_collect()
+                    .await
+                    .map_err(|e| RegistryError::Internal(format!("reading blob {}: {e}", read.digest)))?;
+                Body::from(bytes.concat())
+            } else {
+                Body::from_stream(read.body)
+            };
+            Ok(resp.body(body).expect("valid response"))
         }
-        (V2Route::Blob { name, digest }, Method::DELETE) => {
-            reg.delete_blob(name, digest).await?;
-            Ok(empty(StatusCode::ACCEPTED))
-        }
+        // Images are deleted by manifest and GC reclaims their blobs: a blob delete could break
+        // an image that still references the blob, so it is refused as distribution refuses
+        // deletes it does not allow.
+        (V2Route::Blob { .. }, Method::DELETE) => Err(RegistryError::new(
+            ErrorCode::Unsupported,
+            "blobs are not deleted one by one: delete the image's manifest, and garbage collection reclaims its blobs",
+        )),
         (V2Route::UploadStart { name }, Method::POST) => {
-            if let (Some(mount), Some(from)) = (param(query, "mount"), from)
-                && param(query, "from").is_some_and(|f| berth_oci::validate_repository_name(f).is_ok())
-                && let Some(d) = reg.mount_blob(name, mount, from).await?
-            {
-                return Ok(blob_created(name, &d));
+            match UploadStart::of(param(query, "mount"), from, param(query, "digest")) {
+                UploadStart::Mount { from: Some(from) } => {
+                    let mount = param(query, "mount").unwrap_or_default();
+                    let source_named =
+                        param(query, "from").is_some_and(|f| berth_oci::validate_repository_name(f).is_ok());
+                    if source_named
+                        && may_read_mount_source(app, caller, from, env).await?
+                        && let Some(d) = reg.mount_blob(name, mount, from).await?
+                    {
+                        return Ok(blob_created(name, &d));
+                    }
+                }
+                UploadStart::Mount { from: None } | UploadStart::Session => {}
+                UploadStart::Monolithic => {
+                    let digest = param(query, "digest").unwrap_or_default();
+                    let (d, _) = reg.upload_blob(name, digest, body_stream(body)).await?;
+                    return Ok(blob_created(name, &d));
+                }
             }
-            if let Some(digest) = param(query, "digest") {
-                let (d, _) = reg.upload_blob(name, digest, body_stream(body)).await?;
-                return Ok(blob_created(name, &d));
-            }
+            // A mount that cannot be done is a new, empty session; its body (if any) is ignored.
             let id = reg.start_upload(name, param(query, "digest-algorithm")).await?;
             Ok(upload_response(StatusCode::ACCEPTED, name, &id, 0))
         }
@@ -506,6 +568,10 @@ fn into_error_response(err: RegistryError) -> Response {
         RegistryError::Oci { code, message, detail } => {
             let status = StatusCode::from_u16(code.status()).unwrap_or(StatusCode::BAD_REQUEST);
             error_response(status, code.as_str(), &message, detail)
+        }
+        // The server's fault, not the request's: 507, and the client may retry later.
+        RegistryError::InsufficientStorage => {
+            error_response(StatusCode::INSUFFICIENT_STORAGE, "UNKNOWN", "insufficient storage", None)
         }
         RegistryError::Internal(m) => {
             tracing::error!(error = %m, "internal error");

@@ -67,19 +67,6 @@ pub(super) async fn upload_layer_part(ctx: &Ctx<'_>, input: UploadPartInput) -> 
         }
         e
     };
-    if input.part_last_byte < input.part_first_byte
-        || input.part_last_byte - input.part_first_byte + 1 != data.len() as u64
-    {
-        return Err(invalid_part(
-            format!(
-                "The part's byte range {}-{} does not match its {} bytes",
-                input.part_first_byte,
-                input.part_last_byte,
-                data.len()
-            ),
-            None,
-        ));
-    }
     let range = ContentRange { start: input.part_first_byte, end: input.part_last_byte };
     let len = data.len();
     let body: berth_store::ByteStream = Box::pin(futures_util::stream::once(async move { Ok(Bytes::from(data)) }));
@@ -89,12 +76,16 @@ pub(super) async fn upload_layer_part(ctx: &Ctx<'_>, input: UploadPartInput) -> 
         Err(RegistryError::Oci { code: ErrorCode::BlobUploadUnknown, .. }) => {
             return Err(upload_not_found(ctx, repo, &input.upload_id));
         }
-        Err(RegistryError::Oci { code: ErrorCode::RangeInvalid, detail, .. }) => {
-            let have = detail.and_then(|d| d["offset"].as_u64()).unwrap_or(0);
-            return Err(invalid_part(
-                format!("The part starts at byte {} but the upload has {have} bytes", input.part_first_byte),
-                have.checked_sub(1),
-            ));
+        // A part that does not start where the upload ends, or whose range does not match its
+        // bytes (the registry checks both, without wrapping arithmetic).
+        Err(RegistryError::Oci { code: ErrorCode::RangeInvalid, message, detail }) => {
+            return Err(match detail.and_then(|d| d["offset"].as_u64()) {
+                Some(have) => invalid_part(
+                    format!("The part starts at byte {} but the upload has {have} bytes", input.part_first_byte),
+                    have.checked_sub(1),
+                ),
+                None => invalid_part(format!("The part is invalid: {message}"), None),
+            });
         }
         Err(e) => return Err(e.into()),
     };

@@ -71,13 +71,17 @@ impl From<AuthError> for EcrError {
 
 impl From<MetaError> for EcrError {
     fn from(e: MetaError) -> Self {
-        EcrError::server(e)
+        RegistryError::from(e).into()
     }
 }
 
 impl From<RegistryError> for EcrError {
     fn from(e: RegistryError) -> Self {
-        EcrError::server(e)
+        match e {
+            // Already logged, once a minute.
+            RegistryError::InsufficientStorage => EcrError::new("ServerException", "insufficient storage"),
+            other => EcrError::server(other),
+        }
     }
 }
 
