@@ -106,13 +106,19 @@ def test_account_settings_and_resource_tags(berth):
 
 
 def test_a_part_whose_range_does_not_match_its_bytes(berth):
-    """A part's byte range must describe its bytes exactly; a range whose length does not fit
-    a number (an unchecked `last - first + 1` wrapped to 0 and let an empty part through) is an
-    InvalidLayerPartException too."""
+    """A part's byte range must describe its bytes exactly (an unchecked `last - first + 1`
+    wrapped to 0 for partLastByte 2^64-1 and let an empty part through). partLastByte is a
+    `long` in the model: 2^64-1 is not one, a SerializationException as in AWS; the largest
+    long is a range that does not match."""
     ecr = berth.client()
     ecr.create_repository(repositoryName="ranges")
     upload_id = ecr.initiate_layer_upload(repositoryName="ranges")["uploadId"]
-    for first, last, blob in [(0, 2**64 - 1, b""), (0, 9, b"12345"), (0, 3, b"12345"), (5, 4, b"")]:
+    with pytest.raises(ecr.exceptions.ClientError) as e:
+        ecr.upload_layer_part(
+            repositoryName="ranges", uploadId=upload_id, partFirstByte=0, partLastByte=2**64 - 1, layerPartBlob=b""
+        )
+    assert e.value.response["Error"]["Code"] == "SerializationException"
+    for first, last, blob in [(0, 2**63 - 1, b""), (0, 9, b"12345"), (0, 3, b"12345"), (5, 4, b"")]:
         with pytest.raises(ecr.exceptions.InvalidLayerPartException):
             ecr.upload_layer_part(
                 repositoryName="ranges", uploadId=upload_id, partFirstByte=first, partLastByte=last,

@@ -276,6 +276,31 @@ impl Identity {
         hex::encode(aws_lc_rs::hmac::sign(&key, msg.as_bytes()).as_ref())
     }
 
+    /// A pagination token: the position `payload`, readable by clients but sealed with the
+    /// registry's key for one `scope` (operation and registry), so a token Berth did not issue,
+    /// or issued for another listing, is refused instead of being trusted as a position.
+    pub fn seal_page_token(&self, scope: &str, payload: &str) -> String {
+        use base64::Engine;
+        let encoded = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(payload);
+        format!("{encoded}.{}", self.page_token_mac(scope, &encoded))
+    }
+
+    /// The position a sealed pagination token holds, if Berth issued it for `scope`.
+    pub fn open_page_token(&self, scope: &str, token: &str) -> Option<String> {
+        use base64::Engine;
+        let (encoded, mac) = token.rsplit_once('.')?;
+        let expected = self.page_token_mac(scope, encoded);
+        aws_lc_rs::constant_time::verify_slices_are_equal(expected.as_bytes(), mac.as_bytes()).ok()?;
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(encoded).ok()?;
+        String::from_utf8(bytes).ok()
+    }
+
+    fn page_token_mac(&self, scope: &str, encoded: &str) -> String {
+        let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &self.token_key);
+        let tag = aws_lc_rs::hmac::sign(&key, format!("page-token\n{scope}\n{encoded}").as_bytes());
+        hex::encode(&tag.as_ref()[..16])
+    }
+
     /// Whether a presigned download URL's signature is ours and still valid.
     pub fn check_download(
         &self,

@@ -9,7 +9,7 @@ use berth_registry::RegistryError;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{Ctx, EcrError, EcrResult, check_repository_name, decode_token, encode_token, page_size};
+use super::{Ctx, EcrError, EcrResult, check_repository_name, no_paging_with, page_size};
 
 #[derive(Deserialize, Clone, Debug, Default)]
 #[serde(rename_all = "camelCase")]
@@ -203,7 +203,7 @@ pub(super) async fn list_images(ctx: &Ctx<'_>, input: ListImagesInput) -> EcrRes
     ctx.existing_repository(&input.repository_name).await?;
     let limit = page_size(input.max_results, 100)?;
     let filter = image_filter(&input.filter)?;
-    let after = decode_token(&input.next_token)?;
+    let after = ctx.decode_token(&input.next_token)?;
     let after = after.as_deref().map(|t| t.split_once(' ').unwrap_or((t, "")));
     let mut ids = ctx.app.registry.meta().list_image_ids(&input.repository_name, after, limit + 1, filter).await?;
     let more = ids.len() > limit as usize;
@@ -217,7 +217,7 @@ pub(super) async fn list_images(ctx: &Ctx<'_>, input: ListImagesInput) -> EcrRes
         .collect();
     let mut out = json!({ "imageIds": items });
     if more && let Some((d, t)) = ids.last() {
-        out["nextToken"] = encode_token(&format!("{d} {}", t.as_deref().unwrap_or(""))).into();
+        out["nextToken"] = ctx.encode_token(&format!("{d} {}", t.as_deref().unwrap_or(""))).into();
     }
     Ok(out)
 }
@@ -236,6 +236,7 @@ pub(super) async fn describe_images(ctx: &Ctx<'_>, input: DescribeImagesInput) -
     let repo = &input.repository_name;
     ctx.existing_repository(repo).await?;
     let meta = ctx.app.registry.meta();
+    no_paging_with(input.image_ids.is_some(), &input.max_results, &input.next_token, "imageIds")?;
     if let Some(ids) = &input.image_ids {
         check_ids(ids)?;
         let mut details = Vec::new();
@@ -252,7 +253,7 @@ pub(super) async fn describe_images(ctx: &Ctx<'_>, input: DescribeImagesInput) -
         return Ok(json!({ "imageDetails": details }));
     }
     let limit = page_size(input.max_results, 100)?;
-    let after = decode_token(&input.next_token)?;
+    let after = ctx.decode_token(&input.next_token)?;
     let mut images = meta.list_images(repo, after.as_deref(), limit + 1, image_filter(&input.filter)?).await?;
     let more = images.len() > limit as usize;
     images.truncate(limit as usize);
@@ -265,7 +266,7 @@ pub(super) async fn describe_images(ctx: &Ctx<'_>, input: DescribeImagesInput) -
     }
     let mut out = json!({ "imageDetails": details });
     if more && let Some(last) = images.last() {
-        out["nextToken"] = encode_token(&last.digest).into();
+        out["nextToken"] = ctx.encode_token(&last.digest).into();
     }
     Ok(out)
 }
@@ -591,7 +592,7 @@ pub(super) async fn list_image_referrers(ctx: &Ctx<'_>, input: ListImageReferrer
             )));
         }
     };
-    let after = decode_token(&input.next_token)?;
+    let after = ctx.decode_token(&input.next_token)?;
     let mut found =
         ctx.app.registry.referrers(repo, &input.subject_id.image_digest, None).await.map_err(|e| match e {
             RegistryError::Oci { code: ErrorCode::DigestInvalid, message, .. } => {
@@ -619,7 +620,7 @@ pub(super) async fn list_image_referrers(ctx: &Ctx<'_>, input: ListImageReferrer
         .collect();
     let mut out = json!({ "referrers": referrers });
     if more && let Some(last) = found.last() {
-        out["nextToken"] = encode_token(&last.digest).into();
+        out["nextToken"] = ctx.encode_token(&last.digest).into();
     }
     Ok(out)
 }

@@ -6,7 +6,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::images::ImageId;
-use super::{Ctx, EcrError, EcrResult, decode_token, encode_token};
+use super::{Ctx, EcrError, EcrResult, no_paging_with};
 
 fn not_found(ctx: &Ctx<'_>, repo: &str) -> EcrError {
     EcrError::new(
@@ -139,6 +139,7 @@ pub(super) struct GetPreviewInput {
 }
 
 pub(super) async fn get_lifecycle_policy_preview(ctx: &Ctx<'_>, input: GetPreviewInput) -> EcrResult {
+    no_paging_with(input.image_ids.is_some(), &input.max_results, &input.next_token, "imageIds")?;
     let repo = &input.repository_name;
     ctx.existing_repository(repo).await?;
     let Some((text, status, results)) = ctx.app.registry.meta().lifecycle_preview(repo).await? else {
@@ -179,7 +180,7 @@ pub(super) async fn get_lifecycle_policy_preview(ctx: &Ctx<'_>, input: GetPrevie
             )));
         }
     };
-    let start: usize = decode_token(&input.next_token)?.and_then(|t| t.parse().ok()).unwrap_or(0);
+    let start: usize = ctx.decode_token(&input.next_token)?.and_then(|t| t.parse().ok()).unwrap_or(0);
     let selected: Vec<Value> = all.into_iter().filter(wanted).collect();
     let page: Vec<Value> = selected.iter().skip(start).take(limit).cloned().collect();
     let mut out = json!({
@@ -191,7 +192,7 @@ pub(super) async fn get_lifecycle_policy_preview(ctx: &Ctx<'_>, input: GetPrevie
         "summary": summary,
     });
     if start + limit < selected.len() {
-        out["nextToken"] = encode_token(&(start + limit).to_string()).into();
+        out["nextToken"] = ctx.encode_token(&(start + limit).to_string()).into();
     }
     Ok(out)
 }

@@ -7,8 +7,6 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use berth_auth::token::docker_authorization;
 use berth_meta::{MetaError, Repository, RepositorySettings};
 use berth_policy::TagMutability;
@@ -27,6 +25,7 @@ use super::{AppState, now_seconds};
 mod images;
 mod layers;
 mod lifecycle;
+mod model;
 mod policies;
 mod scanning;
 
@@ -99,6 +98,8 @@ type EcrResult = Result<Value, EcrError>;
 /// Everything an operation needs to know about its request.
 struct Ctx<'a> {
     app: &'a AppState,
+    /// The operation, e.g. `DescribeRepositories`.
+    op: &'a str,
     caller: Caller,
     /// Source address and transport, for policy conditions.
     env: RequestEnv,
@@ -159,6 +160,8 @@ async fn serve(
         serde_json::from_slice(&bytes)
             .map_err(|e| EcrError::new("SerializationException", format!("invalid JSON: {e}")))?
     };
+    // Types, required members and the model's constraints, before anything else looks at it.
+    model::validate(op, &input)?;
     env.request_tags = request_tags(&input);
     env.tag_keys = tag_keys(&input, &env.request_tags);
     let ns = namespace(app, &caller, op, &input).await?;
@@ -168,7 +171,7 @@ async fn serve(
     } else {
         format!("{}://{}.{host}", app.scheme, ns.account)
     };
-    let ctx = Ctx { app, caller, env, endpoint, host, ns };
+    let ctx = Ctx { app, op, caller, env, endpoint, host, ns };
     ctx.authorize_operation(op, &input).await?;
     let result = dispatch(&ctx, op, input).await;
     // Keys never leave: another account's repositories go back to their names.
@@ -689,6 +692,20 @@ struct DescribeRepositoriesInput {
     max_results: Option<i64>,
 }
 
+/// A listing asked for by name (`repositoryNames`, `imageIds`) is not paged: ECR refuses
+/// `maxResults` or `nextToken` beside the names.
+fn no_paging_with(
+    named: bool,
+    max_results: &Option<i64>,
+    next_token: &Option<String>,
+    names: &str,
+) -> Result<(), EcrError> {
+    if named && (max_results.is_some() || next_token.is_some()) {
+        return Err(EcrError::invalid(format!("maxResults and nextToken cannot be used when you specify {names}")));
+    }
+    Ok(())
+}
+
 fn page_size(max_results: Option<i64>, default: i64) -> Result<u32, EcrError> {
     match max_results {
         None => Ok(default as u32),
@@ -699,21 +716,31 @@ fn page_size(max_results: Option<i64>, default: i64) -> Result<u32, EcrError> {
     }
 }
 
-/// Pagination tokens are the last key of the previous page, opaque to clients.
-fn encode_token(last: &str) -> String {
-    URL_SAFE_NO_PAD.encode(last)
-}
+impl Ctx<'_> {
+    /// A pagination token holding the previous page's last position, sealed for this operation
+    /// in this registry.
+    fn encode_token(&self, last: &str) -> String {
+        self.app.identity.seal_page_token(&self.token_scope(), last)
+    }
 
-fn decode_token(token: &Option<String>) -> Result<Option<String>, EcrError> {
-    match token {
-        None => Ok(None),
-        Some(t) => URL_SAFE_NO_PAD.decode(t).ok().and_then(|b| String::from_utf8(b).ok()).map(Some).ok_or_else(|| {
-            EcrError::invalid("Invalid parameter at 'nextToken': the token is not one this registry issued")
-        }),
+    /// The position a `nextToken` holds; a token this registry did not issue for this
+    /// operation is an `InvalidParameterException`, as in ECR.
+    fn decode_token(&self, token: &Option<String>) -> Result<Option<String>, EcrError> {
+        match token {
+            None => Ok(None),
+            Some(t) => self.app.identity.open_page_token(&self.token_scope(), t).map(Some).ok_or_else(|| {
+                EcrError::invalid("Invalid parameter at 'nextToken': the token is not one this registry issued")
+            }),
+        }
+    }
+
+    fn token_scope(&self) -> String {
+        format!("{} {}", self.op, self.ns.account)
     }
 }
 
 async fn describe_repositories(ctx: &Ctx<'_>, input: DescribeRepositoriesInput) -> EcrResult {
+    no_paging_with(input.repository_names.is_some(), &input.max_results, &input.next_token, "repositoryNames")?;
     if let Some(names) = &input.repository_names {
         if names.is_empty() || names.len() > 100 {
             return Err(EcrError::invalid("repositoryNames must hold between 1 and 100 names"));
@@ -727,8 +754,9 @@ async fn describe_repositories(ctx: &Ctx<'_>, input: DescribeRepositoriesInput) 
     }
     let limit = page_size(input.max_results, 100)?;
     // Another account's keys share a prefix, so they are contiguous in the store's order.
-    let after = match decode_token(&input.next_token)? {
-        Some(t) => Some(t),
+    // Tokens hold the last name, never an internal key.
+    let after = match ctx.decode_token(&input.next_token)? {
+        Some(t) => Some(ctx.ns.key(&t)),
         None if !ctx.ns.is_default() => Some(ctx.ns.prefix()),
         None => None,
     };
@@ -758,7 +786,7 @@ async fn describe_repositories(ctx: &Ctx<'_>, input: DescribeRepositoriesInput) 
     }
     let mut out = json!({ "repositories": visible });
     if more && let Some(last) = repos.last() {
-        out["nextToken"] = encode_token(&last.name).into();
+        out["nextToken"] = ctx.encode_token(&ctx.ns.unkey(&last.name)).into();
     }
     Ok(out)
 }
@@ -1118,7 +1146,7 @@ struct DescribeTemplatesInput {
 
 async fn describe_templates(ctx: &Ctx<'_>, input: DescribeTemplatesInput) -> EcrResult {
     let limit = page_size(input.max_results, 100)? as usize;
-    let after = decode_token(&input.next_token)?;
+    let after = ctx.decode_token(&input.next_token)?;
     let all = ctx.app.registry.meta().creation_templates().await?;
     let mut selected: Vec<_> = all
         .into_iter()
@@ -1134,7 +1162,7 @@ async fn describe_templates(ctx: &Ctx<'_>, input: DescribeTemplatesInput) -> Ecr
     }
     let mut out = json!({ "registryId": ctx.registry_id(), "repositoryCreationTemplates": items });
     if more && let Some(last) = selected.last() {
-        out["nextToken"] = encode_token(&last.prefix).into();
+        out["nextToken"] = ctx.encode_token(&last.prefix).into();
     }
     Ok(out)
 }

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
 
 use super::images::{ImageId, image_not_found};
-use super::{Ctx, EcrError, EcrResult, decode_token, encode_token, page_size};
+use super::{Ctx, EcrError, EcrResult, page_size};
 
 /// ECR's status of a stored scan: a queued scan shows as `IN_PROGRESS`, as ECR shows it.
 pub(super) fn status_json(scan: &ImageScan) -> Value {
@@ -98,7 +98,7 @@ pub(super) async fn describe_image_scan_findings(ctx: &Ctx<'_>, input: DescribeI
     let repo_name = &input.repository_name;
     ctx.existing_repository(repo_name).await?;
     let limit = page_size(input.max_results, 100)? as usize;
-    let offset: usize = match decode_token(&input.next_token)? {
+    let offset: usize = match ctx.decode_token(&input.next_token)? {
         Some(t) => t
             .parse()
             .map_err(|_| EcrError::invalid("Invalid parameter at 'nextToken': not a token this registry issued"))?,
@@ -143,7 +143,7 @@ pub(super) async fn describe_image_scan_findings(ctx: &Ctx<'_>, input: DescribeI
     out["imageScanFindings"] = findings_json;
     let next = offset.saturating_add(limit);
     if next < report.findings.len() {
-        out["nextToken"] = encode_token(&next.to_string()).into();
+        out["nextToken"] = ctx.encode_token(&next.to_string()).into();
     }
     Ok(out)
 }
