@@ -18,6 +18,7 @@ use reqwest::Client;
 use sha2::{Digest as _, Sha256};
 
 mod gc;
+mod latency;
 mod load;
 mod policy;
 mod scan;
@@ -58,6 +59,10 @@ struct Args {
     /// Only manifest GET as root vs as a user with 10- and 100-statement policies.
     #[arg(long)]
     policy_only: bool,
+    /// Only small reads on one keep-alive connection (4 KiB ranges, 2 KiB blobs: p50/p99)
+    /// and tags/list of 5,000 tags.
+    #[arg(long)]
+    latency_only: bool,
     /// Only image scanning: a 500 MiB, 2,000-package image against 200,000 OSV records (scan
     /// time, peak memory, pulls/s while scanning).
     #[arg(long)]
@@ -580,6 +585,11 @@ async fn main() -> anyhow::Result<()> {
     if args.scan_only {
         let osv = args.osv_dir.clone().unwrap_or_else(scan::default_osv_dir);
         let table = scan::run(&berth, &args.reference, args.rounds, args.seconds, &osv).await?;
+        println!("{table}");
+        return Ok(());
+    }
+    if args.latency_only {
+        let table = latency::run(&berth, &args.reference, args.rounds).await?;
         println!("{table}");
         return Ok(());
     }

@@ -643,16 +643,24 @@ impl MetaStore for SqliteMeta {
     }
 
     async fn list_tags(&self, repository: &str, last: Option<&str>, limit: u32) -> Result<Vec<String>> {
-        sqlx::query_scalar(
-            "SELECT t.tag FROM tags t JOIN repositories r ON r.id = t.repository_id \
-             WHERE r.name = $1 AND t.tag > $2 ORDER BY t.tag LIMIT $3",
+        // One row holding the page as a JSON array: rows cross from SQLite's thread one by one,
+        // which made a page of thousands of tags several times slower than the query itself.
+        let page: String = sqlx::query_scalar(
+            "SELECT json_group_array(tag) FROM (SELECT t.tag FROM tags t \
+             WHERE t.repository_id = (SELECT id FROM repositories WHERE name = $1) AND t.tag > $2 \
+             ORDER BY t.tag LIMIT $3)",
         )
         .bind(repository)
         .bind(last.unwrap_or(""))
         .bind(limit as i64)
-        .fetch_all(&self.reader)
+        .fetch_one(&self.reader)
         .await
-        .map_err(backend)
+        .map_err(backend)?;
+        let mut tags: Vec<String> =
+            serde_json::from_str(&page).map_err(|e| MetaError::Backend(format!("tag page: {e}")))?;
+        // The aggregate keeps the subquery's order in practice; sorting is cheap insurance.
+        tags.sort_unstable();
+        Ok(tags)
     }
 
     async fn referrers(
