@@ -363,8 +363,15 @@ pub trait MetaStore: Send + Sync + 'static {
     async fn tag_repository(&self, name: &str, tags: &[(String, String)]) -> Result<()>;
     async fn untag_repository(&self, name: &str, keys: &[String]) -> Result<()>;
 
-    /// Records a durable blob and links it into a repository (idempotent).
-    async fn link_blob(&self, repository: &str, digest: &Digest, size: u64) -> Result<()>;
+    /// Records a durable blob and links it into a repository (idempotent); `finished_upload`,
+    /// the session that delivered it, ends in the same transaction (one commit, not two).
+    async fn link_blob(
+        &self,
+        repository: &str,
+        digest: &Digest,
+        size: u64,
+        finished_upload: Option<&str>,
+    ) -> Result<()>;
     /// Links a blob already linked in `from` into `to`; false if `from` does not hold it.
     async fn mount_blob(&self, from: &str, to: &str, digest: &Digest) -> Result<bool>;
     /// The size of a blob if `repository` may serve it.

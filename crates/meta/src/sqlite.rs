@@ -435,7 +435,13 @@ impl MetaStore for SqliteMeta {
             .map_err(backend)
     }
 
-    async fn link_blob(&self, repository: &str, digest: &Digest, size: u64) -> Result<()> {
+    async fn link_blob(
+        &self,
+        repository: &str,
+        digest: &Digest,
+        size: u64,
+        finished_upload: Option<&str>,
+    ) -> Result<()> {
         let mut tx = self.writer.begin().await.map_err(backend)?;
         let id = repo_id(&mut tx, repository).await?;
         let now = now_ms();
@@ -456,6 +462,9 @@ impl MetaStore for SqliteMeta {
         .execute(&mut *tx)
         .await
         .map_err(backend)?;
+        if let Some(upload) = finished_upload {
+            sqlx::query("DELETE FROM uploads WHERE id = $1").bind(upload).execute(&mut *tx).await.map_err(backend)?;
+        }
         tx.commit().await.map_err(backend)
     }
 

@@ -39,9 +39,9 @@ pub async fn meta_store_suite(meta: &dyn MetaStore) {
 
     // Blobs are linked per repository and mounted across.
     let (config, layer) = (digest("config"), digest("layer"));
-    assert!(matches!(meta.link_blob("missing", &config, 1).await, Err(MetaError::RepositoryNotFound)));
-    meta.link_blob("team/app", &config, 6).await.unwrap();
-    meta.link_blob("team/app", &config, 6).await.unwrap();
+    assert!(matches!(meta.link_blob("missing", &config, 1, None).await, Err(MetaError::RepositoryNotFound)));
+    meta.link_blob("team/app", &config, 6, None).await.unwrap();
+    meta.link_blob("team/app", &config, 6, None).await.unwrap();
     assert_eq!(meta.linked_blob("team/app", &config).await.unwrap(), Some(6));
     assert_eq!(meta.linked_blob("a", &config).await.unwrap(), None);
     assert!(!meta.mount_blob("a", "z", &config).await.unwrap());
@@ -60,7 +60,7 @@ pub async fn meta_store_suite(meta: &dyn MetaStore) {
     assert!(meta.manifest("team/app", &m.digest).await.unwrap().is_none());
     assert!(meta.resolve_tag("team/app", "v1").await.unwrap().is_none());
 
-    meta.link_blob("team/app", &layer, 5).await.unwrap();
+    meta.link_blob("team/app", &layer, 5, None).await.unwrap();
     meta.put_manifest("team/app", &m, &["v1".into(), "latest".into()], &[]).await.unwrap();
     meta.put_manifest("team/app", &m, &["v1".into()], &[]).await.unwrap();
     let stored = meta.manifest("team/app", &m.digest).await.unwrap().unwrap();
@@ -197,6 +197,11 @@ pub async fn meta_store_suite(meta: &dyn MetaStore) {
     assert!(meta.upload("u-1").await.unwrap().unwrap().part_too_small, "a small part followed by another is not");
     meta.delete_upload("u-1").await.unwrap();
     assert!(meta.upload("u-1").await.unwrap().is_none());
+    // Linking the blob a session delivered ends the session in the same transaction.
+    meta.create_upload("team/app", "u-2", "sha256").await.unwrap();
+    meta.link_blob("team/app", &config, 6, Some("u-2")).await.unwrap();
+    assert!(meta.upload("u-2").await.unwrap().is_none());
+    assert_eq!(meta.linked_blob("team/app", &config).await.unwrap(), Some(6));
 
     // Repositories with settings and resource tags.
     let settings = RepositorySettings {
@@ -360,8 +365,8 @@ pub async fn meta_store_suite(meta: &dyn MetaStore) {
     // Garbage collection: a blob linked but referenced by no manifest goes once its link is old.
     meta.create_repository("gc", &RepositorySettings::default(), &[]).await.unwrap();
     let (kept, dropped) = (digest("gc-kept"), digest("gc-dropped"));
-    meta.link_blob("gc", &kept, 3).await.unwrap();
-    meta.link_blob("gc", &dropped, 4).await.unwrap();
+    meta.link_blob("gc", &kept, 3, None).await.unwrap();
+    meta.link_blob("gc", &dropped, 4, None).await.unwrap();
     meta.put_manifest("gc", &manifest("gc-m", &[&kept], &[], None), &["v1".into()], &[]).await.unwrap();
     let far_future = now_ms() + 3_600_000;
     assert_eq!(meta.gc_preview(0).await.unwrap(), (0, vec![]), "nothing is older than the epoch");

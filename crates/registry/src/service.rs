@@ -440,11 +440,12 @@ impl Registry {
             let lock = self.commit_lock(&actual);
             let _held = lock.lock().await;
             let stored = self.blobs.upload_commit(id, &actual).await?;
-            self.meta.link_blob(name, &actual, stored).await?;
+            // The session ends in the same transaction that links the blob.
+            self.meta.link_blob(name, &actual, stored, Some(id)).await?;
             stored
         };
         drop(state);
-        self.drop_session_meta(id).await?;
+        self.sessions.lock().expect("sessions lock").remove(id);
         Ok((actual, stored))
     }
 

@@ -186,7 +186,7 @@ where
         }
     });
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    builder.http1().keep_alive(true).max_buf_size(1 << 20);
+    builder.http1().keep_alive(true);
     builder.http2().timer(hyper_util::rt::TokioTimer::new());
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
     tokio::pin!(conn);
