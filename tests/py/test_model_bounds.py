@@ -87,7 +87,9 @@ def bound_cases(shape):
             [(meta["min"], False), (meta["min"] - 1, True)] if meta.get("min", 0) > 0 else []
         ):
             if n is not None and n >= 0:
-                s = string_of(shape, n) if not out else ("a" * n)
+                # Past a bound, a value that still satisfies the pattern where one exists, so
+                # the length itself is what is refused.
+                s = string_of(shape, n) or ("a" * n if out else None)
                 if s is not None:
                     cases.append((s, out))
     elif t == "list":

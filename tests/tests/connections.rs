@@ -128,6 +128,37 @@ async fn past_the_connection_cap_a_client_gets_503_at_once() {
     assert_eq!(b.client().get(b.url("/v2/")).send().await.unwrap().status(), 200);
 }
 
+#[tokio::test]
+async fn a_long_download_outlasts_the_header_and_idle_timeouts() {
+    let b = Berth::start_env(&[("BERTH_HEADER_READ_TIMEOUT_SECONDS", "1"), ("BERTH_IDLE_TIMEOUT_SECONDS", "2")]);
+    let data = pseudo_random(31, 48 * 1024 * 1024);
+    let d = push_blob(&b.client(), &b, "long/app", &data).await;
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(reqwest::header::AUTHORIZATION, basic(&b).parse().unwrap());
+    for http2 in [false, true] {
+        let builder = reqwest::Client::builder().default_headers(headers.clone());
+        let client = if http2 { builder.http2_prior_knowledge() } else { builder.http1_only() }.build().unwrap();
+        let r = client.get(b.url(&format!("/v2/long/app/blobs/{d}"))).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.version(), if http2 { reqwest::Version::HTTP_2 } else { reqwest::Version::HTTP_11 });
+        // The client reads slowly and pauses past both timeouts: the server is busy sending
+        // (HTTP/2 window updates keep arriving meanwhile), not idle and not reading a head.
+        let mut body = r.bytes_stream();
+        let mut got = Vec::new();
+        let mut paused = false;
+        use futures_util::StreamExt;
+        while let Some(chunk) = body.next().await {
+            got.extend_from_slice(&chunk.unwrap_or_else(|e| panic!("http2={http2}: the download was cut: {e}")));
+            if !paused && got.len() > 1024 * 1024 {
+                tokio::time::sleep(Duration::from_secs(3)).await;
+                paused = true;
+            }
+        }
+        assert_eq!(got.len(), data.len(), "http2={http2}");
+        assert_eq!(sha256(&got), d, "http2={http2}");
+    }
+}
+
 /// Starts an upload session; returns its path.
 async fn start_upload(b: &Berth, repo: &str) -> String {
     let r = b.client().post(b.url(&format!("/v2/{repo}/blobs/uploads/"))).send().await.unwrap();

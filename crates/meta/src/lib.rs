@@ -32,6 +32,9 @@ pub enum MetaError {
     AlreadyExists,
     #[error("metadata store: {0}")]
     Backend(String),
+    /// The manifest is listed by these indexes and stays.
+    #[error("manifest is listed by {0:?}")]
+    ReferencedByIndex(Vec<String>),
     /// The database could not write: its disk is full.
     #[error("metadata store: out of space: {0}")]
     StorageFull(String),
@@ -391,7 +394,9 @@ pub trait MetaStore: Send + Sync + 'static {
     ) -> Result<()>;
     async fn manifest(&self, repository: &str, digest: &Digest) -> Result<Option<StoredManifest>>;
     async fn resolve_tag(&self, repository: &str, tag: &str) -> Result<Option<Digest>>;
-    /// Deletes a manifest and the tags pointing at it; false if it was not there.
+    /// Deletes a manifest and the tags pointing at it; false if it was not there. A manifest
+    /// an index of the repository lists is not deleted: `ReferencedByIndex`, decided in the
+    /// same transaction, so an index put meanwhile cannot be left pointing at nothing.
     async fn delete_manifest(&self, repository: &str, digest: &Digest) -> Result<bool>;
     /// Deletes a tag only; false if it was not there.
     async fn delete_tag(&self, repository: &str, tag: &str) -> Result<bool>;

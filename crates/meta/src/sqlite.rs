@@ -628,14 +628,28 @@ impl MetaStore for SqliteMeta {
     }
 
     async fn delete_manifest(&self, repository: &str, digest: &Digest) -> Result<bool> {
+        let mut tx = self.writer.begin().await.map_err(backend)?;
+        let parents: Vec<String> = sqlx::query_scalar(
+            "SELECT mr.manifest_digest FROM manifest_references mr JOIN repositories r ON r.id = mr.repository_id \
+             WHERE r.name = $1 AND mr.child_digest = $2 AND mr.child_kind = 'manifest' ORDER BY mr.manifest_digest",
+        )
+        .bind(repository)
+        .bind(digest.as_str())
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(backend)?;
+        if !parents.is_empty() {
+            return Err(MetaError::ReferencedByIndex(parents));
+        }
         let r = sqlx::query(
             "DELETE FROM manifests WHERE digest = $2 AND repository_id = (SELECT id FROM repositories WHERE name = $1)",
         )
         .bind(repository)
         .bind(digest.as_str())
-        .execute(&self.writer)
+        .execute(&mut *tx)
         .await
         .map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
         Ok(r.rows_affected() > 0)
     }
 

@@ -125,6 +125,12 @@ pub async fn meta_store_suite(meta: &dyn MetaStore) {
     assert_eq!(meta.image("team/app", m.digest.as_str()).await.unwrap().unwrap().last_pulled_at, Some(5000));
     assert_eq!(meta.image("team/app", idx.digest.as_str()).await.unwrap().unwrap().children, [m.digest.to_string()]);
     assert_eq!(meta.manifest_parents("team/app", m.digest.as_str()).await.unwrap(), [idx.digest.to_string()]);
+    // A manifest an index lists is not deleted, in the deleting transaction itself.
+    match meta.delete_manifest("team/app", &m.digest).await {
+        Err(MetaError::ReferencedByIndex(parents)) => assert_eq!(parents, [idx.digest.to_string()]),
+        other => panic!("deleting a listed manifest: {other:?}"),
+    }
+    assert!(meta.manifest("team/app", &m.digest).await.unwrap().is_some());
 
     // The archive storage class: listed only when asked for, not served, restored by a re-push.
     let active = ImageFilter { tags: TagFilter::Any, status: StatusFilter::Active };

@@ -380,11 +380,16 @@ impl Registry {
         }
         let (body, overflow) = at_most(body, expected);
         let end = self.append(id, &mut state, algorithm, body).await?;
-        if overflow.load(std::sync::atomic::Ordering::Relaxed) {
-            return Err(mismatch(&"more"));
-        }
-        if end - size != expected {
-            return Err(mismatch(&(end - size)));
+        let refused = if overflow.load(std::sync::atomic::Ordering::Relaxed) {
+            Some(mismatch(&"more"))
+        } else {
+            (end - size != expected).then(|| mismatch(&(end - size)))
+        };
+        if let Some(refused) = refused {
+            // A refused chunk leaves the session as it was: cut back, and hashed afresh.
+            *state = None;
+            self.blobs.upload_truncate(id, size).await?;
+            return Err(refused);
         }
         Ok(end)
     }
@@ -606,7 +611,12 @@ impl Registry {
         }
         let Some(image) = self.meta.image(name, digest.as_str()).await? else { return Ok(Ok(Vec::new())) };
         let sboms = self.berth_sboms_of(name, digest).await?;
-        self.meta.delete_manifest(name, digest).await?;
+        match self.meta.delete_manifest(name, digest).await {
+            Ok(_) => {}
+            // An index that lists it was put since the check above.
+            Err(MetaError::ReferencedByIndex(parents)) => return Ok(Err(parents)),
+            Err(e) => return Err(e.into()),
+        }
         // The SBOM a scan attached describes this image only: it goes with it.
         for sbom in sboms {
             self.meta.delete_manifest(name, &sbom).await?;
@@ -616,7 +626,11 @@ impl Registry {
             let orphan = self.meta.manifest_parents(name, child).await?.is_empty();
             let untagged = self.meta.image(name, child).await?.is_some_and(|c| c.tags.is_empty());
             if orphan && untagged {
-                self.meta.delete_manifest(name, &child_digest).await?;
+                match self.meta.delete_manifest(name, &child_digest).await {
+                    // Listed by another index meanwhile: it stays.
+                    Ok(_) | Err(MetaError::ReferencedByIndex(_)) => {}
+                    Err(e) => return Err(e.into()),
+                }
             }
         }
         Ok(Ok(image.tags))
@@ -628,18 +642,19 @@ impl Registry {
     pub async fn delete_manifest(&self, name: &str, reference: &str) -> Result<()> {
         let deleted = if reference.contains(':') {
             let digest = digest_param(reference)?;
-            let parents = self.meta.manifest_parents(name, digest.as_str()).await?;
-            if !parents.is_empty() {
-                return Err(RegistryError::with_detail(
-                    ErrorCode::Denied,
-                    format!(
-                        "the manifest {digest} is referenced by manifest list(s) [{}]: delete those first",
-                        parents.join(", ")
-                    ),
-                    serde_json::json!({ "referencedBy": parents }),
-                ));
+            match self.meta.delete_manifest(name, &digest).await {
+                Err(MetaError::ReferencedByIndex(parents)) => {
+                    return Err(RegistryError::with_detail(
+                        ErrorCode::Denied,
+                        format!(
+                            "the manifest {digest} is referenced by manifest list(s) [{}]: delete those first",
+                            parents.join(", ")
+                        ),
+                        serde_json::json!({ "referencedBy": parents }),
+                    ));
+                }
+                other => other?,
             }
-            self.meta.delete_manifest(name, &digest).await?
         } else {
             validate_tag(reference).map_err(|m| RegistryError::new(ErrorCode::TagInvalid, m))?;
             self.meta.delete_tag(name, reference).await?

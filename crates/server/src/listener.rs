@@ -1,8 +1,9 @@
 //! The connection layer under every HTTP surface: one accept loop for plain TCP and TLS that
 //! bounds what a client can hold. Each connection gets `TCP_NODELAY` (a small response never
 //! waits for a delayed ACK), a header-read timeout, an idle keep-alive timeout, and a place
-//! among at most `max_connections` (past that: an immediate `503`); request bodies must keep a
-//! minimum rate. On shutdown, in-flight requests get a bounded drain period.
+//! among at most `max_connections` (past that: an immediate `503` on plain HTTP, a closed
+//! connection on TLS); request bodies must keep a minimum rate. On shutdown, in-flight
+//! requests get a bounded drain period, then the rest are closed.
 
 use std::future::Future;
 use std::io;
@@ -82,7 +83,9 @@ pub async fn serve(
 ) {
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let tracker = TaskTracker::new();
+    // `stop`: finish the request being served and close; `kill`: close now (drain over).
     let (stop_tx, stop_rx) = watch::channel(false);
+    let (kill_tx, kill_rx) = watch::channel(false);
     let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     let limits = Arc::new(limits);
     tokio::pin!(shutdown);
@@ -102,32 +105,28 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let slot = slots.clone().try_acquire_owned().ok();
-        let (app, limits, acceptor, stop) = (app.clone(), limits.clone(), acceptor.clone(), stop_rx.clone());
+        let (app, limits, acceptor) = (app.clone(), limits.clone(), acceptor.clone());
+        let signals = Signals { stop: stop_rx.clone(), kill: kill_rx.clone() };
         tracker.spawn(async move {
             let Some(_slot) = slot else {
                 tracing::warn!(%peer, "connection refused: at the open-connection limit");
-                match acceptor {
-                    Some(a) => {
-                        if let Ok(Ok(mut s)) = tokio::time::timeout(HANDSHAKE_TIMEOUT, a.accept(stream)).await {
-                            let _ = s.write_all(BUSY).await;
-                            let _ = s.shutdown().await;
-                        }
-                    }
-                    None => {
-                        let mut s = stream;
-                        let _ = s.write_all(BUSY).await;
-                        let _ = s.shutdown().await;
-                    }
+                // Plain HTTP gets the 503 at once. Over TLS an answer would need a handshake
+                // (CPU, and a descriptor held up to its timeout) for a connection that is
+                // refused anyway: it is closed instead.
+                if acceptor.is_none() {
+                    let mut s = stream;
+                    let _ = s.write_all(BUSY).await;
+                    let _ = s.shutdown().await;
                 }
                 return;
             };
             match acceptor {
                 Some(a) => match tokio::time::timeout(HANDSHAKE_TIMEOUT, a.accept(stream)).await {
-                    Ok(Ok(tls)) => serve_connection(tls, peer, app, &limits, stop).await,
+                    Ok(Ok(tls)) => serve_connection(tls, peer, app, &limits, signals).await,
                     Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                     Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                 },
-                None => serve_connection(stream, peer, app, &limits, stop).await,
+                None => serve_connection(stream, peer, app, &limits, signals).await,
             }
         });
     }
@@ -140,7 +139,15 @@ pub async fn serve(
     }
     if tokio::time::timeout(limits.drain, tracker.wait()).await.is_err() {
         tracing::warn!(connections = tracker.len(), "drain period over: closing the connections left");
+        let _ = kill_tx.send(true);
+        let _ = tokio::time::timeout(Duration::from_secs(5), tracker.wait()).await;
     }
+}
+
+/// What the accept loop tells every connection at shutdown.
+struct Signals {
+    stop: watch::Receiver<bool>,
+    kill: watch::Receiver<bool>,
 }
 
 /// What a connection's watchdog knows of it.
@@ -151,7 +158,52 @@ struct Activity {
     /// Milliseconds since `started` (+1, 0 = none) when a request's first byte arrived while
     /// none was being served: its headers are being read.
     head_since_ms: AtomicU64,
+    /// Requests whose response has not been sent in full (or dropped): see [`InFlight`].
     in_flight: AtomicUsize,
+    /// HTTP/2 sends frames of its own (window updates, pings) between requests: a byte read
+    /// with nothing in flight is no request head there, so the header-read rule is HTTP/1's.
+    http2: std::sync::atomic::AtomicBool,
+}
+
+/// One request being served, from its head until its response body is sent or dropped (a
+/// reset HTTP/2 stream drops it too): a long download is busy, never idle.
+struct InFlight(Arc<Activity>);
+
+impl InFlight {
+    fn start(activity: &Arc<Activity>) -> Self {
+        activity.in_flight.fetch_add(1, Ordering::AcqRel);
+        activity.head_since_ms.store(0, Ordering::Release);
+        InFlight(activity.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A response body that holds its request's [`InFlight`] until it is done.
+struct GuardedBody {
+    inner: Body,
+    _in_flight: InFlight,
+}
+
+impl HttpBody for GuardedBody {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 impl Activity {
@@ -160,29 +212,32 @@ impl Activity {
     }
 }
 
-async fn serve_connection<S>(io: S, peer: SocketAddr, app: Router, limits: &Limits, mut stop: watch::Receiver<bool>)
+async fn serve_connection<S>(io: S, peer: SocketAddr, app: Router, limits: &Limits, signals: Signals)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let Signals { mut stop, mut kill } = signals;
     let activity = Arc::new(Activity {
         started: Instant::now(),
         last_io_ms: AtomicU64::new(0),
         head_since_ms: AtomicU64::new(0),
         in_flight: AtomicUsize::new(0),
+        http2: std::sync::atomic::AtomicBool::new(false),
     });
     let io = Tracked { inner: io, activity: activity.clone() };
     let min_rate = limits.min_body_rate;
     let seen = activity.clone();
     let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-        let (app, seen) = (app.clone(), seen.clone());
-        seen.in_flight.fetch_add(1, Ordering::AcqRel);
-        seen.head_since_ms.store(0, Ordering::Release);
+        let app = app.clone();
+        if req.version() == axum::http::Version::HTTP_2 {
+            seen.http2.store(true, Ordering::Release);
+        }
+        let in_flight = InFlight::start(&seen);
         let mut req = req.map(|b| Body::new(MinRateBody::new(b, min_rate)));
         req.extensions_mut().insert(ConnectInfo(ClientAddr(peer)));
         async move {
             let resp = app.oneshot(req).await;
-            seen.in_flight.fetch_sub(1, Ordering::AcqRel);
-            resp
+            resp.map(|r| r.map(|inner| Body::new(GuardedBody { inner, _in_flight: in_flight })))
         }
     });
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
@@ -211,12 +266,14 @@ where
                     conn.as_mut().graceful_shutdown();
                 }
             }
+            _ = kill.changed() => return,
             _ = ticker.tick() => {
                 if activity.in_flight.load(Ordering::Acquire) > 0 {
                     continue;
                 }
                 let now = activity.now_ms();
-                let head_since = activity.head_since_ms.load(Ordering::Acquire);
+                let head_since =
+                    if activity.http2.load(Ordering::Acquire) { 0 } else { activity.head_since_ms.load(Ordering::Acquire) };
                 if head_since > 0 && now.saturating_sub(head_since - 1) > limits.header_read_timeout.as_millis() as u64 {
                     tracing::debug!(%peer, "closing: the request's headers did not arrive in time");
                     return;

@@ -231,6 +231,12 @@ impl BlobStore for FsBlobStore {
         }
     }
 
+    async fn upload_truncate(&self, id: &str, len: u64) -> Result<()> {
+        let file = not_found(OpenOptions::new().write(true).open(self.upload_path(id)?).await)?;
+        file.set_len(len).await?;
+        Ok(())
+    }
+
     async fn upload_read(&self, id: &str) -> Result<ByteStream> {
         open_stream(&self.upload_path(id)?, None).await
     }

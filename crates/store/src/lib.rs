@@ -49,6 +49,9 @@ pub trait BlobStore: Send + Sync + 'static {
     /// Appends `data` at the end of the session (which must be at `offset`) and returns the new
     /// size. On error, some of `data` may have been appended: `upload_size` tells how much.
     async fn upload_append(&self, id: &str, offset: u64, data: ByteStream) -> Result<u64>;
+    /// Cuts a session back to its first `len` bytes (a chunk that was refused after it had
+    /// been written: a chunked body that did not match its range).
+    async fn upload_truncate(&self, id: &str, len: u64) -> Result<()>;
     /// Streams what a session holds so far (to rebuild a running hash).
     async fn upload_read(&self, id: &str) -> Result<ByteStream>;
     /// Makes a session's bytes durable and publishes them atomically as the blob `digest`.

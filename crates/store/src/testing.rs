@@ -33,6 +33,10 @@ pub async fn blob_store_suite(store: &dyn BlobStore) {
     // Appending at the wrong offset fails and changes nothing.
     assert!(store.upload_append("u1", 3, bytes_stream(vec![b"x"])).await.is_err());
     assert_eq!(store.upload_size("u1").await.unwrap(), Some(7));
+    // A refused chunk is cut off again.
+    assert_eq!(store.upload_append("u1", 7, bytes_stream(vec![b"refused"])).await.unwrap(), 14);
+    store.upload_truncate("u1", 7).await.unwrap();
+    assert_eq!(store.upload_size("u1").await.unwrap(), Some(7));
     let n = store.upload_append("u1", 7, bytes_stream(vec![b"blob ", b"store"])).await.unwrap();
     assert_eq!(n, content.len() as u64);
     assert_eq!(collect(store.upload_read("u1").await.unwrap()).await, content);

@@ -333,9 +333,11 @@ pub struct SignedParts {
 
 impl SignedParts {
     pub fn of(headers: &HeaderMap, uri: &Uri, body: &[u8]) -> SignedParts {
+        // Every header, also one whose value is not UTF-8 (kept lossily, so it cannot sign
+        // correctly but still counts: a second Authorization, an unsigned x-amz-* header).
         let mut list: Vec<(String, String)> = headers
             .iter()
-            .filter_map(|(k, v)| v.to_str().ok().map(|v| (k.as_str().to_string(), v.to_string())))
+            .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
             .collect();
         let host = request_host(headers, uri);
         if !headers.contains_key(header::HOST) {
