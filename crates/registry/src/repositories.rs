@@ -116,6 +116,59 @@ pub fn tag_mutability(settings: &RepositorySettings) -> TagMutability {
 }
 
 impl Registry {
+    /// One page of `account`'s repositories in key order after the key `after`: at most
+    /// `limit`, and whether more follow. The listing both `/v2/_catalog` and
+    /// `DescribeRepositories` page through. Another account's keys share a prefix, so they are
+    /// one range of the store's order; the default account's keys are the ones without a
+    /// prefix, which the other accounts' `@…` range splits in two (digits sort before `@`,
+    /// letters after), so its listing steps over that range.
+    pub async fn account_repositories(
+        &self,
+        account: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<(Vec<Repository>, bool), RegistryError> {
+        let prefix = account_key_prefix(self.registry_id(), account);
+        let mut cursor = match after {
+            Some(a) => Some(a.to_string()),
+            None if !prefix.is_empty() => Some(prefix.clone()),
+            None => None,
+        };
+        let mut found: Vec<Repository> = Vec::new();
+        let want = limit as usize + 1;
+        loop {
+            let asked = want - found.len();
+            let page = self.meta().describe_repositories(cursor.as_deref(), asked as u32).await?;
+            let exhausted = page.len() < asked;
+            cursor = page.last().map(|r| r.name.clone());
+            let mut left_the_range = false;
+            for r in page {
+                if key_in_account(self.registry_id(), account, &r.name) {
+                    found.push(r);
+                } else {
+                    left_the_range = true;
+                    break;
+                }
+            }
+            if found.len() >= want {
+                break;
+            }
+            if left_the_range {
+                // Another account's range ends at the first key outside it; the default
+                // account's goes on after the other accounts' keys (none sort past them).
+                if !prefix.is_empty() {
+                    break;
+                }
+                cursor = Some(OTHER_ACCOUNTS_END.to_string());
+            } else if exhausted {
+                break;
+            }
+        }
+        let more = found.len() > limit as usize;
+        found.truncate(limit as usize);
+        Ok((found, more))
+    }
+
     async fn templates(&self) -> Result<Vec<(CreationTemplate, TemplateSpec)>, RegistryError> {
         let mut out = Vec::new();
         for t in self.meta().creation_templates().await? {
@@ -163,6 +216,9 @@ pub fn account_key_prefix(default_account: &str, account: &str) -> String {
     if account == default_account { String::new() } else { format!("@{account}/") }
 }
 
+/// Past every other account's repository keys (`@<digits>/…`) in the store's order.
+const OTHER_ACCOUNTS_END: &str = "@~";
+
 /// The (account, name) a repository key stands for.
 pub fn split_repository_key<'a>(default_account: &'a str, key: &'a str) -> (&'a str, &'a str) {
     match key.strip_prefix('@').and_then(|k| k.split_once('/')) {
@@ -179,6 +235,49 @@ pub fn key_in_account(default_account: &str, account: &str, key: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The one repository listing, over three accounts' keys interleaved in the store's
+    /// order (digits sort before `@`, letters after): each account sees exactly its own, in
+    /// pages of any size.
+    #[tokio::test]
+    async fn each_account_pages_through_exactly_its_own_repositories() {
+        let dir = tempfile::tempdir().unwrap();
+        let meta = std::sync::Arc::new(berth_meta::SqliteMeta::open(&dir.path().join("meta.db")).await.unwrap());
+        let blobs = std::sync::Arc::new(berth_store::FsBlobStore::open(dir.path().join("blobs")).await.unwrap());
+        let registry = Registry::new(meta.clone(), blobs, "111111111111".into());
+        let default = ["0-first", "9lives", "alpha", "beta/app", "zeta"];
+        let other = ["app", "lib/x", "zz"];
+        let third = ["only"];
+        use berth_meta::MetaStore;
+        let settings = RepositorySettings::default();
+        for (account, names) in
+            [("111111111111", &default[..]), ("222222222222", &other[..]), ("333333333333", &third[..])]
+        {
+            for n in names {
+                meta.create_repository(&repository_key("111111111111", account, n), &settings, &[]).await.unwrap();
+            }
+        }
+        for (account, names) in
+            [("111111111111", &default[..]), ("222222222222", &other[..]), ("333333333333", &third[..])]
+        {
+            let keys: Vec<String> = names.iter().map(|n| repository_key("111111111111", account, n)).collect();
+            for limit in [1u32, 2, 3, 100] {
+                let (mut listed, mut after) = (Vec::new(), None::<String>);
+                loop {
+                    let (page, more) = registry.account_repositories(account, after.as_deref(), limit).await.unwrap();
+                    assert!(page.len() <= limit as usize);
+                    listed.extend(page.iter().map(|r| r.name.clone()));
+                    after = page.last().map(|r| r.name.clone());
+                    if !more {
+                        break;
+                    }
+                }
+                assert_eq!(listed, keys, "account {account}, pages of {limit}");
+            }
+        }
+        let (none, more) = registry.account_repositories("444444444444", None, 10).await.unwrap();
+        assert!(none.is_empty() && !more);
+    }
 
     fn t(prefix: &str, applied: &[&str]) -> (CreationTemplate, TemplateSpec) {
         (

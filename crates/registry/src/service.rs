@@ -701,12 +701,10 @@ impl Registry {
         Ok(Page { items, more })
     }
 
-    pub async fn catalog(&self, n: Option<u32>, last: Option<&str>) -> Result<Page> {
-        let limit = Self::page_size(n);
-        let mut items = self.meta.list_repositories(last, limit + 1).await?;
-        let more = items.len() > limit as usize;
-        items.truncate(limit as usize);
-        Ok(Page { items, more })
+    /// `/v2/_catalog` of `account`'s registry: a page of repository keys after the key `last`.
+    pub async fn catalog(&self, account: &str, n: Option<u32>, last: Option<&str>) -> Result<Page> {
+        let (repositories, more) = self.account_repositories(account, last, Self::page_size(n)).await?;
+        Ok(Page { items: repositories.into_iter().map(|r| r.name).collect(), more })
     }
 
     pub async fn referrers(

@@ -32,11 +32,6 @@ impl Namespace {
         account_key_prefix(&self.default_account, &self.account)
     }
 
-    /// Whether a key belongs to this account.
-    pub fn owns(&self, key: &str) -> bool {
-        berth_registry::repositories::key_in_account(&self.default_account, &self.account, key)
-    }
-
     /// `text` with this account's keys turned back into names.
     pub fn unkey(&self, text: &str) -> String {
         if self.is_default() { text.to_string() } else { text.replace(&self.prefix(), "") }

@@ -90,9 +90,6 @@ fn add_region(app: &AppState, resp: &mut Response) {
 /// The response header naming the deployment's region, on every `/v2/` answer.
 pub const REGION_HEADER: &str = "x-berth-region";
 
-/// Past every other account's repository keys (`@<digits>/…`) in the listing order.
-pub(super) const OTHER_ACCOUNTS_END: &str = "@~";
-
 /// An error with the account's repository keys turned back into names.
 fn unkey_error(e: RegistryError, ns: &Namespace) -> RegistryError {
     match e {
@@ -229,36 +226,8 @@ async fn dispatch(
         (V2Route::Base, Method::GET | Method::HEAD) => Ok(json_response(StatusCode::OK, "{}".into())),
         (V2Route::Catalog, Method::GET) => {
             let (n, last) = page_params(query)?;
-            // This account's repositories: another account's keys share a prefix, so they are
-            // contiguous in the listing's order; the default account's are the keys without one.
-            let after = match last {
-                Some(l) => Some(ns.key(l)),
-                None if !ns.is_default() => Some(ns.prefix()),
-                None => None,
-            };
-            // One page of this account's repositories (possibly shorter than n; the Link goes on).
-            let (mut cursor, mut items, mut more) = (after, Vec::new(), false);
-            loop {
-                let page = reg.catalog(n, cursor.as_deref()).await?;
-                more = more || page.more;
-                let last = page.items.last().cloned();
-                let ended = page.items.iter().any(|k| !ns.owns(k)) && !ns.is_default();
-                items.extend(page.items.into_iter().filter(|k| ns.owns(k)));
-                if ended {
-                    more = false;
-                    break;
-                }
-                if !page.more || !items.is_empty() {
-                    more = page.more;
-                    break;
-                }
-                // The default account's page ended among other accounts' keys: skip their range.
-                cursor = match last {
-                    Some(l) if l.starts_with('@') => Some(OTHER_ACCOUNTS_END.to_string()),
-                    other => other,
-                };
-            }
-            let page = Page { items, more };
+            // One page of this account's repositories (the registry steps over other accounts').
+            let page = reg.catalog(&ns.account, n, last.map(|l| ns.key(l)).as_deref()).await?;
             let names: Vec<String> = page.items.iter().map(|k| ns.unkey(k)).collect();
             let link = next_link("/v2/_catalog", n, &Page { items: names.clone(), more: page.more });
             // Only the repositories the caller may describe.

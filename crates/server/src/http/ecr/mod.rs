@@ -755,31 +755,9 @@ async fn describe_repositories(ctx: &Ctx<'_>, input: DescribeRepositoriesInput) 
         return Ok(json!({ "repositories": out }));
     }
     let limit = page_size(input.max_results, 100)?;
-    // Another account's keys share a prefix, so they are contiguous in the store's order.
     // Tokens hold the last name, never an internal key.
-    let after = match ctx.decode_token(&input.next_token)? {
-        Some(t) => Some(ctx.ns.key(&t)),
-        None if !ctx.ns.is_default() => Some(ctx.ns.prefix()),
-        None => None,
-    };
-    let mut repos = Vec::new();
-    let mut cursor = after;
-    loop {
-        let page = ctx.app.registry.meta().describe_repositories(cursor.as_deref(), limit + 1).await?;
-        let exhausted = page.len() <= limit as usize;
-        // The default account's listing skips other accounts' keys as one range.
-        cursor = match page.last().map(|r| r.name.clone()) {
-            Some(l) if ctx.ns.is_default() && l.starts_with('@') => Some(super::v2::OTHER_ACCOUNTS_END.to_string()),
-            other => other,
-        };
-        let foreign = page.iter().any(|r| !ctx.ns.owns(&r.name));
-        repos.extend(page.into_iter().filter(|r| ctx.ns.owns(&r.name)));
-        if exhausted || repos.len() > limit as usize || (foreign && !ctx.ns.is_default()) {
-            break;
-        }
-    }
-    let more = repos.len() > limit as usize;
-    repos.truncate(limit as usize);
+    let after = ctx.decode_token(&input.next_token)?.map(|name| ctx.ns.key(&name));
+    let (repos, more) = ctx.app.registry.account_repositories(&ctx.ns.account, after.as_deref(), limit).await?;
     let mut visible = Vec::with_capacity(repos.len());
     for r in &repos {
         if ctx.may_describe(&r.name).await? {
