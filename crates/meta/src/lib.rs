@@ -368,13 +368,14 @@ pub trait MetaStore: Send + Sync + 'static {
 
     /// Records a durable blob and links it into a repository (idempotent); `finished_upload`,
     /// the session that delivered it, ends in the same transaction (one commit, not two).
+    /// Returns whether the repository held the blob already, decided in that transaction.
     async fn link_blob(
         &self,
         repository: &str,
         digest: &Digest,
         size: u64,
         finished_upload: Option<&str>,
-    ) -> Result<()>;
+    ) -> Result<bool>;
     /// Links a blob already linked in `from` into `to`; false if `from` does not hold it.
     async fn mount_blob(&self, from: &str, to: &str, digest: &Digest) -> Result<bool>;
     /// The size of a blob if `repository` may serve it.

@@ -441,10 +441,18 @@ impl MetaStore for SqliteMeta {
         digest: &Digest,
         size: u64,
         finished_upload: Option<&str>,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         let mut tx = self.writer.begin().await.map_err(backend)?;
         let id = repo_id(&mut tx, repository).await?;
         let now = now_ms();
+        let held: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM repository_blobs WHERE repository_id = $1 AND digest = $2)",
+        )
+        .bind(id)
+        .bind(digest.as_str())
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(backend)?;
         sqlx::query("INSERT INTO blobs (digest, size, created_at) VALUES ($1, $2, $3) ON CONFLICT (digest) DO NOTHING")
             .bind(digest.as_str())
             .bind(size as i64)
@@ -465,7 +473,8 @@ impl MetaStore for SqliteMeta {
         if let Some(upload) = finished_upload {
             sqlx::query("DELETE FROM uploads WHERE id = $1").bind(upload).execute(&mut *tx).await.map_err(backend)?;
         }
-        tx.commit().await.map_err(backend)
+        tx.commit().await.map_err(backend)?;
+        Ok(held)
     }
 
     async fn mount_blob(&self, from: &str, to: &str, digest: &Digest) -> Result<bool> {

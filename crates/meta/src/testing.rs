@@ -40,8 +40,8 @@ pub async fn meta_store_suite(meta: &dyn MetaStore) {
     // Blobs are linked per repository and mounted across.
     let (config, layer) = (digest("config"), digest("layer"));
     assert!(matches!(meta.link_blob("missing", &config, 1, None).await, Err(MetaError::RepositoryNotFound)));
-    meta.link_blob("team/app", &config, 6, None).await.unwrap();
-    meta.link_blob("team/app", &config, 6, None).await.unwrap();
+    assert!(!meta.link_blob("team/app", &config, 6, None).await.unwrap(), "a new link");
+    assert!(meta.link_blob("team/app", &config, 6, None).await.unwrap(), "linked already");
     assert_eq!(meta.linked_blob("team/app", &config).await.unwrap(), Some(6));
     assert_eq!(meta.linked_blob("a", &config).await.unwrap(), None);
     assert!(!meta.mount_blob("a", "z", &config).await.unwrap());

@@ -57,6 +57,16 @@ pub struct ManifestPut {
 }
 
 /// One page of a listing and whether more follow.
+/// A finished upload: the blob's digest and size, and whether the repository held it already
+/// (decided in the transaction that linked it, so two racing uploads of one blob cannot both
+/// be told it was new).
+#[derive(Debug)]
+pub struct Completed {
+    pub digest: Digest,
+    pub size: u64,
+    pub already_linked: bool,
+}
+
 pub struct Page {
     pub items: Vec<String>,
     pub more: bool,
@@ -258,7 +268,7 @@ impl Registry {
     }
 
     /// A monolithic upload: the whole blob in one request, verified against `digest`.
-    pub async fn upload_blob(&self, name: &str, digest: &str, body: ByteStream) -> Result<(Digest, u64)> {
+    pub async fn upload_blob(&self, name: &str, digest: &str, body: ByteStream) -> Result<Completed> {
         let expected = digest_param(digest)?;
         let id = self.start_upload(name, Some(expected.algorithm().as_str())).await?;
         self.complete_upload(name, &id, digest, Some(body), None).await
@@ -408,7 +418,7 @@ impl Registry {
         digest: &str,
         body: Option<ByteStream>,
         content_length: Option<u64>,
-    ) -> Result<(Digest, u64)> {
+    ) -> Result<Completed> {
         self.session_repository_check(name, id).await?;
         let expected = digest_param(digest)?;
         let lock = self.session_lock(id);
@@ -441,17 +451,16 @@ impl Registry {
                 serde_json::json!({ "expected": expected.as_str(), "actual": actual.as_str() }),
             ));
         }
-        let stored = {
+        let (size, already_linked) = {
             let lock = self.commit_lock(&actual);
             let _held = lock.lock().await;
             let stored = self.blobs.upload_commit(id, &actual).await?;
             // The session ends in the same transaction that links the blob.
-            self.meta.link_blob(name, &actual, stored, Some(id)).await?;
-            stored
+            (stored, self.meta.link_blob(name, &actual, stored, Some(id)).await?)
         };
         drop(state);
         self.sessions.lock().expect("sessions lock").remove(id);
-        Ok((actual, stored))
+        Ok(Completed { digest: actual, size, already_linked })
     }
 
     async fn drop_session_meta(&self, id: &str) -> Result<()> {
@@ -716,5 +725,53 @@ impl Registry {
         let digest = digest_param(digest)?;
         self.require_repository(name).await?;
         Ok(self.meta.referrers(name, &digest, artifact_type).await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two uploads of one blob into one repository, completed at the same moment: exactly one
+    /// is told the blob was new (ECR's CompleteLayerUpload answers the other
+    /// LayerAlreadyExists), and the blob is there once.
+    #[tokio::test]
+    async fn of_two_racing_uploads_of_one_blob_exactly_one_links_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let meta = Arc::new(berth_meta::SqliteMeta::open(&dir.path().join("meta.db")).await.unwrap());
+        let blobs = Arc::new(berth_store::FsBlobStore::open(dir.path().join("blobs")).await.unwrap());
+        let registry = Arc::new(Registry::new(meta.clone(), blobs, "111111111111".into()));
+        meta.create_repository("race/app", &berth_meta::RepositorySettings::default(), &[]).await.unwrap();
+        let data = bytes::Bytes::from_static(b"the same layer, twice");
+        let digest = Digest::from_bytes(Algorithm::Sha256, &data);
+        for round in 0..10 {
+            let repo = format!("race/app{round}");
+            meta.create_repository(&repo, &berth_meta::RepositorySettings::default(), &[]).await.unwrap();
+            let mut sessions = Vec::new();
+            for _ in 0..2 {
+                let id = registry.start_upload(&repo, None).await.unwrap();
+                let body: ByteStream = Box::pin(futures_util::stream::once({
+                    let data = data.clone();
+                    async move { Ok(data) }
+                }));
+                registry.append_upload(&repo, &id, None, None, body).await.unwrap();
+                sessions.push(id);
+            }
+            let tasks: Vec<_> = sessions
+                .into_iter()
+                .map(|id| {
+                    let (registry, repo, digest) = (registry.clone(), repo.clone(), digest.to_string());
+                    tokio::spawn(async move { registry.complete_upload(&repo, &id, &digest, None, None).await })
+                })
+                .collect();
+            let mut new_links = 0;
+            for t in tasks {
+                let done = t.await.unwrap().unwrap();
+                assert_eq!(done.digest, digest);
+                new_links += usize::from(!done.already_linked);
+            }
+            assert_eq!(new_links, 1, "round {round}");
+            assert_eq!(meta.linked_blob(&repo, &digest).await.unwrap(), Some(data.len() as u64));
+        }
     }
 }

@@ -339,7 +339,7 @@ impl Registry {
         let digest = Digest::from_bytes(berth_oci::Algorithm::Sha256, &bytes);
         let body: berth_store::ByteStream =
             Box::pin(futures_util::stream::once(async move { Ok(bytes::Bytes::from(bytes)) }));
-        self.upload_blob(repository, digest.as_str(), body).await
+        self.upload_blob(repository, digest.as_str(), body).await.map(|c| (c.digest, c.size))
     }
 
     /// The pull policy: refuses an image whose complete scan has findings at or above the

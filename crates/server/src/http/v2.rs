@@ -374,8 +374,8 @@ async fn dispatch(
                 UploadStart::Mount { from: None } | UploadStart::Session => {}
                 UploadStart::Monolithic => {
                     let digest = param(query, "digest").unwrap_or_default();
-                    let (d, _) = reg.upload_blob(name, digest, body_stream(body)).await?;
-                    return Ok(blob_created(name, &d));
+                    let done = reg.upload_blob(name, digest, body_stream(body)).await?;
+                    return Ok(blob_created(name, &done.digest));
                 }
             }
             // A mount that cannot be done is a new, empty session; its body (if any) is ignored.
@@ -396,9 +396,8 @@ async fn dispatch(
             let digest = param(query, "digest").ok_or_else(|| {
                 RegistryError::new(ErrorCode::DigestInvalid, "the digest query parameter is required")
             })?;
-            let (d, _) =
-                reg.complete_upload(name, id, digest, Some(body_stream(body)), content_length(headers)).await?;
-            Ok(blob_created(name, &d))
+            let done = reg.complete_upload(name, id, digest, Some(body_stream(body)), content_length(headers)).await?;
+            Ok(blob_created(name, &done.digest))
         }
         (V2Route::Upload { name, id }, Method::GET) => {
             let offset = reg.upload_status(name, id).await?;

@@ -130,23 +130,32 @@ pub(super) async fn complete_layer_upload(ctx: &Ctx<'_>, input: CompleteInput) -
     }
     let parsed = Digest::parse(digest)
         .map_err(|e| EcrError::new("InvalidLayerException", format!("Invalid layer digest: {e}")))?;
-    if reg.meta().linked_blob(repo, &parsed).await?.is_some() {
-        reg.cancel_upload(repo, &input.upload_id).await.ok();
-        return Err(EcrError::new(
+    let already_exists = || {
+        EcrError::new(
             "LayerAlreadyExistsException",
             format!(
                 "The layer '{digest}' already exists in the repository with name '{repo}' in the registry with id '{}'",
                 ctx.registry_id()
             ),
-        ));
+        )
+    };
+    if reg.meta().linked_blob(repo, &parsed).await?.is_some() {
+        reg.cancel_upload(repo, &input.upload_id).await.ok();
+        return Err(already_exists());
     }
-    let (d, _) = reg.complete_upload(repo, &input.upload_id, digest, None, None).await.map_err(|e| match e {
+    let done = reg.complete_upload(repo, &input.upload_id, digest, None, None).await.map_err(|e| match e {
         RegistryError::Oci { code: ErrorCode::DigestInvalid, message, .. } => {
             EcrError::new("InvalidLayerException", message)
         }
         RegistryError::Oci { code: ErrorCode::BlobUploadUnknown, .. } => upload_not_found(ctx, repo, &input.upload_id),
         other => other.into(),
     })?;
+    // The check above is a fast path; the answer is decided where the link is made, so of two
+    // uploads of one layer racing, one is told it already exists.
+    if done.already_linked {
+        return Err(already_exists());
+    }
+    let d = done.digest;
     Ok(json!({
         "registryId": ctx.registry_id(),
         "repositoryName": repo,
