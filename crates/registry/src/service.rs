@@ -56,7 +56,6 @@ pub struct ManifestPut {
     pub tags: Vec<String>,
 }
 
-/// One page of a listing and whether more follow.
 /// A finished upload: the blob's digest and size, and whether the repository held it already
 /// (decided in the transaction that linked it, so two racing uploads of one blob cannot both
 /// be told it was new).
@@ -67,6 +66,7 @@ pub struct Completed {
     pub already_linked: bool,
 }
 
+/// One page of a listing and whether more follow.
 pub struct Page {
     pub items: Vec<String>,
     pub more: bool,
@@ -381,7 +381,10 @@ impl Registry {
             )
         };
         let Some(expected) = r.byte_count() else {
-            return Err(mismatch(&"length: the range's end is out of bounds; received"));
+            return Err(RegistryError::new(
+                ErrorCode::RangeInvalid,
+                format!("the chunk's range {}-{} is longer than any body can be", r.start, r.end),
+            ));
         };
         if let Some(len) = content_length
             && len != expected
@@ -614,15 +617,11 @@ impl Registry {
         name: &str,
         digest: &Digest,
     ) -> Result<std::result::Result<Vec<String>, Vec<String>>> {
-        let parents = self.meta.manifest_parents(name, digest.as_str()).await?;
-        if !parents.is_empty() {
-            return Ok(Err(parents));
-        }
         let Some(image) = self.meta.image(name, digest.as_str()).await? else { return Ok(Ok(Vec::new())) };
         let sboms = self.berth_sboms_of(name, digest).await?;
         match self.meta.delete_manifest(name, digest).await {
             Ok(_) => {}
-            // An index that lists it was put since the check above.
+            // Listed by an index: the store refuses it in the deleting transaction.
             Err(MetaError::ReferencedByIndex(parents)) => return Ok(Err(parents)),
             Err(e) => return Err(e.into()),
         }

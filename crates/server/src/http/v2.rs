@@ -57,8 +57,9 @@ pub async fn handle(State(app): State<AppState>, req: axum::extract::Request) ->
                 Some(k) => route.with_name(k),
                 None => route,
             };
-            let access = Access { caller: caller.as_ref(), env: &env, ns: &ns, from: from_key.as_deref() };
-            match authorize(&app, &route, &method, &query, access).await {
+            let upload = UploadStart::of(param(&query, "mount"), from_key.as_deref(), param(&query, "digest"));
+            let access = Access { caller: caller.as_ref(), env: &env, ns: &ns, upload };
+            match authorize(&app, &route, &method, access).await {
                 Ok(()) => dispatch(&app, route, &method, &query, &headers, body, access).await,
                 Err(e) => Err(e),
             }
@@ -154,24 +155,17 @@ struct Access<'a> {
     caller: Option<&'a Caller>,
     env: &'a RequestEnv,
     ns: &'a Namespace,
-    /// The `from` of a cross-repository mount, as a repository key.
-    from: Option<&'a str>,
+    /// What an upload start asks for (its mount's `from` as a repository key).
+    upload: UploadStart<'a>,
 }
 
 /// Authorizes a `/v2/` request once, before anything is read or written: every (action,
 /// repository) the route needs must be allowed (`authz::v2_permissions`). A refusal is `DENIED`
 /// (403), which Docker shows as `denied: <message>`.
-async fn authorize(
-    app: &AppState,
-    route: &V2Route<'_>,
-    method: &Method,
-    query: &[(String, String)],
-    access: Access<'_>,
-) -> Result<()> {
-    let Access { caller, env, .. } = access;
+async fn authorize(app: &AppState, route: &V2Route<'_>, method: &Method, access: Access<'_>) -> Result<()> {
+    let Access { caller, env, upload, .. } = access;
     let Some(caller) = caller else { return Ok(()) };
-    let start = UploadStart::of(param(query, "mount"), access.from, param(query, "digest"));
-    for (action, repository) in authz::v2_permissions(route, method.as_str(), start) {
+    for (action, repository) in authz::v2_permissions(route, method.as_str(), upload) {
         if let Err(denied) = app.authorizer.authorize(caller, action, Target::Repository(repository), env).await? {
             return Err(RegistryError::new(ErrorCode::Denied, denied.message));
         }
@@ -219,7 +213,7 @@ async fn dispatch(
     body: Body,
     access: Access<'_>,
 ) -> Result<Response> {
-    let Access { caller, env, ns, from } = access;
+    let Access { caller, env, ns, upload } = access;
     let reg = &app.registry;
     let head = *method == Method::HEAD;
     match (route, method.clone()) {
@@ -359,7 +353,7 @@ async fn dispatch(
             "blobs are not deleted one by one: delete the image's manifest, and garbage collection reclaims its blobs",
         )),
         (V2Route::UploadStart { name }, Method::POST) => {
-            match UploadStart::of(param(query, "mount"), from, param(query, "digest")) {
+            match upload {
                 UploadStart::Mount { from: Some(from) } => {
                     let mount = param(query, "mount").unwrap_or_default();
                     let source_named =

@@ -128,21 +128,7 @@ pub(super) async fn complete_layer_upload(ctx: &Ctx<'_>, input: CompleteInput) -
             "The specified layer upload does not contain any layer parts",
         ));
     }
-    let parsed = Digest::parse(digest)
-        .map_err(|e| EcrError::new("InvalidLayerException", format!("Invalid layer digest: {e}")))?;
-    let already_exists = || {
-        EcrError::new(
-            "LayerAlreadyExistsException",
-            format!(
-                "The layer '{digest}' already exists in the repository with name '{repo}' in the registry with id '{}'",
-                ctx.registry_id()
-            ),
-        )
-    };
-    if reg.meta().linked_blob(repo, &parsed).await?.is_some() {
-        reg.cancel_upload(repo, &input.upload_id).await.ok();
-        return Err(already_exists());
-    }
+    Digest::parse(digest).map_err(|e| EcrError::new("InvalidLayerException", format!("Invalid layer digest: {e}")))?;
     let done = reg.complete_upload(repo, &input.upload_id, digest, None, None).await.map_err(|e| match e {
         RegistryError::Oci { code: ErrorCode::DigestInvalid, message, .. } => {
             EcrError::new("InvalidLayerException", message)
@@ -150,10 +136,16 @@ pub(super) async fn complete_layer_upload(ctx: &Ctx<'_>, input: CompleteInput) -
         RegistryError::Oci { code: ErrorCode::BlobUploadUnknown, .. } => upload_not_found(ctx, repo, &input.upload_id),
         other => other.into(),
     })?;
-    // The check above is a fast path; the answer is decided where the link is made, so of two
-    // uploads of one layer racing, one is told it already exists.
+    // Decided where the link is made: of two uploads of one layer racing, one is told it
+    // already exists.
     if done.already_linked {
-        return Err(already_exists());
+        return Err(EcrError::new(
+            "LayerAlreadyExistsException",
+            format!(
+                "The layer '{digest}' already exists in the repository with name '{repo}' in the registry with id '{}'",
+                ctx.registry_id()
+            ),
+        ));
     }
     let d = done.digest;
     Ok(json!({
