@@ -428,6 +428,9 @@ pub trait MetaStore: Send + Sync + 'static {
         filter: ImageFilter,
     ) -> Result<Vec<ImageRecord>>;
     async fn image(&self, repository: &str, digest: &str) -> Result<Option<ImageRecord>>;
+    /// `blob_bytes` of each of `digests` the repository holds, in one query (for the sizes of
+    /// a page of indexes' children).
+    async fn image_blob_bytes(&self, repository: &str, digests: &[String]) -> Result<Vec<(String, i64)>>;
     /// Index manifests in the repository that list `digest` as a child.
     async fn manifest_parents(&self, repository: &str, digest: &str) -> Result<Vec<String>>;
     /// Records that a manifest was pulled at `at` (epoch ms).

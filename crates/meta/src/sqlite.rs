@@ -828,6 +828,20 @@ impl MetaStore for SqliteMeta {
         }
     }
 
+    async fn image_blob_bytes(&self, repository: &str, digests: &[String]) -> Result<Vec<(String, i64)>> {
+        let digests = serde_json::to_string(digests).map_err(|e| MetaError::Backend(e.to_string()))?;
+        sqlx::query_as(
+            "SELECT mr.manifest_digest, SUM(b.size) FROM manifest_references mr JOIN blobs b ON b.digest = mr.child_digest \
+             JOIN repositories r ON r.id = mr.repository_id WHERE r.name = $1 AND mr.child_kind = 'blob' \
+             AND mr.manifest_digest IN (SELECT value FROM json_each($2)) GROUP BY mr.manifest_digest",
+        )
+        .bind(repository)
+        .bind(digests)
+        .fetch_all(&self.reader)
+        .await
+        .map_err(backend)
+    }
+
     async fn manifest_parents(&self, repository: &str, digest: &str) -> Result<Vec<String>> {
         sqlx::query_scalar(
             "SELECT mr.manifest_digest FROM manifest_references mr JOIN repositories r ON r.id = mr.repository_id \

@@ -119,6 +119,11 @@ pub async fn meta_store_suite(meta: &dyn MetaStore) {
     let img = meta.image("team/app", m.digest.as_str()).await.unwrap().unwrap();
     assert_eq!(img.tags, ["latest", "v1"]);
     assert_eq!(img.blob_bytes, 11);
+    let sizes = meta
+        .image_blob_bytes("team/app", &[m.digest.to_string(), "sha256:absent".into(), idx.digest.to_string()])
+        .await
+        .unwrap();
+    assert_eq!(sizes, [(m.digest.to_string(), 11)], "one query, only images with blobs");
     assert_eq!(img.last_pulled_at, None);
     meta.record_pull("team/app", m.digest.as_str(), 5000).await.unwrap();
     meta.record_pull("team/app", m.digest.as_str(), 4000).await.unwrap();

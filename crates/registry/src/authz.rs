@@ -401,6 +401,13 @@ pub fn v2_permissions<'a>(
 /// What a mount needs on its source repository: to read the blob.
 pub const MOUNT_SOURCE_ACTION: &str = "ecr:GetDownloadUrlForLayer";
 
+impl crate::Registry {
+    /// The authorizer deciding requests to this registry, reading its policies and tags.
+    pub fn authorizer(&self, region: &str) -> Authorizer {
+        Authorizer::new(self.meta().clone(), self.registry_id().to_string(), region.to_string())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use berth_oci::V2Route;

@@ -102,8 +102,56 @@ impl IamAdmin {
         &self.account_id
     }
 
-    pub fn meta(&self) -> &Arc<dyn MetaStore> {
-        &self.meta
+    /// The principal an access key belongs to: how a request without `UserName` names its
+    /// caller.
+    pub async fn key_owner(&self, access_key_id: &str) -> Result<Principal> {
+        self.meta
+            .access_key(access_key_id)
+            .await?
+            .map(|(_, principal)| principal)
+            .ok_or_else(|| IamError::NoSuchEntity("The caller cannot be found.".into()))
+    }
+
+    pub async fn access_keys(&self, principal: &Principal) -> Result<Vec<AccessKey>> {
+        Ok(self.meta.list_access_keys(&principal.id).await?)
+    }
+
+    /// A managed policy of this account with the number of users and groups it is attached to.
+    pub async fn managed_policy(&self, arn: &str) -> Result<(ManagedPolicy, u64)> {
+        let policy = self
+            .meta
+            .managed_policy(arn)
+            .await?
+            .filter(|p| p.account_id == self.account_id)
+            .ok_or_else(|| IamError::NoSuchEntity(format!("Policy {arn} was not found.")))?;
+        let attachments = self.meta.policy_attachment_count(arn).await?;
+        Ok((policy, attachments))
+    }
+
+    /// The account's managed policies, each with its attachment count.
+    pub async fn managed_policies(&self) -> Result<Vec<(ManagedPolicy, u64)>> {
+        let mut out = Vec::new();
+        for policy in self.meta.list_managed_policies(&self.account_id).await? {
+            let n = self.meta.policy_attachment_count(&policy.arn).await?;
+            out.push((policy, n));
+        }
+        Ok(out)
+    }
+
+    pub async fn list_groups(&self) -> Result<Vec<Group>> {
+        Ok(self.meta.list_groups(&self.account_id).await?)
+    }
+
+    pub async fn group_members(&self, group: &Group) -> Result<Vec<Principal>> {
+        Ok(self.meta.group_members(&group.id).await?)
+    }
+
+    pub async fn remove_user_from_group(&self, group: &str, user: &str) -> Result<()> {
+        let (g, u) = (self.group(group).await?, self.user(user).await?);
+        if !self.meta.remove_group_member(&g.id, &u.id).await? {
+            return Err(IamError::NoSuchEntity("The user is not in the group.".into()));
+        }
+        Ok(())
     }
 
     pub async fn group(&self, name: &str) -> Result<Group> {
@@ -311,4 +359,16 @@ impl IamAdmin {
 pub enum Owner<'a> {
     User(&'a str),
     Group(&'a str),
+}
+
+impl crate::Registry {
+    /// Identity administration of one account (the IAM Query API acts on the caller's).
+    pub fn iam(&self, account_id: &str) -> IamAdmin {
+        IamAdmin::new(self.meta().clone(), account_id.to_string())
+    }
+
+    /// Whether `account` is one this registry serves (it has a root user).
+    pub async fn serves_account(&self, account: &str) -> std::result::Result<bool, crate::RegistryError> {
+        Ok(account == self.registry_id() || self.meta().principal_by_name(account, "root").await?.is_some())
+    }
 }

@@ -8,13 +8,25 @@ mod fsck;
 mod gc;
 pub mod iam;
 pub mod identity;
+pub mod images;
 mod lifecycle;
 pub mod repositories;
 pub mod scan;
 mod service;
+pub mod settings;
 
 pub use error::{RegistryError, is_storage_full, storage_full};
 pub use fsck::FsckReport;
 pub use gc::{GcPolicy, GcReport};
 pub use lifecycle::LifecycleRun;
 pub use service::{BlobRead, ManifestPut, Page, Registry};
+
+/// A registry on fresh stores in a temporary directory, for the services' own tests.
+#[cfg(test)]
+pub(crate) async fn test_registry() -> (tempfile::TempDir, Registry) {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let meta = std::sync::Arc::new(berth_meta::SqliteMeta::open(&dir.path().join("meta.db")).await.expect("meta"));
+    let blobs = std::sync::Arc::new(berth_store::FsBlobStore::open(dir.path().join("blobs")).await.expect("blobs"));
+    berth_meta::MetaStore::ensure_account(meta.as_ref(), "111111111111").await.expect("account");
+    (dir, Registry::new(meta, blobs, "111111111111".into()))
+}

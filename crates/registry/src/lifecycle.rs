@@ -146,7 +146,8 @@ impl Registry {
 impl Registry {
     /// Moves an image between storage classes as `UpdateImageStorageClass` does: to the archive
     /// (no longer pullable) or back to standard. Restoring is immediate here (the bytes never
-    /// left), so the image is `ACTIVE` at once. `Ok(None)` if there is no such image.
+    /// left), so the image is `ACTIVE` at once. `Ok(None)` if there is no such image. An image
+    /// an index lists is archived with its index, never alone (`ArchiveOfIndexChild`).
     pub async fn update_image_storage_class(
         &self,
         repository: &str,
@@ -155,6 +156,9 @@ impl Registry {
         now_ms: i64,
     ) -> Result<Option<ImageRecord>, RegistryError> {
         let archived = target == StorageClass::Archive;
+        if archived && !self.meta().manifest_parents(repository, digest).await?.is_empty() {
+            return Err(RegistryError::ArchiveOfIndexChild);
+        }
         if self.meta().set_image_archived(repository, digest, archived, now_ms).await?.is_none() {
             return Ok(None);
         }

@@ -3,7 +3,6 @@
 //! whether a push to a missing repository creates it (`appliedFor: CREATE_ON_PUSH`).
 
 use berth_meta::{CreationTemplate, MetaError, Repository, RepositorySettings};
-use berth_oci::ErrorCode;
 use berth_policy::TagMutability;
 use serde::{Deserialize, Serialize};
 
@@ -180,27 +179,288 @@ impl Registry {
     }
 
     /// The repository a push goes to: the existing one, or one created from the most specific
-    /// `CREATE_ON_PUSH` template covering the name; otherwise `NAME_UNKNOWN`, as ECR answers.
+    /// `CREATE_ON_PUSH` template covering the name; otherwise `RepositoryNotFound`, as ECR
+    /// answers. Created through `create_repository`, as `CreateRepository` creates one.
     pub async fn repository_for_push(&self, name: &str) -> Result<Repository, RegistryError> {
         if let Some(r) = self.meta().repository(name).await? {
             return Ok(r);
         }
         let templates = self.templates().await?;
         let Some((_, spec)) = template_for(&templates, name, "CREATE_ON_PUSH") else {
-            return Err(RegistryError::new(ErrorCode::NameUnknown, repository_not_found(name, self.registry_id())));
+            return Err(RegistryError::RepositoryNotFound { name: name.to_string() });
         };
-        let tags: Vec<(String, String)> = spec.resource_tags.iter().map(|t| (t.key.clone(), t.value.clone())).collect();
-        match self.meta().create_repository(name, &spec.settings(), &tags).await {
+        match self.create_repository(name, &spec.settings(), &spec.resource_tags).await {
             Ok(r) => {
                 tracing::info!(repository = name, "created on push from a creation template");
                 Ok(r)
             }
-            Err(MetaError::RepositoryAlreadyExists) => {
-                self.meta().repository(name).await?.ok_or_else(|| RegistryError::Internal("repository vanished".into()))
-            }
-            Err(e) => Err(e.into()),
+            // Created by a racing push meanwhile.
+            Err(RegistryError::RepositoryAlreadyExists { .. }) => self.repository(name).await,
+            Err(e) => Err(e),
         }
     }
+
+    /// A repository, or `RepositoryNotFound`.
+    pub async fn repository(&self, name: &str) -> Result<Repository, RegistryError> {
+        self.find_repository(name).await?.ok_or_else(|| RegistryError::RepositoryNotFound { name: name.to_string() })
+    }
+
+    pub async fn find_repository(&self, name: &str) -> Result<Option<Repository>, RegistryError> {
+        Ok(self.meta().repository(name).await?)
+    }
+
+    /// Creates a repository with its settings and resource tags (at most 50, each within
+    /// bounds): what `CreateRepository` and create-on-push both do.
+    pub async fn create_repository(
+        &self,
+        name: &str,
+        settings: &RepositorySettings,
+        tags: &[ResourceTag],
+    ) -> Result<Repository, RegistryError> {
+        check_resource_tags(tags)?;
+        let tags: Vec<(String, String)> = tags.iter().map(|t| (t.key.clone(), t.value.clone())).collect();
+        self.meta().create_repository(name, settings, &tags).await.map_err(|e| match e {
+            MetaError::RepositoryAlreadyExists => RegistryError::RepositoryAlreadyExists { name: name.to_string() },
+            other => other.into(),
+        })
+    }
+
+    /// Deletes a repository; one that holds images only with `force`.
+    pub async fn delete_repository(&self, name: &str, force: bool) -> Result<Repository, RegistryError> {
+        self.meta().delete_repository(name, force).await.map_err(|e| match e {
+            MetaError::RepositoryNotEmpty => RegistryError::RepositoryNotEmpty { name: name.to_string() },
+            other => RegistryError::in_repository(name)(other),
+        })
+    }
+
+    /// Changes a repository's settings with `change` and stores them.
+    pub async fn update_repository_settings(
+        &self,
+        name: &str,
+        change: impl FnOnce(&mut RepositorySettings),
+    ) -> Result<Repository, RegistryError> {
+        let mut settings = self.repository(name).await?.settings;
+        change(&mut settings);
+        self.meta().update_repository_settings(name, &settings).await.map_err(RegistryError::in_repository(name))
+    }
+
+    pub async fn repository_tags(&self, name: &str) -> Result<Vec<(String, String)>, RegistryError> {
+        self.repository(name).await?;
+        self.meta().repository_resource_tags(name).await.map_err(RegistryError::in_repository(name))
+    }
+
+    /// Adds or replaces resource tags; a repository keeps at most 50.
+    pub async fn tag_repository(&self, name: &str, tags: &[ResourceTag]) -> Result<(), RegistryError> {
+        check_resource_tags(tags)?;
+        let existing = self.repository_tags(name).await?;
+        let added = tags.iter().filter(|t| !existing.iter().any(|(k, _)| *k == t.key)).count();
+        if existing.len() + added > MAX_RESOURCE_TAGS {
+            return Err(RegistryError::TooManyTags);
+        }
+        let tags: Vec<(String, String)> = tags.iter().map(|t| (t.key.clone(), t.value.clone())).collect();
+        self.meta().tag_repository(name, &tags).await.map_err(RegistryError::in_repository(name))
+    }
+
+    pub async fn untag_repository(&self, name: &str, keys: &[String]) -> Result<(), RegistryError> {
+        if keys.iter().any(|k| k.is_empty() || k.chars().count() > 128) {
+            return Err(RegistryError::InvalidResourceTag("Tag keys are 1 to 128 characters".into()));
+        }
+        self.repository(name).await?;
+        self.meta().untag_repository(name, keys).await.map_err(RegistryError::in_repository(name))
+    }
+
+    // ---- repository creation templates ----
+
+    /// Every template, in prefix order.
+    pub async fn creation_templates(&self) -> Result<Vec<StoredTemplate>, RegistryError> {
+        Ok(self
+            .templates()
+            .await?
+            .into_iter()
+            .map(|(t, spec)| StoredTemplate {
+                prefix: t.prefix,
+                spec,
+                created_at: t.created_at,
+                updated_at: t.updated_at,
+            })
+            .collect())
+    }
+
+    /// Creates a template; it must say what it applies for.
+    pub async fn create_creation_template(
+        &self,
+        prefix: &str,
+        spec: &TemplateSpec,
+    ) -> Result<StoredTemplate, RegistryError> {
+        check_template(prefix, spec)?;
+        if spec.applied_for.is_empty() {
+            return Err(RegistryError::InvalidParameter(
+                "appliedFor must name at least one of REPLICATION, PULL_THROUGH_CACHE, CREATE_ON_PUSH".into(),
+            ));
+        }
+        let body = serde_json::to_string(spec).expect("template serializes");
+        let stored = self.meta().create_creation_template(prefix, &body).await.map_err(|e| match e {
+            MetaError::AlreadyExists => RegistryError::TemplateAlreadyExists { prefix: prefix.to_string() },
+            other => other.into(),
+        })?;
+        stored_template(stored)
+    }
+
+    /// Updates a template: what `spec` names replaces what is stored, the rest stays (an empty
+    /// `appliedFor` names nothing), as ECR's update does.
+    pub async fn update_creation_template(
+        &self,
+        prefix: &str,
+        spec: &TemplateSpec,
+    ) -> Result<StoredTemplate, RegistryError> {
+        check_template(prefix, spec)?;
+        let not_found = || RegistryError::TemplateNotFound { prefix: prefix.to_string() };
+        let current = self.meta().creation_templates().await?.into_iter().find(|t| t.prefix == prefix);
+        let current = current.ok_or_else(not_found)?;
+        let mut merged: serde_json::Value = serde_json::from_str(&current.body)
+            .map_err(|e| RegistryError::Internal(format!("stored template {prefix}: {e}")))?;
+        if let (Some(m), serde_json::Value::Object(new)) =
+            (merged.as_object_mut(), serde_json::to_value(spec).expect("template serializes"))
+        {
+            for (k, v) in new {
+                if !(k == "appliedFor" && v.as_array().is_some_and(|a| a.is_empty())) {
+                    m.insert(k, v);
+                }
+            }
+        }
+        let stored = self.meta().update_creation_template(prefix, &merged.to_string()).await.map_err(|e| match e {
+            MetaError::NotFound => not_found(),
+            other => other.into(),
+        })?;
+        stored_template(stored)
+    }
+
+    pub async fn delete_creation_template(&self, prefix: &str) -> Result<StoredTemplate, RegistryError> {
+        check_template_prefix(prefix)?;
+        let t = self.meta().delete_creation_template(prefix).await.map_err(|e| match e {
+            MetaError::NotFound => RegistryError::TemplateNotFound { prefix: prefix.to_string() },
+            other => other.into(),
+        })?;
+        stored_template(t)
+    }
+}
+
+/// What the registry stores, for `/metrics`.
+#[derive(Debug, Clone, Default)]
+pub struct StorageUsage {
+    /// Per repository key: images, and bytes of the blobs it links.
+    pub repositories: Vec<(String, i64, i64)>,
+    /// Every blob once, however many repositories link it.
+    pub blobs: u64,
+    pub blob_bytes: i64,
+}
+
+impl Registry {
+    pub async fn storage_usage(&self) -> Result<StorageUsage, RegistryError> {
+        let repositories = self.meta().repository_usage().await?;
+        let blobs = self.meta().all_blobs().await?;
+        Ok(StorageUsage { repositories, blobs: blobs.len() as u64, blob_bytes: blobs.iter().map(|(_, s)| s).sum() })
+    }
+}
+
+/// A stored repository creation template.
+#[derive(Debug, Clone)]
+pub struct StoredTemplate {
+    pub prefix: String,
+    pub spec: TemplateSpec,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+fn stored_template(t: CreationTemplate) -> Result<StoredTemplate, RegistryError> {
+    let spec = serde_json::from_str(&t.body)
+        .map_err(|e| RegistryError::Internal(format!("stored template {}: {e}", t.prefix)))?;
+    Ok(StoredTemplate { prefix: t.prefix, spec, created_at: t.created_at, updated_at: t.updated_at })
+}
+
+/// A repository keeps at most this many resource tags, as in ECR.
+pub const MAX_RESOURCE_TAGS: usize = 50;
+
+/// Resource tags as ECR bounds them: at most 50; keys 1 to 128 characters, not starting with
+/// `aws:`; values at most 256.
+pub fn check_resource_tags(tags: &[ResourceTag]) -> Result<(), RegistryError> {
+    if tags.len() > MAX_RESOURCE_TAGS {
+        return Err(RegistryError::TooManyTags);
+    }
+    for t in tags {
+        if t.key.is_empty() || t.key.chars().count() > 128 || t.value.chars().count() > 256 || t.key.starts_with("aws:")
+        {
+            return Err(RegistryError::InvalidResourceTag(format!(
+                "Invalid tag {:?}: keys are 1 to 128 characters and may not start with 'aws:', values at most 256",
+                t.key
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// A tag mutability rule from its mode and exclusion filters (only `WILDCARD` filters).
+pub fn tag_mutability_rule(mode: &str, filters: &[ExclusionFilter]) -> Result<TagMutability, RegistryError> {
+    if let Some(f) = filters.iter().find(|f| f.filter_type != "WILDCARD") {
+        return Err(RegistryError::InvalidParameter(format!(
+            "Invalid parameter at 'filterType' failed to satisfy constraint: 'Member must satisfy enum value set: [WILDCARD]' (got {:?})",
+            f.filter_type
+        )));
+    }
+    TagMutability::new(mode, filters.iter().map(|f| f.filter.clone()).collect())
+        .map_err(|e| RegistryError::InvalidParameter(e.to_string()))
+}
+
+/// The encryption a repository gets: `AES256` when none is asked for; a KMS key only with a
+/// KMS encryption type.
+pub fn encryption_settings(e: Option<&EncryptionConfiguration>) -> Result<(String, Option<String>), RegistryError> {
+    let Some(e) = e else { return Ok(("AES256".into(), None)) };
+    match e.encryption_type.as_str() {
+        "AES256" => {
+            if e.kms_key.as_deref().is_some_and(|k| !k.is_empty()) {
+                return Err(RegistryError::InvalidParameter(
+                    "Invalid parameter: kmsKey can only be given with encryptionType KMS or KMS_DSSE".into(),
+                ));
+            }
+            Ok(("AES256".into(), None))
+        }
+        "KMS" | "KMS_DSSE" => Ok((e.encryption_type.clone(), e.kms_key.clone().filter(|k| !k.is_empty()))),
+        other => Err(RegistryError::InvalidParameter(format!(
+            "Invalid parameter at 'encryptionType' failed to satisfy constraint: 'Member must satisfy enum value set: [AES256, KMS, KMS_DSSE]' (got {other:?})"
+        ))),
+    }
+}
+
+/// A template prefix: `ROOT`, or a repository namespace (`prod`, `prod/team`, a trailing slash
+/// allowed).
+pub fn check_template_prefix(prefix: &str) -> Result<(), RegistryError> {
+    let trimmed = prefix.strip_suffix('/').unwrap_or(prefix);
+    let ok = prefix == ROOT_PREFIX
+        || (!trimmed.is_empty() && prefix.len() <= 256 && berth_oci::validate_repository_name(trimmed).is_ok());
+    if ok {
+        Ok(())
+    } else {
+        Err(RegistryError::InvalidParameter(format!(
+            "Invalid parameter at 'prefix': {prefix:?} must be ROOT or a repository namespace such as 'prod' or 'prod/team'"
+        )))
+    }
+}
+
+fn check_template(prefix: &str, spec: &TemplateSpec) -> Result<(), RegistryError> {
+    check_template_prefix(prefix)?;
+    if let Some(a) =
+        spec.applied_for.iter().find(|a| !matches!(a.as_str(), "REPLICATION" | "PULL_THROUGH_CACHE" | "CREATE_ON_PUSH"))
+    {
+        return Err(RegistryError::InvalidParameter(format!(
+            "Invalid parameter at 'appliedFor' failed to satisfy constraint: 'Member must satisfy enum value set: [REPLICATION, PULL_THROUGH_CACHE, CREATE_ON_PUSH]' (got {a:?})"
+        )));
+    }
+    if let Some(m) = &spec.image_tag_mutability {
+        tag_mutability_rule(m, &spec.image_tag_mutability_exclusion_filters)?;
+    }
+    check_resource_tags(&spec.resource_tags)?;
+    encryption_settings(spec.encryption_configuration.as_ref())?;
+    Ok(())
 }
 
 /// A repository's key in the metadata store: its name in the registry's first (default)
@@ -277,6 +537,117 @@ mod tests {
         }
         let (none, more) = registry.account_repositories("444444444444", None, 10).await.unwrap();
         assert!(none.is_empty() && !more);
+    }
+
+    fn tags(n: usize, prefix: &str) -> Vec<ResourceTag> {
+        (0..n).map(|i| ResourceTag { key: format!("{prefix}{i}"), value: "v".into() }).collect()
+    }
+
+    #[tokio::test]
+    async fn create_repository_is_the_path_create_on_push_takes() {
+        let (_dir, registry) = crate::test_registry().await;
+        let settings = RepositorySettings::default();
+        registry.create_repository("app", &settings, &tags(2, "k")).await.unwrap();
+        assert!(matches!(
+            registry.create_repository("app", &settings, &[]).await,
+            Err(RegistryError::RepositoryAlreadyExists { name }) if name == "app"
+        ));
+        assert!(matches!(
+            registry.create_repository("many", &settings, &tags(51, "k")).await,
+            Err(RegistryError::TooManyTags)
+        ));
+        let bad = [ResourceTag { key: "aws:reserved".into(), value: String::new() }];
+        assert!(matches!(
+            registry.create_repository("bad", &settings, &bad).await,
+            Err(RegistryError::InvalidResourceTag(_))
+        ));
+        // A push creates a repository only from a CREATE_ON_PUSH template, with its settings and tags.
+        assert!(matches!(
+            registry.repository_for_push("prod/api").await,
+            Err(RegistryError::RepositoryNotFound { name }) if name == "prod/api"
+        ));
+        let spec = TemplateSpec {
+            applied_for: vec!["CREATE_ON_PUSH".into()],
+            image_tag_mutability: Some("IMMUTABLE".into()),
+            resource_tags: tags(1, "team"),
+            ..Default::default()
+        };
+        registry.create_creation_template("prod", &spec).await.unwrap();
+        let created = registry.repository_for_push("prod/api").await.unwrap();
+        assert_eq!(created.settings.tag_mutability, "IMMUTABLE");
+        assert_eq!(registry.repository_tags("prod/api").await.unwrap(), [("team0".to_string(), "v".to_string())]);
+        // A second push finds it.
+        assert_eq!(registry.repository_for_push("prod/api").await.unwrap().created_at, created.created_at);
+    }
+
+    #[tokio::test]
+    async fn a_repository_keeps_at_most_fifty_resource_tags() {
+        let (_dir, registry) = crate::test_registry().await;
+        registry.create_repository("app", &RepositorySettings::default(), &tags(49, "k")).await.unwrap();
+        // Replacing existing keys adds none.
+        registry.tag_repository("app", &tags(49, "k")).await.unwrap();
+        assert!(matches!(registry.tag_repository("app", &tags(2, "new")).await, Err(RegistryError::TooManyTags)));
+        registry.tag_repository("app", &tags(1, "new")).await.unwrap();
+        assert_eq!(registry.repository_tags("app").await.unwrap().len(), 50);
+        assert!(matches!(
+            registry.untag_repository("app", &[String::new()]).await,
+            Err(RegistryError::InvalidResourceTag(_))
+        ));
+        assert!(matches!(
+            registry.tag_repository("gone", &tags(1, "k")).await,
+            Err(RegistryError::RepositoryNotFound { name }) if name == "gone"
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_template_update_keeps_what_it_does_not_name() {
+        let (_dir, registry) = crate::test_registry().await;
+        let spec = TemplateSpec {
+            description: Some("team images".into()),
+            applied_for: vec!["CREATE_ON_PUSH".into()],
+            ..Default::default()
+        };
+        assert!(matches!(
+            registry.create_creation_template("prod", &TemplateSpec::default()).await,
+            Err(RegistryError::InvalidParameter(_))
+        ));
+        registry.create_creation_template("prod", &spec).await.unwrap();
+        assert!(matches!(
+            registry.create_creation_template("prod", &spec).await,
+            Err(RegistryError::TemplateAlreadyExists { prefix }) if prefix == "prod"
+        ));
+        let change = TemplateSpec { image_tag_mutability: Some("IMMUTABLE".into()), ..Default::default() };
+        let updated = registry.update_creation_template("prod", &change).await.unwrap();
+        assert_eq!(updated.spec.description.as_deref(), Some("team images"));
+        assert_eq!(updated.spec.applied_for, ["CREATE_ON_PUSH"]);
+        assert_eq!(updated.spec.image_tag_mutability.as_deref(), Some("IMMUTABLE"));
+        assert!(matches!(
+            registry.update_creation_template("dev", &change).await,
+            Err(RegistryError::TemplateNotFound { prefix }) if prefix == "dev"
+        ));
+        assert!(matches!(
+            registry.delete_creation_template("not a prefix").await,
+            Err(RegistryError::InvalidParameter(_))
+        ));
+        assert_eq!(registry.delete_creation_template("prod").await.unwrap().prefix, "prod");
+        assert!(registry.creation_templates().await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_repository_with_images_is_deleted_only_by_force() {
+        let (_dir, registry) = crate::test_registry().await;
+        registry.create_repository("app", &RepositorySettings::default(), &[]).await.unwrap();
+        let manifest = crate::images::tests::image_manifest(&registry, "app", b"layer").await;
+        registry.put_image("app", manifest, None, Some("v1"), None).await.unwrap();
+        assert!(matches!(
+            registry.delete_repository("app", false).await,
+            Err(RegistryError::RepositoryNotEmpty { name }) if name == "app"
+        ));
+        registry.delete_repository("app", true).await.unwrap();
+        assert!(matches!(
+            registry.delete_repository("app", true).await,
+            Err(RegistryError::RepositoryNotFound { name }) if name == "app"
+        ));
     }
 
     fn t(prefix: &str, applied: &[&str]) -> (CreationTemplate, TemplateSpec) {

@@ -4,7 +4,7 @@ use std::sync::{Arc, Mutex};
 use berth_meta::{ManifestSummary, MetaError, MetaStore, NewManifest, StoredManifest};
 use berth_oci::manifest::{ManifestKind, parse_manifest};
 use berth_oci::{
-    Algorithm, ByteRange, ContentRange, Digest, DigestError, ErrorCode, Hasher, ManifestError, accepts, validate_tag,
+    Algorithm, ByteRange, ContentRange, Digest, DigestError, Hasher, ManifestError, accepts, validate_tag,
 };
 use berth_store::{BlobStore, ByteStream, StoreError};
 use futures_util::StreamExt;
@@ -17,6 +17,8 @@ type Result<T> = std::result::Result<T, RegistryError>;
 pub const MAX_PAGE: u32 = 10_000;
 /// Page size when the client gives no `n`.
 pub const DEFAULT_PAGE: u32 = 1_000;
+/// ECR API layer parts but the last are at least this large, as in ECR.
+pub const MIN_LAYER_PART: usize = 5 * 1024 * 1024;
 
 /// The running hash of an upload session, valid for the first `offset` bytes of its data.
 struct HashState {
@@ -72,34 +74,25 @@ pub struct Page {
     pub more: bool,
 }
 
-fn digest_param(s: &str) -> Result<Digest> {
+pub(crate) fn digest_param(s: &str) -> Result<Digest> {
     Digest::parse(s).map_err(|e| match e {
-        DigestError::Invalid(m) => RegistryError::new(ErrorCode::DigestInvalid, m),
-        DigestError::Unsupported(a) => RegistryError::new(
-            ErrorCode::DigestInvalid,
-            format!("unsupported digest algorithm {a:?}: use sha256 or sha512"),
-        ),
+        DigestError::Invalid(m) => RegistryError::DigestInvalid(m),
+        DigestError::Unsupported(a) => {
+            RegistryError::DigestInvalid(format!("unsupported digest algorithm {a:?}: use sha256 or sha512"))
+        }
     })
 }
 
-fn upload_unknown() -> RegistryError {
-    RegistryError::new(ErrorCode::BlobUploadUnknown, "blob upload unknown to registry")
+fn upload_unknown(id: &str) -> RegistryError {
+    RegistryError::UploadNotFound { id: id.to_string() }
 }
 
 fn blob_unknown(d: &Digest) -> RegistryError {
-    RegistryError::with_detail(
-        ErrorCode::BlobUnknown,
-        "blob unknown to registry",
-        serde_json::json!({ "digest": d.as_str() }),
-    )
+    RegistryError::BlobNotFound { digest: d.clone() }
 }
 
 fn manifest_unknown(reference: &str) -> RegistryError {
-    RegistryError::with_detail(
-        ErrorCode::ManifestUnknown,
-        "manifest unknown to registry",
-        serde_json::json!({ "reference": reference }),
-    )
+    RegistryError::ManifestNotFound { reference: reference.to_string() }
 }
 
 /// Wraps a byte stream so that every chunk passing through also feeds `hasher`.
@@ -175,20 +168,24 @@ impl Registry {
         &self.registry_id
     }
 
-    pub fn meta(&self) -> &Arc<dyn MetaStore> {
+    /// The stores are the services' own: nothing outside the registry reaches past them.
+    pub(crate) fn meta(&self) -> &Arc<dyn MetaStore> {
         &self.meta
     }
 
-    pub fn blobs(&self) -> &Arc<dyn BlobStore> {
+    pub(crate) fn blobs(&self) -> &Arc<dyn BlobStore> {
         &self.blobs
+    }
+
+    /// Closes the stores (pending writes are flushed).
+    pub async fn close(&self) {
+        self.meta.close().await;
     }
 
     async fn require_repository(&self, name: &str) -> Result<()> {
         match self.meta.repository(name).await? {
             Some(_) => Ok(()),
-            None => {
-                Err(RegistryError::new(ErrorCode::NameUnknown, format!("repository {name:?} not known to registry")))
-            }
+            None => Err(RegistryError::RepositoryNotFound { name: name.to_string() }),
         }
     }
 
@@ -231,10 +228,7 @@ impl Registry {
         let algorithm = match algorithm {
             None => Algorithm::Sha256,
             Some(a) => Algorithm::parse(a).map_err(|_| {
-                RegistryError::new(
-                    ErrorCode::DigestInvalid,
-                    format!("unsupported digest algorithm {a:?}: use sha256 or sha512"),
-                )
+                RegistryError::DigestInvalid(format!("unsupported digest algorithm {a:?}: use sha256 or sha512"))
             })?,
         };
         self.repository_for_push(name).await?;
@@ -301,7 +295,7 @@ impl Registry {
     async fn session_repository_check(&self, name: &str, id: &str) -> Result<berth_meta::Upload> {
         match self.meta.upload(id).await? {
             Some(u) if u.repository == name => Ok(u),
-            _ => Err(upload_unknown()),
+            _ => Err(upload_unknown(id)),
         }
     }
 
@@ -312,7 +306,7 @@ impl Registry {
         let mut offset = 0u64;
         let mut data = match self.blobs.upload_read(id).await {
             Ok(d) => d,
-            Err(StoreError::NotFound) => return Err(upload_unknown()),
+            Err(StoreError::NotFound) => return Err(upload_unknown(id)),
             Err(e) => return Err(e.into()),
         };
         while let Some(chunk) = data.next().await {
@@ -345,9 +339,9 @@ impl Registry {
                 Ok(new_offset)
             }
             // What was stored and what was hashed may now differ: the next request rehashes.
-            Err(StoreError::NotFound) => Err(upload_unknown()),
+            Err(StoreError::NotFound) => Err(upload_unknown(id)),
             Err(StoreError::Io(e)) if crate::error::is_storage_full(&e) => Err(crate::error::storage_full(&e)),
-            Err(e) => Err(RegistryError::new(ErrorCode::BlobUploadInvalid, format!("upload interrupted: {e}"))),
+            Err(e) => Err(RegistryError::UploadInterrupted(e.to_string())),
         }
     }
 
@@ -364,27 +358,23 @@ impl Registry {
         let algorithm = Algorithm::parse(&upload.algorithm).unwrap_or(Algorithm::Sha256);
         let lock = self.session_lock(id);
         let mut state = lock.lock().await;
-        let size = self.blobs.upload_size(id).await?.ok_or_else(upload_unknown)?;
+        let size = self.blobs.upload_size(id).await?.ok_or_else(|| upload_unknown(id))?;
         let Some(r) = range else { return self.append(id, &mut state, algorithm, body).await };
         if r.start != size {
-            return Err(RegistryError::with_detail(
-                ErrorCode::RangeInvalid,
-                format!("chunk starts at {} but the upload has {size} bytes", r.start),
-                serde_json::json!({ "offset": size }),
-            ));
+            return Err(RegistryError::UploadOutOfOrder { start: r.start, size });
         }
         // The range must describe the body exactly; its length is computed without wrapping.
         let mismatch = |got: &dyn std::fmt::Display| {
-            RegistryError::new(
-                ErrorCode::RangeInvalid,
-                format!("the chunk's range {}-{} does not match its {got} bytes", r.start, r.end),
-            )
+            RegistryError::ChunkRangeInvalid(format!(
+                "the chunk's range {}-{} does not match its {got} bytes",
+                r.start, r.end
+            ))
         };
         let Some(expected) = r.byte_count() else {
-            return Err(RegistryError::new(
-                ErrorCode::RangeInvalid,
-                format!("the chunk's range {}-{} is longer than any body can be", r.start, r.end),
-            ));
+            return Err(RegistryError::ChunkRangeInvalid(format!(
+                "the chunk's range {}-{} is longer than any body can be",
+                r.start, r.end
+            )));
         };
         if let Some(len) = content_length
             && len != expected
@@ -409,7 +399,7 @@ impl Registry {
 
     pub async fn upload_status(&self, name: &str, id: &str) -> Result<u64> {
         self.session_repository_check(name, id).await?;
-        self.blobs.upload_size(id).await?.ok_or_else(upload_unknown)
+        self.blobs.upload_size(id).await?.ok_or_else(|| upload_unknown(id))
     }
 
     /// The final PUT: appends an optional last chunk, verifies the digest over every byte
@@ -426,7 +416,7 @@ impl Registry {
         let expected = digest_param(digest)?;
         let lock = self.session_lock(id);
         let mut state = lock.lock().await;
-        let before = self.blobs.upload_size(id).await?.ok_or_else(upload_unknown)?;
+        let before = self.blobs.upload_size(id).await?.ok_or_else(|| upload_unknown(id))?;
         let size = match body {
             Some(body) => self.append(id, &mut state, expected.algorithm(), body).await?,
             None => before,
@@ -435,10 +425,7 @@ impl Registry {
             && size - before != len
         {
             self.drop_session(id).await;
-            return Err(RegistryError::new(
-                ErrorCode::SizeInvalid,
-                format!("received {} bytes but Content-Length said {len}", size - before),
-            ));
+            return Err(RegistryError::SizeMismatch { received: size - before, declared: len });
         }
         let hash = match state.take() {
             Some(s) if s.offset == size && s.hasher.algorithm() == expected.algorithm() => s,
@@ -448,11 +435,7 @@ impl Registry {
         if actual != expected {
             drop(state);
             self.drop_session(id).await;
-            return Err(RegistryError::with_detail(
-                ErrorCode::DigestInvalid,
-                format!("provided digest {expected} does not match the uploaded content's digest {actual}"),
-                serde_json::json!({ "expected": expected.as_str(), "actual": actual.as_str() }),
-            ));
+            return Err(RegistryError::UploadDigestMismatch { expected, actual });
         }
         let (size, already_linked) = {
             let lock = self.commit_lock(&actual);
@@ -464,6 +447,39 @@ impl Registry {
         drop(state);
         self.sessions.lock().expect("sessions lock").remove(id);
         Ok(Completed { digest: actual, size, already_linked })
+    }
+
+    /// `UploadLayerPart` of the ECR API: a chunk with its byte range, as a `/v2/` PATCH
+    /// appends it; every part but the last must be at least `MIN_LAYER_PART` bytes (a small
+    /// part followed by another marks the upload, and `complete_layer_upload` refuses it).
+    pub async fn upload_layer_part(
+        &self,
+        name: &str,
+        id: &str,
+        range: ContentRange,
+        part: bytes::Bytes,
+    ) -> Result<u64> {
+        let len = part.len();
+        let body: ByteStream = Box::pin(futures_util::stream::once(async move { Ok(part) }));
+        let size = self.append_upload(name, id, Some(range), Some(len as u64), body).await?;
+        self.meta.note_upload_part(id, len < MIN_LAYER_PART).await?;
+        Ok(size)
+    }
+
+    /// `CompleteLayerUpload` of the ECR API: refused for an upload without parts or with a
+    /// small part before its last (which also ends the upload), then completed as a `/v2/`
+    /// PUT without a body.
+    pub async fn complete_layer_upload(&self, name: &str, id: &str, digest: &str) -> Result<Completed> {
+        let upload = self.session_repository_check(name, id).await?;
+        if upload.part_too_small {
+            self.cancel_upload(name, id).await.ok();
+            return Err(RegistryError::LayerPartTooSmall { min: MIN_LAYER_PART });
+        }
+        if self.upload_status(name, id).await? == 0 {
+            return Err(RegistryError::EmptyUpload);
+        }
+        digest_param(digest)?;
+        self.complete_upload(name, id, digest, None, None).await
     }
 
     async fn drop_session_meta(&self, id: &str) -> Result<()> {
@@ -502,19 +518,19 @@ impl Registry {
         let (by_digest, mut tags) = if reference.contains(':') {
             (Some(digest_param(reference)?), Vec::new())
         } else {
-            validate_tag(reference).map_err(|m| RegistryError::new(ErrorCode::TagInvalid, m))?;
+            validate_tag(reference).map_err(RegistryError::TagInvalid)?;
             (None, vec![reference.to_string()])
         };
         for t in extra_tags {
-            validate_tag(t).map_err(|m| RegistryError::new(ErrorCode::TagInvalid, m))?;
+            validate_tag(t).map_err(RegistryError::TagInvalid)?;
             if !tags.contains(t) {
                 tags.push(t.clone());
             }
         }
         let parsed = parse_manifest(content_type, &body).map_err(|e| match e {
-            ManifestError::Invalid(m) => RegistryError::new(ErrorCode::ManifestInvalid, m),
+            ManifestError::Invalid(m) => RegistryError::ManifestInvalid(m),
             ManifestError::UnsupportedMediaType(m) => {
-                RegistryError::new(ErrorCode::ManifestInvalid, format!("unsupported manifest media type {m:?}"))
+                RegistryError::ManifestInvalid(format!("unsupported manifest media type {m:?}"))
             }
         })?;
         let algorithm = by_digest.as_ref().map_or(Algorithm::Sha256, |d| d.algorithm());
@@ -522,10 +538,7 @@ impl Registry {
         if let Some(expected) = &by_digest
             && *expected != digest
         {
-            return Err(RegistryError::new(
-                ErrorCode::DigestInvalid,
-                format!("manifest digest {digest} does not match the reference {expected}"),
-            ));
+            return Err(RegistryError::ManifestDigestMismatch { expected: expected.clone(), actual: digest });
         }
         let repository = self.repository_for_push(name).await?;
         let rule = crate::repositories::tag_mutability(&repository.settings);
@@ -546,24 +559,11 @@ impl Registry {
                 self.scan_on_push(&repository, &digest, manifest.artifact_type.as_deref(), is_index).await;
                 Ok(ManifestPut { digest, subject: parsed.subject, tags })
             }
-            Err(MetaError::TagImmutable(tag)) => Err(RegistryError::with_detail(
-                ErrorCode::TagInvalid,
-                format!(
-                    "The image tag '{tag}' already exists in the '{name}' repository and cannot be overwritten because the repository is immutable."
-                ),
-                serde_json::json!({ "tag": tag, "immutable": true }),
-            )),
+            Err(MetaError::TagImmutable(tag)) => Err(RegistryError::TagImmutable { repository: name.to_string(), tag }),
             Err(MetaError::MissingReferences { blobs, manifests }) => {
-                let missing: Vec<&str> = blobs.iter().chain(manifests.iter()).map(|d| d.as_str()).collect();
-                let blobs: Vec<&str> = blobs.iter().map(|d| d.as_str()).collect();
-                let manifests: Vec<&str> = manifests.iter().map(|d| d.as_str()).collect();
-                Err(RegistryError::with_detail(
-                    ErrorCode::ManifestBlobUnknown,
-                    format!("manifest references content not in the repository: {}", missing.join(", ")),
-                    serde_json::json!({ "missing": missing, "blobs": blobs, "manifests": manifests }),
-                ))
+                Err(RegistryError::ReferencesMissing { repository: name.to_string(), blobs, manifests })
             }
-            Err(e) => Err(e.into()),
+            Err(e) => Err(RegistryError::in_repository(name)(e)),
         }
     }
 
@@ -571,39 +571,20 @@ impl Registry {
     pub async fn get_manifest(&self, name: &str, reference: &str, accept: &[&str]) -> Result<StoredManifest> {
         // A reference that is neither a tag nor a digest names no manifest that could exist:
         // not found, as the OCI conformance suite expects (only a PUT refuses it as invalid).
-        let digest = if reference.contains(':') {
-            match Digest::parse(reference) {
-                Ok(d) => d,
-                Err(_) => return Err(self.not_found_in(name, manifest_unknown(reference)).await),
-            }
-        } else {
-            if validate_tag(reference).is_err() {
-                return Err(self.not_found_in(name, manifest_unknown(reference)).await);
-            }
-            match self.meta.resolve_tag(name, reference).await? {
-                Some(d) => d,
-                None => return Err(self.not_found_in(name, manifest_unknown(reference)).await),
-            }
+        let digest = match self.resolve_reference(name, crate::images::ImageRef::of_reference(reference)).await? {
+            Ok(d) => d,
+            Err(_) => return Err(self.not_found_in(name, manifest_unknown(reference)).await),
         };
         match self.meta.manifest(name, &digest).await? {
             // ECR answers pulls of archived images with 404 until they are restored.
-            Some(m) if m.archived => Err(RegistryError::with_detail(
-                ErrorCode::ManifestUnknown,
-                format!(
-                    "the image {digest} is archived; restore it with UpdateImageStorageClass \
-                     (targetStorageClass STANDARD) or push it again"
-                ),
-                serde_json::json!({ "reference": reference, "imageStatus": "ARCHIVED" }),
-            )),
+            Some(m) if m.archived => Err(RegistryError::ManifestArchived { reference: reference.to_string(), digest }),
             Some(m) if accepts(accept, &m.media_type) => {
                 self.check_pull_policy(&m)?;
                 Ok(m)
             }
-            Some(m) => Err(RegistryError::with_detail(
-                ErrorCode::ManifestUnknown,
-                format!("the manifest is {}, which the Accept header does not admit", m.media_type),
-                serde_json::json!({ "reference": reference, "mediaType": m.media_type }),
-            )),
+            Some(m) => {
+                Err(RegistryError::ManifestNotAccepted { reference: reference.to_string(), media_type: m.media_type })
+            }
             None => Err(self.not_found_in(name, manifest_unknown(reference)).await),
         }
     }
@@ -652,19 +633,12 @@ impl Registry {
             let digest = digest_param(reference)?;
             match self.meta.delete_manifest(name, &digest).await {
                 Err(MetaError::ReferencedByIndex(parents)) => {
-                    return Err(RegistryError::with_detail(
-                        ErrorCode::Denied,
-                        format!(
-                            "the manifest {digest} is referenced by manifest list(s) [{}]: delete those first",
-                            parents.join(", ")
-                        ),
-                        serde_json::json!({ "referencedBy": parents }),
-                    ));
+                    return Err(RegistryError::ReferencedByIndex { digest, parents });
                 }
                 other => other?,
             }
         } else {
-            validate_tag(reference).map_err(|m| RegistryError::new(ErrorCode::TagInvalid, m))?;
+            validate_tag(reference).map_err(RegistryError::TagInvalid)?;
             self.meta.delete_tag(name, reference).await?
         };
         if deleted { Ok(()) } else { Err(self.not_found_in(name, manifest_unknown(reference)).await) }

@@ -354,9 +354,9 @@ async fn vulndb(config: Config, command: VulndbCommand) -> anyhow::Result<()> {
             eprintln!("imported in {:.1} s", started.elapsed().as_secs_f64());
             state
         }
-        VulndbCommand::Status => registry.meta().vulndb_state().await?,
+        VulndbCommand::Status => registry.vulndb_state().await.map_err(|e| anyhow::anyhow!("{e}"))?,
     };
-    registry.meta().close().await;
+    registry.close().await;
     println!(
         "{}",
         serde_json::to_string_pretty(&serde_json::json!({
@@ -417,11 +417,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         tokio::spawn(Scanner::new(registry.clone(), config.scan_concurrency, node_id(&config)?).run());
     }
     let tls_configured = config.tls_cert.is_some();
-    let authorizer = Arc::new(berth_registry::authz::Authorizer::new(
-        registry.meta().clone(),
-        identity.account_id().to_string(),
-        identity.region().to_string(),
-    ));
+    let authorizer = Arc::new(registry.authorizer(identity.region()));
     let state = http::AppState {
         registry: registry.clone(),
         identity: Arc::new(identity),
@@ -469,7 +465,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     if let Some((task, _)) = metrics_task {
         task.abort();
     }
-    registry.meta().close().await;
+    registry.close().await;
     tracing::info!("berth stopped");
     Ok(())
 }
@@ -683,7 +679,7 @@ async fn lifecycle(config: Config, command: LifecycleCommand) -> anyhow::Result<
         Some(r) => vec![registry.run_lifecycle(&r, now, dry_run).await.map_err(|e| anyhow::anyhow!("{e}"))?],
         None => registry.run_all_lifecycles(now, dry_run).await.map_err(|e| anyhow::anyhow!("{e}"))?,
     };
-    registry.meta().close().await;
+    registry.close().await;
     let out: Vec<_> = runs
         .iter()
         .map(|r| {
@@ -735,7 +731,7 @@ async fn gc(config: Config, dry_run: bool, grace: Option<u64>, upload_age: Optio
     let (meta, blobs) = open_stores(&config).await?;
     let registry = Registry::new(meta, Arc::new(blobs), String::new());
     let report = registry.gc(berth_meta::now_ms(), policy, dry_run).await.map_err(|e| anyhow::anyhow!("{e}"))?;
-    registry.meta().close().await;
+    registry.close().await;
     println!(
         "{}",
         serde_json::to_string_pretty(&serde_json::json!({
@@ -793,7 +789,7 @@ async fn fsck(config: Config) -> anyhow::Result<ExitCode> {
     let (meta, blobs) = open_stores(&config).await?;
     let registry = Registry::new(meta, Arc::new(blobs), String::new());
     let report = registry.fsck().await?;
-    registry.meta().close().await;
+    registry.close().await;
     for p in &report.problems {
         println!("DAMAGE {p}");
     }

@@ -10,7 +10,7 @@ pub mod vulndb;
 use std::collections::BTreeMap;
 
 use berth_meta::{Repository, ScanJob, ScanOutcome};
-use berth_oci::{Digest, ErrorCode, media_types};
+use berth_oci::{Digest, media_types};
 use berth_policy::scanning::{RegistryScanning, RepositoryScanning};
 use berth_vuln::findings::{Finding, match_inventory, severity_counts, sort_findings};
 use berth_vuln::image::Inventory;
@@ -357,16 +357,11 @@ impl Registry {
         }
         let digest = &manifest.digest;
         let listed: Vec<String> = blocking.iter().map(|(s, n)| format!("{n} {s}")).collect();
-        Err(RegistryError::with_detail(
-            ErrorCode::Denied,
-            format!(
-                "pull refused by the repository's pull policy: image {digest} has {} finding(s) (blocking {} and above); \
-                 see DescribeImageScanFindings",
-                listed.join(", "),
-                threshold.as_str()
-            ),
-            serde_json::json!({ "digest": digest.as_str(), "blockSeverity": threshold.as_str() }),
-        ))
+        Err(RegistryError::PullBlocked {
+            digest: digest.clone(),
+            findings: listed.join(", "),
+            threshold: threshold.as_str().to_string(),
+        })
     }
 }
 

@@ -113,6 +113,11 @@ fn read_source(tx: &tokio::sync::mpsc::Sender<Item>, path: &Path) -> Result<(), 
 }
 
 impl Registry {
+    /// The vulnerability database's version and last import.
+    pub async fn vulndb_state(&self) -> Result<berth_meta::VulnDbState, RegistryError> {
+        Ok(self.meta().vulndb_state().await?)
+    }
+
     /// Imports OSV records from `paths`, calling `progress` as it goes. Unreadable records are
     /// skipped (and counted); an unreadable source stops the import with an error, after the
     /// batches already written (which stay: each is a complete set of records).

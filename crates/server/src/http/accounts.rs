@@ -40,8 +40,7 @@ impl Namespace {
 
 /// Whether `account` is one this Berth serves (it has a root user).
 pub async fn account_exists(app: &AppState, account: &str) -> bool {
-    account == app.identity.account_id()
-        || matches!(app.registry.meta().principal_by_name(account, "root").await, Ok(Some(_)))
+    account == app.identity.account_id() || matches!(app.registry.serves_account(account).await, Ok(true))
 }
 
 /// The account a `/v2/` host name selects: `<12 digits>.<anything>` an existing account's

@@ -188,7 +188,7 @@ pub async fn handle(app: &AppState, req: &berth_auth::sigv4::Request<'_>, body: 
         return error("MissingAction", "Missing Action").into_response();
     };
     // IAM is per account: the caller manages its own account, authorized against `*` there.
-    let iam = IamAdmin::new(app.registry.meta().clone(), caller.account_id.clone());
+    let iam = app.registry.iam(&caller.account_id);
     match app.authorizer.authorize(&caller, &format!("iam:{action}"), Target::Registry(&caller.account_id), &env).await
     {
         Ok(Ok(())) => {}
@@ -204,19 +204,12 @@ pub async fn handle(app: &AppState, req: &berth_auth::sigv4::Request<'_>, body: 
 }
 
 async fn serve(iam: &IamAdmin, caller: &Caller, action: &str, p: &Params) -> Result<Response, Failure> {
-    let account = iam.account_id().to_string();
     let user_or_caller = |name: Option<&str>| {
         let name = name.map(str::to_string);
         async move {
             match name {
                 Some(n) => iam.user(&n).await.map_err(iam_error),
-                None => iam
-                    .meta()
-                    .access_key(&caller.access_key_id)
-                    .await
-                    .map_err(|e| error("ServiceFailure", &e.to_string()))?
-                    .map(|(_, principal)| principal)
-                    .ok_or_else(|| error("NoSuchEntity", "The caller cannot be found.")),
+                None => iam.key_owner(&caller.access_key_id).await.map_err(iam_error),
             }
         }
     };
@@ -256,7 +249,7 @@ async fn serve(iam: &IamAdmin, caller: &Caller, action: &str, p: &Params) -> Res
         }
         "ListAccessKeys" => {
             let u = user_or_caller(p.get("UserName")).await?;
-            let keys = iam.meta().list_access_keys(&u.id).await.map_err(|x| e(x.into()))?;
+            let keys = iam.access_keys(&u).await.map_err(e)?;
             let list = members(&keys, |k| {
                 format!(
                     "<UserName>{}</UserName><AccessKeyId>{}</AccessKeyId><Status>{}</Status><CreateDate>{}</CreateDate>",
@@ -333,19 +326,12 @@ async fn serve(iam: &IamAdmin, caller: &Caller, action: &str, p: &Params) -> Res
         }
         "GetPolicy" => {
             let arn = p.required("PolicyArn")?;
-            let policy = iam
-                .meta()
-                .managed_policy(arn)
-                .await
-                .map_err(|x| e(x.into()))?
-                .ok_or_else(|| error("NoSuchEntity", &format!("Policy {arn} was not found.")))?;
-            let n = iam.meta().policy_attachment_count(arn).await.map_err(|x| e(x.into()))?;
+            let (policy, n) = iam.managed_policy(arn).await.map_err(e)?;
             ok(action, Some(format!("<Policy>{}</Policy>", policy_xml(&policy, n))))
         }
         "ListPolicies" => {
             let mut list = String::new();
-            for policy in iam.meta().list_managed_policies(&account).await.map_err(|x| e(x.into()))? {
-                let n = iam.meta().policy_attachment_count(&policy.arn).await.map_err(|x| e(x.into()))?;
+            for (policy, n) in iam.managed_policies().await.map_err(e)? {
                 let _ = write!(list, "<member>{}</member>", policy_xml(&policy, n));
             }
             ok(action, Some(format!("<Policies>{list}</Policies><IsTruncated>false</IsTruncated>")))
@@ -360,7 +346,7 @@ async fn serve(iam: &IamAdmin, caller: &Caller, action: &str, p: &Params) -> Res
         }
         "GetGroup" => {
             let g = iam.group(p.required("GroupName")?).await.map_err(e)?;
-            let users = iam.meta().group_members(&g.id).await.map_err(|x| e(x.into()))?;
+            let users = iam.group_members(&g).await.map_err(e)?;
             ok(
                 action,
                 Some(format!(
@@ -371,7 +357,7 @@ async fn serve(iam: &IamAdmin, caller: &Caller, action: &str, p: &Params) -> Res
             )
         }
         "ListGroups" => {
-            let groups = iam.meta().list_groups(&account).await.map_err(|x| e(x.into()))?;
+            let groups = iam.list_groups().await.map_err(e)?;
             ok(
                 action,
                 Some(format!("<Groups>{}</Groups><IsTruncated>false</IsTruncated>", members(&groups, group_xml))),
@@ -382,13 +368,7 @@ async fn serve(iam: &IamAdmin, caller: &Caller, action: &str, p: &Params) -> Res
             ok(action, None)
         }
         "RemoveUserFromGroup" => {
-            let (g, u) = (
-                iam.group(p.required("GroupName")?).await.map_err(e)?,
-                iam.user(p.required("UserName")?).await.map_err(e)?,
-            );
-            if !iam.meta().remove_group_member(&g.id, &u.id).await.map_err(|x| e(x.into()))? {
-                return Err(error("NoSuchEntity", "The user is not in the group."));
-            }
+            iam.remove_user_from_group(p.required("GroupName")?, p.required("UserName")?).await.map_err(e)?;
             ok(action, None)
         }
         _ => return Err(error("InvalidAction", &format!("Berth does not serve the IAM action {action:?}"))),

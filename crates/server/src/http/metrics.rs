@@ -47,11 +47,10 @@ pub fn route_label(path: &str, ecr_target: Option<&str>) -> &'static str {
 }
 
 pub async fn render(State(app): State<AppState>) -> Response {
-    let meta = app.registry.meta();
-    match (meta.repository_usage().await, meta.all_blobs().await) {
-        (Ok(usage), Ok(blobs)) => {
+    match app.registry.storage_usage().await {
+        Ok(usage) => {
             let default_account = app.identity.account_id();
-            for (key, images, bytes) in usage {
+            for (key, images, bytes) in usage.repositories {
                 // Labelled as users know a repository, by account and name; never by its key.
                 let (account, name) = split_repository_key(default_account, &key);
                 let labels = [("account", account.to_string()), ("repository", name.to_string())];
@@ -59,11 +58,10 @@ pub async fn render(State(app): State<AppState>) -> Response {
                 metrics::gauge!("berth_repository_storage_bytes", &labels).set(bytes as f64);
             }
             // Each blob once, however many repositories link it.
-            let total: i64 = blobs.iter().map(|(_, s)| s).sum();
-            metrics::gauge!("berth_registry_storage_bytes").set(total as f64);
-            metrics::gauge!("berth_registry_blobs").set(blobs.len() as f64);
+            metrics::gauge!("berth_registry_storage_bytes").set(usage.blob_bytes as f64);
+            metrics::gauge!("berth_registry_blobs").set(usage.blobs as f64);
         }
-        (Err(e), _) | (_, Err(e)) => tracing::warn!(error = %e, "metrics: storage figures unavailable"),
+        Err(e) => tracing::warn!(error = %e, "metrics: storage figures unavailable"),
     }
     (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; version=0.0.4")], app.metrics.render()).into_response()
 }

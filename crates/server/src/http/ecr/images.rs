@@ -2,10 +2,11 @@
 //! checking layers. `BatchGetImage` and `PutImage` go through the same registry calls as the
 //! `/v2/` manifest GET and PUT.
 
-use berth_meta::{ImageFilter, ImageRecord, ImageScan, StatusFilter, TagFilter};
-use berth_oci::{Digest, ErrorCode, validate_tag};
+use berth_meta::{ImageFilter, StatusFilter, TagFilter};
+use berth_oci::Digest;
 use berth_policy::lifecycle::StorageClass;
 use berth_registry::RegistryError;
+use berth_registry::images::{ImageDetail, ImageIdFailure, ImageRef, listing_filter};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -49,12 +50,13 @@ struct Filter {
     image_status: Option<String>,
 }
 
-/// A listing filter; without `imageStatus`, ECR lists only `ACTIVE` images.
+/// A listing filter from the request (the registry decides what is listed without one).
 fn image_filter(f: &Option<Filter>) -> Result<ImageFilter, EcrError> {
     let tags = match f.as_ref().and_then(|f| f.tag_status.as_deref()) {
-        None | Some("ANY") => TagFilter::Any,
-        Some("TAGGED") => TagFilter::Tagged,
-        Some("UNTAGGED") => TagFilter::Untagged,
+        None => None,
+        Some("ANY") => Some(TagFilter::Any),
+        Some("TAGGED") => Some(TagFilter::Tagged),
+        Some("UNTAGGED") => Some(TagFilter::Untagged),
         Some(other) => {
             return Err(EcrError::invalid(format!(
                 "Invalid parameter at 'tagStatus' failed to satisfy constraint: 'Member must satisfy enum value set: [TAGGED, UNTAGGED, ANY]' (got {other:?})"
@@ -62,70 +64,58 @@ fn image_filter(f: &Option<Filter>) -> Result<ImageFilter, EcrError> {
         }
     };
     let status = match f.as_ref().and_then(|f| f.image_status.as_deref()) {
-        None | Some("ACTIVE") => StatusFilter::Active,
-        Some("ARCHIVED") => StatusFilter::Archived,
-        Some("ACTIVATING") => StatusFilter::Activating,
-        Some("ANY") => StatusFilter::Any,
+        None => None,
+        Some("ACTIVE") => Some(StatusFilter::Active),
+        Some("ARCHIVED") => Some(StatusFilter::Archived),
+        Some("ACTIVATING") => Some(StatusFilter::Activating),
+        Some("ANY") => Some(StatusFilter::Any),
         Some(other) => {
             return Err(EcrError::invalid(format!(
                 "Invalid parameter at 'imageStatus' failed to satisfy constraint: 'Member must satisfy enum value set: [ACTIVE, ARCHIVED, ACTIVATING, ANY]' (got {other:?})"
             )));
         }
     };
-    Ok(ImageFilter { tags, status })
+    Ok(listing_filter(tags, status))
+}
+
+impl ImageId {
+    pub(super) fn as_ref(&self) -> ImageRef<'_> {
+        ImageRef { tag: self.image_tag.as_deref(), digest: self.image_digest.as_deref() }
+    }
+}
+
+/// An id that names no image, as `ImageFailure` reports it.
+fn id_failure(id: &ImageId, f: ImageIdFailure) -> Value {
+    match f {
+        ImageIdFailure::InvalidTag(t) => failure(id, "InvalidImageTag", format!("Invalid image tag {t:?}")),
+        ImageIdFailure::InvalidDigest(d) => failure(id, "InvalidImageDigest", format!("Invalid image digest {d:?}")),
+        ImageIdFailure::MissingDigestAndTag => {
+            failure(id, "MissingDigestAndTag", "Invalid request parameters: both tag and digest cannot be null")
+        }
+        ImageIdFailure::TagDoesNotMatchDigest => failure(
+            id,
+            "ImageTagDoesNotMatchDigest",
+            "Invalid request parameters: image tag digest did not match image digest",
+        ),
+        ImageIdFailure::NotFound => failure(id, "ImageNotFound", "Requested image not found"),
+        ImageIdFailure::ReferencedByIndex(parents) => failure(
+            id,
+            "ImageReferencedByManifestList",
+            format!("Requested image referenced by manifest list: [{}]", parents.join(", ")),
+        ),
+    }
 }
 
 impl Ctx<'_> {
-    /// Resolves an image id to its digest (and the tag it named), or an `ImageFailure`.
-    async fn resolve(&self, repo: &str, id: &ImageId) -> Result<Result<Digest, Value>, EcrError> {
-        let meta = self.app.registry.meta();
-        let by_tag = match &id.image_tag {
-            Some(t) if validate_tag(t).is_err() => {
-                return Ok(Err(failure(id, "InvalidImageTag", format!("Invalid image tag {t:?}"))));
-            }
-            Some(t) => match meta.resolve_tag(repo, t).await? {
-                Some(d) => Some(d),
-                None => return Ok(Err(failure(id, "ImageNotFound", "Requested image not found"))),
-            },
-            None => None,
-        };
-        let by_digest = match &id.image_digest {
-            Some(d) => match Digest::parse(d) {
-                Ok(d) => Some(d),
-                Err(_) => return Ok(Err(failure(id, "InvalidImageDigest", format!("Invalid image digest {d:?}")))),
-            },
-            None => None,
-        };
-        let digest = match (by_tag, by_digest) {
-            (None, None) => {
-                return Ok(Err(failure(
-                    id,
-                    "MissingDigestAndTag",
-                    "Invalid request parameters: both tag and digest cannot be null",
-                )));
-            }
-            (Some(t), Some(d)) if t != d => {
-                return Ok(Err(failure(
-                    id,
-                    "ImageTagDoesNotMatchDigest",
-                    "Invalid request parameters: image tag digest did not match image digest",
-                )));
-            }
-            (Some(d), _) | (None, Some(d)) => d,
-        };
-        if meta.manifest(repo, &digest).await?.is_none() {
-            return Ok(Err(failure(id, "ImageNotFound", "Requested image not found")));
-        }
-        Ok(Ok(digest))
-    }
-
     /// Resolves one image id for an operation on a single image: a missing image is
     /// `ImageNotFoundException`, a malformed id `InvalidParameterException`.
     pub(super) async fn resolve_one(&self, repo: &str, id: &ImageId) -> Result<Digest, EcrError> {
-        match self.resolve(repo, id).await? {
+        match self.app.registry.resolve_image(repo, id.as_ref()).await? {
             Ok(d) => Ok(d),
-            Err(f) if f["failureCode"] == "ImageNotFound" => Err(image_not_found(self, repo, id)),
-            Err(f) => Err(EcrError::invalid(f["failureReason"].as_str().unwrap_or("invalid imageId").to_string())),
+            Err(ImageIdFailure::NotFound) => Err(image_not_found(self, repo, id)),
+            Err(f) => Err(EcrError::invalid(
+                id_failure(id, f)["failureReason"].as_str().unwrap_or("invalid imageId").to_string(),
+            )),
         }
     }
 
@@ -138,14 +128,8 @@ impl Ctx<'_> {
         v
     }
 
-    async fn image_detail(&self, repo: &str, image: &ImageRecord, scan: Option<&ImageScan>) -> Result<Value, EcrError> {
-        // A multi-architecture index is as large as its largest image.
-        let mut size = image.blob_bytes;
-        for child in &image.children {
-            if let Some(c) = self.app.registry.meta().image(repo, child).await? {
-                size = size.max(c.blob_bytes);
-            }
-        }
+    fn image_detail(&self, repo: &str, detail: &ImageDetail) -> Value {
+        let (image, size) = (&detail.record, detail.size);
         let mut v = json!({
             "registryId": self.registry_id(),
             "repositoryName": repo,
@@ -173,13 +157,13 @@ impl Ctx<'_> {
         if let Some(s) = &image.subject {
             v["subjectManifestDigest"] = s.clone().into();
         }
-        if let Some(scan) = scan {
+        if let Some(scan) = &detail.scan {
             v["imageScanStatus"] = super::scanning::status_json(scan);
             if let Some(summary) = super::scanning::summary_json(scan) {
                 v["imageScanFindingsSummary"] = summary;
             }
         }
-        Ok(v)
+        v
     }
 }
 
@@ -200,14 +184,12 @@ pub(super) struct ListImagesInput {
 }
 
 pub(super) async fn list_images(ctx: &Ctx<'_>, input: ListImagesInput) -> EcrResult {
-    ctx.existing_repository(&input.repository_name).await?;
+    check_repository_name(&input.repository_name)?;
     let limit = page_size(input.max_results, 100)?;
     let filter = image_filter(&input.filter)?;
     let after = ctx.decode_token(&input.next_token)?;
     let after = after.as_deref().map(|t| t.split_once(' ').unwrap_or((t, "")));
-    let mut ids = ctx.app.registry.meta().list_image_ids(&input.repository_name, after, limit + 1, filter).await?;
-    let more = ids.len() > limit as usize;
-    ids.truncate(limit as usize);
+    let (ids, more) = ctx.app.registry.list_image_ids(&input.repository_name, after, limit, filter).await?;
     let items: Vec<Value> = ids
         .iter()
         .map(|(d, t)| match t {
@@ -235,38 +217,27 @@ pub(super) struct DescribeImagesInput {
 pub(super) async fn describe_images(ctx: &Ctx<'_>, input: DescribeImagesInput) -> EcrResult {
     let repo = &input.repository_name;
     ctx.existing_repository(repo).await?;
-    let meta = ctx.app.registry.meta();
+    let registry = &ctx.app.registry;
     no_paging_with(input.image_ids.is_some(), &input.max_results, &input.next_token, "imageIds")?;
     if let Some(ids) = &input.image_ids {
         check_ids(ids)?;
         let mut details = Vec::new();
         for id in ids {
-            match ctx.resolve(repo, id).await? {
-                Ok(d) => {
-                    let image = meta.image(repo, d.as_str()).await?.ok_or_else(|| image_not_found(ctx, repo, id))?;
-                    let scan = meta.image_scan_summaries(repo, std::slice::from_ref(&image.digest)).await?.pop();
-                    details.push(ctx.image_detail(repo, &image, scan.as_ref()).await?);
-                }
-                Err(_) => return Err(image_not_found(ctx, repo, id)),
-            }
+            let Ok(digest) = registry.resolve_image(repo, id.as_ref()).await? else {
+                return Err(image_not_found(ctx, repo, id));
+            };
+            let detail = registry.describe_image(repo, &digest).await?.ok_or_else(|| image_not_found(ctx, repo, id))?;
+            details.push(ctx.image_detail(repo, &detail));
         }
         return Ok(json!({ "imageDetails": details }));
     }
     let limit = page_size(input.max_results, 100)?;
     let after = ctx.decode_token(&input.next_token)?;
-    let mut images = meta.list_images(repo, after.as_deref(), limit + 1, image_filter(&input.filter)?).await?;
-    let more = images.len() > limit as usize;
-    images.truncate(limit as usize);
-    let digests: Vec<String> = images.iter().map(|i| i.digest.clone()).collect();
-    let scans: std::collections::HashMap<String, ImageScan> =
-        meta.image_scan_summaries(repo, &digests).await?.into_iter().map(|s| (s.digest.clone(), s)).collect();
-    let mut details = Vec::with_capacity(images.len());
-    for image in &images {
-        details.push(ctx.image_detail(repo, image, scans.get(&image.digest)).await?);
-    }
+    let (images, more) = registry.describe_images(repo, after.as_deref(), limit, image_filter(&input.filter)?).await?;
+    let details: Vec<Value> = images.iter().map(|d| ctx.image_detail(repo, d)).collect();
     let mut out = json!({ "imageDetails": details });
     if more && let Some(last) = images.last() {
-        out["nextToken"] = ctx.encode_token(&last.digest).into();
+        out["nextToken"] = ctx.encode_token(&last.record.digest).into();
     }
     Ok(out)
 }
@@ -300,10 +271,10 @@ pub(super) async fn batch_get_image(ctx: &Ctx<'_>, input: BatchGetImageInput) ->
     let accept = if accepted.is_empty() { vec!["*/*"] } else { accepted };
     let (mut images, mut failures) = (Vec::new(), Vec::new());
     for id in &input.image_ids {
-        let digest = match ctx.resolve(repo, id).await? {
+        let digest = match ctx.app.registry.resolve_image(repo, id.as_ref()).await? {
             Ok(d) => d,
             Err(f) => {
-                failures.push(f);
+                failures.push(id_failure(id, f));
                 continue;
             }
         };
@@ -323,21 +294,19 @@ pub(super) async fn batch_get_image(ctx: &Ctx<'_>, input: BatchGetImageInput) ->
                     "imageManifestMediaType": m.media_type,
                 }));
             }
-            Err(RegistryError::Oci { code: ErrorCode::ManifestUnknown, detail: Some(d), .. })
-                if d["imageStatus"] == "ARCHIVED" =>
-            {
+            Err(RegistryError::ManifestArchived { .. }) => {
                 failures.push(failure(
                     id,
                     "ImageNotFound",
                     "Requested image is archived; restore it with UpdateImageStorageClass to pull it",
                 ));
             }
-            Err(RegistryError::Oci { code: ErrorCode::ManifestUnknown, message, .. }) => {
-                failures.push(failure(id, "UnsupportedImageType", message));
+            Err(e @ (RegistryError::ManifestNotAccepted { .. } | RegistryError::ManifestNotFound { .. })) => {
+                failures.push(failure(id, "UnsupportedImageType", e.to_string()));
             }
             // The pull policy refused it.
-            Err(RegistryError::Oci { code: ErrorCode::Denied, message, .. }) => {
-                failures.push(failure(id, "ImageInaccessible", message));
+            Err(e @ RegistryError::PullBlocked { .. }) => {
+                failures.push(failure(id, "ImageInaccessible", e.to_string()));
             }
             Err(e) => return Err(e.into()),
         }
@@ -357,45 +326,20 @@ pub(super) async fn batch_delete_image(ctx: &Ctx<'_>, input: BatchDeleteImageInp
     check_ids(&input.image_ids)?;
     let repo = &input.repository_name;
     ctx.repository(repo).await?;
-    let meta = ctx.app.registry.meta();
     let (mut deleted, mut failures) = (Vec::new(), Vec::new());
     for id in &input.image_ids {
-        let digest = match ctx.resolve(repo, id).await? {
-            Ok(d) => d,
+        let removed = match ctx.app.registry.delete_image_by_id(repo, id.as_ref()).await? {
+            Ok(removed) => removed,
             Err(f) => {
-                failures.push(f);
+                failures.push(id_failure(id, f));
                 continue;
             }
         };
-        // A tag alone removes that tag; the image goes with its last tag, as in ECR.
-        if let (Some(tag), None) = (&id.image_tag, &id.image_digest) {
-            meta.delete_tag(repo, tag).await?;
-            let remaining = meta.image(repo, digest.as_str()).await?.map(|i| i.tags.len()).unwrap_or(0);
-            if remaining > 0 {
-                deleted.push(json!({ "imageDigest": digest.as_str(), "imageTag": tag }));
-                continue;
-            }
+        if removed.tags.is_empty() {
+            deleted.push(ctx.image_id_json(&removed.digest, id));
         }
-        let tags = match ctx.app.registry.delete_image(repo, &digest).await? {
-            Ok(tags) => tags,
-            Err(parents) => {
-                failures.push(failure(
-                    id,
-                    "ImageReferencedByManifestList",
-                    format!("Requested image referenced by manifest list: [{}]", parents.join(", ")),
-                ));
-                continue;
-            }
-        };
-        if tags.is_empty() {
-            let mut v = json!({ "imageDigest": digest.as_str() });
-            if let Some(t) = &id.image_tag {
-                v["imageTag"] = t.clone().into();
-            }
-            deleted.push(v);
-        }
-        for t in tags {
-            deleted.push(json!({ "imageDigest": digest.as_str(), "imageTag": t }));
+        for t in removed.tags {
+            deleted.push(json!({ "imageDigest": removed.digest.as_str(), "imageTag": t }));
         }
     }
     Ok(json!({ "imageIds": deleted, "failures": failures }))
@@ -414,99 +358,33 @@ pub(super) struct PutImageInput {
 pub(super) async fn put_image(ctx: &Ctx<'_>, input: PutImageInput) -> EcrResult {
     check_repository_name(&input.repository_name)?;
     let repo = &input.repository_name;
-    if ctx.app.registry.meta().repository(repo).await?.is_none() {
-        // As on /v2/: only a CREATE_ON_PUSH template may create it.
-        ctx.app.registry.repository_for_push(repo).await.map_err(|_| ctx.not_found(repo))?;
-    }
     let body = input.image_manifest.into_bytes();
-    let expected = match &input.image_digest {
-        Some(d) => {
-            Some(Digest::parse(d).map_err(|e| EcrError::invalid(format!("Invalid parameter at 'imageDigest': {e}")))?)
-        }
-        None => None,
-    };
-    let digest = Digest::from_bytes(expected.as_ref().map_or(berth_oci::Algorithm::Sha256, |d| d.algorithm()), &body);
-    if let Some(e) = &expected
-        && *e != digest
-    {
-        return Err(EcrError::new(
-            "ImageDigestDoesNotMatchException",
-            format!("Invalid parameter at 'imageDigest': the digest {e} does not match the manifest's digest {digest}"),
-        ));
-    }
-    let meta = ctx.app.registry.meta();
-    // Putting an archived image again restores it, as a re-push does in ECR.
-    let stored = meta.manifest(repo, &digest).await?;
-    let exists = match (&stored, &input.image_tag) {
-        (Some(m), _) if m.archived => false,
-        (_, Some(t)) => meta.resolve_tag(repo, t).await?.as_ref() == Some(&digest),
-        (stored, None) => stored.is_some(),
-    };
-    if exists {
-        return Err(EcrError::new(
-            "ImageAlreadyExistsException",
-            format!(
-                "Image with digest '{digest}' and tag '{}' already exists in the repository with name '{repo}' in registry with id '{}'",
-                input.image_tag.as_deref().unwrap_or("null"),
-                ctx.registry_id()
-            ),
-        ));
-    }
-    let reference = input.image_tag.clone().unwrap_or_else(|| digest.to_string());
-    let put = ctx
+    let (digest, media_type) = ctx
         .app
         .registry
-        .put_manifest(repo, &reference, input.image_manifest_media_type.as_deref(), body.clone(), &[])
+        .put_image(
+            repo,
+            body.clone(),
+            input.image_manifest_media_type.as_deref(),
+            input.image_tag.as_deref(),
+            input.image_digest.as_deref(),
+        )
         .await
-        .map_err(|e| put_error(ctx, repo, e))?;
-    let mut image_id = json!({ "imageDigest": put.digest.as_str() });
+        .map_err(|e| match e {
+            RegistryError::DigestInvalid(m) => EcrError::invalid(format!("Invalid parameter at 'imageDigest': {m}")),
+            other => other.into(),
+        })?;
+    let mut image_id = json!({ "imageDigest": digest.as_str() });
     if let Some(t) = &input.image_tag {
         image_id["imageTag"] = t.clone().into();
     }
-    let stored = meta.manifest(repo, &put.digest).await?.map(|m| m.media_type).unwrap_or_default();
     Ok(json!({ "image": {
         "registryId": ctx.registry_id(),
         "repositoryName": repo,
         "imageId": image_id,
         "imageManifest": String::from_utf8_lossy(&body),
-        "imageManifestMediaType": stored,
+        "imageManifestMediaType": media_type,
     }}))
-}
-
-/// The registry's refusal of a manifest, as PutImage names it.
-fn put_error(ctx: &Ctx<'_>, repo: &str, e: RegistryError) -> EcrError {
-    let RegistryError::Oci { code, message, detail } = e else { return e.into() };
-    let list = |key: &str| -> Vec<String> {
-        detail
-            .as_ref()
-            .and_then(|d| d[key].as_array().cloned())
-            .unwrap_or_default()
-            .iter()
-            .filter_map(|v| v.as_str().map(String::from))
-            .collect()
-    };
-    match code {
-        ErrorCode::TagInvalid if detail.as_ref().is_some_and(|d| d["immutable"] == true) => {
-            EcrError::new("ImageTagAlreadyExistsException", message)
-        }
-        ErrorCode::ManifestBlobUnknown if !list("manifests").is_empty() => EcrError::new(
-            "ReferencedImagesNotFoundException",
-            format!(
-                "Manifests with digests '{:?}' referenced by the image do not exist in the repository with name '{repo}'",
-                list("manifests")
-            ),
-        ),
-        ErrorCode::ManifestBlobUnknown => EcrError::new(
-            "LayersNotFoundException",
-            format!(
-                "Layers with digests '{:?}' required for pushing image into repository with name '{repo}' in the registry with id '{}' do not exist",
-                list("blobs"),
-                ctx.registry_id()
-            ),
-        ),
-        ErrorCode::NameUnknown => ctx.not_found(repo),
-        _ => EcrError::invalid(format!("Invalid parameter: {message}")),
-    }
 }
 
 #[derive(Deserialize)]
@@ -532,7 +410,7 @@ pub(super) async fn batch_check_layer_availability(
             failures.push(json!({ "layerDigest": d, "failureCode": "InvalidLayerDigest", "failureReason": "Invalid layer digest" }));
             continue;
         };
-        match ctx.app.registry.meta().linked_blob(repo, &digest).await? {
+        match ctx.app.registry.layer_size(repo, &digest).await? {
             Some(size) => layers.push(json!({
                 "layerDigest": d,
                 "layerAvailability": "AVAILABLE",
@@ -595,8 +473,8 @@ pub(super) async fn list_image_referrers(ctx: &Ctx<'_>, input: ListImageReferrer
     let after = ctx.decode_token(&input.next_token)?;
     let mut found =
         ctx.app.registry.referrers(repo, &input.subject_id.image_digest, None).await.map_err(|e| match e {
-            RegistryError::Oci { code: ErrorCode::DigestInvalid, message, .. } => {
-                EcrError::invalid(format!("Invalid parameter at 'subjectId.imageDigest': {message}"))
+            RegistryError::DigestInvalid(m) => {
+                EcrError::invalid(format!("Invalid parameter at 'subjectId.imageDigest': {m}"))
             }
             other => other.into(),
         })?;
@@ -648,14 +526,6 @@ pub(super) async fn update_image_storage_class(ctx: &Ctx<'_>, input: UpdateImage
         }
     };
     let digest = ctx.resolve_one(repo, &input.image_id).await?;
-    if target == StorageClass::Archive
-        && !ctx.app.registry.meta().manifest_parents(repo, digest.as_str()).await?.is_empty()
-    {
-        return Err(EcrError::new(
-            "ImageStorageClassUpdateNotSupportedException",
-            "An image listed by a multi-architecture index is archived with its index, not on its own",
-        ));
-    }
     let image = ctx
         .app
         .registry

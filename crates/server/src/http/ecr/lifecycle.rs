@@ -1,30 +1,10 @@
 //! Lifecycle policy operations: put, get, delete, and the preview of what a policy would do.
 
-use berth_meta::MetaError;
-use berth_policy::lifecycle::{self, ActionKind};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::images::ImageId;
 use super::{Ctx, EcrError, EcrResult, no_paging_with};
-
-fn not_found(ctx: &Ctx<'_>, repo: &str) -> EcrError {
-    EcrError::new(
-        "LifecyclePolicyNotFoundException",
-        format!(
-            "Lifecycle policy does not exist for the repository with name '{repo}' in the registry with id '{}'",
-            ctx.registry_id()
-        ),
-    )
-}
-
-fn validated(text: &str) -> Result<lifecycle::LifecyclePolicy, EcrError> {
-    lifecycle::parse(text).map_err(|e| {
-        EcrError::invalid(format!(
-            "Invalid parameter at 'LifecyclePolicyText' failed to satisfy constraint: 'Lifecycle policy validation failure: {e}'"
-        ))
-    })
-}
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -36,8 +16,7 @@ pub(super) struct PutInput {
 pub(super) async fn put_lifecycle_policy(ctx: &Ctx<'_>, input: PutInput) -> EcrResult {
     let repo = &input.repository_name;
     ctx.existing_repository(repo).await?;
-    validated(&input.lifecycle_policy_text)?;
-    ctx.app.registry.meta().set_lifecycle_policy(repo, Some(&input.lifecycle_policy_text)).await?;
+    ctx.app.registry.put_lifecycle_policy(repo, &input.lifecycle_policy_text).await?;
     Ok(
         json!({ "registryId": ctx.registry_id(), "repositoryName": repo, "lifecyclePolicyText": input.lifecycle_policy_text }),
     )
@@ -60,19 +39,14 @@ fn policy_json(ctx: &Ctx<'_>, repo: &str, text: String, evaluated: Option<i64>) 
 pub(super) async fn get_lifecycle_policy(ctx: &Ctx<'_>, input: RepoInput) -> EcrResult {
     let repo = &input.repository_name;
     ctx.existing_repository(repo).await?;
-    let (text, evaluated) =
-        ctx.app.registry.meta().lifecycle_policy(repo).await?.ok_or_else(|| not_found(ctx, repo))?;
+    let (text, evaluated) = ctx.app.registry.lifecycle_policy(repo).await?;
     Ok(policy_json(ctx, repo, text, evaluated))
 }
 
 pub(super) async fn delete_lifecycle_policy(ctx: &Ctx<'_>, input: RepoInput) -> EcrResult {
     let repo = &input.repository_name;
     ctx.existing_repository(repo).await?;
-    let previous = ctx.app.registry.meta().set_lifecycle_policy(repo, None).await.map_err(|e| match e {
-        MetaError::RepositoryNotFound => ctx.not_found(repo),
-        other => other.into(),
-    })?;
-    let (text, evaluated) = previous.ok_or_else(|| not_found(ctx, repo))?;
+    let (text, evaluated) = ctx.app.registry.delete_lifecycle_policy(repo).await?;
     Ok(policy_json(ctx, repo, text, evaluated))
 }
 
@@ -88,35 +62,7 @@ pub(super) struct StartPreviewInput {
 pub(super) async fn start_lifecycle_policy_preview(ctx: &Ctx<'_>, input: StartPreviewInput) -> EcrResult {
     let repo = &input.repository_name;
     ctx.existing_repository(repo).await?;
-    let meta = ctx.app.registry.meta();
-    let text = match input.lifecycle_policy_text {
-        Some(t) => t,
-        None => meta.lifecycle_policy(repo).await?.map(|(t, _)| t).ok_or_else(|| not_found(ctx, repo))?,
-    };
-    let policy = validated(&text)?;
-    let now = berth_meta::now_ms();
-    let results: Vec<Value> = ctx
-        .app
-        .registry
-        .lifecycle_preview(repo, &policy, now)
-        .await?
-        .into_iter()
-        .map(|(d, image)| {
-            let mut action = json!({ "type": d.action.as_api_str() });
-            if d.action == ActionKind::Transition {
-                action["targetStorageClass"] = "ARCHIVE".into();
-            }
-            json!({
-                "imageDigest": image.digest,
-                "imageTags": image.tags,
-                "imagePushedAt": image.pushed_at as f64 / 1000.0,
-                "action": action,
-                "appliedRulePriority": d.rule_priority,
-                "storageClass": if image.archived { "ARCHIVE" } else { "STANDARD" },
-            })
-        })
-        .collect();
-    meta.put_lifecycle_preview(repo, &text, "COMPLETE", &Value::Array(results).to_string()).await?;
+    let text = ctx.app.registry.start_lifecycle_preview(repo, input.lifecycle_policy_text).await?;
     Ok(
         json!({ "registryId": ctx.registry_id(), "repositoryName": repo, "lifecyclePolicyText": text, "status": "COMPLETE" }),
     )
@@ -142,16 +88,9 @@ pub(super) async fn get_lifecycle_policy_preview(ctx: &Ctx<'_>, input: GetPrevie
     no_paging_with(input.image_ids.is_some(), &input.max_results, &input.next_token, "imageIds")?;
     let repo = &input.repository_name;
     ctx.existing_repository(repo).await?;
-    let Some((text, status, results)) = ctx.app.registry.meta().lifecycle_preview(repo).await? else {
-        return Err(EcrError::new(
-            "LifecyclePolicyPreviewNotFoundException",
-            format!(
-                "There is no lifecycle policy preview for the repository with name '{repo}' in the registry with id '{}'",
-                ctx.registry_id()
-            ),
-        ));
-    };
-    let all: Vec<Value> = serde_json::from_str(&results).map_err(EcrError::server)?;
+    let preview = ctx.app.registry.lifecycle_preview_results(repo).await?;
+    let (text, status) = (preview.policy_text, preview.status);
+    let all: Vec<Value> = preview.results.iter().map(|r| serde_json::to_value(r).expect("serializes")).collect();
     let transitioning = all.iter().filter(|r| r["action"]["type"] == "TRANSITION").count();
     let mut summary = json!({ "expiringImageTotalCount": all.len() - transitioning });
     if transitioning > 0 {

@@ -8,13 +8,15 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use berth_auth::token::docker_authorization;
-use berth_meta::{MetaError, Repository, RepositorySettings};
-use berth_policy::TagMutability;
+use berth_meta::{Repository, RepositorySettings};
 use berth_policy::scanning::RegistryScanning;
 use berth_registry::RegistryError;
 use berth_registry::authz::{self, RequestEnv, Target};
 use berth_registry::identity::{AuthError, Caller};
-use berth_registry::repositories::{ExclusionFilter, ResourceTag, TemplateSpec, repository_not_found};
+use berth_registry::repositories::{
+    EncryptionConfiguration, ExclusionFilter, ResourceTag, StoredTemplate, TemplateSpec, encryption_settings,
+    tag_mutability_rule,
+};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
@@ -22,6 +24,7 @@ use sha2::{Digest as _, Sha256};
 use super::accounts::Namespace;
 use super::{AppState, now_seconds};
 
+mod errors;
 mod images;
 mod layers;
 mod lifecycle;
@@ -34,12 +37,13 @@ const CONTENT_TYPE: &str = "application/x-amz-json-1.1";
 /// Bodies are small JSON documents (UploadLayerPart carries base64 parts, at most ~20 MB).
 const MAX_BODY: usize = 32 * 1024 * 1024;
 
-/// An ECR exception: `__type`, message and HTTP status.
+/// An ECR exception (`__type`, message and HTTP status), or a registry refusal that `serve`
+/// words for the request's registry (errors.rs), so that operations can pass the registry's
+/// errors on with `?`.
 #[derive(Debug)]
-pub struct EcrError {
-    pub kind: &'static str,
-    pub message: String,
-    pub status: StatusCode,
+pub enum EcrError {
+    Exception { kind: &'static str, message: String, status: StatusCode },
+    Registry(RegistryError),
 }
 
 impl EcrError {
@@ -49,7 +53,15 @@ impl EcrError {
             "MissingAuthenticationTokenException" | "AccessDeniedException" => StatusCode::FORBIDDEN,
             _ => StatusCode::BAD_REQUEST,
         };
-        EcrError { kind, message: message.into(), status }
+        EcrError::Exception { kind, message: message.into(), status }
+    }
+
+    /// The exception, a registry refusal worded for `registry_id`.
+    fn worded(self, registry_id: &str) -> Self {
+        match self {
+            EcrError::Registry(e) => errors::exception(e, registry_id),
+            other => other,
+        }
     }
 
     fn invalid(message: impl Into<String>) -> Self {
@@ -68,27 +80,28 @@ impl From<AuthError> for EcrError {
     }
 }
 
-impl From<MetaError> for EcrError {
-    fn from(e: MetaError) -> Self {
-        RegistryError::from(e).into()
+impl From<RegistryError> for EcrError {
+    fn from(e: RegistryError) -> Self {
+        EcrError::Registry(e)
     }
 }
 
-impl From<RegistryError> for EcrError {
-    fn from(e: RegistryError) -> Self {
-        match e {
-            // Already logged, once a minute.
-            RegistryError::InsufficientStorage => EcrError::new("ServerException", "insufficient storage"),
-            other => EcrError::server(other),
-        }
+/// The authorizer's reads of the store.
+impl From<berth_meta::MetaError> for EcrError {
+    fn from(e: berth_meta::MetaError) -> Self {
+        EcrError::Registry(e.into())
     }
 }
 
 impl IntoResponse for EcrError {
     fn into_response(self) -> Response {
-        let body = json!({ "__type": self.kind, "message": self.message }).to_string();
-        let mut r = (self.status, [(header::CONTENT_TYPE, CONTENT_TYPE)], body).into_response();
-        r.headers_mut().insert("x-amzn-errortype", HeaderValue::from_static(self.kind));
+        // Worded by `serve`; a refusal met before the registry is known names the default one.
+        let EcrError::Exception { kind, message, status } = self.worded("") else {
+            unreachable!("worded errors are exceptions")
+        };
+        let body = json!({ "__type": kind, "message": message }).to_string();
+        let mut r = (status, [(header::CONTENT_TYPE, CONTENT_TYPE)], body).into_response();
+        r.headers_mut().insert("x-amzn-errortype", HeaderValue::from_static(kind));
         r
     }
 }
@@ -131,7 +144,7 @@ pub async fn handle(State(app): State<AppState>, req: axum::extract::Request) ->
             }
             r
         }
-        Err(e) => e.into_response(),
+        Err(e) => e.worded(app.identity.account_id()).into_response(),
     }
 }
 
@@ -173,7 +186,7 @@ async fn serve(
     };
     let ctx = Ctx { app, op, caller, env, endpoint, host, ns };
     ctx.authorize_operation(op, &input).await?;
-    let result = dispatch(&ctx, op, input).await;
+    let result = dispatch(&ctx, op, input).await.map_err(|e| e.worded(ctx.registry_id()));
     // Keys never leave: another account's repositories go back to their names.
     let result = if ctx.ns.is_default() {
         result
@@ -183,7 +196,10 @@ async fn serve(
                 unkey_fields(&mut v, &ctx.ns);
                 Ok(v)
             }
-            Err(e) => Err(EcrError { message: ctx.ns.unkey(&e.message), ..e }),
+            Err(EcrError::Exception { kind, message, status }) => {
+                Err(EcrError::Exception { kind, message: ctx.ns.unkey(&message), status })
+            }
+            Err(e) => Err(e),
         }
     };
     if POLICY_INPUTS.contains(&op) {
@@ -513,11 +529,7 @@ impl Ctx<'_> {
     }
 
     async fn repository(&self, name: &str) -> Result<Repository, EcrError> {
-        self.app.registry.meta().repository(name).await?.ok_or_else(|| self.not_found(name))
-    }
-
-    fn not_found(&self, name: &str) -> EcrError {
-        EcrError::new("RepositoryNotFoundException", repository_not_found(name, self.registry_id()))
+        Ok(self.app.registry.repository(name).await?)
     }
 }
 
@@ -545,62 +557,6 @@ fn check_repository_name_strict(name: &str) -> Result<(), EcrError> {
         return Err(EcrError::invalid(format!(
             "Invalid parameter at 'repositoryName' failed to satisfy constraint: 'must satisfy regular expression '(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*' and be 2 to 256 characters long' (got {name:?})"
         )));
-    }
-    Ok(())
-}
-
-fn mutability(mode: &str, filters: &Option<Vec<ExclusionFilter>>) -> Result<TagMutability, EcrError> {
-    let filters = filters.clone().unwrap_or_default();
-    if let Some(f) = filters.iter().find(|f| f.filter_type != "WILDCARD") {
-        return Err(EcrError::invalid(format!(
-            "Invalid parameter at 'filterType' failed to satisfy constraint: 'Member must satisfy enum value set: [WILDCARD]' (got {:?})",
-            f.filter_type
-        )));
-    }
-    TagMutability::new(mode, filters.into_iter().map(|f| f.filter).collect())
-        .map_err(|e| EcrError::invalid(e.to_string()))
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct EncryptionInput {
-    encryption_type: String,
-    kms_key: Option<String>,
-}
-
-fn encryption(e: &Option<EncryptionInput>) -> Result<(String, Option<String>), EcrError> {
-    let Some(e) = e else { return Ok(("AES256".into(), None)) };
-    match e.encryption_type.as_str() {
-        "AES256" => {
-            if e.kms_key.as_deref().is_some_and(|k| !k.is_empty()) {
-                return Err(EcrError::invalid(
-                    "Invalid parameter: kmsKey can only be given with encryptionType KMS or KMS_DSSE",
-                ));
-            }
-            Ok(("AES256".into(), None))
-        }
-        "KMS" | "KMS_DSSE" => Ok((e.encryption_type.clone(), e.kms_key.clone().filter(|k| !k.is_empty()))),
-        other => Err(EcrError::invalid(format!(
-            "Invalid parameter at 'encryptionType' failed to satisfy constraint: 'Member must satisfy enum value set: [AES256, KMS, KMS_DSSE]' (got {other:?})"
-        ))),
-    }
-}
-
-fn check_tags(tags: &[ResourceTag]) -> Result<(), EcrError> {
-    if tags.len() > 50 {
-        return Err(EcrError::new("TooManyTagsException", "A repository can have at most 50 tags"));
-    }
-    for t in tags {
-        if t.key.is_empty() || t.key.chars().count() > 128 || t.value.chars().count() > 256 || t.key.starts_with("aws:")
-        {
-            return Err(EcrError::new(
-                "InvalidTagParameterException",
-                format!(
-                    "Invalid tag {:?}: keys are 1 to 128 characters and may not start with 'aws:', values at most 256",
-                    t.key
-                ),
-            ));
-        }
     }
     Ok(())
 }
@@ -651,18 +607,16 @@ struct CreateRepositoryInput {
     image_tag_mutability: Option<String>,
     image_tag_mutability_exclusion_filters: Option<Vec<ExclusionFilter>>,
     image_scanning_configuration: Option<ScanningInput>,
-    encryption_configuration: Option<EncryptionInput>,
+    encryption_configuration: Option<EncryptionConfiguration>,
 }
 
 async fn create_repository(ctx: &Ctx<'_>, input: CreateRepositoryInput) -> EcrResult {
     check_repository_name(&input.repository_name)?;
-    let rule = mutability(
+    let rule = tag_mutability_rule(
         input.image_tag_mutability.as_deref().unwrap_or("MUTABLE"),
-        &input.image_tag_mutability_exclusion_filters,
+        input.image_tag_mutability_exclusion_filters.as_deref().unwrap_or_default(),
     )?;
-    let (encryption_type, kms_key) = encryption(&input.encryption_configuration)?;
-    let tags = input.tags.unwrap_or_default();
-    check_tags(&tags)?;
+    let (encryption_type, kms_key) = encryption_settings(input.encryption_configuration.as_ref())?;
     let settings = RepositorySettings {
         tag_mutability: rule.mode.as_str().into(),
         tag_mutability_exclusions: rule.exclusions,
@@ -671,19 +625,9 @@ async fn create_repository(ctx: &Ctx<'_>, input: CreateRepositoryInput) -> EcrRe
         kms_key,
         pull_block_severity: None,
     };
-    let tags: Vec<(String, String)> = tags.into_iter().map(|t| (t.key, t.value)).collect();
-    match ctx.app.registry.meta().create_repository(&input.repository_name, &settings, &tags).await {
-        Ok(r) => Ok(json!({ "repository": ctx.repository_json(&r) })),
-        Err(MetaError::RepositoryAlreadyExists) => Err(EcrError::new(
-            "RepositoryAlreadyExistsException",
-            format!(
-                "The repository with name '{}' already exists in the registry with id '{}'",
-                input.repository_name,
-                ctx.registry_id()
-            ),
-        )),
-        Err(e) => Err(e.into()),
-    }
+    let tags = input.tags.unwrap_or_default();
+    let r = ctx.app.registry.create_repository(&input.repository_name, &settings, &tags).await?;
+    Ok(json!({ "repository": ctx.repository_json(&r) }))
 }
 
 #[derive(Deserialize)]
@@ -780,19 +724,8 @@ struct DeleteRepositoryInput {
 
 async fn delete_repository(ctx: &Ctx<'_>, input: DeleteRepositoryInput) -> EcrResult {
     check_repository_name(&input.repository_name)?;
-    match ctx.app.registry.meta().delete_repository(&input.repository_name, input.force.unwrap_or(false)).await {
-        Ok(r) => Ok(json!({ "repository": ctx.repository_json(&r) })),
-        Err(MetaError::RepositoryNotFound) => Err(ctx.not_found(&input.repository_name)),
-        Err(MetaError::RepositoryNotEmpty) => Err(EcrError::new(
-            "RepositoryNotEmptyException",
-            format!(
-                "The repository with name '{}' in registry with id '{}' cannot be deleted because it still contains images",
-                input.repository_name,
-                ctx.registry_id()
-            ),
-        )),
-        Err(e) => Err(e.into()),
-    }
+    let r = ctx.app.registry.delete_repository(&input.repository_name, input.force.unwrap_or(false)).await?;
+    Ok(json!({ "repository": ctx.repository_json(&r) }))
 }
 
 #[derive(Deserialize)]
@@ -805,14 +738,18 @@ struct PutImageTagMutabilityInput {
 
 async fn put_image_tag_mutability(ctx: &Ctx<'_>, input: PutImageTagMutabilityInput) -> EcrResult {
     check_repository_name(&input.repository_name)?;
-    let rule = mutability(&input.image_tag_mutability, &input.image_tag_mutability_exclusion_filters)?;
-    let repo = ctx.repository(&input.repository_name).await?;
-    let settings = RepositorySettings {
-        tag_mutability: rule.mode.as_str().into(),
-        tag_mutability_exclusions: rule.exclusions,
-        ..repo.settings
-    };
-    let r = ctx.app.registry.meta().update_repository_settings(&input.repository_name, &settings).await?;
+    let rule = tag_mutability_rule(
+        &input.image_tag_mutability,
+        input.image_tag_mutability_exclusion_filters.as_deref().unwrap_or_default(),
+    )?;
+    let r = ctx
+        .app
+        .registry
+        .update_repository_settings(&input.repository_name, |s| {
+            s.tag_mutability = rule.mode.as_str().into();
+            s.tag_mutability_exclusions = rule.exclusions;
+        })
+        .await?;
     let mut out = json!({
         "registryId": ctx.registry_id(),
         "repositoryName": r.name,
@@ -832,12 +769,10 @@ struct PutImageScanningConfigurationInput {
 }
 
 async fn put_image_scanning_configuration(ctx: &Ctx<'_>, input: PutImageScanningConfigurationInput) -> EcrResult {
-    let repo = ctx.existing_repository(&input.repository_name).await?;
-    let settings = RepositorySettings {
-        scan_on_push: input.image_scanning_configuration.scan_on_push.unwrap_or(false),
-        ..repo.settings
-    };
-    let r = ctx.app.registry.meta().update_repository_settings(&input.repository_name, &settings).await?;
+    check_repository_name(&input.repository_name)?;
+    let scan_on_push = input.image_scanning_configuration.scan_on_push.unwrap_or(false);
+    let r =
+        ctx.app.registry.update_repository_settings(&input.repository_name, |s| s.scan_on_push = scan_on_push).await?;
     Ok(json!({
         "registryId": ctx.registry_id(),
         "repositoryName": r.name,
@@ -872,7 +807,7 @@ async fn batch_get_repository_scanning_configuration(
     let (mut found, mut failures) = (Vec::new(), Vec::new());
     for name in &input.repository_names {
         check_repository_name(name)?;
-        let Some(repo) = ctx.app.registry.meta().repository(name).await? else {
+        let Some(repo) = ctx.app.registry.find_repository(name).await? else {
             failures.push(json!({ "repositoryName": name, "failureCode": "REPOSITORY_NOT_FOUND", "failureReason": "REPOSITORY_NOT_FOUND" }));
             continue;
         };
@@ -908,7 +843,7 @@ async fn arn_repository(ctx: &Ctx<'_>, arn: &str) -> Result<String, EcrError> {
 
 async fn list_tags_for_resource(ctx: &Ctx<'_>, input: ListTagsForResourceInput) -> EcrResult {
     let name = arn_repository(ctx, &input.resource_arn).await?;
-    let tags = ctx.app.registry.meta().repository_resource_tags(&name).await?;
+    let tags = ctx.app.registry.repository_tags(&name).await?;
     Ok(json!({ "tags": tags.into_iter().map(|(k, v)| json!({ "Key": k, "Value": v })).collect::<Vec<_>>() }))
 }
 
@@ -921,15 +856,7 @@ struct TagResourceInput {
 
 async fn tag_resource(ctx: &Ctx<'_>, input: TagResourceInput) -> EcrResult {
     let name = arn_repository(ctx, &input.resource_arn).await?;
-    check_tags(&input.tags)?;
-    let meta = ctx.app.registry.meta();
-    let existing = meta.repository_resource_tags(&name).await?;
-    let added = input.tags.iter().filter(|t| !existing.iter().any(|(k, _)| *k == t.key)).count();
-    if existing.len() + added > 50 {
-        return Err(EcrError::new("TooManyTagsException", "A repository can have at most 50 tags"));
-    }
-    let tags: Vec<(String, String)> = input.tags.into_iter().map(|t| (t.key, t.value)).collect();
-    meta.tag_repository(&name, &tags).await?;
+    ctx.app.registry.tag_repository(&name, &input.tags).await?;
     Ok(json!({}))
 }
 
@@ -942,32 +869,11 @@ struct UntagResourceInput {
 
 async fn untag_resource(ctx: &Ctx<'_>, input: UntagResourceInput) -> EcrResult {
     let name = arn_repository(ctx, &input.resource_arn).await?;
-    if input.tag_keys.iter().any(|k| k.is_empty() || k.chars().count() > 128) {
-        return Err(EcrError::new("InvalidTagParameterException", "Tag keys are 1 to 128 characters"));
-    }
-    ctx.app.registry.meta().untag_repository(&name, &input.tag_keys).await?;
+    ctx.app.registry.untag_repository(&name, &input.tag_keys).await?;
     Ok(json!({}))
 }
 
 // ---- account settings ----
-
-/// The settings ECR knows, their allowed values and their defaults.
-const ACCOUNT_SETTINGS: &[(&str, &[&str], &str)] = &[
-    ("BLOB_MOUNTING", &["ENABLED", "DISABLED"], "DISABLED"),
-    ("REGISTRY_POLICY_SCOPE", &["V1", "V2"], "V2"),
-    ("BASIC_SCAN_TYPE_VERSION", &["AWS_NATIVE", "CLAIR"], "AWS_NATIVE"),
-];
-
-fn account_setting_spec(
-    name: &str,
-) -> Result<&'static (&'static str, &'static [&'static str], &'static str), EcrError> {
-    ACCOUNT_SETTINGS.iter().find(|(n, _, _)| *n == name).ok_or_else(|| {
-        EcrError::new(
-            "ValidationException",
-            format!("Invalid account setting name {name:?}: use BLOB_MOUNTING, REGISTRY_POLICY_SCOPE or BASIC_SCAN_TYPE_VERSION"),
-        )
-    })
-}
 
 #[derive(Deserialize)]
 struct GetAccountSettingInput {
@@ -975,9 +881,8 @@ struct GetAccountSettingInput {
 }
 
 async fn get_account_setting(ctx: &Ctx<'_>, input: GetAccountSettingInput) -> EcrResult {
-    let (name, _, default) = account_setting_spec(&input.name)?;
-    let value = ctx.app.registry.meta().account_setting(ctx.registry_id(), name).await?;
-    Ok(json!({ "name": name, "value": value.as_deref().unwrap_or(default) }))
+    let (name, value) = ctx.app.registry.account_setting(ctx.registry_id(), &input.name).await?;
+    Ok(json!({ "name": name, "value": value }))
 }
 
 #[derive(Deserialize)]
@@ -987,14 +892,7 @@ struct PutAccountSettingInput {
 }
 
 async fn put_account_setting(ctx: &Ctx<'_>, input: PutAccountSettingInput) -> EcrResult {
-    let (name, values, _) = account_setting_spec(&input.name)?;
-    if !values.contains(&input.value.as_str()) {
-        return Err(EcrError::new(
-            "ValidationException",
-            format!("Invalid value {:?} for {name}: use one of {}", input.value, values.join(", ")),
-        ));
-    }
-    ctx.app.registry.meta().put_account_setting(ctx.registry_id(), name, &input.value).await?;
+    let name = ctx.app.registry.put_account_setting(ctx.registry_id(), &input.name, &input.value).await?;
     Ok(json!({ "name": name, "value": input.value }))
 }
 
@@ -1008,93 +906,22 @@ struct TemplateInput {
     spec: TemplateSpec,
 }
 
-fn check_prefix(prefix: &str) -> Result<(), EcrError> {
-    let trimmed = prefix.strip_suffix('/').unwrap_or(prefix);
-    let ok = prefix == "ROOT"
-        || (!trimmed.is_empty() && prefix.len() <= 256 && berth_oci::validate_repository_name(trimmed).is_ok());
-    if ok {
-        Ok(())
-    } else {
-        Err(EcrError::invalid(format!(
-            "Invalid parameter at 'prefix': {prefix:?} must be ROOT or a repository namespace such as 'prod' or 'prod/team'"
-        )))
-    }
-}
-
-fn template_json(ctx: &Ctx<'_>, prefix: &str, spec: &TemplateSpec, created_at: i64, updated_at: i64) -> Value {
-    let mut v = serde_json::to_value(spec).expect("template serializes");
-    v["prefix"] = prefix.into();
-    v["createdAt"] = (created_at as f64 / 1000.0).into();
-    v["updatedAt"] = (updated_at as f64 / 1000.0).into();
-    let _ = ctx;
+fn template_json(t: &StoredTemplate) -> Value {
+    let mut v = serde_json::to_value(&t.spec).expect("template serializes");
+    v["prefix"] = t.prefix.clone().into();
+    v["createdAt"] = (t.created_at as f64 / 1000.0).into();
+    v["updatedAt"] = (t.updated_at as f64 / 1000.0).into();
     v
 }
 
 async fn put_template(ctx: &Ctx<'_>, input: TemplateInput, create: bool) -> EcrResult {
-    check_prefix(&input.prefix)?;
-    let spec = input.spec;
-    if create && spec.applied_for.is_empty() {
-        return Err(EcrError::invalid(
-            "appliedFor must name at least one of REPLICATION, PULL_THROUGH_CACHE, CREATE_ON_PUSH",
-        ));
-    }
-    if let Some(a) =
-        spec.applied_for.iter().find(|a| !matches!(a.as_str(), "REPLICATION" | "PULL_THROUGH_CACHE" | "CREATE_ON_PUSH"))
-    {
-        return Err(EcrError::invalid(format!(
-            "Invalid parameter at 'appliedFor' failed to satisfy constraint: 'Member must satisfy enum value set: [REPLICATION, PULL_THROUGH_CACHE, CREATE_ON_PUSH]' (got {a:?})"
-        )));
-    }
-    if let Some(m) = &spec.image_tag_mutability {
-        let filters = (!spec.image_tag_mutability_exclusion_filters.is_empty())
-            .then(|| spec.image_tag_mutability_exclusion_filters.clone());
-        mutability(m, &filters)?;
-    }
-    check_tags(&spec.resource_tags)?;
-    if let Some(e) = &spec.encryption_configuration {
-        encryption(&Some(EncryptionInput { encryption_type: e.encryption_type.clone(), kms_key: e.kms_key.clone() }))?;
-    }
-    let meta = ctx.app.registry.meta();
-    let body = serde_json::to_string(&spec).expect("template serializes");
+    let registry = &ctx.app.registry;
     let stored = if create {
-        meta.create_creation_template(&input.prefix, &body).await.map_err(|e| match e {
-            MetaError::AlreadyExists => EcrError::new(
-                "TemplateAlreadyExistsException",
-                format!("The repository creation template with prefix '{}' already exists", input.prefix),
-            ),
-            other => other.into(),
-        })?
+        registry.create_creation_template(&input.prefix, &input.spec).await?
     } else {
-        // An update keeps what it does not name, as ECR's does.
-        let current = meta.creation_templates().await?.into_iter().find(|t| t.prefix == input.prefix);
-        let Some(current) = current else { return Err(template_not_found(&input.prefix)) };
-        let mut merged: Value = serde_json::from_str(&current.body).map_err(EcrError::server)?;
-        if let (Some(m), Value::Object(new)) =
-            (merged.as_object_mut(), serde_json::to_value(&spec).expect("serializes"))
-        {
-            for (k, v) in new {
-                if !(k == "appliedFor" && v.as_array().is_some_and(|a| a.is_empty())) {
-                    m.insert(k, v);
-                }
-            }
-        }
-        meta.update_creation_template(&input.prefix, &merged.to_string()).await.map_err(|e| match e {
-            MetaError::NotFound => template_not_found(&input.prefix),
-            other => other.into(),
-        })?
+        registry.update_creation_template(&input.prefix, &input.spec).await?
     };
-    let spec: TemplateSpec = serde_json::from_str(&stored.body).map_err(EcrError::server)?;
-    Ok(json!({
-        "registryId": ctx.registry_id(),
-        "repositoryCreationTemplate": template_json(ctx, &stored.prefix, &spec, stored.created_at, stored.updated_at),
-    }))
-}
-
-fn template_not_found(prefix: &str) -> EcrError {
-    EcrError::new(
-        "TemplateNotFoundException",
-        format!("The repository creation template with prefix '{prefix}' does not exist"),
-    )
+    Ok(json!({ "registryId": ctx.registry_id(), "repositoryCreationTemplate": template_json(&stored) }))
 }
 
 #[derive(Deserialize)]
@@ -1104,16 +931,8 @@ struct DeleteTemplateInput {
 }
 
 async fn delete_template(ctx: &Ctx<'_>, input: DeleteTemplateInput) -> EcrResult {
-    check_prefix(&input.prefix)?;
-    let t = ctx.app.registry.meta().delete_creation_template(&input.prefix).await.map_err(|e| match e {
-        MetaError::NotFound => template_not_found(&input.prefix),
-        other => other.into(),
-    })?;
-    let spec: TemplateSpec = serde_json::from_str(&t.body).map_err(EcrError::server)?;
-    Ok(json!({
-        "registryId": ctx.registry_id(),
-        "repositoryCreationTemplate": template_json(ctx, &t.prefix, &spec, t.created_at, t.updated_at),
-    }))
+    let t = ctx.app.registry.delete_creation_template(&input.prefix).await?;
+    Ok(json!({ "registryId": ctx.registry_id(), "repositoryCreationTemplate": template_json(&t) }))
 }
 
 #[derive(Deserialize)]
@@ -1127,19 +946,18 @@ struct DescribeTemplatesInput {
 async fn describe_templates(ctx: &Ctx<'_>, input: DescribeTemplatesInput) -> EcrResult {
     let limit = page_size(input.max_results, 100)? as usize;
     let after = ctx.decode_token(&input.next_token)?;
-    let all = ctx.app.registry.meta().creation_templates().await?;
-    let mut selected: Vec<_> = all
+    let mut selected: Vec<StoredTemplate> = ctx
+        .app
+        .registry
+        .creation_templates()
+        .await?
         .into_iter()
         .filter(|t| input.prefixes.as_ref().is_none_or(|p| p.contains(&t.prefix)))
         .filter(|t| after.as_ref().is_none_or(|a| t.prefix.as_str() > a.as_str()))
         .collect();
     let more = selected.len() > limit;
     selected.truncate(limit);
-    let mut items = Vec::new();
-    for t in &selected {
-        let spec: TemplateSpec = serde_json::from_str(&t.body).map_err(EcrError::server)?;
-        items.push(template_json(ctx, &t.prefix, &spec, t.created_at, t.updated_at));
-    }
+    let items: Vec<Value> = selected.iter().map(template_json).collect();
     let mut out = json!({ "registryId": ctx.registry_id(), "repositoryCreationTemplates": items });
     if more && let Some(last) = selected.last() {
         out["nextToken"] = ctx.encode_token(&last.prefix).into();

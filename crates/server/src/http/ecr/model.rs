@@ -226,7 +226,10 @@ mod tests {
     use super::*;
 
     fn kind(op: &str, input: Value) -> Option<(&'static str, String)> {
-        validate(op, &input).err().map(|e| (e.kind, e.message))
+        validate(op, &input).err().map(|e| match e {
+            EcrError::Exception { kind, message, .. } => (kind, message),
+            EcrError::Registry(e) => panic!("model validation raised a registry error: {e}"),
+        })
     }
 
     #[test]

@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 
 use berth_meta::ImageScan;
+use berth_registry::RegistryError;
 use berth_registry::scan::ScanReport;
 use berth_vuln::findings::Finding;
 use serde::Deserialize;
@@ -55,28 +56,12 @@ pub(super) struct StartImageScanInput {
 
 pub(super) async fn start_image_scan(ctx: &Ctx<'_>, input: StartImageScanInput) -> EcrResult {
     let repo_name = &input.repository_name;
-    let repository = ctx.existing_repository(repo_name).await?;
+    ctx.existing_repository(repo_name).await?;
     let digest = ctx.resolve_one(repo_name, &input.image_id).await?;
-    let manifest = ctx
-        .app
-        .registry
-        .meta()
-        .manifest(repo_name, &digest)
-        .await?
-        .ok_or_else(|| image_not_found(ctx, repo_name, &input.image_id))?;
-    if manifest.archived {
-        return Err(EcrError::new(
-            "ImageArchivedException",
-            format!("The image {digest} is archived; restore it with UpdateImageStorageClass before scanning it"),
-        ));
-    }
-    if let Some(why) = berth_registry::scan::unscannable(&manifest.content) {
-        return Err(EcrError::new(
-            "UnsupportedImageTypeException",
-            format!("The image {digest} cannot be scanned: {why}"),
-        ));
-    }
-    ctx.app.registry.request_scan(&repository, digest.as_str(), false).await?;
+    ctx.app.registry.start_image_scan(repo_name, &digest).await.map_err(|e| match e {
+        RegistryError::ManifestNotFound { .. } => image_not_found(ctx, repo_name, &input.image_id),
+        other => other.into(),
+    })?;
     Ok(json!({
         "registryId": ctx.registry_id(),
         "repositoryName": repo_name,
@@ -105,16 +90,16 @@ pub(super) async fn describe_image_scan_findings(ctx: &Ctx<'_>, input: DescribeI
         None => 0,
     };
     let digest = ctx.resolve_one(repo_name, &input.image_id).await?;
-    let meta = ctx.app.registry.meta();
-    let scan = meta.image_scan(repo_name, digest.as_str()).await?.ok_or_else(|| {
-        EcrError::new(
+    let scan = ctx.app.registry.image_scan(repo_name, &digest).await.map_err(|e| match e {
+        RegistryError::ScanNotFound { .. } => EcrError::new(
             "ScanNotFoundException",
             format!(
                 "Image scan does not exist for the image with '{{imageDigest:'{digest}', imageTag:'{}'}}' in the repository with name '{repo_name}' in the registry with id '{}'",
                 input.image_id.image_tag.as_deref().unwrap_or("null"),
                 ctx.registry_id()
             ),
-        )
+        ),
+        other => other.into(),
     })?;
     let mut out = json!({
         "registryId": ctx.registry_id(),
@@ -129,7 +114,7 @@ pub(super) async fn describe_image_scan_findings(ctx: &Ctx<'_>, input: DescribeI
     };
     let page: Vec<&Finding> = report.findings.iter().skip(offset).take(limit).collect();
     if scan.scan_type == "ENHANCED" {
-        let image = meta.image(repo_name, digest.as_str()).await?;
+        let image = ctx.app.registry.image(repo_name, &digest).await?;
         let tags = image.as_ref().map(|i| i.tags.clone()).unwrap_or_default();
         let pushed_at = image.as_ref().map(|i| seconds(i.pushed_at));
         let rendered: Vec<Value> = page

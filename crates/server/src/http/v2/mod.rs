@@ -20,6 +20,8 @@ use super::accounts::{Namespace, account_of_host};
 use super::ecr::request_host;
 use super::{AppState, now_seconds};
 
+mod errors;
+
 /// Blob responses up to this size are read whole before the head is sent.
 const SMALL_READ: u64 = 64 * 1024;
 
@@ -64,10 +66,10 @@ pub async fn handle(State(app): State<AppState>, req: axum::extract::Request) ->
                 Err(e) => Err(e),
             }
         }
-        Err(PathError::NameInvalid(m)) => Err(RegistryError::new(ErrorCode::NameInvalid, m)),
+        Err(PathError::NameInvalid(m)) => Err(RegistryError::NameInvalid(m)),
         Err(PathError::NotFound) => Ok(error_response(StatusCode::NOT_FOUND, "NOT_FOUND", "no such route", None)),
     };
-    let mut resp = result.unwrap_or_else(|e| into_error_response(unkey_error(e, &ns)));
+    let mut resp = result.unwrap_or_else(|e| errors::error_response(e, &ns));
     for name in [header::LOCATION, header::LINK] {
         if !ns.is_default()
             && let Some(value) = resp.headers().get(&name).and_then(|v| v.to_str().ok())
@@ -90,18 +92,6 @@ fn add_region(app: &AppState, resp: &mut Response) {
 
 /// The response header naming the deployment's region, on every `/v2/` answer.
 pub const REGION_HEADER: &str = "x-berth-region";
-
-/// An error with the account's repository keys turned back into names.
-fn unkey_error(e: RegistryError, ns: &Namespace) -> RegistryError {
-    match e {
-        RegistryError::Oci { code, message, detail } if !ns.is_default() => RegistryError::Oci {
-            code,
-            message: ns.unkey(&message),
-            detail: detail.map(|d| serde_json::from_str(&ns.unkey(&d.to_string())).unwrap_or(d)),
-        },
-        other => other,
-    }
-}
 
 /// A blob GET carrying a valid signature from `GetDownloadUrlForLayer` needs no other credentials.
 fn presigned_download(app: &AppState, method: &Method, tail: &str, query: &[(String, String)], ns: &Namespace) -> bool {
@@ -167,7 +157,7 @@ async fn authorize(app: &AppState, route: &V2Route<'_>, method: &Method, access:
     let Some(caller) = caller else { return Ok(()) };
     for (action, repository) in authz::v2_permissions(route, method.as_str(), upload) {
         if let Err(denied) = app.authorizer.authorize(caller, action, Target::Repository(repository), env).await? {
-            return Err(RegistryError::new(ErrorCode::Denied, denied.message));
+            return Err(RegistryError::Denied(denied.message));
         }
     }
     Ok(())
@@ -201,7 +191,7 @@ fn body_stream(body: Body) -> ByteStream {
 }
 
 fn unsupported() -> RegistryError {
-    RegistryError::new(ErrorCode::Unsupported, "the operation is unsupported")
+    RegistryError::Unsupported("the operation is unsupported".into())
 }
 
 async fn dispatch(
@@ -348,9 +338,9 @@ async fn dispatch(
         // Images are deleted by manifest and GC reclaims their blobs: a blob delete could break
         // an image that still references the blob, so it is refused as distribution refuses
         // deletes it does not allow.
-        (V2Route::Blob { .. }, Method::DELETE) => Err(RegistryError::new(
-            ErrorCode::Unsupported,
-            "blobs are not deleted one by one: delete the image's manifest, and garbage collection reclaims its blobs",
+        (V2Route::Blob { .. }, Method::DELETE) => Err(RegistryError::Unsupported(
+            "blobs are not deleted one by one: delete the image's manifest, and garbage collection reclaims its blobs"
+                .into(),
         )),
         (V2Route::UploadStart { name }, Method::POST) => {
             match upload {
@@ -378,18 +368,18 @@ async fn dispatch(
         }
         (V2Route::Upload { name, id }, Method::PATCH) => {
             let range = match header_str(headers, "content-range") {
-                Some(h) => Some(parse_content_range(h).ok_or_else(|| {
-                    RegistryError::new(ErrorCode::RangeInvalid, format!("invalid Content-Range {h:?}"))
-                })?),
+                Some(h) => Some(
+                    parse_content_range(h)
+                        .ok_or_else(|| RegistryError::ChunkRangeInvalid(format!("invalid Content-Range {h:?}")))?,
+                ),
                 None => None,
             };
             let offset = reg.append_upload(name, id, range, content_length(headers), body_stream(body)).await?;
             Ok(upload_response(StatusCode::ACCEPTED, name, id, offset))
         }
         (V2Route::Upload { name, id }, Method::PUT) => {
-            let digest = param(query, "digest").ok_or_else(|| {
-                RegistryError::new(ErrorCode::DigestInvalid, "the digest query parameter is required")
-            })?;
+            let digest = param(query, "digest")
+                .ok_or_else(|| RegistryError::DigestInvalid("the digest query parameter is required".into()))?;
             let done = reg.complete_upload(name, id, digest, Some(body_stream(body)), content_length(headers)).await?;
             Ok(blob_created(name, &done.digest))
         }
@@ -438,8 +428,7 @@ async fn read_manifest_body(body: Body) -> Result<Option<Vec<u8>>> {
     let mut buf = Vec::new();
     let mut total = 0usize;
     while let Some(chunk) = stream.next().await {
-        let chunk =
-            chunk.map_err(|e| RegistryError::new(ErrorCode::ManifestInvalid, format!("reading the manifest: {e}")))?;
+        let chunk = chunk.map_err(|e| RegistryError::ManifestInvalid(format!("reading the manifest: {e}")))?;
         total += chunk.len();
         if total <= MAX_MANIFEST_BYTES {
             buf.extend_from_slice(&chunk);
@@ -452,10 +441,9 @@ async fn read_manifest_body(body: Body) -> Result<Option<Vec<u8>>> {
 
 fn page_params(query: &[(String, String)]) -> Result<(Option<u32>, Option<&str>)> {
     let n = match param(query, "n") {
-        Some(v) => Some(
-            v.parse::<u32>()
-                .map_err(|_| RegistryError::new(ErrorCode::Unsupported, format!("invalid page size n={v:?}")))?,
-        ),
+        Some(v) => {
+            Some(v.parse::<u32>().map_err(|_| RegistryError::Unsupported(format!("invalid page size n={v:?}")))?)
+        }
         None => None,
     };
     Ok((n, param(query, "last")))
@@ -523,21 +511,4 @@ fn error_response(status: StatusCode, code: &str, message: &str, detail: Option<
         e["detail"] = d;
     }
     json_response(status, serde_json::json!({ "errors": [e] }).to_string())
-}
-
-fn into_error_response(err: RegistryError) -> Response {
-    match err {
-        RegistryError::Oci { code, message, detail } => {
-            let status = StatusCode::from_u16(code.status()).unwrap_or(StatusCode::BAD_REQUEST);
-            error_response(status, code.as_str(), &message, detail)
-        }
-        // The server's fault, not the request's: 507, and the client may retry later.
-        RegistryError::InsufficientStorage => {
-            error_response(StatusCode::INSUFFICIENT_STORAGE, "UNKNOWN", "insufficient storage", None)
-        }
-        RegistryError::Internal(m) => {
-            tracing::error!(error = %m, "internal error");
-            error_response(StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN", "internal server error", None)
-        }
-    }
 }
