@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use berth_iam::{PolicyDocument, PolicyKind, Principal, RequestContext, authorize};
-use berth_meta::{IdentityPolicySource, MetaError, MetaStore, PrincipalKind};
+use berth_meta::{IamPolicyStore, IdentityPolicySource, MetaError, PrincipalKind, RepositoryStore};
 
 use crate::identity::Caller;
 
@@ -97,7 +97,10 @@ struct Cache {
 }
 
 pub struct Authorizer {
-    meta: Arc<dyn MetaStore>,
+    /// Identity policies (of principals and their groups).
+    policies: Arc<dyn IamPolicyStore>,
+    /// Resource policies, resource tags and the registry policy's scope.
+    repositories: Arc<dyn RepositoryStore>,
     account_id: String,
     region: String,
     cache: Mutex<Cache>,
@@ -111,8 +114,20 @@ fn fresh(at: &Instant) -> bool {
 }
 
 impl Authorizer {
-    pub fn new(meta: Arc<dyn MetaStore>, account_id: String, region: String) -> Self {
-        Authorizer { meta, account_id, region, cache: Mutex::new(Cache::default()), parsed: Mutex::new(HashMap::new()) }
+    pub fn new(
+        policies: Arc<dyn IamPolicyStore>,
+        repositories: Arc<dyn RepositoryStore>,
+        account_id: String,
+        region: String,
+    ) -> Self {
+        Authorizer {
+            policies,
+            repositories,
+            account_id,
+            region,
+            cache: Mutex::new(Cache::default()),
+            parsed: Mutex::new(HashMap::new()),
+        }
     }
 
     /// A stored policy, parsed (once per distinct text). A stored policy that no longer parses
@@ -155,7 +170,7 @@ impl Authorizer {
             return Ok(docs.clone());
         }
         let mut docs = Vec::new();
-        for source in self.meta.identity_policies(principal_id).await? {
+        for source in self.policies.identity_policies(principal_id).await? {
             let (text, what) = match &source {
                 IdentityPolicySource::Inline { document, name, .. } => (Some(document.as_str()), name.clone()),
                 IdentityPolicySource::Attached { document: Some(d), arn, .. } => (Some(d.as_str()), arn.clone()),
@@ -180,10 +195,10 @@ impl Authorizer {
         {
             return Ok(facts.clone());
         }
-        let facts = match self.meta.repository_policy(name).await {
+        let facts = match self.repositories.repository_policy(name).await {
             Ok(policy) => RepositoryFacts {
                 policy: policy.and_then(|t| self.parse_stored(&t, PolicyKind::Resource, name)),
-                tags: self.meta.repository_resource_tags(name).await?,
+                tags: self.repositories.repository_resource_tags(name).await?,
             },
             // A repository that does not exist (yet) has no policy and no tags.
             Err(MetaError::RepositoryNotFound) => RepositoryFacts { policy: None, tags: Vec::new() },
@@ -204,8 +219,8 @@ impl Authorizer {
         {
             return Ok(facts.clone());
         }
-        let policy = self.meta.registry_policy(account).await?;
-        let scope = self.meta.account_setting(account, "REGISTRY_POLICY_SCOPE").await?;
+        let policy = self.repositories.registry_policy(account).await?;
+        let scope = self.repositories.account_setting(account, "REGISTRY_POLICY_SCOPE").await?;
         let facts = Arc::new(RegistryFacts {
             policy: policy.and_then(|t| self.parse_stored(&t, PolicyKind::Resource, "registry policy")),
             v1_scope: scope.as_deref() == Some("V1"),
@@ -404,7 +419,8 @@ pub const MOUNT_SOURCE_ACTION: &str = "ecr:GetDownloadUrlForLayer";
 impl crate::Registry {
     /// The authorizer deciding requests to this registry, reading its policies and tags.
     pub fn authorizer(&self, region: &str) -> Authorizer {
-        Authorizer::new(self.meta().clone(), self.registry_id().to_string(), region.to_string())
+        let meta = self.meta();
+        Authorizer::new(meta.clone(), meta.clone(), self.registry_id().to_string(), region.to_string())
     }
 }
 

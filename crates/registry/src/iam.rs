@@ -6,7 +6,9 @@
 use std::sync::Arc;
 
 use berth_iam::{PolicyDocument, PolicyKind};
-use berth_meta::{AccessKey, Group, ManagedPolicy, MetaError, MetaStore, Principal, PrincipalKind, now_ms};
+use berth_meta::{
+    AccessKey, AccountStore, Group, IamPolicyStore, ManagedPolicy, MetaError, Principal, PrincipalKind, now_ms,
+};
 
 use crate::authz::aws_managed_policy;
 
@@ -82,17 +84,18 @@ fn new_id(prefix: &str) -> String {
 }
 
 pub struct IamAdmin {
-    meta: Arc<dyn MetaStore>,
+    accounts: Arc<dyn AccountStore>,
+    policies: Arc<dyn IamPolicyStore>,
     account_id: String,
 }
 
 impl IamAdmin {
-    pub fn new(meta: Arc<dyn MetaStore>, account_id: String) -> Self {
-        IamAdmin { meta, account_id }
+    pub fn new(accounts: Arc<dyn AccountStore>, policies: Arc<dyn IamPolicyStore>, account_id: String) -> Self {
+        IamAdmin { accounts, policies, account_id }
     }
 
     pub async fn user(&self, name: &str) -> Result<Principal> {
-        match self.meta.principal_by_name(&self.account_id, name).await? {
+        match self.accounts.principal_by_name(&self.account_id, name).await? {
             Some(p) if p.kind == PrincipalKind::User => Ok(p),
             _ => Err(IamError::NoSuchEntity(format!("The user with name {name} cannot be found."))),
         }
@@ -105,7 +108,7 @@ impl IamAdmin {
     /// The principal an access key belongs to: how a request without `UserName` names its
     /// caller.
     pub async fn key_owner(&self, access_key_id: &str) -> Result<Principal> {
-        self.meta
+        self.accounts
             .access_key(access_key_id)
             .await?
             .map(|(_, principal)| principal)
@@ -113,49 +116,49 @@ impl IamAdmin {
     }
 
     pub async fn access_keys(&self, principal: &Principal) -> Result<Vec<AccessKey>> {
-        Ok(self.meta.list_access_keys(&principal.id).await?)
+        Ok(self.accounts.list_access_keys(&principal.id).await?)
     }
 
     /// A managed policy of this account with the number of users and groups it is attached to.
     pub async fn managed_policy(&self, arn: &str) -> Result<(ManagedPolicy, u64)> {
         let policy = self
-            .meta
+            .policies
             .managed_policy(arn)
             .await?
             .filter(|p| p.account_id == self.account_id)
             .ok_or_else(|| IamError::NoSuchEntity(format!("Policy {arn} was not found.")))?;
-        let attachments = self.meta.policy_attachment_count(arn).await?;
+        let attachments = self.policies.policy_attachment_count(arn).await?;
         Ok((policy, attachments))
     }
 
     /// The account's managed policies, each with its attachment count.
     pub async fn managed_policies(&self) -> Result<Vec<(ManagedPolicy, u64)>> {
         let mut out = Vec::new();
-        for policy in self.meta.list_managed_policies(&self.account_id).await? {
-            let n = self.meta.policy_attachment_count(&policy.arn).await?;
+        for policy in self.policies.list_managed_policies(&self.account_id).await? {
+            let n = self.policies.policy_attachment_count(&policy.arn).await?;
             out.push((policy, n));
         }
         Ok(out)
     }
 
     pub async fn list_groups(&self) -> Result<Vec<Group>> {
-        Ok(self.meta.list_groups(&self.account_id).await?)
+        Ok(self.policies.list_groups(&self.account_id).await?)
     }
 
     pub async fn group_members(&self, group: &Group) -> Result<Vec<Principal>> {
-        Ok(self.meta.group_members(&group.id).await?)
+        Ok(self.policies.group_members(&group.id).await?)
     }
 
     pub async fn remove_user_from_group(&self, group: &str, user: &str) -> Result<()> {
         let (g, u) = (self.group(group).await?, self.user(user).await?);
-        if !self.meta.remove_group_member(&g.id, &u.id).await? {
+        if !self.policies.remove_group_member(&g.id, &u.id).await? {
             return Err(IamError::NoSuchEntity("The user is not in the group.".into()));
         }
         Ok(())
     }
 
     pub async fn group(&self, name: &str) -> Result<Group> {
-        self.meta
+        self.policies
             .group_by_name(&self.account_id, name)
             .await?
             .ok_or_else(|| IamError::NoSuchEntity(format!("The group with name {name} cannot be found.")))
@@ -173,7 +176,7 @@ impl IamAdmin {
             kind: PrincipalKind::User,
             created_at: now_ms(),
         };
-        self.meta.create_principal(&p).await.map_err(|e| match e {
+        self.accounts.create_principal(&p).await.map_err(|e| match e {
             MetaError::AlreadyExists => IamError::EntityAlreadyExists(format!("User with name {name} already exists.")),
             other => other.into(),
         })?;
@@ -184,22 +187,22 @@ impl IamAdmin {
     /// `DeleteConflict` otherwise).
     pub async fn delete_user(&self, name: &str) -> Result<()> {
         let u = self.user(name).await?;
-        let attached = !self.meta.list_access_keys(&u.id).await?.is_empty()
-            || !self.meta.list_inline_policies(&u.id).await?.is_empty()
-            || !self.meta.attached_policies(&u.id).await?.is_empty()
-            || !self.meta.groups_of(&u.id).await?.is_empty();
+        let attached = !self.accounts.list_access_keys(&u.id).await?.is_empty()
+            || !self.policies.list_inline_policies(&u.id).await?.is_empty()
+            || !self.policies.attached_policies(&u.id).await?.is_empty()
+            || !self.policies.groups_of(&u.id).await?.is_empty();
         if attached {
             return Err(IamError::DeleteConflict(
                 "Cannot delete entity, must remove access keys, policies and group memberships first.".into(),
             ));
         }
-        self.meta.delete_principal(&u.id).await?;
+        self.accounts.delete_principal(&u.id).await?;
         Ok(())
     }
 
     pub async fn list_users(&self) -> Result<Vec<Principal>> {
         Ok(self
-            .meta
+            .accounts
             .list_principals(&self.account_id)
             .await?
             .into_iter()
@@ -218,13 +221,13 @@ impl IamAdmin {
             active: true,
             created_at: now_ms(),
         };
-        self.meta.create_access_key(&key).await?;
+        self.accounts.create_access_key(&key).await?;
         Ok(key)
     }
 
     /// IAM's quota: at most two access keys per user.
     pub async fn check_key_quota(&self, principal: &Principal) -> Result<()> {
-        if self.meta.list_access_keys(&principal.id).await?.len() >= 2 {
+        if self.accounts.list_access_keys(&principal.id).await?.len() >= 2 {
             return Err(IamError::LimitExceeded("Cannot exceed quota for AccessKeysPerUser: 2".into()));
         }
         Ok(())
@@ -238,7 +241,7 @@ impl IamAdmin {
             name: name.to_string(),
             created_at: now_ms(),
         };
-        self.meta.create_group(&g).await.map_err(|e| match e {
+        self.policies.create_group(&g).await.map_err(|e| match e {
             MetaError::AlreadyExists => {
                 IamError::EntityAlreadyExists(format!("Group with name {name} already exists."))
             }
@@ -249,7 +252,7 @@ impl IamAdmin {
 
     pub async fn add_user_to_group(&self, group: &str, user: &str) -> Result<()> {
         let (g, u) = (self.group(group).await?, self.user(user).await?);
-        Ok(self.meta.add_group_member(&g.id, &u.id).await?)
+        Ok(self.policies.add_group_member(&g.id, &u.id).await?)
     }
 
     /// The id that owns inline policies and attachments: a user's or a group's.
@@ -264,12 +267,12 @@ impl IamAdmin {
         check_name("policyName", name, 128)?;
         check_identity_policy(document)?;
         let id = self.owner(owner).await?;
-        Ok(self.meta.put_inline_policy(&id, name, document).await?)
+        Ok(self.policies.put_inline_policy(&id, name, document).await?)
     }
 
     pub async fn inline_policy(&self, owner: Owner<'_>, name: &str) -> Result<String> {
         let id = self.owner(owner).await?;
-        self.meta
+        self.policies
             .inline_policy(&id, name)
             .await?
             .ok_or_else(|| IamError::NoSuchEntity(format!("The policy with name {name} cannot be found.")))
@@ -277,12 +280,12 @@ impl IamAdmin {
 
     pub async fn list_inline_policies(&self, owner: Owner<'_>) -> Result<Vec<String>> {
         let id = self.owner(owner).await?;
-        Ok(self.meta.list_inline_policies(&id).await?)
+        Ok(self.policies.list_inline_policies(&id).await?)
     }
 
     pub async fn delete_inline_policy(&self, owner: Owner<'_>, name: &str) -> Result<()> {
         let id = self.owner(owner).await?;
-        if !self.meta.delete_inline_policy(&id, name).await? {
+        if !self.policies.delete_inline_policy(&id, name).await? {
             return Err(IamError::NoSuchEntity(format!("The policy with name {name} cannot be found.")));
         }
         Ok(())
@@ -306,7 +309,7 @@ impl IamAdmin {
             created_at: now,
             updated_at: now,
         };
-        self.meta.create_managed_policy(&p).await.map_err(|e| match e {
+        self.policies.create_managed_policy(&p).await.map_err(|e| match e {
             MetaError::AlreadyExists => IamError::EntityAlreadyExists(format!(
                 "A policy called {name} already exists. Duplicate names are not allowed."
             )),
@@ -318,7 +321,7 @@ impl IamAdmin {
     /// Whether `arn` names a policy that can be attached: one of this account's, or a built-in
     /// AWS-managed one.
     async fn check_attachable(&self, arn: &str) -> Result<()> {
-        if aws_managed_policy(arn).is_some() || self.meta.managed_policy(arn).await?.is_some() {
+        if aws_managed_policy(arn).is_some() || self.policies.managed_policy(arn).await?.is_some() {
             return Ok(());
         }
         Err(IamError::NoSuchEntity(format!("Policy {arn} does not exist or is not attachable.")))
@@ -327,12 +330,12 @@ impl IamAdmin {
     pub async fn attach_policy(&self, owner: Owner<'_>, arn: &str) -> Result<()> {
         self.check_attachable(arn).await?;
         let id = self.owner(owner).await?;
-        Ok(self.meta.attach_policy(&id, arn).await?)
+        Ok(self.policies.attach_policy(&id, arn).await?)
     }
 
     pub async fn detach_policy(&self, owner: Owner<'_>, arn: &str) -> Result<()> {
         let id = self.owner(owner).await?;
-        if !self.meta.detach_policy(&id, arn).await? {
+        if !self.policies.detach_policy(&id, arn).await? {
             return Err(IamError::NoSuchEntity(format!("Policy {arn} was not found.")));
         }
         Ok(())
@@ -340,14 +343,14 @@ impl IamAdmin {
 
     pub async fn attached_policies(&self, owner: Owner<'_>) -> Result<Vec<String>> {
         let id = self.owner(owner).await?;
-        Ok(self.meta.attached_policies(&id).await?)
+        Ok(self.policies.attached_policies(&id).await?)
     }
 
     pub async fn delete_policy(&self, arn: &str) -> Result<()> {
-        if self.meta.policy_attachment_count(arn).await? > 0 {
+        if self.policies.policy_attachment_count(arn).await? > 0 {
             return Err(IamError::DeleteConflict("Cannot delete a policy attached to entities.".into()));
         }
-        if !self.meta.delete_managed_policy(arn).await? {
+        if !self.policies.delete_managed_policy(arn).await? {
             return Err(IamError::NoSuchEntity(format!("Policy {arn} was not found.")));
         }
         Ok(())
@@ -364,7 +367,7 @@ pub enum Owner<'a> {
 impl crate::Registry {
     /// Identity administration of one account (the IAM Query API acts on the caller's).
     pub fn iam(&self, account_id: &str) -> IamAdmin {
-        IamAdmin::new(self.meta().clone(), account_id.to_string())
+        IamAdmin::new(self.meta().clone(), self.meta().clone(), account_id.to_string())
     }
 
     /// Whether `account` is one this registry serves (it has a root user).

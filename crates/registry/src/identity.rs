@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use berth_auth::{EpochSeconds, keys, sigv4, token};
-use berth_meta::{AccessKey, MetaError, MetaStore, Principal, PrincipalKind, now_ms};
+use berth_meta::{AccessKey, AccountStore, MetaError, Principal, PrincipalKind, now_ms};
 
 use crate::RegistryError;
 
@@ -64,7 +64,7 @@ impl From<MetaError> for AuthError {
 const TOKEN_KEY: &str = "registry-token-hmac";
 
 pub struct Identity {
-    meta: Arc<dyn MetaStore>,
+    meta: Arc<dyn AccountStore>,
     account_id: String,
     region: String,
     token_key: Vec<u8>,
@@ -95,7 +95,7 @@ pub fn principal_arn(p: &Principal) -> String {
 /// or checked), or, when the root has no key yet, a new one returned for the caller to show
 /// once. How the first account is made at start, and `berth admin create-account` others.
 pub async fn ensure_account_root(
-    meta: &dyn MetaStore,
+    meta: &dyn AccountStore,
     account_id: &str,
     root_key: Option<(&str, &str)>,
 ) -> Result<Option<NewRootKey>, RegistryError> {
@@ -170,7 +170,7 @@ impl Identity {
     /// root principal, and the root's access key: the one given (created or updated to match),
     /// or, when the root has none, a new one returned for the caller to show once.
     pub async fn open(
-        meta: Arc<dyn MetaStore>,
+        meta: Arc<dyn AccountStore>,
         account_id: Option<&str>,
         region: &str,
         root_key: Option<(&str, &str)>,

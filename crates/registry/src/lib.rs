@@ -27,6 +27,6 @@ pub(crate) async fn test_registry() -> (tempfile::TempDir, Registry) {
     let dir = tempfile::tempdir().expect("temporary directory");
     let meta = std::sync::Arc::new(berth_meta::SqliteMeta::open(&dir.path().join("meta.db")).await.expect("meta"));
     let blobs = std::sync::Arc::new(berth_store::FsBlobStore::open(dir.path().join("blobs")).await.expect("blobs"));
-    berth_meta::MetaStore::ensure_account(meta.as_ref(), "111111111111").await.expect("account");
+    berth_meta::AccountStore::ensure_account(meta.as_ref(), "111111111111").await.expect("account");
     (dir, Registry::new(meta, blobs, "111111111111".into()))
 }

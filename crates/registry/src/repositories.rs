@@ -508,7 +508,7 @@ mod tests {
         let default = ["0-first", "9lives", "alpha", "beta/app", "zeta"];
         let other = ["app", "lib/x", "zz"];
         let third = ["only"];
-        use berth_meta::MetaStore;
+        use berth_meta::RepositoryStore;
         let settings = RepositorySettings::default();
         for (account, names) in
             [("111111111111", &default[..]), ("222222222222", &other[..]), ("333333333333", &third[..])]

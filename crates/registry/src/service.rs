@@ -704,6 +704,7 @@ impl Registry {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use berth_meta::{ContentStore, RepositoryStore};
 
     /// Two uploads of one blob into one repository, completed at the same moment: exactly one
     /// is told the blob was new (ECR's CompleteLayerUpload answers the other

@@ -515,7 +515,7 @@ async fn admin(config: Config, command: AdminCommand) -> anyhow::Result<()> {
                 .ok_or_else(|| anyhow::anyhow!("no user {name:?} in account {account}"))
         }
     };
-    let iam = IamAdmin::new(meta.clone(), account.clone());
+    let iam = IamAdmin::new(meta.clone(), meta.clone(), account.clone());
     let read = |file: &std::path::Path| -> anyhow::Result<String> {
         if file.as_os_str() == "-" {
             let mut s = String::new();

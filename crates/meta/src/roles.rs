@@ -1,0 +1,366 @@
+//! The metadata store's roles: one trait per part of the registry's data, so that each service
+//! asks for the roles it uses and a second backend can be checked role by role
+//! (`testing`'s conformance macros). `MetaStore` is all of them, for wiring.
+
+use async_trait::async_trait;
+use berth_oci::Digest;
+
+use crate::*;
+
+/// Repositories and what is configured on them and on accounts: settings, resource tags, resource policies, account settings and repository creation templates.
+#[async_trait]
+pub trait RepositoryStore: Send + Sync + 'static {
+    async fn repository(&self, name: &str) -> Result<Option<Repository>>;
+
+    /// Creates a repository; `RepositoryAlreadyExists` if the name is taken.
+    async fn create_repository(
+        &self,
+        name: &str,
+        settings: &RepositorySettings,
+        tags: &[(String, String)],
+    ) -> Result<Repository>;
+
+    /// Repository names in order, after `last`, at most `limit`.
+    async fn list_repositories(&self, last: Option<&str>, limit: u32) -> Result<Vec<String>>;
+
+    /// Repositories with their settings in name order, after `last`, at most `limit`.
+    async fn describe_repositories(&self, last: Option<&str>, limit: u32) -> Result<Vec<Repository>>;
+
+    /// Replaces a repository's settings; returns the repository as it now is.
+    async fn update_repository_settings(&self, name: &str, settings: &RepositorySettings) -> Result<Repository>;
+
+    /// Deletes a repository with everything in it; without `force`, only an empty one
+    /// (`RepositoryNotEmpty` otherwise).
+    async fn delete_repository(&self, name: &str, force: bool) -> Result<Repository>;
+
+    async fn repository_resource_tags(&self, name: &str) -> Result<Vec<(String, String)>>;
+
+    /// Adds or replaces resource tags; `RepositoryNotFound` if there is no such repository.
+    async fn tag_repository(&self, name: &str, tags: &[(String, String)]) -> Result<()>;
+
+    async fn untag_repository(&self, name: &str, keys: &[String]) -> Result<()>;
+
+    /// Per repository: (name, image count, bytes of the blobs it links), for `/metrics`.
+    async fn repository_usage(&self) -> Result<Vec<(String, i64, i64)>>;
+
+    async fn account_setting(&self, account_id: &str, name: &str) -> Result<Option<String>>;
+
+    async fn put_account_setting(&self, account_id: &str, name: &str, value: &str) -> Result<()>;
+
+    /// A repository's policy text. `RepositoryNotFound` if there is no repository.
+    async fn repository_policy(&self, repository: &str) -> Result<Option<String>>;
+
+    /// Sets (`Some`) or removes (`None`) a repository's policy; returns the previous text.
+    async fn set_repository_policy(&self, repository: &str, text: Option<&str>) -> Result<Option<String>>;
+
+    async fn registry_policy(&self, account_id: &str) -> Result<Option<String>>;
+
+    /// Sets or removes an account's registry policy; returns the previous text.
+    async fn set_registry_policy(&self, account_id: &str, text: Option<&str>) -> Result<Option<String>>;
+
+    /// Creates a template; `AlreadyExists` if one has that prefix.
+    async fn create_creation_template(&self, prefix: &str, body: &str) -> Result<CreationTemplate>;
+
+    /// Replaces a template's body; `NotFound` if there is none with that prefix.
+    async fn update_creation_template(&self, prefix: &str, body: &str) -> Result<CreationTemplate>;
+
+    async fn delete_creation_template(&self, prefix: &str) -> Result<CreationTemplate>;
+
+    async fn creation_templates(&self) -> Result<Vec<CreationTemplate>>;
+}
+
+/// What repositories hold: blob links, manifests with their references, tags, image records, and upload sessions.
+#[async_trait]
+pub trait ContentStore: Send + Sync + 'static {
+    /// Records a durable blob and links it into a repository (idempotent); `finished_upload`,
+    /// the session that delivered it, ends in the same transaction (one commit, not two).
+    /// Returns whether the repository held the blob already, decided in that transaction.
+    async fn link_blob(
+        &self,
+        repository: &str,
+        digest: &Digest,
+        size: u64,
+        finished_upload: Option<&str>,
+    ) -> Result<bool>;
+
+    /// Links a blob already linked in `from` into `to`; false if `from` does not hold it.
+    async fn mount_blob(&self, from: &str, to: &str, digest: &Digest) -> Result<bool>;
+
+    /// The size of a blob if `repository` may serve it.
+    async fn linked_blob(&self, repository: &str, digest: &Digest) -> Result<Option<u64>>;
+
+    /// Stores a manifest (idempotent for identical content) and points `tags` at it, in one
+    /// transaction that first checks every referenced blob and child manifest is present and
+    /// that no tag in `immutable_tags` would move to another manifest (`TagImmutable`).
+    async fn put_manifest(
+        &self,
+        repository: &str,
+        manifest: &NewManifest,
+        tags: &[String],
+        immutable_tags: &[String],
+    ) -> Result<()>;
+
+    async fn manifest(&self, repository: &str, digest: &Digest) -> Result<Option<StoredManifest>>;
+
+    async fn resolve_tag(&self, repository: &str, tag: &str) -> Result<Option<Digest>>;
+
+    /// Deletes a manifest and the tags pointing at it; false if it was not there. A manifest
+    /// an index of the repository lists is not deleted: `ReferencedByIndex`, decided in the
+    /// same transaction, so an index put meanwhile cannot be left pointing at nothing.
+    async fn delete_manifest(&self, repository: &str, digest: &Digest) -> Result<bool>;
+
+    /// Deletes a tag only; false if it was not there.
+    async fn delete_tag(&self, repository: &str, tag: &str) -> Result<bool>;
+
+    async fn list_tags(&self, repository: &str, last: Option<&str>, limit: u32) -> Result<Vec<String>>;
+
+    /// Manifests whose subject is `digest`, optionally only those of one artifact type.
+    async fn referrers(
+        &self,
+        repository: &str,
+        subject: &Digest,
+        artifact_type: Option<&str>,
+    ) -> Result<Vec<ManifestSummary>>;
+
+    /// (digest, tag) pairs, one per tag and one tagless pair per untagged image, ordered by
+    /// digest then tag, after `after`, at most `limit`.
+    async fn list_image_ids(
+        &self,
+        repository: &str,
+        after: Option<(&str, &str)>,
+        limit: u32,
+        filter: ImageFilter,
+    ) -> Result<Vec<(String, Option<String>)>>;
+
+    /// Images in digest order after `after`, at most `limit`.
+    async fn list_images(
+        &self,
+        repository: &str,
+        after: Option<&str>,
+        limit: u32,
+        filter: ImageFilter,
+    ) -> Result<Vec<ImageRecord>>;
+
+    async fn image(&self, repository: &str, digest: &str) -> Result<Option<ImageRecord>>;
+
+    /// `blob_bytes` of each of `digests` the repository holds, in one query (for the sizes of
+    /// a page of indexes' children).
+    async fn image_blob_bytes(&self, repository: &str, digests: &[String]) -> Result<Vec<(String, i64)>>;
+
+    /// Index manifests in the repository that list `digest` as a child.
+    async fn manifest_parents(&self, repository: &str, digest: &str) -> Result<Vec<String>>;
+
+    /// Records that a manifest was pulled at `at` (epoch ms).
+    async fn record_pull(&self, repository: &str, digest: &str, at: i64) -> Result<()>;
+
+    /// Moves an image to the archive storage class (`archived`) or back to standard, at `at`.
+    /// `None` if there is no such image, else whether its class changed. Pushing an archived
+    /// image's manifest again (`put_manifest`) also restores it.
+    async fn set_image_archived(&self, repository: &str, digest: &str, archived: bool, at: i64)
+    -> Result<Option<bool>>;
+
+    async fn create_upload(&self, repository: &str, id: &str, algorithm: &str) -> Result<()>;
+
+    async fn upload(&self, id: &str) -> Result<Option<Upload>>;
+
+    async fn delete_upload(&self, id: &str) -> Result<()>;
+
+    /// Notes that an ECR API part was received and whether it was under the minimum size; a
+    /// small part followed by another marks the upload `part_too_small`.
+    async fn note_upload_part(&self, id: &str, small: bool) -> Result<()>;
+}
+
+/// The vulnerability database and the scan queue with its results.
+#[async_trait]
+pub trait ScanStore: Send + Sync + 'static {
+    /// Inserts or replaces records (a record whose stored `modified` is the same is left
+    /// alone); returns how many were added or changed. One transaction per call.
+    async fn vulndb_put(&self, records: &[VulnRecord]) -> Result<u64>;
+
+    /// Bumps the database version after an import that changed `changed` records.
+    async fn vulndb_finish_import(&self, changed: u64) -> Result<VulnDbState>;
+
+    async fn vulndb_state(&self) -> Result<VulnDbState>;
+
+    /// The records filed under any of `keys`, each once: (id, JSON).
+    async fn vulndb_lookup(&self, keys: &[(String, String)]) -> Result<Vec<(String, String)>>;
+
+    /// Requests a scan of an image (`PENDING`, a new generation). With `only_if_new`, an image
+    /// that has a scan row already is left alone. Returns whether a scan was queued.
+    async fn request_scan(&self, repository: &str, digest: &str, scan_type: &str, only_if_new: bool) -> Result<bool>;
+
+    /// Claims up to `limit` pending scans for `worker`, oldest first.
+    async fn claim_scans(&self, worker: &str, limit: u32) -> Result<Vec<ScanJob>>;
+
+    /// Records a claimed scan's outcome, unless a newer request came meanwhile (then the scan
+    /// stays pending for its next run). An outcome without findings (a failure) keeps the last
+    /// complete scan's findings and counts, which the pull policy goes on reading. Returns
+    /// whether it was recorded.
+    async fn finish_scan(&self, job: &ScanJob, outcome: &ScanOutcome) -> Result<bool>;
+
+    /// Puts scans claimed by `worker` (or by anyone, claimed before `before`) back in the queue,
+    /// as a new request (so a released scan still running cannot record its result): how a
+    /// restarted node resumes the scans it was running, and how a dead node's are taken over.
+    async fn release_scans(&self, worker: Option<&str>, before: i64) -> Result<u64>;
+
+    async fn image_scan(&self, repository: &str, digest: &str) -> Result<Option<ImageScan>>;
+
+    /// The scans of several images of one repository, without their findings.
+    async fn image_scan_summaries(&self, repository: &str, digests: &[String]) -> Result<Vec<ImageScan>>;
+
+    /// Queues again, in one statement, every complete scan of `repository` computed against a
+    /// database version older than `version`; returns how many.
+    async fn request_rescans(&self, repository: &str, version: i64) -> Result<u64>;
+}
+
+/// Lifecycle policies, their previews and the events of their runs.
+#[async_trait]
+pub trait LifecycleStore: Send + Sync + 'static {
+    /// Sets (or with `None` removes) a repository's lifecycle policy text; returns the previous
+    /// text and when it was last evaluated. `RepositoryNotFound` if there is no repository.
+    async fn set_lifecycle_policy(&self, repository: &str, text: Option<&str>)
+    -> Result<Option<(String, Option<i64>)>>;
+
+    async fn lifecycle_policy(&self, repository: &str) -> Result<Option<(String, Option<i64>)>>;
+
+    /// Records when the lifecycle policy was last applied (`lastEvaluatedAt`).
+    async fn set_lifecycle_evaluated(&self, repository: &str, at: i64) -> Result<()>;
+
+    /// Stores a repository's lifecycle preview (replacing the previous one).
+    async fn put_lifecycle_preview(
+        &self,
+        repository: &str,
+        policy_text: &str,
+        status: &str,
+        results: &str,
+    ) -> Result<()>;
+
+    /// The last preview: (policy text, status, results JSON).
+    async fn lifecycle_preview(&self, repository: &str) -> Result<Option<(String, String, String)>>;
+
+    async fn record_lifecycle_event(&self, event: &LifecycleEvent) -> Result<()>;
+
+    /// The newest `limit` lifecycle events (of one repository, or all), newest first.
+    async fn lifecycle_events(&self, repository: Option<&str>, limit: u32) -> Result<Vec<LifecycleEvent>>;
+}
+
+/// What garbage collection and fsck read and remove: every blob and reference, unreferenced links, unlinked blobs, stale uploads.
+#[async_trait]
+pub trait GcStore: Send + Sync + 'static {
+    /// Every blob the registry has recorded, with its size.
+    async fn all_blobs(&self) -> Result<Vec<(String, i64)>>;
+
+    async fn all_manifest_references(&self) -> Result<Vec<ManifestReferences>>;
+
+    /// What a collection with this cutoff (epoch ms) would remove: the number of blob links no
+    /// manifest of their repository references and that are older than the cutoff, and the
+    /// blobs (digest, size) that would then have no link left and were recorded before it.
+    async fn gc_preview(&self, before: i64) -> Result<(u64, Vec<(String, i64)>)>;
+
+    /// Removes the unreferenced links older than `before`; returns how many.
+    async fn gc_unlink_unreferenced(&self, before: i64) -> Result<u64>;
+
+    /// Removes the records of blobs no repository links any more that were recorded before
+    /// `before`; returns them (digest, size). Their bytes are the caller's to delete.
+    async fn gc_remove_unlinked_blobs(&self, before: i64) -> Result<Vec<(String, i64)>>;
+
+    /// Which of `digests` have a blob record (one query for a batch of GC's candidates).
+    async fn blobs_recorded(&self, digests: &[String]) -> Result<Vec<String>>;
+
+    /// Upload sessions started before `before`.
+    async fn stale_uploads(&self, before: i64) -> Result<Vec<String>>;
+}
+
+/// Accounts, their principals and access keys, and the registry secrets.
+#[async_trait]
+pub trait AccountStore: Send + Sync + 'static {
+    /// Deletes a user with its keys, memberships, inline policies and attachments.
+    async fn delete_principal(&self, principal_id: &str) -> Result<bool>;
+
+    async fn ensure_account(&self, account_id: &str) -> Result<()>;
+
+    /// The account created first (the default registry), if any.
+    async fn first_account(&self) -> Result<Option<String>>;
+
+    /// Creates a principal; `AlreadyExists` if the account has one of that name.
+    async fn create_principal(&self, principal: &Principal) -> Result<()>;
+
+    async fn principal_by_name(&self, account_id: &str, name: &str) -> Result<Option<Principal>>;
+
+    async fn list_principals(&self, account_id: &str) -> Result<Vec<Principal>>;
+
+    /// Stores an access key; `AlreadyExists` if the id is taken.
+    async fn create_access_key(&self, key: &AccessKey) -> Result<()>;
+
+    /// An access key with the principal it belongs to.
+    async fn access_key(&self, access_key_id: &str) -> Result<Option<(AccessKey, Principal)>>;
+
+    async fn list_access_keys(&self, principal_id: &str) -> Result<Vec<AccessKey>>;
+
+    /// The named registry secret, stored first as `initial` if there is none yet. Every node
+    /// ends up with the same value whichever stored it.
+    async fn registry_secret(&self, name: &str, initial: &[u8]) -> Result<Vec<u8>>;
+}
+
+/// IAM groups and identity policies (inline and managed, with their attachments).
+#[async_trait]
+pub trait IamPolicyStore: Send + Sync + 'static {
+    async fn create_group(&self, group: &Group) -> Result<()>;
+
+    async fn group_by_name(&self, account_id: &str, name: &str) -> Result<Option<Group>>;
+
+    async fn list_groups(&self, account_id: &str) -> Result<Vec<Group>>;
+
+    /// Deletes a group with its memberships, inline policies and attachments.
+    async fn delete_group(&self, group_id: &str) -> Result<bool>;
+
+    async fn add_group_member(&self, group_id: &str, principal_id: &str) -> Result<()>;
+
+    async fn remove_group_member(&self, group_id: &str, principal_id: &str) -> Result<bool>;
+
+    async fn groups_of(&self, principal_id: &str) -> Result<Vec<Group>>;
+
+    async fn group_members(&self, group_id: &str) -> Result<Vec<Principal>>;
+
+    /// Creates or replaces an inline policy of a user or group (`owner_id`).
+    async fn put_inline_policy(&self, owner_id: &str, name: &str, document: &str) -> Result<()>;
+
+    async fn inline_policy(&self, owner_id: &str, name: &str) -> Result<Option<String>>;
+
+    async fn list_inline_policies(&self, owner_id: &str) -> Result<Vec<String>>;
+
+    async fn delete_inline_policy(&self, owner_id: &str, name: &str) -> Result<bool>;
+
+    /// `AlreadyExists` if the account has a policy of that name.
+    async fn create_managed_policy(&self, policy: &ManagedPolicy) -> Result<()>;
+
+    async fn managed_policy(&self, arn: &str) -> Result<Option<ManagedPolicy>>;
+
+    async fn list_managed_policies(&self, account_id: &str) -> Result<Vec<ManagedPolicy>>;
+
+    /// Replaces a managed policy's document.
+    async fn update_managed_policy(&self, arn: &str, document: &str) -> Result<bool>;
+
+    async fn delete_managed_policy(&self, arn: &str) -> Result<bool>;
+
+    async fn attach_policy(&self, owner_id: &str, arn: &str) -> Result<()>;
+
+    async fn detach_policy(&self, owner_id: &str, arn: &str) -> Result<bool>;
+
+    async fn attached_policies(&self, owner_id: &str) -> Result<Vec<String>>;
+
+    /// How many users and groups a managed policy is attached to.
+    async fn policy_attachment_count(&self, arn: &str) -> Result<u64>;
+
+    /// Every identity policy that applies to a principal: its own inline and attached policies
+    /// and those of its groups.
+    async fn identity_policies(&self, principal_id: &str) -> Result<Vec<IdentityPolicySource>>;
+}
+
+/// Every role, for the composition root and the registry that serves them all.
+#[async_trait]
+pub trait MetaStore:
+    RepositoryStore + ContentStore + ScanStore + LifecycleStore + GcStore + AccountStore + IamPolicyStore
+{
+    async fn close(&self);
+}

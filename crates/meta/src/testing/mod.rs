@@ -1,0 +1,282 @@
+//! The contract every metadata backend must keep, role by role, as named clauses. Each role
+//! has a conformance macro that expands, for a fixture (an async fn returning a guard and a
+//! fresh, empty `Arc<dyn MetaStore>`), into one `#[tokio::test]` per clause:
+//!
+//! ```ignore
+//! async fn fixture() -> (tempfile::TempDir, Arc<dyn MetaStore>) { … }
+//! berth_meta::meta_store_conformance!(fixture);
+//! ```
+//!
+//! The clauses named `concurrent_…` race several tasks against one store. On SQLite the single
+//! writer makes them hold by construction; on a backend with concurrent writers they are the
+//! test of the isolation each method's contract names (see `roles`).
+
+use std::sync::Arc;
+
+use berth_oci::{Algorithm, Digest};
+
+use crate::{
+    AccessKey, Group, IdentityPolicySource, ImageFilter, LifecycleEvent, ManagedPolicy, MetaError, MetaStore,
+    NewManifest, Principal, PrincipalKind, RepositorySettings, ScanJob, ScanOutcome, StatusFilter, TagFilter,
+    VulnDbState, VulnRecord, now_ms,
+};
+
+/// The store a clause runs against.
+pub type Store = Arc<dyn MetaStore>;
+
+/// How many tasks a concurrent clause races, and how many rounds it runs.
+const RACERS: usize = 8;
+const ROUNDS: usize = 10;
+
+pub fn digest(s: &str) -> Digest {
+    Digest::from_bytes(Algorithm::Sha256, s.as_bytes())
+}
+
+pub fn manifest(content: &str, blobs: &[&Digest], manifests: &[&Digest], subject: Option<&Digest>) -> NewManifest {
+    NewManifest {
+        digest: digest(content),
+        media_type: "application/vnd.oci.image.manifest.v1+json".into(),
+        artifact_type: Some("application/x-test".into()),
+        subject: subject.cloned(),
+        annotations: None,
+        content: content.as_bytes().to_vec(),
+        blobs: blobs.iter().map(|d| (*d).clone()).collect(),
+        manifests: manifests.iter().map(|d| (*d).clone()).collect(),
+    }
+}
+
+async fn repository(meta: &dyn MetaStore, name: &str) {
+    meta.create_repository(name, &RepositorySettings::default(), &[]).await.unwrap();
+}
+
+/// A repository holding an image `m1` (config + layer, tags `v1` and `latest`), an index
+/// `idx` of it (tag `multi`) and a referrer `sig` of it (untagged).
+async fn populated(meta: &dyn MetaStore) -> (NewManifest, NewManifest, NewManifest) {
+    repository(meta, "team/app").await;
+    let (config, layer) = (digest("config"), digest("layer"));
+    meta.link_blob("team/app", &config, 6, None).await.unwrap();
+    meta.link_blob("team/app", &layer, 5, None).await.unwrap();
+    let m = manifest("m1", &[&config, &layer], &[], None);
+    meta.put_manifest("team/app", &m, &["v1".into(), "latest".into()], &[]).await.unwrap();
+    let idx = manifest("idx", &[], &[&m.digest], None);
+    meta.put_manifest("team/app", &idx, &["multi".into()], &[]).await.unwrap();
+    let sig = manifest("sig", &[&config], &[], Some(&m.digest));
+    meta.put_manifest("team/app", &sig, &[], &[]).await.unwrap();
+    (m, idx, sig)
+}
+
+/// Runs `f` on `RACERS` tasks at once and returns their results.
+async fn race<T, F, Fut>(store: &Store, f: F) -> Vec<T>
+where
+    T: Send + 'static,
+    F: Fn(Store, usize) -> Fut,
+    Fut: std::future::Future<Output = T> + Send + 'static,
+{
+    let barrier = Arc::new(tokio::sync::Barrier::new(RACERS));
+    let tasks: Vec<_> = (0..RACERS)
+        .map(|i| {
+            let (barrier, fut) = (barrier.clone(), f(store.clone(), i));
+            tokio::spawn(async move {
+                barrier.wait().await;
+                fut.await
+            })
+        })
+        .collect();
+    let mut out = Vec::new();
+    for t in tasks {
+        out.push(t.await.expect("racing task"));
+    }
+    out
+}
+
+/// Expands to one `#[tokio::test]` per named clause of `$module`.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __conformance_clauses {
+    ($fixture:path, $module:ident, [$($clause:ident),* $(,)?]) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $clause() {
+                let (_guard, store) = $fixture().await;
+                $crate::testing::$module::$clause(store).await;
+            }
+        )*
+    };
+}
+
+/// `RepositoryStore`'s clauses for a fixture.
+#[macro_export]
+macro_rules! repository_store_conformance {
+    ($fixture:path) => {
+        mod repository_store {
+            use super::*;
+            $crate::__conformance_clauses!(
+                $fixture,
+                repositories,
+                [
+                    creates_a_repository_once_and_lists_in_order,
+                    keeps_settings_and_resource_tags,
+                    deletes_a_repository_with_images_only_by_force,
+                    keeps_resource_policies,
+                    keeps_account_settings,
+                    keeps_creation_templates,
+                    reports_usage_per_repository,
+                    concurrent_creates_of_one_repository_exactly_one_wins,
+                ]
+            );
+        }
+    };
+}
+
+/// `ContentStore`'s clauses for a fixture.
+#[macro_export]
+macro_rules! content_store_conformance {
+    ($fixture:path) => {
+        mod content_store {
+            use super::*;
+            $crate::__conformance_clauses!(
+                $fixture,
+                content,
+                [
+                    links_blobs_per_repository_and_mounts_them,
+                    refuses_a_manifest_with_missing_references_whole,
+                    stores_manifests_and_their_tags,
+                    an_index_needs_its_children_and_referrers_are_found,
+                    lists_image_ids_and_images_in_pages,
+                    records_the_latest_pull,
+                    keeps_a_manifest_an_index_lists,
+                    archives_and_restores_images,
+                    moves_and_deletes_tags,
+                    never_moves_an_immutable_tag,
+                    keeps_upload_sessions,
+                    linking_a_blob_ends_its_upload_session,
+                    concurrent_pushes_of_an_immutable_tag_exactly_one_wins,
+                    concurrent_links_of_one_blob_exactly_one_is_new,
+                    concurrent_index_put_and_child_delete_never_leave_an_index_dangling,
+                ]
+            );
+        }
+    };
+}
+
+/// `ScanStore`'s clauses for a fixture.
+#[macro_export]
+macro_rules! scan_store_conformance {
+    ($fixture:path) => {
+        mod scan_store {
+            use super::*;
+            $crate::__conformance_clauses!(
+                $fixture,
+                scans,
+                [
+                    imports_and_looks_up_vulnerability_records,
+                    queues_claims_and_finishes_scans,
+                    a_newer_request_wins_over_a_running_scan,
+                    a_failure_keeps_the_last_complete_findings,
+                    a_released_claim_is_a_new_request,
+                    rescans_what_an_older_database_found,
+                    an_image_deleted_takes_its_scan,
+                    concurrent_workers_never_claim_a_scan_twice,
+                    concurrent_stale_results_are_refused,
+                ]
+            );
+        }
+    };
+}
+
+/// `LifecycleStore`'s clauses for a fixture.
+#[macro_export]
+macro_rules! lifecycle_store_conformance {
+    ($fixture:path) => {
+        mod lifecycle_store {
+            use super::*;
+            $crate::__conformance_clauses!(
+                $fixture,
+                lifecycle,
+                [keeps_policies_and_when_they_were_applied, keeps_the_latest_preview, records_events_newest_first,]
+            );
+        }
+    };
+}
+
+/// `GcStore`'s clauses for a fixture.
+#[macro_export]
+macro_rules! gc_store_conformance {
+    ($fixture:path) => {
+        mod gc_store {
+            use super::*;
+            $crate::__conformance_clauses!(
+                $fixture,
+                gc,
+                [
+                    lists_every_blob_and_reference,
+                    collects_old_unreferenced_links_and_then_their_blobs,
+                    finds_stale_uploads,
+                    concurrent_unlink_and_manifest_put_never_lose_a_referenced_blob,
+                ]
+            );
+        }
+    };
+}
+
+/// `AccountStore`'s clauses for a fixture.
+#[macro_export]
+macro_rules! account_store_conformance {
+    ($fixture:path) => {
+        mod account_store {
+            use super::*;
+            $crate::__conformance_clauses!(
+                $fixture,
+                accounts,
+                [keeps_accounts_principals_and_keys, the_first_secret_stored_wins, concurrent_secrets_agree,]
+            );
+        }
+    };
+}
+
+/// `IamPolicyStore`'s clauses for a fixture.
+#[macro_export]
+macro_rules! iam_policy_store_conformance {
+    ($fixture:path) => {
+        mod iam_policy_store {
+            use super::*;
+            $crate::__conformance_clauses!(
+                $fixture,
+                iam,
+                [
+                    keeps_groups_and_memberships,
+                    gathers_every_identity_policy_of_a_principal,
+                    deletes_principals_and_groups_with_what_they_own,
+                ]
+            );
+        }
+    };
+}
+
+/// Every role's clauses for a fixture.
+#[macro_export]
+macro_rules! meta_store_conformance {
+    ($fixture:path) => {
+        $crate::repository_store_conformance!($fixture);
+        $crate::content_store_conformance!($fixture);
+        $crate::scan_store_conformance!($fixture);
+        $crate::lifecycle_store_conformance!($fixture);
+        $crate::gc_store_conformance!($fixture);
+        $crate::account_store_conformance!($fixture);
+        $crate::iam_policy_store_conformance!($fixture);
+    };
+}
+
+pub mod repositories;
+
+pub mod content;
+
+pub mod scans;
+
+pub mod lifecycle;
+
+pub mod gc;
+
+pub mod accounts;
+
+pub mod iam;

@@ -1,0 +1,107 @@
+use super::*;
+
+pub async fn creates_a_repository_once_and_lists_in_order(meta: Store) {
+    assert!(meta.repository("team/app").await.unwrap().is_none());
+    let defaults = RepositorySettings::default();
+    let r = meta.create_repository("team/app", &defaults, &[]).await.unwrap();
+    assert_eq!(meta.repository("team/app").await.unwrap(), Some(r));
+    assert!(matches!(
+        meta.create_repository("team/app", &defaults, &[]).await,
+        Err(MetaError::RepositoryAlreadyExists)
+    ));
+    repository(meta.as_ref(), "a").await;
+    repository(meta.as_ref(), "z").await;
+    assert_eq!(meta.list_repositories(None, 10).await.unwrap(), ["a", "team/app", "z"]);
+    assert_eq!(meta.list_repositories(Some("a"), 1).await.unwrap(), ["team/app"]);
+    let names: Vec<String> =
+        meta.describe_repositories(Some("a"), 100).await.unwrap().into_iter().map(|r| r.name).collect();
+    assert_eq!(names, ["team/app", "z"]);
+}
+
+pub async fn keeps_settings_and_resource_tags(meta: Store) {
+    let settings = RepositorySettings {
+        tag_mutability: "IMMUTABLE_WITH_EXCLUSION".into(),
+        tag_mutability_exclusions: vec!["latest".into()],
+        scan_on_push: true,
+        encryption_type: "KMS".into(),
+        kms_key: Some("arn:aws:kms:us-east-1:123456789012:key/abc".into()),
+        pull_block_severity: Some("HIGH".into()),
+    };
+    let created = meta.create_repository("conf/app", &settings, &[("team".into(), "a".into())]).await.unwrap();
+    assert_eq!(created.settings, settings);
+    assert_eq!(meta.repository("conf/app").await.unwrap().unwrap().settings, settings);
+    assert_eq!(meta.repository_resource_tags("conf/app").await.unwrap(), [("team".to_string(), "a".to_string())]);
+    meta.tag_repository("conf/app", &[("team".into(), "b".into()), ("env".into(), "prod".into())]).await.unwrap();
+    meta.untag_repository("conf/app", &["env".into(), "absent".into()]).await.unwrap();
+    assert_eq!(meta.repository_resource_tags("conf/app").await.unwrap(), [("team".to_string(), "b".to_string())]);
+    assert!(matches!(meta.tag_repository("nope", &[]).await, Err(MetaError::RepositoryNotFound)));
+    let mutable = RepositorySettings { scan_on_push: false, ..RepositorySettings::default() };
+    assert_eq!(meta.update_repository_settings("conf/app", &mutable).await.unwrap().settings, mutable);
+    assert!(matches!(meta.update_repository_settings("nope", &mutable).await, Err(MetaError::RepositoryNotFound)));
+}
+
+pub async fn deletes_a_repository_with_images_only_by_force(meta: Store) {
+    let (m, _, _) = populated(meta.as_ref()).await;
+    repository(meta.as_ref(), "empty").await;
+    assert!(matches!(meta.delete_repository("team/app", false).await, Err(MetaError::RepositoryNotEmpty)));
+    assert_eq!(meta.delete_repository("team/app", true).await.unwrap().name, "team/app");
+    assert!(meta.repository("team/app").await.unwrap().is_none());
+    assert!(meta.manifest("team/app", &m.digest).await.unwrap().is_none());
+    assert!(matches!(meta.delete_repository("team/app", true).await, Err(MetaError::RepositoryNotFound)));
+    assert_eq!(meta.delete_repository("empty", false).await.unwrap().name, "empty");
+}
+
+pub async fn keeps_resource_policies(meta: Store) {
+    repository(meta.as_ref(), "guarded").await;
+    assert_eq!(meta.repository_policy("guarded").await.unwrap(), None);
+    assert_eq!(meta.set_repository_policy("guarded", Some("{p}")).await.unwrap(), None);
+    assert_eq!(meta.repository_policy("guarded").await.unwrap().as_deref(), Some("{p}"));
+    assert_eq!(meta.set_repository_policy("guarded", None).await.unwrap().as_deref(), Some("{p}"));
+    assert!(matches!(meta.repository_policy("nope").await, Err(MetaError::RepositoryNotFound)));
+    meta.ensure_account("123456789012").await.unwrap();
+    assert_eq!(meta.set_registry_policy("123456789012", Some("{r}")).await.unwrap(), None);
+    assert_eq!(meta.registry_policy("123456789012").await.unwrap().as_deref(), Some("{r}"));
+    assert_eq!(meta.set_registry_policy("123456789012", None).await.unwrap().as_deref(), Some("{r}"));
+    assert_eq!(meta.registry_policy("123456789012").await.unwrap(), None);
+}
+
+pub async fn keeps_account_settings(meta: Store) {
+    meta.ensure_account("123456789012").await.unwrap();
+    assert_eq!(meta.account_setting("123456789012", "BLOB_MOUNTING").await.unwrap(), None);
+    meta.put_account_setting("123456789012", "BLOB_MOUNTING", "ENABLED").await.unwrap();
+    meta.put_account_setting("123456789012", "BLOB_MOUNTING", "DISABLED").await.unwrap();
+    assert_eq!(meta.account_setting("123456789012", "BLOB_MOUNTING").await.unwrap().as_deref(), Some("DISABLED"));
+}
+
+pub async fn keeps_creation_templates(meta: Store) {
+    meta.create_creation_template("ROOT", "{}").await.unwrap();
+    assert!(matches!(meta.create_creation_template("ROOT", "{}").await, Err(MetaError::AlreadyExists)));
+    assert_eq!(meta.update_creation_template("ROOT", "{\"a\":1}").await.unwrap().body, "{\"a\":1}");
+    assert!(matches!(meta.update_creation_template("team", "{}").await, Err(MetaError::NotFound)));
+    assert_eq!(meta.creation_templates().await.unwrap().len(), 1);
+    assert_eq!(meta.delete_creation_template("ROOT").await.unwrap().prefix, "ROOT");
+    assert!(matches!(meta.delete_creation_template("ROOT").await, Err(MetaError::NotFound)));
+}
+
+pub async fn reports_usage_per_repository(meta: Store) {
+    populated(meta.as_ref()).await;
+    repository(meta.as_ref(), "empty").await;
+    let usage = meta.repository_usage().await.unwrap();
+    let app = usage.iter().find(|(n, _, _)| n == "team/app").unwrap();
+    assert_eq!((app.1, app.2), (3, 11), "three images; the bytes of the two blobs linked");
+}
+
+/// Several creates of one name at once: exactly one creates it, the others are told it exists.
+pub async fn concurrent_creates_of_one_repository_exactly_one_wins(meta: Store) {
+    for round in 0..ROUNDS {
+        let name = format!("race/{round}");
+        let results = race(&meta, |meta, _| {
+            let name = name.clone();
+            async move { meta.create_repository(&name, &RepositorySettings::default(), &[]).await }
+        })
+        .await;
+        let created = results.iter().filter(|r| r.is_ok()).count();
+        let refused = results.iter().filter(|r| matches!(r, Err(MetaError::RepositoryAlreadyExists))).count();
+        assert_eq!((created, refused), (1, RACERS - 1), "round {round}: {results:?}");
+    }
+}
