@@ -214,6 +214,10 @@ pub struct Upload {
     pub started_at: i64,
     /// A part under the ECR API's minimum size was followed by another part.
     pub part_too_small: bool,
+    /// The bytes the upload holds as far as any client was told (its acknowledged size).
+    pub acknowledged_bytes: u64,
+    /// The running hash over those bytes (`berth_oci::Hasher::state`); `None` before any.
+    pub hash_state: Option<Vec<u8>>,
 }
 
 /// Which images a listing includes, by whether they carry tags.

@@ -1,18 +1,22 @@
 //! The metadata store's roles: one trait per part of the registry's data, so that each service
 //! asks for the roles it uses and a second backend can be checked role by role
-//! (`testing`'s conformance macros). `MetaStore` is all of them, for wiring.
+//! (`testing`'s conformance macros). `MetaStore` is all of them, for wiring. Each method says
+//! what it must guarantee when calls race (the concurrency contract, restated in
+//! ARCHITECTURE.md), where that is more than "one transaction".
 
 use async_trait::async_trait;
 use berth_oci::Digest;
 
 use crate::*;
 
-/// Repositories and what is configured on them and on accounts: settings, resource tags, resource policies, account settings and repository creation templates.
+/// Repositories and what is configured on them and on accounts: settings, resource tags,
+/// resource policies, account settings and repository creation templates.
 #[async_trait]
 pub trait RepositoryStore: Send + Sync + 'static {
     async fn repository(&self, name: &str) -> Result<Option<Repository>>;
 
     /// Creates a repository; `RepositoryAlreadyExists` if the name is taken.
+    /// Concurrency: the name is a unique key; of racing creates exactly one succeeds.
     async fn create_repository(
         &self,
         name: &str,
@@ -69,12 +73,15 @@ pub trait RepositoryStore: Send + Sync + 'static {
     async fn creation_templates(&self) -> Result<Vec<CreationTemplate>>;
 }
 
-/// What repositories hold: blob links, manifests with their references, tags, image records, and upload sessions.
+/// What repositories hold: blob links, manifests with their references, tags, image records,
+/// and upload sessions.
 #[async_trait]
 pub trait ContentStore: Send + Sync + 'static {
     /// Records a durable blob and links it into a repository (idempotent); `finished_upload`,
     /// the session that delivered it, ends in the same transaction (one commit, not two).
     /// Returns whether the repository held the blob already, decided in that transaction.
+    /// Concurrency: insert-if-absent on (repository, digest) in that transaction; of racing
+    /// links exactly one is told the blob is new.
     async fn link_blob(
         &self,
         repository: &str,
@@ -92,6 +99,10 @@ pub trait ContentStore: Send + Sync + 'static {
     /// Stores a manifest (idempotent for identical content) and points `tags` at it, in one
     /// transaction that first checks every referenced blob and child manifest is present and
     /// that no tag in `immutable_tags` would move to another manifest (`TagImmutable`).
+    /// Concurrency: the immutable tags' current targets and the referenced links and child
+    /// manifests are read with locking reads in that transaction, so racing pushes of an
+    /// immutable tag have one winner, and a GC unlink or child delete is ordered before (the
+    /// put is refused) or after (the reference protects what it names).
     async fn put_manifest(
         &self,
         repository: &str,
@@ -107,6 +118,7 @@ pub trait ContentStore: Send + Sync + 'static {
     /// Deletes a manifest and the tags pointing at it; false if it was not there. A manifest
     /// an index of the repository lists is not deleted: `ReferencedByIndex`, decided in the
     /// same transaction, so an index put meanwhile cannot be left pointing at nothing.
+    /// Concurrency: the index references to it are read under lock in the deleting transaction.
     async fn delete_manifest(&self, repository: &str, digest: &Digest) -> Result<bool>;
 
     /// Deletes a tag only; false if it was not there.
@@ -165,6 +177,12 @@ pub trait ContentStore: Send + Sync + 'static {
 
     async fn delete_upload(&self, id: &str) -> Result<()>;
 
+    /// Records an upload's progress after a chunk: it now holds `to` bytes hashed to `state`.
+    /// Only if it held `from` bytes (a compare-and-set on `acknowledged_bytes`, so of two
+    /// writers continuing from one offset at most one records); false otherwise, or if there is
+    /// no such upload.
+    async fn record_upload_progress(&self, id: &str, from: u64, to: u64, state: &[u8]) -> Result<bool>;
+
     /// Notes that an ECR API part was received and whether it was under the minimum size; a
     /// small part followed by another marks the upload `part_too_small`.
     async fn note_upload_part(&self, id: &str, small: bool) -> Result<()>;
@@ -190,12 +208,16 @@ pub trait ScanStore: Send + Sync + 'static {
     async fn request_scan(&self, repository: &str, digest: &str, scan_type: &str, only_if_new: bool) -> Result<bool>;
 
     /// Claims up to `limit` pending scans for `worker`, oldest first.
+    /// Concurrency: a claim skips rows another claim holds (SQLite: one `UPDATE … RETURNING`
+    /// in the single writer; PostgreSQL: `FOR UPDATE SKIP LOCKED`); no row goes to two workers.
     async fn claim_scans(&self, worker: &str, limit: u32) -> Result<Vec<ScanJob>>;
 
     /// Records a claimed scan's outcome, unless a newer request came meanwhile (then the scan
     /// stays pending for its next run). An outcome without findings (a failure) keeps the last
     /// complete scan's findings and counts, which the pull policy goes on reading. Returns
     /// whether it was recorded.
+    /// Concurrency: conditional on the generation in the same statement, so a request that
+    /// bumped it first always wins over the stale result.
     async fn finish_scan(&self, job: &ScanJob, outcome: &ScanOutcome) -> Result<bool>;
 
     /// Puts scans claimed by `worker` (or by anyone, claimed before `before`) back in the queue,
@@ -244,7 +266,8 @@ pub trait LifecycleStore: Send + Sync + 'static {
     async fn lifecycle_events(&self, repository: Option<&str>, limit: u32) -> Result<Vec<LifecycleEvent>>;
 }
 
-/// What garbage collection and fsck read and remove: every blob and reference, unreferenced links, unlinked blobs, stale uploads.
+/// What garbage collection and fsck read and remove: every blob and reference, unreferenced
+/// links, unlinked blobs, stale uploads.
 #[async_trait]
 pub trait GcStore: Send + Sync + 'static {
     /// Every blob the registry has recorded, with its size.
@@ -258,6 +281,8 @@ pub trait GcStore: Send + Sync + 'static {
     async fn gc_preview(&self, before: i64) -> Result<(u64, Vec<(String, i64)>)>;
 
     /// Removes the unreferenced links older than `before`; returns how many.
+    /// Concurrency: one statement whose "no manifest references it" test is ordered against
+    /// `put_manifest`'s locking reads of the same link rows.
     async fn gc_unlink_unreferenced(&self, before: i64) -> Result<u64>;
 
     /// Removes the records of blobs no repository links any more that were recorded before
@@ -299,6 +324,7 @@ pub trait AccountStore: Send + Sync + 'static {
 
     /// The named registry secret, stored first as `initial` if there is none yet. Every node
     /// ends up with the same value whichever stored it.
+    /// Concurrency: insert-if-absent, then read what is stored.
     async fn registry_secret(&self, name: &str, initial: &[u8]) -> Result<Vec<u8>>;
 }
 

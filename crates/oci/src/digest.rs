@@ -130,6 +130,9 @@ fn is_algorithm_grammar(s: &str) -> bool {
 }
 
 /// A running hash over streamed bytes.
+/// The format of [`Hasher::state`] (sha2's serialized state after this byte).
+const STATE_VERSION: u8 = 1;
+
 #[derive(Clone)]
 pub enum Hasher {
     Sha256(sha2::Sha256),
@@ -151,6 +154,35 @@ impl Hasher {
         }
     }
 
+    /// The running state, to be stored and resumed elsewhere ([`Hasher::resume`]): how an
+    /// upload's hash survives a restart and moves between nodes without re-reading the bytes.
+    /// Only this crate's `resume` reads it (a version byte first).
+    pub fn state(&self) -> Vec<u8> {
+        use sha2::digest::common::hazmat::SerializableState;
+        let mut out = vec![STATE_VERSION];
+        match self {
+            Hasher::Sha256(h) => out.extend_from_slice(&h.serialize()),
+            Hasher::Sha512(h) => out.extend_from_slice(&h.serialize()),
+        }
+        out
+    }
+
+    /// A hasher continuing from a `state` of this algorithm; `None` if the bytes are not one.
+    pub fn resume(algorithm: Algorithm, state: &[u8]) -> Option<Hasher> {
+        use sha2::digest::common::hazmat::SerializableState;
+        let rest = state.strip_prefix(&[STATE_VERSION])?;
+        match algorithm {
+            Algorithm::Sha256 => {
+                let array = rest.try_into().ok()?;
+                sha2::Sha256::deserialize(array).ok().map(Hasher::Sha256)
+            }
+            Algorithm::Sha512 => {
+                let array = rest.try_into().ok()?;
+                sha2::Sha512::deserialize(array).ok().map(Hasher::Sha512)
+            }
+        }
+    }
+
     pub fn finish(self) -> Digest {
         let (algorithm, hex) = match self {
             Hasher::Sha256(h) => (Algorithm::Sha256, hex::encode(h.finalize())),
@@ -165,6 +197,26 @@ mod tests {
     use super::*;
 
     const EMPTY256: &str = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
+    #[test]
+    fn a_hash_resumes_from_its_state_at_any_offset() {
+        let data: Vec<u8> = (0..1000u32).map(|i| (i * 7 % 251) as u8).collect();
+        for algorithm in [Algorithm::Sha256, Algorithm::Sha512] {
+            let whole = Digest::from_bytes(algorithm, &data);
+            // Cuts inside a block, on a block boundary, at the ends.
+            for cut in [0, 1, 63, 64, 65, 127, 128, 500, 1000] {
+                let mut first = algorithm.hasher();
+                first.update(&data[..cut]);
+                let mut resumed = Hasher::resume(algorithm, &first.state()).expect("state resumes");
+                resumed.update(&data[cut..]);
+                assert_eq!(resumed.finish(), whole, "{algorithm} cut at {cut}");
+            }
+        }
+        let state = Algorithm::Sha256.hasher().state();
+        assert!(Hasher::resume(Algorithm::Sha512, &state).is_none(), "another algorithm's state");
+        assert!(Hasher::resume(Algorithm::Sha256, &state[1..]).is_none(), "no version byte");
+        assert!(Hasher::resume(Algorithm::Sha256, b"").is_none());
+    }
 
     #[test]
     fn hashes_known_values() {

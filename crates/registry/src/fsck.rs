@@ -60,7 +60,11 @@ impl Registry {
                 report.problems.push(format!("blob {digest}: content hashes to {actual}"));
             }
         }
-        let stored: HashSet<String> = self.blobs().list().await?.into_iter().map(|d| d.to_string()).collect();
+        let mut stored: HashSet<String> = HashSet::new();
+        let mut listing = self.blobs().list();
+        while let Some(d) = listing.next().await {
+            stored.insert(d?.to_string());
+        }
         report.unrecorded_blobs = stored.iter().filter(|d| !recorded.contains_key(*d)).count();
 
         for m in self.meta().all_manifest_references().await? {

@@ -18,6 +18,7 @@
 use std::collections::HashSet;
 
 use berth_oci::Digest;
+use futures_util::StreamExt;
 
 use crate::{Registry, RegistryError};
 
@@ -70,8 +71,14 @@ impl Registry {
             report.bytes_freed += bytes;
         }
         let recorded: HashSet<String> = self.meta().all_blobs().await?.into_iter().map(|(d, _)| d).collect();
-        let unrecorded: Vec<(Digest, i64)> =
-            self.blobs().list().await?.into_iter().filter(|d| !recorded.contains(d.as_str())).map(|d| (d, 0)).collect();
+        let mut unrecorded: Vec<(Digest, i64)> = Vec::new();
+        let mut stored = self.blobs().list();
+        while let Some(d) = stored.next().await {
+            let d = d?;
+            if !recorded.contains(d.as_str()) {
+                unrecorded.push((d, 0));
+            }
+        }
         for batch in unrecorded.chunks(DELETE_BATCH) {
             report.unrecorded_removed += self.delete_batch_if_unrecorded(batch).await?.0;
         }
@@ -82,7 +89,9 @@ impl Registry {
         }
         // Upload files with no session record (a crash between creating one and the other).
         let age_s = (policy.upload_age_ms / 1000).max(0) as u64;
-        for (id, age) in self.blobs().upload_list().await? {
+        let mut sessions = self.blobs().upload_list();
+        while let Some(session) = sessions.next().await {
+            let (id, age) = session?;
             if age >= age_s && self.meta().upload(&id).await?.is_none() {
                 self.drop_upload(&id).await;
                 report.uploads_removed += 1;

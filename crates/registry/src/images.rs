@@ -253,6 +253,12 @@ impl Registry {
         Ok(self.meta().linked_blob(repository, digest).await?)
     }
 
+    /// A URL the blob store hands out for reading a layer directly until `expires_at`, if it
+    /// can (an object store's presigned GET); `None` and the registry serves it itself.
+    pub async fn direct_download_url(&self, digest: &Digest, expires_at: i64) -> Result<Option<String>> {
+        Ok(self.blobs().presigned_read_url(digest, expires_at).await?)
+    }
+
     /// `StartImageScan`: an archived image is not scanned, nor one no scanner reads.
     pub async fn start_image_scan(&self, repository: &str, digest: &Digest) -> Result<()> {
         let repo = self.repository(repository).await?;

@@ -20,15 +20,9 @@ pub const DEFAULT_PAGE: u32 = 1_000;
 /// ECR API layer parts but the last are at least this large, as in ECR.
 pub const MIN_LAYER_PART: usize = 5 * 1024 * 1024;
 
-/// The running hash of an upload session, valid for the first `offset` bytes of its data.
-struct HashState {
-    offset: u64,
-    hasher: Hasher,
-}
-
 /// One lock per upload session on this node: appends and the final PUT of one session are
-/// serialized, so the running hash always matches the bytes stored.
-type SessionLock = Arc<tokio::sync::Mutex<Option<HashState>>>;
+/// serialized here; across nodes the upload record's compare-and-set progress does it.
+type SessionLock = Arc<tokio::sync::Mutex<()>>;
 
 pub struct Registry {
     meta: Arc<dyn MetaStore>,
@@ -81,6 +75,11 @@ pub(crate) fn digest_param(s: &str) -> Result<Digest> {
             RegistryError::DigestInvalid(format!("unsupported digest algorithm {a:?}: use sha256 or sha512"))
         }
     })
+}
+
+/// The algorithm an upload session was started for.
+fn session_algorithm(upload: &berth_meta::Upload) -> Algorithm {
+    Algorithm::parse(&upload.algorithm).unwrap_or(Algorithm::Sha256)
 }
 
 fn upload_unknown(id: &str) -> RegistryError {
@@ -235,8 +234,6 @@ impl Registry {
         let id = uuid::Uuid::new_v4().to_string();
         self.blobs.upload_create(&id).await?;
         self.meta.create_upload(name, &id, algorithm.as_str()).await?;
-        let lock = Arc::new(tokio::sync::Mutex::new(Some(HashState { offset: 0, hasher: algorithm.hasher() })));
-        self.sessions.lock().expect("sessions lock").insert(id.clone(), lock);
         Ok(id)
     }
 
@@ -284,12 +281,11 @@ impl Registry {
     }
 
     fn session_lock(&self, id: &str) -> SessionLock {
-        self.sessions
-            .lock()
-            .expect("sessions lock")
-            .entry(id.to_string())
-            .or_insert_with(|| Arc::new(tokio::sync::Mutex::new(None)))
-            .clone()
+        let mut sessions = self.sessions.lock().expect("sessions lock");
+        if sessions.len() > 1024 {
+            sessions.retain(|_, l| Arc::strong_count(l) > 1);
+        }
+        sessions.entry(id.to_string()).or_default().clone()
     }
 
     async fn session_repository_check(&self, name: &str, id: &str) -> Result<berth_meta::Upload> {
@@ -299,9 +295,46 @@ impl Registry {
         }
     }
 
-    /// Rebuilds a session's running hash from the bytes stored so far (after a restart, on
-    /// another node, or after a failed append).
-    async fn rehash(&self, id: &str, algorithm: Algorithm) -> Result<HashState> {
+    /// Where an upload stands, from its record: the acknowledged bytes and the running hash
+    /// over them, without reading the bytes. Call with the session's lock held. Bytes past the
+    /// acknowledged size (a chunk that failed, or a crash between writing a chunk and recording
+    /// it) were never acknowledged and are cut off. Only if the stored bytes fall short of the
+    /// record (storage lost what it had written), or the state is unreadable, are the bytes
+    /// read to rebuild the hash, and the record follows them.
+    async fn upload_position(&self, upload: &berth_meta::Upload, algorithm: Algorithm) -> Result<(u64, Hasher)> {
+        let id = upload.id.as_str();
+        let stored = self.blobs.upload_size(id).await?.ok_or_else(|| upload_unknown(id))?;
+        let acknowledged = upload.acknowledged_bytes;
+        let resumed = match &upload.hash_state {
+            None if acknowledged == 0 => Some(algorithm.hasher()),
+            Some(state) => Hasher::resume(algorithm, state),
+            None => None,
+        };
+        match resumed {
+            Some(hasher) if stored >= acknowledged => {
+                if stored > acknowledged {
+                    self.blobs.upload_truncate(id, acknowledged).await?;
+                }
+                Ok((acknowledged, hasher))
+            }
+            _ => {
+                tracing::warn!(
+                    upload = id,
+                    stored,
+                    acknowledged,
+                    "upload state and bytes disagree: hashing the bytes again"
+                );
+                let (offset, hasher) = self.rehash(id, algorithm).await?;
+                if !self.meta.record_upload_progress(id, acknowledged, offset, &hasher.state()).await? {
+                    return Err(RegistryError::UploadInterrupted("another request moved the upload".into()));
+                }
+                Ok((offset, hasher))
+            }
+        }
+    }
+
+    /// Rebuilds a session's running hash from the bytes stored (recovery only).
+    async fn rehash(&self, id: &str, algorithm: Algorithm) -> Result<(u64, Hasher)> {
         let mut hasher = algorithm.hasher();
         let mut offset = 0u64;
         let mut data = match self.blobs.upload_read(id).await {
@@ -314,34 +347,35 @@ impl Registry {
             hasher.update(&chunk);
             offset += chunk.len() as u64;
         }
-        Ok(HashState { offset, hasher })
+        Ok((offset, hasher))
     }
 
-    /// Appends `body` to the session held in `state`, keeping the hash in step.
-    async fn append(
-        &self,
-        id: &str,
-        state: &mut Option<HashState>,
-        algorithm: Algorithm,
-        body: ByteStream,
-    ) -> Result<u64> {
-        let current = match state.take() {
-            Some(s) if s.hasher.algorithm() == algorithm => s,
-            _ => self.rehash(id, algorithm).await?,
-        };
-        let offset = current.offset;
-        let hasher = Arc::new(Mutex::new(current.hasher));
-        let result = self.blobs.upload_append(id, offset, hashing(body, hasher.clone())).await;
-        match result {
+    /// Appends `body` at `offset`, hashing it on the way; returns the new size and hash. A
+    /// failed append leaves the acknowledged bytes as they were (the tail is cut off by the next
+    /// `upload_position`).
+    async fn append(&self, id: &str, offset: u64, hasher: Hasher, body: ByteStream) -> Result<(u64, Hasher)> {
+        let hasher = Arc::new(Mutex::new(hasher));
+        match self.blobs.upload_append(id, offset, hashing(body, hasher.clone())).await {
             Ok(new_offset) => {
-                let hasher = Arc::try_unwrap(hasher).map(|m| m.into_inner().expect("hasher lock")).ok();
-                *state = hasher.map(|hasher| HashState { offset: new_offset, hasher });
-                Ok(new_offset)
+                let hasher = Arc::try_unwrap(hasher)
+                    .map_err(|_| RegistryError::Internal("upload hasher still shared".into()))?
+                    .into_inner()
+                    .expect("hasher lock");
+                Ok((new_offset, hasher))
             }
-            // What was stored and what was hashed may now differ: the next request rehashes.
             Err(StoreError::NotFound) => Err(upload_unknown(id)),
             Err(StoreError::Io(e)) if crate::error::is_storage_full(&e) => Err(crate::error::storage_full(&e)),
             Err(e) => Err(RegistryError::UploadInterrupted(e.to_string())),
+        }
+    }
+
+    /// Acknowledges an appended chunk: the upload record moves from `from` to `to` with the
+    /// hash, or the chunk is refused (another node moved the upload meanwhile).
+    async fn acknowledge(&self, id: &str, from: u64, to: u64, hasher: &Hasher) -> Result<()> {
+        if self.meta.record_upload_progress(id, from, to, &hasher.state()).await? {
+            Ok(())
+        } else {
+            Err(RegistryError::UploadInterrupted("another request moved the upload".into()))
         }
     }
 
@@ -354,12 +388,15 @@ impl Registry {
         content_length: Option<u64>,
         body: ByteStream,
     ) -> Result<u64> {
-        let upload = self.session_repository_check(name, id).await?;
-        let algorithm = Algorithm::parse(&upload.algorithm).unwrap_or(Algorithm::Sha256);
         let lock = self.session_lock(id);
-        let mut state = lock.lock().await;
-        let size = self.blobs.upload_size(id).await?.ok_or_else(|| upload_unknown(id))?;
-        let Some(r) = range else { return self.append(id, &mut state, algorithm, body).await };
+        let _held = lock.lock().await;
+        let upload = self.session_repository_check(name, id).await?;
+        let (size, hasher) = self.upload_position(&upload, session_algorithm(&upload)).await?;
+        let Some(r) = range else {
+            let (end, hasher) = self.append(id, size, hasher, body).await?;
+            self.acknowledge(id, size, end, &hasher).await?;
+            return Ok(end);
+        };
         if r.start != size {
             return Err(RegistryError::UploadOutOfOrder { start: r.start, size });
         }
@@ -382,24 +419,26 @@ impl Registry {
             return Err(mismatch(&len));
         }
         let (body, overflow) = at_most(body, expected);
-        let end = self.append(id, &mut state, algorithm, body).await?;
+        let (end, hasher) = self.append(id, size, hasher, body).await?;
         let refused = if overflow.load(std::sync::atomic::Ordering::Relaxed) {
             Some(mismatch(&"more"))
         } else {
             (end - size != expected).then(|| mismatch(&(end - size)))
         };
         if let Some(refused) = refused {
-            // A refused chunk leaves the session as it was: cut back, and hashed afresh.
-            *state = None;
+            // A refused chunk leaves the session as it was.
             self.blobs.upload_truncate(id, size).await?;
             return Err(refused);
         }
+        self.acknowledge(id, size, end, &hasher).await?;
         Ok(end)
     }
 
+    /// The bytes an upload holds, as acknowledged.
     pub async fn upload_status(&self, name: &str, id: &str) -> Result<u64> {
-        self.session_repository_check(name, id).await?;
-        self.blobs.upload_size(id).await?.ok_or_else(|| upload_unknown(id))
+        let upload = self.session_repository_check(name, id).await?;
+        self.blobs.upload_size(id).await?.ok_or_else(|| upload_unknown(id))?;
+        Ok(upload.acknowledged_bytes)
     }
 
     /// The final PUT: appends an optional last chunk, verifies the digest over every byte
@@ -415,36 +454,39 @@ impl Registry {
         self.session_repository_check(name, id).await?;
         let expected = digest_param(digest)?;
         let lock = self.session_lock(id);
-        let mut state = lock.lock().await;
-        let before = self.blobs.upload_size(id).await?.ok_or_else(|| upload_unknown(id))?;
-        let size = match body {
-            Some(body) => self.append(id, &mut state, expected.algorithm(), body).await?,
-            None => before,
+        let held = lock.lock().await;
+        let upload = self.session_repository_check(name, id).await?;
+        let (before, hasher) = match self.upload_position(&upload, session_algorithm(&upload)).await? {
+            (offset, hasher) if hasher.algorithm() == expected.algorithm() => (offset, hasher),
+            // Digested with another algorithm than the session was started for: the stored
+            // bytes (cut to what was acknowledged) are hashed with that one.
+            _ => self.rehash(id, expected.algorithm()).await?,
+        };
+        let (size, hasher) = match body {
+            Some(body) => self.append(id, before, hasher, body).await?,
+            None => (before, hasher),
         };
         if let Some(len) = content_length
             && size - before != len
         {
+            drop(held);
             self.drop_session(id).await;
             return Err(RegistryError::SizeMismatch { received: size - before, declared: len });
         }
-        let hash = match state.take() {
-            Some(s) if s.offset == size && s.hasher.algorithm() == expected.algorithm() => s,
-            _ => self.rehash(id, expected.algorithm()).await?,
-        };
-        let actual = hash.hasher.finish();
+        let actual = hasher.finish();
         if actual != expected {
-            drop(state);
+            drop(held);
             self.drop_session(id).await;
             return Err(RegistryError::UploadDigestMismatch { expected, actual });
         }
         let (size, already_linked) = {
             let lock = self.commit_lock(&actual);
-            let _held = lock.lock().await;
+            let _committing = lock.lock().await;
             let stored = self.blobs.upload_commit(id, &actual).await?;
             // The session ends in the same transaction that links the blob.
             (stored, self.meta.link_blob(name, &actual, stored, Some(id)).await?)
         };
-        drop(state);
+        drop(held);
         self.sessions.lock().expect("sessions lock").remove(id);
         Ok(Completed { digest: actual, size, already_linked })
     }
@@ -705,6 +747,98 @@ impl Registry {
 mod tests {
     use super::*;
     use berth_meta::{ContentStore, RepositoryStore};
+
+    /// The real blob store, counting how often an upload's bytes are read back.
+    struct CountingReads {
+        inner: berth_store::FsBlobStore,
+        upload_reads: std::sync::atomic::AtomicUsize,
+    }
+
+    #[async_trait::async_trait]
+    impl BlobStore for CountingReads {
+        async fn stat(&self, d: &Digest) -> berth_store::Result<Option<u64>> {
+            self.inner.stat(d).await
+        }
+        async fn read(&self, d: &Digest, r: Option<ByteRange>) -> berth_store::Result<ByteStream> {
+            self.inner.read(d, r).await
+        }
+        async fn delete(&self, d: &Digest) -> berth_store::Result<()> {
+            self.inner.delete(d).await
+        }
+        fn list(&self) -> berth_store::Listing<Digest> {
+            self.inner.list()
+        }
+        async fn upload_create(&self, id: &str) -> berth_store::Result<()> {
+            self.inner.upload_create(id).await
+        }
+        async fn upload_size(&self, id: &str) -> berth_store::Result<Option<u64>> {
+            self.inner.upload_size(id).await
+        }
+        async fn upload_append(&self, id: &str, offset: u64, data: ByteStream) -> berth_store::Result<u64> {
+            self.inner.upload_append(id, offset, data).await
+        }
+        async fn upload_truncate(&self, id: &str, len: u64) -> berth_store::Result<()> {
+            self.inner.upload_truncate(id, len).await
+        }
+        async fn upload_read(&self, id: &str) -> berth_store::Result<ByteStream> {
+            self.upload_reads.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.inner.upload_read(id).await
+        }
+        async fn upload_commit(&self, id: &str, d: &Digest) -> berth_store::Result<u64> {
+            self.inner.upload_commit(id, d).await
+        }
+        async fn upload_delete(&self, id: &str) -> berth_store::Result<()> {
+            self.inner.upload_delete(id).await
+        }
+        fn upload_list(&self) -> berth_store::Listing<(String, u64)> {
+            self.inner.upload_list()
+        }
+    }
+
+    fn body(data: &'static [u8]) -> ByteStream {
+        Box::pin(futures_util::stream::once(async move { Ok(bytes::Bytes::from_static(data)) }))
+    }
+
+    /// Two nodes (two registries on one metadata store and one blob store) share an upload:
+    /// the second continues from the first's recorded hash state and never reads the bytes.
+    #[tokio::test]
+    async fn another_node_continues_an_upload_without_reading_it_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let meta = Arc::new(berth_meta::SqliteMeta::open(&dir.path().join("meta.db")).await.unwrap());
+        let blobs = Arc::new(CountingReads {
+            inner: berth_store::FsBlobStore::open(dir.path().join("blobs")).await.unwrap(),
+            upload_reads: Default::default(),
+        });
+        meta.create_repository("app", &berth_meta::RepositorySettings::default(), &[]).await.unwrap();
+        let node_a = Registry::new(meta.clone(), blobs.clone(), "111111111111".into());
+        let node_b = Registry::new(meta.clone(), blobs.clone(), "111111111111".into());
+        let id = node_a.start_upload("app", None).await.unwrap();
+        let first = ContentRange { start: 0, end: 5 };
+        assert_eq!(node_a.append_upload("app", &id, Some(first), Some(6), body(b"first ")).await.unwrap(), 6);
+        assert_eq!(node_b.append_upload("app", &id, None, None, body(b"second ")).await.unwrap(), 13);
+        assert_eq!(node_a.upload_status("app", &id).await.unwrap(), 13);
+        let digest = Digest::from_bytes(Algorithm::Sha256, b"first second third");
+        let done = node_b.complete_upload("app", &id, digest.as_str(), Some(body(b"third")), None).await.unwrap();
+        assert_eq!((done.digest, done.size), (digest, 18));
+        assert_eq!(blobs.upload_reads.load(std::sync::atomic::Ordering::Relaxed), 0, "no node read the upload back");
+    }
+
+    /// Bytes written past what was acknowledged (a crash between writing a chunk and recording
+    /// it) are not part of the upload: the next chunk continues from the acknowledged size.
+    #[tokio::test]
+    async fn bytes_never_acknowledged_are_cut_off() {
+        let (_dir, registry) = crate::test_registry().await;
+        let settings = berth_meta::RepositorySettings::default();
+        registry.create_repository("app", &settings, &[]).await.unwrap();
+        let id = registry.start_upload("app", None).await.unwrap();
+        registry.append_upload("app", &id, None, None, body(b"kept ")).await.unwrap();
+        registry.blobs().upload_append(&id, 5, body(b"lost in a crash")).await.unwrap();
+        assert_eq!(registry.upload_status("app", &id).await.unwrap(), 5);
+        let range = ContentRange { start: 5, end: 9 };
+        assert_eq!(registry.append_upload("app", &id, Some(range), Some(5), body(b"after")).await.unwrap(), 10);
+        let digest = Digest::from_bytes(Algorithm::Sha256, b"kept after");
+        assert_eq!(registry.complete_upload("app", &id, digest.as_str(), None, None).await.unwrap().digest, digest);
+    }
 
     /// Two uploads of one blob into one repository, completed at the same moment: exactly one
     /// is told the blob was new (ECR's CompleteLayerUpload answers the other

@@ -17,7 +17,7 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use tokio::fs::{self, File, OpenOptions};
 
-use crate::{BlobStore, ByteStream, Result, StoreError};
+use crate::{BlobStore, ByteStream, Listing, Result, StoreError, listing};
 
 /// Bytes moved per blocking read or write call: large enough that the cost of handing work to
 /// tokio's blocking pool vanishes next to the copy itself.
@@ -143,22 +143,31 @@ impl BlobStore for FsBlobStore {
         Ok(())
     }
 
-    async fn list(&self) -> Result<Vec<Digest>> {
-        let mut out = Vec::new();
-        for alg in [Algorithm::Sha256, Algorithm::Sha512] {
-            let dir = self.root.join("blobs").join(alg.as_str());
-            let Some(mut prefixes) = not_found_as_none(fs::read_dir(&dir).await)? else { continue };
-            while let Some(prefix) = prefixes.next_entry().await? {
-                let mut files = fs::read_dir(prefix.path()).await?;
-                while let Some(f) = files.next_entry().await? {
-                    if let Ok(d) = Digest::parse(&format!("{alg}:{}", f.file_name().to_string_lossy())) {
-                        out.push(d);
+    fn list(&self) -> Listing<Digest> {
+        let root = self.root.join("blobs");
+        listing(move |tx| async move {
+            let walk = async {
+                for alg in [Algorithm::Sha256, Algorithm::Sha512] {
+                    let Some(mut prefixes) = not_found_as_none(fs::read_dir(root.join(alg.as_str())).await)? else {
+                        continue;
+                    };
+                    while let Some(prefix) = prefixes.next_entry().await? {
+                        let mut files = fs::read_dir(prefix.path()).await?;
+                        while let Some(f) = files.next_entry().await? {
+                            if let Ok(d) = Digest::parse(&format!("{alg}:{}", f.file_name().to_string_lossy()))
+                                && tx.send(Ok(d)).await.is_err()
+                            {
+                                return Ok(());
+                            }
+                        }
                     }
                 }
+                Ok::<_, StoreError>(())
+            };
+            if let Err(e) = walk.await {
+                let _ = tx.send(Err(e)).await;
             }
-        }
-        out.sort();
-        Ok(out)
+        })
     }
 
     async fn upload_create(&self, id: &str) -> Result<()> {
@@ -265,16 +274,25 @@ impl BlobStore for FsBlobStore {
         Ok(())
     }
 
-    async fn upload_list(&self) -> Result<Vec<(String, u64)>> {
-        let mut out = Vec::new();
-        let mut dir = fs::read_dir(self.root.join("uploads")).await?;
-        let now = SystemTime::now();
-        while let Some(e) = dir.next_entry().await? {
-            let age =
-                e.metadata().await?.modified().ok().and_then(|m| now.duration_since(m).ok()).map_or(0, |d| d.as_secs());
-            out.push((e.file_name().to_string_lossy().into_owned(), age));
-        }
-        Ok(out)
+    fn upload_list(&self) -> Listing<(String, u64)> {
+        let dir = self.root.join("uploads");
+        listing(move |tx| async move {
+            let walk = async {
+                let mut dir = fs::read_dir(dir).await?;
+                let now = SystemTime::now();
+                while let Some(e) = dir.next_entry().await? {
+                    let modified = e.metadata().await?.modified().ok();
+                    let age = modified.and_then(|m| now.duration_since(m).ok()).map_or(0, |d| d.as_secs());
+                    if tx.send(Ok((e.file_name().to_string_lossy().into_owned(), age))).await.is_err() {
+                        return Ok(());
+                    }
+                }
+                Ok::<_, StoreError>(())
+            };
+            if let Err(e) = walk.await {
+                let _ = tx.send(Err(e)).await;
+            }
+        })
     }
 }
 
@@ -282,12 +300,17 @@ impl BlobStore for FsBlobStore {
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn passes_the_blob_store_suite() {
+    async fn fixture() -> (tempfile::TempDir, Arc<dyn BlobStore>) {
         let dir = tempfile::tempdir().unwrap();
         let store = FsBlobStore::open(dir.path()).await.unwrap();
-        crate::testing::blob_store_suite(&store).await;
+        (dir, Arc::new(store))
     }
+
+    async fn reopen(dir: &tempfile::TempDir) -> Arc<dyn BlobStore> {
+        Arc::new(FsBlobStore::open(dir.path()).await.unwrap())
+    }
+
+    crate::blob_store_conformance!(fixture, reopen);
 
     #[tokio::test]
     async fn rejects_path_tricks_in_upload_ids() {

@@ -21,6 +21,9 @@ pub use fs::FsBlobStore;
 /// A stream of blob bytes, as read from or written to storage.
 pub type ByteStream = Pin<Box<dyn Stream<Item = io::Result<Bytes>> + Send>>;
 
+/// A listing, streamed: a store may hold millions of blobs, and none is read whole.
+pub type Listing<T> = Pin<Box<dyn Stream<Item = Result<T>> + Send>>;
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("not found")]
@@ -39,8 +42,8 @@ pub trait BlobStore: Send + Sync + 'static {
     async fn read(&self, digest: &Digest, range: Option<ByteRange>) -> Result<ByteStream>;
     /// Removes a committed blob. Removing a missing blob is not an error.
     async fn delete(&self, digest: &Digest) -> Result<()>;
-    /// Every committed blob's digest.
-    async fn list(&self) -> Result<Vec<Digest>>;
+    /// Every committed blob's digest, in no particular order.
+    fn list(&self) -> Listing<Digest>;
 
     /// Creates an empty upload session.
     async fn upload_create(&self, id: &str) -> Result<()>;
@@ -59,6 +62,26 @@ pub trait BlobStore: Send + Sync + 'static {
     async fn upload_commit(&self, id: &str, digest: &Digest) -> Result<u64>;
     /// Drops a session and its bytes. Dropping a missing session is not an error.
     async fn upload_delete(&self, id: &str) -> Result<()>;
-    /// Every session id with its age in seconds since last written.
-    async fn upload_list(&self) -> Result<Vec<(String, u64)>>;
+    /// Every session id with its age in seconds since last written, in no particular order.
+    fn upload_list(&self) -> Listing<(String, u64)>;
+
+    /// A URL from which a client may read the blob directly until `expires_at` (Unix seconds),
+    /// if this store can hand one out (an object store's presigned GET); `None` if it cannot,
+    /// and the registry serves the bytes itself. An optional capability: no store fakes it.
+    async fn presigned_read_url(&self, digest: &Digest, expires_at: i64) -> Result<Option<String>> {
+        let _ = (digest, expires_at);
+        Ok(None)
+    }
+}
+
+/// A listing that walks in a task of its own and hands items over as they are found.
+pub fn listing<T, F, Fut>(walk: F) -> Listing<T>
+where
+    T: Send + 'static,
+    F: FnOnce(tokio::sync::mpsc::Sender<Result<T>>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let (tx, rx) = tokio::sync::mpsc::channel(256);
+    tokio::spawn(walk(tx));
+    Box::pin(futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) }))
 }

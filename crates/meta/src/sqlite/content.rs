@@ -460,21 +460,37 @@ impl ContentStore for SqliteMeta {
     }
 
     async fn upload(&self, id: &str) -> Result<Option<Upload>> {
-        let row = sqlx::query_as::<_, (String, String, String, i64, bool)>(
-            "SELECT u.id, r.name, u.algorithm, u.started_at, u.part_too_small FROM uploads u \
-             JOIN repositories r ON r.id = u.repository_id WHERE u.id = $1",
+        let row = sqlx::query_as::<_, (String, String, String, i64, bool, i64, Option<Vec<u8>>)>(
+            "SELECT u.id, r.name, u.algorithm, u.started_at, u.part_too_small, u.acknowledged_bytes, u.hash_state \
+             FROM uploads u JOIN repositories r ON r.id = u.repository_id WHERE u.id = $1",
         )
         .bind(id)
         .fetch_optional(&self.writer)
         .await
         .map_err(backend)?;
-        Ok(row.map(|(id, repository, algorithm, started_at, part_too_small)| Upload {
+        Ok(row.map(|(id, repository, algorithm, started_at, part_too_small, acknowledged, hash_state)| Upload {
             id,
             repository,
             algorithm,
             started_at,
             part_too_small,
+            acknowledged_bytes: acknowledged as u64,
+            hash_state,
         }))
+    }
+
+    async fn record_upload_progress(&self, id: &str, from: u64, to: u64, state: &[u8]) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE uploads SET acknowledged_bytes = $3, hash_state = $4 WHERE id = $1 AND acknowledged_bytes = $2",
+        )
+        .bind(id)
+        .bind(from as i64)
+        .bind(to as i64)
+        .bind(state)
+        .execute(&self.writer)
+        .await
+        .map_err(backend)?;
+        Ok(done.rows_affected() == 1)
     }
 
     async fn delete_upload(&self, id: &str) -> Result<()> {

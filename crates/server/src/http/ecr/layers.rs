@@ -134,9 +134,13 @@ pub(super) async fn get_download_url_for_layer(ctx: &Ctx<'_>, input: DownloadUrl
         ));
     }
     let expires = now_seconds() + DOWNLOAD_URL_SECONDS;
-    let signature = ctx.app.identity.presign_download(repo, digest.as_str(), expires);
-    Ok(json!({
-        "downloadUrl": format!("{}/v2/{repo}/blobs/{digest}?X-Berth-Expires={expires}&X-Berth-Signature={signature}", ctx.endpoint),
-        "layerDigest": digest.as_str(),
-    }))
+    // The blob store's own URL where it has one; otherwise a presigned /v2/ URL of Berth's.
+    let url = match ctx.app.registry.direct_download_url(&digest, expires).await? {
+        Some(url) => url,
+        None => {
+            let signature = ctx.app.identity.presign_download(repo, digest.as_str(), expires);
+            format!("{}/v2/{repo}/blobs/{digest}?X-Berth-Expires={expires}&X-Berth-Signature={signature}", ctx.endpoint)
+        }
+    };
+    Ok(json!({ "downloadUrl": url, "layerDigest": digest.as_str() }))
 }
