@@ -104,10 +104,11 @@ async fn suite(srv: &Server) -> anyhow::Result<Vec<(String, f64)>> {
     Ok(out)
 }
 
-pub async fn run(berth: &Path, reference: &Path, rounds: usize) -> anyhow::Result<String> {
+/// Berth against `other` (the reference registry, or a baseline Berth at `reference`).
+pub async fn run(berth: &Path, reference: &Path, other: Kind, rounds: usize) -> anyhow::Result<String> {
     let mut results: BTreeMap<(usize, Kind), Vec<(String, f64)>> = BTreeMap::new();
     for round in 0..rounds {
-        for kind in [Kind::Berth, Kind::Reference] {
+        for kind in [Kind::Berth, other] {
             eprintln!("latency round {} / {rounds}: {}", round + 1, kind.label());
             let srv = Server::start(kind, berth, reference)?;
             results.insert((round, kind), suite(&srv).await?);
@@ -116,14 +117,16 @@ pub async fn run(berth: &Path, reference: &Path, rounds: usize) -> anyhow::Resul
     let names: Vec<String> =
         results.values().next().map(|r| r.iter().map(|(n, _)| n.clone()).collect()).unwrap_or_default();
     let mut table = format!(
-        "Small reads on one keep-alive connection ({GETS} GETs each), medians of {rounds} rounds:\n\n| metric | Berth | distribution 2.8 | Berth / reference | target |\n| --- | ---: | ---: | ---: | --- |\n"
+        "Small reads on one keep-alive connection ({GETS} GETs each), medians of {rounds} rounds:\n\n| metric | Berth | {} | Berth / {} | target |\n| --- | ---: | ---: | ---: | --- |\n",
+        other.label(),
+        if other == Kind::Baseline { "baseline" } else { "reference" }
     );
     for (i, name) in names.iter().enumerate() {
         let of = |kind: Kind| {
             let v: Vec<f64> = (0..rounds).filter_map(|r| results.get(&(r, kind)).map(|x| x[i].1)).collect();
             median(&v)
         };
-        let (b, r) = (of(Kind::Berth), of(Kind::Reference));
+        let (b, r) = (of(Kind::Berth), of(other));
         let target = if name.contains("p50") {
             if b < 1.0 { "p50 < 1 ms met" } else { "p50 < 1 ms **not met**" }
         } else if name.starts_with("tags/list") {

@@ -34,6 +34,10 @@ struct Args {
     /// The reference registry binary.
     #[arg(long, default_value = "docker-registry")]
     reference: PathBuf,
+    /// Another Berth build (release) to run in the reference's place, alternating with this
+    /// one: an A/B of two builds (the main suite and `--latency-only`).
+    #[arg(long)]
+    baseline: Option<PathBuf>,
     /// Rounds of A B alternation; medians are reported.
     #[arg(long, default_value_t = 3)]
     rounds: usize,
@@ -406,7 +410,7 @@ async fn suite(kind: Kind, srv: &Server, args: &Args, big: &[u8], berth: &std::p
         }
         rec(name, median(&times));
     }
-    if kind == Kind::Berth {
+    if kind.is_berth() {
         // The ECR API's token call, signed afresh each time (c=1).
         let n = 300;
         let t0 = Instant::now();
@@ -501,7 +505,7 @@ const TARGETS: &[(&str, f64, bool)] = &[
     ("small image pushes/s (8 workers)", 2.0, true),
 ];
 
-fn render(args: &Args, limits: &Limits, results: &BTreeMap<Kind, Vec<Results>>) -> String {
+fn render(args: &Args, limits: &Limits, results: &BTreeMap<Kind, Vec<Results>>, other: Kind) -> String {
     let mut keys: Vec<String> = Vec::new();
     for rounds in results.values() {
         for (k, _) in rounds.iter().flatten() {
@@ -528,13 +532,17 @@ fn render(args: &Args, limits: &Limits, results: &BTreeMap<Kind, Vec<Results>>) 
     s.push_str(&format!("| disk write + fsync | {:.0} |\n", limits.disk_write_fsync_mbs));
     s.push_str(&format!("| page-cache read | {:.0} |\n", limits.page_cache_read_mbs));
     s.push_str(&format!("| loopback TCP (iperf3, 1 stream) | {:.0} |\n\n", limits.loopback_mbs));
-    s.push_str(
-        "| metric | Berth | distribution 2.8 | Berth / reference | target |\n| --- | ---: | ---: | ---: | --- |\n",
-    );
+    s.push_str(&format!(
+        "| metric | Berth | {} | Berth / {} | target |\n| --- | ---: | ---: | ---: | --- |\n",
+        other.label(),
+        if other == Kind::Baseline { "baseline" } else { "reference" }
+    ));
     for k in &keys {
-        let (a, b) = (med(Kind::Berth, k), med(Kind::Reference, k));
+        let (a, b) = (med(Kind::Berth, k), med(other, k));
         let ratio = a / b;
-        let target = TARGETS.iter().find(|(t, _, _)| t == k).map_or(String::new(), |(_, t, higher)| {
+        // The targets are against the reference registry, not against another Berth.
+        let targets = if other == Kind::Reference { TARGETS } else { &[] };
+        let target = targets.iter().find(|(t, _, _)| t == k).map_or(String::new(), |(_, t, higher)| {
             let met = if *higher { ratio >= *t } else { ratio <= *t };
             format!("{} {t} {}", if *higher { "≥" } else { "≤" }, if met { "met" } else { "**not met**" })
         });
@@ -545,9 +553,9 @@ fn render(args: &Args, limits: &Limits, results: &BTreeMap<Kind, Vec<Results>>) 
         "\nBerth peak RSS {rss:.1} MiB (target ≤ 100 MiB: {}). Download MB/s as a fraction of loopback TCP: Berth {:.2}, reference {:.2}. Upload MB/s as a fraction of SHA-256 speed: Berth {:.2}, reference {:.2}.\n",
         if rss <= 100.0 { "met" } else { "**not met**" },
         med(Kind::Berth, "download MB/s") / limits.loopback_mbs,
-        med(Kind::Reference, "download MB/s") / limits.loopback_mbs,
+        med(other, "download MB/s") / limits.loopback_mbs,
         med(Kind::Berth, "upload monolithic MB/s") / limits.sha256_mbs,
-        med(Kind::Reference, "upload monolithic MB/s") / limits.sha256_mbs,
+        med(other, "upload monolithic MB/s") / limits.sha256_mbs,
     ));
     s
 }
@@ -588,8 +596,12 @@ async fn main() -> anyhow::Result<()> {
         println!("{table}");
         return Ok(());
     }
+    let (other, other_bin) = match &args.baseline {
+        Some(b) => (Kind::Baseline, b.clone()),
+        None => (Kind::Reference, args.reference.clone()),
+    };
     if args.latency_only {
-        let table = latency::run(&berth, &args.reference, args.rounds).await?;
+        let table = latency::run(&berth, &other_bin, other, args.rounds).await?;
         println!("{table}");
         return Ok(());
     }
@@ -603,15 +615,16 @@ async fn main() -> anyhow::Result<()> {
     let limits = measure_limits(&big)?;
     let mut results: BTreeMap<Kind, Vec<Results>> = BTreeMap::new();
     for round in 0..args.rounds {
-        for kind in [Kind::Berth, Kind::Reference] {
+        for kind in [Kind::Berth, other] {
             eprintln!("round {} / {}: {}", round + 1, args.rounds, kind.label());
-            let srv = Server::start(kind, &berth, &args.reference)?;
-            let r = suite(kind, &srv, &args, &big, &berth).await?;
+            let srv = Server::start(kind, &berth, &other_bin)?;
+            let binary = if kind == Kind::Baseline { &other_bin } else { &berth };
+            let r = suite(kind, &srv, &args, &big, binary).await?;
             drop(srv);
             results.entry(kind).or_default().push(r);
         }
     }
-    let mut table = render(&args, &limits, &results);
+    let mut table = render(&args, &limits, &results, other);
     table.push_str(&format!(
         "\nLifecycle evaluation of 100,000 images (pure function, median of 5): {lifecycle_s:.3} s (target < 1 s).\n"
     ));

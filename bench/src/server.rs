@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 pub enum Kind {
     Berth,
     Reference,
+    /// Another Berth build in the reference's place (`--baseline`): an A/B of two builds.
+    Baseline,
 }
 
 impl Kind {
@@ -16,7 +18,13 @@ impl Kind {
         match self {
             Kind::Berth => "Berth",
             Kind::Reference => "distribution 2.8",
+            Kind::Baseline => "Berth (baseline)",
         }
+    }
+
+    /// Whether this is a Berth (the build under test or the baseline).
+    pub fn is_berth(self) -> bool {
+        self != Kind::Reference
     }
 }
 
@@ -64,7 +72,8 @@ impl Server {
         let host = format!("127.0.0.1:{port}");
         let log = std::fs::File::create(dir.path().join("server.log"))?;
         let child = match kind {
-            Kind::Berth => Command::new(berth)
+            // The baseline is the binary given in the reference's place.
+            Kind::Berth | Kind::Baseline => Command::new(if kind == Kind::Baseline { reference } else { berth })
                 .args(["serve", "--listen", &host, "--data-dir"])
                 .arg(&data_dir)
                 .args(extra)
@@ -94,7 +103,7 @@ impl Server {
             anyhow::ensure!(Instant::now() < deadline, "{} did not start", kind.label());
             std::thread::sleep(Duration::from_millis(50));
         }
-        if kind == Kind::Berth && !extra.contains(&"--insecure-no-auth") {
+        if kind.is_berth() && !extra.contains(&"--insecure-no-auth") {
             // Pushes create their repositories, as they do on the reference registry.
             if opts.data_dir.is_none() {
                 server
@@ -103,7 +112,7 @@ impl Server {
             let v: serde_json::Value = serde_json::from_str(&server.ecr("GetAuthorizationToken", "{}")?)?;
             let token = v["authorizationData"][0]["authorizationToken"].as_str().unwrap_or_default().to_string();
             server.auth = Some(format!("Basic {token}"));
-        } else if kind == Kind::Berth {
+        } else if kind.is_berth() {
             server.ecr("CreateRepositoryCreationTemplate", r#"{"prefix":"ROOT","appliedFor":["CREATE_ON_PUSH"]}"#).ok();
         }
         Ok(server)

@@ -114,9 +114,12 @@ async fn past_the_connection_cap_a_client_gets_503_at_once() {
     let b = Berth::start_env(&[("BERTH_MAX_CONNECTIONS", "20")]);
     let mut held = Vec::new();
     for _ in 0..20 {
-        held.push(TcpStream::connect(b.addr).await.unwrap());
+        let mut c = TcpStream::connect(b.addr).await.unwrap();
+        // An answer proves the server holds the connection (on a busy machine accepting can lag).
+        c.write_all(b"GET /v2/ HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+        assert!(read_response(&mut c).await.starts_with("HTTP/1.1 "));
+        held.push(c);
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
     let mut over = TcpStream::connect(b.addr).await.unwrap();
     let (got, closed) = read_until_closed(&mut over, Duration::from_secs(5)).await;
     let text = String::from_utf8_lossy(&got).to_ascii_lowercase();

@@ -3,26 +3,8 @@
 use std::fmt;
 
 use crate::context::RequestContext;
-use crate::policy::{PolicyDocument, PolicyKind, Req};
-
-/// Whom an applicable `Allow` statement named.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Grantee {
-    /// The caller itself: its user or role ARN, `*`, or (in `NotPrincipal`) everyone but the
-    /// listed. Identity-policy Allows always grant to the caller.
-    Caller,
-    /// Only the caller's account (`arn:aws:iam::<account>:root` or the bare id): the account
-    /// delegates through its own identity policies, which must then allow the request too.
-    Account,
-}
-
-/// One policy's verdict on a request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PolicyOutcome {
-    ExplicitDeny { statement: usize },
-    Allow { statement: usize, grantee: Grantee },
-    NotApplicable,
-}
+use crate::policy::{PolicyDocument, PolicyKind, PolicyOutcome, Req};
+use crate::principal::Grantee;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Decision {

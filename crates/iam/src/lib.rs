@@ -51,6 +51,7 @@ mod time;
 mod wildcard;
 
 pub use context::{ContextKeys, Principal, RequestContext};
-pub use eval::{Authorization, Decision, Grantee, PolicyOutcome, Reason, StatementRef, authorize};
-pub use policy::{Effect, PolicyDocument, PolicyError, PolicyKind, Statement, Version};
+pub use eval::{Authorization, Decision, Reason, StatementRef, authorize};
+pub use policy::{Effect, PolicyDocument, PolicyError, PolicyKind, PolicyOutcome, Statement, Version};
+pub use principal::Grantee;
 pub use time::{format_iso8601, parse_date};

@@ -4,10 +4,17 @@ use std::fmt;
 
 use crate::condition::{Condition, Operator};
 use crate::context::RequestContext;
-use crate::eval::{Grantee, PolicyOutcome};
 use crate::json::Json;
-use crate::principal::{PrincipalSpec, strings};
+use crate::principal::{Grantee, PrincipalSpec, strings};
 use crate::template::{ArnPattern, Template, split_arn, tokenize};
+
+/// One policy's verdict on a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PolicyOutcome {
+    ExplicitDeny { statement: usize },
+    Allow { statement: usize, grantee: Grantee },
+    NotApplicable,
+}
 
 /// Where a policy is attached, which decides the elements it must have.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

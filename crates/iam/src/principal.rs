@@ -6,8 +6,18 @@
 //! the account's own identity policies must then allow the request too.
 
 use crate::context::Principal;
-use crate::eval::Grantee;
 use crate::json::Json;
+
+/// Whom an applicable `Allow` statement named.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Grantee {
+    /// The caller itself: its user or role ARN, `*`, or (in `NotPrincipal`) everyone but the
+    /// listed. Identity-policy Allows always grant to the caller.
+    Caller,
+    /// Only the caller's account (`arn:aws:iam::<account>:root` or the bare id): the account
+    /// delegates through its own identity policies, which must then allow the request too.
+    Account,
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum AwsPrincipal {

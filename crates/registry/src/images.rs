@@ -4,9 +4,10 @@
 
 use std::collections::HashMap;
 
-use berth_meta::{ImageFilter, ImageRecord, ImageScan, StatusFilter, TagFilter};
-use berth_oci::{Algorithm, Digest, validate_tag};
+use berth_meta::{ImageFilter, ImageRecord, ImageScan, StatusFilter, StoredManifest, TagFilter};
+use berth_oci::{Algorithm, Digest, accepts, validate_tag};
 
+use crate::service::manifest_unknown;
 use crate::{Registry, RegistryError};
 
 type Result<T> = std::result::Result<T, RegistryError>;
@@ -94,6 +95,28 @@ impl Registry {
             (Some(t), Some(d)) if t != d => Err(ImageIdFailure::TagDoesNotMatchDigest),
             (Some(d), _) | (None, Some(d)) => Ok(d),
         })
+    }
+
+    /// A manifest by tag or digest, if the client's `Accept` values admit its media type.
+    pub async fn get_manifest(&self, name: &str, reference: &str, accept: &[&str]) -> Result<StoredManifest> {
+        // A reference that is neither a tag nor a digest names no manifest that could exist:
+        // not found, as the OCI conformance suite expects (only a PUT refuses it as invalid).
+        let digest = match self.resolve_reference(name, ImageRef::of_reference(reference)).await? {
+            Ok(d) => d,
+            Err(_) => return Err(self.not_found_in(name, manifest_unknown(reference)).await),
+        };
+        match self.meta().manifest(name, &digest).await? {
+            // ECR answers pulls of archived images with 404 until they are restored.
+            Some(m) if m.archived => Err(RegistryError::ManifestArchived { reference: reference.to_string(), digest }),
+            Some(m) if accepts(accept, &m.media_type) => {
+                self.check_pull_policy(&m)?;
+                Ok(m)
+            }
+            Some(m) => {
+                Err(RegistryError::ManifestNotAccepted { reference: reference.to_string(), media_type: m.media_type })
+            }
+            None => Err(self.not_found_in(name, manifest_unknown(reference)).await),
+        }
     }
 
     /// The digest of an image the repository holds, named by tag or digest.

@@ -1,6 +1,9 @@
-//! The registry services: push (uploads, mounts, manifests), pull, delete, listing, referrers
-//! and fsck. Both HTTP surfaces (OCI `/v2/` and, later, the ECR API) call these, so each rule
-//! lives in one place. Storage is reached only through the `BlobStore` and `MetaStore` traits.
+//! The registry services: push (uploads, mounts, manifests), pull, delete, listings,
+//! referrers, repositories and their settings, images as the ECR API sees them, policies,
+//! lifecycle, GC, scanning, fsck, identity and authorization. Every surface — OCI `/v2/`, the
+//! ECR API, the IAM Query API, `berth admin` — calls these, so each rule lives in one place;
+//! they refuse with one typed error (`RegistryError`) that each surface maps once. Storage is
+//! reached only through the storage role traits, which stay private to this crate.
 
 pub mod authz;
 mod error;

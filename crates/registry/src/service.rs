@@ -1,11 +1,9 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use berth_meta::{ManifestSummary, MetaError, MetaStore, NewManifest, StoredManifest};
+use berth_meta::{ManifestSummary, MetaError, MetaStore, NewManifest};
 use berth_oci::manifest::{ManifestKind, parse_manifest};
-use berth_oci::{
-    Algorithm, ByteRange, ContentRange, Digest, DigestError, Hasher, ManifestError, accepts, validate_tag,
-};
+use berth_oci::{Algorithm, ByteRange, ContentRange, Digest, DigestError, Hasher, ManifestError, validate_tag};
 use berth_store::{BlobStore, ByteStream, StoreError};
 use futures_util::StreamExt;
 
@@ -90,7 +88,7 @@ fn blob_unknown(d: &Digest) -> RegistryError {
     RegistryError::BlobNotFound { digest: d.clone() }
 }
 
-fn manifest_unknown(reference: &str) -> RegistryError {
+pub(crate) fn manifest_unknown(reference: &str) -> RegistryError {
     RegistryError::ManifestNotFound { reference: reference.to_string() }
 }
 
@@ -189,7 +187,7 @@ impl Registry {
     }
 
     /// Turns a "not found" for content into NAME_UNKNOWN when the repository itself is missing.
-    async fn not_found_in(&self, name: &str, err: RegistryError) -> RegistryError {
+    pub(crate) async fn not_found_in(&self, name: &str, err: RegistryError) -> RegistryError {
         match self.require_repository(name).await {
             Ok(()) => err,
             Err(e) => e,
@@ -606,28 +604,6 @@ impl Registry {
                 Err(RegistryError::ReferencesMissing { repository: name.to_string(), blobs, manifests })
             }
             Err(e) => Err(RegistryError::in_repository(name)(e)),
-        }
-    }
-
-    /// A manifest by tag or digest, if the client's `Accept` values admit its media type.
-    pub async fn get_manifest(&self, name: &str, reference: &str, accept: &[&str]) -> Result<StoredManifest> {
-        // A reference that is neither a tag nor a digest names no manifest that could exist:
-        // not found, as the OCI conformance suite expects (only a PUT refuses it as invalid).
-        let digest = match self.resolve_reference(name, crate::images::ImageRef::of_reference(reference)).await? {
-            Ok(d) => d,
-            Err(_) => return Err(self.not_found_in(name, manifest_unknown(reference)).await),
-        };
-        match self.meta.manifest(name, &digest).await? {
-            // ECR answers pulls of archived images with 404 until they are restored.
-            Some(m) if m.archived => Err(RegistryError::ManifestArchived { reference: reference.to_string(), digest }),
-            Some(m) if accepts(accept, &m.media_type) => {
-                self.check_pull_policy(&m)?;
-                Ok(m)
-            }
-            Some(m) => {
-                Err(RegistryError::ManifestNotAccepted { reference: reference.to_string(), media_type: m.media_type })
-            }
-            None => Err(self.not_found_in(name, manifest_unknown(reference)).await),
         }
     }
 

@@ -6,42 +6,11 @@ use berth_meta::{ImageFilter, StatusFilter, TagFilter};
 use berth_oci::Digest;
 use berth_policy::lifecycle::StorageClass;
 use berth_registry::RegistryError;
-use berth_registry::images::{ImageDetail, ImageIdFailure, ImageRef, listing_filter};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use berth_registry::images::{ImageDetail, ImageIdFailure, listing_filter};
+use serde::{Deserialize, Serialize};
 
-use super::{Ctx, EcrError, EcrResult, check_repository_name, no_paging_with, page_size};
-
-#[derive(Deserialize, Clone, Debug, Default)]
-#[serde(rename_all = "camelCase")]
-pub(super) struct ImageId {
-    pub(super) image_digest: Option<String>,
-    pub(super) image_tag: Option<String>,
-}
-
-impl ImageId {
-    /// Whether this id names the image with `digest` and `tags`.
-    pub(super) fn matches(&self, digest: &str, tags: Option<&Vec<Value>>) -> bool {
-        let digest_ok = self.image_digest.as_deref().is_none_or(|d| d == digest);
-        let tag_ok = self.image_tag.as_deref().is_none_or(|t| tags.is_some_and(|ts| ts.iter().any(|x| x == t)));
-        (self.image_digest.is_some() || self.image_tag.is_some()) && digest_ok && tag_ok
-    }
-
-    fn json(&self) -> Value {
-        let mut v = json!({});
-        if let Some(d) = &self.image_digest {
-            v["imageDigest"] = d.clone().into();
-        }
-        if let Some(t) = &self.image_tag {
-            v["imageTag"] = t.clone().into();
-        }
-        v
-    }
-}
-
-fn failure(id: &ImageId, code: &str, reason: impl Into<String>) -> Value {
-    json!({ "imageId": id.json(), "failureCode": code, "failureReason": reason.into() })
-}
+use super::shapes::{FindingsSummary, ImageFailure, ImageId, ImageScanStatus, image_not_found, seconds};
+use super::{Ctx, EcrError, check_repository_name, no_paging_with, page_size};
 
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
@@ -78,34 +47,6 @@ fn image_filter(f: &Option<Filter>) -> Result<ImageFilter, EcrError> {
     Ok(listing_filter(tags, status))
 }
 
-impl ImageId {
-    pub(super) fn as_ref(&self) -> ImageRef<'_> {
-        ImageRef { tag: self.image_tag.as_deref(), digest: self.image_digest.as_deref() }
-    }
-}
-
-/// An id that names no image, as `ImageFailure` reports it.
-fn id_failure(id: &ImageId, f: ImageIdFailure) -> Value {
-    match f {
-        ImageIdFailure::InvalidTag(t) => failure(id, "InvalidImageTag", format!("Invalid image tag {t:?}")),
-        ImageIdFailure::InvalidDigest(d) => failure(id, "InvalidImageDigest", format!("Invalid image digest {d:?}")),
-        ImageIdFailure::MissingDigestAndTag => {
-            failure(id, "MissingDigestAndTag", "Invalid request parameters: both tag and digest cannot be null")
-        }
-        ImageIdFailure::TagDoesNotMatchDigest => failure(
-            id,
-            "ImageTagDoesNotMatchDigest",
-            "Invalid request parameters: image tag digest did not match image digest",
-        ),
-        ImageIdFailure::NotFound => failure(id, "ImageNotFound", "Requested image not found"),
-        ImageIdFailure::ReferencedByIndex(parents) => failure(
-            id,
-            "ImageReferencedByManifestList",
-            format!("Requested image referenced by manifest list: [{}]", parents.join(", ")),
-        ),
-    }
-}
-
 impl Ctx<'_> {
     /// Resolves one image id for an operation on a single image: a missing image is
     /// `ImageNotFoundException`, a malformed id `InvalidParameterException`.
@@ -113,58 +54,63 @@ impl Ctx<'_> {
         match self.app.registry.resolve_image(repo, id.as_ref()).await? {
             Ok(d) => Ok(d),
             Err(ImageIdFailure::NotFound) => Err(image_not_found(self, repo, id)),
-            Err(f) => Err(EcrError::invalid(
-                id_failure(id, f)["failureReason"].as_str().unwrap_or("invalid imageId").to_string(),
-            )),
+            Err(f) => Err(EcrError::invalid(ImageFailure::of(id, f).failure_reason)),
         }
     }
 
-    /// The `imageId` of a response: the digest, and the tag if the request named one.
-    pub(super) fn image_id_json(&self, digest: &Digest, id: &ImageId) -> Value {
-        let mut v = json!({ "imageDigest": digest.as_str() });
-        if let Some(t) = &id.image_tag {
-            v["imageTag"] = t.clone().into();
+    fn image_detail(&self, repo: &str, detail: &ImageDetail) -> ImageDetailShape {
+        let image = &detail.record;
+        ImageDetailShape {
+            registry_id: self.registry_id().to_string(),
+            repository_name: repo.to_string(),
+            image_digest: image.digest.clone(),
+            image_tags: image.tags.clone(),
+            image_size_in_bytes: detail.size,
+            image_pushed_at: seconds(image.pushed_at),
+            image_manifest_media_type: image.media_type.clone(),
+            artifact_media_type: image.artifact_type.clone(),
+            image_status: image_status(image.archived),
+            last_archived_at: image.last_archived_at.map(seconds),
+            last_activated_at: image.last_activated_at.map(seconds),
+            last_recorded_pull_time: image.last_pulled_at.map(seconds),
+            subject_manifest_digest: image.subject.clone(),
+            image_scan_status: detail.scan.as_ref().map(ImageScanStatus::of),
+            image_scan_findings_summary: detail.scan.as_ref().and_then(FindingsSummary::of),
         }
-        v
     }
+}
 
-    fn image_detail(&self, repo: &str, detail: &ImageDetail) -> Value {
-        let (image, size) = (&detail.record, detail.size);
-        let mut v = json!({
-            "registryId": self.registry_id(),
-            "repositoryName": repo,
-            "imageDigest": image.digest,
-            "imageSizeInBytes": size,
-            "imagePushedAt": image.pushed_at as f64 / 1000.0,
-            "imageManifestMediaType": image.media_type,
-            "imageStatus": if image.archived { "ARCHIVED" } else { "ACTIVE" },
-        });
-        if let Some(t) = image.last_archived_at {
-            v["lastArchivedAt"] = (t as f64 / 1000.0).into();
-        }
-        if let Some(t) = image.last_activated_at {
-            v["lastActivatedAt"] = (t as f64 / 1000.0).into();
-        }
-        if !image.tags.is_empty() {
-            v["imageTags"] = image.tags.clone().into();
-        }
-        if let Some(a) = &image.artifact_type {
-            v["artifactMediaType"] = a.clone().into();
-        }
-        if let Some(t) = image.last_pulled_at {
-            v["lastRecordedPullTime"] = (t as f64 / 1000.0).into();
-        }
-        if let Some(s) = &image.subject {
-            v["subjectManifestDigest"] = s.clone().into();
-        }
-        if let Some(scan) = &detail.scan {
-            v["imageScanStatus"] = super::scanning::status_json(scan);
-            if let Some(summary) = super::scanning::summary_json(scan) {
-                v["imageScanFindingsSummary"] = summary;
-            }
-        }
-        v
-    }
+fn image_status(archived: bool) -> &'static str {
+    if archived { "ARCHIVED" } else { "ACTIVE" }
+}
+
+/// `ImageDetail`.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct ImageDetailShape {
+    registry_id: String,
+    repository_name: String,
+    image_digest: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    image_tags: Vec<String>,
+    image_size_in_bytes: i64,
+    image_pushed_at: f64,
+    image_manifest_media_type: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    artifact_media_type: Option<String>,
+    image_status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_archived_at: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_activated_at: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_recorded_pull_time: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    subject_manifest_digest: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    image_scan_status: Option<ImageScanStatus>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    image_scan_findings_summary: Option<FindingsSummary>,
 }
 
 fn check_ids(ids: &[ImageId]) -> Result<(), EcrError> {
@@ -183,25 +129,25 @@ pub(super) struct ListImagesInput {
     filter: Option<Filter>,
 }
 
-pub(super) async fn list_images(ctx: &Ctx<'_>, input: ListImagesInput) -> EcrResult {
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct ListImagesOutput {
+    image_ids: Vec<ImageId>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_token: Option<String>,
+}
+
+pub(super) async fn list_images(ctx: &Ctx<'_>, input: ListImagesInput) -> Result<ListImagesOutput, EcrError> {
     check_repository_name(&input.repository_name)?;
     let limit = page_size(input.max_results, 100)?;
     let filter = image_filter(&input.filter)?;
     let after = ctx.decode_token(&input.next_token)?;
     let after = after.as_deref().map(|t| t.split_once(' ').unwrap_or((t, "")));
     let (ids, more) = ctx.app.registry.list_image_ids(&input.repository_name, after, limit, filter).await?;
-    let items: Vec<Value> = ids
-        .iter()
-        .map(|(d, t)| match t {
-            Some(t) => json!({ "imageDigest": d, "imageTag": t }),
-            None => json!({ "imageDigest": d }),
-        })
-        .collect();
-    let mut out = json!({ "imageIds": items });
-    if more && let Some((d, t)) = ids.last() {
-        out["nextToken"] = ctx.encode_token(&format!("{d} {}", t.as_deref().unwrap_or(""))).into();
-    }
-    Ok(out)
+    let next_token =
+        ids.last().filter(|_| more).map(|(d, t)| ctx.encode_token(&format!("{d} {}", t.as_deref().unwrap_or(""))));
+    let image_ids = ids.into_iter().map(|(d, t)| ImageId { image_digest: Some(d), image_tag: t }).collect();
+    Ok(ListImagesOutput { image_ids, next_token })
 }
 
 #[derive(Deserialize)]
@@ -214,7 +160,18 @@ pub(super) struct DescribeImagesInput {
     filter: Option<Filter>,
 }
 
-pub(super) async fn describe_images(ctx: &Ctx<'_>, input: DescribeImagesInput) -> EcrResult {
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct DescribeImagesOutput {
+    image_details: Vec<ImageDetailShape>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_token: Option<String>,
+}
+
+pub(super) async fn describe_images(
+    ctx: &Ctx<'_>,
+    input: DescribeImagesInput,
+) -> Result<DescribeImagesOutput, EcrError> {
     let repo = &input.repository_name;
     ctx.existing_repository(repo).await?;
     let registry = &ctx.app.registry;
@@ -229,29 +186,14 @@ pub(super) async fn describe_images(ctx: &Ctx<'_>, input: DescribeImagesInput) -
             let detail = registry.describe_image(repo, &digest).await?.ok_or_else(|| image_not_found(ctx, repo, id))?;
             details.push(ctx.image_detail(repo, &detail));
         }
-        return Ok(json!({ "imageDetails": details }));
+        return Ok(DescribeImagesOutput { image_details: details, next_token: None });
     }
     let limit = page_size(input.max_results, 100)?;
     let after = ctx.decode_token(&input.next_token)?;
     let (images, more) = registry.describe_images(repo, after.as_deref(), limit, image_filter(&input.filter)?).await?;
-    let details: Vec<Value> = images.iter().map(|d| ctx.image_detail(repo, d)).collect();
-    let mut out = json!({ "imageDetails": details });
-    if more && let Some(last) = images.last() {
-        out["nextToken"] = ctx.encode_token(&last.record.digest).into();
-    }
-    Ok(out)
-}
-
-pub(super) fn image_not_found(ctx: &Ctx<'_>, repo: &str, id: &ImageId) -> EcrError {
-    EcrError::new(
-        "ImageNotFoundException",
-        format!(
-            "The image with imageId {{imageDigest:'{}', imageTag:'{}'}} does not exist within the repository with name '{repo}' in the registry with id '{}'",
-            id.image_digest.as_deref().unwrap_or("null"),
-            id.image_tag.as_deref().unwrap_or("null"),
-            ctx.registry_id()
-        ),
-    )
+    let next_token = images.last().filter(|_| more).map(|last| ctx.encode_token(&last.record.digest));
+    let image_details = images.iter().map(|d| ctx.image_detail(repo, d)).collect();
+    Ok(DescribeImagesOutput { image_details, next_token })
 }
 
 #[derive(Deserialize)]
@@ -262,7 +204,24 @@ pub(super) struct BatchGetImageInput {
     accepted_media_types: Option<Vec<String>>,
 }
 
-pub(super) async fn batch_get_image(ctx: &Ctx<'_>, input: BatchGetImageInput) -> EcrResult {
+/// `Image`: a manifest as `BatchGetImage` and `PutImage` return it.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct ImageShape {
+    registry_id: String,
+    repository_name: String,
+    image_id: ImageId,
+    image_manifest: String,
+    image_manifest_media_type: String,
+}
+
+#[derive(Serialize)]
+pub(super) struct BatchGetImageOutput {
+    images: Vec<ImageShape>,
+    failures: Vec<ImageFailure>,
+}
+
+pub(super) async fn batch_get_image(ctx: &Ctx<'_>, input: BatchGetImageInput) -> Result<BatchGetImageOutput, EcrError> {
     check_repository_name(&input.repository_name)?;
     check_ids(&input.image_ids)?;
     let repo = &input.repository_name;
@@ -274,7 +233,7 @@ pub(super) async fn batch_get_image(ctx: &Ctx<'_>, input: BatchGetImageInput) ->
         let digest = match ctx.app.registry.resolve_image(repo, id.as_ref()).await? {
             Ok(d) => d,
             Err(f) => {
-                failures.push(id_failure(id, f));
+                failures.push(ImageFailure::of(id, f));
                 continue;
             }
         };
@@ -282,36 +241,32 @@ pub(super) async fn batch_get_image(ctx: &Ctx<'_>, input: BatchGetImageInput) ->
         match ctx.app.registry.get_manifest(repo, digest.as_str(), &accept).await {
             Ok(m) => {
                 ctx.app.registry.record_pull(repo, &m.digest);
-                let mut image_id = json!({ "imageDigest": m.digest.as_str() });
-                if let Some(t) = &id.image_tag {
-                    image_id["imageTag"] = t.clone().into();
-                }
-                images.push(json!({
-                    "registryId": ctx.registry_id(),
-                    "repositoryName": repo,
-                    "imageId": image_id,
-                    "imageManifest": String::from_utf8_lossy(&m.content),
-                    "imageManifestMediaType": m.media_type,
-                }));
+                images.push(ImageShape {
+                    registry_id: ctx.registry_id().to_string(),
+                    repository_name: repo.clone(),
+                    image_id: ImageId::resolved(&m.digest, id),
+                    image_manifest: String::from_utf8_lossy(&m.content).into_owned(),
+                    image_manifest_media_type: m.media_type,
+                });
             }
             Err(RegistryError::ManifestArchived { .. }) => {
-                failures.push(failure(
+                failures.push(ImageFailure::new(
                     id,
                     "ImageNotFound",
                     "Requested image is archived; restore it with UpdateImageStorageClass to pull it",
                 ));
             }
             Err(e @ (RegistryError::ManifestNotAccepted { .. } | RegistryError::ManifestNotFound { .. })) => {
-                failures.push(failure(id, "UnsupportedImageType", e.to_string()));
+                failures.push(ImageFailure::new(id, "UnsupportedImageType", e.to_string()));
             }
             // The pull policy refused it.
             Err(e @ RegistryError::PullBlocked { .. }) => {
-                failures.push(failure(id, "ImageInaccessible", e.to_string()));
+                failures.push(ImageFailure::new(id, "ImageInaccessible", e.to_string()));
             }
             Err(e) => return Err(e.into()),
         }
     }
-    Ok(json!({ "images": images, "failures": failures }))
+    Ok(BatchGetImageOutput { images, failures })
 }
 
 #[derive(Deserialize)]
@@ -321,7 +276,17 @@ pub(super) struct BatchDeleteImageInput {
     image_ids: Vec<ImageId>,
 }
 
-pub(super) async fn batch_delete_image(ctx: &Ctx<'_>, input: BatchDeleteImageInput) -> EcrResult {
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct BatchDeleteImageOutput {
+    image_ids: Vec<ImageId>,
+    failures: Vec<ImageFailure>,
+}
+
+pub(super) async fn batch_delete_image(
+    ctx: &Ctx<'_>,
+    input: BatchDeleteImageInput,
+) -> Result<BatchDeleteImageOutput, EcrError> {
     check_repository_name(&input.repository_name)?;
     check_ids(&input.image_ids)?;
     let repo = &input.repository_name;
@@ -331,18 +296,18 @@ pub(super) async fn batch_delete_image(ctx: &Ctx<'_>, input: BatchDeleteImageInp
         let removed = match ctx.app.registry.delete_image_by_id(repo, id.as_ref()).await? {
             Ok(removed) => removed,
             Err(f) => {
-                failures.push(id_failure(id, f));
+                failures.push(ImageFailure::of(id, f));
                 continue;
             }
         };
         if removed.tags.is_empty() {
-            deleted.push(ctx.image_id_json(&removed.digest, id));
+            deleted.push(ImageId::resolved(&removed.digest, id));
         }
         for t in removed.tags {
-            deleted.push(json!({ "imageDigest": removed.digest.as_str(), "imageTag": t }));
+            deleted.push(ImageId { image_digest: Some(removed.digest.to_string()), image_tag: Some(t) });
         }
     }
-    Ok(json!({ "imageIds": deleted, "failures": failures }))
+    Ok(BatchDeleteImageOutput { image_ids: deleted, failures })
 }
 
 #[derive(Deserialize)]
@@ -355,7 +320,12 @@ pub(super) struct PutImageInput {
     image_digest: Option<String>,
 }
 
-pub(super) async fn put_image(ctx: &Ctx<'_>, input: PutImageInput) -> EcrResult {
+#[derive(Serialize)]
+pub(super) struct PutImageOutput {
+    image: ImageShape,
+}
+
+pub(super) async fn put_image(ctx: &Ctx<'_>, input: PutImageInput) -> Result<PutImageOutput, EcrError> {
     check_repository_name(&input.repository_name)?;
     let repo = &input.repository_name;
     let body = input.image_manifest.into_bytes();
@@ -374,17 +344,16 @@ pub(super) async fn put_image(ctx: &Ctx<'_>, input: PutImageInput) -> EcrResult 
             RegistryError::DigestInvalid(m) => EcrError::invalid(format!("Invalid parameter at 'imageDigest': {m}")),
             other => other.into(),
         })?;
-    let mut image_id = json!({ "imageDigest": digest.as_str() });
-    if let Some(t) = &input.image_tag {
-        image_id["imageTag"] = t.clone().into();
-    }
-    Ok(json!({ "image": {
-        "registryId": ctx.registry_id(),
-        "repositoryName": repo,
-        "imageId": image_id,
-        "imageManifest": String::from_utf8_lossy(&body),
-        "imageManifestMediaType": media_type,
-    }}))
+    let image_id = ImageId { image_digest: Some(digest.to_string()), image_tag: input.image_tag };
+    Ok(PutImageOutput {
+        image: ImageShape {
+            registry_id: ctx.registry_id().to_string(),
+            repository_name: input.repository_name,
+            image_id,
+            image_manifest: String::from_utf8_lossy(&body).into_owned(),
+            image_manifest_media_type: media_type,
+        },
+    })
 }
 
 #[derive(Deserialize)]
@@ -394,10 +363,35 @@ pub(super) struct BatchCheckLayerAvailabilityInput {
     layer_digests: Vec<String>,
 }
 
+/// `Layer`.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct Layer {
+    layer_digest: String,
+    layer_availability: &'static str,
+    layer_size: u64,
+    media_type: &'static str,
+}
+
+/// `LayerFailure`.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct LayerFailure {
+    layer_digest: String,
+    failure_code: &'static str,
+    failure_reason: &'static str,
+}
+
+#[derive(Serialize)]
+pub(super) struct BatchCheckLayerAvailabilityOutput {
+    layers: Vec<Layer>,
+    failures: Vec<LayerFailure>,
+}
+
 pub(super) async fn batch_check_layer_availability(
     ctx: &Ctx<'_>,
     input: BatchCheckLayerAvailabilityInput,
-) -> EcrResult {
+) -> Result<BatchCheckLayerAvailabilityOutput, EcrError> {
     check_repository_name(&input.repository_name)?;
     if input.layer_digests.is_empty() || input.layer_digests.len() > 100 {
         return Err(EcrError::invalid("layerDigests must hold between 1 and 100 digests"));
@@ -407,20 +401,28 @@ pub(super) async fn batch_check_layer_availability(
     let (mut layers, mut failures) = (Vec::new(), Vec::new());
     for d in &input.layer_digests {
         let Ok(digest) = Digest::parse(d) else {
-            failures.push(json!({ "layerDigest": d, "failureCode": "InvalidLayerDigest", "failureReason": "Invalid layer digest" }));
+            failures.push(LayerFailure {
+                layer_digest: d.clone(),
+                failure_code: "InvalidLayerDigest",
+                failure_reason: "Invalid layer digest",
+            });
             continue;
         };
         match ctx.app.registry.layer_size(repo, &digest).await? {
-            Some(size) => layers.push(json!({
-                "layerDigest": d,
-                "layerAvailability": "AVAILABLE",
-                "layerSize": size,
-                "mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip",
-            })),
-            None => failures.push(json!({ "layerDigest": d, "failureCode": "MissingLayerDigest", "failureReason": "Could not find layer" })),
+            Some(size) => layers.push(Layer {
+                layer_digest: d.clone(),
+                layer_availability: "AVAILABLE",
+                layer_size: size,
+                media_type: "application/vnd.docker.image.rootfs.diff.tar.gzip",
+            }),
+            None => failures.push(LayerFailure {
+                layer_digest: d.clone(),
+                failure_code: "MissingLayerDigest",
+                failure_reason: "Could not find layer",
+            }),
         }
     }
-    Ok(json!({ "layers": layers, "failures": failures }))
+    Ok(BatchCheckLayerAvailabilityOutput { layers, failures })
 }
 
 #[derive(Deserialize)]
@@ -447,7 +449,32 @@ pub(super) struct ListImageReferrersInput {
 }
 
 /// The same listing as `GET /v2/<name>/referrers/<digest>`, paginated as the ECR API does.
-pub(super) async fn list_image_referrers(ctx: &Ctx<'_>, input: ListImageReferrersInput) -> EcrResult {
+/// `ImageReferrer`.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct ImageReferrer {
+    digest: String,
+    media_type: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    artifact_type: Option<String>,
+    size: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    annotations: Option<std::collections::BTreeMap<String, String>>,
+    artifact_status: &'static str,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct ListImageReferrersOutput {
+    referrers: Vec<ImageReferrer>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_token: Option<String>,
+}
+
+pub(super) async fn list_image_referrers(
+    ctx: &Ctx<'_>,
+    input: ListImageReferrersInput,
+) -> Result<ListImageReferrersOutput, EcrError> {
     let repo = &input.repository_name;
     ctx.existing_repository(repo).await?;
     let filter = input.filter.unwrap_or_default();
@@ -459,7 +486,7 @@ pub(super) async fn list_image_referrers(ctx: &Ctx<'_>, input: ListImageReferrer
         && !matches!(s.as_str(), "ACTIVE" | "ANY")
     {
         // Berth keeps every image ACTIVE until the archive storage class exists.
-        return Ok(json!({ "referrers": [] }));
+        return Ok(ListImageReferrersOutput { referrers: Vec::new(), next_token: None });
     }
     let limit = match input.max_results {
         None => 50,
@@ -482,25 +509,19 @@ pub(super) async fn list_image_referrers(ctx: &Ctx<'_>, input: ListImageReferrer
     found.retain(|m| after.as_ref().is_none_or(|a| m.digest.as_str() > a.as_str()));
     let more = found.len() > limit;
     found.truncate(limit);
-    let referrers: Vec<Value> = found
-        .iter()
-        .map(|m| {
-            let mut v =
-                json!({ "digest": m.digest, "mediaType": m.media_type, "size": m.size, "artifactStatus": "ACTIVE" });
-            if let Some(a) = &m.artifact_type {
-                v["artifactType"] = a.clone().into();
-            }
-            if let Some(a) = m.annotations.as_ref().and_then(|a| serde_json::from_str::<Value>(a).ok()) {
-                v["annotations"] = a;
-            }
-            v
+    let next_token = found.last().filter(|_| more).map(|last| ctx.encode_token(&last.digest));
+    let referrers = found
+        .into_iter()
+        .map(|m| ImageReferrer {
+            annotations: m.annotations.as_deref().and_then(|a| serde_json::from_str(a).ok()),
+            digest: m.digest,
+            media_type: m.media_type,
+            artifact_type: m.artifact_type,
+            size: m.size,
+            artifact_status: "ACTIVE",
         })
         .collect();
-    let mut out = json!({ "referrers": referrers });
-    if more && let Some(last) = found.last() {
-        out["nextToken"] = ctx.encode_token(&last.digest).into();
-    }
-    Ok(out)
+    Ok(ListImageReferrersOutput { referrers, next_token })
 }
 
 #[derive(Deserialize)]
@@ -513,7 +534,19 @@ pub(super) struct UpdateImageStorageClassInput {
 
 /// Archives an image (no longer pullable, still listed) or restores it. Berth keeps archived
 /// bytes where they were, so a restore completes at once and the image is `ACTIVE` again.
-pub(super) async fn update_image_storage_class(ctx: &Ctx<'_>, input: UpdateImageStorageClassInput) -> EcrResult {
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct UpdateImageStorageClassOutput {
+    registry_id: String,
+    repository_name: String,
+    image_id: ImageId,
+    image_status: &'static str,
+}
+
+pub(super) async fn update_image_storage_class(
+    ctx: &Ctx<'_>,
+    input: UpdateImageStorageClassInput,
+) -> Result<UpdateImageStorageClassOutput, EcrError> {
     let repo = &input.repository_name;
     ctx.existing_repository(repo).await?;
     let target = match input.target_storage_class.as_str() {
@@ -532,10 +565,10 @@ pub(super) async fn update_image_storage_class(ctx: &Ctx<'_>, input: UpdateImage
         .update_image_storage_class(repo, digest.as_str(), target, berth_meta::now_ms())
         .await?
         .ok_or_else(|| image_not_found(ctx, repo, &input.image_id))?;
-    Ok(json!({
-        "registryId": ctx.registry_id(),
-        "repositoryName": repo,
-        "imageId": ctx.image_id_json(&digest, &input.image_id),
-        "imageStatus": if image.archived { "ARCHIVED" } else { "ACTIVE" },
-    }))
+    Ok(UpdateImageStorageClassOutput {
+        registry_id: ctx.registry_id().to_string(),
+        repository_name: repo.clone(),
+        image_id: ImageId::resolved(&digest, &input.image_id),
+        image_status: image_status(image.archived),
+    })
 }

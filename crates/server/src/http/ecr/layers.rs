@@ -5,10 +5,9 @@ use base64::Engine;
 use berth_oci::{ContentRange, Digest};
 use berth_registry::RegistryError;
 use bytes::Bytes;
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 
-use super::{Ctx, EcrError, EcrResult, check_repository_name};
+use super::{Ctx, EcrError, check_repository_name};
 use crate::http::now_seconds;
 
 /// The part size Berth suggests; parts are at most 20 MiB (the model's limit).
@@ -36,11 +35,17 @@ pub(super) struct InitiateInput {
     repository_name: String,
 }
 
-pub(super) async fn initiate_layer_upload(ctx: &Ctx<'_>, input: InitiateInput) -> EcrResult {
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct InitiateOutput {
+    upload_id: String,
+    part_size: u64,
+}
+
+pub(super) async fn initiate_layer_upload(ctx: &Ctx<'_>, input: InitiateInput) -> Result<InitiateOutput, EcrError> {
     check_repository_name(&input.repository_name)?;
-    let repo = &input.repository_name;
-    let id = ctx.app.registry.start_upload(repo, None).await?;
-    Ok(json!({ "uploadId": id, "partSize": PART_SIZE }))
+    let upload_id = ctx.app.registry.start_upload(&input.repository_name, None).await?;
+    Ok(InitiateOutput { upload_id, part_size: PART_SIZE })
 }
 
 #[derive(Deserialize)]
@@ -53,7 +58,16 @@ pub(super) struct UploadPartInput {
     layer_part_blob: String,
 }
 
-pub(super) async fn upload_layer_part(ctx: &Ctx<'_>, input: UploadPartInput) -> EcrResult {
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct UploadPartOutput {
+    registry_id: String,
+    repository_name: String,
+    upload_id: String,
+    last_byte_received: u64,
+}
+
+pub(super) async fn upload_layer_part(ctx: &Ctx<'_>, input: UploadPartInput) -> Result<UploadPartOutput, EcrError> {
     let repo = &input.repository_name;
     ctx.existing_repository(repo).await?;
     let data = base64::engine::general_purpose::STANDARD
@@ -66,12 +80,12 @@ pub(super) async fn upload_layer_part(ctx: &Ctx<'_>, input: UploadPartInput) -> 
         .upload_layer_part(repo, &input.upload_id, range, Bytes::from(data))
         .await
         .map_err(|e| upload_error(ctx, repo, &input.upload_id, e))?;
-    Ok(json!({
-        "registryId": ctx.registry_id(),
-        "repositoryName": repo,
-        "uploadId": input.upload_id,
-        "lastByteReceived": size.saturating_sub(1),
-    }))
+    Ok(UploadPartOutput {
+        registry_id: ctx.registry_id().to_string(),
+        repository_name: input.repository_name,
+        upload_id: input.upload_id,
+        last_byte_received: size.saturating_sub(1),
+    })
 }
 
 #[derive(Deserialize)]
@@ -82,7 +96,16 @@ pub(super) struct CompleteInput {
     layer_digests: Vec<String>,
 }
 
-pub(super) async fn complete_layer_upload(ctx: &Ctx<'_>, input: CompleteInput) -> EcrResult {
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct CompleteOutput {
+    registry_id: String,
+    repository_name: String,
+    upload_id: String,
+    layer_digest: String,
+}
+
+pub(super) async fn complete_layer_upload(ctx: &Ctx<'_>, input: CompleteInput) -> Result<CompleteOutput, EcrError> {
     let repo = &input.repository_name;
     ctx.existing_repository(repo).await?;
     let [digest] = input.layer_digests.as_slice() else {
@@ -103,13 +126,12 @@ pub(super) async fn complete_layer_upload(ctx: &Ctx<'_>, input: CompleteInput) -
             ),
         ));
     }
-    let d = done.digest;
-    Ok(json!({
-        "registryId": ctx.registry_id(),
-        "repositoryName": repo,
-        "uploadId": input.upload_id,
-        "layerDigest": d.as_str(),
-    }))
+    Ok(CompleteOutput {
+        registry_id: ctx.registry_id().to_string(),
+        repository_name: input.repository_name,
+        upload_id: input.upload_id,
+        layer_digest: done.digest.to_string(),
+    })
 }
 
 #[derive(Deserialize)]
@@ -119,7 +141,17 @@ pub(super) struct DownloadUrlInput {
     layer_digest: String,
 }
 
-pub(super) async fn get_download_url_for_layer(ctx: &Ctx<'_>, input: DownloadUrlInput) -> EcrResult {
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct DownloadUrlOutput {
+    download_url: String,
+    layer_digest: String,
+}
+
+pub(super) async fn get_download_url_for_layer(
+    ctx: &Ctx<'_>,
+    input: DownloadUrlInput,
+) -> Result<DownloadUrlOutput, EcrError> {
     let repo = &input.repository_name;
     ctx.existing_repository(repo).await?;
     let digest = Digest::parse(&input.layer_digest)
@@ -142,5 +174,5 @@ pub(super) async fn get_download_url_for_layer(ctx: &Ctx<'_>, input: DownloadUrl
             format!("{}/v2/{repo}/blobs/{digest}?X-Berth-Expires={expires}&X-Berth-Signature={signature}", ctx.endpoint)
         }
     };
-    Ok(json!({ "downloadUrl": url, "layerDigest": digest.as_str() }))
+    Ok(DownloadUrlOutput { download_url: url, layer_digest: digest.to_string() })
 }

@@ -7,16 +7,11 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use berth_auth::token::docker_authorization;
-use berth_meta::{Repository, RepositorySettings};
-use berth_policy::scanning::RegistryScanning;
+use berth_meta::Repository;
 use berth_registry::RegistryError;
 use berth_registry::authz::{self, RequestEnv, Target};
 use berth_registry::identity::{AuthError, Caller};
-use berth_registry::repositories::{
-    EncryptionConfiguration, ExclusionFilter, ResourceTag, StoredTemplate, TemplateSpec, encryption_settings,
-    tag_mutability_rule,
-};
+use berth_registry::repositories::EncryptionConfiguration;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
@@ -30,7 +25,11 @@ mod layers;
 mod lifecycle;
 mod model;
 mod policies;
+mod registry;
+mod repositories;
 mod scanning;
+mod shapes;
+mod templates;
 
 pub const TARGET_PREFIX: &str = "AmazonEC2ContainerRegistry_V20150921.";
 const CONTENT_TYPE: &str = "application/x-amz-json-1.1";
@@ -93,13 +92,21 @@ impl From<berth_meta::MetaError> for EcrError {
     }
 }
 
+/// The body of an ECR error answer.
+#[derive(serde::Serialize)]
+struct ErrorBody<'a> {
+    #[serde(rename = "__type")]
+    kind: &'a str,
+    message: &'a str,
+}
+
 impl IntoResponse for EcrError {
     fn into_response(self) -> Response {
         // Worded by `serve`; a refusal met before the registry is known names the default one.
         let EcrError::Exception { kind, message, status } = self.worded("") else {
             unreachable!("worded errors are exceptions")
         };
-        let body = json!({ "__type": kind, "message": message }).to_string();
+        let body = serde_json::to_string(&ErrorBody { kind, message: &message }).expect("errors serialize");
         let mut r = (status, [(header::CONTENT_TYPE, CONTENT_TYPE)], body).into_response();
         r.headers_mut().insert("x-amzn-errortype", HeaderValue::from_static(kind));
         r
@@ -387,56 +394,63 @@ fn parse<T: for<'de> Deserialize<'de>>(input: Value) -> Result<T, EcrError> {
     serde_json::from_value(input).map_err(|e| EcrError::new("SerializationException", e.to_string()))
 }
 
+/// An operation's typed answer as the JSON the adapter sends (and unkeys).
+fn reply<T: serde::Serialize>(answer: Result<T, EcrError>) -> EcrResult {
+    answer.map(|v| serde_json::to_value(v).expect("answers serialize"))
+}
+
 async fn dispatch(ctx: &Ctx<'_>, op: &str, input: Value) -> EcrResult {
     match op {
-        "GetAuthorizationToken" => get_authorization_token(ctx, parse(input)?).await,
-        "DescribeRegistry" => {
-            Ok(json!({ "registryId": ctx.registry_id(), "replicationConfiguration": { "rules": [] } }))
+        "GetAuthorizationToken" => reply(registry::get_authorization_token(ctx, parse(input)?).await),
+        "DescribeRegistry" => reply(Ok(registry::describe_registry(ctx))),
+        "GetAccountSetting" => reply(registry::get_account_setting(ctx, parse(input)?).await),
+        "PutAccountSetting" => reply(registry::put_account_setting(ctx, parse(input)?).await),
+        "PutRegistryScanningConfiguration" => {
+            reply(registry::put_registry_scanning_configuration(ctx, parse(input)?).await)
         }
-        "CreateRepository" => create_repository(ctx, parse(input)?).await,
-        "SetRepositoryPolicy" => policies::set_repository_policy(ctx, parse(input)?).await,
-        "GetRepositoryPolicy" => policies::get_repository_policy(ctx, parse(input)?).await,
-        "DeleteRepositoryPolicy" => policies::delete_repository_policy(ctx, parse(input)?).await,
-        "PutRegistryPolicy" => policies::put_registry_policy(ctx, parse(input)?).await,
-        "GetRegistryPolicy" => policies::get_registry_policy(ctx).await,
-        "DeleteRegistryPolicy" => policies::delete_registry_policy(ctx).await,
-        "DescribeRepositories" => describe_repositories(ctx, parse(input)?).await,
-        "DeleteRepository" => delete_repository(ctx, parse(input)?).await,
-        "PutImageTagMutability" => put_image_tag_mutability(ctx, parse(input)?).await,
-        "PutImageScanningConfiguration" => put_image_scanning_configuration(ctx, parse(input)?).await,
-        "PutRegistryScanningConfiguration" => put_registry_scanning_configuration(ctx, parse(input)?).await,
-        "GetRegistryScanningConfiguration" => get_registry_scanning_configuration(ctx).await,
+        "GetRegistryScanningConfiguration" => reply(registry::get_registry_scanning_configuration(ctx).await),
         "BatchGetRepositoryScanningConfiguration" => {
-            batch_get_repository_scanning_configuration(ctx, parse(input)?).await
+            reply(registry::batch_get_repository_scanning_configuration(ctx, parse(input)?).await)
         }
-        "ListTagsForResource" => list_tags_for_resource(ctx, parse(input)?).await,
-        "ListImages" => images::list_images(ctx, parse(input)?).await,
-        "UpdateImageStorageClass" => images::update_image_storage_class(ctx, parse(input)?).await,
-        "DescribeImages" => images::describe_images(ctx, parse(input)?).await,
-        "BatchGetImage" => images::batch_get_image(ctx, parse(input)?).await,
-        "BatchDeleteImage" => images::batch_delete_image(ctx, parse(input)?).await,
-        "PutImage" => images::put_image(ctx, parse(input)?).await,
-        "BatchCheckLayerAvailability" => images::batch_check_layer_availability(ctx, parse(input)?).await,
-        "ListImageReferrers" => images::list_image_referrers(ctx, parse(input)?).await,
-        "StartImageScan" => scanning::start_image_scan(ctx, parse(input)?).await,
-        "DescribeImageScanFindings" => scanning::describe_image_scan_findings(ctx, parse(input)?).await,
-        "InitiateLayerUpload" => layers::initiate_layer_upload(ctx, parse(input)?).await,
-        "UploadLayerPart" => layers::upload_layer_part(ctx, parse(input)?).await,
-        "CompleteLayerUpload" => layers::complete_layer_upload(ctx, parse(input)?).await,
-        "GetDownloadUrlForLayer" => layers::get_download_url_for_layer(ctx, parse(input)?).await,
-        "PutLifecyclePolicy" => lifecycle::put_lifecycle_policy(ctx, parse(input)?).await,
-        "GetLifecyclePolicy" => lifecycle::get_lifecycle_policy(ctx, parse(input)?).await,
-        "DeleteLifecyclePolicy" => lifecycle::delete_lifecycle_policy(ctx, parse(input)?).await,
-        "StartLifecyclePolicyPreview" => lifecycle::start_lifecycle_policy_preview(ctx, parse(input)?).await,
-        "GetLifecyclePolicyPreview" => lifecycle::get_lifecycle_policy_preview(ctx, parse(input)?).await,
-        "GetAccountSetting" => get_account_setting(ctx, parse(input)?).await,
-        "PutAccountSetting" => put_account_setting(ctx, parse(input)?).await,
-        "TagResource" => tag_resource(ctx, parse(input)?).await,
-        "UntagResource" => untag_resource(ctx, parse(input)?).await,
-        "CreateRepositoryCreationTemplate" => put_template(ctx, parse(input)?, true).await,
-        "UpdateRepositoryCreationTemplate" => put_template(ctx, parse(input)?, false).await,
-        "DeleteRepositoryCreationTemplate" => delete_template(ctx, parse(input)?).await,
-        "DescribeRepositoryCreationTemplates" => describe_templates(ctx, parse(input)?).await,
+        "CreateRepository" => reply(repositories::create_repository(ctx, parse(input)?).await),
+        "DescribeRepositories" => reply(repositories::describe_repositories(ctx, parse(input)?).await),
+        "DeleteRepository" => reply(repositories::delete_repository(ctx, parse(input)?).await),
+        "PutImageTagMutability" => reply(repositories::put_image_tag_mutability(ctx, parse(input)?).await),
+        "PutImageScanningConfiguration" => {
+            reply(repositories::put_image_scanning_configuration(ctx, parse(input)?).await)
+        }
+        "ListTagsForResource" => reply(repositories::list_tags_for_resource(ctx, parse(input)?).await),
+        "TagResource" => reply(repositories::tag_resource(ctx, parse(input)?).await),
+        "UntagResource" => reply(repositories::untag_resource(ctx, parse(input)?).await),
+        "SetRepositoryPolicy" => reply(policies::set_repository_policy(ctx, parse(input)?).await),
+        "GetRepositoryPolicy" => reply(policies::get_repository_policy(ctx, parse(input)?).await),
+        "DeleteRepositoryPolicy" => reply(policies::delete_repository_policy(ctx, parse(input)?).await),
+        "PutRegistryPolicy" => reply(policies::put_registry_policy(ctx, parse(input)?).await),
+        "GetRegistryPolicy" => reply(policies::get_registry_policy(ctx).await),
+        "DeleteRegistryPolicy" => reply(policies::delete_registry_policy(ctx).await),
+        "ListImages" => reply(images::list_images(ctx, parse(input)?).await),
+        "UpdateImageStorageClass" => reply(images::update_image_storage_class(ctx, parse(input)?).await),
+        "DescribeImages" => reply(images::describe_images(ctx, parse(input)?).await),
+        "BatchGetImage" => reply(images::batch_get_image(ctx, parse(input)?).await),
+        "BatchDeleteImage" => reply(images::batch_delete_image(ctx, parse(input)?).await),
+        "PutImage" => reply(images::put_image(ctx, parse(input)?).await),
+        "BatchCheckLayerAvailability" => reply(images::batch_check_layer_availability(ctx, parse(input)?).await),
+        "ListImageReferrers" => reply(images::list_image_referrers(ctx, parse(input)?).await),
+        "StartImageScan" => reply(scanning::start_image_scan(ctx, parse(input)?).await),
+        "DescribeImageScanFindings" => reply(scanning::describe_image_scan_findings(ctx, parse(input)?).await),
+        "InitiateLayerUpload" => reply(layers::initiate_layer_upload(ctx, parse(input)?).await),
+        "UploadLayerPart" => reply(layers::upload_layer_part(ctx, parse(input)?).await),
+        "CompleteLayerUpload" => reply(layers::complete_layer_upload(ctx, parse(input)?).await),
+        "GetDownloadUrlForLayer" => reply(layers::get_download_url_for_layer(ctx, parse(input)?).await),
+        "PutLifecyclePolicy" => reply(lifecycle::put_lifecycle_policy(ctx, parse(input)?).await),
+        "GetLifecyclePolicy" => reply(lifecycle::get_lifecycle_policy(ctx, parse(input)?).await),
+        "DeleteLifecyclePolicy" => reply(lifecycle::delete_lifecycle_policy(ctx, parse(input)?).await),
+        "StartLifecyclePolicyPreview" => reply(lifecycle::start_lifecycle_policy_preview(ctx, parse(input)?).await),
+        "GetLifecyclePolicyPreview" => reply(lifecycle::get_lifecycle_policy_preview(ctx, parse(input)?).await),
+        "CreateRepositoryCreationTemplate" => reply(templates::put_template(ctx, parse(input)?, true).await),
+        "UpdateRepositoryCreationTemplate" => reply(templates::put_template(ctx, parse(input)?, false).await),
+        "DeleteRepositoryCreationTemplate" => reply(templates::delete_template(ctx, parse(input)?).await),
+        "DescribeRepositoryCreationTemplates" => reply(templates::describe_templates(ctx, parse(input)?).await),
         _ => Err(EcrError::new("UnknownOperationException", format!("Berth does not serve the operation {op:?}"))),
     }
 }
@@ -499,26 +513,28 @@ impl Ctx<'_> {
         if self.ns.is_default() { self.host.clone() } else { format!("{}.{}", self.ns.account, self.host) }
     }
 
-    fn repository_json(&self, r: &Repository) -> Value {
+    fn repository_shape(&self, r: &Repository) -> shapes::RepositoryShape {
         let s = &r.settings;
-        let mut v = json!({
-            "repositoryArn": format!("arn:aws:ecr:{}:{}:repository/{}", self.app.identity.region(), self.registry_id(), r.name),
-            "registryId": self.registry_id(),
-            "repositoryName": r.name,
-            "repositoryUri": format!("{}/{}", self.registry_host(), r.name),
-            "createdAt": r.created_at as f64 / 1000.0,
-            "imageTagMutability": s.tag_mutability,
-            "imageScanningConfiguration": { "scanOnPush": s.scan_on_push },
-            "encryptionConfiguration": encryption_json(&s.encryption_type, &s.kms_key),
-        });
-        if !s.tag_mutability_exclusions.is_empty() {
-            v["imageTagMutabilityExclusionFilters"] = exclusions_json(&s.tag_mutability_exclusions);
+        shapes::RepositoryShape {
+            repository_arn: format!(
+                "arn:aws:ecr:{}:{}:repository/{}",
+                self.app.identity.region(),
+                self.registry_id(),
+                r.name
+            ),
+            registry_id: self.registry_id().to_string(),
+            repository_name: r.name.clone(),
+            repository_uri: format!("{}/{}", self.registry_host(), r.name),
+            created_at: shapes::seconds(r.created_at),
+            image_tag_mutability: s.tag_mutability.clone(),
+            image_tag_mutability_exclusion_filters: shapes::exclusion_filters(&s.tag_mutability_exclusions),
+            image_scanning_configuration: shapes::ScanningConfiguration { scan_on_push: s.scan_on_push },
+            encryption_configuration: EncryptionConfiguration {
+                encryption_type: s.encryption_type.clone(),
+                kms_key: s.kms_key.clone(),
+            },
+            pull_block_severity: s.pull_block_severity.clone(),
         }
-        // Beyond ECR (SDKs ignore fields their model lacks): the pull policy by severity.
-        if let Some(severity) = &s.pull_block_severity {
-            v["berthPullBlockSeverity"] = severity.clone().into();
-        }
-        v
     }
 
     /// The usual preamble of a repository operation: the name is valid and the repository
@@ -531,18 +547,6 @@ impl Ctx<'_> {
     async fn repository(&self, name: &str) -> Result<Repository, EcrError> {
         Ok(self.app.registry.repository(name).await?)
     }
-}
-
-fn encryption_json(kind: &str, key: &Option<String>) -> Value {
-    let mut v = json!({ "encryptionType": kind });
-    if let Some(k) = key {
-        v["kmsKey"] = k.clone().into();
-    }
-    v
-}
-
-fn exclusions_json(filters: &[String]) -> Value {
-    filters.iter().map(|f| json!({ "filterType": "WILDCARD", "filter": f })).collect()
 }
 
 fn check_repository_name(name: &str) -> Result<(), EcrError> {
@@ -559,83 +563,6 @@ fn check_repository_name_strict(name: &str) -> Result<(), EcrError> {
         )));
     }
     Ok(())
-}
-
-// ---- operations ----
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct GetAuthorizationTokenInput {
-    registry_ids: Option<Vec<String>>,
-}
-
-async fn get_authorization_token(ctx: &Ctx<'_>, input: GetAuthorizationTokenInput) -> EcrResult {
-    let ids = input.registry_ids.unwrap_or_else(|| vec![ctx.registry_id().to_string()]);
-    if ids.is_empty() || ids.len() > 10 {
-        return Err(EcrError::invalid("registryIds must hold between 1 and 10 registry ids"));
-    }
-    let mut data = Vec::new();
-    for id in ids {
-        // A token is the caller's, good for any registry its policies let it use.
-        if !super::accounts::account_exists(ctx.app, &id).await {
-            return Err(EcrError::invalid(format!(
-                "Invalid parameter at 'registryIds': registry '{id}' is not served here"
-            )));
-        }
-        let (token, expires_at) = ctx.app.identity.issue_token(&ctx.caller, now_seconds());
-        let host = if id == ctx.ns.default_account { ctx.host.clone() } else { format!("{id}.{}", ctx.host) };
-        data.push(json!({
-            "authorizationToken": docker_authorization(&token),
-            "expiresAt": expires_at,
-            "proxyEndpoint": format!("{}://{host}", ctx.app.scheme),
-        }));
-    }
-    Ok(json!({ "authorizationData": data }))
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct ScanningInput {
-    scan_on_push: Option<bool>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct CreateRepositoryInput {
-    repository_name: String,
-    tags: Option<Vec<ResourceTag>>,
-    image_tag_mutability: Option<String>,
-    image_tag_mutability_exclusion_filters: Option<Vec<ExclusionFilter>>,
-    image_scanning_configuration: Option<ScanningInput>,
-    encryption_configuration: Option<EncryptionConfiguration>,
-}
-
-async fn create_repository(ctx: &Ctx<'_>, input: CreateRepositoryInput) -> EcrResult {
-    check_repository_name(&input.repository_name)?;
-    let rule = tag_mutability_rule(
-        input.image_tag_mutability.as_deref().unwrap_or("MUTABLE"),
-        input.image_tag_mutability_exclusion_filters.as_deref().unwrap_or_default(),
-    )?;
-    let (encryption_type, kms_key) = encryption_settings(input.encryption_configuration.as_ref())?;
-    let settings = RepositorySettings {
-        tag_mutability: rule.mode.as_str().into(),
-        tag_mutability_exclusions: rule.exclusions,
-        scan_on_push: input.image_scanning_configuration.and_then(|s| s.scan_on_push).unwrap_or(false),
-        encryption_type,
-        kms_key,
-        pull_block_severity: None,
-    };
-    let tags = input.tags.unwrap_or_default();
-    let r = ctx.app.registry.create_repository(&input.repository_name, &settings, &tags).await?;
-    Ok(json!({ "repository": ctx.repository_json(&r) }))
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct DescribeRepositoriesInput {
-    repository_names: Option<Vec<String>>,
-    next_token: Option<String>,
-    max_results: Option<i64>,
 }
 
 /// A listing asked for by name (`repositoryNames`, `imageIds`) is not paged: ECR refuses
@@ -683,284 +610,4 @@ impl Ctx<'_> {
     fn token_scope(&self) -> String {
         format!("{} {}", self.op, self.ns.account)
     }
-}
-
-async fn describe_repositories(ctx: &Ctx<'_>, input: DescribeRepositoriesInput) -> EcrResult {
-    no_paging_with(input.repository_names.is_some(), &input.max_results, &input.next_token, "repositoryNames")?;
-    if let Some(names) = &input.repository_names {
-        if names.is_empty() || names.len() > 100 {
-            return Err(EcrError::invalid("repositoryNames must hold between 1 and 100 names"));
-        }
-        let mut out = Vec::new();
-        for n in names {
-            check_repository_name(n)?;
-            out.push(ctx.repository_json(&ctx.repository(n).await?));
-        }
-        return Ok(json!({ "repositories": out }));
-    }
-    let limit = page_size(input.max_results, 100)?;
-    // Tokens hold the last name, never an internal key.
-    let after = ctx.decode_token(&input.next_token)?.map(|name| ctx.ns.key(&name));
-    let (repos, more) = ctx.app.registry.account_repositories(&ctx.ns.account, after.as_deref(), limit).await?;
-    let mut visible = Vec::with_capacity(repos.len());
-    for r in &repos {
-        if ctx.may_describe(&r.name).await? {
-            visible.push(ctx.repository_json(r));
-        }
-    }
-    let mut out = json!({ "repositories": visible });
-    if more && let Some(last) = repos.last() {
-        out["nextToken"] = ctx.encode_token(&ctx.ns.unkey(&last.name)).into();
-    }
-    Ok(out)
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct DeleteRepositoryInput {
-    repository_name: String,
-    force: Option<bool>,
-}
-
-async fn delete_repository(ctx: &Ctx<'_>, input: DeleteRepositoryInput) -> EcrResult {
-    check_repository_name(&input.repository_name)?;
-    let r = ctx.app.registry.delete_repository(&input.repository_name, input.force.unwrap_or(false)).await?;
-    Ok(json!({ "repository": ctx.repository_json(&r) }))
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct PutImageTagMutabilityInput {
-    repository_name: String,
-    image_tag_mutability: String,
-    image_tag_mutability_exclusion_filters: Option<Vec<ExclusionFilter>>,
-}
-
-async fn put_image_tag_mutability(ctx: &Ctx<'_>, input: PutImageTagMutabilityInput) -> EcrResult {
-    check_repository_name(&input.repository_name)?;
-    let rule = tag_mutability_rule(
-        &input.image_tag_mutability,
-        input.image_tag_mutability_exclusion_filters.as_deref().unwrap_or_default(),
-    )?;
-    let r = ctx
-        .app
-        .registry
-        .update_repository_settings(&input.repository_name, |s| {
-            s.tag_mutability = rule.mode.as_str().into();
-            s.tag_mutability_exclusions = rule.exclusions;
-        })
-        .await?;
-    let mut out = json!({
-        "registryId": ctx.registry_id(),
-        "repositoryName": r.name,
-        "imageTagMutability": r.settings.tag_mutability,
-    });
-    if !r.settings.tag_mutability_exclusions.is_empty() {
-        out["imageTagMutabilityExclusionFilters"] = exclusions_json(&r.settings.tag_mutability_exclusions);
-    }
-    Ok(out)
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct PutImageScanningConfigurationInput {
-    repository_name: String,
-    image_scanning_configuration: ScanningInput,
-}
-
-async fn put_image_scanning_configuration(ctx: &Ctx<'_>, input: PutImageScanningConfigurationInput) -> EcrResult {
-    check_repository_name(&input.repository_name)?;
-    let scan_on_push = input.image_scanning_configuration.scan_on_push.unwrap_or(false);
-    let r =
-        ctx.app.registry.update_repository_settings(&input.repository_name, |s| s.scan_on_push = scan_on_push).await?;
-    Ok(json!({
-        "registryId": ctx.registry_id(),
-        "repositoryName": r.name,
-        "imageScanningConfiguration": { "scanOnPush": r.settings.scan_on_push },
-    }))
-}
-
-async fn put_registry_scanning_configuration(ctx: &Ctx<'_>, input: RegistryScanning) -> EcrResult {
-    input.validate().map_err(|m| EcrError::invalid(format!("Invalid parameter: {m}")))?;
-    ctx.app.registry.put_registry_scanning(&input).await?;
-    Ok(json!({ "registryScanningConfiguration": input }))
-}
-
-async fn get_registry_scanning_configuration(ctx: &Ctx<'_>) -> EcrResult {
-    Ok(json!({ "registryId": ctx.registry_id(), "scanningConfiguration": ctx.app.registry.registry_scanning().await? }))
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct BatchGetRepositoryScanningConfigurationInput {
-    repository_names: Vec<String>,
-}
-
-async fn batch_get_repository_scanning_configuration(
-    ctx: &Ctx<'_>,
-    input: BatchGetRepositoryScanningConfigurationInput,
-) -> EcrResult {
-    if input.repository_names.is_empty() || input.repository_names.len() > 25 {
-        return Err(EcrError::invalid("repositoryNames must hold between 1 and 25 names"));
-    }
-    let registry = ctx.app.registry.registry_scanning().await?;
-    let (mut found, mut failures) = (Vec::new(), Vec::new());
-    for name in &input.repository_names {
-        check_repository_name(name)?;
-        let Some(repo) = ctx.app.registry.find_repository(name).await? else {
-            failures.push(json!({ "repositoryName": name, "failureCode": "REPOSITORY_NOT_FOUND", "failureReason": "REPOSITORY_NOT_FOUND" }));
-            continue;
-        };
-        let effective = registry.for_repository(name, repo.settings.scan_on_push);
-        found.push(json!({
-            "repositoryArn": ctx.app.authorizer.repository_arn(name),
-            "repositoryName": name,
-            "scanOnPush": effective.scan_on_push,
-            "scanFrequency": effective.scan_frequency,
-            "appliedScanFilters": effective.applied_filters,
-        }));
-    }
-    Ok(json!({ "scanningConfigurations": found, "failures": failures }))
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct ListTagsForResourceInput {
-    resource_arn: String,
-}
-
-/// The repository a resource ARN names (after checking it exists).
-async fn arn_repository(ctx: &Ctx<'_>, arn: &str) -> Result<String, EcrError> {
-    let prefix = format!("arn:aws:ecr:{}:{}:repository/", ctx.app.identity.region(), ctx.registry_id());
-    let name = arn.strip_prefix(&prefix).ok_or_else(|| {
-        EcrError::invalid(format!(
-            "Invalid parameter at 'resourceArn': {arn:?} is not a repository ARN of this registry"
-        ))
-    })?;
-    ctx.repository(name).await?;
-    Ok(name.to_string())
-}
-
-async fn list_tags_for_resource(ctx: &Ctx<'_>, input: ListTagsForResourceInput) -> EcrResult {
-    let name = arn_repository(ctx, &input.resource_arn).await?;
-    let tags = ctx.app.registry.repository_tags(&name).await?;
-    Ok(json!({ "tags": tags.into_iter().map(|(k, v)| json!({ "Key": k, "Value": v })).collect::<Vec<_>>() }))
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct TagResourceInput {
-    resource_arn: String,
-    tags: Vec<ResourceTag>,
-}
-
-async fn tag_resource(ctx: &Ctx<'_>, input: TagResourceInput) -> EcrResult {
-    let name = arn_repository(ctx, &input.resource_arn).await?;
-    ctx.app.registry.tag_repository(&name, &input.tags).await?;
-    Ok(json!({}))
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct UntagResourceInput {
-    resource_arn: String,
-    tag_keys: Vec<String>,
-}
-
-async fn untag_resource(ctx: &Ctx<'_>, input: UntagResourceInput) -> EcrResult {
-    let name = arn_repository(ctx, &input.resource_arn).await?;
-    ctx.app.registry.untag_repository(&name, &input.tag_keys).await?;
-    Ok(json!({}))
-}
-
-// ---- account settings ----
-
-#[derive(Deserialize)]
-struct GetAccountSettingInput {
-    name: String,
-}
-
-async fn get_account_setting(ctx: &Ctx<'_>, input: GetAccountSettingInput) -> EcrResult {
-    let (name, value) = ctx.app.registry.account_setting(ctx.registry_id(), &input.name).await?;
-    Ok(json!({ "name": name, "value": value }))
-}
-
-#[derive(Deserialize)]
-struct PutAccountSettingInput {
-    name: String,
-    value: String,
-}
-
-async fn put_account_setting(ctx: &Ctx<'_>, input: PutAccountSettingInput) -> EcrResult {
-    let name = ctx.app.registry.put_account_setting(ctx.registry_id(), &input.name, &input.value).await?;
-    Ok(json!({ "name": name, "value": input.value }))
-}
-
-// ---- repository creation templates ----
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct TemplateInput {
-    prefix: String,
-    #[serde(flatten)]
-    spec: TemplateSpec,
-}
-
-fn template_json(t: &StoredTemplate) -> Value {
-    let mut v = serde_json::to_value(&t.spec).expect("template serializes");
-    v["prefix"] = t.prefix.clone().into();
-    v["createdAt"] = (t.created_at as f64 / 1000.0).into();
-    v["updatedAt"] = (t.updated_at as f64 / 1000.0).into();
-    v
-}
-
-async fn put_template(ctx: &Ctx<'_>, input: TemplateInput, create: bool) -> EcrResult {
-    let registry = &ctx.app.registry;
-    let stored = if create {
-        registry.create_creation_template(&input.prefix, &input.spec).await?
-    } else {
-        registry.update_creation_template(&input.prefix, &input.spec).await?
-    };
-    Ok(json!({ "registryId": ctx.registry_id(), "repositoryCreationTemplate": template_json(&stored) }))
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct DeleteTemplateInput {
-    prefix: String,
-}
-
-async fn delete_template(ctx: &Ctx<'_>, input: DeleteTemplateInput) -> EcrResult {
-    let t = ctx.app.registry.delete_creation_template(&input.prefix).await?;
-    Ok(json!({ "registryId": ctx.registry_id(), "repositoryCreationTemplate": template_json(&t) }))
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct DescribeTemplatesInput {
-    prefixes: Option<Vec<String>>,
-    next_token: Option<String>,
-    max_results: Option<i64>,
-}
-
-async fn describe_templates(ctx: &Ctx<'_>, input: DescribeTemplatesInput) -> EcrResult {
-    let limit = page_size(input.max_results, 100)? as usize;
-    let after = ctx.decode_token(&input.next_token)?;
-    let mut selected: Vec<StoredTemplate> = ctx
-        .app
-        .registry
-        .creation_templates()
-        .await?
-        .into_iter()
-        .filter(|t| input.prefixes.as_ref().is_none_or(|p| p.contains(&t.prefix)))
-        .filter(|t| after.as_ref().is_none_or(|a| t.prefix.as_str() > a.as_str()))
-        .collect();
-    let more = selected.len() > limit;
-    selected.truncate(limit);
-    let items: Vec<Value> = selected.iter().map(template_json).collect();
-    let mut out = json!({ "registryId": ctx.registry_id(), "repositoryCreationTemplates": items });
-    if more && let Some(last) = selected.last() {
-        out["nextToken"] = ctx.encode_token(&last.prefix).into();
-    }
-    Ok(out)
 }

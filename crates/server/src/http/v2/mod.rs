@@ -20,7 +20,11 @@ use super::accounts::{Namespace, account_of_host};
 use super::ecr::request_host;
 use super::{AppState, now_seconds};
 
+mod blobs;
 mod errors;
+mod listings;
+mod manifests;
+mod uploads;
 
 /// Blob responses up to this size are read whole before the head is sent.
 const SMALL_READ: u64 = 64 * 1024;
@@ -194,6 +198,7 @@ fn unsupported() -> RegistryError {
     RegistryError::Unsupported("the operation is unsupported".into())
 }
 
+/// One request, to the handler of its route family.
 async fn dispatch(
     app: &AppState,
     route: V2Route<'_>,
@@ -203,220 +208,17 @@ async fn dispatch(
     body: Body,
     access: Access<'_>,
 ) -> Result<Response> {
-    let Access { caller, env, ns, upload } = access;
-    let reg = &app.registry;
-    let head = *method == Method::HEAD;
-    match (route, method.clone()) {
-        (V2Route::Base, Method::GET | Method::HEAD) => Ok(json_response(StatusCode::OK, "{}".into())),
-        (V2Route::Catalog, Method::GET) => {
-            let (n, last) = page_params(query)?;
-            // One page of this account's repositories (the registry steps over other accounts').
-            let page = reg.catalog(&ns.account, n, last.map(|l| ns.key(l)).as_deref()).await?;
-            let names: Vec<String> = page.items.iter().map(|k| ns.unkey(k)).collect();
-            let link = next_link("/v2/_catalog", n, &Page { items: names.clone(), more: page.more });
-            // Only the repositories the caller may describe.
-            let mut visible = Vec::with_capacity(page.items.len());
-            for (name, key) in names.iter().zip(&page.items) {
-                let allowed = match caller {
-                    None => true,
-                    Some(c) => app
-                        .authorizer
-                        .authorize(c, "ecr:DescribeRepositories", Target::Repository(key), env)
-                        .await?
-                        .is_ok(),
-                };
-                if allowed {
-                    visible.push(name);
-                }
-            }
-            let body = serde_json::json!({ "repositories": visible });
-            Ok(with_link(json_response(StatusCode::OK, body.to_string()), link))
+    match route {
+        V2Route::Base | V2Route::Catalog | V2Route::Tags { .. } => {
+            listings::serve(app, route, method, query, access).await
         }
-        (V2Route::Tags { name }, Method::GET) => {
-            let (n, last) = page_params(query)?;
-            let page = reg.list_tags(name, n, last).await?;
-            let link = next_link(&format!("/v2/{name}/tags/list"), n, &page);
-            let body = serde_json::json!({ "name": ns.unkey(name), "tags": page.items });
-            Ok(with_link(json_response(StatusCode::OK, body.to_string()), link))
+        V2Route::Manifest { .. } | V2Route::Referrers { .. } => {
+            manifests::serve(app, route, method, query, headers, body).await
         }
-        (V2Route::Manifest { name, reference }, Method::GET | Method::HEAD) => {
-            let accept: Vec<&str> = headers.get_all(header::ACCEPT).iter().filter_map(|v| v.to_str().ok()).collect();
-            let m = reg.get_manifest(name, reference, &accept).await?;
-            if !head {
-                reg.record_pull(name, &m.digest);
-            }
-            let len = m.content.len();
-            let resp = Response::builder()
-                .status(StatusCode::OK)
-                .header(header::CONTENT_TYPE, &m.media_type)
-                .header(header::CONTENT_LENGTH, len)
-                .header("docker-content-digest", m.digest.as_str())
-                .header(header::ETAG, format!("\"{}\"", m.digest));
-            let body = if head { Body::empty() } else { Body::from(m.content) };
-            Ok(resp.body(body).expect("valid response"))
+        V2Route::Blob { .. } => blobs::serve(app, route, method, headers).await,
+        V2Route::UploadStart { .. } | V2Route::Upload { .. } => {
+            uploads::serve(app, route, method, query, headers, body, access).await
         }
-        (V2Route::Manifest { name, reference }, Method::PUT) => {
-            let Some(bytes) = read_manifest_body(body).await? else {
-                return Ok(too_large());
-            };
-            let tags: Vec<String> = query.iter().filter(|(k, _)| k == "tag").map(|(_, v)| v.clone()).collect();
-            let by_digest = reference.contains(':');
-            let put = reg.put_manifest(name, reference, header_str(headers, "content-type"), bytes, &tags).await?;
-            let mut resp = Response::builder()
-                .status(StatusCode::CREATED)
-                .header(header::LOCATION, format!("/v2/{name}/manifests/{}", put.digest))
-                .header("docker-content-digest", put.digest.as_str())
-                .header(header::CONTENT_LENGTH, 0);
-            if let Some(s) = &put.subject {
-                resp = resp.header("oci-subject", s.as_str());
-            }
-            if by_digest {
-                for t in &put.tags {
-                    resp = resp.header("oci-tag", t);
-                }
-            }
-            Ok(resp.body(Body::empty()).expect("valid response"))
-        }
-        (V2Route::Manifest { name, reference }, Method::DELETE) => {
-            reg.delete_manifest(name, reference).await?;
-            Ok(empty(StatusCode::ACCEPTED))
-        }
-        (V2Route::Blob { name, digest }, Method::HEAD) => {
-            let (digest, size) = reg.stat_blob(name, digest).await?;
-            Ok(Response::builder()
-                .status(StatusCode::OK)
-                .header(header::CONTENT_LENGTH, size)
-                .header(header::CONTENT_TYPE, "application/octet-stream")
-                .header(header::ACCEPT_RANGES, "bytes")
-                .header("docker-content-digest", digest.as_str())
-                .header(header::ETAG, format!("\"{digest}\""))
-                .body(Body::empty())
-                .expect("valid response"))
-        }
-        (V2Route::Blob { name, digest }, Method::GET) => {
-            let (d, size) = reg.stat_blob(name, digest).await?;
-            let (status, range) = match parse_range(header_str(headers, "range"), size) {
-                RangeRequest::Full => (StatusCode::OK, None),
-                RangeRequest::Partial(r) => (StatusCode::PARTIAL_CONTENT, Some(r)),
-                RangeRequest::Unsatisfiable => {
-                    return Ok(Response::builder()
-                        .status(StatusCode::RANGE_NOT_SATISFIABLE)
-                        .header(header::CONTENT_RANGE, format!("bytes */{size}"))
-                        .header(header::CONTENT_LENGTH, 0)
-                        .body(Body::empty())
-                        .expect("valid response"));
-                }
-            };
-            let read = reg.read_blob(name, d.as_str(), range).await?;
-            let mut resp = Response::builder()
-                .status(status)
-                .header(header::CONTENT_TYPE, "application/octet-stream")
-                .header(header::ACCEPT_RANGES, "bytes")
-                .header("docker-content-digest", read.digest.as_str())
-                .header(header::ETAG, format!("\"{}\"", read.digest));
-            resp = match range {
-                Some(r) => resp
-                    .header(header::CONTENT_LENGTH, r.len())
-                    .header(header::CONTENT_RANGE, format!("bytes {}-{}/{}", r.start, r.end, read.size)),
-                None => resp.header(header::CONTENT_LENGTH, read.size),
-            };
-            let len = range.map_or(read.size, |r| r.len());
-            let body = if len <= SMALL_READ {
-                // Read first, so the head and the bytes leave in one write: a small response
-                // sent as two would wait on the client's delayed ACK.
-                let bytes: Vec<bytes::Bytes> = read
-                    .body
-                    .try_collect()
-                    .await
-                    .map_err(|e| RegistryError::Internal(format!("reading blob {}: {e}", read.digest)))?;
-                Body::from(bytes.concat())
-            } else {
-                Body::from_stream(read.body)
-            };
-            Ok(resp.body(body).expect("valid response"))
-        }
-        // Images are deleted by manifest and GC reclaims their blobs: a blob delete could break
-        // an image that still references the blob, so it is refused as distribution refuses
-        // deletes it does not allow.
-        (V2Route::Blob { .. }, Method::DELETE) => Err(RegistryError::Unsupported(
-            "blobs are not deleted one by one: delete the image's manifest, and garbage collection reclaims its blobs"
-                .into(),
-        )),
-        (V2Route::UploadStart { name }, Method::POST) => {
-            match upload {
-                UploadStart::Mount { from: Some(from) } => {
-                    let mount = param(query, "mount").unwrap_or_default();
-                    let source_named =
-                        param(query, "from").is_some_and(|f| berth_oci::validate_repository_name(f).is_ok());
-                    if source_named
-                        && may_read_mount_source(app, caller, from, env).await?
-                        && let Some(d) = reg.mount_blob(name, mount, from).await?
-                    {
-                        return Ok(blob_created(name, &d));
-                    }
-                }
-                UploadStart::Mount { from: None } | UploadStart::Session => {}
-                UploadStart::Monolithic => {
-                    let digest = param(query, "digest").unwrap_or_default();
-                    let done = reg.upload_blob(name, digest, body_stream(body)).await?;
-                    return Ok(blob_created(name, &done.digest));
-                }
-            }
-            // A mount that cannot be done is a new, empty session; its body (if any) is ignored.
-            let id = reg.start_upload(name, param(query, "digest-algorithm")).await?;
-            Ok(upload_response(StatusCode::ACCEPTED, name, &id, 0))
-        }
-        (V2Route::Upload { name, id }, Method::PATCH) => {
-            let range = match header_str(headers, "content-range") {
-                Some(h) => Some(
-                    parse_content_range(h)
-                        .ok_or_else(|| RegistryError::ChunkRangeInvalid(format!("invalid Content-Range {h:?}")))?,
-                ),
-                None => None,
-            };
-            let offset = reg.append_upload(name, id, range, content_length(headers), body_stream(body)).await?;
-            Ok(upload_response(StatusCode::ACCEPTED, name, id, offset))
-        }
-        (V2Route::Upload { name, id }, Method::PUT) => {
-            let digest = param(query, "digest")
-                .ok_or_else(|| RegistryError::DigestInvalid("the digest query parameter is required".into()))?;
-            let done = reg.complete_upload(name, id, digest, Some(body_stream(body)), content_length(headers)).await?;
-            Ok(blob_created(name, &done.digest))
-        }
-        (V2Route::Upload { name, id }, Method::GET) => {
-            let offset = reg.upload_status(name, id).await?;
-            Ok(upload_response(StatusCode::NO_CONTENT, name, id, offset))
-        }
-        (V2Route::Upload { name, id }, Method::DELETE) => {
-            reg.cancel_upload(name, id).await?;
-            Ok(empty(StatusCode::NO_CONTENT))
-        }
-        (V2Route::Referrers { name, digest }, Method::GET) => {
-            let filter = param(query, "artifactType");
-            let found = reg.referrers(name, digest, filter).await?;
-            let manifests: Vec<serde_json::Value> = found
-                .into_iter()
-                .map(|m| {
-                    let mut d = serde_json::json!({ "mediaType": m.media_type, "digest": m.digest, "size": m.size });
-                    if let Some(a) = m.artifact_type {
-                        d["artifactType"] = a.into();
-                    }
-                    if let Some(a) = m.annotations.and_then(|a| serde_json::from_str::<serde_json::Value>(&a).ok()) {
-                        d["annotations"] = a;
-                    }
-                    d
-                })
-                .collect();
-            let index =
-                serde_json::json!({ "schemaVersion": 2, "mediaType": media_types::OCI_INDEX, "manifests": manifests });
-            let mut resp = json_response(StatusCode::OK, index.to_string());
-            resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(media_types::OCI_INDEX));
-            if filter.is_some() {
-                resp.headers_mut().insert("oci-filters-applied", HeaderValue::from_static("artifactType"));
-            }
-            Ok(resp)
-        }
-        _ => Err(unsupported()),
     }
 }
 

@@ -1,0 +1,202 @@
+//! Operations on a registry as a whole: authorization tokens, the registry's description,
+//! account settings and the registry scanning configuration.
+
+use berth_auth::token::docker_authorization;
+use berth_policy::scanning::{RegistryScanning, RepositoryFilter};
+use serde::{Deserialize, Serialize};
+
+use super::{Ctx, EcrError, check_repository_name};
+use crate::http::now_seconds;
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct GetAuthorizationTokenInput {
+    registry_ids: Option<Vec<String>>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct AuthorizationData {
+    authorization_token: String,
+    expires_at: i64,
+    proxy_endpoint: String,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct GetAuthorizationTokenOutput {
+    authorization_data: Vec<AuthorizationData>,
+}
+
+pub(super) async fn get_authorization_token(
+    ctx: &Ctx<'_>,
+    input: GetAuthorizationTokenInput,
+) -> Result<GetAuthorizationTokenOutput, EcrError> {
+    let ids = input.registry_ids.unwrap_or_else(|| vec![ctx.registry_id().to_string()]);
+    if ids.is_empty() || ids.len() > 10 {
+        return Err(EcrError::invalid("registryIds must hold between 1 and 10 registry ids"));
+    }
+    let mut authorization_data = Vec::new();
+    for id in ids {
+        // A token is the caller's, good for any registry its policies let it use.
+        if !crate::http::accounts::account_exists(ctx.app, &id).await {
+            return Err(EcrError::invalid(format!(
+                "Invalid parameter at 'registryIds': registry '{id}' is not served here"
+            )));
+        }
+        let (token, expires_at) = ctx.app.identity.issue_token(&ctx.caller, now_seconds());
+        let host = if id == ctx.ns.default_account { ctx.host.clone() } else { format!("{id}.{}", ctx.host) };
+        authorization_data.push(AuthorizationData {
+            authorization_token: docker_authorization(&token),
+            expires_at,
+            proxy_endpoint: format!("{}://{host}", ctx.app.scheme),
+        });
+    }
+    Ok(GetAuthorizationTokenOutput { authorization_data })
+}
+
+#[derive(Serialize)]
+pub(super) struct ReplicationConfiguration {
+    rules: Vec<()>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct DescribeRegistryOutput {
+    registry_id: String,
+    replication_configuration: ReplicationConfiguration,
+}
+
+pub(super) fn describe_registry(ctx: &Ctx<'_>) -> DescribeRegistryOutput {
+    DescribeRegistryOutput {
+        registry_id: ctx.registry_id().to_string(),
+        replication_configuration: ReplicationConfiguration { rules: Vec::new() },
+    }
+}
+
+#[derive(Deserialize)]
+pub(super) struct GetAccountSettingInput {
+    name: String,
+}
+
+/// The answer of `GetAccountSetting` and `PutAccountSetting`.
+#[derive(Serialize)]
+pub(super) struct AccountSetting {
+    name: &'static str,
+    value: String,
+}
+
+pub(super) async fn get_account_setting(
+    ctx: &Ctx<'_>,
+    input: GetAccountSettingInput,
+) -> Result<AccountSetting, EcrError> {
+    let (name, value) = ctx.app.registry.account_setting(ctx.registry_id(), &input.name).await?;
+    Ok(AccountSetting { name, value })
+}
+
+#[derive(Deserialize)]
+pub(super) struct PutAccountSettingInput {
+    name: String,
+    value: String,
+}
+
+pub(super) async fn put_account_setting(
+    ctx: &Ctx<'_>,
+    input: PutAccountSettingInput,
+) -> Result<AccountSetting, EcrError> {
+    let name = ctx.app.registry.put_account_setting(ctx.registry_id(), &input.name, &input.value).await?;
+    Ok(AccountSetting { name, value: input.value })
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct PutRegistryScanningConfigurationOutput {
+    registry_scanning_configuration: RegistryScanning,
+}
+
+pub(super) async fn put_registry_scanning_configuration(
+    ctx: &Ctx<'_>,
+    input: RegistryScanning,
+) -> Result<PutRegistryScanningConfigurationOutput, EcrError> {
+    input.validate().map_err(|m| EcrError::invalid(format!("Invalid parameter: {m}")))?;
+    ctx.app.registry.put_registry_scanning(&input).await?;
+    Ok(PutRegistryScanningConfigurationOutput { registry_scanning_configuration: input })
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct GetRegistryScanningConfigurationOutput {
+    registry_id: String,
+    scanning_configuration: RegistryScanning,
+}
+
+pub(super) async fn get_registry_scanning_configuration(
+    ctx: &Ctx<'_>,
+) -> Result<GetRegistryScanningConfigurationOutput, EcrError> {
+    Ok(GetRegistryScanningConfigurationOutput {
+        registry_id: ctx.registry_id().to_string(),
+        scanning_configuration: ctx.app.registry.registry_scanning().await?,
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct BatchGetRepositoryScanningConfigurationInput {
+    repository_names: Vec<String>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct RepositoryScanningConfiguration {
+    repository_arn: String,
+    repository_name: String,
+    scan_on_push: bool,
+    scan_frequency: &'static str,
+    applied_scan_filters: Vec<RepositoryFilter>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct RepositoryScanningConfigurationFailure {
+    repository_name: String,
+    failure_code: &'static str,
+    failure_reason: &'static str,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct BatchGetRepositoryScanningConfigurationOutput {
+    scanning_configurations: Vec<RepositoryScanningConfiguration>,
+    failures: Vec<RepositoryScanningConfigurationFailure>,
+}
+
+pub(super) async fn batch_get_repository_scanning_configuration(
+    ctx: &Ctx<'_>,
+    input: BatchGetRepositoryScanningConfigurationInput,
+) -> Result<BatchGetRepositoryScanningConfigurationOutput, EcrError> {
+    if input.repository_names.is_empty() || input.repository_names.len() > 25 {
+        return Err(EcrError::invalid("repositoryNames must hold between 1 and 25 names"));
+    }
+    let registry = ctx.app.registry.registry_scanning().await?;
+    let (mut scanning_configurations, mut failures) = (Vec::new(), Vec::new());
+    for name in input.repository_names {
+        check_repository_name(&name)?;
+        let Some(repo) = ctx.app.registry.find_repository(&name).await? else {
+            failures.push(RepositoryScanningConfigurationFailure {
+                repository_name: name,
+                failure_code: "REPOSITORY_NOT_FOUND",
+                failure_reason: "REPOSITORY_NOT_FOUND",
+            });
+            continue;
+        };
+        let effective = registry.for_repository(&name, repo.settings.scan_on_push);
+        scanning_configurations.push(RepositoryScanningConfiguration {
+            repository_arn: ctx.app.authorizer.repository_arn(&name),
+            repository_name: name,
+            scan_on_push: effective.scan_on_push,
+            scan_frequency: effective.scan_frequency,
+            applied_scan_filters: effective.applied_filters,
+        });
+    }
+    Ok(BatchGetRepositoryScanningConfigurationOutput { scanning_configurations, failures })
+}

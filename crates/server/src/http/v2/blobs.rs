@@ -1,0 +1,76 @@
+//! Blob reads (HEAD, GET with ranges) and the refused blob DELETE.
+
+use super::*;
+
+pub(super) async fn serve(
+    app: &AppState,
+    route: V2Route<'_>,
+    method: &Method,
+    headers: &HeaderMap,
+) -> Result<Response> {
+    let reg = &app.registry;
+    match (route, method.clone()) {
+        (V2Route::Blob { name, digest }, Method::HEAD) => {
+            let (digest, size) = reg.stat_blob(name, digest).await?;
+            Ok(Response::builder()
+                .status(StatusCode::OK)
+                .header(header::CONTENT_LENGTH, size)
+                .header(header::CONTENT_TYPE, "application/octet-stream")
+                .header(header::ACCEPT_RANGES, "bytes")
+                .header("docker-content-digest", digest.as_str())
+                .header(header::ETAG, format!("\"{digest}\""))
+                .body(Body::empty())
+                .expect("valid response"))
+        }
+        (V2Route::Blob { name, digest }, Method::GET) => {
+            let (d, size) = reg.stat_blob(name, digest).await?;
+            let (status, range) = match parse_range(header_str(headers, "range"), size) {
+                RangeRequest::Full => (StatusCode::OK, None),
+                RangeRequest::Partial(r) => (StatusCode::PARTIAL_CONTENT, Some(r)),
+                RangeRequest::Unsatisfiable => {
+                    return Ok(Response::builder()
+                        .status(StatusCode::RANGE_NOT_SATISFIABLE)
+                        .header(header::CONTENT_RANGE, format!("bytes */{size}"))
+                        .header(header::CONTENT_LENGTH, 0)
+                        .body(Body::empty())
+                        .expect("valid response"));
+                }
+            };
+            let read = reg.read_blob(name, d.as_str(), range).await?;
+            let mut resp = Response::builder()
+                .status(status)
+                .header(header::CONTENT_TYPE, "application/octet-stream")
+                .header(header::ACCEPT_RANGES, "bytes")
+                .header("docker-content-digest", read.digest.as_str())
+                .header(header::ETAG, format!("\"{}\"", read.digest));
+            resp = match range {
+                Some(r) => resp
+                    .header(header::CONTENT_LENGTH, r.len())
+                    .header(header::CONTENT_RANGE, format!("bytes {}-{}/{}", r.start, r.end, read.size)),
+                None => resp.header(header::CONTENT_LENGTH, read.size),
+            };
+            let len = range.map_or(read.size, |r| r.len());
+            let body = if len <= SMALL_READ {
+                // Read first, so the head and the bytes leave in one write: a small response
+                // sent as two would wait on the client's delayed ACK.
+                let bytes: Vec<bytes::Bytes> = read
+                    .body
+                    .try_collect()
+                    .await
+                    .map_err(|e| RegistryError::Internal(format!("reading blob {}: {e}", read.digest)))?;
+                Body::from(bytes.concat())
+            } else {
+                Body::from_stream(read.body)
+            };
+            Ok(resp.body(body).expect("valid response"))
+        }
+        // Images are deleted by manifest and GC reclaims their blobs: a blob delete could break
+        // an image that still references the blob, so it is refused as distribution refuses
+        // deletes it does not allow.
+        (V2Route::Blob { .. }, Method::DELETE) => Err(RegistryError::Unsupported(
+            "blobs are not deleted one by one: delete the image's manifest, and garbage collection reclaims its blobs"
+                .into(),
+        )),
+        _ => Err(unsupported()),
+    }
+}
