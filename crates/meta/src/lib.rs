@@ -4,7 +4,11 @@
 //! Every method that changes more than one row does it in one transaction, so a reader sees a
 //! push either whole or not at all.
 
-use berth_oci::Digest;
+use berth_oci::{Algorithm, Digest};
+pub use berth_policy::lifecycle::ActionKind;
+pub use berth_policy::mutability::Mode as TagMutabilityMode;
+pub use berth_policy::scanning::ScanType;
+pub use berth_vuln::Severity;
 
 mod roles;
 mod sqlite;
@@ -53,29 +57,91 @@ pub struct Repository {
     pub settings: RepositorySettings,
 }
 
+/// Berth's pull policy: pulls of images whose scan found something at or above a severity
+/// are refused, or the policy is off for the repository (`NONE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PullBlock {
+    Off,
+    AtOrAbove(Severity),
+}
+
+impl PullBlock {
+    /// The spelling stored and shown (`berthPullBlockSeverity`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PullBlock::Off => "NONE",
+            PullBlock::AtOrAbove(s) => s.as_str(),
+        }
+    }
+
+    /// A severity name (any case), or `NONE`/`OFF`/empty for off.
+    pub fn parse(s: &str) -> std::result::Result<PullBlock, String> {
+        Ok(match s.trim().to_ascii_uppercase().as_str() {
+            "" | "NONE" | "OFF" => PullBlock::Off,
+            "CRITICAL" => PullBlock::AtOrAbove(Severity::Critical),
+            "HIGH" => PullBlock::AtOrAbove(Severity::High),
+            "MEDIUM" => PullBlock::AtOrAbove(Severity::Medium),
+            "LOW" => PullBlock::AtOrAbove(Severity::Low),
+            "INFORMATIONAL" => PullBlock::AtOrAbove(Severity::Informational),
+            other => {
+                return Err(format!(
+                    "unknown severity {other:?}: use CRITICAL, HIGH, MEDIUM, LOW, INFORMATIONAL or NONE"
+                ));
+            }
+        })
+    }
+
+    /// The severity from which pulls are refused, if any.
+    pub fn threshold(self) -> Option<Severity> {
+        match self {
+            PullBlock::Off => None,
+            PullBlock::AtOrAbove(s) => Some(s),
+        }
+    }
+}
+
+/// How a repository's bytes are encrypted at rest, as ECR names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EncryptionType {
+    Aes256,
+    Kms,
+    KmsDsse,
+}
+
+impl EncryptionType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EncryptionType::Aes256 => "AES256",
+            EncryptionType::Kms => "KMS",
+            EncryptionType::KmsDsse => "KMS_DSSE",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<EncryptionType> {
+        [Self::Aes256, Self::Kms, Self::KmsDsse].into_iter().find(|e| e.as_str() == s)
+    }
+}
+
 /// What `CreateRepository` and the `Put…` calls configure on a repository.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RepositorySettings {
-    /// `MUTABLE`, `IMMUTABLE`, `IMMUTABLE_WITH_EXCLUSION` or `MUTABLE_WITH_EXCLUSION`.
-    pub tag_mutability: String,
+    pub tag_mutability: TagMutabilityMode,
     /// Wildcard filters of the `*_WITH_EXCLUSION` modes.
     pub tag_mutability_exclusions: Vec<String>,
     pub scan_on_push: bool,
-    /// `AES256`, `KMS` or `KMS_DSSE`.
-    pub encryption_type: String,
+    pub encryption_type: EncryptionType,
     pub kms_key: Option<String>,
-    /// Berth's pull policy: pulls of images with scan findings at or above this severity
-    /// (`CRITICAL` … `LOW`) are refused; `None` falls back to the configured default.
-    pub pull_block_severity: Option<String>,
+    /// Berth's pull policy for this repository; `None` falls back to the configured default.
+    pub pull_block_severity: Option<PullBlock>,
 }
 
 impl Default for RepositorySettings {
     fn default() -> Self {
         RepositorySettings {
-            tag_mutability: "MUTABLE".into(),
+            tag_mutability: TagMutabilityMode::Mutable,
             tag_mutability_exclusions: Vec::new(),
             scan_on_push: false,
-            encryption_type: "AES256".into(),
+            encryption_type: EncryptionType::Aes256,
             kms_key: None,
             pull_block_severity: None,
         }
@@ -190,9 +256,9 @@ pub struct StoredManifest {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PullGate {
     /// The repository's `pull_block_severity` setting.
-    pub block_severity: Option<String>,
+    pub block_severity: Option<PullBlock>,
     /// The image's scan status and severity counts (JSON), if it has a scan.
-    pub scan_status: Option<String>,
+    pub scan_status: Option<ScanStatus>,
     pub scan_counts: Option<String>,
 }
 
@@ -210,7 +276,7 @@ pub struct ManifestSummary {
 pub struct Upload {
     pub id: String,
     pub repository: String,
-    pub algorithm: String,
+    pub algorithm: Algorithm,
     pub started_at: i64,
     /// A part under the ECR API's minimum size was followed by another part.
     pub part_too_small: bool,
@@ -257,8 +323,7 @@ pub struct LifecycleEvent {
     pub repository: String,
     pub digest: String,
     pub tags: Vec<String>,
-    /// `EXPIRE` or `TRANSITION`.
-    pub action: String,
+    pub action: ActionKind,
     pub rule_priority: i64,
     pub at: i64,
 }
@@ -288,18 +353,45 @@ pub struct ImageRecord {
 pub struct ScanJob {
     pub repository: String,
     pub digest: String,
-    /// `BASIC` or `ENHANCED`.
-    pub scan_type: String,
+    pub scan_type: ScanType,
     pub generation: i64,
+}
+
+/// Where an image's scan stands: queued, running, or its outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ScanStatus {
+    Pending,
+    InProgress,
+    Complete,
+    Failed,
+    UnsupportedImage,
+}
+
+impl ScanStatus {
+    /// The spelling stored (and, but for `PENDING`, shown by the ECR API).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ScanStatus::Pending => "PENDING",
+            ScanStatus::InProgress => "IN_PROGRESS",
+            ScanStatus::Complete => "COMPLETE",
+            ScanStatus::Failed => "FAILED",
+            ScanStatus::UnsupportedImage => "UNSUPPORTED_IMAGE",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<ScanStatus> {
+        [Self::Pending, Self::InProgress, Self::Complete, Self::Failed, Self::UnsupportedImage]
+            .into_iter()
+            .find(|v| v.as_str() == s)
+    }
 }
 
 /// An image's scan as stored: status, and the findings once complete.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImageScan {
     pub digest: String,
-    pub scan_type: String,
-    /// `PENDING`, `IN_PROGRESS`, `COMPLETE`, `FAILED` or `UNSUPPORTED_IMAGE`.
-    pub status: String,
+    pub scan_type: ScanType,
+    pub status: ScanStatus,
     pub description: Option<String>,
     pub queued_at: i64,
     pub completed_at: Option<i64>,
@@ -314,7 +406,7 @@ pub struct ImageScan {
 /// The outcome a worker records for a scan it claimed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScanOutcome {
-    pub status: String,
+    pub status: ScanStatus,
     pub description: Option<String>,
     pub findings: Option<String>,
     pub counts: Option<String>,

@@ -5,7 +5,7 @@
 //! ARCHITECTURE.md), where that is more than "one transaction".
 
 use async_trait::async_trait;
-use berth_oci::Digest;
+use berth_oci::{Algorithm, Digest};
 
 use crate::*;
 
@@ -171,7 +171,7 @@ pub trait ContentStore: Send + Sync + 'static {
     async fn set_image_archived(&self, repository: &str, digest: &str, archived: bool, at: i64)
     -> Result<Option<bool>>;
 
-    async fn create_upload(&self, repository: &str, id: &str, algorithm: &str) -> Result<()>;
+    async fn create_upload(&self, repository: &str, id: &str, algorithm: Algorithm) -> Result<()>;
 
     async fn upload(&self, id: &str) -> Result<Option<Upload>>;
 
@@ -205,7 +205,13 @@ pub trait ScanStore: Send + Sync + 'static {
 
     /// Requests a scan of an image (`PENDING`, a new generation). With `only_if_new`, an image
     /// that has a scan row already is left alone. Returns whether a scan was queued.
-    async fn request_scan(&self, repository: &str, digest: &str, scan_type: &str, only_if_new: bool) -> Result<bool>;
+    async fn request_scan(
+        &self,
+        repository: &str,
+        digest: &str,
+        scan_type: ScanType,
+        only_if_new: bool,
+    ) -> Result<bool>;
 
     /// Claims up to `limit` pending scans for `worker`, oldest first.
     /// Concurrency: a claim skips rows another claim holds (SQLite: one `UPDATE … RETURNING`

@@ -113,7 +113,8 @@ impl StorageClass {
 }
 
 /// What a rule does to the images it selects.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum ActionKind {
     Expire,
     /// Move to the archive storage class.
@@ -126,6 +127,14 @@ impl ActionKind {
         match self {
             ActionKind::Expire => "EXPIRE",
             ActionKind::Transition => "TRANSITION",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<ActionKind> {
+        match s {
+            "EXPIRE" => Some(ActionKind::Expire),
+            "TRANSITION" => Some(ActionKind::Transition),
+            _ => None,
         }
     }
 }

@@ -10,14 +10,36 @@ use crate::wildcard;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct RegistryScanning {
-    #[serde(default = "basic")]
-    pub scan_type: String,
+    #[serde(default)]
+    pub scan_type: ScanType,
     #[serde(default)]
     pub rules: Vec<ScanningRule>,
 }
 
-fn basic() -> String {
-    "BASIC".into()
+/// What a scan looks at: OS packages (`BASIC`), or OS and language packages (`ENHANCED`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ScanType {
+    #[default]
+    Basic,
+    Enhanced,
+}
+
+impl ScanType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ScanType::Basic => "BASIC",
+            ScanType::Enhanced => "ENHANCED",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<ScanType> {
+        match s {
+            "BASIC" => Some(ScanType::Basic),
+            "ENHANCED" => Some(ScanType::Enhanced),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -60,9 +82,6 @@ fn filter_value_ok(f: &str) -> bool {
 impl RegistryScanning {
     /// Validates a configuration as `PutRegistryScanningConfiguration` receives it.
     pub fn validate(&self) -> Result<(), String> {
-        if !matches!(self.scan_type.as_str(), "BASIC" | "ENHANCED") {
-            return Err(format!("scanType must be BASIC or ENHANCED, got {:?}", self.scan_type));
-        }
         if self.rules.len() > 2 {
             return Err(format!("rules may hold at most 2 rules, got {}", self.rules.len()));
         }
@@ -139,7 +158,7 @@ mod tests {
 
     fn config(scan_type: &str, rules: &[(&str, &[&str])]) -> RegistryScanning {
         RegistryScanning {
-            scan_type: scan_type.into(),
+            scan_type: ScanType::parse(scan_type).expect("a scan type"),
             rules: rules
                 .iter()
                 .map(|(freq, filters)| ScanningRule {
@@ -158,8 +177,10 @@ mod tests {
         assert!(config("BASIC", &[]).validate().is_ok());
         assert!(config("BASIC", &[("SCAN_ON_PUSH", &["*"])]).validate().is_ok());
         assert!(config("ENHANCED", &[("CONTINUOUS_SCAN", &["prod-*"]), ("SCAN_ON_PUSH", &["*"])]).validate().is_ok());
+        // A scan type other than BASIC or ENHANCED cannot even be read in.
+        assert_eq!(ScanType::parse("DEEP"), None);
+        assert!(serde_json::from_str::<RegistryScanning>(r#"{"scanType":"DEEP"}"#).is_err());
         let cases: &[(RegistryScanning, &str)] = &[
-            (config("DEEP", &[]), "scanType must be BASIC or ENHANCED"),
             (config("BASIC", &[("CONTINUOUS_SCAN", &["*"])]), "only available with scanType ENHANCED"),
             (config("ENHANCED", &[("MANUAL", &["*"])]), "MANUAL is what applies"),
             (config("ENHANCED", &[("HOURLY", &["*"])]), "scanFrequency must be"),

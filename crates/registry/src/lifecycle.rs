@@ -89,7 +89,7 @@ impl Registry {
                         repository: repository.to_string(),
                         digest: image.digest.clone(),
                         tags: image.tags.clone(),
-                        action: decision.action.as_api_str().to_string(),
+                        action: decision.action,
                         rule_priority: decision.rule_priority,
                         at: now_ms,
                     })

@@ -2,7 +2,7 @@
 //! tag mutability and scanning settings, and repository creation templates, which decide
 //! whether a push to a missing repository creates it (`appliedFor: CREATE_ON_PUSH`).
 
-use berth_meta::{CreationTemplate, MetaError, Repository, RepositorySettings};
+use berth_meta::{CreationTemplate, EncryptionType, MetaError, Repository, RepositorySettings, TagMutabilityMode};
 use berth_policy::TagMutability;
 use serde::{Deserialize, Serialize};
 
@@ -91,13 +91,16 @@ impl TemplateSpec {
     /// The settings a repository created from this template gets.
     pub fn settings(&self) -> RepositorySettings {
         let mut s = RepositorySettings::default();
-        if let Some(m) = &self.image_tag_mutability {
-            s.tag_mutability = m.clone();
+        // Stored templates were validated when they were put.
+        if let Some(m) = self.image_tag_mutability.as_deref().and_then(TagMutabilityMode::parse) {
+            s.tag_mutability = m;
             s.tag_mutability_exclusions =
                 self.image_tag_mutability_exclusion_filters.iter().map(|f| f.filter.clone()).collect();
         }
-        if let Some(e) = &self.encryption_configuration {
-            s.encryption_type = e.encryption_type.clone();
+        if let Some(e) = &self.encryption_configuration
+            && let Some(kind) = EncryptionType::parse(&e.encryption_type)
+        {
+            s.encryption_type = kind;
             s.kms_key = e.kms_key.clone().filter(|k| !k.is_empty());
         }
         s
@@ -110,7 +113,7 @@ pub fn repository_not_found(name: &str, registry_id: &str) -> String {
 
 /// The mutability rule of a repository's settings (stored settings were validated on the way in).
 pub fn tag_mutability(settings: &RepositorySettings) -> TagMutability {
-    TagMutability::new(&settings.tag_mutability, settings.tag_mutability_exclusions.clone())
+    TagMutability::new(settings.tag_mutability.as_str(), settings.tag_mutability_exclusions.clone())
         .unwrap_or_else(|_| TagMutability::mutable())
 }
 
@@ -413,20 +416,23 @@ pub fn tag_mutability_rule(mode: &str, filters: &[ExclusionFilter]) -> Result<Ta
 
 /// The encryption a repository gets: `AES256` when none is asked for; a KMS key only with a
 /// KMS encryption type.
-pub fn encryption_settings(e: Option<&EncryptionConfiguration>) -> Result<(String, Option<String>), RegistryError> {
-    let Some(e) = e else { return Ok(("AES256".into(), None)) };
-    match e.encryption_type.as_str() {
-        "AES256" => {
+pub fn encryption_settings(
+    e: Option<&EncryptionConfiguration>,
+) -> Result<(EncryptionType, Option<String>), RegistryError> {
+    let Some(e) = e else { return Ok((EncryptionType::Aes256, None)) };
+    match EncryptionType::parse(&e.encryption_type) {
+        Some(EncryptionType::Aes256) => {
             if e.kms_key.as_deref().is_some_and(|k| !k.is_empty()) {
                 return Err(RegistryError::InvalidParameter(
                     "Invalid parameter: kmsKey can only be given with encryptionType KMS or KMS_DSSE".into(),
                 ));
             }
-            Ok(("AES256".into(), None))
+            Ok((EncryptionType::Aes256, None))
         }
-        "KMS" | "KMS_DSSE" => Ok((e.encryption_type.clone(), e.kms_key.clone().filter(|k| !k.is_empty()))),
-        other => Err(RegistryError::InvalidParameter(format!(
-            "Invalid parameter at 'encryptionType' failed to satisfy constraint: 'Member must satisfy enum value set: [AES256, KMS, KMS_DSSE]' (got {other:?})"
+        Some(kms) => Ok((kms, e.kms_key.clone().filter(|k| !k.is_empty()))),
+        None => Err(RegistryError::InvalidParameter(format!(
+            "Invalid parameter at 'encryptionType' failed to satisfy constraint: 'Member must satisfy enum value set: [AES256, KMS, KMS_DSSE]' (got {:?})",
+            e.encryption_type
         ))),
     }
 }
@@ -574,7 +580,7 @@ mod tests {
         };
         registry.create_creation_template("prod", &spec).await.unwrap();
         let created = registry.repository_for_push("prod/api").await.unwrap();
-        assert_eq!(created.settings.tag_mutability, "IMMUTABLE");
+        assert_eq!(created.settings.tag_mutability, TagMutabilityMode::Immutable);
         assert_eq!(registry.repository_tags("prod/api").await.unwrap(), [("team0".to_string(), "v".to_string())]);
         // A second push finds it.
         assert_eq!(registry.repository_for_push("prod/api").await.unwrap().created_at, created.created_at);
@@ -708,8 +714,8 @@ mod tests {
             ..Default::default()
         };
         let s = spec.settings();
-        assert_eq!(s.tag_mutability, "IMMUTABLE_WITH_EXCLUSION");
+        assert_eq!(s.tag_mutability, TagMutabilityMode::ImmutableWithExclusion);
         assert_eq!(s.tag_mutability_exclusions, ["latest"]);
-        assert_eq!((s.encryption_type.as_str(), s.kms_key), ("KMS", None));
+        assert_eq!((s.encryption_type, s.kms_key), (EncryptionType::Kms, None));
     }
 }

@@ -75,11 +75,6 @@ pub(crate) fn digest_param(s: &str) -> Result<Digest> {
     })
 }
 
-/// The algorithm an upload session was started for.
-fn session_algorithm(upload: &berth_meta::Upload) -> Algorithm {
-    Algorithm::parse(&upload.algorithm).unwrap_or(Algorithm::Sha256)
-}
-
 fn upload_unknown(id: &str) -> RegistryError {
     RegistryError::UploadNotFound { id: id.to_string() }
 }
@@ -231,7 +226,7 @@ impl Registry {
         self.repository_for_push(name).await?;
         let id = uuid::Uuid::new_v4().to_string();
         self.blobs.upload_create(&id).await?;
-        self.meta.create_upload(name, &id, algorithm.as_str()).await?;
+        self.meta.create_upload(name, &id, algorithm).await?;
         Ok(id)
     }
 
@@ -389,7 +384,7 @@ impl Registry {
         let lock = self.session_lock(id);
         let _held = lock.lock().await;
         let upload = self.session_repository_check(name, id).await?;
-        let (size, hasher) = self.upload_position(&upload, session_algorithm(&upload)).await?;
+        let (size, hasher) = self.upload_position(&upload, upload.algorithm).await?;
         let Some(r) = range else {
             let (end, hasher) = self.append(id, size, hasher, body).await?;
             self.acknowledge(id, size, end, &hasher).await?;
@@ -454,7 +449,7 @@ impl Registry {
         let lock = self.session_lock(id);
         let held = lock.lock().await;
         let upload = self.session_repository_check(name, id).await?;
-        let (before, hasher) = match self.upload_position(&upload, session_algorithm(&upload)).await? {
+        let (before, hasher) = match self.upload_position(&upload, upload.algorithm).await? {
             (offset, hasher) if hasher.algorithm() == expected.algorithm() => (offset, hasher),
             // Digested with another algorithm than the session was started for: the stored
             // bytes (cut to what was acknowledged) are hashed with that one.

@@ -70,7 +70,7 @@ pub struct PreviewResult {
 #[serde(rename_all = "camelCase")]
 pub struct PreviewAction {
     #[serde(rename = "type")]
-    pub kind: String,
+    pub kind: ActionKind,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target_storage_class: Option<String>,
 }
@@ -195,7 +195,7 @@ impl Registry {
                 image_tags: image.tags,
                 image_pushed_at: image.pushed_at as f64 / 1000.0,
                 action: PreviewAction {
-                    kind: d.action.as_api_str().to_string(),
+                    kind: d.action,
                     target_storage_class: (d.action == ActionKind::Transition).then(|| "ARCHIVE".to_string()),
                 },
                 applied_rule_priority: d.rule_priority,
@@ -234,7 +234,7 @@ mod tests {
         let stored = r#"[{"imageDigest":"sha256:ab","imageTags":["v1"],"imagePushedAt":1.5,"action":{"type":"TRANSITION","targetStorageClass":"ARCHIVE"},"appliedRulePriority":2,"storageClass":"STANDARD"},{"imageDigest":"sha256:cd","imageTags":[],"imagePushedAt":2.0,"action":{"type":"EXPIRE"},"appliedRulePriority":1,"storageClass":"ARCHIVE"}]"#;
         let parsed: Vec<PreviewResult> = serde_json::from_str(stored).unwrap();
         assert_eq!(parsed[0].action.target_storage_class.as_deref(), Some("ARCHIVE"));
-        assert_eq!(parsed[1].action.kind, "EXPIRE");
+        assert_eq!(parsed[1].action.kind, ActionKind::Expire);
         let again: serde_json::Value = serde_json::to_value(&parsed).unwrap();
         assert_eq!(again, serde_json::from_str::<serde_json::Value>(stored).unwrap());
     }

@@ -549,11 +549,11 @@ async fn admin(config: Config, command: AdminCommand) -> anyhow::Result<()> {
             repo.settings.pull_block_severity = if severity.eq_ignore_ascii_case("DEFAULT") {
                 None
             } else {
-                let parsed = parse_block_severity(&severity).map_err(|e| anyhow::anyhow!("{e}"))?;
-                Some(parsed.map_or("NONE", |s| s.as_str()).to_string())
+                Some(berth_meta::PullBlock::parse(&severity).map_err(|e| anyhow::anyhow!("{e}"))?)
             };
             let repo = meta.update_repository_settings(&key, &repo.settings).await?;
-            serde_json::json!({ "repositoryName": repository, "berthPullBlockSeverity": repo.settings.pull_block_severity })
+            let shown = repo.settings.pull_block_severity.map(berth_meta::PullBlock::as_str);
+            serde_json::json!({ "repositoryName": repository, "berthPullBlockSeverity": shown })
         }
         AdminCommand::CreateUser { name } => {
             let p = iam.create_user(&name).await.map_err(iam_err)?;

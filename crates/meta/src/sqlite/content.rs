@@ -180,7 +180,13 @@ impl ContentStore for SqliteMeta {
         .fetch_optional(&self.reader)
         .await
         .map_err(backend)?;
-        Ok(row.map(|(media_type, content, class, block_severity, scan_status, scan_counts)| StoredManifest {
+        let Some((media_type, content, class, block_severity, scan_status, scan_counts)) = row else {
+            return Ok(None);
+        };
+        let block_severity =
+            block_severity.map(|s| stored("pull policy", &s, |s| PullBlock::parse(s).ok())).transpose()?;
+        let scan_status = scan_status.map(|s| stored("scan status", &s, ScanStatus::parse)).transpose()?;
+        Ok(Some(StoredManifest {
             digest: digest.clone(),
             media_type,
             content,
@@ -445,13 +451,13 @@ impl ContentStore for SqliteMeta {
         Ok(Some(true))
     }
 
-    async fn create_upload(&self, repository: &str, id: &str, algorithm: &str) -> Result<()> {
+    async fn create_upload(&self, repository: &str, id: &str, algorithm: Algorithm) -> Result<()> {
         let mut tx = self.writer.begin().await.map_err(backend)?;
         let rid = repo_id(&mut tx, repository).await?;
         sqlx::query("INSERT INTO uploads (id, repository_id, algorithm, started_at) VALUES ($1, $2, $3, $4)")
             .bind(id)
             .bind(rid)
-            .bind(algorithm)
+            .bind(algorithm.as_str())
             .bind(now_ms())
             .execute(&mut *tx)
             .await
@@ -468,7 +474,11 @@ impl ContentStore for SqliteMeta {
         .fetch_optional(&self.writer)
         .await
         .map_err(backend)?;
-        Ok(row.map(|(id, repository, algorithm, started_at, part_too_small, acknowledged, hash_state)| Upload {
+        let Some((id, repository, algorithm, started_at, part_too_small, acknowledged, hash_state)) = row else {
+            return Ok(None);
+        };
+        let algorithm = stored("digest algorithm", &algorithm, |a| Algorithm::parse(a).ok())?;
+        Ok(Some(Upload {
             id,
             repository,
             algorithm,

@@ -13,7 +13,7 @@ impl LifecycleStore for SqliteMeta {
         .bind(&e.repository)
         .bind(&e.digest)
         .bind(tags)
-        .bind(&e.action)
+        .bind(e.action.as_api_str())
         .bind(e.rule_priority)
         .bind(e.at)
         .execute(&self.writer)
@@ -32,17 +32,18 @@ impl LifecycleStore for SqliteMeta {
         .fetch_all(&self.reader)
         .await
         .map_err(backend)?;
-        Ok(rows
-            .into_iter()
-            .map(|(repository, digest, tags, action, rule_priority, at)| LifecycleEvent {
-                repository,
-                digest,
-                tags: serde_json::from_str(&tags).unwrap_or_default(),
-                action,
-                rule_priority,
-                at,
+        rows.into_iter()
+            .map(|(repository, digest, tags, action, rule_priority, at)| {
+                Ok(LifecycleEvent {
+                    repository,
+                    digest,
+                    tags: serde_json::from_str(&tags).unwrap_or_default(),
+                    action: stored("lifecycle action", &action, ActionKind::parse)?,
+                    rule_priority,
+                    at,
+                })
             })
-            .collect())
+            .collect()
     }
 
     async fn set_lifecycle_policy(

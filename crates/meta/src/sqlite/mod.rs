@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use berth_oci::Digest;
+use berth_oci::{Algorithm, Digest};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, Sqlite, Transaction};
 
@@ -18,6 +18,7 @@ use crate::{
     PullGate, Repository, RepositorySettings, Result, ScanJob, ScanOutcome, StatusFilter, StoredManifest, TagFilter,
     Upload, VulnDbState, VulnRecord, now_ms,
 };
+use crate::{ActionKind, EncryptionType, PullBlock, ScanStatus, ScanType, TagMutabilityMode};
 
 mod accounts;
 mod content;
@@ -52,13 +53,16 @@ fn repository_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<Repository> {
         name: r.get(1),
         created_at: r.get(2),
         settings: RepositorySettings {
-            tag_mutability: r.get(3),
+            tag_mutability: stored("tag mutability", &r.get::<String, _>(3), TagMutabilityMode::parse)?,
             tag_mutability_exclusions: serde_json::from_str(&exclusions)
                 .map_err(|e| MetaError::Backend(format!("stored exclusion filters: {e}")))?,
             scan_on_push: r.get(5),
-            encryption_type: r.get(6),
+            encryption_type: stored("encryption type", &r.get::<String, _>(6), EncryptionType::parse)?,
             kms_key: r.get(7),
-            pull_block_severity: r.get(8),
+            pull_block_severity: r
+                .get::<Option<String>, _>(8)
+                .map(|s| stored("pull policy", &s, |s| PullBlock::parse(s).ok()))
+                .transpose()?,
         },
     })
 }
@@ -113,11 +117,16 @@ pub struct SqliteMeta {
     reader: SqlitePool,
 }
 
-fn image_scan_from_row(r: &sqlx::sqlite::SqliteRow, with_findings: bool) -> ImageScan {
-    ImageScan {
+/// A stored spelling of an enum, or a backend error naming what could not be read.
+fn stored<T>(what: &str, text: &str, parse: impl FnOnce(&str) -> Option<T>) -> Result<T> {
+    parse(text).ok_or_else(|| MetaError::Backend(format!("stored {what} {text:?} is not one Berth knows")))
+}
+
+fn image_scan_from_row(r: &sqlx::sqlite::SqliteRow, with_findings: bool) -> Result<ImageScan> {
+    Ok(ImageScan {
         digest: r.get(0),
-        scan_type: r.get(1),
-        status: r.get(2),
+        scan_type: stored("scan type", &r.get::<String, _>(1), ScanType::parse)?,
+        status: stored("scan status", &r.get::<String, _>(2), ScanStatus::parse)?,
         description: r.get(3),
         queued_at: r.get(4),
         completed_at: r.get(5),
@@ -125,7 +134,7 @@ fn image_scan_from_row(r: &sqlx::sqlite::SqliteRow, with_findings: bool) -> Imag
         vulndb_updated_at: r.get(7),
         findings: if with_findings { r.get(8) } else { None },
         counts: r.get(9),
-    }
+    })
 }
 
 fn backend(e: sqlx::Error) -> MetaError {

@@ -26,12 +26,12 @@ impl RepositoryStore for SqliteMeta {
         ))
         .bind(name)
         .bind(now_ms())
-        .bind(&settings.tag_mutability)
+        .bind(settings.tag_mutability.as_str())
         .bind(serde_json::to_string(&settings.tag_mutability_exclusions).expect("strings serialize"))
         .bind(settings.scan_on_push)
-        .bind(&settings.encryption_type)
+        .bind(settings.encryption_type.as_str())
         .bind(&settings.kms_key)
-        .bind(&settings.pull_block_severity)
+        .bind(settings.pull_block_severity.map(PullBlock::as_str))
         .fetch_one(&mut *tx)
         .await
         .map_err(|e| if is_unique_violation(&e) { MetaError::RepositoryAlreadyExists } else { backend(e) })?;
@@ -68,12 +68,12 @@ impl RepositoryStore for SqliteMeta {
              encryption_type = $5, kms_key = $6, pull_block_severity = $7 WHERE name = $1 RETURNING {cols}",
         ))
         .bind(name)
-        .bind(&settings.tag_mutability)
+        .bind(settings.tag_mutability.as_str())
         .bind(serde_json::to_string(&settings.tag_mutability_exclusions).expect("strings serialize"))
         .bind(settings.scan_on_push)
-        .bind(&settings.encryption_type)
+        .bind(settings.encryption_type.as_str())
         .bind(&settings.kms_key)
-        .bind(&settings.pull_block_severity)
+        .bind(settings.pull_block_severity.map(PullBlock::as_str))
         .fetch_optional(&self.writer)
         .await
         .map_err(backend)?

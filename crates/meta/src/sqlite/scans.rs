@@ -91,7 +91,13 @@ impl ScanStore for SqliteMeta {
         Ok(out)
     }
 
-    async fn request_scan(&self, repository: &str, digest: &str, scan_type: &str, only_if_new: bool) -> Result<bool> {
+    async fn request_scan(
+        &self,
+        repository: &str,
+        digest: &str,
+        scan_type: ScanType,
+        only_if_new: bool,
+    ) -> Result<bool> {
         let on_conflict = if only_if_new {
             "DO NOTHING"
         } else {
@@ -105,7 +111,7 @@ impl ScanStore for SqliteMeta {
         )))
         .bind(repository)
         .bind(digest)
-        .bind(scan_type)
+        .bind(scan_type.as_str())
         .bind(now_ms())
         .execute(&self.writer)
         .await
@@ -125,10 +131,12 @@ impl ScanStore for SqliteMeta {
         .fetch_all(&self.writer)
         .await
         .map_err(backend)?;
-        Ok(rows
-            .into_iter()
-            .map(|(repository, digest, scan_type, generation)| ScanJob { repository, digest, scan_type, generation })
-            .collect())
+        rows.into_iter()
+            .map(|(repository, digest, scan_type, generation)| {
+                let scan_type = stored("scan type", &scan_type, ScanType::parse)?;
+                Ok(ScanJob { repository, digest, scan_type, generation })
+            })
+            .collect()
     }
 
     async fn finish_scan(&self, job: &ScanJob, o: &ScanOutcome) -> Result<bool> {
@@ -141,7 +149,7 @@ impl ScanStore for SqliteMeta {
         .bind(&job.repository)
         .bind(&job.digest)
         .bind(job.generation)
-        .bind(&o.status)
+        .bind(o.status.as_str())
         .bind(&o.description)
         .bind(&o.findings)
         .bind(&o.counts)
@@ -178,7 +186,7 @@ impl ScanStore for SqliteMeta {
         .fetch_optional(&self.reader)
         .await
         .map_err(backend)?;
-        Ok(row.map(|r| image_scan_from_row(&r, true)))
+        row.map(|r| image_scan_from_row(&r, true)).transpose()
     }
 
     async fn image_scan_summaries(&self, repository: &str, digests: &[String]) -> Result<Vec<ImageScan>> {
@@ -193,7 +201,7 @@ impl ScanStore for SqliteMeta {
         .fetch_all(&self.reader)
         .await
         .map_err(backend)?;
-        Ok(rows.iter().map(|r| image_scan_from_row(r, false)).collect())
+        rows.iter().map(|r| image_scan_from_row(r, false)).collect()
     }
 
     async fn request_rescans(&self, repository: &str, version: i64) -> Result<u64> {

@@ -42,7 +42,7 @@ pub async fn collects_old_unreferenced_links_and_then_their_blobs(meta: Store) {
 
 pub async fn finds_stale_uploads(meta: Store) {
     repository(meta.as_ref(), "gc").await;
-    meta.create_upload("gc", "u-stale", "sha256").await.unwrap();
+    meta.create_upload("gc", "u-stale", Algorithm::Sha256).await.unwrap();
     assert_eq!(meta.stale_uploads(now_ms() + 3_600_000).await.unwrap(), ["u-stale"]);
     assert!(meta.stale_uploads(0).await.unwrap().is_empty());
 }

@@ -31,7 +31,7 @@ pub async fn records_events_newest_first(meta: Store) {
         repository: "team/app".into(),
         digest: digest("sig").to_string(),
         tags: vec!["t".into()],
-        action: "EXPIRE".into(),
+        action: ActionKind::Expire,
         rule_priority: 2,
         at: 10_000,
     };

@@ -16,9 +16,9 @@ use std::sync::Arc;
 use berth_oci::{Algorithm, Digest};
 
 use crate::{
-    AccessKey, Group, IdentityPolicySource, ImageFilter, LifecycleEvent, ManagedPolicy, MetaError, MetaStore,
-    NewManifest, Principal, PrincipalKind, RepositorySettings, ScanJob, ScanOutcome, StatusFilter, TagFilter,
-    VulnDbState, VulnRecord, now_ms,
+    AccessKey, ActionKind, EncryptionType, Group, IdentityPolicySource, ImageFilter, LifecycleEvent, ManagedPolicy,
+    MetaError, MetaStore, NewManifest, Principal, PrincipalKind, PullBlock, RepositorySettings, ScanJob, ScanOutcome,
+    ScanStatus, ScanType, Severity, StatusFilter, TagFilter, TagMutabilityMode, VulnDbState, VulnRecord, now_ms,
 };
 
 /// The store a clause runs against.

@@ -20,12 +20,12 @@ pub async fn creates_a_repository_once_and_lists_in_order(meta: Store) {
 
 pub async fn keeps_settings_and_resource_tags(meta: Store) {
     let settings = RepositorySettings {
-        tag_mutability: "IMMUTABLE_WITH_EXCLUSION".into(),
+        tag_mutability: TagMutabilityMode::ImmutableWithExclusion,
         tag_mutability_exclusions: vec!["latest".into()],
         scan_on_push: true,
-        encryption_type: "KMS".into(),
+        encryption_type: EncryptionType::Kms,
         kms_key: Some("arn:aws:kms:us-east-1:123456789012:key/abc".into()),
-        pull_block_severity: Some("HIGH".into()),
+        pull_block_severity: Some(PullBlock::AtOrAbove(Severity::High)),
     };
     let created = meta.create_repository("conf/app", &settings, &[("team".into(), "a".into())]).await.unwrap();
     assert_eq!(created.settings, settings);

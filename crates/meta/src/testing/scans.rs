@@ -15,7 +15,7 @@ fn keys(k: &[(&str, &str)]) -> Vec<(String, String)> {
 
 fn complete(version: i64) -> ScanOutcome {
     ScanOutcome {
-        status: "COMPLETE".into(),
+        status: ScanStatus::Complete,
         description: Some("The scan was completed successfully.".into()),
         findings: Some("[]".into()),
         counts: Some("{}".into()),
@@ -65,13 +65,13 @@ pub async fn imports_and_looks_up_vulnerability_records(meta: Store) {
 pub async fn queues_claims_and_finishes_scans(meta: Store) {
     let d = image(meta.as_ref()).await;
     assert!(meta.image_scan("scan/app", &d).await.unwrap().is_none());
-    assert!(meta.request_scan("scan/app", &d, "BASIC", true).await.unwrap());
-    assert!(!meta.request_scan("scan/app", &d, "BASIC", true).await.unwrap(), "only if new");
-    assert_eq!(meta.image_scan("scan/app", &d).await.unwrap().unwrap().status, "PENDING");
+    assert!(meta.request_scan("scan/app", &d, ScanType::Basic, true).await.unwrap());
+    assert!(!meta.request_scan("scan/app", &d, ScanType::Basic, true).await.unwrap(), "only if new");
+    assert_eq!(meta.image_scan("scan/app", &d).await.unwrap().unwrap().status, ScanStatus::Pending);
     let jobs = meta.claim_scans("node-a", 10).await.unwrap();
     assert_eq!(
         jobs,
-        [ScanJob { repository: "scan/app".into(), digest: d.clone(), scan_type: "BASIC".into(), generation: 1 }]
+        [ScanJob { repository: "scan/app".into(), digest: d.clone(), scan_type: ScanType::Basic, generation: 1 }]
     );
     assert!(meta.claim_scans("node-b", 10).await.unwrap().is_empty(), "a claimed scan is not claimed twice");
     // The node dies; on restart it puts its scans back.
@@ -92,12 +92,12 @@ pub async fn queues_claims_and_finishes_scans(meta: Store) {
 
 pub async fn a_newer_request_wins_over_a_running_scan(meta: Store) {
     let d = image(meta.as_ref()).await;
-    meta.request_scan("scan/app", &d, "BASIC", false).await.unwrap();
+    meta.request_scan("scan/app", &d, ScanType::Basic, false).await.unwrap();
     let job = meta.claim_scans("node-a", 10).await.unwrap().pop().unwrap();
     // A new request while it runs: the running scan's result is dropped, the scan stays queued.
-    assert!(meta.request_scan("scan/app", &d, "ENHANCED", false).await.unwrap());
+    assert!(meta.request_scan("scan/app", &d, ScanType::Enhanced, false).await.unwrap());
     assert!(!meta.finish_scan(&job, &complete(2)).await.unwrap());
-    assert_eq!(meta.image_scan("scan/app", &d).await.unwrap().unwrap().status, "PENDING");
+    assert_eq!(meta.image_scan("scan/app", &d).await.unwrap().unwrap().status, ScanStatus::Pending);
     let job = meta.claim_scans("node-a", 10).await.unwrap().pop().unwrap();
     assert_eq!((job.generation, job.scan_type.as_str()), (2, "ENHANCED"));
     assert!(meta.finish_scan(&job, &complete(2)).await.unwrap());
@@ -105,13 +105,13 @@ pub async fn a_newer_request_wins_over_a_running_scan(meta: Store) {
 
 pub async fn a_failure_keeps_the_last_complete_findings(meta: Store) {
     let d = image(meta.as_ref()).await;
-    meta.request_scan("scan/app", &d, "BASIC", false).await.unwrap();
+    meta.request_scan("scan/app", &d, ScanType::Basic, false).await.unwrap();
     let job = meta.claim_scans("node-a", 10).await.unwrap().pop().unwrap();
     assert!(meta.finish_scan(&job, &complete(2)).await.unwrap());
-    assert!(meta.request_scan("scan/app", &d, "ENHANCED", false).await.unwrap());
+    assert!(meta.request_scan("scan/app", &d, ScanType::Enhanced, false).await.unwrap());
     let again = meta.claim_scans("node-a", 10).await.unwrap().pop().unwrap();
     let failure = ScanOutcome {
-        status: "FAILED".into(),
+        status: ScanStatus::Failed,
         description: Some("broken layer".into()),
         findings: None,
         counts: None,
@@ -125,7 +125,7 @@ pub async fn a_failure_keeps_the_last_complete_findings(meta: Store) {
 
 pub async fn a_released_claim_is_a_new_request(meta: Store) {
     let d = image(meta.as_ref()).await;
-    meta.request_scan("scan/app", &d, "ENHANCED", false).await.unwrap();
+    meta.request_scan("scan/app", &d, ScanType::Enhanced, false).await.unwrap();
     let running = meta.claim_scans("node-a", 10).await.unwrap().pop().unwrap();
     assert_eq!(meta.release_scans(None, i64::MAX).await.unwrap(), 1);
     assert!(!meta.finish_scan(&running, &complete(2)).await.unwrap(), "the released run's result is dropped");
@@ -135,17 +135,17 @@ pub async fn a_released_claim_is_a_new_request(meta: Store) {
 
 pub async fn rescans_what_an_older_database_found(meta: Store) {
     let d = image(meta.as_ref()).await;
-    meta.request_scan("scan/app", &d, "BASIC", false).await.unwrap();
+    meta.request_scan("scan/app", &d, ScanType::Basic, false).await.unwrap();
     let job = meta.claim_scans("node-a", 10).await.unwrap().pop().unwrap();
     meta.finish_scan(&job, &complete(2)).await.unwrap();
     assert_eq!(meta.request_rescans("scan/app", 2).await.unwrap(), 0);
     assert_eq!(meta.request_rescans("scan/app", 3).await.unwrap(), 1);
-    assert_eq!(meta.image_scan("scan/app", &d).await.unwrap().unwrap().status, "PENDING");
+    assert_eq!(meta.image_scan("scan/app", &d).await.unwrap().unwrap().status, ScanStatus::Pending);
 }
 
 pub async fn an_image_deleted_takes_its_scan(meta: Store) {
     let d = image(meta.as_ref()).await;
-    meta.request_scan("scan/app", &d, "BASIC", false).await.unwrap();
+    meta.request_scan("scan/app", &d, ScanType::Basic, false).await.unwrap();
     meta.delete_manifest("scan/app", &digest("scan-1")).await.unwrap();
     assert!(meta.image_scan("scan/app", &d).await.unwrap().is_none());
 }
@@ -157,7 +157,7 @@ pub async fn concurrent_workers_never_claim_a_scan_twice(meta: Store) {
     for i in 0..40 {
         let m = manifest(&format!("scan-{i}"), &[], &[], None);
         meta.put_manifest("scan/app", &m, &[], &[]).await.unwrap();
-        meta.request_scan("scan/app", m.digest.as_str(), "BASIC", false).await.unwrap();
+        meta.request_scan("scan/app", m.digest.as_str(), ScanType::Basic, false).await.unwrap();
         queued.push(m.digest.to_string());
     }
     let claimed = race(&meta, |meta, i| async move {
@@ -182,15 +182,15 @@ pub async fn concurrent_workers_never_claim_a_scan_twice(meta: Store) {
 pub async fn concurrent_stale_results_are_refused(meta: Store) {
     let d = image(meta.as_ref()).await;
     for round in 0..ROUNDS {
-        meta.request_scan("scan/app", &d, "BASIC", false).await.unwrap();
+        meta.request_scan("scan/app", &d, ScanType::Basic, false).await.unwrap();
         let job = meta.claim_scans("node-a", 10).await.unwrap().pop().unwrap();
         let (meta_a, meta_b, d2) = (meta.clone(), meta.clone(), d.clone());
         let finish = tokio::spawn(async move { meta_a.finish_scan(&job, &complete(2)).await.unwrap() });
-        let request = tokio::spawn(async move { meta_b.request_scan("scan/app", &d2, "BASIC", false).await });
+        let request = tokio::spawn(async move { meta_b.request_scan("scan/app", &d2, ScanType::Basic, false).await });
         let (recorded, _) = (finish.await.unwrap(), request.await.unwrap().unwrap());
         // The newer request always survives: the scan is pending again whichever came first.
         let scan = meta.image_scan("scan/app", &d).await.unwrap().unwrap();
-        assert_eq!(scan.status, "PENDING", "round {round} (result recorded: {recorded})");
+        assert_eq!(scan.status, ScanStatus::Pending, "round {round} (result recorded: {recorded})");
         // Drain the newer request so the next round starts from a finished scan.
         let job = meta.claim_scans("node-a", 10).await.unwrap().pop().unwrap();
         assert!(meta.finish_scan(&job, &complete(2)).await.unwrap());

@@ -9,9 +9,9 @@ pub mod vulndb;
 
 use std::collections::BTreeMap;
 
-use berth_meta::{Repository, ScanJob, ScanOutcome};
+use berth_meta::{Repository, ScanJob, ScanOutcome, ScanStatus};
 use berth_oci::{Digest, media_types};
-use berth_policy::scanning::{RegistryScanning, RepositoryScanning};
+use berth_policy::scanning::{RegistryScanning, RepositoryScanning, ScanType};
 use berth_vuln::findings::{Finding, match_inventory, severity_counts, sort_findings};
 use berth_vuln::image::Inventory;
 use berth_vuln::{Record, Severity};
@@ -69,20 +69,12 @@ pub struct ScanReport {
 
 /// Parses a severity name for the pull policy (`NONE`/empty turns it off).
 pub fn parse_block_severity(s: &str) -> Result<Option<Severity>, String> {
-    match s.trim().to_ascii_uppercase().as_str() {
-        "" | "NONE" | "OFF" => Ok(None),
-        "CRITICAL" => Ok(Some(Severity::Critical)),
-        "HIGH" => Ok(Some(Severity::High)),
-        "MEDIUM" => Ok(Some(Severity::Medium)),
-        "LOW" => Ok(Some(Severity::Low)),
-        "INFORMATIONAL" => Ok(Some(Severity::Informational)),
-        other => Err(format!("unknown severity {other:?}: use CRITICAL, HIGH, MEDIUM, LOW, INFORMATIONAL or NONE")),
-    }
+    berth_meta::PullBlock::parse(s).map(berth_meta::PullBlock::threshold)
 }
 
 fn failed(description: String) -> ScanOutcome {
     ScanOutcome {
-        status: "FAILED".into(),
+        status: ScanStatus::Failed,
         description: Some(description),
         findings: None,
         counts: None,
@@ -92,7 +84,7 @@ fn failed(description: String) -> ScanOutcome {
 }
 
 fn unsupported(description: &str) -> ScanOutcome {
-    ScanOutcome { status: "UNSUPPORTED_IMAGE".into(), ..failed(description.into()) }
+    ScanOutcome { status: ScanStatus::UnsupportedImage, ..failed(description.into()) }
 }
 
 impl Registry {
@@ -101,7 +93,7 @@ impl Registry {
         match self.meta().account_setting(self.registry_id(), REGISTRY_SCANNING_SETTING).await? {
             Some(text) => serde_json::from_str(&text)
                 .map_err(|e| RegistryError::Internal(format!("stored registry scanning configuration: {e}"))),
-            None => Ok(RegistryScanning { scan_type: "BASIC".into(), rules: Vec::new() }),
+            None => Ok(RegistryScanning { scan_type: ScanType::Basic, rules: Vec::new() }),
         }
     }
 
@@ -116,7 +108,7 @@ impl Registry {
     pub async fn repository_scanning(
         &self,
         repository: &Repository,
-    ) -> Result<(String, RepositoryScanning), RegistryError> {
+    ) -> Result<(ScanType, RepositoryScanning), RegistryError> {
         let config = self.registry_scanning().await?;
         let scanning = config.for_repository(&repository.name, repository.settings.scan_on_push);
         Ok((config.scan_type, scanning))
@@ -131,14 +123,14 @@ impl Registry {
         only_if_new: bool,
     ) -> Result<bool, RegistryError> {
         let (scan_type, _) = self.repository_scanning(repository).await?;
-        self.queue_scan(repository, digest, &scan_type, only_if_new).await
+        self.queue_scan(repository, digest, scan_type, only_if_new).await
     }
 
     async fn queue_scan(
         &self,
         repository: &Repository,
         digest: &str,
-        scan_type: &str,
+        scan_type: ScanType,
         only_if_new: bool,
     ) -> Result<bool, RegistryError> {
         let queued = self.meta().request_scan(&repository.name, digest, scan_type, only_if_new).await?;
@@ -163,7 +155,7 @@ impl Registry {
         let result = async {
             let (scan_type, scanning) = self.repository_scanning(repository).await?;
             if scanning.scan_on_push {
-                self.queue_scan(repository, digest.as_str(), &scan_type, true).await?;
+                self.queue_scan(repository, digest.as_str(), scan_type, true).await?;
             }
             Ok::<_, RegistryError>(())
         }
@@ -224,7 +216,7 @@ impl Registry {
         }
         let state = self.meta().vulndb_state().await.map_err(|e| e.to_string())?;
         let (blobs, meta, handle) = (self.blobs().clone(), self.meta().clone(), tokio::runtime::Handle::current());
-        let (enhanced, layer_list) = (job.scan_type == "ENHANCED", layers.clone());
+        let (enhanced, layer_list) = (job.scan_type == ScanType::Enhanced, layers.clone());
         let spool_dir = self.scan_settings().spool_dir.clone();
         let analysis = layers::on_background_thread(move || {
             analyze(&handle, &blobs, meta.as_ref(), &layer_list, enhanced, spool_dir.as_deref())
@@ -266,7 +258,7 @@ impl Registry {
             description.push_str(&format!(" Unreadable: {}", inventory.problems.join("; ")));
         }
         Ok(ScanOutcome {
-            status: "COMPLETE".into(),
+            status: ScanStatus::Complete,
             description: Some(description),
             findings: Some(serde_json::to_string(&report).map_err(|e| e.to_string())?),
             counts: Some(serde_json::to_string(&counts).map_err(|e| e.to_string())?),
@@ -346,8 +338,8 @@ impl Registry {
     /// repository's threshold (or the configured default). Images not scanned yet pass.
     pub(crate) fn check_pull_policy(&self, manifest: &berth_meta::StoredManifest) -> Result<(), RegistryError> {
         let gate = &manifest.pull_gate;
-        let threshold = match &gate.block_severity {
-            Some(s) => parse_block_severity(s).ok().flatten(),
+        let threshold = match gate.block_severity {
+            Some(policy) => policy.threshold(),
             None => self.scan_settings().pull_block_default,
         };
         let Some(threshold) = threshold else { return Ok(()) };

@@ -8,6 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use berth_policy::scanning::ScanType;
 use tokio::sync::Semaphore;
 
 use crate::{Registry, RegistryError};
@@ -85,9 +86,10 @@ impl Scanner {
                                     Ok(outcome) => outcome,
                                     Err(_) => registry.scan_timed_out(),
                                 };
-                                metrics::counter!("berth_scans_total", "status" => outcome.status.clone()).increment(1);
+                                metrics::counter!("berth_scans_total", "status" => outcome.status.as_str())
+                                    .increment(1);
                                 tracing::info!(
-                                    repository = %job.repository, digest = %job.digest, status = %outcome.status,
+                                    repository = %job.repository, digest = %job.digest, status = outcome.status.as_str(),
                                     seconds = started.elapsed().as_secs_f64(), "scan finished"
                                 );
                                 match registry.meta().finish_scan(&job, &outcome).await {
@@ -118,7 +120,8 @@ impl Registry {
     /// database `version`. Returns how many were queued.
     pub async fn rescan_continuous(&self, version: i64) -> Result<usize, RegistryError> {
         let config = self.registry_scanning().await?;
-        if config.scan_type != "ENHANCED" || !config.rules.iter().any(|r| r.scan_frequency == "CONTINUOUS_SCAN") {
+        if config.scan_type != ScanType::Enhanced || !config.rules.iter().any(|r| r.scan_frequency == "CONTINUOUS_SCAN")
+        {
             return Ok(0);
         }
         let mut queued = 0;

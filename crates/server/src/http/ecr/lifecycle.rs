@@ -1,5 +1,6 @@
 //! Lifecycle policy operations: put, get, delete, and the preview of what a policy would do.
 
+use berth_meta::ActionKind;
 use berth_registry::settings::PreviewResult;
 use serde::{Deserialize, Serialize};
 
@@ -141,7 +142,7 @@ pub(super) async fn get_lifecycle_policy_preview(
     ctx.existing_repository(repo).await?;
     let preview = ctx.app.registry.lifecycle_preview_results(repo).await?;
     let (text, status, all) = (preview.policy_text, preview.status, preview.results);
-    let transitioning = all.iter().filter(|r| r.action.kind == "TRANSITION").count();
+    let transitioning = all.iter().filter(|r| r.action.kind == ActionKind::Transition).count();
     let summary = PreviewSummary {
         expiring_image_total_count: all.len() - transitioning,
         transitioning_image_total_counts: (transitioning > 0)

@@ -526,14 +526,14 @@ impl Ctx<'_> {
             repository_name: r.name.clone(),
             repository_uri: format!("{}/{}", self.registry_host(), r.name),
             created_at: shapes::seconds(r.created_at),
-            image_tag_mutability: s.tag_mutability.clone(),
+            image_tag_mutability: s.tag_mutability.as_str().to_string(),
             image_tag_mutability_exclusion_filters: shapes::exclusion_filters(&s.tag_mutability_exclusions),
             image_scanning_configuration: shapes::ScanningConfiguration { scan_on_push: s.scan_on_push },
             encryption_configuration: EncryptionConfiguration {
-                encryption_type: s.encryption_type.clone(),
+                encryption_type: s.encryption_type.as_str().to_string(),
                 kms_key: s.kms_key.clone(),
             },
-            pull_block_severity: s.pull_block_severity.clone(),
+            pull_block_severity: s.pull_block_severity.map(|p| p.as_str()),
         }
     }
 

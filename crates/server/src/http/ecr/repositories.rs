@@ -44,7 +44,7 @@ pub(super) async fn create_repository(
     )?;
     let (encryption_type, kms_key) = encryption_settings(input.encryption_configuration.as_ref())?;
     let settings = RepositorySettings {
-        tag_mutability: rule.mode.as_str().into(),
+        tag_mutability: rule.mode,
         tag_mutability_exclusions: rule.exclusions,
         scan_on_push: input.image_scanning_configuration.and_then(|s| s.scan_on_push).unwrap_or(false),
         encryption_type,
@@ -149,14 +149,14 @@ pub(super) async fn put_image_tag_mutability(
         .app
         .registry
         .update_repository_settings(&input.repository_name, |s| {
-            s.tag_mutability = rule.mode.as_str().into();
+            s.tag_mutability = rule.mode;
             s.tag_mutability_exclusions = rule.exclusions;
         })
         .await?;
     Ok(PutImageTagMutabilityOutput {
         registry_id: ctx.registry_id().to_string(),
         image_tag_mutability_exclusion_filters: super::shapes::exclusion_filters(&r.settings.tag_mutability_exclusions),
-        image_tag_mutability: r.settings.tag_mutability,
+        image_tag_mutability: r.settings.tag_mutability.as_str().to_string(),
         repository_name: r.name,
     })
 }

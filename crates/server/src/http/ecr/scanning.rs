@@ -3,7 +3,7 @@
 //! shapes: basic `findings` for BASIC scans, `enhancedFindings` (Inspector's finding format)
 //! for ENHANCED.
 
-use berth_meta::ImageScan;
+use berth_meta::{ImageScan, ScanType};
 use berth_registry::RegistryError;
 use berth_registry::scan::ScanReport;
 use berth_vuln::findings::Finding;
@@ -122,7 +122,7 @@ pub(super) async fn describe_image_scan_findings(
     };
     let page: Vec<&Finding> = report.findings.iter().skip(offset).take(limit).collect();
     let mut findings = ImageScanFindings { summary, findings: None, enhanced_findings: None };
-    if scan.scan_type == "ENHANCED" {
+    if scan.scan_type == ScanType::Enhanced {
         let image = ctx.app.registry.image(repo_name, &digest).await?;
         let image = ImageFacts {
             repository: repo_name,

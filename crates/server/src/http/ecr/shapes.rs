@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use berth_meta::ImageScan;
+use berth_meta::{ImageScan, ScanStatus};
 use berth_registry::images::{ImageIdFailure, ImageRef};
 use berth_registry::repositories::{EncryptionConfiguration, ExclusionFilter};
 use serde::{Deserialize, Serialize};
@@ -104,10 +104,10 @@ pub(super) struct ImageScanStatus {
 
 impl ImageScanStatus {
     pub(super) fn of(scan: &ImageScan) -> Self {
-        let (status, description) = match scan.status.as_str() {
-            "PENDING" => ("IN_PROGRESS", "The scan is queued.".to_string()),
-            "IN_PROGRESS" => ("IN_PROGRESS", "The scan is in progress.".to_string()),
-            other => (other, scan.description.clone().unwrap_or_default()),
+        let (status, description) = match scan.status {
+            ScanStatus::Pending => ("IN_PROGRESS", "The scan is queued.".to_string()),
+            ScanStatus::InProgress => ("IN_PROGRESS", "The scan is in progress.".to_string()),
+            other => (other.as_str(), scan.description.clone().unwrap_or_default()),
         };
         ImageScanStatus { status: status.to_string(), description }
     }
@@ -126,7 +126,7 @@ pub(super) struct FindingsSummary {
 
 impl FindingsSummary {
     pub(super) fn of(scan: &ImageScan) -> Option<Self> {
-        if scan.status != "COMPLETE" {
+        if scan.status != ScanStatus::Complete {
             return None;
         }
         Some(FindingsSummary {
@@ -173,5 +173,5 @@ pub(super) struct RepositoryShape {
     pub(super) encryption_configuration: EncryptionConfiguration,
     /// Beyond ECR (SDKs ignore members their model lacks): the pull policy by severity.
     #[serde(rename = "berthPullBlockSeverity", skip_serializing_if = "Option::is_none")]
-    pub(super) pull_block_severity: Option<String>,
+    pub(super) pull_block_severity: Option<&'static str>,
 }
