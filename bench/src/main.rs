@@ -80,7 +80,7 @@ struct Args {
 /// Lifecycle evaluation over 100,000 images (the seed policies plus an `any` rule), median of
 /// five runs, in seconds.
 fn lifecycle_eval_seconds() -> f64 {
-    use berth_policy::lifecycle::{Image, evaluate, parse};
+    use berth_rules::lifecycle::{Image, evaluate, parse};
     let policy = parse(
         r#"{"rules":[
         {"rulePriority":1,"selection":{"tagStatus":"tagged","tagPatternList":["prod*"],"countType":"imageCountMoreThan","countNumber":30},"action":{"type":"expire"}},

@@ -5,9 +5,9 @@
 //! push either whole or not at all.
 
 use berth_oci::{Algorithm, Digest};
-pub use berth_policy::lifecycle::ActionKind;
-pub use berth_policy::mutability::Mode as TagMutabilityMode;
-pub use berth_policy::scanning::ScanType;
+pub use berth_rules::lifecycle::ActionKind;
+pub use berth_rules::mutability::Mode as TagMutabilityMode;
+pub use berth_rules::scanning::ScanType;
 pub use berth_vuln::Severity;
 
 mod roles;

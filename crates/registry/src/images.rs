@@ -109,7 +109,7 @@ impl Registry {
             // ECR answers pulls of archived images with 404 until they are restored.
             Some(m) if m.archived => Err(RegistryError::ManifestArchived { reference: reference.to_string(), digest }),
             Some(m) if accepts(accept, &m.media_type) => {
-                self.check_pull_policy(&m)?;
+                self.check_pull_gate(&m)?;
                 Ok(m)
             }
             Some(m) => {
@@ -313,7 +313,7 @@ impl Registry {
 pub(crate) mod tests {
     use super::*;
     use berth_meta::RepositorySettings;
-    use berth_policy::lifecycle::StorageClass;
+    use berth_rules::lifecycle::StorageClass;
 
     fn stream(data: Vec<u8>) -> berth_store::ByteStream {
         Box::pin(futures_util::stream::once(async move { Ok(bytes::Bytes::from(data)) }))

@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 
 use berth_meta::{ImageFilter, ImageRecord, LifecycleEvent};
-use berth_policy::lifecycle::{self, ActionKind, Decision, Image, LifecyclePolicy, StorageClass};
+use berth_rules::lifecycle::{self, ActionKind, Decision, Image, LifecyclePolicy, StorageClass};
 
 use crate::{Registry, RegistryError};
 

@@ -3,7 +3,7 @@
 //! whether a push to a missing repository creates it (`appliedFor: CREATE_ON_PUSH`).
 
 use berth_meta::{CreationTemplate, EncryptionType, MetaError, Repository, RepositorySettings, TagMutabilityMode};
-use berth_policy::TagMutability;
+use berth_rules::TagMutability;
 use serde::{Deserialize, Serialize};
 
 use crate::{Registry, RegistryError};

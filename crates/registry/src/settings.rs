@@ -3,7 +3,7 @@
 //! lifecycle policies with their previews. Every text is validated here before it is stored.
 
 use berth_iam::{PolicyDocument, PolicyKind};
-use berth_policy::lifecycle::{self, ActionKind, LifecyclePolicy};
+use berth_rules::lifecycle::{self, ActionKind, LifecyclePolicy};
 use serde::{Deserialize, Serialize};
 
 use crate::{Registry, RegistryError};

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use berth_meta::{Repository, ScanJob, ScanOutcome, ScanStatus};
 use berth_oci::{Digest, media_types};
-use berth_policy::scanning::{RegistryScanning, RepositoryScanning, ScanType};
+use berth_rules::scanning::{RegistryScanning, RepositoryScanning, ScanType};
 use berth_vuln::findings::{Finding, match_inventory, severity_counts, sort_findings};
 use berth_vuln::image::Inventory;
 use berth_vuln::{Record, Severity};
@@ -336,7 +336,7 @@ impl Registry {
 
     /// The pull policy: refuses an image whose complete scan has findings at or above the
     /// repository's threshold (or the configured default). Images not scanned yet pass.
-    pub(crate) fn check_pull_policy(&self, manifest: &berth_meta::StoredManifest) -> Result<(), RegistryError> {
+    pub(crate) fn check_pull_gate(&self, manifest: &berth_meta::StoredManifest) -> Result<(), RegistryError> {
         let gate = &manifest.pull_gate;
         let threshold = match gate.block_severity {
             Some(policy) => policy.threshold(),

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use berth_policy::scanning::ScanType;
+use berth_rules::scanning::ScanType;
 use tokio::sync::Semaphore;
 
 use crate::{Registry, RegistryError};

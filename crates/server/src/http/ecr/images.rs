@@ -4,9 +4,9 @@
 
 use berth_meta::{ImageFilter, StatusFilter, TagFilter};
 use berth_oci::Digest;
-use berth_policy::lifecycle::StorageClass;
 use berth_registry::RegistryError;
 use berth_registry::images::{ImageDetail, ImageIdFailure, listing_filter};
+use berth_rules::lifecycle::StorageClass;
 use serde::{Deserialize, Serialize};
 
 use super::shapes::{FindingsSummary, ImageFailure, ImageId, ImageScanStatus, image_not_found, seconds};

@@ -2,7 +2,7 @@
 //! account settings and the registry scanning configuration.
 
 use berth_auth::token::docker_authorization;
-use berth_policy::scanning::{RegistryScanning, RepositoryFilter};
+use berth_rules::scanning::{RegistryScanning, RepositoryFilter};
 use serde::{Deserialize, Serialize};
 
 use super::{Ctx, EcrError, check_repository_name};
