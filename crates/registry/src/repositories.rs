@@ -119,33 +119,63 @@ pub fn tag_mutability(settings: &RepositorySettings) -> TagMutability {
 
 impl Registry {
     /// One page of `account`'s repositories in key order after the key `after`: at most
-    /// `limit`, and whether more follow. The listing both `/v2/_catalog` and
-    /// `DescribeRepositories` page through. Another account's keys share a prefix, so they are
-    /// one range of the store's order; the default account's keys are the ones without a
-    /// prefix, which the other accounts' `@…` range splits in two (digits sort before `@`,
-    /// letters after), so its listing steps over that range.
+    /// `limit`, and whether more follow (`DescribeRepositories`).
     pub async fn account_repositories(
         &self,
         account: &str,
         after: Option<&str>,
         limit: u32,
     ) -> Result<(Vec<Repository>, bool), RegistryError> {
+        let meta = self.meta();
+        let fetch = |cursor: Option<String>, n| async move { meta.describe_repositories(cursor.as_deref(), n).await };
+        self.account_range(account, after, limit, fetch, |r| &r.name).await
+    }
+
+    /// The same page, repository keys only (`/v2/_catalog`: no settings to read).
+    pub async fn account_repository_keys(
+        &self,
+        account: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<(Vec<String>, bool), RegistryError> {
+        let meta = self.meta();
+        let fetch = |cursor: Option<String>, n| async move { meta.list_repositories(cursor.as_deref(), n).await };
+        self.account_range(account, after, limit, fetch, |k| k).await
+    }
+
+    /// The one repository-listing loop: pages of the store's repositories (`fetch`: after a
+    /// key, at most n) kept to `account`'s keys. Another account's keys share a prefix, so
+    /// they are one range of the store's order; the default account's keys are the ones
+    /// without a prefix, which the other accounts' `@…` range splits in two (digits sort
+    /// before `@`, letters after), so its listing steps over that range.
+    async fn account_range<T, F, Fut>(
+        &self,
+        account: &str,
+        after: Option<&str>,
+        limit: u32,
+        fetch: F,
+        key: impl Fn(&T) -> &str,
+    ) -> Result<(Vec<T>, bool), RegistryError>
+    where
+        F: Fn(Option<String>, u32) -> Fut,
+        Fut: std::future::Future<Output = berth_meta::Result<Vec<T>>>,
+    {
         let prefix = account_key_prefix(self.registry_id(), account);
         let mut cursor = match after {
             Some(a) => Some(a.to_string()),
             None if !prefix.is_empty() => Some(prefix.clone()),
             None => None,
         };
-        let mut found: Vec<Repository> = Vec::new();
+        let mut found: Vec<T> = Vec::new();
         let want = limit as usize + 1;
         loop {
             let asked = want - found.len();
-            let page = self.meta().describe_repositories(cursor.as_deref(), asked as u32).await?;
+            let page = fetch(cursor.clone(), asked as u32).await?;
             let exhausted = page.len() < asked;
-            cursor = page.last().map(|r| r.name.clone());
+            cursor = page.last().map(|r| key(r).to_string());
             let mut left_the_range = false;
             for r in page {
-                if key_in_account(self.registry_id(), account, &r.name) {
+                if key_in_account(self.registry_id(), account, key(&r)) {
                     found.push(r);
                 } else {
                     left_the_range = true;
@@ -539,6 +569,8 @@ mod tests {
                     }
                 }
                 assert_eq!(listed, keys, "account {account}, pages of {limit}");
+                let (names, _) = registry.account_repository_keys(account, None, 100).await.unwrap();
+                assert_eq!(names, keys, "account {account}: the catalog's keys page the same way");
             }
         }
         let (none, more) = registry.account_repositories("444444444444", None, 10).await.unwrap();

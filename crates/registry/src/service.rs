@@ -698,8 +698,8 @@ impl Registry {
 
     /// `/v2/_catalog` of `account`'s registry: a page of repository keys after the key `last`.
     pub async fn catalog(&self, account: &str, n: Option<u32>, last: Option<&str>) -> Result<Page> {
-        let (repositories, more) = self.account_repositories(account, last, Self::page_size(n)).await?;
-        Ok(Page { items: repositories.into_iter().map(|r| r.name).collect(), more })
+        let (items, more) = self.account_repository_keys(account, last, Self::page_size(n)).await?;
+        Ok(Page { items, more })
     }
 
     pub async fn referrers(
