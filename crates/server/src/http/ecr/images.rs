@@ -113,13 +113,6 @@ pub(super) struct ImageDetailShape {
     image_scan_findings_summary: Option<FindingsSummary>,
 }
 
-fn check_ids(ids: &[ImageId]) -> Result<(), EcrError> {
-    if ids.is_empty() || ids.len() > 100 {
-        return Err(EcrError::invalid("imageIds must hold between 1 and 100 image ids"));
-    }
-    Ok(())
-}
-
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub(super) struct ListImagesInput {
@@ -139,7 +132,7 @@ pub(super) struct ListImagesOutput {
 
 pub(super) async fn list_images(ctx: &Ctx<'_>, input: ListImagesInput) -> Result<ListImagesOutput, EcrError> {
     check_repository_name(&input.repository_name)?;
-    let limit = page_size(input.max_results, 100)?;
+    let limit = page_size(input.max_results, 100);
     let filter = image_filter(&input.filter)?;
     let after = ctx.decode_token(&input.next_token)?;
     let after = after.as_deref().map(|t| t.split_once(' ').unwrap_or((t, "")));
@@ -177,7 +170,6 @@ pub(super) async fn describe_images(
     let registry = &ctx.app.registry;
     no_paging_with(input.image_ids.is_some(), &input.max_results, &input.next_token, "imageIds")?;
     if let Some(ids) = &input.image_ids {
-        check_ids(ids)?;
         let mut details = Vec::new();
         for id in ids {
             let Ok(digest) = registry.resolve_image(repo, id.as_ref()).await? else {
@@ -188,7 +180,7 @@ pub(super) async fn describe_images(
         }
         return Ok(DescribeImagesOutput { image_details: details, next_token: None });
     }
-    let limit = page_size(input.max_results, 100)?;
+    let limit = page_size(input.max_results, 100);
     let after = ctx.decode_token(&input.next_token)?;
     let (images, more) = registry.describe_images(repo, after.as_deref(), limit, image_filter(&input.filter)?).await?;
     let next_token = images.last().filter(|_| more).map(|last| ctx.encode_token(&last.record.digest));
@@ -223,7 +215,6 @@ pub(super) struct BatchGetImageOutput {
 
 pub(super) async fn batch_get_image(ctx: &Ctx<'_>, input: BatchGetImageInput) -> Result<BatchGetImageOutput, EcrError> {
     check_repository_name(&input.repository_name)?;
-    check_ids(&input.image_ids)?;
     let repo = &input.repository_name;
     ctx.repository(repo).await?;
     let accepted: Vec<&str> = input.accepted_media_types.iter().flatten().map(String::as_str).collect();
@@ -288,7 +279,6 @@ pub(super) async fn batch_delete_image(
     input: BatchDeleteImageInput,
 ) -> Result<BatchDeleteImageOutput, EcrError> {
     check_repository_name(&input.repository_name)?;
-    check_ids(&input.image_ids)?;
     let repo = &input.repository_name;
     ctx.repository(repo).await?;
     let (mut deleted, mut failures) = (Vec::new(), Vec::new());
@@ -393,9 +383,6 @@ pub(super) async fn batch_check_layer_availability(
     input: BatchCheckLayerAvailabilityInput,
 ) -> Result<BatchCheckLayerAvailabilityOutput, EcrError> {
     check_repository_name(&input.repository_name)?;
-    if input.layer_digests.is_empty() || input.layer_digests.len() > 100 {
-        return Err(EcrError::invalid("layerDigests must hold between 1 and 100 digests"));
-    }
     let repo = &input.repository_name;
     ctx.repository(repo).await?;
     let (mut layers, mut failures) = (Vec::new(), Vec::new());
@@ -479,24 +466,13 @@ pub(super) async fn list_image_referrers(
     ctx.existing_repository(repo).await?;
     let filter = input.filter.unwrap_or_default();
     let types = filter.artifact_types.unwrap_or_default();
-    if types.len() > 5 {
-        return Err(EcrError::invalid("artifactTypes may hold at most 5 types"));
-    }
     if let Some(s) = &filter.artifact_status
         && !matches!(s.as_str(), "ACTIVE" | "ANY")
     {
         // Berth keeps every image ACTIVE until the archive storage class exists.
         return Ok(ListImageReferrersOutput { referrers: Vec::new(), next_token: None });
     }
-    let limit = match input.max_results {
-        None => 50,
-        Some(n) if (1..=50).contains(&n) => n as usize,
-        Some(n) => {
-            return Err(EcrError::invalid(format!(
-                "Invalid parameter at 'maxResults' failed to satisfy constraint: 'Member must have value between 1 and 50' (got {n})"
-            )));
-        }
-    };
+    let limit = input.max_results.map_or(50, |n| n as usize);
     let after = ctx.decode_token(&input.next_token)?;
     let mut found =
         ctx.app.registry.referrers(repo, &input.subject_id.image_digest, None).await.map_err(|e| match e {

@@ -162,15 +162,7 @@ pub(super) async fn get_lifecycle_policy_preview(
             input.image_ids.as_ref().is_none_or(|ids| ids.iter().any(|id| id.matches(&r.image_digest, &r.image_tags)));
         by_status && by_id
     };
-    let limit = match input.max_results {
-        None => 100,
-        Some(n) if (1..=100).contains(&n) => n as usize,
-        Some(n) => {
-            return Err(EcrError::invalid(format!(
-                "Invalid parameter at 'maxResults': must be between 1 and 100, got {n}"
-            )));
-        }
-    };
+    let limit = input.max_results.map_or(100, |n| n as usize);
     let start: usize = ctx.decode_token(&input.next_token)?.and_then(|t| t.parse().ok()).unwrap_or(0);
     let selected: Vec<PreviewResult> = all.into_iter().filter(wanted).collect();
     let page: Vec<PreviewResult> = selected.iter().skip(start).take(limit).cloned().collect();

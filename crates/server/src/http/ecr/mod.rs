@@ -579,14 +579,10 @@ fn no_paging_with(
     Ok(())
 }
 
-fn page_size(max_results: Option<i64>, default: i64) -> Result<u32, EcrError> {
-    match max_results {
-        None => Ok(default as u32),
-        Some(n) if (1..=1000).contains(&n) => Ok(n as u32),
-        Some(n) => Err(EcrError::invalid(format!(
-            "Invalid parameter at 'maxResults' failed to satisfy constraint: 'Member must have value between 1 and 1000' (got {n})"
-        ))),
-    }
+/// A page's size: `maxResults`, else the operation's default. The model's bounds on
+/// `maxResults` were checked at the front door (model.rs), as every list length was.
+fn page_size(max_results: Option<i64>, default: u32) -> u32 {
+    max_results.map_or(default, |n| n as u32)
 }
 
 impl Ctx<'_> {

@@ -78,9 +78,6 @@ pub(super) async fn describe_repositories(
 ) -> Result<DescribeRepositoriesOutput, EcrError> {
     no_paging_with(input.repository_names.is_some(), &input.max_results, &input.next_token, "repositoryNames")?;
     if let Some(names) = &input.repository_names {
-        if names.is_empty() || names.len() > 100 {
-            return Err(EcrError::invalid("repositoryNames must hold between 1 and 100 names"));
-        }
         let mut repositories = Vec::new();
         for n in names {
             check_repository_name(n)?;
@@ -88,7 +85,7 @@ pub(super) async fn describe_repositories(
         }
         return Ok(DescribeRepositoriesOutput { repositories, next_token: None });
     }
-    let limit = page_size(input.max_results, 100)?;
+    let limit = page_size(input.max_results, 100);
     // Tokens hold the last name, never an internal key.
     let after = ctx.decode_token(&input.next_token)?.map(|name| ctx.ns.key(&name));
     let (repos, more) = ctx.app.registry.account_repositories(&ctx.ns.account, after.as_deref(), limit).await?;

@@ -88,7 +88,7 @@ pub(super) async fn describe_image_scan_findings(
 ) -> Result<DescribeImageScanFindingsOutput, EcrError> {
     let repo_name = &input.repository_name;
     ctx.existing_repository(repo_name).await?;
-    let limit = page_size(input.max_results, 100)? as usize;
+    let limit = page_size(input.max_results, 100) as usize;
     let offset: usize = match ctx.decode_token(&input.next_token)? {
         Some(t) => t
             .parse()

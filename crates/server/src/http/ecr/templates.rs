@@ -90,7 +90,7 @@ pub(super) async fn describe_templates(
     ctx: &Ctx<'_>,
     input: DescribeTemplatesInput,
 ) -> Result<DescribeTemplatesOutput, EcrError> {
-    let limit = page_size(input.max_results, 100)? as usize;
+    let limit = page_size(input.max_results, 100) as usize;
     let after = ctx.decode_token(&input.next_token)?;
     let mut selected: Vec<StoredTemplate> = ctx
         .app
