@@ -183,6 +183,26 @@ def docker():
     shutil.rmtree(d, ignore_errors=True)
 
 
+def unseal(data_dir, kind, ident, sealed):
+    """Opens a value Berth sealed under its master keyring (`<data_dir>/master.key`), as the
+    keyring crate does: AES-256-GCM, associated data naming the value and the key version."""
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    if isinstance(sealed, bytes):
+        sealed = sealed.decode()
+    assert sealed.startswith("sealed:v"), sealed[:16]
+    version, body = sealed[len("sealed:v"):].split(":", 1)
+    keys = {}
+    for line in open(os.path.join(data_dir, "master.key")):
+        line = line.strip()
+        if line and not line.startswith("#"):
+            v, k = line.split(":", 1)
+            keys[v] = base64.b64decode(k)
+    raw = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
+    aad = f"berth keyring\n{kind}\n{ident}\nv{version}".encode()
+    return AESGCM(keys[version]).decrypt(raw[:12], raw[12:], aad)
+
+
 def push_image(berth, repo, tag, seed):
     """Pushes a small OCI image over /v2/ with a registry token; returns (digest, manifest, layer digest)."""
     import hashlib

@@ -10,7 +10,7 @@ import time
 
 import requests
 
-from conftest import ACCOUNT_ID, KEY_ID
+from conftest import ACCOUNT_ID, KEY_ID, unseal
 
 
 def mint(key, claims):
@@ -21,11 +21,14 @@ def mint(key, claims):
 
 
 def registry_key(berth):
-    db = sqlite3.connect(os.path.join(berth.data_dir, "data", "meta.db"))
+    """The token signing key, read from the database and opened with the master keyring."""
+    data = os.path.join(berth.data_dir, "data")
+    db = sqlite3.connect(os.path.join(data, "meta.db"))
     try:
-        return db.execute("SELECT value FROM registry_secrets WHERE name = 'registry-token-hmac'").fetchone()[0]
+        sealed = db.execute("SELECT value FROM registry_secrets WHERE name = 'registry-token-hmac'").fetchone()[0]
     finally:
         db.close()
+    return unseal(data, "registry-secret", "registry-token-hmac", sealed)
 
 
 def test_expired_and_revoked_tokens_are_refused(berth):

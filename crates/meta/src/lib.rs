@@ -16,6 +16,7 @@ pub mod testing;
 
 pub use roles::{
     AccountStore, ContentStore, GcStore, IamPolicyStore, LifecycleStore, MetaStore, RepositoryStore, ScanStore,
+    SecretStore,
 };
 pub use sqlite::SqliteMeta;
 
@@ -178,10 +179,60 @@ impl PrincipalKind {
 pub struct AccessKey {
     pub access_key_id: String,
     pub principal_id: String,
-    /// Never logged; only the SigV4 verifier reads it.
-    pub secret: String,
+    /// The secret sealed under the master keyring (`berth_keyring`); a data directory of a
+    /// release before the keyring holds it in plain text until the upgrade seals it.
+    pub sealed_secret: String,
     pub active: bool,
     pub created_at: i64,
+    /// When, for which service and in which region the key last authenticated a request.
+    pub last_used: Option<KeyUse>,
+}
+
+/// One recorded use of an access key (`GetAccessKeyLastUsed`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyUse {
+    /// Epoch milliseconds.
+    pub at: i64,
+    pub service: String,
+    pub region: String,
+}
+
+/// What a conditional change of an access key did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyChange {
+    Done,
+    NotFound,
+    /// Refused: it would leave the key's principal without an active key.
+    LastActiveKey,
+}
+
+/// The kinds of sealed value the store keeps, each named as the keyring's associated data
+/// names it. Later features add theirs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SealedKind {
+    /// An access key's secret, identified by the access key id.
+    AccessKeySecret,
+    /// A key the registry itself holds (the token signing key), identified by its name.
+    RegistrySecret,
+}
+
+impl SealedKind {
+    pub const ALL: [SealedKind; 2] = [SealedKind::AccessKeySecret, SealedKind::RegistrySecret];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SealedKind::AccessKeySecret => "access-key-secret",
+            SealedKind::RegistrySecret => "registry-secret",
+        }
+    }
+}
+
+/// A stored secret as the store holds it: sealed text, or (before the upgrade) plain bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredSecret {
+    pub kind: SealedKind,
+    pub id: String,
+    pub stored: Vec<u8>,
 }
 
 /// An IAM group of users.

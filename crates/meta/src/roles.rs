@@ -328,10 +328,54 @@ pub trait AccountStore: Send + Sync + 'static {
 
     async fn list_access_keys(&self, principal_id: &str) -> Result<Vec<AccessKey>>;
 
+    /// Makes a key active or inactive. With `keep_another_active`, deactivating an active key
+    /// is refused (`LastActiveKey`) unless its principal has another active key.
+    /// Concurrency: the other-key test and the change are one statement (one transaction on a
+    /// server database, locking the principal's key rows), so two deactivations racing for the
+    /// last two keys cannot both succeed.
+    async fn update_access_key_status(
+        &self,
+        access_key_id: &str,
+        active: bool,
+        keep_another_active: bool,
+    ) -> Result<KeyChange>;
+
+    /// Deletes a key, with the same `keep_another_active` guard for an active key, and records
+    /// its id as deleted (so a later start never brings it back).
+    async fn delete_access_key(&self, access_key_id: &str, keep_another_active: bool) -> Result<KeyChange>;
+
+    /// Whether a key of this id was deleted.
+    async fn access_key_deleted(&self, access_key_id: &str) -> Result<bool>;
+
+    /// Records a use of the key (a no-op for a key that no longer exists).
+    async fn record_access_key_use(&self, access_key_id: &str, used: &KeyUse) -> Result<()>;
+
     /// The named registry secret, stored first as `initial` if there is none yet. Every node
     /// ends up with the same value whichever stored it.
     /// Concurrency: insert-if-absent, then read what is stored.
     async fn registry_secret(&self, name: &str, initial: &[u8]) -> Result<Vec<u8>>;
+}
+
+/// Every secret the store keeps sealed, seen as values to re-seal: the master keyring's
+/// rotation and the upgrade of a data directory that held them in plain text.
+#[async_trait]
+pub trait SecretStore: Send + Sync + 'static {
+    /// Up to `limit` stored values of `kind` with an id above `after`, in id order.
+    async fn stored_secrets(&self, kind: SealedKind, after: &str, limit: usize) -> Result<Vec<StoredSecret>>;
+
+    /// Replaces a stored value if it is still `expected`; whether it was.
+    /// Concurrency: compare-and-set in one statement, so a value changed meanwhile (a deleted
+    /// key, a concurrent rotation) is left alone for the next pass.
+    async fn replace_stored_secret(&self, kind: SealedKind, id: &str, expected: &[u8], new: &[u8]) -> Result<bool>;
+
+    /// The master-key version a rotation in progress re-seals to, if one is.
+    async fn rotation_target(&self) -> Result<Option<u32>>;
+
+    async fn set_rotation_target(&self, version: Option<u32>) -> Result<()>;
+
+    /// Overwrites the space deleted and replaced values occupied (free pages, journal), so no
+    /// old bytes of a secret stay readable in the store's files.
+    async fn erase_freed_space(&self) -> Result<()>;
 }
 
 /// IAM groups and identity policies (inline and managed, with their attachments).
@@ -392,7 +436,7 @@ pub trait IamPolicyStore: Send + Sync + 'static {
 /// Every role, for the composition root and the registry that serves them all.
 #[async_trait]
 pub trait MetaStore:
-    RepositoryStore + ContentStore + ScanStore + LifecycleStore + GcStore + AccountStore + IamPolicyStore
+    RepositoryStore + ContentStore + ScanStore + LifecycleStore + GcStore + AccountStore + IamPolicyStore + SecretStore
 {
     async fn close(&self);
 }

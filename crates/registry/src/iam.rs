@@ -7,10 +7,12 @@ use std::sync::Arc;
 
 use berth_iam::{PolicyDocument, PolicyKind};
 use berth_meta::{
-    AccessKey, AccountStore, Group, IamPolicyStore, ManagedPolicy, MetaError, Principal, PrincipalKind, now_ms,
+    AccessKey, AccountStore, Group, IamPolicyStore, KeyChange, ManagedPolicy, MetaError, Principal, PrincipalKind,
+    SealedKind, now_ms,
 };
 
 use crate::authz::aws_managed_policy;
+use crate::secrets::MasterKeys;
 
 /// IAM's errors, by the code the IAM API gives them.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -28,6 +30,8 @@ pub enum IamError {
     #[error("{0}")]
     LimitExceeded(String),
     #[error("{0}")]
+    ValidationError(String),
+    #[error("{0}")]
     ServiceFailure(String),
 }
 
@@ -40,6 +44,7 @@ impl IamError {
             IamError::InvalidInput(_) => "InvalidInput",
             IamError::DeleteConflict(_) => "DeleteConflict",
             IamError::LimitExceeded(_) => "LimitExceeded",
+            IamError::ValidationError(_) => "ValidationError",
             IamError::ServiceFailure(_) => "ServiceFailure",
         }
     }
@@ -86,12 +91,49 @@ fn new_id(prefix: &str) -> String {
 pub struct IamAdmin {
     accounts: Arc<dyn AccountStore>,
     policies: Arc<dyn IamPolicyStore>,
+    keys: Arc<MasterKeys>,
     account_id: String,
 }
 
+/// A new access key with its secret, which is shown once and stored only sealed.
+pub struct NewAccessKey {
+    pub key: AccessKey,
+    pub secret: String,
+}
+
+/// The status `UpdateAccessKey` sets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyStatus {
+    Active,
+    Inactive,
+}
+
+impl KeyStatus {
+    /// IAM's `statusType`; `Expired` is a status IAM reports for other credentials, never one a
+    /// caller may set.
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "Active" => Ok(KeyStatus::Active),
+            "Inactive" => Ok(KeyStatus::Inactive),
+            other => Err(IamError::ValidationError(format!(
+                "1 validation error detected: Value '{other}' at 'status' failed to satisfy constraint: \
+                 Member must satisfy enum value set: [Active, Inactive]"
+            ))),
+        }
+    }
+}
+
+const ROOT_KEEPS_A_KEY: &str =
+    "The account root must keep one active access key: create or activate another one first.";
+
 impl IamAdmin {
-    pub fn new(accounts: Arc<dyn AccountStore>, policies: Arc<dyn IamPolicyStore>, account_id: String) -> Self {
-        IamAdmin { accounts, policies, account_id }
+    pub fn new(
+        accounts: Arc<dyn AccountStore>,
+        policies: Arc<dyn IamPolicyStore>,
+        keys: Arc<MasterKeys>,
+        account_id: String,
+    ) -> Self {
+        IamAdmin { accounts, policies, keys, account_id }
     }
 
     pub async fn user(&self, name: &str) -> Result<Principal> {
@@ -213,16 +255,72 @@ impl IamAdmin {
     /// A new access key for `principal` (a user, or the root); the secret is returned once.
     /// IAM's quota of two keys per user is the IAM API's to apply ([`IamAdmin::check_key_quota`]);
     /// `berth admin` is the operator's tool and does not.
-    pub async fn create_access_key(&self, principal: &Principal) -> Result<AccessKey> {
+    pub async fn create_access_key(&self, principal: &Principal) -> Result<NewAccessKey> {
+        let access_key_id = berth_auth::keys::new_access_key_id();
+        let secret = berth_auth::keys::new_secret_access_key();
         let key = AccessKey {
-            access_key_id: berth_auth::keys::new_access_key_id(),
+            sealed_secret: self.keys.seal(SealedKind::AccessKeySecret, &access_key_id, secret.as_bytes()),
+            access_key_id,
             principal_id: principal.id.clone(),
-            secret: berth_auth::keys::new_secret_access_key(),
             active: true,
             created_at: now_ms(),
+            last_used: None,
         };
         self.accounts.create_access_key(&key).await?;
-        Ok(key)
+        Ok(NewAccessKey { key, secret })
+    }
+
+    fn no_such_key(access_key_id: &str) -> IamError {
+        IamError::NoSuchEntity(format!("The Access Key with id {access_key_id} cannot be found."))
+    }
+
+    /// `access_key_id` if it is `owner`'s key; IAM's `NoSuchEntity` for a key of anyone else
+    /// (another user, another account) as for one that does not exist.
+    async fn owned_key(&self, owner: &Principal, access_key_id: &str) -> Result<AccessKey> {
+        match self.accounts.access_key(access_key_id).await? {
+            Some((key, p)) if p.id == owner.id && p.account_id == self.account_id => Ok(key),
+            _ => Err(Self::no_such_key(access_key_id)),
+        }
+    }
+
+    fn key_change(change: KeyChange, access_key_id: &str) -> Result<()> {
+        match change {
+            KeyChange::Done => Ok(()),
+            KeyChange::NotFound => Err(Self::no_such_key(access_key_id)),
+            KeyChange::LastActiveKey => Err(IamError::DeleteConflict(ROOT_KEEPS_A_KEY.into())),
+        }
+    }
+
+    /// Activates or deactivates `owner`'s key. The account root's last active key cannot be
+    /// deactivated (`DeleteConflict`) unless `force` (only `berth admin` passes it).
+    pub async fn update_access_key(
+        &self,
+        owner: &Principal,
+        access_key_id: &str,
+        status: KeyStatus,
+        force: bool,
+    ) -> Result<()> {
+        self.owned_key(owner, access_key_id).await?;
+        let guard = owner.kind == PrincipalKind::Root && !force;
+        let change = self.accounts.update_access_key_status(access_key_id, status == KeyStatus::Active, guard).await?;
+        Self::key_change(change, access_key_id)
+    }
+
+    /// Deletes `owner`'s key for good, with the same guard for the root's last active key.
+    pub async fn delete_access_key(&self, owner: &Principal, access_key_id: &str, force: bool) -> Result<()> {
+        self.owned_key(owner, access_key_id).await?;
+        let guard = owner.kind == PrincipalKind::Root && !force;
+        let change = self.accounts.delete_access_key(access_key_id, guard).await?;
+        Self::key_change(change, access_key_id)
+    }
+
+    /// A key of this account with its owner, for `GetAccessKeyLastUsed` (any key of the
+    /// caller's account; `NoSuchEntity` for another account's).
+    pub async fn access_key_last_used(&self, access_key_id: &str) -> Result<(Principal, AccessKey)> {
+        match self.accounts.access_key(access_key_id).await? {
+            Some((key, p)) if p.account_id == self.account_id => Ok((p, key)),
+            _ => Err(Self::no_such_key(access_key_id)),
+        }
     }
 
     /// IAM's quota: at most two access keys per user.
@@ -367,7 +465,7 @@ pub enum Owner<'a> {
 impl crate::Registry {
     /// Identity administration of one account (the IAM Query API acts on the caller's).
     pub fn iam(&self, account_id: &str) -> IamAdmin {
-        IamAdmin::new(self.meta().clone(), self.meta().clone(), account_id.to_string())
+        IamAdmin::new(self.meta().clone(), self.meta().clone(), self.master_keys.clone(), account_id.to_string())
     }
 
     /// Whether `account` is one this registry serves (it has a root user).

@@ -6,9 +6,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use berth_auth::{EpochSeconds, keys, sigv4, token};
-use berth_meta::{AccessKey, AccountStore, MetaError, Principal, PrincipalKind, now_ms};
+use berth_meta::{AccessKey, AccountStore, KeyUse, MetaError, Principal, PrincipalKind, SealedKind, now_ms};
 
 use crate::RegistryError;
+use crate::secrets::MasterKeys;
 
 /// The authenticated principal behind a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,16 +66,23 @@ const TOKEN_KEY: &str = "registry-token-hmac";
 
 pub struct Identity {
     meta: Arc<dyn AccountStore>,
+    keys: Arc<MasterKeys>,
     account_id: String,
     region: String,
+    /// The token and URL signing key, opened once at start and held in memory only.
     token_key: Vec<u8>,
     /// Tokens checked recently, so `/v2/` does not look the key up on every request.
     token_cache: Mutex<HashMap<String, (Caller, EpochSeconds)>>,
+    /// When each access key's use was last written, to write at most once a minute.
+    uses_recorded: Arc<Mutex<HashMap<String, i64>>>,
 }
 
 /// How long a checked token is trusted before its key is looked up again: the delay with which
-/// deactivating a key reaches its tokens.
-const TOKEN_RECHECK_SECONDS: EpochSeconds = 30;
+/// deactivating or deleting a key (here or on another node, or by `berth admin`) reaches its
+/// tokens. Tokens are trusted until the next whole second, so at most 1 s.
+const TOKEN_RECHECK_SECONDS: EpochSeconds = 1;
+/// A key's last use is written at most this often (milliseconds).
+const USE_RECORD_INTERVAL_MS: i64 = 60_000;
 /// Entries kept at most; the cache is emptied when it reaches this.
 const TOKEN_CACHE_MAX: usize = 10_000;
 
@@ -91,11 +99,15 @@ pub fn principal_arn(p: &Principal) -> String {
     }
 }
 
-/// Creates an account (if new), its root principal, and the root's access key: `root_key` (created
-/// or checked), or, when the root has no key yet, a new one returned for the caller to show
-/// once. How the first account is made at start, and `berth admin create-account` others.
+/// Creates an account (if new), its root principal, and the root's first access key: `root_key`
+/// when given, or a new one returned for the caller to show once. A root key is applied only
+/// while the root has no key at all (the account's creation, or after every key was deleted by
+/// force): a key once deleted is never brought back, and a root that manages its own keys is
+/// not overridden by the environment — both start with a warning instead. How the first account
+/// is made at start, and `berth admin create-account` others.
 pub async fn ensure_account_root(
     meta: &dyn AccountStore,
+    keys: &MasterKeys,
     account_id: &str,
     root_key: Option<(&str, &str)>,
 ) -> Result<Option<NewRootKey>, RegistryError> {
@@ -115,50 +127,64 @@ pub async fn ensure_account_root(
         Ok(()) | Err(MetaError::AlreadyExists) => {}
         Err(e) => return Err(e.into()),
     }
-    let mut created = None;
+    let root_keys = meta.list_access_keys(&root.id).await?;
+    let root_id = root.id.clone();
+    let store = |id: String, secret: String| async move {
+        let sealed_secret = keys.seal(SealedKind::AccessKeySecret, &id, secret.as_bytes());
+        let key = AccessKey {
+            access_key_id: id,
+            principal_id: root_id,
+            sealed_secret,
+            active: true,
+            created_at: now_ms(),
+            last_used: None,
+        };
+        meta.create_access_key(&key).await
+    };
     match root_key {
         Some((id, secret)) => {
             if !keys::is_access_key_id(id) || secret.is_empty() {
                 return Err(RegistryError::Internal("the root access key id or secret is malformed".into()));
             }
             match meta.access_key(id).await? {
-                Some((k, p)) if p.id == root.id && k.secret == secret => {}
-                Some(_) => {
-                    return Err(RegistryError::Internal(format!(
-                        "access key {id} already exists with another secret or principal"
-                    )));
+                Some((k, p)) => {
+                    let same = p.id == root.id
+                        && keys.open(SealedKind::AccessKeySecret, id, k.sealed_secret.as_bytes())? == secret.as_bytes();
+                    if !same {
+                        return Err(RegistryError::Internal(format!(
+                            "access key {id} already exists with another secret or principal"
+                        )));
+                    }
+                    if !k.active {
+                        tracing::warn!(access_key_id = id, "the root access key from the environment is inactive");
+                    }
                 }
-                None => {
-                    meta.create_access_key(&AccessKey {
-                        access_key_id: id.into(),
-                        principal_id: root.id.clone(),
-                        secret: secret.into(),
-                        active: true,
-                        created_at: now_ms(),
-                    })
-                    .await?
+                None if meta.access_key_deleted(id).await? => {
+                    tracing::warn!(
+                        access_key_id = id,
+                        "the root access key from the environment was deleted; it is not brought back"
+                    );
                 }
+                None if !root_keys.is_empty() => {
+                    tracing::warn!(
+                        access_key_id = id,
+                        "the root access key from the environment is not applied: the root has keys of its own"
+                    );
+                }
+                None => store(id.to_string(), secret.to_string()).await?,
             }
+            Ok(None)
         }
-        None => {
-            if meta.list_access_keys(&root.id).await?.is_empty() {
-                let key = NewRootKey {
-                    access_key_id: keys::new_access_key_id(),
-                    secret_access_key: keys::new_secret_access_key(),
-                };
-                meta.create_access_key(&AccessKey {
-                    access_key_id: key.access_key_id.clone(),
-                    principal_id: root.id.clone(),
-                    secret: key.secret_access_key.clone(),
-                    active: true,
-                    created_at: now_ms(),
-                })
-                .await?;
-                created = Some(key);
-            }
+        None if root_keys.is_empty() => {
+            let key = NewRootKey {
+                access_key_id: keys::new_access_key_id(),
+                secret_access_key: keys::new_secret_access_key(),
+            };
+            store(key.access_key_id.clone(), key.secret_access_key.clone()).await?;
+            Ok(Some(key))
         }
+        None => Ok(None),
     }
-    Ok(created)
 }
 
 fn is_account_id(s: &str) -> bool {
@@ -171,6 +197,7 @@ impl Identity {
     /// or, when the root has none, a new one returned for the caller to show once.
     pub async fn open(
         meta: Arc<dyn AccountStore>,
+        keys: Arc<MasterKeys>,
         account_id: Option<&str>,
         region: &str,
         root_key: Option<(&str, &str)>,
@@ -188,10 +215,20 @@ impl Identity {
                 }
             },
         };
-        let created = ensure_account_root(meta.as_ref(), &account_id, root_key).await?;
-        let token_key = meta.registry_secret(TOKEN_KEY, &keys::new_secret_bytes()).await?;
-        let token_cache = Mutex::new(HashMap::new());
-        Ok((Identity { meta, account_id, region: region.to_string(), token_key, token_cache }, created))
+        let created = ensure_account_root(meta.as_ref(), &keys, &account_id, root_key).await?;
+        let initial = keys.seal(SealedKind::RegistrySecret, TOKEN_KEY, &keys::new_secret_bytes());
+        let stored = meta.registry_secret(TOKEN_KEY, initial.as_bytes()).await?;
+        let token_key = keys.open(SealedKind::RegistrySecret, TOKEN_KEY, &stored)?;
+        let identity = Identity {
+            meta,
+            keys,
+            account_id,
+            region: region.to_string(),
+            token_key,
+            token_cache: Mutex::new(HashMap::new()),
+            uses_recorded: Arc::new(Mutex::new(HashMap::new())),
+        };
+        Ok((identity, created))
     }
 
     pub fn account_id(&self) -> &str {
@@ -200,6 +237,33 @@ impl Identity {
 
     pub fn region(&self) -> &str {
         &self.region
+    }
+
+    /// Records that `caller`'s key authenticated a request for `service`: behind the request
+    /// (a spawned write), at most once a minute per key.
+    fn note_use(&self, caller: &Caller, service: &str) {
+        let now = now_ms();
+        {
+            let mut recorded = self.uses_recorded.lock().expect("key uses");
+            match recorded.get(&caller.access_key_id) {
+                Some(at) if now - at < USE_RECORD_INTERVAL_MS => return,
+                _ => {}
+            }
+            if recorded.len() >= TOKEN_CACHE_MAX {
+                recorded.clear();
+            }
+            recorded.insert(caller.access_key_id.clone(), now);
+        }
+        let (meta, recorded) = (self.meta.clone(), self.uses_recorded.clone());
+        let used = KeyUse { at: now, service: service.to_string(), region: self.region.clone() };
+        let key = caller.access_key_id.clone();
+        tokio::spawn(async move {
+            if let Err(e) = meta.record_access_key_use(&key, &used).await {
+                // Forget the write so the next request tries again.
+                recorded.lock().expect("key uses").remove(&key);
+                tracing::warn!(error = %e, access_key_id = %key, "could not record an access key's use");
+            }
+        });
     }
 
     async fn caller_for_key(&self, access_key_id: &str) -> Result<(AccessKey, Caller), AuthError> {
@@ -243,10 +307,19 @@ impl Identity {
                 cred.region
             )));
         }
-        sigv4::verify(req, &cred, &key.secret, now).map_err(|e| match e {
+        // Opened for this request only: the status above came from the store, never from a
+        // cache of opened secrets.
+        let secret = self
+            .keys
+            .open(SealedKind::AccessKeySecret, &key.access_key_id, key.sealed_secret.as_bytes())
+            .map_err(|e| AuthError::Backend(e.to_string()))?;
+        let secret =
+            String::from_utf8(secret).map_err(|_| AuthError::Backend("an access key secret is not text".into()))?;
+        sigv4::verify(req, &cred, &secret, now).map_err(|e| match e {
             sigv4::SigV4Error::Incomplete(m) => AuthError::Incomplete(m),
             other => AuthError::Signature(other.to_string()),
         })?;
+        self.note_use(&caller, service);
         Ok(caller)
     }
 
@@ -269,10 +342,12 @@ impl Identity {
         (token::issue(&self.token_key, &claims), expires_at)
     }
 
-    /// The signature of a presigned blob download (`GetDownloadUrlForLayer`), valid until `expires`.
-    pub fn presign_download(&self, repository: &str, digest: &str, expires: EpochSeconds) -> String {
+    /// The signature of a presigned blob download (`GetDownloadUrlForLayer`) issued to
+    /// `caller`, valid until `expires`. The issuing key is part of what is signed, so the URL
+    /// stops working when the key is deactivated or deleted.
+    pub fn presign_download(&self, caller: &Caller, repository: &str, digest: &str, expires: EpochSeconds) -> String {
         let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &self.token_key);
-        let msg = format!("download\n{repository}\n{digest}\n{expires}");
+        let msg = download_message(&caller.access_key_id, repository, digest, expires);
         hex::encode(aws_lc_rs::hmac::sign(&key, msg.as_bytes()).as_ref())
     }
 
@@ -301,22 +376,25 @@ impl Identity {
         hex::encode(&tag.as_ref()[..16])
     }
 
-    /// Whether a presigned download URL's signature is ours and still valid.
-    pub fn check_download(
+    /// Whether a presigned download URL is ours, unexpired, and issued under a key that is
+    /// still active (looked up as a token's key is, at most a second old).
+    pub async fn check_download(
         &self,
+        url: &PresignedDownload<'_>,
         repository: &str,
         digest: &str,
-        expires: EpochSeconds,
-        signature: &str,
         now: EpochSeconds,
     ) -> bool {
-        if now > expires {
+        if now > url.expires {
             return false;
         }
-        let Ok(sig) = hex::decode(signature) else { return false };
+        let Ok(sig) = hex::decode(url.signature) else { return false };
         let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &self.token_key);
-        let msg = format!("download\n{repository}\n{digest}\n{expires}");
-        aws_lc_rs::hmac::verify(&key, msg.as_bytes(), &sig).is_ok()
+        let msg = download_message(url.access_key_id, repository, digest, url.expires);
+        if aws_lc_rs::hmac::verify(&key, msg.as_bytes(), &sig).is_err() {
+            return false;
+        }
+        self.caller_for_key(url.access_key_id).await.is_ok()
     }
 
     /// Checks a registry token; the key it was issued through must still be active.
@@ -331,6 +409,8 @@ impl Identity {
         if caller.principal_id != claims.principal {
             return Err(AuthError::Token("token does not match its key".into()));
         }
+        // Registry-token use counts as a use of its key for ECR, as in ECR.
+        self.note_use(&caller, "ecr");
         let mut cache = self.token_cache.lock().expect("token cache");
         if cache.len() >= TOKEN_CACHE_MAX {
             cache.clear();
@@ -338,4 +418,18 @@ impl Identity {
         cache.insert(token.to_string(), (caller.clone(), claims.expires_at.min(now + TOKEN_RECHECK_SECONDS)));
         Ok(caller)
     }
+}
+
+/// The parameters of a presigned download URL (`X-Berth-Credential`, `X-Berth-Expires`,
+/// `X-Berth-Signature`).
+pub struct PresignedDownload<'a> {
+    pub access_key_id: &'a str,
+    pub expires: EpochSeconds,
+    pub signature: &'a str,
+}
+
+/// What a presigned download's signature covers. The `download2` label sets it apart from the
+/// format before key management, which named no key: those URLs no longer verify.
+fn download_message(access_key_id: &str, repository: &str, digest: &str, expires: EpochSeconds) -> String {
+    format!("download2\n{access_key_id}\n{repository}\n{digest}\n{expires}")
 }

@@ -15,6 +15,7 @@ pub mod images;
 mod lifecycle;
 pub mod repositories;
 pub mod scan;
+pub mod secrets;
 mod service;
 pub mod settings;
 
@@ -31,5 +32,11 @@ pub(crate) async fn test_registry() -> (tempfile::TempDir, Registry) {
     let meta = std::sync::Arc::new(berth_meta::SqliteMeta::open(&dir.path().join("meta.db")).await.expect("meta"));
     let blobs = std::sync::Arc::new(berth_store::FsBlobStore::open(dir.path().join("blobs")).await.expect("blobs"));
     berth_meta::AccountStore::ensure_account(meta.as_ref(), "111111111111").await.expect("account");
-    (dir, Registry::new(meta, blobs, "111111111111".into()))
+    (dir, Registry::new(meta, blobs, "111111111111".into(), test_master_keys()))
+}
+
+/// A keyring held in memory, for the services' own tests.
+#[cfg(test)]
+pub(crate) fn test_master_keys() -> std::sync::Arc<secrets::MasterKeys> {
+    std::sync::Arc::new(secrets::MasterKeys::in_memory(berth_keyring::Keyring::generate()))
 }

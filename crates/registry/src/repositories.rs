@@ -540,7 +540,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let meta = std::sync::Arc::new(berth_meta::SqliteMeta::open(&dir.path().join("meta.db")).await.unwrap());
         let blobs = std::sync::Arc::new(berth_store::FsBlobStore::open(dir.path().join("blobs")).await.unwrap());
-        let registry = Registry::new(meta.clone(), blobs, "111111111111".into());
+        let registry = Registry::new(meta.clone(), blobs, "111111111111".into(), crate::test_master_keys());
         let default = ["0-first", "9lives", "alpha", "beta/app", "zeta"];
         let other = ["app", "lib/x", "zz"];
         let third = ["only"];

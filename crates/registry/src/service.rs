@@ -36,6 +36,8 @@ pub struct Registry {
     /// Wakes the scan queue's worker when a scan is requested or finishes.
     scan_wakeup: Arc<tokio::sync::Notify>,
     scan_settings: crate::scan::ScanSettings,
+    /// Seals every secret the registry stores.
+    pub(crate) master_keys: Arc<crate::secrets::MasterKeys>,
 }
 
 pub struct BlobRead {
@@ -125,7 +127,12 @@ fn at_most(body: ByteStream, limit: u64) -> (ByteStream, Arc<std::sync::atomic::
 }
 
 impl Registry {
-    pub fn new(meta: Arc<dyn MetaStore>, blobs: Arc<dyn BlobStore>, registry_id: String) -> Self {
+    pub fn new(
+        meta: Arc<dyn MetaStore>,
+        blobs: Arc<dyn BlobStore>,
+        registry_id: String,
+        master_keys: Arc<crate::secrets::MasterKeys>,
+    ) -> Self {
         Registry {
             meta,
             blobs,
@@ -135,6 +142,7 @@ impl Registry {
             registry_id,
             scan_wakeup: Arc::new(tokio::sync::Notify::new()),
             scan_settings: crate::scan::ScanSettings::default(),
+            master_keys,
         }
     }
 
@@ -781,8 +789,8 @@ mod tests {
             upload_reads: Default::default(),
         });
         meta.create_repository("app", &berth_meta::RepositorySettings::default(), &[]).await.unwrap();
-        let node_a = Registry::new(meta.clone(), blobs.clone(), "111111111111".into());
-        let node_b = Registry::new(meta.clone(), blobs.clone(), "111111111111".into());
+        let node_a = Registry::new(meta.clone(), blobs.clone(), "111111111111".into(), crate::test_master_keys());
+        let node_b = Registry::new(meta.clone(), blobs.clone(), "111111111111".into(), crate::test_master_keys());
         let id = node_a.start_upload("app", None).await.unwrap();
         let first = ContentRange { start: 0, end: 5 };
         assert_eq!(node_a.append_upload("app", &id, Some(first), Some(6), body(b"first ")).await.unwrap(), 6);
@@ -819,7 +827,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let meta = Arc::new(berth_meta::SqliteMeta::open(&dir.path().join("meta.db")).await.unwrap());
         let blobs = Arc::new(berth_store::FsBlobStore::open(dir.path().join("blobs")).await.unwrap());
-        let registry = Arc::new(Registry::new(meta.clone(), blobs, "111111111111".into()));
+        let registry = Arc::new(Registry::new(meta.clone(), blobs, "111111111111".into(), crate::test_master_keys()));
         meta.create_repository("race/app", &berth_meta::RepositorySettings::default(), &[]).await.unwrap();
         let data = bytes::Bytes::from_static(b"the same layer, twice");
         let digest = Digest::from_bytes(Algorithm::Sha256, &data);

@@ -30,6 +30,13 @@ pub struct Config {
     pub root_access_key_id: Option<String>,
     #[serde(default, deserialize_with = "text")]
     pub root_secret_access_key: Option<String>,
+    /// The master keyring file (`version:base64-key` lines) that seals every stored secret;
+    /// unset, `<data_dir>/master.key`, generated at first start.
+    pub master_key_file: Option<PathBuf>,
+    /// A master-key rotation re-seals this many values at a time…
+    pub master_key_rotation_batch: usize,
+    /// …and pauses this long between batches (0: none), to stay out of the way of requests.
+    pub master_key_rotation_pause_ms: u64,
     /// Whether `/v2/` requires a registry token. Turning it off is for benchmarks only.
     pub auth: bool,
     /// How often lifecycle policies are applied (also a minute after start); 0 turns it off.
@@ -79,6 +86,9 @@ impl Default for Config {
             region: "us-east-1".into(),
             root_access_key_id: None,
             root_secret_access_key: None,
+            master_key_file: None,
+            master_key_rotation_batch: 200,
+            master_key_rotation_pause_ms: 0,
             auth: true,
             lifecycle_interval_seconds: 3600,
             gc_interval_seconds: 3600,
@@ -119,6 +129,8 @@ pub struct Overrides {
     pub auth: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub metrics_listen: Option<SocketAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub master_key_file: Option<PathBuf>,
 }
 
 /// Environment values arrive typed (`123456789012` as a number); ids and secrets are text.
@@ -161,6 +173,9 @@ pub fn load(file: Option<&PathBuf>, overrides: &Overrides) -> Result<Config, Box
         "tls_cert",
         "tls_key",
         "region",
+        "master_key_file",
+        "master_key_rotation_batch",
+        "master_key_rotation_pause_ms",
         "auth",
         "lifecycle_interval_seconds",
         "gc_interval_seconds",

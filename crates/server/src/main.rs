@@ -10,6 +10,7 @@ use anyhow::Context;
 use berth_meta::{MetaStore, SqliteMeta};
 use berth_registry::identity::{Identity, NewRootKey};
 use berth_registry::scan::{ScanSettings, Scanner, parse_block_severity};
+use berth_registry::secrets::MasterKeys;
 use berth_registry::{GcPolicy, Registry};
 use berth_store::FsBlobStore;
 use clap::{Args, Parser, Subcommand};
@@ -19,6 +20,7 @@ use clap::{Args, Parser, Subcommand};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+mod admin_socket;
 mod config;
 mod http;
 mod listener;
@@ -67,6 +69,9 @@ struct CommonArgs {
     /// Serve Prometheus /metrics on this (internal) address [default: not served].
     #[arg(long, global = true)]
     metrics_listen: Option<SocketAddr>,
+    /// The master keyring file [default: <data-dir>/master.key, generated at first start].
+    #[arg(long, global = true)]
+    master_key_file: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -216,6 +221,43 @@ enum AdminCommand {
     ListAccessKeys {
         user: String,
     },
+    /// Activate or deactivate an access key of a user (or `root`). The account root's last
+    /// active key is kept unless `--force`.
+    UpdateAccessKey {
+        user: String,
+        access_key_id: String,
+        /// Active or Inactive.
+        #[arg(long)]
+        status: String,
+        #[arg(long)]
+        force: bool,
+    },
+    /// Delete an access key of a user (or `root`) for good. The account root's last active key
+    /// is kept unless `--force`.
+    DeleteAccessKey {
+        user: String,
+        access_key_id: String,
+        #[arg(long)]
+        force: bool,
+    },
+    /// When, for which service and in which region an access key was last used.
+    GetAccessKeyLastUsed {
+        access_key_id: String,
+    },
+    /// Re-seal every stored secret under a new master key version, done by the running server,
+    /// online and resumably. With the embedded keyring (`<data-dir>/master.key`) a new version
+    /// is added to it first; with `--master-key-file`, add the version to every node's file and
+    /// reload them (SIGHUP), then name it with `--to`.
+    RotateMasterKey {
+        #[arg(long)]
+        to: Option<u32>,
+        /// Wait until every secret is sealed under the new version.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// How many stored secrets each master key version seals, and which versions seal nothing
+    /// any more (they may be removed from the keyring file).
+    MasterKeyStatus,
 }
 
 fn main() -> ExitCode {
@@ -230,6 +272,7 @@ fn main() -> ExitCode {
         region: cli.common.region.clone(),
         auth: cli.common.insecure_no_auth.then_some(false),
         metrics_listen: cli.common.metrics_listen,
+        master_key_file: cli.common.master_key_file.clone(),
     };
     let config = match config::load(cli.config.as_ref(), &overrides) {
         Ok(c) => c,
@@ -284,21 +327,50 @@ async fn open_stores(config: &Config) -> anyhow::Result<(Arc<dyn MetaStore>, FsB
     Ok((meta, blobs))
 }
 
-/// The registry with its identity store; the first start creates the account and root key.
+/// Where the master keyring is: the configured file, or `<data-dir>/master.key`.
+fn master_key_path(config: &Config) -> PathBuf {
+    config.master_key_file.clone().unwrap_or_else(|| config.data_dir.join("master.key"))
+}
+
+/// The master keyring. A configured file must exist; the embedded default is generated (0600,
+/// never printed) the first time any `berth` command opens the data directory.
+fn master_keys(config: &Config) -> anyhow::Result<Arc<MasterKeys>> {
+    let path = master_key_path(config);
+    if config.master_key_file.is_none() {
+        std::fs::create_dir_all(&config.data_dir)
+            .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
+        let (_, created) = berth_keyring::load_or_create(&path).map_err(|e| anyhow::anyhow!("master keyring: {e}"))?;
+        if created {
+            tracing::info!(path = %path.display(), "generated the master keyring");
+        }
+    }
+    Ok(Arc::new(MasterKeys::from_file(path).map_err(|e| anyhow::anyhow!("{e}"))?))
+}
+
+/// The registry with its identity store; the first start creates the account and root key. A
+/// data directory of a release before the master keyring has its secrets sealed first.
 async fn open_registry(config: &Config) -> anyhow::Result<(Registry, Identity)> {
+    let keys = master_keys(config)?;
     let (meta, blobs) = open_stores(config).await?;
+    let sealed = berth_registry::secrets::seal_plaintext_secrets(meta.as_ref(), &keys)
+        .await
+        .map_err(|e| anyhow::anyhow!("sealing the stored secrets: {e}"))?;
+    if sealed > 0 {
+        tracing::warn!(sealed, "sealed the secrets a previous release stored in plain text, and erased the old bytes");
+    }
     let root_key = match (&config.root_access_key_id, &config.root_secret_access_key) {
         (Some(id), Some(secret)) => Some((id.as_str(), secret.as_str())),
         (None, None) => None,
         _ => anyhow::bail!("give both BERTH_ROOT_ACCESS_KEY_ID and BERTH_ROOT_SECRET_ACCESS_KEY, or neither"),
     };
-    let (identity, created) = Identity::open(meta.clone(), config.account_id.as_deref(), &config.region, root_key)
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let (identity, created) =
+        Identity::open(meta.clone(), keys.clone(), config.account_id.as_deref(), &config.region, root_key)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
     if let Some(key) = created {
         announce_root_key(config, identity.account_id(), &key)?;
     }
-    let registry = Registry::new(meta, Arc::new(blobs), identity.account_id().to_string())
+    let registry = Registry::new(meta, Arc::new(blobs), identity.account_id().to_string(), keys)
         .with_scan_settings(scan_settings(config)?);
     Ok((registry, identity))
 }
@@ -334,7 +406,7 @@ fn node_id(config: &Config) -> anyhow::Result<String> {
 
 async fn vulndb(config: Config, command: VulndbCommand) -> anyhow::Result<()> {
     let (meta, blobs) = open_stores(&config).await?;
-    let registry = Registry::new(meta, Arc::new(blobs), String::new());
+    let registry = Registry::new(meta, Arc::new(blobs), String::new(), master_keys(&config)?);
     let state = match command {
         VulndbCommand::Import { paths } => {
             let started = std::time::Instant::now();
@@ -416,6 +488,16 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     if config.scan_concurrency > 0 {
         tokio::spawn(Scanner::new(registry.clone(), config.scan_concurrency, node_id(&config)?).run());
     }
+    let admin = admin_socket::Admin::new(
+        registry.clone(),
+        berth_registry::secrets::ResealPace {
+            batch: config.master_key_rotation_batch.max(1),
+            pause: std::time::Duration::from_millis(config.master_key_rotation_pause_ms),
+        },
+    );
+    admin_socket::serve(admin_socket::socket_path(&config.data_dir), admin.clone())?;
+    admin.resume_rotation().await;
+    spawn_keyring_reload_on_sighup(admin);
     let tls_configured = config.tls_cert.is_some();
     let authorizer = Arc::new(registry.authorizer(identity.region()));
     let state = http::AppState {
@@ -470,6 +552,21 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `SIGHUP` re-reads the master keyring file (a version added for a rotation).
+fn spawn_keyring_reload_on_sighup(admin: admin_socket::Admin) {
+    tokio::spawn(async move {
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+            tracing::warn!("no SIGHUP handler: reload the keyring through `berth admin rotate-master-key`");
+            return;
+        };
+        while hup.recv().await.is_some() {
+            if let Err(e) = admin.reload_keyring() {
+                tracing::error!(error = %e, "SIGHUP: the master keyring was not reloaded");
+            }
+        }
+    });
+}
+
 fn connection_limits(config: &Config) -> listener::Limits {
     listener::Limits {
         header_read_timeout: std::time::Duration::from_secs(config.header_read_timeout_seconds.max(1)),
@@ -501,10 +598,49 @@ async fn admin_account(config: &Config, meta: &Arc<dyn MetaStore>) -> anyhow::Re
     meta.first_account().await?.ok_or_else(|| anyhow::anyhow!("no account yet: start `berth serve` once first"))
 }
 
+/// The admin commands the running server carries out (over its admin socket).
+async fn admin_of_server(config: &Config, command: &AdminCommand) -> anyhow::Result<Option<serde_json::Value>> {
+    use serde_json::json;
+    let out = match command {
+        AdminCommand::RotateMasterKey { to, wait } => {
+            let target = match (to, &config.master_key_file) {
+                (Some(v), _) => *v,
+                (None, None) => {
+                    // Ask first, so that a server that is not running leaves the file alone.
+                    admin_socket::request(&config.data_dir, json!({ "op": "master-key-status" })).await?;
+                    let (_, v) = berth_keyring::append_new_version(&master_key_path(config))
+                        .map_err(|e| anyhow::anyhow!("master keyring: {e}"))?;
+                    v
+                }
+                (None, Some(file)) => {
+                    berth_keyring::load(file).map_err(|e| anyhow::anyhow!("master keyring: {e}"))?.current_version()
+                }
+            };
+            let mut report =
+                admin_socket::request(&config.data_dir, json!({ "op": "rotate-master-key", "to": target })).await?;
+            while *wait && (report["running"] == json!(true) || report["rotationTarget"] == json!(target)) {
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                report = admin_socket::request(&config.data_dir, json!({ "op": "master-key-status" })).await?;
+            }
+            report
+        }
+        AdminCommand::MasterKeyStatus => {
+            admin_socket::request(&config.data_dir, json!({ "op": "master-key-status" })).await?
+        }
+        _ => return Ok(None),
+    };
+    Ok(Some(out))
+}
+
 async fn admin(config: Config, command: AdminCommand) -> anyhow::Result<()> {
     use berth_meta::PrincipalKind;
-    use berth_registry::iam::{IamAdmin, IamError, Owner};
+    use berth_registry::iam::{IamAdmin, IamError, KeyStatus, Owner};
     use berth_registry::identity::principal_arn;
+    if let Some(out) = admin_of_server(&config, &command).await? {
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(());
+    }
+    let keys = master_keys(&config)?;
     let (meta, _) = open_stores(&config).await?;
     let account = admin_account(&config, &meta).await?;
     let user = |name: &str| {
@@ -515,7 +651,7 @@ async fn admin(config: Config, command: AdminCommand) -> anyhow::Result<()> {
                 .ok_or_else(|| anyhow::anyhow!("no user {name:?} in account {account}"))
         }
     };
-    let iam = IamAdmin::new(meta.clone(), meta.clone(), account.clone());
+    let iam = IamAdmin::new(meta.clone(), meta.clone(), keys.clone(), account.clone());
     let read = |file: &std::path::Path| -> anyhow::Result<String> {
         if file.as_os_str() == "-" {
             let mut s = String::new();
@@ -528,7 +664,7 @@ async fn admin(config: Config, command: AdminCommand) -> anyhow::Result<()> {
     let iam_err = |e: IamError| anyhow::anyhow!("{}: {e}", e.code());
     let out = match command {
         AdminCommand::CreateAccount { account_id } => {
-            let created = berth_registry::identity::ensure_account_root(meta.as_ref(), &account_id, None)
+            let created = berth_registry::identity::ensure_account_root(meta.as_ref(), &keys, &account_id, None)
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             match created {
@@ -618,10 +754,34 @@ async fn admin(config: Config, command: AdminCommand) -> anyhow::Result<()> {
         }
         AdminCommand::CreateAccessKey { user: name } => {
             let p = user(&name).await?;
-            let key = iam.create_access_key(&p).await.map_err(iam_err)?;
+            let new = iam.create_access_key(&p).await.map_err(iam_err)?;
             serde_json::json!({ "AccessKey": {
-                "UserName": p.name, "AccessKeyId": key.access_key_id, "SecretAccessKey": key.secret, "Status": "Active",
+                "UserName": p.name, "AccessKeyId": new.key.access_key_id, "SecretAccessKey": new.secret, "Status": "Active",
             }})
+        }
+        AdminCommand::UpdateAccessKey { user: name, access_key_id, status, force } => {
+            let p = user(&name).await?;
+            let status = KeyStatus::parse(&status).map_err(iam_err)?;
+            iam.update_access_key(&p, &access_key_id, status, force).await.map_err(iam_err)?;
+            serde_json::json!({})
+        }
+        AdminCommand::DeleteAccessKey { user: name, access_key_id, force } => {
+            let p = user(&name).await?;
+            iam.delete_access_key(&p, &access_key_id, force).await.map_err(iam_err)?;
+            serde_json::json!({})
+        }
+        AdminCommand::GetAccessKeyLastUsed { access_key_id } => {
+            let (owner, key) = iam.access_key_last_used(&access_key_id).await.map_err(iam_err)?;
+            let used = match &key.last_used {
+                Some(u) => serde_json::json!({
+                    "LastUsedDate": berth_iam::format_iso8601(u.at / 1000), "ServiceName": u.service, "Region": u.region,
+                }),
+                None => serde_json::json!({ "ServiceName": "N/A", "Region": "N/A" }),
+            };
+            serde_json::json!({ "UserName": owner.name, "AccessKeyLastUsed": used })
+        }
+        AdminCommand::RotateMasterKey { .. } | AdminCommand::MasterKeyStatus => {
+            unreachable!("carried out by the running server")
         }
         AdminCommand::ListAccessKeys { user: name } => {
             let p = user(&name).await?;
@@ -674,7 +834,7 @@ async fn lifecycle(config: Config, command: LifecycleCommand) -> anyhow::Result<
     let now = parse_now(now.as_deref())?;
     let (meta, blobs) = open_stores(&config).await?;
     let registry_id = admin_account(&config, &meta).await?;
-    let registry = Registry::new(meta, Arc::new(blobs), registry_id);
+    let registry = Registry::new(meta, Arc::new(blobs), registry_id, master_keys(&config)?);
     let runs = match repository {
         Some(r) => vec![registry.run_lifecycle(&r, now, dry_run).await.map_err(|e| anyhow::anyhow!("{e}"))?],
         None => registry.run_all_lifecycles(now, dry_run).await.map_err(|e| anyhow::anyhow!("{e}"))?,
@@ -729,7 +889,7 @@ async fn gc(config: Config, dry_run: bool, grace: Option<u64>, upload_age: Optio
         policy.upload_age_ms = a as i64 * 1000;
     }
     let (meta, blobs) = open_stores(&config).await?;
-    let registry = Registry::new(meta, Arc::new(blobs), String::new());
+    let registry = Registry::new(meta, Arc::new(blobs), String::new(), master_keys(&config)?);
     let report = registry.gc(berth_meta::now_ms(), policy, dry_run).await.map_err(|e| anyhow::anyhow!("{e}"))?;
     registry.close().await;
     println!(
@@ -787,7 +947,7 @@ fn spawn_lifecycle_schedule(registry: Arc<Registry>, interval: std::time::Durati
 
 async fn fsck(config: Config) -> anyhow::Result<ExitCode> {
     let (meta, blobs) = open_stores(&config).await?;
-    let registry = Registry::new(meta, Arc::new(blobs), String::new());
+    let registry = Registry::new(meta, Arc::new(blobs), String::new(), master_keys(&config)?);
     let report = registry.fsck().await?;
     registry.close().await;
     for p in &report.problems {

@@ -59,11 +59,11 @@ impl AccountStore for SqliteMeta {
 
     async fn create_access_key(&self, k: &AccessKey) -> Result<()> {
         sqlx::query(
-            "INSERT INTO access_keys (access_key_id, principal_id, secret, status, created_at) VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO access_keys (access_key_id, principal_id, sealed_secret, status, created_at) VALUES ($1, $2, $3, $4, $5)",
         )
         .bind(&k.access_key_id)
         .bind(&k.principal_id)
-        .bind(&k.secret)
+        .bind(&k.sealed_secret)
         .bind(if k.active { "Active" } else { "Inactive" })
         .bind(k.created_at)
         .execute(&self.writer)
@@ -73,28 +73,110 @@ impl AccountStore for SqliteMeta {
     }
 
     async fn access_key(&self, access_key_id: &str) -> Result<Option<(AccessKey, Principal)>> {
-        let row = sqlx::query(
-            "SELECT k.access_key_id, k.principal_id, k.secret, k.status, k.created_at, \
-             p.id, p.account_id, p.name, p.kind, p.created_at \
-             FROM access_keys k JOIN principals p ON p.id = k.principal_id WHERE k.access_key_id = $1",
-        )
+        // A constant column list, no input: safe to format in.
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {ACCESS_KEY_COLUMNS}, p.id, p.account_id, p.name, p.kind, p.created_at \
+             FROM access_keys k JOIN principals p ON p.id = k.principal_id WHERE k.access_key_id = $1"
+        )))
         .bind(access_key_id)
         .fetch_optional(&self.reader)
         .await
         .map_err(backend)?;
-        Ok(row.map(|r| (access_key_from_row(&r), principal_from_row(&r, 5))))
+        Ok(row.map(|r| (access_key_from_row(&r), principal_from_row(&r, 8))))
     }
 
     async fn list_access_keys(&self, principal_id: &str) -> Result<Vec<AccessKey>> {
-        let rows = sqlx::query(
-            "SELECT access_key_id, principal_id, secret, status, created_at FROM access_keys \
-             WHERE principal_id = $1 ORDER BY created_at, access_key_id",
-        )
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {ACCESS_KEY_COLUMNS} FROM access_keys k \
+             WHERE k.principal_id = $1 ORDER BY k.created_at, k.access_key_id"
+        )))
         .bind(principal_id)
         .fetch_all(&self.reader)
         .await
         .map_err(backend)?;
         Ok(rows.iter().map(access_key_from_row).collect())
+    }
+
+    async fn update_access_key_status(
+        &self,
+        access_key_id: &str,
+        active: bool,
+        keep_another_active: bool,
+    ) -> Result<KeyChange> {
+        let guard = keep_another_active && !active;
+        let mut tx = self.writer.begin().await.map_err(backend)?;
+        let r = sqlx::query(
+            "UPDATE access_keys SET status = $2 WHERE access_key_id = $1 \
+             AND (NOT $3 OR status <> 'Active' OR EXISTS (SELECT 1 FROM access_keys o \
+                  WHERE o.principal_id = access_keys.principal_id AND o.access_key_id <> access_keys.access_key_id \
+                  AND o.status = 'Active'))",
+        )
+        .bind(access_key_id)
+        .bind(if active { "Active" } else { "Inactive" })
+        .bind(guard)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        let change = key_change(&mut tx, access_key_id, r.rows_affected()).await?;
+        tx.commit().await.map_err(backend)?;
+        Ok(change)
+    }
+
+    async fn delete_access_key(&self, access_key_id: &str, keep_another_active: bool) -> Result<KeyChange> {
+        let mut tx = self.writer.begin().await.map_err(backend)?;
+        let principal: Option<String> = sqlx::query_scalar(
+            "DELETE FROM access_keys WHERE access_key_id = $1 \
+             AND (NOT $2 OR status <> 'Active' OR EXISTS (SELECT 1 FROM access_keys o \
+                  WHERE o.principal_id = access_keys.principal_id AND o.access_key_id <> access_keys.access_key_id \
+                  AND o.status = 'Active')) RETURNING principal_id",
+        )
+        .bind(access_key_id)
+        .bind(keep_another_active)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(backend)?;
+        let change = match principal {
+            Some(principal) => {
+                sqlx::query(
+                    "INSERT INTO deleted_access_keys (access_key_id, principal_id, deleted_at) VALUES ($1, $2, $3) \
+                     ON CONFLICT (access_key_id) DO NOTHING",
+                )
+                .bind(access_key_id)
+                .bind(principal)
+                .bind(now_ms())
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+                KeyChange::Done
+            }
+            None => key_change(&mut tx, access_key_id, 0).await?,
+        };
+        tx.commit().await.map_err(backend)?;
+        Ok(change)
+    }
+
+    async fn access_key_deleted(&self, access_key_id: &str) -> Result<bool> {
+        let found: Option<i64> = sqlx::query_scalar("SELECT 1 FROM deleted_access_keys WHERE access_key_id = $1")
+            .bind(access_key_id)
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(backend)?;
+        Ok(found.is_some())
+    }
+
+    async fn record_access_key_use(&self, access_key_id: &str, used: &KeyUse) -> Result<()> {
+        sqlx::query(
+            "UPDATE access_keys SET last_used_at = $2, last_used_service = $3, last_used_region = $4 \
+             WHERE access_key_id = $1 AND (last_used_at IS NULL OR last_used_at < $2)",
+        )
+        .bind(access_key_id)
+        .bind(used.at)
+        .bind(&used.service)
+        .bind(&used.region)
+        .execute(&self.writer)
+        .await
+        .map_err(backend)?;
+        Ok(())
     }
 
     async fn registry_secret(&self, name: &str, initial: &[u8]) -> Result<Vec<u8>> {
@@ -131,5 +213,94 @@ impl AccountStore for SqliteMeta {
             .map_err(backend)?;
         tx.commit().await.map_err(backend)?;
         Ok(r.rows_affected() > 0)
+    }
+}
+
+/// What a guarded key change that touched `affected` rows did: done, or why not.
+async fn key_change(tx: &mut Transaction<'_, Sqlite>, access_key_id: &str, affected: u64) -> Result<KeyChange> {
+    if affected > 0 {
+        return Ok(KeyChange::Done);
+    }
+    let exists: Option<i64> = sqlx::query_scalar("SELECT 1 FROM access_keys WHERE access_key_id = $1")
+        .bind(access_key_id)
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(backend)?;
+    Ok(if exists.is_some() { KeyChange::LastActiveKey } else { KeyChange::NotFound })
+}
+
+#[async_trait]
+impl SecretStore for SqliteMeta {
+    async fn stored_secrets(&self, kind: SealedKind, after: &str, limit: usize) -> Result<Vec<StoredSecret>> {
+        let sql = match kind {
+            SealedKind::AccessKeySecret => {
+                "SELECT access_key_id, CAST(sealed_secret AS BLOB) FROM access_keys WHERE access_key_id > $1 \
+                 ORDER BY access_key_id LIMIT $2"
+            }
+            SealedKind::RegistrySecret => {
+                "SELECT name, value FROM registry_secrets WHERE name > $1 ORDER BY name LIMIT $2"
+            }
+        };
+        let rows = sqlx::query(sql)
+            .bind(after)
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_all(&self.writer)
+            .await
+            .map_err(backend)?;
+        Ok(rows.iter().map(|r| StoredSecret { kind, id: r.get(0), stored: r.get(1) }).collect())
+    }
+
+    async fn replace_stored_secret(&self, kind: SealedKind, id: &str, expected: &[u8], new: &[u8]) -> Result<bool> {
+        let q = match kind {
+            SealedKind::AccessKeySecret => {
+                // The column is text: compare and store as text.
+                let (Ok(expected), Ok(new)) = (std::str::from_utf8(expected), std::str::from_utf8(new)) else {
+                    return Err(MetaError::Backend("an access-key secret must be text".into()));
+                };
+                sqlx::query("UPDATE access_keys SET sealed_secret = $3 WHERE access_key_id = $1 AND sealed_secret = $2")
+                    .bind(id.to_string())
+                    .bind(expected.to_string())
+                    .bind(new.to_string())
+            }
+            SealedKind::RegistrySecret => {
+                sqlx::query("UPDATE registry_secrets SET value = $3 WHERE name = $1 AND value = $2")
+                    .bind(id.to_string())
+                    .bind(expected.to_vec())
+                    .bind(new.to_vec())
+            }
+        };
+        Ok(q.execute(&self.writer).await.map_err(backend)?.rows_affected() > 0)
+    }
+
+    async fn rotation_target(&self) -> Result<Option<u32>> {
+        let v: Option<i64> = sqlx::query_scalar("SELECT target_version FROM master_key_rotation WHERE id = 1")
+            .fetch_optional(&self.writer)
+            .await
+            .map_err(backend)?;
+        Ok(v.and_then(|v| u32::try_from(v).ok()))
+    }
+
+    async fn set_rotation_target(&self, version: Option<u32>) -> Result<()> {
+        match version {
+            Some(v) => sqlx::query(
+                "INSERT INTO master_key_rotation (id, target_version, started_at) VALUES (1, $1, $2) \
+                 ON CONFLICT (id) DO UPDATE SET target_version = excluded.target_version, started_at = excluded.started_at",
+            )
+            .bind(i64::from(v))
+            .bind(now_ms()),
+            None => sqlx::query("DELETE FROM master_key_rotation"),
+        }
+        .execute(&self.writer)
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn erase_freed_space(&self) -> Result<()> {
+        // VACUUM rewrites the file from live rows only; the checkpoint then moves the rewrite
+        // into it and truncates the write-ahead log, which held the old pages.
+        sqlx::query("VACUUM").execute(&self.writer).await.map_err(backend)?;
+        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&self.writer).await.map_err(backend)?;
+        Ok(())
     }
 }

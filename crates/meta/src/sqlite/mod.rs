@@ -13,10 +13,10 @@ use sqlx::{Row, Sqlite, Transaction};
 
 use crate::roles::*;
 use crate::{
-    AccessKey, CreationTemplate, Group, IdentityPolicySource, ImageFilter, ImageRecord, ImageScan, LifecycleEvent,
-    ManagedPolicy, ManifestReferences, ManifestSummary, MetaError, MetaStore, NewManifest, Principal, PrincipalKind,
-    PullGate, Repository, RepositorySettings, Result, ScanJob, ScanOutcome, StatusFilter, StoredManifest, TagFilter,
-    Upload, VulnDbState, VulnRecord, now_ms,
+    AccessKey, CreationTemplate, Group, IdentityPolicySource, ImageFilter, ImageRecord, ImageScan, KeyChange, KeyUse,
+    LifecycleEvent, ManagedPolicy, ManifestReferences, ManifestSummary, MetaError, MetaStore, NewManifest, Principal,
+    PrincipalKind, PullGate, Repository, RepositorySettings, Result, ScanJob, ScanOutcome, SealedKind, StatusFilter,
+    StoredManifest, StoredSecret, TagFilter, Upload, VulnDbState, VulnRecord, now_ms,
 };
 use crate::{ActionKind, EncryptionType, PullBlock, ScanStatus, ScanType, TagMutabilityMode};
 
@@ -91,14 +91,23 @@ fn managed_policy_from_row(r: &sqlx::sqlite::SqliteRow) -> ManagedPolicy {
     }
 }
 
+/// The columns `access_key_from_row` reads, in order.
+const ACCESS_KEY_COLUMNS: &str = "k.access_key_id, k.principal_id, k.sealed_secret, k.status, k.created_at, k.last_used_at, k.last_used_service, k.last_used_region";
+
 fn access_key_from_row(r: &sqlx::sqlite::SqliteRow) -> AccessKey {
     let status: String = r.get(3);
+    let last_used_at: Option<i64> = r.get(5);
     AccessKey {
         access_key_id: r.get(0),
         principal_id: r.get(1),
-        secret: r.get(2),
+        sealed_secret: r.get(2),
         active: status == "Active",
         created_at: r.get(4),
+        last_used: last_used_at.map(|at| KeyUse {
+            at,
+            service: r.get::<Option<String>, _>(6).unwrap_or_default(),
+            region: r.get::<Option<String>, _>(7).unwrap_or_default(),
+        }),
     }
 }
 
@@ -250,6 +259,9 @@ impl SqliteMeta {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
+            // Deleted rows (an old sealed secret, a deleted key) are overwritten, not left in
+            // free pages.
+            .pragma("secure_delete", "ON")
             .busy_timeout(Duration::from_secs(10));
         let writer =
             SqlitePoolOptions::new().max_connections(1).connect_with(options.clone()).await.map_err(backend)?;

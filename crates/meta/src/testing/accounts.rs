@@ -18,9 +18,10 @@ pub async fn keeps_accounts_principals_and_keys(meta: Store) {
     let key = AccessKey {
         access_key_id: "AKIATEST".into(),
         principal_id: root.id.clone(),
-        secret: "s3cret".into(),
+        sealed_secret: "s3cret".into(),
         active: true,
         created_at: 2,
+        last_used: None,
     };
     meta.create_access_key(&key).await.unwrap();
     assert!(matches!(meta.create_access_key(&key).await, Err(MetaError::AlreadyExists)));
@@ -48,4 +49,80 @@ pub async fn concurrent_secrets_agree(meta: Store) {
         .await;
         assert!(values.windows(2).all(|w| w[0] == w[1]), "round {round}: {values:?}");
     }
+}
+
+async fn root_with_keys(meta: &Store, ids: &[&str]) -> Principal {
+    meta.ensure_account("123456789012").await.unwrap();
+    let root = Principal {
+        id: "123456789012".into(),
+        account_id: "123456789012".into(),
+        name: "root".into(),
+        kind: PrincipalKind::Root,
+        created_at: 1,
+    };
+    meta.create_principal(&root).await.unwrap();
+    for (i, id) in ids.iter().enumerate() {
+        let key = AccessKey {
+            access_key_id: id.to_string(),
+            principal_id: root.id.clone(),
+            sealed_secret: format!("sealed-{id}"),
+            active: true,
+            created_at: i as i64,
+            last_used: None,
+        };
+        meta.create_access_key(&key).await.unwrap();
+    }
+    root
+}
+
+pub async fn keys_are_deactivated_and_deleted_keeping_one_active(meta: Store) {
+    let root = root_with_keys(&meta, &["AKIAONE", "AKIATWO"]).await;
+    let active = |meta: Store| async move {
+        meta.list_access_keys("123456789012").await.unwrap().iter().filter(|k| k.active).count()
+    };
+    assert_eq!(meta.update_access_key_status("AKIAONE", false, true).await.unwrap(), KeyChange::Done);
+    assert_eq!(meta.update_access_key_status("AKIATWO", false, true).await.unwrap(), KeyChange::LastActiveKey);
+    assert_eq!(meta.delete_access_key("AKIATWO", true).await.unwrap(), KeyChange::LastActiveKey);
+    assert_eq!(active(meta.clone()).await, 1);
+    // An inactive key may always go; without the guard, the last one too.
+    assert_eq!(meta.update_access_key_status("AKIAONE", false, true).await.unwrap(), KeyChange::Done);
+    assert_eq!(meta.delete_access_key("AKIAONE", true).await.unwrap(), KeyChange::Done);
+    assert!(meta.access_key_deleted("AKIAONE").await.unwrap());
+    assert!(!meta.access_key_deleted("AKIATWO").await.unwrap());
+    assert_eq!(meta.update_access_key_status("AKIATWO", false, false).await.unwrap(), KeyChange::Done);
+    assert_eq!(meta.update_access_key_status("AKIATWO", true, true).await.unwrap(), KeyChange::Done);
+    assert_eq!(meta.delete_access_key("AKIATWO", false).await.unwrap(), KeyChange::Done);
+    assert_eq!(meta.update_access_key_status("AKIATWO", true, false).await.unwrap(), KeyChange::NotFound);
+    assert_eq!(meta.delete_access_key("AKIANONE", false).await.unwrap(), KeyChange::NotFound);
+    assert!(meta.list_access_keys(&root.id).await.unwrap().is_empty());
+    assert_eq!(meta.access_key("AKIAONE").await.unwrap(), None);
+}
+
+/// Deactivations and deletions racing for a principal's last keys leave one active key.
+pub async fn concurrent_deactivations_leave_one_active_key(meta: Store) {
+    let ids: Vec<String> = (0..RACERS).map(|i| format!("AKIARACE{i:04}")).collect();
+    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    root_with_keys(&meta, &refs).await;
+    let changes = race(&meta, |meta, i| async move {
+        let id = format!("AKIARACE{i:04}");
+        if i % 2 == 0 {
+            meta.update_access_key_status(&id, false, true).await.unwrap()
+        } else {
+            meta.delete_access_key(&id, true).await.unwrap()
+        }
+    })
+    .await;
+    assert_eq!(changes.iter().filter(|c| **c == KeyChange::LastActiveKey).count(), 1, "{changes:?}");
+    let keys = meta.list_access_keys("123456789012").await.unwrap();
+    assert_eq!(keys.iter().filter(|k| k.active).count(), 1, "{keys:?}");
+}
+
+pub async fn records_the_latest_use_of_a_key(meta: Store) {
+    root_with_keys(&meta, &["AKIAUSED"]).await;
+    let used = |at: i64, service: &str| KeyUse { at, service: service.into(), region: "us-east-1".into() };
+    meta.record_access_key_use("AKIAUSED", &used(2000, "ecr")).await.unwrap();
+    meta.record_access_key_use("AKIAUSED", &used(1000, "iam")).await.unwrap();
+    meta.record_access_key_use("AKIANONE", &used(3000, "ecr")).await.unwrap();
+    let (key, _) = meta.access_key("AKIAUSED").await.unwrap().unwrap();
+    assert_eq!(key.last_used, Some(used(2000, "ecr")), "an older use does not overwrite a newer one");
 }

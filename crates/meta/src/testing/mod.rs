@@ -16,9 +16,10 @@ use std::sync::Arc;
 use berth_oci::{Algorithm, Digest};
 
 use crate::{
-    AccessKey, ActionKind, EncryptionType, Group, IdentityPolicySource, ImageFilter, LifecycleEvent, ManagedPolicy,
-    MetaError, MetaStore, NewManifest, Principal, PrincipalKind, PullBlock, RepositorySettings, ScanJob, ScanOutcome,
-    ScanStatus, ScanType, Severity, StatusFilter, TagFilter, TagMutabilityMode, VulnDbState, VulnRecord, now_ms,
+    AccessKey, ActionKind, EncryptionType, Group, IdentityPolicySource, ImageFilter, KeyChange, KeyUse, LifecycleEvent,
+    ManagedPolicy, MetaError, MetaStore, NewManifest, Principal, PrincipalKind, PullBlock, RepositorySettings, ScanJob,
+    ScanOutcome, ScanStatus, ScanType, SealedKind, Severity, StatusFilter, StoredSecret, TagFilter, TagMutabilityMode,
+    VulnDbState, VulnRecord, now_ms,
 };
 
 /// The store a clause runs against.
@@ -230,7 +231,14 @@ macro_rules! account_store_conformance {
             $crate::__conformance_clauses!(
                 $fixture,
                 accounts,
-                [keeps_accounts_principals_and_keys, the_first_secret_stored_wins, concurrent_secrets_agree,]
+                [
+                    keeps_accounts_principals_and_keys,
+                    the_first_secret_stored_wins,
+                    concurrent_secrets_agree,
+                    keys_are_deactivated_and_deleted_keeping_one_active,
+                    concurrent_deactivations_leave_one_active_key,
+                    records_the_latest_use_of_a_key,
+                ]
             );
         }
     };
@@ -255,6 +263,21 @@ macro_rules! iam_policy_store_conformance {
     };
 }
 
+/// `SecretStore`'s clauses for a fixture.
+#[macro_export]
+macro_rules! secret_store_conformance {
+    ($fixture:path) => {
+        mod secret_store {
+            use super::*;
+            $crate::__conformance_clauses!(
+                $fixture,
+                secrets,
+                [pages_through_stored_secrets_and_replaces_them_only_if_unchanged, keeps_the_rotation_target,]
+            );
+        }
+    };
+}
+
 /// Every role's clauses for a fixture.
 #[macro_export]
 macro_rules! meta_store_conformance {
@@ -266,6 +289,7 @@ macro_rules! meta_store_conformance {
         $crate::gc_store_conformance!($fixture);
         $crate::account_store_conformance!($fixture);
         $crate::iam_policy_store_conformance!($fixture);
+        $crate::secret_store_conformance!($fixture);
     };
 }
 
@@ -282,3 +306,5 @@ pub mod gc;
 pub mod accounts;
 
 pub mod iam;
+
+pub mod secrets;

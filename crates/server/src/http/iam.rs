@@ -11,7 +11,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use berth_meta::{Group, ManagedPolicy, Principal};
 use berth_registry::authz::{RequestEnv, Target};
-use berth_registry::iam::{IamAdmin, IamError, Owner};
+use berth_registry::iam::{IamAdmin, IamError, KeyStatus, Owner};
 use berth_registry::identity::{AuthError, Caller, principal_arn};
 
 use super::{AppState, now_seconds};
@@ -234,17 +234,45 @@ async fn serve(iam: &IamAdmin, caller: &Caller, action: &str, p: &Params) -> Res
         "CreateAccessKey" => {
             let u = user_or_caller(p.get("UserName")).await?;
             iam.check_key_quota(&u).await.map_err(e)?;
-            let k = iam.create_access_key(&u).await.map_err(e)?;
+            let new = iam.create_access_key(&u).await.map_err(e)?;
             ok(
                 action,
                 Some(format!(
                     "<AccessKey><UserName>{}</UserName><AccessKeyId>{}</AccessKeyId><Status>Active</Status>\
                      <SecretAccessKey>{}</SecretAccessKey><CreateDate>{}</CreateDate></AccessKey>",
                     esc(&u.name),
-                    k.access_key_id,
-                    esc(&k.secret),
-                    date(k.created_at)
+                    new.key.access_key_id,
+                    esc(&new.secret),
+                    date(new.key.created_at)
                 )),
+            )
+        }
+        "UpdateAccessKey" => {
+            let u = user_or_caller(p.get("UserName")).await?;
+            let status = KeyStatus::parse(p.required("Status")?).map_err(e)?;
+            iam.update_access_key(&u, p.required("AccessKeyId")?, status, false).await.map_err(e)?;
+            ok(action, None)
+        }
+        "DeleteAccessKey" => {
+            let u = user_or_caller(p.get("UserName")).await?;
+            iam.delete_access_key(&u, p.required("AccessKeyId")?, false).await.map_err(e)?;
+            ok(action, None)
+        }
+        "GetAccessKeyLastUsed" => {
+            let (owner, key) = iam.access_key_last_used(p.required("AccessKeyId")?).await.map_err(e)?;
+            // A key never used has no date, and N/A for where.
+            let used = match &key.last_used {
+                Some(u) => format!(
+                    "<LastUsedDate>{}</LastUsedDate><ServiceName>{}</ServiceName><Region>{}</Region>",
+                    date(u.at),
+                    esc(&u.service),
+                    esc(&u.region)
+                ),
+                None => "<ServiceName>N/A</ServiceName><Region>N/A</Region>".into(),
+            };
+            ok(
+                action,
+                Some(format!("<UserName>{}</UserName><AccessKeyLastUsed>{used}</AccessKeyLastUsed>", esc(&owner.name))),
             )
         }
         "ListAccessKeys" => {

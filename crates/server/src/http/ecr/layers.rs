@@ -170,8 +170,11 @@ pub(super) async fn get_download_url_for_layer(
     let url = match ctx.app.registry.direct_download_url(&digest, expires).await? {
         Some(url) => url,
         None => {
-            let signature = ctx.app.identity.presign_download(repo, digest.as_str(), expires);
-            format!("{}/v2/{repo}/blobs/{digest}?X-Berth-Expires={expires}&X-Berth-Signature={signature}", ctx.endpoint)
+            let signature = ctx.app.identity.presign_download(&ctx.caller, repo, digest.as_str(), expires);
+            format!(
+                "{}/v2/{repo}/blobs/{digest}?X-Berth-Credential={}&X-Berth-Expires={expires}&X-Berth-Signature={signature}",
+                ctx.endpoint, ctx.caller.access_key_id
+            )
         }
     };
     Ok(DownloadUrlOutput { download_url: url, layer_digest: digest.to_string() })

@@ -14,7 +14,7 @@ use futures_util::{StreamExt, TryStreamExt};
 
 use berth_auth::token::parse_basic;
 use berth_registry::authz::{self, RequestEnv, Target, UploadStart};
-use berth_registry::identity::Caller;
+use berth_registry::identity::{Caller, PresignedDownload};
 
 use super::accounts::{Namespace, account_of_host};
 use super::ecr::request_host;
@@ -44,7 +44,7 @@ pub async fn handle(State(app): State<AppState>, req: axum::extract::Request) ->
     // `<account>.<host>` selects that account's registry; repository names become the store's
     // keys here, and go back to names on the way out.
     let ns = Namespace::new(app.identity.account_id(), &account_of_host(&app, &request_host(&headers, &uri)).await);
-    let caller = if app.auth_required && !presigned_download(&app, &method, tail, &query, &ns) {
+    let caller = if app.auth_required && !presigned_download(&app, &method, tail, &query, &ns).await {
         match authenticate(&app, &headers, &uri).await {
             Ok(caller) => Some(caller),
             Err(mut denied) => {
@@ -97,15 +97,26 @@ fn add_region(app: &AppState, resp: &mut Response) {
 /// The response header naming the deployment's region, on every `/v2/` answer.
 pub const REGION_HEADER: &str = "x-berth-region";
 
-/// A blob GET carrying a valid signature from `GetDownloadUrlForLayer` needs no other credentials.
-fn presigned_download(app: &AppState, method: &Method, tail: &str, query: &[(String, String)], ns: &Namespace) -> bool {
-    let (Some(expires), Some(signature)) = (param(query, "X-Berth-Expires"), param(query, "X-Berth-Signature")) else {
+/// A blob GET carrying a valid signature from `GetDownloadUrlForLayer`, issued under a key
+/// that is still active, needs no other credentials. A URL of the format before key
+/// management (no `X-Berth-Credential`) is not one.
+async fn presigned_download(
+    app: &AppState,
+    method: &Method,
+    tail: &str,
+    query: &[(String, String)],
+    ns: &Namespace,
+) -> bool {
+    let (Some(access_key_id), Some(expires), Some(signature)) =
+        (param(query, "X-Berth-Credential"), param(query, "X-Berth-Expires"), param(query, "X-Berth-Signature"))
+    else {
         return false;
     };
     let Ok(V2Route::Blob { name, digest }) = parse_v2_path(tail) else { return false };
     let Ok(expires) = expires.parse() else { return false };
+    let url = PresignedDownload { access_key_id, expires, signature };
     (*method == Method::GET || *method == Method::HEAD)
-        && app.identity.check_download(&ns.key(name), digest, expires, signature, now_seconds())
+        && app.identity.check_download(&url, &ns.key(name), digest, now_seconds()).await
 }
 
 /// Checks the Basic credentials (user `AWS`, a registry token as the password). A request

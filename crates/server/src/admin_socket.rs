@@ -1,0 +1,176 @@
+//! The running server's admin channel: a Unix socket in the data directory (mode 0600, so only
+//! the operator's account reaches it), for operations that must run inside the server rather
+//! than in a second process writing the database — reloading the master keyring and rotating
+//! it. One JSON request per line, one JSON answer per line.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use anyhow::Context;
+use berth_registry::Registry;
+use berth_registry::secrets::{ResealPace, SecretsReport};
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+
+pub fn socket_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("admin.sock")
+}
+
+/// What the admin channel acts on.
+#[derive(Clone)]
+pub struct Admin {
+    registry: Arc<Registry>,
+    pace: ResealPace,
+    /// The rotation this process runs, if one is running.
+    rotation: Arc<Mutex<Option<u32>>>,
+}
+
+impl Admin {
+    pub fn new(registry: Arc<Registry>, pace: ResealPace) -> Self {
+        Admin { registry, pace, rotation: Arc::new(Mutex::new(None)) }
+    }
+
+    /// Re-reads the keyring file (also what `SIGHUP` does).
+    pub fn reload_keyring(&self) -> anyhow::Result<Vec<u32>> {
+        let versions = self.registry.master_keys().reload().map_err(|e| anyhow::anyhow!("{e}"))?;
+        tracing::info!(?versions, "reloaded the master keyring");
+        Ok(versions)
+    }
+
+    /// Records a rotation to `target` and runs it in the background (unless this process runs
+    /// it already).
+    pub async fn start_rotation(&self, target: u32) -> anyhow::Result<()> {
+        self.registry.begin_master_key_rotation(target).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        {
+            let mut running = self.rotation.lock().expect("rotation state");
+            match *running {
+                Some(t) if t == target => return Ok(()),
+                Some(t) => anyhow::bail!("a rotation to version {t} is running; wait for it to finish"),
+                None => *running = Some(target),
+            }
+        }
+        let this = self.clone();
+        tokio::spawn(async move {
+            tracing::info!(target, "master key rotation started");
+            let result = this.registry.rotate_master_key(target, this.pace).await;
+            *this.rotation.lock().expect("rotation state") = None;
+            match result {
+                Ok(report) => tracing::info!(
+                    target,
+                    removable = ?report.removable,
+                    "master key rotation done: every secret is sealed under version {target}"
+                ),
+                // Recorded in the store: the next start (or the next request) resumes it.
+                Err(e) => tracing::error!(target, error = %e, "master key rotation stopped"),
+            }
+        });
+        Ok(())
+    }
+
+    /// Resumes a rotation a previous run recorded and did not finish.
+    pub async fn resume_rotation(&self) {
+        match self.registry.unfinished_master_key_rotation().await {
+            Ok(Some(target)) => {
+                tracing::info!(target, "resuming an unfinished master key rotation");
+                if let Err(e) = self.start_rotation(target).await {
+                    tracing::error!(target, error = %e, "could not resume the master key rotation");
+                }
+            }
+            Ok(None) => {}
+            Err(e) => tracing::error!(error = %e, "could not read the master key rotation state"),
+        }
+    }
+
+    async fn report(&self) -> anyhow::Result<Value> {
+        let report = self.registry.secrets_report().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        let running = *self.rotation.lock().expect("rotation state");
+        Ok(report_json(&report, running.is_some(), &self.registry.master_keys().keyring().versions()))
+    }
+
+    async fn answer(&self, request: &Value) -> anyhow::Result<Value> {
+        match request.get("op").and_then(Value::as_str) {
+            Some("reload-keyring") => Ok(json!({ "keyringVersions": self.reload_keyring()? })),
+            Some("rotate-master-key") => {
+                let target = request
+                    .get("to")
+                    .and_then(Value::as_u64)
+                    .and_then(|v| u32::try_from(v).ok())
+                    .context("rotate-master-key needs a version (\"to\")")?;
+                // The file may have gained the version since the last reload.
+                self.reload_keyring()?;
+                self.start_rotation(target).await?;
+                self.report().await
+            }
+            Some("master-key-status") => self.report().await,
+            other => anyhow::bail!("unknown admin operation {other:?}"),
+        }
+    }
+}
+
+fn report_json(report: &SecretsReport, running: bool, keyring: &[u32]) -> Value {
+    let by_version: serde_json::Map<String, Value> =
+        report.by_version.iter().map(|(v, n)| (v.to_string(), json!(n))).collect();
+    json!({
+        "rotationTarget": report.rotation_target,
+        "running": running,
+        "sealedByVersion": by_version,
+        "unsealed": report.unsealed,
+        "unknownVersion": report.unknown_version,
+        "keyringVersions": keyring,
+        "removableVersions": report.removable,
+    })
+}
+
+/// Serves the admin channel at `path` until the process ends.
+pub fn serve(path: PathBuf, admin: Admin) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    // The data-directory lock is held: a socket file left here is a killed process's.
+    let _ = std::fs::remove_file(&path);
+    let listener = UnixListener::bind(&path).with_context(|| format!("binding {}", path.display()))?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else { continue };
+            let admin = admin.clone();
+            tokio::spawn(async move {
+                let (read, mut write) = stream.into_split();
+                let mut lines = BufReader::new(read).lines();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    let answer = match serde_json::from_str::<Value>(&line) {
+                        Ok(request) => match admin.answer(&request).await {
+                            Ok(v) => json!({ "ok": true, "result": v }),
+                            Err(e) => json!({ "ok": false, "error": format!("{e:#}") }),
+                        },
+                        Err(e) => json!({ "ok": false, "error": format!("not JSON: {e}") }),
+                    };
+                    if write.write_all(format!("{answer}\n").as_bytes()).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    Ok(())
+}
+
+/// Sends one request to the running server's admin channel; its result, or its error.
+pub async fn request(data_dir: &Path, request: Value) -> anyhow::Result<Value> {
+    let path = socket_path(data_dir);
+    let stream = UnixStream::connect(&path).await.with_context(|| {
+        format!(
+            "no berth server is running on {} (its admin channel {} does not answer)",
+            data_dir.display(),
+            path.display()
+        )
+    })?;
+    let (read, mut write) = stream.into_split();
+    write.write_all(format!("{request}\n").as_bytes()).await?;
+    let line = BufReader::new(read).lines().next_line().await?.context("the server closed the admin channel")?;
+    let answer: Value = serde_json::from_str(&line)?;
+    if answer.get("ok").and_then(Value::as_bool) == Some(true) {
+        Ok(answer.get("result").cloned().unwrap_or(Value::Null))
+    } else {
+        anyhow::bail!("{}", answer.get("error").and_then(Value::as_str).unwrap_or("the server refused"))
+    }
+}
