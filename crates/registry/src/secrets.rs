@@ -257,31 +257,15 @@ impl crate::Registry {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use berth_meta::{AccessKey, AccountStore, Principal, PrincipalKind};
+    use berth_meta::MetaStore;
 
-    async fn store_with_plain_secrets() -> (tempfile::TempDir, Arc<berth_meta::SqliteMeta>) {
+    async fn store_with_plain_secrets() -> (tempfile::TempDir, Arc<dyn MetaStore>) {
         let dir = tempfile::tempdir().unwrap();
-        let meta = Arc::new(berth_meta::SqliteMeta::open(&dir.path().join("meta.db")).await.unwrap());
-        meta.ensure_account("111111111111").await.unwrap();
-        let root = Principal {
-            id: "111111111111".into(),
-            account_id: "111111111111".into(),
-            name: "root".into(),
-            kind: PrincipalKind::Root,
-            created_at: 0,
-        };
-        meta.create_principal(&root).await.unwrap();
-        for i in 0..5 {
-            let key = AccessKey {
-                access_key_id: format!("AKIAPLAIN{i:011}"),
-                principal_id: root.id.clone(),
-                sealed_secret: format!("plain-secret-{i}"),
-                active: true,
-                created_at: i,
-                last_used: None,
-            };
-            meta.create_access_key(&key).await.unwrap();
-        }
+        let meta: Arc<dyn MetaStore> =
+            Arc::new(berth_meta::SqliteMeta::open(&dir.path().join("meta.db")).await.unwrap());
+        let ids: Vec<String> = (0..5).map(|i| format!("AKIAPLAIN{i:011}")).collect();
+        let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+        berth_meta::testing::root_with_keys(&meta, &ids, "plain-secret").await;
         meta.registry_secret("registry-token-hmac", &[7u8; 32]).await.unwrap();
         (dir, meta)
     }
@@ -296,7 +280,7 @@ mod tests {
         let (key, _) = meta.access_key("AKIAPLAIN00000000002").await.unwrap().unwrap();
         assert_eq!(
             keys.open(SealedKind::AccessKeySecret, &key.access_key_id, key.sealed_secret.as_bytes()).unwrap(),
-            b"plain-secret-2"
+            b"plain-secret-AKIAPLAIN00000000002"
         );
         let token = meta.registry_secret("registry-token-hmac", b"").await.unwrap();
         assert_eq!(keys.open(SealedKind::RegistrySecret, "registry-token-hmac", &token).unwrap(), [7u8; 32]);
@@ -313,7 +297,7 @@ mod tests {
         assert!(key.sealed_secret.starts_with("sealed:v2:"));
         assert_eq!(
             keys.open(SealedKind::AccessKeySecret, &key.access_key_id, key.sealed_secret.as_bytes()).unwrap(),
-            b"plain-secret-4"
+            b"plain-secret-AKIAPLAIN00000000004"
         );
     }
 

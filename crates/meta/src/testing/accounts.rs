@@ -6,13 +6,7 @@ pub async fn keeps_accounts_principals_and_keys(meta: Store) {
     meta.ensure_account("123456789012").await.unwrap();
     meta.ensure_account("210987654321").await.unwrap();
     assert_eq!(meta.first_account().await.unwrap().as_deref(), Some("123456789012"));
-    let root = Principal {
-        id: "123456789012".into(),
-        account_id: "123456789012".into(),
-        name: "root".into(),
-        kind: PrincipalKind::Root,
-        created_at: 1,
-    };
+    let root = root_principal();
     meta.create_principal(&root).await.unwrap();
     assert!(matches!(meta.create_principal(&root).await, Err(MetaError::AlreadyExists)));
     let key = AccessKey {
@@ -51,32 +45,8 @@ pub async fn concurrent_secrets_agree(meta: Store) {
     }
 }
 
-async fn root_with_keys(meta: &Store, ids: &[&str]) -> Principal {
-    meta.ensure_account("123456789012").await.unwrap();
-    let root = Principal {
-        id: "123456789012".into(),
-        account_id: "123456789012".into(),
-        name: "root".into(),
-        kind: PrincipalKind::Root,
-        created_at: 1,
-    };
-    meta.create_principal(&root).await.unwrap();
-    for (i, id) in ids.iter().enumerate() {
-        let key = AccessKey {
-            access_key_id: id.to_string(),
-            principal_id: root.id.clone(),
-            sealed_secret: format!("sealed-{id}"),
-            active: true,
-            created_at: i as i64,
-            last_used: None,
-        };
-        meta.create_access_key(&key).await.unwrap();
-    }
-    root
-}
-
 pub async fn keys_are_deactivated_and_deleted_keeping_one_active(meta: Store) {
-    let root = root_with_keys(&meta, &["AKIAONE", "AKIATWO"]).await;
+    let root = root_with_keys(&meta, &["AKIAONE", "AKIATWO"], "sealed").await;
     let active = |meta: Store| async move {
         meta.list_access_keys("123456789012").await.unwrap().iter().filter(|k| k.active).count()
     };
@@ -102,7 +72,7 @@ pub async fn keys_are_deactivated_and_deleted_keeping_one_active(meta: Store) {
 pub async fn concurrent_deactivations_leave_one_active_key(meta: Store) {
     let ids: Vec<String> = (0..RACERS).map(|i| format!("AKIARACE{i:04}")).collect();
     let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
-    root_with_keys(&meta, &refs).await;
+    root_with_keys(&meta, &refs, "sealed").await;
     let changes = race(&meta, |meta, i| async move {
         let id = format!("AKIARACE{i:04}");
         if i % 2 == 0 {
@@ -118,7 +88,7 @@ pub async fn concurrent_deactivations_leave_one_active_key(meta: Store) {
 }
 
 pub async fn records_the_latest_use_of_a_key(meta: Store) {
-    root_with_keys(&meta, &["AKIAUSED"]).await;
+    root_with_keys(&meta, &["AKIAUSED"], "sealed").await;
     let used = |at: i64, service: &str| KeyUse { at, service: service.into(), region: "us-east-1".into() };
     meta.record_access_key_use("AKIAUSED", &used(2000, "ecr")).await.unwrap();
     meta.record_access_key_use("AKIAUSED", &used(1000, "iam")).await.unwrap();

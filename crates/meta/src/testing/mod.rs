@@ -66,6 +66,36 @@ async fn populated(meta: &dyn MetaStore) -> (NewManifest, NewManifest, NewManife
     (m, idx, sig)
 }
 
+/// The root of account 123456789012.
+fn root_principal() -> Principal {
+    Principal {
+        id: "123456789012".into(),
+        account_id: "123456789012".into(),
+        name: "root".into(),
+        kind: PrincipalKind::Root,
+        created_at: 1,
+    }
+}
+
+/// Account 123456789012 with its root holding active keys `ids`, stored as `<prefix>-<id>`.
+pub async fn root_with_keys(meta: &Store, ids: &[&str], prefix: &str) -> Principal {
+    meta.ensure_account("123456789012").await.unwrap();
+    let root = root_principal();
+    meta.create_principal(&root).await.unwrap();
+    for (i, id) in ids.iter().enumerate() {
+        let key = AccessKey {
+            access_key_id: id.to_string(),
+            principal_id: root.id.clone(),
+            sealed_secret: format!("{prefix}-{id}"),
+            active: true,
+            created_at: i as i64,
+            last_used: None,
+        };
+        meta.create_access_key(&key).await.unwrap();
+    }
+    root
+}
+
 /// Runs `f` on `RACERS` tasks at once and returns their results.
 async fn race<T, F, Fut>(store: &Store, f: F) -> Vec<T>
 where

@@ -1,7 +1,7 @@
 use super::*;
 
 pub async fn pages_through_stored_secrets_and_replaces_them_only_if_unchanged(meta: Store) {
-    root_with_key_ids(&meta, &["AKIAA", "AKIAB", "AKIAC"]).await;
+    root_with_keys(&meta, &["AKIAA", "AKIAB", "AKIAC"], "plain").await;
     meta.registry_secret("token", b"raw-bytes").await.unwrap();
     let page = meta.stored_secrets(SealedKind::AccessKeySecret, "", 2).await.unwrap();
     assert_eq!(page.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(), ["AKIAA", "AKIAB"]);
@@ -36,27 +36,4 @@ pub async fn keeps_the_rotation_target(meta: Store) {
     assert_eq!(meta.rotation_target().await.unwrap(), Some(3));
     meta.set_rotation_target(None).await.unwrap();
     assert_eq!(meta.rotation_target().await.unwrap(), None);
-}
-
-async fn root_with_key_ids(meta: &Store, ids: &[&str]) {
-    meta.ensure_account("123456789012").await.unwrap();
-    let root = Principal {
-        id: "123456789012".into(),
-        account_id: "123456789012".into(),
-        name: "root".into(),
-        kind: PrincipalKind::Root,
-        created_at: 1,
-    };
-    meta.create_principal(&root).await.unwrap();
-    for id in ids {
-        let key = AccessKey {
-            access_key_id: id.to_string(),
-            principal_id: root.id.clone(),
-            sealed_secret: format!("plain-{id}"),
-            active: true,
-            created_at: 1,
-            last_used: None,
-        };
-        meta.create_access_key(&key).await.unwrap();
-    }
 }
