@@ -52,6 +52,7 @@ mod wildcard;
 
 pub use context::{ContextKeys, Principal, RequestContext};
 pub use eval::{Authorization, Decision, Reason, StatementRef, authorize};
+pub use net::Cidr;
 pub use policy::{Effect, PolicyDocument, PolicyError, PolicyKind, PolicyOutcome, Statement, Version};
 pub use principal::Grantee;
 pub use time::{format_iso8601, parse_date};

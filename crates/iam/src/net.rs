@@ -4,13 +4,13 @@
 use std::net::IpAddr;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Cidr {
+pub enum Cidr {
     V4 { net: u32, mask: u32 },
     V6 { net: u128, mask: u128 },
 }
 
 impl Cidr {
-    pub(crate) fn parse(s: &str) -> Option<Cidr> {
+    pub fn parse(s: &str) -> Option<Cidr> {
         let (addr, prefix) = match s.split_once('/') {
             Some((a, p)) => {
                 // `u8::from_str` would take a leading `+`; a prefix is digits only.
@@ -41,7 +41,7 @@ impl Cidr {
         }
     }
 
-    pub(crate) fn contains(&self, ip: IpAddr) -> bool {
+    pub fn contains(&self, ip: IpAddr) -> bool {
         match (self, ip) {
             (Cidr::V4 { net, mask }, IpAddr::V4(a)) => u32::from(a) & mask == *net,
             (Cidr::V6 { net, mask }, IpAddr::V6(a)) => u128::from(a) & mask == *net,

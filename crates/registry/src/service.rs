@@ -127,6 +127,18 @@ fn at_most(body: ByteStream, limit: u64) -> (ByteStream, Arc<std::sync::atomic::
 }
 
 impl Registry {
+    /// Whether this node can serve: the metadata store answers a query and the blob store a
+    /// lookup (`/readyz`, for load balancers). Migrations ran before the server listened.
+    pub async fn check_ready(&self) -> Result<()> {
+        self.meta.first_account().await?;
+        let empty = Digest::parse("sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
+            .expect("the empty blob's digest");
+        self.blobs.stat(&empty).await?;
+        Ok(())
+    }
+}
+
+impl Registry {
     pub fn new(
         meta: Arc<dyn MetaStore>,
         blobs: Arc<dyn BlobStore>,

@@ -72,6 +72,10 @@ pub struct Config {
     pub min_upload_window_seconds: u64,
     /// On SIGTERM, in-flight requests get this long to finish before the rest are closed.
     pub shutdown_drain_seconds: u64,
+    /// Load balancers whose `X-Forwarded-For` / `X-Forwarded-Proto` are believed: addresses or
+    /// CIDR blocks, a list or one comma-separated string. Empty: the headers are ignored.
+    #[serde(default, deserialize_with = "list")]
+    pub trusted_proxies: Vec<String>,
 }
 
 impl Default for Config {
@@ -104,6 +108,7 @@ impl Default for Config {
             min_upload_bytes_per_second: 1024,
             min_upload_window_seconds: 30,
             shutdown_drain_seconds: 30,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -149,6 +154,21 @@ fn text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Err
     }))
 }
 
+/// A list given as a list (TOML) or as one comma-separated string (the environment).
+fn list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum List {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match Option::<List>::deserialize(d)? {
+        None => Vec::new(),
+        Some(List::Many(v)) => v,
+        Some(List::One(s)) => s.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect(),
+    })
+}
+
 /// Ids and secrets from the environment, taken as the text they are: figment would read
 /// `012345678901` as a number and lose the leading zero.
 fn text_env() -> std::collections::BTreeMap<&'static str, String> {
@@ -191,6 +211,7 @@ pub fn load(file: Option<&PathBuf>, overrides: &Overrides) -> Result<Config, Box
         "min_upload_bytes_per_second",
         "min_upload_window_seconds",
         "shutdown_drain_seconds",
+        "trusted_proxies",
     ]))
     .merge(Serialized::defaults(text_env()))
     .merge(Serialized::defaults(overrides))
@@ -213,6 +234,7 @@ mod tests {
             jail.set_env("BERTH_DATA_DIR", "/from-env");
             jail.set_env("BERTH_ACCOUNT_ID", "012345678901");
             jail.set_env("BERTH_ROOT_SECRET_ACCESS_KEY", "12345");
+            jail.set_env("BERTH_TRUSTED_PROXIES", "127.0.0.1, 10.0.0.0/8");
             let file = PathBuf::from("berth.toml");
             let c = load(Some(&file), &Overrides::default()).unwrap();
             assert_eq!(c.listen.port(), 6000);
@@ -220,6 +242,7 @@ mod tests {
             assert_eq!(c.log_format, "json");
             assert_eq!(c.account_id.as_deref(), Some("012345678901"));
             assert_eq!(c.root_secret_access_key.as_deref(), Some("12345"));
+            assert_eq!(c.trusted_proxies, ["127.0.0.1", "10.0.0.0/8"]);
             let o = Overrides { data_dir: Some("/from-flag".into()), ..Default::default() };
             assert_eq!(load(Some(&file), &o).unwrap().data_dir, PathBuf::from("/from-flag"));
             assert!(load(Some(&PathBuf::from("missing.toml")), &o).is_err());

@@ -505,6 +505,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         identity: Arc::new(identity),
         authorizer,
         scheme: if tls_configured { "https" } else { "http" },
+        trusted_proxies: Arc::new(
+            http::proxy::TrustedProxies::parse(&config.trusted_proxies).map_err(|e| anyhow::anyhow!("{e}"))?,
+        ),
         auth_required: config.auth,
         metrics: http::metrics::install(),
     };

@@ -18,6 +18,7 @@ mod accounts;
 pub mod ecr;
 pub mod iam;
 pub mod metrics;
+pub mod proxy;
 mod v2;
 
 /// The client's address, as every surface sees it (request logs, `aws:SourceIp`); the
@@ -31,21 +32,35 @@ pub struct AppState {
     pub identity: Arc<Identity>,
     /// Where every request is authorized (IAM policies).
     pub authorizer: Arc<berth_registry::authz::Authorizer>,
-    /// `http` or `https`, for the endpoints Berth tells clients about.
+    /// `http` or `https`: how clients reach this listener (a trusted proxy may say otherwise).
     pub scheme: &'static str,
+    /// Whose `X-Forwarded-For` / `-Proto` are believed.
+    pub trusted_proxies: Arc<proxy::TrustedProxies>,
     /// Whether `/v2/` demands a registry token (the default; off only for benchmarks).
     pub auth_required: bool,
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
 }
 
-/// The request's own facts for policy conditions: source address, TLS.
-pub fn request_env(app: &AppState, extensions: &axum::http::Extensions) -> berth_registry::authz::RequestEnv {
+/// Who sent the request: the connection's peer, or the client a trusted proxy names.
+pub fn client_of(app: &AppState, parts: &axum::http::request::Parts) -> Option<proxy::Client> {
+    let peer = parts.extensions.get::<ConnectInfo<ClientAddr>>()?.0.0.ip();
+    Some(app.trusted_proxies.client(peer, app.scheme, &parts.headers))
+}
+
+/// The request's own facts for policy conditions: source address, TLS (as the client used it).
+pub fn request_env(app: &AppState, parts: &axum::http::request::Parts) -> berth_registry::authz::RequestEnv {
+    let client = client_of(app, parts);
     berth_registry::authz::RequestEnv {
-        source_ip: extensions.get::<ConnectInfo<ClientAddr>>().map(|c| c.0.0.ip()),
-        secure_transport: app.scheme == "https",
+        source_ip: client.map(|c| c.ip),
+        secure_transport: client.map_or(app.scheme, |c| c.scheme) == "https",
         request_tags: Vec::new(),
         tag_keys: Vec::new(),
     }
+}
+
+/// The scheme the client used, for the endpoints Berth tells it about.
+pub fn client_scheme(env: &berth_registry::authz::RequestEnv) -> &'static str {
+    if env.secure_transport { "https" } else { "http" }
 }
 
 /// Seconds since the Unix epoch, the clock SigV4 and tokens are checked against.
@@ -60,8 +75,21 @@ pub fn router(state: AppState) -> Router {
         .route("/v2/{*rest}", any(v2::handle))
         .route("/", post(ecr::handle))
         .route("/healthz", get(|| async { "ok\n" }))
-        .layer(middleware::from_fn(log_request))
+        .route("/readyz", get(readyz))
+        .layer(middleware::from_fn_with_state(state.clone(), log_request))
         .with_state(state)
+}
+
+/// Ready when the metadata and blob stores answer; `503` with the reason otherwise.
+async fn readyz(axum::extract::State(app): axum::extract::State<AppState>) -> Response {
+    use axum::response::IntoResponse;
+    match app.registry.check_ready().await {
+        Ok(()) => "ready\n".into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "not ready");
+            (axum::http::StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {e}\n")).into_response()
+        }
+    }
 }
 
 /// `/metrics` alone, for the internal metrics address: it names every account's repositories,
@@ -75,11 +103,13 @@ fn content_length(h: &axum::http::HeaderMap) -> u64 {
 }
 
 /// One log line per request: method, path, status, bytes in and out, duration.
-async fn log_request(req: Request, next: Next) -> Response {
+async fn log_request(axum::extract::State(app): axum::extract::State<AppState>, req: Request, next: Next) -> Response {
     let start = Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
-    let peer = req.extensions().get::<ConnectInfo<ClientAddr>>().map(|c| c.0.0.ip());
+    let (parts, body) = req.into_parts();
+    let peer = client_of(&app, &parts).map(|c| c.ip);
+    let req = Request::from_parts(parts, body);
     let bytes_in = content_length(req.headers());
     let route = metrics::route_label(&path, req.headers().get("x-amz-target").and_then(|v| v.to_str().ok()));
     let resp = next.run(req).await;

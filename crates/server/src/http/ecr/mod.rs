@@ -133,7 +133,7 @@ struct Ctx<'a> {
 
 pub async fn handle(State(app): State<AppState>, req: axum::extract::Request) -> Response {
     let (parts, body) = req.into_parts();
-    let env = super::request_env(&app, &parts.extensions);
+    let env = super::request_env(&app, &parts);
     let (method, uri, headers) = (parts.method, parts.uri, parts.headers);
     if super::iam::is_iam_request(&headers) {
         let Ok(bytes) = axum::body::to_bytes(body, MAX_BODY).await else {
@@ -186,11 +186,9 @@ async fn serve(
     env.tag_keys = tag_keys(&input, &env.request_tags);
     let ns = namespace(app, &caller, op, &input).await?;
     let input = if ns.is_default() { input } else { keyed_input(input, &ns) };
-    let endpoint = if ns.is_default() {
-        format!("{}://{host}", app.scheme)
-    } else {
-        format!("{}://{}.{host}", app.scheme, ns.account)
-    };
+    let scheme = super::client_scheme(&env);
+    let endpoint =
+        if ns.is_default() { format!("{scheme}://{host}") } else { format!("{scheme}://{}.{host}", ns.account) };
     let ctx = Ctx { app, op, caller, env, endpoint, host, ns };
     ctx.authorize_operation(op, &input).await?;
     let result = dispatch(&ctx, op, input).await.map_err(|e| e.worded(ctx.registry_id()));

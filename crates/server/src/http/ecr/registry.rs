@@ -47,7 +47,7 @@ pub(super) async fn get_authorization_token(
         authorization_data.push(AuthorizationData {
             authorization_token: docker_authorization(&token),
             expires_at,
-            proxy_endpoint: format!("{}://{host}", ctx.app.scheme),
+            proxy_endpoint: format!("{}://{host}", crate::http::client_scheme(&ctx.env)),
         });
     }
     Ok(GetAuthorizationTokenOutput { authorization_data })

@@ -35,8 +35,8 @@ type Result<T> = std::result::Result<T, RegistryError>;
 
 pub async fn handle(State(app): State<AppState>, req: axum::extract::Request) -> Response {
     let (parts, body) = req.into_parts();
+    let env = super::request_env(&app, &parts);
     let (method, uri, headers) = (parts.method, parts.uri, parts.headers);
-    let env = super::request_env(&app, &parts.extensions);
     let path = uri.path();
     let tail = path.strip_prefix("/v2/").or_else(|| path.strip_prefix("/v2")).unwrap_or("");
     let query: Vec<(String, String)> =
@@ -45,7 +45,7 @@ pub async fn handle(State(app): State<AppState>, req: axum::extract::Request) ->
     // keys here, and go back to names on the way out.
     let ns = Namespace::new(app.identity.account_id(), &account_of_host(&app, &request_host(&headers, &uri)).await);
     let caller = if app.auth_required && !presigned_download(&app, &method, tail, &query, &ns).await {
-        match authenticate(&app, &headers, &uri).await {
+        match authenticate(&app, &headers, &uri, super::client_scheme(&env)).await {
             Ok(caller) => Some(caller),
             Err(mut denied) => {
                 add_region(&app, &mut denied);
@@ -122,7 +122,12 @@ async fn presigned_download(
 /// Checks the Basic credentials (user `AWS`, a registry token as the password). A request
 /// without valid ones gets 401 with the Basic challenge, as ECR answers, so that `docker login`
 /// and credential helpers know to send them.
-async fn authenticate(app: &AppState, headers: &HeaderMap, uri: &Uri) -> std::result::Result<Caller, Response> {
+async fn authenticate(
+    app: &AppState,
+    headers: &HeaderMap,
+    uri: &Uri,
+    scheme: &str,
+) -> std::result::Result<Caller, Response> {
     if headers.get_all(header::AUTHORIZATION).iter().count() > 1 {
         // Which of two credentials counts would depend on who reads them: refused outright.
         return Err(error_response(
@@ -145,9 +150,7 @@ async fn authenticate(app: &AppState, headers: &HeaderMap, uri: &Uri) -> std::re
     };
     let host = super::ecr::request_host(headers, uri);
     let mut resp = error_response(StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized.as_str(), failure, None);
-    if let Ok(v) =
-        HeaderValue::from_str(&format!("Basic realm=\"{}://{host}/\",service=\"ecr.amazonaws.com\"", app.scheme))
-    {
+    if let Ok(v) = HeaderValue::from_str(&format!("Basic realm=\"{scheme}://{host}/\",service=\"ecr.amazonaws.com\"")) {
         resp.headers_mut().insert(header::WWW_AUTHENTICATE, v);
     }
     resp.headers_mut().insert(API_VERSION.0, HeaderValue::from_static(API_VERSION.1));
