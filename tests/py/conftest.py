@@ -28,7 +28,7 @@ def berth_bin():
 
 
 class Berth:
-    def __init__(self, data_dir, extra_env=None):
+    def __init__(self, data_dir, extra_env=None, drop_env=()):
         self.data_dir = data_dir
         env = dict(os.environ)
         env.update(
@@ -38,6 +38,8 @@ class Berth:
             BERTH_REGION=REGION,
         )
         env.update(extra_env or {})
+        for name in drop_env:
+            env.pop(name, None)
         self.log = open(os.path.join(data_dir, "berth.log"), "ab")
         self.proc = subprocess.Popen(
             [berth_bin(), "serve", "--listen", "127.0.0.1:0", "--data-dir", os.path.join(data_dir, "data")],

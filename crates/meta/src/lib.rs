@@ -10,10 +10,13 @@ pub use berth_rules::mutability::Mode as TagMutabilityMode;
 pub use berth_rules::scanning::ScanType;
 pub use berth_vuln::Severity;
 
+mod postgres;
 mod roles;
+mod sql;
 mod sqlite;
 pub mod testing;
 
+pub use postgres::PgMeta;
 pub use roles::{
     AccountStore, ContentStore, GcStore, IamPolicyStore, LifecycleStore, MetaStore, RepositoryStore, ScanStore,
     SecretStore,

@@ -313,6 +313,12 @@ pub trait AccountStore: Send + Sync + 'static {
     /// The account created first (the default registry), if any.
     async fn first_account(&self) -> Result<Option<String>>;
 
+    /// The account created first; when there is none, `candidate` is created as it. Returns the
+    /// account and whether this call created it.
+    /// Concurrency: nodes starting together on an empty store agree on one account: the
+    /// emptiness test and the insert are serialized (a table lock on a server database).
+    async fn first_account_or_create(&self, candidate: &str) -> Result<(String, bool)>;
+
     /// Creates a principal; `AlreadyExists` if the account has one of that name.
     async fn create_principal(&self, principal: &Principal) -> Result<()>;
 
@@ -322,6 +328,12 @@ pub trait AccountStore: Send + Sync + 'static {
 
     /// Stores an access key; `AlreadyExists` if the id is taken.
     async fn create_access_key(&self, key: &AccessKey) -> Result<()>;
+
+    /// Stores `key` only if its principal has no key yet (an account root's first key);
+    /// whether it was stored.
+    /// Concurrency: the no-key test and the insert are serialized per principal (its row locked
+    /// on a server database), so of nodes starting together exactly one stores a first key.
+    async fn create_first_access_key(&self, key: &AccessKey) -> Result<bool>;
 
     /// An access key with the principal it belongs to.
     async fn access_key(&self, access_key_id: &str) -> Result<Option<(AccessKey, Principal)>>;

@@ -129,7 +129,8 @@ pub async fn ensure_account_root(
     }
     let root_keys = meta.list_access_keys(&root.id).await?;
     let root_id = root.id.clone();
-    let store = |id: String, secret: String| async move {
+    // Stored only as the root's first key: of nodes starting together, one stores it.
+    let store_first = |id: String, secret: String| async move {
         let sealed_secret = keys.seal(SealedKind::AccessKeySecret, &id, secret.as_bytes());
         let key = AccessKey {
             access_key_id: id,
@@ -139,7 +140,7 @@ pub async fn ensure_account_root(
             created_at: now_ms(),
             last_used: None,
         };
-        meta.create_access_key(&key).await
+        meta.create_first_access_key(&key).await
     };
     match root_key {
         Some((id, secret)) => {
@@ -171,7 +172,18 @@ pub async fn ensure_account_root(
                         "the root access key from the environment is not applied: the root has keys of its own"
                     );
                 }
-                None => store(id.to_string(), secret.to_string()).await?,
+                None => {
+                    if !store_first(id.to_string(), secret.to_string()).await? {
+                        // Another node stored the root's first key meanwhile: the same one, if
+                        // it was given the same environment.
+                        if meta.access_key(id).await?.is_none() {
+                            tracing::warn!(
+                                access_key_id = id,
+                                "the root access key from the environment is not applied: another node gave the root its first key"
+                            );
+                        }
+                    }
+                }
             }
             Ok(None)
         }
@@ -180,8 +192,8 @@ pub async fn ensure_account_root(
                 access_key_id: keys::new_access_key_id(),
                 secret_access_key: keys::new_secret_access_key(),
             };
-            store(key.access_key_id.clone(), key.secret_access_key.clone()).await?;
-            Ok(Some(key))
+            // Shown only by the node that stored it.
+            Ok(store_first(key.access_key_id.clone(), key.secret_access_key.clone()).await?.then_some(key))
         }
         None => Ok(None),
     }
@@ -211,7 +223,9 @@ impl Identity {
                     let digits: String =
                         keys::new_secret_bytes().iter().take(12).map(|b| char::from(b'0' + b % 10)).collect();
                     // An account id never starts with 0, so it reads as a number everywhere.
-                    format!("{}{}", (digits.as_bytes()[0] % 9 + b'1') as char, &digits[1..])
+                    let candidate = format!("{}{}", (digits.as_bytes()[0] % 9 + b'1') as char, &digits[1..]);
+                    // Nodes starting together on an empty store agree on one account.
+                    meta.first_account_or_create(&candidate).await?.0
                 }
             },
         };

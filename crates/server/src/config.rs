@@ -14,6 +14,14 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Where blobs, upload sessions and the metadata database live.
     pub data_dir: PathBuf,
+    /// Where metadata lives: unset, the embedded SQLite store `<data_dir>/meta.db`; or a
+    /// PostgreSQL URL, `postgres://user[:password]@host[:port]/database[?sslmode=require]`.
+    #[serde(default, deserialize_with = "text")]
+    pub meta: Option<String>,
+    /// Connections to a PostgreSQL metadata store at most, per node.
+    pub meta_max_connections: u32,
+    /// A statement on a PostgreSQL metadata store is cancelled after this long.
+    pub meta_statement_timeout_seconds: u64,
     /// Log format: `text` or `json`.
     pub log_format: String,
     /// PEM certificate chain; with `tls_key`, Berth serves HTTPS.
@@ -78,11 +86,21 @@ pub struct Config {
     pub trusted_proxies: Vec<String>,
 }
 
+impl Config {
+    /// Whether the metadata store is a server database that several nodes share.
+    pub fn shared_meta(&self) -> bool {
+        self.meta.as_deref().is_some_and(|m| m.starts_with("postgres://") || m.starts_with("postgresql://"))
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {
             listen: "127.0.0.1:5000".parse().expect("valid default address"),
             data_dir: PathBuf::from("berth-data"),
+            meta: None,
+            meta_max_connections: 16,
+            meta_statement_timeout_seconds: 30,
             log_format: "text".into(),
             tls_cert: None,
             tls_key: None,
@@ -136,6 +154,8 @@ pub struct Overrides {
     pub metrics_listen: Option<SocketAddr>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub master_key_file: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub meta: Option<String>,
 }
 
 /// Environment values arrive typed (`123456789012` as a number); ids and secrets are text.
@@ -189,6 +209,9 @@ pub fn load(file: Option<&PathBuf>, overrides: &Overrides) -> Result<Config, Box
     f.merge(Env::prefixed("BERTH_").only(&[
         "listen",
         "data_dir",
+        "meta",
+        "meta_max_connections",
+        "meta_statement_timeout_seconds",
         "log_format",
         "tls_cert",
         "tls_key",

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
-use berth_meta::{MetaStore, SqliteMeta};
+use berth_meta::{MetaStore, PgMeta, SqliteMeta};
 use berth_registry::identity::{Identity, NewRootKey};
 use berth_registry::scan::{ScanSettings, Scanner, parse_block_severity};
 use berth_registry::secrets::MasterKeys;
@@ -72,6 +72,10 @@ struct CommonArgs {
     /// The master keyring file [default: <data-dir>/master.key, generated at first start].
     #[arg(long, global = true)]
     master_key_file: Option<PathBuf>,
+    /// The metadata store: a PostgreSQL URL [default: the embedded SQLite file in the data
+    /// directory].
+    #[arg(long, global = true)]
+    meta: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -273,6 +277,7 @@ fn main() -> ExitCode {
         auth: cli.common.insecure_no_auth.then_some(false),
         metrics_listen: cli.common.metrics_listen,
         master_key_file: cli.common.master_key_file.clone(),
+        meta: cli.common.meta.clone(),
     };
     let config = match config::load(cli.config.as_ref(), &overrides) {
         Ok(c) => c,
@@ -318,11 +323,41 @@ fn init_logging(config: &Config) {
     }
 }
 
+/// `url` with its password, if any, left out (for messages).
+fn redacted(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{}{user}{}", &url[..scheme + 3], &url[at..])
+        }
+        _ => url.to_string(),
+    }
+}
+
+async fn open_meta(config: &Config) -> anyhow::Result<Arc<dyn MetaStore>> {
+    match config.meta.as_deref() {
+        None => Ok(Arc::new(
+            SqliteMeta::open(&config.data_dir.join("meta.db")).await.context("opening the metadata database")?,
+        )),
+        Some(url) if config.shared_meta() => {
+            let timeout = std::time::Duration::from_secs(config.meta_statement_timeout_seconds.max(1));
+            let meta = PgMeta::open(url, config.meta_max_connections, timeout)
+                .await
+                .map_err(|e| anyhow::anyhow!("the metadata database {}: {e}", redacted(url)))?;
+            Ok(Arc::new(meta))
+        }
+        Some(other) => anyhow::bail!(
+            "--meta {:?}: expected a postgres:// URL (or none, for the embedded SQLite store)",
+            redacted(other)
+        ),
+    }
+}
+
 async fn open_stores(config: &Config) -> anyhow::Result<(Arc<dyn MetaStore>, FsBlobStore)> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
-    let meta: Arc<dyn MetaStore> =
-        Arc::new(SqliteMeta::open(&config.data_dir.join("meta.db")).await.context("opening the metadata database")?);
+    let meta = open_meta(config).await?;
     let blobs = FsBlobStore::open(config.data_dir.clone()).await.context("opening the blob store")?;
     Ok((meta, blobs))
 }
@@ -335,6 +370,14 @@ fn master_key_path(config: &Config) -> PathBuf {
 /// The master keyring. A configured file must exist; the embedded default is generated (0600,
 /// never printed) the first time any `berth` command opens the data directory.
 fn master_keys(config: &Config) -> anyhow::Result<Arc<MasterKeys>> {
+    if config.shared_meta() && config.master_key_file.is_none() {
+        // A keyring generated here would be this node's alone: values it sealed would not open
+        // on the others.
+        anyhow::bail!(
+            "the metadata store is PostgreSQL: give the master keyring with --master-key-file (BERTH_MASTER_KEY_FILE), \
+             the same file on every node"
+        );
+    }
     let path = master_key_path(config);
     if config.master_key_file.is_none() {
         std::fs::create_dir_all(&config.data_dir)

@@ -1,6 +1,9 @@
 //! The embedded metadata store: SQLite in WAL mode with `synchronous=FULL` (a commit is on disk
-//! before it is acknowledged), one writer connection and a pool of readers. One module per
-//! role (`crate::roles`); the row and statement helpers they share are here.
+//! before it is acknowledged), one writer connection and a pool of readers. The roles'
+//! implementations are written once for both SQL backends (`crate::sql`, `include!`d below);
+//! what is SQLite's own — opening the file, error codes, the dialect hooks — is here. The one
+//! writer serializes every write transaction, so the hooks that lock rows on PostgreSQL are
+//! no-ops here.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -12,138 +15,24 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 use sqlx::{Row, Sqlite, Transaction};
 
 use crate::roles::*;
+use crate::sql::*;
 use crate::{
     AccessKey, CreationTemplate, Group, IdentityPolicySource, ImageFilter, ImageRecord, ImageScan, KeyChange, KeyUse,
     LifecycleEvent, ManagedPolicy, ManifestReferences, ManifestSummary, MetaError, MetaStore, NewManifest, Principal,
-    PrincipalKind, PullGate, Repository, RepositorySettings, Result, ScanJob, ScanOutcome, SealedKind, StatusFilter,
-    StoredManifest, StoredSecret, TagFilter, Upload, VulnDbState, VulnRecord, now_ms,
+    PullGate, Repository, RepositorySettings, Result, ScanJob, ScanOutcome, SealedKind, StoredManifest, StoredSecret,
+    Upload, VulnDbState, VulnRecord, now_ms,
 };
-use crate::{ActionKind, EncryptionType, PullBlock, ScanStatus, ScanType, TagMutabilityMode};
+use crate::{ActionKind, PullBlock, ScanStatus, ScanType};
 
-mod accounts;
-mod content;
-mod gc;
-mod iam;
-mod lifecycle;
-/// SQL with `{unreferenced}` standing for "no manifest of its repository references the link
-/// `<link>`"; the template and the table name are always literals of ours.
-mod repositories;
-mod scans;
-
-fn unreferenced_sql(template: &str, link: &str) -> sqlx::AssertSqlSafe<String> {
-    let cond = format!(
-        "NOT EXISTS (SELECT 1 FROM manifest_references mr WHERE mr.repository_id = {link}.repository_id \
-         AND mr.child_digest = {link}.digest AND mr.child_kind = 'blob')"
-    );
-    sqlx::AssertSqlSafe(template.replace("{unreferenced}", &cond))
-}
-
-const REPOSITORY_COLUMNS: &str = "id, name, created_at, tag_mutability, tag_mutability_exclusions, scan_on_push, encryption_type, kms_key, \
-     pull_block_severity";
-
-/// SQL naming the repository columns as `{cols}`; the template is always a literal of ours.
-fn repo_sql(template: &str) -> sqlx::AssertSqlSafe<String> {
-    sqlx::AssertSqlSafe(template.replace("{cols}", REPOSITORY_COLUMNS))
-}
-
-fn repository_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<Repository> {
-    let exclusions: String = r.get(4);
-    Ok(Repository {
-        id: r.get(0),
-        name: r.get(1),
-        created_at: r.get(2),
-        settings: RepositorySettings {
-            tag_mutability: stored("tag mutability", &r.get::<String, _>(3), TagMutabilityMode::parse)?,
-            tag_mutability_exclusions: serde_json::from_str(&exclusions)
-                .map_err(|e| MetaError::Backend(format!("stored exclusion filters: {e}")))?,
-            scan_on_push: r.get(5),
-            encryption_type: stored("encryption type", &r.get::<String, _>(6), EncryptionType::parse)?,
-            kms_key: r.get(7),
-            pull_block_severity: r
-                .get::<Option<String>, _>(8)
-                .map(|s| stored("pull policy", &s, |s| PullBlock::parse(s).ok()))
-                .transpose()?,
-        },
-    })
-}
-
-fn principal_from_row(r: &sqlx::sqlite::SqliteRow, offset: usize) -> Principal {
-    let kind: String = r.get(offset + 3);
-    Principal {
-        id: r.get(offset),
-        account_id: r.get(offset + 1),
-        name: r.get(offset + 2),
-        kind: if kind == "root" { PrincipalKind::Root } else { PrincipalKind::User },
-        created_at: r.get(offset + 4),
-    }
-}
-
-fn managed_policy_from_row(r: &sqlx::sqlite::SqliteRow) -> ManagedPolicy {
-    ManagedPolicy {
-        arn: r.get(0),
-        id: r.get(1),
-        account_id: r.get(2),
-        name: r.get(3),
-        path: r.get(4),
-        document: r.get(5),
-        created_at: r.get(6),
-        updated_at: r.get(7),
-    }
-}
-
-/// The columns `access_key_from_row` reads, in order.
-const ACCESS_KEY_COLUMNS: &str = "k.access_key_id, k.principal_id, k.sealed_secret, k.status, k.created_at, k.last_used_at, k.last_used_service, k.last_used_region";
-
-fn access_key_from_row(r: &sqlx::sqlite::SqliteRow) -> AccessKey {
-    let status: String = r.get(3);
-    let last_used_at: Option<i64> = r.get(5);
-    AccessKey {
-        access_key_id: r.get(0),
-        principal_id: r.get(1),
-        sealed_secret: r.get(2),
-        active: status == "Active",
-        created_at: r.get(4),
-        last_used: last_used_at.map(|at| KeyUse {
-            at,
-            service: r.get::<Option<String>, _>(6).unwrap_or_default(),
-            region: r.get::<Option<String>, _>(7).unwrap_or_default(),
-        }),
-    }
-}
-
-fn is_unique_violation(e: &sqlx::Error) -> bool {
-    matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
-}
-
-fn template_from_row(r: (String, String, i64, i64)) -> CreationTemplate {
-    CreationTemplate { prefix: r.0, body: r.1, created_at: r.2, updated_at: r.3 }
-}
+type Meta = SqliteMeta;
+type Db = Sqlite;
+type DbRow = sqlx::sqlite::SqliteRow;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 pub struct SqliteMeta {
     writer: SqlitePool,
     reader: SqlitePool,
-}
-
-/// A stored spelling of an enum, or a backend error naming what could not be read.
-fn stored<T>(what: &str, text: &str, parse: impl FnOnce(&str) -> Option<T>) -> Result<T> {
-    parse(text).ok_or_else(|| MetaError::Backend(format!("stored {what} {text:?} is not one Berth knows")))
-}
-
-fn image_scan_from_row(r: &sqlx::sqlite::SqliteRow, with_findings: bool) -> Result<ImageScan> {
-    Ok(ImageScan {
-        digest: r.get(0),
-        scan_type: stored("scan type", &r.get::<String, _>(1), ScanType::parse)?,
-        status: stored("scan status", &r.get::<String, _>(2), ScanStatus::parse)?,
-        description: r.get(3),
-        queued_at: r.get(4),
-        completed_at: r.get(5),
-        vulndb_version: r.get(6),
-        vulndb_updated_at: r.get(7),
-        findings: if with_findings { r.get(8) } else { None },
-        counts: r.get(9),
-    })
 }
 
 fn backend(e: sqlx::Error) -> MetaError {
@@ -156,99 +45,13 @@ fn backend(e: sqlx::Error) -> MetaError {
     if full { MetaError::StorageFull(e.to_string()) } else { MetaError::Backend(e.to_string()) }
 }
 
-fn parse_digest(s: String) -> Result<Digest> {
-    Digest::parse(&s).map_err(|e| MetaError::Backend(format!("stored digest {s:?} is invalid: {e}")))
-}
-
-fn filter_code(f: TagFilter) -> i64 {
-    match f {
-        TagFilter::Any => 0,
-        TagFilter::Tagged => 1,
-        TagFilter::Untagged => 2,
-    }
-}
-
-fn status_code(f: StatusFilter) -> i64 {
-    match f {
-        StatusFilter::Any => 0,
-        StatusFilter::Active => 1,
-        StatusFilter::Archived => 2,
-        StatusFilter::Activating => 3,
-    }
-}
-
-/// SQL condition on `m` (a manifests row) for a `status_code` bound as `$n`.
-fn status_condition(n: usize) -> String {
-    format!("(${n} = 0 OR (${n} = 1 AND m.storage_class = 'STANDARD') OR (${n} = 2 AND m.storage_class = 'ARCHIVE'))")
-}
-
 impl SqliteMeta {
-    /// Completes a page of manifest rows (digest, media type, artifact type, subject, pushed at,
-    /// last pulled at, repository id; in digest order) with their tags, referenced bytes and
-    /// children: three range queries over the page's digest span, not three per image.
-    async fn images_from_rows(&self, rows: &[sqlx::sqlite::SqliteRow]) -> Result<Vec<ImageRecord>> {
-        let (Some(first), Some(last)) = (rows.first(), rows.last()) else { return Ok(Vec::new()) };
-        let repository_id: i64 = first.get(6);
-        let (lo, hi): (String, String) = (first.get(0), last.get(0));
-        let tags = sqlx::query_as::<_, (String, String)>(
-            "SELECT digest, tag FROM tags WHERE repository_id = $1 AND digest >= $2 AND digest <= $3 ORDER BY digest, tag",
-        )
-        .bind(repository_id)
-        .bind(&lo)
-        .bind(&hi)
-        .fetch_all(&self.reader)
-        .await
-        .map_err(backend)?;
-        let sizes = sqlx::query_as::<_, (String, i64)>(
-            "SELECT mr.manifest_digest, SUM(b.size) FROM manifest_references mr JOIN blobs b ON b.digest = mr.child_digest \
-             WHERE mr.repository_id = $1 AND mr.child_kind = 'blob' AND mr.manifest_digest >= $2 AND mr.manifest_digest <= $3 \
-             GROUP BY mr.manifest_digest",
-        )
-        .bind(repository_id)
-        .bind(&lo)
-        .bind(&hi)
-        .fetch_all(&self.reader)
-        .await
-        .map_err(backend)?;
-        let children = sqlx::query_as::<_, (String, String)>(
-            "SELECT manifest_digest, child_digest FROM manifest_references WHERE repository_id = $1 \
-             AND child_kind = 'manifest' AND manifest_digest >= $2 AND manifest_digest <= $3 ORDER BY manifest_digest, child_digest",
-        )
-        .bind(repository_id)
-        .bind(&lo)
-        .bind(&hi)
-        .fetch_all(&self.reader)
-        .await
-        .map_err(backend)?;
-        let mut tags_of: std::collections::HashMap<String, Vec<String>> = std::collections::HashMap::new();
-        for (d, t) in tags {
-            tags_of.entry(d).or_default().push(t);
-        }
-        let size_of: std::collections::HashMap<String, i64> = sizes.into_iter().collect();
-        let mut children_of: std::collections::HashMap<String, Vec<String>> = std::collections::HashMap::new();
-        for (d, c) in children {
-            children_of.entry(d).or_default().push(c);
-        }
-        Ok(rows
-            .iter()
-            .map(|row| {
-                let digest: String = row.get(0);
-                ImageRecord {
-                    tags: tags_of.remove(&digest).unwrap_or_default(),
-                    blob_bytes: size_of.get(&digest).copied().unwrap_or(0),
-                    children: children_of.remove(&digest).unwrap_or_default(),
-                    media_type: row.get(1),
-                    artifact_type: row.get(2),
-                    subject: row.get(3),
-                    pushed_at: row.get(4),
-                    last_pulled_at: row.get(5),
-                    archived: row.get::<String, _>(7) == "ARCHIVE",
-                    last_archived_at: row.get(8),
-                    last_activated_at: row.get(9),
-                    digest,
-                }
-            })
-            .collect())
+    fn writes(&self) -> &SqlitePool {
+        &self.writer
+    }
+
+    fn reads(&self) -> &SqlitePool {
+        &self.reader
     }
 
     /// Opens (creating if needed) the database file and applies pending migrations.
@@ -272,36 +75,113 @@ impl SqliteMeta {
     }
 }
 
-/// The digests (each once) for which `exists_sql` ($1 repository id, $2 digest) finds no row.
-async fn missing(
-    tx: &mut Transaction<'_, Sqlite>,
-    exists_sql: &'static str,
-    repository_id: i64,
-    digests: &[Digest],
-) -> Result<Vec<Digest>> {
-    let mut out: Vec<Digest> = Vec::new();
-    for d in digests {
-        let held: Option<i64> = sqlx::query_scalar(exists_sql)
-            .bind(repository_id)
-            .bind(d.as_str())
-            .fetch_optional(&mut **tx)
-            .await
-            .map_err(backend)?;
-        if held.is_none() && !out.contains(d) {
-            out.push(d.clone());
-        }
+/// What SQLite spells its own way, and the locks it needs none of.
+mod dialect {
+    use super::*;
+
+    pub(super) async fn push_lock(_: &mut Transaction<'_, Db>) -> Result<()> {
+        Ok(())
     }
-    Ok(out)
+
+    pub(super) async fn gc_lock(_: &mut Transaction<'_, Db>) -> Result<()> {
+        Ok(())
+    }
+
+    pub(super) async fn lock_principal_keys(_: &mut Transaction<'_, Db>, _: &str) -> Result<()> {
+        Ok(())
+    }
+
+    pub(super) async fn lock_manifest(_: &mut Transaction<'_, Db>, _: &str, _: &Digest) -> Result<()> {
+        Ok(())
+    }
+
+    pub(super) async fn lock_accounts(_: &mut Transaction<'_, Db>) -> Result<()> {
+        Ok(())
+    }
+
+    pub(super) async fn lock_principal(_: &mut Transaction<'_, Db>, _: &str) -> Result<()> {
+        Ok(())
+    }
+
+    pub(super) const SHARE_LOCK: &str = "";
+
+    /// Links a blob into a repository; whether the link was there already.
+    pub(super) async fn link(
+        tx: &mut Transaction<'_, Db>,
+        repository_id: i64,
+        digest: &Digest,
+        now: i64,
+    ) -> Result<bool> {
+        let held: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM repository_blobs WHERE repository_id = $1 AND digest = $2)",
+        )
+        .bind(repository_id)
+        .bind(digest.as_str())
+        .fetch_one(&mut **tx)
+        .await
+        .map_err(backend)?;
+        sqlx::query(
+            "INSERT INTO repository_blobs (repository_id, digest, linked_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (repository_id, digest) DO UPDATE SET linked_at = excluded.linked_at",
+        )
+        .bind(repository_id)
+        .bind(digest.as_str())
+        .bind(now)
+        .execute(&mut **tx)
+        .await
+        .map_err(backend)?;
+        Ok(held)
+    }
+
+    pub(super) const TAG_PAGE: &str = "SELECT json_group_array(tag) FROM (SELECT t.tag FROM tags t \
+         WHERE t.repository_id = (SELECT id FROM repositories WHERE name = $1) AND t.tag > $2 \
+         ORDER BY t.tag LIMIT $3)";
+
+    /// `IN` the list bound as `$n` (a JSON array: see [`list`]).
+    pub(super) fn in_list(n: usize) -> String {
+        format!("IN (SELECT value FROM json_each(${n}))")
+    }
+
+    pub(super) fn list(items: &[String]) -> Result<String> {
+        serde_json::to_string(items).map_err(|e| MetaError::Backend(e.to_string()))
+    }
+
+    pub(super) const CLAIM_SCANS: &str = "UPDATE image_scans SET status = 'IN_PROGRESS', claimed_by = $1, claimed_at = $2 \
+         WHERE rowid IN (SELECT rowid FROM image_scans WHERE status = 'PENDING' ORDER BY queued_at LIMIT $3) \
+         RETURNING (SELECT name FROM repositories WHERE id = repository_id), digest, scan_type, generation";
+
+    pub(super) const ACCESS_KEY_SECRETS_PAGE: &str = "SELECT access_key_id, CAST(sealed_secret AS BLOB) FROM access_keys \
+         WHERE access_key_id > $1 ORDER BY access_key_id LIMIT $2";
+
+    pub(super) async fn erase_freed_space(meta: &Meta) -> Result<()> {
+        // VACUUM rewrites the file from live rows only; the checkpoint then moves the rewrite
+        // into it and truncates the write-ahead log, which held the old pages.
+        sqlx::query("VACUUM").execute(meta.writes()).await.map_err(backend)?;
+        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(meta.writes()).await.map_err(backend)?;
+        Ok(())
+    }
+
+    pub(super) async fn vulndb_lookup(meta: &Meta, keys: &[(String, String)]) -> Result<Vec<(String, String)>> {
+        let keys = serde_json::to_string(keys).map_err(|e| MetaError::Backend(e.to_string()))?;
+        sqlx::query_as::<_, (String, String)>(
+            "SELECT DISTINCT r.id, r.record FROM vuln_packages p JOIN vuln_records r ON r.id = p.record_id \
+             WHERE (p.ecosystem, p.name) IN (SELECT value ->> 0, value ->> 1 FROM json_each($1))",
+        )
+        .bind(keys)
+        .fetch_all(meta.reads())
+        .await
+        .map_err(backend)
+    }
 }
 
-async fn repo_id(tx: &mut Transaction<'_, Sqlite>, name: &str) -> Result<i64> {
-    sqlx::query_scalar::<_, i64>("SELECT id FROM repositories WHERE name = $1")
-        .bind(name)
-        .fetch_optional(&mut **tx)
-        .await
-        .map_err(backend)?
-        .ok_or(MetaError::RepositoryNotFound)
-}
+include!("../sql/shared.rs");
+include!("../sql/accounts.rs");
+include!("../sql/content.rs");
+include!("../sql/gc.rs");
+include!("../sql/iam.rs");
+include!("../sql/lifecycle.rs");
+include!("../sql/repositories.rs");
+include!("../sql/scans.rs");
 
 #[async_trait]
 impl MetaStore for SqliteMeta {

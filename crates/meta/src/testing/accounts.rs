@@ -96,3 +96,35 @@ pub async fn records_the_latest_use_of_a_key(meta: Store) {
     let (key, _) = meta.access_key("AKIAUSED").await.unwrap().unwrap();
     assert_eq!(key.last_used, Some(used(2000, "ecr")), "an older use does not overwrite a newer one");
 }
+
+/// Nodes starting together on an empty store, each with its own candidate: one account.
+pub async fn concurrent_first_starts_agree_on_one_account(meta: Store) {
+    let answers =
+        race(&meta, |meta, i| async move { meta.first_account_or_create(&format!("10000000000{i}")).await.unwrap() })
+            .await;
+    assert_eq!(answers.iter().filter(|(_, created)| *created).count(), 1, "{answers:?}");
+    assert!(answers.windows(2).all(|w| w[0].0 == w[1].0), "{answers:?}");
+    assert_eq!(meta.first_account_or_create("999999999999").await.unwrap(), (answers[0].0.clone(), false));
+}
+
+/// Nodes starting together, each making the root's first key: exactly one is stored.
+pub async fn concurrent_first_keys_store_one(meta: Store) {
+    let root = root_with_keys(&meta, &[], "sealed").await;
+    let stored = race(&meta, |meta, i| {
+        let principal_id = root.id.clone();
+        async move {
+            let key = AccessKey {
+                access_key_id: format!("AKIAFIRST{i:011}"),
+                principal_id,
+                sealed_secret: format!("sealed-{i}"),
+                active: true,
+                created_at: i as i64,
+                last_used: None,
+            };
+            meta.create_first_access_key(&key).await.unwrap()
+        }
+    })
+    .await;
+    assert_eq!(stored.iter().filter(|s| **s).count(), 1, "{stored:?}");
+    assert_eq!(meta.list_access_keys(&root.id).await.unwrap().len(), 1);
+}

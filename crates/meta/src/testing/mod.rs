@@ -268,6 +268,8 @@ macro_rules! account_store_conformance {
                     keys_are_deactivated_and_deleted_keeping_one_active,
                     concurrent_deactivations_leave_one_active_key,
                     records_the_latest_use_of_a_key,
+                    concurrent_first_starts_agree_on_one_account,
+                    concurrent_first_keys_store_one,
                 ]
             );
         }

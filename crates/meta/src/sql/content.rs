@@ -1,9 +1,10 @@
-//! SQLite: what repositories hold: blob links, manifests with their references, tags, image records, and upload sessions.
+// what repositories hold: blob links, manifests with their references, tags, image records, and upload sessions. Written once for both SQL backends:
+// `include!`d by sqlite/mod.rs and postgres/mod.rs, where `Meta`, `Db`, `DbRow` and the
+// dialect hooks (`dialect::…`) are their own.
 
-use super::*;
 
 #[async_trait]
-impl ContentStore for SqliteMeta {
+impl ContentStore for Meta {
     async fn link_blob(
         &self,
         repository: &str,
@@ -11,17 +12,10 @@ impl ContentStore for SqliteMeta {
         size: u64,
         finished_upload: Option<&str>,
     ) -> Result<bool> {
-        let mut tx = self.writer.begin().await.map_err(backend)?;
+        let mut tx = self.writes().begin().await.map_err(backend)?;
+        dialect::push_lock(&mut tx).await?;
         let id = repo_id(&mut tx, repository).await?;
         let now = now_ms();
-        let held: bool = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM repository_blobs WHERE repository_id = $1 AND digest = $2)",
-        )
-        .bind(id)
-        .bind(digest.as_str())
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(backend)?;
         sqlx::query("INSERT INTO blobs (digest, size, created_at) VALUES ($1, $2, $3) ON CONFLICT (digest) DO NOTHING")
             .bind(digest.as_str())
             .bind(size as i64)
@@ -29,16 +23,7 @@ impl ContentStore for SqliteMeta {
             .execute(&mut *tx)
             .await
             .map_err(backend)?;
-        sqlx::query(
-            "INSERT INTO repository_blobs (repository_id, digest, linked_at) VALUES ($1, $2, $3) \
-             ON CONFLICT (repository_id, digest) DO UPDATE SET linked_at = excluded.linked_at",
-        )
-        .bind(id)
-        .bind(digest.as_str())
-        .bind(now)
-        .execute(&mut *tx)
-        .await
-        .map_err(backend)?;
+        let held = dialect::link(&mut tx, id, digest, now).await?;
         if let Some(upload) = finished_upload {
             sqlx::query("DELETE FROM uploads WHERE id = $1").bind(upload).execute(&mut *tx).await.map_err(backend)?;
         }
@@ -47,10 +32,11 @@ impl ContentStore for SqliteMeta {
     }
 
     async fn mount_blob(&self, from: &str, to: &str, digest: &Digest) -> Result<bool> {
-        let mut tx = self.writer.begin().await.map_err(backend)?;
+        let mut tx = self.writes().begin().await.map_err(backend)?;
+        dialect::push_lock(&mut tx).await?;
         let to_id = repo_id(&mut tx, to).await?;
         let held: Option<i64> = sqlx::query_scalar(
-            "SELECT 1 FROM repository_blobs rb JOIN repositories r ON r.id = rb.repository_id \
+            "SELECT CAST(1 AS BIGINT) FROM repository_blobs rb JOIN repositories r ON r.id = rb.repository_id \
              WHERE r.name = $1 AND rb.digest = $2",
         )
         .bind(from)
@@ -83,7 +69,7 @@ impl ContentStore for SqliteMeta {
         )
         .bind(repository)
         .bind(digest.as_str())
-        .fetch_optional(&self.reader)
+        .fetch_optional(self.reads())
         .await
         .map_err(backend)?;
         Ok(size.map(|s| s as u64))
@@ -96,7 +82,8 @@ impl ContentStore for SqliteMeta {
         tags: &[String],
         immutable_tags: &[String],
     ) -> Result<()> {
-        let mut tx = self.writer.begin().await.map_err(backend)?;
+        let mut tx = self.writes().begin().await.map_err(backend)?;
+        dialect::push_lock(&mut tx).await?;
         let id = repo_id(&mut tx, repository).await?;
         for tag in immutable_tags {
             let current: Option<String> =
@@ -111,10 +98,10 @@ impl ContentStore for SqliteMeta {
             }
         }
         let missing_blobs =
-            missing(&mut tx, "SELECT 1 FROM repository_blobs WHERE repository_id = $1 AND digest = $2", id, &m.blobs)
+            missing(&mut tx, "SELECT CAST(1 AS BIGINT) FROM repository_blobs WHERE repository_id = $1 AND digest = $2", id, &m.blobs)
                 .await?;
         let missing_manifests =
-            missing(&mut tx, "SELECT 1 FROM manifests WHERE repository_id = $1 AND digest = $2", id, &m.manifests)
+            missing(&mut tx, "SELECT CAST(1 AS BIGINT) FROM manifests WHERE repository_id = $1 AND digest = $2", id, &m.manifests)
                 .await?;
         if !missing_blobs.is_empty() || !missing_manifests.is_empty() {
             return Err(MetaError::MissingReferences { blobs: missing_blobs, manifests: missing_manifests });
@@ -152,17 +139,25 @@ impl ContentStore for SqliteMeta {
             .map_err(backend)?;
         }
         for tag in tags {
-            sqlx::query(
+            // An immutable tag moves only onto its own digest: checked in the upsert itself, so a
+            // racing push of the same tag (which waits on the row) finds the winner's digest.
+            let immutable = immutable_tags.contains(tag);
+            let written = sqlx::query(
                 "INSERT INTO tags (repository_id, tag, digest, updated_at) VALUES ($1, $2, $3, $4) \
-                 ON CONFLICT (repository_id, tag) DO UPDATE SET digest = excluded.digest, updated_at = excluded.updated_at",
+                 ON CONFLICT (repository_id, tag) DO UPDATE SET digest = excluded.digest, updated_at = excluded.updated_at \
+                 WHERE NOT $5 OR tags.digest = excluded.digest",
             )
             .bind(id)
             .bind(tag)
             .bind(m.digest.as_str())
             .bind(now)
+            .bind(immutable)
             .execute(&mut *tx)
             .await
             .map_err(backend)?;
+            if written.rows_affected() == 0 {
+                return Err(MetaError::TagImmutable(tag.clone()));
+            }
         }
         tx.commit().await.map_err(backend)
     }
@@ -177,7 +172,7 @@ impl ContentStore for SqliteMeta {
         )
         .bind(repository)
         .bind(digest.as_str())
-        .fetch_optional(&self.reader)
+        .fetch_optional(self.reads())
         .await
         .map_err(backend)?;
         let Some((media_type, content, class, block_severity, scan_status, scan_counts)) = row else {
@@ -201,14 +196,17 @@ impl ContentStore for SqliteMeta {
         )
         .bind(repository)
         .bind(tag)
-        .fetch_optional(&self.reader)
+        .fetch_optional(self.reads())
         .await
         .map_err(backend)?;
         d.map(parse_digest).transpose()
     }
 
     async fn delete_manifest(&self, repository: &str, digest: &Digest) -> Result<bool> {
-        let mut tx = self.writer.begin().await.map_err(backend)?;
+        let mut tx = self.writes().begin().await.map_err(backend)?;
+        // Lock the manifest first: an index put that references it holds it shared (see
+        // `missing`), so its references are committed — and seen below — before this goes on.
+        dialect::lock_manifest(&mut tx, repository, digest).await?;
         let parents: Vec<String> = sqlx::query_scalar(
             "SELECT mr.manifest_digest FROM manifest_references mr JOIN repositories r ON r.id = mr.repository_id \
              WHERE r.name = $1 AND mr.child_digest = $2 AND mr.child_kind = 'manifest' ORDER BY mr.manifest_digest",
@@ -239,24 +237,20 @@ impl ContentStore for SqliteMeta {
         )
         .bind(repository)
         .bind(tag)
-        .execute(&self.writer)
+        .execute(self.writes())
         .await
         .map_err(backend)?;
         Ok(r.rows_affected() > 0)
     }
 
     async fn list_tags(&self, repository: &str, last: Option<&str>, limit: u32) -> Result<Vec<String>> {
-        // One row holding the page as a JSON array: rows cross from SQLite's thread one by one,
-        // which made a page of thousands of tags several times slower than the query itself.
-        let page: String = sqlx::query_scalar(
-            "SELECT json_group_array(tag) FROM (SELECT t.tag FROM tags t \
-             WHERE t.repository_id = (SELECT id FROM repositories WHERE name = $1) AND t.tag > $2 \
-             ORDER BY t.tag LIMIT $3)",
-        )
+        // One row holding the page as a JSON array: on SQLite rows cross from its thread one by
+        // one, which made a page of thousands of tags several times slower than the query.
+        let page: String = sqlx::query_scalar(dialect::TAG_PAGE)
         .bind(repository)
         .bind(last.unwrap_or(""))
         .bind(limit as i64)
-        .fetch_one(&self.reader)
+        .fetch_one(self.reads())
         .await
         .map_err(backend)?;
         let mut tags: Vec<String> =
@@ -280,7 +274,7 @@ impl ContentStore for SqliteMeta {
         .bind(repository)
         .bind(subject.as_str())
         .bind(artifact_type)
-        .fetch_all(&self.reader)
+        .fetch_all(self.reads())
         .await
         .map_err(backend)?;
         Ok(rows
@@ -319,7 +313,7 @@ impl ContentStore for SqliteMeta {
             .bind(filter_code(filter.tags))
             .bind(limit as i64)
             .bind(status_code(filter.status))
-            .fetch_all(&self.reader)
+            .fetch_all(self.reads())
             .await
             .map_err(backend)?;
         Ok(rows)
@@ -337,8 +331,8 @@ impl ContentStore for SqliteMeta {
              m.storage_class, m.last_archived_at, m.last_activated_at \
              FROM manifests m JOIN repositories r ON r.id = m.repository_id \
              WHERE r.name = $1 AND m.digest > $2 AND {} AND ($3 = 0 \
-               OR ($3 = 1 AND EXISTS (SELECT 1 FROM tags t WHERE t.repository_id = m.repository_id AND t.digest = m.digest)) \
-               OR ($3 = 2 AND NOT EXISTS (SELECT 1 FROM tags t WHERE t.repository_id = m.repository_id AND t.digest = m.digest))) \
+               OR ($3 = 1 AND EXISTS (SELECT CAST(1 AS BIGINT) FROM tags t WHERE t.repository_id = m.repository_id AND t.digest = m.digest)) \
+               OR ($3 = 2 AND NOT EXISTS (SELECT CAST(1 AS BIGINT) FROM tags t WHERE t.repository_id = m.repository_id AND t.digest = m.digest))) \
              ORDER BY m.digest LIMIT $4",
             status_condition(5)
         );
@@ -348,7 +342,7 @@ impl ContentStore for SqliteMeta {
             .bind(filter_code(filter.tags))
             .bind(limit as i64)
             .bind(status_code(filter.status))
-            .fetch_all(&self.reader)
+            .fetch_all(self.reads())
             .await
             .map_err(backend)?;
         self.images_from_rows(&rows).await
@@ -363,7 +357,7 @@ impl ContentStore for SqliteMeta {
         )
         .bind(repository)
         .bind(digest)
-        .fetch_optional(&self.reader)
+        .fetch_optional(self.reads())
         .await
         .map_err(backend)?;
         match row {
@@ -373,15 +367,15 @@ impl ContentStore for SqliteMeta {
     }
 
     async fn image_blob_bytes(&self, repository: &str, digests: &[String]) -> Result<Vec<(String, i64)>> {
-        let digests = serde_json::to_string(digests).map_err(|e| MetaError::Backend(e.to_string()))?;
-        sqlx::query_as(
-            "SELECT mr.manifest_digest, SUM(b.size) FROM manifest_references mr JOIN blobs b ON b.digest = mr.child_digest \
+        sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT mr.manifest_digest, CAST(SUM(b.size) AS BIGINT) FROM manifest_references mr JOIN blobs b ON b.digest = mr.child_digest \
              JOIN repositories r ON r.id = mr.repository_id WHERE r.name = $1 AND mr.child_kind = 'blob' \
-             AND mr.manifest_digest IN (SELECT value FROM json_each($2)) GROUP BY mr.manifest_digest",
-        )
+             AND mr.manifest_digest {} GROUP BY mr.manifest_digest",
+            dialect::in_list(2)
+        )))
         .bind(repository)
-        .bind(digests)
-        .fetch_all(&self.reader)
+        .bind(dialect::list(digests)?)
+        .fetch_all(self.reads())
         .await
         .map_err(backend)
     }
@@ -393,7 +387,7 @@ impl ContentStore for SqliteMeta {
         )
         .bind(repository)
         .bind(digest)
-        .fetch_all(&self.reader)
+        .fetch_all(self.reads())
         .await
         .map_err(backend)
     }
@@ -407,7 +401,7 @@ impl ContentStore for SqliteMeta {
         .bind(repository)
         .bind(digest)
         .bind(at)
-        .execute(&self.writer)
+        .execute(self.writes())
         .await
         .map_err(backend)?;
         Ok(())
@@ -420,7 +414,7 @@ impl ContentStore for SqliteMeta {
         archived: bool,
         at: i64,
     ) -> Result<Option<bool>> {
-        let mut tx = self.writer.begin().await.map_err(backend)?;
+        let mut tx = self.writes().begin().await.map_err(backend)?;
         let class: Option<String> = sqlx::query_scalar(
             "SELECT m.storage_class FROM manifests m JOIN repositories r ON r.id = m.repository_id \
              WHERE r.name = $1 AND m.digest = $2",
@@ -452,7 +446,7 @@ impl ContentStore for SqliteMeta {
     }
 
     async fn create_upload(&self, repository: &str, id: &str, algorithm: Algorithm) -> Result<()> {
-        let mut tx = self.writer.begin().await.map_err(backend)?;
+        let mut tx = self.writes().begin().await.map_err(backend)?;
         let rid = repo_id(&mut tx, repository).await?;
         sqlx::query("INSERT INTO uploads (id, repository_id, algorithm, started_at) VALUES ($1, $2, $3, $4)")
             .bind(id)
@@ -471,7 +465,7 @@ impl ContentStore for SqliteMeta {
              FROM uploads u JOIN repositories r ON r.id = u.repository_id WHERE u.id = $1",
         )
         .bind(id)
-        .fetch_optional(&self.writer)
+        .fetch_optional(self.writes())
         .await
         .map_err(backend)?;
         let Some((id, repository, algorithm, started_at, part_too_small, acknowledged, hash_state)) = row else {
@@ -497,14 +491,14 @@ impl ContentStore for SqliteMeta {
         .bind(from as i64)
         .bind(to as i64)
         .bind(state)
-        .execute(&self.writer)
+        .execute(self.writes())
         .await
         .map_err(backend)?;
         Ok(done.rows_affected() == 1)
     }
 
     async fn delete_upload(&self, id: &str) -> Result<()> {
-        sqlx::query("DELETE FROM uploads WHERE id = $1").bind(id).execute(&self.writer).await.map_err(backend)?;
+        sqlx::query("DELETE FROM uploads WHERE id = $1").bind(id).execute(self.writes()).await.map_err(backend)?;
         Ok(())
     }
 
@@ -514,7 +508,7 @@ impl ContentStore for SqliteMeta {
         )
         .bind(id)
         .bind(small)
-        .execute(&self.writer)
+        .execute(self.writes())
         .await
         .map_err(backend)?;
         Ok(())

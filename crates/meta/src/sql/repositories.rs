@@ -1,13 +1,14 @@
-//! SQLite: repositories and what is configured on them and on accounts: settings, resource tags, resource policies, account settings and repository creation templates.
+// repositories and what is configured on them and on accounts: settings, resource tags, resource policies, account settings and repository creation templates. Written once for both SQL backends:
+// `include!`d by sqlite/mod.rs and postgres/mod.rs, where `Meta`, `Db`, `DbRow` and the
+// dialect hooks (`dialect::…`) are their own.
 
-use super::*;
 
 #[async_trait]
-impl RepositoryStore for SqliteMeta {
+impl RepositoryStore for Meta {
     async fn repository(&self, name: &str) -> Result<Option<Repository>> {
         let row = sqlx::query(repo_sql("SELECT {cols} FROM repositories WHERE name = $1"))
             .bind(name)
-            .fetch_optional(&self.reader)
+            .fetch_optional(self.reads())
             .await
             .map_err(backend)?;
         row.as_ref().map(repository_from_row).transpose()
@@ -19,7 +20,7 @@ impl RepositoryStore for SqliteMeta {
         settings: &RepositorySettings,
         tags: &[(String, String)],
     ) -> Result<Repository> {
-        let mut tx = self.writer.begin().await.map_err(backend)?;
+        let mut tx = self.writes().begin().await.map_err(backend)?;
         let row = sqlx::query(repo_sql(
             "INSERT INTO repositories (name, created_at, tag_mutability, tag_mutability_exclusions, scan_on_push, \
              encryption_type, kms_key, pull_block_severity) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING {cols}",
@@ -56,7 +57,7 @@ impl RepositoryStore for SqliteMeta {
         let rows = sqlx::query(repo_sql("SELECT {cols} FROM repositories WHERE name > $1 ORDER BY name LIMIT $2"))
             .bind(last.unwrap_or(""))
             .bind(limit as i64)
-            .fetch_all(&self.reader)
+            .fetch_all(self.reads())
             .await
             .map_err(backend)?;
         rows.iter().map(repository_from_row).collect()
@@ -74,7 +75,7 @@ impl RepositoryStore for SqliteMeta {
         .bind(settings.encryption_type.as_str())
         .bind(&settings.kms_key)
         .bind(settings.pull_block_severity.map(PullBlock::as_str))
-        .fetch_optional(&self.writer)
+        .fetch_optional(self.writes())
         .await
         .map_err(backend)?
         .ok_or(MetaError::RepositoryNotFound)?;
@@ -82,7 +83,7 @@ impl RepositoryStore for SqliteMeta {
     }
 
     async fn delete_repository(&self, name: &str, force: bool) -> Result<Repository> {
-        let mut tx = self.writer.begin().await.map_err(backend)?;
+        let mut tx = self.writes().begin().await.map_err(backend)?;
         let row = sqlx::query(repo_sql("SELECT {cols} FROM repositories WHERE name = $1"))
             .bind(name)
             .fetch_optional(&mut *tx)
@@ -91,7 +92,7 @@ impl RepositoryStore for SqliteMeta {
             .ok_or(MetaError::RepositoryNotFound)?;
         let repo = repository_from_row(&row)?;
         if !force {
-            let images: Option<i64> = sqlx::query_scalar("SELECT 1 FROM manifests WHERE repository_id = $1 LIMIT 1")
+            let images: Option<i64> = sqlx::query_scalar("SELECT CAST(1 AS BIGINT) FROM manifests WHERE repository_id = $1 LIMIT 1")
                 .bind(repo.id)
                 .fetch_optional(&mut *tx)
                 .await
@@ -114,7 +115,7 @@ impl RepositoryStore for SqliteMeta {
     }
 
     async fn tag_repository(&self, name: &str, tags: &[(String, String)]) -> Result<()> {
-        let mut tx = self.writer.begin().await.map_err(backend)?;
+        let mut tx = self.writes().begin().await.map_err(backend)?;
         let id = repo_id(&mut tx, name).await?;
         for (k, v) in tags {
             sqlx::query(
@@ -132,7 +133,7 @@ impl RepositoryStore for SqliteMeta {
     }
 
     async fn untag_repository(&self, name: &str, keys: &[String]) -> Result<()> {
-        let mut tx = self.writer.begin().await.map_err(backend)?;
+        let mut tx = self.writes().begin().await.map_err(backend)?;
         let id = repo_id(&mut tx, name).await?;
         for k in keys {
             sqlx::query("DELETE FROM repository_resource_tags WHERE repository_id = $1 AND key = $2")
@@ -151,7 +152,7 @@ impl RepositoryStore for SqliteMeta {
              WHERE r.name = $1 ORDER BY t.key",
         )
         .bind(name)
-        .fetch_all(&self.reader)
+        .fetch_all(self.reads())
         .await
         .map_err(backend)
     }
@@ -160,7 +161,7 @@ impl RepositoryStore for SqliteMeta {
         sqlx::query_scalar("SELECT name FROM repositories WHERE name > $1 ORDER BY name LIMIT $2")
             .bind(last.unwrap_or(""))
             .bind(limit as i64)
-            .fetch_all(&self.reader)
+            .fetch_all(self.reads())
             .await
             .map_err(backend)
     }
@@ -174,7 +175,7 @@ impl RepositoryStore for SqliteMeta {
         .bind(prefix)
         .bind(body)
         .bind(now)
-        .fetch_one(&self.writer)
+        .fetch_one(self.writes())
         .await
         .map_err(|e| if is_unique_violation(&e) { MetaError::AlreadyExists } else { backend(e) })?;
         Ok(template_from_row(row))
@@ -188,7 +189,7 @@ impl RepositoryStore for SqliteMeta {
         .bind(prefix)
         .bind(body)
         .bind(now_ms())
-        .fetch_optional(&self.writer)
+        .fetch_optional(self.writes())
         .await
         .map_err(backend)?
         .ok_or(MetaError::NotFound)?;
@@ -200,7 +201,7 @@ impl RepositoryStore for SqliteMeta {
             "DELETE FROM repository_creation_templates WHERE prefix = $1 RETURNING prefix, body, created_at, updated_at",
         )
         .bind(prefix)
-        .fetch_optional(&self.writer)
+        .fetch_optional(self.writes())
         .await
         .map_err(backend)?
         .ok_or(MetaError::NotFound)?;
@@ -211,7 +212,7 @@ impl RepositoryStore for SqliteMeta {
         let rows = sqlx::query_as::<_, (String, String, i64, i64)>(
             "SELECT prefix, body, created_at, updated_at FROM repository_creation_templates ORDER BY prefix",
         )
-        .fetch_all(&self.reader)
+        .fetch_all(self.reads())
         .await
         .map_err(backend)?;
         Ok(rows.into_iter().map(template_from_row).collect())
@@ -221,11 +222,11 @@ impl RepositoryStore for SqliteMeta {
         sqlx::query_as(
             "SELECT r.name, \
                (SELECT COUNT(*) FROM manifests m WHERE m.repository_id = r.id), \
-               (SELECT COALESCE(SUM(b.size), 0) FROM repository_blobs rb JOIN blobs b ON b.digest = rb.digest \
+               (SELECT CAST(COALESCE(SUM(b.size), 0) AS BIGINT) FROM repository_blobs rb JOIN blobs b ON b.digest = rb.digest \
                 WHERE rb.repository_id = r.id) \
              FROM repositories r ORDER BY r.name",
         )
-        .fetch_all(&self.reader)
+        .fetch_all(self.reads())
         .await
         .map_err(backend)
     }
@@ -234,7 +235,7 @@ impl RepositoryStore for SqliteMeta {
         sqlx::query_scalar("SELECT value FROM account_settings WHERE account_id = $1 AND name = $2")
             .bind(account_id)
             .bind(name)
-            .fetch_optional(&self.reader)
+            .fetch_optional(self.reads())
             .await
             .map_err(backend)
     }
@@ -247,7 +248,7 @@ impl RepositoryStore for SqliteMeta {
         .bind(account_id)
         .bind(name)
         .bind(value)
-        .execute(&self.writer)
+        .execute(self.writes())
         .await
         .map_err(backend)?;
         Ok(())
@@ -257,14 +258,14 @@ impl RepositoryStore for SqliteMeta {
         let row: Option<Option<String>> =
             sqlx::query_scalar("SELECT repository_policy FROM repositories WHERE name = $1")
                 .bind(repository)
-                .fetch_optional(&self.reader)
+                .fetch_optional(self.reads())
                 .await
                 .map_err(backend)?;
         row.ok_or(MetaError::RepositoryNotFound)
     }
 
     async fn set_repository_policy(&self, repository: &str, text: Option<&str>) -> Result<Option<String>> {
-        let mut tx = self.writer.begin().await.map_err(backend)?;
+        let mut tx = self.writes().begin().await.map_err(backend)?;
         let previous: Option<Option<String>> =
             sqlx::query_scalar("SELECT repository_policy FROM repositories WHERE name = $1")
                 .bind(repository)
@@ -285,13 +286,13 @@ impl RepositoryStore for SqliteMeta {
     async fn registry_policy(&self, account_id: &str) -> Result<Option<String>> {
         sqlx::query_scalar("SELECT policy_text FROM registry_policies WHERE account_id = $1")
             .bind(account_id)
-            .fetch_optional(&self.reader)
+            .fetch_optional(self.reads())
             .await
             .map_err(backend)
     }
 
     async fn set_registry_policy(&self, account_id: &str, text: Option<&str>) -> Result<Option<String>> {
-        let mut tx = self.writer.begin().await.map_err(backend)?;
+        let mut tx = self.writes().begin().await.map_err(backend)?;
         let previous: Option<String> =
             sqlx::query_scalar("SELECT policy_text FROM registry_policies WHERE account_id = $1")
                 .bind(account_id)

@@ -1,9 +1,10 @@
-//! SQLite: lifecycle policies, their previews and the events of their runs.
+// lifecycle policies, their previews and the events of their runs. Written once for both SQL backends:
+// `include!`d by sqlite/mod.rs and postgres/mod.rs, where `Meta`, `Db`, `DbRow` and the
+// dialect hooks (`dialect::…`) are their own.
 
-use super::*;
 
 #[async_trait]
-impl LifecycleStore for SqliteMeta {
+impl LifecycleStore for Meta {
     async fn record_lifecycle_event(&self, e: &LifecycleEvent) -> Result<()> {
         let tags = serde_json::to_string(&e.tags).map_err(|e| MetaError::Backend(e.to_string()))?;
         sqlx::query(
@@ -16,7 +17,7 @@ impl LifecycleStore for SqliteMeta {
         .bind(e.action.as_api_str())
         .bind(e.rule_priority)
         .bind(e.at)
-        .execute(&self.writer)
+        .execute(self.writes())
         .await
         .map_err(backend)?;
         Ok(())
@@ -29,7 +30,7 @@ impl LifecycleStore for SqliteMeta {
         )
         .bind(repository)
         .bind(limit as i64)
-        .fetch_all(&self.reader)
+        .fetch_all(self.reads())
         .await
         .map_err(backend)?;
         rows.into_iter()
@@ -51,7 +52,7 @@ impl LifecycleStore for SqliteMeta {
         repository: &str,
         text: Option<&str>,
     ) -> Result<Option<(String, Option<i64>)>> {
-        let mut tx = self.writer.begin().await.map_err(backend)?;
+        let mut tx = self.writes().begin().await.map_err(backend)?;
         let id = repo_id(&mut tx, repository).await?;
         let previous = sqlx::query_as::<_, (Option<String>, Option<i64>)>(
             "SELECT lifecycle_policy, lifecycle_evaluated_at FROM repositories WHERE id = $1",
@@ -75,7 +76,7 @@ impl LifecycleStore for SqliteMeta {
             "SELECT lifecycle_policy, lifecycle_evaluated_at FROM repositories WHERE name = $1",
         )
         .bind(repository)
-        .fetch_optional(&self.reader)
+        .fetch_optional(self.reads())
         .await
         .map_err(backend)?
         .ok_or(MetaError::RepositoryNotFound)?;
@@ -86,7 +87,7 @@ impl LifecycleStore for SqliteMeta {
         sqlx::query("UPDATE repositories SET lifecycle_evaluated_at = $2 WHERE name = $1")
             .bind(repository)
             .bind(at)
-            .execute(&self.writer)
+            .execute(self.writes())
             .await
             .map_err(backend)?;
         Ok(())
@@ -99,7 +100,7 @@ impl LifecycleStore for SqliteMeta {
         status: &str,
         results: &str,
     ) -> Result<()> {
-        let mut tx = self.writer.begin().await.map_err(backend)?;
+        let mut tx = self.writes().begin().await.map_err(backend)?;
         let id = repo_id(&mut tx, repository).await?;
         sqlx::query(
             "INSERT INTO lifecycle_previews (repository_id, policy_text, status, results, created_at) \
@@ -123,7 +124,7 @@ impl LifecycleStore for SqliteMeta {
              JOIN repositories r ON r.id = p.repository_id WHERE r.name = $1",
         )
         .bind(repository)
-        .fetch_optional(&self.reader)
+        .fetch_optional(self.reads())
         .await
         .map_err(backend)
     }

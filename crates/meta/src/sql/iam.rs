@@ -1,16 +1,17 @@
-//! SQLite: iAM groups and identity policies (inline and managed, with their attachments).
+// iAM groups and identity policies (inline and managed, with their attachments). Written once for both SQL backends:
+// `include!`d by sqlite/mod.rs and postgres/mod.rs, where `Meta`, `Db`, `DbRow` and the
+// dialect hooks (`dialect::…`) are their own.
 
-use super::*;
 
 #[async_trait]
-impl IamPolicyStore for SqliteMeta {
+impl IamPolicyStore for Meta {
     async fn create_group(&self, g: &Group) -> Result<()> {
         sqlx::query("INSERT INTO iam_groups (id, account_id, name, created_at) VALUES ($1, $2, $3, $4)")
             .bind(&g.id)
             .bind(&g.account_id)
             .bind(&g.name)
             .bind(g.created_at)
-            .execute(&self.writer)
+            .execute(self.writes())
             .await
             .map_err(|e| if is_unique_violation(&e) { MetaError::AlreadyExists } else { backend(e) })?;
         Ok(())
@@ -22,7 +23,7 @@ impl IamPolicyStore for SqliteMeta {
         )
         .bind(account_id)
         .bind(name)
-        .fetch_optional(&self.reader)
+        .fetch_optional(self.reads())
         .await
         .map_err(backend)?;
         Ok(row.map(|(id, account_id, name, created_at)| Group { id, account_id, name, created_at }))
@@ -33,7 +34,7 @@ impl IamPolicyStore for SqliteMeta {
             "SELECT id, account_id, name, created_at FROM iam_groups WHERE account_id = $1 ORDER BY name",
         )
         .bind(account_id)
-        .fetch_all(&self.reader)
+        .fetch_all(self.reads())
         .await
         .map_err(backend)?;
         Ok(rows
@@ -43,7 +44,7 @@ impl IamPolicyStore for SqliteMeta {
     }
 
     async fn delete_group(&self, group_id: &str) -> Result<bool> {
-        let mut tx = self.writer.begin().await.map_err(backend)?;
+        let mut tx = self.writes().begin().await.map_err(backend)?;
         for sql in [
             "DELETE FROM iam_inline_policies WHERE owner_id = $1",
             "DELETE FROM iam_policy_attachments WHERE owner_id = $1",
@@ -64,7 +65,7 @@ impl IamPolicyStore for SqliteMeta {
         sqlx::query("INSERT INTO iam_group_members (group_id, principal_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
             .bind(group_id)
             .bind(principal_id)
-            .execute(&self.writer)
+            .execute(self.writes())
             .await
             .map_err(backend)?;
         Ok(())
@@ -74,7 +75,7 @@ impl IamPolicyStore for SqliteMeta {
         let r = sqlx::query("DELETE FROM iam_group_members WHERE group_id = $1 AND principal_id = $2")
             .bind(group_id)
             .bind(principal_id)
-            .execute(&self.writer)
+            .execute(self.writes())
             .await
             .map_err(backend)?;
         Ok(r.rows_affected() > 0)
@@ -86,7 +87,7 @@ impl IamPolicyStore for SqliteMeta {
              JOIN iam_group_members m ON m.group_id = g.id WHERE m.principal_id = $1 ORDER BY g.name",
         )
         .bind(principal_id)
-        .fetch_all(&self.reader)
+        .fetch_all(self.reads())
         .await
         .map_err(backend)?;
         Ok(rows
@@ -101,7 +102,7 @@ impl IamPolicyStore for SqliteMeta {
              JOIN iam_group_members m ON m.principal_id = p.id WHERE m.group_id = $1 ORDER BY p.name",
         )
         .bind(group_id)
-        .fetch_all(&self.reader)
+        .fetch_all(self.reads())
         .await
         .map_err(backend)?;
         Ok(rows.iter().map(|r| principal_from_row(r, 0)).collect())
@@ -115,7 +116,7 @@ impl IamPolicyStore for SqliteMeta {
         .bind(owner_id)
         .bind(name)
         .bind(document)
-        .execute(&self.writer)
+        .execute(self.writes())
         .await
         .map_err(backend)?;
         Ok(())
@@ -125,7 +126,7 @@ impl IamPolicyStore for SqliteMeta {
         sqlx::query_scalar("SELECT document FROM iam_inline_policies WHERE owner_id = $1 AND name = $2")
             .bind(owner_id)
             .bind(name)
-            .fetch_optional(&self.reader)
+            .fetch_optional(self.reads())
             .await
             .map_err(backend)
     }
@@ -133,7 +134,7 @@ impl IamPolicyStore for SqliteMeta {
     async fn list_inline_policies(&self, owner_id: &str) -> Result<Vec<String>> {
         sqlx::query_scalar("SELECT name FROM iam_inline_policies WHERE owner_id = $1 ORDER BY name")
             .bind(owner_id)
-            .fetch_all(&self.reader)
+            .fetch_all(self.reads())
             .await
             .map_err(backend)
     }
@@ -142,7 +143,7 @@ impl IamPolicyStore for SqliteMeta {
         let r = sqlx::query("DELETE FROM iam_inline_policies WHERE owner_id = $1 AND name = $2")
             .bind(owner_id)
             .bind(name)
-            .execute(&self.writer)
+            .execute(self.writes())
             .await
             .map_err(backend)?;
         Ok(r.rows_affected() > 0)
@@ -161,7 +162,7 @@ impl IamPolicyStore for SqliteMeta {
         .bind(&p.document)
         .bind(p.created_at)
         .bind(p.updated_at)
-        .execute(&self.writer)
+        .execute(self.writes())
         .await
         .map_err(|e| if is_unique_violation(&e) { MetaError::AlreadyExists } else { backend(e) })?;
         Ok(())
@@ -172,7 +173,7 @@ impl IamPolicyStore for SqliteMeta {
             "SELECT arn, id, account_id, name, path, document, created_at, updated_at FROM iam_managed_policies WHERE arn = $1",
         )
         .bind(arn)
-        .fetch_optional(&self.reader)
+        .fetch_optional(self.reads())
         .await
         .map_err(backend)?;
         Ok(row.map(|r| managed_policy_from_row(&r)))
@@ -184,7 +185,7 @@ impl IamPolicyStore for SqliteMeta {
              WHERE account_id = $1 ORDER BY name",
         )
         .bind(account_id)
-        .fetch_all(&self.reader)
+        .fetch_all(self.reads())
         .await
         .map_err(backend)?;
         Ok(rows.iter().map(managed_policy_from_row).collect())
@@ -195,7 +196,7 @@ impl IamPolicyStore for SqliteMeta {
             .bind(arn)
             .bind(document)
             .bind(now_ms())
-            .execute(&self.writer)
+            .execute(self.writes())
             .await
             .map_err(backend)?;
         Ok(r.rows_affected() > 0)
@@ -204,7 +205,7 @@ impl IamPolicyStore for SqliteMeta {
     async fn delete_managed_policy(&self, arn: &str) -> Result<bool> {
         let r = sqlx::query("DELETE FROM iam_managed_policies WHERE arn = $1")
             .bind(arn)
-            .execute(&self.writer)
+            .execute(self.writes())
             .await
             .map_err(backend)?;
         Ok(r.rows_affected() > 0)
@@ -214,7 +215,7 @@ impl IamPolicyStore for SqliteMeta {
         sqlx::query("INSERT INTO iam_policy_attachments (owner_id, policy_arn) VALUES ($1, $2) ON CONFLICT DO NOTHING")
             .bind(owner_id)
             .bind(arn)
-            .execute(&self.writer)
+            .execute(self.writes())
             .await
             .map_err(backend)?;
         Ok(())
@@ -224,7 +225,7 @@ impl IamPolicyStore for SqliteMeta {
         let r = sqlx::query("DELETE FROM iam_policy_attachments WHERE owner_id = $1 AND policy_arn = $2")
             .bind(owner_id)
             .bind(arn)
-            .execute(&self.writer)
+            .execute(self.writes())
             .await
             .map_err(backend)?;
         Ok(r.rows_affected() > 0)
@@ -233,7 +234,7 @@ impl IamPolicyStore for SqliteMeta {
     async fn attached_policies(&self, owner_id: &str) -> Result<Vec<String>> {
         sqlx::query_scalar("SELECT policy_arn FROM iam_policy_attachments WHERE owner_id = $1 ORDER BY policy_arn")
             .bind(owner_id)
-            .fetch_all(&self.reader)
+            .fetch_all(self.reads())
             .await
             .map_err(backend)
     }
@@ -241,7 +242,7 @@ impl IamPolicyStore for SqliteMeta {
     async fn policy_attachment_count(&self, arn: &str) -> Result<u64> {
         let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM iam_policy_attachments WHERE policy_arn = $1")
             .bind(arn)
-            .fetch_one(&self.reader)
+            .fetch_one(self.reads())
             .await
             .map_err(backend)?;
         Ok(n as u64)
@@ -254,7 +255,7 @@ impl IamPolicyStore for SqliteMeta {
             "SELECT owner_id, name, document FROM iam_inline_policies WHERE owner_id IN ({owners}) ORDER BY owner_id, name"
         )))
         .bind(principal_id)
-        .fetch_all(&self.reader)
+        .fetch_all(self.reads())
         .await
         .map_err(backend)?;
         let attached = sqlx::query_as::<_, (String, String, Option<String>)>(sqlx::AssertSqlSafe(format!(
@@ -263,7 +264,7 @@ impl IamPolicyStore for SqliteMeta {
              WHERE a.owner_id IN ({owners}) ORDER BY a.owner_id, a.policy_arn"
         )))
         .bind(principal_id)
-        .fetch_all(&self.reader)
+        .fetch_all(self.reads())
         .await
         .map_err(backend)?;
         Ok(inline

@@ -1,11 +1,12 @@
-//! SQLite: the vulnerability database and the scan queue with its results.
+// the vulnerability database and the scan queue with its results. Written once for both SQL backends:
+// `include!`d by sqlite/mod.rs and postgres/mod.rs, where `Meta`, `Db`, `DbRow` and the
+// dialect hooks (`dialect::…`) are their own.
 
-use super::*;
 
 #[async_trait]
-impl ScanStore for SqliteMeta {
+impl ScanStore for Meta {
     async fn vulndb_put(&self, records: &[VulnRecord]) -> Result<u64> {
-        let mut tx = self.writer.begin().await.map_err(backend)?;
+        let mut tx = self.writes().begin().await.map_err(backend)?;
         let mut changed = 0;
         for r in records {
             let stored: Option<String> = sqlx::query_scalar("SELECT modified FROM vuln_records WHERE id = $1")
@@ -55,7 +56,7 @@ impl ScanStore for SqliteMeta {
                  ON CONFLICT (id) DO UPDATE SET version = vuln_db_state.version + 1, updated_at = excluded.updated_at",
             )
             .bind(now_ms())
-            .execute(&self.writer)
+            .execute(self.writes())
             .await
             .map_err(backend)?;
         }
@@ -67,7 +68,7 @@ impl ScanStore for SqliteMeta {
             "SELECT (SELECT version FROM vuln_db_state WHERE id = 1), (SELECT updated_at FROM vuln_db_state WHERE id = 1), \
              (SELECT COUNT(*) FROM vuln_records)",
         )
-        .fetch_one(&self.reader)
+        .fetch_one(self.reads())
         .await
         .map_err(backend)?;
         Ok(VulnDbState { version: row.0.unwrap_or(0), updated_at: row.1, records: row.2 })
@@ -77,15 +78,7 @@ impl ScanStore for SqliteMeta {
         let mut out = Vec::new();
         let mut seen = std::collections::HashSet::new();
         for chunk in keys.chunks(500) {
-            let keys = serde_json::to_string(chunk).map_err(|e| MetaError::Backend(e.to_string()))?;
-            let rows = sqlx::query_as::<_, (String, String)>(
-                "SELECT DISTINCT r.id, r.record FROM vuln_packages p JOIN vuln_records r ON r.id = p.record_id \
-                 WHERE (p.ecosystem, p.name) IN (SELECT value ->> 0, value ->> 1 FROM json_each($1))",
-            )
-            .bind(keys)
-            .fetch_all(&self.reader)
-            .await
-            .map_err(backend)?;
+            let rows = dialect::vulndb_lookup(self, chunk).await?;
             out.extend(rows.into_iter().filter(|(id, _)| seen.insert(id.clone())));
         }
         Ok(out)
@@ -113,22 +106,18 @@ impl ScanStore for SqliteMeta {
         .bind(digest)
         .bind(scan_type.as_str())
         .bind(now_ms())
-        .execute(&self.writer)
+        .execute(self.writes())
         .await
         .map_err(backend)?;
         Ok(done.rows_affected() > 0)
     }
 
     async fn claim_scans(&self, worker: &str, limit: u32) -> Result<Vec<ScanJob>> {
-        let rows = sqlx::query_as::<_, (String, String, String, i64)>(
-            "UPDATE image_scans SET status = 'IN_PROGRESS', claimed_by = $1, claimed_at = $2 \
-             WHERE rowid IN (SELECT rowid FROM image_scans WHERE status = 'PENDING' ORDER BY queued_at LIMIT $3) \
-             RETURNING (SELECT name FROM repositories WHERE id = repository_id), digest, scan_type, generation",
-        )
+        let rows = sqlx::query_as::<_, (String, String, String, i64)>(dialect::CLAIM_SCANS)
         .bind(worker)
         .bind(now_ms())
         .bind(limit as i64)
-        .fetch_all(&self.writer)
+        .fetch_all(self.writes())
         .await
         .map_err(backend)?;
         rows.into_iter()
@@ -156,7 +145,7 @@ impl ScanStore for SqliteMeta {
         .bind(o.vulndb_version)
         .bind(o.vulndb_updated_at)
         .bind(now_ms())
-        .execute(&self.writer)
+        .execute(self.writes())
         .await
         .map_err(backend)?;
         Ok(done.rows_affected() > 0)
@@ -169,7 +158,7 @@ impl ScanStore for SqliteMeta {
         )
         .bind(worker)
         .bind(before)
-        .execute(&self.writer)
+        .execute(self.writes())
         .await
         .map_err(backend)?;
         Ok(done.rows_affected())
@@ -183,22 +172,22 @@ impl ScanStore for SqliteMeta {
         )
         .bind(repository)
         .bind(digest)
-        .fetch_optional(&self.reader)
+        .fetch_optional(self.reads())
         .await
         .map_err(backend)?;
         row.map(|r| image_scan_from_row(&r, true)).transpose()
     }
 
     async fn image_scan_summaries(&self, repository: &str, digests: &[String]) -> Result<Vec<ImageScan>> {
-        let digests = serde_json::to_string(digests).map_err(|e| MetaError::Backend(e.to_string()))?;
-        let rows = sqlx::query(
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT s.digest, s.scan_type, s.status, s.description, s.queued_at, s.completed_at, s.vulndb_version, \
-             s.vulndb_updated_at, NULL, s.counts FROM image_scans s JOIN repositories r ON r.id = s.repository_id \
-             WHERE r.name = $1 AND s.digest IN (SELECT value FROM json_each($2))",
-        )
+             s.vulndb_updated_at, CAST(NULL AS TEXT), s.counts FROM image_scans s JOIN repositories r ON r.id = s.repository_id \
+             WHERE r.name = $1 AND s.digest {}",
+            dialect::in_list(2)
+        )))
         .bind(repository)
-        .bind(digests)
-        .fetch_all(&self.reader)
+        .bind(dialect::list(digests)?)
+        .fetch_all(self.reads())
         .await
         .map_err(backend)?;
         rows.iter().map(|r| image_scan_from_row(r, false)).collect()
@@ -213,7 +202,7 @@ impl ScanStore for SqliteMeta {
         .bind(repository)
         .bind(version)
         .bind(now_ms())
-        .execute(&self.writer)
+        .execute(self.writes())
         .await
         .map_err(backend)?;
         Ok(done.rows_affected())

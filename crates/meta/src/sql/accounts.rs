@@ -1,14 +1,15 @@
-//! SQLite: accounts, their principals and access keys, and the registry secrets.
+// accounts, their principals and access keys, and the registry secrets. Written once for both SQL backends:
+// `include!`d by sqlite/mod.rs and postgres/mod.rs, where `Meta`, `Db`, `DbRow` and the
+// dialect hooks (`dialect::…`) are their own.
 
-use super::*;
 
 #[async_trait]
-impl AccountStore for SqliteMeta {
+impl AccountStore for Meta {
     async fn ensure_account(&self, account_id: &str) -> Result<()> {
         sqlx::query("INSERT INTO accounts (id, created_at) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING")
             .bind(account_id)
             .bind(now_ms())
-            .execute(&self.writer)
+            .execute(self.writes())
             .await
             .map_err(backend)?;
         Ok(())
@@ -16,9 +17,32 @@ impl AccountStore for SqliteMeta {
 
     async fn first_account(&self) -> Result<Option<String>> {
         sqlx::query_scalar("SELECT id FROM accounts ORDER BY created_at, id LIMIT 1")
-            .fetch_optional(&self.reader)
+            .fetch_optional(self.reads())
             .await
             .map_err(backend)
+    }
+
+    async fn first_account_or_create(&self, candidate: &str) -> Result<(String, bool)> {
+        let mut tx = self.writes().begin().await.map_err(backend)?;
+        dialect::lock_accounts(&mut tx).await?;
+        let first: Option<String> = sqlx::query_scalar("SELECT id FROM accounts ORDER BY created_at, id LIMIT 1")
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(backend)?;
+        let answer = match first {
+            Some(id) => (id, false),
+            None => {
+                sqlx::query("INSERT INTO accounts (id, created_at) VALUES ($1, $2)")
+                    .bind(candidate)
+                    .bind(now_ms())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(backend)?;
+                (candidate.to_string(), true)
+            }
+        };
+        tx.commit().await.map_err(backend)?;
+        Ok(answer)
     }
 
     async fn create_principal(&self, p: &Principal) -> Result<()> {
@@ -28,7 +52,7 @@ impl AccountStore for SqliteMeta {
             .bind(&p.name)
             .bind(p.kind.as_str())
             .bind(p.created_at)
-            .execute(&self.writer)
+            .execute(self.writes())
             .await
             .map_err(|e| if is_unique_violation(&e) { MetaError::AlreadyExists } else { backend(e) })?;
         Ok(())
@@ -40,7 +64,7 @@ impl AccountStore for SqliteMeta {
         )
         .bind(account_id)
         .bind(name)
-        .fetch_optional(&self.reader)
+        .fetch_optional(self.reads())
         .await
         .map_err(backend)?;
         Ok(row.map(|r| principal_from_row(&r, 0)))
@@ -51,7 +75,7 @@ impl AccountStore for SqliteMeta {
             "SELECT id, account_id, name, kind, created_at FROM principals WHERE account_id = $1 ORDER BY name",
         )
         .bind(account_id)
-        .fetch_all(&self.reader)
+        .fetch_all(self.reads())
         .await
         .map_err(backend)?;
         Ok(rows.iter().map(|r| principal_from_row(r, 0)).collect())
@@ -66,10 +90,37 @@ impl AccountStore for SqliteMeta {
         .bind(&k.sealed_secret)
         .bind(if k.active { "Active" } else { "Inactive" })
         .bind(k.created_at)
-        .execute(&self.writer)
+        .execute(self.writes())
         .await
         .map_err(|e| if is_unique_violation(&e) { MetaError::AlreadyExists } else { backend(e) })?;
         Ok(())
+    }
+
+    async fn create_first_access_key(&self, k: &AccessKey) -> Result<bool> {
+        let mut tx = self.writes().begin().await.map_err(backend)?;
+        dialect::lock_principal(&mut tx, &k.principal_id).await?;
+        let has_key: Option<i64> =
+            sqlx::query_scalar("SELECT CAST(1 AS BIGINT) FROM access_keys WHERE principal_id = $1 LIMIT 1")
+                .bind(&k.principal_id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(backend)?;
+        if has_key.is_some() {
+            return Ok(false);
+        }
+        sqlx::query(
+            "INSERT INTO access_keys (access_key_id, principal_id, sealed_secret, status, created_at) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(&k.access_key_id)
+        .bind(&k.principal_id)
+        .bind(&k.sealed_secret)
+        .bind(if k.active { "Active" } else { "Inactive" })
+        .bind(k.created_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| if is_unique_violation(&e) { MetaError::AlreadyExists } else { backend(e) })?;
+        tx.commit().await.map_err(backend)?;
+        Ok(true)
     }
 
     async fn access_key(&self, access_key_id: &str) -> Result<Option<(AccessKey, Principal)>> {
@@ -79,7 +130,7 @@ impl AccountStore for SqliteMeta {
              FROM access_keys k JOIN principals p ON p.id = k.principal_id WHERE k.access_key_id = $1"
         )))
         .bind(access_key_id)
-        .fetch_optional(&self.reader)
+        .fetch_optional(self.reads())
         .await
         .map_err(backend)?;
         Ok(row.map(|r| (access_key_from_row(&r), principal_from_row(&r, 8))))
@@ -91,7 +142,7 @@ impl AccountStore for SqliteMeta {
              WHERE k.principal_id = $1 ORDER BY k.created_at, k.access_key_id"
         )))
         .bind(principal_id)
-        .fetch_all(&self.reader)
+        .fetch_all(self.reads())
         .await
         .map_err(backend)?;
         Ok(rows.iter().map(access_key_from_row).collect())
@@ -104,10 +155,11 @@ impl AccountStore for SqliteMeta {
         keep_another_active: bool,
     ) -> Result<KeyChange> {
         let guard = keep_another_active && !active;
-        let mut tx = self.writer.begin().await.map_err(backend)?;
+        let mut tx = self.writes().begin().await.map_err(backend)?;
+        dialect::lock_principal_keys(&mut tx, access_key_id).await?;
         let r = sqlx::query(
             "UPDATE access_keys SET status = $2 WHERE access_key_id = $1 \
-             AND (NOT $3 OR status <> 'Active' OR EXISTS (SELECT 1 FROM access_keys o \
+             AND (NOT $3 OR status <> 'Active' OR EXISTS (SELECT CAST(1 AS BIGINT) FROM access_keys o \
                   WHERE o.principal_id = access_keys.principal_id AND o.access_key_id <> access_keys.access_key_id \
                   AND o.status = 'Active'))",
         )
@@ -123,10 +175,11 @@ impl AccountStore for SqliteMeta {
     }
 
     async fn delete_access_key(&self, access_key_id: &str, keep_another_active: bool) -> Result<KeyChange> {
-        let mut tx = self.writer.begin().await.map_err(backend)?;
+        let mut tx = self.writes().begin().await.map_err(backend)?;
+        dialect::lock_principal_keys(&mut tx, access_key_id).await?;
         let principal: Option<String> = sqlx::query_scalar(
             "DELETE FROM access_keys WHERE access_key_id = $1 \
-             AND (NOT $2 OR status <> 'Active' OR EXISTS (SELECT 1 FROM access_keys o \
+             AND (NOT $2 OR status <> 'Active' OR EXISTS (SELECT CAST(1 AS BIGINT) FROM access_keys o \
                   WHERE o.principal_id = access_keys.principal_id AND o.access_key_id <> access_keys.access_key_id \
                   AND o.status = 'Active')) RETURNING principal_id",
         )
@@ -156,9 +209,9 @@ impl AccountStore for SqliteMeta {
     }
 
     async fn access_key_deleted(&self, access_key_id: &str) -> Result<bool> {
-        let found: Option<i64> = sqlx::query_scalar("SELECT 1 FROM deleted_access_keys WHERE access_key_id = $1")
+        let found: Option<i64> = sqlx::query_scalar("SELECT CAST(1 AS BIGINT) FROM deleted_access_keys WHERE access_key_id = $1")
             .bind(access_key_id)
-            .fetch_optional(&self.reader)
+            .fetch_optional(self.reads())
             .await
             .map_err(backend)?;
         Ok(found.is_some())
@@ -173,7 +226,7 @@ impl AccountStore for SqliteMeta {
         .bind(used.at)
         .bind(&used.service)
         .bind(&used.region)
-        .execute(&self.writer)
+        .execute(self.writes())
         .await
         .map_err(backend)?;
         Ok(())
@@ -186,18 +239,18 @@ impl AccountStore for SqliteMeta {
         .bind(name)
         .bind(initial)
         .bind(now_ms())
-        .execute(&self.writer)
+        .execute(self.writes())
         .await
         .map_err(backend)?;
         sqlx::query_scalar("SELECT value FROM registry_secrets WHERE name = $1")
             .bind(name)
-            .fetch_one(&self.writer)
+            .fetch_one(self.writes())
             .await
             .map_err(backend)
     }
 
     async fn delete_principal(&self, principal_id: &str) -> Result<bool> {
-        let mut tx = self.writer.begin().await.map_err(backend)?;
+        let mut tx = self.writes().begin().await.map_err(backend)?;
         for sql in [
             "DELETE FROM iam_inline_policies WHERE owner_id = $1",
             "DELETE FROM iam_policy_attachments WHERE owner_id = $1",
@@ -217,11 +270,11 @@ impl AccountStore for SqliteMeta {
 }
 
 /// What a guarded key change that touched `affected` rows did: done, or why not.
-async fn key_change(tx: &mut Transaction<'_, Sqlite>, access_key_id: &str, affected: u64) -> Result<KeyChange> {
+async fn key_change(tx: &mut Transaction<'_, Db>, access_key_id: &str, affected: u64) -> Result<KeyChange> {
     if affected > 0 {
         return Ok(KeyChange::Done);
     }
-    let exists: Option<i64> = sqlx::query_scalar("SELECT 1 FROM access_keys WHERE access_key_id = $1")
+    let exists: Option<i64> = sqlx::query_scalar("SELECT CAST(1 AS BIGINT) FROM access_keys WHERE access_key_id = $1")
         .bind(access_key_id)
         .fetch_optional(&mut **tx)
         .await
@@ -230,12 +283,11 @@ async fn key_change(tx: &mut Transaction<'_, Sqlite>, access_key_id: &str, affec
 }
 
 #[async_trait]
-impl SecretStore for SqliteMeta {
+impl SecretStore for Meta {
     async fn stored_secrets(&self, kind: SealedKind, after: &str, limit: usize) -> Result<Vec<StoredSecret>> {
         let sql = match kind {
             SealedKind::AccessKeySecret => {
-                "SELECT access_key_id, CAST(sealed_secret AS BLOB) FROM access_keys WHERE access_key_id > $1 \
-                 ORDER BY access_key_id LIMIT $2"
+                dialect::ACCESS_KEY_SECRETS_PAGE
             }
             SealedKind::RegistrySecret => {
                 "SELECT name, value FROM registry_secrets WHERE name > $1 ORDER BY name LIMIT $2"
@@ -244,7 +296,7 @@ impl SecretStore for SqliteMeta {
         let rows = sqlx::query(sql)
             .bind(after)
             .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-            .fetch_all(&self.writer)
+            .fetch_all(self.writes())
             .await
             .map_err(backend)?;
         Ok(rows.iter().map(|r| StoredSecret { kind, id: r.get(0), stored: r.get(1) }).collect())
@@ -269,12 +321,12 @@ impl SecretStore for SqliteMeta {
                     .bind(new.to_vec())
             }
         };
-        Ok(q.execute(&self.writer).await.map_err(backend)?.rows_affected() > 0)
+        Ok(q.execute(self.writes()).await.map_err(backend)?.rows_affected() > 0)
     }
 
     async fn rotation_target(&self) -> Result<Option<u32>> {
         let v: Option<i64> = sqlx::query_scalar("SELECT target_version FROM master_key_rotation WHERE id = 1")
-            .fetch_optional(&self.writer)
+            .fetch_optional(self.writes())
             .await
             .map_err(backend)?;
         Ok(v.and_then(|v| u32::try_from(v).ok()))
@@ -290,17 +342,13 @@ impl SecretStore for SqliteMeta {
             .bind(now_ms()),
             None => sqlx::query("DELETE FROM master_key_rotation"),
         }
-        .execute(&self.writer)
+        .execute(self.writes())
         .await
         .map_err(backend)?;
         Ok(())
     }
 
     async fn erase_freed_space(&self) -> Result<()> {
-        // VACUUM rewrites the file from live rows only; the checkpoint then moves the rewrite
-        // into it and truncates the write-ahead log, which held the old pages.
-        sqlx::query("VACUUM").execute(&self.writer).await.map_err(backend)?;
-        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&self.writer).await.map_err(backend)?;
-        Ok(())
+        dialect::erase_freed_space(self).await
     }
 }

@@ -1,11 +1,12 @@
-//! SQLite: what garbage collection and fsck read and remove: every blob and reference, unreferenced links, unlinked blobs, stale uploads.
+// what garbage collection and fsck read and remove: every blob and reference, unreferenced links, unlinked blobs, stale uploads. Written once for both SQL backends:
+// `include!`d by sqlite/mod.rs and postgres/mod.rs, where `Meta`, `Db`, `DbRow` and the
+// dialect hooks (`dialect::…`) are their own.
 
-use super::*;
 
 #[async_trait]
-impl GcStore for SqliteMeta {
+impl GcStore for Meta {
     async fn all_blobs(&self) -> Result<Vec<(String, i64)>> {
-        sqlx::query_as("SELECT digest, size FROM blobs ORDER BY digest").fetch_all(&self.reader).await.map_err(backend)
+        sqlx::query_as("SELECT digest, size FROM blobs ORDER BY digest").fetch_all(self.reads()).await.map_err(backend)
     }
 
     async fn all_manifest_references(&self) -> Result<Vec<ManifestReferences>> {
@@ -15,7 +16,7 @@ impl GcStore for SqliteMeta {
              LEFT JOIN manifest_references mr ON mr.repository_id = m.repository_id AND mr.manifest_digest = m.digest \
              ORDER BY r.name, m.digest",
         )
-        .fetch_all(&self.reader)
+        .fetch_all(self.reads())
         .await
         .map_err(backend)?;
         let mut out: BTreeMap<(String, String), ManifestReferences> = BTreeMap::new();
@@ -41,50 +42,56 @@ impl GcStore for SqliteMeta {
             "rb",
         ))
         .bind(before)
-        .fetch_one(&self.reader)
+        .fetch_one(self.reads())
         .await
         .map_err(backend)?;
         let blobs = sqlx::query_as::<_, (String, i64)>(unreferenced_sql(
             "SELECT b.digest, b.size FROM blobs b WHERE b.created_at < $1 AND NOT EXISTS \
-             (SELECT 1 FROM repository_blobs rb WHERE rb.digest = b.digest AND (rb.linked_at >= $1 OR NOT {unreferenced})) \
+             (SELECT CAST(1 AS BIGINT) FROM repository_blobs rb WHERE rb.digest = b.digest AND (rb.linked_at >= $1 OR NOT {unreferenced})) \
              ORDER BY b.digest",
             "rb",
         ))
         .bind(before)
-        .fetch_all(&self.reader)
+        .fetch_all(self.reads())
         .await
         .map_err(backend)?;
         Ok((links as u64, blobs))
     }
 
     async fn gc_unlink_unreferenced(&self, before: i64) -> Result<u64> {
+        let mut tx = self.writes().begin().await.map_err(backend)?;
+        dialect::gc_lock(&mut tx).await?;
         let r = sqlx::query(unreferenced_sql(
             "DELETE FROM repository_blobs WHERE linked_at < $1 AND {unreferenced}",
             "repository_blobs",
         ))
         .bind(before)
-        .execute(&self.writer)
+        .execute(&mut *tx)
         .await
         .map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
         Ok(r.rows_affected())
     }
 
     async fn gc_remove_unlinked_blobs(&self, before: i64) -> Result<Vec<(String, i64)>> {
-        sqlx::query_as(
+        let mut tx = self.writes().begin().await.map_err(backend)?;
+        dialect::gc_lock(&mut tx).await?;
+        let removed = sqlx::query_as(
             "DELETE FROM blobs WHERE created_at < $1 \
-             AND NOT EXISTS (SELECT 1 FROM repository_blobs rb WHERE rb.digest = blobs.digest) RETURNING digest, size",
+             AND NOT EXISTS (SELECT CAST(1 AS BIGINT) FROM repository_blobs rb WHERE rb.digest = blobs.digest) RETURNING digest, size",
         )
         .bind(before)
-        .fetch_all(&self.writer)
+        .fetch_all(&mut *tx)
         .await
-        .map_err(backend)
+        .map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
+        Ok(removed)
     }
 
     async fn blobs_recorded(&self, digests: &[String]) -> Result<Vec<String>> {
-        let list = serde_json::to_string(digests).map_err(|e| MetaError::Backend(e.to_string()))?;
-        sqlx::query_scalar("SELECT digest FROM blobs WHERE digest IN (SELECT value FROM json_each($1))")
-            .bind(list)
-            .fetch_all(&self.writer)
+        sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT digest FROM blobs WHERE digest {}", dialect::in_list(1))))
+            .bind(dialect::list(digests)?)
+            .fetch_all(self.writes())
             .await
             .map_err(backend)
     }
@@ -92,7 +99,7 @@ impl GcStore for SqliteMeta {
     async fn stale_uploads(&self, before: i64) -> Result<Vec<String>> {
         sqlx::query_scalar("SELECT id FROM uploads WHERE started_at < $1 ORDER BY id")
             .bind(before)
-            .fetch_all(&self.reader)
+            .fetch_all(self.reads())
             .await
             .map_err(backend)
     }

@@ -1,0 +1,138 @@
+"""Berth nodes on one PostgreSQL metadata store (`--meta postgres://…`), the server started by
+scripts/test (`BERTH_TEST_POSTGRES`): the refusals at start (no master key, an unreachable
+database, a schema newer than the binary), three nodes started at once on an empty database
+creating one account, and a key deactivated through one node refused on another within 2 s.
+Each node keeps its own data directory (blobs stay per node until the S3 store exists)."""
+import base64
+import json
+import os
+import subprocess
+import tempfile
+import threading
+import time
+import uuid
+
+import pytest
+import requests
+
+from conftest import REGION, Berth, berth_bin
+
+ROOT_ENV = ("BERTH_ACCOUNT_ID", "BERTH_ROOT_ACCESS_KEY_ID", "BERTH_ROOT_SECRET_ACCESS_KEY")
+
+
+def server():
+    url = os.environ.get("BERTH_TEST_POSTGRES")
+    assert url, "BERTH_TEST_POSTGRES must name a PostgreSQL server (scripts/test starts one)"
+    return url
+
+
+def psql(url, sql):
+    p = subprocess.run(["psql", url, "-tAc", sql], capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    return p.stdout.strip()
+
+
+@pytest.fixture
+def database():
+    """A fresh, empty database; its URL."""
+    admin = server()
+    name = "berth_py_" + uuid.uuid4().hex[:12]
+    psql(admin, f"CREATE DATABASE {name}")
+    yield admin.rsplit("/", 1)[0] + "/" + name
+    psql(admin, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture
+def keyring(tmp_path):
+    path = tmp_path / "master.key"
+    path.write_text("1:" + base64.b64encode(os.urandom(32)).decode() + "\n")
+    path.chmod(0o600)
+    return str(path)
+
+
+def start_refused(data_dir, env):
+    p = subprocess.run([berth_bin(), "serve", "--listen", "127.0.0.1:0", "--data-dir", data_dir],
+                       capture_output=True, text=True, timeout=60,
+                       env={k: v for k, v in dict(os.environ, **env).items() if k not in ROOT_ENV})
+    assert p.returncode != 0, "berth started"
+    return p.stderr
+
+
+def test_a_node_on_postgres_refuses_to_start_without_a_master_key_or_a_database(database, keyring, tmp_path):
+    err = start_refused(str(tmp_path / "a"), {"BERTH_META": database})
+    assert "give the master keyring with --master-key-file" in err, err
+    assert psql(database, "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'") == "0", "nothing written"
+    assert not os.path.exists(tmp_path / "a" / "master.key")
+
+    err = start_refused(str(tmp_path / "b"), {"BERTH_META": "postgres://berth:hunter2@127.0.0.1:1/none",
+                                              "BERTH_MASTER_KEY_FILE": keyring})
+    assert "the metadata database postgres://berth@127.0.0.1:1/none" in err and "cannot connect" in err, err
+    assert "refused" in err, err
+    assert "hunter2" not in err
+
+    err = start_refused(str(tmp_path / "c"), {"BERTH_META": "mysql://x", "BERTH_MASTER_KEY_FILE": keyring})
+    assert "expected a postgres:// URL" in err, err
+
+    # A schema newer than the binary: a migration this berth does not know.
+    os.makedirs(tmp_path / "d")
+    node = Berth(str(tmp_path / "d"), extra_env={"BERTH_META": database, "BERTH_MASTER_KEY_FILE": keyring})
+    node.stop()
+    psql(database, "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) "
+                   "VALUES (9999, 'from the future', true, '\\x00', 0)")
+    err = start_refused(str(tmp_path / "e"), {"BERTH_META": database, "BERTH_MASTER_KEY_FILE": keyring})
+    assert "schema is newer than this berth" in err, err
+
+
+def test_three_nodes_started_at_once_create_one_account_and_revocation_reaches_every_node(database, keyring):
+    env = {"BERTH_META": database, "BERTH_MASTER_KEY_FILE": keyring}
+    dirs = [tempfile.mkdtemp(prefix="node") for _ in range(3)]
+    nodes = [None] * 3
+
+    def start(i):
+        nodes[i] = Berth(dirs[i], extra_env=env, drop_env=ROOT_ENV)
+
+    threads = [threading.Thread(target=start, args=(i,)) for i in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    try:
+        logs = []
+        for n in nodes:
+            n.log.flush()
+            logs.append(open(os.path.join(n.data_dir, "berth.log")).read())
+        creators = [i for i, log in enumerate(logs) if "created the root access key" in log]
+        assert len(creators) == 1, logs
+        creds = open(os.path.join(dirs[creators[0]], "data", "admin-credentials")).read()
+        key = creds.split("aws_access_key_id = ")[1].split()[0]
+        secret = creds.split("aws_secret_access_key = ")[1].split()[0]
+        accounts = {n.client(key=key, secret=secret).describe_registry()["registryId"] for n in nodes}
+        assert len(accounts) == 1, accounts
+        assert psql(database, "SELECT count(*) FROM accounts") == "1"
+
+        # A user's key, created through node 0, deactivated through node 0: refused on node 2.
+        iam = nodes[0].client("iam", key=key, secret=secret)
+        iam.create_user(UserName="ci")
+        iam.attach_user_policy(UserName="ci", PolicyArn="arn:aws:iam::aws:policy/AmazonEC2ContainerRegistryReadOnly")
+        ci = iam.create_access_key(UserName="ci")["AccessKey"]
+        on_2 = nodes[2].client(key=ci["AccessKeyId"], secret=ci["SecretAccessKey"])
+        token = base64.b64decode(on_2.get_authorization_token()["authorizationData"][0]["authorizationToken"])
+        token = token.decode().split(":", 1)[1]
+        catalog = f"{nodes[2].endpoint}/v2/_catalog"
+        assert requests.get(catalog, auth=("AWS", token)).status_code == 200
+        iam.update_access_key(UserName="ci", AccessKeyId=ci["AccessKeyId"], Status="Inactive")
+        with pytest.raises(on_2.exceptions.ClientError) as e:
+            on_2.describe_repositories()
+        assert e.value.response["Error"]["Code"] == "UnrecognizedClientException"
+        started = time.monotonic()
+        while requests.get(catalog, auth=("AWS", token)).status_code != 401:
+            assert time.monotonic() - started < 2.0, "the token still works on another node after 2 s"
+            time.sleep(0.05)
+        # The token key is one for all nodes: a token from node 1 works on node 2.
+        token_1 = base64.b64decode(nodes[1].client(key=key, secret=secret).get_authorization_token()
+                                   ["authorizationData"][0]["authorizationToken"]).decode().split(":", 1)[1]
+        assert requests.get(catalog, auth=("AWS", token_1)).status_code == 200
+    finally:
+        for n in nodes:
+            if n is not None:
+                n.stop()
