@@ -136,3 +136,38 @@ def test_three_nodes_started_at_once_create_one_account_and_revocation_reaches_e
         for n in nodes:
             if n is not None:
                 n.stop()
+
+
+def until(predicate, seconds):
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
+def test_scheduled_work_runs_on_one_node_and_moves_when_its_node_dies(database, keyring):
+    env = {"BERTH_META": database, "BERTH_MASTER_KEY_FILE": keyring, "BERTH_GC_INTERVAL_SECONDS": "1",
+           "BERTH_SCHEDULER_LEASE_SECONDS": "3"}
+    nodes = [Berth(tempfile.mkdtemp(prefix="node"), extra_env=env) for _ in range(2)]
+
+    def log(n):
+        return open(os.path.join(n.data_dir, "berth.log")).read()
+    try:
+        assert until(lambda: any("runs the scheduled work" in log(n) for n in nodes), 10)
+        holder = next(n for n in nodes if "runs the scheduled work" in log(n))
+        other = next(n for n in nodes if n is not holder)
+        assert until(lambda: "garbage collection run" in log(holder), 5)
+        time.sleep(2)
+        assert "garbage collection run" not in log(other) and "runs the scheduled work" not in log(other)
+        # The holder dies without giving the lease up: the other node takes over once it expires.
+        holder.proc.kill()
+        holder.proc.wait()
+        died = time.monotonic()
+        assert until(lambda: "runs the scheduled work" in log(other), 10)
+        assert time.monotonic() - died < 3 + 2, "taken over within the lease's lifetime and a renewal"
+        assert until(lambda: "garbage collection run" in log(other), 5)
+    finally:
+        for n in nodes:
+            n.stop()

@@ -390,6 +390,18 @@ pub trait SecretStore: Send + Sync + 'static {
     async fn erase_freed_space(&self) -> Result<()>;
 }
 
+/// Leases: work that must run on one node at a time (scheduled GC and lifecycle runs).
+#[async_trait]
+pub trait LeaseStore: Send + Sync + 'static {
+    /// Takes the lease `name` for `holder` until `now + ttl_ms` if it is free, expired, or
+    /// already `holder`'s (a renewal); whether `holder` holds it now.
+    /// Concurrency: one conditional upsert; of nodes taking a free lease at once, one gets it.
+    async fn try_lease(&self, name: &str, holder: &str, now: i64, ttl_ms: i64) -> Result<bool>;
+
+    /// Gives the lease up, if `holder` holds it.
+    async fn release_lease(&self, name: &str, holder: &str) -> Result<()>;
+}
+
 /// IAM groups and identity policies (inline and managed, with their attachments).
 #[async_trait]
 pub trait IamPolicyStore: Send + Sync + 'static {
@@ -448,7 +460,15 @@ pub trait IamPolicyStore: Send + Sync + 'static {
 /// Every role, for the composition root and the registry that serves them all.
 #[async_trait]
 pub trait MetaStore:
-    RepositoryStore + ContentStore + ScanStore + LifecycleStore + GcStore + AccountStore + IamPolicyStore + SecretStore
+    RepositoryStore
+    + ContentStore
+    + ScanStore
+    + LifecycleStore
+    + GcStore
+    + AccountStore
+    + IamPolicyStore
+    + SecretStore
+    + LeaseStore
 {
     async fn close(&self);
 }

@@ -12,6 +12,7 @@ mod gc;
 pub mod iam;
 pub mod identity;
 pub mod images;
+mod leases;
 mod lifecycle;
 pub mod repositories;
 pub mod scan;

@@ -49,6 +49,9 @@ pub struct Config {
     pub auth: bool,
     /// How often lifecycle policies are applied (also a minute after start); 0 turns it off.
     pub lifecycle_interval_seconds: u64,
+    /// Scheduled work (GC, lifecycle) runs on the one node holding the scheduler lease, which
+    /// lives this long unless renewed: when its holder dies, another node takes over within it.
+    pub scheduler_lease_seconds: u64,
     /// How often garbage collection runs inside `serve`; 0 turns it off.
     pub gc_interval_seconds: u64,
     /// Blob links and blobs younger than this are never collected: the time a push has between
@@ -112,6 +115,7 @@ impl Default for Config {
             master_key_rotation_batch: 200,
             master_key_rotation_pause_ms: 0,
             auth: true,
+            scheduler_lease_seconds: 60,
             lifecycle_interval_seconds: 3600,
             gc_interval_seconds: 3600,
             gc_grace_seconds: 3600,
@@ -220,6 +224,7 @@ pub fn load(file: Option<&PathBuf>, overrides: &Overrides) -> Result<Config, Box
         "master_key_rotation_batch",
         "master_key_rotation_pause_ms",
         "auth",
+        "scheduler_lease_seconds",
         "lifecycle_interval_seconds",
         "gc_interval_seconds",
         "gc_grace_seconds",

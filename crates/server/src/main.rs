@@ -517,19 +517,30 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     if !config.auth {
         tracing::warn!("authentication is off: anyone can push and pull (--insecure-no-auth)");
     }
+    let node = node_id(&config)?;
+    let scheduler = spawn_scheduler_lease(
+        registry.clone(),
+        node.clone(),
+        std::time::Duration::from_secs(config.scheduler_lease_seconds.max(3)),
+    );
     if config.gc_interval_seconds > 0 {
         spawn_gc_schedule(
             registry.clone(),
             std::time::Duration::from_secs(config.gc_interval_seconds),
             gc_policy(&config),
+            scheduler.clone(),
         );
     }
     if config.lifecycle_interval_seconds > 0 {
-        spawn_lifecycle_schedule(registry.clone(), std::time::Duration::from_secs(config.lifecycle_interval_seconds));
+        spawn_lifecycle_schedule(
+            registry.clone(),
+            std::time::Duration::from_secs(config.lifecycle_interval_seconds),
+            scheduler.clone(),
+        );
     }
     // A node with no scan concurrency only queues scans, for other nodes to run.
     if config.scan_concurrency > 0 {
-        tokio::spawn(Scanner::new(registry.clone(), config.scan_concurrency, node_id(&config)?).run());
+        tokio::spawn(Scanner::new(registry.clone(), config.scan_concurrency, node.clone()).run());
     }
     let admin = admin_socket::Admin::new(
         registry.clone(),
@@ -592,6 +603,12 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     listener::serve(listener, tls, http::router(state), limits, shutdown_signal()).await;
     if let Some((task, _)) = metrics_task {
         task.abort();
+    }
+    // Another node takes the scheduled work over at once instead of after the lease expires.
+    if scheduler.load(std::sync::atomic::Ordering::SeqCst)
+        && let Err(e) = registry.release_lease(SCHEDULER_LEASE, &node).await
+    {
+        tracing::warn!(error = %e, "could not give the scheduler lease up");
     }
     registry.close().await;
     tracing::info!("berth stopped");
@@ -953,12 +970,60 @@ async fn gc(config: Config, dry_run: bool, grace: Option<u64>, upload_age: Optio
 }
 
 /// Collects garbage every `interval`, online, beside the pushes and pulls it serves.
-fn spawn_gc_schedule(registry: Arc<Registry>, interval: std::time::Duration, policy: GcPolicy) {
+/// The lease that says which node runs the scheduled work.
+const SCHEDULER_LEASE: &str = "scheduler";
+
+/// Scheduled work (GC, lifecycle) runs on one node at a time: the one holding the scheduler
+/// lease, renewed every third of its lifetime. Returns the flag that says whether this node
+/// holds it now.
+fn spawn_scheduler_lease(
+    registry: Arc<Registry>,
+    node: String,
+    ttl: std::time::Duration,
+) -> Arc<std::sync::atomic::AtomicBool> {
+    use std::sync::atomic::Ordering;
+    let held = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = held.clone();
+    tokio::spawn(async move {
+        loop {
+            let holds = match registry.try_lease(SCHEDULER_LEASE, &node, ttl).await {
+                Ok(h) => h,
+                Err(e) => {
+                    // Unsure whether the lease is still ours: stop the scheduled work until it is.
+                    tracing::warn!(error = %e, "could not renew the scheduler lease");
+                    false
+                }
+            };
+            match (flag.swap(holds, Ordering::SeqCst), holds) {
+                (false, true) => tracing::info!(node, "this node runs the scheduled work (GC, lifecycle)"),
+                (true, false) => tracing::warn!(node, "this node no longer runs the scheduled work"),
+                _ => {}
+            }
+            tokio::time::sleep(ttl / 3).await;
+        }
+    });
+    held
+}
+
+fn spawn_gc_schedule(
+    registry: Arc<Registry>,
+    interval: std::time::Duration,
+    policy: GcPolicy,
+    scheduler: Arc<std::sync::atomic::AtomicBool>,
+) {
     tokio::spawn(async move {
         loop {
             tokio::time::sleep(interval).await;
+            if !scheduler.load(std::sync::atomic::Ordering::SeqCst) {
+                continue;
+            }
             match registry.gc(berth_meta::now_ms(), policy, false).await {
                 Ok(r) => {
+                    tracing::info!(
+                        blobs_removed = r.blobs_removed,
+                        bytes_freed = r.bytes_freed,
+                        "garbage collection run"
+                    );
                     metrics::counter!("berth_gc_runs_total").increment(1);
                     metrics::counter!("berth_gc_blobs_removed_total").increment(r.blobs_removed + r.unrecorded_removed);
                     metrics::counter!("berth_gc_bytes_freed_total").increment(r.bytes_freed);
@@ -971,10 +1036,19 @@ fn spawn_gc_schedule(registry: Arc<Registry>, interval: std::time::Duration, pol
 }
 
 /// Applies every repository's lifecycle policy shortly after start and then every `interval`.
-fn spawn_lifecycle_schedule(registry: Arc<Registry>, interval: std::time::Duration) {
+fn spawn_lifecycle_schedule(
+    registry: Arc<Registry>,
+    interval: std::time::Duration,
+    scheduler: Arc<std::sync::atomic::AtomicBool>,
+) {
     tokio::spawn(async move {
         tokio::time::sleep(std::time::Duration::from_secs(60).min(interval)).await;
         loop {
+            if !scheduler.load(std::sync::atomic::Ordering::SeqCst) {
+                // Look again soon: this node may take the lease over.
+                tokio::time::sleep(interval.min(std::time::Duration::from_secs(10))).await;
+                continue;
+            }
             match registry.run_all_lifecycles(berth_meta::now_ms(), false).await {
                 Ok(runs) => {
                     let expired: usize = runs.iter().map(|r| r.expired.len()).sum();

@@ -182,6 +182,7 @@ include!("../sql/iam.rs");
 include!("../sql/lifecycle.rs");
 include!("../sql/repositories.rs");
 include!("../sql/scans.rs");
+include!("../sql/leases.rs");
 
 #[async_trait]
 impl MetaStore for SqliteMeta {

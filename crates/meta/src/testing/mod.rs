@@ -310,6 +310,21 @@ macro_rules! secret_store_conformance {
     };
 }
 
+/// `LeaseStore`'s clauses for a fixture.
+#[macro_export]
+macro_rules! lease_store_conformance {
+    ($fixture:path) => {
+        mod lease_store {
+            use super::*;
+            $crate::__conformance_clauses!(
+                $fixture,
+                leases,
+                [a_lease_has_one_holder_until_it_expires, concurrent_takers_of_a_lease_one_holds_it,]
+            );
+        }
+    };
+}
+
 /// Every role's clauses for a fixture.
 #[macro_export]
 macro_rules! meta_store_conformance {
@@ -322,6 +337,7 @@ macro_rules! meta_store_conformance {
         $crate::account_store_conformance!($fixture);
         $crate::iam_policy_store_conformance!($fixture);
         $crate::secret_store_conformance!($fixture);
+        $crate::lease_store_conformance!($fixture);
     };
 }
 
@@ -340,3 +356,5 @@ pub mod accounts;
 pub mod iam;
 
 pub mod secrets;
+
+pub mod leases;
