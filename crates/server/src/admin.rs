@@ -1,0 +1,342 @@
+//! `berth admin`: identities and keys of an account, written straight to the metadata store,
+//! and the operations the running server carries out itself (over its admin socket).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use berth_meta::MetaStore;
+use clap::Subcommand;
+
+use crate::admin_socket;
+use crate::config::Config;
+use crate::stores::{master_key_path, master_keys, open_stores};
+
+#[derive(Subcommand)]
+pub(crate) enum AdminCommand {
+    /// Create another account with its root user and root access key (the secret is printed
+    /// once). Its principals authenticate to this Berth; repository and registry policies
+    /// decide what they may do with this registry's repositories (cross-account access).
+    /// Manage its users with `--account-id ACCOUNT`.
+    CreateAccount {
+        account_id: String,
+    },
+    /// Set a repository's pull policy: pulls of images whose scan found vulnerabilities at or
+    /// above SEVERITY (CRITICAL, HIGH, MEDIUM, LOW, INFORMATIONAL) are refused; NONE turns it
+    /// off, DEFAULT falls back to the configured default (scan_pull_block_severity). With
+    /// `--account-id`, a repository of that account.
+    SetPullPolicy {
+        repository: String,
+        severity: String,
+    },
+    /// Create a user. A user may do nothing until a policy allows it (identity policies, or a
+    /// repository policy naming it).
+    CreateUser {
+        name: String,
+    },
+    /// Create or replace a user's inline policy from a JSON file (`-` for standard input).
+    PutUserPolicy {
+        user: String,
+        policy_name: String,
+        file: PathBuf,
+    },
+    DeleteUserPolicy {
+        user: String,
+        policy_name: String,
+    },
+    /// Attach a managed policy (an ARN: the account's own, or
+    /// `arn:aws:iam::aws:policy/AmazonEC2ContainerRegistry{ReadOnly,PowerUser,FullAccess}`).
+    AttachUserPolicy {
+        user: String,
+        policy_arn: String,
+    },
+    DetachUserPolicy {
+        user: String,
+        policy_arn: String,
+    },
+    /// Create a customer-managed policy from a JSON file.
+    CreatePolicy {
+        policy_name: String,
+        file: PathBuf,
+    },
+    CreateGroup {
+        name: String,
+    },
+    AddUserToGroup {
+        group: String,
+        user: String,
+    },
+    PutGroupPolicy {
+        group: String,
+        policy_name: String,
+        file: PathBuf,
+    },
+    AttachGroupPolicy {
+        group: String,
+        policy_arn: String,
+    },
+    /// A user's inline policy names, attached policies and groups.
+    ShowUser {
+        user: String,
+    },
+    ListUsers,
+    /// Create an access key for a user (or `root`); the secret is printed once.
+    CreateAccessKey {
+        user: String,
+    },
+    /// List a user's access keys (never their secrets).
+    ListAccessKeys {
+        user: String,
+    },
+    /// Activate or deactivate an access key of a user (or `root`). The account root's last
+    /// active key is kept unless `--force`.
+    UpdateAccessKey {
+        user: String,
+        access_key_id: String,
+        /// Active or Inactive.
+        #[arg(long)]
+        status: String,
+        #[arg(long)]
+        force: bool,
+    },
+    /// Delete an access key of a user (or `root`) for good. The account root's last active key
+    /// is kept unless `--force`.
+    DeleteAccessKey {
+        user: String,
+        access_key_id: String,
+        #[arg(long)]
+        force: bool,
+    },
+    /// When, for which service and in which region an access key was last used.
+    GetAccessKeyLastUsed {
+        access_key_id: String,
+    },
+    /// Re-seal every stored secret under a new master key version, done by the running server,
+    /// online and resumably. With the embedded keyring (`<data-dir>/master.key`) a new version
+    /// is added to it first; with `--master-key-file`, add the version to every node's file and
+    /// reload them (SIGHUP), then name it with `--to`.
+    RotateMasterKey {
+        #[arg(long)]
+        to: Option<u32>,
+        /// Wait until every secret is sealed under the new version.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// How many stored secrets each master key version seals, and which versions seal nothing
+    /// any more (they may be removed from the keyring file).
+    MasterKeyStatus,
+}
+
+/// The account the admin commands act on: the configured one, or the one created first.
+pub(crate) async fn admin_account(config: &Config, meta: &Arc<dyn MetaStore>) -> anyhow::Result<String> {
+    if let Some(a) = &config.account_id {
+        return Ok(a.clone());
+    }
+    meta.first_account().await?.ok_or_else(|| anyhow::anyhow!("no account yet: start `berth serve` once first"))
+}
+
+/// The admin commands the running server carries out (over its admin socket).
+pub(crate) async fn admin_of_server(
+    config: &Config,
+    command: &AdminCommand,
+) -> anyhow::Result<Option<serde_json::Value>> {
+    use serde_json::json;
+    let out = match command {
+        AdminCommand::RotateMasterKey { to, wait } => {
+            let target = match (to, &config.master_key_file) {
+                (Some(v), _) => *v,
+                (None, None) => {
+                    // Ask first, so that a server that is not running leaves the file alone.
+                    admin_socket::request(&config.data_dir, json!({ "op": "master-key-status" })).await?;
+                    let (_, v) = berth_keyring::append_new_version(&master_key_path(config))
+                        .map_err(|e| anyhow::anyhow!("master keyring: {e}"))?;
+                    v
+                }
+                (None, Some(file)) => {
+                    berth_keyring::load(file).map_err(|e| anyhow::anyhow!("master keyring: {e}"))?.current_version()
+                }
+            };
+            let mut report =
+                admin_socket::request(&config.data_dir, json!({ "op": "rotate-master-key", "to": target })).await?;
+            while *wait && (report["running"] == json!(true) || report["rotationTarget"] == json!(target)) {
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                report = admin_socket::request(&config.data_dir, json!({ "op": "master-key-status" })).await?;
+            }
+            report
+        }
+        AdminCommand::MasterKeyStatus => {
+            admin_socket::request(&config.data_dir, json!({ "op": "master-key-status" })).await?
+        }
+        _ => return Ok(None),
+    };
+    Ok(Some(out))
+}
+
+pub(crate) async fn admin(config: Config, command: AdminCommand) -> anyhow::Result<()> {
+    use berth_meta::PrincipalKind;
+    use berth_registry::iam::{IamAdmin, IamError, KeyStatus, Owner};
+    use berth_registry::identity::principal_arn;
+    if let Some(out) = admin_of_server(&config, &command).await? {
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(());
+    }
+    let keys = master_keys(&config)?;
+    let (meta, _) = open_stores(&config).await?;
+    let account = admin_account(&config, &meta).await?;
+    let user = |name: &str| {
+        let (meta, account, name) = (meta.clone(), account.clone(), name.to_string());
+        async move {
+            meta.principal_by_name(&account, &name)
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("no user {name:?} in account {account}"))
+        }
+    };
+    let iam = IamAdmin::new(meta.clone(), meta.clone(), keys.clone(), account.clone());
+    let read = |file: &std::path::Path| -> anyhow::Result<String> {
+        if file.as_os_str() == "-" {
+            let mut s = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)?;
+            Ok(s)
+        } else {
+            std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))
+        }
+    };
+    let iam_err = |e: IamError| anyhow::anyhow!("{}: {e}", e.code());
+    let out = match command {
+        AdminCommand::CreateAccount { account_id } => {
+            let created = berth_registry::identity::ensure_account_root(meta.as_ref(), &keys, &account_id, None)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            match created {
+                Some(key) => serde_json::json!({
+                    "Account": account_id,
+                    "Arn": format!("arn:aws:iam::{account_id}:root"),
+                    "AccessKey": { "AccessKeyId": key.access_key_id, "SecretAccessKey": key.secret_access_key },
+                }),
+                None => anyhow::bail!("account {account_id} already exists with a root key"),
+            }
+        }
+        AdminCommand::SetPullPolicy { repository, severity } => {
+            // `--account-id` names the account whose repository it is.
+            let default = meta.first_account().await?.unwrap_or_else(|| account.clone());
+            let key = berth_registry::repositories::repository_key(&default, &account, &repository);
+            let mut repo =
+                meta.repository(&key).await?.ok_or_else(|| anyhow::anyhow!("no repository {repository:?}"))?;
+            repo.settings.pull_block_severity = if severity.eq_ignore_ascii_case("DEFAULT") {
+                None
+            } else {
+                Some(berth_meta::PullBlock::parse(&severity).map_err(|e| anyhow::anyhow!("{e}"))?)
+            };
+            let repo = meta.update_repository_settings(&key, &repo.settings).await?;
+            let shown = repo.settings.pull_block_severity.map(berth_meta::PullBlock::as_str);
+            serde_json::json!({ "repositoryName": repository, "berthPullBlockSeverity": shown })
+        }
+        AdminCommand::CreateUser { name } => {
+            let p = iam.create_user(&name).await.map_err(iam_err)?;
+            serde_json::json!({ "User": { "UserName": p.name, "UserId": p.id, "Arn": principal_arn(&p) } })
+        }
+        AdminCommand::PutUserPolicy { user, policy_name, file } => {
+            iam.put_inline_policy(Owner::User(&user), &policy_name, &read(&file)?).await.map_err(iam_err)?;
+            serde_json::json!({})
+        }
+        AdminCommand::DeleteUserPolicy { user, policy_name } => {
+            iam.delete_inline_policy(Owner::User(&user), &policy_name).await.map_err(iam_err)?;
+            serde_json::json!({})
+        }
+        AdminCommand::AttachUserPolicy { user, policy_arn } => {
+            iam.attach_policy(Owner::User(&user), &policy_arn).await.map_err(iam_err)?;
+            serde_json::json!({})
+        }
+        AdminCommand::DetachUserPolicy { user, policy_arn } => {
+            iam.detach_policy(Owner::User(&user), &policy_arn).await.map_err(iam_err)?;
+            serde_json::json!({})
+        }
+        AdminCommand::CreatePolicy { policy_name, file } => {
+            let p = iam.create_policy(&policy_name, None, &read(&file)?).await.map_err(iam_err)?;
+            serde_json::json!({ "Policy": { "PolicyName": p.name, "PolicyId": p.id, "Arn": p.arn } })
+        }
+        AdminCommand::CreateGroup { name } => {
+            let g = iam.create_group(&name).await.map_err(iam_err)?;
+            serde_json::json!({ "Group": { "GroupName": g.name, "GroupId": g.id,
+                "Arn": format!("arn:aws:iam::{account}:group/{}", g.name) } })
+        }
+        AdminCommand::AddUserToGroup { group, user } => {
+            iam.add_user_to_group(&group, &user).await.map_err(iam_err)?;
+            serde_json::json!({})
+        }
+        AdminCommand::PutGroupPolicy { group, policy_name, file } => {
+            iam.put_inline_policy(Owner::Group(&group), &policy_name, &read(&file)?).await.map_err(iam_err)?;
+            serde_json::json!({})
+        }
+        AdminCommand::AttachGroupPolicy { group, policy_arn } => {
+            iam.attach_policy(Owner::Group(&group), &policy_arn).await.map_err(iam_err)?;
+            serde_json::json!({})
+        }
+        AdminCommand::ShowUser { user } => {
+            let p = iam.user(&user).await.map_err(iam_err)?;
+            let groups: Vec<String> = meta.groups_of(&p.id).await?.into_iter().map(|g| g.name).collect();
+            serde_json::json!({
+                "User": { "UserName": p.name, "UserId": p.id, "Arn": principal_arn(&p) },
+                "PolicyNames": iam.list_inline_policies(Owner::User(&user)).await.map_err(iam_err)?,
+                "AttachedPolicies": iam.attached_policies(Owner::User(&user)).await.map_err(iam_err)?,
+                "Groups": groups,
+            })
+        }
+        AdminCommand::ListUsers => {
+            let users: Vec<_> = meta
+                .list_principals(&account)
+                .await?
+                .iter()
+                .filter(|p| p.kind == PrincipalKind::User)
+                .map(|p| serde_json::json!({ "UserName": p.name, "UserId": p.id, "Arn": principal_arn(p) }))
+                .collect();
+            serde_json::json!({ "Users": users })
+        }
+        AdminCommand::CreateAccessKey { user: name } => {
+            let p = user(&name).await?;
+            let new = iam.create_access_key(&p).await.map_err(iam_err)?;
+            serde_json::json!({ "AccessKey": {
+                "UserName": p.name, "AccessKeyId": new.key.access_key_id, "SecretAccessKey": new.secret, "Status": "Active",
+            }})
+        }
+        AdminCommand::UpdateAccessKey { user: name, access_key_id, status, force } => {
+            let p = user(&name).await?;
+            let status = KeyStatus::parse(&status).map_err(iam_err)?;
+            iam.update_access_key(&p, &access_key_id, status, force).await.map_err(iam_err)?;
+            serde_json::json!({})
+        }
+        AdminCommand::DeleteAccessKey { user: name, access_key_id, force } => {
+            let p = user(&name).await?;
+            iam.delete_access_key(&p, &access_key_id, force).await.map_err(iam_err)?;
+            serde_json::json!({})
+        }
+        AdminCommand::GetAccessKeyLastUsed { access_key_id } => {
+            let (owner, key) = iam.access_key_last_used(&access_key_id).await.map_err(iam_err)?;
+            let used = match &key.last_used {
+                Some(u) => serde_json::json!({
+                    "LastUsedDate": berth_iam::format_iso8601(u.at / 1000), "ServiceName": u.service, "Region": u.region,
+                }),
+                None => serde_json::json!({ "ServiceName": "N/A", "Region": "N/A" }),
+            };
+            serde_json::json!({ "UserName": owner.name, "AccessKeyLastUsed": used })
+        }
+        AdminCommand::RotateMasterKey { .. } | AdminCommand::MasterKeyStatus => {
+            unreachable!("carried out by the running server")
+        }
+        AdminCommand::ListAccessKeys { user: name } => {
+            let p = user(&name).await?;
+            let keys: Vec<_> = meta
+                .list_access_keys(&p.id)
+                .await?
+                .iter()
+                .map(|k| serde_json::json!({
+                    "UserName": p.name, "AccessKeyId": k.access_key_id, "Status": if k.active { "Active" } else { "Inactive" },
+                }))
+                .collect();
+            serde_json::json!({ "AccessKeyMetadata": keys })
+        }
+    };
+    meta.close().await;
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(())
+}
