@@ -169,10 +169,13 @@ pub async fn rotate(
         let elsewhere =
             report.unsealed + report.by_version.iter().filter(|(v, _)| **v != target).map(|(_, n)| n).sum::<u64>();
         if elsewhere == 0 {
-            if store.rotation_target().await? == Some(target) {
+            // The counts just taken stand; only the recorded target changes.
+            let mut report = report;
+            if report.rotation_target == Some(target) {
                 store.set_rotation_target(None).await?;
+                report.rotation_target = None;
             }
-            return secrets_report(store, keys).await;
+            return Ok(report);
         }
     }
 }

@@ -41,13 +41,7 @@ impl TrustedProxies {
         if !self.trusts(peer) {
             return Client { ip: peer, scheme };
         }
-        let hops: Vec<&str> = headers
-            .get_all("x-forwarded-for")
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .map(str::trim)
-            .collect();
+        let hops: Vec<&str> = list_values(headers, "x-forwarded-for").collect();
         let mut ip = peer;
         for hop in hops.iter().rev() {
             let Some(addr) = parse_hop(hop) else { break };
@@ -56,13 +50,7 @@ impl TrustedProxies {
                 break;
             }
         }
-        let proto = headers
-            .get_all("x-forwarded-proto")
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .map(str::trim)
-            .next_back();
+        let proto = list_values(headers, "x-forwarded-proto").next_back();
         let scheme = match proto {
             Some(p) if p.eq_ignore_ascii_case("https") => "https",
             Some(p) if p.eq_ignore_ascii_case("http") => "http",
@@ -70,6 +58,11 @@ impl TrustedProxies {
         };
         Client { ip, scheme }
     }
+}
+
+/// The comma-separated values of every `name` header, in order.
+fn list_values<'a>(headers: &'a HeaderMap, name: &'static str) -> impl DoubleEndedIterator<Item = &'a str> {
+    headers.get_all(name).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(',')).map(str::trim)
 }
 
 /// One `X-Forwarded-For` entry: an address, `[v6]`, or either with a port.
