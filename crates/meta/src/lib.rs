@@ -326,6 +326,21 @@ pub struct ManifestSummary {
     pub annotations: Option<String>,
 }
 
+/// A held [`GcStore::lock_blob_bytes`]; dropping it releases the lock.
+pub struct BlobBytesLock(#[allow(dead_code)] Option<Box<dyn Send>>);
+
+impl BlobBytesLock {
+    /// A lock that holds nothing (a store only one node opens).
+    pub fn local() -> Self {
+        BlobBytesLock(None)
+    }
+
+    /// Whether this lock holds nothing beyond the caller's own.
+    pub fn is_local(&self) -> bool {
+        self.0.is_none()
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Upload {
     pub id: String,
@@ -338,6 +353,8 @@ pub struct Upload {
     pub acknowledged_bytes: u64,
     /// The running hash over those bytes (`berth_oci::Hasher::state`); `None` before any.
     pub hash_state: Option<Vec<u8>>,
+    /// The blob store's state for those bytes (`berth_store::UploadState`), opaque here.
+    pub store_state: String,
 }
 
 /// Which images a listing includes, by whether they carry tags.

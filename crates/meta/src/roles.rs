@@ -171,17 +171,25 @@ pub trait ContentStore: Send + Sync + 'static {
     async fn set_image_archived(&self, repository: &str, digest: &str, archived: bool, at: i64)
     -> Result<Option<bool>>;
 
-    async fn create_upload(&self, repository: &str, id: &str, algorithm: Algorithm) -> Result<()>;
+    /// Records a new upload session with the blob store's state for it.
+    async fn create_upload(&self, repository: &str, id: &str, algorithm: Algorithm, store_state: &str) -> Result<()>;
 
     async fn upload(&self, id: &str) -> Result<Option<Upload>>;
 
     async fn delete_upload(&self, id: &str) -> Result<()>;
 
-    /// Records an upload's progress after a chunk: it now holds `to` bytes hashed to `state`.
-    /// Only if it held `from` bytes (a compare-and-set on `acknowledged_bytes`, so of two
-    /// writers continuing from one offset at most one records); false otherwise, or if there is
-    /// no such upload.
-    async fn record_upload_progress(&self, id: &str, from: u64, to: u64, state: &[u8]) -> Result<bool>;
+    /// Records an upload's progress after a chunk: it now holds `to` bytes hashed to
+    /// `hash_state`, stored as the blob store's `store_state` says. Only if it held `from` bytes
+    /// (a compare-and-set on `acknowledged_bytes`, so of two writers continuing from one offset
+    /// at most one records); false otherwise, or if there is no such upload.
+    async fn record_upload_progress(
+        &self,
+        id: &str,
+        from: u64,
+        to: u64,
+        hash_state: &[u8],
+        store_state: &str,
+    ) -> Result<bool>;
 
     /// Notes that an ECR API part was received and whether it was under the minimum size; a
     /// small part followed by another marks the upload `part_too_small`.
@@ -300,6 +308,12 @@ pub trait GcStore: Send + Sync + 'static {
 
     /// Upload sessions started before `before`.
     async fn stale_uploads(&self, before: i64) -> Result<Vec<String>>;
+
+    /// Holds, until the guard is dropped, the lock on publishing and deleting the bytes of
+    /// `digests` that an upload's commit and GC's deletion take — across every node sharing
+    /// this store (on a store only one node opens, the caller's own lock suffices and this one
+    /// holds nothing). Taken in digest order, so two holders of several cannot deadlock.
+    async fn lock_blob_bytes(&self, digests: &[String]) -> Result<BlobBytesLock>;
 }
 
 /// Accounts, their principals and access keys, and the registry secrets.

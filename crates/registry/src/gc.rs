@@ -11,7 +11,8 @@
 //!   acknowledged push never references a collected blob.
 //! - A blob's record is removed (in a transaction) only once it has no link at all; its bytes
 //!   are deleted afterwards, under the per-digest commit lock that an upload's final step
-//!   (publish the file, then record and link it) also holds, and only if the record is still
+//!   (publish the file, then record and link it) also holds — in this process, and across
+//!   nodes in the metadata store (`lock_blob_bytes`) — and only if the record is still
 //!   absent. So a concurrent upload of the same content either finishes first (the record is
 //!   back, the bytes stay) or starts after (it publishes the file again).
 
@@ -116,6 +117,7 @@ impl Registry {
             held.push(lock.lock().await);
         }
         let names: Vec<String> = sorted.iter().map(|(d, _)| d.to_string()).collect();
+        let across_nodes = self.meta().lock_blob_bytes(&names).await?;
         let recorded: HashSet<String> = self.meta().blobs_recorded(&names).await?.into_iter().collect();
         let doomed: Vec<&(Digest, i64)> = sorted.into_iter().filter(|(d, _)| !recorded.contains(d.as_str())).collect();
         let count = doomed.len() as u64;
@@ -128,6 +130,7 @@ impl Registry {
             })
             .collect();
         futures_util::stream::iter(deletions).buffer_unordered(16).try_collect::<Vec<()>>().await?;
+        drop(across_nodes);
         drop(held);
         Ok((count, bytes))
     }

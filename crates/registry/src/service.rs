@@ -4,7 +4,7 @@ use std::sync::{Arc, Mutex};
 use berth_meta::{ManifestSummary, MetaError, MetaStore, NewManifest};
 use berth_oci::manifest::{ManifestKind, parse_manifest};
 use berth_oci::{Algorithm, ByteRange, ContentRange, Digest, DigestError, Hasher, ManifestError, validate_tag};
-use berth_store::{BlobStore, ByteStream, StoreError};
+use berth_store::{BlobStore, ByteStream, StoreError, UploadState};
 use futures_util::StreamExt;
 
 use crate::RegistryError;
@@ -50,6 +50,14 @@ pub struct ManifestPut {
     pub digest: Digest,
     pub subject: Option<Digest>,
     pub tags: Vec<String>,
+}
+
+/// Where an upload stands: its acknowledged size, the running hash over those bytes, and the
+/// blob store's state for them.
+struct Position {
+    offset: u64,
+    hasher: Hasher,
+    state: UploadState,
 }
 
 /// A finished upload: the blob's digest and size, and whether the repository held it already
@@ -131,9 +139,7 @@ impl Registry {
     /// lookup (`/readyz`, for load balancers). Migrations ran before the server listened.
     pub async fn check_ready(&self) -> Result<()> {
         self.meta.first_account().await?;
-        let empty = Digest::parse("sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
-            .expect("the empty blob's digest");
-        self.blobs.stat(&empty).await?;
+        self.blobs.check().await?;
         Ok(())
     }
 }
@@ -245,8 +251,8 @@ impl Registry {
         };
         self.repository_for_push(name).await?;
         let id = uuid::Uuid::new_v4().to_string();
-        self.blobs.upload_create(&id).await?;
-        self.meta.create_upload(name, &id, algorithm).await?;
+        let state = self.blobs.upload_create(&id).await?;
+        self.meta.create_upload(name, &id, algorithm, &state.0).await?;
         Ok(id)
     }
 
@@ -308,73 +314,75 @@ impl Registry {
         }
     }
 
-    /// Where an upload stands, from its record: the acknowledged bytes and the running hash
-    /// over them, without reading the bytes. Call with the session's lock held. Bytes past the
-    /// acknowledged size (a chunk that failed, or a crash between writing a chunk and recording
-    /// it) were never acknowledged and are cut off. Only if the stored bytes fall short of the
-    /// record (storage lost what it had written), or the state is unreadable, are the bytes
-    /// read to rebuild the hash, and the record follows them.
-    async fn upload_position(&self, upload: &berth_meta::Upload, algorithm: Algorithm) -> Result<(u64, Hasher)> {
+    /// Where an upload stands, from its record: the acknowledged bytes, the running hash over
+    /// them and the blob store's state, without reading the bytes. Call with the session's lock
+    /// held. Bytes past the acknowledged size (a chunk that failed or was refused, a crash
+    /// between writing a chunk and recording it) were never acknowledged: the store discards
+    /// them with the next append or the commit. Only if storage holds less than the record says
+    /// (it lost what it had written), or the hash state is unreadable, are the bytes read to
+    /// rebuild the hash, and the record follows them.
+    async fn upload_position(&self, upload: &berth_meta::Upload, algorithm: Algorithm) -> Result<Position> {
         let id = upload.id.as_str();
-        let stored = self.blobs.upload_size(id).await?.ok_or_else(|| upload_unknown(id))?;
+        let state = UploadState(upload.store_state.clone());
         let acknowledged = upload.acknowledged_bytes;
+        let held = self.blobs.upload_held(id, acknowledged, &state).await?.ok_or_else(|| upload_unknown(id))?;
         let resumed = match &upload.hash_state {
             None if acknowledged == 0 => Some(algorithm.hasher()),
-            Some(state) => Hasher::resume(algorithm, state),
+            Some(hash) => Hasher::resume(algorithm, hash),
             None => None,
         };
         match resumed {
-            Some(hasher) if stored >= acknowledged => {
-                if stored > acknowledged {
-                    self.blobs.upload_truncate(id, acknowledged).await?;
-                }
-                Ok((acknowledged, hasher))
-            }
+            Some(hasher) if held == acknowledged => Ok(Position { offset: acknowledged, hasher, state }),
             _ => {
                 tracing::warn!(
                     upload = id,
-                    stored,
+                    held,
                     acknowledged,
                     "upload state and bytes disagree: hashing the bytes again"
                 );
-                let (offset, hasher) = self.rehash(id, algorithm).await?;
-                if !self.meta.record_upload_progress(id, acknowledged, offset, &hasher.state()).await? {
+                let hasher = self.rehash(id, held, &state, algorithm).await?;
+                if !self.meta.record_upload_progress(id, acknowledged, held, &hasher.state(), &state.0).await? {
                     return Err(RegistryError::UploadInterrupted("another request moved the upload".into()));
                 }
-                Ok((offset, hasher))
+                Ok(Position { offset: held, hasher, state })
             }
         }
     }
 
-    /// Rebuilds a session's running hash from the bytes stored (recovery only).
-    async fn rehash(&self, id: &str, algorithm: Algorithm) -> Result<(u64, Hasher)> {
+    /// Rebuilds a session's running hash over its first `offset` bytes (recovery, or a digest
+    /// of another algorithm than the session was started with).
+    async fn rehash(&self, id: &str, offset: u64, state: &UploadState, algorithm: Algorithm) -> Result<Hasher> {
         let mut hasher = algorithm.hasher();
-        let mut offset = 0u64;
-        let mut data = match self.blobs.upload_read(id).await {
+        let mut data = match self.blobs.upload_read(id, offset, state).await {
             Ok(d) => d,
             Err(StoreError::NotFound) => return Err(upload_unknown(id)),
+            Err(StoreError::Unsupported(why)) => {
+                return Err(RegistryError::DigestInvalid(format!(
+                    "the upload's bytes cannot be read back to hash them as {algorithm} ({why}): \
+                     start the upload with ?digest-algorithm={algorithm}"
+                )));
+            }
             Err(e) => return Err(e.into()),
         };
         while let Some(chunk) = data.next().await {
             let chunk = chunk.map_err(|e| RegistryError::Internal(e.to_string()))?;
             hasher.update(&chunk);
-            offset += chunk.len() as u64;
         }
-        Ok((offset, hasher))
+        Ok(hasher)
     }
 
-    /// Appends `body` at `offset`, hashing it on the way; returns the new size and hash. A
-    /// failed append leaves the acknowledged bytes as they were (the tail is cut off by the next
-    /// `upload_position`).
-    async fn append(&self, id: &str, offset: u64, hasher: Hasher, body: ByteStream) -> Result<(u64, Hasher)> {
-        let hasher = Arc::new(Mutex::new(hasher));
-        match self.blobs.upload_append(id, offset, hashing(body, hasher.clone())).await {
-            Ok(new_offset) => {
+    /// Appends `body` at the acknowledged position, hashing it on the way; returns where the
+    /// upload would stand once acknowledged. A failed append leaves the acknowledged bytes as
+    /// they were.
+    async fn append(&self, id: &str, at: Position, body: ByteStream) -> Result<Position> {
+        let hasher = Arc::new(Mutex::new(at.hasher));
+        match self.blobs.upload_append(id, at.offset, &at.state, hashing(body, hasher.clone())).await {
+            Ok((offset, state)) => {
                 let hasher = Arc::try_unwrap(hasher)
                     .map_err(|_| RegistryError::Internal("upload hasher still shared".into()))?
                     .into_inner()
                     .expect("hasher lock");
-                Ok((new_offset, hasher))
+                Ok(Position { offset, hasher, state })
             }
             Err(StoreError::NotFound) => Err(upload_unknown(id)),
             Err(StoreError::Io(e)) if crate::error::is_storage_full(&e) => Err(crate::error::storage_full(&e)),
@@ -382,10 +390,11 @@ impl Registry {
         }
     }
 
-    /// Acknowledges an appended chunk: the upload record moves from `from` to `to` with the
-    /// hash, or the chunk is refused (another node moved the upload meanwhile).
-    async fn acknowledge(&self, id: &str, from: u64, to: u64, hasher: &Hasher) -> Result<()> {
-        if self.meta.record_upload_progress(id, from, to, &hasher.state()).await? {
+    /// Acknowledges an appended chunk: the upload record moves from `from` bytes to `to` with
+    /// its hash and store state, or the chunk is refused (another node moved the upload
+    /// meanwhile).
+    async fn acknowledge(&self, id: &str, from: u64, to: &Position) -> Result<()> {
+        if self.meta.record_upload_progress(id, from, to.offset, &to.hasher.state(), &to.state.0).await? {
             Ok(())
         } else {
             Err(RegistryError::UploadInterrupted("another request moved the upload".into()))
@@ -404,11 +413,12 @@ impl Registry {
         let lock = self.session_lock(id);
         let _held = lock.lock().await;
         let upload = self.session_repository_check(name, id).await?;
-        let (size, hasher) = self.upload_position(&upload, upload.algorithm).await?;
+        let at = self.upload_position(&upload, upload.algorithm).await?;
+        let size = at.offset;
         let Some(r) = range else {
-            let (end, hasher) = self.append(id, size, hasher, body).await?;
-            self.acknowledge(id, size, end, &hasher).await?;
-            return Ok(end);
+            let end = self.append(id, at, body).await?;
+            self.acknowledge(id, size, &end).await?;
+            return Ok(end.offset);
         };
         if r.start != size {
             return Err(RegistryError::UploadOutOfOrder { start: r.start, size });
@@ -432,25 +442,25 @@ impl Registry {
             return Err(mismatch(&len));
         }
         let (body, overflow) = at_most(body, expected);
-        let (end, hasher) = self.append(id, size, hasher, body).await?;
+        let end = self.append(id, at, body).await?;
         let refused = if overflow.load(std::sync::atomic::Ordering::Relaxed) {
             Some(mismatch(&"more"))
         } else {
-            (end - size != expected).then(|| mismatch(&(end - size)))
+            (end.offset - size != expected).then(|| mismatch(&(end.offset - size)))
         };
         if let Some(refused) = refused {
-            // A refused chunk leaves the session as it was.
-            self.blobs.upload_truncate(id, size).await?;
+            // A refused chunk is never acknowledged: the session stays as it was.
             return Err(refused);
         }
-        self.acknowledge(id, size, end, &hasher).await?;
-        Ok(end)
+        self.acknowledge(id, size, &end).await?;
+        Ok(end.offset)
     }
 
     /// The bytes an upload holds, as acknowledged.
     pub async fn upload_status(&self, name: &str, id: &str) -> Result<u64> {
         let upload = self.session_repository_check(name, id).await?;
-        self.blobs.upload_size(id).await?.ok_or_else(|| upload_unknown(id))?;
+        let state = UploadState(upload.store_state.clone());
+        self.blobs.upload_held(id, upload.acknowledged_bytes, &state).await?.ok_or_else(|| upload_unknown(id))?;
         Ok(upload.acknowledged_bytes)
     }
 
@@ -469,16 +479,18 @@ impl Registry {
         let lock = self.session_lock(id);
         let held = lock.lock().await;
         let upload = self.session_repository_check(name, id).await?;
-        let (before, hasher) = match self.upload_position(&upload, upload.algorithm).await? {
-            (offset, hasher) if hasher.algorithm() == expected.algorithm() => (offset, hasher),
-            // Digested with another algorithm than the session was started for: the stored
-            // bytes (cut to what was acknowledged) are hashed with that one.
-            _ => self.rehash(id, expected.algorithm()).await?,
+        let at = match self.upload_position(&upload, upload.algorithm).await? {
+            at if at.hasher.algorithm() == expected.algorithm() => at,
+            // Digested with another algorithm than the session was started for: the
+            // acknowledged bytes are hashed with that one.
+            at => Position { hasher: self.rehash(id, at.offset, &at.state, expected.algorithm()).await?, ..at },
         };
-        let (size, hasher) = match body {
-            Some(body) => self.append(id, before, hasher, body).await?,
-            None => (before, hasher),
+        let before = at.offset;
+        let end = match body {
+            Some(body) => self.append(id, at, body).await?,
+            None => at,
         };
+        let Position { offset: size, hasher, state } = end;
         if let Some(len) = content_length
             && size - before != len
         {
@@ -495,7 +507,9 @@ impl Registry {
         let (size, already_linked) = {
             let lock = self.commit_lock(&actual);
             let _committing = lock.lock().await;
-            let stored = self.blobs.upload_commit(id, &actual).await?;
+            // The same lock across nodes: GC on another node deletes bytes under it too.
+            let _across_nodes = self.meta.lock_blob_bytes(&[actual.to_string()]).await?;
+            let stored = self.blobs.upload_commit(id, size, &state, &actual).await?;
             // The session ends in the same transaction that links the blob.
             (stored, self.meta.link_blob(name, &actual, stored, Some(id)).await?)
         };
@@ -544,7 +558,14 @@ impl Registry {
     }
 
     async fn drop_session(&self, id: &str) {
-        if let Err(e) = self.blobs.upload_delete(id).await {
+        let state = match self.meta.upload(id).await {
+            Ok(upload) => upload.map(|u| UploadState(u.store_state)),
+            Err(e) => {
+                tracing::warn!(upload = id, error = %e, "could not read the upload session");
+                None
+            }
+        };
+        if let Err(e) = self.blobs.upload_delete(id, state.as_ref()).await {
             tracing::warn!(upload = id, error = %e, "could not remove upload data");
         }
         if let Err(e) = self.drop_session_meta(id).await {
@@ -759,27 +780,30 @@ mod tests {
         fn list(&self) -> berth_store::Listing<Digest> {
             self.inner.list()
         }
-        async fn upload_create(&self, id: &str) -> berth_store::Result<()> {
+        async fn upload_create(&self, id: &str) -> berth_store::Result<UploadState> {
             self.inner.upload_create(id).await
         }
-        async fn upload_size(&self, id: &str) -> berth_store::Result<Option<u64>> {
-            self.inner.upload_size(id).await
+        async fn upload_held(&self, id: &str, offset: u64, s: &UploadState) -> berth_store::Result<Option<u64>> {
+            self.inner.upload_held(id, offset, s).await
         }
-        async fn upload_append(&self, id: &str, offset: u64, data: ByteStream) -> berth_store::Result<u64> {
-            self.inner.upload_append(id, offset, data).await
+        async fn upload_append(
+            &self,
+            id: &str,
+            offset: u64,
+            s: &UploadState,
+            data: ByteStream,
+        ) -> berth_store::Result<(u64, UploadState)> {
+            self.inner.upload_append(id, offset, s, data).await
         }
-        async fn upload_truncate(&self, id: &str, len: u64) -> berth_store::Result<()> {
-            self.inner.upload_truncate(id, len).await
-        }
-        async fn upload_read(&self, id: &str) -> berth_store::Result<ByteStream> {
+        async fn upload_read(&self, id: &str, offset: u64, s: &UploadState) -> berth_store::Result<ByteStream> {
             self.upload_reads.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            self.inner.upload_read(id).await
+            self.inner.upload_read(id, offset, s).await
         }
-        async fn upload_commit(&self, id: &str, d: &Digest) -> berth_store::Result<u64> {
-            self.inner.upload_commit(id, d).await
+        async fn upload_commit(&self, id: &str, offset: u64, s: &UploadState, d: &Digest) -> berth_store::Result<u64> {
+            self.inner.upload_commit(id, offset, s, d).await
         }
-        async fn upload_delete(&self, id: &str) -> berth_store::Result<()> {
-            self.inner.upload_delete(id).await
+        async fn upload_delete(&self, id: &str, s: Option<&UploadState>) -> berth_store::Result<()> {
+            self.inner.upload_delete(id, s).await
         }
         fn upload_list(&self) -> berth_store::Listing<(String, u64)> {
             self.inner.upload_list()
@@ -823,7 +847,8 @@ mod tests {
         registry.create_repository("app", &settings, &[]).await.unwrap();
         let id = registry.start_upload("app", None).await.unwrap();
         registry.append_upload("app", &id, None, None, body(b"kept ")).await.unwrap();
-        registry.blobs().upload_append(&id, 5, body(b"lost in a crash")).await.unwrap();
+        let state = UploadState::default();
+        registry.blobs().upload_append(&id, 5, &state, body(b"lost in a crash")).await.unwrap();
         assert_eq!(registry.upload_status("app", &id).await.unwrap(), 5);
         let range = ContentRange { start: 5, end: 9 };
         assert_eq!(registry.append_upload("app", &id, Some(range), Some(5), body(b"after")).await.unwrap(), 10);

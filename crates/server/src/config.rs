@@ -18,6 +18,16 @@ pub struct Config {
     /// PostgreSQL URL, `postgres://user[:password]@host[:port]/database[?sslmode=require]`.
     #[serde(default, deserialize_with = "text")]
     pub meta: Option<String>,
+    /// Where blobs live: unset, files under `<data_dir>/blobs`; or an S3 bucket,
+    /// `s3://bucket[/prefix]?endpoint=http://host:port&region=…` (path-style requests).
+    #[serde(default, deserialize_with = "text")]
+    pub blobs: Option<String>,
+    /// The S3 credentials for `blobs` (or in its URL). Never read from `AWS_*`, which name
+    /// the caller's Berth credentials.
+    #[serde(default, deserialize_with = "text")]
+    pub s3_access_key_id: Option<String>,
+    #[serde(default, deserialize_with = "text")]
+    pub s3_secret_access_key: Option<String>,
     /// Connections to a PostgreSQL metadata store at most, per node.
     pub meta_max_connections: u32,
     /// A statement on a PostgreSQL metadata store is cancelled after this long.
@@ -102,6 +112,9 @@ impl Default for Config {
             listen: "127.0.0.1:5000".parse().expect("valid default address"),
             data_dir: PathBuf::from("berth-data"),
             meta: None,
+            blobs: None,
+            s3_access_key_id: None,
+            s3_secret_access_key: None,
             meta_max_connections: 16,
             meta_statement_timeout_seconds: 30,
             log_format: "text".into(),
@@ -160,6 +173,8 @@ pub struct Overrides {
     pub master_key_file: Option<PathBuf>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub meta: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub blobs: Option<String>,
 }
 
 /// Environment values arrive typed (`123456789012` as a number); ids and secrets are text.
@@ -196,7 +211,7 @@ fn list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error>
 /// Ids and secrets from the environment, taken as the text they are: figment would read
 /// `012345678901` as a number and lose the leading zero.
 fn text_env() -> std::collections::BTreeMap<&'static str, String> {
-    ["account_id", "root_access_key_id", "root_secret_access_key"]
+    ["account_id", "root_access_key_id", "root_secret_access_key", "s3_access_key_id", "s3_secret_access_key"]
         .into_iter()
         .filter_map(|k| std::env::var(format!("BERTH_{}", k.to_ascii_uppercase())).ok().map(|v| (k, v)))
         .collect()
@@ -214,6 +229,7 @@ pub fn load(file: Option<&PathBuf>, overrides: &Overrides) -> Result<Config, Box
         "listen",
         "data_dir",
         "meta",
+        "blobs",
         "meta_max_connections",
         "meta_statement_timeout_seconds",
         "log_format",

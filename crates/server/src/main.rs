@@ -80,6 +80,10 @@ struct CommonArgs {
     /// directory].
     #[arg(long, global = true)]
     meta: Option<String>,
+    /// The blob store: an S3 URL, `s3://bucket[/prefix]?endpoint=…&region=…` [default: files
+    /// in the data directory].
+    #[arg(long, global = true)]
+    blobs: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -167,6 +171,7 @@ fn main() -> ExitCode {
         metrics_listen: cli.common.metrics_listen,
         master_key_file: cli.common.master_key_file.clone(),
         meta: cli.common.meta.clone(),
+        blobs: cli.common.blobs.clone(),
     };
     let config = match config::load(cli.config.as_ref(), &overrides) {
         Ok(c) => c,
@@ -214,7 +219,7 @@ fn init_logging(config: &Config) {
 
 async fn vulndb(config: Config, command: VulndbCommand) -> anyhow::Result<()> {
     let (meta, blobs) = open_stores(&config).await?;
-    let registry = Registry::new(meta, Arc::new(blobs), String::new(), master_keys(&config)?);
+    let registry = Registry::new(meta, blobs, String::new(), master_keys(&config)?);
     let state = match command {
         VulndbCommand::Import { paths } => {
             let started = std::time::Instant::now();
@@ -409,7 +414,7 @@ async fn lifecycle(config: Config, command: LifecycleCommand) -> anyhow::Result<
     let now = parse_now(now.as_deref())?;
     let (meta, blobs) = open_stores(&config).await?;
     let registry_id = admin::admin_account(&config, &meta).await?;
-    let registry = Registry::new(meta, Arc::new(blobs), registry_id, master_keys(&config)?);
+    let registry = Registry::new(meta, blobs, registry_id, master_keys(&config)?);
     let runs = match repository {
         Some(r) => vec![registry.run_lifecycle(&r, now, dry_run).await.map_err(|e| anyhow::anyhow!("{e}"))?],
         None => registry.run_all_lifecycles(now, dry_run).await.map_err(|e| anyhow::anyhow!("{e}"))?,
@@ -448,7 +453,7 @@ async fn gc(config: Config, dry_run: bool, grace: Option<u64>, upload_age: Optio
         policy.upload_age_ms = a as i64 * 1000;
     }
     let (meta, blobs) = open_stores(&config).await?;
-    let registry = Registry::new(meta, Arc::new(blobs), String::new(), master_keys(&config)?);
+    let registry = Registry::new(meta, blobs, String::new(), master_keys(&config)?);
     let report = registry.gc(berth_meta::now_ms(), policy, dry_run).await.map_err(|e| anyhow::anyhow!("{e}"))?;
     registry.close().await;
     println!(
@@ -467,7 +472,7 @@ async fn gc(config: Config, dry_run: bool, grace: Option<u64>, upload_age: Optio
 
 async fn fsck(config: Config) -> anyhow::Result<ExitCode> {
     let (meta, blobs) = open_stores(&config).await?;
-    let registry = Registry::new(meta, Arc::new(blobs), String::new(), master_keys(&config)?);
+    let registry = Registry::new(meta, blobs, String::new(), master_keys(&config)?);
     let report = registry.fsck().await?;
     registry.close().await;
     for p in &report.problems {

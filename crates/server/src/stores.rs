@@ -11,7 +11,7 @@ use berth_registry::Registry;
 use berth_registry::identity::{Identity, NewRootKey};
 use berth_registry::scan::{ScanSettings, parse_block_severity};
 use berth_registry::secrets::MasterKeys;
-use berth_store::FsBlobStore;
+use berth_store::{BlobStore, FsBlobStore, S3BlobStore, S3Config};
 
 use crate::config::Config;
 
@@ -46,11 +46,35 @@ pub(crate) async fn open_meta(config: &Config) -> anyhow::Result<Arc<dyn MetaSto
     }
 }
 
-pub(crate) async fn open_stores(config: &Config) -> anyhow::Result<(Arc<dyn MetaStore>, FsBlobStore)> {
+/// The blob store the configuration names, once it has answered: a bucket that is missing, or
+/// credentials it refuses, stop the start before anything is written.
+pub(crate) async fn open_blobs(config: &Config) -> anyhow::Result<Arc<dyn BlobStore>> {
+    match config.blobs.as_deref() {
+        None => Ok(Arc::new(FsBlobStore::open(config.data_dir.clone()).await.context("opening the blob store")?)),
+        Some(url) if url.starts_with("s3://") => {
+            let credential = |name: &str| match name {
+                "BERTH_S3_ACCESS_KEY_ID" => config.s3_access_key_id.clone(),
+                "BERTH_S3_SECRET_ACCESS_KEY" => config.s3_secret_access_key.clone(),
+                _ => None,
+            };
+            let s3 = S3Config::from_url(url, credential).map_err(|e| anyhow::anyhow!("--blobs: {e}"))?;
+            let store = S3BlobStore::open(&s3).map_err(|e| anyhow::anyhow!("the blob store {}: {e}", s3.display()))?;
+            store.check().await.map_err(|e| anyhow::anyhow!("the blob store {} does not answer: {e}", s3.display()))?;
+            Ok(Arc::new(store))
+        }
+        Some(other) => anyhow::bail!(
+            "--blobs {:?}: expected an s3:// URL (or none, for files in the data directory)",
+            other.split('?').next().unwrap_or_default()
+        ),
+    }
+}
+
+pub(crate) async fn open_stores(config: &Config) -> anyhow::Result<(Arc<dyn MetaStore>, Arc<dyn BlobStore>)> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
+    // The bucket first: a node that cannot reach it should not touch the database either.
+    let blobs = open_blobs(config).await?;
     let meta = open_meta(config).await?;
-    let blobs = FsBlobStore::open(config.data_dir.clone()).await.context("opening the blob store")?;
     Ok((meta, blobs))
 }
 
@@ -105,8 +129,8 @@ pub(crate) async fn open_registry(config: &Config) -> anyhow::Result<(Registry, 
     if let Some(key) = created {
         announce_root_key(config, identity.account_id(), &key)?;
     }
-    let registry = Registry::new(meta, Arc::new(blobs), identity.account_id().to_string(), keys)
-        .with_scan_settings(scan_settings(config)?);
+    let registry =
+        Registry::new(meta, blobs, identity.account_id().to_string(), keys).with_scan_settings(scan_settings(config)?);
     Ok((registry, identity))
 }
 

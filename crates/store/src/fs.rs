@@ -17,7 +17,7 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use tokio::fs::{self, File, OpenOptions};
 
-use crate::{BlobStore, ByteStream, Listing, Result, StoreError, listing};
+use crate::{BlobStore, ByteStream, Listing, Result, StoreError, UploadState, listing};
 
 /// Bytes moved per blocking read or write call: large enough that the cost of handing work to
 /// tokio's blocking pool vanishes next to the copy itself.
@@ -67,13 +67,14 @@ async fn sync_dir(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Streams `range` of a file (or all of it) in `IO_CHUNK` reads, each a positioned read on the
-/// blocking pool straight into the buffer that is sent: one copy from the page cache.
-async fn open_stream(path: &Path, range: Option<ByteRange>) -> Result<ByteStream> {
+/// Streams the bytes `start..end` of a file (or all of it) in `IO_CHUNK` reads, each a
+/// positioned read on the blocking pool straight into the buffer that is sent: one copy from
+/// the page cache.
+async fn open_stream(path: &Path, span: Option<(u64, u64)>) -> Result<ByteStream> {
     let path = path.to_path_buf();
     let file = not_found(tokio::task::spawn_blocking(move || std::fs::File::open(path)).await.map_err(join_error)?)?;
-    let (start, end) = match range {
-        Some(r) => (r.start, r.end + 1),
+    let (start, end) = match span {
+        Some(span) => span,
         None => (0, file.metadata()?.len()),
     };
     let state = (Some(Arc::new(file)), start);
@@ -135,7 +136,7 @@ impl BlobStore for FsBlobStore {
     }
 
     async fn read(&self, digest: &Digest, range: Option<ByteRange>) -> Result<ByteStream> {
-        open_stream(&self.blob_path(digest), range).await
+        open_stream(&self.blob_path(digest), range.map(|r| (r.start, r.end + 1))).await
     }
 
     async fn delete(&self, digest: &Digest) -> Result<()> {
@@ -170,27 +171,39 @@ impl BlobStore for FsBlobStore {
         })
     }
 
-    async fn upload_create(&self, id: &str) -> Result<()> {
+    async fn upload_create(&self, id: &str) -> Result<UploadState> {
         OpenOptions::new().write(true).create_new(true).open(self.upload_path(id)?).await?;
-        Ok(())
+        Ok(UploadState::default())
     }
 
-    async fn upload_size(&self, id: &str) -> Result<Option<u64>> {
-        Ok(not_found_as_none(fs::metadata(self.upload_path(id)?).await)?.map(|m| m.len()))
+    async fn upload_held(&self, id: &str, offset: u64, _state: &UploadState) -> Result<Option<u64>> {
+        Ok(not_found_as_none(fs::metadata(self.upload_path(id)?).await)?.map(|m| m.len().min(offset)))
     }
 
-    async fn upload_append(&self, id: &str, offset: u64, mut data: ByteStream) -> Result<u64> {
+    async fn upload_append(
+        &self,
+        id: &str,
+        offset: u64,
+        _state: &UploadState,
+        mut data: ByteStream,
+    ) -> Result<(u64, UploadState)> {
         let path = self.upload_path(id)?;
-        let file = tokio::task::spawn_blocking(move || std::fs::OpenOptions::new().append(true).open(path))
-            .await
-            .map_err(join_error)?;
+        let file = tokio::task::spawn_blocking(move || -> std::io::Result<std::fs::File> {
+            let file = std::fs::OpenOptions::new().append(true).open(path)?;
+            let size = file.metadata()?.len();
+            if size < offset {
+                return Err(std::io::Error::other(format!("the upload holds {size} bytes, not {offset}")));
+            }
+            // Bytes past the acknowledged ones were never acknowledged: cut them off.
+            if size > offset {
+                file.set_len(offset)?;
+            }
+            Ok(file)
+        })
+        .await
+        .map_err(join_error)?;
         let file = not_found(file)?;
-        let size = file.metadata()?.len();
-        if size != offset {
-            return Err(StoreError::Io(std::io::Error::other(format!(
-                "upload {id} is at {size} bytes, not at {offset}"
-            ))));
-        }
+        let size = offset;
         // Received chunks are gathered into batches of about IO_CHUNK and written with writev
         // on the blocking pool, one batch in flight while the next is received: no copy besides
         // the kernel's, and the socket keeps being read while the disk writes.
@@ -236,29 +249,29 @@ impl BlobStore for FsBlobStore {
         }
         match failure {
             Some(e) => Err(e.into()),
-            None => Ok(written),
+            None => Ok((written, UploadState::default())),
         }
     }
 
-    async fn upload_truncate(&self, id: &str, len: u64) -> Result<()> {
-        let file = not_found(OpenOptions::new().write(true).open(self.upload_path(id)?).await)?;
-        file.set_len(len).await?;
-        Ok(())
+    async fn upload_read(&self, id: &str, offset: u64, _state: &UploadState) -> Result<ByteStream> {
+        open_stream(&self.upload_path(id)?, Some((0, offset))).await
     }
 
-    async fn upload_read(&self, id: &str) -> Result<ByteStream> {
-        open_stream(&self.upload_path(id)?, None).await
-    }
-
-    async fn upload_commit(&self, id: &str, digest: &Digest) -> Result<u64> {
+    async fn upload_commit(&self, id: &str, offset: u64, _state: &UploadState, digest: &Digest) -> Result<u64> {
         let src = self.upload_path(id)?;
-        let file = not_found(File::open(&src).await)?;
+        let file = not_found(OpenOptions::new().write(true).open(&src).await)?;
         let size = file.metadata().await?.len();
+        if size < offset {
+            return Err(StoreError::Io(std::io::Error::other(format!("upload {id} holds {size} bytes, not {offset}"))));
+        }
         let dst = self.blob_path(digest);
         if fs::metadata(&dst).await.is_ok() {
             // Same digest, same bytes: the stored copy is already durable.
             fs::remove_file(&src).await?;
-            return Ok(size);
+            return Ok(offset);
+        }
+        if size > offset {
+            file.set_len(offset).await?;
         }
         file.sync_all().await?;
         drop(file);
@@ -266,10 +279,10 @@ impl BlobStore for FsBlobStore {
         fs::create_dir_all(parent).await?;
         fs::rename(&src, &dst).await?;
         sync_dir(parent).await?;
-        Ok(size)
+        Ok(offset)
     }
 
-    async fn upload_delete(&self, id: &str) -> Result<()> {
+    async fn upload_delete(&self, id: &str, _state: Option<&UploadState>) -> Result<()> {
         not_found_as_none(fs::remove_file(self.upload_path(id)?).await)?;
         Ok(())
     }
@@ -317,7 +330,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = FsBlobStore::open(dir.path()).await.unwrap();
         for id in ["../x", "a/b", "", "."] {
-            assert!(matches!(store.upload_size(id).await, Err(StoreError::NotFound)), "{id}");
+            let held = store.upload_held(id, 0, &UploadState::default()).await;
+            assert!(matches!(held, Err(StoreError::NotFound)), "{id}");
         }
     }
 }

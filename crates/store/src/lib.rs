@@ -14,9 +14,11 @@ use bytes::Bytes;
 use futures_util::Stream;
 
 mod fs;
+mod s3;
 pub mod testing;
 
 pub use fs::FsBlobStore;
+pub use s3::{MIN_PART, PART_SIZE, S3BlobStore, S3Config};
 
 /// A stream of blob bytes, as read from or written to storage.
 pub type ByteStream = Pin<Box<dyn Stream<Item = io::Result<Bytes>> + Send>>;
@@ -30,7 +32,15 @@ pub enum StoreError {
     NotFound,
     #[error("storage: {0}")]
     Io(#[from] io::Error),
+    #[error("{0}")]
+    Unsupported(String),
 }
+
+/// Where an upload session stands in storage after an append: what a store needs to continue or
+/// commit it on any node (for an object store, its multipart upload and parts). Opaque to the
+/// caller, who records it with the acknowledged size and hands it back.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UploadState(pub String);
 
 pub type Result<T> = std::result::Result<T, StoreError>;
 
@@ -45,25 +55,42 @@ pub trait BlobStore: Send + Sync + 'static {
     /// Every committed blob's digest, in no particular order.
     fn list(&self) -> Listing<Digest>;
 
-    /// Creates an empty upload session.
-    async fn upload_create(&self, id: &str) -> Result<()>;
-    /// Bytes received so far by a session, or `None` if there is no such session.
-    async fn upload_size(&self, id: &str) -> Result<Option<u64>>;
-    /// Appends `data` at the end of the session (which must be at `offset`) and returns the new
-    /// size. On error, some of `data` may have been appended: `upload_size` tells how much.
-    async fn upload_append(&self, id: &str, offset: u64, data: ByteStream) -> Result<u64>;
-    /// Cuts a session back to its first `len` bytes (a chunk that was refused after it had
-    /// been written: a chunked body that did not match its range).
-    async fn upload_truncate(&self, id: &str, len: u64) -> Result<()>;
-    /// Streams what a session holds so far (to rebuild a running hash).
-    async fn upload_read(&self, id: &str) -> Result<ByteStream>;
-    /// Makes a session's bytes durable and publishes them atomically as the blob `digest`.
-    /// The caller has verified the digest. If the blob exists already, the session is dropped.
-    async fn upload_commit(&self, id: &str, digest: &Digest) -> Result<u64>;
-    /// Drops a session and its bytes. Dropping a missing session is not an error.
-    async fn upload_delete(&self, id: &str) -> Result<()>;
-    /// Every session id with its age in seconds since last written, in no particular order.
+    /// Creates an empty upload session and returns its state. A store may write nothing yet.
+    async fn upload_create(&self, id: &str) -> Result<UploadState>;
+    /// How many of the `offset` bytes a session was acknowledged at (with `state`) it still
+    /// holds: `offset` unless storage lost some; `None` if there is no such session.
+    async fn upload_held(&self, id: &str, offset: u64, state: &UploadState) -> Result<Option<u64>>;
+    /// Appends `data` to a session acknowledged at `offset` bytes with `state`, and returns the
+    /// new size and state. Whatever was written past `offset` and never acknowledged (a chunk
+    /// that failed or was refused, a crash before the caller recorded it) is discarded first.
+    /// The old state stays valid until the caller records the new one: an append the caller
+    /// does not acknowledge (another node moved the upload meanwhile) changes nothing it will
+    /// see. On error, nothing acknowledged changed.
+    async fn upload_append(
+        &self,
+        id: &str,
+        offset: u64,
+        state: &UploadState,
+        data: ByteStream,
+    ) -> Result<(u64, UploadState)>;
+    /// Streams the first `offset` bytes of a session (to rebuild a running hash). A store that
+    /// cannot read a session back before it is committed says so with `StoreError::Unsupported`.
+    async fn upload_read(&self, id: &str, offset: u64, state: &UploadState) -> Result<ByteStream>;
+    /// Makes the first `offset` bytes of a session durable and publishes them atomically as
+    /// the blob `digest`, then drops the session. The caller has verified the digest. If the
+    /// blob exists already, the session is dropped.
+    async fn upload_commit(&self, id: &str, offset: u64, state: &UploadState, digest: &Digest) -> Result<u64>;
+    /// Drops a session and its bytes, with its last recorded state if there is one. Dropping a
+    /// missing session is not an error.
+    async fn upload_delete(&self, id: &str, state: Option<&UploadState>) -> Result<()>;
+    /// Every session that holds bytes in storage, with its age in seconds since last written,
+    /// in no particular order.
     fn upload_list(&self) -> Listing<(String, u64)>;
+
+    /// Whether the storage answers (for readiness checks and a node's start).
+    async fn check(&self) -> Result<()> {
+        Ok(())
+    }
 
     /// A URL from which a client may read the blob directly until `expires_at` (Unix seconds),
     /// if this store can hand one out (an object store's presigned GET); `None` if it cannot,

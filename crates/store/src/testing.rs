@@ -15,7 +15,7 @@ use berth_oci::{Algorithm, ByteRange, Digest, Hasher};
 use bytes::Bytes;
 use futures_util::{StreamExt, stream};
 
-use crate::{BlobStore, ByteStream, Listing, StoreError};
+use crate::{BlobStore, ByteStream, Listing, StoreError, UploadState};
 
 /// The store a clause runs against.
 pub type Store = Arc<dyn BlobStore>;
@@ -82,6 +82,8 @@ macro_rules! blob_store_conformance {
                     commits_an_upload_of_several_appends,
                     keeps_one_copy_of_content_committed_twice,
                     lists_and_drops_sessions,
+                    drops_sessions_that_hold_parts,
+                    commits_appends_of_every_size,
                     commits_an_empty_upload,
                     keeps_sha512_blobs_beside_sha256_ones,
                     deletes_blobs,
@@ -115,34 +117,73 @@ macro_rules! __blob_store_clauses {
     };
 }
 
+/// An upload session as its caller keeps it: the acknowledged size and the store's state.
+pub struct Session {
+    pub id: String,
+    pub offset: u64,
+    pub state: UploadState,
+}
+
+impl Session {
+    pub async fn start(store: &Store, id: &str) -> Session {
+        let state = store.upload_create(id).await.unwrap();
+        Session { id: id.to_string(), offset: 0, state }
+    }
+
+    /// Appends and acknowledges `data`; returns the new size.
+    pub async fn append(&mut self, store: &Store, data: ByteStream) -> u64 {
+        let (offset, state) = store.upload_append(&self.id, self.offset, &self.state, data).await.unwrap();
+        (self.offset, self.state) = (offset, state);
+        offset
+    }
+
+    pub async fn commit(&self, store: &Store, digest: &Digest) -> u64 {
+        store.upload_commit(&self.id, self.offset, &self.state, digest).await.unwrap()
+    }
+
+    /// What the session holds, or `None` where the store cannot read a session back.
+    pub async fn read(&self, store: &Store) -> Option<Vec<u8>> {
+        match store.upload_read(&self.id, self.offset, &self.state).await {
+            Ok(s) => Some(collect(s).await),
+            Err(StoreError::Unsupported(_)) => None,
+            Err(e) => panic!("reading upload {}: {e}", self.id),
+        }
+    }
+}
+
+fn session_ids(sessions: Vec<(String, u64)>) -> Vec<String> {
+    sessions.into_iter().map(|(id, _)| id).collect()
+}
+
 pub async fn holds_nothing_at_first(store: Store) {
     let digest = Digest::from_bytes(Algorithm::Sha256, b"anything");
     assert_eq!(store.stat(&digest).await.unwrap(), None);
     assert!(matches!(store.read(&digest, None).await, Err(StoreError::NotFound)));
     assert!(listed(store.list()).await.is_empty());
     assert!(listed(store.upload_list()).await.is_empty());
+    store.check().await.unwrap();
 }
 
 pub async fn commits_an_upload_of_several_appends(store: Store) {
     let content = b"hello, blob store";
     let digest = Digest::from_bytes(Algorithm::Sha256, content);
-    store.upload_create("u1").await.unwrap();
-    assert_eq!(store.upload_size("u1").await.unwrap(), Some(0));
-    assert_eq!(store.upload_append("u1", 0, bytes_stream(vec![b"hello, "])).await.unwrap(), 7);
-    // Appending at the wrong offset fails and changes nothing.
-    assert!(store.upload_append("u1", 3, bytes_stream(vec![b"x"])).await.is_err());
-    assert_eq!(store.upload_size("u1").await.unwrap(), Some(7));
-    // A refused chunk is cut off again.
-    assert_eq!(store.upload_append("u1", 7, bytes_stream(vec![b"refused"])).await.unwrap(), 14);
-    store.upload_truncate("u1", 7).await.unwrap();
-    assert_eq!(store.upload_size("u1").await.unwrap(), Some(7));
-    let n = store.upload_append("u1", 7, bytes_stream(vec![b"blob ", b"store"])).await.unwrap();
-    assert_eq!(n, content.len() as u64);
-    assert_eq!(collect(store.upload_read("u1").await.unwrap()).await, content);
+    let mut s = Session::start(&store, "u1").await;
+    assert_eq!(store.upload_held("u1", 0, &s.state).await.unwrap().unwrap_or(0), 0);
+    assert_eq!(s.append(&store, bytes_stream(vec![b"hello, "])).await, 7);
+    // Appending past the acknowledged bytes fails.
+    assert!(store.upload_append("u1", 9, &s.state, bytes_stream(vec![b"x"])).await.is_err());
+    // An append the caller never acknowledges (a refused chunk) is discarded by the next.
+    let (unacknowledged, _) = store.upload_append("u1", 7, &s.state, bytes_stream(vec![b"refused"])).await.unwrap();
+    assert_eq!(unacknowledged, 14);
+    assert_eq!(store.upload_held("u1", 7, &s.state).await.unwrap(), Some(7));
+    assert_eq!(s.append(&store, bytes_stream(vec![b"blob ", b"store"])).await, content.len() as u64);
+    if let Some(held) = s.read(&store).await {
+        assert_eq!(held, content);
+    }
     // Not visible as a blob before commit.
     assert_eq!(store.stat(&digest).await.unwrap(), None);
-    assert_eq!(store.upload_commit("u1", &digest).await.unwrap(), content.len() as u64);
-    assert_eq!(store.upload_size("u1").await.unwrap(), None);
+    assert_eq!(s.commit(&store, &digest).await, content.len() as u64);
+    assert!(listed(store.upload_list()).await.is_empty(), "the session ended with its commit");
     assert_eq!(store.stat(&digest).await.unwrap(), Some(content.len() as u64));
     assert_eq!(collect(store.read(&digest, None).await.unwrap()).await, content);
     assert_eq!(collect(store.read(&digest, Some(ByteRange { start: 7, end: 10 })).await.unwrap()).await, b"blob");
@@ -153,29 +194,68 @@ pub async fn keeps_one_copy_of_content_committed_twice(store: Store) {
     let content = b"the same content";
     let digest = Digest::from_bytes(Algorithm::Sha256, content);
     for id in ["u1", "u2"] {
-        store.upload_create(id).await.unwrap();
-        store.upload_append(id, 0, bytes_stream(vec![content])).await.unwrap();
-        assert_eq!(store.upload_commit(id, &digest).await.unwrap(), content.len() as u64);
-        assert_eq!(store.upload_size(id).await.unwrap(), None, "the session is gone");
+        let mut s = Session::start(&store, id).await;
+        s.append(&store, bytes_stream(vec![content])).await;
+        assert_eq!(s.commit(&store, &digest).await, content.len() as u64);
     }
+    assert!(listed(store.upload_list()).await.is_empty(), "the sessions are gone");
     assert_eq!(listed(store.list()).await, [digest]);
 }
 
 pub async fn lists_and_drops_sessions(store: Store) {
-    store.upload_create("u3").await.unwrap();
-    assert!(listed(store.upload_list()).await.iter().any(|(id, _)| id == "u3"));
-    assert!(store.upload_create("u3").await.is_err(), "session ids are unique");
-    store.upload_delete("u3").await.unwrap();
-    store.upload_delete("u3").await.unwrap();
-    assert_eq!(store.upload_size("u3").await.unwrap(), None);
-    assert!(matches!(store.upload_append("u3", 0, bytes_stream(vec![b"x"])).await, Err(StoreError::NotFound)));
+    let mut s = Session::start(&store, "u3").await;
+    s.append(&store, bytes_stream(vec![b"x"])).await;
+    assert_eq!(session_ids(listed(store.upload_list()).await), ["u3"]);
+    store.upload_delete("u3", Some(&s.state)).await.unwrap();
+    store.upload_delete("u3", Some(&s.state)).await.unwrap();
+    store.upload_delete("u3", None).await.unwrap();
+    assert!(listed(store.upload_list()).await.is_empty());
+}
+
+/// A session with multipart parts (over 5 MiB) and staged bytes is dropped whole, with or
+/// without its state (an orphan GC found in storage with no record).
+pub async fn drops_sessions_that_hold_parts(store: Store) {
+    const LEN: usize = 11 * 1024 * 1024 + 5;
+    let mut with_state = Session::start(&store, "parts-1").await;
+    with_state.append(&store, generated(0, LEN, 1 << 20)).await;
+    let mut orphan = Session::start(&store, "parts-2").await;
+    orphan.append(&store, generated(0, LEN, 1 << 20)).await;
+    let mut ids = session_ids(listed(store.upload_list()).await);
+    ids.sort();
+    assert_eq!(ids, ["parts-1", "parts-2"]);
+    store.upload_delete("parts-1", Some(&with_state.state)).await.unwrap();
+    store.upload_delete("parts-2", None).await.unwrap();
+    assert!(listed(store.upload_list()).await.is_empty());
+    assert!(listed(store.list()).await.is_empty());
+}
+
+/// Appends of every size around an object store's 5 MiB part minimum, some tiny, add up to
+/// the right bytes.
+pub async fn commits_appends_of_every_size(store: Store) {
+    const MIB: usize = 1024 * 1024;
+    let sizes = [1, 3 * MIB, 2 * MIB + 17, 5 * MIB, 7, 9 * MIB + 1, MIB, 0, 4 * MIB, 6 * MIB - 1];
+    let len: usize = sizes.iter().sum();
+    let digest = generated_digest(len);
+    let mut s = Session::start(&store, "sizes").await;
+    let mut at = 0;
+    for size in sizes {
+        assert_eq!(s.append(&store, generated(at, at + size, 256 * 1024)).await, (at + size) as u64);
+        at += size;
+    }
+    assert_eq!(s.commit(&store, &digest).await, len as u64);
+    let mut h = Algorithm::Sha256.hasher();
+    let mut read = store.read(&digest, None).await.unwrap();
+    while let Some(chunk) = read.next().await {
+        h.update(&chunk.unwrap());
+    }
+    assert_eq!(h.finish(), digest);
     assert!(listed(store.upload_list()).await.is_empty());
 }
 
 pub async fn commits_an_empty_upload(store: Store) {
-    store.upload_create("u4").await.unwrap();
+    let s = Session::start(&store, "u4").await;
     let empty = Digest::from_bytes(Algorithm::Sha256, b"");
-    assert_eq!(store.upload_commit("u4", &empty).await.unwrap(), 0);
+    assert_eq!(s.commit(&store, &empty).await, 0);
     assert_eq!(collect(store.read(&empty, None).await.unwrap()).await, b"");
 }
 
@@ -183,9 +263,9 @@ pub async fn keeps_sha512_blobs_beside_sha256_ones(store: Store) {
     let content = b"hello, blob store";
     for digest in [Digest::from_bytes(Algorithm::Sha256, content), Digest::from_bytes(Algorithm::Sha512, content)] {
         let id = format!("u-{}", digest.algorithm());
-        store.upload_create(&id).await.unwrap();
-        store.upload_append(&id, 0, bytes_stream(vec![content])).await.unwrap();
-        store.upload_commit(&id, &digest).await.unwrap();
+        let mut s = Session::start(&store, &id).await;
+        s.append(&store, bytes_stream(vec![content])).await;
+        s.commit(&store, &digest).await;
         assert_eq!(store.stat(&digest).await.unwrap(), Some(content.len() as u64));
     }
     assert_eq!(listed(store.list()).await.len(), 2);
@@ -194,25 +274,34 @@ pub async fn keeps_sha512_blobs_beside_sha256_ones(store: Store) {
 pub async fn deletes_blobs(store: Store) {
     let content = b"short-lived";
     let digest = Digest::from_bytes(Algorithm::Sha256, content);
-    store.upload_create("u").await.unwrap();
-    store.upload_append("u", 0, bytes_stream(vec![content])).await.unwrap();
-    store.upload_commit("u", &digest).await.unwrap();
+    let mut s = Session::start(&store, "u").await;
+    s.append(&store, bytes_stream(vec![content])).await;
+    s.commit(&store, &digest).await;
     store.delete(&digest).await.unwrap();
     store.delete(&digest).await.unwrap();
     assert_eq!(store.stat(&digest).await.unwrap(), None);
     assert!(listed(store.list()).await.is_empty());
 }
 
+/// Another instance (another node) continues an upload from its recorded state, across the
+/// part minimum: the first appends a small chunk, the second a large one, the first a small
+/// one again, and the second commits.
 pub async fn a_fresh_instance_continues_an_upload_another_started(first: Store, second: Store) {
-    first.upload_create("shared").await.unwrap();
-    assert_eq!(first.upload_append("shared", 0, bytes_stream(vec![b"begun on one, "])).await.unwrap(), 14);
-    assert_eq!(second.upload_size("shared").await.unwrap(), Some(14));
-    let end = second.upload_append("shared", 14, bytes_stream(vec![b"finished on another"])).await.unwrap();
-    assert_eq!(end, 33);
-    let content = b"begun on one, finished on another";
-    let digest = Digest::from_bytes(Algorithm::Sha256, content);
-    assert_eq!(second.upload_commit("shared", &digest).await.unwrap(), 33);
-    assert_eq!(collect(first.read(&digest, None).await.unwrap()).await, content);
+    const MIB: usize = 1024 * 1024;
+    let len = 2 * MIB + 6 * MIB + 3;
+    let digest = generated_digest(len);
+    let mut s = Session::start(&first, "shared").await;
+    assert_eq!(s.append(&first, generated(0, 2 * MIB, 64 * 1024)).await, (2 * MIB) as u64);
+    assert_eq!(second.upload_held("shared", s.offset, &s.state).await.unwrap(), Some(s.offset));
+    s.append(&second, generated(2 * MIB, 8 * MIB, 64 * 1024)).await;
+    s.append(&first, generated(8 * MIB, len, 64 * 1024)).await;
+    assert_eq!(s.commit(&second, &digest).await, len as u64);
+    let mut h = Algorithm::Sha256.hasher();
+    let mut read = first.read(&digest, None).await.unwrap();
+    while let Some(chunk) = read.next().await {
+        h.update(&chunk.unwrap());
+    }
+    assert_eq!(h.finish(), digest);
 }
 
 /// A blob larger than any buffer goes in as a stream of chunks and comes out as one, whole
@@ -220,13 +309,11 @@ pub async fn a_fresh_instance_continues_an_upload_another_started(first: Store, 
 pub async fn streams_large_blobs_in_and_out(store: Store) {
     const LEN: usize = 40 * 1024 * 1024 + 123;
     let digest = generated_digest(LEN);
-    store.upload_create("big").await.unwrap();
+    let mut s = Session::start(&store, "big").await;
     let half = LEN / 2;
-    let first = store.upload_append("big", 0, generated(0, half, 1 << 20)).await.unwrap();
-    assert_eq!(first, half as u64);
-    let rest = generated(half, LEN, 1 << 20);
-    assert_eq!(store.upload_append("big", half as u64, rest).await.unwrap(), LEN as u64);
-    assert_eq!(store.upload_commit("big", &digest).await.unwrap(), LEN as u64);
+    assert_eq!(s.append(&store, generated(0, half, 1 << 20)).await, half as u64);
+    assert_eq!(s.append(&store, generated(half, LEN, 1 << 20)).await, LEN as u64);
+    assert_eq!(s.commit(&store, &digest).await, LEN as u64);
     let mut read = store.read(&digest, None).await.unwrap();
     let (mut h, mut n): (Hasher, usize) = (Algorithm::Sha256.hasher(), 0);
     while let Some(chunk) = read.next().await {
@@ -254,11 +341,10 @@ pub async fn concurrent_uploads_of_one_digest_keep_one_blob(store: Store) {
         .map(|i| {
             let (store, barrier, digest) = (store.clone(), barrier.clone(), digest.clone());
             tokio::spawn(async move {
-                let id = format!("same-{i}");
-                store.upload_create(&id).await.unwrap();
-                store.upload_append(&id, 0, generated(0, len, 64 * 1024)).await.unwrap();
+                let mut s = Session::start(&store, &format!("same-{i}")).await;
+                s.append(&store, generated(0, len, 64 * 1024)).await;
                 barrier.wait().await;
-                store.upload_commit(&id, &digest).await.unwrap()
+                s.commit(&store, &digest).await
             })
         })
         .collect();

@@ -16,10 +16,10 @@ use sqlx::{Postgres, Row, Transaction};
 use crate::roles::*;
 use crate::sql::*;
 use crate::{
-    AccessKey, CreationTemplate, Group, IdentityPolicySource, ImageFilter, ImageRecord, ImageScan, KeyChange, KeyUse,
-    LifecycleEvent, ManagedPolicy, ManifestReferences, ManifestSummary, MetaError, MetaStore, NewManifest, Principal,
-    PullGate, Repository, RepositorySettings, Result, ScanJob, ScanOutcome, SealedKind, StoredManifest, StoredSecret,
-    Upload, VulnDbState, VulnRecord, now_ms,
+    AccessKey, BlobBytesLock, CreationTemplate, Group, IdentityPolicySource, ImageFilter, ImageRecord, ImageScan,
+    KeyChange, KeyUse, LifecycleEvent, ManagedPolicy, ManifestReferences, ManifestSummary, MetaError, MetaStore,
+    NewManifest, Principal, PullGate, Repository, RepositorySettings, Result, ScanJob, ScanOutcome, SealedKind,
+    StoredManifest, StoredSecret, Upload, VulnDbState, VulnRecord, now_ms,
 };
 use crate::{ActionKind, PullBlock, ScanStatus, ScanType};
 
@@ -31,6 +31,8 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations-postgres
 
 pub struct PgMeta {
     pool: PgPool,
+    /// Connections that hold blob-bytes locks (`lock_blob_bytes`), apart from `pool`.
+    locks: PgPool,
 }
 
 fn backend(e: sqlx::Error) -> MetaError {
@@ -67,9 +69,16 @@ impl PgMeta {
         let pool = PgPoolOptions::new()
             .max_connections(max_connections.max(1))
             .acquire_timeout(Duration::from_secs(10))
-            .connect_with(options)
+            .connect_with(options.clone())
             .await
             .map_err(|e| MetaError::Backend(format!("cannot connect: {e}")))?;
+        // A quarter of the pool again, opened as commits need them: each is held while one
+        // blob is published or a GC batch is deleted.
+        let locks = PgPoolOptions::new()
+            .max_connections((max_connections / 4).max(2))
+            .min_connections(0)
+            .acquire_timeout(Duration::from_secs(120))
+            .connect_lazy_with(options);
         MIGRATOR.run(&pool).await.map_err(|e| match e {
             sqlx::migrate::MigrateError::VersionMissing(v) => MetaError::Backend(format!(
                 "the database's schema is newer than this berth (it has migration {v}, which this berth does not know): \
@@ -77,13 +86,37 @@ impl PgMeta {
             )),
             other => MetaError::Backend(format!("migrating the schema: {other}")),
         })?;
-        Ok(PgMeta { pool })
+        Ok(PgMeta { pool, locks })
     }
 }
 
 /// What PostgreSQL spells its own way, and the locks that stand in for SQLite's one writer.
 mod dialect {
     use super::*;
+
+    /// Advisory locks of the two-key space (which no one-key lock overlaps), one per digest,
+    /// in the transaction of a connection from the lock pool: commits wait here while holding
+    /// no connection of the main pool, so lock holders can always get one to finish.
+    const BLOB_BYTES_LOCK_CLASS: i32 = 0x6265;
+
+    pub(super) async fn lock_blob_bytes(meta: &Meta, digests: &[String]) -> Result<BlobBytesLock> {
+        let mut sorted = digests.to_vec();
+        sorted.sort();
+        sorted.dedup();
+        let mut tx = meta.locks.begin().await.map_err(backend)?;
+        // A commit may wait on another's copy of a large blob: no statement timeout here.
+        sqlx::query("SET LOCAL statement_timeout = 0").execute(&mut *tx).await.map_err(backend)?;
+        // A volatile function in the select list runs after the sort: the locks come in order.
+        sqlx::query(
+            "SELECT pg_advisory_xact_lock($1, hashtext(d)) FROM unnest($2::text[]) WITH ORDINALITY AS t(d, n) ORDER BY n",
+        )
+        .bind(BLOB_BYTES_LOCK_CLASS)
+        .bind(&sorted)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        Ok(BlobBytesLock(Some(Box::new(tx))))
+    }
 
     /// The advisory lock that orders garbage collection against pushes across nodes: a push's
     /// linking transaction (`link_blob`, `mount_blob`, `put_manifest`) holds it shared, GC's
@@ -233,6 +266,7 @@ include!("../sql/leases.rs");
 impl MetaStore for PgMeta {
     async fn close(&self) {
         self.pool.close().await;
+        self.locks.close().await;
     }
 }
 

@@ -445,14 +445,17 @@ impl ContentStore for Meta {
         Ok(Some(true))
     }
 
-    async fn create_upload(&self, repository: &str, id: &str, algorithm: Algorithm) -> Result<()> {
+    async fn create_upload(&self, repository: &str, id: &str, algorithm: Algorithm, store_state: &str) -> Result<()> {
         let mut tx = self.writes().begin().await.map_err(backend)?;
         let rid = repo_id(&mut tx, repository).await?;
-        sqlx::query("INSERT INTO uploads (id, repository_id, algorithm, started_at) VALUES ($1, $2, $3, $4)")
-            .bind(id)
-            .bind(rid)
-            .bind(algorithm.as_str())
-            .bind(now_ms())
+        sqlx::query(
+            "INSERT INTO uploads (id, repository_id, algorithm, started_at, store_state) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(id)
+        .bind(rid)
+        .bind(algorithm.as_str())
+        .bind(now_ms())
+        .bind(store_state)
             .execute(&mut *tx)
             .await
             .map_err(backend)?;
@@ -460,15 +463,17 @@ impl ContentStore for Meta {
     }
 
     async fn upload(&self, id: &str) -> Result<Option<Upload>> {
-        let row = sqlx::query_as::<_, (String, String, String, i64, bool, i64, Option<Vec<u8>>)>(
-            "SELECT u.id, r.name, u.algorithm, u.started_at, u.part_too_small, u.acknowledged_bytes, u.hash_state \
-             FROM uploads u JOIN repositories r ON r.id = u.repository_id WHERE u.id = $1",
+        type UploadRow = (String, String, String, i64, bool, i64, Option<Vec<u8>>, String);
+        let row = sqlx::query_as::<_, UploadRow>(
+            "SELECT u.id, r.name, u.algorithm, u.started_at, u.part_too_small, u.acknowledged_bytes, u.hash_state, \
+             u.store_state FROM uploads u JOIN repositories r ON r.id = u.repository_id WHERE u.id = $1",
         )
         .bind(id)
         .fetch_optional(self.writes())
         .await
         .map_err(backend)?;
-        let Some((id, repository, algorithm, started_at, part_too_small, acknowledged, hash_state)) = row else {
+        let Some((id, repository, algorithm, started_at, part_too_small, acknowledged, hash_state, store_state)) = row
+        else {
             return Ok(None);
         };
         let algorithm = stored("digest algorithm", &algorithm, |a| Algorithm::parse(a).ok())?;
@@ -480,17 +485,27 @@ impl ContentStore for Meta {
             part_too_small,
             acknowledged_bytes: acknowledged as u64,
             hash_state,
+            store_state,
         }))
     }
 
-    async fn record_upload_progress(&self, id: &str, from: u64, to: u64, state: &[u8]) -> Result<bool> {
+    async fn record_upload_progress(
+        &self,
+        id: &str,
+        from: u64,
+        to: u64,
+        hash_state: &[u8],
+        store_state: &str,
+    ) -> Result<bool> {
         let done = sqlx::query(
-            "UPDATE uploads SET acknowledged_bytes = $3, hash_state = $4 WHERE id = $1 AND acknowledged_bytes = $2",
+            "UPDATE uploads SET acknowledged_bytes = $3, hash_state = $4, store_state = $5 \
+             WHERE id = $1 AND acknowledged_bytes = $2",
         )
         .bind(id)
         .bind(from as i64)
         .bind(to as i64)
-        .bind(state)
+        .bind(hash_state)
+        .bind(store_state)
         .execute(self.writes())
         .await
         .map_err(backend)?;

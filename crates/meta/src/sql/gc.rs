@@ -103,4 +103,8 @@ impl GcStore for Meta {
             .await
             .map_err(backend)
     }
+
+    async fn lock_blob_bytes(&self, digests: &[String]) -> Result<BlobBytesLock> {
+        dialect::lock_blob_bytes(self, digests).await
+    }
 }

@@ -17,10 +17,10 @@ use sqlx::{Row, Sqlite, Transaction};
 use crate::roles::*;
 use crate::sql::*;
 use crate::{
-    AccessKey, CreationTemplate, Group, IdentityPolicySource, ImageFilter, ImageRecord, ImageScan, KeyChange, KeyUse,
-    LifecycleEvent, ManagedPolicy, ManifestReferences, ManifestSummary, MetaError, MetaStore, NewManifest, Principal,
-    PullGate, Repository, RepositorySettings, Result, ScanJob, ScanOutcome, SealedKind, StoredManifest, StoredSecret,
-    Upload, VulnDbState, VulnRecord, now_ms,
+    AccessKey, BlobBytesLock, CreationTemplate, Group, IdentityPolicySource, ImageFilter, ImageRecord, ImageScan,
+    KeyChange, KeyUse, LifecycleEvent, ManagedPolicy, ManifestReferences, ManifestSummary, MetaError, MetaStore,
+    NewManifest, Principal, PullGate, Repository, RepositorySettings, Result, ScanJob, ScanOutcome, SealedKind,
+    StoredManifest, StoredSecret, Upload, VulnDbState, VulnRecord, now_ms,
 };
 use crate::{ActionKind, PullBlock, ScanStatus, ScanType};
 
@@ -78,6 +78,11 @@ impl SqliteMeta {
 /// What SQLite spells its own way, and the locks it needs none of.
 mod dialect {
     use super::*;
+
+    /// One node opens an SQLite store: the registry's own per-digest lock is the whole of it.
+    pub(super) async fn lock_blob_bytes(_: &Meta, _: &[String]) -> Result<BlobBytesLock> {
+        Ok(BlobBytesLock::local())
+    }
 
     pub(super) async fn push_lock(_: &mut Transaction<'_, Db>) -> Result<()> {
         Ok(())

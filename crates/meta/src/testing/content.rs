@@ -167,7 +167,7 @@ pub async fn never_moves_an_immutable_tag(meta: Store) {
 
 pub async fn keeps_upload_sessions(meta: Store) {
     repository(meta.as_ref(), "team/app").await;
-    meta.create_upload("team/app", "u-1", Algorithm::Sha256).await.unwrap();
+    meta.create_upload("team/app", "u-1", Algorithm::Sha256, "").await.unwrap();
     let u = meta.upload("u-1").await.unwrap().unwrap();
     assert_eq!((u.repository.as_str(), u.algorithm.as_str()), ("team/app", "sha256"));
     assert!(!u.part_too_small);
@@ -182,15 +182,16 @@ pub async fn keeps_upload_sessions(meta: Store) {
 
 pub async fn records_upload_progress_from_where_it_was(meta: Store) {
     repository(meta.as_ref(), "team/app").await;
-    meta.create_upload("team/app", "u-p", Algorithm::Sha256).await.unwrap();
+    meta.create_upload("team/app", "u-p", Algorithm::Sha256, "store-0").await.unwrap();
     let u = meta.upload("u-p").await.unwrap().unwrap();
-    assert_eq!((u.acknowledged_bytes, u.hash_state), (0, None));
-    assert!(meta.record_upload_progress("u-p", 0, 10, b"state-10").await.unwrap());
-    assert!(!meta.record_upload_progress("u-p", 0, 7, b"stale").await.unwrap(), "not from where it is");
-    assert!(meta.record_upload_progress("u-p", 10, 25, b"state-25").await.unwrap());
+    assert_eq!((u.acknowledged_bytes, u.hash_state, u.store_state.as_str()), (0, None, "store-0"));
+    assert!(meta.record_upload_progress("u-p", 0, 10, b"state-10", "store-10").await.unwrap());
+    assert!(!meta.record_upload_progress("u-p", 0, 7, b"stale", "stale").await.unwrap(), "not from where it is");
+    assert!(meta.record_upload_progress("u-p", 10, 25, b"state-25", "store-25").await.unwrap());
     let u = meta.upload("u-p").await.unwrap().unwrap();
     assert_eq!((u.acknowledged_bytes, u.hash_state.as_deref()), (25, Some(&b"state-25"[..])));
-    assert!(!meta.record_upload_progress("u-none", 0, 1, b"x").await.unwrap(), "no such upload");
+    assert_eq!(u.store_state, "store-25", "the store's state moves with the hash");
+    assert!(!meta.record_upload_progress("u-none", 0, 1, b"x", "").await.unwrap(), "no such upload");
 }
 
 /// Writers continuing one upload from the same offset at once: exactly one records.
@@ -198,10 +199,10 @@ pub async fn concurrent_progress_from_one_offset_exactly_one_records(meta: Store
     repository(meta.as_ref(), "race").await;
     for round in 0..ROUNDS {
         let id = format!("u-{round}");
-        meta.create_upload("race", &id, Algorithm::Sha256).await.unwrap();
+        meta.create_upload("race", &id, Algorithm::Sha256, "").await.unwrap();
         let results = race(&meta, |meta, i| {
             let id = id.clone();
-            async move { meta.record_upload_progress(&id, 0, 100 + i as u64, b"s").await.unwrap() }
+            async move { meta.record_upload_progress(&id, 0, 100 + i as u64, b"s", "").await.unwrap() }
         })
         .await;
         assert_eq!(results.iter().filter(|r| **r).count(), 1, "round {round}: {results:?}");
@@ -211,7 +212,7 @@ pub async fn concurrent_progress_from_one_offset_exactly_one_records(meta: Store
 pub async fn linking_a_blob_ends_its_upload_session(meta: Store) {
     repository(meta.as_ref(), "team/app").await;
     let config = digest("config");
-    meta.create_upload("team/app", "u-2", Algorithm::Sha256).await.unwrap();
+    meta.create_upload("team/app", "u-2", Algorithm::Sha256, "").await.unwrap();
     meta.link_blob("team/app", &config, 6, Some("u-2")).await.unwrap();
     assert!(meta.upload("u-2").await.unwrap().is_none());
     assert_eq!(meta.linked_blob("team/app", &config).await.unwrap(), Some(6));

@@ -42,7 +42,7 @@ pub async fn collects_old_unreferenced_links_and_then_their_blobs(meta: Store) {
 
 pub async fn finds_stale_uploads(meta: Store) {
     repository(meta.as_ref(), "gc").await;
-    meta.create_upload("gc", "u-stale", Algorithm::Sha256).await.unwrap();
+    meta.create_upload("gc", "u-stale", Algorithm::Sha256, "").await.unwrap();
     assert_eq!(meta.stale_uploads(now_ms() + 3_600_000).await.unwrap(), ["u-stale"]);
     assert!(meta.stale_uploads(0).await.unwrap().is_empty());
 }
@@ -75,4 +75,30 @@ pub async fn concurrent_unlink_and_manifest_put_never_lose_a_referenced_blob(met
             Err(e) => panic!("round {round}: {e}"),
         }
     }
+}
+
+/// A holder of a digest's bytes lock makes another wait for that digest, and only for it; a
+/// store only one node opens holds nothing (the registry's own lock serves there).
+pub async fn blob_bytes_locks_exclude_holders_of_one_digest(meta: Store) {
+    let batch = ["sha256:bb".to_string(), "sha256:aa".to_string(), "sha256:aa".to_string()];
+    let held = meta.lock_blob_bytes(&batch).await.unwrap();
+    if held.is_local() {
+        return;
+    }
+    let other = meta.lock_blob_bytes(&["sha256:cc".to_string()]).await.unwrap();
+    drop(other);
+    let acquired = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let waiter = tokio::spawn({
+        let (meta, acquired) = (meta.clone(), acquired.clone());
+        async move {
+            let lock = meta.lock_blob_bytes(&["sha256:aa".to_string()]).await.unwrap();
+            acquired.store(true, std::sync::atomic::Ordering::SeqCst);
+            drop(lock);
+        }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(!acquired.load(std::sync::atomic::Ordering::SeqCst), "the second holder waited");
+    drop(held);
+    tokio::time::timeout(std::time::Duration::from_secs(10), waiter).await.unwrap().unwrap();
+    assert!(acquired.load(std::sync::atomic::Ordering::SeqCst));
 }

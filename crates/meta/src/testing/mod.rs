@@ -246,6 +246,7 @@ macro_rules! gc_store_conformance {
                     collects_old_unreferenced_links_and_then_their_blobs,
                     finds_stale_uploads,
                     concurrent_unlink_and_manifest_put_never_lose_a_referenced_blob,
+                    blob_bytes_locks_exclude_holders_of_one_digest,
                 ]
             );
         }
