@@ -18,6 +18,67 @@ REGION = "us-east-1"
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
+# The second run of this suite (scripts/test) sets BERTH_TEST_TOPOLOGY=cluster: every `Berth`
+# a test starts without choosing its own stores is then three nodes on one PostgreSQL database
+# (BERTH_TEST_POSTGRES) and one S3 bucket prefix (BERTH_TEST_S3), behind nginx round-robin;
+# the tests talk to nginx and assert what they assert on one node.
+CLUSTER = os.environ.get("BERTH_TEST_TOPOLOGY") == "cluster"
+
+
+def single_node(reason):
+    """Marks a test the cluster run leaves out, with the reason (it reads a node's data
+    directory, restarts or kills the server, or starts its own topology)."""
+    return pytest.mark.skipif(CLUSTER, reason=f"single-node by nature: {reason}")
+
+
+NGINX_ROUND_ROBIN = """
+daemon off;
+worker_processes 1;
+pid {d}/nginx.pid;
+error_log {d}/nginx-error.log;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    client_body_temp_path {d}/body;
+    proxy_temp_path {d}/proxy;
+    fastcgi_temp_path {d}/fastcgi;
+    uwsgi_temp_path {d}/uwsgi;
+    scgi_temp_path {d}/scgi;
+    upstream berth {{ {servers} keepalive 16; }}
+    server {{
+        listen 127.0.0.1:{port};
+        client_max_body_size 0;
+        location / {{
+            proxy_pass http://berth;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host $http_host;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Proto $scheme;
+            proxy_request_buffering off;
+            proxy_buffering off;
+            proxy_read_timeout 600s;
+            proxy_send_timeout 600s;
+        }}
+    }}
+}}
+"""
+
+
+def _free_port():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _psql(url, sql):
+    p = subprocess.run(["psql", url, "-tAc", sql], capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    return p.stdout.strip()
+
+
 def berth_bin():
     if os.environ.get("BERTH_BIN"):
         return os.environ["BERTH_BIN"]
@@ -25,6 +86,75 @@ def berth_bin():
     path = pathlib.Path(target) / "debug" / "berth"
     assert path.exists(), f"{path} not found: run `cargo build --bin berth` first (or set BERTH_BIN)"
     return str(path)
+
+
+class Cluster:
+    """Three nodes on a fresh database and bucket prefix, nginx in front; `env` is what every
+    `berth` command needs to work on the same stores."""
+
+    NODES = 3
+
+    def __init__(self, data_dir, env):
+        import socket
+        import uuid
+
+        admin = os.environ.get("BERTH_TEST_POSTGRES")
+        s3 = os.environ.get("BERTH_TEST_S3")
+        assert admin and s3, "the cluster run needs BERTH_TEST_POSTGRES and BERTH_TEST_S3 (scripts/test starts both)"
+        self.admin_url = admin
+        self.database = "berth_cluster_" + uuid.uuid4().hex[:12]
+        _psql(admin, f"CREATE DATABASE {self.database}")
+        base, query = s3.split("?", 1)
+        os.makedirs(os.path.join(data_dir, "data"), exist_ok=True)
+        # Node 0's data directory holds the shared keyring, where single-node tests look for it.
+        keyring = os.path.join(data_dir, "data", "master.key")
+        with open(keyring, "w") as f:
+            f.write("1:" + base64.b64encode(os.urandom(32)).decode() + "\n")
+        os.chmod(keyring, 0o600)
+        self.env = {
+            "BERTH_META": admin.rsplit("/", 1)[0] + "/" + self.database,
+            "BERTH_BLOBS": f"{base}/{self.database}?{query}",
+            "BERTH_MASTER_KEY_FILE": keyring,
+            "BERTH_TRUSTED_PROXIES": "127.0.0.1",
+        }
+        self.dirs = [os.path.join(data_dir, "data")] + [os.path.join(data_dir, f"node{i}") for i in range(1, self.NODES)]
+        self.procs, self.hosts = [], []
+        self.log = open(os.path.join(data_dir, "berth.log"), "ab")
+        for d in self.dirs:
+            proc = subprocess.Popen(
+                [berth_bin(), "serve", "--listen", "127.0.0.1:0", "--data-dir", d],
+                stdout=subprocess.PIPE, stderr=self.log, env=dict(env, **self.env),
+            )
+            line = proc.stdout.readline().decode()
+            assert line.startswith("listening on "), f"berth did not start: {line!r}"
+            self.procs.append(proc)
+            self.hosts.append(line.split()[-1])
+        nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+        port = _free_port()
+        conf = os.path.join(data_dir, "nginx.conf")
+        servers = " ".join(f"server {h};" for h in self.hosts)
+        with open(conf, "w") as f:
+            f.write(NGINX_ROUND_ROBIN.format(d=data_dir, servers=servers, port=port))
+        self.nginx = subprocess.Popen([nginx, "-c", conf, "-p", data_dir], stderr=subprocess.DEVNULL)
+        for _ in range(200):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        self.host = f"127.0.0.1:{port}"
+
+    def stop(self):
+        self.nginx.terminate()
+        for proc in self.procs:
+            proc.terminate()
+        for proc in [self.nginx, *self.procs]:
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        self.log.close()
+        _psql(self.admin_url, f"DROP DATABASE IF EXISTS {self.database} WITH (FORCE)")
 
 
 class Berth:
@@ -40,6 +170,15 @@ class Berth:
         env.update(extra_env or {})
         for name in drop_env:
             env.pop(name, None)
+        # What every other `berth` command on these stores needs (the cluster's URLs).
+        self.command_env = {}
+        self.cluster = None
+        if CLUSTER and not any(k in (extra_env or {}) for k in ("BERTH_META", "BERTH_BLOBS")):
+            self.cluster = Cluster(data_dir, env)
+            self.command_env = self.cluster.env
+            self.host = self.cluster.host
+            self.endpoint = f"http://{self.host}"
+            return
         self.log = open(os.path.join(data_dir, "berth.log"), "ab")
         self.proc = subprocess.Popen(
             [berth_bin(), "serve", "--listen", "127.0.0.1:0", "--data-dir", os.path.join(data_dir, "data")],
@@ -83,7 +222,7 @@ class Berth:
         p = subprocess.run(
             [berth_bin(), "admin", *args, "--data-dir", os.path.join(self.data_dir, "data")],
             capture_output=True, text=True, input=stdin,
-            env=dict(os.environ, BERTH_ACCOUNT_ID=ACCOUNT_ID),
+            env=dict(os.environ, BERTH_ACCOUNT_ID=ACCOUNT_ID, **self.command_env),
         )
         assert p.returncode == 0, f"berth admin {' '.join(args)} failed: {p.stderr}"
         return json.loads(p.stdout)
@@ -92,7 +231,7 @@ class Berth:
         """Runs another `berth` command (`vulndb import …`) on this server's data directory."""
         p = subprocess.run(
             [berth_bin(), *args, "--data-dir", os.path.join(self.data_dir, "data")],
-            capture_output=True, text=True, env=dict(os.environ, BERTH_ACCOUNT_ID=ACCOUNT_ID),
+            capture_output=True, text=True, env=dict(os.environ, BERTH_ACCOUNT_ID=ACCOUNT_ID, **self.command_env),
         )
         if check:
             assert p.returncode == 0, f"berth {' '.join(args)} failed: {p.stderr}"
@@ -118,6 +257,9 @@ class Berth:
         return password
 
     def stop(self):
+        if self.cluster:
+            self.cluster.stop()
+            return
         self.proc.terminate()
         try:
             self.proc.wait(timeout=15)

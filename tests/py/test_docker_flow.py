@@ -54,4 +54,5 @@ def test_create_login_push_pull_and_immutable_repush(berth, docker, tmp_path):
     assert f"The repository with name 'not-created' does not exist in the registry with id '{ACCOUNT_ID}'" in (
         missing.stderr + missing.stdout
     ), missing.stderr
-    assert os.path.exists(os.path.join(berth.data_dir, "data", "meta.db"))
+    if not berth.cluster:
+        assert os.path.exists(os.path.join(berth.data_dir, "data", "meta.db"))

@@ -279,7 +279,7 @@ def test_malformed_identity_policy_is_refused_by_admin(berth):
         [berth_bin(), "admin", "put-user-policy", "carol", "bad", "-",
          "--data-dir", berth.data_dir + "/data"],
         capture_output=True, text=True, input='{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"ecr:*"}]}',
-        env=dict(os.environ, BERTH_ACCOUNT_ID=ACCOUNT_ID),
+        env=dict(os.environ, BERTH_ACCOUNT_ID=ACCOUNT_ID, **berth.command_env),
     )
     assert p.returncode != 0
     assert "MalformedPolicyDocument" in p.stderr and "Resource" in p.stderr

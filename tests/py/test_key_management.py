@@ -17,7 +17,9 @@ import time
 
 import requests
 
-from conftest import ACCOUNT_ID, KEY_ID, REGION, SECRET, Berth, berth_bin, push_image, unseal
+from conftest import ACCOUNT_ID, KEY_ID, REGION, SECRET, Berth, berth_bin, push_image, unseal, single_node
+
+pytestmark = single_node("it restarts and kills the server, reads and rewrites its SQLite database and keyring, and rotates keys over a node's admin socket")
 from test_docker_flow import rootfs_tar
 
 FIXTURE = os.path.join(os.path.dirname(__file__), "..", "fixtures", "upgrade-0.1")

@@ -87,7 +87,7 @@ def run_lifecycle(berth, *args):
 
     out = subprocess.run(
         [berth_bin(), "lifecycle", "run", "--data-dir", os.path.join(berth.data_dir, "data"), *args],
-        capture_output=True, text=True,
+        capture_output=True, text=True, env=dict(os.environ, **berth.command_env),
     )
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout)

@@ -15,7 +15,9 @@ import uuid
 import pytest
 import requests
 
-from conftest import REGION, Berth, berth_bin
+from conftest import REGION, Berth, berth_bin, single_node
+
+pytestmark = single_node('it starts its own nodes on PostgreSQL')
 
 ROOT_ENV = ("BERTH_ACCOUNT_ID", "BERTH_ROOT_ACCESS_KEY_ID", "BERTH_ROOT_SECRET_ACCESS_KEY")
 

@@ -18,7 +18,9 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from requests.adapters import HTTPAdapter
 
-from conftest import ACCOUNT_ID, KEY_ID, REGION, SECRET, Berth, push_image
+from conftest import ACCOUNT_ID, KEY_ID, REGION, SECRET, Berth, push_image, single_node
+
+pytestmark = single_node('it starts its own node behind its own nginx')
 
 
 class SourceAddress(HTTPAdapter):

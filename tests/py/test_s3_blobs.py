@@ -13,7 +13,9 @@ import uuid
 import pytest
 import requests
 
-from conftest import Berth
+from conftest import Berth, single_node
+
+pytestmark = single_node('it starts its own nodes on PostgreSQL and S3')
 from test_postgres_nodes import ROOT_ENV, database, keyring, psql, start_refused  # noqa: F401
 
 MIB = 1024 * 1024

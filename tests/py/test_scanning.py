@@ -19,7 +19,7 @@ import zipfile
 import pytest
 import requests
 
-from conftest import Berth
+from conftest import Berth, single_node
 
 FIXTURES = pathlib.Path(__file__).resolve().parents[1] / "fixtures" / "osv"
 
@@ -418,6 +418,7 @@ def test_start_image_scan_and_its_errors(berth, tmp_path):
         ecr.start_image_scan(repositoryName="manual", imageId={"imageTag": "old"})
 
 
+@single_node("it restarts the server on its data directory")
 def test_queued_scans_resume_after_a_restart(tmp_path):
     with tempfile.TemporaryDirectory() as d:
         # A node that only queues scans (concurrency 0), as a stand-in for one stopped mid-queue.

@@ -145,7 +145,8 @@ def test_lifecycle_transitions_then_expires(berth, tmp_path):
     from conftest import berth_bin
 
     out = subprocess.run([berth_bin(), "lifecycle", "events", "--data-dir", os.path.join(berth.data_dir, "data"),
-                          "--repository", "tiered"], capture_output=True, text=True)
+                          "--repository", "tiered"], capture_output=True, text=True,
+                         env=dict(os.environ, **berth.command_env))
     assert out.returncode == 0, out.stderr
     events = json.loads(out.stdout)
     assert sorted((e["action"], e["imageDigest"]) for e in events) == sorted(

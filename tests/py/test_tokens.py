@@ -10,7 +10,9 @@ import time
 
 import requests
 
-from conftest import ACCOUNT_ID, KEY_ID, unseal
+from conftest import ACCOUNT_ID, KEY_ID, unseal, single_node
+
+pytestmark = single_node("it reads the token key from the node's SQLite database")
 
 
 def mint(key, claims):

@@ -18,8 +18,8 @@ pub mod testing;
 
 pub use postgres::PgMeta;
 pub use roles::{
-    AccountStore, ContentStore, GcStore, IamPolicyStore, LeaseStore, LifecycleStore, MetaStore, RepositoryStore,
-    ScanStore, SecretStore,
+    ANY_CHANGE, AccountStore, ChangeFeed, ContentStore, GcStore, IamPolicyStore, LeaseStore, LifecycleStore, MetaStore,
+    RepositoryStore, ScanStore, SecretStore,
 };
 pub use sqlite::SqliteMeta;
 

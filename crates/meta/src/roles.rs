@@ -416,6 +416,23 @@ pub trait LeaseStore: Send + Sync + 'static {
     async fn release_lease(&self, name: &str, holder: &str) -> Result<()>;
 }
 
+/// Announcements between the nodes sharing a store, so each drops what it cached of data
+/// another changed (policies, settings) at once instead of when its cache expires.
+#[async_trait]
+pub trait ChangeFeed: Send + Sync + 'static {
+    /// Tells every node sharing this store, this one included, that what it cached of `topic`
+    /// changed (PostgreSQL: `NOTIFY`). A store only one node opens announces nothing.
+    async fn announce_change(&self, topic: &str) -> Result<()>;
+
+    /// The topics announced from now on, as they arrive; [`ANY_CHANGE`] when announcements
+    /// may have been missed (the connection was lost), so that everything cached is dropped.
+    /// `None` for a store only one node opens.
+    async fn watch_changes(&self) -> Result<Option<tokio::sync::mpsc::Receiver<String>>>;
+}
+
+/// The topic that stands for every topic (see [`ChangeFeed::watch_changes`]).
+pub const ANY_CHANGE: &str = "*";
+
 /// IAM groups and identity policies (inline and managed, with their attachments).
 #[async_trait]
 pub trait IamPolicyStore: Send + Sync + 'static {
@@ -483,6 +500,7 @@ pub trait MetaStore:
     + IamPolicyStore
     + SecretStore
     + LeaseStore
+    + ChangeFeed
 {
     async fn close(&self);
 }

@@ -5,9 +5,10 @@
 //! evaluator in `berth-iam` decide.
 //!
 //! Policies are cached parsed, per principal and per repository, for [`CACHE_SECONDS`]: a
-//! change made through this node clears the cache at once ([`Authorizer::invalidate`]); one
-//! made elsewhere (another node, `berth admin` on the data directory) applies within that time,
-//! like IAM's own propagation delay.
+//! change made through this node clears the cache at once ([`Authorizer::policies_changed`]),
+//! and is announced to the other nodes sharing the metadata store, which clear theirs as the
+//! notice arrives ([`Authorizer::follow_changes`]; PostgreSQL `NOTIFY`, a millisecond or so).
+//! A notice lost (a dropped connection) clears everything; the expiry bounds the rest.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -15,12 +16,15 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use berth_iam::{PolicyDocument, PolicyKind, Principal, RequestContext, authorize};
-use berth_meta::{IamPolicyStore, IdentityPolicySource, MetaError, PrincipalKind, RepositoryStore};
+use berth_meta::{ChangeFeed, IamPolicyStore, IdentityPolicySource, MetaError, PrincipalKind, RepositoryStore};
 
 use crate::identity::Caller;
 
 /// How long parsed policies are trusted before they are read again.
 pub const CACHE_SECONDS: u64 = 2;
+/// The change-feed topic for everything authorization caches: policies, users, groups, tags,
+/// settings, repositories.
+pub const AUTHZ_TOPIC: &str = "authz";
 const CACHE_MAX: usize = 10_000;
 
 /// The actions the registry policy governs under `REGISTRY_POLICY_SCOPE` V1 (V2: all).
@@ -101,6 +105,8 @@ pub struct Authorizer {
     policies: Arc<dyn IamPolicyStore>,
     /// Resource policies, resource tags and the registry policy's scope.
     repositories: Arc<dyn RepositoryStore>,
+    /// Where changes are announced to, and heard from, the other nodes.
+    changes: Arc<dyn ChangeFeed>,
     account_id: String,
     region: String,
     cache: Mutex<Cache>,
@@ -117,12 +123,14 @@ impl Authorizer {
     pub fn new(
         policies: Arc<dyn IamPolicyStore>,
         repositories: Arc<dyn RepositoryStore>,
+        changes: Arc<dyn ChangeFeed>,
         account_id: String,
         region: String,
     ) -> Self {
         Authorizer {
             policies,
             repositories,
+            changes,
             account_id,
             region,
             cache: Mutex::new(Cache::default()),
@@ -152,9 +160,36 @@ impl Authorizer {
         doc
     }
 
-    /// Forgets every cached policy: call after changing any policy, user, group or tag.
+    /// Forgets every cached policy here.
     pub fn invalidate(&self) {
         *self.cache.lock().expect("authz cache") = Cache::default();
+    }
+
+    /// Call after changing any policy, user, group, tag or setting: forgets the cached ones
+    /// here and tells the other nodes to.
+    pub async fn policies_changed(&self) {
+        self.invalidate();
+        if let Err(e) = self.changes.announce_change(AUTHZ_TOPIC).await {
+            tracing::warn!(error = %e, "could not announce a policy change to the other nodes");
+        }
+    }
+
+    /// Clears the cache whenever another node announces a change, until the store closes.
+    /// Returns at once on a store only one node opens.
+    pub async fn follow_changes(self: Arc<Self>) {
+        let mut notices = match self.changes.watch_changes().await {
+            Ok(Some(notices)) => notices,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot hear other nodes' changes: cached policies expire after {CACHE_SECONDS} s");
+                return;
+            }
+        };
+        while let Some(topic) = notices.recv().await {
+            if topic == AUTHZ_TOPIC || topic == berth_meta::ANY_CHANGE {
+                self.invalidate();
+            }
+        }
     }
 
     /// The ARN of a repository, by its key (see `repositories::repository_key`).
@@ -420,7 +455,7 @@ impl crate::Registry {
     /// The authorizer deciding requests to this registry, reading its policies and tags.
     pub fn authorizer(&self, region: &str) -> Authorizer {
         let meta = self.meta();
-        Authorizer::new(meta.clone(), meta.clone(), self.registry_id().to_string(), region.to_string())
+        Authorizer::new(meta.clone(), meta.clone(), meta.clone(), self.registry_id().to_string(), region.to_string())
     }
 }
 

@@ -336,6 +336,11 @@ pub(crate) async fn admin(config: Config, command: AdminCommand) -> anyhow::Resu
             serde_json::json!({ "AccessKeyMetadata": keys })
         }
     };
+    // Running nodes sharing the store drop the policies and keys they cached (a read
+    // announces nothing of interest, and costs one notice).
+    if let Err(e) = meta.announce_change(berth_registry::authz::AUTHZ_TOPIC).await {
+        tracing::warn!(error = %e, "could not tell the running nodes about the change");
+    }
     meta.close().await;
     println!("{}", serde_json::to_string_pretty(&out)?);
     Ok(())

@@ -297,6 +297,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     spawn_keyring_reload_on_sighup(admin);
     let tls_configured = config.tls_cert.is_some();
     let authorizer = Arc::new(registry.authorizer(identity.region()));
+    tokio::spawn(authorizer.clone().follow_changes());
     let state = http::AppState {
         registry: registry.clone(),
         identity: Arc::new(identity),

@@ -262,6 +262,50 @@ include!("../sql/repositories.rs");
 include!("../sql/scans.rs");
 include!("../sql/leases.rs");
 
+/// The channel nodes announce changes on.
+const CHANGES_CHANNEL: &str = "berth_changes";
+
+#[async_trait]
+impl ChangeFeed for PgMeta {
+    async fn announce_change(&self, topic: &str) -> Result<()> {
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(CHANGES_CHANNEL)
+            .bind(topic)
+            .execute(self.writes())
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn watch_changes(&self) -> Result<Option<tokio::sync::mpsc::Receiver<String>>> {
+        let mut listener = sqlx::postgres::PgListener::connect_with(&self.pool).await.map_err(backend)?;
+        // A lost connection is reconnected (and LISTEN issued again) by the listener; what was
+        // announced meanwhile is unknown, so the gap reads as a change of everything.
+        listener.ignore_pool_close_event(false);
+        listener.listen(CHANGES_CHANNEL).await.map_err(backend)?;
+        let (tx, rx) = tokio::sync::mpsc::channel(256);
+        tokio::spawn(async move {
+            loop {
+                let topic = match listener.try_recv().await {
+                    Ok(Some(n)) => n.payload().to_string(),
+                    Ok(None) => crate::ANY_CHANGE.to_string(),
+                    // The store is closing: let its connection go.
+                    Err(sqlx::Error::PoolClosed) => return,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "listening for changes other nodes announce; retrying");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        crate::ANY_CHANGE.to_string()
+                    }
+                };
+                if tx.send(topic).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(Some(rx))
+    }
+}
+
 #[async_trait]
 impl MetaStore for PgMeta {
     async fn close(&self) {

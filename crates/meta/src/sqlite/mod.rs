@@ -189,6 +189,18 @@ include!("../sql/repositories.rs");
 include!("../sql/scans.rs");
 include!("../sql/leases.rs");
 
+/// One node opens an SQLite store: its own invalidation is all there is.
+#[async_trait]
+impl ChangeFeed for SqliteMeta {
+    async fn announce_change(&self, _: &str) -> Result<()> {
+        Ok(())
+    }
+
+    async fn watch_changes(&self) -> Result<Option<tokio::sync::mpsc::Receiver<String>>> {
+        Ok(None)
+    }
+}
+
 #[async_trait]
 impl MetaStore for SqliteMeta {
     async fn close(&self) {

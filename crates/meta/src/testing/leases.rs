@@ -26,3 +26,21 @@ pub async fn concurrent_takers_of_a_lease_one_holds_it(meta: Store) {
         assert_eq!(got.iter().filter(|g| **g).count(), 1, "round {round}: {got:?}");
     }
 }
+
+/// A change announced through the store reaches every watcher (two here, as two nodes), in
+/// order; a store only one node opens has no watchers and announces nothing.
+pub async fn announced_changes_reach_every_watcher(meta: Store) {
+    let Some(mut first) = meta.watch_changes().await.unwrap() else {
+        meta.announce_change("authz").await.unwrap();
+        return;
+    };
+    let mut second = meta.watch_changes().await.unwrap().expect("a second watcher");
+    meta.announce_change("authz").await.unwrap();
+    meta.announce_change("settings").await.unwrap();
+    for watcher in [&mut first, &mut second] {
+        for topic in ["authz", "settings"] {
+            let got = tokio::time::timeout(std::time::Duration::from_secs(10), watcher.recv()).await;
+            assert_eq!(got.expect("announced within 10 s").as_deref(), Some(topic));
+        }
+    }
+}

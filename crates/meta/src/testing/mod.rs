@@ -320,7 +320,11 @@ macro_rules! lease_store_conformance {
             $crate::__conformance_clauses!(
                 $fixture,
                 leases,
-                [a_lease_has_one_holder_until_it_expires, concurrent_takers_of_a_lease_one_holds_it,]
+                [
+                    a_lease_has_one_holder_until_it_expires,
+                    concurrent_takers_of_a_lease_one_holds_it,
+                    announced_changes_reach_every_watcher,
+                ]
             );
         }
     };

@@ -198,7 +198,7 @@ pub async fn handle(app: &AppState, req: &berth_auth::sigv4::Request<'_>, body: 
     let response = serve(&iam, &caller, &action, &params).await.unwrap_or_else(IntoResponse::into_response);
     if !action.starts_with("Get") && !action.starts_with("List") {
         // Users, groups and policies feed authorization: forget the cached ones after a change.
-        app.authorizer.invalidate();
+        app.authorizer.policies_changed().await;
     }
     response
 }

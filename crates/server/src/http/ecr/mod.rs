@@ -210,7 +210,7 @@ async fn serve(
     if POLICY_INPUTS.contains(&op) {
         // Policies, settings, tags and repositories feed policy decisions: forget cached ones
         // once the change is made.
-        app.authorizer.invalidate();
+        app.authorizer.policies_changed().await;
     }
     result
 }
