@@ -27,6 +27,15 @@ pub const ROOT_KEY_ID: &str = "AKIABERTHTESTROOT001";
 pub const ROOT_SECRET: &str = "berth-test-root-secret-0123456789abcdefgh";
 pub const REGION: &str = "us-east-1";
 
+/// A prefix of its own in the bucket `BERTH_TEST_S3` names (scripts/test starts an S3 server),
+/// as a `--blobs` URL with `extra` parameters appended (`&presigned_reads=true`).
+pub fn test_bucket(extra: &str) -> String {
+    let url = std::env::var("BERTH_TEST_S3").expect("BERTH_TEST_S3 must name an S3 bucket (scripts/test starts one)");
+    let (base, query) = url.split_once('?').expect("BERTH_TEST_S3 has parameters");
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    format!("{base}/e2e{}{nanos:x}?{query}{extra}", std::process::id())
+}
+
 fn now_seconds() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
 }

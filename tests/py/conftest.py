@@ -158,7 +158,10 @@ class Cluster:
 
 
 class Berth:
-    def __init__(self, data_dir, extra_env=None, drop_env=()):
+    """One node, or (`cluster=True`, or in the cluster run unless the test picks its own stores)
+    three nodes behind nginx."""
+
+    def __init__(self, data_dir, extra_env=None, drop_env=(), cluster=None):
         self.data_dir = data_dir
         env = dict(os.environ)
         env.update(
@@ -173,7 +176,9 @@ class Berth:
         # What every other `berth` command on these stores needs (the cluster's URLs).
         self.command_env = {}
         self.cluster = None
-        if CLUSTER and not any(k in (extra_env or {}) for k in ("BERTH_META", "BERTH_BLOBS")):
+        if cluster is None:
+            cluster = CLUSTER and not any(k in (extra_env or {}) for k in ("BERTH_META", "BERTH_BLOBS"))
+        if cluster:
             self.cluster = Cluster(data_dir, env)
             self.command_env = self.cluster.env
             self.host = self.cluster.host

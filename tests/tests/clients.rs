@@ -235,3 +235,69 @@ async fn oras_pushes_an_artifact_found_through_referrers() {
     ok(out, "oras pull");
     assert_eq!(std::fs::read(pulled.join("sbom.json")).unwrap(), std::fs::read(&file).unwrap());
 }
+
+/// Blobs in S3 with `presigned_reads=true`: a blob GET is a `307` to a presigned URL of the S3
+/// server, which docker, skopeo and ctr follow (Range requests too), pulling back what was
+/// pushed; a blob the repository does not hold is still refused by Berth, not redirected.
+#[tokio::test]
+async fn docker_skopeo_and_ctr_follow_blob_redirects_to_s3() {
+    let bucket = test_bucket("&presigned_reads=true");
+    let b = Berth::start_env(&[("BERTH_BLOBS", bucket.as_str())]);
+    let tmp = tempfile::tempdir().unwrap();
+    let (layout, index) = push_multi_arch(&b, tmp.path(), "s3/app:v1");
+
+    let c = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let token = b.token();
+    let layer = std::fs::read_dir(layout.dir.join("blobs/sha256"))
+        .unwrap()
+        .map(|e| e.unwrap())
+        .max_by_key(|e| e.metadata().unwrap().len())
+        .unwrap();
+    let bytes = std::fs::read(layer.path()).unwrap();
+    let digest = format!("sha256:{}", layer.file_name().to_string_lossy());
+    let r = c.get(b.url(&format!("/v2/s3/app/blobs/{digest}"))).basic_auth("AWS", Some(&token)).send().await.unwrap();
+    assert_eq!(r.status(), 307);
+    let location = r.headers()["location"].to_str().unwrap().to_string();
+    assert!(location.contains("X-Amz-Signature="), "{location}");
+    let direct = reqwest::get(&location).await.unwrap();
+    assert_eq!(direct.status(), 200);
+    assert_eq!(direct.bytes().await.unwrap(), bytes);
+    let ranged = c.get(&location).header("range", "bytes=1-4").send().await.unwrap();
+    assert_eq!(ranged.status(), 206);
+    assert_eq!(ranged.bytes().await.unwrap(), bytes[1..5]);
+    let missing =
+        c.get(b.url(&format!("/v2/s3/other/blobs/{digest}"))).basic_auth("AWS", Some(&token)).send().await.unwrap();
+    assert_eq!(missing.status(), 404, "a repository that does not hold the blob gets no redirect");
+
+    // skopeo: every blob back byte for byte through the redirects.
+    let remote = format!("docker://{}/s3/app:v1", b.host());
+    let creds = creds(&b);
+    let out = tmp.path().join("out");
+    let out_ref = format!("oci:{}:v1", out.display());
+    let keep = ["--preserve-digests", "--dest-oci-accept-uncompressed-layers"];
+    skopeo(&["copy", "--all", keep[0], keep[1], "--src-tls-verify=false", "--src-creds", &creds, &remote, &out_ref]);
+    for entry in std::fs::read_dir(layout.dir.join("blobs/sha256")).unwrap() {
+        let entry = entry.unwrap();
+        let copied = std::fs::read(out.join("blobs/sha256").join(entry.file_name())).unwrap();
+        assert_eq!(copied, std::fs::read(entry.path()).unwrap());
+    }
+
+    // ctr pulls every platform.
+    let ctrd = Daemon::containerd();
+    let v1 = format!("{}/s3/app:v1", b.host());
+    ok(ctrd.ctr(&["images", "pull", "--plain-http", "--user", &creds, "--all-platforms", &v1]), "ctr pull");
+    assert!(ok(ctrd.ctr(&["images", "ls"]), "ctr images ls").contains(&index));
+
+    // docker pushes an image (its uploads go to S3) and pulls it back through the redirects.
+    let docker = Daemon::dockerd();
+    let reference = format!("{}/s3/docker:v1", b.host());
+    let (archive, diff_ids) = docker_archive(tmp.path(), &reference);
+    ok(docker.docker(&["load", "-i", archive.to_str().unwrap()]), "docker load");
+    ok(docker.docker(&["login", "--username", "AWS", "--password", &b.token(), &b.host()]), "docker login");
+    ok(docker.docker(&["push", &reference]), "docker push");
+    ok(docker.docker(&["rmi", &reference]), "docker rmi");
+    ok(docker.docker(&["pull", &reference]), "docker pull");
+    let layers = ok(docker.docker(&["image", "inspect", "--format", "{{json .RootFS.Layers}}", &reference]), "inspect");
+    let layers: Vec<String> = serde_json::from_str(layers.trim()).unwrap();
+    assert_eq!(layers, diff_ids);
+}

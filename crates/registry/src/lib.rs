@@ -24,7 +24,7 @@ pub use error::{RegistryError, is_storage_full, storage_full};
 pub use fsck::FsckReport;
 pub use gc::{GcPolicy, GcReport};
 pub use lifecycle::LifecycleRun;
-pub use service::{BlobRead, ManifestPut, Page, Registry};
+pub use service::{BlobGet, BlobRead, ManifestPut, Page, Registry};
 
 /// A registry on fresh stores in a temporary directory, for the services' own tests.
 #[cfg(test)]

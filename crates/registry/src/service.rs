@@ -52,6 +52,16 @@ pub struct ManifestPut {
     pub tags: Vec<String>,
 }
 
+/// See [`Registry::locate_blob`].
+pub enum BlobGet {
+    Redirect(String),
+    Serve { digest: Digest, size: u64 },
+}
+
+/// How long a blob GET's redirect to storage stays valid: long enough for a slow layer
+/// download to start, short enough that a leaked URL soon stops working.
+const BLOB_REDIRECT_SECONDS: i64 = 20 * 60;
+
 /// Where an upload stands: its acknowledged size, the running hash over those bytes, and the
 /// blob store's state for them.
 struct Position {
@@ -237,6 +247,18 @@ impl Registry {
             Err(e) => return Err(e.into()),
         };
         Ok(BlobRead { digest, size, body })
+    }
+
+    /// How a GET of a blob the repository serves is answered: by a redirect to storage until
+    /// the URL expires (an object store's presigned GET, when the store is set to hand them
+    /// out), or with the bytes, which the registry serves itself.
+    pub async fn locate_blob(&self, name: &str, digest: &str) -> Result<BlobGet> {
+        let (digest, size) = self.stat_blob(name, digest).await?;
+        let expires_at = berth_meta::now_ms() / 1000 + BLOB_REDIRECT_SECONDS;
+        Ok(match self.blobs.presigned_read_url(&digest, expires_at).await? {
+            Some(url) => BlobGet::Redirect(url),
+            None => BlobGet::Serve { digest, size },
+        })
     }
 
     // ---- uploads ----

@@ -1,5 +1,7 @@
 //! Blob reads (HEAD, GET with ranges) and the refused blob DELETE.
 
+use berth_registry::BlobGet;
+
 use super::*;
 
 pub(super) async fn serve(
@@ -23,7 +25,18 @@ pub(super) async fn serve(
                 .expect("valid response"))
         }
         (V2Route::Blob { name, digest }, Method::GET) => {
-            let (d, size) = reg.stat_blob(name, digest).await?;
+            let (d, size) = match reg.locate_blob(name, digest).await? {
+                BlobGet::Serve { digest, size } => (digest, size),
+                // The client reads from storage (its Range header goes along with it).
+                BlobGet::Redirect(url) => {
+                    return Ok(Response::builder()
+                        .status(StatusCode::TEMPORARY_REDIRECT)
+                        .header(header::LOCATION, url)
+                        .header(header::CONTENT_LENGTH, 0)
+                        .body(Body::empty())
+                        .expect("valid response"));
+                }
+            };
             let (status, range) = match parse_range(header_str(headers, "range"), size) {
                 RangeRequest::Full => (StatusCode::OK, None),
                 RangeRequest::Partial(r) => (StatusCode::PARTIAL_CONTENT, Some(r)),
