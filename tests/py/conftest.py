@@ -31,7 +31,9 @@ def single_node(reason):
     return pytest.mark.skipif(CLUSTER, reason=f"single-node by nature: {reason}")
 
 
-NGINX_ROUND_ROBIN = """
+# nginx as the documented load balancer: `Host` passed unchanged, bodies neither limited nor
+# buffered, the client's address and scheme forwarded; `servers` round-robin.
+NGINX_CONF = """
 daemon off;
 worker_processes 1;
 pid {d}/nginx.pid;
@@ -65,12 +67,33 @@ http {{
 """
 
 
-def _free_port():
+def free_port():
     import socket
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def start_nginx(d, upstreams):
+    """nginx (NGINX_CONF) in front of `upstreams` (host:port), its files in `d`; returns the
+    process and the address it listens on, once it does."""
+    import socket
+
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    assert os.path.exists(nginx), "nginx must be installed (apt-get install nginx)"
+    port = free_port()
+    conf = os.path.join(d, "nginx.conf")
+    with open(conf, "w") as f:
+        f.write(NGINX_CONF.format(d=d, servers=" ".join(f"server {h};" for h in upstreams), port=port))
+    proc = subprocess.Popen([nginx, "-c", conf, "-p", d], stderr=subprocess.DEVNULL)
+    for _ in range(200):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            time.sleep(0.05)
+    return proc, f"127.0.0.1:{port}"
 
 
 def _psql(url, sql):
@@ -95,7 +118,6 @@ class Cluster:
     NODES = 3
 
     def __init__(self, data_dir, env):
-        import socket
         import uuid
 
         admin = os.environ.get("BERTH_TEST_POSTGRES")
@@ -129,20 +151,7 @@ class Cluster:
             assert line.startswith("listening on "), f"berth did not start: {line!r}"
             self.procs.append(proc)
             self.hosts.append(line.split()[-1])
-        nginx = shutil.which("nginx") or "/usr/sbin/nginx"
-        port = _free_port()
-        conf = os.path.join(data_dir, "nginx.conf")
-        servers = " ".join(f"server {h};" for h in self.hosts)
-        with open(conf, "w") as f:
-            f.write(NGINX_ROUND_ROBIN.format(d=data_dir, servers=servers, port=port))
-        self.nginx = subprocess.Popen([nginx, "-c", conf, "-p", data_dir], stderr=subprocess.DEVNULL)
-        for _ in range(200):
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                time.sleep(0.05)
-        self.host = f"127.0.0.1:{port}"
+        self.nginx, self.host = start_nginx(data_dir, self.hosts)
 
     def stop(self):
         self.nginx.terminate()

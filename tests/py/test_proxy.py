@@ -4,12 +4,7 @@ clients bound to 127.0.0.2 and 127.0.0.3 are told apart by an `aws:SourceIp` con
 nginx, a client that forges the headers directly gets nothing for it, and the endpoints Berth
 names carry the scheme the client used."""
 import json
-import os
-import shutil
-import socket
-import subprocess
 import tempfile
-import time
 
 import pytest
 import requests
@@ -18,7 +13,7 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from requests.adapters import HTTPAdapter
 
-from conftest import ACCOUNT_ID, KEY_ID, REGION, SECRET, Berth, push_image, single_node
+from conftest import ACCOUNT_ID, KEY_ID, REGION, SECRET, Berth, push_image, single_node, start_nginx
 
 pytestmark = single_node('it starts its own node behind its own nginx')
 
@@ -41,62 +36,13 @@ def session_from(ip):
     return s
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-NGINX_CONF = """
-daemon off;
-worker_processes 1;
-pid {d}/nginx.pid;
-error_log {d}/error.log;
-events {{ worker_connections 256; }}
-http {{
-    access_log off;
-    client_body_temp_path {d}/body;
-    proxy_temp_path {d}/proxy;
-    fastcgi_temp_path {d}/fastcgi;
-    uwsgi_temp_path {d}/uwsgi;
-    scgi_temp_path {d}/scgi;
-    upstream berth {{ server {upstream}; }}
-    server {{
-        listen 127.0.0.1:{port};
-        client_max_body_size 0;
-        location / {{
-            proxy_pass http://berth;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_set_header Host $http_host;
-            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-            proxy_set_header X-Forwarded-Proto $scheme;
-            proxy_request_buffering off;
-            proxy_buffering off;
-        }}
-    }}
-}}
-"""
-
-
 @pytest.fixture
 def behind_nginx():
-    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
-    assert os.path.exists(nginx), "nginx must be installed (apt-get install nginx)"
     with tempfile.TemporaryDirectory() as d:
         berth = Berth(d, extra_env={"BERTH_TRUSTED_PROXIES": "127.0.0.1"})
-        port = free_port()
-        conf = os.path.join(d, "nginx.conf")
-        open(conf, "w").write(NGINX_CONF.format(d=d, upstream=berth.host, port=port))
-        proc = subprocess.Popen([nginx, "-c", conf, "-p", d], stderr=subprocess.DEVNULL)
-        for _ in range(100):
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                time.sleep(0.05)
+        proc, lb = start_nginx(d, [berth.host])
         try:
-            yield berth, f"127.0.0.1:{port}"
+            yield berth, lb
         finally:
             proc.terminate()
             proc.wait(timeout=10)

@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 import uuid
 
 import pytest
@@ -16,7 +17,7 @@ import requests
 from conftest import Berth, single_node
 
 pytestmark = single_node('it starts its own nodes on PostgreSQL and S3')
-from test_postgres_nodes import ROOT_ENV, database, keyring, psql, start_refused  # noqa: F401
+from test_postgres_nodes import database, keyring, psql, start_refused  # noqa: F401 (fixtures)
 
 MIB = 1024 * 1024
 
@@ -161,3 +162,56 @@ def test_an_image_pushed_through_one_node_pulls_back_identical_through_the_other
     assert pulled["b"] == pulled["a"] and pulled["c"] == pulled["a"]
     layers = [n for n, data in pulled["a"].items() if len(data) > 5 * MIB]
     assert len(layers) == 1 and hashlib.sha256(pulled["a"][layers[0]]).hexdigest() == layers[0]
+
+
+def s3_client():
+    """boto3 on the S3 server of BERTH_TEST_S3 (with its credentials, not Berth's)."""
+    import boto3
+
+    base, query = os.environ["BERTH_TEST_S3"].split("?", 1)
+    params = dict(p.split("=", 1) for p in query.split("&"))
+    return base[len("s3://"):], boto3.client(
+        "s3", endpoint_url=params["endpoint"], region_name=params["region"],
+        aws_access_key_id=params["access_key_id"], aws_secret_access_key=params["secret_access_key"],
+        config=__import__("botocore.config").config.Config(s3={"addressing_style": "path"}))
+
+
+def open_multipart_uploads(prefix):
+    bucket, s3 = s3_client()
+    try:
+        listed = s3.list_multipart_uploads(Bucket=bucket, Prefix=prefix + "/")
+    except Exception as e:  # noqa: BLE001
+        pytest.skip(f"the S3 server cannot list multipart uploads ({e}); scripts/test-garage runs this on Garage")
+    return [u["Key"] for u in listed.get("Uploads", [])]
+
+
+def test_cancelled_and_abandoned_uploads_abort_their_multipart_uploads(tmp_path):
+    prefix = "ab" + uuid.uuid4().hex[:10]
+    node = Berth(str(tmp_path), extra_env={"BERTH_BLOBS": bucket_url(prefix), "BERTH_GC_INTERVAL_SECONDS": "1",
+                                           "BERTH_GC_UPLOAD_AGE_SECONDS": "3"})
+    try:
+        node.client().create_repository(repositoryName="parts")
+        s = requests.Session()
+        s.auth = ("AWS", node.token())
+
+        def start_with_a_part():
+            r = s.post(f"{node.endpoint}/v2/parts/blobs/uploads/")
+            path = r.headers["Location"]
+            path = path[path.index("/v2/"):] if "://" in path else path
+            r = s.patch(f"{node.endpoint}{path}", data=os.urandom(9 * MIB),
+                        headers={"Content-Type": "application/octet-stream"})
+            assert r.status_code == 202, r.text
+            return path
+
+        cancelled = start_with_a_part()
+        assert len(open_multipart_uploads(prefix)) == 1
+        assert s.delete(f"{node.endpoint}{cancelled}").status_code == 204
+        assert open_multipart_uploads(prefix) == [], "a cancelled upload aborts its multipart upload"
+        start_with_a_part()
+        assert len(open_multipart_uploads(prefix)) == 1
+        deadline = time.time() + 30
+        while open_multipart_uploads(prefix) and time.time() < deadline:
+            time.sleep(0.5)
+        assert open_multipart_uploads(prefix) == [], "GC aborts an abandoned upload's multipart upload"
+    finally:
+        node.stop()

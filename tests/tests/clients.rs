@@ -154,11 +154,16 @@ async fn skopeo_copies_a_multi_arch_index_in_and_out() {
         serde_json::from_str(&skopeo(&["inspect", "--tls-verify=false", "--creds", &creds, "--raw", &remote])).unwrap();
     assert_eq!(raw["manifests"].as_array().unwrap().len(), 2);
 
-    let out = tmp.path().join("out");
+    // Every blob, manifests included, comes back byte for byte.
+    copy_out_unchanged(&remote, &creds, &layout, &tmp.path().join("out"));
+}
+
+/// Copies every platform of `remote` into an OCI layout at `out` and checks that each blob of
+/// `layout` came back byte for byte.
+fn copy_out_unchanged(remote: &str, creds: &str, layout: &OciLayout, out: &Path) {
     let out_ref = format!("oci:{}:v1", out.display());
     let keep = ["--preserve-digests", "--dest-oci-accept-uncompressed-layers"];
-    skopeo(&["copy", "--all", keep[0], keep[1], "--src-tls-verify=false", "--src-creds", &creds, &remote, &out_ref]);
-    // Every blob, manifests included, comes back byte for byte.
+    skopeo(&["copy", "--all", keep[0], keep[1], "--src-tls-verify=false", "--src-creds", creds, remote, &out_ref]);
     for entry in std::fs::read_dir(layout.dir.join("blobs/sha256")).unwrap() {
         let entry = entry.unwrap();
         let bytes = std::fs::read(entry.path()).unwrap();
@@ -272,15 +277,7 @@ async fn docker_skopeo_and_ctr_follow_blob_redirects_to_s3() {
     // skopeo: every blob back byte for byte through the redirects.
     let remote = format!("docker://{}/s3/app:v1", b.host());
     let creds = creds(&b);
-    let out = tmp.path().join("out");
-    let out_ref = format!("oci:{}:v1", out.display());
-    let keep = ["--preserve-digests", "--dest-oci-accept-uncompressed-layers"];
-    skopeo(&["copy", "--all", keep[0], keep[1], "--src-tls-verify=false", "--src-creds", &creds, &remote, &out_ref]);
-    for entry in std::fs::read_dir(layout.dir.join("blobs/sha256")).unwrap() {
-        let entry = entry.unwrap();
-        let copied = std::fs::read(out.join("blobs/sha256").join(entry.file_name())).unwrap();
-        assert_eq!(copied, std::fs::read(entry.path()).unwrap());
-    }
+    copy_out_unchanged(&remote, &creds, &layout, &tmp.path().join("out"));
 
     // ctr pulls every platform.
     let ctrd = Daemon::containerd();

@@ -151,6 +151,16 @@ impl Session {
     }
 }
 
+/// The SHA-256 of a stored blob's bytes, read back.
+async fn stored_digest(store: &Store, digest: &Digest) -> Digest {
+    let mut h = Algorithm::Sha256.hasher();
+    let mut read = store.read(digest, None).await.unwrap();
+    while let Some(chunk) = read.next().await {
+        h.update(&chunk.unwrap());
+    }
+    h.finish()
+}
+
 fn session_ids(sessions: Vec<(String, u64)>) -> Vec<String> {
     sessions.into_iter().map(|(id, _)| id).collect()
 }
@@ -243,12 +253,7 @@ pub async fn commits_appends_of_every_size(store: Store) {
         at += size;
     }
     assert_eq!(s.commit(&store, &digest).await, len as u64);
-    let mut h = Algorithm::Sha256.hasher();
-    let mut read = store.read(&digest, None).await.unwrap();
-    while let Some(chunk) = read.next().await {
-        h.update(&chunk.unwrap());
-    }
-    assert_eq!(h.finish(), digest);
+    assert_eq!(stored_digest(&store, &digest).await, digest);
     assert!(listed(store.upload_list()).await.is_empty());
 }
 
@@ -296,12 +301,7 @@ pub async fn a_fresh_instance_continues_an_upload_another_started(first: Store, 
     s.append(&second, generated(2 * MIB, 8 * MIB, 64 * 1024)).await;
     s.append(&first, generated(8 * MIB, len, 64 * 1024)).await;
     assert_eq!(s.commit(&second, &digest).await, len as u64);
-    let mut h = Algorithm::Sha256.hasher();
-    let mut read = first.read(&digest, None).await.unwrap();
-    while let Some(chunk) = read.next().await {
-        h.update(&chunk.unwrap());
-    }
-    assert_eq!(h.finish(), digest);
+    assert_eq!(stored_digest(&first, &digest).await, digest);
 }
 
 /// A blob larger than any buffer goes in as a stream of chunks and comes out as one, whole
@@ -353,10 +353,5 @@ pub async fn concurrent_uploads_of_one_digest_keep_one_blob(store: Store) {
     }
     assert_eq!(listed(store.list()).await, std::slice::from_ref(&digest));
     assert!(listed(store.upload_list()).await.is_empty(), "every session ended");
-    let mut read = store.read(&digest, None).await.unwrap();
-    let mut h = Algorithm::Sha256.hasher();
-    while let Some(chunk) = read.next().await {
-        h.update(&chunk.unwrap());
-    }
-    assert_eq!(h.finish(), digest);
+    assert_eq!(stored_digest(&store, &digest).await, digest);
 }
