@@ -32,8 +32,75 @@ pub const REGION: &str = "us-east-1";
 pub fn test_bucket(extra: &str) -> String {
     let url = std::env::var("BERTH_TEST_S3").expect("BERTH_TEST_S3 must name an S3 bucket (scripts/test starts one)");
     let (base, query) = url.split_once('?').expect("BERTH_TEST_S3 has parameters");
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
-    format!("{base}/e2e{}{nanos:x}?{query}{extra}", std::process::id())
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
+    let unique = pseudo_random(nanos ^ u64::from(std::process::id()), 4);
+    // Short: s3s-fs names a sidecar file after the whole key (base64), and a sha512 blob's key
+    // is long already.
+    format!("{base}/e{}?{query}{extra}", hex::encode(unique))
+}
+
+/// Whether this is the cluster run (`BERTH_TEST_TOPOLOGY=cluster`, scripts/test's second pass):
+/// every server a test starts without choosing its own stores is then three nodes on one
+/// PostgreSQL database (`BERTH_TEST_POSTGRES`) and one bucket prefix (`BERTH_TEST_S3`) behind
+/// nginx round-robin, and the test talks to nginx.
+pub fn cluster_run() -> bool {
+    std::env::var("BERTH_TEST_TOPOLOGY").is_ok_and(|t| t == "cluster")
+}
+
+/// For a test that is single-node by nature (it reads a node's data directory, restarts or
+/// kills the server, or tests one node's connection handling): true in the cluster run, where
+/// the test returns at once; the reason is printed.
+pub fn single_node(reason: &str) -> bool {
+    if cluster_run() {
+        eprintln!("skipped in the cluster run: single-node by nature: {reason}");
+    }
+    cluster_run()
+}
+
+/// What the cluster behind a `Berth` holds besides its first node.
+struct Cluster {
+    /// Nodes 2 and 3.
+    others: Vec<Child>,
+    nginx: Child,
+    /// The PostgreSQL server's maintenance URL and the database the nodes share.
+    admin_url: String,
+    database: String,
+    /// What every `berth` command on the cluster's stores needs.
+    env: Vec<(String, String)>,
+}
+
+fn psql(url: &str, sql: &str) {
+    let out =
+        Command::new("psql").arg(url).args(["-q", "-c", sql]).output().expect("psql (apt-get install postgresql)");
+    assert!(out.status.success(), "psql {sql}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// nginx (tests/fixtures/nginx.conf) in front of `upstreams`, its files in `dir`; its child
+/// and address, once it accepts connections.
+pub fn start_nginx(dir: &Path, upstreams: &[SocketAddr]) -> (Child, SocketAddr) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let template = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/nginx.conf")).unwrap();
+    let servers: String = upstreams.iter().map(|a| format!("server {a}; ")).collect();
+    let conf = template
+        .replace("@DIR@", &dir.display().to_string())
+        .replace("@SERVERS@", &servers)
+        .replace("@PORT@", &port.to_string());
+    let path = dir.join("nginx.conf");
+    std::fs::write(&path, conf).unwrap();
+    let nginx = if Path::new("/usr/sbin/nginx").exists() { "/usr/sbin/nginx" } else { "nginx" };
+    let child = Command::new(nginx)
+        .arg("-c")
+        .arg(&path)
+        .arg("-p")
+        .arg(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("nginx must be installed (apt-get install nginx)");
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let up = wait_until(Duration::from_secs(10), || std::net::TcpStream::connect(addr).is_ok());
+    assert!(up, "nginx did not start: {}", std::fs::read_to_string(dir.join("nginx-error.log")).unwrap_or_default());
+    (child, addr)
 }
 
 fn now_seconds() -> i64 {
@@ -49,6 +116,8 @@ pub struct Berth {
     /// The region the server signs for (`BERTH_REGION`).
     pub region: String,
     pub data_dir: PathBuf,
+    /// In the cluster run: the other nodes, nginx and the shared stores.
+    cluster: Option<Cluster>,
     /// Keeps the temporary directory alive for the life of the server.
     _tmp: Option<tempfile::TempDir>,
 }
@@ -161,6 +230,73 @@ impl Berth {
     }
 
     fn spawn_under(wrapper: &[&str], data_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Self {
+        let own_stores = env.iter().any(|(k, _)| *k == "BERTH_META" || *k == "BERTH_BLOBS");
+        if cluster_run() && wrapper.is_empty() && !own_stores {
+            return Self::spawn_cluster(data_dir, args, env);
+        }
+        let (child, addr, metrics_addr) = Self::spawn_node(wrapper, data_dir, args, env);
+        let region = env.iter().find(|(k, _)| *k == "BERTH_REGION").map_or(REGION, |(_, v)| *v).to_string();
+        Berth {
+            child: Some(child),
+            addr,
+            metrics_addr,
+            region,
+            data_dir: data_dir.to_path_buf(),
+            cluster: None,
+            _tmp: None,
+        }
+    }
+
+    /// Three nodes on a fresh database and bucket prefix, nginx in front; node 1 keeps
+    /// `data_dir` (and the shared keyring in it), the others directories beside it.
+    fn spawn_cluster(data_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Self {
+        use base64::Engine;
+        assert!(!data_dir.join("meta.db").exists(), "the cluster run starts on fresh stores only");
+        let admin_url = std::env::var("BERTH_TEST_POSTGRES")
+            .expect("the cluster run needs BERTH_TEST_POSTGRES and BERTH_TEST_S3 (scripts/test starts both)");
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+        let database = format!("berth_e2e_{}_{nanos:x}", std::process::id());
+        psql(&admin_url, &format!("CREATE DATABASE {database}"));
+        std::fs::create_dir_all(data_dir).expect("data dir");
+        let keyring = data_dir.join("master.key");
+        let key = base64::engine::general_purpose::STANDARD.encode(pseudo_random(nanos as u64, 32));
+        std::fs::write(&keyring, format!("1:{key}\n")).unwrap();
+        let shared: Vec<(String, String)> = vec![
+            ("BERTH_META".into(), format!("{}/{database}", admin_url.rsplit_once('/').expect("a database URL").0)),
+            ("BERTH_BLOBS".into(), test_bucket("")),
+            ("BERTH_MASTER_KEY_FILE".into(), keyring.display().to_string()),
+            ("BERTH_TRUSTED_PROXIES".into(), "127.0.0.1".into()),
+        ];
+        let mut all: Vec<(&str, &str)> = shared.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        all.extend_from_slice(env);
+        let (first, first_addr, metrics_addr) = Self::spawn_node(&[], data_dir, args, &all);
+        let (mut others, mut addrs) = (Vec::new(), vec![first_addr]);
+        for i in 2..=3 {
+            let dir = data_dir.with_file_name(format!("node{i}"));
+            let (child, addr, _) = Self::spawn_node(&[], &dir, args, &all);
+            others.push(child);
+            addrs.push(addr);
+        }
+        let (nginx, addr) = start_nginx(data_dir.parent().expect("a data directory in a directory"), &addrs);
+        let region = env.iter().find(|(k, _)| *k == "BERTH_REGION").map_or(REGION, |(_, v)| *v).to_string();
+        Berth {
+            child: Some(first),
+            addr,
+            metrics_addr,
+            region,
+            data_dir: data_dir.to_path_buf(),
+            cluster: Some(Cluster { others, nginx, admin_url, database, env: shared }),
+            _tmp: None,
+        }
+    }
+
+    /// One `berth serve`: its child, address and metrics address.
+    fn spawn_node(
+        wrapper: &[&str],
+        data_dir: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> (Child, SocketAddr, Option<SocketAddr>) {
         std::fs::create_dir_all(data_dir).expect("data dir");
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -208,8 +344,7 @@ impl Berth {
             stdout.read_line(&mut line).expect("read berth's metrics line");
             line.trim().strip_prefix("metrics on ").expect("metrics address").parse().expect("address")
         });
-        let region = env.iter().find(|(k, _)| *k == "BERTH_REGION").map_or(REGION, |(_, v)| *v).to_string();
-        Berth { child: Some(child), addr, metrics_addr, region, data_dir: data_dir.to_path_buf(), _tmp: None }
+        (child, addr, metrics_addr)
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -221,30 +356,51 @@ impl Berth {
         self.addr.to_string()
     }
 
-    /// Ends the server like a power cut: SIGKILL, no cleanup.
+    /// Ends the server like a power cut: SIGKILL, no cleanup (every node of a cluster).
     pub fn kill9(&mut self) {
-        if let Some(mut c) = self.child.take() {
+        let others = self.cluster.as_mut().map(|c| c.others.drain(..).collect::<Vec<_>>()).unwrap_or_default();
+        for mut c in self.child.take().into_iter().chain(others) {
             let _ = c.kill();
             let _ = c.wait();
         }
     }
 
-    /// SIGTERM and wait: a graceful shutdown.
+    /// SIGTERM and wait: a graceful shutdown (of every node; the first node's status).
     pub fn stop(&mut self) -> std::process::ExitStatus {
         let mut c = self.child.take().expect("running");
-        let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+        let mut others = self.cluster.as_mut().map(|c| c.others.drain(..).collect::<Vec<_>>()).unwrap_or_default();
+        for child in std::iter::once(&c).chain(others.iter()) {
+            let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+        }
+        for child in &mut others {
+            let _ = child.wait();
+        }
         c.wait().expect("wait")
     }
 
-    /// Runs another `berth` command (e.g. `fsck`) on this server's data directory.
+    /// Runs another `berth` command (e.g. `fsck`) on this server's data directory (and, in the
+    /// cluster run, on the cluster's stores).
     pub fn run(&self, args: &[&str]) -> Output {
-        Command::new(berth_bin()).args(args).arg("--data-dir").arg(&self.data_dir).output().expect("run berth")
+        let env = self.cluster.as_ref().map(|c| c.env.clone()).unwrap_or_default();
+        Command::new(berth_bin())
+            .args(args)
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .envs(env)
+            .output()
+            .expect("run berth")
     }
 }
 
 impl Drop for Berth {
     fn drop(&mut self) {
         self.kill9();
+        if let Some(mut cluster) = self.cluster.take() {
+            // SIGQUIT: the master stops its workers too (a SIGKILL would leave them running).
+            let _ = Command::new("kill").arg("-QUIT").arg(cluster.nginx.id().to_string()).status();
+            let _ = cluster.nginx.wait();
+            psql(&cluster.admin_url, &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", cluster.database));
+        }
     }
 }
 

@@ -31,40 +31,8 @@ def single_node(reason):
     return pytest.mark.skipif(CLUSTER, reason=f"single-node by nature: {reason}")
 
 
-# nginx as the documented load balancer: `Host` passed unchanged, bodies neither limited nor
-# buffered, the client's address and scheme forwarded; `servers` round-robin.
-NGINX_CONF = """
-daemon off;
-worker_processes 1;
-pid {d}/nginx.pid;
-error_log {d}/nginx-error.log;
-events {{ worker_connections 1024; }}
-http {{
-    access_log off;
-    client_body_temp_path {d}/body;
-    proxy_temp_path {d}/proxy;
-    fastcgi_temp_path {d}/fastcgi;
-    uwsgi_temp_path {d}/uwsgi;
-    scgi_temp_path {d}/scgi;
-    upstream berth {{ {servers} keepalive 16; }}
-    server {{
-        listen 127.0.0.1:{port};
-        client_max_body_size 0;
-        location / {{
-            proxy_pass http://berth;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_set_header Host $http_host;
-            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-            proxy_set_header X-Forwarded-Proto $scheme;
-            proxy_request_buffering off;
-            proxy_buffering off;
-            proxy_read_timeout 600s;
-            proxy_send_timeout 600s;
-        }}
-    }}
-}}
-"""
+# nginx as the documented load balancer (shared with the Rust harness).
+NGINX_CONF = ROOT / "tests" / "fixtures" / "nginx.conf"
 
 
 def free_port():
@@ -85,7 +53,8 @@ def start_nginx(d, upstreams):
     port = free_port()
     conf = os.path.join(d, "nginx.conf")
     with open(conf, "w") as f:
-        f.write(NGINX_CONF.format(d=d, servers=" ".join(f"server {h};" for h in upstreams), port=port))
+        servers = " ".join(f"server {h};" for h in upstreams)
+        f.write(NGINX_CONF.read_text().replace("@DIR@", d).replace("@SERVERS@", servers).replace("@PORT@", str(port)))
     proc = subprocess.Popen([nginx, "-c", conf, "-p", d], stderr=subprocess.DEVNULL)
     for _ in range(200):
         try:

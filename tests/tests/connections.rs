@@ -61,6 +61,11 @@ fn soft_open_files_limit(pid: u32) -> u64 {
 
 #[tokio::test]
 async fn the_open_files_limit_is_raised_and_idle_sockets_block_nobody() {
+    if single_node(
+        "one node's connection handling (limits, timeouts, drain, a full disk): behind nginx the client's connections end at nginx",
+    ) {
+        return;
+    }
     let b = Berth::start_under(&["prlimit", "--nofile=256:4096"], &[]);
     assert_eq!(soft_open_files_limit(b.pid()), 4096, "the soft limit is raised to the hard one at start");
     // More idle sockets than the limit the server was started with.
@@ -78,6 +83,11 @@ async fn the_open_files_limit_is_raised_and_idle_sockets_block_nobody() {
 
 #[tokio::test]
 async fn half_sent_and_idle_connections_are_closed() {
+    if single_node(
+        "one node's connection handling (limits, timeouts, drain, a full disk): behind nginx the client's connections end at nginx",
+    ) {
+        return;
+    }
     let b = Berth::start_env(&[("BERTH_HEADER_READ_TIMEOUT_SECONDS", "2"), ("BERTH_IDLE_TIMEOUT_SECONDS", "5")]);
     let auth = basic(&b);
 
@@ -111,6 +121,11 @@ async fn half_sent_and_idle_connections_are_closed() {
 
 #[tokio::test]
 async fn past_the_connection_cap_a_client_gets_503_at_once() {
+    if single_node(
+        "one node's connection handling (limits, timeouts, drain, a full disk): behind nginx the client's connections end at nginx",
+    ) {
+        return;
+    }
     let b = Berth::start_env(&[("BERTH_MAX_CONNECTIONS", "20")]);
     let mut held = Vec::new();
     for _ in 0..20 {
@@ -133,6 +148,11 @@ async fn past_the_connection_cap_a_client_gets_503_at_once() {
 
 #[tokio::test]
 async fn a_long_download_outlasts_the_header_and_idle_timeouts() {
+    if single_node(
+        "one node's connection handling (limits, timeouts, drain, a full disk): behind nginx the client's connections end at nginx",
+    ) {
+        return;
+    }
     let b = Berth::start_env(&[("BERTH_HEADER_READ_TIMEOUT_SECONDS", "1"), ("BERTH_IDLE_TIMEOUT_SECONDS", "2")]);
     let data = pseudo_random(31, 48 * 1024 * 1024);
     let d = push_blob(&b.client(), &b, "long/app", &data).await;
@@ -181,6 +201,11 @@ async fn patch_head(b: &Berth, auth: &str, path: &str, len: usize) -> TcpStream 
 
 #[tokio::test]
 async fn a_stalled_body_is_cut_off_and_a_slow_live_one_finishes() {
+    if single_node(
+        "one node's connection handling (limits, timeouts, drain, a full disk): behind nginx the client's connections end at nginx",
+    ) {
+        return;
+    }
     let b =
         Berth::start_env(&[("BERTH_MIN_UPLOAD_BYTES_PER_SECOND", "1024"), ("BERTH_MIN_UPLOAD_WINDOW_SECONDS", "2")]);
     let auth = basic(&b);
@@ -207,6 +232,11 @@ async fn a_stalled_body_is_cut_off_and_a_slow_live_one_finishes() {
 
 #[tokio::test]
 async fn sigterm_finishes_in_flight_requests_within_the_drain_period() {
+    if single_node(
+        "one node's connection handling (limits, timeouts, drain, a full disk): behind nginx the client's connections end at nginx",
+    ) {
+        return;
+    }
     let mut b =
         Berth::start_env(&[("BERTH_SHUTDOWN_DRAIN_SECONDS", "4"), ("BERTH_HEADER_READ_TIMEOUT_SECONDS", "120")]);
     let auth = basic(&b);
@@ -271,6 +301,11 @@ impl Drop for SmallDisk {
 
 #[tokio::test]
 async fn a_full_disk_is_the_servers_fault_and_space_freed_is_used_again() {
+    if single_node(
+        "one node's connection handling (limits, timeouts, drain, a full disk): behind nginx the client's connections end at nginx",
+    ) {
+        return;
+    }
     let disk = SmallDisk::mount(24);
     let mut b = Berth::start_in(&disk.data());
     b.create_on_push();

@@ -95,6 +95,11 @@ async fn push_loop(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn acknowledged_pushes_survive_kill_9() {
+    if single_node(
+        "kills the node and restarts it on its data directory (the cluster version is tests/py/test_cluster.py)",
+    ) {
+        return;
+    }
     let mut b = Berth::start();
     let base = b.url("");
     let client = b.client();

@@ -45,6 +45,9 @@ fn gc_json(b: &Berth, args: &[&str]) -> Value {
 
 #[tokio::test]
 async fn offline_gc_reclaims_deleted_images_and_abandoned_uploads() {
+    if single_node("offline `berth gc` holds one data directory's lock and reads its blob files") {
+        return;
+    }
     let mut b = Berth::start();
     let c = b.client();
     let shared = pseudo_random(1, 80_000);
@@ -96,6 +99,11 @@ async fn offline_gc_reclaims_deleted_images_and_abandoned_uploads() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn online_gc_never_takes_what_a_push_relies_on() {
+    if single_node(
+        "reads blob files in the data directory and one node's /metrics (the multi-node GC stress is tests/py/test_cluster.py)",
+    ) {
+        return;
+    }
     let b = Berth::start_env(&[
         ("BERTH_GC_INTERVAL_SECONDS", "1"),
         ("BERTH_GC_GRACE_SECONDS", "3"),

@@ -195,7 +195,12 @@ async fn sigv4_is_refused_where_aws_refuses_it() {
         .await
         .unwrap();
     let (status, kind, _) = exception(r).await;
-    assert_eq!((status, kind.as_str()), (400, "IncompleteSignatureException"));
+    if cluster_run() {
+        // nginx refuses a request with two Authorization headers itself, before any node.
+        assert_eq!(status, 400);
+    } else {
+        assert_eq!((status, kind.as_str()), (400, "IncompleteSignatureException"));
+    }
     let r = signed(&b, "DescribeRepositories", br#"{"repositoryNames":["kept"]}"#, "eu-west-1", "ecr", &[])
         .send()
         .await
@@ -237,7 +242,10 @@ async fn sigv4_is_refused_where_aws_refuses_it() {
         .await
         .unwrap();
     assert_eq!(r.status(), 400);
-    assert_eq!(error_code(r).await, "UNAUTHORIZED");
+    if !cluster_run() {
+        // (nginx, in front of the cluster, refuses it itself.)
+        assert_eq!(error_code(r).await, "UNAUTHORIZED");
+    }
     let r = Client::new().get(b.url("/v2/")).header("authorization", &basic).send().await.unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(header(&r, "x-berth-region"), "eu-west-1");
@@ -279,6 +287,9 @@ async fn the_credential_helper_signs_for_the_hosts_region() {
 
 #[tokio::test]
 async fn metrics_are_off_the_public_port_and_name_no_internal_key() {
+    if single_node("reads one node's /metrics, which counts only what nginx sent that node") {
+        return;
+    }
     let b = Berth::start_with(&["--metrics-listen", "127.0.0.1:0"]);
     b.create_on_push();
     let out = ok(b.run(&["admin", "create-account", "987654321098"]), "create-account");

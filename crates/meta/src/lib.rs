@@ -15,6 +15,7 @@ mod roles;
 mod sql;
 mod sqlite;
 pub mod testing;
+pub mod transfer;
 
 pub use postgres::PgMeta;
 pub use roles::{

@@ -19,6 +19,7 @@ pub mod scan;
 pub mod secrets;
 mod service;
 pub mod settings;
+pub mod transfer;
 
 pub use error::{RegistryError, is_storage_full, storage_full};
 pub use fsck::FsckReport;

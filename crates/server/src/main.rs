@@ -21,6 +21,7 @@ mod admin_socket;
 mod config;
 mod http;
 mod listener;
+mod migrate;
 mod schedule;
 mod stores;
 mod tls;
@@ -115,6 +116,16 @@ enum Command {
         #[command(subcommand)]
         command: VulndbCommand,
     },
+    /// Copy this (stopped) embedded data directory into PostgreSQL and S3: every table and
+    /// every blob, verified; run it again to resume an interrupted copy.
+    Migrate {
+        /// The PostgreSQL metadata store to copy into (an empty database).
+        #[arg(long)]
+        to_meta: String,
+        /// The S3 blob store to copy into, `s3://bucket[/prefix]?endpoint=…&region=…`.
+        #[arg(long)]
+        to_blobs: String,
+    },
     /// Manage users and access keys of the account (works while the server runs).
     Admin {
         #[command(subcommand)]
@@ -186,6 +197,7 @@ fn main() -> ExitCode {
         match cli.command.unwrap_or(Command::Serve) {
             Command::Serve => serve(config).await.map(|_| ExitCode::SUCCESS),
             Command::Fsck => fsck(config).await,
+            Command::Migrate { to_meta, to_blobs } => migrate::migrate(config, to_meta, to_blobs).await,
             Command::Admin { command } => admin::admin(config, command).await.map(|_| ExitCode::SUCCESS),
             Command::Vulndb { command } => vulndb(config, command).await.map(|_| ExitCode::SUCCESS),
             Command::Lifecycle { command } => lifecycle(config, command).await.map(|_| ExitCode::SUCCESS),

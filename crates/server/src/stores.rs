@@ -33,10 +33,16 @@ pub(crate) async fn open_meta(config: &Config) -> anyhow::Result<Arc<dyn MetaSto
             SqliteMeta::open(&config.data_dir.join("meta.db")).await.context("opening the metadata database")?,
         )),
         Some(url) if config.shared_meta() => {
-            let timeout = std::time::Duration::from_secs(config.meta_statement_timeout_seconds.max(1));
-            let meta = PgMeta::open(url, config.meta_max_connections, timeout)
-                .await
-                .map_err(|e| anyhow::anyhow!("the metadata database {}: {e}", redacted(url)))?;
+            let meta = open_postgres(config, url).await?;
+            if let Some(source) =
+                berth_meta::transfer::unfinished_import(&meta).await.map_err(|e| anyhow::anyhow!("{e}"))?
+            {
+                anyhow::bail!(
+                    "the metadata database {}: an import from {source} (berth migrate) has not finished: run it again \
+                     to complete it before starting nodes",
+                    redacted(url)
+                );
+            }
             Ok(Arc::new(meta))
         }
         Some(other) => anyhow::bail!(
@@ -44,6 +50,14 @@ pub(crate) async fn open_meta(config: &Config) -> anyhow::Result<Arc<dyn MetaSto
             redacted(other)
         ),
     }
+}
+
+/// The PostgreSQL metadata store at `url`, with the configured pool and timeouts.
+pub(crate) async fn open_postgres(config: &Config, url: &str) -> anyhow::Result<PgMeta> {
+    let timeout = std::time::Duration::from_secs(config.meta_statement_timeout_seconds.max(1));
+    PgMeta::open(url, config.meta_max_connections, timeout)
+        .await
+        .map_err(|e| anyhow::anyhow!("the metadata database {}: {e}", redacted(url)))
 }
 
 /// The blob store the configuration names, once it has answered: a bucket that is missing, or

@@ -42,11 +42,11 @@ fn backend(e: sqlx::Error) -> MetaError {
 }
 
 impl PgMeta {
-    fn writes(&self) -> &PgPool {
+    pub(crate) fn writes(&self) -> &PgPool {
         &self.pool
     }
 
-    fn reads(&self) -> &PgPool {
+    pub(crate) fn reads(&self) -> &PgPool {
         &self.pool
     }
 
@@ -315,7 +315,7 @@ impl MetaStore for PgMeta {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::sync::Arc;
 
     use super::*;
@@ -349,6 +349,11 @@ mod tests {
     }
 
     async fn fixture() -> (Scratch, Arc<dyn MetaStore>) {
+        let (scratch, meta) = scratch().await;
+        (scratch, Arc::new(meta))
+    }
+
+    pub(crate) async fn scratch() -> (Scratch, PgMeta) {
         let admin = std::env::var("BERTH_TEST_POSTGRES")
             .expect("BERTH_TEST_POSTGRES must name a PostgreSQL server (scripts/test starts one)");
         static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -363,7 +368,7 @@ mod tests {
             None => panic!("BERTH_TEST_POSTGRES must end in /<database>"),
         };
         let meta = PgMeta::open(&url, 16, Duration::from_secs(30)).await.unwrap();
-        (Scratch { admin, name }, Arc::new(meta))
+        (Scratch { admin, name }, meta)
     }
 
     crate::meta_store_conformance!(fixture);

@@ -46,11 +46,11 @@ fn backend(e: sqlx::Error) -> MetaError {
 }
 
 impl SqliteMeta {
-    fn writes(&self) -> &SqlitePool {
+    pub(crate) fn writes(&self) -> &SqlitePool {
         &self.writer
     }
 
-    fn reads(&self) -> &SqlitePool {
+    pub(crate) fn reads(&self) -> &SqlitePool {
         &self.reader
     }
 
