@@ -15,7 +15,7 @@ import uuid
 import pytest
 import requests
 
-from conftest import REGION, Berth, berth_bin, single_node
+from conftest import REGION, Berth, berth_bin, free_port, single_node
 
 pytestmark = single_node('it starts its own nodes on PostgreSQL')
 
@@ -173,3 +173,125 @@ def test_scheduled_work_runs_on_one_node_and_moves_when_its_node_dies(database, 
     finally:
         for n in nodes:
             n.stop()
+
+
+@pytest.fixture
+def own_postgres():
+    """A PostgreSQL server of this test's own, since the test restarts it: (URL of a fresh
+    database on it, restart(), terminate_connections())."""
+    import glob
+    import shutil
+
+    pg_bin = sorted(glob.glob("/usr/lib/postgresql/*/bin"))[-1]
+    d = tempfile.mkdtemp(prefix="berth-own-pg.")
+    shutil.chown(d, "postgres")
+    port = free_port()
+    as_pg = ["runuser", "-u", "postgres", "--"] if os.getuid() == 0 else []
+    subprocess.run(as_pg + [f"{pg_bin}/initdb", "-D", d, "-U", "postgres", "-A", "trust", "--no-sync"],
+                   check=True, capture_output=True)
+    ctl = as_pg + [f"{pg_bin}/pg_ctl", "-D", d, "-l", f"{d}/log", "-w"]
+    opts = ["-o", f"-c listen_addresses=127.0.0.1 -p {port} -k {d}"]
+    subprocess.run(ctl + ["start"] + opts, check=True, capture_output=True)
+    url = f"postgres://postgres@127.0.0.1:{port}/postgres"
+    psql(url, "CREATE DATABASE berth")
+    berth_url = f"postgres://postgres@127.0.0.1:{port}/berth"
+
+    def restart():
+        subprocess.run(ctl + ["-m", "fast", "restart"] + opts, check=True, capture_output=True)
+
+    def terminate_connections():
+        psql(url, "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = 'berth'")
+
+    yield berth_url, restart, terminate_connections
+    subprocess.run(ctl + ["-m", "immediate", "stop"], capture_output=True)
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def test_nodes_ride_out_a_database_restart_and_lost_connections(own_postgres, keyring, tmp_path):
+    """Every connection of the pools cut (pg_terminate_backend), then the server restarted:
+    requests meanwhile are answered 200 or, while the database is down, 503 UNAVAILABLE with
+    Retry-After (never another error, never a hang; in practice the pools wait for the server
+    and every answer is 200); a read whose connection is terminated while it runs is retried
+    on a new one and answered 200; afterwards both nodes serve again without a restart of
+    their own, and a change on one still reaches the other (the change feed listens again)."""
+    url, restart, terminate_connections = own_postgres
+    env = {"BERTH_META": url, "BERTH_MASTER_KEY_FILE": keyring}
+    for d in ("a", "b"):
+        os.makedirs(tmp_path / d)
+    a = Berth(str(tmp_path / "a"), extra_env=env)
+    b = Berth(str(tmp_path / "b"), extra_env=env)
+    try:
+        a.client().create_repository(repositoryName="app")
+        session = requests.Session()
+        session.auth = ("AWS", a.token())
+        r = session.get(f"{a.endpoint}/v2/")
+        assert r.status_code == 200
+        seen, stop = [], threading.Event()
+
+        def pull_loop():
+            while not stop.is_set():
+                for node in (a, b):
+                    try:
+                        r = session.get(f"{node.endpoint}/v2/app/tags/list", timeout=30)
+                        seen.append((r.status_code, r.headers.get("Retry-After"), r.text[:200]))
+                    except requests.RequestException as e:
+                        seen.append((None, None, str(e)))
+                time.sleep(0.02)
+
+        worker = threading.Thread(target=pull_loop)
+        worker.start()
+        time.sleep(0.5)
+        terminate_connections()
+        time.sleep(0.5)
+        restart()
+        time.sleep(3)
+        stop.set()
+        worker.join()
+        statuses = {s for s, _, _ in seen}
+        assert statuses <= {200, 503}, [x for x in seen if x[0] not in (200, 503)][:5]
+        for status, retry_after, body in seen:
+            if status == 503:
+                assert retry_after and "UNAVAILABLE" in body, (retry_after, body)
+        assert [s for s, _, _ in seen[-6:]] == [200] * 6, seen[-6:]
+
+        # A query cut off mid-flight: it waits on a lock another session holds, its connection
+        # is terminated, and the node runs it again on a new one (a read: safe to retry).
+        holder = subprocess.Popen(["psql", "-qtA", url], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        holder.stdin.write("BEGIN; LOCK TABLE tags IN ACCESS EXCLUSIVE MODE; SELECT 'locked';\n")
+        holder.stdin.flush()
+        assert holder.stdout.readline().strip() == "locked"
+        answer = []
+        reader = threading.Thread(target=lambda: answer.append(session.get(f"{a.endpoint}/v2/app/tags/list", timeout=60)))
+        reader.start()
+        waiting = "SELECT pid FROM pg_stat_activity WHERE datname = 'berth' AND wait_event_type = 'Lock'"
+        deadline = time.time() + 10
+        while not psql(url, waiting):
+            assert time.time() < deadline, "the request never reached the locked table"
+            time.sleep(0.02)
+        assert psql(url, f"SELECT count(pg_terminate_backend(pid)) FROM ({waiting}) w") == "1"
+        time.sleep(0.3)
+        holder.stdin.write("ROLLBACK;\n")
+        holder.stdin.close()
+        holder.wait(timeout=10)
+        reader.join(timeout=60)
+        assert answer and answer[0].status_code == 200, answer and answer[0].text
+
+        # Both nodes write and read again, and b hears of a key a deactivates (the change
+        # feed listens again).
+        iam = a.client("iam")
+        iam.create_user(UserName="ci")
+        iam.attach_user_policy(UserName="ci", PolicyArn="arn:aws:iam::aws:policy/AmazonEC2ContainerRegistryReadOnly")
+        ci = iam.create_access_key(UserName="ci")["AccessKey"]
+        on_b = b.client(key=ci["AccessKeyId"], secret=ci["SecretAccessKey"])
+        token = base64.b64decode(on_b.get_authorization_token()["authorizationData"][0]["authorizationToken"])
+        token = token.decode().split(":", 1)[1]
+        catalog = f"{b.endpoint}/v2/_catalog"
+        assert requests.get(catalog, auth=("AWS", token)).status_code == 200
+        iam.update_access_key(UserName="ci", AccessKeyId=ci["AccessKeyId"], Status="Inactive")
+        started = time.monotonic()
+        while requests.get(catalog, auth=("AWS", token)).status_code != 401:
+            assert time.monotonic() - started < 2.0, "the token still works on the other node after 2 s"
+            time.sleep(0.05)
+    finally:
+        a.stop()
+        b.stop()

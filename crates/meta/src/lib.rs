@@ -44,6 +44,16 @@ pub enum MetaError {
     AlreadyExists,
     #[error("metadata store: {0}")]
     Backend(String),
+    /// The database is passing through a state the request is not to blame for — a lost or
+    /// refused connection, a server restarting, a deadlock or serialization failure (the
+    /// transaction was rolled back): the request may be retried. The PostgreSQL store retries
+    /// what is safe to retry itself first.
+    #[error("metadata store unavailable: {0}")]
+    Unavailable(String),
+    /// Every connection was busy for the pool's whole acquire timeout: the request may be
+    /// retried later, but not at once (it waited already).
+    #[error("metadata store busy: {0}")]
+    Busy(String),
     /// The manifest is listed by these indexes and stays.
     #[error("manifest is listed by {0:?}")]
     ReferencedByIndex(Vec<String>),

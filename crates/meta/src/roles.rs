@@ -115,6 +115,10 @@ pub trait ContentStore: Send + Sync + 'static {
 
     async fn resolve_tag(&self, repository: &str, tag: &str) -> Result<Option<Digest>>;
 
+    /// The manifest a tag names, in one read: what `resolve_tag` and then `manifest` answer
+    /// (a pull by tag, the hot path, is one round trip to a server database).
+    async fn tagged_manifest(&self, repository: &str, tag: &str) -> Result<Option<StoredManifest>>;
+
     /// Deletes a manifest and the tags pointing at it; false if it was not there. A manifest
     /// an index of the repository lists is not deleted: `ReferencedByIndex`, decided in the
     /// same transaction, so an index put meanwhile cannot be left pointing at nothing.

@@ -236,7 +236,20 @@ pub async fn begin(from: &SqliteMeta, to: &PgMeta, source: &str) -> Result<()> {
         .fetch_optional(to.reads())
         .await
         .map_err(backend)?;
+    let finished: Option<i64> = sqlx::query_scalar("SELECT finished_at FROM data_imports WHERE source = $1")
+        .bind(source)
+        .fetch_optional(to.reads())
+        .await
+        .map_err(backend)?
+        .flatten();
     match begun {
+        // Finished: nodes may be running on it, and rows deleted there since would come back.
+        Some(s) if s == source && finished.is_some() => {
+            return Err(MetaError::Backend(format!(
+                "the import from {source} into this database finished already: it is in use now, migrate into an \
+                 empty database"
+            )));
+        }
         Some(s) if s == source => return Ok(()),
         Some(other) => {
             return Err(MetaError::Backend(format!(
@@ -287,7 +300,8 @@ fn batch_rows(columns: usize) -> usize {
 }
 
 /// Copies every carried table; the counts of every table of the embedded schema, carried or
-/// not, in load order. A table whose rows are all there already is not read again.
+/// not, in load order. Every table is read whole each run (a count that matches does not say
+/// the rows do); what is there already is left as it is.
 pub async fn copy_tables(
     from: &SqliteMeta,
     to: &PgMeta,
@@ -297,12 +311,7 @@ pub async fn copy_tables(
     for (table, columns) in plan(from, to).await? {
         let rows = source_rows(from, &table).await?;
         progress(TableProgress::Started { table: &table, rows });
-        let mut copied = 0;
-        if target_rows(to, &table).await? != rows {
-            copied = copy_table(from, to, &table, &columns, progress).await?;
-        } else {
-            progress(TableProgress::Rows(rows));
-        }
+        let copied = copy_table(from, to, &table, &columns, progress).await?;
         counts.push(TableCount {
             table: table.clone(),
             source_rows: rows,
@@ -494,6 +503,8 @@ mod tests {
 
         finish(&to, "/srv/a").await.unwrap();
         assert_eq!(unfinished_import(&to).await.unwrap(), None);
+        let again = begin(&from, &to, "/srv/a").await.unwrap_err().to_string();
+        assert!(again.contains("finished already"), "a finished import is not run again: {again}");
         // The identity sequence starts past the copied ids.
         to.create_repository("team/new", &crate::RepositorySettings::default(), &[]).await.unwrap();
     }

@@ -155,6 +155,10 @@ pub enum RegistryError {
     Internal(String),
     /// A full disk (the server's fault: `/v2/` answers 507, the ECR API `ServerException`).
     InsufficientStorage,
+    /// The metadata database is unavailable for a moment (restarting, a lost connection) and
+    /// retries did not bridge it: `/v2/` answers 503 with `Retry-After`, the ECR API
+    /// `ServerException`; the client may retry.
+    Unavailable(String),
 }
 
 /// Whether an IO error means the disk (or the quota) is full.
@@ -265,6 +269,7 @@ impl std::fmt::Display for RegistryError {
             ScanNotFound { digest } => write!(f, "no scan of the image {digest}"),
             Internal(m) => write!(f, "internal error: {m}"),
             InsufficientStorage => f.write_str("insufficient storage"),
+            Unavailable(_) => f.write_str("the registry's database is unavailable for a moment; retry shortly"),
         }
     }
 }
@@ -277,6 +282,7 @@ impl From<MetaError> for RegistryError {
             // Where the name is known, `RegistryError::in_repository` names it.
             MetaError::RepositoryNotFound => RegistryError::RepositoryNotFound { name: String::new() },
             MetaError::StorageFull(detail) => storage_full(&detail),
+            MetaError::Unavailable(detail) | MetaError::Busy(detail) => RegistryError::Unavailable(detail),
             other => RegistryError::Internal(other.to_string()),
         }
     }

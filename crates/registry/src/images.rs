@@ -101,13 +101,21 @@ impl Registry {
     pub async fn get_manifest(&self, name: &str, reference: &str, accept: &[&str]) -> Result<StoredManifest> {
         // A reference that is neither a tag nor a digest names no manifest that could exist:
         // not found, as the OCI conformance suite expects (only a PUT refuses it as invalid).
-        let digest = match self.resolve_reference(name, ImageRef::of_reference(reference)).await? {
-            Ok(d) => d,
-            Err(_) => return Err(self.not_found_in(name, manifest_unknown(reference)).await),
+        let found = match ImageRef::of_reference(reference) {
+            // By tag, the hot path: one read.
+            ImageRef { tag: Some(tag), .. } if validate_tag(tag).is_ok() => {
+                self.meta().tagged_manifest(name, tag).await?
+            }
+            id => match self.resolve_reference(name, id).await? {
+                Ok(digest) => self.meta().manifest(name, &digest).await?,
+                Err(_) => None,
+            },
         };
-        match self.meta().manifest(name, &digest).await? {
+        match found {
             // ECR answers pulls of archived images with 404 until they are restored.
-            Some(m) if m.archived => Err(RegistryError::ManifestArchived { reference: reference.to_string(), digest }),
+            Some(m) if m.archived => {
+                Err(RegistryError::ManifestArchived { reference: reference.to_string(), digest: m.digest })
+            }
             Some(m) if accepts(accept, &m.media_type) => {
                 self.check_pull_gate(&m)?;
                 Ok(m)

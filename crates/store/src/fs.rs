@@ -259,7 +259,17 @@ impl BlobStore for FsBlobStore {
 
     async fn upload_commit(&self, id: &str, offset: u64, _state: &UploadState, digest: &Digest) -> Result<u64> {
         let src = self.upload_path(id)?;
-        let file = not_found(OpenOptions::new().write(true).open(&src).await)?;
+        let file = match not_found(OpenOptions::new().write(true).open(&src).await) {
+            Ok(file) => file,
+            // Committed before, and its caller's record of the session outlived it: done.
+            Err(StoreError::NotFound) => {
+                return match fs::metadata(self.blob_path(digest)).await {
+                    Ok(m) if m.len() == offset => Ok(offset),
+                    _ => Err(StoreError::NotFound),
+                };
+            }
+            Err(e) => return Err(e),
+        };
         let size = file.metadata().await?.len();
         if size < offset {
             return Err(StoreError::Io(std::io::Error::other(format!("upload {id} holds {size} bytes, not {offset}"))));

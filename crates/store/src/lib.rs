@@ -77,8 +77,11 @@ pub trait BlobStore: Send + Sync + 'static {
     /// cannot read a session back before it is committed says so with `StoreError::Unsupported`.
     async fn upload_read(&self, id: &str, offset: u64, state: &UploadState) -> Result<ByteStream>;
     /// Makes the first `offset` bytes of a session durable and publishes them atomically as
-    /// the blob `digest`, then drops the session. The caller has verified the digest. If the
-    /// blob exists already, the session is dropped.
+    /// the blob `digest`, then drops the session (what appends the caller never acknowledged
+    /// wrote may be left for GC, which `upload_list` shows it). The caller has verified the
+    /// digest. If the blob exists already, it keeps its bytes (or gets the same bytes again)
+    /// and the session is dropped. Committing again a session that a commit already published
+    /// (its caller's record outlived it) succeeds.
     async fn upload_commit(&self, id: &str, offset: u64, state: &UploadState, digest: &Digest) -> Result<u64>;
     /// Drops a session and its bytes, with its last recorded state if there is one. Dropping a
     /// missing session is not an error.

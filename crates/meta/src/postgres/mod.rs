@@ -18,10 +18,10 @@ use crate::sql::*;
 use crate::{
     AccessKey, BlobBytesLock, CreationTemplate, Group, IdentityPolicySource, ImageFilter, ImageRecord, ImageScan,
     KeyChange, KeyUse, LifecycleEvent, ManagedPolicy, ManifestReferences, ManifestSummary, MetaError, MetaStore,
-    NewManifest, Principal, PullGate, Repository, RepositorySettings, Result, ScanJob, ScanOutcome, SealedKind,
-    StoredManifest, StoredSecret, Upload, VulnDbState, VulnRecord, now_ms,
+    NewManifest, Principal, Repository, RepositorySettings, Result, ScanJob, ScanOutcome, SealedKind, StoredManifest,
+    StoredSecret, Upload, VulnDbState, VulnRecord, now_ms,
 };
-use crate::{ActionKind, PullBlock, ScanStatus, ScanType};
+use crate::{ActionKind, PullBlock, ScanType};
 
 type Meta = PgMeta;
 type Db = Postgres;
@@ -38,7 +38,47 @@ pub struct PgMeta {
 fn backend(e: sqlx::Error) -> MetaError {
     // 53100 disk_full, 53400 configuration_limit_exceeded (a full tablespace shows as either).
     let full = matches!(&e, sqlx::Error::Database(d) if d.code().is_some_and(|c| c == "53100"));
-    if full { MetaError::StorageFull(e.to_string()) } else { MetaError::Backend(e.to_string()) }
+    if full {
+        MetaError::StorageFull(e.to_string())
+    } else if matches!(e, sqlx::Error::PoolTimedOut) {
+        MetaError::Busy(e.to_string())
+    } else if is_transient(&e) {
+        MetaError::Unavailable(e.to_string())
+    } else {
+        MetaError::Backend(e.to_string())
+    }
+}
+
+/// Whether an error is the database's passing state rather than the request's: the connection
+/// lost or refused, the server shutting down or starting (SQLSTATE class 08, 57P01-57P03, 53300
+/// too many connections), or the transaction rolled back by a deadlock (40P01) or serialization
+/// failure (40001). (No connection free within the pool's timeout is `Busy`, not retried.)
+fn is_transient(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_) | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(d) => d.code().is_some_and(|c| {
+            c.starts_with("08") || matches!(c.as_ref(), "40001" | "40P01" | "57P01" | "57P02" | "57P03" | "53300")
+        }),
+        _ => false,
+    }
+}
+
+/// A failed COMMIT: if the connection was lost on the way, whether the transaction committed is
+/// unknown, so it is never retried here (the protocol's 5xx; the client decides).
+fn commit_failed(e: sqlx::Error) -> MetaError {
+    match backend(e) {
+        MetaError::Unavailable(m) => MetaError::Backend(format!("the commit's outcome is unknown: {m}")),
+        other => other,
+    }
+}
+
+/// Runs a role method's body again after a transient error (`is_transient`), a few times with a
+/// growing pause (about 2 s in all): used for the methods a retry cannot change the outcome of,
+/// the reads and the single transactions whose COMMIT was not reached (`commit_failed`).
+macro_rules! retry_transient {
+    ($body:block) => {
+        dialect::retry_transient(|| async $body).await
+    };
 }
 
 impl PgMeta {
@@ -93,6 +133,26 @@ impl PgMeta {
 /// What PostgreSQL spells its own way, and the locks that stand in for SQLite's one writer.
 mod dialect {
     use super::*;
+
+    /// Pauses before the retries of `retry_transient!`.
+    const RETRY_PAUSES_MS: [u64; 4] = [50, 150, 450, 1350];
+
+    pub(super) async fn retry_transient<T, F, Fut>(mut attempt: F) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T>>,
+    {
+        for pause in RETRY_PAUSES_MS {
+            match attempt().await {
+                Err(MetaError::Unavailable(why)) => {
+                    tracing::debug!(error = %why, pause_ms = pause, "the metadata database is unavailable; retrying");
+                    tokio::time::sleep(Duration::from_millis(pause)).await;
+                }
+                done => return done,
+            }
+        }
+        attempt().await
+    }
 
     /// Advisory locks of the two-key space (which no one-key lock overlaps), one per digest,
     /// in the transaction of a connection from the lock pool: commits wait here while holding

@@ -16,33 +16,37 @@ impl AccountStore for Meta {
     }
 
     async fn first_account(&self) -> Result<Option<String>> {
-        sqlx::query_scalar("SELECT id FROM accounts ORDER BY created_at, id LIMIT 1")
-            .fetch_optional(self.reads())
-            .await
-            .map_err(backend)
+        retry_transient!({
+            sqlx::query_scalar("SELECT id FROM accounts ORDER BY created_at, id LIMIT 1")
+                .fetch_optional(self.reads())
+                .await
+                .map_err(backend)
+        })
     }
 
     async fn first_account_or_create(&self, candidate: &str) -> Result<(String, bool)> {
-        let mut tx = self.writes().begin().await.map_err(backend)?;
-        dialect::lock_accounts(&mut tx).await?;
-        let first: Option<String> = sqlx::query_scalar("SELECT id FROM accounts ORDER BY created_at, id LIMIT 1")
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(backend)?;
-        let answer = match first {
-            Some(id) => (id, false),
-            None => {
-                sqlx::query("INSERT INTO accounts (id, created_at) VALUES ($1, $2)")
-                    .bind(candidate)
-                    .bind(now_ms())
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(backend)?;
-                (candidate.to_string(), true)
-            }
-        };
-        tx.commit().await.map_err(backend)?;
-        Ok(answer)
+        retry_transient!({
+            let mut tx = self.writes().begin().await.map_err(backend)?;
+            dialect::lock_accounts(&mut tx).await?;
+            let first: Option<String> = sqlx::query_scalar("SELECT id FROM accounts ORDER BY created_at, id LIMIT 1")
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(backend)?;
+            let answer = match first {
+                Some(id) => (id, false),
+                None => {
+                    sqlx::query("INSERT INTO accounts (id, created_at) VALUES ($1, $2)")
+                        .bind(candidate)
+                        .bind(now_ms())
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(backend)?;
+                    (candidate.to_string(), true)
+                }
+            };
+            tx.commit().await.map_err(commit_failed)?;
+            Ok(answer)
+        })
     }
 
     async fn create_principal(&self, p: &Principal) -> Result<()> {
@@ -59,26 +63,30 @@ impl AccountStore for Meta {
     }
 
     async fn principal_by_name(&self, account_id: &str, name: &str) -> Result<Option<Principal>> {
-        let row = sqlx::query(
-            "SELECT id, account_id, name, kind, created_at FROM principals WHERE account_id = $1 AND name = $2",
-        )
-        .bind(account_id)
-        .bind(name)
-        .fetch_optional(self.reads())
-        .await
-        .map_err(backend)?;
-        Ok(row.map(|r| principal_from_row(&r, 0)))
+        retry_transient!({
+            let row = sqlx::query(
+                "SELECT id, account_id, name, kind, created_at FROM principals WHERE account_id = $1 AND name = $2",
+            )
+            .bind(account_id)
+            .bind(name)
+            .fetch_optional(self.reads())
+            .await
+            .map_err(backend)?;
+            Ok(row.map(|r| principal_from_row(&r, 0)))
+        })
     }
 
     async fn list_principals(&self, account_id: &str) -> Result<Vec<Principal>> {
-        let rows = sqlx::query(
-            "SELECT id, account_id, name, kind, created_at FROM principals WHERE account_id = $1 ORDER BY name",
-        )
-        .bind(account_id)
-        .fetch_all(self.reads())
-        .await
-        .map_err(backend)?;
-        Ok(rows.iter().map(|r| principal_from_row(r, 0)).collect())
+        retry_transient!({
+            let rows = sqlx::query(
+                "SELECT id, account_id, name, kind, created_at FROM principals WHERE account_id = $1 ORDER BY name",
+            )
+            .bind(account_id)
+            .fetch_all(self.reads())
+            .await
+            .map_err(backend)?;
+            Ok(rows.iter().map(|r| principal_from_row(r, 0)).collect())
+        })
     }
 
     async fn create_access_key(&self, k: &AccessKey) -> Result<()> {
@@ -97,55 +105,61 @@ impl AccountStore for Meta {
     }
 
     async fn create_first_access_key(&self, k: &AccessKey) -> Result<bool> {
-        let mut tx = self.writes().begin().await.map_err(backend)?;
-        dialect::lock_principal(&mut tx, &k.principal_id).await?;
-        let has_key: Option<i64> =
-            sqlx::query_scalar("SELECT CAST(1 AS BIGINT) FROM access_keys WHERE principal_id = $1 LIMIT 1")
-                .bind(&k.principal_id)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(backend)?;
-        if has_key.is_some() {
-            return Ok(false);
-        }
-        sqlx::query(
-            "INSERT INTO access_keys (access_key_id, principal_id, sealed_secret, status, created_at) VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(&k.access_key_id)
-        .bind(&k.principal_id)
-        .bind(&k.sealed_secret)
-        .bind(if k.active { "Active" } else { "Inactive" })
-        .bind(k.created_at)
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| if is_unique_violation(&e) { MetaError::AlreadyExists } else { backend(e) })?;
-        tx.commit().await.map_err(backend)?;
-        Ok(true)
+        retry_transient!({
+            let mut tx = self.writes().begin().await.map_err(backend)?;
+            dialect::lock_principal(&mut tx, &k.principal_id).await?;
+            let has_key: Option<i64> =
+                sqlx::query_scalar("SELECT CAST(1 AS BIGINT) FROM access_keys WHERE principal_id = $1 LIMIT 1")
+                    .bind(&k.principal_id)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(backend)?;
+            if has_key.is_some() {
+                return Ok(false);
+            }
+            sqlx::query(
+                "INSERT INTO access_keys (access_key_id, principal_id, sealed_secret, status, created_at) VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(&k.access_key_id)
+            .bind(&k.principal_id)
+            .bind(&k.sealed_secret)
+            .bind(if k.active { "Active" } else { "Inactive" })
+            .bind(k.created_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| if is_unique_violation(&e) { MetaError::AlreadyExists } else { backend(e) })?;
+            tx.commit().await.map_err(commit_failed)?;
+            Ok(true)
+        })
     }
 
     async fn access_key(&self, access_key_id: &str) -> Result<Option<(AccessKey, Principal)>> {
-        // A constant column list, no input: safe to format in.
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {ACCESS_KEY_COLUMNS}, p.id, p.account_id, p.name, p.kind, p.created_at \
-             FROM access_keys k JOIN principals p ON p.id = k.principal_id WHERE k.access_key_id = $1"
-        )))
-        .bind(access_key_id)
-        .fetch_optional(self.reads())
-        .await
-        .map_err(backend)?;
-        Ok(row.map(|r| (access_key_from_row(&r), principal_from_row(&r, 8))))
+        retry_transient!({
+            // A constant column list, no input: safe to format in.
+            let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT {ACCESS_KEY_COLUMNS}, p.id, p.account_id, p.name, p.kind, p.created_at \
+                 FROM access_keys k JOIN principals p ON p.id = k.principal_id WHERE k.access_key_id = $1"
+            )))
+            .bind(access_key_id)
+            .fetch_optional(self.reads())
+            .await
+            .map_err(backend)?;
+            Ok(row.map(|r| (access_key_from_row(&r), principal_from_row(&r, 8))))
+        })
     }
 
     async fn list_access_keys(&self, principal_id: &str) -> Result<Vec<AccessKey>> {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {ACCESS_KEY_COLUMNS} FROM access_keys k \
-             WHERE k.principal_id = $1 ORDER BY k.created_at, k.access_key_id"
-        )))
-        .bind(principal_id)
-        .fetch_all(self.reads())
-        .await
-        .map_err(backend)?;
-        Ok(rows.iter().map(access_key_from_row).collect())
+        retry_transient!({
+            let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT {ACCESS_KEY_COLUMNS} FROM access_keys k \
+                 WHERE k.principal_id = $1 ORDER BY k.created_at, k.access_key_id"
+            )))
+            .bind(principal_id)
+            .fetch_all(self.reads())
+            .await
+            .map_err(backend)?;
+            Ok(rows.iter().map(access_key_from_row).collect())
+        })
     }
 
     async fn update_access_key_status(
@@ -154,67 +168,73 @@ impl AccountStore for Meta {
         active: bool,
         keep_another_active: bool,
     ) -> Result<KeyChange> {
-        let guard = keep_another_active && !active;
-        let mut tx = self.writes().begin().await.map_err(backend)?;
-        dialect::lock_principal_keys(&mut tx, access_key_id).await?;
-        let r = sqlx::query(
-            "UPDATE access_keys SET status = $2 WHERE access_key_id = $1 \
-             AND (NOT $3 OR status <> 'Active' OR EXISTS (SELECT CAST(1 AS BIGINT) FROM access_keys o \
-                  WHERE o.principal_id = access_keys.principal_id AND o.access_key_id <> access_keys.access_key_id \
-                  AND o.status = 'Active'))",
-        )
-        .bind(access_key_id)
-        .bind(if active { "Active" } else { "Inactive" })
-        .bind(guard)
-        .execute(&mut *tx)
-        .await
-        .map_err(backend)?;
-        let change = key_change(&mut tx, access_key_id, r.rows_affected()).await?;
-        tx.commit().await.map_err(backend)?;
-        Ok(change)
+        retry_transient!({
+            let guard = keep_another_active && !active;
+            let mut tx = self.writes().begin().await.map_err(backend)?;
+            dialect::lock_principal_keys(&mut tx, access_key_id).await?;
+            let r = sqlx::query(
+                "UPDATE access_keys SET status = $2 WHERE access_key_id = $1 \
+                 AND (NOT $3 OR status <> 'Active' OR EXISTS (SELECT CAST(1 AS BIGINT) FROM access_keys o \
+                      WHERE o.principal_id = access_keys.principal_id AND o.access_key_id <> access_keys.access_key_id \
+                      AND o.status = 'Active'))",
+            )
+            .bind(access_key_id)
+            .bind(if active { "Active" } else { "Inactive" })
+            .bind(guard)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+            let change = key_change(&mut tx, access_key_id, r.rows_affected()).await?;
+            tx.commit().await.map_err(commit_failed)?;
+            Ok(change)
+        })
     }
 
     async fn delete_access_key(&self, access_key_id: &str, keep_another_active: bool) -> Result<KeyChange> {
-        let mut tx = self.writes().begin().await.map_err(backend)?;
-        dialect::lock_principal_keys(&mut tx, access_key_id).await?;
-        let principal: Option<String> = sqlx::query_scalar(
-            "DELETE FROM access_keys WHERE access_key_id = $1 \
-             AND (NOT $2 OR status <> 'Active' OR EXISTS (SELECT CAST(1 AS BIGINT) FROM access_keys o \
-                  WHERE o.principal_id = access_keys.principal_id AND o.access_key_id <> access_keys.access_key_id \
-                  AND o.status = 'Active')) RETURNING principal_id",
-        )
-        .bind(access_key_id)
-        .bind(keep_another_active)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(backend)?;
-        let change = match principal {
-            Some(principal) => {
-                sqlx::query(
-                    "INSERT INTO deleted_access_keys (access_key_id, principal_id, deleted_at) VALUES ($1, $2, $3) \
-                     ON CONFLICT (access_key_id) DO NOTHING",
-                )
-                .bind(access_key_id)
-                .bind(principal)
-                .bind(now_ms())
-                .execute(&mut *tx)
-                .await
-                .map_err(backend)?;
-                KeyChange::Done
-            }
-            None => key_change(&mut tx, access_key_id, 0).await?,
-        };
-        tx.commit().await.map_err(backend)?;
-        Ok(change)
+        retry_transient!({
+            let mut tx = self.writes().begin().await.map_err(backend)?;
+            dialect::lock_principal_keys(&mut tx, access_key_id).await?;
+            let principal: Option<String> = sqlx::query_scalar(
+                "DELETE FROM access_keys WHERE access_key_id = $1 \
+                 AND (NOT $2 OR status <> 'Active' OR EXISTS (SELECT CAST(1 AS BIGINT) FROM access_keys o \
+                      WHERE o.principal_id = access_keys.principal_id AND o.access_key_id <> access_keys.access_key_id \
+                      AND o.status = 'Active')) RETURNING principal_id",
+            )
+            .bind(access_key_id)
+            .bind(keep_another_active)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(backend)?;
+            let change = match principal {
+                Some(principal) => {
+                    sqlx::query(
+                        "INSERT INTO deleted_access_keys (access_key_id, principal_id, deleted_at) VALUES ($1, $2, $3) \
+                         ON CONFLICT (access_key_id) DO NOTHING",
+                    )
+                    .bind(access_key_id)
+                    .bind(principal)
+                    .bind(now_ms())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(backend)?;
+                    KeyChange::Done
+                }
+                None => key_change(&mut tx, access_key_id, 0).await?,
+            };
+            tx.commit().await.map_err(commit_failed)?;
+            Ok(change)
+        })
     }
 
     async fn access_key_deleted(&self, access_key_id: &str) -> Result<bool> {
-        let found: Option<i64> = sqlx::query_scalar("SELECT CAST(1 AS BIGINT) FROM deleted_access_keys WHERE access_key_id = $1")
-            .bind(access_key_id)
-            .fetch_optional(self.reads())
-            .await
-            .map_err(backend)?;
-        Ok(found.is_some())
+        retry_transient!({
+            let found: Option<i64> = sqlx::query_scalar("SELECT CAST(1 AS BIGINT) FROM deleted_access_keys WHERE access_key_id = $1")
+                .bind(access_key_id)
+                .fetch_optional(self.reads())
+                .await
+                .map_err(backend)?;
+            Ok(found.is_some())
+        })
     }
 
     async fn record_access_key_use(&self, access_key_id: &str, used: &KeyUse) -> Result<()> {
@@ -250,22 +270,24 @@ impl AccountStore for Meta {
     }
 
     async fn delete_principal(&self, principal_id: &str) -> Result<bool> {
-        let mut tx = self.writes().begin().await.map_err(backend)?;
-        for sql in [
-            "DELETE FROM iam_inline_policies WHERE owner_id = $1",
-            "DELETE FROM iam_policy_attachments WHERE owner_id = $1",
-            "DELETE FROM iam_group_members WHERE principal_id = $1",
-            "DELETE FROM access_keys WHERE principal_id = $1",
-        ] {
-            sqlx::query(sql).bind(principal_id).execute(&mut *tx).await.map_err(backend)?;
-        }
-        let r = sqlx::query("DELETE FROM principals WHERE id = $1 AND kind = 'user'")
-            .bind(principal_id)
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
-        tx.commit().await.map_err(backend)?;
-        Ok(r.rows_affected() > 0)
+        retry_transient!({
+            let mut tx = self.writes().begin().await.map_err(backend)?;
+            for sql in [
+                "DELETE FROM iam_inline_policies WHERE owner_id = $1",
+                "DELETE FROM iam_policy_attachments WHERE owner_id = $1",
+                "DELETE FROM iam_group_members WHERE principal_id = $1",
+                "DELETE FROM access_keys WHERE principal_id = $1",
+            ] {
+                sqlx::query(sql).bind(principal_id).execute(&mut *tx).await.map_err(backend)?;
+            }
+            let r = sqlx::query("DELETE FROM principals WHERE id = $1 AND kind = 'user'")
+                .bind(principal_id)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+            tx.commit().await.map_err(commit_failed)?;
+            Ok(r.rows_affected() > 0)
+        })
     }
 }
 
@@ -349,6 +371,8 @@ impl SecretStore for Meta {
     }
 
     async fn erase_freed_space(&self) -> Result<()> {
-        dialect::erase_freed_space(self).await
+        retry_transient!({
+            dialect::erase_freed_space(self).await
+        })
     }
 }

@@ -12,67 +12,73 @@ impl ContentStore for Meta {
         size: u64,
         finished_upload: Option<&str>,
     ) -> Result<bool> {
-        let mut tx = self.writes().begin().await.map_err(backend)?;
-        dialect::push_lock(&mut tx).await?;
-        let id = repo_id(&mut tx, repository).await?;
-        let now = now_ms();
-        sqlx::query("INSERT INTO blobs (digest, size, created_at) VALUES ($1, $2, $3) ON CONFLICT (digest) DO NOTHING")
-            .bind(digest.as_str())
-            .bind(size as i64)
-            .bind(now)
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
-        let held = dialect::link(&mut tx, id, digest, now).await?;
-        if let Some(upload) = finished_upload {
-            sqlx::query("DELETE FROM uploads WHERE id = $1").bind(upload).execute(&mut *tx).await.map_err(backend)?;
-        }
-        tx.commit().await.map_err(backend)?;
-        Ok(held)
+        retry_transient!({
+            let mut tx = self.writes().begin().await.map_err(backend)?;
+            dialect::push_lock(&mut tx).await?;
+            let id = repo_id(&mut tx, repository).await?;
+            let now = now_ms();
+            sqlx::query("INSERT INTO blobs (digest, size, created_at) VALUES ($1, $2, $3) ON CONFLICT (digest) DO NOTHING")
+                .bind(digest.as_str())
+                .bind(size as i64)
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+            let held = dialect::link(&mut tx, id, digest, now).await?;
+            if let Some(upload) = finished_upload {
+                sqlx::query("DELETE FROM uploads WHERE id = $1").bind(upload).execute(&mut *tx).await.map_err(backend)?;
+            }
+            tx.commit().await.map_err(commit_failed)?;
+            Ok(held)
+        })
     }
 
     async fn mount_blob(&self, from: &str, to: &str, digest: &Digest) -> Result<bool> {
-        let mut tx = self.writes().begin().await.map_err(backend)?;
-        dialect::push_lock(&mut tx).await?;
-        let to_id = repo_id(&mut tx, to).await?;
-        let held: Option<i64> = sqlx::query_scalar(
-            "SELECT CAST(1 AS BIGINT) FROM repository_blobs rb JOIN repositories r ON r.id = rb.repository_id \
-             WHERE r.name = $1 AND rb.digest = $2",
-        )
-        .bind(from)
-        .bind(digest.as_str())
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(backend)?;
-        if held.is_none() {
-            return Ok(false);
-        }
-        sqlx::query(
-            "INSERT INTO repository_blobs (repository_id, digest, linked_at) VALUES ($1, $2, $3) \
-             ON CONFLICT (repository_id, digest) DO UPDATE SET linked_at = excluded.linked_at",
-        )
-        .bind(to_id)
-        .bind(digest.as_str())
-        .bind(now_ms())
-        .execute(&mut *tx)
-        .await
-        .map_err(backend)?;
-        tx.commit().await.map_err(backend)?;
-        Ok(true)
+        retry_transient!({
+            let mut tx = self.writes().begin().await.map_err(backend)?;
+            dialect::push_lock(&mut tx).await?;
+            let to_id = repo_id(&mut tx, to).await?;
+            let held: Option<i64> = sqlx::query_scalar(
+                "SELECT CAST(1 AS BIGINT) FROM repository_blobs rb JOIN repositories r ON r.id = rb.repository_id \
+                 WHERE r.name = $1 AND rb.digest = $2",
+            )
+            .bind(from)
+            .bind(digest.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(backend)?;
+            if held.is_none() {
+                return Ok(false);
+            }
+            sqlx::query(
+                "INSERT INTO repository_blobs (repository_id, digest, linked_at) VALUES ($1, $2, $3) \
+                 ON CONFLICT (repository_id, digest) DO UPDATE SET linked_at = excluded.linked_at",
+            )
+            .bind(to_id)
+            .bind(digest.as_str())
+            .bind(now_ms())
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+            tx.commit().await.map_err(commit_failed)?;
+            Ok(true)
+        })
     }
 
     async fn linked_blob(&self, repository: &str, digest: &Digest) -> Result<Option<u64>> {
-        let size: Option<i64> = sqlx::query_scalar(
-            "SELECT b.size FROM repository_blobs rb \
-             JOIN repositories r ON r.id = rb.repository_id JOIN blobs b ON b.digest = rb.digest \
-             WHERE r.name = $1 AND rb.digest = $2",
-        )
-        .bind(repository)
-        .bind(digest.as_str())
-        .fetch_optional(self.reads())
-        .await
-        .map_err(backend)?;
-        Ok(size.map(|s| s as u64))
+        retry_transient!({
+            let size: Option<i64> = sqlx::query_scalar(
+                "SELECT b.size FROM repository_blobs rb \
+                 JOIN repositories r ON r.id = rb.repository_id JOIN blobs b ON b.digest = rb.digest \
+                 WHERE r.name = $1 AND rb.digest = $2",
+            )
+            .bind(repository)
+            .bind(digest.as_str())
+            .fetch_optional(self.reads())
+            .await
+            .map_err(backend)?;
+            Ok(size.map(|s| s as u64))
+        })
     }
 
     async fn put_manifest(
@@ -82,153 +88,166 @@ impl ContentStore for Meta {
         tags: &[String],
         immutable_tags: &[String],
     ) -> Result<()> {
-        let mut tx = self.writes().begin().await.map_err(backend)?;
-        dialect::push_lock(&mut tx).await?;
-        let id = repo_id(&mut tx, repository).await?;
-        for tag in immutable_tags {
-            let current: Option<String> =
-                sqlx::query_scalar("SELECT digest FROM tags WHERE repository_id = $1 AND tag = $2")
-                    .bind(id)
-                    .bind(tag)
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(backend)?;
-            if current.is_some_and(|d| d != m.digest.as_str()) {
-                return Err(MetaError::TagImmutable(tag.clone()));
+        retry_transient!({
+            let mut tx = self.writes().begin().await.map_err(backend)?;
+            dialect::push_lock(&mut tx).await?;
+            let id = repo_id(&mut tx, repository).await?;
+            for tag in immutable_tags {
+                let current: Option<String> =
+                    sqlx::query_scalar("SELECT digest FROM tags WHERE repository_id = $1 AND tag = $2")
+                        .bind(id)
+                        .bind(tag)
+                        .fetch_optional(&mut *tx)
+                        .await
+                        .map_err(backend)?;
+                if current.is_some_and(|d| d != m.digest.as_str()) {
+                    return Err(MetaError::TagImmutable(tag.clone()));
+                }
             }
-        }
-        let missing_blobs =
-            missing(&mut tx, "SELECT CAST(1 AS BIGINT) FROM repository_blobs WHERE repository_id = $1 AND digest = $2", id, &m.blobs)
-                .await?;
-        let missing_manifests =
-            missing(&mut tx, "SELECT CAST(1 AS BIGINT) FROM manifests WHERE repository_id = $1 AND digest = $2", id, &m.manifests)
-                .await?;
-        if !missing_blobs.is_empty() || !missing_manifests.is_empty() {
-            return Err(MetaError::MissingReferences { blobs: missing_blobs, manifests: missing_manifests });
-        }
-        let now = now_ms();
-        sqlx::query(
-            "INSERT INTO manifests (repository_id, digest, media_type, artifact_type, subject, annotations, size, content, pushed_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (repository_id, digest) DO UPDATE \
-             SET storage_class = 'STANDARD', last_activated_at = excluded.pushed_at WHERE manifests.storage_class = 'ARCHIVE'",
-        )
-        .bind(id)
-        .bind(m.digest.as_str())
-        .bind(&m.media_type)
-        .bind(&m.artifact_type)
-        .bind(m.subject.as_ref().map(|s| s.as_str()))
-        .bind(&m.annotations)
-        .bind(m.content.len() as i64)
-        .bind(&m.content)
-        .bind(now)
-        .execute(&mut *tx)
-        .await
-        .map_err(backend)?;
-        let refs = m.blobs.iter().map(|d| (d, "blob")).chain(m.manifests.iter().map(|d| (d, "manifest")));
-        for (child, kind) in refs {
+            let missing_blobs =
+                missing(&mut tx, "SELECT CAST(1 AS BIGINT) FROM repository_blobs WHERE repository_id = $1 AND digest = $2", id, &m.blobs)
+                    .await?;
+            let missing_manifests =
+                missing(&mut tx, "SELECT CAST(1 AS BIGINT) FROM manifests WHERE repository_id = $1 AND digest = $2", id, &m.manifests)
+                    .await?;
+            if !missing_blobs.is_empty() || !missing_manifests.is_empty() {
+                return Err(MetaError::MissingReferences { blobs: missing_blobs, manifests: missing_manifests });
+            }
+            let now = now_ms();
             sqlx::query(
-                "INSERT INTO manifest_references (repository_id, manifest_digest, child_digest, child_kind) \
-                 VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+                "INSERT INTO manifests (repository_id, digest, media_type, artifact_type, subject, annotations, size, content, pushed_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (repository_id, digest) DO UPDATE \
+                 SET storage_class = 'STANDARD', last_activated_at = excluded.pushed_at WHERE manifests.storage_class = 'ARCHIVE'",
             )
             .bind(id)
             .bind(m.digest.as_str())
-            .bind(child.as_str())
-            .bind(kind)
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
-        }
-        for tag in tags {
-            // An immutable tag moves only onto its own digest: checked in the upsert itself, so a
-            // racing push of the same tag (which waits on the row) finds the winner's digest.
-            let immutable = immutable_tags.contains(tag);
-            let written = sqlx::query(
-                "INSERT INTO tags (repository_id, tag, digest, updated_at) VALUES ($1, $2, $3, $4) \
-                 ON CONFLICT (repository_id, tag) DO UPDATE SET digest = excluded.digest, updated_at = excluded.updated_at \
-                 WHERE NOT $5 OR tags.digest = excluded.digest",
-            )
-            .bind(id)
-            .bind(tag)
-            .bind(m.digest.as_str())
+            .bind(&m.media_type)
+            .bind(&m.artifact_type)
+            .bind(m.subject.as_ref().map(|s| s.as_str()))
+            .bind(&m.annotations)
+            .bind(m.content.len() as i64)
+            .bind(&m.content)
             .bind(now)
-            .bind(immutable)
             .execute(&mut *tx)
             .await
             .map_err(backend)?;
-            if written.rows_affected() == 0 {
-                return Err(MetaError::TagImmutable(tag.clone()));
+            let refs = m.blobs.iter().map(|d| (d, "blob")).chain(m.manifests.iter().map(|d| (d, "manifest")));
+            for (child, kind) in refs {
+                sqlx::query(
+                    "INSERT INTO manifest_references (repository_id, manifest_digest, child_digest, child_kind) \
+                     VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+                )
+                .bind(id)
+                .bind(m.digest.as_str())
+                .bind(child.as_str())
+                .bind(kind)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
             }
-        }
-        tx.commit().await.map_err(backend)
+            for tag in tags {
+                // An immutable tag moves only onto its own digest: checked in the upsert itself, so a
+                // racing push of the same tag (which waits on the row) finds the winner's digest.
+                let immutable = immutable_tags.contains(tag);
+                let written = sqlx::query(
+                    "INSERT INTO tags (repository_id, tag, digest, updated_at) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (repository_id, tag) DO UPDATE SET digest = excluded.digest, updated_at = excluded.updated_at \
+                     WHERE NOT $5 OR tags.digest = excluded.digest",
+                )
+                .bind(id)
+                .bind(tag)
+                .bind(m.digest.as_str())
+                .bind(now)
+                .bind(immutable)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+                if written.rows_affected() == 0 {
+                    return Err(MetaError::TagImmutable(tag.clone()));
+                }
+            }
+            tx.commit().await.map_err(commit_failed)
+        })
     }
 
     async fn manifest(&self, repository: &str, digest: &Digest) -> Result<Option<StoredManifest>> {
-        type Row = (String, Vec<u8>, String, Option<String>, Option<String>, Option<String>);
-        let row = sqlx::query_as::<_, Row>(
-            "SELECT m.media_type, m.content, m.storage_class, r.pull_block_severity, s.status, s.counts \
-             FROM manifests m JOIN repositories r ON r.id = m.repository_id \
-             LEFT JOIN image_scans s ON s.repository_id = m.repository_id AND s.digest = m.digest \
-             WHERE r.name = $1 AND m.digest = $2",
-        )
-        .bind(repository)
-        .bind(digest.as_str())
-        .fetch_optional(self.reads())
-        .await
-        .map_err(backend)?;
-        let Some((media_type, content, class, block_severity, scan_status, scan_counts)) = row else {
-            return Ok(None);
-        };
-        let block_severity =
-            block_severity.map(|s| stored("pull policy", &s, |s| PullBlock::parse(s).ok())).transpose()?;
-        let scan_status = scan_status.map(|s| stored("scan status", &s, ScanStatus::parse)).transpose()?;
-        Ok(Some(StoredManifest {
-            digest: digest.clone(),
-            media_type,
-            content,
-            archived: class == "ARCHIVE",
-            pull_gate: PullGate { block_severity, scan_status, scan_counts },
-        }))
+        retry_transient!({
+            let row = sqlx::query_as::<_, StoredManifestRow>(
+                "SELECT m.digest, m.media_type, m.content, m.storage_class, r.pull_block_severity, s.status, s.counts \
+                 FROM manifests m JOIN repositories r ON r.id = m.repository_id \
+                 LEFT JOIN image_scans s ON s.repository_id = m.repository_id AND s.digest = m.digest \
+                 WHERE r.name = $1 AND m.digest = $2",
+            )
+            .bind(repository)
+            .bind(digest.as_str())
+            .fetch_optional(self.reads())
+            .await
+            .map_err(backend)?;
+            row.map(stored_manifest_from_row).transpose()
+        })
+    }
+
+    async fn tagged_manifest(&self, repository: &str, tag: &str) -> Result<Option<StoredManifest>> {
+        retry_transient!({
+            let row = sqlx::query_as::<_, StoredManifestRow>(
+                "SELECT m.digest, m.media_type, m.content, m.storage_class, r.pull_block_severity, s.status, s.counts \
+                 FROM tags t JOIN repositories r ON r.id = t.repository_id \
+                 JOIN manifests m ON m.repository_id = t.repository_id AND m.digest = t.digest \
+                 LEFT JOIN image_scans s ON s.repository_id = m.repository_id AND s.digest = m.digest \
+                 WHERE r.name = $1 AND t.tag = $2",
+            )
+            .bind(repository)
+            .bind(tag)
+            .fetch_optional(self.reads())
+            .await
+            .map_err(backend)?;
+            row.map(stored_manifest_from_row).transpose()
+        })
     }
 
     async fn resolve_tag(&self, repository: &str, tag: &str) -> Result<Option<Digest>> {
-        let d: Option<String> = sqlx::query_scalar(
-            "SELECT t.digest FROM tags t JOIN repositories r ON r.id = t.repository_id WHERE r.name = $1 AND t.tag = $2",
-        )
-        .bind(repository)
-        .bind(tag)
-        .fetch_optional(self.reads())
-        .await
-        .map_err(backend)?;
-        d.map(parse_digest).transpose()
+        retry_transient!({
+            let d: Option<String> = sqlx::query_scalar(
+                "SELECT t.digest FROM tags t JOIN repositories r ON r.id = t.repository_id WHERE r.name = $1 AND t.tag = $2",
+            )
+            .bind(repository)
+            .bind(tag)
+            .fetch_optional(self.reads())
+            .await
+            .map_err(backend)?;
+            d.map(parse_digest).transpose()
+        })
     }
 
     async fn delete_manifest(&self, repository: &str, digest: &Digest) -> Result<bool> {
-        let mut tx = self.writes().begin().await.map_err(backend)?;
-        // Lock the manifest first: an index put that references it holds it shared (see
-        // `missing`), so its references are committed — and seen below — before this goes on.
-        dialect::lock_manifest(&mut tx, repository, digest).await?;
-        let parents: Vec<String> = sqlx::query_scalar(
-            "SELECT mr.manifest_digest FROM manifest_references mr JOIN repositories r ON r.id = mr.repository_id \
-             WHERE r.name = $1 AND mr.child_digest = $2 AND mr.child_kind = 'manifest' ORDER BY mr.manifest_digest",
-        )
-        .bind(repository)
-        .bind(digest.as_str())
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(backend)?;
-        if !parents.is_empty() {
-            return Err(MetaError::ReferencedByIndex(parents));
-        }
-        let r = sqlx::query(
-            "DELETE FROM manifests WHERE digest = $2 AND repository_id = (SELECT id FROM repositories WHERE name = $1)",
-        )
-        .bind(repository)
-        .bind(digest.as_str())
-        .execute(&mut *tx)
-        .await
-        .map_err(backend)?;
-        tx.commit().await.map_err(backend)?;
-        Ok(r.rows_affected() > 0)
+        retry_transient!({
+            let mut tx = self.writes().begin().await.map_err(backend)?;
+            // Lock the manifest first: an index put that references it holds it shared (see
+            // `missing`), so its references are committed — and seen below — before this goes on.
+            dialect::lock_manifest(&mut tx, repository, digest).await?;
+            let parents: Vec<String> = sqlx::query_scalar(
+                "SELECT mr.manifest_digest FROM manifest_references mr JOIN repositories r ON r.id = mr.repository_id \
+                 WHERE r.name = $1 AND mr.child_digest = $2 AND mr.child_kind = 'manifest' ORDER BY mr.manifest_digest",
+            )
+            .bind(repository)
+            .bind(digest.as_str())
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(backend)?;
+            if !parents.is_empty() {
+                return Err(MetaError::ReferencedByIndex(parents));
+            }
+            let r = sqlx::query(
+                "DELETE FROM manifests WHERE digest = $2 AND repository_id = (SELECT id FROM repositories WHERE name = $1)",
+            )
+            .bind(repository)
+            .bind(digest.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+            tx.commit().await.map_err(commit_failed)?;
+            Ok(r.rows_affected() > 0)
+        })
     }
 
     async fn delete_tag(&self, repository: &str, tag: &str) -> Result<bool> {
@@ -244,20 +263,22 @@ impl ContentStore for Meta {
     }
 
     async fn list_tags(&self, repository: &str, last: Option<&str>, limit: u32) -> Result<Vec<String>> {
-        // One row holding the page as a JSON array: on SQLite rows cross from its thread one by
-        // one, which made a page of thousands of tags several times slower than the query.
-        let page: String = sqlx::query_scalar(dialect::TAG_PAGE)
-        .bind(repository)
-        .bind(last.unwrap_or(""))
-        .bind(limit as i64)
-        .fetch_one(self.reads())
-        .await
-        .map_err(backend)?;
-        let mut tags: Vec<String> =
-            serde_json::from_str(&page).map_err(|e| MetaError::Backend(format!("tag page: {e}")))?;
-        // The aggregate keeps the subquery's order in practice; sorting is cheap insurance.
-        tags.sort_unstable();
-        Ok(tags)
+        retry_transient!({
+            // One row holding the page as a JSON array: on SQLite rows cross from its thread one by
+            // one, which made a page of thousands of tags several times slower than the query.
+            let page: String = sqlx::query_scalar(dialect::TAG_PAGE)
+            .bind(repository)
+            .bind(last.unwrap_or(""))
+            .bind(limit as i64)
+            .fetch_one(self.reads())
+            .await
+            .map_err(backend)?;
+            let mut tags: Vec<String> =
+                serde_json::from_str(&page).map_err(|e| MetaError::Backend(format!("tag page: {e}")))?;
+            // The aggregate keeps the subquery's order in practice; sorting is cheap insurance.
+            tags.sort_unstable();
+            Ok(tags)
+        })
     }
 
     async fn referrers(
@@ -266,27 +287,29 @@ impl ContentStore for Meta {
         subject: &Digest,
         artifact_type: Option<&str>,
     ) -> Result<Vec<ManifestSummary>> {
-        let rows = sqlx::query(
-            "SELECT m.digest, m.media_type, m.size, m.artifact_type, m.annotations FROM manifests m \
-             JOIN repositories r ON r.id = m.repository_id \
-             WHERE r.name = $1 AND m.subject = $2 AND ($3 IS NULL OR m.artifact_type = $3) ORDER BY m.digest",
-        )
-        .bind(repository)
-        .bind(subject.as_str())
-        .bind(artifact_type)
-        .fetch_all(self.reads())
-        .await
-        .map_err(backend)?;
-        Ok(rows
-            .into_iter()
-            .map(|r| ManifestSummary {
-                digest: r.get(0),
-                media_type: r.get(1),
-                size: r.get(2),
-                artifact_type: r.get(3),
-                annotations: r.get(4),
-            })
-            .collect())
+        retry_transient!({
+            let rows = sqlx::query(
+                "SELECT m.digest, m.media_type, m.size, m.artifact_type, m.annotations FROM manifests m \
+                 JOIN repositories r ON r.id = m.repository_id \
+                 WHERE r.name = $1 AND m.subject = $2 AND ($3 IS NULL OR m.artifact_type = $3) ORDER BY m.digest",
+            )
+            .bind(repository)
+            .bind(subject.as_str())
+            .bind(artifact_type)
+            .fetch_all(self.reads())
+            .await
+            .map_err(backend)?;
+            Ok(rows
+                .into_iter()
+                .map(|r| ManifestSummary {
+                    digest: r.get(0),
+                    media_type: r.get(1),
+                    size: r.get(2),
+                    artifact_type: r.get(3),
+                    annotations: r.get(4),
+                })
+                .collect())
+        })
     }
 
     async fn list_image_ids(
@@ -296,27 +319,29 @@ impl ContentStore for Meta {
         limit: u32,
         filter: ImageFilter,
     ) -> Result<Vec<(String, Option<String>)>> {
-        let (d, t) = after.unwrap_or(("", ""));
-        let sql = format!(
-            "SELECT m.digest, t.tag FROM manifests m \
-             JOIN repositories r ON r.id = m.repository_id \
-             LEFT JOIN tags t ON t.repository_id = m.repository_id AND t.digest = m.digest \
-             WHERE r.name = $1 AND (m.digest > $2 OR (m.digest = $2 AND COALESCE(t.tag, '') > $3)) \
-             AND ($4 = 0 OR ($4 = 1 AND t.tag IS NOT NULL) OR ($4 = 2 AND t.tag IS NULL)) AND {} \
-             ORDER BY m.digest, COALESCE(t.tag, '') LIMIT $5",
-            status_condition(6)
-        );
-        let rows = sqlx::query_as::<_, (String, Option<String>)>(sqlx::AssertSqlSafe(sql))
-            .bind(repository)
-            .bind(d)
-            .bind(t)
-            .bind(filter_code(filter.tags))
-            .bind(limit as i64)
-            .bind(status_code(filter.status))
-            .fetch_all(self.reads())
-            .await
-            .map_err(backend)?;
-        Ok(rows)
+        retry_transient!({
+            let (d, t) = after.unwrap_or(("", ""));
+            let sql = format!(
+                "SELECT m.digest, t.tag FROM manifests m \
+                 JOIN repositories r ON r.id = m.repository_id \
+                 LEFT JOIN tags t ON t.repository_id = m.repository_id AND t.digest = m.digest \
+                 WHERE r.name = $1 AND (m.digest > $2 OR (m.digest = $2 AND COALESCE(t.tag, '') > $3)) \
+                 AND ($4 = 0 OR ($4 = 1 AND t.tag IS NOT NULL) OR ($4 = 2 AND t.tag IS NULL)) AND {} \
+                 ORDER BY m.digest, COALESCE(t.tag, '') LIMIT $5",
+                status_condition(6)
+            );
+            let rows = sqlx::query_as::<_, (String, Option<String>)>(sqlx::AssertSqlSafe(sql))
+                .bind(repository)
+                .bind(d)
+                .bind(t)
+                .bind(filter_code(filter.tags))
+                .bind(limit as i64)
+                .bind(status_code(filter.status))
+                .fetch_all(self.reads())
+                .await
+                .map_err(backend)?;
+            Ok(rows)
+        })
     }
 
     async fn list_images(
@@ -326,70 +351,78 @@ impl ContentStore for Meta {
         limit: u32,
         filter: ImageFilter,
     ) -> Result<Vec<ImageRecord>> {
-        let sql = format!(
-            "SELECT m.digest, m.media_type, m.artifact_type, m.subject, m.pushed_at, m.last_pulled_at, m.repository_id, \
-             m.storage_class, m.last_archived_at, m.last_activated_at \
-             FROM manifests m JOIN repositories r ON r.id = m.repository_id \
-             WHERE r.name = $1 AND m.digest > $2 AND {} AND ($3 = 0 \
-               OR ($3 = 1 AND EXISTS (SELECT CAST(1 AS BIGINT) FROM tags t WHERE t.repository_id = m.repository_id AND t.digest = m.digest)) \
-               OR ($3 = 2 AND NOT EXISTS (SELECT CAST(1 AS BIGINT) FROM tags t WHERE t.repository_id = m.repository_id AND t.digest = m.digest))) \
-             ORDER BY m.digest LIMIT $4",
-            status_condition(5)
-        );
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(repository)
-            .bind(after.unwrap_or(""))
-            .bind(filter_code(filter.tags))
-            .bind(limit as i64)
-            .bind(status_code(filter.status))
-            .fetch_all(self.reads())
-            .await
-            .map_err(backend)?;
-        self.images_from_rows(&rows).await
+        retry_transient!({
+            let sql = format!(
+                "SELECT m.digest, m.media_type, m.artifact_type, m.subject, m.pushed_at, m.last_pulled_at, m.repository_id, \
+                 m.storage_class, m.last_archived_at, m.last_activated_at \
+                 FROM manifests m JOIN repositories r ON r.id = m.repository_id \
+                 WHERE r.name = $1 AND m.digest > $2 AND {} AND ($3 = 0 \
+                   OR ($3 = 1 AND EXISTS (SELECT CAST(1 AS BIGINT) FROM tags t WHERE t.repository_id = m.repository_id AND t.digest = m.digest)) \
+                   OR ($3 = 2 AND NOT EXISTS (SELECT CAST(1 AS BIGINT) FROM tags t WHERE t.repository_id = m.repository_id AND t.digest = m.digest))) \
+                 ORDER BY m.digest LIMIT $4",
+                status_condition(5)
+            );
+            let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(repository)
+                .bind(after.unwrap_or(""))
+                .bind(filter_code(filter.tags))
+                .bind(limit as i64)
+                .bind(status_code(filter.status))
+                .fetch_all(self.reads())
+                .await
+                .map_err(backend)?;
+            self.images_from_rows(&rows).await
+        })
     }
 
     async fn image(&self, repository: &str, digest: &str) -> Result<Option<ImageRecord>> {
-        // One image is a page of one.
-        let row = sqlx::query(
-            "SELECT m.digest, m.media_type, m.artifact_type, m.subject, m.pushed_at, m.last_pulled_at, m.repository_id, \
-             m.storage_class, m.last_archived_at, m.last_activated_at \
-             FROM manifests m JOIN repositories r ON r.id = m.repository_id WHERE r.name = $1 AND m.digest = $2",
-        )
-        .bind(repository)
-        .bind(digest)
-        .fetch_optional(self.reads())
-        .await
-        .map_err(backend)?;
-        match row {
-            Some(r) => Ok(self.images_from_rows(&[r]).await?.pop()),
-            None => Ok(None),
-        }
+        retry_transient!({
+            // One image is a page of one.
+            let row = sqlx::query(
+                "SELECT m.digest, m.media_type, m.artifact_type, m.subject, m.pushed_at, m.last_pulled_at, m.repository_id, \
+                 m.storage_class, m.last_archived_at, m.last_activated_at \
+                 FROM manifests m JOIN repositories r ON r.id = m.repository_id WHERE r.name = $1 AND m.digest = $2",
+            )
+            .bind(repository)
+            .bind(digest)
+            .fetch_optional(self.reads())
+            .await
+            .map_err(backend)?;
+            match row {
+                Some(r) => Ok(self.images_from_rows(&[r]).await?.pop()),
+                None => Ok(None),
+            }
+        })
     }
 
     async fn image_blob_bytes(&self, repository: &str, digests: &[String]) -> Result<Vec<(String, i64)>> {
-        sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT mr.manifest_digest, CAST(SUM(b.size) AS BIGINT) FROM manifest_references mr JOIN blobs b ON b.digest = mr.child_digest \
-             JOIN repositories r ON r.id = mr.repository_id WHERE r.name = $1 AND mr.child_kind = 'blob' \
-             AND mr.manifest_digest {} GROUP BY mr.manifest_digest",
-            dialect::in_list(2)
-        )))
-        .bind(repository)
-        .bind(dialect::list(digests)?)
-        .fetch_all(self.reads())
-        .await
-        .map_err(backend)
+        retry_transient!({
+            sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT mr.manifest_digest, CAST(SUM(b.size) AS BIGINT) FROM manifest_references mr JOIN blobs b ON b.digest = mr.child_digest \
+                 JOIN repositories r ON r.id = mr.repository_id WHERE r.name = $1 AND mr.child_kind = 'blob' \
+                 AND mr.manifest_digest {} GROUP BY mr.manifest_digest",
+                dialect::in_list(2)
+            )))
+            .bind(repository)
+            .bind(dialect::list(digests)?)
+            .fetch_all(self.reads())
+            .await
+            .map_err(backend)
+        })
     }
 
     async fn manifest_parents(&self, repository: &str, digest: &str) -> Result<Vec<String>> {
-        sqlx::query_scalar(
-            "SELECT mr.manifest_digest FROM manifest_references mr JOIN repositories r ON r.id = mr.repository_id \
-             WHERE r.name = $1 AND mr.child_digest = $2 AND mr.child_kind = 'manifest' ORDER BY mr.manifest_digest",
-        )
-        .bind(repository)
-        .bind(digest)
-        .fetch_all(self.reads())
-        .await
-        .map_err(backend)
+        retry_transient!({
+            sqlx::query_scalar(
+                "SELECT mr.manifest_digest FROM manifest_references mr JOIN repositories r ON r.id = mr.repository_id \
+                 WHERE r.name = $1 AND mr.child_digest = $2 AND mr.child_kind = 'manifest' ORDER BY mr.manifest_digest",
+            )
+            .bind(repository)
+            .bind(digest)
+            .fetch_all(self.reads())
+            .await
+            .map_err(backend)
+        })
     }
 
     async fn record_pull(&self, repository: &str, digest: &str, at: i64) -> Result<()> {
@@ -414,52 +447,56 @@ impl ContentStore for Meta {
         archived: bool,
         at: i64,
     ) -> Result<Option<bool>> {
-        let mut tx = self.writes().begin().await.map_err(backend)?;
-        let class: Option<String> = sqlx::query_scalar(
-            "SELECT m.storage_class FROM manifests m JOIN repositories r ON r.id = m.repository_id \
-             WHERE r.name = $1 AND m.digest = $2",
-        )
-        .bind(repository)
-        .bind(digest)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(backend)?;
-        let Some(class) = class else { return Ok(None) };
-        let target = if archived { "ARCHIVE" } else { "STANDARD" };
-        if class == target {
-            return Ok(Some(false));
-        }
-        let column = if archived { "last_archived_at" } else { "last_activated_at" };
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "UPDATE manifests SET storage_class = $3, {column} = $4 WHERE digest = $2 \
-             AND repository_id = (SELECT id FROM repositories WHERE name = $1)"
-        )))
-        .bind(repository)
-        .bind(digest)
-        .bind(target)
-        .bind(at)
-        .execute(&mut *tx)
-        .await
-        .map_err(backend)?;
-        tx.commit().await.map_err(backend)?;
-        Ok(Some(true))
-    }
-
-    async fn create_upload(&self, repository: &str, id: &str, algorithm: Algorithm, store_state: &str) -> Result<()> {
-        let mut tx = self.writes().begin().await.map_err(backend)?;
-        let rid = repo_id(&mut tx, repository).await?;
-        sqlx::query(
-            "INSERT INTO uploads (id, repository_id, algorithm, started_at, store_state) VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(id)
-        .bind(rid)
-        .bind(algorithm.as_str())
-        .bind(now_ms())
-        .bind(store_state)
+        retry_transient!({
+            let mut tx = self.writes().begin().await.map_err(backend)?;
+            let class: Option<String> = sqlx::query_scalar(
+                "SELECT m.storage_class FROM manifests m JOIN repositories r ON r.id = m.repository_id \
+                 WHERE r.name = $1 AND m.digest = $2",
+            )
+            .bind(repository)
+            .bind(digest)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(backend)?;
+            let Some(class) = class else { return Ok(None) };
+            let target = if archived { "ARCHIVE" } else { "STANDARD" };
+            if class == target {
+                return Ok(Some(false));
+            }
+            let column = if archived { "last_archived_at" } else { "last_activated_at" };
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "UPDATE manifests SET storage_class = $3, {column} = $4 WHERE digest = $2 \
+                 AND repository_id = (SELECT id FROM repositories WHERE name = $1)"
+            )))
+            .bind(repository)
+            .bind(digest)
+            .bind(target)
+            .bind(at)
             .execute(&mut *tx)
             .await
             .map_err(backend)?;
-        tx.commit().await.map_err(backend)
+            tx.commit().await.map_err(commit_failed)?;
+            Ok(Some(true))
+        })
+    }
+
+    async fn create_upload(&self, repository: &str, id: &str, algorithm: Algorithm, store_state: &str) -> Result<()> {
+        retry_transient!({
+            let mut tx = self.writes().begin().await.map_err(backend)?;
+            let rid = repo_id(&mut tx, repository).await?;
+            sqlx::query(
+                "INSERT INTO uploads (id, repository_id, algorithm, started_at, store_state) VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(id)
+            .bind(rid)
+            .bind(algorithm.as_str())
+            .bind(now_ms())
+            .bind(store_state)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+            tx.commit().await.map_err(commit_failed)
+        })
     }
 
     async fn upload(&self, id: &str) -> Result<Option<Upload>> {

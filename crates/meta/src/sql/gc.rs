@@ -6,86 +6,96 @@
 #[async_trait]
 impl GcStore for Meta {
     async fn all_blobs(&self) -> Result<Vec<(String, i64)>> {
-        sqlx::query_as("SELECT digest, size FROM blobs ORDER BY digest").fetch_all(self.reads()).await.map_err(backend)
+        retry_transient!({
+            sqlx::query_as("SELECT digest, size FROM blobs ORDER BY digest").fetch_all(self.reads()).await.map_err(backend)
+        })
     }
 
     async fn all_manifest_references(&self) -> Result<Vec<ManifestReferences>> {
-        let rows = sqlx::query_as::<_, (String, String, Option<String>, Option<String>)>(
-            "SELECT r.name, m.digest, mr.child_digest, mr.child_kind FROM manifests m \
-             JOIN repositories r ON r.id = m.repository_id \
-             LEFT JOIN manifest_references mr ON mr.repository_id = m.repository_id AND mr.manifest_digest = m.digest \
-             ORDER BY r.name, m.digest",
-        )
-        .fetch_all(self.reads())
-        .await
-        .map_err(backend)?;
-        let mut out: BTreeMap<(String, String), ManifestReferences> = BTreeMap::new();
-        for (repo, digest, child, kind) in rows {
-            let e = out.entry((repo.clone(), digest.clone())).or_insert_with(|| ManifestReferences {
-                repository: repo,
-                digest,
-                blobs: Vec::new(),
-                manifests: Vec::new(),
-            });
-            match (child, kind.as_deref()) {
-                (Some(c), Some("blob")) => e.blobs.push(c),
-                (Some(c), Some("manifest")) => e.manifests.push(c),
-                _ => {}
+        retry_transient!({
+            let rows = sqlx::query_as::<_, (String, String, Option<String>, Option<String>)>(
+                "SELECT r.name, m.digest, mr.child_digest, mr.child_kind FROM manifests m \
+                 JOIN repositories r ON r.id = m.repository_id \
+                 LEFT JOIN manifest_references mr ON mr.repository_id = m.repository_id AND mr.manifest_digest = m.digest \
+                 ORDER BY r.name, m.digest",
+            )
+            .fetch_all(self.reads())
+            .await
+            .map_err(backend)?;
+            let mut out: BTreeMap<(String, String), ManifestReferences> = BTreeMap::new();
+            for (repo, digest, child, kind) in rows {
+                let e = out.entry((repo.clone(), digest.clone())).or_insert_with(|| ManifestReferences {
+                    repository: repo,
+                    digest,
+                    blobs: Vec::new(),
+                    manifests: Vec::new(),
+                });
+                match (child, kind.as_deref()) {
+                    (Some(c), Some("blob")) => e.blobs.push(c),
+                    (Some(c), Some("manifest")) => e.manifests.push(c),
+                    _ => {}
+                }
             }
-        }
-        Ok(out.into_values().collect())
+            Ok(out.into_values().collect())
+        })
     }
 
     async fn gc_preview(&self, before: i64) -> Result<(u64, Vec<(String, i64)>)> {
-        let links: i64 = sqlx::query_scalar(unreferenced_sql(
-            "SELECT COUNT(*) FROM repository_blobs rb WHERE rb.linked_at < $1 AND {unreferenced}",
-            "rb",
-        ))
-        .bind(before)
-        .fetch_one(self.reads())
-        .await
-        .map_err(backend)?;
-        let blobs = sqlx::query_as::<_, (String, i64)>(unreferenced_sql(
-            "SELECT b.digest, b.size FROM blobs b WHERE b.created_at < $1 AND NOT EXISTS \
-             (SELECT CAST(1 AS BIGINT) FROM repository_blobs rb WHERE rb.digest = b.digest AND (rb.linked_at >= $1 OR NOT {unreferenced})) \
-             ORDER BY b.digest",
-            "rb",
-        ))
-        .bind(before)
-        .fetch_all(self.reads())
-        .await
-        .map_err(backend)?;
-        Ok((links as u64, blobs))
+        retry_transient!({
+            let links: i64 = sqlx::query_scalar(unreferenced_sql(
+                "SELECT COUNT(*) FROM repository_blobs rb WHERE rb.linked_at < $1 AND {unreferenced}",
+                "rb",
+            ))
+            .bind(before)
+            .fetch_one(self.reads())
+            .await
+            .map_err(backend)?;
+            let blobs = sqlx::query_as::<_, (String, i64)>(unreferenced_sql(
+                "SELECT b.digest, b.size FROM blobs b WHERE b.created_at < $1 AND NOT EXISTS \
+                 (SELECT CAST(1 AS BIGINT) FROM repository_blobs rb WHERE rb.digest = b.digest AND (rb.linked_at >= $1 OR NOT {unreferenced})) \
+                 ORDER BY b.digest",
+                "rb",
+            ))
+            .bind(before)
+            .fetch_all(self.reads())
+            .await
+            .map_err(backend)?;
+            Ok((links as u64, blobs))
+        })
     }
 
     async fn gc_unlink_unreferenced(&self, before: i64) -> Result<u64> {
-        let mut tx = self.writes().begin().await.map_err(backend)?;
-        dialect::gc_lock(&mut tx).await?;
-        let r = sqlx::query(unreferenced_sql(
-            "DELETE FROM repository_blobs WHERE linked_at < $1 AND {unreferenced}",
-            "repository_blobs",
-        ))
-        .bind(before)
-        .execute(&mut *tx)
-        .await
-        .map_err(backend)?;
-        tx.commit().await.map_err(backend)?;
-        Ok(r.rows_affected())
+        retry_transient!({
+            let mut tx = self.writes().begin().await.map_err(backend)?;
+            dialect::gc_lock(&mut tx).await?;
+            let r = sqlx::query(unreferenced_sql(
+                "DELETE FROM repository_blobs WHERE linked_at < $1 AND {unreferenced}",
+                "repository_blobs",
+            ))
+            .bind(before)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+            tx.commit().await.map_err(commit_failed)?;
+            Ok(r.rows_affected())
+        })
     }
 
     async fn gc_remove_unlinked_blobs(&self, before: i64) -> Result<Vec<(String, i64)>> {
-        let mut tx = self.writes().begin().await.map_err(backend)?;
-        dialect::gc_lock(&mut tx).await?;
-        let removed = sqlx::query_as(
-            "DELETE FROM blobs WHERE created_at < $1 \
-             AND NOT EXISTS (SELECT CAST(1 AS BIGINT) FROM repository_blobs rb WHERE rb.digest = blobs.digest) RETURNING digest, size",
-        )
-        .bind(before)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(backend)?;
-        tx.commit().await.map_err(backend)?;
-        Ok(removed)
+        retry_transient!({
+            let mut tx = self.writes().begin().await.map_err(backend)?;
+            dialect::gc_lock(&mut tx).await?;
+            let removed = sqlx::query_as(
+                "DELETE FROM blobs WHERE created_at < $1 \
+                 AND NOT EXISTS (SELECT CAST(1 AS BIGINT) FROM repository_blobs rb WHERE rb.digest = blobs.digest) RETURNING digest, size",
+            )
+            .bind(before)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(backend)?;
+            tx.commit().await.map_err(commit_failed)?;
+            Ok(removed)
+        })
     }
 
     async fn blobs_recorded(&self, digests: &[String]) -> Result<Vec<String>> {
@@ -97,14 +107,18 @@ impl GcStore for Meta {
     }
 
     async fn stale_uploads(&self, before: i64) -> Result<Vec<String>> {
-        sqlx::query_scalar("SELECT id FROM uploads WHERE started_at < $1 ORDER BY id")
-            .bind(before)
-            .fetch_all(self.reads())
-            .await
-            .map_err(backend)
+        retry_transient!({
+            sqlx::query_scalar("SELECT id FROM uploads WHERE started_at < $1 ORDER BY id")
+                .bind(before)
+                .fetch_all(self.reads())
+                .await
+                .map_err(backend)
+        })
     }
 
     async fn lock_blob_bytes(&self, digests: &[String]) -> Result<BlobBytesLock> {
-        dialect::lock_blob_bytes(self, digests).await
+        retry_transient!({
+            dialect::lock_blob_bytes(self, digests).await
+        })
     }
 }

@@ -18,47 +18,53 @@ impl IamPolicyStore for Meta {
     }
 
     async fn group_by_name(&self, account_id: &str, name: &str) -> Result<Option<Group>> {
-        let row = sqlx::query_as::<_, (String, String, String, i64)>(
-            "SELECT id, account_id, name, created_at FROM iam_groups WHERE account_id = $1 AND name = $2",
-        )
-        .bind(account_id)
-        .bind(name)
-        .fetch_optional(self.reads())
-        .await
-        .map_err(backend)?;
-        Ok(row.map(|(id, account_id, name, created_at)| Group { id, account_id, name, created_at }))
+        retry_transient!({
+            let row = sqlx::query_as::<_, (String, String, String, i64)>(
+                "SELECT id, account_id, name, created_at FROM iam_groups WHERE account_id = $1 AND name = $2",
+            )
+            .bind(account_id)
+            .bind(name)
+            .fetch_optional(self.reads())
+            .await
+            .map_err(backend)?;
+            Ok(row.map(|(id, account_id, name, created_at)| Group { id, account_id, name, created_at }))
+        })
     }
 
     async fn list_groups(&self, account_id: &str) -> Result<Vec<Group>> {
-        let rows = sqlx::query_as::<_, (String, String, String, i64)>(
-            "SELECT id, account_id, name, created_at FROM iam_groups WHERE account_id = $1 ORDER BY name",
-        )
-        .bind(account_id)
-        .fetch_all(self.reads())
-        .await
-        .map_err(backend)?;
-        Ok(rows
-            .into_iter()
-            .map(|(id, account_id, name, created_at)| Group { id, account_id, name, created_at })
-            .collect())
+        retry_transient!({
+            let rows = sqlx::query_as::<_, (String, String, String, i64)>(
+                "SELECT id, account_id, name, created_at FROM iam_groups WHERE account_id = $1 ORDER BY name",
+            )
+            .bind(account_id)
+            .fetch_all(self.reads())
+            .await
+            .map_err(backend)?;
+            Ok(rows
+                .into_iter()
+                .map(|(id, account_id, name, created_at)| Group { id, account_id, name, created_at })
+                .collect())
+        })
     }
 
     async fn delete_group(&self, group_id: &str) -> Result<bool> {
-        let mut tx = self.writes().begin().await.map_err(backend)?;
-        for sql in [
-            "DELETE FROM iam_inline_policies WHERE owner_id = $1",
-            "DELETE FROM iam_policy_attachments WHERE owner_id = $1",
-            "DELETE FROM iam_group_members WHERE group_id = $1",
-        ] {
-            sqlx::query(sql).bind(group_id).execute(&mut *tx).await.map_err(backend)?;
-        }
-        let r = sqlx::query("DELETE FROM iam_groups WHERE id = $1")
-            .bind(group_id)
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
-        tx.commit().await.map_err(backend)?;
-        Ok(r.rows_affected() > 0)
+        retry_transient!({
+            let mut tx = self.writes().begin().await.map_err(backend)?;
+            for sql in [
+                "DELETE FROM iam_inline_policies WHERE owner_id = $1",
+                "DELETE FROM iam_policy_attachments WHERE owner_id = $1",
+                "DELETE FROM iam_group_members WHERE group_id = $1",
+            ] {
+                sqlx::query(sql).bind(group_id).execute(&mut *tx).await.map_err(backend)?;
+            }
+            let r = sqlx::query("DELETE FROM iam_groups WHERE id = $1")
+                .bind(group_id)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+            tx.commit().await.map_err(commit_failed)?;
+            Ok(r.rows_affected() > 0)
+        })
     }
 
     async fn add_group_member(&self, group_id: &str, principal_id: &str) -> Result<()> {
@@ -82,30 +88,34 @@ impl IamPolicyStore for Meta {
     }
 
     async fn groups_of(&self, principal_id: &str) -> Result<Vec<Group>> {
-        let rows = sqlx::query_as::<_, (String, String, String, i64)>(
-            "SELECT g.id, g.account_id, g.name, g.created_at FROM iam_groups g \
-             JOIN iam_group_members m ON m.group_id = g.id WHERE m.principal_id = $1 ORDER BY g.name",
-        )
-        .bind(principal_id)
-        .fetch_all(self.reads())
-        .await
-        .map_err(backend)?;
-        Ok(rows
-            .into_iter()
-            .map(|(id, account_id, name, created_at)| Group { id, account_id, name, created_at })
-            .collect())
+        retry_transient!({
+            let rows = sqlx::query_as::<_, (String, String, String, i64)>(
+                "SELECT g.id, g.account_id, g.name, g.created_at FROM iam_groups g \
+                 JOIN iam_group_members m ON m.group_id = g.id WHERE m.principal_id = $1 ORDER BY g.name",
+            )
+            .bind(principal_id)
+            .fetch_all(self.reads())
+            .await
+            .map_err(backend)?;
+            Ok(rows
+                .into_iter()
+                .map(|(id, account_id, name, created_at)| Group { id, account_id, name, created_at })
+                .collect())
+        })
     }
 
     async fn group_members(&self, group_id: &str) -> Result<Vec<Principal>> {
-        let rows = sqlx::query(
-            "SELECT p.id, p.account_id, p.name, p.kind, p.created_at FROM principals p \
-             JOIN iam_group_members m ON m.principal_id = p.id WHERE m.group_id = $1 ORDER BY p.name",
-        )
-        .bind(group_id)
-        .fetch_all(self.reads())
-        .await
-        .map_err(backend)?;
-        Ok(rows.iter().map(|r| principal_from_row(r, 0)).collect())
+        retry_transient!({
+            let rows = sqlx::query(
+                "SELECT p.id, p.account_id, p.name, p.kind, p.created_at FROM principals p \
+                 JOIN iam_group_members m ON m.principal_id = p.id WHERE m.group_id = $1 ORDER BY p.name",
+            )
+            .bind(group_id)
+            .fetch_all(self.reads())
+            .await
+            .map_err(backend)?;
+            Ok(rows.iter().map(|r| principal_from_row(r, 0)).collect())
+        })
     }
 
     async fn put_inline_policy(&self, owner_id: &str, name: &str, document: &str) -> Result<()> {
@@ -123,20 +133,24 @@ impl IamPolicyStore for Meta {
     }
 
     async fn inline_policy(&self, owner_id: &str, name: &str) -> Result<Option<String>> {
-        sqlx::query_scalar("SELECT document FROM iam_inline_policies WHERE owner_id = $1 AND name = $2")
-            .bind(owner_id)
-            .bind(name)
-            .fetch_optional(self.reads())
-            .await
-            .map_err(backend)
+        retry_transient!({
+            sqlx::query_scalar("SELECT document FROM iam_inline_policies WHERE owner_id = $1 AND name = $2")
+                .bind(owner_id)
+                .bind(name)
+                .fetch_optional(self.reads())
+                .await
+                .map_err(backend)
+        })
     }
 
     async fn list_inline_policies(&self, owner_id: &str) -> Result<Vec<String>> {
-        sqlx::query_scalar("SELECT name FROM iam_inline_policies WHERE owner_id = $1 ORDER BY name")
-            .bind(owner_id)
-            .fetch_all(self.reads())
-            .await
-            .map_err(backend)
+        retry_transient!({
+            sqlx::query_scalar("SELECT name FROM iam_inline_policies WHERE owner_id = $1 ORDER BY name")
+                .bind(owner_id)
+                .fetch_all(self.reads())
+                .await
+                .map_err(backend)
+        })
     }
 
     async fn delete_inline_policy(&self, owner_id: &str, name: &str) -> Result<bool> {
@@ -169,26 +183,30 @@ impl IamPolicyStore for Meta {
     }
 
     async fn managed_policy(&self, arn: &str) -> Result<Option<ManagedPolicy>> {
-        let row = sqlx::query(
-            "SELECT arn, id, account_id, name, path, document, created_at, updated_at FROM iam_managed_policies WHERE arn = $1",
-        )
-        .bind(arn)
-        .fetch_optional(self.reads())
-        .await
-        .map_err(backend)?;
-        Ok(row.map(|r| managed_policy_from_row(&r)))
+        retry_transient!({
+            let row = sqlx::query(
+                "SELECT arn, id, account_id, name, path, document, created_at, updated_at FROM iam_managed_policies WHERE arn = $1",
+            )
+            .bind(arn)
+            .fetch_optional(self.reads())
+            .await
+            .map_err(backend)?;
+            Ok(row.map(|r| managed_policy_from_row(&r)))
+        })
     }
 
     async fn list_managed_policies(&self, account_id: &str) -> Result<Vec<ManagedPolicy>> {
-        let rows = sqlx::query(
-            "SELECT arn, id, account_id, name, path, document, created_at, updated_at FROM iam_managed_policies \
-             WHERE account_id = $1 ORDER BY name",
-        )
-        .bind(account_id)
-        .fetch_all(self.reads())
-        .await
-        .map_err(backend)?;
-        Ok(rows.iter().map(managed_policy_from_row).collect())
+        retry_transient!({
+            let rows = sqlx::query(
+                "SELECT arn, id, account_id, name, path, document, created_at, updated_at FROM iam_managed_policies \
+                 WHERE account_id = $1 ORDER BY name",
+            )
+            .bind(account_id)
+            .fetch_all(self.reads())
+            .await
+            .map_err(backend)?;
+            Ok(rows.iter().map(managed_policy_from_row).collect())
+        })
     }
 
     async fn update_managed_policy(&self, arn: &str, document: &str) -> Result<bool> {
@@ -232,49 +250,55 @@ impl IamPolicyStore for Meta {
     }
 
     async fn attached_policies(&self, owner_id: &str) -> Result<Vec<String>> {
-        sqlx::query_scalar("SELECT policy_arn FROM iam_policy_attachments WHERE owner_id = $1 ORDER BY policy_arn")
-            .bind(owner_id)
-            .fetch_all(self.reads())
-            .await
-            .map_err(backend)
+        retry_transient!({
+            sqlx::query_scalar("SELECT policy_arn FROM iam_policy_attachments WHERE owner_id = $1 ORDER BY policy_arn")
+                .bind(owner_id)
+                .fetch_all(self.reads())
+                .await
+                .map_err(backend)
+        })
     }
 
     async fn policy_attachment_count(&self, arn: &str) -> Result<u64> {
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM iam_policy_attachments WHERE policy_arn = $1")
-            .bind(arn)
-            .fetch_one(self.reads())
-            .await
-            .map_err(backend)?;
-        Ok(n as u64)
+        retry_transient!({
+            let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM iam_policy_attachments WHERE policy_arn = $1")
+                .bind(arn)
+                .fetch_one(self.reads())
+                .await
+                .map_err(backend)?;
+            Ok(n as u64)
+        })
     }
 
     async fn identity_policies(&self, principal_id: &str) -> Result<Vec<IdentityPolicySource>> {
-        // The principal and its groups, in one statement each for inline and attached policies.
-        let owners = "SELECT $1 UNION SELECT group_id FROM iam_group_members WHERE principal_id = $1";
-        let inline = sqlx::query_as::<_, (String, String, String)>(sqlx::AssertSqlSafe(format!(
-            "SELECT owner_id, name, document FROM iam_inline_policies WHERE owner_id IN ({owners}) ORDER BY owner_id, name"
-        )))
-        .bind(principal_id)
-        .fetch_all(self.reads())
-        .await
-        .map_err(backend)?;
-        let attached = sqlx::query_as::<_, (String, String, Option<String>)>(sqlx::AssertSqlSafe(format!(
-            "SELECT a.owner_id, a.policy_arn, p.document FROM iam_policy_attachments a \
-             LEFT JOIN iam_managed_policies p ON p.arn = a.policy_arn \
-             WHERE a.owner_id IN ({owners}) ORDER BY a.owner_id, a.policy_arn"
-        )))
-        .bind(principal_id)
-        .fetch_all(self.reads())
-        .await
-        .map_err(backend)?;
-        Ok(inline
-            .into_iter()
-            .map(|(owner, name, document)| IdentityPolicySource::Inline { owner, name, document })
-            .chain(attached.into_iter().map(|(owner, arn, document)| IdentityPolicySource::Attached {
-                owner,
-                arn,
-                document,
-            }))
-            .collect())
+        retry_transient!({
+            // The principal and its groups, in one statement each for inline and attached policies.
+            let owners = "SELECT $1 UNION SELECT group_id FROM iam_group_members WHERE principal_id = $1";
+            let inline = sqlx::query_as::<_, (String, String, String)>(sqlx::AssertSqlSafe(format!(
+                "SELECT owner_id, name, document FROM iam_inline_policies WHERE owner_id IN ({owners}) ORDER BY owner_id, name"
+            )))
+            .bind(principal_id)
+            .fetch_all(self.reads())
+            .await
+            .map_err(backend)?;
+            let attached = sqlx::query_as::<_, (String, String, Option<String>)>(sqlx::AssertSqlSafe(format!(
+                "SELECT a.owner_id, a.policy_arn, p.document FROM iam_policy_attachments a \
+                 LEFT JOIN iam_managed_policies p ON p.arn = a.policy_arn \
+                 WHERE a.owner_id IN ({owners}) ORDER BY a.owner_id, a.policy_arn"
+            )))
+            .bind(principal_id)
+            .fetch_all(self.reads())
+            .await
+            .map_err(backend)?;
+            Ok(inline
+                .into_iter()
+                .map(|(owner, name, document)| IdentityPolicySource::Inline { owner, name, document })
+                .chain(attached.into_iter().map(|(owner, arn, document)| IdentityPolicySource::Attached {
+                    owner,
+                    arn,
+                    document,
+                }))
+                .collect())
+        })
     }
 }

@@ -7,8 +7,8 @@ use sqlx::Row;
 
 use crate::{
     AccessKey, CreationTemplate, EncryptionType, ImageScan, KeyUse, ManagedPolicy, MetaError, Principal, PrincipalKind,
-    PullBlock, Repository, RepositorySettings, Result, ScanStatus, ScanType, StatusFilter, TagFilter,
-    TagMutabilityMode,
+    PullBlock, PullGate, Repository, RepositorySettings, Result, ScanStatus, ScanType, StatusFilter, StoredManifest,
+    TagFilter, TagMutabilityMode,
 };
 
 /// The columns a backend's row yields, by position and type.
@@ -149,6 +149,23 @@ pub(crate) fn image_scan_from_row(r: &impl SqlRow, with_findings: bool) -> Resul
         vulndb_updated_at: r.opt_int(7),
         findings: if with_findings { r.opt_text(8) } else { None },
         counts: r.opt_text(9),
+    })
+}
+
+/// A stored manifest as `manifest` and `tagged_manifest` read it: digest, media type, content,
+/// storage class, the repository's pull policy, the scan's status and counts.
+pub(crate) type StoredManifestRow = (String, String, Vec<u8>, String, Option<String>, Option<String>, Option<String>);
+
+pub(crate) fn stored_manifest_from_row(row: StoredManifestRow) -> Result<StoredManifest> {
+    let (digest, media_type, content, class, block_severity, scan_status, scan_counts) = row;
+    let block_severity = block_severity.map(|s| stored("pull policy", &s, |s| PullBlock::parse(s).ok())).transpose()?;
+    let scan_status = scan_status.map(|s| stored("scan status", &s, ScanStatus::parse)).transpose()?;
+    Ok(StoredManifest {
+        digest: parse_digest(digest)?,
+        media_type,
+        content,
+        archived: class == "ARCHIVE",
+        pull_gate: PullGate { block_severity, scan_status, scan_counts },
     })
 }
 

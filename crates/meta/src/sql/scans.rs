@@ -6,47 +6,49 @@
 #[async_trait]
 impl ScanStore for Meta {
     async fn vulndb_put(&self, records: &[VulnRecord]) -> Result<u64> {
-        let mut tx = self.writes().begin().await.map_err(backend)?;
-        let mut changed = 0;
-        for r in records {
-            let stored: Option<String> = sqlx::query_scalar("SELECT modified FROM vuln_records WHERE id = $1")
-                .bind(&r.id)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(backend)?;
-            if stored.as_deref() == Some(r.modified.as_str()) {
-                continue;
-            }
-            sqlx::query("DELETE FROM vuln_packages WHERE record_id = $1")
-                .bind(&r.id)
-                .execute(&mut *tx)
-                .await
-                .map_err(backend)?;
-            sqlx::query(
-                "INSERT INTO vuln_records (id, modified, record) VALUES ($1, $2, $3) \
-                 ON CONFLICT (id) DO UPDATE SET modified = excluded.modified, record = excluded.record",
-            )
-            .bind(&r.id)
-            .bind(&r.modified)
-            .bind(&r.json)
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
-            for (ecosystem, name) in &r.keys {
+        retry_transient!({
+            let mut tx = self.writes().begin().await.map_err(backend)?;
+            let mut changed = 0;
+            for r in records {
+                let stored: Option<String> = sqlx::query_scalar("SELECT modified FROM vuln_records WHERE id = $1")
+                    .bind(&r.id)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(backend)?;
+                if stored.as_deref() == Some(r.modified.as_str()) {
+                    continue;
+                }
+                sqlx::query("DELETE FROM vuln_packages WHERE record_id = $1")
+                    .bind(&r.id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(backend)?;
                 sqlx::query(
-                    "INSERT INTO vuln_packages (ecosystem, name, record_id) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                    "INSERT INTO vuln_records (id, modified, record) VALUES ($1, $2, $3) \
+                     ON CONFLICT (id) DO UPDATE SET modified = excluded.modified, record = excluded.record",
                 )
-                .bind(ecosystem)
-                .bind(name)
                 .bind(&r.id)
+                .bind(&r.modified)
+                .bind(&r.json)
                 .execute(&mut *tx)
                 .await
                 .map_err(backend)?;
+                for (ecosystem, name) in &r.keys {
+                    sqlx::query(
+                        "INSERT INTO vuln_packages (ecosystem, name, record_id) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                    )
+                    .bind(ecosystem)
+                    .bind(name)
+                    .bind(&r.id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(backend)?;
+                }
+                changed += 1;
             }
-            changed += 1;
-        }
-        tx.commit().await.map_err(backend)?;
-        Ok(changed)
+            tx.commit().await.map_err(commit_failed)?;
+            Ok(changed)
+        })
     }
 
     async fn vulndb_finish_import(&self, changed: u64) -> Result<VulnDbState> {
@@ -64,24 +66,28 @@ impl ScanStore for Meta {
     }
 
     async fn vulndb_state(&self) -> Result<VulnDbState> {
-        let row = sqlx::query_as::<_, (Option<i64>, Option<i64>, i64)>(
-            "SELECT (SELECT version FROM vuln_db_state WHERE id = 1), (SELECT updated_at FROM vuln_db_state WHERE id = 1), \
-             (SELECT COUNT(*) FROM vuln_records)",
-        )
-        .fetch_one(self.reads())
-        .await
-        .map_err(backend)?;
-        Ok(VulnDbState { version: row.0.unwrap_or(0), updated_at: row.1, records: row.2 })
+        retry_transient!({
+            let row = sqlx::query_as::<_, (Option<i64>, Option<i64>, i64)>(
+                "SELECT (SELECT version FROM vuln_db_state WHERE id = 1), (SELECT updated_at FROM vuln_db_state WHERE id = 1), \
+                 (SELECT COUNT(*) FROM vuln_records)",
+            )
+            .fetch_one(self.reads())
+            .await
+            .map_err(backend)?;
+            Ok(VulnDbState { version: row.0.unwrap_or(0), updated_at: row.1, records: row.2 })
+        })
     }
 
     async fn vulndb_lookup(&self, keys: &[(String, String)]) -> Result<Vec<(String, String)>> {
-        let mut out = Vec::new();
-        let mut seen = std::collections::HashSet::new();
-        for chunk in keys.chunks(500) {
-            let rows = dialect::vulndb_lookup(self, chunk).await?;
-            out.extend(rows.into_iter().filter(|(id, _)| seen.insert(id.clone())));
-        }
-        Ok(out)
+        retry_transient!({
+            let mut out = Vec::new();
+            let mut seen = std::collections::HashSet::new();
+            for chunk in keys.chunks(500) {
+                let rows = dialect::vulndb_lookup(self, chunk).await?;
+                out.extend(rows.into_iter().filter(|(id, _)| seen.insert(id.clone())));
+            }
+            Ok(out)
+        })
     }
 
     async fn request_scan(
@@ -165,32 +171,36 @@ impl ScanStore for Meta {
     }
 
     async fn image_scan(&self, repository: &str, digest: &str) -> Result<Option<ImageScan>> {
-        let row = sqlx::query(
-            "SELECT s.digest, s.scan_type, s.status, s.description, s.queued_at, s.completed_at, s.vulndb_version, \
-             s.vulndb_updated_at, s.findings, s.counts FROM image_scans s JOIN repositories r ON r.id = s.repository_id \
-             WHERE r.name = $1 AND s.digest = $2",
-        )
-        .bind(repository)
-        .bind(digest)
-        .fetch_optional(self.reads())
-        .await
-        .map_err(backend)?;
-        row.map(|r| image_scan_from_row(&r, true)).transpose()
+        retry_transient!({
+            let row = sqlx::query(
+                "SELECT s.digest, s.scan_type, s.status, s.description, s.queued_at, s.completed_at, s.vulndb_version, \
+                 s.vulndb_updated_at, s.findings, s.counts FROM image_scans s JOIN repositories r ON r.id = s.repository_id \
+                 WHERE r.name = $1 AND s.digest = $2",
+            )
+            .bind(repository)
+            .bind(digest)
+            .fetch_optional(self.reads())
+            .await
+            .map_err(backend)?;
+            row.map(|r| image_scan_from_row(&r, true)).transpose()
+        })
     }
 
     async fn image_scan_summaries(&self, repository: &str, digests: &[String]) -> Result<Vec<ImageScan>> {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT s.digest, s.scan_type, s.status, s.description, s.queued_at, s.completed_at, s.vulndb_version, \
-             s.vulndb_updated_at, CAST(NULL AS TEXT), s.counts FROM image_scans s JOIN repositories r ON r.id = s.repository_id \
-             WHERE r.name = $1 AND s.digest {}",
-            dialect::in_list(2)
-        )))
-        .bind(repository)
-        .bind(dialect::list(digests)?)
-        .fetch_all(self.reads())
-        .await
-        .map_err(backend)?;
-        rows.iter().map(|r| image_scan_from_row(r, false)).collect()
+        retry_transient!({
+            let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT s.digest, s.scan_type, s.status, s.description, s.queued_at, s.completed_at, s.vulndb_version, \
+                 s.vulndb_updated_at, CAST(NULL AS TEXT), s.counts FROM image_scans s JOIN repositories r ON r.id = s.repository_id \
+                 WHERE r.name = $1 AND s.digest {}",
+                dialect::in_list(2)
+            )))
+            .bind(repository)
+            .bind(dialect::list(digests)?)
+            .fetch_all(self.reads())
+            .await
+            .map_err(backend)?;
+            rows.iter().map(|r| image_scan_from_row(r, false)).collect()
+        })
     }
 
     async fn request_rescans(&self, repository: &str, version: i64) -> Result<u64> {

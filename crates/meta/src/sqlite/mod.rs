@@ -19,10 +19,10 @@ use crate::sql::*;
 use crate::{
     AccessKey, BlobBytesLock, CreationTemplate, Group, IdentityPolicySource, ImageFilter, ImageRecord, ImageScan,
     KeyChange, KeyUse, LifecycleEvent, ManagedPolicy, ManifestReferences, ManifestSummary, MetaError, MetaStore,
-    NewManifest, Principal, PullGate, Repository, RepositorySettings, Result, ScanJob, ScanOutcome, SealedKind,
-    StoredManifest, StoredSecret, Upload, VulnDbState, VulnRecord, now_ms,
+    NewManifest, Principal, Repository, RepositorySettings, Result, ScanJob, ScanOutcome, SealedKind, StoredManifest,
+    StoredSecret, Upload, VulnDbState, VulnRecord, now_ms,
 };
-use crate::{ActionKind, PullBlock, ScanStatus, ScanType};
+use crate::{ActionKind, PullBlock, ScanType};
 
 type Meta = SqliteMeta;
 type Db = Sqlite;
@@ -73,6 +73,19 @@ impl SqliteMeta {
             SqlitePoolOptions::new().max_connections(8).connect_with(options.read_only(true)).await.map_err(backend)?;
         Ok(SqliteMeta { writer, reader })
     }
+}
+
+/// A COMMIT's error (PostgreSQL tells an unknown outcome apart; here the one writer's commit
+/// either happened or did not).
+fn commit_failed(e: sqlx::Error) -> MetaError {
+    backend(e)
+}
+
+/// PostgreSQL retries these bodies after transient errors; SQLite, a file, has none.
+macro_rules! retry_transient {
+    ($body:block) => {
+        $body
+    };
 }
 
 /// What SQLite spells its own way, and the locks it needs none of.

@@ -45,7 +45,12 @@ pub async fn stores_manifests_and_their_tags(meta: Store) {
     meta.put_manifest("team/app", &m, &["v1".into()], &[]).await.unwrap();
     let stored = meta.manifest("team/app", &m.digest).await.unwrap().unwrap();
     assert_eq!(stored.content, b"m1");
+    assert_eq!(stored.digest, m.digest);
     assert_eq!(meta.resolve_tag("team/app", "v1").await.unwrap(), Some(m.digest.clone()));
+    let tagged = meta.tagged_manifest("team/app", "v1").await.unwrap().unwrap();
+    assert_eq!((tagged.digest, tagged.content, tagged.media_type), (stored.digest, stored.content, stored.media_type));
+    assert!(meta.tagged_manifest("team/app", "nope").await.unwrap().is_none());
+    assert!(meta.tagged_manifest("a", "v1").await.unwrap().is_none(), "tags are per repository");
     assert_eq!(meta.list_tags("team/app", None, 10).await.unwrap(), ["latest", "multi", "v1"]);
     assert_eq!(meta.list_tags("team/app", Some("latest"), 1).await.unwrap(), ["multi"]);
     assert!(meta.manifest("a", &m.digest).await.unwrap().is_none(), "manifests are per repository");

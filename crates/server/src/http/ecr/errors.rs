@@ -120,7 +120,7 @@ pub fn exception(e: RegistryError, registry_id: &str) -> EcrError {
         ),
         // Already logged, once a minute.
         InsufficientStorage => ("ServerException", message),
-        UploadInterrupted(_) | Internal(_) => return EcrError::server(message),
+        UploadInterrupted(_) | Internal(_) | Unavailable(_) => return EcrError::server(message),
     };
     EcrError::new(kind, message)
 }

@@ -75,6 +75,13 @@ pub fn error_response(err: RegistryError, ns: &Namespace) -> Response {
         InsufficientStorage => {
             return super::error_response(StatusCode::INSUFFICIENT_STORAGE, "UNKNOWN", "insufficient storage", None);
         }
+        // Distribution's code for 503; clients retry after the pause it names.
+        Unavailable(m) => {
+            tracing::warn!(error = %m, "the metadata database is unavailable");
+            let mut r = super::error_response(StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE", &message, None);
+            r.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from_static("1"));
+            return r;
+        }
         Internal(m) => {
             tracing::error!(error = %m, "internal error");
             return super::error_response(StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN", "internal server error", None);
