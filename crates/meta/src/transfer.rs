@@ -232,26 +232,20 @@ async fn plan(from: &SqliteMeta, to: &PgMeta) -> Result<Vec<(String, Vec<(String
 /// refused if it holds data that an import from `source` did not put there.
 pub async fn begin(from: &SqliteMeta, to: &PgMeta, source: &str) -> Result<()> {
     let tables = plan(from, to).await?;
-    let begun: Option<String> = sqlx::query_scalar("SELECT source FROM data_imports LIMIT 1")
+    let begun: Option<(String, Option<i64>)> = sqlx::query_as("SELECT source, finished_at FROM data_imports LIMIT 1")
         .fetch_optional(to.reads())
         .await
         .map_err(backend)?;
-    let finished: Option<i64> = sqlx::query_scalar("SELECT finished_at FROM data_imports WHERE source = $1")
-        .bind(source)
-        .fetch_optional(to.reads())
-        .await
-        .map_err(backend)?
-        .flatten();
-    match begun {
+    match begun.map(|(s, finished)| (s, finished.is_some())) {
         // Finished: nodes may be running on it, and rows deleted there since would come back.
-        Some(s) if s == source && finished.is_some() => {
+        Some((s, true)) if s == source => {
             return Err(MetaError::Backend(format!(
                 "the import from {source} into this database finished already: it is in use now, migrate into an \
                  empty database"
             )));
         }
-        Some(s) if s == source => return Ok(()),
-        Some(other) => {
+        Some((s, false)) if s == source => return Ok(()),
+        Some((other, _)) => {
             return Err(MetaError::Backend(format!(
                 "the target database holds an import from {other}, not {source}: migrate into an empty database"
             )));
@@ -320,8 +314,9 @@ pub async fn copy_tables(
         });
     }
     reset_identities(to).await?;
+    let source = source_tables(from).await?;
     for (table, _) in NOT_CARRIED {
-        if source_tables(from).await?.contains_key(*table) {
+        if source.contains_key(*table) {
             counts.push(TableCount {
                 table: table.to_string(),
                 source_rows: source_rows(from, table).await?,

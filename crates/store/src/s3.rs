@@ -302,6 +302,14 @@ impl S3BlobStore {
                 tracing::debug!(upload = id, error = %e, "abort of a multipart upload");
             }
         }
+        self.delete_objects(objects).await
+    }
+
+    /// Deletes `objects` (in bulk requests); one that is gone already is not an error.
+    async fn delete_objects(&self, objects: Vec<Path>) -> Result<()> {
+        if objects.is_empty() {
+            return Ok(());
+        }
         let deletions = futures_util::stream::iter(objects.into_iter().map(Ok)).boxed();
         self.s3.delete_stream(deletions).try_collect::<Vec<_>>().await.map(|_| ()).or_else(|e| match e {
             object_store::Error::NotFound { .. } => Ok(()),
@@ -498,15 +506,7 @@ impl BlobStore for S3BlobStore {
                 }
                 let named: Vec<Path> =
                     session.staged.iter().map(|(name, _)| self.in_session(id, name)).collect::<Result<_>>()?;
-                if !named.is_empty() {
-                    let deletions = futures_util::stream::iter(named.into_iter().map(Ok)).boxed();
-                    self.s3.delete_stream(deletions).try_collect::<Vec<_>>().await.map(|_| ()).or_else(
-                        |e| match e {
-                            object_store::Error::NotFound { .. } => Ok(()),
-                            e => Err(store_error(e)),
-                        },
-                    )?;
-                }
+                self.delete_objects(named).await?;
                 return Ok(offset);
             }
             Some(multipart) if self.stat(digest).await?.is_none() => {
