@@ -67,6 +67,10 @@ struct Args {
     /// and tags/list of 5,000 tags.
     #[arg(long)]
     latency_only: bool,
+    /// Only the request rates on one small image (manifest PUT/GET/HEAD, blob HEAD at c=1 and
+    /// c=32), against the reference or `--baseline`.
+    #[arg(long)]
+    rates_only: bool,
     /// Only image scanning: a 500 MiB, 2,000-package image against 200,000 OSV records (scan
     /// time, peak memory, pulls/s while scanning).
     #[arg(long)]
@@ -268,11 +272,65 @@ fn median(v: &[f64]) -> f64 {
 type Results = Vec<(String, f64)>;
 type RateRun<'a> = Box<dyn Fn() -> anyhow::Result<load::Rate> + 'a>;
 
-async fn suite(kind: Kind, srv: &Server, args: &Args, big: &[u8], berth: &std::path::Path) -> anyhow::Result<Results> {
+/// The config and 4 KiB layer of the image the request rates are measured on.
+fn rate_image_blobs() -> (Vec<u8>, Vec<u8>) {
+    (br#"{"architecture":"amd64","os":"linux"}"#.to_vec(), filler(4096, 3))
+}
+
+/// Request rates on one small image: manifest PUT, GET and HEAD and blob HEAD at c=1 and c=32
+/// (`--rates-only` runs just these).
+async fn request_rates(srv: &Server, args: &Args) -> anyhow::Result<Results> {
     let c = srv.client()?;
     let base = srv.base.clone();
     let auth_header = srv.auth.as_ref().map(|a| format!("Authorization: {a}"));
     let auth: Vec<&str> = auth_header.iter().map(String::as_str).collect();
+    let mut out: Results = Vec::new();
+    let mut rec = |k: &str, v: f64| out.push((k.to_string(), v));
+    let (config, layer) = rate_image_blobs();
+    let cd = (upload_whole(&c, &base, "bench/app", Bytes::from(config.clone())).await?, config.len());
+    let ld = (upload_whole(&c, &base, "bench/app", Bytes::from(layer.clone())).await?, layer.len());
+    let m = manifest(&cd, &ld);
+    put_manifest(&c, &base, "bench/app", "v1", m.clone()).await?;
+    let script = tempfile::NamedTempFile::new()?;
+    std::fs::write(
+        script.path(),
+        format!(
+            "wrk.method = \"PUT\"\nwrk.headers[\"Content-Type\"] = \"{OCI_MANIFEST}\"\nwrk.body = [[{}]]\n",
+            String::from_utf8(m.clone())?
+        ),
+    )?;
+    let accept = format!("Accept: {OCI_MANIFEST}");
+    let get_headers: Vec<&str> = auth.iter().copied().chain([accept.as_str()]).collect();
+    for conc in [1u32, 32] {
+        let manifest_url = format!("{base}/v2/bench/app/manifests/v1");
+        let put_url = format!("{base}/v2/bench/app/manifests/put");
+        let blob_url = format!("{base}/v2/bench/app/blobs/{}", ld.0);
+        let head_requests = 2000 * conc.min(8);
+        let cases: [(&str, RateRun); 4] = [
+            ("manifest PUT", Box::new(|| load::wrk(&put_url, conc, args.seconds, &auth, Some(script.path())))),
+            ("manifest GET", Box::new(|| load::wrk(&manifest_url, conc, args.seconds, &get_headers, None))),
+            ("manifest HEAD", Box::new(|| load::ab_head(&manifest_url, conc, head_requests, &get_headers))),
+            ("blob HEAD", Box::new(|| load::ab_head(&blob_url, conc, head_requests, &auth))),
+        ];
+        for (name, run) in cases {
+            let cpu0 = srv.cpu_seconds();
+            let rate = run()?;
+            let cpu = srv.cpu_seconds() - cpu0;
+            rec(&format!("{name} c={conc} req/s"), rate.rps);
+            rec(&format!("{name} c={conc} p99 ms"), rate.p99_ms);
+            rec(&format!("{name} c={conc} server CPU ms/req"), cpu * 1000.0 / rate.requests.max(1.0));
+            if rate.errors > 0.0 {
+                rec(&format!("{name} c={conc} error responses"), rate.errors);
+            }
+        }
+    }
+
+    Ok(out)
+}
+
+async fn suite(kind: Kind, srv: &Server, args: &Args, big: &[u8], berth: &std::path::Path) -> anyhow::Result<Results> {
+    let c = srv.client()?;
+    let base = srv.base.clone();
     let mut out: Results = Vec::new();
     let mut rec = |k: &str, v: f64| out.push((k.to_string(), v));
     let size = big.len();
@@ -336,46 +394,8 @@ async fn suite(kind: Kind, srv: &Server, args: &Args, big: &[u8], berth: &std::p
     }
     rec("16 concurrent downloads of 64 MiB, aggregate MB/s", total as f64 / 1e6 / t0.elapsed().as_secs_f64());
 
-    // Request rates on one small image.
-    let config = br#"{"architecture":"amd64","os":"linux"}"#.to_vec();
-    let layer = filler(4096, 3);
-    let cd = (upload_whole(&c, &base, "bench/app", Bytes::from(config.clone())).await?, config.len());
-    let ld = (upload_whole(&c, &base, "bench/app", Bytes::from(layer.clone())).await?, layer.len());
-    let m = manifest(&cd, &ld);
-    put_manifest(&c, &base, "bench/app", "v1", m.clone()).await?;
-    let script = tempfile::NamedTempFile::new()?;
-    std::fs::write(
-        script.path(),
-        format!(
-            "wrk.method = \"PUT\"\nwrk.headers[\"Content-Type\"] = \"{OCI_MANIFEST}\"\nwrk.body = [[{}]]\n",
-            String::from_utf8(m.clone())?
-        ),
-    )?;
-    let accept = format!("Accept: {OCI_MANIFEST}");
-    let get_headers: Vec<&str> = auth.iter().copied().chain([accept.as_str()]).collect();
-    for conc in [1u32, 32] {
-        let manifest_url = format!("{base}/v2/bench/app/manifests/v1");
-        let put_url = format!("{base}/v2/bench/app/manifests/put");
-        let blob_url = format!("{base}/v2/bench/app/blobs/{}", ld.0);
-        let head_requests = 2000 * conc.min(8);
-        let cases: [(&str, RateRun); 4] = [
-            ("manifest PUT", Box::new(|| load::wrk(&put_url, conc, args.seconds, &auth, Some(script.path())))),
-            ("manifest GET", Box::new(|| load::wrk(&manifest_url, conc, args.seconds, &get_headers, None))),
-            ("manifest HEAD", Box::new(|| load::ab_head(&manifest_url, conc, head_requests, &get_headers))),
-            ("blob HEAD", Box::new(|| load::ab_head(&blob_url, conc, head_requests, &auth))),
-        ];
-        for (name, run) in cases {
-            let cpu0 = srv.cpu_seconds();
-            let rate = run()?;
-            let cpu = srv.cpu_seconds() - cpu0;
-            rec(&format!("{name} c={conc} req/s"), rate.rps);
-            rec(&format!("{name} c={conc} p99 ms"), rate.p99_ms);
-            rec(&format!("{name} c={conc} server CPU ms/req"), cpu * 1000.0 / rate.requests.max(1.0));
-            if rate.errors > 0.0 {
-                rec(&format!("{name} c={conc} error responses"), rate.errors);
-            }
-        }
-    }
+    out.extend(request_rates(srv, args).await?);
+    let mut rec = |k: &str, v: f64| out.push((k.to_string(), v));
 
     // Small images, pushed as docker does, 8 workers.
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -437,6 +457,8 @@ async fn suite(kind: Kind, srv: &Server, args: &Args, big: &[u8], berth: &std::p
         }
         // What token auth costs: the same manifest GET on a Berth with auth off.
         let open = Server::start_with(Kind::Berth, berth, &args.reference, &["--insecure-no-auth"])?;
+        let (config, layer) = rate_image_blobs();
+        let accept = format!("Accept: {OCI_MANIFEST}");
         let oc = Client::new();
         let ob = open.base.clone();
         let cd = (upload_whole(&oc, &ob, "bench/app", Bytes::from(config.clone())).await?, config.len());
@@ -549,6 +571,10 @@ fn render(args: &Args, limits: &Limits, results: &BTreeMap<Kind, Vec<Results>>, 
         s.push_str(&format!("| {k} | {a:.3} | {b:.3} | {ratio:.2} | {target} |\n"));
     }
     let rss = med(Kind::Berth, "peak RSS MiB");
+    if rss.is_nan() {
+        // `--rates-only`: no uploads, downloads or memory figures to compare.
+        return s;
+    }
     s.push_str(&format!(
         "\nBerth peak RSS {rss:.1} MiB (target ≤ 100 MiB: {}). Download MB/s as a fraction of loopback TCP: Berth {:.2}, reference {:.2}. Upload MB/s as a fraction of SHA-256 speed: Berth {:.2}, reference {:.2}.\n",
         if rss <= 100.0 { "met" } else { "**not met**" },
@@ -619,7 +645,11 @@ async fn main() -> anyhow::Result<()> {
             eprintln!("round {} / {}: {}", round + 1, args.rounds, kind.label());
             let srv = Server::start(kind, &berth, &other_bin)?;
             let binary = if kind == Kind::Baseline { &other_bin } else { &berth };
-            let r = suite(kind, &srv, &args, &big, binary).await?;
+            let r = if args.rates_only {
+                request_rates(&srv, &args).await?
+            } else {
+                suite(kind, &srv, &args, &big, binary).await?
+            };
             drop(srv);
             results.entry(kind).or_default().push(r);
         }

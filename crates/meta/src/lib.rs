@@ -19,8 +19,8 @@ pub mod transfer;
 
 pub use postgres::PgMeta;
 pub use roles::{
-    ANY_CHANGE, AccountStore, ChangeFeed, ContentStore, GcStore, IamPolicyStore, LeaseStore, LifecycleStore, MetaStore,
-    RepositoryStore, ScanStore, SecretStore,
+    ANY_CHANGE, AccountStore, ChangeFeed, ContentStore, GcStore, IamPolicyStore, LeaseStore, LifecycleStore,
+    ManagedSecretStore, MetaStore, RepositoryStore, ScanStore, SecretStore,
 };
 pub use sqlite::SqliteMeta;
 
@@ -228,17 +228,110 @@ pub enum SealedKind {
     AccessKeySecret,
     /// A key the registry itself holds (the token signing key), identified by its name.
     RegistrySecret,
+    /// A version of a Secrets Manager secret's value, identified by
+    /// `managed_secret_version_key(arn, version id)`.
+    ManagedSecretValue,
 }
 
 impl SealedKind {
-    pub const ALL: [SealedKind; 2] = [SealedKind::AccessKeySecret, SealedKind::RegistrySecret];
+    pub const ALL: [SealedKind; 3] =
+        [SealedKind::AccessKeySecret, SealedKind::RegistrySecret, SealedKind::ManagedSecretValue];
 
     pub fn as_str(self) -> &'static str {
         match self {
             SealedKind::AccessKeySecret => "access-key-secret",
             SealedKind::RegistrySecret => "registry-secret",
+            SealedKind::ManagedSecretValue => "managed-secret-value",
         }
     }
+}
+
+/// A Secrets Manager secret as stored: its metadata and its versions' staging labels (values
+/// are read one version at a time, `ManagedSecretStore::secret_version`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManagedSecret {
+    pub arn: String,
+    pub account_id: String,
+    pub name: String,
+    pub description: Option<String>,
+    pub kms_key_id: Option<String>,
+    pub tags: Vec<(String, String)>,
+    pub created_at: i64,
+    pub changed_at: i64,
+    pub accessed_at: Option<i64>,
+    /// When a scheduled deletion takes effect (ms), if one is scheduled.
+    pub deletion_date: Option<i64>,
+    /// Each version's id and staging labels, oldest first.
+    pub versions: Vec<(String, Vec<String>)>,
+}
+
+/// A version to store: its id, its value sealed under the master keyring (bound to
+/// `managed_secret_version_key`), and the staging labels it takes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewSecretVersion {
+    pub version_id: String,
+    pub sealed_value: String,
+    pub stages: Vec<String>,
+}
+
+/// A stored version of a secret's value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretVersion {
+    pub version_id: String,
+    pub sealed_value: String,
+    pub stages: Vec<String>,
+    pub created_at: i64,
+}
+
+/// What `create_managed_secret` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecretCreated {
+    Created,
+    /// The account has a secret of that name.
+    NameTaken,
+    /// The account has a secret of that name, scheduled for deletion.
+    NameScheduledForDeletion,
+}
+
+/// What `put_secret_version` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VersionPut {
+    Created,
+    /// A version with that id exists (a retried request, or a conflicting one: the caller
+    /// compares the values).
+    Exists {
+        sealed_value: String,
+        stages: Vec<String>,
+    },
+    SecretNotFound,
+}
+
+/// The id a secret version's sealed value is bound to, and that a rotation pages by.
+pub fn managed_secret_version_key(arn: &str, version_id: &str) -> String {
+    format!("{arn}#{version_id}")
+}
+
+/// Moves staging labels to a new version as Secrets Manager does: each label the new version
+/// takes leaves the version that had it, and the version losing `AWSCURRENT` takes
+/// `AWSPREVIOUS` (from whichever had it). Returns every version's labels afterwards, the new
+/// one last; a version left with none is deprecated.
+pub fn restage(existing: &[(String, Vec<String>)], new_id: &str, new_stages: &[String]) -> Vec<(String, Vec<String>)> {
+    let takes_current = new_stages.iter().any(|s| s == "AWSCURRENT");
+    let mut out: Vec<(String, Vec<String>)> = Vec::with_capacity(existing.len() + 1);
+    for (id, stages) in existing.iter().filter(|(id, _)| id != new_id) {
+        let had_current = stages.iter().any(|s| s == "AWSCURRENT");
+        let mut kept: Vec<String> = stages
+            .iter()
+            .filter(|s| !(new_stages.contains(s) || takes_current && s.as_str() == "AWSPREVIOUS"))
+            .cloned()
+            .collect();
+        if takes_current && had_current {
+            kept.push("AWSPREVIOUS".to_string());
+        }
+        out.push((id.clone(), kept));
+    }
+    out.push((new_id.to_string(), new_stages.to_vec()));
+    out
 }
 
 /// A stored secret as the store holds it: sealed text, or (before the upgrade) plain bytes.
@@ -526,4 +619,32 @@ pub struct ManifestReferences {
 /// Milliseconds since the Unix epoch, the one time format the metadata store keeps.
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+#[cfg(test)]
+mod restage_tests {
+    use super::restage;
+
+    fn v(id: &str, stages: &[&str]) -> (String, Vec<String>) {
+        (id.to_string(), stages.iter().map(|s| s.to_string()).collect())
+    }
+
+    #[test]
+    fn a_new_current_version_makes_the_old_one_previous_and_deprecates_the_one_before() {
+        let existing = [v("a", &["AWSPREVIOUS"]), v("b", &["AWSCURRENT"])];
+        let out = restage(&existing, "c", &["AWSCURRENT".to_string()]);
+        assert_eq!(out, [v("a", &[]), v("b", &["AWSPREVIOUS"]), v("c", &["AWSCURRENT"])]);
+    }
+
+    #[test]
+    fn a_custom_label_moves_alone() {
+        let existing = [v("a", &["AWSCURRENT", "blue"])];
+        let out = restage(&existing, "b", &["blue".to_string()]);
+        assert_eq!(out, [v("a", &["AWSCURRENT"]), v("b", &["blue"])]);
+    }
+
+    #[test]
+    fn the_first_version_just_takes_its_labels() {
+        assert_eq!(restage(&[], "a", &["AWSCURRENT".to_string()]), [v("a", &["AWSCURRENT"])]);
+    }
 }

@@ -408,6 +408,58 @@ pub trait SecretStore: Send + Sync + 'static {
     async fn erase_freed_space(&self) -> Result<()>;
 }
 
+/// Secrets Manager's secrets: metadata and versions whose values arrive and leave sealed (the
+/// registry seals and opens them).
+#[async_trait]
+pub trait ManagedSecretStore: Send + Sync + 'static {
+    /// Creates a secret, with its first version if one is given. A secret of the same name
+    /// whose scheduled deletion has passed is removed first.
+    /// Concurrency: the `(account, name)` uniqueness decides between racing creators.
+    async fn create_managed_secret(
+        &self,
+        secret: &ManagedSecret,
+        first: Option<&NewSecretVersion>,
+    ) -> Result<SecretCreated>;
+
+    async fn managed_secret_by_name(&self, account_id: &str, name: &str) -> Result<Option<ManagedSecret>>;
+
+    async fn managed_secret_by_arn(&self, arn: &str) -> Result<Option<ManagedSecret>>;
+
+    /// Every secret of an account, in name order.
+    async fn managed_secrets(&self, account_id: &str) -> Result<Vec<ManagedSecret>>;
+
+    /// The version with this id and/or staging label (both optional; none matches the first).
+    async fn secret_version(
+        &self,
+        arn: &str,
+        version_id: Option<&str>,
+        stage: Option<&str>,
+    ) -> Result<Option<SecretVersion>>;
+
+    /// Adds a version and moves its staging labels to it (`restage`); versions left without
+    /// labels are removed.
+    /// Concurrency: the secret's row is locked, so racing puts apply one after the other and
+    /// exactly one version holds `AWSCURRENT` afterwards.
+    async fn put_secret_version(&self, arn: &str, version: &NewSecretVersion) -> Result<VersionPut>;
+
+    /// Sets the description and/or KMS key id given; whether the secret exists.
+    async fn update_managed_secret(
+        &self,
+        arn: &str,
+        description: Option<&str>,
+        kms_key_id: Option<&str>,
+    ) -> Result<bool>;
+
+    /// Schedules (`Some(when)`) or cancels (`None`) a deletion; whether the secret exists.
+    async fn set_secret_deletion(&self, arn: &str, deletion_date: Option<i64>) -> Result<bool>;
+
+    /// Deletes a secret and its versions now; whether it existed.
+    async fn delete_managed_secret(&self, arn: &str) -> Result<bool>;
+
+    /// Records a read of the secret's value at `at` (ms; kept only if later than the last).
+    async fn record_secret_access(&self, arn: &str, at: i64) -> Result<()>;
+}
+
 /// Leases: work that must run on one node at a time (scheduled GC and lifecycle runs).
 #[async_trait]
 pub trait LeaseStore: Send + Sync + 'static {
@@ -503,6 +555,7 @@ pub trait MetaStore:
     + AccountStore
     + IamPolicyStore
     + SecretStore
+    + ManagedSecretStore
     + LeaseStore
     + ChangeFeed
 {

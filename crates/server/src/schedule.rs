@@ -8,12 +8,14 @@ use berth_registry::{GcPolicy, Registry};
 use crate::admin_socket;
 
 /// `SIGHUP` re-reads the master keyring file (a version added for a rotation).
+/// The handler is installed before this returns (not inside the task): a `SIGHUP` that arrives
+/// once the node answers must never meet the default action, which ends the process.
 pub(crate) fn spawn_keyring_reload_on_sighup(admin: admin_socket::Admin) {
+    let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+        tracing::warn!("no SIGHUP handler: reload the keyring through `berth admin rotate-master-key`");
+        return;
+    };
     tokio::spawn(async move {
-        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
-            tracing::warn!("no SIGHUP handler: reload the keyring through `berth admin rotate-master-key`");
-            return;
-        };
         while hup.recv().await.is_some() {
             if let Err(e) = admin.reload_keyring() {
                 tracing::error!(error = %e, "SIGHUP: the master keyring was not reloaded");

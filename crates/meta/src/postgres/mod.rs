@@ -22,6 +22,9 @@ use crate::{
     StoredSecret, Upload, VulnDbState, VulnRecord, now_ms,
 };
 use crate::{ActionKind, PullBlock, ScanType};
+use crate::{
+    ManagedSecret, NewSecretVersion, SecretCreated, SecretVersion, VersionPut, managed_secret_version_key, restage,
+};
 
 type Meta = PgMeta;
 type Db = Postgres;
@@ -88,6 +91,11 @@ impl PgMeta {
 
     pub(crate) fn reads(&self) -> &PgPool {
         &self.pool
+    }
+
+    /// A write transaction (row locks are taken by the statements that need them).
+    pub(crate) async fn begin_write(&self) -> sqlx::Result<sqlx::Transaction<'static, Postgres>> {
+        self.pool.begin().await
     }
 
     /// Connects to `url` (`postgres://user[:password]@host[:port]/database[?sslmode=…]`) with at
@@ -233,6 +241,15 @@ mod dialect {
         Ok(())
     }
 
+    pub(super) async fn lock_managed_secret(tx: &mut Transaction<'_, Db>, arn: &str) -> Result<()> {
+        sqlx::query("SELECT 1 FROM managed_secrets WHERE arn = $1 FOR UPDATE")
+            .bind(arn)
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
     pub(super) async fn lock_principal(tx: &mut Transaction<'_, Db>, principal_id: &str) -> Result<()> {
         sqlx::query("SELECT 1 FROM principals WHERE id = $1 FOR UPDATE")
             .bind(principal_id)
@@ -284,6 +301,9 @@ mod dialect {
            ORDER BY queued_at LIMIT $3 FOR UPDATE SKIP LOCKED) \
          RETURNING (SELECT name FROM repositories WHERE id = repository_id), digest, scan_type, generation";
 
+    pub(super) const MANAGED_SECRET_VALUES_PAGE: &str = "SELECT id, convert_to(sealed_value, 'UTF8') FROM managed_secret_versions \
+         WHERE id > $1 ORDER BY id LIMIT $2";
+
     pub(super) const ACCESS_KEY_SECRETS_PAGE: &str = "SELECT access_key_id, convert_to(sealed_secret, 'UTF8') FROM access_keys \
          WHERE access_key_id > $1 ORDER BY access_key_id LIMIT $2";
 
@@ -291,7 +311,7 @@ mod dialect {
         // VACUUM FULL rewrites the tables that hold secrets from their live rows, so the old
         // row versions leave the table files. (The server's WAL and its archives are the
         // operator's: PostgreSQL keeps them for recovery.)
-        sqlx::query("VACUUM FULL access_keys, registry_secrets, deleted_access_keys")
+        sqlx::query("VACUUM FULL access_keys, registry_secrets, deleted_access_keys, managed_secret_versions")
             .execute(meta.writes())
             .await
             .map_err(backend)?;
@@ -321,6 +341,7 @@ include!("../sql/lifecycle.rs");
 include!("../sql/repositories.rs");
 include!("../sql/scans.rs");
 include!("../sql/leases.rs");
+include!("../sql/managed_secrets.rs");
 
 /// The channel nodes announce changes on.
 const CHANGES_CHANNEL: &str = "berth_changes";

@@ -26,7 +26,7 @@ impl AccountStore for Meta {
 
     async fn first_account_or_create(&self, candidate: &str) -> Result<(String, bool)> {
         retry_transient!({
-            let mut tx = self.writes().begin().await.map_err(backend)?;
+            let mut tx = self.begin_write().await.map_err(backend)?;
             dialect::lock_accounts(&mut tx).await?;
             let first: Option<String> = sqlx::query_scalar("SELECT id FROM accounts ORDER BY created_at, id LIMIT 1")
                 .fetch_optional(&mut *tx)
@@ -106,7 +106,7 @@ impl AccountStore for Meta {
 
     async fn create_first_access_key(&self, k: &AccessKey) -> Result<bool> {
         retry_transient!({
-            let mut tx = self.writes().begin().await.map_err(backend)?;
+            let mut tx = self.begin_write().await.map_err(backend)?;
             dialect::lock_principal(&mut tx, &k.principal_id).await?;
             let has_key: Option<i64> =
                 sqlx::query_scalar("SELECT CAST(1 AS BIGINT) FROM access_keys WHERE principal_id = $1 LIMIT 1")
@@ -170,7 +170,7 @@ impl AccountStore for Meta {
     ) -> Result<KeyChange> {
         retry_transient!({
             let guard = keep_another_active && !active;
-            let mut tx = self.writes().begin().await.map_err(backend)?;
+            let mut tx = self.begin_write().await.map_err(backend)?;
             dialect::lock_principal_keys(&mut tx, access_key_id).await?;
             let r = sqlx::query(
                 "UPDATE access_keys SET status = $2 WHERE access_key_id = $1 \
@@ -192,7 +192,7 @@ impl AccountStore for Meta {
 
     async fn delete_access_key(&self, access_key_id: &str, keep_another_active: bool) -> Result<KeyChange> {
         retry_transient!({
-            let mut tx = self.writes().begin().await.map_err(backend)?;
+            let mut tx = self.begin_write().await.map_err(backend)?;
             dialect::lock_principal_keys(&mut tx, access_key_id).await?;
             let principal: Option<String> = sqlx::query_scalar(
                 "DELETE FROM access_keys WHERE access_key_id = $1 \
@@ -271,7 +271,7 @@ impl AccountStore for Meta {
 
     async fn delete_principal(&self, principal_id: &str) -> Result<bool> {
         retry_transient!({
-            let mut tx = self.writes().begin().await.map_err(backend)?;
+            let mut tx = self.begin_write().await.map_err(backend)?;
             for sql in [
                 "DELETE FROM iam_inline_policies WHERE owner_id = $1",
                 "DELETE FROM iam_policy_attachments WHERE owner_id = $1",
@@ -314,6 +314,7 @@ impl SecretStore for Meta {
             SealedKind::RegistrySecret => {
                 "SELECT name, value FROM registry_secrets WHERE name > $1 ORDER BY name LIMIT $2"
             }
+            SealedKind::ManagedSecretValue => dialect::MANAGED_SECRET_VALUES_PAGE,
         };
         let rows = sqlx::query(sql)
             .bind(after)
@@ -332,6 +333,15 @@ impl SecretStore for Meta {
                     return Err(MetaError::Backend("an access-key secret must be text".into()));
                 };
                 sqlx::query("UPDATE access_keys SET sealed_secret = $3 WHERE access_key_id = $1 AND sealed_secret = $2")
+                    .bind(id.to_string())
+                    .bind(expected.to_string())
+                    .bind(new.to_string())
+            }
+            SealedKind::ManagedSecretValue => {
+                let (Ok(expected), Ok(new)) = (std::str::from_utf8(expected), std::str::from_utf8(new)) else {
+                    return Err(MetaError::Backend("a secret's sealed value must be text".into()));
+                };
+                sqlx::query("UPDATE managed_secret_versions SET sealed_value = $3 WHERE id = $1 AND sealed_value = $2")
                     .bind(id.to_string())
                     .bind(expected.to_string())
                     .bind(new.to_string())

@@ -13,7 +13,7 @@ impl ContentStore for Meta {
         finished_upload: Option<&str>,
     ) -> Result<bool> {
         retry_transient!({
-            let mut tx = self.writes().begin().await.map_err(backend)?;
+            let mut tx = self.begin_write().await.map_err(backend)?;
             dialect::push_lock(&mut tx).await?;
             let id = repo_id(&mut tx, repository).await?;
             let now = now_ms();
@@ -35,7 +35,7 @@ impl ContentStore for Meta {
 
     async fn mount_blob(&self, from: &str, to: &str, digest: &Digest) -> Result<bool> {
         retry_transient!({
-            let mut tx = self.writes().begin().await.map_err(backend)?;
+            let mut tx = self.begin_write().await.map_err(backend)?;
             dialect::push_lock(&mut tx).await?;
             let to_id = repo_id(&mut tx, to).await?;
             let held: Option<i64> = sqlx::query_scalar(
@@ -89,7 +89,7 @@ impl ContentStore for Meta {
         immutable_tags: &[String],
     ) -> Result<()> {
         retry_transient!({
-            let mut tx = self.writes().begin().await.map_err(backend)?;
+            let mut tx = self.begin_write().await.map_err(backend)?;
             dialect::push_lock(&mut tx).await?;
             let id = repo_id(&mut tx, repository).await?;
             for tag in immutable_tags {
@@ -221,7 +221,7 @@ impl ContentStore for Meta {
 
     async fn delete_manifest(&self, repository: &str, digest: &Digest) -> Result<bool> {
         retry_transient!({
-            let mut tx = self.writes().begin().await.map_err(backend)?;
+            let mut tx = self.begin_write().await.map_err(backend)?;
             // Lock the manifest first: an index put that references it holds it shared (see
             // `missing`), so its references are committed — and seen below — before this goes on.
             dialect::lock_manifest(&mut tx, repository, digest).await?;
@@ -448,7 +448,7 @@ impl ContentStore for Meta {
         at: i64,
     ) -> Result<Option<bool>> {
         retry_transient!({
-            let mut tx = self.writes().begin().await.map_err(backend)?;
+            let mut tx = self.begin_write().await.map_err(backend)?;
             let class: Option<String> = sqlx::query_scalar(
                 "SELECT m.storage_class FROM manifests m JOIN repositories r ON r.id = m.repository_id \
                  WHERE r.name = $1 AND m.digest = $2",
@@ -482,7 +482,7 @@ impl ContentStore for Meta {
 
     async fn create_upload(&self, repository: &str, id: &str, algorithm: Algorithm, store_state: &str) -> Result<()> {
         retry_transient!({
-            let mut tx = self.writes().begin().await.map_err(backend)?;
+            let mut tx = self.begin_write().await.map_err(backend)?;
             let rid = repo_id(&mut tx, repository).await?;
             sqlx::query(
                 "INSERT INTO uploads (id, repository_id, algorithm, started_at, store_state) VALUES ($1, $2, $3, $4, $5)",

@@ -66,7 +66,7 @@ impl GcStore for Meta {
 
     async fn gc_unlink_unreferenced(&self, before: i64) -> Result<u64> {
         retry_transient!({
-            let mut tx = self.writes().begin().await.map_err(backend)?;
+            let mut tx = self.begin_write().await.map_err(backend)?;
             dialect::gc_lock(&mut tx).await?;
             let r = sqlx::query(unreferenced_sql(
                 "DELETE FROM repository_blobs WHERE linked_at < $1 AND {unreferenced}",
@@ -83,7 +83,7 @@ impl GcStore for Meta {
 
     async fn gc_remove_unlinked_blobs(&self, before: i64) -> Result<Vec<(String, i64)>> {
         retry_transient!({
-            let mut tx = self.writes().begin().await.map_err(backend)?;
+            let mut tx = self.begin_write().await.map_err(backend)?;
             dialect::gc_lock(&mut tx).await?;
             let removed = sqlx::query_as(
                 "DELETE FROM blobs WHERE created_at < $1 \

@@ -49,7 +49,7 @@ impl IamPolicyStore for Meta {
 
     async fn delete_group(&self, group_id: &str) -> Result<bool> {
         retry_transient!({
-            let mut tx = self.writes().begin().await.map_err(backend)?;
+            let mut tx = self.begin_write().await.map_err(backend)?;
             for sql in [
                 "DELETE FROM iam_inline_policies WHERE owner_id = $1",
                 "DELETE FROM iam_policy_attachments WHERE owner_id = $1",

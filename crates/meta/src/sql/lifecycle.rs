@@ -55,7 +55,7 @@ impl LifecycleStore for Meta {
         text: Option<&str>,
     ) -> Result<Option<(String, Option<i64>)>> {
         retry_transient!({
-            let mut tx = self.writes().begin().await.map_err(backend)?;
+            let mut tx = self.begin_write().await.map_err(backend)?;
             let id = repo_id(&mut tx, repository).await?;
             let previous = sqlx::query_as::<_, (Option<String>, Option<i64>)>(
                 "SELECT lifecycle_policy, lifecycle_evaluated_at FROM repositories WHERE id = $1",
@@ -107,7 +107,7 @@ impl LifecycleStore for Meta {
         results: &str,
     ) -> Result<()> {
         retry_transient!({
-            let mut tx = self.writes().begin().await.map_err(backend)?;
+            let mut tx = self.begin_write().await.map_err(backend)?;
             let id = repo_id(&mut tx, repository).await?;
             sqlx::query(
                 "INSERT INTO lifecycle_previews (repository_id, policy_text, status, results, created_at) \

@@ -23,7 +23,7 @@ impl RepositoryStore for Meta {
         tags: &[(String, String)],
     ) -> Result<Repository> {
         retry_transient!({
-            let mut tx = self.writes().begin().await.map_err(backend)?;
+            let mut tx = self.begin_write().await.map_err(backend)?;
             let row = sqlx::query(repo_sql(
                 "INSERT INTO repositories (name, created_at, tag_mutability, tag_mutability_exclusions, scan_on_push, \
                  encryption_type, kms_key, pull_block_severity) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING {cols}",
@@ -90,7 +90,7 @@ impl RepositoryStore for Meta {
 
     async fn delete_repository(&self, name: &str, force: bool) -> Result<Repository> {
         retry_transient!({
-            let mut tx = self.writes().begin().await.map_err(backend)?;
+            let mut tx = self.begin_write().await.map_err(backend)?;
             let row = sqlx::query(repo_sql("SELECT {cols} FROM repositories WHERE name = $1"))
                 .bind(name)
                 .fetch_optional(&mut *tx)
@@ -124,7 +124,7 @@ impl RepositoryStore for Meta {
 
     async fn tag_repository(&self, name: &str, tags: &[(String, String)]) -> Result<()> {
         retry_transient!({
-            let mut tx = self.writes().begin().await.map_err(backend)?;
+            let mut tx = self.begin_write().await.map_err(backend)?;
             let id = repo_id(&mut tx, name).await?;
             for (k, v) in tags {
                 sqlx::query(
@@ -144,7 +144,7 @@ impl RepositoryStore for Meta {
 
     async fn untag_repository(&self, name: &str, keys: &[String]) -> Result<()> {
         retry_transient!({
-            let mut tx = self.writes().begin().await.map_err(backend)?;
+            let mut tx = self.begin_write().await.map_err(backend)?;
             let id = repo_id(&mut tx, name).await?;
             for k in keys {
                 sqlx::query("DELETE FROM repository_resource_tags WHERE repository_id = $1 AND key = $2")
@@ -290,7 +290,7 @@ impl RepositoryStore for Meta {
 
     async fn set_repository_policy(&self, repository: &str, text: Option<&str>) -> Result<Option<String>> {
         retry_transient!({
-            let mut tx = self.writes().begin().await.map_err(backend)?;
+            let mut tx = self.begin_write().await.map_err(backend)?;
             let previous: Option<Option<String>> =
                 sqlx::query_scalar("SELECT repository_policy FROM repositories WHERE name = $1")
                     .bind(repository)
@@ -321,7 +321,7 @@ impl RepositoryStore for Meta {
 
     async fn set_registry_policy(&self, account_id: &str, text: Option<&str>) -> Result<Option<String>> {
         retry_transient!({
-            let mut tx = self.writes().begin().await.map_err(backend)?;
+            let mut tx = self.begin_write().await.map_err(backend)?;
             let previous: Option<String> =
                 sqlx::query_scalar("SELECT policy_text FROM registry_policies WHERE account_id = $1")
                     .bind(account_id)

@@ -7,7 +7,7 @@
 impl ScanStore for Meta {
     async fn vulndb_put(&self, records: &[VulnRecord]) -> Result<u64> {
         retry_transient!({
-            let mut tx = self.writes().begin().await.map_err(backend)?;
+            let mut tx = self.begin_write().await.map_err(backend)?;
             let mut changed = 0;
             for r in records {
                 let stored: Option<String> = sqlx::query_scalar("SELECT modified FROM vuln_records WHERE id = $1")

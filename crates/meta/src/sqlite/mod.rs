@@ -23,6 +23,9 @@ use crate::{
     StoredSecret, Upload, VulnDbState, VulnRecord, now_ms,
 };
 use crate::{ActionKind, PullBlock, ScanType};
+use crate::{
+    ManagedSecret, NewSecretVersion, SecretCreated, SecretVersion, VersionPut, managed_secret_version_key, restage,
+};
 
 type Meta = SqliteMeta;
 type Db = Sqlite;
@@ -52,6 +55,23 @@ impl SqliteMeta {
 
     pub(crate) fn reads(&self) -> &SqlitePool {
         &self.reader
+    }
+
+    /// A write transaction. `BEGIN IMMEDIATE` takes the write lock first, waiting out the busy
+    /// timeout: a deferred `BEGIN` that reads before it writes gets `SQLITE_BUSY` at once (no
+    /// wait) when another process (`berth vulndb import`, `berth admin` beside `serve`) wrote
+    /// since its read.
+    pub(crate) async fn begin_write(&self) -> sqlx::Result<sqlx::Transaction<'static, sqlx::Sqlite>> {
+        match self.writer.begin_with("BEGIN IMMEDIATE").await {
+            // sqlx counts a transaction that SQLite rolled back by itself (SQLITE_FULL, a full
+            // disk) as still open, and refuses a `BEGIN` on that connection from then on: close
+            // it, so the pool opens a fresh one.
+            Err(sqlx::Error::InvalidSavePointStatement) => {
+                self.writer.acquire().await?.close().await?;
+                self.writer.begin_with("BEGIN IMMEDIATE").await
+            }
+            other => other,
+        }
     }
 
     /// Opens (creating if needed) the database file and applies pending migrations.
@@ -117,6 +137,10 @@ mod dialect {
         Ok(())
     }
 
+    pub(super) async fn lock_managed_secret(_: &mut Transaction<'_, Db>, _: &str) -> Result<()> {
+        Ok(())
+    }
+
     pub(super) async fn lock_principal(_: &mut Transaction<'_, Db>, _: &str) -> Result<()> {
         Ok(())
     }
@@ -168,6 +192,9 @@ mod dialect {
          WHERE rowid IN (SELECT rowid FROM image_scans WHERE status = 'PENDING' ORDER BY queued_at LIMIT $3) \
          RETURNING (SELECT name FROM repositories WHERE id = repository_id), digest, scan_type, generation";
 
+    pub(super) const MANAGED_SECRET_VALUES_PAGE: &str = "SELECT id, CAST(sealed_value AS BLOB) FROM managed_secret_versions \
+         WHERE id > $1 ORDER BY id LIMIT $2";
+
     pub(super) const ACCESS_KEY_SECRETS_PAGE: &str = "SELECT access_key_id, CAST(sealed_secret AS BLOB) FROM access_keys \
          WHERE access_key_id > $1 ORDER BY access_key_id LIMIT $2";
 
@@ -201,6 +228,7 @@ include!("../sql/lifecycle.rs");
 include!("../sql/repositories.rs");
 include!("../sql/scans.rs");
 include!("../sql/leases.rs");
+include!("../sql/managed_secrets.rs");
 
 /// One node opens an SQLite store: its own invalidation is all there is.
 #[async_trait]
@@ -235,4 +263,33 @@ mod tests {
     }
 
     crate::meta_store_conformance!(fixture);
+
+    /// Two processes on one file (`serve` and `berth vulndb import`): a transaction that reads
+    /// before it writes waits for the other's writes instead of failing with "database is locked".
+    #[tokio::test]
+    async fn a_read_then_write_transaction_waits_for_another_processs_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("meta.db");
+        let importer = SqliteMeta::open(&path).await.unwrap();
+        let server = SqliteMeta::open(&path).await.unwrap();
+        let imports = async {
+            for i in 0..200 {
+                let record = VulnRecord {
+                    id: "CVE-1".into(),
+                    modified: format!("2026-01-01T00:00:{i:03}Z"),
+                    json: "{}".into(),
+                    keys: vec![("Debian".into(), "openssl".into())],
+                };
+                importer.vulndb_put(&[record]).await.unwrap();
+            }
+        };
+        let writes = async {
+            for _ in 0..200 {
+                server.vulndb_finish_import(1).await.unwrap();
+                tokio::task::yield_now().await;
+            }
+        };
+        tokio::join!(imports, writes);
+        assert_eq!(server.vulndb_state().await.unwrap().version, 200);
+    }
 }

@@ -311,6 +311,28 @@ macro_rules! secret_store_conformance {
     };
 }
 
+/// `ManagedSecretStore`'s clauses for a fixture.
+#[macro_export]
+macro_rules! managed_secret_store_conformance {
+    ($fixture:path) => {
+        mod managed_secret_store {
+            use super::*;
+            $crate::__conformance_clauses!(
+                $fixture,
+                managed_secrets,
+                [
+                    a_secret_is_created_once_per_account_and_name,
+                    versions_move_their_labels_and_repeat_ids_are_reported,
+                    deletion_is_scheduled_restored_or_immediate,
+                    updates_and_reads_are_recorded,
+                    sealed_values_page_for_rotation,
+                    concurrent_puts_leave_one_current_version,
+                ]
+            );
+        }
+    };
+}
+
 /// `LeaseStore`'s clauses for a fixture.
 #[macro_export]
 macro_rules! lease_store_conformance {
@@ -342,6 +364,7 @@ macro_rules! meta_store_conformance {
         $crate::account_store_conformance!($fixture);
         $crate::iam_policy_store_conformance!($fixture);
         $crate::secret_store_conformance!($fixture);
+        $crate::managed_secret_store_conformance!($fixture);
         $crate::lease_store_conformance!($fixture);
     };
 }
@@ -361,5 +384,7 @@ pub mod accounts;
 pub mod iam;
 
 pub mod secrets;
+
+pub mod managed_secrets;
 
 pub mod leases;
