@@ -38,6 +38,9 @@ pub enum Target<'a> {
     /// An account's registry as a whole (`GetAuthorizationToken`, `DescribeRegistry`, …):
     /// resource `*` in that account.
     Registry(&'a str),
+    /// Another service's resource of an account, by ARN (a Secrets Manager secret): identity
+    /// policies decide; ECR's registry policy does not apply to it.
+    Resource { arn: &'a str, account: &'a str },
 }
 
 /// Facts about the request itself, for condition keys.
@@ -303,6 +306,7 @@ impl Authorizer {
         let resource = match target {
             Target::Repository(key) => self.repository_arn(key),
             Target::Registry(_) => "*".to_string(),
+            Target::Resource { arn, .. } => arn.to_string(),
         };
         let principal = match caller.kind {
             PrincipalKind::Root => Principal::root(&caller.account_id),
@@ -316,7 +320,7 @@ impl Authorizer {
         // gets one on its own account's terms; everything else acts on this registry.
         let resource_account = match target {
             Target::Registry(_) if action == "ecr:GetAuthorizationToken" => caller.account_id.clone(),
-            Target::Registry(account) => account.to_string(),
+            Target::Registry(account) | Target::Resource { account, .. } => account.to_string(),
             Target::Repository(key) => crate::repositories::split_repository_key(&self.account_id, key).0.to_string(),
         };
         let mut ctx = RequestContext::new(principal, action, resource.clone(), resource_account.clone());
@@ -338,7 +342,7 @@ impl Authorizer {
         };
         let repository = match target {
             Target::Repository(key) => Some(self.repository_facts(key).await?),
-            Target::Registry(_) => None,
+            Target::Registry(_) | Target::Resource { .. } => None,
         };
         if let Some(facts) = &repository {
             for (k, v) in &facts.tags {
@@ -352,6 +356,7 @@ impl Authorizer {
             resource_policies.push(p);
         }
         if let Some(p) = registry.policy.as_deref()
+            && !matches!(target, Target::Resource { .. })
             && (!registry.v1_scope || V1_REGISTRY_ACTIONS.contains(&action))
         {
             resource_policies.push(p);

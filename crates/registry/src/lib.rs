@@ -17,6 +17,7 @@ mod lifecycle;
 pub mod repositories;
 pub mod scan;
 pub mod secrets;
+pub mod secrets_manager;
 mod service;
 pub mod settings;
 pub mod transfer;

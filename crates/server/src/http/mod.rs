@@ -19,6 +19,7 @@ pub mod ecr;
 pub mod iam;
 pub mod metrics;
 pub mod proxy;
+mod secretsmanager;
 mod v2;
 
 /// The client's address, as every surface sees it (request logs, `aws:SourceIp`); the
