@@ -1,8 +1,10 @@
-//! Pure repository rules, decided without IO: which tags a repository lets move, and what a
-//! lifecycle policy does to a repository's images.
+//! Pure repository rules, decided without IO: which tags a repository lets move, what a
+//! lifecycle policy does to a repository's images, and how pull-through cache rules map
+//! repositories to upstream registries.
 
 pub mod lifecycle;
 pub mod mutability;
+pub mod pull_through;
 pub mod scanning;
 pub mod wildcard;
 
