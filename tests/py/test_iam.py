@@ -453,8 +453,14 @@ def test_each_account_has_a_registry_of_its_own(berth):
     assert b.describe_repositories(maxResults=1)["repositories"][0]["repositoryName"] == "app"
     with pytest.raises(a.exceptions.InvalidParameterException):
         a.describe_repositories(registryId="555555555555")
-    with pytest.raises(b.exceptions.InvalidParameterException):
-        b.create_repository_creation_template(prefix="x", appliedFor=["CREATE_ON_PUSH"])
+    # Creation templates are per account: B's covers B's repositories, A sees none of B's.
+    b.create_repository_creation_template(prefix="auto", appliedFor=["CREATE_ON_PUSH"],
+                                          imageTagMutability="IMMUTABLE")
+    a.create_repository_creation_template(prefix="ROOT", appliedFor=["CREATE_ON_PUSH"])
+    assert [t["prefix"] for t in b.describe_repository_creation_templates()["repositoryCreationTemplates"]] == ["auto"]
+    assert [t["prefix"] for t in a.describe_repository_creation_templates()["repositoryCreationTemplates"]] == ["ROOT"]
+    with pytest.raises(b.exceptions.TemplateNotFoundException):
+        b.delete_repository_creation_template(prefix="ROOT")
     # Only Berth makes repository keys: a name shaped like one is an invalid name.
     for client in (a, b):
         with pytest.raises(client.exceptions.InvalidParameterException):
@@ -468,6 +474,14 @@ def test_each_account_has_a_registry_of_its_own(berth):
     assert v2_get(berth, berth.host, a_token, "/v2/app/manifests/v1").status_code == 404, "A's app has no v1"
     catalog = v2_get(berth, b_host, b_token, "/v2/_catalog").json()["repositories"]
     assert catalog == ["app", "b-only"]
+    # A push to B's `auto/…` creates the repository in B from B's template (not from A's ROOT).
+    push_to(berth, b_host, b_token, "auto/svc", "v1", 2)
+    created = b.describe_repositories(repositoryNames=["auto/svc"])["repositories"][0]
+    assert created["imageTagMutability"] == "IMMUTABLE" and created["registryId"] == OTHER_ACCOUNT
+    with pytest.raises(a.exceptions.RepositoryNotFoundException):
+        a.describe_repositories(repositoryNames=["auto/svc"])
+    b.delete_repository_creation_template(prefix="auto")
+    a.delete_repository_creation_template(prefix="ROOT")
     assert v2_get(berth, berth.host, a_token, "/v2/_catalog").json()["repositories"] == ["app"]
     tags = v2_get(berth, b_host, b_token, "/v2/app/tags/list").json()
     assert tags == {"name": "app", "tags": ["v1"]}

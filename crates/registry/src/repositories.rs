@@ -60,12 +60,22 @@ pub struct ExclusionFilter {
 
 pub const ROOT_PREFIX: &str = "ROOT";
 
-/// Whether a template prefix covers a repository name: `ROOT` covers all, `prod` covers
-/// `prod/…` (a trailing slash is optional).
-pub fn prefix_covers(prefix: &str, name: &str) -> bool {
-    // Templates are the default account's: another account's repositories (keys `@…`) are
-    // created only by CreateRepository.
-    if name.starts_with('@') {
+/// The account part of a key (`@<account>/`, empty for the default account) and the rest.
+fn split_account_part(key: &str) -> (&str, &str) {
+    match key.strip_prefix('@').and_then(|k| k.find('/')) {
+        Some(i) => key.split_at(i + 2),
+        None => ("", key),
+    }
+}
+
+/// Whether a template covers a repository, both given as keys (a template is stored under its
+/// account's key of its prefix, as a repository is): `ROOT` covers all of its account's
+/// repositories, `prod` covers `prod/…` (a trailing slash is optional); never another
+/// account's.
+pub fn prefix_covers(prefix_key: &str, name_key: &str) -> bool {
+    let ((prefix_account, prefix), (name_account, name)) =
+        (split_account_part(prefix_key), split_account_part(name_key));
+    if prefix_account != name_account {
         return false;
     }
     if prefix == ROOT_PREFIX {
@@ -304,24 +314,40 @@ impl Registry {
 
     // ---- repository creation templates ----
 
-    /// Every template, in prefix order.
-    pub async fn creation_templates(&self) -> Result<Vec<StoredTemplate>, RegistryError> {
-        Ok(self
+    /// Every template of `account`, in prefix order. Templates are per account: each is
+    /// stored under its account's key of its prefix and covers that account's repositories.
+    pub async fn creation_templates(&self, account: &str) -> Result<Vec<StoredTemplate>, RegistryError> {
+        let default = self.registry_id();
+        let mut out: Vec<StoredTemplate> = self
             .templates()
             .await?
             .into_iter()
+            .filter(|(t, _)| key_in_account(default, account, &t.prefix))
             .map(|(t, spec)| StoredTemplate {
-                prefix: t.prefix,
+                prefix: split_repository_key(default, &t.prefix).1.to_string(),
                 spec,
                 created_at: t.created_at,
                 updated_at: t.updated_at,
             })
-            .collect())
+            .collect();
+        out.sort_by(|a, b| a.prefix.cmp(&b.prefix));
+        Ok(out)
     }
 
-    /// Creates a template; it must say what it applies for.
+    fn template_key(&self, account: &str, prefix: &str) -> String {
+        repository_key(self.registry_id(), account, prefix)
+    }
+
+    fn stored_template(&self, t: CreationTemplate) -> Result<StoredTemplate, RegistryError> {
+        let mut stored = stored_template(t)?;
+        stored.prefix = split_repository_key(self.registry_id(), &stored.prefix).1.to_string();
+        Ok(stored)
+    }
+
+    /// Creates a template of `account`; it must say what it applies for.
     pub async fn create_creation_template(
         &self,
+        account: &str,
         prefix: &str,
         spec: &TemplateSpec,
     ) -> Result<StoredTemplate, RegistryError> {
@@ -332,23 +358,26 @@ impl Registry {
             ));
         }
         let body = serde_json::to_string(spec).expect("template serializes");
-        let stored = self.meta().create_creation_template(prefix, &body).await.map_err(|e| match e {
+        let key = self.template_key(account, prefix);
+        let stored = self.meta().create_creation_template(&key, &body).await.map_err(|e| match e {
             MetaError::AlreadyExists => RegistryError::TemplateAlreadyExists { prefix: prefix.to_string() },
             other => other.into(),
         })?;
-        stored_template(stored)
+        self.stored_template(stored)
     }
 
     /// Updates a template: what `spec` names replaces what is stored, the rest stays (an empty
     /// `appliedFor` names nothing), as ECR's update does.
     pub async fn update_creation_template(
         &self,
+        account: &str,
         prefix: &str,
         spec: &TemplateSpec,
     ) -> Result<StoredTemplate, RegistryError> {
         check_template(prefix, spec)?;
         let not_found = || RegistryError::TemplateNotFound { prefix: prefix.to_string() };
-        let current = self.meta().creation_templates().await?.into_iter().find(|t| t.prefix == prefix);
+        let key = self.template_key(account, prefix);
+        let current = self.meta().creation_templates().await?.into_iter().find(|t| t.prefix == key);
         let current = current.ok_or_else(not_found)?;
         let mut merged: serde_json::Value = serde_json::from_str(&current.body)
             .map_err(|e| RegistryError::Internal(format!("stored template {prefix}: {e}")))?;
@@ -361,20 +390,21 @@ impl Registry {
                 }
             }
         }
-        let stored = self.meta().update_creation_template(prefix, &merged.to_string()).await.map_err(|e| match e {
+        let stored = self.meta().update_creation_template(&key, &merged.to_string()).await.map_err(|e| match e {
             MetaError::NotFound => not_found(),
             other => other.into(),
         })?;
-        stored_template(stored)
+        self.stored_template(stored)
     }
 
-    pub async fn delete_creation_template(&self, prefix: &str) -> Result<StoredTemplate, RegistryError> {
+    pub async fn delete_creation_template(&self, account: &str, prefix: &str) -> Result<StoredTemplate, RegistryError> {
         check_template_prefix(prefix)?;
-        let t = self.meta().delete_creation_template(prefix).await.map_err(|e| match e {
-            MetaError::NotFound => RegistryError::TemplateNotFound { prefix: prefix.to_string() },
-            other => other.into(),
-        })?;
-        stored_template(t)
+        let t =
+            self.meta().delete_creation_template(&self.template_key(account, prefix)).await.map_err(|e| match e {
+                MetaError::NotFound => RegistryError::TemplateNotFound { prefix: prefix.to_string() },
+                other => other.into(),
+            })?;
+        self.stored_template(t)
     }
 }
 
@@ -610,7 +640,7 @@ mod tests {
             resource_tags: tags(1, "team"),
             ..Default::default()
         };
-        registry.create_creation_template("prod", &spec).await.unwrap();
+        registry.create_creation_template(registry.registry_id(), "prod", &spec).await.unwrap();
         let created = registry.repository_for_push("prod/api").await.unwrap();
         assert_eq!(created.settings.tag_mutability, TagMutabilityMode::Immutable);
         assert_eq!(registry.repository_tags("prod/api").await.unwrap(), [("team0".to_string(), "v".to_string())]);
@@ -646,29 +676,29 @@ mod tests {
             ..Default::default()
         };
         assert!(matches!(
-            registry.create_creation_template("prod", &TemplateSpec::default()).await,
+            registry.create_creation_template(registry.registry_id(), "prod", &TemplateSpec::default()).await,
             Err(RegistryError::InvalidParameter(_))
         ));
-        registry.create_creation_template("prod", &spec).await.unwrap();
+        registry.create_creation_template(registry.registry_id(), "prod", &spec).await.unwrap();
         assert!(matches!(
-            registry.create_creation_template("prod", &spec).await,
+            registry.create_creation_template(registry.registry_id(), "prod", &spec).await,
             Err(RegistryError::TemplateAlreadyExists { prefix }) if prefix == "prod"
         ));
         let change = TemplateSpec { image_tag_mutability: Some("IMMUTABLE".into()), ..Default::default() };
-        let updated = registry.update_creation_template("prod", &change).await.unwrap();
+        let updated = registry.update_creation_template(registry.registry_id(), "prod", &change).await.unwrap();
         assert_eq!(updated.spec.description.as_deref(), Some("team images"));
         assert_eq!(updated.spec.applied_for, ["CREATE_ON_PUSH"]);
         assert_eq!(updated.spec.image_tag_mutability.as_deref(), Some("IMMUTABLE"));
         assert!(matches!(
-            registry.update_creation_template("dev", &change).await,
+            registry.update_creation_template(registry.registry_id(), "dev", &change).await,
             Err(RegistryError::TemplateNotFound { prefix }) if prefix == "dev"
         ));
         assert!(matches!(
-            registry.delete_creation_template("not a prefix").await,
+            registry.delete_creation_template(registry.registry_id(), "not a prefix").await,
             Err(RegistryError::InvalidParameter(_))
         ));
-        assert_eq!(registry.delete_creation_template("prod").await.unwrap().prefix, "prod");
-        assert!(registry.creation_templates().await.unwrap().is_empty());
+        assert_eq!(registry.delete_creation_template(registry.registry_id(), "prod").await.unwrap().prefix, "prod");
+        assert!(registry.creation_templates(registry.registry_id()).await.unwrap().is_empty());
     }
 
     #[tokio::test]
@@ -704,6 +734,12 @@ mod tests {
         assert!(!prefix_covers("prod", "prod"));
         assert!(!prefix_covers("prod", "production/app"));
         assert!(!prefix_covers("prod/team", "prod/other"));
+        // Per account: a template covers its own account's repositories only.
+        assert!(prefix_covers("@222222222222/ROOT", "@222222222222/app"));
+        assert!(prefix_covers("@222222222222/prod", "@222222222222/prod/app"));
+        assert!(!prefix_covers("ROOT", "@222222222222/app"));
+        assert!(!prefix_covers("@222222222222/ROOT", "app"));
+        assert!(!prefix_covers("@222222222222/prod", "@333333333333/prod/app"));
     }
 
     #[test]

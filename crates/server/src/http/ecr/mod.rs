@@ -228,10 +228,6 @@ const DEFAULT_ACCOUNT_ONLY: &[&str] = &[
     "PutRegistryScanningConfiguration",
     "GetRegistryScanningConfiguration",
     "BatchGetRepositoryScanningConfiguration",
-    "CreateRepositoryCreationTemplate",
-    "UpdateRepositoryCreationTemplate",
-    "DeleteRepositoryCreationTemplate",
-    "DescribeRepositoryCreationTemplates",
 ];
 
 /// Operations on a registry as a whole: authorized against `*` in the registry's account.

@@ -1,4 +1,4 @@
-//! Repository creation templates: create, update, delete, describe.
+//! Repository creation templates, per account: create, update, delete, describe.
 
 use berth_registry::repositories::{StoredTemplate, TemplateSpec};
 use serde::{Deserialize, Serialize};
@@ -51,9 +51,9 @@ pub(super) async fn put_template(
 ) -> Result<TemplateOutput, EcrError> {
     let registry = &ctx.app.registry;
     let stored = if create {
-        registry.create_creation_template(&input.prefix, &input.spec).await?
+        registry.create_creation_template(&ctx.ns.account, &input.prefix, &input.spec).await?
     } else {
-        registry.update_creation_template(&input.prefix, &input.spec).await?
+        registry.update_creation_template(&ctx.ns.account, &input.prefix, &input.spec).await?
     };
     Ok(TemplateOutput { registry_id: ctx.registry_id().to_string(), repository_creation_template: stored.into() })
 }
@@ -65,7 +65,7 @@ pub(super) struct DeleteTemplateInput {
 }
 
 pub(super) async fn delete_template(ctx: &Ctx<'_>, input: DeleteTemplateInput) -> Result<TemplateOutput, EcrError> {
-    let t = ctx.app.registry.delete_creation_template(&input.prefix).await?;
+    let t = ctx.app.registry.delete_creation_template(&ctx.ns.account, &input.prefix).await?;
     Ok(TemplateOutput { registry_id: ctx.registry_id().to_string(), repository_creation_template: t.into() })
 }
 
@@ -95,7 +95,7 @@ pub(super) async fn describe_templates(
     let mut selected: Vec<StoredTemplate> = ctx
         .app
         .registry
-        .creation_templates()
+        .creation_templates(&ctx.ns.account)
         .await?
         .into_iter()
         .filter(|t| input.prefixes.as_ref().is_none_or(|p| p.contains(&t.prefix)))
