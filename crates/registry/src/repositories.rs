@@ -60,21 +60,14 @@ pub struct ExclusionFilter {
 
 pub const ROOT_PREFIX: &str = "ROOT";
 
-/// The account part of a key (`@<account>/`, empty for the default account) and the rest.
-fn split_account_part(key: &str) -> (&str, &str) {
-    match key.strip_prefix('@').and_then(|k| k.find('/')) {
-        Some(i) => key.split_at(i + 2),
-        None => ("", key),
-    }
-}
-
 /// Whether a template covers a repository, both given as keys (a template is stored under its
 /// account's key of its prefix, as a repository is): `ROOT` covers all of its account's
 /// repositories, `prod` covers `prod/…` (a trailing slash is optional); never another
 /// account's.
 pub fn prefix_covers(prefix_key: &str, name_key: &str) -> bool {
+    // The default account's keys carry no account: an empty default tells them apart.
     let ((prefix_account, prefix), (name_account, name)) =
-        (split_account_part(prefix_key), split_account_part(name_key));
+        (split_repository_key("", prefix_key), split_repository_key("", name_key));
     if prefix_account != name_account {
         return false;
     }
@@ -338,10 +331,12 @@ impl Registry {
         repository_key(self.registry_id(), account, prefix)
     }
 
+    /// A stored template as its account sees it: its prefix unkeyed.
     fn stored_template(&self, t: CreationTemplate) -> Result<StoredTemplate, RegistryError> {
-        let mut stored = stored_template(t)?;
-        stored.prefix = split_repository_key(self.registry_id(), &stored.prefix).1.to_string();
-        Ok(stored)
+        let spec = serde_json::from_str(&t.body)
+            .map_err(|e| RegistryError::Internal(format!("stored template {}: {e}", t.prefix)))?;
+        let prefix = split_repository_key(self.registry_id(), &t.prefix).1.to_string();
+        Ok(StoredTemplate { prefix, spec, created_at: t.created_at, updated_at: t.updated_at })
     }
 
     /// Creates a template of `account`; it must say what it applies for.
@@ -433,12 +428,6 @@ pub struct StoredTemplate {
     pub spec: TemplateSpec,
     pub created_at: i64,
     pub updated_at: i64,
-}
-
-fn stored_template(t: CreationTemplate) -> Result<StoredTemplate, RegistryError> {
-    let spec = serde_json::from_str(&t.body)
-        .map_err(|e| RegistryError::Internal(format!("stored template {}: {e}", t.prefix)))?;
-    Ok(StoredTemplate { prefix: t.prefix, spec, created_at: t.created_at, updated_at: t.updated_at })
 }
 
 /// A repository keeps at most this many resource tags, as in ECR.
