@@ -385,6 +385,35 @@ pub struct CreationTemplate {
     pub updated_at: i64,
 }
 
+/// A pull-through cache rule of an account, as stored: the columns of its API shape, with the
+/// prefix as matched (`ROOT`, or a namespace without its trailing `/`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PullThroughRule {
+    pub account_id: String,
+    pub prefix: String,
+    pub upstream_url: String,
+    /// The provider the rule names (`docker-hub`, …), if any: it selects quirks only.
+    pub upstream_registry: Option<String>,
+    /// The upstream namespace the prefix maps to (`None` or `ROOT`: none).
+    pub upstream_prefix: Option<String>,
+    pub credential_arn: Option<String>,
+    /// Berth's extension: how long a cached tag is served before it is checked upstream again,
+    /// in seconds (`None`: ECR's 24 hours).
+    pub refresh_seconds: Option<i64>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// What `create_pull_through_rule` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuleCreated {
+    Created,
+    /// The account has a rule with that prefix.
+    PrefixTaken,
+    /// The account has as many rules as it may.
+    LimitReached,
+}
+
 /// A manifest to store, with what it references.
 #[derive(Debug, Clone)]
 pub struct NewManifest {

@@ -544,6 +544,25 @@ pub trait IamPolicyStore: Send + Sync + 'static {
     async fn identity_policies(&self, principal_id: &str) -> Result<Vec<IdentityPolicySource>>;
 }
 
+/// Pull-through cache rules, per account.
+#[async_trait]
+pub trait PullThroughStore: Send + Sync + 'static {
+    /// Creates a rule unless its account has one with that prefix, or `limit` rules already.
+    /// Concurrency: the count and the insert are one transaction holding the account's rule
+    /// lock, so of racing creates in one account no more than `limit` rules ever exist.
+    async fn create_pull_through_rule(&self, rule: &PullThroughRule, limit: usize) -> Result<RuleCreated>;
+
+    /// Replaces what may change of a rule (its credential, its refresh interval and
+    /// `updated_at`); `NotFound` if the account has no rule with that prefix.
+    async fn update_pull_through_rule(&self, rule: &PullThroughRule) -> Result<()>;
+
+    /// Deletes a rule, returning it; `NotFound` if there is none.
+    async fn delete_pull_through_rule(&self, account_id: &str, prefix: &str) -> Result<PullThroughRule>;
+
+    /// An account's rules in prefix order.
+    async fn pull_through_rules(&self, account_id: &str) -> Result<Vec<PullThroughRule>>;
+}
+
 /// Every role, for the composition root and the registry that serves them all.
 #[async_trait]
 pub trait MetaStore:
@@ -556,6 +575,7 @@ pub trait MetaStore:
     + IamPolicyStore
     + SecretStore
     + ManagedSecretStore
+    + PullThroughStore
     + LeaseStore
     + ChangeFeed
 {

@@ -1,8 +1,10 @@
 //! Pure OCI distribution logic: digests, repository names and tags, byte ranges, manifest
-//! parsing and validation, the `/v2/` path grammar and the spec's error codes.
+//! parsing and validation, the `/v2/` path grammar, the spec's error codes, and registries' `WWW-Authenticate`
+//! challenges.
 //!
 //! Nothing here does IO or is async, so every rule can be tested in microseconds.
 
+pub mod challenge;
 pub mod digest;
 pub mod error;
 pub mod manifest;
@@ -10,6 +12,7 @@ pub mod name;
 pub mod path;
 pub mod range;
 
+pub use challenge::{Challenge, parse_challenge};
 pub use digest::{Algorithm, Digest, DigestError, Hasher};
 pub use error::ErrorCode;
 pub use manifest::{ManifestError, ManifestKind, ParsedManifest, accepts, media_types};

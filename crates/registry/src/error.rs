@@ -55,6 +55,26 @@ pub enum RegistryError {
         name: String,
     },
 
+    // ---- pull-through cache ----
+    PullThroughRuleNotFound {
+        prefix: String,
+    },
+    PullThroughRuleAlreadyExists {
+        prefix: String,
+    },
+    /// The registry has as many pull-through cache rules as it may (50).
+    PullThroughRuleLimit,
+    /// An upstream URL Berth does not fetch from (plain http elsewhere than loopback), or one
+    /// that does not answer as a registry.
+    UnsupportedUpstream(String),
+    /// The secret a rule names does not exist.
+    SecretNotFound(String),
+    /// The secret exists but the registry may not use it (scheduled for deletion, another
+    /// account or region, outside `ecr-pullthroughcache/`).
+    SecretInaccessible(String),
+    /// The secret cannot be opened, or does not hold a credential.
+    SecretUndecryptable(String),
+
     // ---- blobs and uploads ----
     BlobNotFound {
         digest: Digest,
@@ -214,6 +234,20 @@ impl std::fmt::Display for RegistryError {
             RegistryPolicyNotFound => f.write_str("the registry has no registry policy"),
             LifecyclePolicyNotFound { name } => write!(f, "repository {name:?} has no lifecycle policy"),
             LifecyclePreviewNotFound { name } => write!(f, "repository {name:?} has no lifecycle policy preview"),
+            PullThroughRuleNotFound { prefix } => {
+                write!(f, "The pull through cache rule with prefix '{prefix}' does not exist")
+            }
+            PullThroughRuleAlreadyExists { prefix } => {
+                write!(f, "A pull through cache rule with prefix '{prefix}' already exists")
+            }
+            PullThroughRuleLimit => write!(
+                f,
+                "The registry has {} pull through cache rules, the most it may have",
+                berth_rules::pull_through::MAX_RULES
+            ),
+            UnsupportedUpstream(m) | SecretNotFound(m) | SecretInaccessible(m) | SecretUndecryptable(m) => {
+                f.write_str(m)
+            }
             BlobNotFound { .. } => f.write_str("blob unknown to registry"),
             UploadNotFound { .. } => f.write_str("blob upload unknown to registry"),
             UploadInterrupted(m) => write!(f, "upload interrupted: {m}"),

@@ -14,6 +14,7 @@ pub mod identity;
 pub mod images;
 mod leases;
 mod lifecycle;
+pub mod pull_through;
 pub mod repositories;
 pub mod scan;
 pub mod secrets;

@@ -38,6 +38,8 @@ pub struct Registry {
     scan_settings: crate::scan::ScanSettings,
     /// Seals every secret the registry stores.
     pub(crate) master_keys: Arc<crate::secrets::MasterKeys>,
+    /// The client of pull-through cache upstreams.
+    pub(crate) upstream: crate::pull_through::UpstreamHttp,
 }
 
 pub struct BlobRead {
@@ -171,7 +173,18 @@ impl Registry {
             scan_wakeup: Arc::new(tokio::sync::Notify::new()),
             scan_settings: crate::scan::ScanSettings::default(),
             master_keys,
+            upstream: crate::pull_through::UpstreamHttp::new(&Default::default())
+                .expect("an HTTP client without extra CA certificates builds"),
         }
+    }
+
+    /// The pull-through cache's upstream settings (`[pull_through]`).
+    pub fn with_upstream_settings(
+        mut self,
+        settings: &crate::pull_through::UpstreamSettings,
+    ) -> std::result::Result<Self, String> {
+        self.upstream = crate::pull_through::UpstreamHttp::new(settings)?;
+        Ok(self)
     }
 
     pub fn with_scan_settings(mut self, settings: crate::scan::ScanSettings) -> Self {

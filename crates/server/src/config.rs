@@ -97,6 +97,12 @@ pub struct Config {
     /// CIDR blocks, a list or one comma-separated string. Empty: the headers are ignored.
     #[serde(default, deserialize_with = "list")]
     pub trusted_proxies: Vec<String>,
+    /// Pull-through cache rules may name plain-http upstreams on any host (unset: loopback
+    /// hosts only; everything else must be https).
+    pub pull_through_allow_plain_http: bool,
+    /// PEM certificates trusted for pull-through cache upstreams besides the system's: the
+    /// private CA of a self-hosted upstream.
+    pub pull_through_ca_bundle: Option<PathBuf>,
 }
 
 impl Config {
@@ -144,6 +150,8 @@ impl Default for Config {
             min_upload_window_seconds: 30,
             shutdown_drain_seconds: 30,
             trusted_proxies: Vec::new(),
+            pull_through_allow_plain_http: false,
+            pull_through_ca_bundle: None,
         }
     }
 }
@@ -256,6 +264,8 @@ pub fn load(file: Option<&PathBuf>, overrides: &Overrides) -> Result<Config, Box
         "min_upload_window_seconds",
         "shutdown_drain_seconds",
         "trusted_proxies",
+        "pull_through_allow_plain_http",
+        "pull_through_ca_bundle",
     ]))
     .merge(Serialized::defaults(text_env()))
     .merge(Serialized::defaults(overrides))

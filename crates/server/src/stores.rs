@@ -9,6 +9,7 @@ use anyhow::Context;
 use berth_meta::{MetaStore, PgMeta, SqliteMeta};
 use berth_registry::Registry;
 use berth_registry::identity::{Identity, NewRootKey};
+use berth_registry::pull_through::UpstreamSettings;
 use berth_registry::scan::{ScanSettings, parse_block_severity};
 use berth_registry::secrets::MasterKeys;
 use berth_store::{BlobStore, FsBlobStore, S3BlobStore, S3Config};
@@ -143,9 +144,19 @@ pub(crate) async fn open_registry(config: &Config) -> anyhow::Result<(Registry, 
     if let Some(key) = created {
         announce_root_key(config, identity.account_id(), &key)?;
     }
-    let registry =
-        Registry::new(meta, blobs, identity.account_id().to_string(), keys).with_scan_settings(scan_settings(config)?);
+    let registry = Registry::new(meta, blobs, identity.account_id().to_string(), keys)
+        .with_scan_settings(scan_settings(config)?)
+        .with_upstream_settings(&upstream_settings(config)?)
+        .map_err(|e| anyhow::anyhow!("pull_through_ca_bundle: {e}"))?;
     Ok((registry, identity))
+}
+
+fn upstream_settings(config: &Config) -> anyhow::Result<UpstreamSettings> {
+    let ca_bundle = match &config.pull_through_ca_bundle {
+        Some(path) => Some(std::fs::read(path).with_context(|| format!("reading {}", path.display()))?),
+        None => None,
+    };
+    Ok(UpstreamSettings { allow_plain_http: config.pull_through_allow_plain_http, ca_bundle })
 }
 
 pub(crate) fn scan_settings(config: &Config) -> anyhow::Result<ScanSettings> {

@@ -23,7 +23,8 @@ use crate::{
 };
 use crate::{ActionKind, PullBlock, ScanType};
 use crate::{
-    ManagedSecret, NewSecretVersion, SecretCreated, SecretVersion, VersionPut, managed_secret_version_key, restage,
+    ManagedSecret, NewSecretVersion, PullThroughRule, RuleCreated, SecretCreated, SecretVersion, VersionPut,
+    managed_secret_version_key, restage,
 };
 
 type Meta = PgMeta;
@@ -250,6 +251,19 @@ mod dialect {
         Ok(())
     }
 
+    /// An account's pull-through cache rules, while one is created against the quota.
+    const PULL_THROUGH_RULES_LOCK_CLASS: i32 = 0x7074;
+
+    pub(super) async fn lock_pull_through_rules(tx: &mut Transaction<'_, Db>, account_id: &str) -> Result<()> {
+        sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2))")
+            .bind(PULL_THROUGH_RULES_LOCK_CLASS)
+            .bind(account_id)
+            .execute(&mut **tx)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
     pub(super) async fn lock_principal(tx: &mut Transaction<'_, Db>, principal_id: &str) -> Result<()> {
         sqlx::query("SELECT 1 FROM principals WHERE id = $1 FOR UPDATE")
             .bind(principal_id)
@@ -342,6 +356,7 @@ include!("../sql/repositories.rs");
 include!("../sql/scans.rs");
 include!("../sql/leases.rs");
 include!("../sql/managed_secrets.rs");
+include!("../sql/pull_through.rs");
 
 /// The channel nodes announce changes on.
 const CHANGES_CHANNEL: &str = "berth_changes";

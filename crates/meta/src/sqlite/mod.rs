@@ -24,7 +24,8 @@ use crate::{
 };
 use crate::{ActionKind, PullBlock, ScanType};
 use crate::{
-    ManagedSecret, NewSecretVersion, SecretCreated, SecretVersion, VersionPut, managed_secret_version_key, restage,
+    ManagedSecret, NewSecretVersion, PullThroughRule, RuleCreated, SecretCreated, SecretVersion, VersionPut,
+    managed_secret_version_key, restage,
 };
 
 type Meta = SqliteMeta;
@@ -141,6 +142,10 @@ mod dialect {
         Ok(())
     }
 
+    pub(super) async fn lock_pull_through_rules(_: &mut Transaction<'_, Db>, _: &str) -> Result<()> {
+        Ok(())
+    }
+
     pub(super) async fn lock_principal(_: &mut Transaction<'_, Db>, _: &str) -> Result<()> {
         Ok(())
     }
@@ -229,6 +234,7 @@ include!("../sql/repositories.rs");
 include!("../sql/scans.rs");
 include!("../sql/leases.rs");
 include!("../sql/managed_secrets.rs");
+include!("../sql/pull_through.rs");
 
 /// One node opens an SQLite store: its own invalidation is all there is.
 #[async_trait]

@@ -333,6 +333,26 @@ macro_rules! managed_secret_store_conformance {
     };
 }
 
+/// `PullThroughStore`'s clauses for a fixture.
+#[macro_export]
+macro_rules! pull_through_store_conformance {
+    ($fixture:path) => {
+        mod pull_through_store {
+            use super::*;
+            $crate::__conformance_clauses!(
+                $fixture,
+                pull_through,
+                [
+                    rules_are_kept_per_account_and_prefix,
+                    only_the_credential_and_refresh_interval_change,
+                    a_deleted_rule_is_returned_once,
+                    concurrent_creates_never_pass_the_limit,
+                ]
+            );
+        }
+    };
+}
+
 /// `LeaseStore`'s clauses for a fixture.
 #[macro_export]
 macro_rules! lease_store_conformance {
@@ -365,6 +385,7 @@ macro_rules! meta_store_conformance {
         $crate::iam_policy_store_conformance!($fixture);
         $crate::secret_store_conformance!($fixture);
         $crate::managed_secret_store_conformance!($fixture);
+        $crate::pull_through_store_conformance!($fixture);
         $crate::lease_store_conformance!($fixture);
     };
 }
@@ -386,5 +407,7 @@ pub mod iam;
 pub mod secrets;
 
 pub mod managed_secrets;
+
+pub mod pull_through;
 
 pub mod leases;

@@ -29,6 +29,13 @@ pub fn exception(e: RegistryError, registry_id: &str) -> EcrError {
         ),
         TooManyTags => ("TooManyTagsException", message),
         InvalidResourceTag(m) => ("InvalidTagParameterException", m),
+        PullThroughRuleNotFound { .. } => ("PullThroughCacheRuleNotFoundException", message),
+        PullThroughRuleAlreadyExists { .. } => ("PullThroughCacheRuleAlreadyExistsException", message),
+        PullThroughRuleLimit => ("LimitExceededException", message),
+        UnsupportedUpstream(m) => ("UnsupportedUpstreamRegistryException", m),
+        SecretNotFound(m) => ("SecretNotFoundException", m),
+        SecretInaccessible(m) => ("UnableToAccessSecretException", m),
+        SecretUndecryptable(m) => ("UnableToDecryptSecretValueException", m),
         TemplateNotFound { .. } => ("TemplateNotFoundException", message),
         TemplateAlreadyExists { .. } => ("TemplateAlreadyExistsException", message),
         RepositoryPolicyNotFound { name } => (

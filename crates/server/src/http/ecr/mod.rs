@@ -25,6 +25,7 @@ mod layers;
 mod lifecycle;
 mod model;
 mod policies;
+mod pull_through;
 mod registry;
 mod repositories;
 mod scanning;
@@ -245,6 +246,11 @@ const REGISTRY_OPERATIONS: &[&str] = &[
     "UpdateRepositoryCreationTemplate",
     "DeleteRepositoryCreationTemplate",
     "DescribeRepositoryCreationTemplates",
+    "CreatePullThroughCacheRule",
+    "DescribePullThroughCacheRules",
+    "UpdatePullThroughCacheRule",
+    "DeletePullThroughCacheRule",
+    "ValidatePullThroughCacheRule",
 ];
 
 /// Operations on the repository a `resourceArn` names.
@@ -452,6 +458,11 @@ async fn dispatch(ctx: &Ctx<'_>, op: &str, input: Value) -> EcrResult {
         "UpdateRepositoryCreationTemplate" => reply(templates::put_template(ctx, parse(input)?, false).await),
         "DeleteRepositoryCreationTemplate" => reply(templates::delete_template(ctx, parse(input)?).await),
         "DescribeRepositoryCreationTemplates" => reply(templates::describe_templates(ctx, parse(input)?).await),
+        "CreatePullThroughCacheRule" => reply(pull_through::create_rule(ctx, parse(input)?).await),
+        "DescribePullThroughCacheRules" => reply(pull_through::describe_rules(ctx, parse(input)?).await),
+        "UpdatePullThroughCacheRule" => reply(pull_through::update_rule(ctx, parse(input)?).await),
+        "DeletePullThroughCacheRule" => reply(pull_through::delete_rule(ctx, parse(input)?).await),
+        "ValidatePullThroughCacheRule" => reply(pull_through::validate_rule(ctx, parse(input)?).await),
         _ => Err(EcrError::new("UnknownOperationException", format!("Berth does not serve the operation {op:?}"))),
     }
 }

@@ -61,6 +61,13 @@ pub fn error_response(err: RegistryError, ns: &Namespace) -> Response {
         | TooManyTags
         | InvalidResourceTag(_)
         | TemplateNotFound { .. }
+        | PullThroughRuleNotFound { .. }
+        | PullThroughRuleAlreadyExists { .. }
+        | PullThroughRuleLimit
+        | UnsupportedUpstream(_)
+        | SecretNotFound(_)
+        | SecretInaccessible(_)
+        | SecretUndecryptable(_)
         | TemplateAlreadyExists { .. }
         | RepositoryPolicyNotFound { .. }
         | RegistryPolicyNotFound

@@ -1,0 +1,15 @@
+-- Pull-through cache rules, per account: a repository prefix (`ROOT`, or a namespace without
+-- its trailing `/`) mapped to an upstream registry, with the secret holding its credential.
+CREATE TABLE pull_through_rules (
+    account_id TEXT NOT NULL,
+    prefix TEXT NOT NULL,
+    upstream_url TEXT NOT NULL,
+    upstream_registry TEXT,
+    upstream_prefix TEXT,
+    credential_arn TEXT,
+    -- Berth's extension: seconds a cached tag is served before it is checked upstream again.
+    refresh_seconds BIGINT,
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL,
+    PRIMARY KEY (account_id, prefix)
+);

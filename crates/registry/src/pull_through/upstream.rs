@@ -1,0 +1,342 @@
+//! Talking to an upstream registry: finding out how it authenticates (`GET /v2/` and its
+//! `WWW-Authenticate` challenge), and answering that challenge — anonymously, with Basic
+//! credentials, through the Bearer token flow (Docker Hub, ghcr.io, quay.io), or, for another
+//! Berth or ECR (`Basic … service="ecr.amazonaws.com"`), with a registry token from a
+//! SigV4-signed `GetAuthorizationToken`.
+
+use std::time::Duration;
+
+use base64::Engine as _;
+use berth_oci::Challenge;
+use berth_rules::pull_through::UpstreamUrl;
+use reqwest::StatusCode;
+use reqwest::header::{AUTHORIZATION, WWW_AUTHENTICATE};
+
+/// What a rule's secret holds: a user name and an access token (for another Berth or ECR, an
+/// access key id and its secret key; `region` optionally names the region its signatures are
+/// scoped to).
+#[derive(Clone, PartialEq, Eq)]
+pub struct UpstreamCredential {
+    pub username: String,
+    pub secret: String,
+    pub region: Option<String>,
+}
+
+impl std::fmt::Debug for UpstreamCredential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpstreamCredential").field("username", &self.username).finish_non_exhaustive()
+    }
+}
+
+/// Why an upstream request failed, in the classes ECR reports (`UpstreamUnavailable`,
+/// `UpstreamAccessDenied`, `UpstreamTooManyRequests`) and what a probe needs besides.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UpstreamError {
+    /// No answer, a timeout, or a server error.
+    #[error("the upstream registry is unavailable: {0}")]
+    Unavailable(String),
+    /// An answer, but not a registry's (`/v2/` is not the distribution API there).
+    #[error("the upstream registry does not serve the registry API: {0}")]
+    NotARegistry(String),
+    /// The credentials were refused, or the upstream needs credentials the rule lacks.
+    #[error("the upstream registry refused access: {0}")]
+    AccessDenied(String),
+    #[error("the upstream registry is rate-limiting requests: {0}")]
+    TooManyRequests(String),
+}
+
+/// The HTTP client every upstream request goes through (one connection pool), with the
+/// settings of `[pull_through]`.
+#[derive(Clone)]
+pub struct UpstreamHttp {
+    client: reqwest::Client,
+    /// Whether plain-http upstreams on hosts other than loopback are allowed.
+    pub allow_plain_http: bool,
+}
+
+/// `[pull_through]` settings.
+#[derive(Debug, Clone, Default)]
+pub struct UpstreamSettings {
+    pub allow_plain_http: bool,
+    /// PEM certificates trusted for upstreams, besides the system's (a private CA).
+    pub ca_bundle: Option<Vec<u8>>,
+}
+
+impl UpstreamHttp {
+    pub fn new(settings: &UpstreamSettings) -> Result<Self, String> {
+        let mut builder = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .read_timeout(Duration::from_secs(60))
+            .user_agent(concat!("berth/", env!("CARGO_PKG_VERSION"), " (pull-through cache)"))
+            // Redirects (blob downloads to storage) are followed, and never carry credentials
+            // to another host (reqwest drops Authorization across hosts).
+            .redirect(reqwest::redirect::Policy::limited(5));
+        if let Some(pem) = &settings.ca_bundle {
+            let certs = reqwest::Certificate::from_pem_bundle(pem).map_err(|e| format!("the CA bundle: {e}"))?;
+            if certs.is_empty() {
+                return Err("the CA bundle holds no certificate".into());
+            }
+            builder = builder.tls_certs_merge(certs);
+        }
+        let client = builder.build().map_err(|e| format!("the upstream HTTP client: {e}"))?;
+        Ok(UpstreamHttp { client, allow_plain_http: settings.allow_plain_http })
+    }
+}
+
+/// One upstream registry as a rule names it, with the rule's credential.
+pub struct Upstream<'a> {
+    http: &'a UpstreamHttp,
+    url: UpstreamUrl,
+    credential: Option<UpstreamCredential>,
+    /// The rule says the upstream is ECR (or another Berth): registry tokens by SigV4.
+    ecr: bool,
+}
+
+/// How the upstream answers an anonymous `GET /v2/`.
+enum Probe {
+    Open,
+    Challenged(Challenge),
+}
+
+impl<'a> Upstream<'a> {
+    pub fn new(http: &'a UpstreamHttp, url: UpstreamUrl, credential: Option<UpstreamCredential>, ecr: bool) -> Self {
+        Upstream { http, url, credential, ecr }
+    }
+
+    fn v2(&self) -> String {
+        format!("{}/v2/", self.url.base())
+    }
+
+    /// Whether the upstream answers `/v2/` as a registry does: 200, or 401 with a challenge.
+    pub async fn answers(&self) -> Result<(), UpstreamError> {
+        self.probe().await.map(|_| ())
+    }
+
+    async fn probe(&self) -> Result<Probe, UpstreamError> {
+        let resp = self.http.client.get(self.v2()).send().await.map_err(unavailable)?;
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(Probe::Open);
+        }
+        if status == StatusCode::UNAUTHORIZED {
+            let header = resp.headers().get(WWW_AUTHENTICATE).and_then(|v| v.to_str().ok()).unwrap_or("");
+            return berth_oci::parse_challenge(header).map(Probe::Challenged).ok_or_else(|| {
+                UpstreamError::NotARegistry(format!(
+                    "GET /v2/ answered 401 without a challenge Berth can answer ({header:?})"
+                ))
+            });
+        }
+        Err(status_error(status, "GET /v2/"))
+    }
+
+    /// Checks that the rule's credential opens the upstream: the challenge answered and
+    /// `GET /v2/` accepted with it.
+    pub async fn check_access(&self) -> Result<(), UpstreamError> {
+        let authorization = match self.probe().await? {
+            Probe::Open => return Ok(()),
+            Probe::Challenged(c) => self.answer(&c, None).await?,
+        };
+        let mut req = self.http.client.get(self.v2());
+        if let Some(a) = &authorization {
+            req = req.header(AUTHORIZATION, a);
+        }
+        let resp = req.send().await.map_err(unavailable)?;
+        match resp.status() {
+            s if s.is_success() => Ok(()),
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Err(UpstreamError::AccessDenied(format!(
+                "GET /v2/ answered {} with the {}",
+                resp.status(),
+                if self.credential.is_some() { "credentials of the rule's secret" } else { "anonymous token" }
+            ))),
+            s => Err(status_error(s, "GET /v2/")),
+        }
+    }
+
+    /// The `Authorization` value that answers `challenge` for `scope` (`repository:<name>:pull`),
+    /// or `None` where anonymous access is all there is to give.
+    async fn answer(&self, challenge: &Challenge, scope: Option<&str>) -> Result<Option<String>, UpstreamError> {
+        match challenge {
+            Challenge::Basic { service, .. } if self.ecr || service.as_deref() == Some("ecr.amazonaws.com") => {
+                self.ecr_token().await.map(Some)
+            }
+            Challenge::Basic { .. } => match &self.credential {
+                Some(c) => Ok(Some(basic(&c.username, &c.secret))),
+                None => Err(UpstreamError::AccessDenied(
+                    "the upstream asks for credentials and the rule names no credentialArn".into(),
+                )),
+            },
+            Challenge::Bearer { realm, service, scope: challenged } => {
+                self.bearer_token(realm, service.as_deref(), scope.or(challenged.as_deref())).await.map(Some)
+            }
+        }
+    }
+
+    /// The token flow: `GET <realm>?service=…&scope=…`, with Basic credentials when the rule
+    /// has them, answers `{"token": …}` (or `access_token`).
+    async fn bearer_token(
+        &self,
+        realm: &str,
+        service: Option<&str>,
+        scope: Option<&str>,
+    ) -> Result<String, UpstreamError> {
+        let mut url = reqwest::Url::parse(realm)
+            .map_err(|e| UpstreamError::NotARegistry(format!("the token realm {realm:?} is not a URL: {e}")))?;
+        if !matches!(url.scheme(), "https" | "http") {
+            return Err(UpstreamError::NotARegistry(format!("the token realm {realm:?} is not an http(s) URL")));
+        }
+        {
+            let mut q = url.query_pairs_mut();
+            if let Some(s) = service {
+                q.append_pair("service", s);
+            }
+            if let Some(s) = scope {
+                q.append_pair("scope", s);
+            }
+        }
+        let mut req = self.http.client.get(url);
+        if let Some(c) = &self.credential {
+            req = req.basic_auth(&c.username, Some(&c.secret));
+        }
+        let resp = req.send().await.map_err(unavailable)?;
+        let status = resp.status();
+        if !status.is_success() {
+            return Err(match status {
+                StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => UpstreamError::AccessDenied(format!(
+                    "the token service answered {status}{}",
+                    if self.credential.is_some() { " to the rule's credentials" } else { " to an anonymous request" }
+                )),
+                s => status_error(s, "the token request"),
+            });
+        }
+        #[derive(serde::Deserialize)]
+        struct TokenAnswer {
+            token: Option<String>,
+            access_token: Option<String>,
+        }
+        let answer: TokenAnswer = resp
+            .json()
+            .await
+            .map_err(|e| UpstreamError::NotARegistry(format!("the token service's answer is not a token: {e}")))?;
+        let token = answer
+            .token
+            .or(answer.access_token)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| UpstreamError::NotARegistry("the token service's answer holds no token".into()))?;
+        Ok(format!("Bearer {token}"))
+    }
+
+    /// A registry token from the upstream's `GetAuthorizationToken`, signed with the access
+    /// key the rule's secret holds; the answer is Basic `AWS:<token>`, base64 as ECR gives it.
+    async fn ecr_token(&self) -> Result<String, UpstreamError> {
+        let Some(c) = &self.credential else {
+            return Err(UpstreamError::AccessDenied(
+                "the upstream is ECR or Berth, whose registry tokens need an access key: the rule names no credentialArn"
+                    .into(),
+            ));
+        };
+        let region = c.region.clone().unwrap_or_else(|| ecr_region(&self.url.authority));
+        let body = b"{}";
+        let host = self.url.authority.clone();
+        let headers = vec![
+            ("host".to_string(), host),
+            ("content-type".to_string(), "application/x-amz-json-1.1".to_string()),
+            ("x-amz-target".to_string(), "AmazonEC2ContainerRegistry_V20150921.GetAuthorizationToken".to_string()),
+        ];
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+        let api_path = if self.url.path.is_empty() { "/".to_string() } else { format!("{}/", self.url.path) };
+        let (amz_date, authorization) =
+            berth_auth::sigv4::sign("POST", &api_path, "", &headers, body, &c.username, &c.secret, &region, "ecr", now);
+        let resp = self
+            .http
+            .client
+            .post(format!("{}/", self.url.base()))
+            .header("content-type", "application/x-amz-json-1.1")
+            .header("x-amz-target", "AmazonEC2ContainerRegistry_V20150921.GetAuthorizationToken")
+            .header("x-amz-date", amz_date)
+            .header(AUTHORIZATION, authorization)
+            .body(body.to_vec())
+            .send()
+            .await
+            .map_err(unavailable)?;
+        let status = resp.status();
+        let answer: serde_json::Value = resp.json().await.unwrap_or_default();
+        if !status.is_success() {
+            let kind = answer["__type"].as_str().unwrap_or_default();
+            let message = answer["message"].as_str().or(answer["Message"].as_str()).unwrap_or_default();
+            return Err(if status.is_client_error() && !matches!(status, StatusCode::TOO_MANY_REQUESTS) {
+                UpstreamError::AccessDenied(format!("GetAuthorizationToken answered {status} {kind}: {message}"))
+            } else {
+                status_error(status, "GetAuthorizationToken")
+            });
+        }
+        let token = answer["authorizationData"][0]["authorizationToken"].as_str().ok_or_else(|| {
+            UpstreamError::NotARegistry("GetAuthorizationToken answered without an authorization token".into())
+        })?;
+        Ok(format!("Basic {token}"))
+    }
+}
+
+fn basic(user: &str, secret: &str) -> String {
+    format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{secret}")))
+}
+
+/// The region of an ECR registry host (`<account>.dkr.ecr.<region>.amazonaws.com`); other
+/// hosts (another Berth) sign for us-east-1 unless the secret names a region.
+fn ecr_region(authority: &str) -> String {
+    let host = authority.split(':').next().unwrap_or_default();
+    let parts: Vec<&str> = host.split('.').collect();
+    match parts.iter().position(|p| *p == "ecr") {
+        Some(i) if i >= 1 && parts[i - 1] == "dkr" && i + 1 < parts.len() && parts[i + 1] != "amazonaws" => {
+            parts[i + 1].to_string()
+        }
+        _ => "us-east-1".to_string(),
+    }
+}
+
+fn unavailable(e: reqwest::Error) -> UpstreamError {
+    let what = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "could not connect"
+    } else {
+        "request failed"
+    };
+    // reqwest's chain names the cause (refused, TLS, DNS).
+    let mut detail = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        detail = format!("{detail}: {s}");
+        source = s.source();
+    }
+    UpstreamError::Unavailable(format!("{what}: {detail}"))
+}
+
+fn status_error(status: StatusCode, what: &str) -> UpstreamError {
+    match status {
+        StatusCode::TOO_MANY_REQUESTS => UpstreamError::TooManyRequests(format!("{what} answered {status}")),
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+            UpstreamError::AccessDenied(format!("{what} answered {status}"))
+        }
+        s if s.is_server_error() => UpstreamError::Unavailable(format!("{what} answered {s}")),
+        s => UpstreamError::NotARegistry(format!("{what} answered {s}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ecr_hosts_name_their_region() {
+        assert_eq!(ecr_region("123456789012.dkr.ecr.eu-west-1.amazonaws.com"), "eu-west-1");
+        assert_eq!(ecr_region("123456789012.dkr.ecr.us-gov-west-1.amazonaws.com:443"), "us-gov-west-1");
+        assert_eq!(ecr_region("127.0.0.1:5000"), "us-east-1");
+        assert_eq!(ecr_region("ecr.example.com"), "us-east-1");
+    }
+
+    #[test]
+    fn a_credential_never_prints_its_secret() {
+        let c = UpstreamCredential { username: "u".into(), secret: "hunter2".into(), region: None };
+        assert!(!format!("{c:?}").contains("hunter2"));
+    }
+}

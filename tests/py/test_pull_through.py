@@ -1,0 +1,348 @@
+"""Pull-through cache rules through the real AWS CLI and boto3: every rule operation and the
+errors the ECR model declares for them, the credential read from Secrets Manager as the service
+(each secret error), and ValidatePullThroughCacheRule authenticating for real with three kinds
+of upstream: the reference registry (docker-registry) behind htpasswd Basic auth, a registry
+behind the Bearer token flow (a token service written here, working as Docker Hub's does), and
+another Berth (a registry token from GetAuthorizationToken)."""
+
+import base64
+import http.server
+import json
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+
+import botocore.exceptions
+import pytest
+
+from conftest import ACCOUNT_ID, KEY_ID, REGION, SECRET, Berth, free_port
+
+USER, PASSWORD = "puller", "upstream-pass-1"
+
+
+def error_code(e):
+    return e.value.response["Error"]["Code"]
+
+
+def wait_for_port(port, proc=None, log=None):
+    for _ in range(200):
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"the upstream exited: {open(log).read() if log else ''}")
+        time.sleep(0.05)
+    raise AssertionError(f"nothing listens on {port}")
+
+
+class ReferenceRegistry:
+    """distribution's registry (docker-registry) on a free loopback port, with htpasswd Basic
+    auth when `auth` is set, and its access log kept."""
+
+    def __init__(self, d, auth=True):
+        self.dir = d
+        self.port = free_port()
+        config = {
+            "version": 0.1,
+            "log": {"level": "info", "accesslog": {"disabled": False}},
+            "storage": {"filesystem": {"rootdirectory": os.path.join(d, "storage")}, "delete": {"enabled": True}},
+            "http": {"addr": f"127.0.0.1:{self.port}"},
+        }
+        if auth:
+            htpasswd = subprocess.run(["htpasswd", "-Bbn", USER, PASSWORD], capture_output=True, text=True, check=True)
+            with open(os.path.join(d, "htpasswd"), "w") as f:
+                f.write(htpasswd.stdout)
+            config["auth"] = {"htpasswd": {"realm": "upstream", "path": os.path.join(d, "htpasswd")}}
+        path = os.path.join(d, "config.yml")
+        with open(path, "w") as f:
+            json.dump(config, f)  # YAML is a superset of JSON
+        self.log_path = os.path.join(d, "registry.log")
+        self.log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(["docker-registry", "serve", path], stdout=self.log, stderr=self.log)
+        wait_for_port(self.port, self.proc, self.log_path)
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self.log.close()
+
+
+class TokenRegistry:
+    """A registry front that authenticates as Docker Hub does: `/v2/` answers 401 with
+    `WWW-Authenticate: Bearer realm=…,service=…`, and the realm hands out a token for valid
+    Basic credentials (or an anonymous one when `anonymous` is set)."""
+
+    def __init__(self, anonymous=False):
+        self.tokens = set()
+        self.requests = []
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def reply(self, status, body=b"{}", headers=()):
+                self.send_response(status)
+                for k, v in headers:
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_GET(self):
+                outer.requests.append(self.path)
+                auth = self.headers.get("Authorization", "")
+                if self.path.startswith("/token"):
+                    ok = anonymous and not auth
+                    if auth.startswith("Basic "):
+                        ok = base64.b64decode(auth[6:]).decode() == f"{USER}:{PASSWORD}"
+                    if not ok:
+                        return self.reply(401, b'{"details":"incorrect username or password"}')
+                    token = secrets.token_hex(16)
+                    outer.tokens.add(token)
+                    return self.reply(200, json.dumps({"token": token, "expires_in": 300}).encode())
+                if self.path == "/v2/":
+                    if auth.startswith("Bearer ") and auth[7:] in outer.tokens:
+                        return self.reply(200, headers=[("Docker-Distribution-API-Version", "registry/2.0")])
+                    challenge = f'Bearer realm="http://127.0.0.1:{outer.port}/token",service="token-registry"'
+                    return self.reply(401, b'{"errors":[{"code":"UNAUTHORIZED"}]}', [("WWW-Authenticate", challenge)])
+                return self.reply(404)
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def upstream():
+    with tempfile.TemporaryDirectory() as d:
+        r = ReferenceRegistry(d)
+        yield r
+        r.stop()
+
+
+def put_secret(berth, name, value):
+    sm = berth.client("secretsmanager")
+    return sm.create_secret(Name=name, SecretString=json.dumps(value) if isinstance(value, dict) else value)["ARN"]
+
+
+def ecr_cli(berth, *args, check=True):
+    p = berth.aws("ecr", *args, check=check)
+    return json.loads(p.stdout) if check else p
+
+
+def test_rule_operations_through_the_aws_cli(berth, upstream, tmp_path, monkeypatch):
+    # The AWS CLI (v1) reads a parameter that starts with http:// or https:// as a URL to fetch
+    # the value from, unless told not to: the upstream URL is to be sent as it is.
+    config = tmp_path / "aws-config"
+    config.write_text("[default]\ncli_follow_urlparam = false\n")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
+    arn = put_secret(berth, "ecr-pullthroughcache/upstream", {"username": USER, "accessToken": PASSWORD})
+    created = ecr_cli(berth, "create-pull-through-cache-rule", "--ecr-repository-prefix", "upstream",
+                      "--upstream-registry-url", upstream.url, "--credential-arn", arn,
+                      "--upstream-repository-prefix", "mirror")
+    assert created["ecrRepositoryPrefix"] == "upstream" and created["upstreamRegistryUrl"] == upstream.url
+    assert created["credentialArn"] == arn and created["registryId"] == ACCOUNT_ID
+    assert created["upstreamRepositoryPrefix"] == "mirror" and "createdAt" in created
+    # A trailing slash names the same prefix; ROOT is a prefix of its own.
+    ecr_cli(berth, "create-pull-through-cache-rule", "--ecr-repository-prefix", "ROOT",
+            "--upstream-registry-url", upstream.url, "--upstream-registry", "docker-hub")
+
+    rules = ecr_cli(berth, "describe-pull-through-cache-rules")["pullThroughCacheRules"]
+    assert [r["ecrRepositoryPrefix"] for r in rules] == ["ROOT", "upstream"]
+    assert rules[0]["upstreamRegistry"] == "docker-hub" and "credentialArn" not in rules[0]
+    one = ecr_cli(berth, "describe-pull-through-cache-rules", "--ecr-repository-prefixes", "upstream/")
+    assert [r["ecrRepositoryPrefix"] for r in one["pullThroughCacheRules"]] == ["upstream"]
+
+    valid = ecr_cli(berth, "validate-pull-through-cache-rule", "--ecr-repository-prefix", "upstream")
+    assert valid["isValid"] is True and "failure" not in valid, valid
+    assert valid["upstreamRegistryUrl"] == upstream.url and valid["credentialArn"] == arn
+    # The htpasswd registry refuses anonymous requests: the ROOT rule has no credential.
+    anonymous = ecr_cli(berth, "validate-pull-through-cache-rule", "--ecr-repository-prefix", "ROOT")
+    assert anonymous["isValid"] is False and "credentialArn" in anonymous["failure"], anonymous
+
+    other = put_secret(berth, "ecr-pullthroughcache/other", {"username": USER, "accessToken": "wrong"})
+    updated = ecr_cli(berth, "update-pull-through-cache-rule", "--ecr-repository-prefix", "upstream",
+                      "--credential-arn", other)
+    assert updated["credentialArn"] == other and updated["upstreamRepositoryPrefix"] == "mirror"
+    assert updated["updatedAt"] >= created["createdAt"]
+    wrong = ecr_cli(berth, "validate-pull-through-cache-rule", "--ecr-repository-prefix", "upstream")
+    assert wrong["isValid"] is False and "refused" in wrong["failure"], wrong
+
+    deleted = ecr_cli(berth, "delete-pull-through-cache-rule", "--ecr-repository-prefix", "upstream")
+    assert deleted["ecrRepositoryPrefix"] == "upstream" and deleted["credentialArn"] == other
+    missing = ecr_cli(berth, "delete-pull-through-cache-rule", "--ecr-repository-prefix", "upstream", check=False)
+    assert missing.returncode != 0 and "PullThroughCacheRuleNotFoundException" in missing.stderr
+
+
+def test_rule_errors_through_boto3(berth, upstream):
+    ecr = berth.client()
+    ecr.create_pull_through_cache_rule(ecrRepositoryPrefix="hub", upstreamRegistryUrl=upstream.url)
+
+    def refused(code, call, **kw):
+        with pytest.raises(botocore.exceptions.ClientError) as e:
+            call(**kw)
+        assert error_code(e) == code, e.value.response
+        return e.value.response["Error"]["Message"]
+
+    create = ecr.create_pull_through_cache_rule
+    assert "hub" in refused("PullThroughCacheRuleAlreadyExistsException", create,
+                            ecrRepositoryPrefix="hub/", upstreamRegistryUrl=upstream.url)
+    for op in (ecr.delete_pull_through_cache_rule, ecr.validate_pull_through_cache_rule):
+        refused("PullThroughCacheRuleNotFoundException", op, ecrRepositoryPrefix="nope")
+    refused("PullThroughCacheRuleNotFoundException", ecr.describe_pull_through_cache_rules,
+            ecrRepositoryPrefixes=["hub", "nope"])
+    refused("PullThroughCacheRuleNotFoundException", ecr.update_pull_through_cache_rule,
+            ecrRepositoryPrefix="nope", credentialArn=f"arn:aws:secretsmanager:{REGION}:{ACCOUNT_ID}:secret:ecr-pullthroughcache/x-AbCdEf")
+    # Berth has no IAM roles to assume.
+    message = refused("InvalidParameterException", create, ecrRepositoryPrefix="ecr", upstreamRegistryUrl=upstream.url,
+                      customRoleArn=f"arn:aws:iam::{ACCOUNT_ID}:role/puller")
+    assert "customRoleArn is not supported" in message
+    # Plain http only for loopback hosts; an upstream that does not answer is unsupported.
+    refused("UnsupportedUpstreamRegistryException", create, ecrRepositoryPrefix="plain",
+            upstreamRegistryUrl="http://registry.example.com")
+    closed = free_port()
+    assert "cannot be used" in refused("UnsupportedUpstreamRegistryException", create, ecrRepositoryPrefix="closed",
+                                       upstreamRegistryUrl=f"http://127.0.0.1:{closed}")
+    # An answer that is not a registry's.
+    refused("UnsupportedUpstreamRegistryException", create, ecrRepositoryPrefix="notreg",
+            upstreamRegistryUrl=berth.endpoint + "/no-registry-here")
+    refused("InvalidParameterException", create, ecrRepositoryPrefix="bad", upstreamRegistryUrl="ftp://x")
+    # The model's own checks (botocore checks lengths itself): the prefix pattern, its longest.
+    refused("InvalidParameterException", create, ecrRepositoryPrefix="Hub", upstreamRegistryUrl=upstream.url)
+    refused("InvalidParameterException", create, ecrRepositoryPrefix="x" * 31, upstreamRegistryUrl=upstream.url)
+
+    # Nothing of the refused creates was stored; pages of one.
+    for p in ["p1", "p2"]:
+        create(ecrRepositoryPrefix=p, upstreamRegistryUrl=upstream.url)
+    seen, token = [], None
+    while True:
+        kw = {"maxResults": 1, **({"nextToken": token} if token else {})}
+        page = ecr.describe_pull_through_cache_rules(**kw)
+        seen += [r["ecrRepositoryPrefix"] for r in page["pullThroughCacheRules"]]
+        token = page.get("nextToken")
+        if not token:
+            break
+    assert seen == ["hub", "p1", "p2"]
+
+    # ECR's quota: 50 rules per registry.
+    for i in range(47):
+        create(ecrRepositoryPrefix=f"q{i:02}", upstreamRegistryUrl=upstream.url)
+    refused("LimitExceededException", create, ecrRepositoryPrefix="q99", upstreamRegistryUrl=upstream.url)
+    assert len(ecr.describe_pull_through_cache_rules(maxResults=1000)["pullThroughCacheRules"]) == 50
+
+
+def test_each_secret_error(berth, upstream):
+    ecr, sm = berth.client(), berth.client("secretsmanager")
+    create = ecr.create_pull_through_cache_rule
+    base = f"arn:aws:secretsmanager:{REGION}:{ACCOUNT_ID}:secret:ecr-pullthroughcache"
+
+    def refused(code, **kw):
+        with pytest.raises(botocore.exceptions.ClientError) as e:
+            create(ecrRepositoryPrefix="hub", upstreamRegistryUrl=upstream.url, **kw)
+        assert error_code(e) == code, e.value.response
+        return e.value.response["Error"]["Message"]
+
+    refused("SecretNotFoundException", credentialArn=f"{base}/never-created-AbCdEf")
+    # Another account's secret, or another region's: the registry cannot read it.
+    refused("UnableToAccessSecretException", credentialArn=f"arn:aws:secretsmanager:{REGION}:999999999999:secret:ecr-pullthroughcache/x-AbCdEf")
+    refused("UnableToAccessSecretException", credentialArn=f"arn:aws:secretsmanager:eu-west-1:{ACCOUNT_ID}:secret:ecr-pullthroughcache/x-AbCdEf")
+    doomed = put_secret(berth, "ecr-pullthroughcache/doomed", {"username": USER, "accessToken": PASSWORD})
+    sm.delete_secret(SecretId=doomed, RecoveryWindowInDays=7)
+    assert "scheduled for deletion" in refused("UnableToAccessSecretException", credentialArn=doomed)
+    garbled = put_secret(berth, "ecr-pullthroughcache/garbled", "user:password")
+    assert "username" in refused("UnableToDecryptSecretValueException", credentialArn=garbled)
+    # The caller needs no secretsmanager:GetSecretValue: the registry reads the secret itself.
+    good = put_secret(berth, "ecr-pullthroughcache/good", {"username": USER, "accessToken": PASSWORD})
+    key, secret = berth.create_user("rules-admin", policy={
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": ["ecr:*PullThroughCacheRule*"], "Resource": "*"}],
+    })
+    admin = berth.client(key=key, secret=secret)
+    admin.create_pull_through_cache_rule(ecrRepositoryPrefix="hub", upstreamRegistryUrl=upstream.url, credentialArn=good)
+    assert admin.validate_pull_through_cache_rule(ecrRepositoryPrefix="hub")["isValid"] is True
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        berth.client("secretsmanager", key=key, secret=secret).get_secret_value(SecretId=good)
+    assert error_code(e) == "AccessDeniedException"
+    # A secret deleted after the rule was made: validation says why, as a failure.
+    sm.delete_secret(SecretId=good, ForceDeleteWithoutRecovery=True)
+    answer = ecr.validate_pull_through_cache_rule(ecrRepositoryPrefix="hub")
+    assert answer["isValid"] is False and "does not exist" in answer["failure"], answer
+    # Without the rule actions, nothing: the operations are authorized as ecr:<Operation>.
+    reader, reader_secret = berth.create_user("reader", policy={
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": ["ecr:Describe*"], "Resource": "*"}],
+    })
+    outsider = berth.client(key=reader, secret=reader_secret)
+    assert [r["ecrRepositoryPrefix"] for r in outsider.describe_pull_through_cache_rules()["pullThroughCacheRules"]] == ["hub"]
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        outsider.delete_pull_through_cache_rule(ecrRepositoryPrefix="hub")
+    assert error_code(e) == "AccessDeniedException"
+
+
+def test_validation_through_the_bearer_token_flow(berth):
+    hub = TokenRegistry()
+    try:
+        ecr = berth.client()
+        right = put_secret(berth, "ecr-pullthroughcache/hub", {"username": USER, "accessToken": PASSWORD})
+        wrong = put_secret(berth, "ecr-pullthroughcache/hub-wrong", {"username": USER, "accessToken": "nope"})
+        ecr.create_pull_through_cache_rule(ecrRepositoryPrefix="hub", upstreamRegistryUrl=hub.url, credentialArn=right)
+        assert ecr.validate_pull_through_cache_rule(ecrRepositoryPrefix="hub")["isValid"] is True
+        token_requests = [p for p in hub.requests if p.startswith("/token")]
+        assert token_requests and "service=token-registry" in token_requests[-1], hub.requests
+        ecr.update_pull_through_cache_rule(ecrRepositoryPrefix="hub", credentialArn=wrong)
+        answer = ecr.validate_pull_through_cache_rule(ecrRepositoryPrefix="hub")
+        assert answer["isValid"] is False and "token service" in answer["failure"], answer
+        # Without a credential the token service is asked anonymously, and refuses here.
+        ecr.create_pull_through_cache_rule(ecrRepositoryPrefix="anon", upstreamRegistryUrl=hub.url)
+        assert ecr.validate_pull_through_cache_rule(ecrRepositoryPrefix="anon")["isValid"] is False
+    finally:
+        hub.stop()
+    open_hub = TokenRegistry(anonymous=True)
+    try:
+        ecr.create_pull_through_cache_rule(ecrRepositoryPrefix="public", upstreamRegistryUrl=open_hub.url)
+        assert ecr.validate_pull_through_cache_rule(ecrRepositoryPrefix="public")["isValid"] is True
+    finally:
+        open_hub.stop()
+
+
+def test_validation_against_another_berth(berth):
+    with tempfile.TemporaryDirectory() as d:
+        # Another registry of its own (its own stores, whatever the topology of this run).
+        other = Berth(d, cluster=False)
+        try:
+            key, secret = other.create_user("puller", policy={
+                "Version": "2012-10-17",
+                "Statement": [{"Effect": "Allow", "Action": ["ecr:GetAuthorizationToken", "ecr:BatchGetImage",
+                                                             "ecr:GetDownloadUrlForLayer"], "Resource": "*"}],
+            })
+            ecr = berth.client()
+            right = put_secret(berth, "ecr-pullthroughcache/berth", {"username": key, "accessToken": secret})
+            wrong = put_secret(berth, "ecr-pullthroughcache/berth-wrong", {"username": key, "accessToken": "x" * 40})
+            # The challenge (`service="ecr.amazonaws.com"`) says it is ECR-like; `ecr` says so too.
+            ecr.create_pull_through_cache_rule(ecrRepositoryPrefix="berth", upstreamRegistryUrl=other.endpoint,
+                                               credentialArn=right)
+            ecr.create_pull_through_cache_rule(ecrRepositoryPrefix="berth-ecr", upstreamRegistryUrl=other.endpoint,
+                                               credentialArn=right, upstreamRegistry="ecr")
+            for prefix in ["berth", "berth-ecr"]:
+                answer = ecr.validate_pull_through_cache_rule(ecrRepositoryPrefix=prefix)
+                assert answer["isValid"] is True, answer
+            ecr.update_pull_through_cache_rule(ecrRepositoryPrefix="berth", credentialArn=wrong)
+            answer = ecr.validate_pull_through_cache_rule(ecrRepositoryPrefix="berth")
+            assert answer["isValid"] is False and "GetAuthorizationToken" in answer["failure"], answer
+        finally:
+            other.stop()
