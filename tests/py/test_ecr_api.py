@@ -64,7 +64,7 @@ def test_boto3_errors_are_the_modelled_exceptions(berth):
         ecr.describe_repositories(repositoryNames=["dup"])
     # A known operation Berth does not serve yet is refused, not faked.
     with pytest.raises(botocore.exceptions.ClientError) as e:
-        ecr.describe_pull_through_cache_rules()
+        ecr.list_pull_time_update_exclusions()
     assert e.value.response["Error"]["Code"] == "UnknownOperationException"
 
 

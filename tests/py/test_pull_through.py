@@ -346,3 +346,139 @@ def test_validation_against_another_berth(berth):
             assert answer["isValid"] is False and "GetAuthorizationToken" in answer["failure"], answer
         finally:
             other.stop()
+
+
+def rootfs_tar(path, content):
+    import io
+    import tarfile
+
+    with tarfile.open(path, "w") as t:
+        data = content.encode()
+        info = tarfile.TarInfo("etc/app.conf")
+        info.size = len(data)
+        t.addfile(info, io.BytesIO(data))
+
+
+def push_upstream(docker, upstream, tmp_path, name, content):
+    """Pushes a one-layer image to the reference registry with the Docker engine; returns the
+    manifest digest the upstream holds."""
+    ref = f"127.0.0.1:{upstream.port}/{name}"
+    tar = tmp_path / "rootfs.tar"
+    rootfs_tar(tar, content)
+    docker.run("import", str(tar), ref)
+    docker.run("login", "--username", USER, "--password-stdin", f"127.0.0.1:{upstream.port}", stdin=PASSWORD)
+    push = docker.run("push", ref)
+    digest = next(w for w in push.stdout.split() if w.startswith("sha256:"))
+    docker.run("rmi", ref)
+    return digest
+
+
+def upstream_requests(upstream, needle):
+    """The upstream's access-log lines naming `needle`."""
+    with open(upstream.log_path, errors="replace") as f:
+        return [line for line in f if needle in line and ('"GET ' in line or '"HEAD ' in line)]
+
+
+def cache_rule(berth, upstream, prefix="cache"):
+    arn = put_secret(berth, f"ecr-pullthroughcache/{prefix}", {"username": USER, "accessToken": PASSWORD})
+    berth.client().create_pull_through_cache_rule(ecrRepositoryPrefix=prefix, upstreamRegistryUrl=upstream.url,
+                                                   credentialArn=arn)
+
+
+def test_docker_pull_fills_the_cache_and_survives_the_upstream_going_away(berth, docker, upstream, tmp_path):
+    import hashlib
+
+    import requests
+
+    digest = push_upstream(docker, upstream, tmp_path, "team/app:v1", "version=1\n")
+    cache_rule(berth, upstream)
+    ref = f"{berth.host}/cache/team/app:v1"
+    password = berth.aws("ecr", "get-login-password").stdout
+    docker.run("login", "--username", "AWS", "--password-stdin", berth.host, stdin=password)
+    pull = docker.run("pull", ref)
+    assert "Downloaded newer image" in pull.stdout, pull.stdout
+    # The same manifest, byte for byte: the digest the upstream holds.
+    assert digest in docker.run("inspect", "--format", "{{json .RepoDigests}}", ref).stdout
+
+    # Stored as an ordinary repository, created by the fill; the blobs are the upstream's bytes.
+    ecr = berth.client()
+    repo = ecr.describe_repositories(repositoryNames=["cache/team/app"])["repositories"][0]
+    assert repo["repositoryName"] == "cache/team/app"
+    for _ in range(100):  # the image is stored once its blobs are
+        images = ecr.list_images(repositoryName="cache/team/app")["imageIds"]
+        if images:
+            break
+        time.sleep(0.1)
+    assert images == [{"imageDigest": digest, "imageTag": "v1"}], images
+    s = requests.Session()
+    s.auth = ("AWS", berth.token())
+    up = requests.Session()
+    up.auth = (USER, PASSWORD)
+    accept = {"Accept": "application/vnd.docker.distribution.manifest.v2+json"}
+    manifest = up.get(f"{upstream.url}/v2/team/app/manifests/v1", headers=accept).json()
+    for layer in [manifest["config"], *manifest["layers"]]:
+        mine = s.get(f"{berth.endpoint}/v2/cache/team/app/blobs/{layer['digest']}").content
+        assert "sha256:" + hashlib.sha256(mine).hexdigest() == layer["digest"]
+        assert mine == up.get(f"{upstream.url}/v2/team/app/blobs/{layer['digest']}").content
+
+    # The upstream gone, the cache still serves the image.
+    fetched = len(upstream_requests(upstream, "/v2/team/app/"))
+    upstream.stop()
+    docker.run("rmi", ref)
+    again = docker.run("pull", ref)
+    assert "Downloaded newer image" in again.stdout
+    assert digest in docker.run("inspect", "--format", "{{json .RepoDigests}}", ref).stdout
+    assert fetched > 0
+    # A miss with the upstream down is the upstream's failure (503, to be retried), not "not
+    # found"; Docker shows the status, the body says why.
+    missing = docker.run("pull", f"{berth.host}/cache/team/other:v1", check=False)
+    assert missing.returncode != 0 and "503" in missing.stderr, missing.stderr
+    r = s.get(f"{berth.endpoint}/v2/cache/team/other/manifests/v1", headers=accept)
+    assert r.status_code == 503 and r.headers["Retry-After"], r.text
+    assert r.json()["errors"][0]["code"] == "UNAVAILABLE" and "could not connect" in r.text, r.text
+    # BatchGetImage reports it in ECR's failure code.
+    failed = ecr.batch_get_image(repositoryName="cache/team/other", imageIds=[{"imageTag": "v1"}])
+    assert failed["failures"][0]["failureCode"] == "UpstreamUnavailable", failed
+
+
+def test_a_fill_needs_the_import_and_create_actions(berth, upstream, tmp_path, docker):
+    import requests
+
+    push_upstream(docker, upstream, tmp_path, "team/app:v1", "version=1\n")
+    push_upstream(docker, upstream, tmp_path, "team/tool:v1", "version=1\n")
+    cache_rule(berth, upstream)
+    pull_actions = ["ecr:GetAuthorizationToken", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer",
+                    "ecr:BatchCheckLayerAvailability"]
+
+    def session(actions):
+        key, secret = berth.create_user("u" + secrets.token_hex(4), policy={
+            "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": actions, "Resource": "*"}]})
+        s = requests.Session()
+        s.auth = ("AWS", berth.token(key=key, secret=secret))
+        s.headers["Accept"] = "application/vnd.docker.distribution.manifest.v2+json"
+        return s
+
+    url = f"{berth.endpoint}/v2/cache/team/app/manifests/v1"
+    before = len(upstream_requests(upstream, "/v2/team/app/"))
+    # Pull actions alone: no fill, and the upstream is not asked.
+    r = session(pull_actions).get(url)
+    assert r.status_code == 403 and "ecr:BatchImportUpstreamImage" in r.text, r.text
+    # The import action without ecr:CreateRepository, for a repository that does not exist yet.
+    r = session(pull_actions + ["ecr:BatchImportUpstreamImage"]).get(url)
+    assert r.status_code == 403 and "ecr:CreateRepository" in r.text, r.text
+    assert len(upstream_requests(upstream, "/v2/team/app/")) == before
+    # Both: the fill happens.
+    filler = session(pull_actions + ["ecr:BatchImportUpstreamImage", "ecr:CreateRepository"])
+    r = filler.get(url)
+    assert r.status_code == 200, r.text
+    assert len(upstream_requests(upstream, "/v2/team/app/")) > before
+    # Once the repository exists, the import action suffices for another image in it...
+    berth.client().create_repository(repositoryName="cache/team/tool")
+    r = session(pull_actions + ["ecr:BatchImportUpstreamImage"]).get(f"{berth.endpoint}/v2/cache/team/tool/manifests/v1")
+    assert r.status_code == 200, r.text
+    # ...and once stored, pulling needs only the pull actions.
+    for _ in range(100):
+        if berth.client().list_images(repositoryName="cache/team/app")["imageIds"]:
+            break
+        time.sleep(0.1)
+    assert session(pull_actions).get(url).status_code == 200

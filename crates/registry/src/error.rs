@@ -7,7 +7,7 @@ use berth_store::StoreError;
 /// exhaustive match (`/v2/` to OCI codes, the ECR API to its exceptions); no handler reads a
 /// protocol code back out of an error. Repository names here are store keys (the surfaces turn
 /// them back into names on the way out).
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum RegistryError {
     // ---- names, references, request shape ----
     /// A repository name outside the grammar.
@@ -74,6 +74,11 @@ pub enum RegistryError {
     SecretInaccessible(String),
     /// The secret cannot be opened, or does not hold a credential.
     SecretUndecryptable(String),
+    /// A fill could not get what it needed from the upstream.
+    Upstream {
+        failure: crate::pull_through::UpstreamFailure,
+        message: String,
+    },
 
     // ---- blobs and uploads ----
     BlobNotFound {
@@ -248,6 +253,7 @@ impl std::fmt::Display for RegistryError {
             UnsupportedUpstream(m) | SecretNotFound(m) | SecretInaccessible(m) | SecretUndecryptable(m) => {
                 f.write_str(m)
             }
+            Upstream { message, .. } => f.write_str(message),
             BlobNotFound { .. } => f.write_str("blob unknown to registry"),
             UploadNotFound { .. } => f.write_str("blob upload unknown to registry"),
             UploadInterrupted(m) => write!(f, "upload interrupted: {m}"),

@@ -204,7 +204,7 @@ impl Registry {
         Ok((found, more))
     }
 
-    async fn templates(&self) -> Result<Vec<(CreationTemplate, TemplateSpec)>, RegistryError> {
+    pub(crate) async fn templates(&self) -> Result<Vec<(CreationTemplate, TemplateSpec)>, RegistryError> {
         let mut out = Vec::new();
         for t in self.meta().creation_templates().await? {
             let spec: TemplateSpec = serde_json::from_str(&t.body)

@@ -40,6 +40,8 @@ pub struct Registry {
     pub(crate) master_keys: Arc<crate::secrets::MasterKeys>,
     /// The client of pull-through cache upstreams.
     pub(crate) upstream: crate::pull_through::UpstreamHttp,
+    /// What the pull-through cache has in flight on this node.
+    pub(crate) cache: crate::pull_through::fill::CacheState,
 }
 
 pub struct BlobRead {
@@ -101,7 +103,7 @@ fn upload_unknown(id: &str) -> RegistryError {
     RegistryError::UploadNotFound { id: id.to_string() }
 }
 
-fn blob_unknown(d: &Digest) -> RegistryError {
+pub(crate) fn blob_unknown(d: &Digest) -> RegistryError {
     RegistryError::BlobNotFound { digest: d.clone() }
 }
 
@@ -175,6 +177,7 @@ impl Registry {
             master_keys,
             upstream: crate::pull_through::UpstreamHttp::new(&Default::default())
                 .expect("an HTTP client without extra CA certificates builds"),
+            cache: Default::default(),
         }
     }
 
@@ -184,6 +187,9 @@ impl Registry {
         settings: &crate::pull_through::UpstreamSettings,
     ) -> std::result::Result<Self, String> {
         self.upstream = crate::pull_through::UpstreamHttp::new(settings)?;
+        if let Some(dir) = &settings.spool_dir {
+            self.cache.set_spool_dir(dir.clone());
+        }
         Ok(self)
     }
 

@@ -156,7 +156,16 @@ fn upstream_settings(config: &Config) -> anyhow::Result<UpstreamSettings> {
         Some(path) => Some(std::fs::read(path).with_context(|| format!("reading {}", path.display()))?),
         None => None,
     };
-    Ok(UpstreamSettings { allow_plain_http: config.pull_through_allow_plain_http, ca_bundle })
+    // Blobs being fetched are spooled under the data directory; what a killed process left
+    // there is removed at start.
+    let spool_dir = config.data_dir.join("pull-through-spool");
+    let _ = std::fs::remove_dir_all(&spool_dir);
+    std::fs::create_dir_all(&spool_dir).with_context(|| format!("creating {}", spool_dir.display()))?;
+    Ok(UpstreamSettings {
+        allow_plain_http: config.pull_through_allow_plain_http,
+        ca_bundle,
+        spool_dir: Some(spool_dir),
+    })
 }
 
 pub(crate) fn scan_settings(config: &Config) -> anyhow::Result<ScanSettings> {

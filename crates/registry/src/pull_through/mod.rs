@@ -3,6 +3,7 @@
 //! no `secretsmanager:GetSecretValue`, as in ECR), and the upstream contacted to check it.
 //! The pure rules (prefixes, URLs, name mapping, which secrets qualify) are berth-rules'.
 
+pub mod fill;
 pub mod upstream;
 
 use berth_meta::{MetaError, PullThroughRule, RuleCreated, now_ms};
@@ -12,6 +13,7 @@ use berth_rules::pull_through::{
 
 use crate::secrets_manager::{SecretValue, SecretsManagerError};
 use crate::{Registry, RegistryError};
+pub use fill::{FillGrant, IMPORT_ACTION, UpstreamFailure};
 pub use upstream::{UpstreamCredential, UpstreamError, UpstreamHttp, UpstreamSettings};
 
 /// A rule as `CreatePullThroughCacheRule` takes it.

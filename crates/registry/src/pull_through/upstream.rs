@@ -4,13 +4,16 @@
 //! Berth or ECR (`Basic … service="ecr.amazonaws.com"`), with a registry token from a
 //! SigV4-signed `GetAuthorizationToken`.
 
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use berth_oci::Challenge;
 use berth_rules::pull_through::UpstreamUrl;
-use reqwest::StatusCode;
-use reqwest::header::{AUTHORIZATION, WWW_AUTHENTICATE};
+use futures_util::{StreamExt, TryStreamExt};
+use reqwest::header::{ACCEPT, AUTHORIZATION, WWW_AUTHENTICATE};
+use reqwest::{Method, StatusCode};
 
 /// What a rule's secret holds: a user name and an access token (for another Berth or ECR, an
 /// access key id and its secret key; `region` optionally names the region its signatures are
@@ -47,11 +50,13 @@ pub enum UpstreamError {
 
 /// The HTTP client every upstream request goes through (one connection pool), with the
 /// settings of `[pull_through]`.
-#[derive(Clone)]
 pub struct UpstreamHttp {
     client: reqwest::Client,
     /// Whether plain-http upstreams on hosts other than loopback are allowed.
     pub allow_plain_http: bool,
+    /// Answers to upstream challenges, per (registry, user, scope), until they expire: a fill
+    /// asks the token service once, not once per blob.
+    authorizations: Mutex<HashMap<String, (String, Instant)>>,
 }
 
 /// `[pull_through]` settings.
@@ -60,6 +65,9 @@ pub struct UpstreamSettings {
     pub allow_plain_http: bool,
     /// PEM certificates trusted for upstreams, besides the system's (a private CA).
     pub ca_bundle: Option<Vec<u8>>,
+    /// Where blobs being fetched are spooled for the clients reading them meanwhile (the
+    /// system's temporary directory when unset).
+    pub spool_dir: Option<std::path::PathBuf>,
 }
 
 impl UpstreamHttp {
@@ -79,8 +87,48 @@ impl UpstreamHttp {
             builder = builder.tls_certs_merge(certs);
         }
         let client = builder.build().map_err(|e| format!("the upstream HTTP client: {e}"))?;
-        Ok(UpstreamHttp { client, allow_plain_http: settings.allow_plain_http })
+        Ok(UpstreamHttp {
+            client,
+            allow_plain_http: settings.allow_plain_http,
+            authorizations: Mutex::new(HashMap::new()),
+        })
     }
+
+    fn cached_authorization(&self, key: &str) -> Option<String> {
+        let mut cache = self.authorizations.lock().expect("authorization cache");
+        match cache.get(key) {
+            Some((value, until)) if Instant::now() < *until => Some(value.clone()),
+            Some(_) => {
+                cache.remove(key);
+                None
+            }
+            None => None,
+        }
+    }
+
+    fn remember_authorization(&self, key: String, value: String, lifetime: Duration) {
+        let mut cache = self.authorizations.lock().expect("authorization cache");
+        if cache.len() > 4096 {
+            let now = Instant::now();
+            cache.retain(|_, (_, until)| *until > now);
+        }
+        cache.insert(key, (value, Instant::now() + lifetime));
+    }
+}
+
+/// A manifest as the upstream answered it.
+#[derive(Debug, Clone)]
+pub struct UpstreamManifest {
+    pub content: Vec<u8>,
+    pub media_type: Option<String>,
+    /// The `Docker-Content-Digest` the upstream sent, if any.
+    pub digest: Option<String>,
+}
+
+/// A blob's bytes as they arrive, with the length the upstream announced.
+pub struct UpstreamBlob {
+    pub size: Option<u64>,
+    pub body: berth_store::ByteStream,
 }
 
 /// One upstream registry as a rule names it, with the rule's credential.
@@ -132,15 +180,12 @@ impl<'a> Upstream<'a> {
     /// Checks that the rule's credential opens the upstream: the challenge answered and
     /// `GET /v2/` accepted with it.
     pub async fn check_access(&self) -> Result<(), UpstreamError> {
-        let authorization = match self.probe().await? {
+        let (authorization, _) = match self.probe().await? {
             Probe::Open => return Ok(()),
             Probe::Challenged(c) => self.answer(&c, None).await?,
         };
-        let mut req = self.http.client.get(self.v2());
-        if let Some(a) = &authorization {
-            req = req.header(AUTHORIZATION, a);
-        }
-        let resp = req.send().await.map_err(unavailable)?;
+        let resp =
+            self.http.client.get(self.v2()).header(AUTHORIZATION, authorization).send().await.map_err(unavailable)?;
         match resp.status() {
             s if s.is_success() => Ok(()),
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Err(UpstreamError::AccessDenied(format!(
@@ -153,22 +198,108 @@ impl<'a> Upstream<'a> {
     }
 
     /// The `Authorization` value that answers `challenge` for `scope` (`repository:<name>:pull`),
-    /// or `None` where anonymous access is all there is to give.
-    async fn answer(&self, challenge: &Challenge, scope: Option<&str>) -> Result<Option<String>, UpstreamError> {
+    /// and how long it may be reused.
+    async fn answer(&self, challenge: &Challenge, scope: Option<&str>) -> Result<(String, Duration), UpstreamError> {
         match challenge {
             Challenge::Basic { service, .. } if self.ecr || service.as_deref() == Some("ecr.amazonaws.com") => {
-                self.ecr_token().await.map(Some)
+                // Registry tokens live 12 hours; one is asked for again well before.
+                self.ecr_token().await.map(|t| (t, Duration::from_secs(3600)))
             }
             Challenge::Basic { .. } => match &self.credential {
-                Some(c) => Ok(Some(basic(&c.username, &c.secret))),
+                Some(c) => Ok((basic(&c.username, &c.secret), Duration::from_secs(3600))),
                 None => Err(UpstreamError::AccessDenied(
                     "the upstream asks for credentials and the rule names no credentialArn".into(),
                 )),
             },
             Challenge::Bearer { realm, service, scope: challenged } => {
-                self.bearer_token(realm, service.as_deref(), scope.or(challenged.as_deref())).await.map(Some)
+                self.bearer_token(realm, service.as_deref(), scope.or(challenged.as_deref())).await
             }
         }
+    }
+
+    fn authorization_key(&self, scope: &str) -> String {
+        let user = self.credential.as_ref().map_or("", |c| c.username.as_str());
+        format!("{} {user} {scope}", self.url.base())
+    }
+
+    /// A request for `path` under the upstream's base, authorized for `scope`: with the answer
+    /// remembered for it, else anonymously; a 401 is answered (its challenge, for the scope)
+    /// and the request sent once more.
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        accept: Option<&str>,
+        scope: &str,
+    ) -> Result<reqwest::Response, UpstreamError> {
+        let url = format!("{}{path}", self.url.base());
+        let key = self.authorization_key(scope);
+        let request = |authorization: Option<&str>| {
+            let mut req = self.http.client.request(method.clone(), &url);
+            if let Some(a) = accept {
+                req = req.header(ACCEPT, a);
+            }
+            if let Some(a) = authorization {
+                req = req.header(AUTHORIZATION, a);
+            }
+            req
+        };
+        let cached = self.http.cached_authorization(&key);
+        let resp = request(cached.as_deref()).send().await.map_err(unavailable)?;
+        if resp.status() != StatusCode::UNAUTHORIZED {
+            return Ok(resp);
+        }
+        let header = resp.headers().get(WWW_AUTHENTICATE).and_then(|v| v.to_str().ok()).unwrap_or("");
+        let Some(challenge) = berth_oci::parse_challenge(header) else { return Ok(resp) };
+        let (authorization, lifetime) = self.answer(&challenge, Some(scope)).await?;
+        let resp = request(Some(&authorization)).send().await.map_err(unavailable)?;
+        if resp.status().is_success() {
+            self.http.remember_authorization(key, authorization, lifetime);
+        }
+        Ok(resp)
+    }
+
+    /// `GET /v2/<repository>/manifests/<reference>`, asking for every manifest type Berth
+    /// stores; `None` if the upstream has no such manifest.
+    pub async fn manifest(&self, repository: &str, reference: &str) -> Result<Option<UpstreamManifest>, UpstreamError> {
+        let accept = berth_oci::media_types::ALL_MANIFESTS.join(", ");
+        let path = format!("/v2/{repository}/manifests/{reference}");
+        let resp = self.send(Method::GET, &path, Some(&accept), &pull_scope(repository)).await?;
+        match resp.status() {
+            s if s.is_success() => {}
+            StatusCode::NOT_FOUND => return Ok(None),
+            s => return Err(status_error(s, &format!("GET {path}"))),
+        }
+        let header = |name: &str| resp.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
+        let media_type = header("content-type").map(|t| t.split(';').next().unwrap_or_default().trim().to_string());
+        let digest = header("docker-content-digest");
+        // Read up to the largest manifest Berth stores, and no further.
+        let limit = berth_oci::manifest::MAX_MANIFEST_BYTES;
+        let mut content = Vec::new();
+        let mut body = resp.bytes_stream();
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(unavailable)?;
+            if content.len() + chunk.len() > limit {
+                return Err(UpstreamError::NotARegistry(format!("the manifest {path} is larger than {limit} bytes")));
+            }
+            content.extend_from_slice(&chunk);
+        }
+        Ok(Some(UpstreamManifest { content, media_type, digest }))
+    }
+
+    /// `GET /v2/<repository>/blobs/<digest>` (redirects to storage followed); `None` if the
+    /// upstream has no such blob.
+    pub async fn blob(&self, repository: &str, digest: &str) -> Result<Option<UpstreamBlob>, UpstreamError> {
+        let path = format!("/v2/{repository}/blobs/{digest}");
+        let resp = self.send(Method::GET, &path, None, &pull_scope(repository)).await?;
+        match resp.status() {
+            s if s.is_success() => {}
+            StatusCode::NOT_FOUND => return Ok(None),
+            s => return Err(status_error(s, &format!("GET {path}"))),
+        }
+        let size = resp.content_length();
+        let body = resp.bytes_stream().map_err(std::io::Error::other);
+        Ok(Some(UpstreamBlob { size, body: Box::pin(body) }))
     }
 
     /// The token flow: `GET <realm>?service=…&scope=…`, with Basic credentials when the rule
@@ -178,7 +309,7 @@ impl<'a> Upstream<'a> {
         realm: &str,
         service: Option<&str>,
         scope: Option<&str>,
-    ) -> Result<String, UpstreamError> {
+    ) -> Result<(String, Duration), UpstreamError> {
         let mut url = reqwest::Url::parse(realm)
             .map_err(|e| UpstreamError::NotARegistry(format!("the token realm {realm:?} is not a URL: {e}")))?;
         if !matches!(url.scheme(), "https" | "http") {
@@ -212,17 +343,20 @@ impl<'a> Upstream<'a> {
         struct TokenAnswer {
             token: Option<String>,
             access_token: Option<String>,
+            expires_in: Option<u64>,
         }
         let answer: TokenAnswer = resp
             .json()
             .await
             .map_err(|e| UpstreamError::NotARegistry(format!("the token service's answer is not a token: {e}")))?;
+        // The token specification's default lifetime is 60 s; reused until shortly before.
+        let lifetime = Duration::from_secs(answer.expires_in.unwrap_or(60).clamp(10, 3600) * 9 / 10);
         let token = answer
             .token
             .or(answer.access_token)
             .filter(|t| !t.is_empty())
             .ok_or_else(|| UpstreamError::NotARegistry("the token service's answer holds no token".into()))?;
-        Ok(format!("Bearer {token}"))
+        Ok((format!("Bearer {token}"), lifetime))
     }
 
     /// A registry token from the upstream's `GetAuthorizationToken`, signed with the access
@@ -274,6 +408,11 @@ impl<'a> Upstream<'a> {
         })?;
         Ok(format!("Basic {token}"))
     }
+}
+
+/// The token scope of pulling from `repository`.
+fn pull_scope(repository: &str) -> String {
+    format!("repository:{repository}:pull")
 }
 
 fn basic(user: &str, secret: &str) -> String {

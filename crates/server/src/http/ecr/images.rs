@@ -6,6 +6,7 @@ use berth_meta::{ImageFilter, StatusFilter, TagFilter};
 use berth_oci::Digest;
 use berth_registry::RegistryError;
 use berth_registry::images::{ImageDetail, ImageIdFailure, listing_filter};
+use berth_registry::pull_through::FillGrant;
 use berth_rules::lifecycle::StorageClass;
 use serde::{Deserialize, Serialize};
 
@@ -216,20 +217,33 @@ pub(super) struct BatchGetImageOutput {
 pub(super) async fn batch_get_image(ctx: &Ctx<'_>, input: BatchGetImageInput) -> Result<BatchGetImageOutput, EcrError> {
     check_repository_name(&input.repository_name)?;
     let repo = &input.repository_name;
-    ctx.repository(repo).await?;
+    let registry = &ctx.app.registry;
+    // A cache repository need not exist yet: its first fill creates it.
+    let cache = registry.cache_rule(repo).await?.is_some();
+    if !cache {
+        ctx.repository(repo).await?;
+    }
     let accepted: Vec<&str> = input.accepted_media_types.iter().flatten().map(String::as_str).collect();
     let accept = if accepted.is_empty() { vec!["*/*"] } else { accepted };
+    let grant = FillGrant { authorizer: &ctx.app.authorizer, caller: Some(&ctx.caller), env: &ctx.env };
     let (mut images, mut failures) = (Vec::new(), Vec::new());
     for id in &input.image_ids {
-        let digest = match ctx.app.registry.resolve_image(repo, id.as_ref()).await? {
-            Ok(d) => d,
-            Err(f) => {
+        let reference = match registry.resolve_image(repo, id.as_ref()).await {
+            Ok(Ok(d)) => d.to_string(),
+            // Not cached yet: filled from the upstream by tag or digest.
+            Ok(Err(ImageIdFailure::NotFound)) | Err(RegistryError::RepositoryNotFound { .. })
+                if cache && let Some(r) = id.image_digest.as_ref().or(id.image_tag.as_ref()) =>
+            {
+                r.clone()
+            }
+            Ok(Err(f)) => {
                 failures.push(ImageFailure::of(id, f));
                 continue;
             }
+            Err(e) => return Err(e.into()),
         };
-        // The same call as GET /v2/<name>/manifests/<digest>, Accept and all.
-        match ctx.app.registry.get_manifest(repo, digest.as_str(), &accept).await {
+        // The same call as GET /v2/<name>/manifests/<reference>, Accept and all.
+        match registry.pull_manifest(repo, &reference, &accept, &grant).await {
             Ok(m) => {
                 ctx.app.registry.record_pull(repo, &m.digest);
                 images.push(ImageShape {
@@ -253,6 +267,13 @@ pub(super) async fn batch_get_image(ctx: &Ctx<'_>, input: BatchGetImageInput) ->
             // The pull policy refused it.
             Err(e @ RegistryError::PullBlocked { .. }) => {
                 failures.push(ImageFailure::new(id, "ImageInaccessible", e.to_string()));
+            }
+            // A fill the upstream failed, in ECR's failure codes.
+            Err(RegistryError::Upstream { failure, message }) => {
+                failures.push(ImageFailure::new(id, failure.code(), message));
+            }
+            Err(RegistryError::RepositoryNotFound { .. }) if cache => {
+                failures.push(ImageFailure::of(id, ImageIdFailure::NotFound));
             }
             Err(e) => return Err(e.into()),
         }

@@ -4,6 +4,7 @@
 use base64::Engine;
 use berth_oci::{ContentRange, Digest};
 use berth_registry::RegistryError;
+use berth_registry::pull_through::FillGrant;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
@@ -153,10 +154,26 @@ pub(super) async fn get_download_url_for_layer(
     input: DownloadUrlInput,
 ) -> Result<DownloadUrlOutput, EcrError> {
     let repo = &input.repository_name;
-    ctx.existing_repository(repo).await?;
+    let registry = &ctx.app.registry;
+    let cache = registry.cache_rule(repo).await?.is_some();
+    if !cache {
+        ctx.existing_repository(repo).await?;
+    }
     let digest = Digest::parse(&input.layer_digest)
         .map_err(|e| EcrError::invalid(format!("Invalid parameter at 'layerDigest': {e}")))?;
-    if ctx.app.registry.layer_size(repo, &digest).await?.is_none() {
+    let held = registry.layer_size(repo, &digest).await?;
+    if held.is_none() && cache {
+        // A cache repository's layer not stored yet: fetched whole before its URL is given.
+        let grant = FillGrant { authorizer: &ctx.app.authorizer, caller: Some(&ctx.caller), env: &ctx.env };
+        match registry.pull_blob(repo, digest.as_str(), &grant, true).await {
+            Ok(_) => {}
+            Err(RegistryError::Upstream { message, .. }) => {
+                return Err(EcrError::new("UnableToGetUpstreamLayerException", message));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if held.is_none() && registry.layer_size(repo, &digest).await?.is_none() {
         return Err(EcrError::new(
             "LayersNotFoundException",
             format!(

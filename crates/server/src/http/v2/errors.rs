@@ -5,6 +5,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use berth_oci::ErrorCode;
 use berth_registry::RegistryError;
+use berth_registry::pull_through::UpstreamFailure;
 use berth_registry::repositories::repository_not_found;
 use serde_json::{Value, json};
 
@@ -20,6 +21,19 @@ pub fn error_response(err: RegistryError, ns: &Namespace) -> Response {
         DigestInvalid(_) | ManifestDigestMismatch { .. } => (ErrorCode::DigestInvalid, None),
         TagInvalid(_) => (ErrorCode::TagInvalid, None),
         Denied(_) => (ErrorCode::Denied, None),
+        // A pull-through fill the upstream failed: refused, rate-limited, or unavailable.
+        Upstream { failure, .. } => match failure {
+            UpstreamFailure::AccessDenied => (ErrorCode::Denied, Some(json!({ "upstream": failure.code() }))),
+            UpstreamFailure::TooManyRequests => {
+                (ErrorCode::TooManyRequests, Some(json!({ "upstream": failure.code() })))
+            }
+            UpstreamFailure::Unavailable => {
+                let mut r =
+                    super::error_response(StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE", &ns.unkey(&message), None);
+                r.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from_static("5"));
+                return r;
+            }
+        },
         Unsupported(_) => (ErrorCode::Unsupported, None),
         RepositoryNotFound { name } => {
             let message = repository_not_found(&ns.unkey(name), &ns.account);

@@ -9,13 +9,14 @@ pub(super) async fn serve(
     query: &[(String, String)],
     headers: &HeaderMap,
     body: Body,
+    access: Access<'_>,
 ) -> Result<Response> {
     let reg = &app.registry;
     let head = *method == Method::HEAD;
     match (route, method.clone()) {
         (V2Route::Manifest { name, reference }, Method::GET | Method::HEAD) => {
             let accept: Vec<&str> = headers.get_all(header::ACCEPT).iter().filter_map(|v| v.to_str().ok()).collect();
-            let m = reg.get_manifest(name, reference, &accept).await?;
+            let m = reg.pull_manifest(name, reference, &accept, &fill_grant(app, access)).await?;
             if !head {
                 reg.record_pull(name, &m.digest);
             }

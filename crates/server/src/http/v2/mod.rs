@@ -15,6 +15,7 @@ use futures_util::{StreamExt, TryStreamExt};
 use berth_auth::token::parse_basic;
 use berth_registry::authz::{self, RequestEnv, Target, UploadStart};
 use berth_registry::identity::{Caller, PresignedDownload};
+use berth_registry::pull_through::FillGrant;
 
 use super::accounts::{Namespace, account_of_host};
 use super::ecr::request_host;
@@ -181,6 +182,12 @@ async fn authorize(app: &AppState, route: &V2Route<'_>, method: &Method, access:
     Ok(())
 }
 
+/// What a pull of a cache repository needs to fill it: the caller, to be authorized for the
+/// import by the registry before anything is asked of the upstream.
+fn fill_grant<'a>(app: &'a AppState, access: Access<'a>) -> FillGrant<'a> {
+    FillGrant { authorizer: &app.authorizer, caller: access.caller, env: access.env }
+}
+
 /// Whether the caller may read the source of a mount (`authz::MOUNT_SOURCE_ACTION`). A refusal
 /// is no error: the mount is not done and an ordinary upload session starts instead.
 async fn may_read_mount_source(app: &AppState, caller: Option<&Caller>, from: &str, env: &RequestEnv) -> Result<bool> {
@@ -227,9 +234,9 @@ async fn dispatch(
             listings::serve(app, route, method, query, access).await
         }
         V2Route::Manifest { .. } | V2Route::Referrers { .. } => {
-            manifests::serve(app, route, method, query, headers, body).await
+            manifests::serve(app, route, method, query, headers, body, access).await
         }
-        V2Route::Blob { .. } => blobs::serve(app, route, method, headers).await,
+        V2Route::Blob { .. } => blobs::serve(app, route, method, headers, access).await,
         V2Route::UploadStart { .. } | V2Route::Upload { .. } => {
             uploads::serve(app, route, method, query, headers, body, access).await
         }

@@ -1,0 +1,658 @@
+//! Filling the cache: a pull of a repository a rule covers that misses locally is fetched
+//! from the upstream, stored, and served.
+//!
+//! - A fill is authorized first (`FillGrant`: `ecr:BatchImportUpstreamImage` on the repository,
+//!   and `ecr:CreateRepository` when it does not exist yet); nothing is asked of the upstream
+//!   before that.
+//! - A manifest is fetched once per node however many pulls ask for it at once (one fill per
+//!   repository and reference), checked against its digest, and served at once from memory
+//!   (`pending`) while its blobs and child manifests are fetched in the background; it is
+//!   stored when everything it references is, as every manifest is.
+//! - A blob is fetched once per node (one fetch per digest): the bytes go to a spool file and
+//!   into an ordinary upload of the repository at the same time, so the upload verifies them
+//!   against the digest before the blob becomes visible; every client that asks meanwhile reads
+//!   the spool file as it grows, so bytes reach clients while they are being stored and never
+//!   sit in memory whole.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use berth_meta::{PullThroughRule, RepositorySettings, StoredManifest};
+use berth_oci::Digest;
+use berth_oci::manifest::{ManifestKind, ParsedManifest, parse_manifest};
+use berth_rules::pull_through::{self as rules, UpstreamUrl};
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
+use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+use tokio::sync::{OnceCell, watch};
+
+use super::upstream::{Upstream, UpstreamCredential, UpstreamError};
+use crate::authz::{Authorizer, RequestEnv, Target};
+use crate::identity::Caller;
+use crate::repositories::{split_repository_key, template_for};
+use crate::{Registry, RegistryError};
+
+/// The action that lets a pull fill the cache, as in ECR.
+pub const IMPORT_ACTION: &str = "ecr:BatchImportUpstreamImage";
+
+/// Bytes gathered from the upstream before they are written to the spool and the upload.
+const SPOOL_CHUNK: usize = 256 * 1024;
+
+/// Who pulls, for deciding whether their pull may fill the cache.
+pub struct FillGrant<'a> {
+    pub authorizer: &'a Authorizer,
+    /// `None` when the server does not authenticate (benchmarks): every fill is allowed.
+    pub caller: Option<&'a Caller>,
+    pub env: &'a RequestEnv,
+}
+
+impl FillGrant<'_> {
+    /// Whether the caller may fill `repository` (and create it, when `creates`).
+    async fn check(&self, repository: &str, creates: bool) -> Result<(), RegistryError> {
+        let Some(caller) = self.caller else { return Ok(()) };
+        let create = creates.then_some("ecr:CreateRepository");
+        for action in std::iter::once(IMPORT_ACTION).chain(create) {
+            if let Err(denied) =
+                self.authorizer.authorize(caller, action, Target::Repository(repository), self.env).await?
+            {
+                return Err(RegistryError::Denied(denied.message));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Why a fill failed, in ECR's failure codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamFailure {
+    Unavailable,
+    AccessDenied,
+    TooManyRequests,
+}
+
+impl UpstreamFailure {
+    /// `BatchGetImage`'s failure code.
+    pub fn code(self) -> &'static str {
+        match self {
+            UpstreamFailure::Unavailable => "UpstreamUnavailable",
+            UpstreamFailure::AccessDenied => "UpstreamAccessDenied",
+            UpstreamFailure::TooManyRequests => "UpstreamTooManyRequests",
+        }
+    }
+}
+
+fn upstream_error(e: UpstreamError) -> RegistryError {
+    let failure = match &e {
+        UpstreamError::AccessDenied(_) => UpstreamFailure::AccessDenied,
+        UpstreamError::TooManyRequests(_) => UpstreamFailure::TooManyRequests,
+        UpstreamError::Unavailable(_) | UpstreamError::NotARegistry(_) => UpstreamFailure::Unavailable,
+    };
+    RegistryError::Upstream { failure, message: e.to_string() }
+}
+
+/// Where a cache repository's content comes from.
+pub(crate) struct CacheSource {
+    url: UpstreamUrl,
+    /// The repository's name upstream.
+    repository: String,
+    credential: Option<UpstreamCredential>,
+    ecr: bool,
+}
+
+/// A manifest served from memory until its image is stored.
+struct PendingManifest {
+    manifest: StoredManifest,
+}
+
+/// One blob being fetched, and how far it has come.
+struct BlobFetch {
+    spool: PathBuf,
+    progress: watch::Sender<Progress>,
+}
+
+#[derive(Debug, Clone)]
+enum Progress {
+    /// Waiting for the upstream's answer.
+    Asking,
+    /// Bytes arriving: `written` of `size` (when the upstream said) are in the spool file.
+    Receiving {
+        size: Option<u64>,
+        written: u64,
+    },
+    /// Verified and stored in the repository.
+    Stored {
+        size: u64,
+    },
+    Failed(RegistryError),
+}
+
+type FillResult = Result<Arc<PendingManifest>, RegistryError>;
+
+/// (repository, reference or digest or tag): what the maps below are keyed by.
+type RepositoryKey = (String, String);
+
+/// What the cache has in flight on this node.
+#[derive(Default)]
+pub(crate) struct CacheState {
+    /// Manifests served before they are stored, by (repository, digest), and the tags that name
+    /// them by (repository, tag).
+    pending: Mutex<HashMap<RepositoryKey, Arc<PendingManifest>>>,
+    pending_tags: Mutex<HashMap<RepositoryKey, String>>,
+    /// One fill per (repository, reference): later pulls wait for the first one's answer.
+    fills: Mutex<HashMap<RepositoryKey, Arc<OnceCell<FillResult>>>>,
+    /// One fetch per blob digest.
+    fetches: Mutex<HashMap<String, Arc<BlobFetch>>>,
+    spool_dir: Mutex<Option<PathBuf>>,
+}
+
+impl CacheState {
+    pub(crate) fn set_spool_dir(&self, dir: PathBuf) {
+        *self.spool_dir.lock().expect("spool dir") = Some(dir);
+    }
+
+    fn spool_path(&self) -> PathBuf {
+        let dir = self.spool_dir.lock().expect("spool dir").clone().unwrap_or_else(std::env::temp_dir);
+        dir.join(format!("berth-fill-{}", uuid::Uuid::new_v4()))
+    }
+
+    fn pending(&self, repository: &str, reference: &str) -> Option<Arc<PendingManifest>> {
+        let digest = if reference.contains(':') {
+            reference.to_string()
+        } else {
+            self.pending_tags.lock().expect("pending tags").get(&(repository.into(), reference.into()))?.clone()
+        };
+        self.pending.lock().expect("pending").get(&(repository.into(), digest)).cloned()
+    }
+}
+
+fn is_miss(e: &RegistryError) -> bool {
+    matches!(
+        e,
+        RegistryError::ManifestNotFound { .. }
+            | RegistryError::RepositoryNotFound { .. }
+            | RegistryError::BlobNotFound { .. }
+    )
+}
+
+impl Registry {
+    /// The rule of its account that covers a repository (a key), if one does: then it is a
+    /// cache repository, filled by its pulls (and created by the first).
+    pub async fn cache_rule(&self, repository: &str) -> Result<Option<PullThroughRule>, RegistryError> {
+        let (account, name) = split_repository_key(self.registry_id(), repository);
+        let mut rules = self.meta().pull_through_rules(account).await?;
+        let Some(prefix) = rules::matching_rule(rules.iter().map(|r| r.prefix.as_str()), name).map(str::to_string)
+        else {
+            return Ok(None);
+        };
+        Ok(rules.iter().position(|r| r.prefix == prefix).map(|i| rules.swap_remove(i)))
+    }
+
+    /// The upstream a repository (a key) is cached from, if a rule of its account covers it.
+    pub(crate) async fn cache_source(&self, repository: &str) -> Result<Option<CacheSource>, RegistryError> {
+        let Some(rule) = self.cache_rule(repository).await? else { return Ok(None) };
+        let (account, name) = split_repository_key(self.registry_id(), repository);
+        let url = self.upstream_url(&rule.upstream_url)?;
+        let docker_hub = rule.upstream_registry.as_deref() == Some("docker-hub") || url.is_docker_hub();
+        let Some(upstream_name) =
+            rules::upstream_repository(&rule.prefix, rule.upstream_prefix.as_deref(), name, docker_hub)
+        else {
+            return Ok(None);
+        };
+        let credential = match &rule.credential_arn {
+            // The rule's secret, in the region its ARN names (checked against the registry's
+            // own when the rule was made).
+            Some(arn) => {
+                let region = arn.split(':').nth(3).unwrap_or_default();
+                Some(self.rule_credential(account, region, arn).await?)
+            }
+            None => None,
+        };
+        Ok(Some(CacheSource {
+            url,
+            repository: upstream_name,
+            credential,
+            ecr: rule.upstream_registry.as_deref() == Some("ecr"),
+        }))
+    }
+
+    fn upstream_of(&self, source: &CacheSource) -> Upstream<'_> {
+        Upstream::new(&self.upstream, source.url.clone(), source.credential.clone(), source.ecr)
+    }
+
+    /// A manifest by tag or digest, as `get_manifest` answers it, filled from the upstream when
+    /// the repository is a cache repository that does not hold it yet.
+    pub async fn pull_manifest(
+        self: &Arc<Self>,
+        name: &str,
+        reference: &str,
+        accept: &[&str],
+        grant: &FillGrant<'_>,
+    ) -> Result<StoredManifest, RegistryError> {
+        let miss = match self.get_manifest(name, reference, accept).await {
+            Err(e) if is_miss(&e) => e,
+            other => return other,
+        };
+        let pending = match self.cache.pending(name, reference) {
+            Some(p) => p,
+            None => {
+                let Some(source) = self.cache_source(name).await? else { return Err(miss) };
+                let creates = self.find_repository(name).await?.is_none();
+                grant.check(name, creates).await?;
+                match self.fill_manifest(name, reference, Arc::new(source)).await? {
+                    Some(p) => p,
+                    None => return Err(miss),
+                }
+            }
+        };
+        let m = &pending.manifest;
+        if !berth_oci::accepts(accept, &m.media_type) {
+            return Err(RegistryError::ManifestNotAccepted {
+                reference: reference.to_string(),
+                media_type: m.media_type.clone(),
+            });
+        }
+        Ok(m.clone())
+    }
+
+    /// One fill per (repository, reference) on this node; `None` when the upstream has no
+    /// such manifest.
+    async fn fill_manifest(
+        self: &Arc<Self>,
+        name: &str,
+        reference: &str,
+        source: Arc<CacheSource>,
+    ) -> Result<Option<Arc<PendingManifest>>, RegistryError> {
+        let key = (name.to_string(), reference.to_string());
+        let cell = self.cache.fills.lock().expect("fills").entry(key.clone()).or_default().clone();
+        let result = cell.get_or_init(|| self.fetch_image(name, reference, source)).await.clone();
+        {
+            let mut fills = self.cache.fills.lock().expect("fills");
+            if fills.get(&key).is_some_and(|c| Arc::ptr_eq(c, &cell)) {
+                fills.remove(&key);
+            }
+        }
+        match result {
+            Ok(p) => Ok(Some(p)),
+            Err(e) if is_miss(&e) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Fetches a manifest, checks it, makes sure the repository exists, serves it from memory
+    /// and completes the image in the background.
+    async fn fetch_image(self: &Arc<Self>, name: &str, reference: &str, source: Arc<CacheSource>) -> FillResult {
+        let (manifest, parsed) = self.fetch_manifest(name, reference, &source).await?;
+        self.repository_for_pull_through(name).await?;
+        let tag = (!reference.contains(':')).then(|| reference.to_string());
+        let pending = Arc::new(PendingManifest { manifest });
+        let digest = pending.manifest.digest.to_string();
+        self.cache.pending.lock().expect("pending").insert((name.to_string(), digest.clone()), pending.clone());
+        if let Some(t) = &tag {
+            self.cache.pending_tags.lock().expect("pending tags").insert((name.to_string(), t.clone()), digest.clone());
+        }
+        tracing::info!(repository = name, reference, %digest, upstream = %source.url.base(), "pull-through cache fill");
+        let registry = self.clone();
+        let (name, content_type) = (name.to_string(), pending.manifest.media_type.clone());
+        let body = pending.manifest.content.clone();
+        tokio::spawn(async move {
+            let stored = registry.complete_image(&name, &parsed, &source).await;
+            let stored = match stored {
+                Ok(()) => {
+                    let reference = tag.as_deref().unwrap_or(&digest);
+                    registry.put_manifest(&name, reference, Some(&content_type), body, &[]).await.map(|_| ())
+                }
+                Err(e) => Err(e),
+            };
+            match stored {
+                Ok(()) => tracing::info!(repository = name, %digest, "pull-through cache image stored"),
+                Err(e) => tracing::warn!(repository = name, %digest, error = %e, "pull-through cache fill failed"),
+            }
+            registry.cache.pending.lock().expect("pending").remove(&(name.clone(), digest.clone()));
+            if let Some(t) = tag {
+                let mut tags = registry.cache.pending_tags.lock().expect("pending tags");
+                if tags.get(&(name.clone(), t.clone())) == Some(&digest) {
+                    tags.remove(&(name, t));
+                }
+            }
+        });
+        Ok(pending)
+    }
+
+    /// A manifest from the upstream, verified: by digest it must hash to the digest; by tag it
+    /// must match the digest the upstream names, if it names one.
+    async fn fetch_manifest(
+        &self,
+        name: &str,
+        reference: &str,
+        source: &CacheSource,
+    ) -> Result<(StoredManifest, ParsedManifest), RegistryError> {
+        let by_digest = if reference.contains(':') { Some(crate::service::digest_param(reference)?) } else { None };
+        let fetched = self.upstream_of(source).manifest(&source.repository, reference).await.map_err(upstream_error)?;
+        let Some(m) = fetched else { return Err(crate::service::manifest_unknown(reference)) };
+        let invalid = |why: String| RegistryError::Upstream {
+            failure: UpstreamFailure::Unavailable,
+            message: format!("the upstream's manifest {}:{reference} {why}", source.repository),
+        };
+        let parsed =
+            parse_manifest(m.media_type.as_deref(), &m.content).map_err(|e| invalid(format!("is not valid: {e}")))?;
+        let algorithm = by_digest.as_ref().map_or(berth_oci::Algorithm::Sha256, |d| d.algorithm());
+        let digest = Digest::from_bytes(algorithm, &m.content);
+        let named = by_digest.or_else(|| m.digest.as_deref().and_then(|d| Digest::parse(d).ok()));
+        if let Some(named) = named
+            && named.algorithm() == digest.algorithm()
+            && named != digest
+        {
+            return Err(invalid(format!("does not match its digest {named} (it hashes to {digest})")));
+        }
+        let media_type = parsed.kind.media_type().to_string();
+        tracing::debug!(repository = name, reference, %digest, "fetched a manifest from the upstream");
+        let manifest =
+            StoredManifest { digest, media_type, content: m.content, archived: false, pull_gate: Default::default() };
+        Ok((manifest, parsed))
+    }
+
+    /// Everything a manifest references, stored in the repository: an index's children (each
+    /// with its own blobs, every platform) and an image's blobs.
+    async fn complete_image(
+        self: &Arc<Self>,
+        name: &str,
+        parsed: &ParsedManifest,
+        source: &Arc<CacheSource>,
+    ) -> Result<(), RegistryError> {
+        for child in &parsed.manifests {
+            if self.meta().manifest(name, child).await?.is_some() {
+                continue;
+            }
+            let (manifest, child_parsed) = self.fetch_manifest(name, child.as_str(), source).await?;
+            if matches!(child_parsed.kind, ManifestKind::OciIndex | ManifestKind::DockerManifestList) {
+                return Err(RegistryError::Upstream {
+                    failure: UpstreamFailure::Unavailable,
+                    message: format!("the upstream's index lists another index ({child}), which Berth does not cache"),
+                });
+            }
+            let pending = Arc::new(PendingManifest { manifest });
+            let key = (name.to_string(), child.to_string());
+            self.cache.pending.lock().expect("pending").insert(key.clone(), pending.clone());
+            let stored = async {
+                self.store_blobs(name, &child_parsed.blobs, source).await?;
+                let m = &pending.manifest;
+                self.put_manifest(name, m.digest.as_str(), Some(&m.media_type), m.content.clone(), &[]).await
+            }
+            .await;
+            self.cache.pending.lock().expect("pending").remove(&key);
+            stored?;
+        }
+        self.store_blobs(name, &parsed.blobs, source).await
+    }
+
+    /// Fetches (or waits for the fetches of) the blobs the repository does not link yet, a few
+    /// at a time.
+    async fn store_blobs(
+        self: &Arc<Self>,
+        name: &str,
+        blobs: &[Digest],
+        source: &Arc<CacheSource>,
+    ) -> Result<(), RegistryError> {
+        let fetches = futures_util::stream::iter(blobs.iter().cloned())
+            .map(|digest| {
+                let (registry, source) = (self.clone(), source.clone());
+                let name = name.to_string();
+                async move {
+                    if registry.meta().linked_blob(&name, &digest).await?.is_some() {
+                        return Ok(());
+                    }
+                    let fetch = registry.blob_fetch(&name, &digest, source);
+                    wait_stored(&fetch).await.map(|_| ())
+                }
+            })
+            .buffer_unordered(4);
+        let results: Vec<Result<(), RegistryError>> = fetches.collect().await;
+        results.into_iter().collect()
+    }
+
+    /// The fetch of `digest` into `name`: the one in flight, or a new one.
+    fn blob_fetch(self: &Arc<Self>, name: &str, digest: &Digest, source: Arc<CacheSource>) -> Arc<BlobFetch> {
+        let mut fetches = self.cache.fetches.lock().expect("fetches");
+        if let Some(f) = fetches.get(digest.as_str()) {
+            return f.clone();
+        }
+        let fetch =
+            Arc::new(BlobFetch { spool: self.cache.spool_path(), progress: watch::Sender::new(Progress::Asking) });
+        fetches.insert(digest.to_string(), fetch.clone());
+        drop(fetches);
+        let (registry, name, digest, task_fetch) = (self.clone(), name.to_string(), digest.clone(), fetch.clone());
+        tokio::spawn(async move {
+            let outcome = registry.run_fetch(&name, &digest, &source, &task_fetch).await;
+            let progress = match outcome {
+                Ok(size) => Progress::Stored { size },
+                Err(e) => {
+                    tracing::warn!(repository = name, %digest, error = %e, "pull-through cache blob fetch failed");
+                    Progress::Failed(e)
+                }
+            };
+            // Readers that opened the spool keep reading it; a new one reads storage instead.
+            let mut fetches = registry.cache.fetches.lock().expect("fetches");
+            task_fetch.progress.send_replace(progress);
+            if fetches.get(digest.as_str()).is_some_and(|f| Arc::ptr_eq(f, &task_fetch)) {
+                fetches.remove(digest.as_str());
+            }
+            let _ = std::fs::remove_file(&task_fetch.spool);
+        });
+        fetch
+    }
+
+    /// Streams the upstream's bytes into the spool file and, through an ordinary upload that
+    /// verifies them, into the repository. Returns the stored size.
+    async fn run_fetch(
+        self: &Arc<Self>,
+        name: &str,
+        digest: &Digest,
+        source: &CacheSource,
+        fetch: &BlobFetch,
+    ) -> Result<u64, RegistryError> {
+        // A fetch that finished just before this one began has stored the blob already.
+        if let Some(size) = self.meta().linked_blob(name, digest).await? {
+            return Ok(size);
+        }
+        let blob = self.upstream_of(source).blob(&source.repository, digest.as_str()).await.map_err(upstream_error)?;
+        let Some(blob) = blob else { return Err(crate::service::blob_unknown(digest)) };
+        let spool_error = |e: std::io::Error| RegistryError::Internal(format!("the pull-through spool file: {e}"));
+        let mut spool = tokio::fs::File::create(&fetch.spool).await.map_err(spool_error)?;
+        fetch.progress.send_replace(Progress::Receiving { size: blob.size, written: 0 });
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(4);
+        let upload_body: berth_store::ByteStream = Box::pin(futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx)));
+        let registry = self.clone();
+        let (upload_name, upload_digest) = (name.to_string(), digest.to_string());
+        let upload = tokio::spawn(async move { registry.upload_blob(&upload_name, &upload_digest, upload_body).await });
+        let mut body = blob.body;
+        let mut written = 0u64;
+        let mut batch = BytesMut::new();
+        let mut upstream_failure = None;
+        loop {
+            let next = body.next().await;
+            let end = match &next {
+                Some(Ok(chunk)) => {
+                    batch.extend_from_slice(chunk);
+                    false
+                }
+                Some(Err(e)) => {
+                    upstream_failure = Some(e.to_string());
+                    true
+                }
+                None => true,
+            };
+            if batch.len() >= SPOOL_CHUNK || (end && !batch.is_empty()) {
+                let chunk = batch.split().freeze();
+                spool.write_all(&chunk).await.map_err(spool_error)?;
+                spool.flush().await.map_err(spool_error)?;
+                written += chunk.len() as u64;
+                fetch.progress.send_replace(Progress::Receiving { size: blob.size, written });
+                if tx.send(Ok(chunk)).await.is_err() {
+                    break;
+                }
+            }
+            if end {
+                break;
+            }
+        }
+        if let Some(why) = &upstream_failure {
+            let _ = tx.send(Err(std::io::Error::other(why.clone()))).await;
+        }
+        drop(tx);
+        let stored = upload.await.map_err(|e| RegistryError::Internal(format!("the fill's upload task: {e}")))?;
+        if let Some(why) = upstream_failure {
+            return Err(RegistryError::Upstream {
+                failure: UpstreamFailure::Unavailable,
+                message: format!("the upstream's blob {digest} broke off: {why}"),
+            });
+        }
+        let completed = stored?;
+        if blob.size.is_some_and(|s| s != completed.size) {
+            tracing::warn!(%digest, announced = ?blob.size, stored = completed.size, "the upstream announced another size");
+        }
+        Ok(completed.size)
+    }
+
+    /// A blob GET of a cache repository that does not hold the blob: the fetch's bytes as they
+    /// arrive (`None`: not a cache repository, or the upstream has no such blob). With
+    /// `whole`, the fetch is waited for and the caller serves the blob from storage.
+    pub async fn pull_blob(
+        self: &Arc<Self>,
+        name: &str,
+        digest: &str,
+        grant: &FillGrant<'_>,
+        whole: bool,
+    ) -> Result<Option<crate::BlobRead>, RegistryError> {
+        let digest = crate::service::digest_param(digest)?;
+        let in_flight = self.cache.fetches.lock().expect("fetches").get(digest.as_str()).cloned();
+        let fetch = match in_flight {
+            Some(f) => f,
+            None => {
+                let Some(source) = self.cache_source(name).await? else { return Ok(None) };
+                let creates = self.find_repository(name).await?.is_none();
+                grant.check(name, creates).await?;
+                self.repository_for_pull_through(name).await?;
+                self.blob_fetch(name, &digest, Arc::new(source))
+            }
+        };
+        if whole {
+            return match wait_stored(&fetch).await {
+                Ok(_) => Ok(None),
+                Err(e) if is_miss(&e) => Ok(None),
+                Err(e) => Err(e),
+            };
+        }
+        // The size first: the response announces it.
+        let mut progress = fetch.progress.subscribe();
+        let size = loop {
+            match &*progress.borrow_and_update() {
+                Progress::Receiving { size: Some(s), .. } | Progress::Stored { size: s } => break *s,
+                Progress::Failed(e) if is_miss(e) => return Ok(None),
+                Progress::Failed(e) => return Err(e.clone()),
+                Progress::Asking | Progress::Receiving { size: None, .. } => {}
+            }
+            if progress.changed().await.is_err() {
+                return Err(RegistryError::Internal("the blob fetch ended without an outcome".into()));
+            }
+        };
+        // Opened under the fetches lock, which the fetch takes before it removes the spool.
+        let spool = {
+            let _fetches = self.cache.fetches.lock().expect("fetches");
+            std::fs::File::open(&fetch.spool)
+        };
+        let Ok(spool) = spool else {
+            // Stored meanwhile: served from storage.
+            return Ok(None);
+        };
+        let body = tail_spool(fetch.clone(), tokio::fs::File::from_std(spool), size);
+        Ok(Some(crate::BlobRead { digest, size, body }))
+    }
+
+    /// The repository a fill stores into: it exists, or is created with the
+    /// `PULL_THROUGH_CACHE` creation template that covers it, else with default settings.
+    async fn repository_for_pull_through(&self, name: &str) -> Result<(), RegistryError> {
+        if self.find_repository(name).await?.is_some() {
+            return Ok(());
+        }
+        let templates = self.templates().await?;
+        let (settings, tags) = match template_for(&templates, name, "PULL_THROUGH_CACHE") {
+            Some((_, spec)) => (spec.settings(), spec.resource_tags.clone()),
+            None => (RepositorySettings::default(), Vec::new()),
+        };
+        match self.create_repository(name, &settings, &tags).await {
+            Ok(_) => {
+                tracing::info!(repository = name, "created for the pull-through cache");
+                Ok(())
+            }
+            Err(RegistryError::RepositoryAlreadyExists { .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// The fetch's outcome, once it has one.
+async fn wait_stored(fetch: &BlobFetch) -> Result<u64, RegistryError> {
+    let mut progress = fetch.progress.subscribe();
+    loop {
+        match &*progress.borrow_and_update() {
+            Progress::Stored { size } => return Ok(*size),
+            Progress::Failed(e) => return Err(e.clone()),
+            _ => {}
+        }
+        if progress.changed().await.is_err() {
+            return Err(RegistryError::Internal("the blob fetch ended without an outcome".into()));
+        }
+    }
+}
+
+/// The spool file's bytes as the fetch writes them, up to `size`; an error if the fetch fails
+/// (the client sees its download break off and retries).
+fn tail_spool(fetch: Arc<BlobFetch>, file: tokio::fs::File, size: u64) -> berth_store::ByteStream {
+    struct Tail {
+        /// Held so the spool's path outlives the reader.
+        _fetch: Arc<BlobFetch>,
+        progress: watch::Receiver<Progress>,
+        file: tokio::fs::File,
+        offset: u64,
+        size: u64,
+    }
+    let progress = fetch.progress.subscribe();
+    let state = Tail { _fetch: fetch, progress, file, offset: 0, size };
+    Box::pin(futures_util::stream::unfold(Some(state), |state| async move {
+        let mut t = state?;
+        loop {
+            if t.offset >= t.size {
+                return None;
+            }
+            let available = match &*t.progress.borrow_and_update() {
+                Progress::Receiving { written, .. } => *written,
+                Progress::Stored { size } => *size,
+                Progress::Failed(e) => {
+                    let e = std::io::Error::other(format!("the upstream fetch failed: {e}"));
+                    return Some((Err(e), None));
+                }
+                Progress::Asking => 0,
+            };
+            if t.offset < available {
+                let want = (available - t.offset).min(SPOOL_CHUNK as u64).min(t.size - t.offset) as usize;
+                let mut buf = vec![0u8; want];
+                let read = async {
+                    t.file.seek(std::io::SeekFrom::Start(t.offset)).await?;
+                    t.file.read_exact(&mut buf).await
+                }
+                .await;
+                return match read {
+                    Ok(_) => {
+                        t.offset += want as u64;
+                        Some((Ok(Bytes::from(buf)), Some(t)))
+                    }
+                    Err(e) => Some((Err(e), None)),
+                };
+            }
+            if t.progress.changed().await.is_err() {
+                return Some((Err(std::io::Error::other("the blob fetch ended without an outcome")), None));
+            }
+        }
+    }))
+}
