@@ -482,3 +482,222 @@ def test_a_fill_needs_the_import_and_create_actions(berth, upstream, tmp_path, d
             break
         time.sleep(0.1)
     assert session(pull_actions).get(url).status_code == 200
+
+
+def berth_api(berth, op, body, key=KEY_ID, secret=SECRET):
+    """A raw SigV4-signed call of Berth's own target (botocore's model has no such operations)."""
+    import requests
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    data = json.dumps(body)
+    headers = {"Content-Type": "application/x-amz-json-1.1", "X-Amz-Target": f"Berth_20261201.{op}"}
+    req = AWSRequest(method="POST", url=berth.endpoint + "/", data=data, headers=headers)
+    SigV4Auth(Credentials(key, secret), "ecr", REGION).add_auth(req)
+    r = requests.post(berth.endpoint + "/", data=data, headers=dict(req.headers))
+    return r.status_code, r.json()
+
+
+def test_a_moved_tag_is_seen_after_the_refresh_interval_and_not_before(berth, docker, upstream, tmp_path):
+    import requests
+
+    first = push_upstream(docker, upstream, tmp_path, "team/app:v1", "version=1\n")
+    second = push_upstream(docker, upstream, tmp_path, "team/app:v2", "version=2\n")
+    third = push_upstream(docker, upstream, tmp_path, "team/app:v3", "version=3\n")
+    cache_rule(berth, upstream)
+    status, out = berth_api(berth, "UpdatePullThroughCacheRuleRefresh",
+                            {"ecrRepositoryPrefix": "cache", "refreshIntervalSeconds": 3})
+    assert status == 200 and out["refreshIntervalSeconds"] == 3 and out["ecrRepositoryPrefix"] == "cache", out
+
+    s = requests.Session()
+    s.auth = ("AWS", berth.token())
+    accept = {"Accept": "application/vnd.docker.distribution.manifest.v2+json"}
+    url = f"{berth.endpoint}/v2/cache/team/app/manifests/v1"
+    assert s.get(url, headers=accept).headers["Docker-Content-Digest"] == first
+    ecr = berth.client()
+    for _ in range(100):
+        if ecr.list_images(repositoryName="cache/team/app")["imageIds"]:
+            break
+        time.sleep(0.1)
+
+    up = requests.Session()
+    up.auth = (USER, PASSWORD)
+
+    def move_upstream_v1_to(tag):
+        m = up.get(f"{upstream.url}/v2/team/app/manifests/{tag}", headers=accept)
+        r = up.put(f"{upstream.url}/v2/team/app/manifests/v1", data=m.content,
+                   headers={"Content-Type": m.headers["Content-Type"]})
+        assert r.status_code == 201, r.text
+
+    filled = time.time()
+    move_upstream_v1_to("v2")
+    # Within the interval the cached image is served, however often it is pulled.
+    while time.time() - filled < 2.0:
+        assert s.get(url, headers=accept).headers["Docker-Content-Digest"] == first
+        time.sleep(0.2)
+    time.sleep(max(0.0, filled + 3.2 - time.time()))
+    assert s.get(url, headers=accept).headers["Docker-Content-Digest"] == second
+    for _ in range(100):
+        ids = ecr.list_images(repositoryName="cache/team/app", filter={"tagStatus": "TAGGED"})["imageIds"]
+        if {"imageDigest": second, "imageTag": "v1"} in ids:
+            break
+        time.sleep(0.1)
+    assert {"imageDigest": second, "imageTag": "v1"} in ids, ids
+
+    # A forced refresh sees a move at once, whatever the interval (back to ECR's 24 hours).
+    status, out = berth_api(berth, "UpdatePullThroughCacheRuleRefresh", {"ecrRepositoryPrefix": "cache"})
+    assert status == 200 and out["refreshIntervalSeconds"] == 24 * 3600, out
+    time.sleep(2.1)  # every node's view of the rule has caught up
+    move_upstream_v1_to("v3")
+    status, out = berth_api(berth, "RefreshCachedImage", {"repositoryName": "cache/team/app", "imageTag": "v1"})
+    assert status == 200, out
+    assert out["changed"] is True and out["imageDigest"] == third and out["previousImageDigest"] == second, out
+    assert s.get(url, headers=accept).headers["Docker-Content-Digest"] == third
+    # The same through `berth admin`: nothing moved since.
+    out = berth.admin("refresh-cached-image", "cache/team/app", "v1")
+    assert out["changed"] is False and out["imageDigest"] == third, out
+    out = berth.admin("set-pull-through-refresh", "cache", "60")
+    assert out["refreshIntervalSeconds"] == 60, out
+
+    # The target's refusals: an unknown operation, a bad interval, and a caller without the
+    # import action.
+    status, out = berth_api(berth, "NoSuchOperation", {})
+    assert (status, out["__type"]) == (400, "UnknownOperationException"), out
+    status, out = berth_api(berth, "UpdatePullThroughCacheRuleRefresh",
+                            {"ecrRepositoryPrefix": "cache", "refreshIntervalSeconds": 0})
+    assert (status, out["__type"]) == (400, "InvalidParameterException"), out
+    status, out = berth_api(berth, "RefreshCachedImage", {"repositoryName": "cache/team/app"})
+    assert (status, out["__type"]) == (400, "ValidationException"), out
+    key, secret = berth.create_user("reader", policy={
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": ["ecr:BatchGetImage", "ecr:UpdatePullThroughCacheRule"],
+                       "Resource": "*"}]})
+    status, out = berth_api(berth, "RefreshCachedImage", {"repositoryName": "cache/team/app", "imageTag": "v1"},
+                            key=key, secret=secret)
+    assert (status, out["__type"]) == (403, "AccessDeniedException"), out
+    assert "ecr:BatchImportUpstreamImage" in out["message"]
+    status, out = berth_api(berth, "UpdatePullThroughCacheRuleRefresh",
+                            {"ecrRepositoryPrefix": "cache", "refreshIntervalSeconds": 5}, key=key, secret=secret)
+    assert status == 200, out
+
+
+def push_oci_upstream(upstream, repo, tag, payload, *more_layers):
+    """Pushes a small OCI image to the reference registry over its API; returns (manifest
+    digest, first layer's digest)."""
+    import hashlib
+
+    import requests
+
+    s = requests.Session()
+    s.auth = (USER, PASSWORD)
+
+    def blob(data):
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        start = s.post(f"{upstream.url}/v2/{repo}/blobs/uploads/")
+        assert start.status_code == 202, start.text
+        location = start.headers["Location"]
+        sep = "&" if "?" in location else "?"
+        r = s.put(f"{location}{sep}digest={digest}", data=data, headers={"Content-Type": "application/octet-stream"})
+        assert r.status_code == 201, r.text
+        return {"digest": digest, "size": len(data)}
+
+    config = blob(json.dumps({"architecture": "amd64", "os": "linux"}).encode())
+    layers = [blob(p) for p in (payload, *more_layers)]
+    layer = layers[0]
+    manifest = json.dumps({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": dict(mediaType="application/vnd.oci.image.config.v1+json", **config),
+        "layers": [dict(mediaType="application/vnd.oci.image.layer.v1.tar", **l) for l in layers],
+    }).encode()
+    r = s.put(f"{upstream.url}/v2/{repo}/manifests/{tag}", data=manifest,
+              headers={"Content-Type": "application/vnd.oci.image.manifest.v1+json"})
+    assert r.status_code == 201, r.text
+    return r.headers["Docker-Content-Digest"], layer["digest"]
+
+
+def test_cache_metrics_per_rule(upstream):
+    import requests
+
+    _, layer = push_oci_upstream(upstream, "team/app", "v1", os.urandom(300_000))
+    metrics_port = free_port()
+    with tempfile.TemporaryDirectory() as d:
+        # /metrics is each node's own: one node, whatever the topology of this run.
+        b = Berth(d, extra_env={"BERTH_METRICS_LISTEN": f"127.0.0.1:{metrics_port}"}, cluster=False)
+        try:
+            cache_rule(b, upstream)
+            s = requests.Session()
+            s.auth = ("AWS", b.token())
+            url = f"{b.endpoint}/v2/cache/team/app"
+            assert s.get(f"{url}/manifests/v1").status_code == 200
+            blob = s.get(f"{url}/blobs/{layer}")
+            assert blob.status_code == 200 and len(blob.content) == 300_000
+            assert s.get(f"{url}/manifests/v1").status_code == 200
+            assert s.get(f"{b.endpoint}/v2/cache/team/missing/manifests/v1").status_code == 404
+
+            def value(name, **labels):
+                text = requests.get(f"http://127.0.0.1:{metrics_port}/metrics").text
+                want = {"account": ACCOUNT_ID, "rule": "cache", **labels}
+                for line in text.splitlines():
+                    if line.startswith(name + "{"):
+                        got = dict(kv.split("=", 1) for kv in line[len(name) + 1:line.index("}")].split(","))
+                        if {k: v.strip('"') for k, v in got.items()} == want:
+                            return float(line.rsplit(" ", 1)[1])
+                return 0.0
+
+            for _ in range(50):
+                if value("berth_pull_through_upstream_bytes_total") >= 300_000:
+                    break
+                time.sleep(0.1)
+            assert value("berth_pull_through_misses_total") == 2  # v1, and the missing one
+            assert value("berth_pull_through_hits_total") >= 1
+            assert value("berth_pull_through_upstream_requests_total", kind="manifest") == 2
+            assert value("berth_pull_through_upstream_requests_total", kind="blob") == 2  # config and layer
+            assert value("berth_pull_through_upstream_bytes_total") >= 300_000
+        finally:
+            b.stop()
+
+
+def test_concurrent_cold_pulls_fetch_each_blob_once(berth, upstream, tmp_path):
+    """16 skopeo copies of one image at once, through one node or spread over three by nginx:
+    the upstream's access log shows each blob fetched once."""
+    import concurrent.futures
+    import re
+
+    import requests
+
+    layers = [os.urandom(3 * 1024 * 1024 + i) for i in range(3)]
+    push_oci_upstream(upstream, "team/big", "v1", *layers)
+    up = requests.Session()
+    up.auth = (USER, PASSWORD)
+    manifest = up.get(f"{upstream.url}/v2/team/big/manifests/v1",
+                      headers={"Accept": "application/vnd.oci.image.manifest.v1+json"}).json()
+    blobs = [manifest["config"], *manifest["layers"]]
+    image_bytes = sum(b["size"] for b in blobs)
+    cache_rule(berth, upstream)
+    token = berth.token()
+
+    def pull(i):
+        return subprocess.run(
+            ["skopeo", "copy", "--quiet", "--src-tls-verify=false", "--src-creds", f"AWS:{token}",
+             f"docker://{berth.host}/cache/team/big:v1", f"dir:{tmp_path}/copy{i}"],
+            capture_output=True, text=True, timeout=300)
+
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        results = list(pool.map(pull, range(16)))
+    for r in results:
+        assert r.returncode == 0, r.stderr
+    for i in range(16):
+        for b in blobs:
+            path = tmp_path / f"copy{i}" / b["digest"].split(":")[1]
+            assert path.stat().st_size == b["size"]
+
+    with open(upstream.log_path, errors="replace") as f:
+        log = f.read()
+    fetched_bytes = 0
+    for b in blobs:
+        served = re.findall(rf'"GET /v2/team/big/blobs/{b["digest"]} HTTP/1.1" 200 (\d+)', log)
+        assert len(served) == 1, f"{b['digest']} fetched {len(served)} times"
+        fetched_bytes += int(served[0])
+    assert fetched_bytes == image_bytes

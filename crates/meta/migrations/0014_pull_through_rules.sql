@@ -13,3 +13,12 @@ CREATE TABLE pull_through_rules (
     updated_at BIGINT NOT NULL,
     PRIMARY KEY (account_id, prefix)
 );
+
+-- When each tag of a cache repository was last checked against its upstream: a tag is asked
+-- about again once its rule's refresh interval has passed since (ECR's 24 hours by default).
+CREATE TABLE pull_through_tag_checks (
+    repository_id BIGINT NOT NULL REFERENCES repositories(id) ON DELETE CASCADE,
+    tag TEXT NOT NULL,
+    checked_at BIGINT NOT NULL,
+    PRIMARY KEY (repository_id, tag)
+);

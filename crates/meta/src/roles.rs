@@ -561,6 +561,12 @@ pub trait PullThroughStore: Send + Sync + 'static {
 
     /// An account's rules in prefix order.
     async fn pull_through_rules(&self, account_id: &str) -> Result<Vec<PullThroughRule>>;
+
+    /// Claims the check of a cache repository's tag against its upstream: records `now` as
+    /// its last check if it has none, or if its last was at or before `due`. True if claimed
+    /// (false also when there is no such repository).
+    /// Concurrency: one conditional upsert, so of nodes racing for one due check one claims it.
+    async fn claim_tag_check(&self, repository: &str, tag: &str, now: i64, due: i64) -> Result<bool>;
 }
 
 /// Every role, for the composition root and the registry that serves them all.

@@ -29,6 +29,19 @@ pub(crate) enum AdminCommand {
         repository: String,
         severity: String,
     },
+    /// Set how long a pull-through cache rule's cached tags are served before they are checked
+    /// upstream again, in seconds (1 to a year), or DEFAULT for ECR's 24 hours. Other nodes
+    /// see it within two seconds. With `--account-id`, a rule of that account.
+    SetPullThroughRefresh {
+        ecr_repository_prefix: String,
+        seconds: String,
+    },
+    /// Check a cached tag against its upstream now, whatever its refresh interval, and fill it
+    /// anew if it moved (the running server does it; answers once the image is stored).
+    RefreshCachedImage {
+        repository: String,
+        tag: String,
+    },
     /// Create a user. A user may do nothing until a policy allows it (identity policies, or a
     /// repository policy naming it).
     CreateUser {
@@ -167,6 +180,17 @@ pub(crate) async fn admin_of_server(
         AdminCommand::MasterKeyStatus => {
             admin_socket::request(&config.data_dir, json!({ "op": "master-key-status" })).await?
         }
+        AdminCommand::RefreshCachedImage { repository, tag } => {
+            let meta = crate::stores::open_meta(config).await?;
+            let account = admin_account(config, &meta).await?;
+            let default = meta.first_account().await?.unwrap_or_else(|| account.clone());
+            let key = berth_registry::repositories::repository_key(&default, &account, repository);
+            let request = json!({ "op": "refresh-cached-image", "repository": key, "tag": tag });
+            let mut out = admin_socket::request(&config.data_dir, request).await?;
+            out["repositoryName"] = json!(repository);
+            out["imageTag"] = json!(tag);
+            out
+        }
         _ => return Ok(None),
     };
     Ok(Some(out))
@@ -181,7 +205,7 @@ pub(crate) async fn admin(config: Config, command: AdminCommand) -> anyhow::Resu
         return Ok(());
     }
     let keys = master_keys(&config)?;
-    let (meta, _) = open_stores(&config).await?;
+    let (meta, blobs) = open_stores(&config).await?;
     let account = admin_account(&config, &meta).await?;
     let user = |name: &str| {
         let (meta, account, name) = (meta.clone(), account.clone(), name.to_string());
@@ -230,6 +254,20 @@ pub(crate) async fn admin(config: Config, command: AdminCommand) -> anyhow::Resu
             let repo = meta.update_repository_settings(&key, &repo.settings).await?;
             let shown = repo.settings.pull_block_severity.map(berth_meta::PullBlock::as_str);
             serde_json::json!({ "repositoryName": repository, "berthPullBlockSeverity": shown })
+        }
+        AdminCommand::SetPullThroughRefresh { ecr_repository_prefix, seconds } => {
+            let seconds = if seconds.eq_ignore_ascii_case("DEFAULT") {
+                None
+            } else {
+                Some(seconds.parse::<i64>().map_err(|_| anyhow::anyhow!("{seconds:?}: give seconds, or DEFAULT"))?)
+            };
+            let registry = berth_registry::Registry::new(meta.clone(), blobs.clone(), String::new(), keys.clone());
+            let rule = registry
+                .set_pull_through_refresh(&account, &ecr_repository_prefix, seconds)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let effective = rule.refresh_seconds.unwrap_or(berth_registry::pull_through::DEFAULT_REFRESH_SECONDS);
+            serde_json::json!({ "ecrRepositoryPrefix": rule.prefix, "refreshIntervalSeconds": effective })
         }
         AdminCommand::CreateUser { name } => {
             let p = iam.create_user(&name).await.map_err(iam_err)?;
@@ -320,7 +358,9 @@ pub(crate) async fn admin(config: Config, command: AdminCommand) -> anyhow::Resu
             };
             serde_json::json!({ "UserName": owner.name, "AccessKeyLastUsed": used })
         }
-        AdminCommand::RotateMasterKey { .. } | AdminCommand::MasterKeyStatus => {
+        AdminCommand::RotateMasterKey { .. }
+        | AdminCommand::MasterKeyStatus
+        | AdminCommand::RefreshCachedImage { .. } => {
             unreachable!("carried out by the running server")
         }
         AdminCommand::ListAccessKeys { user: name } => {

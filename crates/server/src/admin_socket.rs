@@ -103,6 +103,22 @@ impl Admin {
                 self.report().await
             }
             Some("master-key-status") => self.report().await,
+            Some("refresh-cached-image") => {
+                let field = |name: &str| {
+                    request
+                        .get(name)
+                        .and_then(Value::as_str)
+                        .with_context(|| format!("refresh-cached-image needs \"{name}\""))
+                };
+                let (repository, tag) = (field("repository")?, field("tag")?);
+                let refresh =
+                    self.registry.refresh_cached_tag(repository, tag).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+                Ok(json!({
+                    "imageDigest": refresh.digest.as_str(),
+                    "previousImageDigest": refresh.previous.as_ref().map(|d| d.as_str()),
+                    "changed": refresh.previous.as_ref() != Some(&refresh.digest),
+                }))
+            }
             other => anyhow::bail!("unknown admin operation {other:?}"),
         }
     }

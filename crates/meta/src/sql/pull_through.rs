@@ -116,4 +116,23 @@ impl PullThroughStore for Meta {
             Ok(rows.iter().map(pull_through_rule_from_row).collect())
         })
     }
+
+    async fn claim_tag_check(&self, repository: &str, tag: &str, now: i64, due: i64) -> Result<bool> {
+        retry_transient!({
+            let claimed = sqlx::query(
+                "INSERT INTO pull_through_tag_checks (repository_id, tag, checked_at) \
+                 SELECT id, $2, $3 FROM repositories WHERE name = $1 \
+                 ON CONFLICT (repository_id, tag) DO UPDATE SET checked_at = excluded.checked_at \
+                 WHERE pull_through_tag_checks.checked_at <= $4",
+            )
+            .bind(repository)
+            .bind(tag)
+            .bind(now)
+            .bind(due)
+            .execute(self.writes())
+            .await
+            .map_err(backend)?;
+            Ok(claimed.rows_affected() > 0)
+        })
+    }
 }

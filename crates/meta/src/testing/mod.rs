@@ -347,6 +347,7 @@ macro_rules! pull_through_store_conformance {
                     only_the_credential_and_refresh_interval_change,
                     a_deleted_rule_is_returned_once,
                     concurrent_creates_never_pass_the_limit,
+                    a_due_tag_check_is_claimed_once,
                 ]
             );
         }

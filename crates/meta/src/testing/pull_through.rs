@@ -70,3 +70,26 @@ pub async fn concurrent_creates_never_pass_the_limit(meta: Store) {
         assert_eq!(meta.pull_through_rules(&account).await.unwrap().len(), LIMIT);
     }
 }
+
+pub async fn a_due_tag_check_is_claimed_once(meta: Store) {
+    meta.create_repository("hub/app", &RepositorySettings::default(), &[]).await.unwrap();
+    // The first check of a tag is always due.
+    assert!(meta.claim_tag_check("hub/app", "v1", 1_000, 0).await.unwrap());
+    // Not due again until its interval has passed since.
+    assert!(!meta.claim_tag_check("hub/app", "v1", 2_000, 999).await.unwrap());
+    assert!(meta.claim_tag_check("hub/app", "v1", 3_000, 1_000).await.unwrap());
+    assert!(meta.claim_tag_check("hub/app", "v2", 3_000, 0).await.unwrap());
+    assert!(!meta.claim_tag_check("no/such", "v1", 3_000, i64::MAX).await.unwrap());
+    // Of racing nodes, one claims a due check.
+    for round in 0..ROUNDS as i64 {
+        let now = 10_000 + round * 1_000;
+        let claims =
+            race(&meta, move |m, _| async move { m.claim_tag_check("hub/app", "v1", now, now - 500).await.unwrap() })
+                .await;
+        assert_eq!(claims.iter().filter(|c| **c).count(), 1, "round {round}: {claims:?}");
+    }
+    // The checks go with their repository.
+    meta.delete_repository("hub/app", true).await.unwrap();
+    meta.create_repository("hub/app", &RepositorySettings::default(), &[]).await.unwrap();
+    assert!(meta.claim_tag_check("hub/app", "v1", 20_000, 0).await.unwrap());
+}

@@ -39,6 +39,28 @@ pub const IMPORT_ACTION: &str = "ecr:BatchImportUpstreamImage";
 /// Bytes gathered from the upstream before they are written to the spool and the upload.
 const SPOOL_CHUNK: usize = 256 * 1024;
 
+/// How long a cached tag is served before it is checked upstream again, unless its rule
+/// says otherwise (ECR's 24 hours).
+pub const DEFAULT_REFRESH_SECONDS: i64 = 24 * 3600;
+
+/// After a check the upstream failed, the next one is due this much later (not a whole
+/// interval: a stale tag is not to outlive a short outage by a day).
+const FAILED_CHECK_RETRY_MS: i64 = 60_000;
+
+/// A blob fetch's lease lives this long unless renewed, which its holder does every
+/// `FETCH_LEASE_RENEWAL` while bytes arrive; a node waiting for another's fetch looks every
+/// `FETCH_WAIT` whether the blob is stored.
+const FETCH_LEASE_MS: i64 = 90_000;
+const FETCH_LEASE_RENEWAL: std::time::Duration = std::time::Duration::from_secs(20);
+const FETCH_WAIT: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// A node asks the store whether a tag's check is due at most this often.
+const CHECK_POLL_MS: i64 = 1_000;
+
+/// How long an account's rules are read from memory (a rule change on another node is seen
+/// within this).
+const RULES_CACHE: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Who pulls, for deciding whether their pull may fill the cache.
 pub struct FillGrant<'a> {
     pub authorizer: &'a Authorizer,
@@ -82,6 +104,53 @@ impl UpstreamFailure {
     }
 }
 
+/// `/metrics` of the cache, per rule (`account`, `prefix`): manifest pulls served from the
+/// cache and those that needed a fill, requests to the upstream by kind, their failures, and
+/// the bytes of blobs received.
+mod counters {
+    use super::CacheSource;
+
+    fn labels(account: &str, prefix: &str) -> [(&'static str, String); 2] {
+        [("account", account.to_string()), ("rule", prefix.to_string())]
+    }
+
+    pub(super) fn hit(account: &str, prefix: &str) {
+        metrics::counter!("berth_pull_through_hits_total", &labels(account, prefix)).increment(1);
+    }
+
+    pub(super) fn miss(s: &CacheSource) {
+        metrics::counter!("berth_pull_through_misses_total", &labels(&s.account, &s.prefix)).increment(1);
+    }
+
+    /// One request to the upstream: `manifest`, `blob` or `check`.
+    pub(super) fn upstream_request(s: &CacheSource, kind: &'static str) {
+        let [a, r] = labels(&s.account, &s.prefix);
+        metrics::counter!("berth_pull_through_upstream_requests_total", &[a, r, ("kind", kind.to_string())])
+            .increment(1);
+    }
+
+    pub(super) fn upstream_error(s: &CacheSource, failure: super::UpstreamFailure) {
+        let [a, r] = labels(&s.account, &s.prefix);
+        let failure = ("failure", failure.code().to_string());
+        metrics::counter!("berth_pull_through_upstream_errors_total", &[a, r, failure]).increment(1);
+    }
+
+    pub(super) fn upstream_bytes(s: &CacheSource, n: u64) {
+        metrics::counter!("berth_pull_through_upstream_bytes_total", &labels(&s.account, &s.prefix)).increment(n);
+    }
+}
+
+/// An upstream failure as the registry's error, counted for the rule.
+fn counted(source: &CacheSource) -> impl FnOnce(UpstreamError) -> RegistryError + '_ {
+    move |e| {
+        let err = upstream_error(e);
+        if let RegistryError::Upstream { failure, .. } = &err {
+            counters::upstream_error(source, *failure);
+        }
+        err
+    }
+}
+
 fn upstream_error(e: UpstreamError) -> RegistryError {
     let failure = match &e {
         UpstreamError::AccessDenied(_) => UpstreamFailure::AccessDenied,
@@ -93,6 +162,9 @@ fn upstream_error(e: UpstreamError) -> RegistryError {
 
 /// Where a cache repository's content comes from.
 pub(crate) struct CacheSource {
+    /// The rule's account and prefix: the labels of its metrics.
+    account: String,
+    prefix: String,
     url: UpstreamUrl,
     /// The repository's name upstream.
     repository: String,
@@ -103,6 +175,35 @@ pub(crate) struct CacheSource {
 /// A manifest served from memory until its image is stored.
 struct PendingManifest {
     manifest: StoredManifest,
+    /// The background completion's outcome, once it has one.
+    stored: watch::Sender<Option<Result<(), RegistryError>>>,
+}
+
+impl PendingManifest {
+    fn new(manifest: StoredManifest) -> Arc<Self> {
+        Arc::new(PendingManifest { manifest, stored: watch::Sender::new(None) })
+    }
+
+    async fn wait_stored(&self) -> Result<(), RegistryError> {
+        let mut rx = self.stored.subscribe();
+        loop {
+            if let Some(outcome) = rx.borrow_and_update().clone() {
+                return outcome;
+            }
+            if rx.changed().await.is_err() {
+                return Err(RegistryError::Internal("the fill ended without an outcome".into()));
+            }
+        }
+    }
+}
+
+/// What a forced refresh of a cached tag found.
+#[derive(Debug, Clone)]
+pub struct Refresh {
+    /// The digest the tag names now.
+    pub digest: Digest,
+    /// The digest it named before, if the cache held it.
+    pub previous: Option<Digest>,
 }
 
 /// One blob being fetched, and how far it has come.
@@ -129,12 +230,16 @@ enum Progress {
 
 type FillResult = Result<Arc<PendingManifest>, RegistryError>;
 
+/// An account's rules, and when they were read.
+type RulesRead = (std::time::Instant, Arc<Vec<PullThroughRule>>);
+
 /// (repository, reference or digest or tag): what the maps below are keyed by.
 type RepositoryKey = (String, String);
 
 /// What the cache has in flight on this node.
-#[derive(Default)]
 pub(crate) struct CacheState {
+    /// This node, as the holder of blob fetch leases.
+    node_id: String,
     /// Manifests served before they are stored, by (repository, digest), and the tags that name
     /// them by (repository, tag).
     pending: Mutex<HashMap<RepositoryKey, Arc<PendingManifest>>>,
@@ -144,11 +249,49 @@ pub(crate) struct CacheState {
     /// One fetch per blob digest.
     fetches: Mutex<HashMap<String, Arc<BlobFetch>>>,
     spool_dir: Mutex<Option<PathBuf>>,
+    /// Each account's rules, read at most every `RULES_CACHE`.
+    rules: Mutex<HashMap<String, RulesRead>>,
+    /// When this node next asks whether a tag's check is due, per (repository, tag).
+    next_check: Mutex<HashMap<RepositoryKey, i64>>,
+}
+
+impl Default for CacheState {
+    fn default() -> Self {
+        CacheState {
+            node_id: format!("pull-through-{}", uuid::Uuid::new_v4()),
+            pending: Default::default(),
+            pending_tags: Default::default(),
+            fills: Default::default(),
+            fetches: Default::default(),
+            spool_dir: Default::default(),
+            rules: Default::default(),
+            next_check: Default::default(),
+        }
+    }
 }
 
 impl CacheState {
     pub(crate) fn set_spool_dir(&self, dir: PathBuf) {
         *self.spool_dir.lock().expect("spool dir") = Some(dir);
+    }
+
+    /// Forgets the rules read for `account` (this node changed them).
+    pub(crate) fn rules_changed(&self, account: &str) {
+        self.rules.lock().expect("rules cache").remove(account);
+    }
+
+    /// Whether this node should ask the store about the check of (repository, tag) now.
+    fn check_may_be_due(&self, repository: &str, tag: &str, now: i64) -> bool {
+        let checks = self.next_check.lock().expect("next checks");
+        checks.get(&(repository.to_string(), tag.to_string())).is_none_or(|at| now >= *at)
+    }
+
+    fn next_check_at(&self, repository: &str, tag: &str, at: i64) {
+        let mut checks = self.next_check.lock().expect("next checks");
+        if checks.len() > 100_000 {
+            checks.retain(|_, due| *due > at - 24 * 3600 * 1000);
+        }
+        checks.insert((repository.to_string(), tag.to_string()), at);
     }
 
     fn spool_path(&self) -> PathBuf {
@@ -180,12 +323,20 @@ impl Registry {
     /// cache repository, filled by its pulls (and created by the first).
     pub async fn cache_rule(&self, repository: &str) -> Result<Option<PullThroughRule>, RegistryError> {
         let (account, name) = split_repository_key(self.registry_id(), repository);
-        let mut rules = self.meta().pull_through_rules(account).await?;
-        let Some(prefix) = rules::matching_rule(rules.iter().map(|r| r.prefix.as_str()), name).map(str::to_string)
-        else {
+        let cached = self.cache.rules.lock().expect("rules cache").get(account).cloned();
+        let rules = match cached {
+            Some((at, rules)) if at.elapsed() < RULES_CACHE => rules,
+            _ => {
+                let rules = Arc::new(self.meta().pull_through_rules(account).await?);
+                let now = std::time::Instant::now();
+                self.cache.rules.lock().expect("rules cache").insert(account.to_string(), (now, rules.clone()));
+                rules
+            }
+        };
+        let Some(prefix) = rules::matching_rule(rules.iter().map(|r| r.prefix.as_str()), name) else {
             return Ok(None);
         };
-        Ok(rules.iter().position(|r| r.prefix == prefix).map(|i| rules.swap_remove(i)))
+        Ok(rules.iter().find(|r| r.prefix == prefix).cloned())
     }
 
     /// The upstream a repository (a key) is cached from, if a rule of its account covers it.
@@ -209,6 +360,8 @@ impl Registry {
             None => None,
         };
         Ok(Some(CacheSource {
+            account: account.to_string(),
+            prefix: rule.prefix.clone(),
             url,
             repository: upstream_name,
             credential,
@@ -229,30 +382,142 @@ impl Registry {
         accept: &[&str],
         grant: &FillGrant<'_>,
     ) -> Result<StoredManifest, RegistryError> {
+        // A tag being refilled names its new manifest already.
+        let pending_tag = !reference.contains(':') && self.cache.pending(name, reference).is_some();
         let miss = match self.get_manifest(name, reference, accept).await {
-            Err(e) if is_miss(&e) => e,
-            other => return other,
+            Ok(cached) if !pending_tag => return self.refreshed(name, reference, accept, grant, cached).await,
+            Ok(_) => None,
+            Err(e) if is_miss(&e) => Some(e),
+            Err(e) => return Err(e),
         };
         let pending = match self.cache.pending(name, reference) {
-            Some(p) => p,
+            // Served from memory while it is being stored: a hit too.
+            Some(p) => {
+                if let Some(rule) = self.cache_rule(name).await? {
+                    counters::hit(&rule.account_id, &rule.prefix);
+                }
+                p
+            }
             None => {
+                let miss = miss.unwrap_or_else(|| crate::service::manifest_unknown(reference));
                 let Some(source) = self.cache_source(name).await? else { return Err(miss) };
                 let creates = self.find_repository(name).await?.is_none();
                 grant.check(name, creates).await?;
+                counters::miss(&source);
                 match self.fill_manifest(name, reference, Arc::new(source)).await? {
                     Some(p) => p,
                     None => return Err(miss),
                 }
             }
         };
-        let m = &pending.manifest;
-        if !berth_oci::accepts(accept, &m.media_type) {
-            return Err(RegistryError::ManifestNotAccepted {
-                reference: reference.to_string(),
-                media_type: m.media_type.clone(),
-            });
+        negotiated(&pending.manifest, reference, accept)
+    }
+
+    /// A cached manifest by tag, checked upstream first when its rule's refresh interval has
+    /// passed since the tag was last checked (by any node): a tag moved upstream is filled
+    /// anew and its new manifest served. The cached one is served whenever the check cannot
+    /// be made (the upstream down or refusing) or the caller may not fill.
+    async fn refreshed(
+        self: &Arc<Self>,
+        name: &str,
+        reference: &str,
+        accept: &[&str],
+        grant: &FillGrant<'_>,
+        cached: StoredManifest,
+    ) -> Result<StoredManifest, RegistryError> {
+        let now = berth_meta::now_ms();
+        let Some(rule) = self.cache_rule(name).await? else { return Ok(cached) };
+        counters::hit(&rule.account_id, &rule.prefix);
+        // Digests never change; a tag is asked about at most once a second per node.
+        if reference.contains(':') || !self.cache.check_may_be_due(name, reference, now) {
+            return Ok(cached);
         }
-        Ok(m.clone())
+        let interval = rule.refresh_seconds.unwrap_or(DEFAULT_REFRESH_SECONDS).saturating_mul(1000);
+        if !self.meta().claim_tag_check(name, reference, now, now - interval).await? {
+            self.cache.next_check_at(name, reference, now + interval.min(CHECK_POLL_MS));
+            return Ok(cached);
+        }
+        self.cache.next_check_at(name, reference, now + interval.min(CHECK_POLL_MS));
+        match self.recheck_tag(name, reference, &cached.digest, Some(grant)).await {
+            Ok(Some(newer)) => match negotiated(&newer.manifest, reference, accept) {
+                Ok(m) => Ok(m),
+                Err(_) => Ok(cached),
+            },
+            Ok(None) => Ok(cached),
+            Err(e) => {
+                tracing::warn!(repository = name, tag = reference, error = %e, "checking a cached tag upstream failed; serving the cached image");
+                let retry = now - interval + FAILED_CHECK_RETRY_MS;
+                self.meta().claim_tag_check(name, reference, retry, i64::MAX).await?;
+                Ok(cached)
+            }
+        }
+    }
+
+    /// Asks the upstream what `tag` names now; if another manifest than `current`, fills it
+    /// (when `grant` allows, or always without one: the admin's forced refresh). `None` when
+    /// the tag is unchanged, gone upstream, or the caller may not fill.
+    async fn recheck_tag(
+        self: &Arc<Self>,
+        name: &str,
+        tag: &str,
+        current: &Digest,
+        grant: Option<&FillGrant<'_>>,
+    ) -> Result<Option<Arc<PendingManifest>>, RegistryError> {
+        let Some(source) = self.cache_source(name).await? else { return Ok(None) };
+        counters::upstream_request(&source, "check");
+        let upstream_digest =
+            self.upstream_of(&source).manifest_digest(&source.repository, tag).await.map_err(counted(&source))?;
+        match upstream_digest {
+            // Unchanged, or gone upstream: what is cached stays.
+            Some(d) if d == current.as_str() => return Ok(None),
+            None => return Ok(None),
+            Some(_) => {}
+        }
+        if let Some(grant) = grant
+            && let Err(e) = grant.check(name, false).await
+        {
+            tracing::debug!(repository = name, tag, error = %e, "a moved tag is not refilled: the caller may not fill");
+            return Ok(None);
+        }
+        tracing::info!(repository = name, tag, previous = %current, "the tag moved upstream: filling it anew");
+        self.fill_manifest(name, tag, Arc::new(source)).await
+    }
+
+    /// Checks a cached tag against the upstream now, whatever its refresh interval, and fills
+    /// it anew if it moved; waits until the new image is stored. For `berth admin` and the
+    /// Berth API's `RefreshCachedImage` (authorized there).
+    pub async fn refresh_cached_tag(self: &Arc<Self>, name: &str, tag: &str) -> Result<Refresh, RegistryError> {
+        if self.cache_rule(name).await?.is_none() {
+            return Err(RegistryError::InvalidParameter(format!(
+                "the repository {name:?} is not covered by a pull-through cache rule"
+            )));
+        }
+        let previous = match self.resolve_reference(name, crate::images::ImageRef::of_reference(tag)).await {
+            Ok(Ok(d)) => Some(d),
+            Ok(Err(_)) | Err(RegistryError::RepositoryNotFound { .. }) => None,
+            Err(e) => return Err(e),
+        };
+        let pending = match &previous {
+            Some(current) => self.recheck_tag(name, tag, current, None).await?,
+            None => {
+                let Some(source) = self.cache_source(name).await? else {
+                    return Err(crate::service::manifest_unknown(tag));
+                };
+                let pending = self.fill_manifest(name, tag, Arc::new(source)).await?;
+                Some(pending.ok_or_else(|| crate::service::manifest_unknown(tag))?)
+            }
+        };
+        self.meta().claim_tag_check(name, tag, berth_meta::now_ms(), i64::MAX).await?;
+        match pending {
+            Some(p) => {
+                p.wait_stored().await?;
+                Ok(Refresh { digest: p.manifest.digest.clone(), previous })
+            }
+            None => {
+                let digest = previous.clone().ok_or_else(|| crate::service::manifest_unknown(tag))?;
+                Ok(Refresh { digest, previous })
+            }
+        }
     }
 
     /// One fill per (repository, reference) on this node; `None` when the upstream has no
@@ -285,8 +550,12 @@ impl Registry {
         let (manifest, parsed) = self.fetch_manifest(name, reference, &source).await?;
         self.repository_for_pull_through(name).await?;
         let tag = (!reference.contains(':')).then(|| reference.to_string());
-        let pending = Arc::new(PendingManifest { manifest });
+        let pending = PendingManifest::new(manifest);
         let digest = pending.manifest.digest.to_string();
+        if let Some(t) = &tag {
+            // Checked just now: the refresh interval runs from here.
+            self.meta().claim_tag_check(name, t, berth_meta::now_ms(), i64::MAX).await?;
+        }
         self.cache.pending.lock().expect("pending").insert((name.to_string(), digest.clone()), pending.clone());
         if let Some(t) = &tag {
             self.cache.pending_tags.lock().expect("pending tags").insert((name.to_string(), t.clone()), digest.clone());
@@ -295,6 +564,7 @@ impl Registry {
         let registry = self.clone();
         let (name, content_type) = (name.to_string(), pending.manifest.media_type.clone());
         let body = pending.manifest.content.clone();
+        let task_pending = pending.clone();
         tokio::spawn(async move {
             let stored = registry.complete_image(&name, &parsed, &source).await;
             let stored = match stored {
@@ -304,10 +574,11 @@ impl Registry {
                 }
                 Err(e) => Err(e),
             };
-            match stored {
+            match &stored {
                 Ok(()) => tracing::info!(repository = name, %digest, "pull-through cache image stored"),
                 Err(e) => tracing::warn!(repository = name, %digest, error = %e, "pull-through cache fill failed"),
             }
+            task_pending.stored.send_replace(Some(stored));
             registry.cache.pending.lock().expect("pending").remove(&(name.clone(), digest.clone()));
             if let Some(t) = tag {
                 let mut tags = registry.cache.pending_tags.lock().expect("pending tags");
@@ -328,7 +599,9 @@ impl Registry {
         source: &CacheSource,
     ) -> Result<(StoredManifest, ParsedManifest), RegistryError> {
         let by_digest = if reference.contains(':') { Some(crate::service::digest_param(reference)?) } else { None };
-        let fetched = self.upstream_of(source).manifest(&source.repository, reference).await.map_err(upstream_error)?;
+        counters::upstream_request(source, "manifest");
+        let fetched =
+            self.upstream_of(source).manifest(&source.repository, reference).await.map_err(counted(source))?;
         let Some(m) = fetched else { return Err(crate::service::manifest_unknown(reference)) };
         let invalid = |why: String| RegistryError::Upstream {
             failure: UpstreamFailure::Unavailable,
@@ -371,7 +644,7 @@ impl Registry {
                     message: format!("the upstream's index lists another index ({child}), which Berth does not cache"),
                 });
             }
-            let pending = Arc::new(PendingManifest { manifest });
+            let pending = PendingManifest::new(manifest);
             let key = (name.to_string(), child.to_string());
             self.cache.pending.lock().expect("pending").insert(key.clone(), pending.clone());
             let stored = async {
@@ -442,8 +715,9 @@ impl Registry {
         fetch
     }
 
-    /// Streams the upstream's bytes into the spool file and, through an ordinary upload that
-    /// verifies them, into the repository. Returns the stored size.
+    /// Fetches a blob once across the nodes sharing the store: the node holding the blob's
+    /// lease fetches it, the others wait until it is stored (or the lease is free: its holder
+    /// died, and one of them takes over). Returns the stored size.
     async fn run_fetch(
         self: &Arc<Self>,
         name: &str,
@@ -451,11 +725,37 @@ impl Registry {
         source: &CacheSource,
         fetch: &BlobFetch,
     ) -> Result<u64, RegistryError> {
-        // A fetch that finished just before this one began has stored the blob already.
-        if let Some(size) = self.meta().linked_blob(name, digest).await? {
-            return Ok(size);
+        let lease = format!("pull-through-blob/{}/{digest}", source.account);
+        let holder = self.cache.node_id.as_str();
+        loop {
+            // A fetch that finished just before this one began has stored the blob already.
+            if let Some(size) = self.meta().linked_blob(name, digest).await? {
+                return Ok(size);
+            }
+            if self.meta().try_lease(&lease, holder, berth_meta::now_ms(), FETCH_LEASE_MS).await? {
+                break;
+            }
+            tokio::time::sleep(FETCH_WAIT).await;
         }
-        let blob = self.upstream_of(source).blob(&source.repository, digest.as_str()).await.map_err(upstream_error)?;
+        let fetched = self.fetch_blob_from_upstream(name, digest, source, fetch, &lease).await;
+        if let Err(e) = self.meta().release_lease(&lease, holder).await {
+            tracing::debug!(%digest, error = %e, "releasing a blob fetch lease failed; it expires by itself");
+        }
+        fetched
+    }
+
+    /// Streams the upstream's bytes into the spool file and, through an ordinary upload that
+    /// verifies them, into the repository, renewing the fetch's lease as it goes.
+    async fn fetch_blob_from_upstream(
+        self: &Arc<Self>,
+        name: &str,
+        digest: &Digest,
+        source: &CacheSource,
+        fetch: &BlobFetch,
+        lease: &str,
+    ) -> Result<u64, RegistryError> {
+        counters::upstream_request(source, "blob");
+        let blob = self.upstream_of(source).blob(&source.repository, digest.as_str()).await.map_err(counted(source))?;
         let Some(blob) = blob else { return Err(crate::service::blob_unknown(digest)) };
         let spool_error = |e: std::io::Error| RegistryError::Internal(format!("the pull-through spool file: {e}"));
         let mut spool = tokio::fs::File::create(&fetch.spool).await.map_err(spool_error)?;
@@ -468,6 +768,7 @@ impl Registry {
         let mut body = blob.body;
         let mut written = 0u64;
         let mut batch = BytesMut::new();
+        let mut renewed = std::time::Instant::now();
         let mut upstream_failure = None;
         loop {
             let next = body.next().await;
@@ -487,6 +788,14 @@ impl Registry {
                 spool.write_all(&chunk).await.map_err(spool_error)?;
                 spool.flush().await.map_err(spool_error)?;
                 written += chunk.len() as u64;
+                counters::upstream_bytes(source, chunk.len() as u64);
+                if renewed.elapsed() >= FETCH_LEASE_RENEWAL {
+                    renewed = std::time::Instant::now();
+                    let now = berth_meta::now_ms();
+                    if !self.meta().try_lease(lease, &self.cache.node_id, now, FETCH_LEASE_MS).await? {
+                        tracing::warn!(%digest, "lost the blob fetch lease; another node may fetch the blob too");
+                    }
+                }
                 fetch.progress.send_replace(Progress::Receiving { size: blob.size, written });
                 if tx.send(Ok(chunk)).await.is_err() {
                     break;
@@ -502,6 +811,7 @@ impl Registry {
         drop(tx);
         let stored = upload.await.map_err(|e| RegistryError::Internal(format!("the fill's upload task: {e}")))?;
         if let Some(why) = upstream_failure {
+            counters::upstream_error(source, UpstreamFailure::Unavailable);
             return Err(RegistryError::Upstream {
                 failure: UpstreamFailure::Unavailable,
                 message: format!("the upstream's blob {digest} broke off: {why}"),
@@ -589,6 +899,17 @@ impl Registry {
             Err(e) => Err(e),
         }
     }
+}
+
+/// A manifest for a client that accepts `accept`.
+fn negotiated(m: &StoredManifest, reference: &str, accept: &[&str]) -> Result<StoredManifest, RegistryError> {
+    if !berth_oci::accepts(accept, &m.media_type) {
+        return Err(RegistryError::ManifestNotAccepted {
+            reference: reference.to_string(),
+            media_type: m.media_type.clone(),
+        });
+    }
+    Ok(m.clone())
 }
 
 /// The fetch's outcome, once it has one.

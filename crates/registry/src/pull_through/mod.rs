@@ -13,7 +13,7 @@ use berth_rules::pull_through::{
 
 use crate::secrets_manager::{SecretValue, SecretsManagerError};
 use crate::{Registry, RegistryError};
-pub use fill::{FillGrant, IMPORT_ACTION, UpstreamFailure};
+pub use fill::{DEFAULT_REFRESH_SECONDS, FillGrant, IMPORT_ACTION, Refresh, UpstreamFailure};
 pub use upstream::{UpstreamCredential, UpstreamError, UpstreamHttp, UpstreamSettings};
 
 /// A rule as `CreatePullThroughCacheRule` takes it.
@@ -33,6 +33,9 @@ pub struct RuleValidation {
     pub rule: PullThroughRule,
     pub failure: Option<String>,
 }
+
+/// The longest refresh interval a rule may have: a year.
+pub const MAX_REFRESH_SECONDS: i64 = 365 * 24 * 3600;
 
 /// Berth has no IAM roles to assume: a rule naming one is refused, with what to do instead.
 const NO_ROLES: &str =
@@ -115,7 +118,9 @@ impl Registry {
             created_at: now,
             updated_at: now,
         };
-        match self.meta().create_pull_through_rule(&rule, MAX_RULES).await? {
+        let created = self.meta().create_pull_through_rule(&rule, MAX_RULES).await?;
+        self.cache.rules_changed(account);
+        match created {
             RuleCreated::Created => {
                 tracing::info!(account, prefix = %rule.prefix, upstream = %url.base(), "pull-through cache rule created");
                 Ok(rule)
@@ -151,6 +156,33 @@ impl Registry {
             MetaError::NotFound => not_found(&rule.prefix),
             other => other.into(),
         })?;
+        self.cache.rules_changed(account);
+        Ok(rule)
+    }
+
+    /// Berth's extension: how long the rule's cached tags are served before they are checked
+    /// upstream again (`None`: ECR's 24 hours).
+    pub async fn set_pull_through_refresh(
+        &self,
+        account: &str,
+        prefix: &str,
+        seconds: Option<i64>,
+    ) -> Result<PullThroughRule, RegistryError> {
+        if let Some(s) = seconds
+            && !(1..=MAX_REFRESH_SECONDS).contains(&s)
+        {
+            return Err(RegistryError::InvalidParameter(format!(
+                "Invalid parameter at 'refreshIntervalSeconds': {s} is not between 1 and {MAX_REFRESH_SECONDS}"
+            )));
+        }
+        let mut rule = self.pull_through_rule(account, prefix).await?;
+        rule.refresh_seconds = seconds;
+        rule.updated_at = now_ms().max(rule.updated_at);
+        self.meta().update_pull_through_rule(&rule).await.map_err(|e| match e {
+            MetaError::NotFound => not_found(&rule.prefix),
+            other => other.into(),
+        })?;
+        self.cache.rules_changed(account);
         Ok(rule)
     }
 
@@ -161,10 +193,12 @@ impl Registry {
     ) -> Result<PullThroughRule, RegistryError> {
         check_prefix("ecrRepositoryPrefix", prefix)?;
         let prefix = rules::normalize_prefix(prefix);
-        self.meta().delete_pull_through_rule(account, prefix).await.map_err(|e| match e {
+        let deleted = self.meta().delete_pull_through_rule(account, prefix).await.map_err(|e| match e {
             MetaError::NotFound => not_found(prefix),
             other => other.into(),
-        })
+        });
+        self.cache.rules_changed(account);
+        deleted
     }
 
     /// `ValidatePullThroughCacheRule`: reads the rule's secret and authenticates with the

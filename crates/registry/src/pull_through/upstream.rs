@@ -287,6 +287,26 @@ impl<'a> Upstream<'a> {
         Ok(Some(UpstreamManifest { content, media_type, digest }))
     }
 
+    /// The digest `reference` names upstream (`HEAD`, as Docker's clients check; a `GET` and
+    /// the hash of the body when the upstream sends no digest); `None` if it names nothing.
+    pub async fn manifest_digest(&self, repository: &str, reference: &str) -> Result<Option<String>, UpstreamError> {
+        let accept = berth_oci::media_types::ALL_MANIFESTS.join(", ");
+        let path = format!("/v2/{repository}/manifests/{reference}");
+        let resp = self.send(Method::HEAD, &path, Some(&accept), &pull_scope(repository)).await?;
+        match resp.status() {
+            s if s.is_success() => {}
+            StatusCode::NOT_FOUND => return Ok(None),
+            s => return Err(status_error(s, &format!("HEAD {path}"))),
+        }
+        if let Some(d) = resp.headers().get("docker-content-digest").and_then(|v| v.to_str().ok()) {
+            return Ok(Some(d.to_string()));
+        }
+        Ok(self
+            .manifest(repository, reference)
+            .await?
+            .map(|m| berth_oci::Digest::from_bytes(berth_oci::Algorithm::Sha256, &m.content).to_string()))
+    }
+
     /// `GET /v2/<repository>/blobs/<digest>` (redirects to storage followed); `None` if the
     /// upstream has no such blob.
     pub async fn blob(&self, repository: &str, digest: &str) -> Result<Option<UpstreamBlob>, UpstreamError> {

@@ -19,6 +19,7 @@ use sha2::{Digest as _, Sha256};
 use super::accounts::Namespace;
 use super::{AppState, now_seconds};
 
+mod berth;
 mod errors;
 mod images;
 mod layers;
@@ -175,9 +176,14 @@ async fn serve(
     let bytes = axum::body::to_bytes(body, MAX_BODY)
         .await
         .map_err(|_| EcrError::new("SerializationException", "request body too large or unreadable"))?;
-    let op = target
-        .strip_prefix(TARGET_PREFIX)
-        .ok_or_else(|| EcrError::new("UnknownOperationException", format!("Unknown operation {target:?}")))?;
+    // ECR's operations, or Berth's own (berth.rs) under their target.
+    let (op, extension) = match (target.strip_prefix(TARGET_PREFIX), target.strip_prefix(berth::TARGET_PREFIX)) {
+        (Some(op), _) => (op, false),
+        (None, Some(op)) => (op, true),
+        (None, None) => {
+            return Err(EcrError::new("UnknownOperationException", format!("Unknown operation {target:?}")));
+        }
+    };
     let signed = SignedParts::of(headers, uri, &bytes);
     let host = signed.host.clone();
     let req = signed.request(method, uri);
@@ -189,7 +195,11 @@ async fn serve(
             .map_err(|e| EcrError::new("SerializationException", format!("invalid JSON: {e}")))?
     };
     // Types, required members and the model's constraints, before anything else looks at it.
-    model::validate(op, &input)?;
+    if extension {
+        berth::validate(op, &input)?;
+    } else {
+        model::validate(op, &input)?;
+    }
     env.request_tags = request_tags(&input);
     env.tag_keys = tag_keys(&input, &env.request_tags);
     let ns = namespace(app, &caller, op, &input).await?;
@@ -198,8 +208,9 @@ async fn serve(
     let endpoint =
         if ns.is_default() { format!("{scheme}://{host}") } else { format!("{scheme}://{}.{host}", ns.account) };
     let ctx = Ctx { app, op, caller, env, endpoint, host, ns };
-    ctx.authorize_operation(op, &input).await?;
-    let result = dispatch(&ctx, op, input).await.map_err(|e| e.worded(ctx.registry_id()));
+    ctx.authorize_operation(op, extension, &input).await?;
+    let result = if extension { berth::dispatch(&ctx, op, input).await } else { dispatch(&ctx, op, input).await };
+    let result = result.map_err(|e| e.worded(ctx.registry_id()));
     // Keys never leave: another account's repositories go back to their names.
     let result = if ctx.ns.is_default() {
         result
@@ -472,11 +483,11 @@ impl Ctx<'_> {
     /// `ecr:<Operation>`, the resource the repository the input names (`repositoryName`, or the
     /// `resourceArn` of the tagging operations), otherwise `*`. `DescribeRepositories` without
     /// names is authorized per repository instead: it lists what the caller may describe.
-    async fn authorize_operation(&self, op: &str, input: &Value) -> Result<(), EcrError> {
+    async fn authorize_operation(&self, op: &str, extension: bool, input: &Value) -> Result<(), EcrError> {
         let arn_name = input["resourceArn"].as_str().and_then(|a| a.split_once(":repository/").map(|(_, n)| n));
         let list = || input["repositoryNames"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
         // Exactly what each operation acts on, whatever else the request carries.
-        let names: Vec<&str> = if REGISTRY_OPERATIONS.contains(&op) {
+        let names: Vec<&str> = if REGISTRY_OPERATIONS.contains(&op) || op == "UpdatePullThroughCacheRuleRefresh" {
             Vec::new()
         } else if RESOURCE_ARN_OPERATIONS.contains(&op) {
             arn_name.into_iter().collect()
@@ -491,7 +502,7 @@ impl Ctx<'_> {
         } else {
             input["repositoryName"].as_str().into_iter().collect()
         };
-        let action = authz::ecr_action(op);
+        let action = if extension { berth::action(op).to_string() } else { authz::ecr_action(op) };
         let targets: Vec<Target> = if names.is_empty() {
             vec![Target::Registry(&self.ns.account)]
         } else {

@@ -1,0 +1,144 @@
+//! Berth's own operations, beyond ECR's model: `POST /` with
+//! `X-Amz-Target: Berth_20261201.<Operation>`, JSON 1.1, SigV4 service `ecr` — the ECR API's
+//! front door (authentication, the registry a request acts on, authorization), with each
+//! operation's input checked here since botocore's model does not know them. Every Berth
+//! extension of the ECR API is an operation of this target.
+//!
+//! - `UpdatePullThroughCacheRuleRefresh` {`ecrRepositoryPrefix`, `refreshIntervalSeconds`
+//!   (1 s to a year, or null for ECR's 24 hours), `registryId`?}: authorized as
+//!   `ecr:UpdatePullThroughCacheRule`.
+//! - `RefreshCachedImage` {`repositoryName`, `imageTag`, `registryId`?}: checks the tag
+//!   upstream now and fills it anew if it moved; answers once the image is stored.
+//!   Authorized as `ecr:BatchImportUpstreamImage` on the repository.
+
+use berth_meta::PullThroughRule;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::shapes::seconds;
+use super::{Ctx, EcrError, EcrResult, parse, reply};
+
+pub const TARGET_PREFIX: &str = "Berth_20261201.";
+
+/// The operations of the target.
+pub const OPERATIONS: &[&str] = &["UpdatePullThroughCacheRuleRefresh", "RefreshCachedImage"];
+
+/// The ECR action each operation is authorized as.
+pub fn action(op: &str) -> &'static str {
+    match op {
+        "UpdatePullThroughCacheRuleRefresh" => "ecr:UpdatePullThroughCacheRule",
+        _ => berth_registry::pull_through::IMPORT_ACTION,
+    }
+}
+
+/// The operation's input shape, before anything else looks at it (as the model's check does
+/// for ECR's operations): a JSON object with the members it requires, of their types.
+pub fn validate(op: &str, input: &Value) -> Result<(), EcrError> {
+    let Some(obj) = input.as_object() else {
+        return Err(EcrError::new("SerializationException", "the request body must be a JSON object"));
+    };
+    let (required, known): (&[&str], &[&str]) = match op {
+        "UpdatePullThroughCacheRuleRefresh" => {
+            (&["ecrRepositoryPrefix"], &["ecrRepositoryPrefix", "refreshIntervalSeconds", "registryId"])
+        }
+        "RefreshCachedImage" => (&["repositoryName", "imageTag"], &["repositoryName", "imageTag", "registryId"]),
+        _ => {
+            return Err(EcrError::new(
+                "UnknownOperationException",
+                format!("Unknown operation {TARGET_PREFIX}{op}: the target serves {}", OPERATIONS.join(", ")),
+            ));
+        }
+    };
+    for r in required {
+        if obj.get(*r).is_none_or(Value::is_null) {
+            return Err(EcrError::new(
+                "ValidationException",
+                format!(
+                    "1 validation error detected: Value null at '{r}' failed to satisfy constraint: Member must not be null"
+                ),
+            ));
+        }
+    }
+    if let Some(unknown) = obj.keys().find(|k| !known.contains(&k.as_str())) {
+        return Err(EcrError::new("SerializationException", format!("Unknown member {unknown:?} of {op}")));
+    }
+    Ok(())
+}
+
+pub async fn dispatch(ctx: &Ctx<'_>, op: &str, input: Value) -> EcrResult {
+    match op {
+        "UpdatePullThroughCacheRuleRefresh" => reply(update_refresh(ctx, parse(input)?).await),
+        "RefreshCachedImage" => reply(refresh_image(ctx, parse(input)?).await),
+        _ => Err(EcrError::new("UnknownOperationException", format!("Unknown operation {TARGET_PREFIX}{op}"))),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct UpdateRefreshInput {
+    ecr_repository_prefix: String,
+    refresh_interval_seconds: Option<i64>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct RefreshRuleOutput {
+    registry_id: String,
+    ecr_repository_prefix: String,
+    upstream_registry_url: String,
+    /// The interval in effect (ECR's 24 hours when the rule sets none).
+    refresh_interval_seconds: i64,
+    updated_at: f64,
+}
+
+fn refresh_output(ctx: &Ctx<'_>, rule: PullThroughRule) -> RefreshRuleOutput {
+    RefreshRuleOutput {
+        registry_id: ctx.registry_id().to_string(),
+        ecr_repository_prefix: rule.prefix,
+        upstream_registry_url: rule.upstream_url,
+        refresh_interval_seconds: rule.refresh_seconds.unwrap_or(berth_registry::pull_through::DEFAULT_REFRESH_SECONDS),
+        updated_at: seconds(rule.updated_at),
+    }
+}
+
+async fn update_refresh(ctx: &Ctx<'_>, input: UpdateRefreshInput) -> Result<RefreshRuleOutput, EcrError> {
+    let rule = ctx
+        .app
+        .registry
+        .set_pull_through_refresh(&ctx.ns.account, &input.ecr_repository_prefix, input.refresh_interval_seconds)
+        .await?;
+    Ok(refresh_output(ctx, rule))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RefreshImageInput {
+    repository_name: String,
+    image_tag: String,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct RefreshImageOutput {
+    registry_id: String,
+    repository_name: String,
+    image_tag: String,
+    image_digest: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    previous_image_digest: Option<String>,
+    /// Whether the tag names another image than before.
+    changed: bool,
+}
+
+async fn refresh_image(ctx: &Ctx<'_>, input: RefreshImageInput) -> Result<RefreshImageOutput, EcrError> {
+    super::check_repository_name(&input.repository_name)?;
+    let refresh = ctx.app.registry.refresh_cached_tag(&input.repository_name, &input.image_tag).await?;
+    Ok(RefreshImageOutput {
+        registry_id: ctx.registry_id().to_string(),
+        repository_name: input.repository_name,
+        image_tag: input.image_tag,
+        changed: refresh.previous.as_ref() != Some(&refresh.digest),
+        image_digest: refresh.digest.to_string(),
+        previous_image_digest: refresh.previous.map(|d| d.to_string()),
+    })
+}
