@@ -21,6 +21,7 @@ mod gc;
 mod latency;
 mod load;
 mod policy;
+mod pull_through;
 mod scan;
 mod server;
 
@@ -75,6 +76,11 @@ struct Args {
     /// time, peak memory, pulls/s while scanning).
     #[arg(long)]
     scan_only: bool,
+    /// Only the pull-through cache: a 256 MiB image pulled cold through a cache rule against
+    /// directly from the upstream (the reference registry), warm against an ordinary Berth
+    /// pull, and the bytes 16 concurrent cold pulls fetch from the upstream.
+    #[arg(long)]
+    pull_through_only: bool,
     /// Real OSV records whose shapes the scan benchmark's records copy (default: the shared
     /// data set, else tests/fixtures/osv).
     #[arg(long)]
@@ -613,6 +619,11 @@ async fn main() -> anyhow::Result<()> {
     anyhow::ensure!(berth.exists(), "{} not found: cargo build --release --bin berth", berth.display());
     if args.policy_only {
         let table = policy::run(&berth, &args.reference, args.rounds, args.seconds).await?;
+        println!("{table}");
+        return Ok(());
+    }
+    if args.pull_through_only {
+        let table = pull_through::run(&berth, &args.reference, args.rounds).await?;
         println!("{table}");
         return Ok(());
     }

@@ -701,3 +701,133 @@ def test_concurrent_cold_pulls_fetch_each_blob_once(berth, upstream, tmp_path):
         assert len(served) == 1, f"{b['digest']} fetched {len(served)} times"
         fetched_bytes += int(served[0])
     assert fetched_bytes == image_bytes
+
+
+def wait_images(ecr, repo, count):
+    for _ in range(150):
+        try:
+            ids = ecr.list_images(repositoryName=repo)["imageIds"]
+        except ecr.exceptions.RepositoryNotFoundException:
+            ids = []
+        if len(ids) >= count:
+            return ids
+        time.sleep(0.1)
+    raise AssertionError(f"{repo} holds {ids}, not {count} images")
+
+
+def test_another_berth_as_upstream_with_the_image_referrers(berth):
+    """A Berth upstream (a registry token by GetAuthorizationToken): the image arrives
+    bit-identical with its SBOM referrer, seen through the referrers API, ListImageReferrers
+    and oras-py."""
+    import hashlib
+
+    import oras.provider
+    import requests
+
+    from conftest import push_image
+
+    with tempfile.TemporaryDirectory() as d:
+        other = Berth(d, cluster=False)
+        try:
+            other.client().create_repository(repositoryName="team/app")
+            subject, subject_manifest, layer = push_image(other, "team/app", "v1", 7)
+            empty = b"{}"
+            empty_digest = "sha256:" + hashlib.sha256(empty).hexdigest()
+            sbom = json.dumps({"bomFormat": "CycloneDX", "specVersion": "1.5"}).encode()
+            sbom_digest = "sha256:" + hashlib.sha256(sbom).hexdigest()
+            up = requests.Session()
+            up.auth = ("AWS", other.token())
+            for blob, digest in [(empty, empty_digest), (sbom, sbom_digest)]:
+                r = up.post(f"{other.endpoint}/v2/team/app/blobs/uploads/?digest={digest}", data=blob)
+                assert r.status_code == 201, r.text
+            oci = "application/vnd.oci.image.manifest.v1+json"
+            referrer = json.dumps({
+                "schemaVersion": 2, "mediaType": oci, "artifactType": "application/vnd.cyclonedx+json",
+                "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": empty_digest, "size": 2},
+                "layers": [{"mediaType": "application/vnd.cyclonedx+json", "digest": sbom_digest, "size": len(sbom)}],
+                "subject": {"mediaType": oci, "digest": subject, "size": len(subject_manifest)},
+            }).encode()
+            referrer_digest = "sha256:" + hashlib.sha256(referrer).hexdigest()
+            r = up.put(f"{other.endpoint}/v2/team/app/manifests/{referrer_digest}", data=referrer,
+                       headers={"Content-Type": oci})
+            assert r.status_code == 201, r.text
+
+            key, secret = other.create_user("puller", policy={
+                "Version": "2012-10-17",
+                "Statement": [{"Effect": "Allow", "Action": ["ecr:GetAuthorizationToken", "ecr:BatchGetImage",
+                                                             "ecr:GetDownloadUrlForLayer"], "Resource": "*"}]})
+            arn = put_secret(berth, "ecr-pullthroughcache/berth", {"username": key, "accessToken": secret})
+            ecr = berth.client()
+            ecr.create_pull_through_cache_rule(ecrRepositoryPrefix="berth", upstreamRegistryUrl=other.endpoint,
+                                               credentialArn=arn)
+            # Filled through BatchGetImage this time.
+            got = ecr.batch_get_image(repositoryName="berth/team/app", imageIds=[{"imageTag": "v1"}])
+            assert got["failures"] == [] and got["images"][0]["imageId"]["imageDigest"] == subject, got
+            assert got["images"][0]["imageManifest"] == subject_manifest
+            # The layer through GetDownloadUrlForLayer.
+            url = ecr.get_download_url_for_layer(repositoryName="berth/team/app", layerDigest=layer)["downloadUrl"]
+            mine = requests.get(url).content
+            assert "sha256:" + hashlib.sha256(mine).hexdigest() == layer
+            ids = wait_images(ecr, "berth/team/app", 2)  # the image, then its referrer
+            assert {i["imageDigest"] for i in ids} == {subject, referrer_digest}, ids
+
+            s = requests.Session()
+            s.auth = ("AWS", berth.token())
+            index = s.get(f"{berth.endpoint}/v2/berth/team/app/referrers/{subject}").json()
+            assert [m["digest"] for m in index["manifests"]] == [referrer_digest], index
+            assert index["manifests"][0]["artifactType"] == "application/vnd.cyclonedx+json"
+            refs = ecr.list_image_referrers(repositoryName="berth/team/app", subjectId={"imageDigest": subject})
+            assert [r["digest"] for r in refs["referrers"]] == [referrer_digest], refs
+            sbom_back = s.get(f"{berth.endpoint}/v2/berth/team/app/blobs/{sbom_digest}").content
+            assert sbom_back == sbom
+            client = oras.provider.Registry(hostname=berth.host, insecure=True, auth_backend="basic")
+            client.auth.set_basic_auth("AWS", berth.token())
+            listed = client.get_manifest(f"{berth.host}/berth/team/app@{referrer_digest}")
+            assert listed["subject"]["digest"] == subject
+        finally:
+            other.stop()
+
+
+def push_index_upstream(upstream, repo, tag):
+    """An index of two platforms' images in the reference registry; returns (index digest,
+    child digests)."""
+    import hashlib
+
+    import requests
+
+    children = []
+    for arch in ["amd64", "arm64"]:
+        digest, _ = push_oci_upstream(upstream, repo, f"only-{arch}", os.urandom(50_000))
+        children.append(digest)
+    s = requests.Session()
+    s.auth = (USER, PASSWORD)
+    manifests = []
+    for arch, digest in zip(["amd64", "arm64"], children):
+        body = s.get(f"{upstream.url}/v2/{repo}/manifests/{digest}",
+                     headers={"Accept": "application/vnd.oci.image.manifest.v1+json"}).content
+        manifests.append({"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": digest,
+                          "size": len(body), "platform": {"architecture": arch, "os": "linux"}})
+    index = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+                        "manifests": manifests}).encode()
+    r = s.put(f"{upstream.url}/v2/{repo}/manifests/{tag}", data=index,
+              headers={"Content-Type": "application/vnd.oci.image.index.v1+json"})
+    assert r.status_code == 201, r.text
+    return "sha256:" + hashlib.sha256(index).hexdigest(), children
+
+
+def test_a_multi_arch_image_through_the_cache_with_skopeo_copy_all(berth, upstream, tmp_path):
+    index, children = push_index_upstream(upstream, "team/multi", "v1")
+    cache_rule(berth, upstream)
+    token = berth.token()
+    out = tmp_path / "copy"
+    r = subprocess.run(["skopeo", "copy", "--all", "--preserve-digests", "--src-tls-verify=false", "--src-creds", f"AWS:{token}",
+                        f"docker://{berth.host}/cache/team/multi:v1", f"oci:{out}:v1"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    layout = json.loads((out / "index.json").read_text())
+    assert layout["manifests"][0]["digest"] == index
+    for child in children:
+        assert (out / "blobs" / "sha256" / child.split(":")[1]).exists()
+    # Stored: the index and every platform's image.
+    ids = wait_images(berth.client(), "cache/team/multi", 3)
+    assert {i["imageDigest"] for i in ids} == {index, *children}, ids

@@ -574,6 +574,9 @@ impl Registry {
                 }
                 Err(e) => Err(e),
             };
+            if stored.is_ok() {
+                registry.sync_referrers(&name, &digest, &source).await;
+            }
             match &stored {
                 Ok(()) => tracing::info!(repository = name, %digest, "pull-through cache image stored"),
                 Err(e) => tracing::warn!(repository = name, %digest, error = %e, "pull-through cache fill failed"),
@@ -657,6 +660,42 @@ impl Registry {
             stored?;
         }
         self.store_blobs(name, &parsed.blobs, source).await
+    }
+
+    /// Stores the manifests that refer to a stored image upstream (signatures, SBOMs,
+    /// attestations), with their blobs. What fails is logged: the image stays served.
+    async fn sync_referrers(self: &Arc<Self>, name: &str, subject: &str, source: &Arc<CacheSource>) {
+        counters::upstream_request(source, "referrers");
+        let referrers = match self.upstream_of(source).referrers(&source.repository, subject).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(repository = name, subject, error = %e, "listing the upstream's referrers failed");
+                return;
+            }
+        };
+        for referrer in referrers {
+            let stored = async {
+                let digest = crate::service::digest_param(&referrer)?;
+                if self.meta().manifest(name, &digest).await?.is_some() {
+                    return Ok(());
+                }
+                let (m, parsed) = self.fetch_manifest(name, &referrer, source).await?;
+                if !parsed.manifests.is_empty() {
+                    // An index of referrers (or a signed index) brings its children first.
+                    self.complete_image(name, &parsed, source).await?;
+                } else {
+                    self.store_blobs(name, &parsed.blobs, source).await?;
+                }
+                self.put_manifest(name, m.digest.as_str(), Some(&m.media_type), m.content, &[]).await.map(|_| ())
+            }
+            .await;
+            match stored {
+                Ok(()) => tracing::debug!(repository = name, subject, referrer, "stored an upstream referrer"),
+                Err(e) => {
+                    tracing::warn!(repository = name, subject, referrer, error = %e, "storing an upstream referrer failed")
+                }
+            }
+        }
     }
 
     /// Fetches (or waits for the fetches of) the blobs the repository does not link yet, a few

@@ -307,6 +307,31 @@ impl<'a> Upstream<'a> {
             .map(|m| berth_oci::Digest::from_bytes(berth_oci::Algorithm::Sha256, &m.content).to_string()))
     }
 
+    /// The manifests that name `digest` as their subject upstream: the referrers API
+    /// (`GET /v2/<repository>/referrers/<digest>`), or, where the upstream does not serve it,
+    /// the referrers tag schema's index (`sha256-<hex>`). Empty when there are none.
+    pub async fn referrers(&self, repository: &str, digest: &str) -> Result<Vec<String>, UpstreamError> {
+        let path = format!("/v2/{repository}/referrers/{digest}");
+        let resp =
+            self.send(Method::GET, &path, Some(berth_oci::media_types::OCI_INDEX), &pull_scope(repository)).await?;
+        let index: serde_json::Value = if resp.status().is_success() {
+            resp.json().await.unwrap_or_default()
+        } else if matches!(
+            resp.status(),
+            StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED | StatusCode::BAD_REQUEST
+        ) {
+            let tag = digest.replacen(':', "-", 1);
+            match self.manifest(repository, &tag).await? {
+                Some(m) => serde_json::from_slice(&m.content).unwrap_or_default(),
+                None => return Ok(Vec::new()),
+            }
+        } else {
+            return Err(status_error(resp.status(), &format!("GET {path}")));
+        };
+        let listed = index["manifests"].as_array().cloned().unwrap_or_default();
+        Ok(listed.iter().filter_map(|d| d["digest"].as_str().map(str::to_string)).collect())
+    }
+
     /// `GET /v2/<repository>/blobs/<digest>` (redirects to storage followed); `None` if the
     /// upstream has no such blob.
     pub async fn blob(&self, repository: &str, digest: &str) -> Result<Option<UpstreamBlob>, UpstreamError> {
