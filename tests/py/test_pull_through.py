@@ -21,6 +21,7 @@ import botocore.exceptions
 import pytest
 
 from conftest import ACCOUNT_ID, KEY_ID, REGION, SECRET, Berth, free_port
+from test_docker_flow import rootfs_tar
 
 USER, PASSWORD = "puller", "upstream-pass-1"
 
@@ -346,17 +347,6 @@ def test_validation_against_another_berth(berth):
             assert answer["isValid"] is False and "GetAuthorizationToken" in answer["failure"], answer
         finally:
             other.stop()
-
-
-def rootfs_tar(path, content):
-    import io
-    import tarfile
-
-    with tarfile.open(path, "w") as t:
-        data = content.encode()
-        info = tarfile.TarInfo("etc/app.conf")
-        info.size = len(data)
-        t.addfile(info, io.BytesIO(data))
 
 
 def push_upstream(docker, upstream, tmp_path, name, content):
@@ -831,3 +821,89 @@ def test_a_multi_arch_image_through_the_cache_with_skopeo_copy_all(berth, upstre
     # Stored: the index and every platform's image.
     ids = wait_images(berth.client(), "cache/team/multi", 3)
     assert {i["imageDigest"] for i in ids} == {index, *children}, ids
+
+
+class RateLimitedRegistry:
+    """An upstream that answers `/v2/` and then only 429 Too Many Requests, as Docker Hub does
+    past its pull limit."""
+
+    def __init__(self):
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                status = 200 if self.path == "/v2/" else 429
+                body = b"{}" if status == 200 else b'{"errors":[{"code":"TOOMANYREQUESTS","message":"pull rate limit"}]}'
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(body)))
+                if status == 429:
+                    self.send_header("Retry-After", "60")
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_HEAD = do_GET
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_a_rate_limited_upstream_is_reported_as_such(berth):
+    import requests
+
+    limited = RateLimitedRegistry()
+    try:
+        ecr = berth.client()
+        ecr.create_pull_through_cache_rule(ecrRepositoryPrefix="hub", upstreamRegistryUrl=limited.url)
+        failed = ecr.batch_get_image(repositoryName="hub/library/nginx", imageIds=[{"imageTag": "1.27"}])
+        assert failed["images"] == [] and failed["failures"][0]["failureCode"] == "UpstreamTooManyRequests", failed
+        r = requests.get(f"{berth.endpoint}/v2/hub/library/nginx/manifests/1.27", auth=("AWS", berth.token()))
+        assert r.status_code == 429 and r.json()["errors"][0]["code"] == "TOOMANYREQUESTS", r.text
+        with pytest.raises(botocore.exceptions.ClientError) as e:
+            ecr.get_download_url_for_layer(repositoryName="hub/library/nginx", layerDigest="sha256:" + "a" * 64)
+        assert error_code(e) == "UnableToGetUpstreamLayerException", e.value.response
+    finally:
+        limited.stop()
+
+
+def test_rules_and_cache_templates_of_a_second_account(berth, upstream):
+    import requests
+
+    other_account = "222233334444"
+    other = berth.admin("create-account", other_account)["AccessKey"]
+    key, secret = other["AccessKeyId"], other["SecretAccessKey"]
+    a, b = berth.client(), berth.client(key=key, secret=secret)
+    push_oci_upstream(upstream, "team/app", "v1", os.urandom(10_000))
+    # B's own secret, rule and PULL_THROUGH_CACHE template; A sees none of them.
+    arn = b_secret = berth.client("secretsmanager", key=key, secret=secret).create_secret(
+        Name="ecr-pullthroughcache/up", SecretString=json.dumps({"username": USER, "accessToken": PASSWORD}))["ARN"]
+    assert f":{other_account}:secret:" in b_secret
+    rule = b.create_pull_through_cache_rule(ecrRepositoryPrefix="up", upstreamRegistryUrl=upstream.url,
+                                            credentialArn=arn)
+    assert rule["registryId"] == other_account
+    b.create_repository_creation_template(prefix="up", appliedFor=["PULL_THROUGH_CACHE"],
+                                          imageTagMutability="IMMUTABLE",
+                                          resourceTags=[{"Key": "source", "Value": "cache"}])
+    assert a.describe_pull_through_cache_rules()["pullThroughCacheRules"] == []
+    assert b.validate_pull_through_cache_rule(ecrRepositoryPrefix="up")["isValid"] is True
+    # A's secret cannot serve B's rule.
+    a_arn = put_secret(berth, "ecr-pullthroughcache/a-only", {"username": USER, "accessToken": PASSWORD})
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        b.update_pull_through_cache_rule(ecrRepositoryPrefix="up", credentialArn=a_arn)
+    assert error_code(e) == "UnableToAccessSecretException"
+
+    b_token = berth.token(key=key, secret=secret)
+    r = requests.get(f"{berth.endpoint}/v2/up/team/app/manifests/v1", auth=("AWS", b_token),
+                     headers={"Host": f"{other_account}.{berth.host}",
+                              "Accept": "application/vnd.oci.image.manifest.v1+json"})
+    assert r.status_code == 200, r.text
+    repo = b.describe_repositories(repositoryNames=["up/team/app"])["repositories"][0]
+    assert repo["imageTagMutability"] == "IMMUTABLE" and repo["registryId"] == other_account
+    assert b.list_tags_for_resource(resourceArn=repo["repositoryArn"])["tags"] == [{"Key": "source", "Value": "cache"}]
+    with pytest.raises(a.exceptions.RepositoryNotFoundException):
+        a.describe_repositories(repositoryNames=["up/team/app"])

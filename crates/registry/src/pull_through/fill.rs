@@ -221,6 +221,10 @@ enum Progress {
         size: Option<u64>,
         written: u64,
     },
+    /// All `size` bytes are in the spool file; the upload is verifying and storing them.
+    Received {
+        size: u64,
+    },
     /// Verified and stored in the repository.
     Stored {
         size: u64,
@@ -553,8 +557,11 @@ impl Registry {
         let pending = PendingManifest::new(manifest);
         let digest = pending.manifest.digest.to_string();
         if let Some(t) = &tag {
-            // Checked just now: the refresh interval runs from here.
-            self.meta().claim_tag_check(name, t, berth_meta::now_ms(), i64::MAX).await?;
+            // Checked just now: the refresh interval runs from here (and this node need not
+            // ask the store about it for a second).
+            let now = berth_meta::now_ms();
+            self.meta().claim_tag_check(name, t, now, i64::MAX).await?;
+            self.cache.next_check_at(name, t, now + CHECK_POLL_MS);
         }
         self.cache.pending.lock().expect("pending").insert((name.to_string(), digest.clone()), pending.clone());
         if let Some(t) = &tag {
@@ -799,8 +806,10 @@ impl Registry {
         let spool_error = |e: std::io::Error| RegistryError::Internal(format!("the pull-through spool file: {e}"));
         let mut spool = tokio::fs::File::create(&fetch.spool).await.map_err(spool_error)?;
         fetch.progress.send_replace(Progress::Receiving { size: blob.size, written: 0 });
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(4);
-        let upload_body: berth_store::ByteStream = Box::pin(futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx)));
+        // The upload reads the spool as clients do: it verifies and stores at the disk's pace
+        // while clients get the bytes at the upstream's.
+        let reader = std::fs::File::open(&fetch.spool).map_err(spool_error)?;
+        let upload_body = tail_spool(fetch.progress.subscribe(), tokio::fs::File::from_std(reader), None);
         let registry = self.clone();
         let (upload_name, upload_digest) = (name.to_string(), digest.to_string());
         let upload = tokio::spawn(async move { registry.upload_blob(&upload_name, &upload_digest, upload_body).await });
@@ -836,26 +845,23 @@ impl Registry {
                     }
                 }
                 fetch.progress.send_replace(Progress::Receiving { size: blob.size, written });
-                if tx.send(Ok(chunk)).await.is_err() {
-                    break;
-                }
             }
             if end {
                 break;
             }
         }
-        if let Some(why) = &upstream_failure {
-            let _ = tx.send(Err(std::io::Error::other(why.clone()))).await;
-        }
-        drop(tx);
-        let stored = upload.await.map_err(|e| RegistryError::Internal(format!("the fill's upload task: {e}")))?;
         if let Some(why) = upstream_failure {
             counters::upstream_error(source, UpstreamFailure::Unavailable);
-            return Err(RegistryError::Upstream {
+            let e = RegistryError::Upstream {
                 failure: UpstreamFailure::Unavailable,
                 message: format!("the upstream's blob {digest} broke off: {why}"),
-            });
+            };
+            // Readers and the upload stop here; nothing is stored.
+            fetch.progress.send_replace(Progress::Failed(e.clone()));
+            return Err(e);
         }
+        fetch.progress.send_replace(Progress::Received { size: written });
+        let stored = upload.await.map_err(|e| RegistryError::Internal(format!("the fill's upload task: {e}")))?;
         let completed = stored?;
         if blob.size.is_some_and(|s| s != completed.size) {
             tracing::warn!(%digest, announced = ?blob.size, stored = completed.size, "the upstream announced another size");
@@ -896,7 +902,11 @@ impl Registry {
         let mut progress = fetch.progress.subscribe();
         let size = loop {
             match &*progress.borrow_and_update() {
-                Progress::Receiving { size: Some(s), .. } | Progress::Stored { size: s } => break *s,
+                Progress::Receiving { size: Some(s), .. }
+                | Progress::Received { size: s }
+                | Progress::Stored { size: s } => {
+                    break *s;
+                }
                 Progress::Failed(e) if is_miss(e) => return Ok(None),
                 Progress::Failed(e) => return Err(e.clone()),
                 Progress::Asking | Progress::Receiving { size: None, .. } => {}
@@ -914,7 +924,7 @@ impl Registry {
             // Stored meanwhile: served from storage.
             return Ok(None);
         };
-        let body = tail_spool(fetch.clone(), tokio::fs::File::from_std(spool), size);
+        let body = tail_spool(fetch.progress.subscribe(), tokio::fs::File::from_std(spool), Some(size));
         Ok(Some(crate::BlobRead { digest, size, body }))
     }
 
@@ -966,36 +976,39 @@ async fn wait_stored(fetch: &BlobFetch) -> Result<u64, RegistryError> {
     }
 }
 
-/// The spool file's bytes as the fetch writes them, up to `size`; an error if the fetch fails
-/// (the client sees its download break off and retries).
-fn tail_spool(fetch: Arc<BlobFetch>, file: tokio::fs::File, size: u64) -> berth_store::ByteStream {
+/// The spool file's bytes as the fetch writes them, up to `size` (or, unknown, up to where the
+/// fetch says they end); an error if the fetch fails (a client sees its download break off and
+/// retries; the upload is not completed).
+fn tail_spool(
+    progress: watch::Receiver<Progress>,
+    file: tokio::fs::File,
+    size: Option<u64>,
+) -> berth_store::ByteStream {
     struct Tail {
-        /// Held so the spool's path outlives the reader.
-        _fetch: Arc<BlobFetch>,
         progress: watch::Receiver<Progress>,
         file: tokio::fs::File,
         offset: u64,
-        size: u64,
+        size: Option<u64>,
     }
-    let progress = fetch.progress.subscribe();
-    let state = Tail { _fetch: fetch, progress, file, offset: 0, size };
+    let state = Tail { progress, file, offset: 0, size };
     Box::pin(futures_util::stream::unfold(Some(state), |state| async move {
         let mut t = state?;
         loop {
-            if t.offset >= t.size {
-                return None;
-            }
-            let available = match &*t.progress.borrow_and_update() {
-                Progress::Receiving { written, .. } => *written,
-                Progress::Stored { size } => *size,
+            let (available, end) = match &*t.progress.borrow_and_update() {
+                Progress::Asking => (0, t.size),
+                Progress::Receiving { written, .. } => (*written, t.size),
+                Progress::Received { size } | Progress::Stored { size } => (*size, Some(*size)),
                 Progress::Failed(e) => {
                     let e = std::io::Error::other(format!("the upstream fetch failed: {e}"));
                     return Some((Err(e), None));
                 }
-                Progress::Asking => 0,
             };
+            if end.is_some_and(|end| t.offset >= end) {
+                return None;
+            }
             if t.offset < available {
-                let want = (available - t.offset).min(SPOOL_CHUNK as u64).min(t.size - t.offset) as usize;
+                let left = end.map_or(u64::MAX, |end| end - t.offset);
+                let want = (available - t.offset).min(SPOOL_CHUNK as u64).min(left) as usize;
                 let mut buf = vec![0u8; want];
                 let read = async {
                     t.file.seek(std::io::SeekFrom::Start(t.offset)).await?;

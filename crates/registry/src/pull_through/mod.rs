@@ -152,12 +152,7 @@ impl Registry {
         self.rule_credential(account, region, arn).await?;
         rule.credential_arn = Some(arn.to_string());
         rule.updated_at = now_ms().max(rule.updated_at);
-        self.meta().update_pull_through_rule(&rule).await.map_err(|e| match e {
-            MetaError::NotFound => not_found(&rule.prefix),
-            other => other.into(),
-        })?;
-        self.cache.rules_changed(account);
-        Ok(rule)
+        self.store_rule_change(account, rule).await
     }
 
     /// Berth's extension: how long the rule's cached tags are served before they are checked
@@ -178,6 +173,11 @@ impl Registry {
         let mut rule = self.pull_through_rule(account, prefix).await?;
         rule.refresh_seconds = seconds;
         rule.updated_at = now_ms().max(rule.updated_at);
+        self.store_rule_change(account, rule).await
+    }
+
+    /// Stores what changed of a rule, and forgets this node's copy of the account's rules.
+    async fn store_rule_change(&self, account: &str, rule: PullThroughRule) -> Result<PullThroughRule, RegistryError> {
         self.meta().update_pull_through_rule(&rule).await.map_err(|e| match e {
             MetaError::NotFound => not_found(&rule.prefix),
             other => other.into(),
