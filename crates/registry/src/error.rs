@@ -207,6 +207,17 @@ pub fn storage_full(detail: &dyn std::fmt::Display) -> RegistryError {
 }
 
 impl RegistryError {
+    /// Whether a read missed: the repository, the manifest or the blob is not there (what a
+    /// pull-through cache repository fills).
+    pub fn is_not_found(&self) -> bool {
+        matches!(
+            self,
+            RegistryError::RepositoryNotFound { .. }
+                | RegistryError::ManifestNotFound { .. }
+                | RegistryError::BlobNotFound { .. }
+        )
+    }
+
     /// A store error met while acting on the repository `name`: a missing repository is named.
     pub fn in_repository(name: &str) -> impl FnOnce(MetaError) -> RegistryError + '_ {
         move |e| match e {

@@ -313,15 +313,6 @@ impl CacheState {
     }
 }
 
-fn is_miss(e: &RegistryError) -> bool {
-    matches!(
-        e,
-        RegistryError::ManifestNotFound { .. }
-            | RegistryError::RepositoryNotFound { .. }
-            | RegistryError::BlobNotFound { .. }
-    )
-}
-
 impl Registry {
     /// The rule of its account that covers a repository (a key), if one does: then it is a
     /// cache repository, filled by its pulls (and created by the first).
@@ -391,7 +382,7 @@ impl Registry {
         let miss = match self.get_manifest(name, reference, accept).await {
             Ok(cached) if !pending_tag => return self.refreshed(name, reference, accept, grant, cached).await,
             Ok(_) => None,
-            Err(e) if is_miss(&e) => Some(e),
+            Err(e) if e.is_not_found() => Some(e),
             Err(e) => return Err(e),
         };
         let pending = match self.cache.pending(name, reference) {
@@ -543,7 +534,7 @@ impl Registry {
         }
         match result {
             Ok(p) => Ok(Some(p)),
-            Err(e) if is_miss(&e) => Ok(None),
+            Err(e) if e.is_not_found() => Ok(None),
             Err(e) => Err(e),
         }
     }
@@ -894,7 +885,7 @@ impl Registry {
         if whole {
             return match wait_stored(&fetch).await {
                 Ok(_) => Ok(None),
-                Err(e) if is_miss(&e) => Ok(None),
+                Err(e) if e.is_not_found() => Ok(None),
                 Err(e) => Err(e),
             };
         }
@@ -907,7 +898,7 @@ impl Registry {
                 | Progress::Stored { size: s } => {
                     break *s;
                 }
-                Progress::Failed(e) if is_miss(e) => return Ok(None),
+                Progress::Failed(e) if e.is_not_found() => return Ok(None),
                 Progress::Failed(e) => return Err(e.clone()),
                 Progress::Asking | Progress::Receiving { size: None, .. } => {}
             }

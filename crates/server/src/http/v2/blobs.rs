@@ -18,7 +18,8 @@ pub(super) async fn serve(
             let (digest, size) = match reg.stat_blob(name, digest).await {
                 // A cache repository's blob not stored yet: fetched, then answered from storage.
                 Err(e)
-                    if is_miss(&e) && reg.pull_blob(name, digest, &fill_grant(app, access), true).await?.is_none() =>
+                    if e.is_not_found()
+                        && reg.pull_blob(name, digest, &fill_grant(app, access), true).await?.is_none() =>
                 {
                     reg.stat_blob(name, digest).await?
                 }
@@ -36,7 +37,7 @@ pub(super) async fn serve(
         }
         (V2Route::Blob { name, digest }, Method::GET) => {
             let located = match reg.locate_blob(name, digest).await {
-                Err(e) if is_miss(&e) => {
+                Err(e) if e.is_not_found() => {
                     // A cache repository's blob not stored yet: its bytes as they arrive from
                     // the upstream (a range is served from storage once the fetch is done).
                     let whole = header_str(headers, "range").is_some();
@@ -113,9 +114,4 @@ async fn blob_response(status: StatusCode, read: BlobRead, range: Option<ByteRan
         Body::from_stream(read.body)
     };
     Ok(resp.body(body).expect("valid response"))
-}
-
-/// Whether a read missed: the repository or the blob is not there.
-fn is_miss(e: &RegistryError) -> bool {
-    matches!(e, RegistryError::BlobNotFound { .. } | RegistryError::RepositoryNotFound { .. })
 }
