@@ -1,9 +1,10 @@
 """Pull-through cache rules through the real AWS CLI and boto3: every rule operation and the
 errors the ECR model declares for them, the credential read from Secrets Manager as the service
-(each secret error), and ValidatePullThroughCacheRule authenticating for real with three kinds
-of upstream: the reference registry (docker-registry) behind htpasswd Basic auth, a registry
-behind the Bearer token flow (a token service written here, working as Docker Hub's does), and
-another Berth (a registry token from GetAuthorizationToken)."""
+(each secret error), and fills and ValidatePullThroughCacheRule authenticating for real with
+three kinds of upstream: the reference registry (docker-registry) behind htpasswd Basic auth,
+the reference registry behind the Bearer token flow (distribution's token auth, its tokens from
+a token service written here that works as Docker Hub's does), and another Berth (a registry
+token from GetAuthorizationToken)."""
 
 import base64
 import http.server
@@ -20,7 +21,7 @@ import time
 import botocore.exceptions
 import pytest
 
-from conftest import ACCOUNT_ID, KEY_ID, REGION, SECRET, Berth, free_port
+from conftest import ACCOUNT_ID, CLUSTER, KEY_ID, REGION, SECRET, Berth, Cluster, free_port, single_node
 from test_docker_flow import rootfs_tar
 
 USER, PASSWORD = "puller", "upstream-pass-1"
@@ -45,7 +46,7 @@ class ReferenceRegistry:
     """distribution's registry (docker-registry) on a free loopback port, with htpasswd Basic
     auth when `auth` is set, and its access log kept."""
 
-    def __init__(self, d, auth=True):
+    def __init__(self, d, auth=True, token_service=None):
         self.dir = d
         self.port = free_port()
         config = {
@@ -59,6 +60,13 @@ class ReferenceRegistry:
             with open(os.path.join(d, "htpasswd"), "w") as f:
                 f.write(htpasswd.stdout)
             config["auth"] = {"htpasswd": {"realm": "upstream", "path": os.path.join(d, "htpasswd")}}
+        if token_service is not None:
+            # distribution's own token auth: it trusts the service's signing certificate and
+            # challenges with `Bearer realm=…,service=…,scope=…` as Docker Hub does.
+            config["auth"] = {"token": {
+                "realm": token_service.realm, "service": token_service.service,
+                "issuer": token_service.issuer, "rootcertbundle": token_service.certificate,
+            }}
         path = os.path.join(d, "config.yml")
         with open(path, "w") as f:
             json.dump(config, f)  # YAML is a superset of JSON
@@ -75,6 +83,94 @@ class ReferenceRegistry:
         except subprocess.TimeoutExpired:
             self.proc.kill()
         self.log.close()
+
+
+class TokenService:
+    """A token service working as Docker Hub's does (the distribution token spec): GET
+    `/token?service=…&scope=repository:<name>:<actions>` with Basic credentials answers a JWT
+    (ES256, its certificate in the `x5c` header) granting the scopes asked for, which the
+    reference registry verifies against the certificate it is configured to trust. Anonymous
+    requests are refused. Every request's path and user are kept."""
+
+    service, issuer = "upstream-registry", "test-token-service"
+
+    def __init__(self, d):
+        import datetime
+        import urllib.parse
+
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+        from cryptography.x509.oid import NameOID
+
+        key = ec.generate_private_key(ec.SECP256R1())
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, self.issuer)])
+        now = datetime.datetime.now(datetime.timezone.utc)
+        cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+                .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
+                .not_valid_after(now + datetime.timedelta(days=1))
+                .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+                .sign(key, hashes.SHA256()))
+        self.certificate = os.path.join(d, "token-signing.pem")
+        with open(self.certificate, "wb") as f:
+            f.write(cert.public_bytes(serialization.Encoding.PEM))
+        x5c = base64.b64encode(cert.public_bytes(serialization.Encoding.DER)).decode()
+        self.requests = []  # (path, user or None)
+        outer = self
+
+        def b64url(data):
+            return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+        def jwt(access):
+            header = {"typ": "JWT", "alg": "ES256", "x5c": [x5c]}
+            t = int(time.time())
+            claims = {"iss": outer.issuer, "sub": USER, "aud": outer.service, "exp": t + 300, "nbf": t - 10,
+                      "iat": t, "jti": secrets.token_hex(8), "access": access}
+            signing_input = f"{b64url(json.dumps(header).encode())}.{b64url(json.dumps(claims).encode())}"
+            r, s = decode_dss_signature(key.sign(signing_input.encode(), ec.ECDSA(hashes.SHA256())))
+            return f"{signing_input}.{b64url(r.to_bytes(32, 'big') + s.to_bytes(32, 'big'))}"
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def reply(self, status, body):
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_GET(self):
+                auth = self.headers.get("Authorization", "")
+                user = None
+                if auth.startswith("Basic "):
+                    user, _, password = base64.b64decode(auth[6:]).decode().partition(":")
+                    if (user, password) != (USER, PASSWORD):
+                        user = None
+                outer.requests.append((self.path, user))
+                if user is None:
+                    return self.reply(401, b'{"details":"incorrect username or password"}')
+                query = urllib.parse.parse_qs(urllib.parse.urlparse(self.path).query)
+                access = []
+                for scope in query.get("scope", []):
+                    kind, name, actions = scope.split(":")
+                    access.append({"type": kind, "name": name, "actions": actions.split(",")})
+                token = jwt(access)
+                self.reply(200, json.dumps({"token": token, "access_token": token, "expires_in": 300}).encode())
+
+            def do_POST(self):
+                # No OAuth2 form flow here: clients fall back to GET with Basic credentials.
+                self.reply(404, b"{}")
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.realm = f"http://127.0.0.1:{self.server.server_address[1]}/token"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
 
 
 class TokenRegistry:
@@ -295,6 +391,39 @@ def test_each_secret_error(berth, upstream):
     assert error_code(e) == "AccessDeniedException"
 
 
+@single_node("it alters a sealed value in the node's SQLite database")
+def test_a_secret_that_cannot_be_unsealed(berth, upstream):
+    """A secret whose stored value no longer opens under the master keyring (altered at rest):
+    the rule is refused with UnableToDecryptSecretValueException, and a rule made before the
+    damage fails its validation with the reason."""
+    import sqlite3
+
+    ecr = berth.client()
+    arn = put_secret(berth, "ecr-pullthroughcache/damaged", {"username": USER, "accessToken": PASSWORD})
+    ecr.create_pull_through_cache_rule(ecrRepositoryPrefix="before", upstreamRegistryUrl=upstream.url,
+                                       credentialArn=arn)
+    assert ecr.validate_pull_through_cache_rule(ecrRepositoryPrefix="before")["isValid"] is True
+    db = sqlite3.connect(os.path.join(berth.data_dir, "data", "meta.db"), timeout=10)
+    (sealed,) = db.execute("SELECT sealed_value FROM managed_secret_versions WHERE secret_arn = ?", (arn,)).fetchone()
+    # One character of the sealed text changed: its authentication tag no longer matches.
+    at = len(sealed) - 5
+    damaged = sealed[:at] + ("A" if sealed[at] != "A" else "B") + sealed[at + 1:]
+    db.execute("UPDATE managed_secret_versions SET sealed_value = ? WHERE secret_arn = ?", (damaged, arn))
+    db.commit()
+    db.close()
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        ecr.create_pull_through_cache_rule(ecrRepositoryPrefix="after", upstreamRegistryUrl=upstream.url,
+                                           credentialArn=arn)
+    assert error_code(e) == "UnableToDecryptSecretValueException", e.value.response
+    assert "cannot be decrypted" in e.value.response["Error"]["Message"]
+    answer = ecr.validate_pull_through_cache_rule(ecrRepositoryPrefix="before")
+    assert answer["isValid"] is False and "cannot be decrypted" in answer["failure"], answer
+    # Secrets Manager itself says the same of the value.
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        berth.client("secretsmanager").get_secret_value(SecretId=arn)
+    assert error_code(e) == "DecryptionFailure", e.value.response
+
+
 def test_validation_through_the_bearer_token_flow(berth):
     hub = TokenRegistry()
     try:
@@ -429,6 +558,62 @@ def test_docker_pull_fills_the_cache_and_survives_the_upstream_going_away(berth,
     # BatchGetImage reports it in ECR's failure code.
     failed = ecr.batch_get_image(repositoryName="cache/team/other", imageIds=[{"imageTag": "v1"}])
     assert failed["failures"][0]["failureCode"] == "UpstreamUnavailable", failed
+
+
+def test_docker_pull_through_a_registry_behind_the_bearer_token_flow(berth, docker, tmp_path):
+    """The reference registry with distribution's token auth, its tokens from a token service
+    that works as Docker Hub's: the fill asks the service for a token scoped to the upstream
+    repository with the rule's credential, and the image arrives intact."""
+    import requests
+
+    with tempfile.TemporaryDirectory() as d:
+        tokens = TokenService(d)
+        upstream = ReferenceRegistry(d, auth=False, token_service=tokens)
+        try:
+            digest = push_upstream(docker, upstream, tmp_path, "team/app:v1", "behind a token service\n")
+            # Without a token the upstream answers nothing.
+            r = requests.get(f"{upstream.url}/v2/team/app/manifests/v1")
+            assert r.status_code == 401 and 'scope="repository:team/app:pull"' in r.headers["WWW-Authenticate"]
+
+            ecr = berth.client()
+            right = put_secret(berth, "ecr-pullthroughcache/hub", {"username": USER, "accessToken": PASSWORD})
+            ecr.create_pull_through_cache_rule(ecrRepositoryPrefix="hub", upstreamRegistryUrl=upstream.url,
+                                               credentialArn=right)
+            assert ecr.validate_pull_through_cache_rule(ecrRepositoryPrefix="hub")["isValid"] is True
+            asked_before = len(tokens.requests)
+            password = berth.aws("ecr", "get-login-password").stdout
+            docker.run("login", "--username", "AWS", "--password-stdin", berth.host, stdin=password)
+            ref = f"{berth.host}/hub/team/app:v1"
+            pull = docker.run("pull", ref)
+            assert "Downloaded newer image" in pull.stdout, pull.stdout
+            assert digest in docker.run("inspect", "--format", "{{json .RepoDigests}}", ref).stdout
+            asked = tokens.requests[asked_before:]
+            # Berth asked with the rule's credential, for the upstream repository's pull scope,
+            # and reused its token: one for the manifest and the blobs together (per node).
+            assert asked and all(user == USER for _, user in asked), asked
+            assert all("scope=repository%3Ateam%2Fapp%3Apull" in path or "scope=repository:team/app:pull" in path
+                       for path, _ in asked), asked
+            assert all("service=upstream-registry" in path for path, _ in asked), asked
+            assert len(asked) <= (Cluster.NODES if CLUSTER else 1), asked
+            # The first request (of each node) learns the challenge; every later one carries
+            # the token.
+            berths = [line for line in upstream_requests(upstream, "/v2/team/app/") if "pull-through cache" in line]
+            refused = [line for line in berths if '" 401 ' in line]
+            assert refused[:1] == berths[:1] and len(refused) <= (Cluster.NODES if CLUSTER else 1), berths
+            blobs = [line for line in berths if "/blobs/" in line]
+            assert blobs and all('" 200 ' in line or '" 307 ' in line for line in blobs), berths
+
+            # A credential the token service refuses: a miss is the upstream's refusal, in
+            # ECR's failure code, and the upstream's registry sees no authenticated request.
+            wrong = put_secret(berth, "ecr-pullthroughcache/hub-wrong", {"username": USER, "accessToken": "nope"})
+            ecr.create_pull_through_cache_rule(ecrRepositoryPrefix="hub-wrong", upstreamRegistryUrl=upstream.url,
+                                               credentialArn=wrong)
+            failed = ecr.batch_get_image(repositoryName="hub-wrong/team/app", imageIds=[{"imageTag": "v1"}])
+            assert not failed["images"], failed
+            assert failed["failures"][0]["failureCode"] == "UpstreamAccessDenied", failed
+        finally:
+            upstream.stop()
+            tokens.stop()
 
 
 def test_a_fill_needs_the_import_and_create_actions(berth, upstream, tmp_path, docker):

@@ -114,7 +114,7 @@ fn join_error(e: tokio::task::JoinError) -> StoreError {
 }
 
 /// Writes every byte of `chunks` with as few `writev` calls as the kernel allows.
-fn write_all_vectored(file: &mut std::fs::File, chunks: &[Bytes]) -> std::io::Result<()> {
+pub fn write_all_vectored(file: &mut std::fs::File, chunks: &[Bytes]) -> std::io::Result<()> {
     let mut slices: Vec<IoSlice<'_>> = chunks.iter().map(|c| IoSlice::new(c)).collect();
     let mut slices = &mut slices[..];
     IoSlice::advance_slices(&mut slices, 0);

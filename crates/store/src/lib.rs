@@ -17,7 +17,7 @@ mod fs;
 mod s3;
 pub mod testing;
 
-pub use fs::FsBlobStore;
+pub use fs::{FsBlobStore, write_all_vectored};
 pub use s3::{MIN_PART, PART_SIZE, S3BlobStore, S3Config};
 
 /// A stream of blob bytes, as read from or written to storage.

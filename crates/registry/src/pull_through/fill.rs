@@ -10,9 +10,9 @@
 //!   stored when everything it references is, as every manifest is.
 //! - A blob is fetched once per node (one fetch per digest): the bytes go to a spool file and
 //!   into an ordinary upload of the repository at the same time, so the upload verifies them
-//!   against the digest before the blob becomes visible; every client that asks meanwhile reads
-//!   the spool file as it grows, so bytes reach clients while they are being stored and never
-//!   sit in memory whole.
+//!   against the digest before the blob becomes visible; every client that asks meanwhile
+//!   follows the fetch (`spool`: the latest bytes from memory, older ones from the spool
+//!   file), so bytes reach clients while they are being stored and never sit in memory whole.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -22,11 +22,10 @@ use berth_meta::{PullThroughRule, RepositorySettings, StoredManifest};
 use berth_oci::Digest;
 use berth_oci::manifest::{ManifestKind, ParsedManifest, parse_manifest};
 use berth_rules::pull_through::{self as rules, UpstreamUrl};
-use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
-use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 use tokio::sync::{OnceCell, watch};
 
+use super::spool::{BlobFetch, Progress, SpoolWriter, follow, wait_stored};
 use super::upstream::{Upstream, UpstreamCredential, UpstreamError};
 use crate::authz::{Authorizer, RequestEnv, Target};
 use crate::identity::Caller;
@@ -35,9 +34,6 @@ use crate::{Registry, RegistryError};
 
 /// The action that lets a pull fill the cache, as in ECR.
 pub const IMPORT_ACTION: &str = "ecr:BatchImportUpstreamImage";
-
-/// Bytes gathered from the upstream before they are written to the spool and the upload.
-const SPOOL_CHUNK: usize = 256 * 1024;
 
 /// How long a cached tag is served before it is checked upstream again, unless its rule
 /// says otherwise (ECR's 24 hours).
@@ -206,32 +202,6 @@ pub struct Refresh {
     pub previous: Option<Digest>,
 }
 
-/// One blob being fetched, and how far it has come.
-struct BlobFetch {
-    spool: PathBuf,
-    progress: watch::Sender<Progress>,
-}
-
-#[derive(Debug, Clone)]
-enum Progress {
-    /// Waiting for the upstream's answer.
-    Asking,
-    /// Bytes arriving: `written` of `size` (when the upstream said) are in the spool file.
-    Receiving {
-        size: Option<u64>,
-        written: u64,
-    },
-    /// All `size` bytes are in the spool file; the upload is verifying and storing them.
-    Received {
-        size: u64,
-    },
-    /// Verified and stored in the repository.
-    Stored {
-        size: u64,
-    },
-    Failed(RegistryError),
-}
-
 type FillResult = Result<Arc<PendingManifest>, RegistryError>;
 
 /// An account's rules, and when they were read.
@@ -315,28 +285,44 @@ impl CacheState {
 
 impl Registry {
     /// The rule of its account that covers a repository (a key), if one does: then it is a
-    /// cache repository, filled by its pulls (and created by the first).
+    /// cache repository, filled by its pulls (and created by the first). The account's rules
+    /// are read at most every `RULES_CACHE`, so a rule another node made may be missed that
+    /// long: a caller about to answer that nothing is there asks `cache_rule_on_miss`.
     pub async fn cache_rule(&self, repository: &str) -> Result<Option<PullThroughRule>, RegistryError> {
+        self.covering_rule(repository, false).await
+    }
+
+    /// `cache_rule` for a pull that found nothing locally: when the rules in memory cover
+    /// nothing, they are read again, so that a rule just made on another node is seen.
+    pub async fn cache_rule_on_miss(&self, repository: &str) -> Result<Option<PullThroughRule>, RegistryError> {
+        self.covering_rule(repository, true).await
+    }
+
+    async fn covering_rule(&self, repository: &str, reread: bool) -> Result<Option<PullThroughRule>, RegistryError> {
         let (account, name) = split_repository_key(self.registry_id(), repository);
+        let covering = |rules: &[PullThroughRule]| {
+            let prefix = rules::matching_rule(rules.iter().map(|r| r.prefix.as_str()), name)?;
+            rules.iter().find(|r| r.prefix == prefix).cloned()
+        };
         let cached = self.cache.rules.lock().expect("rules cache").get(account).cloned();
-        let rules = match cached {
-            Some((at, rules)) if at.elapsed() < RULES_CACHE => rules,
-            _ => {
-                let rules = Arc::new(self.meta().pull_through_rules(account).await?);
-                let now = std::time::Instant::now();
-                self.cache.rules.lock().expect("rules cache").insert(account.to_string(), (now, rules.clone()));
-                rules
+        if let Some((at, rules)) = cached
+            && at.elapsed() < RULES_CACHE
+        {
+            match covering(&rules) {
+                Some(rule) => return Ok(Some(rule)),
+                None if !reread => return Ok(None),
+                None => {}
             }
-        };
-        let Some(prefix) = rules::matching_rule(rules.iter().map(|r| r.prefix.as_str()), name) else {
-            return Ok(None);
-        };
-        Ok(rules.iter().find(|r| r.prefix == prefix).cloned())
+        }
+        let rules = Arc::new(self.meta().pull_through_rules(account).await?);
+        let now = std::time::Instant::now();
+        self.cache.rules.lock().expect("rules cache").insert(account.to_string(), (now, rules.clone()));
+        Ok(covering(&rules))
     }
 
     /// The upstream a repository (a key) is cached from, if a rule of its account covers it.
     pub(crate) async fn cache_source(&self, repository: &str) -> Result<Option<CacheSource>, RegistryError> {
-        let Some(rule) = self.cache_rule(repository).await? else { return Ok(None) };
+        let Some(rule) = self.cache_rule_on_miss(repository).await? else { return Ok(None) };
         let (account, name) = split_repository_key(self.registry_id(), repository);
         let url = self.upstream_url(&rule.upstream_url)?;
         let docker_hub = rule.upstream_registry.as_deref() == Some("docker-hub") || url.is_docker_hub();
@@ -727,8 +713,7 @@ impl Registry {
         if let Some(f) = fetches.get(digest.as_str()) {
             return f.clone();
         }
-        let fetch =
-            Arc::new(BlobFetch { spool: self.cache.spool_path(), progress: watch::Sender::new(Progress::Asking) });
+        let fetch = BlobFetch::new(self.cache.spool_path());
         fetches.insert(digest.to_string(), fetch.clone());
         drop(fetches);
         let (registry, name, digest, task_fetch) = (self.clone(), name.to_string(), digest.clone(), fetch.clone());
@@ -760,7 +745,7 @@ impl Registry {
         name: &str,
         digest: &Digest,
         source: &CacheSource,
-        fetch: &BlobFetch,
+        fetch: &Arc<BlobFetch>,
     ) -> Result<u64, RegistryError> {
         let lease = format!("pull-through-blob/{}/{digest}", source.account);
         let holder = self.cache.node_id.as_str();
@@ -788,57 +773,41 @@ impl Registry {
         name: &str,
         digest: &Digest,
         source: &CacheSource,
-        fetch: &BlobFetch,
+        fetch: &Arc<BlobFetch>,
         lease: &str,
     ) -> Result<u64, RegistryError> {
         counters::upstream_request(source, "blob");
         let blob = self.upstream_of(source).blob(&source.repository, digest.as_str()).await.map_err(counted(source))?;
         let Some(blob) = blob else { return Err(crate::service::blob_unknown(digest)) };
         let spool_error = |e: std::io::Error| RegistryError::Internal(format!("the pull-through spool file: {e}"));
-        let mut spool = tokio::fs::File::create(&fetch.spool).await.map_err(spool_error)?;
-        fetch.progress.send_replace(Progress::Receiving { size: blob.size, written: 0 });
-        // The upload reads the spool as clients do: it verifies and stores at the disk's pace
-        // while clients get the bytes at the upstream's.
+        let mut spool = SpoolWriter::create(fetch.clone(), blob.size).await.map_err(spool_error)?;
+        // The upload follows the spool as clients do: it verifies and stores at the disk's
+        // pace while clients get the bytes at the upstream's.
         let reader = std::fs::File::open(&fetch.spool).map_err(spool_error)?;
-        let upload_body = tail_spool(fetch.progress.subscribe(), tokio::fs::File::from_std(reader), None);
+        let upload_body = follow(fetch.clone(), reader, None);
         let registry = self.clone();
         let (upload_name, upload_digest) = (name.to_string(), digest.to_string());
         let upload = tokio::spawn(async move { registry.upload_blob(&upload_name, &upload_digest, upload_body).await });
         let mut body = blob.body;
-        let mut written = 0u64;
-        let mut batch = BytesMut::new();
         let mut renewed = std::time::Instant::now();
         let mut upstream_failure = None;
-        loop {
-            let next = body.next().await;
-            let end = match &next {
-                Some(Ok(chunk)) => {
-                    batch.extend_from_slice(chunk);
-                    false
+        while let Some(next) = body.next().await {
+            match next {
+                Ok(chunk) => {
+                    counters::upstream_bytes(source, chunk.len() as u64);
+                    spool.push(chunk).await.map_err(spool_error)?;
                 }
-                Some(Err(e)) => {
+                Err(e) => {
                     upstream_failure = Some(e.to_string());
-                    true
+                    break;
                 }
-                None => true,
-            };
-            if batch.len() >= SPOOL_CHUNK || (end && !batch.is_empty()) {
-                let chunk = batch.split().freeze();
-                spool.write_all(&chunk).await.map_err(spool_error)?;
-                spool.flush().await.map_err(spool_error)?;
-                written += chunk.len() as u64;
-                counters::upstream_bytes(source, chunk.len() as u64);
-                if renewed.elapsed() >= FETCH_LEASE_RENEWAL {
-                    renewed = std::time::Instant::now();
-                    let now = berth_meta::now_ms();
-                    if !self.meta().try_lease(lease, &self.cache.node_id, now, FETCH_LEASE_MS).await? {
-                        tracing::warn!(%digest, "lost the blob fetch lease; another node may fetch the blob too");
-                    }
-                }
-                fetch.progress.send_replace(Progress::Receiving { size: blob.size, written });
             }
-            if end {
-                break;
+            if renewed.elapsed() >= FETCH_LEASE_RENEWAL {
+                renewed = std::time::Instant::now();
+                let now = berth_meta::now_ms();
+                if !self.meta().try_lease(lease, &self.cache.node_id, now, FETCH_LEASE_MS).await? {
+                    tracing::warn!(%digest, "lost the blob fetch lease; another node may fetch the blob too");
+                }
             }
         }
         if let Some(why) = upstream_failure {
@@ -851,6 +820,7 @@ impl Registry {
             fetch.progress.send_replace(Progress::Failed(e.clone()));
             return Err(e);
         }
+        let written = spool.finish().await.map_err(spool_error)?;
         fetch.progress.send_replace(Progress::Received { size: written });
         let stored = upload.await.map_err(|e| RegistryError::Internal(format!("the fill's upload task: {e}")))?;
         let completed = stored?;
@@ -915,7 +885,7 @@ impl Registry {
             // Stored meanwhile: served from storage.
             return Ok(None);
         };
-        let body = tail_spool(fetch.progress.subscribe(), tokio::fs::File::from_std(spool), Some(size));
+        let body = follow(fetch.clone(), spool, Some(size));
         Ok(Some(crate::BlobRead { digest, size, body }))
     }
 
@@ -950,73 +920,4 @@ fn negotiated(m: &StoredManifest, reference: &str, accept: &[&str]) -> Result<St
         });
     }
     Ok(m.clone())
-}
-
-/// The fetch's outcome, once it has one.
-async fn wait_stored(fetch: &BlobFetch) -> Result<u64, RegistryError> {
-    let mut progress = fetch.progress.subscribe();
-    loop {
-        match &*progress.borrow_and_update() {
-            Progress::Stored { size } => return Ok(*size),
-            Progress::Failed(e) => return Err(e.clone()),
-            _ => {}
-        }
-        if progress.changed().await.is_err() {
-            return Err(RegistryError::Internal("the blob fetch ended without an outcome".into()));
-        }
-    }
-}
-
-/// The spool file's bytes as the fetch writes them, up to `size` (or, unknown, up to where the
-/// fetch says they end); an error if the fetch fails (a client sees its download break off and
-/// retries; the upload is not completed).
-fn tail_spool(
-    progress: watch::Receiver<Progress>,
-    file: tokio::fs::File,
-    size: Option<u64>,
-) -> berth_store::ByteStream {
-    struct Tail {
-        progress: watch::Receiver<Progress>,
-        file: tokio::fs::File,
-        offset: u64,
-        size: Option<u64>,
-    }
-    let state = Tail { progress, file, offset: 0, size };
-    Box::pin(futures_util::stream::unfold(Some(state), |state| async move {
-        let mut t = state?;
-        loop {
-            let (available, end) = match &*t.progress.borrow_and_update() {
-                Progress::Asking => (0, t.size),
-                Progress::Receiving { written, .. } => (*written, t.size),
-                Progress::Received { size } | Progress::Stored { size } => (*size, Some(*size)),
-                Progress::Failed(e) => {
-                    let e = std::io::Error::other(format!("the upstream fetch failed: {e}"));
-                    return Some((Err(e), None));
-                }
-            };
-            if end.is_some_and(|end| t.offset >= end) {
-                return None;
-            }
-            if t.offset < available {
-                let left = end.map_or(u64::MAX, |end| end - t.offset);
-                let want = (available - t.offset).min(SPOOL_CHUNK as u64).min(left) as usize;
-                let mut buf = vec![0u8; want];
-                let read = async {
-                    t.file.seek(std::io::SeekFrom::Start(t.offset)).await?;
-                    t.file.read_exact(&mut buf).await
-                }
-                .await;
-                return match read {
-                    Ok(_) => {
-                        t.offset += want as u64;
-                        Some((Ok(Bytes::from(buf)), Some(t)))
-                    }
-                    Err(e) => Some((Err(e), None)),
-                };
-            }
-            if t.progress.changed().await.is_err() {
-                return Some((Err(std::io::Error::other("the blob fetch ended without an outcome")), None));
-            }
-        }
-    }))
 }

@@ -4,6 +4,7 @@
 //! The pure rules (prefixes, URLs, name mapping, which secrets qualify) are berth-rules'.
 
 pub mod fill;
+mod spool;
 pub mod upstream;
 
 use berth_meta::{MetaError, PullThroughRule, RuleCreated, now_ms};

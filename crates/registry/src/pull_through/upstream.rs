@@ -217,9 +217,15 @@ impl<'a> Upstream<'a> {
         }
     }
 
+    /// What a remembered authorization is kept under: the upstream, the whole credential (a
+    /// hash of it: a rule whose secret is wrong must never borrow a token another rule's right
+    /// secret obtained for the same user name) and the scope.
     fn authorization_key(&self, scope: &str) -> String {
-        let user = self.credential.as_ref().map_or("", |c| c.username.as_str());
-        format!("{} {user} {scope}", self.url.base())
+        let credential = self.credential.as_ref().map_or_else(String::new, |c| {
+            let pair = format!("{}\0{}", c.username, c.secret);
+            berth_oci::Digest::from_bytes(berth_oci::Algorithm::Sha256, pair.as_bytes()).to_string()
+        });
+        format!("{} {credential} {scope}", self.url.base())
     }
 
     /// A request for `path` under the upstream's base, authorized for `scope`: with the answer
@@ -516,6 +522,21 @@ mod tests {
         assert_eq!(ecr_region("123456789012.dkr.ecr.us-gov-west-1.amazonaws.com:443"), "us-gov-west-1");
         assert_eq!(ecr_region("127.0.0.1:5000"), "us-east-1");
         assert_eq!(ecr_region("ecr.example.com"), "us-east-1");
+    }
+
+    #[test]
+    fn remembered_tokens_are_kept_per_whole_credential() {
+        let http = UpstreamHttp::new(&UpstreamSettings::default()).expect("a client");
+        let url = UpstreamUrl::parse("registry.example.com", false).expect("a URL");
+        let with = |secret: &str| {
+            let c = UpstreamCredential { username: "u".into(), secret: secret.into(), region: None };
+            Upstream::new(&http, url.clone(), Some(c), false).authorization_key("repository:a:pull")
+        };
+        assert_ne!(with("right"), with("wrong"));
+        assert_eq!(with("right"), with("right"));
+        assert!(!with("right").contains("right"));
+        let anonymous = Upstream::new(&http, url.clone(), None, false).authorization_key("repository:a:pull");
+        assert_ne!(anonymous, with("right"));
     }
 
     #[test]

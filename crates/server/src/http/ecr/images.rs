@@ -219,9 +219,13 @@ pub(super) async fn batch_get_image(ctx: &Ctx<'_>, input: BatchGetImageInput) ->
     let repo = &input.repository_name;
     let registry = &ctx.app.registry;
     // A cache repository need not exist yet: its first fill creates it.
-    let cache = registry.cache_rule(repo).await?.is_some();
-    if !cache {
-        ctx.repository(repo).await?;
+    let mut cache = registry.cache_rule(repo).await?.is_some();
+    if !cache && let Err(missing) = ctx.repository(repo).await {
+        // A rule made on another node a moment ago covers it, or nothing does.
+        cache = registry.cache_rule_on_miss(repo).await?.is_some();
+        if !cache {
+            return Err(missing);
+        }
     }
     let accepted: Vec<&str> = input.accepted_media_types.iter().flatten().map(String::as_str).collect();
     let accept = if accepted.is_empty() { vec!["*/*"] } else { accepted };
