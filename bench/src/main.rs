@@ -77,7 +77,8 @@ struct Args {
     #[arg(long)]
     scan_only: bool,
     /// Only the pull-through cache: a 256 MiB image pulled cold through a cache rule against
-    /// directly from the upstream (the reference registry), warm against an ordinary Berth
+    /// directly from the upstream (the reference registry) and through a forwarding proxy
+    /// (nginx, when installed: the least any cache costs), warm against an ordinary Berth
     /// pull, and the bytes 16 concurrent cold pulls fetch from the upstream.
     #[arg(long)]
     pull_through_only: bool,

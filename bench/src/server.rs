@@ -51,7 +51,7 @@ pub struct BerthOptions<'a> {
 pub const ROOT_KEY_ID: &str = "AKIABERTHBENCHROOT01";
 pub const ROOT_SECRET: &str = "berth-bench-root-secret-0123456789abcdef";
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
