@@ -41,7 +41,7 @@ pub struct Registry {
     /// The client of pull-through cache upstreams.
     pub(crate) upstream: crate::pull_through::UpstreamHttp,
     /// What the pull-through cache has in flight on this node.
-    pub(crate) cache: crate::pull_through::fill::CacheState,
+    pub(crate) cache: crate::pull_through::state::CacheState,
 }
 
 pub struct BlobRead {

@@ -14,19 +14,17 @@
 //!   follows the fetch (`spool`: the latest bytes from memory, older ones from the spool
 //!   file), so bytes reach clients while they are being stored and never sit in memory whole.
 
-use std::collections::HashMap;
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use berth_meta::{PullThroughRule, RepositorySettings, StoredManifest};
 use berth_oci::Digest;
 use berth_oci::manifest::{ManifestKind, ParsedManifest, parse_manifest};
-use berth_rules::pull_through::{self as rules, UpstreamUrl};
+use berth_rules::pull_through as rules;
 use futures_util::StreamExt;
-use tokio::sync::{OnceCell, watch};
 
 use super::spool::{BlobFetch, Progress, SpoolWriter, follow, wait_stored};
-use super::upstream::{Upstream, UpstreamCredential, UpstreamError};
+use super::state::{CacheSource, FillResult, PendingManifest};
+use super::upstream::{Upstream, UpstreamError};
 use crate::authz::{Authorizer, RequestEnv, Target};
 use crate::identity::Caller;
 use crate::repositories::{split_repository_key, template_for};
@@ -156,43 +154,6 @@ fn upstream_error(e: UpstreamError) -> RegistryError {
     RegistryError::Upstream { failure, message: e.to_string() }
 }
 
-/// Where a cache repository's content comes from.
-pub(crate) struct CacheSource {
-    /// The rule's account and prefix: the labels of its metrics.
-    account: String,
-    prefix: String,
-    url: UpstreamUrl,
-    /// The repository's name upstream.
-    repository: String,
-    credential: Option<UpstreamCredential>,
-    ecr: bool,
-}
-
-/// A manifest served from memory until its image is stored.
-struct PendingManifest {
-    manifest: StoredManifest,
-    /// The background completion's outcome, once it has one.
-    stored: watch::Sender<Option<Result<(), RegistryError>>>,
-}
-
-impl PendingManifest {
-    fn new(manifest: StoredManifest) -> Arc<Self> {
-        Arc::new(PendingManifest { manifest, stored: watch::Sender::new(None) })
-    }
-
-    async fn wait_stored(&self) -> Result<(), RegistryError> {
-        let mut rx = self.stored.subscribe();
-        loop {
-            if let Some(outcome) = rx.borrow_and_update().clone() {
-                return outcome;
-            }
-            if rx.changed().await.is_err() {
-                return Err(RegistryError::Internal("the fill ended without an outcome".into()));
-            }
-        }
-    }
-}
-
 /// What a forced refresh of a cached tag found.
 #[derive(Debug, Clone)]
 pub struct Refresh {
@@ -200,87 +161,6 @@ pub struct Refresh {
     pub digest: Digest,
     /// The digest it named before, if the cache held it.
     pub previous: Option<Digest>,
-}
-
-type FillResult = Result<Arc<PendingManifest>, RegistryError>;
-
-/// An account's rules, and when they were read.
-type RulesRead = (std::time::Instant, Arc<Vec<PullThroughRule>>);
-
-/// (repository, reference or digest or tag): what the maps below are keyed by.
-type RepositoryKey = (String, String);
-
-/// What the cache has in flight on this node.
-pub(crate) struct CacheState {
-    /// This node, as the holder of blob fetch leases.
-    node_id: String,
-    /// Manifests served before they are stored, by (repository, digest), and the tags that name
-    /// them by (repository, tag).
-    pending: Mutex<HashMap<RepositoryKey, Arc<PendingManifest>>>,
-    pending_tags: Mutex<HashMap<RepositoryKey, String>>,
-    /// One fill per (repository, reference): later pulls wait for the first one's answer.
-    fills: Mutex<HashMap<RepositoryKey, Arc<OnceCell<FillResult>>>>,
-    /// One fetch per blob digest.
-    fetches: Mutex<HashMap<String, Arc<BlobFetch>>>,
-    spool_dir: Mutex<Option<PathBuf>>,
-    /// Each account's rules, read at most every `RULES_CACHE`.
-    rules: Mutex<HashMap<String, RulesRead>>,
-    /// When this node next asks whether a tag's check is due, per (repository, tag).
-    next_check: Mutex<HashMap<RepositoryKey, i64>>,
-}
-
-impl Default for CacheState {
-    fn default() -> Self {
-        CacheState {
-            node_id: format!("pull-through-{}", uuid::Uuid::new_v4()),
-            pending: Default::default(),
-            pending_tags: Default::default(),
-            fills: Default::default(),
-            fetches: Default::default(),
-            spool_dir: Default::default(),
-            rules: Default::default(),
-            next_check: Default::default(),
-        }
-    }
-}
-
-impl CacheState {
-    pub(crate) fn set_spool_dir(&self, dir: PathBuf) {
-        *self.spool_dir.lock().expect("spool dir") = Some(dir);
-    }
-
-    /// Forgets the rules read for `account` (this node changed them).
-    pub(crate) fn rules_changed(&self, account: &str) {
-        self.rules.lock().expect("rules cache").remove(account);
-    }
-
-    /// Whether this node should ask the store about the check of (repository, tag) now.
-    fn check_may_be_due(&self, repository: &str, tag: &str, now: i64) -> bool {
-        let checks = self.next_check.lock().expect("next checks");
-        checks.get(&(repository.to_string(), tag.to_string())).is_none_or(|at| now >= *at)
-    }
-
-    fn next_check_at(&self, repository: &str, tag: &str, at: i64) {
-        let mut checks = self.next_check.lock().expect("next checks");
-        if checks.len() > 100_000 {
-            checks.retain(|_, due| *due > at - 24 * 3600 * 1000);
-        }
-        checks.insert((repository.to_string(), tag.to_string()), at);
-    }
-
-    fn spool_path(&self) -> PathBuf {
-        let dir = self.spool_dir.lock().expect("spool dir").clone().unwrap_or_else(std::env::temp_dir);
-        dir.join(format!("berth-fill-{}", uuid::Uuid::new_v4()))
-    }
-
-    fn pending(&self, repository: &str, reference: &str) -> Option<Arc<PendingManifest>> {
-        let digest = if reference.contains(':') {
-            reference.to_string()
-        } else {
-            self.pending_tags.lock().expect("pending tags").get(&(repository.into(), reference.into()))?.clone()
-        };
-        self.pending.lock().expect("pending").get(&(repository.into(), digest)).cloned()
-    }
 }
 
 impl Registry {

@@ -5,6 +5,7 @@
 
 pub mod fill;
 mod spool;
+pub(crate) mod state;
 pub mod upstream;
 
 use berth_meta::{MetaError, PullThroughRule, RuleCreated, now_ms};
