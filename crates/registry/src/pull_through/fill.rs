@@ -200,6 +200,20 @@ impl Registry {
         Ok(covering(&rules))
     }
 
+    /// Whether `name` is a cache repository: a rule covers it (it need not exist yet: its
+    /// first fill creates it). `RepositoryNotFound` when nothing covers it and it does not exist.
+    pub async fn is_cache_repository(&self, name: &str) -> Result<bool, RegistryError> {
+        if self.cache_rule(name).await?.is_some() {
+            return Ok(true);
+        }
+        match self.find_repository(name).await? {
+            Some(_) => Ok(false),
+            // A rule made on another node a moment ago covers it, or nothing does.
+            None if self.cache_rule_on_miss(name).await?.is_some() => Ok(true),
+            None => Err(RegistryError::RepositoryNotFound { name: name.to_string() }),
+        }
+    }
+
     /// The upstream a repository (a key) is cached from, if a rule of its account covers it.
     pub(crate) async fn cache_source(&self, repository: &str) -> Result<Option<CacheSource>, RegistryError> {
         let Some(rule) = self.cache_rule_on_miss(repository).await? else { return Ok(None) };

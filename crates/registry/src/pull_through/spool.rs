@@ -136,32 +136,31 @@ impl SpoolWriter {
     pub(super) async fn push(&mut self, chunk: Bytes) -> std::io::Result<()> {
         self.batch_len += chunk.len();
         self.batch.push(chunk);
-        if self.batch_len < SPOOL_BATCH {
-            return Ok(());
+        if self.batch_len >= SPOOL_BATCH {
+            self.settle().await?;
+            self.write_batch();
         }
-        self.settle().await?;
-        let mut file = self.idle.take().expect("the spool file is idle when nothing is in flight");
-        let chunks = std::mem::take(&mut self.batch);
-        self.in_flight_len = std::mem::take(&mut self.batch_len) as u64;
-        self.in_flight = Some(tokio::task::spawn_blocking(move || {
-            berth_store::write_all_vectored(&mut file, &chunks).map(|_| (file, chunks))
-        }));
         Ok(())
     }
 
     /// Writes what is left; returns the size of the whole spool file.
     pub(super) async fn finish(mut self) -> std::io::Result<u64> {
         self.settle().await?;
+        if !self.batch.is_empty() {
+            self.write_batch();
+            self.settle().await?;
+        }
+        Ok(self.written)
+    }
+
+    /// Starts writing the gathered batch; call with nothing in flight.
+    fn write_batch(&mut self) {
         let mut file = self.idle.take().expect("the spool file is idle when nothing is in flight");
         let chunks = std::mem::take(&mut self.batch);
-        let len = self.batch_len as u64;
-        let chunks =
-            tokio::task::spawn_blocking(move || berth_store::write_all_vectored(&mut file, &chunks).map(|_| chunks))
-                .await
-                .map_err(join_error)??;
-        self.fetch.publish(self.written, chunks);
-        self.written += len;
-        Ok(self.written)
+        self.in_flight_len = std::mem::take(&mut self.batch_len) as u64;
+        self.in_flight = Some(tokio::task::spawn_blocking(move || {
+            berth_store::write_all_vectored(&mut file, &chunks).map(|_| (file, chunks))
+        }));
     }
 
     /// Waits for the batch in flight, if any, and publishes it.

@@ -218,15 +218,7 @@ pub(super) async fn batch_get_image(ctx: &Ctx<'_>, input: BatchGetImageInput) ->
     check_repository_name(&input.repository_name)?;
     let repo = &input.repository_name;
     let registry = &ctx.app.registry;
-    // A cache repository need not exist yet: its first fill creates it.
-    let mut cache = registry.cache_rule(repo).await?.is_some();
-    if !cache && let Err(missing) = ctx.repository(repo).await {
-        // A rule made on another node a moment ago covers it, or nothing does.
-        cache = registry.cache_rule_on_miss(repo).await?.is_some();
-        if !cache {
-            return Err(missing);
-        }
-    }
+    let cache = registry.is_cache_repository(repo).await?;
     let accepted: Vec<&str> = input.accepted_media_types.iter().flatten().map(String::as_str).collect();
     let accept = if accepted.is_empty() { vec!["*/*"] } else { accepted };
     let grant = FillGrant { authorizer: &ctx.app.authorizer, caller: Some(&ctx.caller), env: &ctx.env };

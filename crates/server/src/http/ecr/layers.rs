@@ -155,14 +155,14 @@ pub(super) async fn get_download_url_for_layer(
 ) -> Result<DownloadUrlOutput, EcrError> {
     let repo = &input.repository_name;
     let registry = &ctx.app.registry;
-    let mut cache = registry.cache_rule(repo).await?.is_some();
-    if !cache && let Err(missing) = ctx.existing_repository(repo).await {
-        // A rule made on another node a moment ago covers it, or nothing does.
-        cache = registry.cache_rule_on_miss(repo).await?.is_some();
-        if !cache {
-            return Err(missing);
+    let cache = match registry.is_cache_repository(repo).await {
+        Ok(cache) => cache,
+        // A malformed name is that, before it is a missing repository.
+        Err(missing) => {
+            check_repository_name(repo)?;
+            return Err(missing.into());
         }
-    }
+    };
     let digest = Digest::parse(&input.layer_digest)
         .map_err(|e| EcrError::invalid(format!("Invalid parameter at 'layerDigest': {e}")))?;
     let held = registry.layer_size(repo, &digest).await?;
