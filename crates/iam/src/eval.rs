@@ -76,6 +76,9 @@ pub enum Reason {
     /// Across accounts: the caller's side allows (`None`: it is the root), the resource
     /// policies do not.
     CrossAccountWithoutResourceAllow(Option<StatementRef>),
+    /// A KMS key: its key policy allows nothing to the caller or its account, so no identity
+    /// policy (nor being the account's root) can allow the request.
+    KeyPolicyWithoutAllow,
 }
 
 impl fmt::Display for Reason {
@@ -103,6 +106,9 @@ impl fmt::Display for Reason {
             }
             Reason::CrossAccountWithoutResourceAllow(None) => {
                 f.write_str("cross-account: no resource policy allows the action to the caller's account")
+            }
+            Reason::KeyPolicyWithoutAllow => {
+                f.write_str("the key policy allows the action neither to the caller nor to its account")
             }
         }
     }
@@ -156,6 +162,44 @@ pub fn authorize(
     identity_policies: &[&PolicyDocument],
     resource_policies: &[&PolicyDocument],
 ) -> Authorization {
+    decide(ctx, identity_policies, resource_policies, Rule::Standard)
+}
+
+/// Decides a request on a KMS key as KMS does: the key policy is the root of the decision.
+///
+/// 1. an applicable `Deny` in any policy denies (explicitly);
+/// 2. a key-policy Allow naming the caller itself allows in the key's account — the account's
+///    root user included, which, unlike other resources, has no access the key policy does not
+///    give it;
+/// 3. a key-policy Allow naming the caller's account (the default key policy's
+///    `arn:aws:iam::<account>:root` statement) delegates to that account's identity policies,
+///    which must then allow (a root user needs none);
+/// 4. across accounts, the caller's identity policies must allow as well, whatever the key
+///    policy names;
+/// 5. otherwise the request is implicitly denied.
+///
+/// Grants are not policies: the caller checks them itself when this denies implicitly.
+pub fn authorize_with_key_policy(
+    ctx: &RequestContext,
+    identity_policies: &[&PolicyDocument],
+    key_policy: &PolicyDocument,
+) -> Authorization {
+    decide(ctx, identity_policies, &[key_policy], Rule::KeyPolicy)
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Rule {
+    Standard,
+    /// The resource policy must allow, as a KMS key policy must.
+    KeyPolicy,
+}
+
+fn decide(
+    ctx: &RequestContext,
+    identity_policies: &[&PolicyDocument],
+    resource_policies: &[&PolicyDocument],
+    rule: Rule,
+) -> Authorization {
     let req = Req::new(ctx);
     let deny = |kind, policies: &[&PolicyDocument], at| Authorization {
         decision: Decision::ExplicitDeny,
@@ -195,6 +239,16 @@ pub fn authorize(
     let caller = &ctx.principal;
     let identity_ref = |at| statement_ref(PolicyKind::Identity, identity_policies, at);
     let resource_ref = |at| statement_ref(PolicyKind::Resource, resource_policies, at);
+    if rule == Rule::KeyPolicy && caller.account == ctx.resource_account {
+        if let Some(at) = to_caller {
+            return allow(Reason::ResourceAllow(resource_ref(at)));
+        }
+        return match (to_account, identity_allow) {
+            (None, _) => implicit(Reason::KeyPolicyWithoutAllow),
+            (Some(_), Some(at)) => allow(Reason::IdentityAllow(identity_ref(at))),
+            (Some(at), None) => implicit(Reason::AccountGrantWithoutIdentityAllow(resource_ref(at))),
+        };
+    }
     if caller.account == ctx.resource_account {
         if caller.is_root {
             return allow(Reason::RootOfResourceAccount);

@@ -51,7 +51,7 @@ mod time;
 mod wildcard;
 
 pub use context::{ContextKeys, Principal, RequestContext};
-pub use eval::{Authorization, Decision, Reason, StatementRef, authorize};
+pub use eval::{Authorization, Decision, Reason, StatementRef, authorize, authorize_with_key_policy};
 pub use net::Cidr;
 pub use policy::{Effect, PolicyDocument, PolicyError, PolicyKind, PolicyOutcome, Statement, Version};
 pub use principal::Grantee;
