@@ -19,7 +19,7 @@ pub mod transfer;
 
 pub use postgres::PgMeta;
 pub use roles::{
-    ANY_CHANGE, AccountStore, ChangeFeed, ContentStore, GcStore, IamPolicyStore, LeaseStore, LifecycleStore,
+    ANY_CHANGE, AccountStore, ChangeFeed, ContentStore, GcStore, IamPolicyStore, KmsStore, LeaseStore, LifecycleStore,
     ManagedSecretStore, MetaStore, RepositoryStore, ScanStore, SecretStore,
 };
 pub use sqlite::SqliteMeta;
@@ -231,17 +231,29 @@ pub enum SealedKind {
     /// A version of a Secrets Manager secret's value, identified by
     /// `managed_secret_version_key(arn, version id)`.
     ManagedSecretValue,
+    /// A version of a KMS key's material, identified by `kms_material_key(key id, material id)`.
+    KmsKeyMaterial,
+}
+
+/// The identity a KMS key's material is sealed under: `<key id>/<material id>`.
+pub fn kms_material_key(key_id: &str, material_id: &str) -> String {
+    format!("{key_id}/{material_id}")
 }
 
 impl SealedKind {
-    pub const ALL: [SealedKind; 3] =
-        [SealedKind::AccessKeySecret, SealedKind::RegistrySecret, SealedKind::ManagedSecretValue];
+    pub const ALL: [SealedKind; 4] = [
+        SealedKind::AccessKeySecret,
+        SealedKind::RegistrySecret,
+        SealedKind::ManagedSecretValue,
+        SealedKind::KmsKeyMaterial,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             SealedKind::AccessKeySecret => "access-key-secret",
             SealedKind::RegistrySecret => "registry-secret",
             SealedKind::ManagedSecretValue => "managed-secret-value",
+            SealedKind::KmsKeyMaterial => "kms-key-material",
         }
     }
 }
@@ -383,6 +395,86 @@ pub struct CreationTemplate {
     pub body: String,
     pub created_at: i64,
     pub updated_at: i64,
+}
+
+/// A KMS key's state, as KMS names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KmsKeyState {
+    Enabled,
+    Disabled,
+    PendingDeletion,
+}
+
+impl KmsKeyState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KmsKeyState::Enabled => "Enabled",
+            KmsKeyState::Disabled => "Disabled",
+            KmsKeyState::PendingDeletion => "PendingDeletion",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<KmsKeyState> {
+        [Self::Enabled, Self::Disabled, Self::PendingDeletion].into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+/// A KMS key as stored (its material is kept apart, sealed: `KmsKeyMaterial`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KmsKey {
+    pub key_id: String,
+    pub account_id: String,
+    pub arn: String,
+    pub description: String,
+    /// `CUSTOMER`, or `AWS` for an AWS-managed key such as `alias/aws/ecr`.
+    pub key_manager: String,
+    pub state: KmsKeyState,
+    pub policy: String,
+    pub created_at: i64,
+    /// When a scheduled deletion takes effect (ms), and the window it was scheduled with.
+    pub deletion_date: Option<i64>,
+    pub pending_window_days: Option<i64>,
+    /// Set while automatic rotation is on.
+    pub rotation_period_days: Option<i64>,
+    pub next_rotation_at: Option<i64>,
+    /// The material new ciphertexts are made with.
+    pub current_material: String,
+}
+
+/// One version of a key's material, sealed under the master keyring.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KmsKeyMaterial {
+    pub key_id: String,
+    pub material_id: String,
+    pub sealed_material: String,
+    /// `None` for the key's first material, else `AUTOMATIC` or `ON_DEMAND`.
+    pub rotation_type: Option<String>,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KmsAlias {
+    pub account_id: String,
+    /// With its `alias/` prefix.
+    pub alias_name: String,
+    pub target_key_id: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KmsGrant {
+    pub grant_id: String,
+    pub key_id: String,
+    pub name: Option<String>,
+    pub grantee_principal: String,
+    pub retiring_principal: Option<String>,
+    pub operations: Vec<String>,
+    /// The grant's constraints as KMS's JSON shape, if it has any.
+    pub constraints: Option<String>,
+    pub issuing_account: String,
+    pub grant_token: String,
+    pub created_at: i64,
 }
 
 /// A pull-through cache rule of an account, as stored: the columns of its API shape, with the

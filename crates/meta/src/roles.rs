@@ -569,6 +569,51 @@ pub trait PullThroughStore: Send + Sync + 'static {
     async fn claim_tag_check(&self, repository: &str, tag: &str, now: i64, due: i64) -> Result<bool>;
 }
 
+/// KMS keys: their records, sealed material versions, aliases and grants. The registry seals
+/// and opens the material; nothing here sees a key in clear.
+#[async_trait]
+pub trait KmsStore: Send + Sync + 'static {
+    /// Stores a new key with its first material, in one transaction.
+    async fn create_kms_key(&self, key: &KmsKey, material: &KmsKeyMaterial) -> Result<()>;
+
+    async fn kms_key(&self, key_id: &str) -> Result<Option<KmsKey>>;
+
+    /// Up to `limit` keys of an account with an id above `after`, in id order.
+    async fn kms_keys(&self, account_id: &str, after: &str, limit: usize) -> Result<Vec<KmsKey>>;
+
+    /// Replaces what may change of a key (state, deletion schedule, policy, rotation); whether
+    /// it exists.
+    async fn update_kms_key(&self, key: &KmsKey) -> Result<bool>;
+
+    /// Adds a material version and makes it the key's current one, in one transaction;
+    /// whether the key exists.
+    async fn rotate_kms_key(&self, material: &KmsKeyMaterial, next_rotation_at: Option<i64>) -> Result<bool>;
+
+    /// A key's material versions, oldest first.
+    async fn kms_key_materials(&self, key_id: &str) -> Result<Vec<KmsKeyMaterial>>;
+
+    /// Removes a key with its materials, aliases and grants (its deletion date has passed).
+    async fn delete_kms_key(&self, key_id: &str) -> Result<bool>;
+
+    /// Creates an alias unless the account has one of that name; whether it was created.
+    /// Concurrency: the primary key decides between racing creators.
+    async fn create_kms_alias(&self, alias: &KmsAlias) -> Result<bool>;
+
+    async fn kms_alias(&self, account_id: &str, alias_name: &str) -> Result<Option<KmsAlias>>;
+
+    /// An account's aliases in name order.
+    async fn kms_aliases(&self, account_id: &str) -> Result<Vec<KmsAlias>>;
+
+    async fn delete_kms_alias(&self, account_id: &str, alias_name: &str) -> Result<bool>;
+
+    async fn create_kms_grant(&self, grant: &KmsGrant) -> Result<()>;
+
+    /// A key's grants in id order.
+    async fn kms_grants(&self, key_id: &str) -> Result<Vec<KmsGrant>>;
+
+    async fn delete_kms_grant(&self, grant_id: &str) -> Result<bool>;
+}
+
 /// Every role, for the composition root and the registry that serves them all.
 #[async_trait]
 pub trait MetaStore:
@@ -582,6 +627,7 @@ pub trait MetaStore:
     + SecretStore
     + ManagedSecretStore
     + PullThroughStore
+    + KmsStore
     + LeaseStore
     + ChangeFeed
 {

@@ -23,8 +23,8 @@ use crate::{
 };
 use crate::{ActionKind, PullBlock, ScanType};
 use crate::{
-    ManagedSecret, NewSecretVersion, PullThroughRule, RuleCreated, SecretCreated, SecretVersion, VersionPut,
-    managed_secret_version_key, restage,
+    KmsAlias, KmsGrant, KmsKey, KmsKeyMaterial, KmsKeyState, ManagedSecret, NewSecretVersion, PullThroughRule,
+    RuleCreated, SecretCreated, SecretVersion, VersionPut, managed_secret_version_key, restage,
 };
 
 type Meta = PgMeta;
@@ -318,6 +318,9 @@ mod dialect {
     pub(super) const MANAGED_SECRET_VALUES_PAGE: &str = "SELECT id, convert_to(sealed_value, 'UTF8') FROM managed_secret_versions \
          WHERE id > $1 ORDER BY id LIMIT $2";
 
+    pub(super) const KMS_MATERIALS_PAGE: &str = "SELECT key_id || '/' || material_id, convert_to(sealed_material, 'UTF8') \
+         FROM kms_key_materials WHERE key_id || '/' || material_id > $1 ORDER BY key_id || '/' || material_id LIMIT $2";
+
     pub(super) const ACCESS_KEY_SECRETS_PAGE: &str = "SELECT access_key_id, convert_to(sealed_secret, 'UTF8') FROM access_keys \
          WHERE access_key_id > $1 ORDER BY access_key_id LIMIT $2";
 
@@ -357,6 +360,7 @@ include!("../sql/scans.rs");
 include!("../sql/leases.rs");
 include!("../sql/managed_secrets.rs");
 include!("../sql/pull_through.rs");
+include!("../sql/kms.rs");
 
 /// The channel nodes announce changes on.
 const CHANGES_CHANNEL: &str = "berth_changes";

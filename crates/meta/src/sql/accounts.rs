@@ -315,6 +315,7 @@ impl SecretStore for Meta {
                 "SELECT name, value FROM registry_secrets WHERE name > $1 ORDER BY name LIMIT $2"
             }
             SealedKind::ManagedSecretValue => dialect::MANAGED_SECRET_VALUES_PAGE,
+            SealedKind::KmsKeyMaterial => dialect::KMS_MATERIALS_PAGE,
         };
         let rows = sqlx::query(sql)
             .bind(after)
@@ -345,6 +346,18 @@ impl SecretStore for Meta {
                     .bind(id.to_string())
                     .bind(expected.to_string())
                     .bind(new.to_string())
+            }
+            SealedKind::KmsKeyMaterial => {
+                let (Ok(expected), Ok(new)) = (std::str::from_utf8(expected), std::str::from_utf8(new)) else {
+                    return Err(MetaError::Backend("a key's sealed material must be text".into()));
+                };
+                sqlx::query(
+                    "UPDATE kms_key_materials SET sealed_material = $3 \
+                     WHERE key_id || '/' || material_id = $1 AND sealed_material = $2",
+                )
+                .bind(id.to_string())
+                .bind(expected.to_string())
+                .bind(new.to_string())
             }
             SealedKind::RegistrySecret => {
                 sqlx::query("UPDATE registry_secrets SET value = $3 WHERE name = $1 AND value = $2")

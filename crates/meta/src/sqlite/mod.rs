@@ -24,8 +24,8 @@ use crate::{
 };
 use crate::{ActionKind, PullBlock, ScanType};
 use crate::{
-    ManagedSecret, NewSecretVersion, PullThroughRule, RuleCreated, SecretCreated, SecretVersion, VersionPut,
-    managed_secret_version_key, restage,
+    KmsAlias, KmsGrant, KmsKey, KmsKeyMaterial, KmsKeyState, ManagedSecret, NewSecretVersion, PullThroughRule,
+    RuleCreated, SecretCreated, SecretVersion, VersionPut, managed_secret_version_key, restage,
 };
 
 type Meta = SqliteMeta;
@@ -200,6 +200,9 @@ mod dialect {
     pub(super) const MANAGED_SECRET_VALUES_PAGE: &str = "SELECT id, CAST(sealed_value AS BLOB) FROM managed_secret_versions \
          WHERE id > $1 ORDER BY id LIMIT $2";
 
+    pub(super) const KMS_MATERIALS_PAGE: &str = "SELECT key_id || '/' || material_id, CAST(sealed_material AS BLOB) \
+         FROM kms_key_materials WHERE key_id || '/' || material_id > $1 ORDER BY key_id || '/' || material_id LIMIT $2";
+
     pub(super) const ACCESS_KEY_SECRETS_PAGE: &str = "SELECT access_key_id, CAST(sealed_secret AS BLOB) FROM access_keys \
          WHERE access_key_id > $1 ORDER BY access_key_id LIMIT $2";
 
@@ -235,6 +238,7 @@ include!("../sql/scans.rs");
 include!("../sql/leases.rs");
 include!("../sql/managed_secrets.rs");
 include!("../sql/pull_through.rs");
+include!("../sql/kms.rs");
 
 /// One node opens an SQLite store: its own invalidation is all there is.
 #[async_trait]

@@ -354,6 +354,27 @@ macro_rules! pull_through_store_conformance {
     };
 }
 
+/// `KmsStore`'s clauses for a fixture.
+#[macro_export]
+macro_rules! kms_store_conformance {
+    ($fixture:path) => {
+        mod kms_store {
+            use super::*;
+            $crate::__conformance_clauses!(
+                $fixture,
+                kms,
+                [
+                    keys_are_stored_with_their_first_material_and_listed_per_account,
+                    rotation_adds_material_and_keeps_the_old,
+                    aliases_are_unique_per_account_and_go_with_their_key,
+                    grants_are_kept_per_key,
+                    sealed_material_pages_for_master_key_rotation,
+                ]
+            );
+        }
+    };
+}
+
 /// `LeaseStore`'s clauses for a fixture.
 #[macro_export]
 macro_rules! lease_store_conformance {
@@ -387,6 +408,7 @@ macro_rules! meta_store_conformance {
         $crate::secret_store_conformance!($fixture);
         $crate::managed_secret_store_conformance!($fixture);
         $crate::pull_through_store_conformance!($fixture);
+        $crate::kms_store_conformance!($fixture);
         $crate::lease_store_conformance!($fixture);
     };
 }
@@ -412,3 +434,5 @@ pub mod managed_secrets;
 pub mod pull_through;
 
 pub mod leases;
+
+pub mod kms;
