@@ -56,9 +56,14 @@ pub enum EnvelopeError {
     Range { start: u64, end: u64, len: u64 },
     #[error("the staged part of the upload does not open: damaged, or staged for another upload")]
     StagedDamaged,
+    #[error("the wrapped value does not open: damaged, or wrapped under another key or context")]
+    WrappedDamaged,
 }
 
 pub type Result<T> = std::result::Result<T, EnvelopeError>;
+
+mod wrap;
+pub use wrap::{WRAP_OVERHEAD, generate_key, unwrap, wrap};
 
 fn random<const N: usize>() -> [u8; N] {
     let mut b = [0u8; N];

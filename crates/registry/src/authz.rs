@@ -43,6 +43,14 @@ pub enum Target<'a> {
     Resource { arn: &'a str, account: &'a str },
 }
 
+/// A KMS key as authorization sees it: its ARN, its account and its key policy's text.
+#[derive(Debug, Clone, Copy)]
+pub struct KeyTarget<'a> {
+    pub arn: &'a str,
+    pub account: &'a str,
+    pub policy: &'a str,
+}
+
 /// Facts about the request itself, for condition keys.
 #[derive(Debug, Clone, Default)]
 pub struct RequestEnv {
@@ -58,6 +66,8 @@ pub struct RequestEnv {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AccessDenied {
     pub message: String,
+    /// Whether a policy denied it outright (nothing, not even a KMS grant, then allows it).
+    pub explicit: bool,
 }
 
 /// The AWS-managed ECR policies, built in so they can be attached by ARN.
@@ -295,6 +305,44 @@ impl Authorizer {
         self.decide(caller, action, Target::Repository(repository), env, Some(policy)).await
     }
 
+    /// Whether `caller` may perform the KMS `action` on `key`, by KMS's rule: its key policy
+    /// must allow, directly or by allowing the
+    /// account root and so delegating to IAM policies. `context` adds the request's KMS
+    /// condition keys (`kms:EncryptionContext:*`, `kms:ViaService`, …). Grants are the KMS
+    /// service's to weigh, after an implicit deny.
+    pub async fn authorize_with_key_policy(
+        &self,
+        caller: &Caller,
+        action: &str,
+        key: KeyTarget<'_>,
+        env: &RequestEnv,
+        context: &[(String, Vec<String>)],
+    ) -> Result<Result<(), AccessDenied>, MetaError> {
+        let KeyTarget { arn: key_arn, account: key_account, policy: key_policy } = key;
+        let mut ctx = request_context(caller, action, key_arn, key_account, env);
+        for (k, v) in context {
+            ctx.insert(k, v.clone());
+        }
+        let identity = match caller.kind {
+            PrincipalKind::Root => Arc::new(Vec::new()),
+            PrincipalKind::User => self.identity_policies(&caller.principal_id).await?,
+        };
+        let identity_refs: Vec<&PolicyDocument> = identity.iter().map(|d| d.as_ref()).collect();
+        let decision = match self.parse_stored(key_policy, PolicyKind::Resource, key_arn) {
+            Some(policy) => berth_iam::authorize_with_key_policy(&ctx, &identity_refs, &policy),
+            // A key policy that no longer parses allows nothing.
+            None => berth_iam::Authorization {
+                decision: berth_iam::Decision::ImplicitDeny,
+                reason: berth_iam::Reason::KeyPolicyWithoutAllow,
+            },
+        };
+        if decision.is_allowed() {
+            return Ok(Ok(()));
+        }
+        tracing::info!(caller = %caller.arn, action, resource = %key_arn, reason = %decision.reason, "access denied");
+        Ok(Err(denial(caller, action, key_arn, key_account, &decision)))
+    }
+
     async fn decide(
         &self,
         caller: &Caller,
@@ -308,13 +356,6 @@ impl Authorizer {
             Target::Registry(_) => "*".to_string(),
             Target::Resource { arn, .. } => arn.to_string(),
         };
-        let principal = match caller.kind {
-            PrincipalKind::Root => Principal::root(&caller.account_id),
-            PrincipalKind::User => {
-                let name = caller.arn.rsplit_once(":user/").map_or(caller.arn.as_str(), |(_, n)| n);
-                Principal::user(&caller.account_id, name, &caller.principal_id)
-            }
-        };
         // GetAuthorizationToken is an action of the caller's own account (a token is what a
         // principal then presents to any registry it may use), so a principal of another account
         // gets one on its own account's terms; everything else acts on this registry.
@@ -323,18 +364,7 @@ impl Authorizer {
             Target::Registry(account) | Target::Resource { account, .. } => account.to_string(),
             Target::Repository(key) => crate::repositories::split_repository_key(&self.account_id, key).0.to_string(),
         };
-        let mut ctx = RequestContext::new(principal, action, resource.clone(), resource_account.clone());
-        if let Some(ip) = env.source_ip {
-            ctx.set_source_ip(ip);
-        }
-        ctx.set_secure_transport(env.secure_transport);
-        ctx.set_current_time(berth_meta::now_ms() / 1000);
-        for (k, v) in &env.request_tags {
-            ctx.insert(&format!("aws:RequestTag/{k}"), vec![v.clone()]);
-        }
-        if !env.tag_keys.is_empty() {
-            ctx.insert("aws:TagKeys", env.tag_keys.clone());
-        }
+        let mut ctx = request_context(caller, action, &resource, &resource_account, env);
 
         let identity = match caller.kind {
             PrincipalKind::Root => Arc::new(Vec::new()),
@@ -366,25 +396,65 @@ impl Authorizer {
         if decision.is_allowed() {
             return Ok(Ok(()));
         }
-        let why = match decision.decision {
-            berth_iam::Decision::ExplicitDeny => match &decision.reason {
-                berth_iam::Reason::ExplicitDeny(s) if s.kind == PolicyKind::Resource => {
-                    "with an explicit deny in a resource-based policy".to_string()
-                }
-                _ => "with an explicit deny in an identity-based policy".to_string(),
-            },
-            _ if caller.account_id != resource_account => {
-                "because no resource-based policy allows the action across accounts".to_string()
-            }
-            _ => format!("because no identity-based policy allows the {action} action"),
-        };
         tracing::info!(caller = %caller.arn, action, resource = %resource, reason = %decision.reason, "access denied");
-        Ok(Err(AccessDenied {
-            message: format!(
-                "User: {} is not authorized to perform: {action} on resource: {resource} {why}",
-                caller.arn
-            ),
-        }))
+        Ok(Err(denial(caller, action, &resource, &resource_account, &decision)))
+    }
+}
+
+/// The request context every decision starts from: the principal, the action and resource, and
+/// the request's own facts (source address, transport, time, the tags it sets or names).
+fn request_context(
+    caller: &Caller,
+    action: &str,
+    resource: &str,
+    resource_account: &str,
+    env: &RequestEnv,
+) -> RequestContext {
+    let principal = match caller.kind {
+        PrincipalKind::Root => Principal::root(&caller.account_id),
+        PrincipalKind::User => {
+            let name = caller.arn.rsplit_once(":user/").map_or(caller.arn.as_str(), |(_, n)| n);
+            Principal::user(&caller.account_id, name, &caller.principal_id)
+        }
+    };
+    let mut ctx = RequestContext::new(principal, action, resource.to_string(), resource_account.to_string());
+    if let Some(ip) = env.source_ip {
+        ctx.set_source_ip(ip);
+    }
+    ctx.set_secure_transport(env.secure_transport);
+    ctx.set_current_time(berth_meta::now_ms() / 1000);
+    for (k, v) in &env.request_tags {
+        ctx.insert(&format!("aws:RequestTag/{k}"), vec![v.clone()]);
+    }
+    if !env.tag_keys.is_empty() {
+        ctx.insert("aws:TagKeys", env.tag_keys.clone());
+    }
+    ctx
+}
+
+/// A refusal worded as AWS words it, from the evaluator's decision.
+fn denial(
+    caller: &Caller,
+    action: &str,
+    resource: &str,
+    resource_account: &str,
+    decision: &berth_iam::Authorization,
+) -> AccessDenied {
+    let explicit = decision.decision == berth_iam::Decision::ExplicitDeny;
+    let why = match &decision.reason {
+        berth_iam::Reason::ExplicitDeny(s) if s.kind == PolicyKind::Resource => {
+            "with an explicit deny in a resource-based policy".to_string()
+        }
+        _ if explicit => "with an explicit deny in an identity-based policy".to_string(),
+        berth_iam::Reason::KeyPolicyWithoutAllow => "because no key policy allows the action".to_string(),
+        _ if caller.account_id != resource_account => {
+            "because no resource-based policy allows the action across accounts".to_string()
+        }
+        _ => format!("because no identity-based policy allows the {action} action"),
+    };
+    AccessDenied {
+        message: format!("User: {} is not authorized to perform: {action} on resource: {resource} {why}", caller.arn),
+        explicit,
     }
 }
 

@@ -12,6 +12,7 @@ mod gc;
 pub mod iam;
 pub mod identity;
 pub mod images;
+pub mod kms;
 mod leases;
 mod lifecycle;
 pub mod pull_through;

@@ -15,8 +15,10 @@ use berth_registry::Registry;
 use berth_registry::identity::Identity;
 
 mod accounts;
+mod awsjson;
 pub mod ecr;
 pub mod iam;
+mod kms;
 pub mod metrics;
 pub mod proxy;
 mod secretsmanager;

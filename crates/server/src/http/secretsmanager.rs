@@ -4,15 +4,15 @@
 //! `secretsmanager`. Each call is authorized as `secretsmanager:<Operation>` on the secret's ARN
 //! (`*` for `ListSecrets`) and then carried out by `registry::secrets_manager`.
 
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use base64::Engine as _;
 use berth_meta::ManagedSecret;
 use berth_registry::authz::{RequestEnv, Target};
 use berth_registry::secrets_manager::{ListFilter, ListRequest, SecretValue, SecretsManager, SecretsManagerError};
 use serde_json::{Map, Value, json};
 
-use super::{AppState, now_seconds};
+use super::AppState;
+use super::awsjson::{Failure, Input, caller, failure, internal, operation, respond, seconds, targets};
 
 const TARGET_PREFIX: &str = "secretsmanager.";
 const OPERATIONS: [&str; 8] = [
@@ -28,44 +28,16 @@ const OPERATIONS: [&str; 8] = [
 
 /// Whether a request is for Secrets Manager (by its `X-Amz-Target`).
 pub fn is_secretsmanager_request(headers: &axum::http::HeaderMap) -> bool {
-    headers.get("x-amz-target").and_then(|v| v.to_str().ok()).is_some_and(|t| t.starts_with(TARGET_PREFIX))
-}
-
-struct Failure {
-    code: String,
-    message: String,
-}
-
-fn failure(code: &str, message: impl Into<String>) -> Failure {
-    Failure { code: code.to_string(), message: message.into() }
+    targets(headers, TARGET_PREFIX)
 }
 
 impl From<SecretsManagerError> for Failure {
     fn from(e: SecretsManagerError) -> Self {
-        if let SecretsManagerError::Internal(m) = &e {
-            tracing::error!(error = %m, "Secrets Manager API internal error");
+        match &e {
+            SecretsManagerError::Internal(m) => internal(e.code(), m.clone()),
+            _ => failure(e.code(), e.to_string()),
         }
-        failure(e.code(), e.to_string())
     }
-}
-
-impl IntoResponse for Failure {
-    fn into_response(self) -> Response {
-        let status = if self.code == "InternalServiceError" {
-            StatusCode::INTERNAL_SERVER_ERROR
-        } else {
-            StatusCode::BAD_REQUEST
-        };
-        json_response(status, json!({"__type": self.code, "Message": self.message}))
-    }
-}
-
-fn json_response(status: StatusCode, body: Value) -> Response {
-    let mut r = (status, [(header::CONTENT_TYPE, "application/x-amz-json-1.1")], body.to_string()).into_response();
-    if let Ok(id) = HeaderValue::from_str(&uuid::Uuid::new_v4().to_string()) {
-        r.headers_mut().insert("x-amzn-requestid", id);
-    }
-    r
 }
 
 pub async fn handle(
@@ -75,30 +47,11 @@ pub async fn handle(
     body: &[u8],
     env: RequestEnv,
 ) -> Response {
-    match serve(app, req, target, body, env).await {
-        Ok(v) => json_response(StatusCode::OK, v),
-        Err(f) => f.into_response(),
-    }
+    respond(serve(app, req, target, body, env).await)
 }
 
-fn text<'a>(input: &'a Value, key: &str) -> Result<Option<&'a str>, Failure> {
-    match input.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s)),
-        Some(_) => Err(failure("InvalidParameterException", format!("{key} must be a string."))),
-    }
-}
-
-fn required<'a>(input: &'a Value, key: &str) -> Result<&'a str, Failure> {
-    text(input, key)?.ok_or_else(|| failure("InvalidParameterException", format!("You must provide {key}.")))
-}
-
-fn value_of(input: &Value) -> Result<Option<SecretValue>, Failure> {
-    Ok(SecretValue::from_request(text(input, "SecretString")?, text(input, "SecretBinary")?)?)
-}
-
-fn seconds(ms: i64) -> Value {
-    json!(ms as f64 / 1000.0)
+fn value_of(input: &Input) -> Result<Option<SecretValue>, Failure> {
+    Ok(SecretValue::from_request(input.text("SecretString")?, input.text("SecretBinary")?)?)
 }
 
 fn tags_json(s: &ManagedSecret) -> Value {
@@ -145,62 +98,38 @@ async fn serve(
     body: &[u8],
     env: RequestEnv,
 ) -> Result<Value, Failure> {
-    let op = target.strip_prefix(TARGET_PREFIX).unwrap_or_default();
-    if !OPERATIONS.contains(&op) {
-        return Err(failure("UnknownOperationException", format!("Unknown operation {target:?}")));
-    }
-    let caller = app
-        .identity
-        .authenticate_sigv4(req, "secretsmanager", now_seconds())
-        .await
-        .map_err(|e| failure(e.exception(), e.message()))?;
-    let input: Value = if body.is_empty() {
-        json!({})
-    } else {
-        serde_json::from_slice(body).map_err(|e| failure("SerializationException", format!("invalid JSON: {e}")))?
-    };
-    if !input.is_object() {
-        return Err(failure("SerializationException", "the request body must be a JSON object"));
-    }
+    let op = operation(target, TARGET_PREFIX, &OPERATIONS)?;
+    let caller = caller(app, req, "secretsmanager").await?;
+    let input = Input::parse(body, "InvalidParameterException", |key| format!("You must provide {key}."))?;
     let sm = app.registry.secrets_manager(&caller.account_id, app.identity.region());
     let resource = match op {
         "ListSecrets" => "*".to_string(),
-        "CreateSecret" => sm.resource_arn(required(&input, "Name")?).await?,
-        _ => sm.resource_arn(required(&input, "SecretId")?).await?,
+        "CreateSecret" => sm.resource_arn(input.required("Name")?).await?,
+        _ => sm.resource_arn(input.required("SecretId")?).await?,
     };
     let action = format!("secretsmanager:{op}");
     let target = Target::Resource { arn: &resource, account: &caller.account_id };
     match app.authorizer.authorize(&caller, &action, target, &env).await {
         Ok(Ok(())) => {}
         Ok(Err(denied)) => return Err(failure("AccessDeniedException", denied.message)),
-        Err(e) => return Err(failure("InternalServiceError", e.to_string())),
+        Err(e) => return Err(internal("InternalServiceError", e.to_string())),
     }
     dispatch(&sm, op, &input).await
 }
 
-async fn dispatch(sm: &SecretsManager, op: &str, input: &Value) -> Result<Value, Failure> {
-    let token = text(input, "ClientRequestToken")?;
+async fn dispatch(sm: &SecretsManager, op: &str, input: &Input) -> Result<Value, Failure> {
+    let token = input.text("ClientRequestToken")?;
     Ok(match op {
         "CreateSecret" => {
             if input.get("AddReplicaRegions").is_some_and(|v| v.as_array().is_some_and(|a| !a.is_empty())) {
                 return Err(failure("InvalidParameterException", "Berth does not replicate secrets to other regions."));
             }
-            let tags = match input.get("Tags") {
-                None | Some(Value::Null) => Vec::new(),
-                Some(Value::Array(list)) => list
-                    .iter()
-                    .map(|t| match (t.get("Key").and_then(Value::as_str), t.get("Value").and_then(Value::as_str)) {
-                        (Some(k), Some(v)) => Ok((k.to_string(), v.to_string())),
-                        _ => Err(failure("InvalidParameterException", "Each tag needs a Key and a Value.")),
-                    })
-                    .collect::<Result<Vec<_>, _>>()?,
-                Some(_) => return Err(failure("InvalidParameterException", "Tags must be a list.")),
-            };
+            let tags = input.tags("Tags", "Key", "Value")?;
             let (secret, version) = sm
                 .create(
-                    required(input, "Name")?,
-                    text(input, "Description")?,
-                    text(input, "KmsKeyId")?,
+                    input.required("Name")?,
+                    input.text("Description")?,
+                    input.text("KmsKeyId")?,
                     value_of(input)?,
                     tags,
                     token,
@@ -214,7 +143,7 @@ async fn dispatch(sm: &SecretsManager, op: &str, input: &Value) -> Result<Value,
         }
         "GetSecretValue" => {
             let (secret, version, value) = sm
-                .get_value(required(input, "SecretId")?, text(input, "VersionId")?, text(input, "VersionStage")?)
+                .get_value(input.required("SecretId")?, input.text("VersionId")?, input.text("VersionStage")?)
                 .await?;
             let mut out = json!({
                 "ARN": secret.arn,
@@ -232,24 +161,12 @@ async fn dispatch(sm: &SecretsManager, op: &str, input: &Value) -> Result<Value,
             out
         }
         "PutSecretValue" => {
-            let stages = match input.get("VersionStages") {
-                None | Some(Value::Null) => None,
-                Some(Value::Array(list)) => Some(
-                    list.iter()
-                        .map(|s| {
-                            s.as_str()
-                                .map(str::to_string)
-                                .ok_or_else(|| failure("InvalidParameterException", "VersionStages must be strings."))
-                        })
-                        .collect::<Result<Vec<_>, _>>()?,
-                ),
-                Some(_) => return Err(failure("InvalidParameterException", "VersionStages must be a list.")),
-            };
+            let stages = input.strings("VersionStages")?;
             let (secret, version, stages) =
-                sm.put_value(required(input, "SecretId")?, token, value_of(input)?, stages).await?;
+                sm.put_value(input.required("SecretId")?, token, value_of(input)?, stages).await?;
             json!({"ARN": secret.arn, "Name": secret.name, "VersionId": version, "VersionStages": stages})
         }
-        "DescribeSecret" => describe_json(&sm.describe(required(input, "SecretId")?).await?, "VersionIdsToStages"),
+        "DescribeSecret" => describe_json(&sm.describe(input.required("SecretId")?).await?, "VersionIdsToStages"),
         "ListSecrets" => {
             let filters = match input.get("Filters") {
                 None | Some(Value::Null) => Vec::new(),
@@ -270,10 +187,10 @@ async fn dispatch(sm: &SecretsManager, op: &str, input: &Value) -> Result<Value,
             let req = ListRequest {
                 include_planned_deletion: input.get("IncludePlannedDeletion").and_then(Value::as_bool).unwrap_or(false),
                 filters,
-                descending: text(input, "SortOrder")? == Some("desc"),
-                sort_by: text(input, "SortBy")?.map(str::to_string),
+                descending: input.text("SortOrder")? == Some("desc"),
+                sort_by: input.text("SortBy")?.map(str::to_string),
                 max_results: input.get("MaxResults").and_then(Value::as_i64),
-                next_token: text(input, "NextToken")?.map(str::to_string),
+                next_token: input.text("NextToken")?.map(str::to_string),
             };
             let (page, next) = sm.list(&req).await?;
             let mut out = json!({"SecretList": page.iter().map(|s| describe_json(s, "SecretVersionsToStages")).collect::<Vec<_>>()});
@@ -285,10 +202,10 @@ async fn dispatch(sm: &SecretsManager, op: &str, input: &Value) -> Result<Value,
         "UpdateSecret" => {
             let (secret, version) = sm
                 .update(
-                    required(input, "SecretId")?,
+                    input.required("SecretId")?,
                     token,
-                    text(input, "Description")?,
-                    text(input, "KmsKeyId")?,
+                    input.text("Description")?,
+                    input.text("KmsKeyId")?,
                     value_of(input)?,
                 )
                 .await?;
@@ -299,19 +216,13 @@ async fn dispatch(sm: &SecretsManager, op: &str, input: &Value) -> Result<Value,
             out
         }
         "DeleteSecret" => {
-            let window =
-                match input.get("RecoveryWindowInDays") {
-                    None | Some(Value::Null) => None,
-                    Some(v) => Some(v.as_i64().ok_or_else(|| {
-                        failure("InvalidParameterException", "RecoveryWindowInDays must be a number.")
-                    })?),
-                };
+            let window = input.int("RecoveryWindowInDays")?;
             let force = input.get("ForceDeleteWithoutRecovery").and_then(Value::as_bool).unwrap_or(false);
-            let (secret, at) = sm.delete(required(input, "SecretId")?, window, force).await?;
+            let (secret, at) = sm.delete(input.required("SecretId")?, window, force).await?;
             json!({"ARN": secret.arn, "Name": secret.name, "DeletionDate": seconds(at)})
         }
         "RestoreSecret" => {
-            let secret = sm.restore(required(input, "SecretId")?).await?;
+            let secret = sm.restore(input.required("SecretId")?).await?;
             json!({"ARN": secret.arn, "Name": secret.name})
         }
         _ => return Err(failure("UnknownOperationException", format!("Unknown operation {op:?}"))),

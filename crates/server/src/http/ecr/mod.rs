@@ -145,12 +145,19 @@ pub async fn handle(State(app): State<AppState>, req: axum::extract::Request) ->
         return super::iam::handle(&app, &signed.request(&method, &uri), &bytes, env).await;
     }
     let target = headers.get("x-amz-target").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
-    if super::secretsmanager::is_secretsmanager_request(&headers) {
+    // The other AWS JSON 1.1 services on this port, told apart by their target prefix.
+    let kms = super::kms::is_kms_request(&headers);
+    if kms || super::secretsmanager::is_secretsmanager_request(&headers) {
         let Ok(bytes) = axum::body::to_bytes(body, MAX_BODY).await else {
             return EcrError::new("SerializationException", "request body too large or unreadable").into_response();
         };
         let signed = SignedParts::of(&headers, &uri, &bytes);
-        return super::secretsmanager::handle(&app, &signed.request(&method, &uri), &target, &bytes, env).await;
+        let req = signed.request(&method, &uri);
+        return if kms {
+            super::kms::handle(&app, &req, &target, &bytes, env).await
+        } else {
+            super::secretsmanager::handle(&app, &req, &target, &bytes, env).await
+        };
     }
     match serve(&app, &method, &uri, &headers, &target, body, env).await {
         Ok(v) => {
