@@ -88,10 +88,11 @@ def test_pagination_across_pages(berth):
 
 def test_settings_templates_and_tags(berth):
     ecr = berth.client()
+    key_arn = berth.client("kms").create_key()["KeyMetadata"]["Arn"]
     ecr.create_repository(
         repositoryName="conf/app",
         tags=[{"Key": "team", "Value": "core"}],
-        encryptionConfiguration={"encryptionType": "KMS", "kmsKey": "arn:aws:kms:us-east-1:123456789012:key/abc"},
+        encryptionConfiguration={"encryptionType": "KMS", "kmsKey": key_arn},
     )
     r = ecr.put_image_tag_mutability(
         repositoryName="conf/app",
@@ -103,7 +104,7 @@ def test_settings_templates_and_tags(berth):
     r = ecr.put_image_scanning_configuration(repositoryName="conf/app", imageScanningConfiguration={"scanOnPush": True})
     assert r["imageScanningConfiguration"] == {"scanOnPush": True}
     repo = ecr.describe_repositories(repositoryNames=["conf/app"])["repositories"][0]
-    assert repo["encryptionConfiguration"]["encryptionType"] == "KMS"
+    assert repo["encryptionConfiguration"] == {"encryptionType": "KMS", "kmsKey": key_arn}
     assert repo["imageScanningConfiguration"]["scanOnPush"] is True
     tags = ecr.list_tags_for_resource(resourceArn=repo["repositoryArn"])["tags"]
     assert tags == [{"Key": "team", "Value": "core"}]

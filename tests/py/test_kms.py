@@ -294,3 +294,93 @@ def test_key_material_is_sealed_under_the_master_keyring(berth):
     for material_id, sealed in rows:
         assert sealed.startswith("sealed:v")
         assert len(unseal(os.path.join(berth.data_dir, "data"), "kms-key-material", f"{key_id}/{material_id}", sealed)) == 32
+
+
+def test_create_repository_with_a_kms_key_grants_ecr_its_use(berth):
+    k, ecr = berth.client("kms"), berth.client()
+    key = k.create_key(Description="repos")["KeyMetadata"]
+    k.create_alias(AliasName="alias/repos", TargetKeyId=key["KeyId"])
+
+    p = berth.aws("ecr", "create-repository", "--repository-name", "enc",
+                  "--encryption-configuration", "encryptionType=KMS,kmsKey=alias/repos")
+    created = json.loads(p.stdout)["repository"]
+    assert created["encryptionConfiguration"] == {"encryptionType": "KMS", "kmsKey": key["Arn"]}, "the key's ARN"
+    described = ecr.describe_repositories(repositoryNames=["enc"])["repositories"][0]
+    assert described["encryptionConfiguration"] == {"encryptionType": "KMS", "kmsKey": key["Arn"]}
+    grants = k.list_grants(KeyId=key["KeyId"])["Grants"]
+    assert len(grants) == 1 and grants[0]["GranteePrincipal"] == f"ecr.{REGION}.amazonaws.com"
+    assert {"Decrypt", "GenerateDataKey", "DescribeKey"} <= set(grants[0]["Operations"])
+
+    # The same name again: refused, and no second grant.
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        ecr.create_repository(repositoryName="enc", encryptionConfiguration={"encryptionType": "KMS", "kmsKey": key["Arn"]})
+    assert error_code(e) == "RepositoryAlreadyExistsException"
+    assert len(k.list_grants(KeyId=key["KeyId"])["Grants"]) == 1
+
+    dsse = ecr.create_repository(repositoryName="dsse", encryptionConfiguration={
+        "encryptionType": "KMS_DSSE", "kmsKey": key["KeyId"]})["repository"]
+    assert dsse["encryptionConfiguration"] == {"encryptionType": "KMS_DSSE", "kmsKey": key["Arn"]}
+    assert len(k.list_grants(KeyId=key["KeyId"])["Grants"]) == 2
+
+    ecr.delete_repository(repositoryName="enc")
+    ecr.delete_repository(repositoryName="dsse")
+    assert k.list_grants(KeyId=key["KeyId"])["Grants"] == [], "DeleteRepository retires ECR's grants"
+
+    # KMS without a key: the account's AWS-managed alias/aws/ecr, made on first use.
+    default = ecr.create_repository(repositoryName="default-key", encryptionConfiguration={"encryptionType": "KMS"})
+    managed = k.describe_key(KeyId="alias/aws/ecr")["KeyMetadata"]
+    assert managed["KeyManager"] == "AWS"
+    assert default["repository"]["encryptionConfiguration"] == {"encryptionType": "KMS", "kmsKey": managed["Arn"]}
+    plain = ecr.create_repository(repositoryName="plain")["repository"]
+    assert plain["encryptionConfiguration"] == {"encryptionType": "AES256"}
+
+
+def kms_exception(e):
+    assert error_code(e) == "KmsException", e.value.response
+    return e.value.response.get("kmsError")
+
+
+def test_create_repository_refuses_with_kms_exception(berth):
+    k, ecr = berth.client("kms"), berth.client()
+    key = k.create_key()["KeyMetadata"]
+
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        ecr.create_repository(repositoryName="app-a", encryptionConfiguration={
+            "encryptionType": "KMS", "kmsKey": "alias/none"})
+    assert kms_exception(e) == "NotFoundException"
+    k.disable_key(KeyId=key["KeyId"])
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        ecr.create_repository(repositoryName="app-a", encryptionConfiguration={
+            "encryptionType": "KMS", "kmsKey": key["KeyId"]})
+    assert kms_exception(e) == "DisabledException"
+    assert key["Arn"] in e.value.response["Error"]["Message"]
+    k.enable_key(KeyId=key["KeyId"])
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        ecr.create_repository(repositoryName="app-a", encryptionConfiguration={
+            "encryptionType": "AES256", "kmsKey": key["KeyId"]})
+    assert error_code(e) == "InvalidParameterException"
+
+    # The creator needs kms:DescribeKey, kms:CreateGrant and kms:RetireGrant on the key.
+    ecr_only = {"Effect": "Allow", "Action": ["ecr:CreateRepository", "ecr:DescribeRepositories"], "Resource": "*"}
+    no_grant = berth.client("ecr", *berth.create_user("no-grant", policy={"Version": "2012-10-17", "Statement": [
+        ecr_only, {"Effect": "Allow", "Action": ["kms:DescribeKey", "kms:RetireGrant"], "Resource": key["Arn"]}]}))
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        no_grant.create_repository(repositoryName="app-a", encryptionConfiguration={
+            "encryptionType": "KMS", "kmsKey": key["Arn"]})
+    assert kms_exception(e) == "AccessDeniedException"
+    assert "kms:CreateGrant" in e.value.response["Error"]["Message"]
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        ecr.describe_repositories(repositoryNames=["app-a"])
+    assert error_code(e) == "RepositoryNotFoundException", "nothing was created"
+    assert k.list_grants(KeyId=key["KeyId"])["Grants"] == []
+
+    granting = berth.client("ecr", *berth.create_user("granting", policy={"Version": "2012-10-17", "Statement": [
+        ecr_only, {"Effect": "Allow", "Action": ["kms:DescribeKey", "kms:CreateGrant", "kms:RetireGrant"],
+                   "Resource": key["Arn"]}]}))
+    made = granting.create_repository(repositoryName="app-a", encryptionConfiguration={
+        "encryptionType": "KMS", "kmsKey": key["Arn"]})["repository"]
+    assert made["encryptionConfiguration"]["kmsKey"] == key["Arn"]
+
+    # The AWS-managed key lets the account's principals use it through ECR without any kms:
+    # permission of their own.
+    assert no_grant.create_repository(repositoryName="app-b", encryptionConfiguration={"encryptionType": "KMS"})

@@ -207,8 +207,7 @@ impl Authorizer {
 
     /// The ARN of a repository, by its key (see `repositories::repository_key`).
     pub fn repository_arn(&self, key: &str) -> String {
-        let (account, name) = crate::repositories::split_repository_key(&self.account_id, key);
-        format!("arn:aws:ecr:{}:{account}:repository/{name}", self.region)
+        crate::repositories::repository_arn(&self.account_id, &self.region, key)
     }
 
     async fn identity_policies(&self, principal_id: &str) -> Result<Docs, MetaError> {

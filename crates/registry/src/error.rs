@@ -74,6 +74,9 @@ pub enum RegistryError {
     SecretInaccessible(String),
     /// The secret cannot be opened, or does not hold a credential.
     SecretUndecryptable(String),
+    /// The repository's KMS key refused: missing, disabled, pending deletion, or the caller may
+    /// not use it (ECR's `KmsException`, whose `kmsError` is KMS's exception name).
+    Kms(crate::kms::KmsError),
     /// A fill could not get what it needed from the upstream.
     Upstream {
         failure: crate::pull_through::UpstreamFailure,
@@ -265,6 +268,7 @@ impl std::fmt::Display for RegistryError {
                 f.write_str(m)
             }
             Upstream { message, .. } => f.write_str(message),
+            Kms(e) => write!(f, "{e}"),
             BlobNotFound { .. } => f.write_str("blob unknown to registry"),
             UploadNotFound { .. } => f.write_str("blob upload unknown to registry"),
             UploadInterrupted(m) => write!(f, "upload interrupted: {m}"),

@@ -350,7 +350,7 @@ pub(crate) mod tests {
     }
 
     async fn repository(registry: &Registry, name: &str) {
-        registry.create_repository(name, &RepositorySettings::default(), &[]).await.unwrap();
+        registry.create_repository(name, &RepositorySettings::default(), &[], None).await.unwrap();
     }
 
     #[tokio::test]

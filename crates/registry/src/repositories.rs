@@ -225,7 +225,7 @@ impl Registry {
         let Some((_, spec)) = template_for(&templates, name, "CREATE_ON_PUSH") else {
             return Err(RegistryError::RepositoryNotFound { name: name.to_string() });
         };
-        match self.create_repository(name, &spec.settings(), &spec.resource_tags).await {
+        match self.create_repository(name, &spec.settings(), &spec.resource_tags, None).await {
             Ok(r) => {
                 tracing::info!(repository = name, "created on push from a creation template");
                 Ok(r)
@@ -252,21 +252,53 @@ impl Registry {
         name: &str,
         settings: &RepositorySettings,
         tags: &[ResourceTag],
+        creator: Option<&crate::kms::KmsCaller<'_>>,
     ) -> Result<Repository, RegistryError> {
         check_resource_tags(tags)?;
         let tags: Vec<(String, String)> = tags.iter().map(|t| (t.key.clone(), t.value.clone())).collect();
-        self.meta().create_repository(name, settings, &tags).await.map_err(|e| match e {
+        let mut settings = settings.clone();
+        let arn = self.repository_arn(name);
+        if settings.encryption_type != EncryptionType::Aes256 {
+            if self.meta().repository(name).await?.is_some() {
+                return Err(RegistryError::RepositoryAlreadyExists { name: name.to_string() });
+            }
+            // As ECR does: the key is resolved and ECR granted its use before the repository
+            // exists, and the repository records the key's ARN whatever named it.
+            let account = split_repository_key(self.registry_id(), name).0;
+            let key = self
+                .kms()
+                .grant_to_ecr(creator, account, settings.kms_key.as_deref(), &arn)
+                .await
+                .map_err(RegistryError::Kms)?;
+            settings.kms_key = Some(key.arn);
+        }
+        let created = self.meta().create_repository(name, &settings, &tags).await.map_err(|e| match e {
             MetaError::RepositoryAlreadyExists => RegistryError::RepositoryAlreadyExists { name: name.to_string() },
             other => other.into(),
-        })
+        });
+        if created.is_err()
+            && let Some(key) = &settings.kms_key
+            && let Err(e) = self.kms().retire_ecr_grant(key, &arn).await
+        {
+            tracing::warn!(repository = name, error = %e, "could not retire the KMS grant of a repository not created");
+        }
+        created
     }
 
     /// Deletes a repository; one that holds images only with `force`.
     pub async fn delete_repository(&self, name: &str, force: bool) -> Result<Repository, RegistryError> {
-        self.meta().delete_repository(name, force).await.map_err(|e| match e {
+        let deleted = self.meta().delete_repository(name, force).await.map_err(|e| match e {
             MetaError::RepositoryNotEmpty => RegistryError::RepositoryNotEmpty { name: name.to_string() },
             other => RegistryError::in_repository(name)(other),
-        })
+        })?;
+        // ECR's grant on the key goes with the repository. The repository is gone either way:
+        // a grant left behind only lets Berth use a key for data nothing references.
+        if let Some(key) = &deleted.settings.kms_key
+            && let Err(e) = self.kms().retire_ecr_grant(key, &self.repository_arn(name)).await
+        {
+            tracing::warn!(repository = name, error = %e, "could not retire the deleted repository's KMS grant");
+        }
+        Ok(deleted)
     }
 
     /// Changes a repository's settings with `change` and stores them.
@@ -542,6 +574,12 @@ pub fn split_repository_key<'a>(default_account: &'a str, key: &'a str) -> (&'a 
     }
 }
 
+/// The ARN of the repository with key `key`, in `region`.
+pub fn repository_arn(default_account: &str, region: &str, key: &str) -> String {
+    let (account, name) = split_repository_key(default_account, key);
+    format!("arn:aws:ecr:{region}:{account}:repository/{name}")
+}
+
 /// Whether `key` is a repository of `account`.
 pub fn key_in_account(default_account: &str, account: &str, key: &str) -> bool {
     split_repository_key(default_account, key).0 == account
@@ -601,21 +639,48 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_kms_repository_records_its_key_and_grants_ecr_for_its_lifetime() {
+        let (_dir, registry) = crate::test_registry().await;
+        let settings = RepositorySettings { encryption_type: EncryptionType::Kms, ..RepositorySettings::default() };
+        // No key named: the account's alias/aws/ecr, made on first use.
+        let r = registry.create_repository("app", &settings, &[], None).await.unwrap();
+        let key = r.settings.kms_key.clone().expect("the key's ARN is recorded");
+        assert!(key.starts_with("arn:aws:kms:us-east-1:111111111111:key/"), "{key}");
+        let key_id = key.rsplit_once("/").unwrap().1.to_string();
+        let grants = registry.meta().kms_grants(&key_id).await.unwrap();
+        assert_eq!(grants.len(), 1);
+        assert_eq!(grants[0].grantee_principal, "ecr.us-east-1.amazonaws.com");
+        // A second repository on the same key has a grant of its own; deleting one retires only its.
+        let second = registry.create_repository("other", &settings, &[], None).await.unwrap();
+        assert_eq!(second.settings.kms_key.as_deref(), Some(key.as_str()));
+        assert_eq!(registry.meta().kms_grants(&key_id).await.unwrap().len(), 2);
+        registry.delete_repository("app", false).await.unwrap();
+        assert_eq!(registry.meta().kms_grants(&key_id).await.unwrap().len(), 1);
+        // A key that does not exist is KMS's refusal, and nothing is created.
+        let missing = RepositorySettings { kms_key: Some("alias/none".into()), ..settings.clone() };
+        assert!(matches!(
+            registry.create_repository("third", &missing, &[], None).await,
+            Err(RegistryError::Kms(crate::kms::KmsError::NotFound(_)))
+        ));
+        assert!(registry.find_repository("third").await.unwrap().is_none());
+    }
+
+    #[tokio::test]
     async fn create_repository_is_the_path_create_on_push_takes() {
         let (_dir, registry) = crate::test_registry().await;
         let settings = RepositorySettings::default();
-        registry.create_repository("app", &settings, &tags(2, "k")).await.unwrap();
+        registry.create_repository("app", &settings, &tags(2, "k"), None).await.unwrap();
         assert!(matches!(
-            registry.create_repository("app", &settings, &[]).await,
+            registry.create_repository("app", &settings, &[], None).await,
             Err(RegistryError::RepositoryAlreadyExists { name }) if name == "app"
         ));
         assert!(matches!(
-            registry.create_repository("many", &settings, &tags(51, "k")).await,
+            registry.create_repository("many", &settings, &tags(51, "k"), None).await,
             Err(RegistryError::TooManyTags)
         ));
         let bad = [ResourceTag { key: "aws:reserved".into(), value: String::new() }];
         assert!(matches!(
-            registry.create_repository("bad", &settings, &bad).await,
+            registry.create_repository("bad", &settings, &bad, None).await,
             Err(RegistryError::InvalidResourceTag(_))
         ));
         // A push creates a repository only from a CREATE_ON_PUSH template, with its settings and tags.
@@ -640,7 +705,7 @@ mod tests {
     #[tokio::test]
     async fn a_repository_keeps_at_most_fifty_resource_tags() {
         let (_dir, registry) = crate::test_registry().await;
-        registry.create_repository("app", &RepositorySettings::default(), &tags(49, "k")).await.unwrap();
+        registry.create_repository("app", &RepositorySettings::default(), &tags(49, "k"), None).await.unwrap();
         // Replacing existing keys adds none.
         registry.tag_repository("app", &tags(49, "k")).await.unwrap();
         assert!(matches!(registry.tag_repository("app", &tags(2, "new")).await, Err(RegistryError::TooManyTags)));
@@ -693,7 +758,7 @@ mod tests {
     #[tokio::test]
     async fn a_repository_with_images_is_deleted_only_by_force() {
         let (_dir, registry) = crate::test_registry().await;
-        registry.create_repository("app", &RepositorySettings::default(), &[]).await.unwrap();
+        registry.create_repository("app", &RepositorySettings::default(), &[], None).await.unwrap();
         let manifest = crate::images::tests::image_manifest(&registry, "app", b"layer").await;
         registry.put_image("app", manifest, None, Some("v1"), None).await.unwrap();
         assert!(matches!(

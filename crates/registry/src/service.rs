@@ -33,6 +33,8 @@ pub struct Registry {
     commit_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// The 12-digit account id this registry serves.
     registry_id: String,
+    /// The region in its ARNs (repositories, KMS keys).
+    region: String,
     /// Wakes the scan queue's worker when a scan is requested or finishes.
     scan_wakeup: Arc<tokio::sync::Notify>,
     scan_settings: crate::scan::ScanSettings,
@@ -61,6 +63,9 @@ pub enum BlobGet {
     Redirect(String),
     Serve { digest: Digest, size: u64 },
 }
+
+/// The region of a registry whose region is not configured.
+const DEFAULT_REGION: &str = "us-east-1";
 
 /// How long a blob GET's redirect to storage stays valid: long enough for a slow layer
 /// download to start, short enough that a leaked URL soon stops working.
@@ -172,6 +177,7 @@ impl Registry {
             pulls_recorded: Mutex::new(HashMap::new()),
             commit_locks: Mutex::new(HashMap::new()),
             registry_id,
+            region: DEFAULT_REGION.to_string(),
             scan_wakeup: Arc::new(tokio::sync::Notify::new()),
             scan_settings: crate::scan::ScanSettings::default(),
             master_keys,
@@ -179,6 +185,21 @@ impl Registry {
                 .expect("an HTTP client without extra CA certificates builds"),
             cache: Default::default(),
         }
+    }
+
+    /// The region in the registry's ARNs (`us-east-1` unless set).
+    pub fn with_region(mut self, region: &str) -> Self {
+        self.region = region.to_string();
+        self
+    }
+
+    pub fn region(&self) -> &str {
+        &self.region
+    }
+
+    /// The ARN of a repository, by its key (see `repositories::repository_key`).
+    pub fn repository_arn(&self, key: &str) -> String {
+        crate::repositories::repository_arn(&self.registry_id, &self.region, key)
     }
 
     /// The pull-through cache's upstream settings (`[pull_through]`).
@@ -885,7 +906,7 @@ mod tests {
     async fn bytes_never_acknowledged_are_cut_off() {
         let (_dir, registry) = crate::test_registry().await;
         let settings = berth_meta::RepositorySettings::default();
-        registry.create_repository("app", &settings, &[]).await.unwrap();
+        registry.create_repository("app", &settings, &[], None).await.unwrap();
         let id = registry.start_upload("app", None).await.unwrap();
         registry.append_upload("app", &id, None, None, body(b"kept ")).await.unwrap();
         let state = UploadState::default();

@@ -260,7 +260,7 @@ mod tests {
     async fn policies_are_found_or_named_missing() {
         let (_dir, registry) = crate::test_registry().await;
         let settings = berth_meta::RepositorySettings::default();
-        registry.create_repository("app", &settings, &[]).await.unwrap();
+        registry.create_repository("app", &settings, &[], None).await.unwrap();
         assert!(
             matches!(registry.repository_policy("app").await, Err(RegistryError::RepositoryPolicyNotFound { name }) if name == "app")
         );

@@ -145,6 +145,7 @@ pub(crate) async fn open_registry(config: &Config) -> anyhow::Result<(Registry, 
         announce_root_key(config, identity.account_id(), &key)?;
     }
     let registry = Registry::new(meta, blobs, identity.account_id().to_string(), keys)
+        .with_region(identity.region())
         .with_scan_settings(scan_settings(config)?)
         .with_upstream_settings(&upstream_settings(config)?)
         .map_err(|e| anyhow::anyhow!("pull_through_ca_bundle: {e}"))?;

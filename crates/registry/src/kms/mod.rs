@@ -200,10 +200,22 @@ pub struct Kms {
 }
 
 impl crate::Registry {
-    /// The KMS of `region` (the keys' ARNs' region).
-    pub fn kms(&self, region: &str) -> Kms {
-        Kms { meta: self.meta().clone(), keys: self.master_keys.clone(), region: region.to_string() }
+    /// The KMS of the registry's region.
+    pub fn kms(&self) -> Kms {
+        Kms { meta: self.meta().clone(), keys: self.master_keys.clone(), region: self.region().to_string() }
     }
+}
+
+/// What ECR's grant on a repository's key lets it do: seal and open the repository's data keys
+/// and look at the key.
+const ECR_GRANT_OPERATIONS: [&str; 6] =
+    ["Decrypt", "Encrypt", "GenerateDataKey", "GenerateDataKeyWithoutPlaintext", "DescribeKey", "RetireGrant"];
+
+/// The name of ECR's grant for one repository: grant names take `[a-zA-Z0-9:/_-]`, so the
+/// repository's ARN is named by its hash.
+fn ecr_grant_name(repository_arn: &str) -> String {
+    use sha2::Digest as _;
+    format!("ecr-repository-{}", &hex::encode(sha2::Sha256::digest(repository_arn.as_bytes()))[..32])
 }
 
 fn key_target(key: &KmsKey) -> KeyTarget<'_> {
@@ -393,6 +405,82 @@ impl Kms {
             Some(r) => self.resolve(account, r, true).await,
             None => self.managed_key(account, "ecr").await,
         }
+    }
+
+    /// The principal ECR's grants name, which is also the `kms:ViaService` of the calls ECR
+    /// makes to KMS for a caller.
+    pub fn ecr_principal(&self) -> String {
+        format!("ecr.{}.amazonaws.com", self.region)
+    }
+
+    /// What `CreateRepository` does with a KMS key: resolves it in `account` (`alias/aws/ecr`
+    /// when none is named, made on first use), checks that the creator may describe it and
+    /// create and retire grants on it through ECR, and grants ECR the use of it for the
+    /// repository. `creator` is `None` when ECR creates the repository itself (from a
+    /// creation template). Returns the key; its grant is retired by [`Kms::retire_ecr_grant`].
+    pub async fn grant_to_ecr(
+        &self,
+        creator: Option<&KmsCaller<'_>>,
+        account: &str,
+        key_ref: Option<&str>,
+        repository_arn: &str,
+    ) -> Result<KmsKey> {
+        let key = self.ecr_key(account, key_ref).await?;
+        let principal = self.ecr_principal();
+        if let Some(c) = creator {
+            let via_ecr = KmsCaller {
+                authorizer: c.authorizer,
+                caller: c.caller,
+                env: c.env,
+                via_service: Some(principal.clone()),
+            };
+            for op in ["DescribeKey", "CreateGrant", "RetireGrant"] {
+                let extra = match op {
+                    "CreateGrant" => vec![
+                        ("kms:GrantOperations".to_string(), ECR_GRANT_OPERATIONS.map(str::to_string).to_vec()),
+                        ("kms:GranteePrincipal".to_string(), vec![principal.clone()]),
+                        ("kms:GrantIsForAWSResource".to_string(), vec!["true".to_string()]),
+                    ],
+                    _ => Vec::new(),
+                };
+                self.authorize(&via_ecr, op, &key, &EncryptionContext::new(), extra).await?;
+            }
+        }
+        if let Some(e) = unusable(&key) {
+            return Err(e);
+        }
+        let name = ecr_grant_name(repository_arn);
+        if !self.meta.kms_grants(&key.key_id).await?.iter().any(|g| g.name.as_deref() == Some(name.as_str())) {
+            let grant_id = random_hex(32);
+            self.meta
+                .create_kms_grant(&KmsGrant {
+                    grant_token: format!("{}.{grant_id}.{}", key.key_id, random_hex(16)),
+                    grant_id,
+                    key_id: key.key_id.clone(),
+                    name: Some(name),
+                    grantee_principal: principal.clone(),
+                    retiring_principal: Some(principal),
+                    operations: ECR_GRANT_OPERATIONS.map(str::to_string).to_vec(),
+                    constraints: None,
+                    issuing_account: format!("arn:aws:iam::{}:root", key.account_id),
+                    created_at: now_ms(),
+                })
+                .await?;
+        }
+        Ok(key)
+    }
+
+    /// Retires ECR's grant for a repository (deleted, or never created after all). A key that
+    /// is gone has no grant left to retire.
+    pub async fn retire_ecr_grant(&self, key_arn: &str, repository_arn: &str) -> Result<()> {
+        let Some(key_id) = key_arn.rsplit_once(":key/").map(|(_, id)| id) else { return Ok(()) };
+        let name = ecr_grant_name(repository_arn);
+        for g in self.meta.kms_grants(key_id).await? {
+            if g.name.as_deref() == Some(name.as_str()) && g.grantee_principal == self.ecr_principal() {
+                self.meta.delete_kms_grant(&g.grant_id).await?;
+            }
+        }
+        Ok(())
     }
 
     async fn store_new_key(

@@ -43,7 +43,7 @@ fn ctx(pairs: &[(&str, &str)]) -> EncryptionContext {
 async fn ciphertexts_open_under_their_key_and_context_only() {
     let (_dir, registry) = test_registry().await;
     let (kms, authz, env, root) =
-        (registry.kms("us-east-1"), registry.authorizer("us-east-1"), RequestEnv::default(), root(ACCOUNT));
+        (registry.kms(), registry.authorizer("us-east-1"), RequestEnv::default(), root(ACCOUNT));
     let w = who(&authz, &root, &env);
     let key = kms.create_key(&w, NewKey::default()).await.unwrap();
     let other = kms.create_key(&w, NewKey::default()).await.unwrap();
@@ -75,7 +75,7 @@ async fn ciphertexts_open_under_their_key_and_context_only() {
 async fn rotation_keeps_old_material_and_states_gate_use() {
     let (_dir, registry) = test_registry().await;
     let (kms, authz, env, root) =
-        (registry.kms("us-east-1"), registry.authorizer("us-east-1"), RequestEnv::default(), root(ACCOUNT));
+        (registry.kms(), registry.authorizer("us-east-1"), RequestEnv::default(), root(ACCOUNT));
     let w = who(&authz, &root, &env);
     let key = kms.create_key(&w, NewKey::default()).await.unwrap();
     let (_, before) = kms.encrypt(&w, &key.key_id, b"old", &ctx(&[]), None, false).await.unwrap();
@@ -106,7 +106,7 @@ async fn rotation_keeps_old_material_and_states_gate_use() {
 #[tokio::test]
 async fn the_key_policy_decides_even_for_the_root_and_grants_add_to_it() {
     let (_dir, registry) = test_registry().await;
-    let (kms, authz, env) = (registry.kms("us-east-1"), registry.authorizer("us-east-1"), RequestEnv::default());
+    let (kms, authz, env) = (registry.kms(), registry.authorizer("us-east-1"), RequestEnv::default());
     let (root_a, alice, root_b) = (root(ACCOUNT), user(ACCOUNT, "alice"), root(OTHER));
     let w = who(&authz, &root_a, &env);
     let key = kms.create_key(&w, NewKey::default()).await.unwrap();
@@ -173,7 +173,7 @@ async fn the_key_policy_decides_even_for_the_root_and_grants_add_to_it() {
 async fn aliases_name_keys_and_the_ecr_key_is_made_on_first_use() {
     let (_dir, registry) = test_registry().await;
     let (kms, authz, env, root) =
-        (registry.kms("us-east-1"), registry.authorizer("us-east-1"), RequestEnv::default(), root(ACCOUNT));
+        (registry.kms(), registry.authorizer("us-east-1"), RequestEnv::default(), root(ACCOUNT));
     let w = who(&authz, &root, &env);
     let key = kms.create_key(&w, NewKey::default()).await.unwrap();
     kms.create_alias(&w, "alias/team", &key.key_id).await.unwrap();

@@ -794,7 +794,7 @@ impl Registry {
             Some((_, spec)) => (spec.settings(), spec.resource_tags.clone()),
             None => (RepositorySettings::default(), Vec::new()),
         };
-        match self.create_repository(name, &settings, &tags).await {
+        match self.create_repository(name, &settings, &tags, None).await {
             Ok(_) => {
                 tracing::info!(repository = name, "created for the pull-through cache");
                 Ok(())

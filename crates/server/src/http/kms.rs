@@ -85,7 +85,7 @@ async fn serve(
     let op = operation(target, TARGET_PREFIX, &OPERATIONS)?;
     let caller = caller(app, req, "kms").await?;
     let input = Input::parse(body, "ValidationException", missing)?;
-    let kms = app.registry.kms(app.identity.region());
+    let kms = app.registry.kms();
     let who = KmsCaller { authorizer: &app.authorizer, caller: &caller, env: &env, via_service: None };
     dispatch(&kms, &who, op, &input).await
 }

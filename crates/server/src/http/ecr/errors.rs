@@ -36,6 +36,7 @@ pub fn exception(e: RegistryError, registry_id: &str) -> EcrError {
         SecretNotFound(m) => ("SecretNotFoundException", m),
         SecretInaccessible(m) => ("UnableToAccessSecretException", m),
         SecretUndecryptable(m) => ("UnableToDecryptSecretValueException", m),
+        Kms(e) => return EcrError::Kms { kms_error: e.code(), message },
         Upstream { message, .. } => ("UnableToGetUpstreamImageException", message),
         TemplateNotFound { .. } => ("TemplateNotFoundException", message),
         TemplateAlreadyExists { .. } => ("TemplateAlreadyExistsException", message),

@@ -43,7 +43,16 @@ const MAX_BODY: usize = 32 * 1024 * 1024;
 /// errors on with `?`.
 #[derive(Debug)]
 pub enum EcrError {
-    Exception { kind: &'static str, message: String, status: StatusCode },
+    Exception {
+        kind: &'static str,
+        message: String,
+        status: StatusCode,
+    },
+    /// `KmsException`, which also names KMS's own exception (`kmsError`).
+    Kms {
+        kms_error: &'static str,
+        message: String,
+    },
     Registry(RegistryError),
 }
 
@@ -96,19 +105,24 @@ impl From<berth_meta::MetaError> for EcrError {
 
 /// The body of an ECR error answer.
 #[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 struct ErrorBody<'a> {
     #[serde(rename = "__type")]
     kind: &'a str,
     message: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    kms_error: Option<&'a str>,
 }
 
 impl IntoResponse for EcrError {
     fn into_response(self) -> Response {
         // Worded by `serve`; a refusal met before the registry is known names the default one.
-        let EcrError::Exception { kind, message, status } = self.worded("") else {
-            unreachable!("worded errors are exceptions")
+        let (kind, message, status, kms_error) = match self.worded("") {
+            EcrError::Exception { kind, message, status } => (kind, message, status, None),
+            EcrError::Kms { kms_error, message } => ("KmsException", message, StatusCode::BAD_REQUEST, Some(kms_error)),
+            EcrError::Registry(_) => unreachable!("worded errors are exceptions"),
         };
-        let body = serde_json::to_string(&ErrorBody { kind, message: &message }).expect("errors serialize");
+        let body = serde_json::to_string(&ErrorBody { kind, message: &message, kms_error }).expect("errors serialize");
         let mut r = (status, [(header::CONTENT_TYPE, CONTENT_TYPE)], body).into_response();
         r.headers_mut().insert("x-amzn-errortype", HeaderValue::from_static(kind));
         r

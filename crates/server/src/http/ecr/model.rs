@@ -229,6 +229,7 @@ mod tests {
         validate(op, &input).err().map(|e| match e {
             EcrError::Exception { kind, message, .. } => (kind, message),
             EcrError::Registry(e) => panic!("model validation raised a registry error: {e}"),
+            EcrError::Kms { message, .. } => panic!("model validation raised a KMS error: {message}"),
         })
     }
 

@@ -2,6 +2,7 @@
 //! settings, and resource tags.
 
 use berth_meta::RepositorySettings;
+use berth_registry::kms::KmsCaller;
 use berth_registry::repositories::{
     EncryptionConfiguration, ExclusionFilter, ResourceTag, encryption_settings, tag_mutability_rule,
 };
@@ -52,7 +53,8 @@ pub(super) async fn create_repository(
         pull_block_severity: None,
     };
     let tags = input.tags.unwrap_or_default();
-    let r = ctx.app.registry.create_repository(&input.repository_name, &settings, &tags).await?;
+    let creator = KmsCaller { authorizer: &ctx.app.authorizer, caller: &ctx.caller, env: &ctx.env, via_service: None };
+    let r = ctx.app.registry.create_repository(&input.repository_name, &settings, &tags, Some(&creator)).await?;
     Ok(RepositoryOutput { repository: ctx.repository_shape(&r) })
 }
 

@@ -21,6 +21,8 @@ pub fn error_response(err: RegistryError, ns: &Namespace) -> Response {
         DigestInvalid(_) | ManifestDigestMismatch { .. } => (ErrorCode::DigestInvalid, None),
         TagInvalid(_) => (ErrorCode::TagInvalid, None),
         Denied(_) => (ErrorCode::Denied, None),
+        // The message names the key (its ARN) and what KMS said.
+        Kms(e) => (ErrorCode::Denied, Some(json!({ "kmsError": e.code() }))),
         // A pull-through fill the upstream failed: refused, rate-limited, or unavailable.
         Upstream { failure, .. } => match failure {
             UpstreamFailure::AccessDenied => (ErrorCode::Denied, Some(json!({ "upstream": failure.code() }))),
