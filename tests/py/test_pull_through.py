@@ -85,7 +85,22 @@ class ReferenceRegistry:
         self.log.close()
 
 
-class TokenService:
+class LoopbackServer:
+    """A small HTTP server on a free loopback port, serving `handler` from a thread until
+    `stop`."""
+
+    def _serve(self, handler):
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.port = self.server.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class TokenService(LoopbackServer):
     """A token service working as Docker Hub's does (the distribution token spec): GET
     `/token?service=…&scope=repository:<name>:<actions>` with Basic credentials answers a JWT
     (ES256, its certificate in the `x5c` header) granting the scopes asked for, which the
@@ -164,16 +179,12 @@ class TokenService:
                 # No OAuth2 form flow here: clients fall back to GET with Basic credentials.
                 self.reply(404, b"{}")
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.realm = f"http://127.0.0.1:{self.server.server_address[1]}/token"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def stop(self):
-        self.server.shutdown()
-        self.server.server_close()
+        self._serve(Handler)
+        self.realm = f"{self.url}/token"
 
 
-class TokenRegistry:
+
+class TokenRegistry(LoopbackServer):
     """A registry front that authenticates as Docker Hub does: `/v2/` answers 401 with
     `WWW-Authenticate: Bearer realm=…,service=…`, and the realm hands out a token for valid
     Basic credentials (or an anonymous one when `anonymous` is set)."""
@@ -214,14 +225,8 @@ class TokenRegistry:
                     return self.reply(401, b'{"errors":[{"code":"UNAUTHORIZED"}]}', [("WWW-Authenticate", challenge)])
                 return self.reply(404)
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self._serve(Handler)
 
-    def stop(self):
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture
@@ -1008,7 +1013,7 @@ def test_a_multi_arch_image_through_the_cache_with_skopeo_copy_all(berth, upstre
     assert {i["imageDigest"] for i in ids} == {index, *children}, ids
 
 
-class RateLimitedRegistry:
+class RateLimitedRegistry(LoopbackServer):
     """An upstream that answers `/v2/` and then only 429 Too Many Requests, as Docker Hub does
     past its pull limit."""
 
@@ -1029,13 +1034,8 @@ class RateLimitedRegistry:
 
             do_HEAD = do_GET
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self._serve(Handler)
 
-    def stop(self):
-        self.server.shutdown()
-        self.server.server_close()
 
 
 def test_a_rate_limited_upstream_is_reported_as_such(berth):

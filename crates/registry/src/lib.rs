@@ -6,6 +6,7 @@
 //! reached only through the storage role traits, which stay private to this crate.
 
 pub mod authz;
+pub mod blob_cipher;
 mod error;
 mod fsck;
 mod gc;

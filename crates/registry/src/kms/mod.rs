@@ -1237,9 +1237,89 @@ impl Kms {
         if dry_run {
             return Err(KmsError::DryRun);
         }
-        let material = self.material(&key, &ct.material_id).await?.ok_or_else(invalid)?;
-        let plaintext = berth_envelope::unwrap(&material, &ct.aad(context), ct.sealed).map_err(|_| invalid())?;
+        let plaintext = self.open(&key, &ct, context).await?;
         Ok(Decrypted { key_arn: key.arn, material_id: ct.material_id, plaintext })
+    }
+
+    /// Opens a parsed ciphertext under `key`, which it must name.
+    async fn open(&self, key: &KmsKey, ct: &Ciphertext<'_>, context: &EncryptionContext) -> Result<Vec<u8>> {
+        let invalid = || KmsError::InvalidCiphertext(String::new());
+        if ct.key_id.to_string() != key.key_id {
+            return Err(invalid());
+        }
+        let material = self.material(key, &ct.material_id).await?.ok_or_else(invalid)?;
+        berth_envelope::unwrap(&material, &ct.aad(context), ct.sealed).map_err(|_| invalid())
+    }
+
+    /// The key a key ARN names, if it exists.
+    async fn key_by_arn(&self, key_arn: &str) -> Result<KmsKey> {
+        let key_id = key_arn.rsplit_once(":key/").map(|(_, id)| id).ok_or_else(|| not_found(key_arn))?;
+        self.key_by_id(key_id).await?.ok_or_else(|| not_found(key_arn))
+    }
+
+    /// The key ECR uses for a repository's data: it exists, ECR's grant for the repository still
+    /// holds `operation`, and it is enabled — or what KMS would answer ECR.
+    async fn ecr_use(&self, key_arn: &str, repository_arn: &str, operation: &str) -> Result<KmsKey> {
+        let key = self.key_by_arn(key_arn).await?;
+        let (name, principal) = (ecr_grant_name(repository_arn), self.ecr_principal());
+        let granted = self.meta.kms_grants(&key.key_id).await?.iter().any(|g| {
+            g.name.as_deref() == Some(name.as_str())
+                && g.grantee_principal == principal
+                && g.operations.iter().any(|o| o == operation)
+        });
+        if !granted {
+            return Err(KmsError::AccessDenied(format!(
+                "{principal} is not authorized to perform: kms:{operation} on resource: {key_arn}: the grant for {repository_arn} was retired or revoked"
+            )));
+        }
+        if let Some(e) = unusable(&key) {
+            return Err(e);
+        }
+        Ok(key)
+    }
+
+    /// Seals `plaintext` (a blob's data keys) under a repository's key, as ECR does through the
+    /// grant the repository's creation gave it.
+    pub async fn ecr_seal(
+        &self,
+        key_arn: &str,
+        repository_arn: &str,
+        context: &EncryptionContext,
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>> {
+        let key = self.ecr_use(key_arn, repository_arn, "Encrypt").await?;
+        self.seal(&key, context, plaintext).await
+    }
+
+    /// Opens what [`Kms::ecr_seal`] sealed, through the repository's grant.
+    pub async fn ecr_open(
+        &self,
+        key_arn: &str,
+        repository_arn: &str,
+        context: &EncryptionContext,
+        sealed: &[u8],
+    ) -> Result<Vec<u8>> {
+        let key = self.ecr_use(key_arn, repository_arn, "Decrypt").await?;
+        let ct = Ciphertext::parse(sealed).ok_or_else(|| KmsError::InvalidCiphertext(String::new()))?;
+        self.open(&key, &ct, context).await
+    }
+
+    /// Whether `who` may have ECR decrypt with the key `key_arn` for it. The key's own
+    /// account's principals pull through ECR's grant (the ECR permission decides); a
+    /// principal of another account must also be allowed `kms:Decrypt` by the key policy and
+    /// its own IAM policies (the seed's scenario).
+    pub async fn check_ecr_decrypt_for(&self, who: &KmsCaller<'_>, key_arn: &str) -> Result<()> {
+        let key = self.key_by_arn(key_arn).await?;
+        if key.account_id == who.caller.account_id {
+            return Ok(());
+        }
+        let via_ecr = KmsCaller {
+            authorizer: who.authorizer,
+            caller: who.caller,
+            env: who.env,
+            via_service: Some(self.ecr_principal()),
+        };
+        self.authorize(&via_ecr, "Decrypt", &key, &EncryptionContext::new(), Vec::new()).await
     }
 }
 

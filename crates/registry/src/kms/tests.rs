@@ -204,3 +204,45 @@ async fn aliases_name_keys_and_the_ecr_key_is_made_on_first_use() {
     kms.delete_alias(&w, "alias/team").await.unwrap();
     assert!(matches!(kms.delete_alias(&w, "alias/team").await, Err(KmsError::NotFound(_))));
 }
+
+#[tokio::test]
+async fn ecr_uses_a_repository_key_through_its_grant_and_others_need_the_key_policy() {
+    let (_dir, registry) = test_registry().await;
+    let (kms, authz, env) = (registry.kms(), registry.authorizer("us-east-1"), RequestEnv::default());
+    let (root_a, root_b) = (root(ACCOUNT), root(OTHER));
+    let w = who(&authz, &root_a, &env);
+    let key = kms.create_key(&w, NewKey::default()).await.unwrap();
+    let repo = "arn:aws:ecr:us-east-1:111111111111:repository/app";
+    let other_repo = "arn:aws:ecr:us-east-1:111111111111:repository/other";
+    let context = ctx(&[("berth:blob", "sha256:00")]);
+
+    // Without the repository's grant ECR may not use the key.
+    assert!(matches!(kms.ecr_seal(&key.arn, repo, &context, b"keys").await, Err(KmsError::AccessDenied(_))));
+    kms.grant_to_ecr(Some(&w), ACCOUNT, Some(&key.key_id), repo).await.unwrap();
+    let sealed = kms.ecr_seal(&key.arn, repo, &context, b"keys").await.unwrap();
+    assert_eq!(kms.ecr_open(&key.arn, repo, &context, &sealed).await.unwrap(), b"keys");
+    assert!(matches!(kms.ecr_open(&key.arn, repo, &ctx(&[]), &sealed).await, Err(KmsError::InvalidCiphertext(_))));
+    assert!(matches!(kms.ecr_open(&key.arn, other_repo, &context, &sealed).await, Err(KmsError::AccessDenied(_))));
+
+    // A disabled key stops ECR; enabled again, it works again.
+    kms.disable_key(&w, &key.key_id).await.unwrap();
+    assert!(matches!(kms.ecr_open(&key.arn, repo, &context, &sealed).await, Err(KmsError::Disabled(_))));
+    kms.enable_key(&w, &key.key_id).await.unwrap();
+    assert!(kms.ecr_open(&key.arn, repo, &context, &sealed).await.is_ok());
+
+    // The key's account pulls through the grant; another account needs kms:Decrypt in the key policy.
+    kms.check_ecr_decrypt_for(&w, &key.arn).await.unwrap();
+    let as_b = who(&authz, &root_b, &env);
+    let denied = kms.check_ecr_decrypt_for(&as_b, &key.arn).await;
+    assert!(matches!(&denied, Err(KmsError::AccessDenied(m)) if m.contains(&key.arn)), "{denied:?}");
+    let policy = format!(
+        r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Principal":{{"AWS":"arn:aws:iam::{ACCOUNT}:root"}},"Action":"kms:*","Resource":"*"}},{{"Effect":"Allow","Principal":{{"AWS":"arn:aws:iam::{OTHER}:root"}},"Action":"kms:Decrypt","Resource":"*","Condition":{{"StringEquals":{{"kms:ViaService":"ecr.us-east-1.amazonaws.com"}}}}}}]}}"#
+    );
+    kms.put_key_policy(&w, &key.key_id, None, &policy, false).await.unwrap();
+    authz.invalidate();
+    kms.check_ecr_decrypt_for(&as_b, &key.arn).await.unwrap();
+
+    // Retiring the repository's grant ends ECR's use of the key for it.
+    kms.retire_ecr_grant(&key.arn, repo).await.unwrap();
+    assert!(matches!(kms.ecr_open(&key.arn, repo, &context, &sealed).await, Err(KmsError::AccessDenied(_))));
+}

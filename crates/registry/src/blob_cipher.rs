@@ -1,0 +1,209 @@
+//! Berth's at-rest format (`berth-envelope`) over byte streams, as the blob paths use it: a
+//! plaintext stream sealed chunk by chunk as it arrives (the sealer carried from one request
+//! of a chunked upload to the next), and a sealed range opened as it is read, giving out
+//! exactly the plaintext range asked for. Nothing here buffers more than a chunk.
+
+use std::sync::{Arc, Mutex};
+
+use berth_envelope::{EnvelopeError, Opener, Sealer};
+use berth_store::ByteStream;
+use futures_util::StreamExt as _;
+use futures_util::stream;
+
+fn io_error(e: EnvelopeError) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, e)
+}
+
+/// Where a sealing stream leaves its sealer once its input ends: the chunked-upload request
+/// that fed it takes the sealer back (to stage what is pending, or to finish the blob).
+pub type SealerSlot = Arc<Mutex<Option<Sealer>>>;
+
+/// `body` sealed by `sealer`: every whole chunk the plaintext completes, sealed, in order. The
+/// plaintext past the last whole chunk stays pending in the sealer, which is put in the
+/// returned slot when `body` ends; with `finish`, the stream ends with the blob's last chunk
+/// instead and the slot stays empty.
+pub fn sealing(body: ByteStream, sealer: Sealer, finish: bool) -> (ByteStream, SealerSlot) {
+    let slot: SealerSlot = Arc::new(Mutex::new(None));
+    let state = Arc::new(Mutex::new(Some(sealer)));
+    let sealed_chunks = {
+        let state = state.clone();
+        body.map(move |item| {
+            let plain = item?;
+            let mut out = Vec::new();
+            let mut guard = state.lock().expect("sealer lock");
+            let sealer = guard.as_mut().ok_or_else(|| std::io::Error::other("sealer already finished"))?;
+            sealer.push(&plain, &mut out).map_err(io_error)?;
+            Ok::<_, std::io::Error>(stream::iter(out.into_iter().map(Ok)))
+        })
+        .map(|r| match r {
+            Ok(chunks) => chunks.left_stream(),
+            Err(e) => stream::iter(vec![Err(e)]).right_stream(),
+        })
+        .flatten()
+    };
+    let end = {
+        let slot = slot.clone();
+        stream::once(async move {
+            let sealer = state.lock().expect("sealer lock").take();
+            match sealer {
+                Some(s) if finish => Some(s.finish().map_err(io_error)),
+                Some(s) => {
+                    *slot.lock().expect("sealer slot") = Some(s);
+                    None
+                }
+                None => Some(Err(std::io::Error::other("sealer already finished"))),
+            }
+        })
+        .filter_map(|last| async move { last })
+    };
+    (Box::pin(sealed_chunks.chain(end)), slot)
+}
+
+/// The plaintext of the sealed bytes `sealed` (exactly the span `opener` was made for, see
+/// `Envelope::open_range`): each chunk opened as it completes, and an error — never
+/// unauthenticated bytes — if anything was damaged, reordered or cut short.
+pub fn opening(sealed: ByteStream, opener: Opener) -> ByteStream {
+    let state = Arc::new(Mutex::new(opener));
+    let plain = {
+        let state = state.clone();
+        sealed
+            .map(move |item| {
+                let data = item?;
+                let mut out = Vec::new();
+                state.lock().expect("opener lock").push(data, &mut out).map_err(io_error)?;
+                Ok::<_, std::io::Error>(out)
+            })
+            .map(|r| match r {
+                Ok(chunks) => stream::iter(chunks.into_iter().map(Ok)).left_stream(),
+                Err(e) => stream::iter(vec![Err(e)]).right_stream(),
+            })
+            .flatten()
+    };
+    let end = stream::once(async move { state.lock().expect("opener lock").finish().map_err(io_error) })
+        .filter_map(|r: std::io::Result<()>| async move { r.err().map(Err) });
+    Box::pin(plain.chain(end))
+}
+
+#[cfg(test)]
+mod tests {
+    use berth_envelope::Envelope;
+    use bytes::Bytes;
+
+    use super::*;
+
+    /// Reads a whole stream into memory: for the tests and for values known to be small.
+    async fn collect(mut s: ByteStream) -> std::io::Result<Vec<u8>> {
+        let mut out = Vec::new();
+        while let Some(b) = s.next().await {
+            out.extend_from_slice(&b?);
+        }
+        Ok(out)
+    }
+
+    /// A stream of `data` in pieces of the given sizes (cycled).
+    fn pieces(data: &[u8], sizes: &[usize]) -> ByteStream {
+        let mut parts = Vec::new();
+        let (mut at, mut i) = (0, 0);
+        while at < data.len() {
+            let n = sizes[i % sizes.len()].clamp(1, data.len() - at);
+            parts.push(Ok(Bytes::copy_from_slice(&data[at..at + n])));
+            at += n;
+            i += 1;
+        }
+        Box::pin(stream::iter(parts))
+    }
+
+    /// An envelope for tests, with fresh keys.
+    fn test_envelope(layers: usize) -> Envelope {
+        berth_envelope::BlobKeys::generate(layers).envelope()
+    }
+
+    /// Deterministic bytes (xorshift), so failures reproduce.
+    fn bytes(len: usize, seed: u64) -> Vec<u8> {
+        let mut x = seed | 1;
+        (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    }
+
+    const CHUNK: usize = berth_envelope::CHUNK_LEN;
+
+    #[tokio::test]
+    async fn a_blob_sealed_in_several_requests_opens_whole_and_in_every_range() {
+        for (len, layers, seed) in [(0, 1, 1), (1, 1, 2), (CHUNK, 1, 3), (CHUNK + 1, 2, 4), (3 * CHUNK + 777, 1, 5)] {
+            let plain = bytes(len, seed);
+            let envelope = test_envelope(layers);
+            // Three requests of odd sizes, the sealer carried between them as an upload does.
+            let cut1 = len / 3;
+            let cut2 = 2 * len / 3;
+            let mut stored = Vec::new();
+            let mut sealer = envelope.sealer();
+            for (i, part) in [&plain[..cut1], &plain[cut1..cut2], &plain[cut2..]].into_iter().enumerate() {
+                let last = i == 2;
+                let (sealed, slot) = sealing(pieces(part, &[1000, 7, 65_535]), sealer, last);
+                stored.extend(collect(sealed).await.unwrap());
+                if last {
+                    assert!(slot.lock().unwrap().is_none());
+                    break;
+                }
+                let carried = slot.lock().unwrap().take().expect("the sealer comes back");
+                assert_eq!(stored.len() as u64, carried.next_index() * envelope.sealed_chunk_len() as u64);
+                // Staged and resumed, as between two requests on different nodes.
+                let staged = carried.stage(b"upload-1");
+                let pending = envelope.open_staged(b"upload-1", carried.next_index(), &staged).unwrap();
+                sealer = envelope.resume_sealer(carried.next_index(), &pending).unwrap();
+            }
+            assert_eq!(stored.len() as u64, envelope.sealed_len(len as u64), "len {len}");
+
+            let ranges: Vec<Option<(u64, u64)>> = if len == 0 {
+                vec![None]
+            } else {
+                let l = len as u64;
+                vec![
+                    None,
+                    Some((0, 0)),
+                    Some((l - 1, l - 1)),
+                    Some((0, l - 1)),
+                    Some((l / 2, l - 1)),
+                    Some((l / 3, l / 2)),
+                ]
+            };
+            for range in ranges {
+                let (span, opener) = envelope.open_range(len as u64, range).unwrap();
+                let sealed = &stored[span.start as usize..=span.end as usize];
+                let opened = collect(opening(pieces(sealed, &[4096, 13, 70_000]), opener)).await.unwrap();
+                let (start, end) = range.map_or((0, len), |(s, e)| (s as usize, e as usize + 1));
+                assert_eq!(opened, &plain[start..end], "len {len}, range {range:?}");
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn damage_is_an_error_not_bytes() {
+        let plain = bytes(2 * CHUNK + 10, 9);
+        let envelope = test_envelope(1);
+        let (sealed, _) = sealing(pieces(&plain, &[CHUNK]), envelope.sealer(), true);
+        let stored = collect(sealed).await.unwrap();
+        let open = |data: Vec<u8>| {
+            let (_, opener) = envelope.open_range(plain.len() as u64, None).unwrap();
+            collect(opening(pieces(&data, &[5000]), opener))
+        };
+        assert_eq!(open(stored.clone()).await.unwrap(), plain);
+        let mut flipped = stored.clone();
+        flipped[CHUNK + 100] ^= 1;
+        assert!(open(flipped).await.is_err());
+        assert!(open(stored[..stored.len() - 1].to_vec()).await.is_err(), "cut short");
+        let stride = envelope.sealed_chunk_len();
+        let mut swapped = stored.clone();
+        swapped[..stride].copy_from_slice(&stored[stride..2 * stride]);
+        swapped[stride..2 * stride].copy_from_slice(&stored[..stride]);
+        assert!(open(swapped).await.is_err(), "chunks out of order");
+        let (_, wrong) = test_envelope(1).open_range(plain.len() as u64, None).unwrap();
+        assert!(collect(opening(pieces(&stored, &[5000]), wrong)).await.is_err(), "another blob's keys");
+    }
+}
