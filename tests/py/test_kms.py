@@ -384,3 +384,28 @@ def test_create_repository_refuses_with_kms_exception(berth):
     # The AWS-managed key lets the account's principals use it through ECR without any kms:
     # permission of their own.
     assert no_grant.create_repository(repositoryName="app-b", encryptionConfiguration={"encryptionType": "KMS"})
+
+
+def test_a_creation_template_with_a_kms_key_makes_encrypted_repositories(berth):
+    from conftest import push_image
+
+    k, ecr = berth.client("kms"), berth.client()
+    key = k.create_key()["KeyMetadata"]
+    ecr.create_repository_creation_template(
+        prefix="sealed", appliedFor=["CREATE_ON_PUSH"],
+        encryptionConfiguration={"encryptionType": "KMS", "kmsKey": key["Arn"]})
+    push_image(berth, "sealed/app", "v1", seed=1)
+    repo = ecr.describe_repositories(repositoryNames=["sealed/app"])["repositories"][0]
+    assert repo["encryptionConfiguration"] == {"encryptionType": "KMS", "kmsKey": key["Arn"]}
+    grants = k.list_grants(KeyId=key["KeyId"])["Grants"]
+    assert [g["GranteePrincipal"] for g in grants] == [f"ecr.{REGION}.amazonaws.com"]
+
+    # A template's key that cannot be used: the push that would create the repository is refused.
+    k.disable_key(KeyId=key["KeyId"])
+    import requests
+
+    r = requests.post(f"{berth.endpoint}/v2/sealed/other/blobs/uploads/", auth=("AWS", berth.token()))
+    assert r.status_code == 403, r.text
+    body = r.json()["errors"][0]
+    assert body["code"] == "DENIED" and key["Arn"] in body["message"], body
+    assert body["detail"] == {"kmsError": "DisabledException"}
