@@ -21,37 +21,46 @@ pub type SealerSlot = Arc<Mutex<Option<Sealer>>>;
 /// `body` sealed by `sealer`: every whole chunk the plaintext completes, sealed, in order. The
 /// plaintext past the last whole chunk stays pending in the sealer, which is put in the
 /// returned slot when `body` ends; with `finish`, the stream ends with the blob's last chunk
-/// instead and the slot stays empty.
+/// instead and the slot stays empty. The first error (of `body`, or of sealing) ends the
+/// stream: the sealer is dropped, so nothing after a failure is ever sealed or finished, and
+/// an empty slot after a stream without `finish` means it failed.
 pub fn sealing(body: ByteStream, sealer: Sealer, finish: bool) -> (ByteStream, SealerSlot) {
     let slot: SealerSlot = Arc::new(Mutex::new(None));
     let state = Arc::new(Mutex::new(Some(sealer)));
     let sealed_chunks = {
         let state = state.clone();
-        body.map(move |item| {
-            let plain = item?;
-            let mut out = Vec::new();
+        body.scan((), move |_, item| {
             let mut guard = state.lock().expect("sealer lock");
-            let sealer = guard.as_mut().ok_or_else(|| std::io::Error::other("sealer already finished"))?;
-            sealer.push(&plain, &mut out).map_err(io_error)?;
-            Ok::<_, std::io::Error>(stream::iter(out.into_iter().map(Ok)))
-        })
-        .map(|r| match r {
-            Ok(chunks) => chunks.left_stream(),
-            Err(e) => stream::iter(vec![Err(e)]).right_stream(),
+            let step = match (guard.as_mut(), item) {
+                // Failed before: end here.
+                (None, _) => None,
+                (Some(sealer), Ok(plain)) => {
+                    let mut out = Vec::new();
+                    match sealer.push(&plain, &mut out) {
+                        Ok(()) => Some(out.into_iter().map(Ok).collect::<Vec<_>>()),
+                        Err(e) => Some(vec![Err(io_error(e))]),
+                    }
+                }
+                (Some(_), Err(e)) => Some(vec![Err(e)]),
+            };
+            if step.as_ref().is_some_and(|items| items.iter().any(|i| i.is_err())) {
+                *guard = None;
+            }
+            futures_util::future::ready(step.map(stream::iter))
         })
         .flatten()
     };
     let end = {
         let slot = slot.clone();
         stream::once(async move {
-            let sealer = state.lock().expect("sealer lock").take();
-            match sealer {
+            match state.lock().expect("sealer lock").take() {
                 Some(s) if finish => Some(s.finish().map_err(io_error)),
                 Some(s) => {
                     *slot.lock().expect("sealer slot") = Some(s);
                     None
                 }
-                None => Some(Err(std::io::Error::other("sealer already finished"))),
+                // The stream failed: its error was the last item.
+                None => None,
             }
         })
         .filter_map(|last| async move { last })
@@ -61,26 +70,40 @@ pub fn sealing(body: ByteStream, sealer: Sealer, finish: bool) -> (ByteStream, S
 
 /// The plaintext of the sealed bytes `sealed` (exactly the span `opener` was made for, see
 /// `Envelope::open_range`): each chunk opened as it completes, and an error — never
-/// unauthenticated bytes — if anything was damaged, reordered or cut short.
+/// unauthenticated bytes — if anything was damaged, reordered or cut short. The first error
+/// ends the stream.
 pub fn opening(sealed: ByteStream, opener: Opener) -> ByteStream {
-    let state = Arc::new(Mutex::new(opener));
+    let state = Arc::new(Mutex::new(Some(opener)));
     let plain = {
         let state = state.clone();
         sealed
-            .map(move |item| {
-                let data = item?;
-                let mut out = Vec::new();
-                state.lock().expect("opener lock").push(data, &mut out).map_err(io_error)?;
-                Ok::<_, std::io::Error>(out)
-            })
-            .map(|r| match r {
-                Ok(chunks) => stream::iter(chunks.into_iter().map(Ok)).left_stream(),
-                Err(e) => stream::iter(vec![Err(e)]).right_stream(),
+            .scan((), move |_, item| {
+                let mut guard = state.lock().expect("opener lock");
+                let step = match (guard.as_mut(), item) {
+                    (None, _) => None,
+                    (Some(opener), Ok(data)) => {
+                        let mut out = Vec::new();
+                        match opener.push(data, &mut out) {
+                            Ok(()) => Some(out.into_iter().map(Ok).collect::<Vec<_>>()),
+                            Err(e) => Some(vec![Err(io_error(e))]),
+                        }
+                    }
+                    (Some(_), Err(e)) => Some(vec![Err(e)]),
+                };
+                if step.as_ref().is_some_and(|items| items.iter().any(|i| i.is_err())) {
+                    *guard = None;
+                }
+                futures_util::future::ready(step.map(stream::iter))
             })
             .flatten()
     };
-    let end = stream::once(async move { state.lock().expect("opener lock").finish().map_err(io_error) })
-        .filter_map(|r: std::io::Result<()>| async move { r.err().map(Err) });
+    let end = stream::once(async move {
+        match state.lock().expect("opener lock").take() {
+            Some(opener) => opener.finish().err().map(|e| Err(io_error(e))),
+            None => None,
+        }
+    })
+    .filter_map(|r| async move { r });
     Box::pin(plain.chain(end))
 }
 
@@ -181,6 +204,26 @@ mod tests {
                 assert_eq!(opened, &plain[start..end], "len {len}, range {range:?}");
             }
         }
+    }
+
+    #[tokio::test]
+    async fn the_first_error_ends_the_stream_and_nothing_after_it_is_sealed() {
+        let envelope = test_envelope(1);
+        let parts: Vec<std::io::Result<Bytes>> = vec![
+            Ok(Bytes::from(vec![1u8; 10])),
+            Err(std::io::Error::other("client went away")),
+            Ok(Bytes::from(vec![2u8; CHUNK])),
+        ];
+        let (sealed, slot) = sealing(Box::pin(stream::iter(parts)), envelope.sealer(), false);
+        let items: Vec<_> = sealed.collect().await;
+        assert_eq!(items.len(), 1, "only the error");
+        assert!(items[0].is_err());
+        assert!(slot.lock().unwrap().is_none(), "no sealer comes back from a failed request");
+        let parts: Vec<std::io::Result<Bytes>> =
+            vec![Ok(Bytes::from(vec![1u8; 10])), Err(std::io::Error::other("cut")), Ok(Bytes::from(vec![2u8; 5]))];
+        let (sealed, _) = sealing(Box::pin(stream::iter(parts)), envelope.sealer(), true);
+        let items: Vec<_> = sealed.collect().await;
+        assert!(items.len() == 1 && items[0].is_err(), "no last chunk after a failure");
     }
 
     #[tokio::test]

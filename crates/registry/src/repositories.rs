@@ -258,6 +258,7 @@ impl Registry {
         let tags: Vec<(String, String)> = tags.iter().map(|t| (t.key.clone(), t.value.clone())).collect();
         let mut settings = settings.clone();
         let arn = self.repository_arn(name);
+        let mut grant = None;
         if settings.encryption_type != EncryptionType::Aes256 {
             if self.meta().repository(name).await?.is_some() {
                 return Err(RegistryError::RepositoryAlreadyExists { name: name.to_string() });
@@ -265,22 +266,26 @@ impl Registry {
             // As ECR does: the key is resolved and ECR granted its use before the repository
             // exists, and the repository records the key's ARN whatever named it.
             let account = split_repository_key(self.registry_id(), name).0;
-            let key = self
+            let granted = self
                 .kms()
                 .grant_to_ecr(creator, account, settings.kms_key.as_deref(), &arn)
                 .await
                 .map_err(RegistryError::Kms)?;
-            settings.kms_key = Some(key.arn);
+            settings.kms_key = Some(granted.key.arn.clone());
+            grant = granted.created.map(|id| (granted.key.key_id, id));
         }
         let created = self.meta().create_repository(name, &settings, &tags).await.map_err(|e| match e {
             MetaError::RepositoryAlreadyExists => RegistryError::RepositoryAlreadyExists { name: name.to_string() },
             other => other.into(),
         });
-        if created.is_err()
-            && let Some(key) = &settings.kms_key
-            && let Err(e) = self.kms().retire_ecr_grant(key, &arn).await
+        // A grant this call made for a repository it did not create goes again — unless the
+        // repository exists after all (a racing creation won): the grant is that repository's.
+        if let Err(e) = &created
+            && !matches!(e, RegistryError::RepositoryAlreadyExists { .. })
+            && let Some((key_id, grant_id)) = &grant
+            && let Err(e) = self.meta().delete_kms_grant(grant_id).await
         {
-            tracing::warn!(repository = name, error = %e, "could not retire the KMS grant of a repository not created");
+            tracing::warn!(repository = name, key = key_id, error = %e, "could not retire the KMS grant of a repository not created");
         }
         created
     }

@@ -59,6 +59,19 @@ impl GrantConstraints {
         Some(GrantConstraints { subset: map("EncryptionContextSubset")?, equals: map("EncryptionContextEquals")? })
     }
 
+    /// Whether every context these constraints let through is one `other` lets through too: a
+    /// grant may pass on no more than it holds.
+    pub fn at_least_as_strict_as(&self, other: &GrantConstraints) -> bool {
+        let pinned = |pairs: &BTreeMap<String, String>| match (&self.equals, &self.subset) {
+            (Some(e), _) => pairs.iter().all(|(k, v)| e.get(k) == Some(v)),
+            (None, Some(s)) => pairs.iter().all(|(k, v)| s.get(k) == Some(v)),
+            (None, None) => pairs.is_empty(),
+        };
+        let subset_ok = other.subset.as_ref().is_none_or(pinned);
+        let equals_ok = other.equals.as_ref().is_none_or(|e| self.equals.as_ref() == Some(e));
+        subset_ok && equals_ok
+    }
+
     /// Whether a request with encryption context `context` meets them.
     pub fn allow(&self, context: &BTreeMap<String, String>) -> bool {
         let subset = self.subset.as_ref().is_none_or(|s| s.iter().all(|(k, v)| context.get(k) == Some(v)));
@@ -179,6 +192,24 @@ mod tests {
         let mut broken = grant(&["Decrypt"], None);
         broken.constraints = Some("not json".into());
         assert!(!grant_allows(&broken, ALICE, "Decrypt", &ctx(&[])), "unreadable constraints allow nothing");
+    }
+
+    #[test]
+    fn a_grant_passes_on_no_looser_constraints_than_it_holds() {
+        let none = GrantConstraints::default();
+        let app = GrantConstraints { subset: Some(ctx(&[("repo", "app")])), equals: None };
+        let app_more = GrantConstraints { subset: Some(ctx(&[("repo", "app"), ("x", "1")])), equals: None };
+        let exactly_app = GrantConstraints { subset: None, equals: Some(ctx(&[("repo", "app")])) };
+        assert!(none.at_least_as_strict_as(&none));
+        assert!(app.at_least_as_strict_as(&none));
+        assert!(!none.at_least_as_strict_as(&app));
+        assert!(app_more.at_least_as_strict_as(&app));
+        assert!(!app.at_least_as_strict_as(&app_more));
+        assert!(exactly_app.at_least_as_strict_as(&app));
+        assert!(exactly_app.at_least_as_strict_as(&exactly_app));
+        assert!(!app.at_least_as_strict_as(&exactly_app));
+        let other = GrantConstraints { subset: Some(ctx(&[("repo", "other")])), equals: None };
+        assert!(!other.at_least_as_strict_as(&app));
     }
 
     #[test]

@@ -206,6 +206,13 @@ impl crate::Registry {
     }
 }
 
+/// The key a repository's creation resolved, and the id of the grant the creation made (none
+/// if the repository's grant was there already: a racing creation of the same repository).
+pub struct EcrGrant {
+    pub key: KmsKey,
+    pub created: Option<String>,
+}
+
 /// What ECR's grant on a repository's key lets it do: seal and open the repository's data keys
 /// and look at the key.
 const ECR_GRANT_OPERATIONS: [&str; 6] =
@@ -257,6 +264,16 @@ pub fn valid_alias_name(name: &str) -> bool {
     name.strip_prefix("alias/").is_some_and(|rest| {
         !rest.is_empty() && rest.len() <= 250 && rest.bytes().all(|b| b.is_ascii_alphanumeric() || b"/_-".contains(&b))
     })
+}
+
+/// The condition keys every request has: the caller's account and, when a service calls for
+/// the caller, that service.
+fn caller_keys(who: &KmsCaller<'_>) -> Vec<(String, Vec<String>)> {
+    let mut keys = vec![("kms:CallerAccount".to_string(), vec![who.caller.account_id.clone()])];
+    if let Some(service) = &who.via_service {
+        keys.push(("kms:ViaService".into(), vec![service.clone()]));
+    }
+    keys
 }
 
 /// The condition keys of a request that carries an encryption context.
@@ -424,9 +441,17 @@ impl Kms {
         account: &str,
         key_ref: Option<&str>,
         repository_arn: &str,
-    ) -> Result<KmsKey> {
+    ) -> Result<EcrGrant> {
         let key = self.ecr_key(account, key_ref).await?;
         let principal = self.ecr_principal();
+        if creator.is_none() && key.account_id != account {
+            // Nobody's permission was checked: ECR uses only keys of the repository's account
+            // on its own.
+            return Err(KmsError::AccessDenied(format!(
+                "{} belongs to another account: a repository ECR creates itself may use only its own account's keys",
+                key.arn
+            )));
+        }
         if let Some(c) = creator {
             let via_ecr = KmsCaller {
                 authorizer: c.authorizer,
@@ -450,8 +475,10 @@ impl Kms {
             return Err(e);
         }
         let name = ecr_grant_name(repository_arn);
+        let mut created = None;
         if !self.meta.kms_grants(&key.key_id).await?.iter().any(|g| g.name.as_deref() == Some(name.as_str())) {
             let grant_id = random_hex(32);
+            created = Some(grant_id.clone());
             self.meta
                 .create_kms_grant(&KmsGrant {
                     grant_token: format!("{}.{grant_id}.{}", key.key_id, random_hex(16)),
@@ -467,7 +494,7 @@ impl Kms {
                 })
                 .await?;
         }
-        Ok(key)
+        Ok(EcrGrant { key, created })
     }
 
     /// Retires ECR's grant for a repository (deleted, or never created after all). A key that
@@ -564,19 +591,10 @@ impl Kms {
         context: &EncryptionContext,
         extra: Vec<(String, Vec<String>)>,
     ) -> Result<()> {
-        let mut keys = context_keys(context);
-        keys.extend(extra);
-        keys.push(("kms:CallerAccount".into(), vec![who.caller.account_id.clone()]));
-        if let Some(service) = &who.via_service {
-            keys.push(("kms:ViaService".into(), vec![service.clone()]));
-        }
-        let action = format!("kms:{operation}");
-        let denied =
-            match who.authorizer.authorize_with_key_policy(who.caller, &action, key_target(key), who.env, &keys).await?
-            {
-                Ok(()) => return Ok(()),
-                Err(denied) => denied,
-            };
+        let denied = match self.key_policy_decision(who, operation, key, context, extra).await? {
+            Ok(()) => return Ok(()),
+            Err(denied) => denied,
+        };
         if !denied.explicit {
             let grants = self.meta.kms_grants(&key.key_id).await?;
             if grants.iter().any(|g| grants::grant_allows(g, &who.caller.arn, operation, context)) {
@@ -584,6 +602,22 @@ impl Kms {
             }
         }
         Err(denied.into())
+    }
+
+    /// The key-policy rule's decision alone (no grants), with the request's KMS condition keys.
+    async fn key_policy_decision(
+        &self,
+        who: &KmsCaller<'_>,
+        operation: &str,
+        key: &KmsKey,
+        context: &EncryptionContext,
+        extra: Vec<(String, Vec<String>)>,
+    ) -> Result<std::result::Result<(), AccessDenied>> {
+        let mut keys = context_keys(context);
+        keys.extend(extra);
+        keys.extend(caller_keys(who));
+        let action = format!("kms:{operation}");
+        Ok(who.authorizer.authorize_with_key_policy(who.caller, &action, key_target(key), who.env, &keys).await?)
     }
 
     /// Authorizes an IAM-only action (no key policy applies) on resource `*`.
@@ -620,7 +654,7 @@ impl Kms {
                 "kms:PutKeyPolicy",
                 KeyTarget { arn: key_arn, account, policy: text },
                 who.env,
-                &[],
+                &caller_keys(who),
             )
             .await?;
         if lockout.is_err() {
@@ -681,15 +715,24 @@ impl Kms {
     ) -> Result<Listed<KmsKey>> {
         self.authorize_account(who, "ListKeys").await?;
         let limit = page_limit(limit, 100)?;
-        let after = marker.unwrap_or("");
-        let now = now_ms();
-        let keys: Vec<KmsKey> = self
-            .meta
-            .kms_keys(&who.caller.account_id, after, limit + 1)
-            .await?
-            .into_iter()
-            .filter(|k| !(k.state == KmsKeyState::PendingDeletion && k.deletion_date.is_some_and(|d| d <= now)))
-            .collect();
+        let mut after = marker.unwrap_or("").to_string();
+        let mut keys = Vec::new();
+        // Keys whose deletion date has passed are deleted as they are met, and the page filled
+        // from further on, so a listing never ends early.
+        while keys.len() <= limit {
+            let batch = self.meta.kms_keys(&who.caller.account_id, &after, limit + 1).await?;
+            let Some(last) = batch.last() else { break };
+            after = last.key_id.clone();
+            let full = batch.len() == limit + 1;
+            for k in batch {
+                if self.key_by_id(&k.key_id).await?.is_some() {
+                    keys.push(k);
+                }
+            }
+            if !full {
+                break;
+            }
+        }
         Ok(page(keys, limit, |k| k.key_id.clone()))
     }
 
@@ -980,17 +1023,25 @@ impl Kms {
         if who.via_service.is_some() {
             extra.push(("kms:GrantIsForAWSResource".into(), vec!["true".into()]));
         }
-        let by_policy = self.authorize(who, "CreateGrant", &key, &EncryptionContext::new(), extra).await;
-        if let Err(e) = by_policy {
-            // Allowed only by a grant: that grant must hold every operation passed on.
+        // The key policy, or else a grant of the caller's own that holds CreateGrant, every
+        // operation passed on and constraints no looser than the new grant's (an explicit deny
+        // is final).
+        if let Err(denied) =
+            self.key_policy_decision(who, "CreateGrant", &key, &EncryptionContext::new(), extra).await?
+        {
+            if denied.explicit {
+                return Err(denied.into());
+            }
             let grants = self.meta.kms_grants(&key.key_id).await?;
             let covering = grants.iter().any(|g| {
                 g.grantee_principal == who.caller.arn
                     && g.operations.iter().any(|o| o == "CreateGrant")
                     && req.operations.iter().all(|o| g.operations.contains(o))
+                    && GrantConstraints::from_stored(g.constraints.as_deref())
+                        .is_some_and(|held| req.constraints.at_least_as_strict_as(&held))
             });
             if !covering {
-                return Err(e);
+                return Err(denied.into());
             }
         }
         if let Some(e) = unusable(&key) {

@@ -246,3 +246,79 @@ async fn ecr_uses_a_repository_key_through_its_grant_and_others_need_the_key_pol
     kms.retire_ecr_grant(&key.arn, repo).await.unwrap();
     assert!(matches!(kms.ecr_open(&key.arn, repo, &context, &sealed).await, Err(KmsError::AccessDenied(_))));
 }
+
+#[tokio::test]
+async fn a_grant_passes_on_no_more_than_it_holds() {
+    let (_dir, registry) = test_registry().await;
+    let (kms, authz, env) = (registry.kms(), registry.authorizer("us-east-1"), RequestEnv::default());
+    let (root_a, bob) = (root(ACCOUNT), user(ACCOUNT, "bob"));
+    let w = who(&authz, &root_a, &env);
+    let key = kms.create_key(&w, NewKey::default()).await.unwrap();
+    let grant = |ops: &[&str], grantee: &str| NewGrant {
+        key_id: key.key_id.clone(),
+        grantee_principal: grantee.to_string(),
+        operations: ops.iter().map(|o| o.to_string()).collect(),
+        ..NewGrant::default()
+    };
+    kms.create_grant(&w, grant(&["CreateGrant"], &bob.arn)).await.unwrap();
+    let as_bob = who(&authz, &bob, &env);
+    // Bob may not give himself (or anyone) Decrypt with a grant that holds only CreateGrant.
+    assert!(matches!(kms.create_grant(&as_bob, grant(&["Decrypt"], &bob.arn)).await, Err(KmsError::AccessDenied(_))));
+    kms.create_grant(&w, grant(&["CreateGrant", "Decrypt"], &bob.arn)).await.unwrap();
+    kms.create_grant(&as_bob, grant(&["Decrypt"], "arn:aws:iam::111111111111:user/carol")).await.unwrap();
+    // Nor loosen a constrained grant's context.
+    let carol = user(ACCOUNT, "carol");
+    let constrained = NewGrant {
+        constraints: GrantConstraints { subset: Some(ctx(&[("repo", "app")])), equals: None },
+        ..grant(&["CreateGrant", "Decrypt"], &carol.arn)
+    };
+    kms.create_grant(&w, constrained).await.unwrap();
+    let as_carol = who(&authz, &carol, &env);
+    assert!(matches!(
+        kms.create_grant(&as_carol, grant(&["Decrypt"], &carol.arn)).await,
+        Err(KmsError::AccessDenied(_))
+    ));
+    let narrower = NewGrant {
+        constraints: GrantConstraints { subset: Some(ctx(&[("repo", "app"), ("tag", "v1")])), equals: None },
+        ..grant(&["Decrypt"], &carol.arn)
+    };
+    kms.create_grant(&as_carol, narrower).await.unwrap();
+}
+
+#[tokio::test]
+async fn listing_keys_skips_deleted_ones_without_ending_early() {
+    let (_dir, registry) = test_registry().await;
+    let (kms, authz, env, root) =
+        (registry.kms(), registry.authorizer("us-east-1"), RequestEnv::default(), root(ACCOUNT));
+    let w = who(&authz, &root, &env);
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        ids.push(kms.create_key(&w, NewKey::default()).await.unwrap().key_id);
+    }
+    ids.sort();
+    // Two keys whose deletion date has passed, among the first ones listed.
+    for id in &ids[..2] {
+        let mut k = registry.meta().kms_key(id).await.unwrap().unwrap();
+        k.state = KmsKeyState::PendingDeletion;
+        k.deletion_date = Some(1);
+        registry.meta().update_kms_key(&k).await.unwrap();
+    }
+    let first = kms.list_keys(&w, Some(2), None).await.unwrap();
+    assert_eq!(first.items.iter().map(|k| k.key_id.clone()).collect::<Vec<_>>(), ids[2..4]);
+    let marker = first.next_marker.expect("more follow");
+    let rest = kms.list_keys(&w, Some(2), Some(&marker)).await.unwrap();
+    assert_eq!(rest.items.iter().map(|k| k.key_id.clone()).collect::<Vec<_>>(), ids[4..]);
+    assert!(rest.next_marker.is_none());
+}
+
+#[tokio::test]
+async fn ecr_on_its_own_uses_only_the_repositorys_account_keys() {
+    let (_dir, registry) = test_registry().await;
+    let (kms, authz, env, root_b) =
+        (registry.kms(), registry.authorizer("us-east-1"), RequestEnv::default(), root(OTHER));
+    let theirs = kms.create_key(&who(&authz, &root_b, &env), NewKey::default()).await.unwrap();
+    let repo = "arn:aws:ecr:us-east-1:111111111111:repository/from-template";
+    let made = kms.grant_to_ecr(None, ACCOUNT, Some(&theirs.arn), repo).await;
+    assert!(matches!(made, Err(KmsError::AccessDenied(_))), "a template naming another account's key");
+    assert!(registry.meta().kms_grants(&theirs.key_id).await.unwrap().is_empty());
+}
