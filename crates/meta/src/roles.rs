@@ -581,9 +581,10 @@ pub trait KmsStore: Send + Sync + 'static {
     /// Up to `limit` keys of an account with an id above `after`, in id order.
     async fn kms_keys(&self, account_id: &str, after: &str, limit: usize) -> Result<Vec<KmsKey>>;
 
-    /// Replaces what may change of a key (state, deletion schedule, policy, rotation); whether
-    /// it exists.
-    async fn update_kms_key(&self, key: &KmsKey) -> Result<bool>;
+    /// Replaces what may change of a key (state, deletion schedule, policy, rotation) if it is
+    /// still as `expected` (what the caller read; a rotation changes it too): whether it was
+    /// replaced. Concurrency: a compare-and-set, so racing changes never undo each other.
+    async fn update_kms_key(&self, key: &KmsKey, expected: &KmsKey) -> Result<bool>;
 
     /// Adds a material version and makes it the key's current one, in one transaction;
     /// whether the key exists.

@@ -114,10 +114,16 @@ impl KmsStore for Meta {
         })
     }
 
-    async fn update_kms_key(&self, key: &KmsKey) -> Result<bool> {
+    async fn update_kms_key(&self, key: &KmsKey, expected: &KmsKey) -> Result<bool> {
+        // Null-safe comparisons of the nullable columns, the same on both backends.
         let done = sqlx::query(
             "UPDATE kms_keys SET description = $2, key_state = $3, policy = $4, deletion_date = $5, \
-             pending_window_days = $6, rotation_period_days = $7, next_rotation_at = $8 WHERE key_id = $1",
+             pending_window_days = $6, rotation_period_days = $7, next_rotation_at = $8 \
+             WHERE key_id = $1 AND description = $9 AND key_state = $10 AND policy = $11 \
+             AND COALESCE(deletion_date, -1) = COALESCE($12, -1) \
+             AND COALESCE(pending_window_days, -1) = COALESCE($13, -1) \
+             AND COALESCE(rotation_period_days, -1) = COALESCE($14, -1) \
+             AND COALESCE(next_rotation_at, -1) = COALESCE($15, -1) AND current_material = $16",
         )
         .bind(&key.key_id)
         .bind(&key.description)
@@ -127,6 +133,14 @@ impl KmsStore for Meta {
         .bind(key.pending_window_days)
         .bind(key.rotation_period_days)
         .bind(key.next_rotation_at)
+        .bind(&expected.description)
+        .bind(expected.state.as_str())
+        .bind(&expected.policy)
+        .bind(expected.deletion_date)
+        .bind(expected.pending_window_days)
+        .bind(expected.rotation_period_days)
+        .bind(expected.next_rotation_at)
+        .bind(&expected.current_material)
         .execute(self.writes())
         .await
         .map_err(backend)?;

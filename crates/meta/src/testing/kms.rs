@@ -60,9 +60,21 @@ pub async fn keys_are_stored_with_their_first_material_and_listed_per_account(me
     changed.rotation_period_days = Some(365);
     changed.next_rotation_at = Some(now_ms());
     changed.description = "other".into();
-    assert!(meta.update_kms_key(&changed).await.unwrap());
-    assert_eq!(meta.kms_key("0a").await.unwrap(), Some(changed));
-    assert!(!meta.update_kms_key(&key("111111111111", "nope")).await.unwrap());
+    assert!(meta.update_kms_key(&changed, &a).await.unwrap());
+    assert_eq!(meta.kms_key("0a").await.unwrap(), Some(changed.clone()));
+    let missing = key("111111111111", "nope");
+    assert!(!meta.update_kms_key(&missing, &missing).await.unwrap());
+    // A change made from a stale read is refused and leaves the key as it is.
+    let mut stale = a.clone();
+    stale.state = KmsKeyState::Enabled;
+    stale.description = "from a stale read".into();
+    assert!(!meta.update_kms_key(&stale, &a).await.unwrap());
+    assert_eq!(meta.kms_key("0a").await.unwrap(), Some(changed.clone()));
+    // So is one read before a rotation.
+    assert!(meta.rotate_kms_key(&material("0a", "m9", Some("ON_DEMAND")), None).await.unwrap());
+    let mut disabled = changed.clone();
+    disabled.state = KmsKeyState::Disabled;
+    assert!(!meta.update_kms_key(&disabled, &changed).await.unwrap());
 }
 
 pub async fn rotation_adds_material_and_keeps_the_old(meta: Store) {

@@ -737,28 +737,44 @@ impl Kms {
     }
 
     pub async fn enable_key(&self, who: &KmsCaller<'_>, key_ref: &str) -> Result<()> {
-        let mut key = self.key_for(who, "EnableKey", key_ref).await?;
-        if key.state == KmsKeyState::PendingDeletion {
-            return Err(pending_deletion(&key));
-        }
-        key.state = KmsKeyState::Enabled;
-        self.update(&key).await
+        let key = self.key_for(who, "EnableKey", key_ref).await?;
+        self.change(key, |k| {
+            if k.state == KmsKeyState::PendingDeletion {
+                return Err(pending_deletion(k));
+            }
+            k.state = KmsKeyState::Enabled;
+            Ok(())
+        })
+        .await
+        .map(drop)
     }
 
     pub async fn disable_key(&self, who: &KmsCaller<'_>, key_ref: &str) -> Result<()> {
-        let mut key = self.key_for(who, "DisableKey", key_ref).await?;
-        if key.state == KmsKeyState::PendingDeletion {
-            return Err(pending_deletion(&key));
-        }
-        key.state = KmsKeyState::Disabled;
-        self.update(&key).await
+        let key = self.key_for(who, "DisableKey", key_ref).await?;
+        self.change(key, |k| {
+            if k.state == KmsKeyState::PendingDeletion {
+                return Err(pending_deletion(k));
+            }
+            k.state = KmsKeyState::Disabled;
+            Ok(())
+        })
+        .await
+        .map(drop)
     }
 
-    async fn update(&self, key: &KmsKey) -> Result<()> {
-        if !self.meta.update_kms_key(key).await? {
-            return Err(not_found(&key.arn));
+    /// Applies `edit` to the key and stores it only if nobody changed the key since it was
+    /// read (compare-and-set); if somebody did, reads it again and applies `edit` to that, so
+    /// two changes racing on nodes never undo each other.
+    async fn change(&self, mut key: KmsKey, edit: impl Fn(&mut KmsKey) -> Result<()>) -> Result<KmsKey> {
+        for _ in 0..8 {
+            let mut changed = key.clone();
+            edit(&mut changed)?;
+            if self.meta.update_kms_key(&changed, &key).await? {
+                return Ok(changed);
+            }
+            key = self.key_by_id(&key.key_id).await?.ok_or_else(|| not_found(&key.arn))?;
         }
-        Ok(())
+        Err(KmsError::Internal(format!("{} kept changing while it was being changed", key.arn)))
     }
 
     /// Schedules the key's deletion `window_days` (7–30, 30 by default) from now.
@@ -774,29 +790,35 @@ impl Kms {
                 "1 validation error detected: Value '{window}' at 'pendingWindowInDays' failed to satisfy constraint: Member must have value between 7 and 30"
             )));
         }
-        let mut key = self.key_for(who, "ScheduleKeyDeletion", key_ref).await?;
-        if key.state == KmsKeyState::PendingDeletion {
-            return Err(pending_deletion(&key));
-        }
-        key.state = KmsKeyState::PendingDeletion;
-        key.deletion_date = Some(now_ms() + window * DAY_MS);
-        key.pending_window_days = Some(window);
-        self.update(&key).await?;
+        let key = self.key_for(who, "ScheduleKeyDeletion", key_ref).await?;
+        let key = self
+            .change(key, |k| {
+                if k.state == KmsKeyState::PendingDeletion {
+                    return Err(pending_deletion(k));
+                }
+                k.state = KmsKeyState::PendingDeletion;
+                k.deletion_date = Some(now_ms() + window * DAY_MS);
+                k.pending_window_days = Some(window);
+                Ok(())
+            })
+            .await?;
         tracing::info!(key = %key.arn, window, by = %who.caller.arn, "KMS key scheduled for deletion");
         Ok(key)
     }
 
     /// Cancels a scheduled deletion; the key is then disabled, as in KMS.
     pub async fn cancel_key_deletion(&self, who: &KmsCaller<'_>, key_ref: &str) -> Result<KmsKey> {
-        let mut key = self.key_for(who, "CancelKeyDeletion", key_ref).await?;
-        if key.state != KmsKeyState::PendingDeletion {
-            return Err(KmsError::InvalidState(format!("{} is not pending deletion.", key.arn)));
-        }
-        key.state = KmsKeyState::Disabled;
-        key.deletion_date = None;
-        key.pending_window_days = None;
-        self.update(&key).await?;
-        Ok(key)
+        let key = self.key_for(who, "CancelKeyDeletion", key_ref).await?;
+        self.change(key, |k| {
+            if k.state != KmsKeyState::PendingDeletion {
+                return Err(KmsError::InvalidState(format!("{} is not pending deletion.", k.arn)));
+            }
+            k.state = KmsKeyState::Disabled;
+            k.deletion_date = None;
+            k.pending_window_days = None;
+            Ok(())
+        })
+        .await
     }
 
     /// Turns automatic rotation on, every `period_days` (90–2560, 365 by default).
@@ -812,27 +834,35 @@ impl Kms {
                 "1 validation error detected: Value '{period}' at 'rotationPeriodInDays' failed to satisfy constraint: Member must have value between 90 and 2560"
             )));
         }
-        let mut key = self.key_for(who, "EnableKeyRotation", key_ref).await?;
-        if let Some(e) = unusable(&key) {
-            return Err(e);
-        }
-        key.next_rotation_at = Some(
-            key.next_rotation_at
-                .filter(|_| key.rotation_period_days == Some(period))
-                .unwrap_or(now_ms() + period * DAY_MS),
-        );
-        key.rotation_period_days = Some(period);
-        self.update(&key).await
+        let key = self.key_for(who, "EnableKeyRotation", key_ref).await?;
+        self.change(key, |k| {
+            if let Some(e) = unusable(k) {
+                return Err(e);
+            }
+            k.next_rotation_at = Some(
+                k.next_rotation_at
+                    .filter(|_| k.rotation_period_days == Some(period))
+                    .unwrap_or(now_ms() + period * DAY_MS),
+            );
+            k.rotation_period_days = Some(period);
+            Ok(())
+        })
+        .await
+        .map(drop)
     }
 
     pub async fn disable_key_rotation(&self, who: &KmsCaller<'_>, key_ref: &str) -> Result<()> {
-        let mut key = self.key_for(who, "DisableKeyRotation", key_ref).await?;
-        if let Some(e) = unusable(&key) {
-            return Err(e);
-        }
-        key.rotation_period_days = None;
-        key.next_rotation_at = None;
-        self.update(&key).await
+        let key = self.key_for(who, "DisableKeyRotation", key_ref).await?;
+        self.change(key, |k| {
+            if let Some(e) = unusable(k) {
+                return Err(e);
+            }
+            k.rotation_period_days = None;
+            k.next_rotation_at = None;
+            Ok(())
+        })
+        .await
+        .map(drop)
     }
 
     pub async fn key_rotation_status(&self, who: &KmsCaller<'_>, key_ref: &str) -> Result<RotationStatus> {
@@ -992,10 +1022,14 @@ impl Kms {
         bypass_lockout: bool,
     ) -> Result<()> {
         check_policy_name(name)?;
-        let mut key = self.key_for(who, "PutKeyPolicy", key_ref).await?;
+        let key = self.key_for(who, "PutKeyPolicy", key_ref).await?;
         self.check_policy(who, &key.arn, policy, bypass_lockout).await?;
-        key.policy = policy.to_string();
-        self.update(&key).await?;
+        let key = self
+            .change(key, |k| {
+                k.policy = policy.to_string();
+                Ok(())
+            })
+            .await?;
         tracing::info!(key = %key.arn, by = %who.caller.arn, "KMS key policy replaced");
         Ok(())
     }

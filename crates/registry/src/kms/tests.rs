@@ -298,10 +298,9 @@ async fn listing_keys_skips_deleted_ones_without_ending_early() {
     ids.sort();
     // Two keys whose deletion date has passed, among the first ones listed.
     for id in &ids[..2] {
-        let mut k = registry.meta().kms_key(id).await.unwrap().unwrap();
-        k.state = KmsKeyState::PendingDeletion;
-        k.deletion_date = Some(1);
-        registry.meta().update_kms_key(&k).await.unwrap();
+        let read = registry.meta().kms_key(id).await.unwrap().unwrap();
+        let k = KmsKey { state: KmsKeyState::PendingDeletion, deletion_date: Some(1), ..read.clone() };
+        assert!(registry.meta().update_kms_key(&k, &read).await.unwrap());
     }
     let first = kms.list_keys(&w, Some(2), None).await.unwrap();
     assert_eq!(first.items.iter().map(|k| k.key_id.clone()).collect::<Vec<_>>(), ids[2..4]);
