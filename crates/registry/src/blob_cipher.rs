@@ -7,11 +7,43 @@ use std::sync::{Arc, Mutex};
 
 use berth_envelope::{EnvelopeError, Opener, Sealer};
 use berth_store::ByteStream;
+use bytes::Bytes;
 use futures_util::StreamExt as _;
 use futures_util::stream;
 
 fn io_error(e: EnvelopeError) -> std::io::Error {
     std::io::Error::new(std::io::ErrorKind::InvalidData, e)
+}
+
+/// `input` passed through `step` (a sealer's or an opener's push), the output of each item
+/// given out in order. The first error — of `input` or of `step` — is the last item: the
+/// state is dropped then, so nothing after a failure is processed, and the caller's
+/// end-of-stream step finds no state to finish.
+fn through<T: Send + 'static>(
+    input: ByteStream,
+    state: Arc<Mutex<Option<T>>>,
+    step: impl Fn(&mut T, Bytes, &mut Vec<Bytes>) -> Result<(), EnvelopeError> + Send + 'static,
+) -> impl futures_util::Stream<Item = std::io::Result<Bytes>> + Send {
+    input
+        .scan((), move |_, item| {
+            let mut guard = state.lock().expect("cipher state lock");
+            let items = match (guard.as_mut(), item) {
+                (None, _) => None,
+                (Some(s), Ok(data)) => {
+                    let mut out = Vec::new();
+                    Some(match step(s, data, &mut out) {
+                        Ok(()) => out.into_iter().map(Ok).collect::<Vec<_>>(),
+                        Err(e) => vec![Err(io_error(e))],
+                    })
+                }
+                (Some(_), Err(e)) => Some(vec![Err(e)]),
+            };
+            if items.as_ref().is_some_and(|items| items.iter().any(|i| i.is_err())) {
+                *guard = None;
+            }
+            futures_util::future::ready(items.map(stream::iter))
+        })
+        .flatten()
 }
 
 /// Where a sealing stream leaves its sealer once its input ends: the chunked-upload request
@@ -27,29 +59,7 @@ pub type SealerSlot = Arc<Mutex<Option<Sealer>>>;
 pub fn sealing(body: ByteStream, sealer: Sealer, finish: bool) -> (ByteStream, SealerSlot) {
     let slot: SealerSlot = Arc::new(Mutex::new(None));
     let state = Arc::new(Mutex::new(Some(sealer)));
-    let sealed_chunks = {
-        let state = state.clone();
-        body.scan((), move |_, item| {
-            let mut guard = state.lock().expect("sealer lock");
-            let step = match (guard.as_mut(), item) {
-                // Failed before: end here.
-                (None, _) => None,
-                (Some(sealer), Ok(plain)) => {
-                    let mut out = Vec::new();
-                    match sealer.push(&plain, &mut out) {
-                        Ok(()) => Some(out.into_iter().map(Ok).collect::<Vec<_>>()),
-                        Err(e) => Some(vec![Err(io_error(e))]),
-                    }
-                }
-                (Some(_), Err(e)) => Some(vec![Err(e)]),
-            };
-            if step.as_ref().is_some_and(|items| items.iter().any(|i| i.is_err())) {
-                *guard = None;
-            }
-            futures_util::future::ready(step.map(stream::iter))
-        })
-        .flatten()
-    };
+    let sealed_chunks = through(body, state.clone(), |sealer, plain, out| sealer.push(&plain, out));
     let end = {
         let slot = slot.clone();
         stream::once(async move {
@@ -74,29 +84,7 @@ pub fn sealing(body: ByteStream, sealer: Sealer, finish: bool) -> (ByteStream, S
 /// ends the stream.
 pub fn opening(sealed: ByteStream, opener: Opener) -> ByteStream {
     let state = Arc::new(Mutex::new(Some(opener)));
-    let plain = {
-        let state = state.clone();
-        sealed
-            .scan((), move |_, item| {
-                let mut guard = state.lock().expect("opener lock");
-                let step = match (guard.as_mut(), item) {
-                    (None, _) => None,
-                    (Some(opener), Ok(data)) => {
-                        let mut out = Vec::new();
-                        match opener.push(data, &mut out) {
-                            Ok(()) => Some(out.into_iter().map(Ok).collect::<Vec<_>>()),
-                            Err(e) => Some(vec![Err(io_error(e))]),
-                        }
-                    }
-                    (Some(_), Err(e)) => Some(vec![Err(e)]),
-                };
-                if step.as_ref().is_some_and(|items| items.iter().any(|i| i.is_err())) {
-                    *guard = None;
-                }
-                futures_util::future::ready(step.map(stream::iter))
-            })
-            .flatten()
-    };
+    let plain = through(sealed, state.clone(), |opener, data, out| opener.push(data, out));
     let end = stream::once(async move {
         match state.lock().expect("opener lock").take() {
             Some(opener) => opener.finish().err().map(|e| Err(io_error(e))),
@@ -110,7 +98,6 @@ pub fn opening(sealed: ByteStream, opener: Opener) -> ByteStream {
 #[cfg(test)]
 mod tests {
     use berth_envelope::Envelope;
-    use bytes::Bytes;
 
     use super::*;
 
