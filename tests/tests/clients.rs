@@ -241,15 +241,17 @@ async fn oras_pushes_an_artifact_found_through_referrers() {
     assert_eq!(std::fs::read(pulled.join("sbom.json")).unwrap(), std::fs::read(&file).unwrap());
 }
 
-/// Blobs in S3 with `presigned_reads=true`: a blob GET is a `307` to a presigned URL of the S3
-/// server, which docker, skopeo and ctr follow (Range requests too), pulling back what was
-/// pushed; a blob the repository does not hold is still refused by Berth, not redirected.
+/// Blobs in S3 with `presigned_reads=true` and server-side encryption (SSE-S3, which is what
+/// ECR's `AES256` is, so Berth leaves those blobs to the bucket): a blob GET is a `307` to a
+/// presigned URL of the S3 server, which docker, skopeo and ctr follow (Range requests too),
+/// pulling back what was pushed; a blob the repository does not hold is still refused by
+/// Berth, not redirected; a blob Berth sealed (a `KMS` repository's) is never redirected.
 #[tokio::test]
 async fn docker_skopeo_and_ctr_follow_blob_redirects_to_s3() {
     if single_node("it picks its own stores (S3 with presigned reads) and runs the same in both passes") {
         return;
     }
-    let bucket = test_bucket("&presigned_reads=true");
+    let bucket = test_bucket("&presigned_reads=true&server_side_encryption=AES256");
     let b = Berth::start_env(&[("BERTH_BLOBS", bucket.as_str())]);
     let tmp = tempfile::tempdir().unwrap();
     let (layout, index) = push_multi_arch(&b, tmp.path(), "s3/app:v1");
@@ -276,6 +278,21 @@ async fn docker_skopeo_and_ctr_follow_blob_redirects_to_s3() {
     let missing =
         c.get(b.url(&format!("/v2/s3/other/blobs/{digest}"))).basic_auth("AWS", Some(&token)).send().await.unwrap();
     assert_eq!(missing.status(), 404, "a repository that does not hold the blob gets no redirect");
+    let (status, _) = b.ecr(
+        "CreateRepository",
+        serde_json::json!({"repositoryName": "s3/sealed", "encryptionConfiguration": {"encryptionType": "KMS"}}),
+    );
+    assert_eq!(status, 200);
+    let sealed = pseudo_random(16, 200_000);
+    let sealed_digest = push_blob(&b.client(), &b, "s3/sealed", &sealed).await;
+    let r = c
+        .get(b.url(&format!("/v2/s3/sealed/blobs/{sealed_digest}")))
+        .basic_auth("AWS", Some(&token))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "a blob Berth sealed is served by Berth, never from the bucket");
+    assert_eq!(r.bytes().await.unwrap(), sealed);
 
     // skopeo: every blob back byte for byte through the redirects.
     let remote = format!("docker://{}/s3/app:v1", b.host());

@@ -334,7 +334,17 @@ async fn a_full_disk_is_the_servers_fault_and_space_freed_is_used_again() {
     }
     assert_eq!(full, 3, "the disk never filled");
     // Writes through the ECR API fail as the server's fault too.
-    let (status, v) = b.ecr("CreateRepository", json!({"repositoryName": "full/more"}));
+    let (status, v) = b.ecr("InitiateLayerUpload", json!({"repositoryName": "full/app"}));
+    assert_eq!(status, 200, "{v}");
+    let part = {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(&chunk)
+    };
+    let (status, v) = b.ecr(
+        "UploadLayerPart",
+        json!({"repositoryName": "full/app", "uploadId": v["uploadId"], "partFirstByte": 0,
+               "partLastByte": chunk.len() - 1, "layerPartBlob": part}),
+    );
     assert_eq!((status, v["__type"].as_str().unwrap_or_default()), (500, "ServerException"), "{v}");
     // Reads go on.
     let r = c.get(b.url("/v2/full/app/manifests/v1")).send().await.unwrap();

@@ -206,7 +206,13 @@ impl Envelope {
 
     /// The stored size of a blob of `plain_len` bytes.
     pub fn sealed_len(&self, plain_len: u64) -> u64 {
-        plain_len + Self::chunk_count(plain_len) * self.overhead() as u64
+        Self::sealed_len_of(self.layers(), plain_len)
+    }
+
+    /// The stored size of a blob of `plain_len` bytes sealed with `layers` layers, without
+    /// its keys (what a copy of the sealed bytes checks).
+    pub fn sealed_len_of(layers: usize, plain_len: u64) -> u64 {
+        plain_len + Self::chunk_count(plain_len) * (TAG_LEN * layers) as u64
     }
 
     /// The plaintext size of a sealed blob of `sealed_len` bytes; `None` if no blob seals to it.

@@ -233,6 +233,38 @@ pub enum SealedKind {
     ManagedSecretValue,
     /// A version of a KMS key's material, identified by `kms_material_key(key id, material id)`.
     KmsKeyMaterial,
+    /// A sealed blob's data keys wrapped under the master keyring (its `AES256` wrapping),
+    /// identified by the blob's digest; an upload's, until it is committed, by
+    /// `upload_keys_id(upload id)` (uploads are short-lived and not re-sealed by a rotation).
+    BlobDataKeys,
+}
+
+/// The identity an upload's data keys are sealed under until the upload becomes a blob.
+pub fn upload_keys_id(upload_id: &str) -> String {
+    format!("upload/{upload_id}")
+}
+
+/// The `wrapping` of a blob's data keys sealed under the master keyring; any other wrapping
+/// is the ARN of the KMS key they are wrapped under.
+pub const MASTER_WRAPPING: &str = "AES256";
+
+/// A sealed blob's data keys as one key protects them (see `ContentStore::blob_keys`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlobKeyWrapping {
+    /// [`MASTER_WRAPPING`] or a KMS key's ARN.
+    pub wrapping: String,
+    /// How many AEAD layers the blob is sealed with (2 for `KMS_DSSE`).
+    pub layers: u32,
+    pub wrapped: Vec<u8>,
+}
+
+/// An upload into a repository whose blobs are sealed: its data keys wrapped as a blob's are
+/// (bound to the upload), and the plaintext past its last whole chunk, sealed, if any.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadCipher {
+    pub wrapping: String,
+    pub wrapped_keys: Vec<u8>,
+    pub staged_chunk: Option<Vec<u8>>,
 }
 
 /// The identity a KMS key's material is sealed under: `<key id>/<material id>`.
@@ -241,11 +273,12 @@ pub fn kms_material_key(key_id: &str, material_id: &str) -> String {
 }
 
 impl SealedKind {
-    pub const ALL: [SealedKind; 4] = [
+    pub const ALL: [SealedKind; 5] = [
         SealedKind::AccessKeySecret,
         SealedKind::RegistrySecret,
         SealedKind::ManagedSecretValue,
         SealedKind::KmsKeyMaterial,
+        SealedKind::BlobDataKeys,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -254,6 +287,7 @@ impl SealedKind {
             SealedKind::RegistrySecret => "registry-secret",
             SealedKind::ManagedSecretValue => "managed-secret-value",
             SealedKind::KmsKeyMaterial => "kms-key-material",
+            SealedKind::BlobDataKeys => "blob-data-keys",
         }
     }
 }
@@ -580,6 +614,8 @@ pub struct Upload {
     pub hash_state: Option<Vec<u8>>,
     /// The blob store's state for those bytes (`berth_store::UploadState`), opaque here.
     pub store_state: String,
+    /// How the upload is sealed, if its repository's blobs are.
+    pub cipher: Option<UploadCipher>,
 }
 
 /// Which images a listing includes, by whether they carry tags.

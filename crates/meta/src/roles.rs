@@ -175,17 +175,27 @@ pub trait ContentStore: Send + Sync + 'static {
     async fn set_image_archived(&self, repository: &str, digest: &str, archived: bool, at: i64)
     -> Result<Option<bool>>;
 
-    /// Records a new upload session with the blob store's state for it.
-    async fn create_upload(&self, repository: &str, id: &str, algorithm: Algorithm, store_state: &str) -> Result<()>;
+    /// Records a new upload session with the blob store's state for it, and how it is sealed
+    /// if its repository's blobs are (no staged chunk yet).
+    async fn create_upload(
+        &self,
+        repository: &str,
+        id: &str,
+        algorithm: Algorithm,
+        store_state: &str,
+        cipher: Option<&UploadCipher>,
+    ) -> Result<()>;
 
     async fn upload(&self, id: &str) -> Result<Option<Upload>>;
 
     async fn delete_upload(&self, id: &str) -> Result<()>;
 
     /// Records an upload's progress after a chunk: it now holds `to` bytes hashed to
-    /// `hash_state`, stored as the blob store's `store_state` says. Only if it held `from` bytes
-    /// (a compare-and-set on `acknowledged_bytes`, so of two writers continuing from one offset
-    /// at most one records); false otherwise, or if there is no such upload.
+    /// `hash_state`, stored as the blob store's `store_state` says, with the sealed upload's
+    /// new `staged_chunk` (the plaintext past its last whole chunk, sealed; `None` for an
+    /// upload stored as sent). Only if it held `from` bytes (a compare-and-set on
+    /// `acknowledged_bytes`, so of two writers continuing from one offset at most one
+    /// records); false otherwise, or if there is no such upload.
     async fn record_upload_progress(
         &self,
         id: &str,
@@ -193,7 +203,22 @@ pub trait ContentStore: Send + Sync + 'static {
         to: u64,
         hash_state: &[u8],
         store_state: &str,
+        staged_chunk: Option<&[u8]>,
     ) -> Result<bool>;
+
+    /// A sealed blob's data keys, one wrapping per key that protects it; none for a blob
+    /// stored as sent.
+    async fn blob_keys(&self, digest: &Digest) -> Result<Vec<BlobKeyWrapping>>;
+
+    /// Records the keys a blob's bytes are about to be published under, replacing whatever was
+    /// recorded for the digest before (keys of a commit that was interrupted before its blob
+    /// record was made, whose bytes the caller has removed). Call under the blob's commit lock
+    /// (`GcStore::lock_blob_bytes`), before publishing the bytes.
+    async fn claim_blob_keys(&self, digest: &Digest, keys: &BlobKeyWrapping) -> Result<()>;
+
+    /// Adds a wrapping of a sealed blob's keys under another key; one already recorded for
+    /// that key stays as it is.
+    async fn add_blob_key_wrapping(&self, digest: &Digest, keys: &BlobKeyWrapping) -> Result<()>;
 
     /// Notes that an ECR API part was received and whether it was under the minimum size; a
     /// small part followed by another marks the upload `part_too_small`.
@@ -309,6 +334,13 @@ pub trait GcStore: Send + Sync + 'static {
 
     /// Which of `digests` have a blob record (one query for a batch of GC's candidates).
     async fn blobs_recorded(&self, digests: &[String]) -> Result<Vec<String>>;
+
+    /// Forgets the data keys of blobs whose bytes GC deleted (under their commit locks).
+    async fn delete_blob_keys(&self, digests: &[String]) -> Result<()>;
+
+    /// Digests with recorded data keys but no blob record: commits interrupted between the
+    /// two, or blobs whose keys outlived their bytes. GC removes them under the commit lock.
+    async fn unrecorded_blob_keys(&self) -> Result<Vec<String>>;
 
     /// Upload sessions started before `before`.
     async fn stale_uploads(&self, before: i64) -> Result<Vec<String>>;

@@ -1,5 +1,5 @@
 //! `berth fsck`: checks that every manifest's blobs exist and are linked in its repository,
-//! and every blob's bytes hash to its digest.
+//! and every blob's bytes (a sealed blob's plaintext) hash to its digest.
 
 use std::collections::{HashMap, HashSet};
 
@@ -28,6 +28,7 @@ impl FsckReport {
 impl Registry {
     pub async fn fsck(&self) -> Result<FsckReport, RegistryError> {
         let mut report = FsckReport::default();
+        let at_rest = self.at_rest();
         let recorded: HashMap<String, i64> = self.meta().all_blobs().await?.into_iter().collect();
         for (digest_text, size) in &recorded {
             report.blobs_checked += 1;
@@ -38,22 +39,63 @@ impl Registry {
                     continue;
                 }
             };
+            let size = *size as u64;
+            // A sealed blob is checked as it is served: opened with its keys (which must open
+            // through one of their wrappings) and its plaintext hashed.
+            let wrappings = self.meta().blob_keys(&digest).await?;
+            let keys = if wrappings.is_empty() {
+                None
+            } else {
+                match at_rest.unwrap_any(&digest, &wrappings).await {
+                    Ok(k) => Some(k),
+                    Err(e) => {
+                        report.problems.push(format!("blob {digest}: its data keys do not open: {e}"));
+                        continue;
+                    }
+                }
+            };
+            let expected_stored = keys.as_ref().map_or(size, |k| k.envelope().sealed_len(size));
             match self.blobs().stat(&digest).await? {
                 None => {
                     report.problems.push(format!("blob {digest}: recorded but missing from storage"));
                     continue;
                 }
-                Some(s) if s != *size as u64 => {
-                    report.problems.push(format!("blob {digest}: recorded size {size}, stored size {s}"));
+                Some(s) if s != expected_stored => {
+                    report.problems.push(format!(
+                        "blob {digest}: recorded size {size}, stored size {s} (expected {expected_stored})"
+                    ));
+                    continue;
                 }
                 Some(_) => {}
             }
+            let data = match &keys {
+                Some(k) => at_rest.read(&digest, size, k, None).await,
+                None => self.blobs().read(&digest, None).await.map_err(RegistryError::from),
+            };
+            let mut data = match data {
+                Ok(d) => d,
+                Err(e) => {
+                    report.problems.push(format!("blob {digest}: cannot be read: {e}"));
+                    continue;
+                }
+            };
             let mut hasher = digest.algorithm().hasher();
-            let mut data = self.blobs().read(&digest, None).await?;
+            let mut failed = None;
             while let Some(chunk) = data.next().await {
-                let chunk = chunk.map_err(|e| RegistryError::Internal(e.to_string()))?;
-                report.bytes_checked += chunk.len() as u64;
-                hasher.update(&chunk);
+                match chunk {
+                    Ok(chunk) => {
+                        report.bytes_checked += chunk.len() as u64;
+                        hasher.update(&chunk);
+                    }
+                    Err(e) => {
+                        failed = Some(e);
+                        break;
+                    }
+                }
+            }
+            if let Some(e) = failed {
+                report.problems.push(format!("blob {digest}: reading it failed: {e}"));
+                continue;
             }
             let actual = hasher.finish();
             if actual != digest {

@@ -15,6 +15,8 @@
 //!   nodes in the metadata store (`lock_blob_bytes`) — and only if the record is still
 //!   absent. So a concurrent upload of the same content either finishes first (the record is
 //!   back, the bytes stay) or starts after (it publishes the file again).
+//! - A sealed blob's data keys are recorded before its bytes are published and deleted after
+//!   them, under the same locks: stored bytes always have their keys.
 
 use std::collections::HashSet;
 
@@ -80,6 +82,16 @@ impl Registry {
                 unrecorded.push((d, 0));
             }
         }
+        // Data keys whose blob has no record (a sealed commit interrupted before its record,
+        // whether or not its bytes were published), removed the same way.
+        let listed: HashSet<String> = unrecorded.iter().map(|(d, _)| d.to_string()).collect();
+        for d in self.meta().unrecorded_blob_keys().await? {
+            if !listed.contains(&d)
+                && let Ok(d) = Digest::parse(&d)
+            {
+                unrecorded.push((d, 0));
+            }
+        }
         for batch in unrecorded.chunks(DELETE_BATCH) {
             report.unrecorded_removed += self.delete_batch_if_unrecorded(batch).await?.0;
         }
@@ -130,6 +142,9 @@ impl Registry {
             })
             .collect();
         futures_util::stream::iter(deletions).buffer_unordered(16).try_collect::<Vec<()>>().await?;
+        // A sealed blob's keys go with its bytes (after them: bytes are never without keys).
+        let doomed_names: Vec<String> = doomed.iter().map(|(d, _)| d.to_string()).collect();
+        self.meta().delete_blob_keys(&doomed_names).await?;
         drop(across_nodes);
         drop(held);
         Ok((count, bytes))

@@ -285,9 +285,13 @@ impl Registry {
     }
 
     /// A URL the blob store hands out for reading a layer directly until `expires_at`, if it
-    /// can (an object store's presigned GET); `None` and the registry serves it itself.
+    /// can (an object store's presigned GET); `None` and the registry serves it itself, as it
+    /// does a layer it sealed (only Berth opens those).
     pub async fn direct_download_url(&self, digest: &Digest, expires_at: i64) -> Result<Option<String>> {
-        Ok(self.blobs().presigned_read_url(digest, expires_at).await?)
+        match self.blobs().presigned_read_url(digest, expires_at).await? {
+            Some(url) if self.meta().blob_keys(digest).await?.is_empty() => Ok(Some(url)),
+            _ => Ok(None),
+        }
     }
 
     /// `StartImageScan`: an archived image is not scanned, nor one no scanner reads.

@@ -5,6 +5,7 @@
 //! they refuse with one typed error (`RegistryError`) that each surface maps once. Storage is
 //! reached only through the storage role traits, which stay private to this crate.
 
+mod at_rest;
 pub mod authz;
 pub mod blob_cipher;
 mod error;

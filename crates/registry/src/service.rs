@@ -7,7 +7,11 @@ use berth_oci::{Algorithm, ByteRange, ContentRange, Digest, DigestError, Hasher,
 use berth_store::{BlobStore, ByteStream, StoreError, UploadState};
 use futures_util::StreamExt;
 
+use berth_envelope::{BlobKeys, CHUNK_LEN, Envelope, Sealer};
+use berth_meta::{BlobKeyWrapping, UploadCipher};
+
 use crate::RegistryError;
+use crate::at_rest::{Binding, Protection};
 
 type Result<T> = std::result::Result<T, RegistryError>;
 
@@ -71,12 +75,64 @@ const DEFAULT_REGION: &str = "us-east-1";
 /// download to start, short enough that a leaked URL soon stops working.
 const BLOB_REDIRECT_SECONDS: i64 = 20 * 60;
 
-/// Where an upload stands: its acknowledged size, the running hash over those bytes, and the
-/// blob store's state for them.
+/// Where an upload stands: its acknowledged size, the running hash over those bytes, the
+/// blob store's state for them, and how they are sealed if the repository's blobs are.
 struct Position {
     offset: u64,
     hasher: Hasher,
     state: UploadState,
+    cipher: Option<UploadSealing>,
+}
+
+/// A sealed upload's keys and its sealer: the chunk index it is at and the plaintext past the
+/// last whole chunk (`None` once the blob's last chunk is sealed).
+struct UploadSealing {
+    keys: BlobKeys,
+    envelope: Envelope,
+    protection: Protection,
+    sealer: Option<Sealer>,
+}
+
+impl UploadSealing {
+    /// What binds a sealed upload's hash state: the upload, and the size it was hashed over.
+    fn hash_state_context(id: &str) -> Vec<u8> {
+        [b"hash state\n".as_slice(), id.as_bytes()].concat()
+    }
+
+    fn seal_hash_state(&self, id: &str, offset: u64, state: &[u8]) -> Vec<u8> {
+        self.envelope.seal_staged(&Self::hash_state_context(id), offset, state)
+    }
+
+    fn open_hash_state(&self, id: &str, offset: u64, sealed: &[u8]) -> Result<Vec<u8>> {
+        self.envelope.open_staged(&Self::hash_state_context(id), offset, sealed).map_err(|e| {
+            tracing::error!(upload = id, "a sealed upload's hash state: {e}");
+            upload_unknown(id)
+        })
+    }
+}
+
+impl Position {
+    /// The running hash's state as the upload's record keeps it: sealed for a sealed upload.
+    fn recorded_hash_state(&self, id: &str) -> Vec<u8> {
+        let state = self.hasher.state();
+        match &self.cipher {
+            Some(c) => c.seal_hash_state(id, self.offset, &state),
+            None => state,
+        }
+    }
+
+    /// The bytes the blob store's session holds for the acknowledged ones: as many for an
+    /// upload stored as sent; for a sealed one, its whole chunks, sealed (the partial chunk
+    /// is kept with the record), or the whole sealed blob once finished.
+    fn stored(&self) -> u64 {
+        match &self.cipher {
+            None => self.offset,
+            Some(c) => match &c.sealer {
+                Some(s) => s.next_index() * c.envelope.sealed_chunk_len() as u64,
+                None => c.envelope.sealed_len(self.offset),
+            },
+        }
+    }
 }
 
 /// A finished upload: the blob's digest and size, and whether the repository held it already
@@ -276,16 +332,11 @@ impl Registry {
         }
     }
 
+    /// A blob's plaintext, whole or the inclusive `range` of it (a sealed blob opened as it
+    /// is read, through the repository's key).
     pub async fn read_blob(&self, name: &str, digest: &str, range: Option<ByteRange>) -> Result<BlobRead> {
         let (digest, size) = self.stat_blob(name, digest).await?;
-        let body = match self.blobs.read(&digest, range).await {
-            Ok(b) => b,
-            Err(StoreError::NotFound) => {
-                tracing::error!(%digest, "blob is linked but its bytes are missing from storage");
-                return Err(blob_unknown(&digest));
-            }
-            Err(e) => return Err(e.into()),
-        };
+        let body = self.at_rest().open_blob(name, &digest, size, range).await?;
         Ok(BlobRead { digest, size, body })
     }
 
@@ -296,8 +347,9 @@ impl Registry {
         let (digest, size) = self.stat_blob(name, digest).await?;
         let expires_at = berth_meta::now_ms() / 1000 + BLOB_REDIRECT_SECONDS;
         Ok(match self.blobs.presigned_read_url(&digest, expires_at).await? {
-            Some(url) => BlobGet::Redirect(url),
-            None => BlobGet::Serve { digest, size },
+            // A blob Berth sealed is never handed out as a bucket URL: only Berth opens it.
+            Some(url) if self.meta.blob_keys(&digest).await?.is_empty() => BlobGet::Redirect(url),
+            _ => BlobGet::Serve { digest, size },
         })
     }
 
@@ -311,10 +363,21 @@ impl Registry {
                 RegistryError::DigestInvalid(format!("unsupported digest algorithm {a:?}: use sha256 or sha512"))
             })?,
         };
-        self.repository_for_push(name).await?;
+        let repo = self.repository_for_push(name).await?;
         let id = uuid::Uuid::new_v4().to_string();
+        let at_rest = self.at_rest();
+        let cipher = match at_rest.protection(&repo)? {
+            None => None,
+            Some(p) => {
+                // The upload's own keys, wrapped under the repository's key (a disabled key
+                // refuses here): they become the blob's if this upload is the first of it.
+                let keys = BlobKeys::generate(p.layers);
+                let wrapped_keys = at_rest.wrap(&p, Binding::Upload(&id), &keys).await?;
+                Some(UploadCipher { wrapping: p.wrapping, wrapped_keys, staged_chunk: None })
+            }
+        };
         let state = self.blobs.upload_create(&id).await?;
-        self.meta.create_upload(name, &id, algorithm, &state.0).await?;
+        self.meta.create_upload(name, &id, algorithm, &state.0, cipher.as_ref()).await?;
         Ok(id)
     }
 
@@ -387,14 +450,36 @@ impl Registry {
         let id = upload.id.as_str();
         let state = UploadState(upload.store_state.clone());
         let acknowledged = upload.acknowledged_bytes;
-        let held = self.blobs.upload_held(id, acknowledged, &state).await?.ok_or_else(|| upload_unknown(id))?;
-        let resumed = match &upload.hash_state {
+        let cipher = match &upload.cipher {
+            Some(c) => Some(self.resume_sealing(upload, c).await?),
+            None => None,
+        };
+        // A sealed upload's hash state is sealed too: it holds the plaintext past the last
+        // whole block of the hash.
+        let hash_state = match (&cipher, &upload.hash_state) {
+            (Some(c), Some(sealed)) => Some(c.open_hash_state(id, acknowledged, sealed)?),
+            (_, h) => h.clone(),
+        };
+        let resumed = match &hash_state {
             None if acknowledged == 0 => Some(algorithm.hasher()),
             Some(hash) => Hasher::resume(algorithm, hash),
             None => None,
         };
+        if cipher.is_some() {
+            // Sealed bytes cannot be hashed again without the staged chunk they belong to: an
+            // upload whose storage lost what it held is started again.
+            let Some(hasher) = resumed else { return Err(upload_unknown(id)) };
+            let at = Position { offset: acknowledged, hasher, state, cipher };
+            let held = self.blobs.upload_held(id, at.stored(), &at.state).await?;
+            if held != Some(at.stored()) {
+                tracing::warn!(upload = id, ?held, stored = at.stored(), "a sealed upload's storage lost bytes");
+                return Err(upload_unknown(id));
+            }
+            return Ok(at);
+        }
+        let held = self.blobs.upload_held(id, acknowledged, &state).await?.ok_or_else(|| upload_unknown(id))?;
         match resumed {
-            Some(hasher) if held == acknowledged => Ok(Position { offset: acknowledged, hasher, state }),
+            Some(hasher) if held == acknowledged => Ok(Position { offset: acknowledged, hasher, state, cipher: None }),
             _ => {
                 tracing::warn!(
                     upload = id,
@@ -403,12 +488,40 @@ impl Registry {
                     "upload state and bytes disagree: hashing the bytes again"
                 );
                 let hasher = self.rehash(id, held, &state, algorithm).await?;
-                if !self.meta.record_upload_progress(id, acknowledged, held, &hasher.state(), &state.0).await? {
+                if !self.meta.record_upload_progress(id, acknowledged, held, &hasher.state(), &state.0, None).await? {
                     return Err(RegistryError::UploadInterrupted("another request moved the upload".into()));
                 }
-                Ok(Position { offset: held, hasher, state })
+                Ok(Position { offset: held, hasher, state, cipher: None })
             }
         }
+    }
+
+    /// A sealed upload's keys (opened through its repository's key: a disabled key refuses
+    /// the request) and its sealer resumed at the acknowledged size, from the record: the
+    /// chunk index follows from the size (a full chunk stays pending until a byte past it
+    /// arrives, so the last chunk can be marked), the pending plaintext from the staged chunk.
+    async fn resume_sealing(&self, upload: &berth_meta::Upload, c: &UploadCipher) -> Result<UploadSealing> {
+        let at_rest = self.at_rest();
+        let protection = at_rest.upload_protection(&upload.repository, &c.wrapping);
+        let keys = at_rest.unwrap(&protection, Binding::Upload(&upload.id), &c.wrapped_keys).await?;
+        let envelope = keys.envelope();
+        let acknowledged = upload.acknowledged_bytes;
+        let next_index = acknowledged.saturating_sub(1) / CHUNK_LEN as u64;
+        let damaged = |what: String| {
+            tracing::error!(upload = upload.id, "a sealed upload's staged chunk: {what}");
+            upload_unknown(&upload.id)
+        };
+        let pending = match &c.staged_chunk {
+            Some(staged) => {
+                envelope.open_staged(upload.id.as_bytes(), next_index, staged).map_err(|e| damaged(e.to_string()))?
+            }
+            None => Vec::new(),
+        };
+        if next_index * CHUNK_LEN as u64 + pending.len() as u64 != acknowledged {
+            return Err(damaged(format!("{} bytes staged at {acknowledged}", pending.len())));
+        }
+        let sealer = envelope.resume_sealer(next_index, &pending).map_err(|e| damaged(e.to_string()))?;
+        Ok(UploadSealing { keys, envelope, protection, sealer: Some(sealer) })
     }
 
     /// Rebuilds a session's running hash over its first `offset` bytes (recovery, or a digest
@@ -436,15 +549,43 @@ impl Registry {
     /// Appends `body` at the acknowledged position, hashing it on the way; returns where the
     /// upload would stand once acknowledged. A failed append leaves the acknowledged bytes as
     /// they were.
-    async fn append(&self, id: &str, at: Position, body: ByteStream) -> Result<Position> {
+    /// A sealed upload's chunks are sealed as they pass (hashed before, as plaintext); with
+    /// `finish`, its last chunk too.
+    async fn append(&self, id: &str, at: Position, body: ByteStream, finish: bool) -> Result<Position> {
+        let stored_from = at.stored();
         let hasher = Arc::new(Mutex::new(at.hasher));
-        match self.blobs.upload_append(id, at.offset, &at.state, hashing(body, hasher.clone())).await {
-            Ok((offset, state)) => {
+        let body = hashing(body, hasher.clone());
+        let (body, sealing) = match at.cipher {
+            None => (body, None),
+            Some(mut c) => {
+                let sealer = c.sealer.take().ok_or_else(|| RegistryError::Internal("the upload is finished".into()))?;
+                let (sealed, slot) = crate::blob_cipher::sealing(body, sealer, finish);
+                (sealed, Some((c, slot)))
+            }
+        };
+        match self.blobs.upload_append(id, stored_from, &at.state, body).await {
+            Ok((stored, state)) => {
                 let hasher = Arc::try_unwrap(hasher)
                     .map_err(|_| RegistryError::Internal("upload hasher still shared".into()))?
                     .into_inner()
                     .expect("hasher lock");
-                Ok(Position { offset, hasher, state })
+                let Some((mut c, slot)) = sealing else {
+                    return Ok(Position { offset: stored, hasher, state, cipher: None });
+                };
+                c.sealer = slot.lock().expect("sealer slot").take();
+                let offset = match &c.sealer {
+                    Some(s) => s.position(),
+                    None if finish => c.envelope.plain_len(stored).unwrap_or(u64::MAX),
+                    None => return Err(RegistryError::UploadInterrupted("the chunk could not be sealed".into())),
+                };
+                let at = Position { offset, hasher, state, cipher: Some(c) };
+                if at.stored() != stored {
+                    return Err(RegistryError::Internal(format!(
+                        "a sealed upload's storage holds {stored} bytes, not the {} its {offset} bytes seal to",
+                        at.stored()
+                    )));
+                }
+                Ok(at)
             }
             Err(StoreError::NotFound) => Err(upload_unknown(id)),
             Err(StoreError::Io(e)) if crate::error::is_storage_full(&e) => Err(crate::error::storage_full(&e)),
@@ -456,7 +597,15 @@ impl Registry {
     /// its hash and store state, or the chunk is refused (another node moved the upload
     /// meanwhile).
     async fn acknowledge(&self, id: &str, from: u64, to: &Position) -> Result<()> {
-        if self.meta.record_upload_progress(id, from, to.offset, &to.hasher.state(), &to.state.0).await? {
+        let staged = match to.cipher.as_ref().and_then(|c| c.sealer.as_ref()) {
+            Some(s) if !s.pending().is_empty() => Some(s.stage(id.as_bytes())),
+            _ => None,
+        };
+        if self
+            .meta
+            .record_upload_progress(id, from, to.offset, &to.recorded_hash_state(id), &to.state.0, staged.as_deref())
+            .await?
+        {
             Ok(())
         } else {
             Err(RegistryError::UploadInterrupted("another request moved the upload".into()))
@@ -478,7 +627,7 @@ impl Registry {
         let at = self.upload_position(&upload, upload.algorithm).await?;
         let size = at.offset;
         let Some(r) = range else {
-            let end = self.append(id, at, body).await?;
+            let end = self.append(id, at, body, false).await?;
             self.acknowledge(id, size, &end).await?;
             return Ok(end.offset);
         };
@@ -504,7 +653,7 @@ impl Registry {
             return Err(mismatch(&len));
         }
         let (body, overflow) = at_most(body, expected);
-        let end = self.append(id, at, body).await?;
+        let end = self.append(id, at, body, false).await?;
         let refused = if overflow.load(std::sync::atomic::Ordering::Relaxed) {
             Some(mismatch(&"more"))
         } else {
@@ -521,8 +670,12 @@ impl Registry {
     /// The bytes an upload holds, as acknowledged.
     pub async fn upload_status(&self, name: &str, id: &str) -> Result<u64> {
         let upload = self.session_repository_check(name, id).await?;
-        let state = UploadState(upload.store_state.clone());
-        self.blobs.upload_held(id, upload.acknowledged_bytes, &state).await?.ok_or_else(|| upload_unknown(id))?;
+        if upload.cipher.is_none() {
+            // (A sealed upload's stored bytes are checked by its next request, which opens its
+            // keys; a status request does not need them.)
+            let state = UploadState(upload.store_state.clone());
+            self.blobs.upload_held(id, upload.acknowledged_bytes, &state).await?.ok_or_else(|| upload_unknown(id))?;
+        }
         Ok(upload.acknowledged_bytes)
     }
 
@@ -543,16 +696,27 @@ impl Registry {
         let upload = self.session_repository_check(name, id).await?;
         let at = match self.upload_position(&upload, upload.algorithm).await? {
             at if at.hasher.algorithm() == expected.algorithm() => at,
+            at if at.cipher.is_some() => {
+                let algorithm = expected.algorithm();
+                return Err(RegistryError::DigestInvalid(format!(
+                    "the upload was hashed as {} and its sealed bytes are not read back to hash them as {algorithm}: \
+                     start the upload with ?digest-algorithm={algorithm}",
+                    at.hasher.algorithm()
+                )));
+            }
             // Digested with another algorithm than the session was started for: the
             // acknowledged bytes are hashed with that one.
             at => Position { hasher: self.rehash(id, at.offset, &at.state, expected.algorithm()).await?, ..at },
         };
         let before = at.offset;
         let end = match body {
-            Some(body) => self.append(id, at, body).await?,
+            Some(body) => self.append(id, at, body, true).await?,
+            // A sealed upload's last chunk is sealed now.
+            None if at.cipher.is_some() => self.append(id, at, Box::pin(futures_util::stream::empty()), true).await?,
             None => at,
         };
-        let Position { offset: size, hasher, state } = end;
+        let stored = end.stored();
+        let Position { offset: size, hasher, state, cipher } = end;
         if let Some(len) = content_length
             && size - before != len
         {
@@ -571,13 +735,76 @@ impl Registry {
             let _committing = lock.lock().await;
             // The same lock across nodes: GC on another node deletes bytes under it too.
             let _across_nodes = self.meta.lock_blob_bytes(&[actual.to_string()]).await?;
-            let stored = self.blobs.upload_commit(id, size, &state, &actual).await?;
-            // The session ends in the same transaction that links the blob.
-            (stored, self.meta.link_blob(name, &actual, stored, Some(id)).await?)
+            self.commit(name, id, &state, stored, size, &actual, cipher).await?
         };
         drop(held);
         self.sessions.lock().expect("sessions lock").remove(id);
         Ok(Completed { digest: actual, size, already_linked })
+    }
+
+    /// Publishes an upload as the blob `digest` of `size` plaintext bytes (`stored` as the
+    /// blob store holds them, sealed or not), under the blob's commit locks, and links it.
+    ///
+    /// A blob is stored once: a commit of a digest already recorded drops its own bytes and
+    /// links the stored ones, sealed under the keys of the blob's first commit (a sealed
+    /// upload adds a wrapping of them under its repository's key, if the blob has none for
+    /// it), or stored as sent before sealing began (`berth encrypt` seals those). Without a
+    /// blob record, what is stored under the digest (and any keys recorded for it) is an
+    /// interrupted commit's: removed; a sealed upload's keys are recorded before its bytes
+    /// are published, so bytes that are published always have their keys.
+    #[allow(clippy::too_many_arguments)]
+    async fn commit(
+        &self,
+        name: &str,
+        id: &str,
+        state: &UploadState,
+        stored: u64,
+        size: u64,
+        digest: &Digest,
+        sealing: Option<UploadSealing>,
+    ) -> Result<(u64, bool)> {
+        let existing = self.meta.blob_keys(digest).await?;
+        let recorded = (!existing.is_empty() || sealing.is_some())
+            && !self.meta.blobs_recorded(&[digest.to_string()]).await?.is_empty();
+        if recorded {
+            if let Some(c) = &sealing
+                && !existing.is_empty()
+                && !existing.iter().any(|w| w.wrapping == c.protection.wrapping)
+            {
+                let at_rest = self.at_rest();
+                let keys = at_rest.unwrap_any(digest, &existing).await?;
+                let wrapped = at_rest.wrap(&c.protection, Binding::Blob(digest), &keys).await?;
+                let layers = keys.layers() as u32;
+                let w = BlobKeyWrapping { wrapping: c.protection.wrapping.clone(), layers, wrapped };
+                self.meta.add_blob_key_wrapping(digest, &w).await?;
+            }
+            if sealing.is_some() || !existing.is_empty() {
+                if let Err(e) = self.blobs.upload_delete(id, Some(state)).await {
+                    tracing::warn!(upload = id, error = %e, "could not remove a duplicate upload's bytes");
+                }
+                // The session ends in the same transaction that links the blob.
+                return Ok((size, self.meta.link_blob(name, digest, size, Some(id)).await?));
+            }
+        }
+        if !existing.is_empty() {
+            self.blobs.delete(digest).await?;
+            self.meta.delete_blob_keys(&[digest.to_string()]).await?;
+        }
+        let Some(c) = sealing else {
+            let stored = self.blobs.upload_commit(id, size, state, digest).await?;
+            return Ok((stored, self.meta.link_blob(name, digest, stored, Some(id)).await?));
+        };
+        if existing.is_empty() {
+            // Bytes a commit stored as sent but never recorded (the blob store keeps what is
+            // stored under a digest).
+            self.blobs.delete(digest).await?;
+        }
+        let at_rest = self.at_rest();
+        let wrapped = at_rest.wrap(&c.protection, Binding::Blob(digest), &c.keys).await?;
+        let w = BlobKeyWrapping { wrapping: c.protection.wrapping.clone(), layers: c.keys.layers() as u32, wrapped };
+        self.meta.claim_blob_keys(digest, &w).await?;
+        self.blobs.upload_commit(id, stored, state, digest).await?;
+        Ok((size, self.meta.link_blob(name, digest, size, Some(id)).await?))
     }
 
     /// `UploadLayerPart` of the ECR API: a chunk with its byte range, as a `/v2/` PATCH
@@ -887,8 +1114,10 @@ mod tests {
             upload_reads: Default::default(),
         });
         meta.create_repository("app", &berth_meta::RepositorySettings::default(), &[]).await.unwrap();
-        let node_a = Registry::new(meta.clone(), blobs.clone(), "111111111111".into(), crate::test_master_keys());
-        let node_b = Registry::new(meta.clone(), blobs.clone(), "111111111111".into(), crate::test_master_keys());
+        // The nodes of one deployment share the master keyring (the upload's keys are sealed under it).
+        let keys = crate::test_master_keys();
+        let node_a = Registry::new(meta.clone(), blobs.clone(), "111111111111".into(), keys.clone());
+        let node_b = Registry::new(meta.clone(), blobs.clone(), "111111111111".into(), keys);
         let id = node_a.start_upload("app", None).await.unwrap();
         let first = ContentRange { start: 0, end: 5 };
         assert_eq!(node_a.append_upload("app", &id, Some(first), Some(6), body(b"first ")).await.unwrap(), 6);
@@ -910,7 +1139,9 @@ mod tests {
         let id = registry.start_upload("app", None).await.unwrap();
         registry.append_upload("app", &id, None, None, body(b"kept ")).await.unwrap();
         let state = UploadState::default();
-        registry.blobs().upload_append(&id, 5, &state, body(b"lost in a crash")).await.unwrap();
+        // The repository's blobs are sealed (AES256): 5 bytes are a partial chunk kept with the
+        // record, so the store's session holds none of them yet.
+        registry.blobs().upload_append(&id, 0, &state, body(b"lost in a crash")).await.unwrap();
         assert_eq!(registry.upload_status("app", &id).await.unwrap(), 5);
         let range = ContentRange { start: 5, end: 9 };
         assert_eq!(registry.append_upload("app", &id, Some(range), Some(5), body(b"after")).await.unwrap(), 10);

@@ -1,7 +1,9 @@
 //! Copying blobs from one store into another (`berth migrate`): each streamed through its
 //! hash, in an upload session of the target that is committed only when the bytes hash to
 //! the digest and number the recorded size — a damaged or short blob is reported, never
-//! published. A blob the target holds already (an earlier, interrupted run) is not copied.
+//! published. A blob Berth sealed is copied as stored, its sealed size checked (its chunks'
+//! tags are checked whenever it is opened, its digest through decryption by `berth fsck`).
+//! A blob the target holds already (an earlier, interrupted run) is not copied.
 
 use std::sync::{Arc, Mutex};
 
@@ -22,15 +24,34 @@ pub enum BlobCopy {
     Damaged(String),
 }
 
-/// Copies `digest` (recorded as `size` bytes) from `from` to `to`; `on_bytes` hears of every
+/// What the source holds under a digest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stored {
+    /// The blob as sent: this many bytes, hashing to the digest.
+    AsSent(u64),
+    /// The blob sealed by Berth: this many sealed bytes.
+    Sealed(u64),
+}
+
+impl Stored {
+    /// A blob of `plain_len` bytes sealed with `layers` layers.
+    pub fn sealed(layers: u32, plain_len: u64) -> Self {
+        Stored::Sealed(berth_envelope::Envelope::sealed_len_of(layers as usize, plain_len))
+    }
+}
+
+/// Copies `digest` (stored as `stored` says) from `from` to `to`; `on_bytes` hears of every
 /// chunk as it passes.
 pub async fn copy_blob(
     from: &dyn BlobStore,
     to: &dyn BlobStore,
     digest: &Digest,
-    size: u64,
+    stored: Stored,
     on_bytes: Arc<dyn Fn(u64) + Send + Sync>,
 ) -> Result<BlobCopy, StoreError> {
+    let size = match stored {
+        Stored::AsSent(n) | Stored::Sealed(n) => n,
+    };
     match to.stat(digest).await? {
         Some(s) if s == size => return Ok(BlobCopy::Present),
         Some(s) => {
@@ -71,7 +92,7 @@ pub async fn copy_blob(
     let actual = hasher.finish();
     let damage = if counted != size || offset != size {
         Some(format!("the source holds {counted} bytes, the metadata records {size}"))
-    } else if actual != *digest {
+    } else if actual != *digest && matches!(stored, Stored::AsSent(_)) {
         Some(format!("the source's bytes hash to {actual}"))
     } else {
         None
@@ -112,9 +133,9 @@ mod tests {
         let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
         let (from, to) = (store(a.path()).await, store(b.path()).await);
         let digest = put(&from, b"layer bytes").await;
-        assert_eq!(copy_blob(&from, &to, &digest, 11, quiet()).await.unwrap(), BlobCopy::Copied(11));
+        assert_eq!(copy_blob(&from, &to, &digest, Stored::AsSent(11), quiet()).await.unwrap(), BlobCopy::Copied(11));
         assert_eq!(to.stat(&digest).await.unwrap(), Some(11));
-        assert_eq!(copy_blob(&from, &to, &digest, 11, quiet()).await.unwrap(), BlobCopy::Present);
+        assert_eq!(copy_blob(&from, &to, &digest, Stored::AsSent(11), quiet()).await.unwrap(), BlobCopy::Present);
     }
 
     #[tokio::test]
@@ -122,17 +143,20 @@ mod tests {
         let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
         let (from, to) = (store(a.path()).await, store(b.path()).await);
         let absent = Digest::from_bytes(berth_oci::Algorithm::Sha256, b"never stored");
-        assert_eq!(copy_blob(&from, &to, &absent, 12, quiet()).await.unwrap(), BlobCopy::Missing);
+        assert_eq!(copy_blob(&from, &to, &absent, Stored::AsSent(12), quiet()).await.unwrap(), BlobCopy::Missing);
 
         let digest = put(&from, b"layer bytes").await;
         // The metadata records another size than the store holds.
-        assert!(matches!(copy_blob(&from, &to, &digest, 12, quiet()).await.unwrap(), BlobCopy::Damaged(_)));
+        assert!(matches!(
+            copy_blob(&from, &to, &digest, Stored::AsSent(12), quiet()).await.unwrap(),
+            BlobCopy::Damaged(_)
+        ));
         assert_eq!(to.stat(&digest).await.unwrap(), None);
 
         // Bytes that are not the blob: the file under the digest changed on disk.
         let path = walk(a.path()).into_iter().find(|p| p.ends_with(digest.hex())).expect("the blob's file");
         std::fs::write(&path, b"other bytes").unwrap();
-        match copy_blob(&from, &to, &digest, 11, quiet()).await.unwrap() {
+        match copy_blob(&from, &to, &digest, Stored::AsSent(11), quiet()).await.unwrap() {
             BlobCopy::Damaged(why) => assert!(why.contains("hash to"), "{why}"),
             other => panic!("{other:?}"),
         }

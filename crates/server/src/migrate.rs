@@ -12,7 +12,7 @@ use anyhow::Context;
 use berth_meta::transfer::{self, NOT_CARRIED, TableProgress};
 use berth_meta::{GcStore, MetaStore, SqliteMeta};
 use berth_oci::Digest;
-use berth_registry::transfer::{BlobCopy, copy_blob};
+use berth_registry::transfer::{BlobCopy, Stored, copy_blob};
 use berth_store::{BlobStore, FsBlobStore};
 use futures_util::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -22,6 +22,17 @@ use crate::stores::{lock_data_dir, master_key_path, open_blobs, open_postgres, r
 
 /// Blobs copied at once: S3 latency, not bandwidth, bounds one copy of a small blob.
 const BLOB_COPIES: usize = 4;
+
+/// How the source stores a blob recorded as `size` plaintext bytes: sealed (with as many
+/// layers as its data keys have) when it has data keys, else as sent.
+async fn stored_as(meta: &SqliteMeta, digest: &Digest, size: u64) -> anyhow::Result<Stored> {
+    use berth_meta::ContentStore;
+    let keys = meta.blob_keys(digest).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(match keys.first() {
+        Some(k) => Stored::sealed(k.layers, size),
+        None => Stored::AsSent(size),
+    })
+}
 
 pub(crate) async fn migrate(config: Config, to_meta: String, to_blobs: String) -> anyhow::Result<ExitCode> {
     if config.meta.is_some() || config.blobs.is_some() {
@@ -89,9 +100,13 @@ pub(crate) async fn migrate(config: Config, to_meta: String, to_blobs: String) -
         futures_util::stream::iter(recorded.iter())
             .map(|(digest, size)| {
                 let on_bytes = on_bytes.clone();
+                let from_meta = &from_meta;
                 async move {
                     let outcome = match Digest::parse(digest) {
-                        Ok(d) => copy_blob(from, to, &d, *size as u64, on_bytes).await.map_err(anyhow::Error::from),
+                        Ok(d) => match stored_as(from_meta, &d, *size as u64).await {
+                            Ok(stored) => copy_blob(from, to, &d, stored, on_bytes).await.map_err(anyhow::Error::from),
+                            Err(e) => Err(e),
+                        },
                         Err(e) => Ok(BlobCopy::Damaged(format!("an invalid digest: {e}"))),
                     };
                     (digest.clone(), outcome)

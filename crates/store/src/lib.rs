@@ -95,6 +95,12 @@ pub trait BlobStore: Send + Sync + 'static {
         Ok(())
     }
 
+    /// Whether the store encrypts what it holds itself (an S3 bucket written with SSE-S3):
+    /// then the registry leaves `AES256` to it and seals only what a KMS key protects.
+    fn encrypts_at_rest(&self) -> bool {
+        false
+    }
+
     /// A URL from which a client may read the blob directly until `expires_at` (Unix seconds),
     /// if this store can hand one out (an object store's presigned GET); `None` if it cannot,
     /// and the registry serves the bytes itself. An optional capability: no store fakes it.

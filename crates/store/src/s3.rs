@@ -50,6 +50,9 @@ pub struct S3Config {
     pub secret_access_key: String,
     /// Whether blob GETs may be redirected to presigned URLs of the server.
     pub presigned_reads: bool,
+    /// Whether every object is written with SSE-S3 (`x-amz-server-side-encryption: AES256`):
+    /// the server encrypts what it stores, so Berth leaves `AES256` repositories' blobs to it.
+    pub server_side_encryption: bool,
 }
 
 impl std::fmt::Debug for S3Config {
@@ -62,13 +65,14 @@ impl std::fmt::Debug for S3Config {
             .field("access_key_id", &self.access_key_id)
             .field("secret_access_key", &"<redacted>")
             .field("presigned_reads", &self.presigned_reads)
+            .field("server_side_encryption", &self.server_side_encryption)
             .finish()
     }
 }
 
 impl S3Config {
     /// Reads `s3://bucket[/prefix]?endpoint=…&region=…[&access_key_id=…&secret_access_key=…]
-    /// [&presigned_reads=true]`. Credentials missing from the URL come from `credential`
+    /// [&presigned_reads=true][&server_side_encryption=AES256]`. Credentials missing from the URL come from `credential`
     /// (`BERTH_S3_ACCESS_KEY_ID` / `BERTH_S3_SECRET_ACCESS_KEY`, never the `AWS_*` variables,
     /// which name the caller's own Berth credentials).
     pub fn from_url(url: &str, credential: impl Fn(&str) -> Option<String>) -> std::result::Result<Self, String> {
@@ -79,6 +83,7 @@ impl S3Config {
         let bucket = parsed.host_str().filter(|b| !b.is_empty()).ok_or("the URL names no bucket")?.to_string();
         let prefix = parsed.path().trim_matches('/').to_string();
         let (mut endpoint, mut region, mut key, mut secret, mut presigned_reads) = (None, None, None, None, false);
+        let mut server_side_encryption = false;
         for (name, value) in parsed.query_pairs() {
             let value = value.into_owned();
             match name.as_ref() {
@@ -93,9 +98,20 @@ impl S3Config {
                         other => return Err(format!("presigned_reads is true or false, not {other:?}")),
                     }
                 }
+                "server_side_encryption" => {
+                    server_side_encryption = match value.as_str() {
+                        "AES256" => true,
+                        other => {
+                            return Err(format!(
+                                "server_side_encryption is AES256 (SSE-S3), not {other:?}: Berth seals KMS repositories itself"
+                            ));
+                        }
+                    }
+                }
                 other => {
                     return Err(format!(
-                        "unknown parameter {other:?} (endpoint, region, access_key_id, secret_access_key, presigned_reads)"
+                        "unknown parameter {other:?} (endpoint, region, access_key_id, secret_access_key, presigned_reads, \
+                         server_side_encryption)"
                     ));
                 }
             }
@@ -114,6 +130,7 @@ impl S3Config {
             access_key_id,
             secret_access_key,
             presigned_reads,
+            server_side_encryption,
         })
     }
 
@@ -132,6 +149,7 @@ pub struct S3BlobStore {
     /// The configured prefix with a trailing slash, or empty.
     root: String,
     presigned_reads: bool,
+    server_side_encryption: bool,
 }
 
 /// A session's state: its multipart upload, the parts sent and the staged bytes after them.
@@ -223,9 +241,18 @@ impl S3BlobStore {
         if let Some(endpoint) = &config.endpoint {
             builder = builder.with_endpoint(endpoint);
         }
+        if config.server_side_encryption {
+            let key: object_store::aws::AmazonS3ConfigKey = "server_side_encryption".parse().map_err(store_error)?;
+            builder = builder.with_config(key, "AES256");
+        }
         let s3 = builder.build().map_err(store_error)?;
         let root = if config.prefix.is_empty() { String::new() } else { format!("{}/", config.prefix) };
-        Ok(S3BlobStore { s3: Arc::new(s3), root, presigned_reads: config.presigned_reads })
+        Ok(S3BlobStore {
+            s3: Arc::new(s3),
+            root,
+            presigned_reads: config.presigned_reads,
+            server_side_encryption: config.server_side_encryption,
+        })
     }
 
     fn blob_key(&self, digest: &Digest) -> Path {
@@ -576,6 +603,10 @@ impl BlobStore for S3BlobStore {
         let root = Path::from(self.root.trim_end_matches('/'));
         let root = if self.root.is_empty() { None } else { Some(&root) };
         self.s3.list_with_delimiter(root).await.map(|_| ()).map_err(store_error)
+    }
+
+    fn encrypts_at_rest(&self) -> bool {
+        self.server_side_encryption
     }
 
     async fn presigned_read_url(&self, digest: &Digest, expires_at: i64) -> Result<Option<String>> {

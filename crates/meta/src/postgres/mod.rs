@@ -16,10 +16,10 @@ use sqlx::{Postgres, Row, Transaction};
 use crate::roles::*;
 use crate::sql::*;
 use crate::{
-    AccessKey, BlobBytesLock, CreationTemplate, Group, IdentityPolicySource, ImageFilter, ImageRecord, ImageScan,
-    KeyChange, KeyUse, LifecycleEvent, ManagedPolicy, ManifestReferences, ManifestSummary, MetaError, MetaStore,
-    NewManifest, Principal, Repository, RepositorySettings, Result, ScanJob, ScanOutcome, SealedKind, StoredManifest,
-    StoredSecret, Upload, VulnDbState, VulnRecord, now_ms,
+    AccessKey, BlobBytesLock, BlobKeyWrapping, CreationTemplate, Group, IdentityPolicySource, ImageFilter, ImageRecord,
+    ImageScan, KeyChange, KeyUse, LifecycleEvent, ManagedPolicy, ManifestReferences, ManifestSummary, MetaError,
+    MetaStore, NewManifest, Principal, Repository, RepositorySettings, Result, ScanJob, ScanOutcome, SealedKind,
+    StoredManifest, StoredSecret, Upload, UploadCipher, VulnDbState, VulnRecord, now_ms,
 };
 use crate::{ActionKind, PullBlock, ScanType};
 use crate::{

@@ -316,6 +316,10 @@ impl SecretStore for Meta {
             }
             SealedKind::ManagedSecretValue => dialect::MANAGED_SECRET_VALUES_PAGE,
             SealedKind::KmsKeyMaterial => dialect::KMS_MATERIALS_PAGE,
+            // Only blobs' master wrappings: an upload's keys live as long as the upload.
+            SealedKind::BlobDataKeys => {
+                "SELECT digest, wrapped FROM blob_keys WHERE wrapping = 'AES256' AND digest > $1 ORDER BY digest LIMIT $2"
+            }
         };
         let rows = sqlx::query(sql)
             .bind(after)
@@ -359,6 +363,12 @@ impl SecretStore for Meta {
                 .bind(expected.to_string())
                 .bind(new.to_string())
             }
+            SealedKind::BlobDataKeys => sqlx::query(
+                "UPDATE blob_keys SET wrapped = $3 WHERE digest = $1 AND wrapping = 'AES256' AND wrapped = $2",
+            )
+            .bind(id.to_string())
+            .bind(expected.to_vec())
+            .bind(new.to_vec()),
             SealedKind::RegistrySecret => {
                 sqlx::query("UPDATE registry_secrets SET value = $3 WHERE name = $1 AND value = $2")
                     .bind(id.to_string())

@@ -3,6 +3,22 @@
 // dialect hooks (`dialect::…`) are their own.
 
 
+async fn insert_blob_keys(tx: &mut sqlx::Transaction<'_, Db>, digest: &Digest, keys: &BlobKeyWrapping) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO blob_keys (digest, wrapping, layers, wrapped, created_at) VALUES ($1, $2, $3, $4, $5) \
+         ON CONFLICT (digest, wrapping) DO NOTHING",
+    )
+    .bind(digest.as_str())
+    .bind(&keys.wrapping)
+    .bind(i64::from(keys.layers))
+    .bind(&keys.wrapped)
+    .bind(now_ms())
+    .execute(&mut **tx)
+    .await
+    .map_err(backend)?;
+    Ok(())
+}
+
 #[async_trait]
 impl ContentStore for Meta {
     async fn link_blob(
@@ -480,49 +496,63 @@ impl ContentStore for Meta {
         })
     }
 
-    async fn create_upload(&self, repository: &str, id: &str, algorithm: Algorithm, store_state: &str) -> Result<()> {
+    async fn create_upload(
+        &self,
+        repository: &str,
+        id: &str,
+        algorithm: Algorithm,
+        store_state: &str,
+        cipher: Option<&UploadCipher>,
+    ) -> Result<()> {
         retry_transient!({
             let mut tx = self.begin_write().await.map_err(backend)?;
             let rid = repo_id(&mut tx, repository).await?;
             sqlx::query(
-                "INSERT INTO uploads (id, repository_id, algorithm, started_at, store_state) VALUES ($1, $2, $3, $4, $5)",
+                "INSERT INTO uploads (id, repository_id, algorithm, started_at, store_state, key_wrapping, wrapped_keys) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
             )
             .bind(id)
             .bind(rid)
             .bind(algorithm.as_str())
             .bind(now_ms())
             .bind(store_state)
-                .execute(&mut *tx)
-                .await
-                .map_err(backend)?;
+            .bind(cipher.map(|c| c.wrapping.clone()))
+            .bind(cipher.map(|c| c.wrapped_keys.clone()))
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
             tx.commit().await.map_err(commit_failed)
         })
     }
 
     async fn upload(&self, id: &str) -> Result<Option<Upload>> {
-        type UploadRow = (String, String, String, i64, bool, i64, Option<Vec<u8>>, String);
-        let row = sqlx::query_as::<_, UploadRow>(
+        let row = sqlx::query(
             "SELECT u.id, r.name, u.algorithm, u.started_at, u.part_too_small, u.acknowledged_bytes, u.hash_state, \
-             u.store_state FROM uploads u JOIN repositories r ON r.id = u.repository_id WHERE u.id = $1",
+             u.store_state, u.key_wrapping, u.wrapped_keys, u.staged_chunk \
+             FROM uploads u JOIN repositories r ON r.id = u.repository_id WHERE u.id = $1",
         )
         .bind(id)
         .fetch_optional(self.writes())
         .await
         .map_err(backend)?;
-        let Some((id, repository, algorithm, started_at, part_too_small, acknowledged, hash_state, store_state)) = row
-        else {
-            return Ok(None);
-        };
+        let Some(row) = row else { return Ok(None) };
+        let algorithm: String = row.get(2);
         let algorithm = stored("digest algorithm", &algorithm, |a| Algorithm::parse(a).ok())?;
+        let (wrapping, wrapped_keys): (Option<String>, Option<Vec<u8>>) = (row.get(8), row.get(9));
+        let cipher = match (wrapping, wrapped_keys) {
+            (Some(wrapping), Some(wrapped_keys)) => Some(UploadCipher { wrapping, wrapped_keys, staged_chunk: row.get(10) }),
+            _ => None,
+        };
         Ok(Some(Upload {
-            id,
-            repository,
+            id: row.get(0),
+            repository: row.get(1),
             algorithm,
-            started_at,
-            part_too_small,
-            acknowledged_bytes: acknowledged as u64,
-            hash_state,
-            store_state,
+            started_at: row.get(3),
+            part_too_small: row.get(4),
+            acknowledged_bytes: row.get::<i64, _>(5) as u64,
+            hash_state: row.get(6),
+            store_state: row.get(7),
+            cipher,
         }))
     }
 
@@ -533,9 +563,10 @@ impl ContentStore for Meta {
         to: u64,
         hash_state: &[u8],
         store_state: &str,
+        staged_chunk: Option<&[u8]>,
     ) -> Result<bool> {
         let done = sqlx::query(
-            "UPDATE uploads SET acknowledged_bytes = $3, hash_state = $4, store_state = $5 \
+            "UPDATE uploads SET acknowledged_bytes = $3, hash_state = $4, store_state = $5, staged_chunk = $6 \
              WHERE id = $1 AND acknowledged_bytes = $2",
         )
         .bind(id)
@@ -543,6 +574,7 @@ impl ContentStore for Meta {
         .bind(to as i64)
         .bind(hash_state)
         .bind(store_state)
+        .bind(staged_chunk)
         .execute(self.writes())
         .await
         .map_err(backend)?;
@@ -552,6 +584,43 @@ impl ContentStore for Meta {
     async fn delete_upload(&self, id: &str) -> Result<()> {
         sqlx::query("DELETE FROM uploads WHERE id = $1").bind(id).execute(self.writes()).await.map_err(backend)?;
         Ok(())
+    }
+
+    async fn blob_keys(&self, digest: &Digest) -> Result<Vec<BlobKeyWrapping>> {
+        retry_transient!({
+            let rows = sqlx::query_as::<_, (String, i64, Vec<u8>)>(
+                "SELECT wrapping, layers, wrapped FROM blob_keys WHERE digest = $1 ORDER BY wrapping",
+            )
+            .bind(digest.as_str())
+            .fetch_all(self.reads())
+            .await
+            .map_err(backend)?;
+            Ok(rows
+                .into_iter()
+                .map(|(wrapping, layers, wrapped)| BlobKeyWrapping { wrapping, layers: layers as u32, wrapped })
+                .collect())
+        })
+    }
+
+    async fn claim_blob_keys(&self, digest: &Digest, keys: &BlobKeyWrapping) -> Result<()> {
+        retry_transient!({
+            let mut tx = self.begin_write().await.map_err(backend)?;
+            sqlx::query("DELETE FROM blob_keys WHERE digest = $1")
+                .bind(digest.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+            insert_blob_keys(&mut tx, digest, keys).await?;
+            tx.commit().await.map_err(commit_failed)
+        })
+    }
+
+    async fn add_blob_key_wrapping(&self, digest: &Digest, keys: &BlobKeyWrapping) -> Result<()> {
+        retry_transient!({
+            let mut tx = self.begin_write().await.map_err(backend)?;
+            insert_blob_keys(&mut tx, digest, keys).await?;
+            tx.commit().await.map_err(commit_failed)
+        })
     }
 
     async fn note_upload_part(&self, id: &str, small: bool) -> Result<()> {

@@ -106,6 +106,30 @@ impl GcStore for Meta {
             .map_err(backend)
     }
 
+    async fn delete_blob_keys(&self, digests: &[String]) -> Result<()> {
+        if digests.is_empty() {
+            return Ok(());
+        }
+        sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM blob_keys WHERE digest {}", dialect::in_list(1))))
+            .bind(dialect::list(digests)?)
+            .execute(self.writes())
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn unrecorded_blob_keys(&self) -> Result<Vec<String>> {
+        retry_transient!({
+            sqlx::query_scalar(
+                "SELECT DISTINCT k.digest FROM blob_keys k \
+                 WHERE NOT EXISTS (SELECT CAST(1 AS BIGINT) FROM blobs b WHERE b.digest = k.digest) ORDER BY k.digest",
+            )
+            .fetch_all(self.reads())
+            .await
+            .map_err(backend)
+        })
+    }
+
     async fn stale_uploads(&self, before: i64) -> Result<Vec<String>> {
         retry_transient!({
             sqlx::query_scalar("SELECT id FROM uploads WHERE started_at < $1 ORDER BY id")

@@ -172,7 +172,7 @@ pub async fn never_moves_an_immutable_tag(meta: Store) {
 
 pub async fn keeps_upload_sessions(meta: Store) {
     repository(meta.as_ref(), "team/app").await;
-    meta.create_upload("team/app", "u-1", Algorithm::Sha256, "").await.unwrap();
+    meta.create_upload("team/app", "u-1", Algorithm::Sha256, "", None).await.unwrap();
     let u = meta.upload("u-1").await.unwrap().unwrap();
     assert_eq!((u.repository.as_str(), u.algorithm.as_str()), ("team/app", "sha256"));
     assert!(!u.part_too_small);
@@ -187,16 +187,67 @@ pub async fn keeps_upload_sessions(meta: Store) {
 
 pub async fn records_upload_progress_from_where_it_was(meta: Store) {
     repository(meta.as_ref(), "team/app").await;
-    meta.create_upload("team/app", "u-p", Algorithm::Sha256, "store-0").await.unwrap();
+    meta.create_upload("team/app", "u-p", Algorithm::Sha256, "store-0", None).await.unwrap();
     let u = meta.upload("u-p").await.unwrap().unwrap();
     assert_eq!((u.acknowledged_bytes, u.hash_state, u.store_state.as_str()), (0, None, "store-0"));
-    assert!(meta.record_upload_progress("u-p", 0, 10, b"state-10", "store-10").await.unwrap());
-    assert!(!meta.record_upload_progress("u-p", 0, 7, b"stale", "stale").await.unwrap(), "not from where it is");
-    assert!(meta.record_upload_progress("u-p", 10, 25, b"state-25", "store-25").await.unwrap());
+    assert!(meta.record_upload_progress("u-p", 0, 10, b"state-10", "store-10", None).await.unwrap());
+    assert!(!meta.record_upload_progress("u-p", 0, 7, b"stale", "stale", None).await.unwrap(), "not from where it is");
+    assert!(meta.record_upload_progress("u-p", 10, 25, b"state-25", "store-25", None).await.unwrap());
     let u = meta.upload("u-p").await.unwrap().unwrap();
     assert_eq!((u.acknowledged_bytes, u.hash_state.as_deref()), (25, Some(&b"state-25"[..])));
     assert_eq!(u.store_state, "store-25", "the store's state moves with the hash");
-    assert!(!meta.record_upload_progress("u-none", 0, 1, b"x", "").await.unwrap(), "no such upload");
+    assert!(!meta.record_upload_progress("u-none", 0, 1, b"x", "", None).await.unwrap(), "no such upload");
+}
+
+pub async fn keeps_a_sealed_upload_and_its_staged_chunk(meta: Store) {
+    repository(meta.as_ref(), "team/app").await;
+    let cipher = UploadCipher { wrapping: "AES256".into(), wrapped_keys: b"wrapped".to_vec(), staged_chunk: None };
+    meta.create_upload("team/app", "u-s", Algorithm::Sha256, "", Some(&cipher)).await.unwrap();
+    assert_eq!(meta.upload("u-s").await.unwrap().unwrap().cipher, Some(cipher.clone()));
+    assert!(meta.record_upload_progress("u-s", 0, 10, b"h", "", Some(b"staged-10")).await.unwrap());
+    let staged = meta.upload("u-s").await.unwrap().unwrap().cipher.unwrap().staged_chunk;
+    assert_eq!(staged.as_deref(), Some(&b"staged-10"[..]));
+    assert!(meta.record_upload_progress("u-s", 10, 20, b"h", "", None).await.unwrap());
+    let after = meta.upload("u-s").await.unwrap().unwrap().cipher.unwrap();
+    assert_eq!((after.wrapped_keys, after.staged_chunk), (b"wrapped".to_vec(), None), "a whole chunk stages nothing");
+    meta.create_upload("team/app", "u-plain", Algorithm::Sha256, "", None).await.unwrap();
+    assert_eq!(meta.upload("u-plain").await.unwrap().unwrap().cipher, None);
+}
+
+pub async fn claims_a_blobs_keys_and_adds_wrappings(meta: Store) {
+    let blob = digest("sealed");
+    assert!(meta.blob_keys(&blob).await.unwrap().is_empty(), "a blob stored as sent has no keys");
+    let wrapping = |w: &str, bytes: &[u8]| BlobKeyWrapping { wrapping: w.into(), layers: 1, wrapped: bytes.to_vec() };
+    meta.claim_blob_keys(&blob, &wrapping("AES256", b"first")).await.unwrap();
+    meta.add_blob_key_wrapping(&blob, &wrapping("arn:aws:kms:us-east-1:1:key/k", b"kms")).await.unwrap();
+    meta.add_blob_key_wrapping(&blob, &wrapping("AES256", b"other")).await.unwrap();
+    assert_eq!(
+        meta.blob_keys(&blob).await.unwrap(),
+        [wrapping("AES256", b"first"), wrapping("arn:aws:kms:us-east-1:1:key/k", b"kms")],
+        "one wrapping per key, the first kept"
+    );
+    meta.claim_blob_keys(&blob, &BlobKeyWrapping { layers: 2, ..wrapping("arn:aws:kms:us-east-1:1:key/d", b"new") })
+        .await
+        .unwrap();
+    assert_eq!(
+        meta.blob_keys(&blob).await.unwrap(),
+        [BlobKeyWrapping { layers: 2, ..wrapping("arn:aws:kms:us-east-1:1:key/d", b"new") }],
+        "a claim replaces an interrupted commit's keys"
+    );
+    let page = meta.stored_secrets(SealedKind::BlobDataKeys, "", 10).await.unwrap();
+    assert!(page.is_empty(), "only master wrappings are the keyring's to re-seal");
+    meta.add_blob_key_wrapping(&blob, &wrapping("AES256", b"sealed:k1:x")).await.unwrap();
+    let page = meta.stored_secrets(SealedKind::BlobDataKeys, "", 10).await.unwrap();
+    assert_eq!(page.len(), 1);
+    assert!(
+        meta.replace_stored_secret(SealedKind::BlobDataKeys, blob.as_str(), b"sealed:k1:x", b"sealed:k2:y")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !meta.replace_stored_secret(SealedKind::BlobDataKeys, blob.as_str(), b"sealed:k1:x", b"again").await.unwrap()
+    );
+    assert!(meta.blob_keys(&blob).await.unwrap().contains(&wrapping("AES256", b"sealed:k2:y")));
 }
 
 /// Writers continuing one upload from the same offset at once: exactly one records.
@@ -204,10 +255,10 @@ pub async fn concurrent_progress_from_one_offset_exactly_one_records(meta: Store
     repository(meta.as_ref(), "race").await;
     for round in 0..ROUNDS {
         let id = format!("u-{round}");
-        meta.create_upload("race", &id, Algorithm::Sha256, "").await.unwrap();
+        meta.create_upload("race", &id, Algorithm::Sha256, "", None).await.unwrap();
         let results = race(&meta, |meta, i| {
             let id = id.clone();
-            async move { meta.record_upload_progress(&id, 0, 100 + i as u64, b"s", "").await.unwrap() }
+            async move { meta.record_upload_progress(&id, 0, 100 + i as u64, b"s", "", None).await.unwrap() }
         })
         .await;
         assert_eq!(results.iter().filter(|r| **r).count(), 1, "round {round}: {results:?}");
@@ -217,7 +268,7 @@ pub async fn concurrent_progress_from_one_offset_exactly_one_records(meta: Store
 pub async fn linking_a_blob_ends_its_upload_session(meta: Store) {
     repository(meta.as_ref(), "team/app").await;
     let config = digest("config");
-    meta.create_upload("team/app", "u-2", Algorithm::Sha256, "").await.unwrap();
+    meta.create_upload("team/app", "u-2", Algorithm::Sha256, "", None).await.unwrap();
     meta.link_blob("team/app", &config, 6, Some("u-2")).await.unwrap();
     assert!(meta.upload("u-2").await.unwrap().is_none());
     assert_eq!(meta.linked_blob("team/app", &config).await.unwrap(), Some(6));

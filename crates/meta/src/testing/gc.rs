@@ -42,9 +42,24 @@ pub async fn collects_old_unreferenced_links_and_then_their_blobs(meta: Store) {
 
 pub async fn finds_stale_uploads(meta: Store) {
     repository(meta.as_ref(), "gc").await;
-    meta.create_upload("gc", "u-stale", Algorithm::Sha256, "").await.unwrap();
+    meta.create_upload("gc", "u-stale", Algorithm::Sha256, "", None).await.unwrap();
     assert_eq!(meta.stale_uploads(now_ms() + 3_600_000).await.unwrap(), ["u-stale"]);
     assert!(meta.stale_uploads(0).await.unwrap().is_empty());
+}
+
+pub async fn finds_and_forgets_keys_without_a_blob(meta: Store) {
+    repository(meta.as_ref(), "gc").await;
+    let (linked, orphan) = (digest("keyed-linked"), digest("keyed-orphan"));
+    let keys = BlobKeyWrapping { wrapping: "AES256".into(), layers: 1, wrapped: b"w".to_vec() };
+    meta.claim_blob_keys(&linked, &keys).await.unwrap();
+    meta.link_blob("gc", &linked, 3, None).await.unwrap();
+    meta.claim_blob_keys(&orphan, &keys).await.unwrap();
+    assert_eq!(meta.unrecorded_blob_keys().await.unwrap(), [orphan.to_string()]);
+    meta.delete_blob_keys(&[orphan.to_string()]).await.unwrap();
+    meta.delete_blob_keys(&[]).await.unwrap();
+    assert!(meta.unrecorded_blob_keys().await.unwrap().is_empty());
+    assert!(meta.blob_keys(&orphan).await.unwrap().is_empty());
+    assert_eq!(meta.blob_keys(&linked).await.unwrap(), [keys]);
 }
 
 /// GC unlinking a repository's unreferenced blobs while a manifest referencing one of them

@@ -16,10 +16,10 @@ use std::sync::Arc;
 use berth_oci::{Algorithm, Digest};
 
 use crate::{
-    AccessKey, ActionKind, EncryptionType, Group, IdentityPolicySource, ImageFilter, KeyChange, KeyUse, LifecycleEvent,
-    ManagedPolicy, MetaError, MetaStore, NewManifest, Principal, PrincipalKind, PullBlock, RepositorySettings, ScanJob,
-    ScanOutcome, ScanStatus, ScanType, SealedKind, Severity, StatusFilter, StoredSecret, TagFilter, TagMutabilityMode,
-    VulnDbState, VulnRecord, now_ms,
+    AccessKey, ActionKind, BlobKeyWrapping, EncryptionType, Group, IdentityPolicySource, ImageFilter, KeyChange,
+    KeyUse, LifecycleEvent, ManagedPolicy, MetaError, MetaStore, NewManifest, Principal, PrincipalKind, PullBlock,
+    RepositorySettings, ScanJob, ScanOutcome, ScanStatus, ScanType, SealedKind, Severity, StatusFilter, StoredSecret,
+    TagFilter, TagMutabilityMode, UploadCipher, VulnDbState, VulnRecord, now_ms,
 };
 
 /// The store a clause runs against.
@@ -181,6 +181,8 @@ macro_rules! content_store_conformance {
                     never_moves_an_immutable_tag,
                     keeps_upload_sessions,
                     records_upload_progress_from_where_it_was,
+                    keeps_a_sealed_upload_and_its_staged_chunk,
+                    claims_a_blobs_keys_and_adds_wrappings,
                     linking_a_blob_ends_its_upload_session,
                     concurrent_progress_from_one_offset_exactly_one_records,
                     concurrent_pushes_of_an_immutable_tag_exactly_one_wins,
@@ -245,6 +247,7 @@ macro_rules! gc_store_conformance {
                     lists_every_blob_and_reference,
                     collects_old_unreferenced_links_and_then_their_blobs,
                     finds_stale_uploads,
+                    finds_and_forgets_keys_without_a_blob,
                     concurrent_unlink_and_manifest_put_never_lose_a_referenced_blob,
                     blob_bytes_locks_exclude_holders_of_one_digest,
                 ]

@@ -193,6 +193,7 @@ pub struct RotationStatus {
 }
 
 /// The KMS of one region.
+#[derive(Clone)]
 pub struct Kms {
     meta: Arc<dyn MetaStore>,
     keys: Arc<MasterKeys>,
@@ -1385,6 +1386,19 @@ impl Kms {
         sealed: &[u8],
     ) -> Result<Vec<u8>> {
         let key = self.ecr_use(key_arn, repository_arn, "Decrypt").await?;
+        let ct = Ciphertext::parse(sealed).ok_or_else(|| KmsError::InvalidCiphertext(String::new()))?;
+        self.open(&key, &ct, context).await
+    }
+
+    /// Opens a blob's data keys wrapped under `key_arn` through no repository's grant: ECR
+    /// re-wrapping the keys of a blob a commit has just proved it holds (its bytes hashed to
+    /// the digest), for the key of another repository, and `berth fsck`. The key must be
+    /// usable, as for every other use.
+    pub async fn open_as_ecr(&self, key_arn: &str, context: &EncryptionContext, sealed: &[u8]) -> Result<Vec<u8>> {
+        let key = self.key_by_arn(key_arn).await?;
+        if let Some(e) = unusable(&key) {
+            return Err(e);
+        }
         let ct = Ciphertext::parse(sealed).ok_or_else(|| KmsError::InvalidCiphertext(String::new()))?;
         self.open(&key, &ct, context).await
     }

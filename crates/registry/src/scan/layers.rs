@@ -4,10 +4,9 @@
 //! the rpm database, which SQLite must open as a file, is spooled to a private temp file.
 
 use std::io::{self, BufReader, Read};
-use std::sync::Arc;
 
+use crate::at_rest::AtRest;
 use berth_oci::Digest;
-use berth_store::BlobStore;
 use berth_vuln::image::{self, FileKind, ImageFiles, MAX_TEXT_FILE};
 use berth_vuln::inventory::Package;
 use futures_util::TryStreamExt;
@@ -182,20 +181,23 @@ pub async fn on_background_thread<T: Send + 'static>(work: impl FnOnce() -> T + 
     rx.await.map_err(|_| "the scan thread panicked".to_string())
 }
 
-/// Streams every layer (in order) from storage and returns the kept files; the rpm database is
-/// spooled into `spool_dir` (the system temp directory if `None`). Blocks: call it on a
-/// blocking thread, with a handle of the runtime the store lives on.
-pub fn read_layers(
+/// Streams every layer (in order) of `repository` as it serves them (a sealed layer opened on
+/// the way) and returns the kept files; the rpm database is spooled into `spool_dir` (the
+/// system temp directory if `None`). Blocks: call it on a blocking thread, with a handle of
+/// the runtime the store lives on.
+pub(crate) fn read_layers(
     handle: &tokio::runtime::Handle,
-    blobs: &Arc<dyn BlobStore>,
+    at_rest: &AtRest,
+    repository: &str,
     layers: &[Digest],
     spool_dir: Option<&std::path::Path>,
 ) -> io::Result<ImageFiles<Content>> {
     let mut files = ImageFiles::default();
     let mut budget = MAX_KEPT_BYTES;
     for (index, digest) in layers.iter().enumerate() {
-        let stream =
-            handle.block_on(blobs.read(digest, None)).map_err(|e| io::Error::other(format!("layer {digest}: {e}")))?;
+        let stream = handle
+            .block_on(at_rest.open_linked(repository, digest))
+            .map_err(|e| io::Error::other(format!("layer {digest}: {e}")))?;
         let reader = SyncIoBridge::new_with_handle(StreamReader::new(stream.map_err(io::Error::other)), handle.clone());
         apply_layer(&mut files, index, reader, &mut budget, spool_dir)
             .map_err(|e| io::Error::new(e.kind(), format!("layer {digest}: {e}")))?;

@@ -199,7 +199,7 @@ impl Registry {
         let doc: serde_json::Value =
             serde_json::from_slice(&manifest.content).map_err(|e| format!("manifest is not JSON: {e}"))?;
         let config_digest = doc["config"]["digest"].as_str().unwrap_or("");
-        let config = self.small_blob(config_digest).await.unwrap_or_default();
+        let config = self.small_blob(&job.repository, config_digest).await.unwrap_or_default();
         let config: serde_json::Value = serde_json::from_slice(&config).unwrap_or_default();
         let mut layers = Vec::new();
         for l in doc["layers"].as_array().into_iter().flatten() {
@@ -215,11 +215,13 @@ impl Registry {
             layers.push(d);
         }
         let state = self.meta().vulndb_state().await.map_err(|e| e.to_string())?;
-        let (blobs, meta, handle) = (self.blobs().clone(), self.meta().clone(), tokio::runtime::Handle::current());
-        let (enhanced, layer_list) = (job.scan_type == ScanType::Enhanced, layers.clone());
+        let (at_rest, meta, handle) = (self.at_rest(), self.meta().clone(), tokio::runtime::Handle::current());
+        let (enhanced, layer_list, repository) =
+            (job.scan_type == ScanType::Enhanced, layers.clone(), job.repository.clone());
         let spool_dir = self.scan_settings().spool_dir.clone();
         let analysis = layers::on_background_thread(move || {
-            analyze(&handle, &blobs, meta.as_ref(), &layer_list, enhanced, spool_dir.as_deref())
+            let source = LayerSource { at_rest: &at_rest, repository: &repository };
+            analyze(&handle, source, meta.as_ref(), &layer_list, enhanced, spool_dir.as_deref())
         })
         .await??;
         let Some(Analysis { full, inventory, findings }) = analysis else {
@@ -267,11 +269,11 @@ impl Registry {
         })
     }
 
-    /// A small blob (an image config) read whole.
-    async fn small_blob(&self, digest: &str) -> Option<Vec<u8>> {
+    /// A small blob of `repository` (an image config) read whole.
+    async fn small_blob(&self, repository: &str, digest: &str) -> Option<Vec<u8>> {
         use futures_util::TryStreamExt;
         let digest = Digest::parse(digest).ok()?;
-        let mut stream = self.blobs().read(&digest, None).await.ok()?;
+        let mut stream = self.at_rest().open_linked(repository, &digest).await.ok()?;
         let mut out = Vec::new();
         while let Some(chunk) = stream.try_next().await.ok()? {
             out.extend_from_slice(&chunk);
@@ -372,15 +374,22 @@ const MATCH_CHUNK: usize = 250;
 /// The CPU-heavy part of a scan, on the scan thread: the layers read into an inventory, then
 /// matched chunk by chunk against the records filed under its packages. `None` when the image
 /// has nothing the scan type covers.
+/// Where a scan reads an image's layers from: the repository's blobs as it serves them.
+struct LayerSource<'a> {
+    at_rest: &'a crate::at_rest::AtRest,
+    repository: &'a str,
+}
+
 fn analyze(
     handle: &tokio::runtime::Handle,
-    blobs: &std::sync::Arc<dyn berth_store::BlobStore>,
+    source: LayerSource<'_>,
     meta: &dyn berth_meta::MetaStore,
     layers: &[Digest],
     enhanced: bool,
     spool_dir: Option<&std::path::Path>,
 ) -> Result<Option<Analysis>, String> {
-    let files = layers::read_layers(handle, blobs, layers, spool_dir).map_err(|e| e.to_string())?;
+    let files =
+        layers::read_layers(handle, source.at_rest, source.repository, layers, spool_dir).map_err(|e| e.to_string())?;
     let mut rpm = Vec::new();
     let mut texts = Vec::new();
     for (path, layer, kind, content) in files.files() {
