@@ -14,6 +14,8 @@ import botocore.exceptions
 import pytest
 import requests
 
+from conftest import REGION
+
 
 
 MiB = 1 << 20
@@ -61,15 +63,22 @@ def upload(s, berth, repo, data, parts=None):
     return digest
 
 
-def put_image(s, berth, repo, tag, layer, annotation="plain"):
+def image_manifest(s, berth, repo, layer, annotation="plain", subject=None):
     config = json.dumps({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers"}}).encode()
     cdigest, ldigest = upload(s, berth, repo, config), upload(s, berth, repo, layer)
-    manifest = json.dumps({
+    doc = {
         "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
         "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cdigest, "size": len(config)},
         "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": ldigest, "size": len(layer)}],
         "annotations": {"note": annotation},
-    }).encode()
+    }
+    if subject:
+        doc["subject"] = subject
+    return json.dumps(doc).encode(), ldigest
+
+
+def put_image(s, berth, repo, tag, layer, annotation="plain", subject=None):
+    manifest, ldigest = image_manifest(s, berth, repo, layer, annotation, subject)
     r = s.put(f"{berth.endpoint}/v2/{repo}/manifests/{tag}", data=manifest,
               headers={"Content-Type": "application/vnd.oci.image.manifest.v1+json"})
     assert r.status_code == 201, r.text
@@ -185,16 +194,27 @@ def holding(berth, marker):
     return [name for name, data in stored_files(berth) if marker in data]
 
 
-def test_no_layer_plaintext_is_stored_even_while_an_upload_is_open(berth):
+def test_no_layer_or_manifest_plaintext_is_stored_even_while_an_upload_is_open(berth):
     key_with_alias(berth, "alias/secret")
     create(berth, "clear/aes")
     create(berth, "clear/kms", "encryptionType=KMS,kmsKey=alias/secret")
     s = session(berth)
     marker = b"BERTH-LAYER-MARKER-" + os.urandom(6).hex().encode()
+    note = "BERTH-MANIFEST-MARKER-" + os.urandom(6).hex()
     layer = (marker + b"\n") * 20000  # ~600 KiB: whole chunks and a partial one
+    accept = {"Accept": "application/vnd.oci.image.manifest.v1+json"}
     for repo in ("clear/aes", "clear/kms"):
-        put_image(s, berth, repo, "v1", layer)
+        put_image(s, berth, repo, "v1", layer, annotation=note)
         assert s.get(f"{berth.endpoint}/v2/{repo}/blobs/sha256:{hashlib.sha256(layer).hexdigest()}").content == layer
+        got = s.get(f"{berth.endpoint}/v2/{repo}/manifests/v1", headers=accept)
+        assert got.status_code == 200 and got.json()["annotations"] == {"note": note}
+        digest = got.headers["Docker-Content-Digest"]
+        assert digest == "sha256:" + hashlib.sha256(got.content).hexdigest()
+        # A referrer's annotations are listed in clear, though stored sealed.
+        subject = {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": digest, "size": len(got.content)}
+        put_image(s, berth, repo, "sig", b"signature", annotation=note + "-referrer", subject=subject)
+        listed = s.get(f"{berth.endpoint}/v2/{repo}/referrers/{digest}").json()["manifests"]
+        assert [m["annotations"] for m in listed] == [{"note": note + "-referrer"}], listed
 
     # An upload left open after odd-sized PATCHes (a partial chunk staged with the record).
     open_marker = b"BERTH-OPEN-UPLOAD-" + os.urandom(6).hex().encode()
@@ -210,6 +230,7 @@ def test_no_layer_plaintext_is_stored_even_while_an_upload_is_open(berth):
     assert any(layer_hex in name for name, _ in stored_files(berth)), "the look covers where blobs are stored"
     assert holding(berth, open_marker) == [], "an open upload's bytes are sealed, its staged chunk too"
     assert holding(berth, marker) == [], "no layer plaintext anywhere"
+    assert holding(berth, note.encode()) == [], "no manifest plaintext anywhere, the database included"
     sep = "&" if "?" in location else "?"
     r = s.put(f"{berth.endpoint}{location}{sep}digest=sha256:{hashlib.sha256(pending[:at]).hexdigest()}")
     assert r.status_code == 201, r.text
@@ -235,6 +256,17 @@ def test_a_disabled_key_stops_pushes_and_pulls_until_it_is_enabled(berth):
         ecr.initiate_layer_upload(repositoryName="toggle/app")
     assert e.value.response["Error"]["Code"] == "KmsException", e.value.response
     assert e.value.response.get("kmsError") == "DisabledException" or "DisabledException" in str(e.value.response)
+    r = s.get(f"{berth.endpoint}/v2/toggle/app/manifests/v1",
+              headers={"Accept": "application/vnd.oci.image.manifest.v1+json"})
+    assert r.status_code == 403 and r.json()["errors"][0]["code"] == "DENIED" and key["Arn"] in r.text, r.text
+    got = ecr.batch_get_image(repositoryName="toggle/app", imageIds=[{"imageTag": "v1"}])
+    assert got["images"] == [] and got["failures"][0]["failureCode"] == "KmsError", got
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        ecr.put_image(repositoryName="toggle/app", imageTag="v3", imageManifest=json.dumps({
+            "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": digest, "size": len(layer)},
+            "layers": []}))
+    assert e.value.response["Error"]["Code"] == "KmsException", e.value.response
 
     kms.enable_key(KeyId=key["KeyId"])
     assert s.get(f"{berth.endpoint}/v2/toggle/app/blobs/{digest}").content == layer
@@ -252,3 +284,146 @@ def test_a_read_only_user_of_the_account_pulls_from_a_kms_repository(berth):
     assert s.get(f"{berth.endpoint}/v2/team/app/blobs/{digest}").content == layer
     r = s.post(f"{berth.endpoint}/v2/team/app/blobs/uploads/")
     assert r.status_code in (401, 403), "read-only"
+
+
+OTHER_ACCOUNT = "987654321098"
+
+
+def test_another_account_pulls_only_once_the_key_policy_lets_it_decrypt(berth, docker, tmp_path):
+    """The seed's scenario: account B may pull by the repository policy, but the repository's
+    KMS key's policy does not let B decrypt, so `docker pull` is denied naming the key; once
+    the key policy allows B's kms:Decrypt, the pull works."""
+    key = key_with_alias(berth, "alias/shared")
+    create(berth, "shared/app", "encryptionType=KMS,kmsKey=alias/shared")
+    ref = f"{berth.host}/shared/app:v1"
+    tar = tmp_path / "rootfs.tar"
+    rootfs_tar(tar, {"etc/shared.conf": os.urandom(2000)})
+    docker.run("import", str(tar), ref)
+    docker.run("login", "--username", "AWS", "--password-stdin", berth.host, stdin=berth.token())
+    docker.run("push", ref)
+    docker.run("rmi", ref)
+
+    b = berth.admin("create-account", OTHER_ACCOUNT)["AccessKey"]
+    b_key, b_secret = b["AccessKeyId"], b["SecretAccessKey"]
+    berth.aws("ecr", "set-repository-policy", "--repository-name", "shared/app", "--policy-text", json.dumps({
+        "Version": "2012-10-17", "Statement": [{
+            "Sid": "B pulls", "Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{OTHER_ACCOUNT}:root"},
+            "Action": ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"]}]}))
+    docker.run("logout", berth.host)
+    docker.run("login", "--username", "AWS", "--password-stdin", berth.host, stdin=berth.token(b_key, b_secret))
+    denied = docker.run("pull", ref, check=False)
+    assert denied.returncode != 0
+    assert "denied" in denied.stderr and key["Arn"] in denied.stderr and "kms:Decrypt" in denied.stderr, denied.stderr
+    b_ecr = berth.client(key=b_key, secret=b_secret)
+    got = b_ecr.batch_get_image(registryId="123456789012", repositoryName="shared/app", imageIds=[{"imageTag": "v1"}])
+    assert got["images"] == [] and got["failures"][0]["failureCode"] == "KmsError", got
+    assert key["Arn"] in got["failures"][0]["failureReason"]
+
+    kms = berth.client("kms")
+    policy = json.loads(kms.get_key_policy(KeyId=key["KeyId"], PolicyName="default")["Policy"])
+    policy["Statement"].append({"Sid": "B decrypts through ECR", "Effect": "Allow",
+                                "Principal": {"AWS": f"arn:aws:iam::{OTHER_ACCOUNT}:root"},
+                                "Action": "kms:Decrypt", "Resource": "*",
+                                "Condition": {"StringEquals": {"kms:ViaService": f"ecr.{REGION}.amazonaws.com"}}})
+    kms.put_key_policy(KeyId=key["KeyId"], PolicyName="default", Policy=json.dumps(policy))
+    docker.run("pull", ref)
+    got = b_ecr.batch_get_image(registryId="123456789012", repositoryName="shared/app", imageIds=[{"imageTag": "v1"}])
+    assert len(got["images"]) == 1 and got["failures"] == [], got
+
+
+def bucket_objects(prefix):
+    from test_s3_blobs import s3_client
+
+    bucket, s3 = s3_client()
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix + "/"):
+        for o in page.get("Contents", []):
+            yield o["Key"], s3.get_object(Bucket=bucket, Key=o["Key"])["Body"].read()
+
+
+def data_files(d):
+    for root, _, files in os.walk(d):
+        for f in files:
+            path = os.path.join(root, f)
+            if os.path.isfile(path) and not os.path.islink(path):
+                with open(path, "rb") as fh:
+                    yield path, fh.read()
+
+
+@pytest.mark.skipif(os.environ.get("BERTH_TEST_TOPOLOGY") == "cluster",
+                    reason="single-node by nature: it kills its own node and reads its SQLite database")
+def test_berth_encrypt_seals_what_was_stored_as_sent_and_resumes_after_kill_9(tmp_path):
+    """Blobs and manifests stored as sent (an AES256 repository on a bucket that encrypted them
+    itself, SSE-S3), then the bucket no longer trusted to: `berth encrypt`, killed part-way
+    with the server, then run again, seals every blob and manifest; every image pulls back
+    bit-identical, no marker is left in the bucket or the SQLite files, and fsck passes."""
+    import re
+    import signal
+
+    from conftest import Berth, berth_bin
+    from test_s3_blobs import bucket_url
+
+    prefix = "enc" + os.urandom(5).hex()
+    sse = {"BERTH_BLOBS": bucket_url(prefix, server_side_encryption="AES256")}
+    berth = Berth(str(tmp_path), extra_env=sse)
+    images = {}
+    try:
+        create(berth, "old/app")
+        s = session(berth)
+        for i in range(24):
+            marker = f"BERTH-OLD-MARKER-{i}-{os.urandom(4).hex()}"
+            layer = (marker.encode() + b"\n") * 3000 + os.urandom(300_000)
+            put_image(s, berth, "old/app", f"v{i}", layer, annotation=marker)
+            m = s.get(f"{berth.endpoint}/v2/old/app/manifests/v{i}",
+                      headers={"Accept": "application/vnd.oci.image.manifest.v1+json"})
+            images[f"v{i}"] = (marker, m.content, hashlib.sha256(layer).hexdigest(), layer)
+    finally:
+        berth.stop()
+    first = images["v0"][0].encode()
+    assert any(first in data for _, data in bucket_objects(prefix)), "stored as sent: the bucket encrypted it"
+    assert any(first in data for _, data in data_files(os.path.join(tmp_path, "data"))), "manifests as sent"
+
+    plain = {"BERTH_BLOBS": bucket_url(prefix)}
+    berth = Berth(str(tmp_path), extra_env=dict(plain, BERTH_ENCRYPT_PAUSE_MS="100"))
+    env = dict(os.environ, BERTH_BLOBS=plain["BERTH_BLOBS"])
+    run = subprocess.Popen([berth_bin(), "encrypt", "--data-dir", os.path.join(tmp_path, "data")],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    # Killed (the server, which does the work) once some blobs are sealed.
+    seen = []
+    for line in run.stderr:
+        seen.append(line)
+        sealed = re.match(r"blobs: \d+ checked, (\d+) sealed", line)
+        if sealed and int(sealed.group(1)) >= 3:
+            break
+    berth.proc.send_signal(signal.SIGKILL)
+    berth.proc.wait()
+    berth.log.close()
+    out, err = run.communicate(timeout=30)
+    assert run.returncode != 0, f"the run was cut off: {seen} {out} {err}"
+
+    berth = Berth(str(tmp_path), extra_env=plain)
+    try:
+        done = subprocess.run([berth_bin(), "encrypt", "--data-dir", os.path.join(tmp_path, "data")],
+                              capture_output=True, text=True, env=env, timeout=600)
+        assert done.returncode == 0, done.stdout + done.stderr
+        report = json.loads(done.stdout)
+        # 24 layers and one config (the images share it).
+        assert report["problems"] == [] and report["blobsChecked"] == 25, report
+        assert 0 < report["blobsSealed"] < 25 and report["blobsSealed"] + report["blobsAlreadyProtected"] == 25, report
+        s = session(berth)
+        for tag, (marker, manifest, layer_hex, layer) in images.items():
+            m = s.get(f"{berth.endpoint}/v2/old/app/manifests/{tag}",
+                      headers={"Accept": "application/vnd.oci.image.manifest.v1+json"})
+            assert m.status_code == 200 and m.content == manifest, tag
+            assert s.get(f"{berth.endpoint}/v2/old/app/blobs/sha256:{layer_hex}").content == layer, tag
+        again = json.loads(subprocess.run([berth_bin(), "encrypt", "--data-dir", os.path.join(tmp_path, "data")],
+                                          capture_output=True, text=True, env=env, timeout=600).stdout)
+        assert again["blobsSealed"] == 0 and again["manifestsSealed"] == 0, again
+    finally:
+        berth.stop()
+    for marker, _, _, _ in images.values():
+        m = marker.encode()
+        assert [k for k, data in bucket_objects(prefix) if m in data] == [], marker
+        assert [p for p, data in data_files(os.path.join(tmp_path, "data")) if m in data] == [], marker
+    fsck = subprocess.run([berth_bin(), "fsck", "--data-dir", os.path.join(tmp_path, "data")],
+                          capture_output=True, text=True, env=env)
+    assert fsck.returncode == 0, fsck.stdout + fsck.stderr

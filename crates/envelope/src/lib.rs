@@ -58,6 +58,8 @@ pub enum EnvelopeError {
     StagedDamaged,
     #[error("the wrapped value does not open: damaged, or wrapped under another key or context")]
     WrappedDamaged,
+    #[error("the sealed value does not open: damaged, or sealed under other keys or for another context")]
+    ValueDamaged,
 }
 
 pub type Result<T> = std::result::Result<T, EnvelopeError>;
@@ -166,6 +168,13 @@ fn chunk_aad(layer: usize) -> Aad<[u8; 15]> {
 fn staged_aad(context: &[u8], index: u64, layer: usize) -> Vec<u8> {
     let mut a = b"berth staged v1\0".to_vec();
     a.extend_from_slice(&index.to_be_bytes());
+    a.push(layer as u8);
+    a.extend_from_slice(context);
+    a
+}
+
+fn value_aad(context: &[u8], layer: usize) -> Vec<u8> {
+    let mut a = b"berth value v1\0".to_vec();
     a.push(layer as u8);
     a.extend_from_slice(context);
     a
@@ -330,17 +339,41 @@ impl Envelope {
     /// request: a fresh random nonce each time, bound to `context` (the upload's identity) and
     /// to the chunk index the bytes will become.
     pub fn seal_staged(&self, context: &[u8], index: u64, pending: &[u8]) -> Vec<u8> {
-        let mut buf = pending.to_vec();
+        self.seal_under_staged_key(pending, |n| staged_aad(context, index, n))
+    }
+
+    /// Opens what [`Envelope::seal_staged`] sealed for the same `context` and `index`.
+    pub fn open_staged(&self, context: &[u8], index: u64, sealed: &[u8]) -> Result<Vec<u8>> {
+        let buf = self
+            .open_under_staged_key(sealed, |n| staged_aad(context, index, n))
+            .map_err(|()| EnvelopeError::StagedDamaged)?;
+        if buf.len() > CHUNK_LEN {
+            return Err(EnvelopeError::StagedDamaged);
+        }
+        Ok(buf)
+    }
+
+    /// Seals a small value that goes with the blob these keys seal (a manifest's annotations,
+    /// kept apart from it for listings) in one piece, as staged chunks are: under the key
+    /// derived for them, a fresh random nonce, bound to `context` (and apart from staged
+    /// chunks, whatever their context).
+    pub fn seal_value(&self, context: &[u8], value: &[u8]) -> Vec<u8> {
+        self.seal_under_staged_key(value, |n| value_aad(context, n))
+    }
+
+    /// Opens what [`Envelope::seal_value`] sealed for the same `context`.
+    pub fn open_value(&self, context: &[u8], sealed: &[u8]) -> Result<Vec<u8>> {
+        self.open_under_staged_key(sealed, |n| value_aad(context, n)).map_err(|()| EnvelopeError::ValueDamaged)
+    }
+
+    fn seal_under_staged_key(&self, plaintext: &[u8], aad: impl Fn(usize) -> Vec<u8>) -> Vec<u8> {
+        let mut buf = plaintext.to_vec();
         let mut nonces = Vec::with_capacity(self.layers.len() * NONCE_LEN);
         for (n, layer) in self.layers.iter().enumerate() {
             let nonce: [u8; NONCE_LEN] = random();
             layer
                 .staged
-                .seal_in_place_append_tag(
-                    Nonce::assume_unique_for_key(nonce),
-                    Aad::from(staged_aad(context, index, n)),
-                    &mut buf,
-                )
+                .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(aad(n)), &mut buf)
                 .expect("AES-GCM seals a chunk");
             nonces.extend_from_slice(&nonce);
         }
@@ -348,28 +381,20 @@ impl Envelope {
         nonces
     }
 
-    /// Opens what [`Envelope::seal_staged`] sealed for the same `context` and `index`.
-    pub fn open_staged(&self, context: &[u8], index: u64, sealed: &[u8]) -> Result<Vec<u8>> {
+    fn open_under_staged_key(&self, sealed: &[u8], aad: impl Fn(usize) -> Vec<u8>) -> std::result::Result<Vec<u8>, ()> {
         let layers = self.layers.len();
         if sealed.len() < layers * (NONCE_LEN + TAG_LEN) {
-            return Err(EnvelopeError::StagedDamaged);
+            return Err(());
         }
         let (nonces, body) = sealed.split_at(layers * NONCE_LEN);
         let mut buf = body.to_vec();
         let mut len = buf.len();
         for (n, layer) in self.layers.iter().enumerate().rev() {
-            let nonce = Nonce::try_assume_unique_for_key(&nonces[n * NONCE_LEN..(n + 1) * NONCE_LEN])
-                .map_err(|_| EnvelopeError::StagedDamaged)?;
-            len = layer
-                .staged
-                .open_in_place(nonce, Aad::from(staged_aad(context, index, n)), &mut buf[..len])
-                .map_err(|_| EnvelopeError::StagedDamaged)?
-                .len();
+            let nonce =
+                Nonce::try_assume_unique_for_key(&nonces[n * NONCE_LEN..(n + 1) * NONCE_LEN]).map_err(|_| ())?;
+            len = layer.staged.open_in_place(nonce, Aad::from(aad(n)), &mut buf[..len]).map_err(|_| ())?.len();
         }
         buf.truncate(len);
-        if len > CHUNK_LEN {
-            return Err(EnvelopeError::StagedDamaged);
-        }
         Ok(buf)
     }
 }

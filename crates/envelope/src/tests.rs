@@ -256,3 +256,22 @@ proptest! {
         prop_assert!(env.open(&sealed).is_err());
     }
 }
+
+#[test]
+fn a_value_opens_only_with_its_keys_and_context_and_never_as_a_staged_chunk() {
+    for layers in [1, 2] {
+        let keys = BlobKeys::generate(layers);
+        let env = keys.envelope();
+        let value = blob(200_000, 7);
+        let sealed = env.seal_value(b"annotations\nrepo@sha256:ab", &value);
+        assert_eq!(env.open_value(b"annotations\nrepo@sha256:ab", &sealed).unwrap(), value, "larger than a chunk");
+        assert_ne!(sealed, env.seal_value(b"annotations\nrepo@sha256:ab", &value), "a fresh nonce each time");
+        assert_eq!(env.open_value(b"annotations\nother@sha256:ab", &sealed), Err(EnvelopeError::ValueDamaged));
+        assert!(BlobKeys::generate(layers).envelope().open_value(b"annotations\nrepo@sha256:ab", &sealed).is_err());
+        let small = env.seal_value(b"ctx", b"{}");
+        assert!(env.open_staged(b"ctx", 0, &small).is_err(), "a value is not a staged chunk");
+        let mut flipped = small.clone();
+        *flipped.last_mut().unwrap() ^= 1;
+        assert!(env.open_value(b"ctx", &flipped).is_err());
+    }
+}

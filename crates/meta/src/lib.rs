@@ -237,6 +237,34 @@ pub enum SealedKind {
     /// identified by the blob's digest; an upload's, until it is committed, by
     /// `upload_keys_id(upload id)` (uploads are short-lived and not re-sealed by a rotation).
     BlobDataKeys,
+    /// A sealed manifest's data keys wrapped under the master keyring, identified by
+    /// `manifest_keys_id(repository, digest)`.
+    ManifestDataKeys,
+}
+
+/// The identity a manifest's data keys are sealed under: `<repository key>@<digest>` (a
+/// manifest is stored, and sealed, once per repository).
+pub fn manifest_keys_id(repository: &str, digest: &str) -> String {
+    format!("{repository}@{digest}")
+}
+
+/// A manifest stored as sent, as `berth encrypt` reads it to seal it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnsealedManifest {
+    pub repository: String,
+    pub digest: String,
+    pub content: Vec<u8>,
+    pub annotations: Option<String>,
+}
+
+/// A sealed manifest's data keys as stored with it: wrapped under the key that protected its
+/// repository when it was pushed ([`MASTER_WRAPPING`] or a KMS key's ARN). Its content is
+/// then sealed in the blob format, and its annotations (for the referrers API) sealed apart
+/// under the same keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManifestKeys {
+    pub wrapping: String,
+    pub wrapped: Vec<u8>,
 }
 
 /// The identity an upload's data keys are sealed under until the upload becomes a blob.
@@ -273,12 +301,13 @@ pub fn kms_material_key(key_id: &str, material_id: &str) -> String {
 }
 
 impl SealedKind {
-    pub const ALL: [SealedKind; 5] = [
+    pub const ALL: [SealedKind; 6] = [
         SealedKind::AccessKeySecret,
         SealedKind::RegistrySecret,
         SealedKind::ManagedSecretValue,
         SealedKind::KmsKeyMaterial,
         SealedKind::BlobDataKeys,
+        SealedKind::ManifestDataKeys,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -288,6 +317,7 @@ impl SealedKind {
             SealedKind::ManagedSecretValue => "managed-secret-value",
             SealedKind::KmsKeyMaterial => "kms-key-material",
             SealedKind::BlobDataKeys => "blob-data-keys",
+            SealedKind::ManifestDataKeys => "manifest-data-keys",
         }
     }
 }
@@ -547,9 +577,14 @@ pub struct NewManifest {
     pub media_type: String,
     pub artifact_type: Option<String>,
     pub subject: Option<Digest>,
-    /// JSON text of the manifest's annotations, for the referrers API.
+    /// JSON text of the manifest's annotations, for the referrers API (sealed and base64 when
+    /// `keys` is set).
     pub annotations: Option<String>,
+    /// The manifest as stored: sealed when `keys` is set.
     pub content: Vec<u8>,
+    /// The manifest's own size (its plaintext's).
+    pub size: u64,
+    pub keys: Option<ManifestKeys>,
     pub blobs: Vec<Digest>,
     pub manifests: Vec<Digest>,
 }
@@ -558,7 +593,9 @@ pub struct NewManifest {
 pub struct StoredManifest {
     pub digest: Digest,
     pub media_type: String,
+    /// As stored: sealed when `keys` is set (the registry opens it).
     pub content: Vec<u8>,
+    pub keys: Option<ManifestKeys>,
     /// In the archive storage class: not to be served.
     pub archived: bool,
     /// What the pull policy needs, read with the manifest so a pull costs no extra query.
@@ -582,7 +619,9 @@ pub struct ManifestSummary {
     pub media_type: String,
     pub size: i64,
     pub artifact_type: Option<String>,
+    /// As stored: sealed and base64 when `keys` is set (the registry opens them).
     pub annotations: Option<String>,
+    pub keys: Option<ManifestKeys>,
 }
 
 /// A held [`GcStore::lock_blob_bytes`]; dropping it releases the lock.

@@ -220,6 +220,24 @@ pub trait ContentStore: Send + Sync + 'static {
     /// that key stays as it is.
     async fn add_blob_key_wrapping(&self, digest: &Digest, keys: &BlobKeyWrapping) -> Result<()>;
 
+    /// The repositories (keys) that link a blob.
+    async fn repositories_linking(&self, digest: &Digest) -> Result<Vec<String>>;
+
+    /// Manifests stored as sent, in (repository, digest) order after `after`, at most `limit`:
+    /// what `berth encrypt` seals.
+    async fn unsealed_manifests(&self, after: Option<(&str, &str)>, limit: u32) -> Result<Vec<UnsealedManifest>>;
+
+    /// Stores a manifest's sealed form (content, annotations, keys) in place of the one stored
+    /// as sent; false if it is gone or sealed already.
+    async fn seal_stored_manifest(
+        &self,
+        repository: &str,
+        digest: &str,
+        content: &[u8],
+        annotations: Option<&str>,
+        keys: &ManifestKeys,
+    ) -> Result<bool>;
+
     /// Notes that an ECR API part was received and whether it was under the minimum size; a
     /// small part followed by another marks the upload `part_too_small`.
     async fn note_upload_part(&self, id: &str, small: bool) -> Result<()>;

@@ -6,12 +6,15 @@
 use std::sync::Arc;
 
 use berth_envelope::BlobKeys;
-use berth_meta::{BlobKeyWrapping, EncryptionType, MASTER_WRAPPING, MetaStore, Repository, SealedKind, upload_keys_id};
+use berth_meta::{
+    BlobKeyWrapping, EncryptionType, MASTER_WRAPPING, ManifestKeys, ManifestSummary, MetaStore, Repository, SealedKind,
+    StoredManifest, manifest_keys_id, upload_keys_id,
+};
 use berth_oci::{ByteRange, Digest};
 use berth_store::{BlobStore, ByteStream, StoreError};
 
 use crate::RegistryError;
-use crate::kms::{EncryptionContext, Kms};
+use crate::kms::{EncryptionContext, Kms, KmsCaller};
 use crate::secrets::MasterKeys;
 
 type Result<T> = std::result::Result<T, RegistryError>;
@@ -33,13 +36,23 @@ pub(crate) struct Protection {
 pub(crate) enum Binding<'a> {
     Upload(&'a str),
     Blob(&'a Digest),
+    /// A manifest of a repository, by `manifest_keys_id(repository, digest)`.
+    Manifest(&'a str),
 }
 
 impl Binding<'_> {
+    fn kind(&self) -> SealedKind {
+        match self {
+            Binding::Upload(_) | Binding::Blob(_) => SealedKind::BlobDataKeys,
+            Binding::Manifest(_) => SealedKind::ManifestDataKeys,
+        }
+    }
+
     fn master_id(&self) -> String {
         match self {
             Binding::Upload(id) => upload_keys_id(id),
             Binding::Blob(d) => d.to_string(),
+            Binding::Manifest(id) => id.to_string(),
         }
     }
 
@@ -47,8 +60,22 @@ impl Binding<'_> {
         match self {
             Binding::Upload(id) => [("berth:upload".to_string(), id.to_string())].into(),
             Binding::Blob(d) => [("berth:blob".to_string(), d.to_string())].into(),
+            Binding::Manifest(id) => [("berth:manifest".to_string(), id.to_string())].into(),
         }
     }
+}
+
+/// What a sealed manifest's annotations are bound to, apart from its content.
+fn annotations_context(id: &str) -> Vec<u8> {
+    [b"annotations\n".as_slice(), id.as_bytes()].concat()
+}
+
+/// A manifest as it is stored: its content (sealed if `keys` is set), its annotations for
+/// the referrers API (sealed and base64 then), and its keys.
+pub(crate) struct ManifestAtRest {
+    pub content: Vec<u8>,
+    pub annotations: Option<String>,
+    pub keys: Option<ManifestKeys>,
 }
 
 fn keys_error(e: berth_envelope::EnvelopeError) -> RegistryError {
@@ -90,8 +117,8 @@ impl AtRest {
         }
     }
 
-    /// The protection an upload recorded (its repository's when it started).
-    pub fn upload_protection(&self, repository: &str, wrapping: &str) -> Protection {
+    /// The protection an upload or a manifest recorded (its repository's when it was made).
+    pub fn recorded_protection(&self, repository: &str, wrapping: &str) -> Protection {
         Protection { wrapping: wrapping.to_string(), layers: 0, repository_arn: self.repository_arn(repository) }
     }
 
@@ -99,7 +126,7 @@ impl AtRest {
     /// repository's grant: a disabled key, one pending deletion or a retired grant refuses.
     pub async fn wrap(&self, p: &Protection, binding: Binding<'_>, keys: &BlobKeys) -> Result<Vec<u8>> {
         if p.wrapping == MASTER_WRAPPING {
-            return Ok(self.master.seal(SealedKind::BlobDataKeys, &binding.master_id(), &keys.to_bytes()).into_bytes());
+            return Ok(self.master.seal(binding.kind(), &binding.master_id(), &keys.to_bytes()).into_bytes());
         }
         self.kms
             .ecr_seal(&p.wrapping, &p.repository_arn, &binding.context(), &keys.to_bytes())
@@ -110,7 +137,7 @@ impl AtRest {
     /// Opens what [`AtRest::wrap`] wrapped under `p`.
     pub async fn unwrap(&self, p: &Protection, binding: Binding<'_>, wrapped: &[u8]) -> Result<BlobKeys> {
         let bytes = if p.wrapping == MASTER_WRAPPING {
-            self.master.open(SealedKind::BlobDataKeys, &binding.master_id(), wrapped)?
+            self.master.open(binding.kind(), &binding.master_id(), wrapped)?
         } else {
             self.kms
                 .ecr_open(&p.wrapping, &p.repository_arn, &binding.context(), wrapped)
@@ -189,6 +216,70 @@ impl AtRest {
         self.read(digest, size, &keys, range).await
     }
 
+    /// A manifest of `repo` as it is to be stored: sealed under new data keys wrapped under the
+    /// repository's key (a disabled key refuses: `PutImage`'s `KmsException`), its
+    /// annotations sealed apart under the same keys; as sent when the repository's blobs are
+    /// left to the store.
+    pub async fn seal_manifest(
+        &self,
+        repo: &Repository,
+        digest: &Digest,
+        content: Vec<u8>,
+        annotations: Option<String>,
+    ) -> Result<ManifestAtRest> {
+        let Some(p) = self.protection(repo)? else {
+            return Ok(ManifestAtRest { content, annotations, keys: None });
+        };
+        let id = manifest_keys_id(&repo.name, digest.as_str());
+        let keys = BlobKeys::generate(p.layers);
+        let envelope = keys.envelope();
+        let sealed = envelope.seal(&content).map_err(keys_error)?;
+        let annotations = annotations.map(|a| {
+            use base64::Engine as _;
+            base64::engine::general_purpose::STANDARD
+                .encode(envelope.seal_value(&annotations_context(&id), a.as_bytes()))
+        });
+        let wrapped = self.wrap(&p, Binding::Manifest(&id), &keys).await?;
+        Ok(ManifestAtRest { content: sealed, annotations, keys: Some(ManifestKeys { wrapping: p.wrapping, wrapped }) })
+    }
+
+    /// A manifest's data keys, opened through the key they were wrapped under (a disabled
+    /// key, one pending deletion or a retired grant refuses).
+    async fn manifest_keys(&self, repository: &str, digest: &str, keys: &ManifestKeys) -> Result<(String, BlobKeys)> {
+        let id = manifest_keys_id(repository, digest);
+        let p = self.recorded_protection(repository, &keys.wrapping);
+        let opened = self.unwrap(&p, Binding::Manifest(&id), &keys.wrapped).await?;
+        Ok((id, opened))
+    }
+
+    /// A stored manifest of `repository` with its content in clear.
+    pub async fn open_manifest(&self, repository: &str, mut m: StoredManifest) -> Result<StoredManifest> {
+        let Some(keys) = m.keys.take() else { return Ok(m) };
+        let (_, opened) = self.manifest_keys(repository, m.digest.as_str(), &keys).await?;
+        m.content = opened
+            .envelope()
+            .open(&m.content)
+            .map_err(|e| RegistryError::Internal(format!("manifest {} of {repository}: {e}", m.digest)))?;
+        Ok(m)
+    }
+
+    /// A referrer of `repository` as the referrers API lists it: its annotations in clear.
+    pub async fn open_summary(&self, repository: &str, mut s: ManifestSummary) -> Result<ManifestSummary> {
+        let Some(keys) = s.keys.take() else { return Ok(s) };
+        let Some(sealed) = s.annotations.take() else { return Ok(s) };
+        let (id, opened) = self.manifest_keys(repository, &s.digest, &keys).await?;
+        let damaged =
+            |e: String| RegistryError::Internal(format!("the annotations of {} in {repository}: {e}", s.digest));
+        let sealed = {
+            use base64::Engine as _;
+            base64::engine::general_purpose::STANDARD.decode(sealed).map_err(|e| damaged(e.to_string()))?
+        };
+        let plain =
+            opened.envelope().open_value(&annotations_context(&id), &sealed).map_err(|e| damaged(e.to_string()))?;
+        s.annotations = Some(String::from_utf8(plain).map_err(|e| damaged(e.to_string()))?);
+        Ok(s)
+    }
+
     /// A blob `repository` links, whole, as [`AtRest::open_blob`] reads it (its size from
     /// the link): for the scanner.
     pub async fn open_linked(&self, repository: &str, digest: &Digest) -> Result<ByteStream> {
@@ -223,6 +314,26 @@ impl AtRest {
 }
 
 impl crate::Registry {
+    /// ECR's rule for pulling from a repository a KMS key protects: principals of the key's
+    /// own account pull through ECR's grant (their ECR permission decides); a principal of
+    /// another account must also be allowed `kms:Decrypt` through ECR by the key policy (and
+    /// its own IAM policies) — a repository policy that lets it pull is not enough (the
+    /// seed's scenario). Refused as `RegistryError::Kms`, whose message names the key. Asked
+    /// by every surface, after the ECR permission, for the actions `authz::decrypts` names.
+    pub async fn check_pull_decrypt(&self, who: &KmsCaller<'_>, repository: &str) -> Result<()> {
+        let (account, _) = crate::repositories::split_repository_key(self.registry_id(), repository);
+        if account == who.caller.account_id {
+            return Ok(());
+        }
+        let Some(repo) = self.meta().repository(repository).await? else { return Ok(()) };
+        match (&repo.settings.encryption_type, &repo.settings.kms_key) {
+            (EncryptionType::Kms | EncryptionType::KmsDsse, Some(key)) => {
+                self.kms().check_ecr_decrypt_for(who, key).await.map_err(RegistryError::Kms)
+            }
+            _ => Ok(()),
+        }
+    }
+
     pub(crate) fn at_rest(&self) -> AtRest {
         AtRest {
             meta: self.meta().clone(),

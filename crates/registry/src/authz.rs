@@ -458,6 +458,13 @@ fn denial(
 }
 
 /// The ECR action an ECR API operation is authorized as: its own name.
+/// Whether `action` reads an image's bytes, which a repository's KMS key protects: a caller
+/// of another account than the key's needs the key policy's `kms:Decrypt` too
+/// (`Registry::check_pull_decrypt`).
+pub fn decrypts(action: &str) -> bool {
+    matches!(action, "ecr:BatchGetImage" | "ecr:GetDownloadUrlForLayer")
+}
+
 pub fn ecr_action(operation: &str) -> String {
     format!("ecr:{operation}")
 }

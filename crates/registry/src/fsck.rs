@@ -111,6 +111,20 @@ impl Registry {
 
         for m in self.meta().all_manifest_references().await? {
             report.manifests_checked += 1;
+            // The manifest itself, as it is served (a sealed one opened): it must hash to its digest.
+            if let Ok(d) = Digest::parse(&m.digest)
+                && let Some(stored) = self.meta().manifest(&m.repository, &d).await?
+            {
+                match at_rest.open_manifest(&m.repository, stored).await {
+                    Ok(opened) => {
+                        let actual = Digest::from_bytes(d.algorithm(), &opened.content);
+                        if actual != d {
+                            report.problems.push(format!("manifest {}@{d}: content hashes to {actual}", m.repository));
+                        }
+                    }
+                    Err(e) => report.problems.push(format!("manifest {}@{d}: does not open: {e}", m.repository)),
+                }
+            }
             for b in &m.blobs {
                 if !recorded.contains_key(b) || !stored.contains(b) {
                     report.problems.push(format!("manifest {}@{}: blob {b} is missing", m.repository, m.digest));

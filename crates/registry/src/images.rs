@@ -111,6 +111,13 @@ impl Registry {
                 Err(_) => None,
             },
         };
+        // Opened through the repository's key, only once it is to be served.
+        let found = match found {
+            Some(m) if !m.archived && accepts(accept, &m.media_type) => {
+                Some(self.at_rest().open_manifest(name, m).await?)
+            }
+            other => other,
+        };
         match found {
             // ECR answers pulls of archived images with 404 until they are restored.
             Some(m) if m.archived => {
@@ -305,6 +312,7 @@ impl Registry {
         if manifest.archived {
             return Err(RegistryError::ImageArchived { digest: digest.clone() });
         }
+        let manifest = self.at_rest().open_manifest(repository, manifest).await?;
         if let Some(why) = crate::scan::unscannable(&manifest.content) {
             return Err(RegistryError::ImageNotScannable { digest: digest.clone(), why });
         }

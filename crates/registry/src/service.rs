@@ -502,7 +502,7 @@ impl Registry {
     /// arrives, so the last chunk can be marked), the pending plaintext from the staged chunk.
     async fn resume_sealing(&self, upload: &berth_meta::Upload, c: &UploadCipher) -> Result<UploadSealing> {
         let at_rest = self.at_rest();
-        let protection = at_rest.upload_protection(&upload.repository, &c.wrapping);
+        let protection = at_rest.recorded_protection(&upload.repository, &c.wrapping);
         let keys = at_rest.unwrap(&protection, Binding::Upload(&upload.id), &c.wrapped_keys).await?;
         let envelope = keys.envelope();
         let acknowledged = upload.acknowledged_bytes;
@@ -908,13 +908,19 @@ impl Registry {
         let repository = self.repository_for_push(name).await?;
         let rule = crate::repositories::tag_mutability(&repository.settings);
         let immutable: Vec<String> = tags.iter().filter(|t| rule.is_immutable(t)).cloned().collect();
+        let size = body.len() as u64;
+        let annotations = parsed.annotations.map(|a| serde_json::to_string(&a).expect("string map serializes"));
+        // Sealed under the repository's key, as its blobs are (a disabled key refuses the push).
+        let stored = self.at_rest().seal_manifest(&repository, &digest, body, annotations).await?;
         let manifest = NewManifest {
             digest: digest.clone(),
             media_type: parsed.kind.media_type().to_string(),
             artifact_type: parsed.artifact_type,
             subject: parsed.subject.clone(),
-            annotations: parsed.annotations.map(|a| serde_json::to_string(&a).expect("string map serializes")),
-            content: body,
+            annotations: stored.annotations,
+            content: stored.content,
+            size,
+            keys: stored.keys,
             blobs: parsed.blobs,
             manifests: parsed.manifests,
         };
@@ -1040,7 +1046,12 @@ impl Registry {
     ) -> Result<Vec<ManifestSummary>> {
         let digest = digest_param(digest)?;
         self.require_repository(name).await?;
-        Ok(self.meta.referrers(name, &digest, artifact_type).await?)
+        let at_rest = self.at_rest();
+        let mut out = Vec::new();
+        for r in self.meta.referrers(name, &digest, artifact_type).await? {
+            out.push(at_rest.open_summary(name, r).await?);
+        }
+        Ok(out)
     }
 }
 
@@ -1090,6 +1101,9 @@ mod tests {
         }
         async fn upload_commit(&self, id: &str, offset: u64, s: &UploadState, d: &Digest) -> berth_store::Result<u64> {
             self.inner.upload_commit(id, offset, s, d).await
+        }
+        async fn upload_replace(&self, id: &str, offset: u64, s: &UploadState, d: &Digest) -> berth_store::Result<u64> {
+            self.inner.upload_replace(id, offset, s, d).await
         }
         async fn upload_delete(&self, id: &str, s: Option<&UploadState>) -> berth_store::Result<()> {
             self.inner.upload_delete(id, s).await

@@ -88,6 +88,34 @@ impl Admin {
         Ok(report_json(&report, running.is_some(), &self.registry.master_keys().keyring().versions()))
     }
 
+    /// `berth encrypt`: seals what is stored as sent, writing a progress line (`{"progress":
+    /// …}`) at most every half second while it runs; its report.
+    async fn encrypt(&self, out: &mut tokio::net::unix::OwnedWriteHalf) -> anyhow::Result<Value> {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Value>();
+        let registry = self.registry.clone();
+        let run = tokio::spawn(async move {
+            let last = Mutex::new(std::time::Instant::now() - std::time::Duration::from_secs(1));
+            let progress = move |r: &berth_registry::encrypt::EncryptReport| {
+                let mut last = last.lock().expect("progress clock");
+                if last.elapsed() >= std::time::Duration::from_millis(500) {
+                    *last = std::time::Instant::now();
+                    let _ = tx.send(json!({ "progress": r }));
+                }
+            };
+            // How long to rest after each blob sealed (BERTH_ENCRYPT_PAUSE_MS, default none): to
+            // spare a store that serves pulls meanwhile.
+            let pause = std::env::var("BERTH_ENCRYPT_PAUSE_MS").ok().and_then(|v| v.parse().ok()).unwrap_or(0);
+            registry.encrypt_at_rest(std::time::Duration::from_millis(pause), &progress).await
+        });
+        while let Some(line) = rx.recv().await {
+            // A client gone away does not stop the run: it is resumable, and finishes.
+            let _ = out.write_all(format!("{line}\n").as_bytes()).await;
+        }
+        let report = run.await.context("the encrypt run panicked")?.map_err(|e| anyhow::anyhow!("{e}"))?;
+        tracing::info!(?report, "berth encrypt done");
+        Ok(serde_json::to_value(&report)?)
+    }
+
     async fn answer(&self, request: &Value) -> anyhow::Result<Value> {
         match request.get("op").and_then(Value::as_str) {
             Some("reload-keyring") => Ok(json!({ "keyringVersions": self.reload_keyring()? })),
@@ -154,6 +182,13 @@ pub fn serve(path: PathBuf, admin: Admin) -> anyhow::Result<()> {
                 let mut lines = BufReader::new(read).lines();
                 while let Ok(Some(line)) = lines.next_line().await {
                     let answer = match serde_json::from_str::<Value>(&line) {
+                        // A long run: progress lines, then its answer.
+                        Ok(request) if request.get("op").and_then(Value::as_str) == Some("encrypt") => {
+                            match admin.encrypt(&mut write).await {
+                                Ok(v) => json!({ "ok": true, "result": v }),
+                                Err(e) => json!({ "ok": false, "error": format!("{e:#}") }),
+                            }
+                        }
                         Ok(request) => match admin.answer(&request).await {
                             Ok(v) => json!({ "ok": true, "result": v }),
                             Err(e) => json!({ "ok": false, "error": format!("{e:#}") }),
@@ -172,6 +207,15 @@ pub fn serve(path: PathBuf, admin: Admin) -> anyhow::Result<()> {
 
 /// Sends one request to the running server's admin channel; its result, or its error.
 pub async fn request(data_dir: &Path, request: Value) -> anyhow::Result<Value> {
+    request_with_progress(data_dir, request, |_| {}).await
+}
+
+/// As [`request`], handing each progress line the server sends before its answer to `progress`.
+pub async fn request_with_progress(
+    data_dir: &Path,
+    request: Value,
+    mut progress: impl FnMut(&Value),
+) -> anyhow::Result<Value> {
     let path = socket_path(data_dir);
     let stream = UnixStream::connect(&path).await.with_context(|| {
         format!(
@@ -182,8 +226,15 @@ pub async fn request(data_dir: &Path, request: Value) -> anyhow::Result<Value> {
     })?;
     let (read, mut write) = stream.into_split();
     write.write_all(format!("{request}\n").as_bytes()).await?;
-    let line = BufReader::new(read).lines().next_line().await?.context("the server closed the admin channel")?;
-    let answer: Value = serde_json::from_str(&line)?;
+    let mut lines = BufReader::new(read).lines();
+    let answer = loop {
+        let line = lines.next_line().await?.context("the server closed the admin channel")?;
+        let v: Value = serde_json::from_str(&line)?;
+        match v.get("progress") {
+            Some(p) => progress(p),
+            None => break v,
+        }
+    };
     if answer.get("ok").and_then(Value::as_bool) == Some(true) {
         Ok(answer.get("result").cloned().unwrap_or(Value::Null))
     } else {

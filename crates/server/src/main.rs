@@ -116,6 +116,10 @@ enum Command {
         #[command(subcommand)]
         command: VulndbCommand,
     },
+    /// Seal what was stored before Berth encrypted at rest: every blob and manifest stored as
+    /// sent, verified against its digest on the way (asks the running server; resumable: run
+    /// it again after an interruption).
+    Encrypt,
     /// Copy this (stopped) embedded data directory into PostgreSQL and S3: every table and
     /// every blob, verified; run it again to resume an interrupted copy.
     Migrate {
@@ -197,6 +201,7 @@ fn main() -> ExitCode {
         match cli.command.unwrap_or(Command::Serve) {
             Command::Serve => serve(config).await.map(|_| ExitCode::SUCCESS),
             Command::Fsck => fsck(config).await,
+            Command::Encrypt => encrypt(config).await,
             Command::Migrate { to_meta, to_blobs } => migrate::migrate(config, to_meta, to_blobs).await,
             Command::Admin { command } => admin::admin(config, command).await.map(|_| ExitCode::SUCCESS),
             Command::Vulndb { command } => vulndb(config, command).await.map(|_| ExitCode::SUCCESS),
@@ -481,6 +486,21 @@ async fn gc(config: Config, dry_run: bool, grace: Option<u64>, upload_age: Optio
         }))?
     );
     Ok(())
+}
+
+/// `berth encrypt`: the running server seals what is stored as sent; progress on stderr, the
+/// report on stdout; failure if any blob could not be sealed.
+async fn encrypt(config: Config) -> anyhow::Result<ExitCode> {
+    let report = admin_socket::request_with_progress(&config.data_dir, serde_json::json!({ "op": "encrypt" }), |p| {
+        eprintln!(
+            "blobs: {} checked, {} sealed ({} bytes), {} already protected; manifests: {} sealed",
+            p["blobsChecked"], p["blobsSealed"], p["bytesSealed"], p["blobsAlreadyProtected"], p["manifestsSealed"]
+        );
+    })
+    .await?;
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    let problems = report["problems"].as_array().map_or(0, Vec::len);
+    Ok(if problems == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
 async fn fsck(config: Config) -> anyhow::Result<ExitCode> {

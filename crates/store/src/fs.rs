@@ -35,6 +35,50 @@ impl FsBlobStore {
         Ok(FsBlobStore { root })
     }
 
+    /// Publishes a session's first `offset` bytes as `digest` (see `upload_commit`), in place
+    /// of a stored copy when `replace` (a rename over it, atomic for readers).
+    async fn publish(
+        &self,
+        id: &str,
+        offset: u64,
+        _state: &UploadState,
+        digest: &Digest,
+        replace: bool,
+    ) -> Result<u64> {
+        let src = self.upload_path(id)?;
+        let file = match not_found(OpenOptions::new().write(true).open(&src).await) {
+            Ok(file) => file,
+            // Committed before, and its caller's record of the session outlived it: done.
+            Err(StoreError::NotFound) => {
+                return match fs::metadata(self.blob_path(digest)).await {
+                    Ok(m) if m.len() == offset => Ok(offset),
+                    _ => Err(StoreError::NotFound),
+                };
+            }
+            Err(e) => return Err(e),
+        };
+        let size = file.metadata().await?.len();
+        if size < offset {
+            return Err(StoreError::Io(std::io::Error::other(format!("upload {id} holds {size} bytes, not {offset}"))));
+        }
+        let dst = self.blob_path(digest);
+        if !replace && fs::metadata(&dst).await.is_ok() {
+            // Same digest, same bytes: the stored copy is already durable.
+            fs::remove_file(&src).await?;
+            return Ok(offset);
+        }
+        if size > offset {
+            file.set_len(offset).await?;
+        }
+        file.sync_all().await?;
+        drop(file);
+        let parent = dst.parent().expect("blob path has a parent");
+        fs::create_dir_all(parent).await?;
+        fs::rename(&src, &dst).await?;
+        sync_dir(parent).await?;
+        Ok(offset)
+    }
+
     fn blob_path(&self, digest: &Digest) -> PathBuf {
         let hex = digest.hex();
         self.root.join("blobs").join(digest.algorithm().as_str()).join(&hex[..2]).join(hex)
@@ -257,39 +301,12 @@ impl BlobStore for FsBlobStore {
         open_stream(&self.upload_path(id)?, Some((0, offset))).await
     }
 
-    async fn upload_commit(&self, id: &str, offset: u64, _state: &UploadState, digest: &Digest) -> Result<u64> {
-        let src = self.upload_path(id)?;
-        let file = match not_found(OpenOptions::new().write(true).open(&src).await) {
-            Ok(file) => file,
-            // Committed before, and its caller's record of the session outlived it: done.
-            Err(StoreError::NotFound) => {
-                return match fs::metadata(self.blob_path(digest)).await {
-                    Ok(m) if m.len() == offset => Ok(offset),
-                    _ => Err(StoreError::NotFound),
-                };
-            }
-            Err(e) => return Err(e),
-        };
-        let size = file.metadata().await?.len();
-        if size < offset {
-            return Err(StoreError::Io(std::io::Error::other(format!("upload {id} holds {size} bytes, not {offset}"))));
-        }
-        let dst = self.blob_path(digest);
-        if fs::metadata(&dst).await.is_ok() {
-            // Same digest, same bytes: the stored copy is already durable.
-            fs::remove_file(&src).await?;
-            return Ok(offset);
-        }
-        if size > offset {
-            file.set_len(offset).await?;
-        }
-        file.sync_all().await?;
-        drop(file);
-        let parent = dst.parent().expect("blob path has a parent");
-        fs::create_dir_all(parent).await?;
-        fs::rename(&src, &dst).await?;
-        sync_dir(parent).await?;
-        Ok(offset)
+    async fn upload_commit(&self, id: &str, offset: u64, state: &UploadState, digest: &Digest) -> Result<u64> {
+        self.publish(id, offset, state, digest, false).await
+    }
+
+    async fn upload_replace(&self, id: &str, offset: u64, state: &UploadState, digest: &Digest) -> Result<u64> {
+        self.publish(id, offset, state, digest, true).await
     }
 
     async fn upload_delete(&self, id: &str, _state: Option<&UploadState>) -> Result<()> {

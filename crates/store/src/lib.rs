@@ -83,6 +83,10 @@ pub trait BlobStore: Send + Sync + 'static {
     /// and the session is dropped. Committing again a session that a commit already published
     /// (its caller's record outlived it) succeeds.
     async fn upload_commit(&self, id: &str, offset: u64, state: &UploadState, digest: &Digest) -> Result<u64>;
+    /// As `upload_commit`, but the session's bytes take the place of what is stored under
+    /// `digest`, atomically (a reader gets the old bytes or the new, whole): `berth encrypt`
+    /// swapping a blob's plaintext for its sealed bytes. The caller holds the blob's commit lock.
+    async fn upload_replace(&self, id: &str, offset: u64, state: &UploadState, digest: &Digest) -> Result<u64>;
     /// Drops a session and its bytes, with its last recorded state if there is one. Dropping a
     /// missing session is not an error.
     async fn upload_delete(&self, id: &str, state: Option<&UploadState>) -> Result<()>;

@@ -255,6 +255,73 @@ impl S3BlobStore {
         })
     }
 
+    /// Publishes a session's first `offset` bytes as `digest` (see `upload_commit`), in place
+    /// of a stored copy when `replace` (S3 replaces an object whole: readers get the old or
+    /// the new).
+    async fn publish(&self, id: &str, offset: u64, state: &UploadState, digest: &Digest, replace: bool) -> Result<u64> {
+        let session = Session::parse(state)?;
+        if session.size() != offset {
+            return Err(StoreError::Io(io::Error::other(format!(
+                "upload {id} holds {} bytes, not {offset}",
+                session.size()
+            ))));
+        }
+        let blob = self.blob_key(digest);
+        match &session.multipart {
+            // A small upload: staged objects only, which its state names. Published without
+            // asking first whether the blob exists (the same digest is the same bytes), and its
+            // objects removed by name without listing the session: what an unacknowledged
+            // append left there (nothing, on the happy path) is GC's, through `upload_list`.
+            // With the PUT that staged it, a one-chunk blob costs three requests.
+            None => {
+                let published = match session.staged.as_slice() {
+                    [] => self.s3.put(&blob, PutPayload::default()).await.map(|_| ()).map_err(store_error),
+                    [(name, _)] => self.s3.copy(&self.in_session(id, name)?, &blob).await.map_err(store_error),
+                    many => match self.read_staged(id, many).await {
+                        Ok(bytes) => {
+                            self.s3.put(&blob, bytes.into_iter().collect()).await.map(|_| ()).map_err(store_error)
+                        }
+                        Err(e) => Err(e),
+                    },
+                };
+                match published {
+                    Ok(()) => {}
+                    // A commit again after one that published and removed the staged objects
+                    // (the caller's record of the session outlived it: its link failed): done.
+                    Err(StoreError::NotFound) if !replace && self.stat(digest).await? == Some(offset) => {}
+                    Err(e) => return Err(e),
+                }
+                let named: Vec<Path> =
+                    session.staged.iter().map(|(name, _)| self.in_session(id, name)).collect::<Result<_>>()?;
+                self.delete_objects(named).await?;
+                return Ok(offset);
+            }
+            Some(multipart) if replace || self.stat(digest).await?.is_none() => {
+                let mut parts: Vec<PartId> =
+                    session.parts.iter().map(|(etag, _)| PartId { content_id: etag.clone() }).collect();
+                if !session.staged.is_empty() {
+                    // The last part may be smaller than the minimum.
+                    let last = self.read_staged(id, &session.staged).await?;
+                    parts.push(self.send_part(id, multipart, parts.len(), last).await?);
+                }
+                let data = self.in_session(id, "data")?;
+                self.s3.complete_multipart(&data, multipart, parts).await.map_err(store_error)?;
+                let assembled = self.s3.head(&data).await.map_err(store_error)?.size;
+                if assembled != offset {
+                    self.drop_session(id, Some(&session)).await.ok();
+                    return Err(StoreError::Io(io::Error::other(format!(
+                        "upload {id} assembled {assembled} bytes, not {offset}"
+                    ))));
+                }
+                self.s3.copy(&data, &blob).await.map_err(store_error)?;
+            }
+            // Same digest, same bytes: a blob already stored is kept as it is.
+            Some(_) => {}
+        }
+        self.drop_session(id, Some(&session)).await?;
+        Ok(offset)
+    }
+
     fn blob_key(&self, digest: &Digest) -> Path {
         let hex = digest.hex();
         Path::from(format!("{}blobs/{}/{}/{hex}", self.root, digest.algorithm().as_str(), &hex[..2]))
@@ -499,67 +566,11 @@ impl BlobStore for S3BlobStore {
     }
 
     async fn upload_commit(&self, id: &str, offset: u64, state: &UploadState, digest: &Digest) -> Result<u64> {
-        let session = Session::parse(state)?;
-        if session.size() != offset {
-            return Err(StoreError::Io(io::Error::other(format!(
-                "upload {id} holds {} bytes, not {offset}",
-                session.size()
-            ))));
-        }
-        let blob = self.blob_key(digest);
-        match &session.multipart {
-            // A small upload: staged objects only, which its state names. Published without
-            // asking first whether the blob exists (the same digest is the same bytes), and its
-            // objects removed by name without listing the session: what an unacknowledged
-            // append left there (nothing, on the happy path) is GC's, through `upload_list`.
-            // With the PUT that staged it, a one-chunk blob costs three requests.
-            None => {
-                let published = match session.staged.as_slice() {
-                    [] => self.s3.put(&blob, PutPayload::default()).await.map(|_| ()).map_err(store_error),
-                    [(name, _)] => self.s3.copy(&self.in_session(id, name)?, &blob).await.map_err(store_error),
-                    many => match self.read_staged(id, many).await {
-                        Ok(bytes) => {
-                            self.s3.put(&blob, bytes.into_iter().collect()).await.map(|_| ()).map_err(store_error)
-                        }
-                        Err(e) => Err(e),
-                    },
-                };
-                match published {
-                    Ok(()) => {}
-                    // A commit again after one that published and removed the staged objects
-                    // (the caller's record of the session outlived it: its link failed): done.
-                    Err(StoreError::NotFound) if self.stat(digest).await? == Some(offset) => {}
-                    Err(e) => return Err(e),
-                }
-                let named: Vec<Path> =
-                    session.staged.iter().map(|(name, _)| self.in_session(id, name)).collect::<Result<_>>()?;
-                self.delete_objects(named).await?;
-                return Ok(offset);
-            }
-            Some(multipart) if self.stat(digest).await?.is_none() => {
-                let mut parts: Vec<PartId> =
-                    session.parts.iter().map(|(etag, _)| PartId { content_id: etag.clone() }).collect();
-                if !session.staged.is_empty() {
-                    // The last part may be smaller than the minimum.
-                    let last = self.read_staged(id, &session.staged).await?;
-                    parts.push(self.send_part(id, multipart, parts.len(), last).await?);
-                }
-                let data = self.in_session(id, "data")?;
-                self.s3.complete_multipart(&data, multipart, parts).await.map_err(store_error)?;
-                let assembled = self.s3.head(&data).await.map_err(store_error)?.size;
-                if assembled != offset {
-                    self.drop_session(id, Some(&session)).await.ok();
-                    return Err(StoreError::Io(io::Error::other(format!(
-                        "upload {id} assembled {assembled} bytes, not {offset}"
-                    ))));
-                }
-                self.s3.copy(&data, &blob).await.map_err(store_error)?;
-            }
-            // Same digest, same bytes: a blob already stored is kept as it is.
-            Some(_) => {}
-        }
-        self.drop_session(id, Some(&session)).await?;
-        Ok(offset)
+        self.publish(id, offset, state, digest, false).await
+    }
+
+    async fn upload_replace(&self, id: &str, offset: u64, state: &UploadState, digest: &Digest) -> Result<u64> {
+        self.publish(id, offset, state, digest, true).await
     }
 
     async fn upload_delete(&self, id: &str, state: Option<&UploadState>) -> Result<()> {

@@ -90,6 +90,7 @@ macro_rules! blob_store_conformance {
                     deletes_blobs,
                     streams_large_blobs_in_and_out,
                     concurrent_uploads_of_one_digest_keep_one_blob,
+                    replaces_a_stored_blob_in_place,
                 ]
             );
 
@@ -379,4 +380,27 @@ pub async fn concurrent_uploads_of_one_digest_keep_one_blob(store: Store) {
     assert_eq!(listed(store.list()).await, std::slice::from_ref(&digest));
     assert!(listed(store.upload_list()).await.is_empty(), "every session ended");
     assert_eq!(stored_digest(&store, &digest).await, digest);
+}
+
+/// `upload_replace` puts a session's bytes in place of what is stored under a digest (small
+/// sessions and ones of several parts alike).
+pub async fn replaces_a_stored_blob_in_place(store: Store) {
+    let plain: &'static [u8] = b"stored first";
+    let digest = Digest::from_bytes(Algorithm::Sha256, plain);
+    let mut first = Session::start(&store, "r-1").await;
+    first.append(&store, bytes_stream(vec![plain])).await;
+    first.commit(&store, &digest).await;
+    assert_eq!(collect(store.read(&digest, None).await.unwrap()).await, plain);
+    let mut small = Session::start(&store, "r-3").await;
+    small.append(&store, bytes_stream(vec![b"sealed: ", b"replaced"])).await;
+    assert_eq!(store.upload_replace("r-3", small.offset, &small.state, &digest).await.unwrap(), 16);
+    assert_eq!(collect(store.read(&digest, None).await.unwrap()).await, b"sealed: replaced");
+    const LEN: usize = 6 * 1024 * 1024 + 3;
+    let mut parts = Session::start(&store, "r-4").await;
+    parts.append(&store, generated(0, LEN, 1 << 20)).await;
+    store.upload_replace("r-4", parts.offset, &parts.state, &digest).await.unwrap();
+    assert_eq!(store.stat(&digest).await.unwrap(), Some(LEN as u64));
+    assert_eq!(collect(store.read(&digest, None).await.unwrap()).await, collect(generated(0, LEN, 1 << 20)).await);
+    assert!(listed(store.upload_list()).await.is_empty(), "the sessions are gone");
+    assert_eq!(listed(store.list()).await, [digest]);
 }

@@ -17,9 +17,9 @@ use crate::roles::*;
 use crate::sql::*;
 use crate::{
     AccessKey, BlobBytesLock, BlobKeyWrapping, CreationTemplate, Group, IdentityPolicySource, ImageFilter, ImageRecord,
-    ImageScan, KeyChange, KeyUse, LifecycleEvent, ManagedPolicy, ManifestReferences, ManifestSummary, MetaError,
-    MetaStore, NewManifest, Principal, Repository, RepositorySettings, Result, ScanJob, ScanOutcome, SealedKind,
-    StoredManifest, StoredSecret, Upload, UploadCipher, VulnDbState, VulnRecord, now_ms,
+    ImageScan, KeyChange, KeyUse, LifecycleEvent, ManagedPolicy, ManifestKeys, ManifestReferences, ManifestSummary,
+    MetaError, MetaStore, NewManifest, Principal, Repository, RepositorySettings, Result, ScanJob, ScanOutcome,
+    SealedKind, StoredManifest, StoredSecret, UnsealedManifest, Upload, UploadCipher, VulnDbState, VulnRecord, now_ms,
 };
 use crate::{ActionKind, PullBlock, ScanType};
 use crate::{
@@ -325,10 +325,13 @@ mod dialect {
          WHERE access_key_id > $1 ORDER BY access_key_id LIMIT $2";
 
     pub(super) async fn erase_freed_space(meta: &Meta) -> Result<()> {
-        // VACUUM FULL rewrites the tables that hold secrets from their live rows, so the old
+        // VACUUM FULL rewrites the tables that hold secrets (and manifests, which `berth encrypt`
+        // seals in place) from their live rows, so the old
         // row versions leave the table files. (The server's WAL and its archives are the
         // operator's: PostgreSQL keeps them for recovery.)
-        sqlx::query("VACUUM FULL access_keys, registry_secrets, deleted_access_keys, managed_secret_versions")
+        sqlx::query(
+            "VACUUM FULL access_keys, registry_secrets, deleted_access_keys, managed_secret_versions, manifests, uploads",
+        )
             .execute(meta.writes())
             .await
             .map_err(backend)?;

@@ -320,6 +320,10 @@ impl SecretStore for Meta {
             SealedKind::BlobDataKeys => {
                 "SELECT digest, wrapped FROM blob_keys WHERE wrapping = 'AES256' AND digest > $1 ORDER BY digest LIMIT $2"
             }
+            SealedKind::ManifestDataKeys => {
+                "SELECT r.name || '@' || m.digest, m.wrapped_keys FROM manifests m JOIN repositories r ON r.id = m.repository_id \
+                 WHERE m.key_wrapping = 'AES256' AND r.name || '@' || m.digest > $1 ORDER BY r.name || '@' || m.digest LIMIT $2"
+            }
         };
         let rows = sqlx::query(sql)
             .bind(after)
@@ -369,6 +373,20 @@ impl SecretStore for Meta {
             .bind(id.to_string())
             .bind(expected.to_vec())
             .bind(new.to_vec()),
+            SealedKind::ManifestDataKeys => {
+                // `<repository key>@<digest>`: a digest holds no '@', a repository key may.
+                let Some((repository, digest)) = id.rsplit_once('@') else {
+                    return Err(MetaError::Backend(format!("{id:?} names no manifest")));
+                };
+                sqlx::query(
+                    "UPDATE manifests SET wrapped_keys = $4 WHERE repository_id = (SELECT id FROM repositories WHERE name = $1) \
+                     AND digest = $2 AND key_wrapping = 'AES256' AND wrapped_keys = $3",
+                )
+                .bind(repository.to_string())
+                .bind(digest.to_string())
+                .bind(expected.to_vec())
+                .bind(new.to_vec())
+            }
             SealedKind::RegistrySecret => {
                 sqlx::query("UPDATE registry_secrets SET value = $3 WHERE name = $1 AND value = $2")
                     .bind(id.to_string())

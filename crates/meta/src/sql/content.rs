@@ -131,8 +131,9 @@ impl ContentStore for Meta {
             }
             let now = now_ms();
             sqlx::query(
-                "INSERT INTO manifests (repository_id, digest, media_type, artifact_type, subject, annotations, size, content, pushed_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (repository_id, digest) DO UPDATE \
+                "INSERT INTO manifests (repository_id, digest, media_type, artifact_type, subject, annotations, size, content, \
+                 pushed_at, key_wrapping, wrapped_keys) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (repository_id, digest) DO UPDATE \
                  SET storage_class = 'STANDARD', last_activated_at = excluded.pushed_at WHERE manifests.storage_class = 'ARCHIVE'",
             )
             .bind(id)
@@ -141,9 +142,11 @@ impl ContentStore for Meta {
             .bind(&m.artifact_type)
             .bind(m.subject.as_ref().map(|s| s.as_str()))
             .bind(&m.annotations)
-            .bind(m.content.len() as i64)
+            .bind(m.size as i64)
             .bind(&m.content)
             .bind(now)
+            .bind(m.keys.as_ref().map(|k| k.wrapping.clone()))
+            .bind(m.keys.as_ref().map(|k| k.wrapped.clone()))
             .execute(&mut *tx)
             .await
             .map_err(backend)?;
@@ -189,8 +192,8 @@ impl ContentStore for Meta {
     async fn manifest(&self, repository: &str, digest: &Digest) -> Result<Option<StoredManifest>> {
         retry_transient!({
             let row = sqlx::query_as::<_, StoredManifestRow>(
-                "SELECT m.digest, m.media_type, m.content, m.storage_class, r.pull_block_severity, s.status, s.counts \
-                 FROM manifests m JOIN repositories r ON r.id = m.repository_id \
+                "SELECT m.digest, m.media_type, m.content, m.storage_class, r.pull_block_severity, s.status, s.counts, \
+                 m.key_wrapping, m.wrapped_keys FROM manifests m JOIN repositories r ON r.id = m.repository_id \
                  LEFT JOIN image_scans s ON s.repository_id = m.repository_id AND s.digest = m.digest \
                  WHERE r.name = $1 AND m.digest = $2",
             )
@@ -206,8 +209,8 @@ impl ContentStore for Meta {
     async fn tagged_manifest(&self, repository: &str, tag: &str) -> Result<Option<StoredManifest>> {
         retry_transient!({
             let row = sqlx::query_as::<_, StoredManifestRow>(
-                "SELECT m.digest, m.media_type, m.content, m.storage_class, r.pull_block_severity, s.status, s.counts \
-                 FROM tags t JOIN repositories r ON r.id = t.repository_id \
+                "SELECT m.digest, m.media_type, m.content, m.storage_class, r.pull_block_severity, s.status, s.counts, \
+                 m.key_wrapping, m.wrapped_keys FROM tags t JOIN repositories r ON r.id = t.repository_id \
                  JOIN manifests m ON m.repository_id = t.repository_id AND m.digest = t.digest \
                  LEFT JOIN image_scans s ON s.repository_id = m.repository_id AND s.digest = m.digest \
                  WHERE r.name = $1 AND t.tag = $2",
@@ -305,7 +308,8 @@ impl ContentStore for Meta {
     ) -> Result<Vec<ManifestSummary>> {
         retry_transient!({
             let rows = sqlx::query(
-                "SELECT m.digest, m.media_type, m.size, m.artifact_type, m.annotations FROM manifests m \
+                "SELECT m.digest, m.media_type, m.size, m.artifact_type, m.annotations, m.key_wrapping, m.wrapped_keys \
+                 FROM manifests m \
                  JOIN repositories r ON r.id = m.repository_id \
                  WHERE r.name = $1 AND m.subject = $2 AND ($3 IS NULL OR m.artifact_type = $3) ORDER BY m.digest",
             )
@@ -323,6 +327,7 @@ impl ContentStore for Meta {
                     size: r.get(2),
                     artifact_type: r.get(3),
                     annotations: r.get(4),
+                    keys: manifest_keys(r.get(5), r.get(6)),
                 })
                 .collect())
         })
@@ -620,6 +625,72 @@ impl ContentStore for Meta {
             let mut tx = self.begin_write().await.map_err(backend)?;
             insert_blob_keys(&mut tx, digest, keys).await?;
             tx.commit().await.map_err(commit_failed)
+        })
+    }
+
+    async fn repositories_linking(&self, digest: &Digest) -> Result<Vec<String>> {
+        retry_transient!({
+            sqlx::query_scalar(
+                "SELECT r.name FROM repository_blobs b JOIN repositories r ON r.id = b.repository_id \
+                 WHERE b.digest = $1 ORDER BY r.name",
+            )
+            .bind(digest.as_str())
+            .fetch_all(self.reads())
+            .await
+            .map_err(backend)
+        })
+    }
+
+    async fn unsealed_manifests(&self, after: Option<(&str, &str)>, limit: u32) -> Result<Vec<UnsealedManifest>> {
+        let (after_repository, after_digest) = after.unwrap_or(("", ""));
+        retry_transient!({
+            let rows = sqlx::query(
+                "SELECT r.name, m.digest, m.content, m.annotations FROM manifests m JOIN repositories r ON r.id = m.repository_id \
+                 WHERE m.key_wrapping IS NULL AND (r.name > $1 OR (r.name = $1 AND m.digest > $2)) \
+                 ORDER BY r.name, m.digest LIMIT $3",
+            )
+            .bind(after_repository)
+            .bind(after_digest)
+            .bind(i64::from(limit))
+            .fetch_all(self.reads())
+            .await
+            .map_err(backend)?;
+            Ok(rows
+                .into_iter()
+                .map(|r| UnsealedManifest {
+                    repository: r.get(0),
+                    digest: r.get(1),
+                    content: r.get(2),
+                    annotations: r.get(3),
+                })
+                .collect())
+        })
+    }
+
+    async fn seal_stored_manifest(
+        &self,
+        repository: &str,
+        digest: &str,
+        content: &[u8],
+        annotations: Option<&str>,
+        keys: &ManifestKeys,
+    ) -> Result<bool> {
+        retry_transient!({
+            let done = sqlx::query(
+                "UPDATE manifests SET content = $3, annotations = $4, key_wrapping = $5, wrapped_keys = $6 \
+                 WHERE repository_id = (SELECT id FROM repositories WHERE name = $1) AND digest = $2 \
+                 AND key_wrapping IS NULL",
+            )
+            .bind(repository)
+            .bind(digest)
+            .bind(content)
+            .bind(annotations)
+            .bind(&keys.wrapping)
+            .bind(&keys.wrapped)
+            .execute(self.writes())
+            .await
+            .map_err(backend)?;
+            Ok(done.rows_affected() > 0)
         })
     }
 

@@ -6,9 +6,9 @@ use berth_oci::Digest;
 use sqlx::Row;
 
 use crate::{
-    AccessKey, CreationTemplate, EncryptionType, ImageScan, KeyUse, ManagedPolicy, MetaError, Principal, PrincipalKind,
-    PullBlock, PullGate, Repository, RepositorySettings, Result, ScanStatus, ScanType, StatusFilter, StoredManifest,
-    TagFilter, TagMutabilityMode,
+    AccessKey, CreationTemplate, EncryptionType, ImageScan, KeyUse, ManagedPolicy, ManifestKeys, MetaError, Principal,
+    PrincipalKind, PullBlock, PullGate, Repository, RepositorySettings, Result, ScanStatus, ScanType, StatusFilter,
+    StoredManifest, TagFilter, TagMutabilityMode,
 };
 
 /// The columns a backend's row yields, by position and type.
@@ -153,17 +153,24 @@ pub(crate) fn image_scan_from_row(r: &impl SqlRow, with_findings: bool) -> Resul
 }
 
 /// A stored manifest as `manifest` and `tagged_manifest` read it: digest, media type, content,
-/// storage class, the repository's pull policy, the scan's status and counts.
-pub(crate) type StoredManifestRow = (String, String, Vec<u8>, String, Option<String>, Option<String>, Option<String>);
+/// storage class, the repository's pull policy, the scan's status and counts, its keys.
+pub(crate) type StoredManifestRow =
+    (String, String, Vec<u8>, String, Option<String>, Option<String>, Option<String>, Option<String>, Option<Vec<u8>>);
+
+/// A manifest's keys from their two columns (both set, or it is stored as sent).
+pub(crate) fn manifest_keys(wrapping: Option<String>, wrapped: Option<Vec<u8>>) -> Option<ManifestKeys> {
+    Some(ManifestKeys { wrapping: wrapping?, wrapped: wrapped? })
+}
 
 pub(crate) fn stored_manifest_from_row(row: StoredManifestRow) -> Result<StoredManifest> {
-    let (digest, media_type, content, class, block_severity, scan_status, scan_counts) = row;
+    let (digest, media_type, content, class, block_severity, scan_status, scan_counts, wrapping, wrapped) = row;
     let block_severity = block_severity.map(|s| stored("pull policy", &s, |s| PullBlock::parse(s).ok())).transpose()?;
     let scan_status = scan_status.map(|s| stored("scan status", &s, ScanStatus::parse)).transpose()?;
     Ok(StoredManifest {
         digest: parse_digest(digest)?,
         media_type,
         content,
+        keys: manifest_keys(wrapping, wrapped),
         archived: class == "ARCHIVE",
         pull_gate: PullGate { block_severity, scan_status, scan_counts },
     })

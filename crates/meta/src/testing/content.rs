@@ -337,3 +337,45 @@ pub async fn concurrent_index_put_and_child_delete_never_leave_an_index_dangling
         }
     }
 }
+
+pub async fn keeps_a_sealed_manifests_keys_and_its_plaintext_size(meta: Store) {
+    repository(meta.as_ref(), "team/sealed").await;
+    let subject = manifest("subject", &[], &[], None);
+    meta.put_manifest("team/sealed", &subject, &[], &[]).await.unwrap();
+    let keys = ManifestKeys { wrapping: "AES256".into(), wrapped: b"sealed:v1:keys".to_vec() };
+    let sealed = NewManifest {
+        content: b"ciphertext, longer than the manifest".to_vec(),
+        size: 8,
+        keys: Some(keys.clone()),
+        annotations: Some("c2VhbGVk".into()),
+        ..manifest("referrer", &[], &[], Some(&subject.digest))
+    };
+    meta.put_manifest("team/sealed", &sealed, &["v1".into()], &[]).await.unwrap();
+    let stored = meta.manifest("team/sealed", &sealed.digest).await.unwrap().unwrap();
+    assert_eq!((stored.content, stored.keys.as_ref()), (sealed.content.clone(), Some(&keys)));
+    assert_eq!(meta.tagged_manifest("team/sealed", "v1").await.unwrap().unwrap().keys, Some(keys.clone()));
+    assert_eq!(meta.manifest("team/sealed", &subject.digest).await.unwrap().unwrap().keys, None);
+    let refs = meta.referrers("team/sealed", &subject.digest, None).await.unwrap();
+    assert_eq!(
+        (refs[0].size, refs[0].annotations.as_deref(), refs[0].keys.as_ref()),
+        (8, Some("c2VhbGVk"), Some(&keys))
+    );
+    // The master keyring's wrappings are re-sealed by a rotation, by `<repository>@<digest>`.
+    let id = crate::manifest_keys_id("team/sealed", sealed.digest.as_str());
+    let page = meta.stored_secrets(SealedKind::ManifestDataKeys, "", 10).await.unwrap();
+    assert_eq!(
+        page.iter().map(|s| (s.id.as_str(), s.stored.as_slice())).collect::<Vec<_>>(),
+        [(id.as_str(), &b"sealed:v1:keys"[..])]
+    );
+    assert!(meta.stored_secrets(SealedKind::ManifestDataKeys, &id, 10).await.unwrap().is_empty());
+    assert!(
+        meta.replace_stored_secret(SealedKind::ManifestDataKeys, &id, b"sealed:v1:keys", b"sealed:v2:keys")
+            .await
+            .unwrap()
+    );
+    assert!(!meta.replace_stored_secret(SealedKind::ManifestDataKeys, &id, b"sealed:v1:keys", b"again").await.unwrap());
+    assert_eq!(
+        meta.manifest("team/sealed", &sealed.digest).await.unwrap().unwrap().keys.unwrap().wrapped,
+        b"sealed:v2:keys"
+    );
+}

@@ -17,9 +17,9 @@ use berth_oci::{Algorithm, Digest};
 
 use crate::{
     AccessKey, ActionKind, BlobKeyWrapping, EncryptionType, Group, IdentityPolicySource, ImageFilter, KeyChange,
-    KeyUse, LifecycleEvent, ManagedPolicy, MetaError, MetaStore, NewManifest, Principal, PrincipalKind, PullBlock,
-    RepositorySettings, ScanJob, ScanOutcome, ScanStatus, ScanType, SealedKind, Severity, StatusFilter, StoredSecret,
-    TagFilter, TagMutabilityMode, UploadCipher, VulnDbState, VulnRecord, now_ms,
+    KeyUse, LifecycleEvent, ManagedPolicy, ManifestKeys, MetaError, MetaStore, NewManifest, Principal, PrincipalKind,
+    PullBlock, RepositorySettings, ScanJob, ScanOutcome, ScanStatus, ScanType, SealedKind, Severity, StatusFilter,
+    StoredSecret, TagFilter, TagMutabilityMode, UploadCipher, VulnDbState, VulnRecord, now_ms,
 };
 
 /// The store a clause runs against.
@@ -41,6 +41,8 @@ pub fn manifest(content: &str, blobs: &[&Digest], manifests: &[&Digest], subject
         subject: subject.cloned(),
         annotations: None,
         content: content.as_bytes().to_vec(),
+        size: content.len() as u64,
+        keys: None,
         blobs: blobs.iter().map(|d| (*d).clone()).collect(),
         manifests: manifests.iter().map(|d| (*d).clone()).collect(),
     }
@@ -183,6 +185,7 @@ macro_rules! content_store_conformance {
                     records_upload_progress_from_where_it_was,
                     keeps_a_sealed_upload_and_its_staged_chunk,
                     claims_a_blobs_keys_and_adds_wrappings,
+                    keeps_a_sealed_manifests_keys_and_its_plaintext_size,
                     linking_a_blob_ends_its_upload_session,
                     concurrent_progress_from_one_offset_exactly_one_records,
                     concurrent_pushes_of_an_immutable_tag_exactly_one_wins,

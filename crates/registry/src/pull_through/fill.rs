@@ -501,8 +501,14 @@ impl Registry {
         }
         let media_type = parsed.kind.media_type().to_string();
         tracing::debug!(repository = name, reference, %digest, "fetched a manifest from the upstream");
-        let manifest =
-            StoredManifest { digest, media_type, content: m.content, archived: false, pull_gate: Default::default() };
+        let manifest = StoredManifest {
+            digest,
+            media_type,
+            content: m.content,
+            keys: None,
+            archived: false,
+            pull_gate: Default::default(),
+        };
         Ok((manifest, parsed))
     }
 

@@ -193,6 +193,7 @@ impl Registry {
         if manifest.archived {
             return Ok(failed("The image is archived; restore it to scan it.".into()));
         }
+        let manifest = self.at_rest().open_manifest(&job.repository, manifest).await.map_err(|e| e.to_string())?;
         if let Some(why) = unscannable(&manifest.content) {
             return Ok(unsupported(why));
         }
@@ -317,6 +318,7 @@ impl Registry {
     pub(crate) async fn berth_sboms_of(&self, repository: &str, image: &Digest) -> Result<Vec<Digest>, RegistryError> {
         let mut out = Vec::new();
         for r in self.meta().referrers(repository, image, Some(berth_vuln::sbom::CYCLONEDX_JSON)).await? {
+            let r = self.at_rest().open_summary(repository, r).await?;
             let ours = r.annotations.as_deref().is_some_and(|a| a.contains(SBOM_ANNOTATION));
             let untagged = self.meta().image(repository, &r.digest).await?.is_some_and(|i| i.tags.is_empty());
             if ours

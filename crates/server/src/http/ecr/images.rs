@@ -223,6 +223,11 @@ pub(super) async fn batch_get_image(ctx: &Ctx<'_>, input: BatchGetImageInput) ->
     let accept = if accepted.is_empty() { vec!["*/*"] } else { accepted };
     let grant = FillGrant { authorizer: &ctx.app.authorizer, caller: Some(&ctx.caller), env: &ctx.env };
     let (mut images, mut failures) = (Vec::new(), Vec::new());
+    // Another account's caller the key policy does not let decrypt: every image fails so.
+    if let Err(RegistryError::Kms(e)) = ctx.check_pull_decrypt(repo).await {
+        let failures = input.image_ids.iter().map(|id| ImageFailure::new(id, "KmsError", e.to_string())).collect();
+        return Ok(BatchGetImageOutput { images, failures });
+    }
     for id in &input.image_ids {
         let reference = match registry.resolve_image(repo, id.as_ref()).await {
             Ok(Ok(d)) => d.to_string(),
@@ -263,6 +268,10 @@ pub(super) async fn batch_get_image(ctx: &Ctx<'_>, input: BatchGetImageInput) ->
             // The pull policy refused it.
             Err(e @ RegistryError::PullBlocked { .. }) => {
                 failures.push(ImageFailure::new(id, "ImageInaccessible", e.to_string()));
+            }
+            // The repository's key refused (disabled, pending deletion, its grant retired).
+            Err(RegistryError::Kms(e)) => {
+                failures.push(ImageFailure::new(id, "KmsError", e.to_string()));
             }
             // A fill the upstream failed, in ECR's failure codes.
             Err(RegistryError::Upstream { failure, message }) => {

@@ -11,6 +11,7 @@ use berth_meta::Repository;
 use berth_registry::RegistryError;
 use berth_registry::authz::{self, RequestEnv, Target};
 use berth_registry::identity::{AuthError, Caller};
+use berth_registry::kms::KmsCaller;
 use berth_registry::repositories::EncryptionConfiguration;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -533,8 +534,25 @@ impl Ctx<'_> {
             if let Err(denied) = self.app.authorizer.authorize(&self.caller, &action, target, &self.env).await? {
                 return Err(EcrError::new("AccessDeniedException", denied.message));
             }
+            // (BatchGetImage reports a refused decrypt per image, as the failure code KmsError.)
+            if authz::decrypts(&action)
+                && op != "BatchGetImage"
+                && let Target::Repository(name) = target
+            {
+                self.check_pull_decrypt(name).await.map_err(|e| match e {
+                    RegistryError::Kms(e) => EcrError::new("AccessDeniedException", e.to_string()),
+                    other => other.into(),
+                })?;
+            }
         }
         Ok(())
+    }
+
+    /// The registry's rule for another account's pull from a repository a KMS key protects.
+    async fn check_pull_decrypt(&self, name: &str) -> Result<(), RegistryError> {
+        let who =
+            KmsCaller { authorizer: &self.app.authorizer, caller: &self.caller, env: &self.env, via_service: None };
+        self.app.registry.check_pull_decrypt(&who, name).await
     }
 
     /// Whether the caller may `ecr:DescribeRepositories` this repository (listings show only those).

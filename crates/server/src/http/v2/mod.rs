@@ -15,6 +15,7 @@ use futures_util::{StreamExt, TryStreamExt};
 use berth_auth::token::parse_basic;
 use berth_registry::authz::{self, RequestEnv, Target, UploadStart};
 use berth_registry::identity::{Caller, PresignedDownload};
+use berth_registry::kms::KmsCaller;
 use berth_registry::pull_through::FillGrant;
 
 use super::accounts::{Namespace, account_of_host};
@@ -177,6 +178,10 @@ async fn authorize(app: &AppState, route: &V2Route<'_>, method: &Method, access:
     for (action, repository) in authz::v2_permissions(route, method.as_str(), upload) {
         if let Err(denied) = app.authorizer.authorize(caller, action, Target::Repository(repository), env).await? {
             return Err(RegistryError::Denied(denied.message));
+        }
+        if authz::decrypts(action) {
+            let who = KmsCaller { authorizer: &app.authorizer, caller, env, via_service: None };
+            app.registry.check_pull_decrypt(&who, repository).await?;
         }
     }
     Ok(())
