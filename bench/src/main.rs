@@ -17,6 +17,7 @@ use futures_util::StreamExt;
 use reqwest::Client;
 use sha2::{Digest as _, Sha256};
 
+mod encryption;
 mod gc;
 mod latency;
 mod load;
@@ -82,6 +83,11 @@ struct Args {
     /// pull, and the bytes 16 concurrent cold pulls fetch from the upstream.
     #[arg(long)]
     pull_through_only: bool,
+    /// Only encryption at rest: Berth sealing blobs and manifests (its default) against the
+    /// same build storing them as sent and the reference registry: uploads, downloads whole and
+    /// in 16 MiB ranges, manifest GET at c=32, and one core's AES-GCM rate.
+    #[arg(long)]
+    encryption_only: bool,
     /// Real OSV records whose shapes the scan benchmark's records copy (default: the shared
     /// data set, else tests/fixtures/osv).
     #[arg(long)]
@@ -625,6 +631,11 @@ async fn main() -> anyhow::Result<()> {
     }
     if args.pull_through_only {
         let table = pull_through::run(&berth, &args.reference, args.rounds).await?;
+        println!("{table}");
+        return Ok(());
+    }
+    if args.encryption_only {
+        let table = encryption::run(&berth, &args.reference, args.rounds, args.seconds, args.blob_mib).await?;
         println!("{table}");
         return Ok(());
     }

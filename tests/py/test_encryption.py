@@ -244,7 +244,20 @@ def test_a_disabled_key_stops_pushes_and_pulls_until_it_is_enabled(berth):
     layer = os.urandom(100000)
     digest = put_image(s, berth, "toggle/app", "v1", layer)
     kms, ecr = berth.client("kms"), berth.client()
+    # An ECR API upload under way when the key is disabled: its next part and its completion fail.
+    upload_id = ecr.initiate_layer_upload(repositoryName="toggle/app")["uploadId"]
+    part = os.urandom(5 * MiB + 3)
+    ecr.upload_layer_part(repositoryName="toggle/app", uploadId=upload_id, partFirstByte=0,
+                          partLastByte=5 * MiB - 1, layerPartBlob=part[:5 * MiB])
     kms.disable_key(KeyId=key["KeyId"])
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        ecr.upload_layer_part(repositoryName="toggle/app", uploadId=upload_id, partFirstByte=5 * MiB,
+                              partLastByte=len(part) - 1, layerPartBlob=part[5 * MiB:])
+    assert e.value.response["Error"]["Code"] == "KmsException", e.value.response
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        ecr.complete_layer_upload(repositoryName="toggle/app", uploadId=upload_id,
+                                  layerDigests=["sha256:" + hashlib.sha256(part[:5 * MiB]).hexdigest()])
+    assert e.value.response["Error"]["Code"] == "KmsException", e.value.response
 
     r = s.get(f"{berth.endpoint}/v2/toggle/app/blobs/{digest}")
     assert r.status_code == 403, r.text
@@ -271,6 +284,12 @@ def test_a_disabled_key_stops_pushes_and_pulls_until_it_is_enabled(berth):
     kms.enable_key(KeyId=key["KeyId"])
     assert s.get(f"{berth.endpoint}/v2/toggle/app/blobs/{digest}").content == layer
     put_image(s, berth, "toggle/app", "v2", os.urandom(1000))
+    # The interrupted upload goes on where it was.
+    ecr.upload_layer_part(repositoryName="toggle/app", uploadId=upload_id, partFirstByte=5 * MiB,
+                          partLastByte=len(part) - 1, layerPartBlob=part[5 * MiB:])
+    done = ecr.complete_layer_upload(repositoryName="toggle/app", uploadId=upload_id,
+                                     layerDigests=["sha256:" + hashlib.sha256(part).hexdigest()])
+    assert done["layerDigest"] == "sha256:" + hashlib.sha256(part).hexdigest()
 
 
 def test_a_read_only_user_of_the_account_pulls_from_a_kms_repository(berth):
@@ -351,11 +370,13 @@ def data_files(d):
 
 @pytest.mark.skipif(os.environ.get("BERTH_TEST_TOPOLOGY") == "cluster",
                     reason="single-node by nature: it kills its own node and reads its SQLite database")
-def test_berth_encrypt_seals_what_was_stored_as_sent_and_resumes_after_kill_9(tmp_path):
-    """Blobs and manifests stored as sent (an AES256 repository on a bucket that encrypted them
-    itself, SSE-S3), then the bucket no longer trusted to: `berth encrypt`, killed part-way
-    with the server, then run again, seals every blob and manifest; every image pulls back
-    bit-identical, no marker is left in the bucket or the SQLite files, and fsck passes."""
+@pytest.mark.parametrize("store", ["filesystem", "s3"])
+def test_berth_encrypt_seals_what_was_stored_as_sent_and_resumes_after_kill_9(tmp_path, store):
+    """Blobs and manifests stored as sent (an AES256 repository on a data directory declared
+    encrypted by its filesystem, or on a bucket that encrypted them itself, SSE-S3), then that
+    no longer trusted to: `berth encrypt`, killed part-way with the server, then run again,
+    seals every blob and manifest; every image pulls back bit-identical, no marker is left in
+    the data directory (blobs, SQLite file and WAL) or the bucket, and fsck passes."""
     import re
     import signal
 
@@ -363,8 +384,15 @@ def test_berth_encrypt_seals_what_was_stored_as_sent_and_resumes_after_kill_9(tm
     from test_s3_blobs import bucket_url
 
     prefix = "enc" + os.urandom(5).hex()
-    sse = {"BERTH_BLOBS": bucket_url(prefix, server_side_encryption="AES256")}
-    berth = Berth(str(tmp_path), extra_env=sse)
+    if store == "s3":
+        trusted = {"BERTH_BLOBS": bucket_url(prefix, server_side_encryption="AES256")}
+        plain = {"BERTH_BLOBS": bucket_url(prefix)}
+        stored = lambda: bucket_objects(prefix)  # noqa: E731
+    else:
+        trusted = {"BERTH_BLOBS_ENCRYPTED_AT_REST": "true"}
+        plain = {}
+        stored = lambda: data_files(os.path.join(tmp_path, "data", "blobs"))  # noqa: E731
+    berth = Berth(str(tmp_path), extra_env=trusted)
     images = {}
     try:
         create(berth, "old/app")
@@ -379,12 +407,11 @@ def test_berth_encrypt_seals_what_was_stored_as_sent_and_resumes_after_kill_9(tm
     finally:
         berth.stop()
     first = images["v0"][0].encode()
-    assert any(first in data for _, data in bucket_objects(prefix)), "stored as sent: the bucket encrypted it"
+    assert any(first in data for _, data in stored()), "stored as sent: the store encrypted it"
     assert any(first in data for _, data in data_files(os.path.join(tmp_path, "data"))), "manifests as sent"
 
-    plain = {"BERTH_BLOBS": bucket_url(prefix)}
     berth = Berth(str(tmp_path), extra_env=dict(plain, BERTH_ENCRYPT_PAUSE_MS="100"))
-    env = dict(os.environ, BERTH_BLOBS=plain["BERTH_BLOBS"])
+    env = dict(os.environ, **plain)
     run = subprocess.Popen([berth_bin(), "encrypt", "--data-dir", os.path.join(tmp_path, "data")],
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     # Killed (the server, which does the work) once some blobs are sealed.
@@ -422,8 +449,32 @@ def test_berth_encrypt_seals_what_was_stored_as_sent_and_resumes_after_kill_9(tm
         berth.stop()
     for marker, _, _, _ in images.values():
         m = marker.encode()
-        assert [k for k, data in bucket_objects(prefix) if m in data] == [], marker
+        assert [k for k, data in stored() if m in data] == [], marker
         assert [p for p, data in data_files(os.path.join(tmp_path, "data")) if m in data] == [], marker
     fsck = subprocess.run([berth_bin(), "fsck", "--data-dir", os.path.join(tmp_path, "data")],
                           capture_output=True, text=True, env=env)
     assert fsck.returncode == 0, fsck.stdout + fsck.stderr
+
+
+@pytest.mark.skipif(os.environ.get("BERTH_TEST_TOPOLOGY") == "cluster",
+                    reason="single-node by nature: it reads the node's blob files and SQLite database")
+def test_a_blob_stored_with_one_layer_gets_two_once_a_kms_dsse_repository_links_it(berth):
+    import sqlite3
+
+    key = key_with_alias(berth, "alias/two")
+    create(berth, "one/app")
+    create(berth, "two/app", "encryptionType=KMS_DSSE,kmsKey=alias/two")
+    s = session(berth)
+    data = os.urandom(200_000)  # four chunks
+    digest = upload(s, berth, "one/app", data)
+    hexd = digest.split(":")[1]
+    path = os.path.join(berth.data_dir, "data", "blobs", "sha256", hexd[:2], hexd)
+    assert os.path.getsize(path) == len(data) + 4 * 16, "one layer: a tag per chunk"
+    upload(s, berth, "two/app", data, parts=[70000, 70000])
+    assert os.path.getsize(path) == len(data) + 4 * 32, "two layers: two tags per chunk"
+    db = sqlite3.connect(os.path.join(berth.data_dir, "data", "meta.db"))
+    rows = sorted(db.execute("SELECT wrapping, layers FROM blob_keys WHERE digest = ?", (digest,)).fetchall())
+    db.close()
+    assert rows == sorted([("AES256", 2), (key["Arn"], 2)]), rows
+    for repo in ("one/app", "two/app"):
+        assert s.get(f"{berth.endpoint}/v2/{repo}/blobs/{digest}").content == data, repo

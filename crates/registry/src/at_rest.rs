@@ -216,6 +216,56 @@ impl AtRest {
         self.read(digest, size, &keys, range).await
     }
 
+    /// The protections of every repository that links `digest` (one per key, with the most
+    /// layers any of them wants), and `also` besides: what a sealed blob's keys are wrapped
+    /// under when they are made anew.
+    pub async fn linking_protections(
+        &self,
+        digest: &Digest,
+        also: Option<&Protection>,
+    ) -> Result<std::collections::BTreeMap<String, Protection>> {
+        let mut protections: std::collections::BTreeMap<String, Protection> = Default::default();
+        let mut add = |p: Protection| {
+            if protections.get(&p.wrapping).is_none_or(|q| p.layers > q.layers) {
+                protections.insert(p.wrapping.clone(), p);
+            }
+        };
+        for name in self.meta.repositories_linking(digest).await? {
+            if let Some(repo) = self.meta.repository(&name).await?
+                && let Some(p) = self.protection(&repo)?
+            {
+                add(p);
+            }
+        }
+        if let Some(p) = also {
+            add(p.clone());
+        }
+        Ok(protections)
+    }
+
+    /// Records `keys` as the keys of the blob `digest`, wrapped under each of `protections`
+    /// (replacing what was recorded), before its bytes sealed under them are published.
+    pub async fn record_new_keys(
+        &self,
+        digest: &Digest,
+        keys: &BlobKeys,
+        protections: impl Iterator<Item = &Protection>,
+    ) -> Result<()> {
+        let mut wrappings = Vec::new();
+        for p in protections {
+            let wrapped = self.wrap(p, Binding::Blob(digest), keys).await?;
+            wrappings.push(BlobKeyWrapping { wrapping: p.wrapping.clone(), layers: keys.layers() as u32, wrapped });
+        }
+        let Some((first, rest)) = wrappings.split_first() else {
+            return Err(RegistryError::Internal(format!("blob {digest}: new keys with no key to wrap them under")));
+        };
+        self.meta.claim_blob_keys(digest, first).await?;
+        for w in rest {
+            self.meta.add_blob_key_wrapping(digest, w).await?;
+        }
+        Ok(())
+    }
+
     /// A manifest of `repo` as it is to be stored: sealed under new data keys wrapped under the
     /// repository's key (a disabled key refuses: `PutImage`'s `KmsException`), its
     /// annotations sealed apart under the same keys; as sent when the repository's blobs are

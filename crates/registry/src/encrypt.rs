@@ -9,17 +9,14 @@
 //! stopped at any point leaves each blob either as sent, or with keys and its plaintext still
 //! stored (the next run seals it anew), or sealed.
 
-use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use berth_envelope::{BlobKeys, Envelope};
-use berth_meta::BlobKeyWrapping;
 use berth_oci::Digest;
 use berth_store::StoreError;
 use futures_util::TryStreamExt;
 
 use crate::RegistryError;
-use crate::at_rest::{Binding, Protection};
 
 /// What a run did, and what it found wrong (left as it was).
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
@@ -118,17 +115,7 @@ impl crate::Registry {
     async fn seal_stored_blob(&self, digest: &Digest, size: u64) -> Result<Outcome, RegistryError> {
         let at_rest = self.at_rest();
         // One wrapping per key of a repository that links it; as many layers as the most of them.
-        let mut protections: BTreeMap<String, Protection> = BTreeMap::new();
-        for name in self.meta().repositories_linking(digest).await? {
-            if let Some(repo) = self.meta().repository(&name).await?
-                && let Some(p) = at_rest.protection(&repo)?
-            {
-                let layers = protections.get(&p.wrapping).map_or(0, |q| q.layers);
-                if p.layers > layers {
-                    protections.insert(p.wrapping.clone(), p);
-                }
-            }
-        }
+        let protections = at_rest.linking_protections(digest, None).await?;
         if protections.is_empty() {
             return Ok(Outcome::AlreadyProtected);
         }
@@ -193,17 +180,7 @@ impl crate::Registry {
         }
         // Keys before bytes, as every commit records them: a read between the two fails once
         // (the plaintext does not open as sealed) and never serves wrong bytes.
-        let mut first = true;
-        for p in protections.values() {
-            let wrapped = at_rest.wrap(p, Binding::Blob(digest), &keys).await?;
-            let w = BlobKeyWrapping { wrapping: p.wrapping.clone(), layers: layers as u32, wrapped };
-            if first {
-                self.meta().claim_blob_keys(digest, &w).await?;
-                first = false;
-            } else {
-                self.meta().add_blob_key_wrapping(digest, &w).await?;
-            }
-        }
+        at_rest.record_new_keys(digest, &keys, protections.values()).await?;
         self.blobs().upload_replace(&id, sealed_len, &state, digest).await?;
         Ok(Outcome::Sealed)
     }

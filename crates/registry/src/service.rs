@@ -767,6 +767,16 @@ impl Registry {
         let recorded = (!existing.is_empty() || sealing.is_some())
             && !self.meta.blobs_recorded(&[digest.to_string()]).await?.is_empty();
         if recorded {
+            // Stored with fewer layers than this repository wants (a KMS_DSSE push of a blob
+            // another repository stored with one): this upload's ciphertext, the same
+            // plaintext under more layers, takes the stored one's place.
+            if let Some(c) = &sealing
+                && let Some(first) = existing.first()
+                && c.keys.layers() as u32 > first.layers
+                && self.take_over_with_more_layers(id, state, stored, digest, c).await?
+            {
+                return Ok((size, self.meta.link_blob(name, digest, size, Some(id)).await?));
+            }
             if let Some(c) = &sealing
                 && !existing.is_empty()
                 && !existing.iter().any(|w| w.wrapping == c.protection.wrapping)
@@ -805,6 +815,33 @@ impl Registry {
         self.meta.claim_blob_keys(digest, &w).await?;
         self.blobs.upload_commit(id, stored, state, digest).await?;
         Ok((size, self.meta.link_blob(name, digest, size, Some(id)).await?))
+    }
+
+    /// Puts a sealed upload's bytes in place of the blob stored under `digest` with fewer
+    /// layers, its keys wrapped for every repository that links the blob and for the
+    /// upload's (keys before bytes, as every commit). False, and nothing changed, if a key of a
+    /// linking repository cannot wrap them now (disabled, its grant retired): the blob is then
+    /// linked with the layers it has. Call under the blob's commit locks.
+    async fn take_over_with_more_layers(
+        &self,
+        id: &str,
+        state: &UploadState,
+        stored: u64,
+        digest: &Digest,
+        c: &UploadSealing,
+    ) -> Result<bool> {
+        let at_rest = self.at_rest();
+        let protections = at_rest.linking_protections(digest, Some(&c.protection)).await?;
+        // Every wrapping first, so a key that refuses changes nothing.
+        for p in protections.values() {
+            if let Err(e) = at_rest.wrap(p, Binding::Blob(digest), &c.keys).await {
+                tracing::warn!(%digest, key = p.wrapping, error = %e, "blob left with the layers it has: a linking repository's key refused");
+                return Ok(false);
+            }
+        }
+        at_rest.record_new_keys(digest, &c.keys, protections.values()).await?;
+        self.blobs.upload_replace(id, stored, state, digest).await?;
+        Ok(true)
     }
 
     /// `UploadLayerPart` of the ECR API: a chunk with its byte range, as a `/v2/` PATCH

@@ -103,6 +103,11 @@ pub struct Config {
     /// PEM certificates trusted for pull-through cache upstreams besides the system's: the
     /// private CA of a self-hosted upstream.
     pub pull_through_ca_bundle: Option<PathBuf>,
+    /// The filesystem under the data directory is encrypted at rest by the operator (dm-crypt,
+    /// LUKS): `AES256` repositories' blobs and manifests are then left to it, as to an S3
+    /// bucket written with SSE-S3 (`server_side_encryption=AES256` in `blobs`), and only what a
+    /// KMS key protects is sealed by Berth.
+    pub blobs_encrypted_at_rest: bool,
 }
 
 impl Config {
@@ -152,6 +157,7 @@ impl Default for Config {
             trusted_proxies: Vec::new(),
             pull_through_allow_plain_http: false,
             pull_through_ca_bundle: None,
+            blobs_encrypted_at_rest: false,
         }
     }
 }
@@ -266,6 +272,7 @@ pub fn load(file: Option<&PathBuf>, overrides: &Overrides) -> Result<Config, Box
         "trusted_proxies",
         "pull_through_allow_plain_http",
         "pull_through_ca_bundle",
+        "blobs_encrypted_at_rest",
     ]))
     .merge(Serialized::defaults(text_env()))
     .merge(Serialized::defaults(overrides))

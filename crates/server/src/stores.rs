@@ -65,7 +65,16 @@ pub(crate) async fn open_postgres(config: &Config, url: &str) -> anyhow::Result<
 /// credentials it refuses, stop the start before anything is written.
 pub(crate) async fn open_blobs(config: &Config) -> anyhow::Result<Arc<dyn BlobStore>> {
     match config.blobs.as_deref() {
-        None => Ok(Arc::new(FsBlobStore::open(config.data_dir.clone()).await.context("opening the blob store")?)),
+        None => Ok(Arc::new(
+            FsBlobStore::open(config.data_dir.clone())
+                .await
+                .context("opening the blob store")?
+                .encrypted_at_rest(config.blobs_encrypted_at_rest),
+        )),
+        Some(_) if config.blobs_encrypted_at_rest => anyhow::bail!(
+            "blobs_encrypted_at_rest is for the filesystem store: a bucket that encrypts what it stores is named in its \
+             URL (&server_side_encryption=AES256)"
+        ),
         Some(url) if url.starts_with("s3://") => {
             let credential = |name: &str| match name {
                 "BERTH_S3_ACCESS_KEY_ID" => config.s3_access_key_id.clone(),
@@ -174,12 +183,10 @@ pub(crate) fn scan_settings(config: &Config) -> anyhow::Result<ScanSettings> {
         Some(s) => parse_block_severity(s).map_err(|e| anyhow::anyhow!("scan_pull_block_severity: {e}"))?,
         None => None,
     };
-    // rpm databases are spooled under the data directory, not a possibly memory-backed /tmp;
-    // files a killed process left there are removed at start.
-    let spool_dir = config.data_dir.join("scan-spool");
-    let _ = std::fs::remove_dir_all(&spool_dir);
-    std::fs::create_dir_all(&spool_dir).with_context(|| format!("creating {}", spool_dir.display()))?;
-    Ok(ScanSettings { attach_sbom: config.scan_attach_sbom, pull_block_default, spool_dir: Some(spool_dir) })
+    // rpm databases are spooled in memory now; the directory earlier versions spooled them to
+    // (in clear) goes.
+    let _ = std::fs::remove_dir_all(config.data_dir.join("scan-spool"));
+    Ok(ScanSettings { attach_sbom: config.scan_attach_sbom, pull_block_default })
 }
 
 /// This node's stable name in the scan queue's claims: made once per data directory.

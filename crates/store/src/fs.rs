@@ -25,6 +25,8 @@ const IO_CHUNK: usize = 1024 * 1024;
 
 pub struct FsBlobStore {
     root: PathBuf,
+    /// Declared by the operator: the filesystem encrypts what it holds (see `encrypts_at_rest`).
+    encrypted_at_rest: bool,
 }
 
 impl FsBlobStore {
@@ -32,7 +34,12 @@ impl FsBlobStore {
         let root = root.into();
         fs::create_dir_all(root.join("blobs")).await?;
         fs::create_dir_all(root.join("uploads")).await?;
-        Ok(FsBlobStore { root })
+        Ok(FsBlobStore { root, encrypted_at_rest: false })
+    }
+
+    /// The store as one whose filesystem the operator encrypts at rest (dm-crypt, LUKS), or not.
+    pub fn encrypted_at_rest(self, encrypted: bool) -> Self {
+        FsBlobStore { encrypted_at_rest: encrypted, ..self }
     }
 
     /// Publishes a session's first `offset` bytes as `digest` (see `upload_commit`), in place
@@ -307,6 +314,10 @@ impl BlobStore for FsBlobStore {
 
     async fn upload_replace(&self, id: &str, offset: u64, state: &UploadState, digest: &Digest) -> Result<u64> {
         self.publish(id, offset, state, digest, true).await
+    }
+
+    fn encrypts_at_rest(&self) -> bool {
+        self.encrypted_at_rest
     }
 
     async fn upload_delete(&self, id: &str, _state: Option<&UploadState>) -> Result<()> {

@@ -5,6 +5,11 @@
 //! A reader that keeps pace takes the bytes from memory (shared, not copied); one that falls
 //! behind the in-memory window reads the spool file, so a slow client never holds bytes in
 //! memory and the window bounds what a fetch keeps there (`WINDOW`), however large the blob.
+//!
+//! The spool file holds the bytes under a key made for the fetch and never stored
+//! (AES-256-CTR, the counter the byte offset / 16, so a reader opens any range it reads): the
+//! plaintext of a blob being fetched never reaches the disk. Its integrity is not the
+//! spool's to prove: the upload hashes what it reads to the blob's digest, clients too.
 
 use std::collections::VecDeque;
 use std::os::unix::fs::FileExt;
@@ -52,16 +57,61 @@ struct Window {
     bytes: usize,
 }
 
+/// The throwaway key a fetch's spool file is written under.
+struct SpoolKey {
+    key: aws_lc_rs::cipher::EncryptingKey,
+    nonce: [u8; 8],
+}
+
+impl SpoolKey {
+    fn new() -> Self {
+        use aws_lc_rs::cipher::{AES_256, EncryptingKey, UnboundCipherKey};
+        let mut key = [0u8; 32];
+        let mut nonce = [0u8; 8];
+        aws_lc_rs::rand::fill(&mut key).expect("the system's random source");
+        aws_lc_rs::rand::fill(&mut nonce).expect("the system's random source");
+        let unbound = UnboundCipherKey::new(&AES_256, &key).expect("a 256-bit key");
+        SpoolKey { key: EncryptingKey::ctr(unbound).expect("AES-256-CTR"), nonce }
+    }
+
+    /// XORs `buf`, which lies at `offset` in the spool, with the key stream there: it seals
+    /// plaintext and opens what it sealed alike.
+    fn apply(&self, offset: u64, buf: &mut [u8]) {
+        use aws_lc_rs::cipher::EncryptionContext;
+        use aws_lc_rs::iv::FixedLength;
+        let mut iv = [0u8; 16];
+        iv[..8].copy_from_slice(&self.nonce);
+        iv[8..].copy_from_slice(&(offset / 16).to_be_bytes());
+        let skip = (offset % 16) as usize;
+        let context = EncryptionContext::Iv128(FixedLength::from(iv));
+        if skip == 0 {
+            self.key.less_safe_encrypt(buf, context).expect("CTR takes any length");
+            return;
+        }
+        // Mid-block: the block's first bytes run through the key stream too, then are dropped.
+        let mut padded = vec![0u8; skip + buf.len()];
+        padded[skip..].copy_from_slice(buf);
+        self.key.less_safe_encrypt(&mut padded, context).expect("CTR takes any length");
+        buf.copy_from_slice(&padded[skip..]);
+    }
+}
+
 /// One blob being fetched, and how far it has come.
 pub(super) struct BlobFetch {
     pub(super) spool: PathBuf,
     pub(super) progress: watch::Sender<Progress>,
     recent: Mutex<Window>,
+    key: SpoolKey,
 }
 
 impl BlobFetch {
     pub(super) fn new(spool: PathBuf) -> Arc<Self> {
-        Arc::new(BlobFetch { spool, progress: watch::Sender::new(Progress::Asking), recent: Mutex::default() })
+        Arc::new(BlobFetch {
+            spool,
+            progress: watch::Sender::new(Progress::Asking),
+            recent: Mutex::default(),
+            key: SpoolKey::new(),
+        })
     }
 
     /// Makes `chunks`, which start at `offset` and are in the spool file now, readable from
@@ -153,13 +203,24 @@ impl SpoolWriter {
         Ok(self.written)
     }
 
-    /// Starts writing the gathered batch; call with nothing in flight.
+    /// Starts writing the gathered batch, sealed under the fetch's key; call with nothing in
+    /// flight. (The chunks themselves stay as they are, for readers in memory.)
     fn write_batch(&mut self) {
         let mut file = self.idle.take().expect("the spool file is idle when nothing is in flight");
         let chunks = std::mem::take(&mut self.batch);
         self.in_flight_len = std::mem::take(&mut self.batch_len) as u64;
+        let (fetch, mut at) = (self.fetch.clone(), self.written);
         self.in_flight = Some(tokio::task::spawn_blocking(move || {
-            berth_store::write_all_vectored(&mut file, &chunks).map(|_| (file, chunks))
+            let sealed: Vec<Bytes> = chunks
+                .iter()
+                .map(|c| {
+                    let mut buf = c.to_vec();
+                    fetch.key.apply(at, &mut buf);
+                    at += buf.len() as u64;
+                    Bytes::from(buf)
+                })
+                .collect();
+            berth_store::write_all_vectored(&mut file, &sealed).map(|_| (file, chunks))
         }));
     }
 
@@ -230,11 +291,13 @@ pub(super) fn follow(fetch: Arc<BlobFetch>, file: std::fs::File, size: Option<u6
                     r.offset += chunk.len() as u64;
                     return Some((Ok(chunk), Some(r)));
                 }
-                let (file, at) = (r.file.clone(), r.offset);
+                let (file, at, fetch) = (r.file.clone(), r.offset, r.fetch.clone());
                 let want = (until - at).min(FILE_READ as u64) as usize;
                 let read = tokio::task::spawn_blocking(move || {
                     let mut buf = vec![0u8; want];
-                    file.read_exact_at(&mut buf, at).map(|_| Bytes::from(buf))
+                    file.read_exact_at(&mut buf, at)?;
+                    fetch.key.apply(at, &mut buf);
+                    Ok(Bytes::from(buf))
                 })
                 .await
                 .unwrap_or_else(|e| Err(join_error(e)));
@@ -296,11 +359,15 @@ mod tests {
         let fetch = BlobFetch::new(dir.path().join("spool"));
         let mut writer = SpoolWriter::create(fetch.clone(), None).await.expect("a spool");
         let data: Vec<u8> = (0..(WINDOW * 3) as u32).map(|i| (i % 251) as u8).collect();
-        for piece in data.chunks(64 * 1024) {
+        // Pieces that start mid-block of the spool's key stream.
+        for piece in data.chunks(64 * 1024 + 7) {
             writer.push(Bytes::copy_from_slice(piece)).await.expect("written");
         }
         let size = writer.finish().await.expect("finished");
         assert_eq!(size, data.len() as u64);
+        let on_disk = std::fs::read(&fetch.spool).expect("the spool");
+        assert_eq!(on_disk.len(), data.len());
+        assert!(on_disk.chunks(4096).zip(data.chunks(4096)).all(|(d, p)| d != p), "the spool holds no plaintext");
         fetch.progress.send_replace(Progress::Received { size });
         // A reader that starts now begins outside the window: the file, then memory.
         let file = std::fs::File::open(&fetch.spool).expect("the spool");

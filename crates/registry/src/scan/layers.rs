@@ -1,7 +1,8 @@
 //! Reading an image's layers for a scan: each layer's blob is streamed from storage through
 //! its decompressor (gzip, zstd, or none, told apart by magic bytes) into a tar reader, on a
 //! blocking thread; only the files that list packages are kept (see `berth_vuln::image`), and
-//! the rpm database, which SQLite must open as a file, is spooled to a private temp file.
+//! the rpm database is kept in memory too and opened there by SQLite (`sqlite3_deserialize`): a
+//! layer's plaintext never reaches a disk, even while a scan runs.
 
 use std::io::{self, BufReader, Read};
 
@@ -16,12 +17,12 @@ use tokio_util::io::{StreamReader, SyncIoBridge};
 #[derive(Debug)]
 pub enum Content {
     Bytes(Vec<u8>),
-    /// The rpm database, spooled.
-    Spooled(tempfile::NamedTempFile),
+    /// The rpm database (a SQLite file), in memory.
+    Database(Vec<u8>),
 }
 
-/// Largest rpm database spooled (real ones are tens of MiB).
-const MAX_SPOOLED_FILE: u64 = 1 << 30;
+/// Largest rpm database read (real ones are tens of MiB); it counts against `MAX_KEPT_BYTES`.
+const MAX_DATABASE_FILE: u64 = 256 << 20;
 
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
@@ -88,13 +89,7 @@ fn pax_path(data: &[u8]) -> Option<String> {
 
 /// Applies one layer's tar stream (layer `index`, 0 = bottom) to `files`, taking what it keeps
 /// out of `budget` (bytes of package lists this scan may still keep).
-pub fn apply_layer(
-    files: &mut ImageFiles<Content>,
-    index: usize,
-    raw: impl Read,
-    budget: &mut u64,
-    spool_dir: Option<&std::path::Path>,
-) -> io::Result<()> {
+pub fn apply_layer(files: &mut ImageFiles<Content>, index: usize, raw: impl Read, budget: &mut u64) -> io::Result<()> {
     let mut archive = tar::Archive::new(decompressed(raw)?);
     // Raw entries: GNU long names and PAX headers come to us, read with a bound.
     let mut long_name: Option<String> = None;
@@ -132,7 +127,7 @@ pub fn apply_layer(
             continue;
         };
         let size = entry.size();
-        let limit = if kind == FileKind::RpmSqlite { MAX_SPOOLED_FILE } else { MAX_TEXT_FILE };
+        let limit = if kind == FileKind::RpmSqlite { MAX_DATABASE_FILE } else { MAX_TEXT_FILE };
         if size > limit {
             tracing::warn!(path, size, "package list too large to scan; skipped");
             files.replace_with_other(index, &path, false);
@@ -146,12 +141,7 @@ pub fn apply_layer(
         }
         *budget -= size;
         let content = if kind == FileKind::RpmSqlite {
-            let mut spool = match spool_dir {
-                Some(dir) => tempfile::NamedTempFile::new_in(dir)?,
-                None => tempfile::NamedTempFile::new()?,
-            };
-            io::copy(&mut (&mut entry).take(limit), spool.as_file_mut())?;
-            Content::Spooled(spool)
+            Content::Database(read_capped(&mut entry, limit, "rpm database")?)
         } else {
             Content::Bytes(read_capped(&mut entry, limit, "package list")?)
         };
@@ -182,15 +172,13 @@ pub async fn on_background_thread<T: Send + 'static>(work: impl FnOnce() -> T + 
 }
 
 /// Streams every layer (in order) of `repository` as it serves them (a sealed layer opened on
-/// the way) and returns the kept files; the rpm database is spooled into `spool_dir` (the
-/// system temp directory if `None`). Blocks: call it on a blocking thread, with a handle of
-/// the runtime the store lives on.
+/// the way) and returns the kept files, the rpm database in memory. Blocks: call it on
+/// a blocking thread, with a handle of the runtime the store lives on.
 pub(crate) fn read_layers(
     handle: &tokio::runtime::Handle,
     at_rest: &AtRest,
     repository: &str,
     layers: &[Digest],
-    spool_dir: Option<&std::path::Path>,
 ) -> io::Result<ImageFiles<Content>> {
     let mut files = ImageFiles::default();
     let mut budget = MAX_KEPT_BYTES;
@@ -199,7 +187,7 @@ pub(crate) fn read_layers(
             .block_on(at_rest.open_linked(repository, digest))
             .map_err(|e| io::Error::other(format!("layer {digest}: {e}")))?;
         let reader = SyncIoBridge::new_with_handle(StreamReader::new(stream.map_err(io::Error::other)), handle.clone());
-        apply_layer(&mut files, index, reader, &mut budget, spool_dir)
+        apply_layer(&mut files, index, reader, &mut budget)
             .map_err(|e| io::Error::new(e.kind(), format!("layer {digest}: {e}")))?;
     }
     Ok(files)
@@ -207,11 +195,24 @@ pub(crate) fn read_layers(
 
 /// Reads the package headers of a spooled SQLite rpm database (table `Packages`, column
 /// `blob`), opened read-only.
-pub async fn rpm_packages(path: &std::path::Path) -> Result<Vec<Package>, String> {
-    use sqlx::ConnectOptions;
-    let options = sqlx::sqlite::SqliteConnectOptions::new().filename(path).read_only(true).immutable(true);
+pub async fn rpm_packages(database: &[u8]) -> Result<Vec<Package>, String> {
     use futures_util::StreamExt;
-    let mut conn = options.connect().await.map_err(|e| format!("rpm database: {e}"))?;
+    use sqlx::ConnectOptions;
+    let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
+        .in_memory(true)
+        .connect()
+        .await
+        .map_err(|e| format!("rpm database: {e}"))?;
+    // SQLite opens a database in memory only in rollback-journal mode; rpm's is in WAL mode,
+    // which the header's two format bytes say (2, 2): read as a rollback database it is the
+    // same (its own WAL file, if any, is not part of the image's state that counts).
+    let mut bytes = database.to_vec();
+    if bytes.len() >= 20 && bytes[18] == 2 && bytes[19] == 2 {
+        (bytes[18], bytes[19]) = (1, 1);
+    }
+    let buf = sqlx::sqlite::SqliteOwnedBuf::try_from(&bytes[..]).map_err(|e| format!("rpm database: {e}"))?;
+    drop(bytes);
+    conn.deserialize(None, buf, true).await.map_err(|e| format!("rpm database: {e}"))?;
     // The file comes from a pushed image: `Packages` must be a real table (not a view that
     // computes rows), read row by row within a byte budget.
     let is_table: Option<i64> =
@@ -270,9 +271,9 @@ mod tests {
         let third = tar_of(&[("srv/.wh..wh..opq", b"")]);
         let mut files = ImageFiles::default();
         let mut budget = MAX_KEPT_BYTES;
-        apply_layer(&mut files, 0, &gzip(&base)[..], &mut budget, None).unwrap();
-        apply_layer(&mut files, 1, &zstd::encode_all(&second[..], 3).unwrap()[..], &mut budget, None).unwrap();
-        apply_layer(&mut files, 2, &third[..], &mut budget, None).unwrap();
+        apply_layer(&mut files, 0, &gzip(&base)[..], &mut budget).unwrap();
+        apply_layer(&mut files, 1, &zstd::encode_all(&second[..], 3).unwrap()[..], &mut budget).unwrap();
+        apply_layer(&mut files, 2, &third[..], &mut budget).unwrap();
         let kept: Vec<(&str, usize)> = files.files().map(|(p, l, _, _)| (p, l)).collect();
         assert_eq!(kept, vec![("etc/os-release", 0), ("lib/apk/db/installed", 0)]);
     }
@@ -295,10 +296,16 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_sqlite_rpm_database_is_read_from_a_spooled_file() {
+    async fn the_sqlite_rpm_database_is_read_in_memory() {
         use sqlx::ConnectOptions;
-        let file = tempfile::NamedTempFile::new().unwrap();
-        let mut conn = sqlx::sqlite::SqliteConnectOptions::new().filename(file.path()).connect().await.unwrap();
+        // Made on disk in WAL mode, as rpm makes it; read from its bytes, as a layer holds them.
+        let made = tempfile::NamedTempFile::new().unwrap();
+        let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(made.path())
+            .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
+            .connect()
+            .await
+            .unwrap();
         sqlx::query("CREATE TABLE Packages (hnum INTEGER PRIMARY KEY AUTOINCREMENT, blob BLOB NOT NULL)")
             .execute(&mut conn)
             .await
@@ -310,11 +317,14 @@ mod tests {
         ] {
             sqlx::query("INSERT INTO Packages (blob) VALUES ($1)").bind(blob).execute(&mut conn).await.unwrap();
         }
+        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&mut conn).await.unwrap();
         drop(conn);
-        let packages = rpm_packages(file.path()).await.unwrap();
+        let database = std::fs::read(made.path()).unwrap();
+        assert_eq!((database[18], database[19]), (2, 2), "a WAL-mode file");
+        let packages = rpm_packages(&database).await.unwrap();
         let names: Vec<(&str, &str)> = packages.iter().map(|p| (p.name.as_str(), p.version.as_str())).collect();
         assert_eq!(names, vec![("openssl-libs", "3.0.7-24.el9")]);
-        assert!(rpm_packages(std::path::Path::new("/nonexistent/rpmdb.sqlite")).await.is_err());
+        assert!(rpm_packages(b"not a database").await.is_err());
     }
 
     #[test]
@@ -342,13 +352,13 @@ mod tests {
         let layer = builder.into_inner().unwrap();
         let mut files = ImageFiles::default();
         let mut budget = MAX_KEPT_BYTES;
-        apply_layer(&mut files, 0, &layer[..], &mut budget, None).unwrap();
+        apply_layer(&mut files, 0, &layer[..], &mut budget).unwrap();
         let kept: Vec<&str> = files.files().map(|(p, ..)| p).collect();
         assert_eq!(kept, vec![long.as_str(), "lib/apk/db/installed"]);
         assert_eq!(budget, MAX_KEPT_BYTES - 5);
         // Past the budget the layer is refused, whatever the files.
         let mut small = 2;
-        assert!(apply_layer(&mut ImageFiles::default(), 0, &layer[..], &mut small, None).is_err());
+        assert!(apply_layer(&mut ImageFiles::default(), 0, &layer[..], &mut small).is_err());
         // A GNU long name that claims a gigabyte of (well compressing) zeros is refused, not read.
         let mut bomb = tar::Builder::new(Vec::new());
         let mut lh = tar::Header::new_gnu();
@@ -358,7 +368,7 @@ mod tests {
         lh.set_cksum();
         bomb.append(&lh, io::repeat(b'a').take(4 << 20)).unwrap();
         let bomb = gzip(&bomb.into_inner().unwrap());
-        assert!(apply_layer(&mut ImageFiles::default(), 0, &bomb[..], &mut MAX_KEPT_BYTES.clone(), None).is_err());
+        assert!(apply_layer(&mut ImageFiles::default(), 0, &bomb[..], &mut MAX_KEPT_BYTES.clone()).is_err());
     }
 
     #[test]
@@ -376,6 +386,6 @@ mod tests {
         let n = bad.len();
         bad[n / 2] ^= 0xff;
         bad.truncate(n - 4);
-        assert!(apply_layer(&mut files, 0, &bad[..], &mut MAX_KEPT_BYTES.clone(), None).is_err());
+        assert!(apply_layer(&mut files, 0, &bad[..], &mut MAX_KEPT_BYTES.clone()).is_err());
     }
 }

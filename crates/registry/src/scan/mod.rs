@@ -39,14 +39,11 @@ pub struct ScanSettings {
     /// Pull policy for repositories without their own: refuse images with findings at or
     /// above this severity.
     pub pull_block_default: Option<Severity>,
-    /// Where rpm databases are spooled during a scan (the system temp directory if `None`,
-    /// which may be a tmpfs).
-    pub spool_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for ScanSettings {
     fn default() -> Self {
-        ScanSettings { attach_sbom: true, pull_block_default: None, spool_dir: None }
+        ScanSettings { attach_sbom: true, pull_block_default: None }
     }
 }
 
@@ -219,10 +216,9 @@ impl Registry {
         let (at_rest, meta, handle) = (self.at_rest(), self.meta().clone(), tokio::runtime::Handle::current());
         let (enhanced, layer_list, repository) =
             (job.scan_type == ScanType::Enhanced, layers.clone(), job.repository.clone());
-        let spool_dir = self.scan_settings().spool_dir.clone();
         let analysis = layers::on_background_thread(move || {
             let source = LayerSource { at_rest: &at_rest, repository: &repository };
-            analyze(&handle, source, meta.as_ref(), &layer_list, enhanced, spool_dir.as_deref())
+            analyze(&handle, source, meta.as_ref(), &layer_list, enhanced)
         })
         .await??;
         let Some(Analysis { full, inventory, findings }) = analysis else {
@@ -388,16 +384,14 @@ fn analyze(
     meta: &dyn berth_meta::MetaStore,
     layers: &[Digest],
     enhanced: bool,
-    spool_dir: Option<&std::path::Path>,
 ) -> Result<Option<Analysis>, String> {
-    let files =
-        layers::read_layers(handle, source.at_rest, source.repository, layers, spool_dir).map_err(|e| e.to_string())?;
+    let files = layers::read_layers(handle, source.at_rest, source.repository, layers).map_err(|e| e.to_string())?;
     let mut rpm = Vec::new();
     let mut texts = Vec::new();
     for (path, layer, kind, content) in files.files() {
         match content {
             layers::Content::Bytes(b) => texts.push((path, layer, kind, b.as_slice())),
-            layers::Content::Spooled(f) => match handle.block_on(layers::rpm_packages(f.path())) {
+            layers::Content::Database(d) => match handle.block_on(layers::rpm_packages(d)) {
                 Ok(list) => rpm.push((path.to_string(), layer, list)),
                 Err(e) => tracing::warn!(path, error = %e, "unreadable rpm database"),
             },
