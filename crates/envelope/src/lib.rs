@@ -459,7 +459,10 @@ impl Sealer {
 }
 
 /// Opens the sealed bytes of a [`SealedSpan`] as they stream in, giving out exactly the range
-/// asked for.
+/// asked for. Three steps, which a caller may also run apart: [`Opener::frame`] cuts the
+/// incoming bytes into runs of whole sealed chunks (no cryptography); [`SealedRun::open`]
+/// opens a run in place, on any thread, while the next is framed or read; [`Opener::trim`]
+/// gives out the opened runs' plaintext, in order, within the range.
 pub struct Opener {
     envelope: Envelope,
     plain_len: u64,
@@ -471,6 +474,38 @@ pub struct Opener {
     /// Plaintext still to give out.
     remaining: u64,
     buf: BytesMut,
+}
+
+/// Consecutive whole sealed chunks of a blob, cut by [`Opener::frame`], not yet opened.
+pub struct SealedRun {
+    envelope: Envelope,
+    plain_len: u64,
+    first_index: u64,
+    bytes: BytesMut,
+}
+
+impl SealedRun {
+    /// The plaintext of each chunk of the run, opened where it lies (slices of one buffer); an
+    /// error if any chunk was damaged, moved or sealed under other keys.
+    pub fn open(mut self) -> Result<Vec<Bytes>> {
+        let count = Envelope::chunk_count(self.plain_len);
+        let mut pieces = Vec::new();
+        let (mut at, mut index) = (0usize, self.first_index);
+        while at < self.bytes.len() {
+            let last = index + 1 == count;
+            let sealed = if last {
+                (self.plain_len - index * CHUNK_LEN as u64) as usize + self.envelope.overhead()
+            } else {
+                self.envelope.sealed_chunk_len()
+            };
+            let len = self.envelope.open_chunk(index, last, &mut self.bytes[at..at + sealed])?;
+            pieces.push((at, len));
+            at += sealed;
+            index += 1;
+        }
+        let plain = self.bytes.freeze();
+        Ok(pieces.into_iter().map(|(at, len)| plain.slice(at..at + len)).collect())
+    }
 }
 
 impl Opener {
@@ -487,58 +522,72 @@ impl Opener {
         }
     }
 
-    /// Takes sealed bytes; the plaintext of every chunk they complete goes to `out`.
-    pub fn push(&mut self, data: Bytes, out: &mut Vec<Bytes>) -> Result<()> {
+    /// Takes sealed bytes; the run of whole chunks they complete, if any, goes to `out`, still
+    /// sealed. (A read that hands over a buffer of its own with nothing carried over is cut
+    /// where it lies; otherwise the bytes are gathered.)
+    pub fn frame(&mut self, data: Bytes, out: &mut Vec<SealedRun>) -> Result<()> {
         if data.is_empty() {
             return Ok(());
         }
         if self.index > self.last_index {
             return Err(EnvelopeError::TrailingBytes);
         }
-        let mut data = Some(data);
-        loop {
+        if self.buf.is_empty() {
+            self.buf = data.try_into_mut().unwrap_or_else(|shared| BytesMut::from(&shared[..]));
+        } else {
+            self.buf.extend_from_slice(&data);
+        }
+        let (first, mut whole) = (self.index, 0usize);
+        while self.index <= self.last_index {
             let need = self.sealed_len_of(self.index);
-            // A read that hands over whole chunks in buffers of its own is opened where it lies.
-            let mut chunk = if self.buf.is_empty() && data.as_ref().is_some_and(|d| d.len() >= need) {
-                let mut d = data.take().expect("checked");
-                let rest = d.split_off(need);
-                if !rest.is_empty() {
-                    data = Some(rest);
-                }
-                d.try_into_mut().unwrap_or_else(|shared| BytesMut::from(&shared[..]))
-            } else {
-                if let Some(d) = data.take() {
-                    let take = (need - self.buf.len()).min(d.len());
-                    self.buf.extend_from_slice(&d[..take]);
-                    if take < d.len() {
-                        data = Some(d.slice(take..));
-                    }
-                }
-                if self.buf.len() < need {
-                    return Ok(());
-                }
-                self.buf.split_to(need)
-            };
-            let len = self.envelope.open_chunk(self.index, self.is_last_of_blob(self.index), &mut chunk)?;
-            chunk.truncate(len);
-            let take = ((len - self.skip) as u64).min(self.remaining) as usize;
-            let plain = chunk.freeze().slice(self.skip..self.skip + take);
-            if !plain.is_empty() {
-                out.push(plain);
+            if self.buf.len() - whole < need {
+                break;
             }
-            self.remaining -= take as u64;
-            self.skip = 0;
+            whole += need;
             self.index += 1;
-            if self.index > self.last_index {
-                return match data {
-                    Some(d) if !d.is_empty() => Err(EnvelopeError::TrailingBytes),
-                    _ => Ok(()),
-                };
+        }
+        if self.index > self.last_index && self.buf.len() > whole {
+            return Err(EnvelopeError::TrailingBytes);
+        }
+        if whole > 0 {
+            let bytes = self.buf.split_to(whole);
+            out.push(SealedRun {
+                envelope: self.envelope.clone(),
+                plain_len: self.plain_len,
+                first_index: first,
+                bytes,
+            });
+        }
+        Ok(())
+    }
+
+    /// The plaintext of opened runs, given back in the order they were framed: what of it
+    /// lies within the range, in order.
+    pub fn trim(&mut self, plain: Vec<Bytes>, out: &mut Vec<Bytes>) {
+        for mut piece in plain {
+            if self.skip > 0 {
+                let drop = self.skip.min(piece.len());
+                piece = piece.slice(drop..);
+                self.skip -= drop;
             }
-            if data.is_none() {
-                return Ok(());
+            let take = (piece.len() as u64).min(self.remaining) as usize;
+            self.remaining -= take as u64;
+            if take > 0 {
+                out.push(piece.slice(..take));
             }
         }
+    }
+
+    /// Takes sealed bytes; the plaintext of every chunk they complete goes to `out`: the three
+    /// steps in one.
+    pub fn push(&mut self, data: Bytes, out: &mut Vec<Bytes>) -> Result<()> {
+        let mut runs = Vec::new();
+        self.frame(data, &mut runs)?;
+        for run in runs {
+            let plain = run.open()?;
+            self.trim(plain, out);
+        }
+        Ok(())
     }
 
     /// Ends the read: an error if the sealed bytes stopped before the range's last chunk.

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use berth_envelope::BlobKeys;
+use berth_envelope::{BlobKeys, Envelope};
 use berth_meta::{
     BlobKeyWrapping, EncryptionType, MASTER_WRAPPING, ManifestKeys, ManifestSummary, MetaStore, Repository, SealedKind,
     StoredManifest, manifest_keys_id, upload_keys_id,
@@ -82,6 +82,44 @@ fn keys_error(e: berth_envelope::EnvelopeError) -> RegistryError {
     RegistryError::Internal(format!("a blob's data keys: {e}"))
 }
 
+/// How long a node reuses data keys it opened for a read: a disabled key, one pending deletion
+/// or a retired grant stops reads within this, as other per-node caches see changes.
+const OPENED_KEYS_TTL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Entries at most: past it the cache starts again.
+const OPENED_KEYS_MAX: usize = 4096;
+
+/// Data keys opened for reads, by what opened them (the wrapping key, the binding and the
+/// wrapped bytes): a manifest GET or a blob GET of a hot image opens its keys once a second,
+/// not once a request (unwrapping, and the AES and HKDF key schedules of an `Envelope`).
+#[derive(Default, Clone)]
+pub(crate) struct OpenedKeys(Arc<std::sync::Mutex<std::collections::HashMap<Vec<u8>, OpenedAt>>>);
+
+/// Keys opened, and when.
+type OpenedAt = (std::time::Instant, Envelope);
+
+impl OpenedKeys {
+    fn key(p: &Protection, binding: Binding<'_>, wrapped: &[u8]) -> Vec<u8> {
+        [p.wrapping.as_bytes(), b"\0", binding.master_id().as_bytes(), b"\0", wrapped].concat()
+    }
+
+    fn get(&self, key: &[u8]) -> Option<Envelope> {
+        let map = self.0.lock().expect("opened keys");
+        map.get(key).filter(|(at, _)| at.elapsed() < OPENED_KEYS_TTL).map(|(_, e)| e.clone())
+    }
+
+    fn put(&self, key: Vec<u8>, envelope: Envelope) {
+        let mut map = self.0.lock().expect("opened keys");
+        if map.len() >= OPENED_KEYS_MAX {
+            map.retain(|_, (at, _)| at.elapsed() < OPENED_KEYS_TTL);
+            if map.len() >= OPENED_KEYS_MAX {
+                map.clear();
+            }
+        }
+        map.insert(key, (std::time::Instant::now(), envelope));
+    }
+}
+
 /// The registry's part that seals and opens blob bytes: cheap to clone, so a scan's
 /// background thread can hold one.
 #[derive(Clone)]
@@ -92,6 +130,7 @@ pub(crate) struct AtRest {
     pub(crate) master: Arc<MasterKeys>,
     pub(crate) region: String,
     pub(crate) registry_id: String,
+    pub(crate) opened: OpenedKeys,
 }
 
 impl AtRest {
@@ -147,6 +186,18 @@ impl AtRest {
         BlobKeys::from_bytes(&bytes).map_err(keys_error)
     }
 
+    /// What [`AtRest::unwrap`] opens, ready to open bytes, for a read: reused for
+    /// `OPENED_KEYS_TTL` by this node.
+    async fn open_for_read(&self, p: &Protection, binding: Binding<'_>, wrapped: &[u8]) -> Result<Envelope> {
+        let key = OpenedKeys::key(p, binding, wrapped);
+        if let Some(e) = self.opened.get(&key) {
+            return Ok(e);
+        }
+        let envelope = self.unwrap(p, binding, wrapped).await?.envelope();
+        self.opened.put(key, envelope.clone());
+        Ok(envelope)
+    }
+
     /// A sealed blob's keys opened through any of its wrappings ECR may open on its own
     /// behalf (the master keyring's first, then each usable KMS key's): to add a wrapping for
     /// another key, and for `berth fsck`.
@@ -168,23 +219,23 @@ impl AtRest {
         Err(failure.unwrap_or_else(|| RegistryError::Internal(format!("blob {digest} has no data keys"))))
     }
 
-    /// The keys to read a sealed blob for `repository`: through its own key's wrapping (so a
+    /// How to read a sealed blob for `repository`: through its own key's wrapping (so a
     /// disabled key or a retired grant stops the read), or, for a blob that has none for it
     /// (linked before the repository's key protected it, e.g. on a store that encrypts
     /// `AES256` itself), through any wrapping ECR may open.
-    pub async fn keys_for(
+    pub async fn envelope_for(
         &self,
         repo: &Repository,
         digest: &Digest,
         wrappings: &[BlobKeyWrapping],
-    ) -> Result<BlobKeys> {
+    ) -> Result<Envelope> {
         let wanted = self.protection(repo)?;
         if let Some(p) = &wanted
             && let Some(w) = wrappings.iter().find(|w| w.wrapping == p.wrapping)
         {
-            return self.unwrap(p, Binding::Blob(digest), &w.wrapped).await;
+            return self.open_for_read(p, Binding::Blob(digest), &w.wrapped).await;
         }
-        self.unwrap_any(digest, wrappings).await
+        Ok(self.unwrap_any(digest, wrappings).await?.envelope())
     }
 
     /// A blob's plaintext as `repository` serves it, whole or the inclusive `range`: a blob
@@ -212,8 +263,8 @@ impl AtRest {
             .repository(repository)
             .await?
             .ok_or_else(|| RegistryError::RepositoryNotFound { name: repository.to_string() })?;
-        let keys = self.keys_for(&repo, digest, &wrappings).await?;
-        self.read(digest, size, &keys, range).await
+        let envelope = self.envelope_for(&repo, digest, &wrappings).await?;
+        self.read(digest, size, &envelope, range).await
     }
 
     /// The protections of every repository that links `digest` (one per key, with the most
@@ -295,10 +346,10 @@ impl AtRest {
 
     /// A manifest's data keys, opened through the key they were wrapped under (a disabled
     /// key, one pending deletion or a retired grant refuses).
-    async fn manifest_keys(&self, repository: &str, digest: &str, keys: &ManifestKeys) -> Result<(String, BlobKeys)> {
+    async fn manifest_keys(&self, repository: &str, digest: &str, keys: &ManifestKeys) -> Result<(String, Envelope)> {
         let id = manifest_keys_id(repository, digest);
         let p = self.recorded_protection(repository, &keys.wrapping);
-        let opened = self.unwrap(&p, Binding::Manifest(&id), &keys.wrapped).await?;
+        let opened = self.open_for_read(&p, Binding::Manifest(&id), &keys.wrapped).await?;
         Ok((id, opened))
     }
 
@@ -307,7 +358,6 @@ impl AtRest {
         let Some(keys) = m.keys.take() else { return Ok(m) };
         let (_, opened) = self.manifest_keys(repository, m.digest.as_str(), &keys).await?;
         m.content = opened
-            .envelope()
             .open(&m.content)
             .map_err(|e| RegistryError::Internal(format!("manifest {} of {repository}: {e}", m.digest)))?;
         Ok(m)
@@ -324,8 +374,7 @@ impl AtRest {
             use base64::Engine as _;
             base64::engine::general_purpose::STANDARD.decode(sealed).map_err(|e| damaged(e.to_string()))?
         };
-        let plain =
-            opened.envelope().open_value(&annotations_context(&id), &sealed).map_err(|e| damaged(e.to_string()))?;
+        let plain = opened.open_value(&annotations_context(&id), &sealed).map_err(|e| damaged(e.to_string()))?;
         s.annotations = Some(String::from_utf8(plain).map_err(|e| damaged(e.to_string()))?);
         Ok(s)
     }
@@ -344,11 +393,10 @@ impl AtRest {
         &self,
         digest: &Digest,
         size: u64,
-        keys: &BlobKeys,
+        envelope: &Envelope,
         range: Option<ByteRange>,
     ) -> Result<ByteStream> {
-        let (span, opener) = keys
-            .envelope()
+        let (span, opener) = envelope
             .open_range(size, range.map(|r| (r.start, r.end)))
             .map_err(|e| RegistryError::Internal(format!("blob {digest}: {e}")))?;
         let sealed = match self.blobs.read(digest, Some(ByteRange { start: span.start, end: span.end })).await {
@@ -392,6 +440,7 @@ impl crate::Registry {
             master: self.master_keys.clone(),
             region: self.region().to_string(),
             registry_id: self.registry_id().to_string(),
+            opened: self.opened_keys.clone(),
         }
     }
 }

@@ -19,11 +19,11 @@ fn io_error(e: EnvelopeError) -> std::io::Error {
 /// given out in order. The first error — of `input` or of `step` — is the last item: the
 /// state is dropped then, so nothing after a failure is processed, and the caller's
 /// end-of-stream step finds no state to finish.
-fn through<T: Send + 'static>(
+fn through<T: Send + 'static, O: Send + 'static>(
     input: ByteStream,
     state: Arc<Mutex<Option<T>>>,
-    step: impl Fn(&mut T, Bytes, &mut Vec<Bytes>) -> Result<(), EnvelopeError> + Send + 'static,
-) -> impl futures_util::Stream<Item = std::io::Result<Bytes>> + Send {
+    step: impl Fn(&mut T, Bytes, &mut Vec<O>) -> Result<(), EnvelopeError> + Send + 'static,
+) -> impl futures_util::Stream<Item = std::io::Result<O>> + Send {
     input
         .scan((), move |_, item| {
             let mut guard = state.lock().expect("cipher state lock");
@@ -78,13 +78,51 @@ pub fn sealing(body: ByteStream, sealer: Sealer, finish: bool) -> (ByteStream, S
     (Box::pin(sealed_chunks.chain(end)), slot)
 }
 
+/// Runs opened at once, each on the blocking pool: the next run is opened while the last is
+/// sent, so opening overlaps the transfer instead of adding to it.
+const RUNS_IN_FLIGHT: usize = 2;
+
 /// The plaintext of the sealed bytes `sealed` (exactly the span `opener` was made for, see
-/// `Envelope::open_range`): each chunk opened as it completes, and an error — never
-/// unauthenticated bytes — if anything was damaged, reordered or cut short. The first error
-/// ends the stream.
+/// `Envelope::open_range`): the bytes cut into runs of whole chunks as they arrive, each run
+/// opened on the blocking pool (`RUNS_IN_FLIGHT` at once, given out in order), and an error —
+/// never unauthenticated bytes — if anything was damaged, reordered or cut short. The first
+/// error ends the stream.
 pub fn opening(sealed: ByteStream, opener: Opener) -> ByteStream {
     let state = Arc::new(Mutex::new(Some(opener)));
-    let plain = through(sealed, state.clone(), |opener, data, out| opener.push(data, out));
+    let runs = through(sealed, state.clone(), |opener, data, out| opener.frame(data, out));
+    let opened = runs
+        .map(|run| async move {
+            let run = run?;
+            tokio::task::spawn_blocking(move || run.open().map_err(io_error))
+                .await
+                .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+        })
+        .buffered(RUNS_IN_FLIGHT);
+    let trimmer = state.clone();
+    let plain = opened
+        .scan(false, move |failed, item| {
+            if *failed {
+                return futures_util::future::ready(None);
+            }
+            let items = match item {
+                Ok(pieces) => match trimmer.lock().expect("opener lock").as_mut() {
+                    Some(opener) => {
+                        let mut out = Vec::new();
+                        opener.trim(pieces, &mut out);
+                        out.into_iter().map(Ok).collect::<Vec<_>>()
+                    }
+                    None => Vec::new(),
+                },
+                Err(e) => {
+                    // Nothing after a failure is given out, and the end finds no state to finish.
+                    *failed = true;
+                    *trimmer.lock().expect("opener lock") = None;
+                    vec![Err(e)]
+                }
+            };
+            futures_util::future::ready(Some(stream::iter(items)))
+        })
+        .flatten();
     let end = stream::once(async move {
         match state.lock().expect("opener lock").take() {
             Some(opener) => opener.finish().err().map(|e| Err(io_error(e))),

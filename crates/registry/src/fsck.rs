@@ -69,7 +69,7 @@ impl Registry {
                 Some(_) => {}
             }
             let data = match &keys {
-                Some(k) => at_rest.read(&digest, size, k, None).await,
+                Some(k) => at_rest.read(&digest, size, &k.envelope(), None).await,
                 None => self.blobs().read(&digest, None).await.map_err(RegistryError::from),
             };
             let mut data = match data {

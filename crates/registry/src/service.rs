@@ -48,6 +48,8 @@ pub struct Registry {
     pub(crate) upstream: crate::pull_through::UpstreamHttp,
     /// What the pull-through cache has in flight on this node.
     pub(crate) cache: crate::pull_through::state::CacheState,
+    /// Data keys this node opened for reads lately (see `at_rest::OpenedKeys`).
+    pub(crate) opened_keys: crate::at_rest::OpenedKeys,
 }
 
 pub struct BlobRead {
@@ -240,6 +242,7 @@ impl Registry {
             upstream: crate::pull_through::UpstreamHttp::new(&Default::default())
                 .expect("an HTTP client without extra CA certificates builds"),
             cache: Default::default(),
+            opened_keys: Default::default(),
         }
     }
 
