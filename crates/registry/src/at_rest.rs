@@ -294,19 +294,25 @@ impl AtRest {
         Ok(protections)
     }
 
-    /// Records `keys` as the keys of the blob `digest`, wrapped under each of `protections`
-    /// (replacing what was recorded), before its bytes sealed under them are published.
-    pub async fn record_new_keys(
+    /// `keys` of the blob `digest` wrapped under each of `protections`; the first refusal is
+    /// the error (nothing is recorded).
+    pub async fn wrap_for_all(
         &self,
         digest: &Digest,
         keys: &BlobKeys,
         protections: impl Iterator<Item = &Protection>,
-    ) -> Result<()> {
+    ) -> Result<Vec<BlobKeyWrapping>> {
         let mut wrappings = Vec::new();
         for p in protections {
             let wrapped = self.wrap(p, Binding::Blob(digest), keys).await?;
             wrappings.push(BlobKeyWrapping { wrapping: p.wrapping.clone(), layers: keys.layers() as u32, wrapped });
         }
+        Ok(wrappings)
+    }
+
+    /// Records `wrappings` as the blob's keys (replacing what was recorded), before its bytes
+    /// sealed under them are published.
+    pub async fn record_new_keys(&self, digest: &Digest, wrappings: &[BlobKeyWrapping]) -> Result<()> {
         let Some((first, rest)) = wrappings.split_first() else {
             return Err(RegistryError::Internal(format!("blob {digest}: new keys with no key to wrap them under")));
         };

@@ -14,7 +14,6 @@ use std::sync::{Arc, Mutex};
 use berth_envelope::{BlobKeys, Envelope};
 use berth_oci::Digest;
 use berth_store::StoreError;
-use futures_util::TryStreamExt;
 
 use crate::RegistryError;
 
@@ -145,16 +144,9 @@ impl crate::Registry {
             Err(StoreError::NotFound) => return Ok(Outcome::Gone),
             Err(e) => return Err(e.into()),
         };
-        let seen = Arc::new(Mutex::new((digest.algorithm().hasher(), 0u64)));
-        let hashed = {
-            let seen = seen.clone();
-            plain.inspect_ok(move |chunk| {
-                let mut seen = seen.lock().expect("hasher lock");
-                seen.0.update(chunk);
-                seen.1 += chunk.len() as u64;
-            })
-        };
-        let (sealed, _) = crate::blob_cipher::sealing(Box::pin(hashed), keys.envelope().sealer(), true);
+        let hasher = Arc::new(Mutex::new(digest.algorithm().hasher()));
+        let hashed = crate::service::hashing(plain, hasher.clone());
+        let (sealed, _) = crate::blob_cipher::sealing(hashed, keys.envelope().sealer(), true);
         let (sealed_len, state) = match self.blobs().upload_append(&id, 0, &state, sealed).await {
             Ok(done) => done,
             Err(e) => {
@@ -162,15 +154,13 @@ impl crate::Registry {
                 return Err(e.into());
             }
         };
-        let (hasher, counted) =
-            std::mem::replace(&mut *seen.lock().expect("hasher lock"), (digest.algorithm().hasher(), 0));
-        let actual = hasher.finish();
-        let damage = if counted != size {
-            Some(format!("{counted} bytes stored, {size} recorded"))
+        let actual = std::mem::replace(&mut *hasher.lock().expect("hasher lock"), digest.algorithm().hasher()).finish();
+        // The plaintext's length follows from the sealed length.
+        let counted = keys.envelope().plain_len(sealed_len);
+        let damage = if counted != Some(size) {
+            Some(format!("{counted:?} bytes stored, {size} recorded"))
         } else if actual != *digest {
             Some(format!("the stored bytes hash to {actual}"))
-        } else if sealed_len != keys.envelope().sealed_len(size) {
-            Some(format!("sealed to {sealed_len} bytes, not {}", keys.envelope().sealed_len(size)))
         } else {
             None
         };
@@ -180,7 +170,8 @@ impl crate::Registry {
         }
         // Keys before bytes, as every commit records them: a read between the two fails once
         // (the plaintext does not open as sealed) and never serves wrong bytes.
-        at_rest.record_new_keys(digest, &keys, protections.values()).await?;
+        let wrappings = at_rest.wrap_for_all(digest, &keys, protections.values()).await?;
+        at_rest.record_new_keys(digest, &wrappings).await?;
         self.blobs().upload_replace(&id, sealed_len, &state, digest).await?;
         Ok(Outcome::Sealed)
     }

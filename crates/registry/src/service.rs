@@ -175,7 +175,7 @@ pub(crate) fn manifest_unknown(reference: &str) -> RegistryError {
 }
 
 /// Wraps a byte stream so that every chunk passing through also feeds `hasher`.
-fn hashing(body: ByteStream, hasher: Arc<Mutex<Hasher>>) -> ByteStream {
+pub(crate) fn hashing(body: ByteStream, hasher: Arc<Mutex<Hasher>>) -> ByteStream {
     Box::pin(body.map(move |chunk| {
         if let Ok(b) = &chunk {
             hasher.lock().expect("hasher lock").update(b);
@@ -349,10 +349,9 @@ impl Registry {
     pub async fn locate_blob(&self, name: &str, digest: &str) -> Result<BlobGet> {
         let (digest, size) = self.stat_blob(name, digest).await?;
         let expires_at = berth_meta::now_ms() / 1000 + BLOB_REDIRECT_SECONDS;
-        Ok(match self.blobs.presigned_read_url(&digest, expires_at).await? {
-            // A blob Berth sealed is never handed out as a bucket URL: only Berth opens it.
-            Some(url) if self.meta.blob_keys(&digest).await?.is_empty() => BlobGet::Redirect(url),
-            _ => BlobGet::Serve { digest, size },
+        Ok(match self.direct_download_url(&digest, expires_at).await? {
+            Some(url) => BlobGet::Redirect(url),
+            None => BlobGet::Serve { digest, size },
         })
     }
 
@@ -836,13 +835,14 @@ impl Registry {
         let at_rest = self.at_rest();
         let protections = at_rest.linking_protections(digest, Some(&c.protection)).await?;
         // Every wrapping first, so a key that refuses changes nothing.
-        for p in protections.values() {
-            if let Err(e) = at_rest.wrap(p, Binding::Blob(digest), &c.keys).await {
-                tracing::warn!(%digest, key = p.wrapping, error = %e, "blob left with the layers it has: a linking repository's key refused");
+        let wrappings = match at_rest.wrap_for_all(digest, &c.keys, protections.values()).await {
+            Ok(w) => w,
+            Err(e) => {
+                tracing::warn!(%digest, error = %e, "blob left with the layers it has: a linking repository's key refused");
                 return Ok(false);
             }
-        }
-        at_rest.record_new_keys(digest, &c.keys, protections.values()).await?;
+        };
+        at_rest.record_new_keys(digest, &wrappings).await?;
         self.blobs.upload_replace(id, stored, state, digest).await?;
         Ok(true)
     }
