@@ -275,3 +275,59 @@ fn a_value_opens_only_with_its_keys_and_context_and_never_as_a_staged_chunk() {
         assert!(env.open_value(b"ctx", &flipped).is_err());
     }
 }
+
+#[test]
+fn chunks_cut_from_reused_arenas_stay_intact() {
+    // More chunks than several arenas hold: sealed chunks dropped as soon as they are made
+    // (their arena is reclaimed and written over) and kept (new arenas), for one and two
+    // layers; every chunk kept must still be what was sealed.
+    for layers in [1, 2] {
+        let env = BlobKeys::generate(layers).envelope();
+        let plain = blob(3 * ARENA_CHUNKS * CHUNK_LEN + 12_345, 3);
+        let mut sealer = env.sealer();
+        let (mut kept, mut copied) = (Vec::new(), Vec::new());
+        for (i, piece) in plain.chunks(40_000).enumerate() {
+            let mut out = Vec::new();
+            sealer.push(piece, &mut out).unwrap();
+            for c in out {
+                copied.extend_from_slice(&c);
+                if i % 3 == 0 {
+                    kept.push(c); // held, as a store still writing it would
+                }
+            }
+        }
+        let last = sealer.finish().unwrap();
+        copied.extend_from_slice(&last);
+        assert_eq!(env.open(&copied).unwrap(), plain, "{layers} layers");
+        let stride = env.sealed_chunk_len();
+        for c in &kept {
+            assert!(copied.chunks(stride).any(|s| s == &c[..]), "a kept chunk was written over");
+        }
+    }
+}
+
+#[test]
+fn reads_of_any_size_open_in_their_own_buffers() {
+    // Reads handed over as buffers of their own (zero-copy framing) and cut anywhere: the
+    // chunk split between two reads is the only one gathered.
+    let env = BlobKeys::generate(1).envelope();
+    let plain = blob(20 * CHUNK_LEN + 999, 5);
+    let sealed = env.seal(&plain).unwrap();
+    for read in [1, 1000, CHUNK_LEN, env.sealed_chunk_len(), 3 * env.sealed_chunk_len() + 1, 1 << 20] {
+        let (_, mut opener) = env.open_range(plain.len() as u64, None).unwrap();
+        let mut out = Vec::new();
+        for p in sealed.chunks(read) {
+            opener.push(Bytes::from(p.to_vec()), &mut out).unwrap();
+        }
+        opener.finish().unwrap();
+        assert_eq!(out.concat(), plain, "reads of {read} bytes");
+        let (_, mut opener) = env.open_range(plain.len() as u64, Some((70_000, 900_000))).unwrap();
+        let span = env.open_range(plain.len() as u64, Some((70_000, 900_000))).unwrap().0;
+        let mut out = Vec::new();
+        for p in sealed[span.start as usize..=span.end as usize].chunks(read) {
+            opener.push(Bytes::from(p.to_vec()), &mut out).unwrap();
+        }
+        opener.finish().unwrap();
+        assert_eq!(out.concat(), &plain[70_000..=900_000], "a range, reads of {read} bytes");
+    }
+}

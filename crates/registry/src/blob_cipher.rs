@@ -78,59 +78,64 @@ pub fn sealing(body: ByteStream, sealer: Sealer, finish: bool) -> (ByteStream, S
     (Box::pin(sealed_chunks.chain(end)), slot)
 }
 
-/// Runs opened at once, each on the blocking pool: the next run is opened while the last is
-/// sent, so opening overlaps the transfer instead of adding to it.
-const RUNS_IN_FLIGHT: usize = 2;
+/// Opened runs (about one store read each: 1 MiB on the filesystem) held ready ahead of the
+/// reader.
+const RUNS_READY: usize = 2;
 
 /// The plaintext of the sealed bytes `sealed` (exactly the span `opener` was made for, see
-/// `Envelope::open_range`): the bytes cut into runs of whole chunks as they arrive, each run
-/// opened on the blocking pool (`RUNS_IN_FLIGHT` at once, given out in order), and an error —
-/// never unauthenticated bytes — if anything was damaged, reordered or cut short. The first
-/// error ends the stream.
+/// `Envelope::open_range`), and an error — never unauthenticated bytes — if anything was
+/// damaged, reordered or cut short; the first error ends the stream.
+///
+/// A task of its own reads the sealed bytes, cuts them into runs of whole chunks as they
+/// arrive and opens each, up to `RUNS_READY` runs ahead of the reader (it stops when the
+/// reader drops the stream): reading and opening go on while the response is written, on the
+/// other core, instead of only when the connection asks for more. A run is opened in that
+/// task (about 0.17 ms for 1 MiB on one core here), not handed to the blocking pool: on
+/// this 2-core machine the thread hop per run cost more than it overlapped.
 pub fn opening(sealed: ByteStream, opener: Opener) -> ByteStream {
     let state = Arc::new(Mutex::new(Some(opener)));
     let runs = through(sealed, state.clone(), |opener, data, out| opener.frame(data, out));
-    let opened = runs
-        .map(|run| async move {
-            let run = run?;
-            tokio::task::spawn_blocking(move || run.open().map_err(io_error))
-                .await
-                .unwrap_or_else(|e| Err(std::io::Error::other(e)))
-        })
-        .buffered(RUNS_IN_FLIGHT);
+    let opened = runs.map(|run| run.and_then(|run| run.open().map_err(io_error)));
     let trimmer = state.clone();
-    let plain = opened
-        .scan(false, move |failed, item| {
-            if *failed {
-                return futures_util::future::ready(None);
-            }
-            let items = match item {
-                Ok(pieces) => match trimmer.lock().expect("opener lock").as_mut() {
-                    Some(opener) => {
-                        let mut out = Vec::new();
-                        opener.trim(pieces, &mut out);
-                        out.into_iter().map(Ok).collect::<Vec<_>>()
-                    }
-                    None => Vec::new(),
-                },
-                Err(e) => {
-                    // Nothing after a failure is given out, and the end finds no state to finish.
-                    *failed = true;
-                    *trimmer.lock().expect("opener lock") = None;
-                    vec![Err(e)]
+    let plain = opened.scan(false, move |failed, item| {
+        if *failed {
+            return futures_util::future::ready(None);
+        }
+        let items = match item {
+            Ok(pieces) => match trimmer.lock().expect("opener lock").as_mut() {
+                Some(opener) => {
+                    let mut out = Vec::new();
+                    opener.trim(pieces, &mut out);
+                    out.into_iter().map(Ok).collect::<Vec<_>>()
                 }
-            };
-            futures_util::future::ready(Some(stream::iter(items)))
-        })
-        .flatten();
+                None => Vec::new(),
+            },
+            Err(e) => {
+                // Nothing after a failure is given out, and the end finds no state to finish.
+                *failed = true;
+                *trimmer.lock().expect("opener lock") = None;
+                vec![Err(e)]
+            }
+        };
+        futures_util::future::ready(Some(items))
+    });
     let end = stream::once(async move {
         match state.lock().expect("opener lock").take() {
-            Some(opener) => opener.finish().err().map(|e| Err(io_error(e))),
+            Some(opener) => opener.finish().err().map(|e| vec![Err(io_error(e))]),
             None => None,
         }
     })
     .filter_map(|r| async move { r });
-    Box::pin(plain.chain(end))
+    let mut batches = Box::pin(plain.chain(end));
+    let (tx, rx) = tokio::sync::mpsc::channel::<Vec<std::io::Result<Bytes>>>(RUNS_READY);
+    tokio::spawn(async move {
+        while let Some(batch) = batches.next().await {
+            if tx.send(batch).await.is_err() {
+                return; // the reader is gone
+            }
+        }
+    });
+    Box::pin(stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (b, rx)) }).map(stream::iter).flatten())
 }
 
 #[cfg(test)]

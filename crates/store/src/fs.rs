@@ -6,7 +6,6 @@
 //! entry are fsync'd before `upload_commit` returns), and an OCI chunked upload appends.
 
 use std::io::{IoSlice, Write};
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -137,17 +136,18 @@ async fn open_stream(path: &Path, span: Option<(u64, u64)>) -> Result<ByteStream
         let want = (end - pos).min(IO_CHUNK as u64) as usize;
         let reader = file.clone();
         let read = tokio::task::spawn_blocking(move || -> std::io::Result<Bytes> {
-            let mut buf = vec![0u8; want];
-            let mut filled = 0;
-            while filled < want {
-                let n = reader.read_at(&mut buf[filled..], pos + filled as u64)?;
+            // Read into the buffer's spare capacity (exactly `want`: `with_capacity` gives
+            // no more), so nothing is zeroed first only to be overwritten.
+            let mut buf = Vec::with_capacity(want);
+            while buf.len() < want {
+                let at = pos + buf.len() as u64;
+                let n = rustix::io::pread(&*reader, rustix::buffer::spare_capacity(&mut buf), at)?;
                 if n == 0 {
                     return Err(std::io::Error::new(
                         std::io::ErrorKind::UnexpectedEof,
                         "blob is shorter than its size",
                     ));
                 }
-                filled += n;
             }
             Ok(Bytes::from(buf))
         })
