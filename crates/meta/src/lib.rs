@@ -20,7 +20,7 @@ pub mod transfer;
 pub use postgres::PgMeta;
 pub use roles::{
     ANY_CHANGE, AccountStore, ChangeFeed, ContentStore, GcStore, IamPolicyStore, KmsStore, LeaseStore, LifecycleStore,
-    ManagedSecretStore, MetaStore, RepositoryStore, ScanStore, SecretStore,
+    ManagedSecretStore, MetaStore, ReplicationStore, RepositoryStore, ScanStore, SecretStore,
 };
 pub use sqlite::SqliteMeta;
 
@@ -587,6 +587,9 @@ pub struct NewManifest {
     pub keys: Option<ManifestKeys>,
     pub blobs: Vec<Digest>,
     pub manifests: Vec<Digest>,
+    /// Where this push is replicated: a job per destination, queued in the transaction that
+    /// stores the manifest.
+    pub replicate_to: Vec<ReplicationTarget>,
 }
 
 #[derive(Debug, Clone)]
@@ -717,6 +720,86 @@ pub struct ImageRecord {
     pub archived: bool,
     pub last_archived_at: Option<i64>,
     pub last_activated_at: Option<i64>,
+}
+
+/// A registry in a region that an image is replicated to.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ReplicationTarget {
+    pub region: String,
+    pub registry_id: String,
+}
+
+/// A replication to run: the image, where to, the tags it is to get, and the generation
+/// (the push) it answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicationJob {
+    pub repository: String,
+    pub digest: String,
+    pub target: ReplicationTarget,
+    pub tags: Vec<String>,
+    pub attempts: u32,
+    pub generation: i64,
+}
+
+/// ECR's replication statuses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ReplicationStatus {
+    InProgress,
+    Complete,
+    Failed,
+}
+
+impl ReplicationStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReplicationStatus::InProgress => "IN_PROGRESS",
+            ReplicationStatus::Complete => "COMPLETE",
+            ReplicationStatus::Failed => "FAILED",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "IN_PROGRESS" => Some(ReplicationStatus::InProgress),
+            "COMPLETE" => Some(ReplicationStatus::Complete),
+            "FAILED" => Some(ReplicationStatus::Failed),
+            _ => None,
+        }
+    }
+}
+
+/// How a claimed replication ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReplicationOutcome {
+    /// The replica is whole; `dropped_tags` are immutable tags the destination held on
+    /// another image, left where they were.
+    Complete { dropped_tags: Vec<String> },
+    /// Failed for good (`failure_code` is Berth's, documented).
+    Failed { failure_code: String },
+    /// Failed this time; run again from `due_at` (ms), the failure kept for the status.
+    Retry { failure_code: String, due_at: i64 },
+}
+
+/// Where one image's replication to one destination stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageReplication {
+    pub target: ReplicationTarget,
+    pub status: ReplicationStatus,
+    /// The last failure: of a `FAILED` job, or of an attempt a retry is waiting to repeat.
+    pub failure_code: Option<String>,
+    pub dropped_tags: Vec<String>,
+    pub attempts: u32,
+    pub queued_at: i64,
+    pub completed_at: Option<i64>,
+}
+
+/// How many replication jobs are where.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReplicationQueueCounts {
+    pub waiting: u64,
+    pub running: u64,
+    pub complete: u64,
+    pub failed: u64,
 }
 
 /// A scan to run: the image and the request generation it answers.

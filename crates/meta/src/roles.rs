@@ -296,6 +296,38 @@ pub trait ScanStore: Send + Sync + 'static {
     async fn request_rescans(&self, repository: &str, version: i64) -> Result<u64>;
 }
 
+/// The replication queue: one job per image and destination, queued by `put_manifest`
+/// (`NewManifest::replicate_to`) in the transaction that stores the image.
+#[async_trait]
+pub trait ReplicationStore: Send + Sync + 'static {
+    /// Claims up to `limit` replications due by `now` for `worker`, the longest due first.
+    /// Concurrency: a claim skips rows another claim holds (SQLite: one `UPDATE … RETURNING`
+    /// in the single writer; PostgreSQL: `FOR UPDATE SKIP LOCKED`); no job goes to two workers.
+    async fn claim_replications(&self, worker: &str, now: i64, limit: u32) -> Result<Vec<ReplicationJob>>;
+
+    /// Records a claimed job's outcome, unless the image was pushed again meanwhile (the job
+    /// then stays queued for its next run) or the claim was released. Returns whether it was
+    /// recorded. Concurrency: conditional on the generation and the claim in one statement.
+    async fn finish_replication(
+        &self,
+        job: &ReplicationJob,
+        worker: &str,
+        outcome: &ReplicationOutcome,
+    ) -> Result<bool>;
+
+    /// Puts jobs claimed by `worker` (or by anyone, claimed before `before`) back in the
+    /// queue, due at once: how a restarted node resumes its jobs and how a dead node's are
+    /// taken over. A released run still going cannot record its outcome.
+    async fn release_replications(&self, worker: Option<&str>, before: i64) -> Result<u64>;
+
+    /// Where an image's replications stand, one per destination, in destination order.
+    async fn image_replications(&self, repository: &str, digest: &str) -> Result<Vec<ImageReplication>>;
+
+    /// Jobs per status (`IN_PROGRESS` split into waiting and running): for `/metrics` and
+    /// `berth replication status`.
+    async fn replication_queue_counts(&self) -> Result<ReplicationQueueCounts>;
+}
+
 /// Lifecycle policies, their previews and the events of their runs.
 #[async_trait]
 pub trait LifecycleStore: Send + Sync + 'static {
@@ -671,6 +703,7 @@ pub trait MetaStore:
     RepositoryStore
     + ContentStore
     + ScanStore
+    + ReplicationStore
     + LifecycleStore
     + GcStore
     + AccountStore

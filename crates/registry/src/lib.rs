@@ -19,6 +19,7 @@ pub mod kms;
 mod leases;
 mod lifecycle;
 pub mod pull_through;
+mod replication;
 pub mod repositories;
 pub mod scan;
 pub mod secrets;

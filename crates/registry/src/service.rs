@@ -963,6 +963,8 @@ impl Registry {
             keys: stored.keys,
             blobs: parsed.blobs,
             manifests: parsed.manifests,
+            // Not queued yet: the replication worker comes with the next part of issue 17.
+            replicate_to: Vec::new(),
         };
         let is_index = matches!(parsed.kind, ManifestKind::OciIndex | ManifestKind::DockerManifestList);
         match self.meta.put_manifest(name, &manifest, &tags, &immutable).await {

@@ -1,10 +1,11 @@
 //! Pure repository rules, decided without IO: which tags a repository lets move, what a
-//! lifecycle policy does to a repository's images, and how pull-through cache rules map
-//! repositories to upstream registries.
+//! lifecycle policy does to a repository's images, how pull-through cache rules map
+//! repositories to upstream registries, and where replication sends a repository's pushes.
 
 pub mod lifecycle;
 pub mod mutability;
 pub mod pull_through;
+pub mod replication;
 pub mod scanning;
 pub mod wildcard;
 

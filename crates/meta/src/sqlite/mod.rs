@@ -24,6 +24,9 @@ use crate::{
 };
 use crate::{ActionKind, PullBlock, ScanType};
 use crate::{
+    ImageReplication, ReplicationJob, ReplicationOutcome, ReplicationQueueCounts, ReplicationStatus, ReplicationTarget,
+};
+use crate::{
     KmsAlias, KmsGrant, KmsKey, KmsKeyMaterial, KmsKeyState, ManagedSecret, NewSecretVersion, PullThroughRule,
     RuleCreated, SecretCreated, SecretVersion, VersionPut, managed_secret_version_key, restage,
 };
@@ -193,6 +196,11 @@ mod dialect {
         serde_json::to_string(items).map_err(|e| MetaError::Backend(e.to_string()))
     }
 
+    pub(super) const CLAIM_REPLICATIONS: &str = "UPDATE replication_jobs SET claimed_by = $1, claimed_at = $2, \
+         attempts = attempts + 1 WHERE rowid IN (SELECT rowid FROM replication_jobs WHERE status = 'IN_PROGRESS' \
+         AND claimed_by IS NULL AND due_at <= $2 ORDER BY due_at LIMIT $3) \
+         RETURNING repository, digest, destination_region, destination_registry, tags, attempts, generation";
+
     pub(super) const CLAIM_SCANS: &str = "UPDATE image_scans SET status = 'IN_PROGRESS', claimed_by = $1, claimed_at = $2 \
          WHERE rowid IN (SELECT rowid FROM image_scans WHERE status = 'PENDING' ORDER BY queued_at LIMIT $3) \
          RETURNING (SELECT name FROM repositories WHERE id = repository_id), digest, scan_type, generation";
@@ -235,6 +243,7 @@ include!("../sql/iam.rs");
 include!("../sql/lifecycle.rs");
 include!("../sql/repositories.rs");
 include!("../sql/scans.rs");
+include!("../sql/replication.rs");
 include!("../sql/leases.rs");
 include!("../sql/managed_secrets.rs");
 include!("../sql/pull_through.rs");

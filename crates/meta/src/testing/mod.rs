@@ -45,6 +45,7 @@ pub fn manifest(content: &str, blobs: &[&Digest], manifests: &[&Digest], subject
         keys: None,
         blobs: blobs.iter().map(|d| (*d).clone()).collect(),
         manifests: manifests.iter().map(|d| (*d).clone()).collect(),
+        replicate_to: Vec::new(),
     }
 }
 
@@ -216,6 +217,27 @@ macro_rules! scan_store_conformance {
                     an_image_deleted_takes_its_scan,
                     concurrent_workers_never_claim_a_scan_twice,
                     concurrent_stale_results_are_refused,
+                ]
+            );
+        }
+    };
+}
+
+/// `ReplicationStore`'s clauses for a fixture.
+#[macro_export]
+macro_rules! replication_store_conformance {
+    ($fixture:path) => {
+        mod replication_store {
+            use super::*;
+            $crate::__conformance_clauses!(
+                $fixture,
+                replication,
+                [
+                    a_push_queues_a_job_per_destination_in_its_transaction,
+                    claims_retries_and_finishes_jobs,
+                    a_push_again_queues_the_image_again_with_its_tags,
+                    released_claims_run_again,
+                    concurrent_workers_never_claim_a_job_twice,
                 ]
             );
         }
@@ -407,6 +429,7 @@ macro_rules! meta_store_conformance {
         $crate::repository_store_conformance!($fixture);
         $crate::content_store_conformance!($fixture);
         $crate::scan_store_conformance!($fixture);
+        $crate::replication_store_conformance!($fixture);
         $crate::lifecycle_store_conformance!($fixture);
         $crate::gc_store_conformance!($fixture);
         $crate::account_store_conformance!($fixture);
@@ -424,6 +447,8 @@ pub mod repositories;
 pub mod content;
 
 pub mod scans;
+
+pub mod replication;
 
 pub mod lifecycle;
 

@@ -29,6 +29,7 @@ mod model;
 mod policies;
 mod pull_through;
 mod registry;
+mod replication;
 mod repositories;
 mod scanning;
 mod shapes;
@@ -268,6 +269,7 @@ const DEFAULT_ACCOUNT_ONLY: &[&str] = &[
 const REGISTRY_OPERATIONS: &[&str] = &[
     "GetAuthorizationToken",
     "DescribeRegistry",
+    "PutReplicationConfiguration",
     "PutRegistryPolicy",
     "GetRegistryPolicy",
     "DeleteRegistryPolicy",
@@ -442,7 +444,11 @@ fn reply<T: serde::Serialize>(answer: Result<T, EcrError>) -> EcrResult {
 async fn dispatch(ctx: &Ctx<'_>, op: &str, input: Value) -> EcrResult {
     match op {
         "GetAuthorizationToken" => reply(registry::get_authorization_token(ctx, parse(input)?).await),
-        "DescribeRegistry" => reply(Ok(registry::describe_registry(ctx))),
+        "DescribeRegistry" => reply(registry::describe_registry(ctx).await),
+        "PutReplicationConfiguration" => reply(replication::put_replication_configuration(ctx, parse(input)?).await),
+        "DescribeImageReplicationStatus" => {
+            reply(replication::describe_image_replication_status(ctx, parse(input)?).await)
+        }
         "GetAccountSetting" => reply(registry::get_account_setting(ctx, parse(input)?).await),
         "PutAccountSetting" => reply(registry::put_account_setting(ctx, parse(input)?).await),
         "PutRegistryScanningConfiguration" => {

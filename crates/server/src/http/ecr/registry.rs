@@ -2,6 +2,7 @@
 //! account settings and the registry scanning configuration.
 
 use berth_auth::token::docker_authorization;
+use berth_rules::replication::ReplicationConfiguration;
 use berth_rules::scanning::{RegistryScanning, RepositoryFilter};
 use serde::{Deserialize, Serialize};
 
@@ -54,22 +55,15 @@ pub(super) async fn get_authorization_token(
 }
 
 #[derive(Serialize)]
-pub(super) struct ReplicationConfiguration {
-    rules: Vec<()>,
-}
-
-#[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 pub(super) struct DescribeRegistryOutput {
     registry_id: String,
     replication_configuration: ReplicationConfiguration,
 }
 
-pub(super) fn describe_registry(ctx: &Ctx<'_>) -> DescribeRegistryOutput {
-    DescribeRegistryOutput {
-        registry_id: ctx.registry_id().to_string(),
-        replication_configuration: ReplicationConfiguration { rules: Vec::new() },
-    }
+pub(super) async fn describe_registry(ctx: &Ctx<'_>) -> Result<DescribeRegistryOutput, EcrError> {
+    let replication_configuration = ctx.app.registry.replication_configuration(ctx.registry_id()).await?;
+    Ok(DescribeRegistryOutput { registry_id: ctx.registry_id().to_string(), replication_configuration })
 }
 
 #[derive(Deserialize)]

@@ -1,0 +1,202 @@
+// The replication queue (#17): claiming, finishing and releasing jobs, and the statuses
+// `DescribeImageReplicationStatus` reports. Jobs are queued by `put_manifest` (content.rs).
+// Written once for both SQL backends: `include!`d by sqlite/mod.rs and postgres/mod.rs, where
+// `Meta` and the dialect hooks (`dialect::…`) are their own.
+
+/// The tags a job keeps, as stored (a JSON array).
+fn tags_text(tags: &[String]) -> Result<String> {
+    serde_json::to_string(tags).map_err(|e| MetaError::Backend(e.to_string()))
+}
+
+fn tags_of(text: Option<&str>) -> Result<Vec<String>> {
+    match text {
+        None => Ok(Vec::new()),
+        Some(t) => serde_json::from_str(t).map_err(|e| MetaError::Backend(format!("stored replication tags: {e}"))),
+    }
+}
+
+/// Queues `targets` for the image `digest` of the repository `id` names, pushed with `tags`,
+/// in the push's transaction. A job still waiting keeps the tags it had too (two pushes of
+/// one image before it ran); every job is a new generation, due at once.
+async fn queue_replications(
+    tx: &mut Transaction<'static, Db>,
+    repository: &str,
+    digest: &str,
+    tags: &[String],
+    targets: &[ReplicationTarget],
+    now: i64,
+) -> Result<()> {
+    for t in targets {
+        let waiting: Option<(String, String)> = sqlx::query_as(
+            "SELECT tags, status FROM replication_jobs WHERE repository = $1 AND digest = $2 \
+             AND destination_region = $3 AND destination_registry = $4",
+        )
+        .bind(repository)
+        .bind(digest)
+        .bind(&t.region)
+        .bind(&t.registry_id)
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(backend)?;
+        let mut all: Vec<String> = match &waiting {
+            Some((kept, status)) if status == "IN_PROGRESS" => tags_of(Some(kept))?,
+            _ => Vec::new(),
+        };
+        for tag in tags {
+            if !all.contains(tag) {
+                all.push(tag.clone());
+            }
+        }
+        sqlx::query(
+            "INSERT INTO replication_jobs (repository, digest, destination_region, destination_registry, tags, status, \
+             attempts, generation, queued_at, due_at) VALUES ($1, $2, $3, $4, $5, 'IN_PROGRESS', 0, 0, $6, $6) \
+             ON CONFLICT (repository, digest, destination_region, destination_registry) DO UPDATE SET \
+             tags = excluded.tags, status = 'IN_PROGRESS', failure_code = NULL, dropped_tags = NULL, attempts = 0, \
+             generation = replication_jobs.generation + 1, queued_at = excluded.queued_at, due_at = excluded.due_at, \
+             claimed_by = NULL, claimed_at = NULL, completed_at = NULL",
+        )
+        .bind(repository)
+        .bind(digest)
+        .bind(&t.region)
+        .bind(&t.registry_id)
+        .bind(tags_text(&all)?)
+        .bind(now)
+        .execute(&mut **tx)
+        .await
+        .map_err(backend)?;
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl ReplicationStore for Meta {
+    async fn claim_replications(&self, worker: &str, now: i64, limit: u32) -> Result<Vec<ReplicationJob>> {
+        let rows = sqlx::query_as::<_, (String, String, String, String, String, i64, i64)>(dialect::CLAIM_REPLICATIONS)
+            .bind(worker)
+            .bind(now)
+            .bind(limit as i64)
+            .fetch_all(self.writes())
+            .await
+            .map_err(backend)?;
+        rows.into_iter()
+            .map(|(repository, digest, region, registry_id, tags, attempts, generation)| {
+                Ok(ReplicationJob {
+                    repository,
+                    digest,
+                    target: ReplicationTarget { region, registry_id },
+                    tags: tags_of(Some(&tags))?,
+                    attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
+                    generation,
+                })
+            })
+            .collect()
+    }
+
+    async fn finish_replication(
+        &self,
+        job: &ReplicationJob,
+        worker: &str,
+        outcome: &ReplicationOutcome,
+    ) -> Result<bool> {
+        let now = now_ms();
+        let (status, failure, dropped, due, completed) = match outcome {
+            ReplicationOutcome::Complete { dropped_tags } => {
+                (ReplicationStatus::Complete, None, Some(tags_text(dropped_tags)?), now, Some(now))
+            }
+            ReplicationOutcome::Failed { failure_code } => {
+                (ReplicationStatus::Failed, Some(failure_code.clone()), None, now, Some(now))
+            }
+            ReplicationOutcome::Retry { failure_code, due_at } => {
+                (ReplicationStatus::InProgress, Some(failure_code.clone()), None, *due_at, None)
+            }
+        };
+        let done = sqlx::query(
+            "UPDATE replication_jobs SET status = $6, failure_code = $7, dropped_tags = $8, due_at = $9, \
+             completed_at = $10, claimed_by = NULL, claimed_at = NULL \
+             WHERE repository = $1 AND digest = $2 AND destination_region = $3 AND destination_registry = $4 \
+             AND generation = $5 AND claimed_by = $11",
+        )
+        .bind(&job.repository)
+        .bind(&job.digest)
+        .bind(&job.target.region)
+        .bind(&job.target.registry_id)
+        .bind(job.generation)
+        .bind(status.as_str())
+        .bind(failure)
+        .bind(dropped)
+        .bind(due)
+        .bind(completed)
+        .bind(worker)
+        .execute(self.writes())
+        .await
+        .map_err(backend)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn release_replications(&self, worker: Option<&str>, before: i64) -> Result<u64> {
+        let done = sqlx::query(
+            "UPDATE replication_jobs SET claimed_by = NULL, claimed_at = NULL, due_at = $2, generation = generation + 1 \
+             WHERE status = 'IN_PROGRESS' AND claimed_by IS NOT NULL AND (claimed_by = $1 OR ($1 IS NULL AND claimed_at < $2))",
+        )
+        .bind(worker)
+        .bind(before)
+        .execute(self.writes())
+        .await
+        .map_err(backend)?;
+        Ok(done.rows_affected())
+    }
+
+    async fn image_replications(&self, repository: &str, digest: &str) -> Result<Vec<ImageReplication>> {
+        retry_transient!({
+            let rows = sqlx::query_as::<
+                _,
+                (String, String, String, Option<String>, Option<String>, i64, i64, Option<i64>),
+            >(
+                "SELECT destination_region, destination_registry, status, failure_code, dropped_tags, attempts, \
+                 queued_at, completed_at FROM replication_jobs WHERE repository = $1 AND digest = $2 \
+                 ORDER BY destination_region, destination_registry",
+            )
+            .bind(repository)
+            .bind(digest)
+            .fetch_all(self.reads())
+            .await
+            .map_err(backend)?;
+            rows.into_iter()
+                .map(|(region, registry_id, status, failure_code, dropped, attempts, queued_at, completed_at)| {
+                    Ok(ImageReplication {
+                        target: ReplicationTarget { region, registry_id },
+                        status: stored("replication status", &status, ReplicationStatus::parse)?,
+                        failure_code,
+                        dropped_tags: tags_of(dropped.as_deref())?,
+                        attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
+                        queued_at,
+                        completed_at,
+                    })
+                })
+                .collect()
+        })
+    }
+
+    async fn replication_queue_counts(&self) -> Result<ReplicationQueueCounts> {
+        retry_transient!({
+            let rows = sqlx::query_as::<_, (String, i64, i64)>(
+                "SELECT status, CAST(CASE WHEN claimed_by IS NULL THEN 0 ELSE 1 END AS BIGINT), COUNT(*) \
+                 FROM replication_jobs GROUP BY 1, 2",
+            )
+            .fetch_all(self.reads())
+            .await
+            .map_err(backend)?;
+            let mut c = ReplicationQueueCounts::default();
+            for (status, running, n) in rows {
+                let n = n as u64;
+                match (status.as_str(), running) {
+                    ("IN_PROGRESS", 0) => c.waiting += n,
+                    ("IN_PROGRESS", _) => c.running += n,
+                    ("COMPLETE", _) => c.complete += n,
+                    _ => c.failed += n,
+                }
+            }
+            Ok(c)
+        })
+    }
+}

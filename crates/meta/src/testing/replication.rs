@@ -1,0 +1,170 @@
+use super::*;
+use crate::{ReplicationJob, ReplicationOutcome, ReplicationQueueCounts, ReplicationStatus, ReplicationTarget};
+
+fn target(region: &str, registry: &str) -> ReplicationTarget {
+    ReplicationTarget { region: region.into(), registry_id: registry.into() }
+}
+
+fn tags(t: &[&str]) -> Vec<String> {
+    t.iter().map(|s| s.to_string()).collect()
+}
+
+/// Pushes the image `content` to `repo/app` with `t` tags, replicated to `targets`.
+async fn push(meta: &dyn MetaStore, content: &str, t: &[&str], targets: &[ReplicationTarget]) -> NewManifest {
+    let m = NewManifest { replicate_to: targets.to_vec(), ..manifest(content, &[], &[], None) };
+    meta.put_manifest("repo/app", &m, &tags(t), &[]).await.unwrap();
+    m
+}
+
+pub async fn a_push_queues_a_job_per_destination_in_its_transaction(meta: Store) {
+    repository(meta.as_ref(), "repo/app").await;
+    let (eu, b) = (target("eu-west-1", "111111111111"), target("us-east-1", "222222222222"));
+    let m = push(meta.as_ref(), "img-1", &["v1"], &[eu.clone(), b.clone()]).await;
+    let statuses = meta.image_replications("repo/app", m.digest.as_str()).await.unwrap();
+    assert_eq!(
+        statuses.iter().map(|s| (&s.target, s.status)).collect::<Vec<_>>(),
+        [(&eu, ReplicationStatus::InProgress), (&b, ReplicationStatus::InProgress)]
+    );
+    assert!(statuses.iter().all(|s| s.failure_code.is_none() && s.attempts == 0 && s.completed_at.is_none()));
+    assert_eq!(
+        meta.replication_queue_counts().await.unwrap(),
+        ReplicationQueueCounts { waiting: 2, ..Default::default() }
+    );
+    // A push refused as a whole queues nothing: the jobs are written in its transaction.
+    let missing = NewManifest { replicate_to: vec![eu.clone()], ..manifest("img-2", &[&digest("absent")], &[], None) };
+    assert!(meta.put_manifest("repo/app", &missing, &tags(&["v2"]), &[]).await.is_err());
+    assert!(meta.image_replications("repo/app", missing.digest.as_str()).await.unwrap().is_empty());
+    // A push without destinations queues nothing.
+    let plain = push(meta.as_ref(), "img-3", &["v3"], &[]).await;
+    assert!(meta.image_replications("repo/app", plain.digest.as_str()).await.unwrap().is_empty());
+}
+
+pub async fn claims_retries_and_finishes_jobs(meta: Store) {
+    repository(meta.as_ref(), "repo/app").await;
+    let eu = target("eu-west-1", "111111111111");
+    let m = push(meta.as_ref(), "img-1", &["v1", "latest"], std::slice::from_ref(&eu)).await;
+    let now = now_ms();
+    let jobs = meta.claim_replications("node-a", now, 10).await.unwrap();
+    assert_eq!(
+        jobs,
+        vec![ReplicationJob {
+            repository: "repo/app".into(),
+            digest: m.digest.to_string(),
+            target: eu.clone(),
+            tags: tags(&["v1", "latest"]),
+            attempts: 1,
+            generation: 0,
+        }]
+    );
+    assert!(meta.claim_replications("node-b", now, 10).await.unwrap().is_empty(), "claimed once");
+    assert_eq!(meta.replication_queue_counts().await.unwrap().running, 1);
+    // Another worker's outcome is not recorded.
+    let done = ReplicationOutcome::Complete { dropped_tags: vec![] };
+    assert!(!meta.finish_replication(&jobs[0], "node-b", &done).await.unwrap());
+    // A retry waits until it is due, with its failure shown, still IN_PROGRESS.
+    let retry = ReplicationOutcome::Retry { failure_code: "DESTINATION_UNREACHABLE".into(), due_at: now + 60_000 };
+    assert!(meta.finish_replication(&jobs[0], "node-a", &retry).await.unwrap());
+    let s = &meta.image_replications("repo/app", m.digest.as_str()).await.unwrap()[0];
+    assert_eq!(
+        (s.status, s.failure_code.as_deref(), s.attempts),
+        (ReplicationStatus::InProgress, Some("DESTINATION_UNREACHABLE"), 1)
+    );
+    assert!(meta.claim_replications("node-a", now + 59_000, 10).await.unwrap().is_empty(), "not due yet");
+    let again = meta.claim_replications("node-b", now + 60_000, 10).await.unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].attempts, 2);
+    let done = ReplicationOutcome::Complete { dropped_tags: tags(&["latest"]) };
+    assert!(meta.finish_replication(&again[0], "node-b", &done).await.unwrap());
+    let s = &meta.image_replications("repo/app", m.digest.as_str()).await.unwrap()[0];
+    assert_eq!((s.status, s.failure_code.as_deref()), (ReplicationStatus::Complete, None));
+    assert_eq!(s.dropped_tags, tags(&["latest"]));
+    assert!(s.completed_at.is_some());
+    assert!(!meta.finish_replication(&again[0], "node-b", &done).await.unwrap(), "finished once");
+    // A failure for good.
+    let m2 = push(meta.as_ref(), "img-2", &["v2"], std::slice::from_ref(&eu)).await;
+    let jobs = meta.claim_replications("node-a", now_ms(), 10).await.unwrap();
+    let failed = ReplicationOutcome::Failed { failure_code: "REPLICATION_NOT_AUTHORIZED".into() };
+    assert!(meta.finish_replication(&jobs[0], "node-a", &failed).await.unwrap());
+    let s = &meta.image_replications("repo/app", m2.digest.as_str()).await.unwrap()[0];
+    assert_eq!((s.status, s.failure_code.as_deref()), (ReplicationStatus::Failed, Some("REPLICATION_NOT_AUTHORIZED")));
+    assert!(meta.claim_replications("node-a", now_ms() + 3_600_000, 10).await.unwrap().is_empty(), "never again");
+    assert_eq!(
+        meta.replication_queue_counts().await.unwrap(),
+        ReplicationQueueCounts { complete: 1, failed: 1, ..Default::default() }
+    );
+}
+
+pub async fn a_push_again_queues_the_image_again_with_its_tags(meta: Store) {
+    repository(meta.as_ref(), "repo/app").await;
+    let eu = target("eu-west-1", "111111111111");
+    // Two pushes before the job runs: one job, the tags of both.
+    push(meta.as_ref(), "img-1", &["v1"], std::slice::from_ref(&eu)).await;
+    let m = push(meta.as_ref(), "img-1", &["stable"], std::slice::from_ref(&eu)).await;
+    let jobs = meta.claim_replications("node-a", now_ms(), 10).await.unwrap();
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(jobs[0].tags, tags(&["v1", "stable"]));
+    // Pushed again while it runs: the running job's outcome is refused, the job is queued
+    // again (a new generation), with the tags it had and the new one.
+    push(meta.as_ref(), "img-1", &["v2"], std::slice::from_ref(&eu)).await;
+    let done = ReplicationOutcome::Complete { dropped_tags: vec![] };
+    assert!(!meta.finish_replication(&jobs[0], "node-a", &done).await.unwrap(), "a stale run");
+    let next = meta.claim_replications("node-b", now_ms(), 10).await.unwrap();
+    assert_eq!(
+        (next[0].tags.clone(), next[0].generation, next[0].attempts),
+        (tags(&["v1", "stable", "v2"]), jobs[0].generation + 1, 1)
+    );
+    assert!(meta.finish_replication(&next[0], "node-b", &done).await.unwrap());
+    // Pushed again once complete: the new push's tags only.
+    push(meta.as_ref(), "img-1", &["v3"], std::slice::from_ref(&eu)).await;
+    let s = &meta.image_replications("repo/app", m.digest.as_str()).await.unwrap()[0];
+    assert_eq!((s.status, s.completed_at), (ReplicationStatus::InProgress, None));
+    assert_eq!(meta.claim_replications("node-a", now_ms(), 10).await.unwrap()[0].tags, tags(&["v3"]));
+}
+
+pub async fn released_claims_run_again(meta: Store) {
+    repository(meta.as_ref(), "repo/app").await;
+    let eu = target("eu-west-1", "111111111111");
+    push(meta.as_ref(), "img-1", &["v1"], std::slice::from_ref(&eu)).await;
+    push(meta.as_ref(), "img-2", &["v2"], std::slice::from_ref(&eu)).await;
+    let t0 = now_ms();
+    let mine = meta.claim_replications("node-a", t0, 1).await.unwrap();
+    let theirs = meta.claim_replications("node-b", t0 + 10, 1).await.unwrap();
+    // A restarted node puts its own jobs back; a run it had going cannot record its outcome.
+    assert_eq!(meta.release_replications(Some("node-a"), t0 + 20).await.unwrap(), 1);
+    let done = ReplicationOutcome::Complete { dropped_tags: vec![] };
+    assert!(!meta.finish_replication(&mine[0], "node-a", &done).await.unwrap());
+    let resumed = meta.claim_replications("node-c", t0 + 20, 10).await.unwrap();
+    assert_eq!(resumed.iter().map(|j| j.digest.clone()).collect::<Vec<_>>(), [mine[0].digest.clone()]);
+    // A dead node's claims, older than the cut-off, are taken over; newer ones are left.
+    assert_eq!(meta.release_replications(None, t0 + 5).await.unwrap(), 0, "claimed after the cut-off");
+    assert_eq!(meta.release_replications(None, t0 + 15).await.unwrap(), 1);
+    assert!(!meta.finish_replication(&theirs[0], "node-b", &done).await.unwrap());
+    assert_eq!(meta.claim_replications("node-c", t0 + 30, 10).await.unwrap()[0].digest, theirs[0].digest);
+}
+
+pub async fn concurrent_workers_never_claim_a_job_twice(meta: Store) {
+    repository(meta.as_ref(), "repo/app").await;
+    let targets = [target("eu-west-1", "111111111111"), target("us-east-1", "222222222222")];
+    let mut queued = Vec::new();
+    for i in 0..20 {
+        let m = push(meta.as_ref(), &format!("img-{i}"), &[], &targets).await;
+        for t in &targets {
+            queued.push(format!("{} {}", m.digest, t.registry_id));
+        }
+    }
+    let claimed = race(&meta, |meta, i| async move {
+        let mut mine = Vec::new();
+        loop {
+            let jobs = meta.claim_replications(&format!("worker-{i}"), now_ms(), 3).await.unwrap();
+            if jobs.is_empty() {
+                break mine;
+            }
+            mine.extend(jobs.into_iter().map(|j| format!("{} {}", j.digest, j.target.registry_id)));
+        }
+    })
+    .await;
+    let mut all: Vec<String> = claimed.into_iter().flatten().collect();
+    all.sort();
+    queued.sort();
+    assert_eq!(all, queued, "each job claimed once, none lost");
+}
