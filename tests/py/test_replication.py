@@ -1,7 +1,13 @@
-"""Replication (issue 17), first part: the registry's replication configuration through the ECR
-API — PutReplicationConfiguration checked as ECR checks it and DescribeRegistry returning it,
-per account — with boto3 and the AWS CLI. Images are not replicated yet."""
+"""Replication (issue 17), in one region so far: the registry's replication configuration
+through the ECR API (PutReplicationConfiguration checked as ECR checks it, DescribeRegistry
+returning it, per account), and images replicated into another account of the same deployment
+as pushes arrive, authorized by the destination's registry policy, with
+DescribeImageReplicationStatus following them — boto3, the AWS CLI and /v2/ pulls."""
+import hashlib
 import json
+import time
+
+import requests
 
 import pytest
 
@@ -106,7 +112,7 @@ def test_an_images_replication_status_is_described(berth):
     a = berth.client()
     a.create_repository(repositoryName="app")
     digest = push_image(berth, "app", "v1", 1)[0]
-    # Nothing is replicated yet (the worker is the next part of issue 17): no statuses.
+    # No replication configured: no statuses.
     got = a.describe_image_replication_status(repositoryName="app", imageId={"imageTag": "v1"})
     assert got["repositoryName"] == "app"
     assert got["imageId"] == {"imageDigest": digest, "imageTag": "v1"}
@@ -118,3 +124,93 @@ def test_an_images_replication_status_is_described(berth):
         a.describe_image_replication_status(repositoryName="app", imageId={"imageTag": "nope"})
     with pytest.raises(a.exceptions.RepositoryNotFoundException):
         a.describe_image_replication_status(repositoryName="nope", imageId={"imageTag": "v1"})
+
+
+def wait_replicated(client, repo, digest, want=1, timeout=60):
+    """The replication statuses of an image once none is IN_PROGRESS."""
+    deadline = time.time() + timeout
+    while True:
+        got = client.describe_image_replication_status(repositoryName=repo, imageId={"imageDigest": digest})
+        statuses = got["replicationStatuses"]
+        if len(statuses) >= want and all(s["status"] != "IN_PROGRESS" for s in statuses):
+            return statuses
+        assert time.time() < deadline, f"still replicating: {statuses}"
+        time.sleep(0.2)
+
+
+def registry_policy(source_account, actions):
+    return json.dumps({"Version": "2012-10-17", "Statement": [{
+        "Sid": "ReplicationAccessCrossAccount", "Effect": "Allow",
+        "Principal": {"AWS": f"arn:aws:iam::{source_account}:root"},
+        "Action": actions, "Resource": f"arn:aws:ecr:{REGION}:{OTHER_ACCOUNT}:repository/*"}]})
+
+
+def pull(berth, host, token, repo, reference):
+    """A manifest and its blobs pulled over /v2/ from `host`'s registry; the manifest's digest."""
+    s = requests.Session()
+    s.auth = ("AWS", token)
+    accept = "application/vnd.oci.image.manifest.v1+json"
+    r = s.get(f"{berth.endpoint}/v2/{repo}/manifests/{reference}", headers={"Host": host, "Accept": accept})
+    assert r.status_code == 200, r.text
+    manifest = r.json()
+    for d in [manifest["config"]] + manifest["layers"]:
+        b = s.get(f"{berth.endpoint}/v2/{repo}/blobs/{d['digest']}", headers={"Host": host})
+        assert b.status_code == 200 and "sha256:" + hashlib.sha256(b.content).hexdigest() == d["digest"]
+    return "sha256:" + hashlib.sha256(r.content).hexdigest()
+
+
+def test_pushes_replicate_into_another_account_as_its_registry_policy_allows(berth):
+    from conftest import push_image
+
+    other = berth.admin("create-account", OTHER_ACCOUNT)["AccessKey"]
+    b_key, b_secret = other["AccessKeyId"], other["SecretAccessKey"]
+    a, b = berth.client(), berth.client(key=b_key, secret=b_secret)
+    me = a.describe_registry()["registryId"]
+    a.create_repository(repositoryName="team/app")
+    a.create_repository(repositoryName="other/app")
+    before = push_image(berth, "team/app", "old", 0)[0]
+    a.put_replication_configuration(replicationConfiguration=config(rule((REGION, OTHER_ACCOUNT), prefixes=["team/"])))
+
+    # B's registry policy does not allow A yet.
+    d1 = push_image(berth, "team/app", "v1", 1)[0]
+    assert wait_replicated(a, "team/app", d1) == [
+        {"region": REGION, "registryId": OTHER_ACCOUNT, "status": "FAILED", "failureCode": "REPLICATION_NOT_AUTHORIZED"}]
+    # ReplicateImage alone: the repository is missing and may not be created.
+    b.put_registry_policy(policyText=registry_policy(me, ["ecr:ReplicateImage"]))
+    d2 = push_image(berth, "team/app", "v2", 2)[0]
+    assert wait_replicated(a, "team/app", d2)[0]["failureCode"] == "REPOSITORY_CREATE_DENIED"
+    with pytest.raises(b.exceptions.RepositoryNotFoundException):
+        b.describe_repositories(repositoryNames=["team/app"])
+
+    # Both allowed; B's REPLICATION template makes the repository's tags immutable.
+    b.create_repository_creation_template(prefix="team", appliedFor=["REPLICATION"], imageTagMutability="IMMUTABLE")
+    b.put_registry_policy(policyText=registry_policy(me, ["ecr:ReplicateImage", "ecr:CreateRepository"]))
+    d3 = push_image(berth, "team/app", "v3", 3)[0]
+    assert wait_replicated(a, "team/app", d3) == [{"region": REGION, "registryId": OTHER_ACCOUNT, "status": "COMPLETE"}]
+    repo = b.describe_repositories(repositoryNames=["team/app"])["repositories"][0]
+    assert repo["imageTagMutability"] == "IMMUTABLE", "the destination's template, not the source's settings"
+    images = b.describe_images(repositoryName="team/app")["imageDetails"]
+    assert [(i["imageDigest"], i.get("imageTags")) for i in images] == [(d3, ["v3"])], \
+        "only what was pushed after the configuration, and after B allowed it"
+    b_host = f"{OTHER_ACCOUNT}.{berth.host}"
+    assert pull(berth, b_host, berth.token(b_key, b_secret), "team/app", "v3") == d3
+
+    # An immutable tag B has on another image is not moved: the image arrives untagged, and
+    # the job is COMPLETE (not retried).
+    d4 = push_image(berth, "team/app", "v3", 4)[0]
+    assert wait_replicated(a, "team/app", d4)[0]["status"] == "COMPLETE"
+    by_digest = {i["imageDigest"]: i.get("imageTags", []) for i in b.describe_images(repositoryName="team/app")["imageDetails"]}
+    assert by_digest == {d3: ["v3"], d4: []}
+
+    # No chaining: B replicating everything back to A does not send A's replicas back.
+    b.put_replication_configuration(replicationConfiguration=config(rule((REGION, me))))
+    d5 = push_image(berth, "team/app", "v5", 5)[0]
+    assert wait_replicated(a, "team/app", d5)[0]["status"] == "COMPLETE"
+    assert b.describe_image_replication_status(repositoryName="team/app", imageId={"imageDigest": d5})["replicationStatuses"] == []
+    # A repository no rule covers, and an image pushed before the configuration: not replicated.
+    d6 = push_image(berth, "other/app", "v1", 6)[0]
+    assert a.describe_image_replication_status(repositoryName="other/app", imageId={"imageDigest": d6})["replicationStatuses"] == []
+    assert a.describe_image_replication_status(repositoryName="team/app", imageId={"imageDigest": before})["replicationStatuses"] == []
+    # A delete at the source leaves the replica.
+    a.batch_delete_image(repositoryName="team/app", imageIds=[{"imageDigest": d5}])
+    assert b.describe_images(repositoryName="team/app", imageIds=[{"imageDigest": d5}])["imageDetails"][0]["imageTags"] == ["v5"]

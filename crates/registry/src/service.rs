@@ -1,7 +1,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use berth_meta::{ManifestSummary, MetaError, MetaStore, NewManifest};
+use berth_meta::{ManifestSummary, MetaError, MetaStore, NewManifest, Repository};
 use berth_oci::manifest::{ManifestKind, parse_manifest};
 use berth_oci::{Algorithm, ByteRange, ContentRange, Digest, DigestError, Hasher, ManifestError, validate_tag};
 use berth_store::{BlobStore, ByteStream, StoreError, UploadState};
@@ -41,6 +41,8 @@ pub struct Registry {
     region: String,
     /// Wakes the scan queue's worker when a scan is requested or finishes.
     scan_wakeup: Arc<tokio::sync::Notify>,
+    /// Wakes the replication worker when a push queues a job.
+    replication_wakeup: Arc<tokio::sync::Notify>,
     scan_settings: crate::scan::ScanSettings,
     /// Seals every secret the registry stores.
     pub(crate) master_keys: Arc<crate::secrets::MasterKeys>,
@@ -237,6 +239,7 @@ impl Registry {
             registry_id,
             region: DEFAULT_REGION.to_string(),
             scan_wakeup: Arc::new(tokio::sync::Notify::new()),
+            replication_wakeup: Arc::new(tokio::sync::Notify::new()),
             scan_settings: crate::scan::ScanSettings::default(),
             master_keys,
             upstream: crate::pull_through::UpstreamHttp::new(&Default::default())
@@ -289,6 +292,10 @@ impl Registry {
 
     pub(crate) fn scan_wakeup(&self) -> &tokio::sync::Notify {
         &self.scan_wakeup
+    }
+
+    pub(crate) fn replication_wakeup(&self) -> &tokio::sync::Notify {
+        &self.replication_wakeup
     }
 
     pub fn registry_id(&self) -> &str {
@@ -946,12 +953,35 @@ impl Registry {
             return Err(RegistryError::ManifestDigestMismatch { expected: expected.clone(), actual: digest });
         }
         let repository = self.repository_for_push(name).await?;
+        let replicate_to = self.replication_targets(name).await?;
+        let queued = !replicate_to.is_empty();
+        let put = self.store_manifest(&repository, digest, parsed, body, tags, replicate_to).await?;
+        if queued {
+            self.replication_wakeup.notify_one();
+        }
+        Ok(put)
+    }
+
+    /// Stores a parsed manifest of `repository` with `tags` (sealed under the repository's
+    /// key, immutable tags checked in the storing transaction), queues its replication to
+    /// `replicate_to` in that transaction, and asks for its scan on push: what a push and a
+    /// replica's arrival both do.
+    pub(crate) async fn store_manifest(
+        &self,
+        repository: &Repository,
+        digest: Digest,
+        parsed: berth_oci::manifest::ParsedManifest,
+        body: Vec<u8>,
+        tags: Vec<String>,
+        replicate_to: Vec<berth_meta::ReplicationTarget>,
+    ) -> Result<ManifestPut> {
+        let name = repository.name.as_str();
         let rule = crate::repositories::tag_mutability(&repository.settings);
         let immutable: Vec<String> = tags.iter().filter(|t| rule.is_immutable(t)).cloned().collect();
         let size = body.len() as u64;
         let annotations = parsed.annotations.map(|a| serde_json::to_string(&a).expect("string map serializes"));
         // Sealed under the repository's key, as its blobs are (a disabled key refuses the push).
-        let stored = self.at_rest().seal_manifest(&repository, &digest, body, annotations).await?;
+        let stored = self.at_rest().seal_manifest(repository, &digest, body, annotations).await?;
         let manifest = NewManifest {
             digest: digest.clone(),
             media_type: parsed.kind.media_type().to_string(),
@@ -963,13 +993,12 @@ impl Registry {
             keys: stored.keys,
             blobs: parsed.blobs,
             manifests: parsed.manifests,
-            // Not queued yet: the replication worker comes with the next part of issue 17.
-            replicate_to: Vec::new(),
+            replicate_to,
         };
         let is_index = matches!(parsed.kind, ManifestKind::OciIndex | ManifestKind::DockerManifestList);
         match self.meta.put_manifest(name, &manifest, &tags, &immutable).await {
             Ok(()) => {
-                self.scan_on_push(&repository, &digest, manifest.artifact_type.as_deref(), is_index).await;
+                self.scan_on_push(repository, &digest, manifest.artifact_type.as_deref(), is_index).await;
                 Ok(ManifestPut { digest, subject: parsed.subject, tags })
             }
             Err(MetaError::TagImmutable(tag)) => Err(RegistryError::TagImmutable { repository: name.to_string(), tag }),

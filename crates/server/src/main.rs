@@ -298,6 +298,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             scheduler.clone(),
         );
     }
+    // Every node runs the replication queue; a job is claimed by one of them.
+    tokio::spawn(registry.clone().run_replication_queue(node.clone(), std::time::Duration::from_secs(2)));
     // A node with no scan concurrency only queues scans, for other nodes to run.
     if config.scan_concurrency > 0 {
         tokio::spawn(Scanner::new(registry.clone(), config.scan_concurrency, node.clone()).run());
