@@ -214,3 +214,47 @@ def test_pushes_replicate_into_another_account_as_its_registry_policy_allows(ber
     # A delete at the source leaves the replica.
     a.batch_delete_image(repositoryName="team/app", imageIds=[{"imageDigest": d5}])
     assert b.describe_images(repositoryName="team/app", imageIds=[{"imageDigest": d5}])["imageDetails"][0]["imageTags"] == ["v5"]
+
+
+def test_a_replica_is_encrypted_by_the_destinations_settings(berth):
+    """From a KMS repository into another account: an AES256 replica (no template), then a KMS
+    one under the destination's own key (its REPLICATION template); the destination's key
+    disabled → FAILED with KMS_KEY_UNAVAILABLE."""
+    from conftest import push_image
+
+    other = berth.admin("create-account", OTHER_ACCOUNT)["AccessKey"]
+    b_key, b_secret = other["AccessKeyId"], other["SecretAccessKey"]
+    a, b = berth.client(), berth.client(key=b_key, secret=b_secret)
+    me = a.describe_registry()["registryId"]
+    b.put_registry_policy(policyText=registry_policy(me, ["ecr:ReplicateImage", "ecr:CreateRepository"]))
+    a_key = berth.client("kms").create_key(Description="source")["KeyMetadata"]
+    for name in ("plain/app", "sealed/app"):
+        a.create_repository(repositoryName=name,
+                            encryptionConfiguration={"encryptionType": "KMS", "kmsKey": a_key["Arn"]})
+    b_kms = berth.client("kms", key=b_key, secret=b_secret)
+    b_cmk = b_kms.create_key(Description="destination")["KeyMetadata"]
+    b.create_repository_creation_template(
+        prefix="sealed", appliedFor=["REPLICATION"],
+        encryptionConfiguration={"encryptionType": "KMS", "kmsKey": b_cmk["Arn"]})
+    a.put_replication_configuration(replicationConfiguration=config(rule((REGION, OTHER_ACCOUNT))))
+    b_host, b_token = f"{OTHER_ACCOUNT}.{berth.host}", berth.token(b_key, b_secret)
+
+    d1 = push_image(berth, "plain/app", "v1", 1)[0]
+    assert wait_replicated(a, "plain/app", d1)[0]["status"] == "COMPLETE"
+    repo = b.describe_repositories(repositoryNames=["plain/app"])["repositories"][0]
+    assert repo["encryptionConfiguration"] == {"encryptionType": "AES256"}, "never the source's key"
+    assert pull(berth, b_host, b_token, "plain/app", "v1") == d1
+
+    d2 = push_image(berth, "sealed/app", "v1", 2)[0]
+    assert wait_replicated(a, "sealed/app", d2)[0]["status"] == "COMPLETE"
+    repo = b.describe_repositories(repositoryNames=["sealed/app"])["repositories"][0]
+    assert repo["encryptionConfiguration"] == {"encryptionType": "KMS", "kmsKey": b_cmk["Arn"]}
+    assert pull(berth, b_host, b_token, "sealed/app", "v1") == d2
+
+    b_kms.disable_key(KeyId=b_cmk["KeyId"])
+    d3 = push_image(berth, "sealed/app", "v2", 3)[0]
+    assert wait_replicated(a, "sealed/app", d3)[0] == {
+        "region": REGION, "registryId": OTHER_ACCOUNT, "status": "FAILED", "failureCode": "KMS_KEY_UNAVAILABLE"}
+    b_kms.enable_key(KeyId=b_cmk["KeyId"])
+    with pytest.raises(b.exceptions.ImageNotFoundException):
+        b.describe_images(repositoryName="sealed/app", imageIds=[{"imageDigest": d3}])
