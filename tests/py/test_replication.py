@@ -258,3 +258,37 @@ def test_a_replica_is_encrypted_by_the_destinations_settings(berth):
     b_kms.enable_key(KeyId=b_cmk["KeyId"])
     with pytest.raises(b.exceptions.ImageNotFoundException):
         b.describe_images(repositoryName="sealed/app", imageIds=[{"imageDigest": d3}])
+
+
+def test_the_queue_is_shown_by_berth_replication_status_and_metrics(tmp_path):
+    """`berth replication status` on the stores (it works beside the server) and the metrics
+    the worker and /metrics give: jobs per destination and state, replications finished and
+    their lag. One node: the test gives it a metrics address of its own."""
+    from conftest import Berth, free_port, push_image
+
+    port = free_port()
+    berth = Berth(str(tmp_path), extra_env={"BERTH_METRICS_LISTEN": f"127.0.0.1:{port}"}, cluster=False)
+    try:
+        other = berth.admin("create-account", OTHER_ACCOUNT)["AccessKey"]
+        a, b = berth.client(), berth.client(key=other["AccessKeyId"], secret=other["SecretAccessKey"])
+        me = a.describe_registry()["registryId"]
+        a.create_repository(repositoryName="team/app")
+        a.put_replication_configuration(replicationConfiguration=config(rule((REGION, OTHER_ACCOUNT))))
+        d1 = push_image(berth, "team/app", "v1", 1)[0]
+        assert wait_replicated(a, "team/app", d1)[0]["failureCode"] == "REPLICATION_NOT_AUTHORIZED"
+        b.put_registry_policy(policyText=registry_policy(me, ["ecr:ReplicateImage", "ecr:CreateRepository"]))
+        d2 = push_image(berth, "team/app", "v2", 2)[0]
+        assert wait_replicated(a, "team/app", d2)[0]["status"] == "COMPLETE"
+        status = json.loads(berth.cli("replication", "status").stdout)
+        assert status == [{"region": REGION, "registryId": OTHER_ACCOUNT, "waiting": 0, "running": 0,
+                           "complete": 1, "failed": 1}]
+        metrics = requests.get(f"http://127.0.0.1:{port}/metrics").text
+        dest = f'destination="{REGION}/{OTHER_ACCOUNT}"'
+        for line in (f'berth_replication_jobs{{{dest},state="failed"}} 1',
+                     f'berth_replication_jobs{{{dest},state="complete"}} 1',
+                     f'berth_replications_total{{{dest},status="FAILED"}} 1',
+                     f'berth_replications_total{{{dest},status="COMPLETE"}} 1',
+                     f'berth_replication_lag_seconds_count{{{dest}}} 1'):
+            assert line in metrics, f"{line} not in:\n{metrics}"
+    finally:
+        berth.stop()

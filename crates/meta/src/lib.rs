@@ -739,6 +739,8 @@ pub struct ReplicationJob {
     pub tags: Vec<String>,
     pub attempts: u32,
     pub generation: i64,
+    /// When the push that queued it was stored (ms): the replication lag is measured from it.
+    pub queued_at: i64,
 }
 
 /// ECR's replication statuses.

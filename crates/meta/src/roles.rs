@@ -323,9 +323,9 @@ pub trait ReplicationStore: Send + Sync + 'static {
     /// Where an image's replications stand, one per destination, in destination order.
     async fn image_replications(&self, repository: &str, digest: &str) -> Result<Vec<ImageReplication>>;
 
-    /// Jobs per status (`IN_PROGRESS` split into waiting and running): for `/metrics` and
-    /// `berth replication status`.
-    async fn replication_queue_counts(&self) -> Result<ReplicationQueueCounts>;
+    /// Jobs per destination and status (`IN_PROGRESS` split into waiting and running), in
+    /// destination order: for `/metrics` and `berth replication status`.
+    async fn replication_queue(&self) -> Result<Vec<(ReplicationTarget, ReplicationQueueCounts)>>;
 }
 
 /// Lifecycle policies, their previews and the events of their runs.

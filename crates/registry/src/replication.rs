@@ -124,6 +124,13 @@ impl Registry {
         Ok(self.meta().image_replications(repository, digest.as_str()).await?)
     }
 
+    /// The replication queue per destination: jobs waiting, running, complete and failed.
+    pub async fn replication_queue(
+        &self,
+    ) -> Result<Vec<(ReplicationTarget, berth_meta::ReplicationQueueCounts)>, RegistryError> {
+        Ok(self.meta().replication_queue().await?)
+    }
+
     /// Where a push to the repository `name` (a store key) is replicated: the destinations of
     /// its account's rules that cover the repository's name.
     pub(crate) async fn replication_targets(&self, name: &str) -> Result<Vec<ReplicationTarget>, RegistryError> {
@@ -166,6 +173,17 @@ impl Registry {
                                     ReplicationOutcome::Failed { .. } => "FAILED",
                                     ReplicationOutcome::Retry { .. } => "RETRY",
                                 };
+                                let destination = format!("{}/{}", job.target.region, job.target.registry_id);
+                                metrics::counter!(
+                                    "berth_replications_total", "destination" => destination.clone(), "status" => status
+                                )
+                                .increment(1);
+                                if status == "COMPLETE" {
+                                    // From the acknowledged push to the replica's arrival.
+                                    let lag = (berth_meta::now_ms() - job.queued_at).max(0) as f64 / 1000.0;
+                                    metrics::histogram!("berth_replication_lag_seconds", "destination" => destination)
+                                        .record(lag);
+                                }
                                 tracing::info!(
                                     repository = %job.repository, digest = %job.digest,
                                     region = %job.target.region, registry = %job.target.registry_id,

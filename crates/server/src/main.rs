@@ -116,6 +116,11 @@ enum Command {
         #[command(subcommand)]
         command: VulndbCommand,
     },
+    /// Image replication (works while serving).
+    Replication {
+        #[command(subcommand)]
+        command: ReplicationCommand,
+    },
     /// Seal what was stored before Berth encrypted at rest: every blob and manifest stored as
     /// sent, verified against its digest on the way (asks the running server; resumable: run
     /// it again after an interruption).
@@ -157,6 +162,13 @@ enum LifecycleCommand {
         #[arg(long, default_value_t = 100)]
         limit: u32,
     },
+}
+
+#[derive(Subcommand)]
+enum ReplicationCommand {
+    /// The replication queue per destination: jobs waiting (queued, or retrying after a
+    /// failure), running on a node, complete and failed.
+    Status,
 }
 
 #[derive(Subcommand)]
@@ -205,6 +217,9 @@ fn main() -> ExitCode {
             Command::Migrate { to_meta, to_blobs } => migrate::migrate(config, to_meta, to_blobs).await,
             Command::Admin { command } => admin::admin(config, command).await.map(|_| ExitCode::SUCCESS),
             Command::Vulndb { command } => vulndb(config, command).await.map(|_| ExitCode::SUCCESS),
+            Command::Replication { command: ReplicationCommand::Status } => {
+                replication_status(config).await.map(|_| ExitCode::SUCCESS)
+            }
             Command::Lifecycle { command } => lifecycle(config, command).await.map(|_| ExitCode::SUCCESS),
             Command::Gc { dry_run, grace_seconds, upload_age_seconds } => {
                 gc(config, dry_run, grace_seconds, upload_age_seconds).await.map(|_| ExitCode::SUCCESS)
@@ -232,6 +247,22 @@ fn init_logging(config: &Config) {
     } else {
         builder.init();
     }
+}
+
+/// `berth replication status`: the queue per destination, as JSON.
+async fn replication_status(config: Config) -> anyhow::Result<()> {
+    let (meta, _) = open_stores(&config).await?;
+    let queue = meta.replication_queue().await?;
+    meta.close().await;
+    let out: Vec<_> = queue
+        .iter()
+        .map(|(t, c)| {
+            serde_json::json!({ "region": t.region, "registryId": t.registry_id, "waiting": c.waiting,
+                "running": c.running, "complete": c.complete, "failed": c.failed })
+        })
+        .collect();
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(())
 }
 
 async fn vulndb(config: Config, command: VulndbCommand) -> anyhow::Result<()> {

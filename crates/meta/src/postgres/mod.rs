@@ -318,7 +318,7 @@ mod dialect {
          (SELECT repository, digest, destination_region, destination_registry FROM replication_jobs \
            WHERE status = 'IN_PROGRESS' AND claimed_by IS NULL AND due_at <= $2 ORDER BY due_at LIMIT $3 \
            FOR UPDATE SKIP LOCKED) \
-         RETURNING repository, digest, destination_region, destination_registry, tags, attempts, generation";
+         RETURNING repository, digest, destination_region, destination_registry, tags, attempts, generation, queued_at";
 
     pub(super) const CLAIM_SCANS: &str = "UPDATE image_scans SET status = 'IN_PROGRESS', claimed_by = $1, claimed_at = $2 \
          WHERE (repository_id, digest) IN (SELECT repository_id, digest FROM image_scans WHERE status = 'PENDING' \

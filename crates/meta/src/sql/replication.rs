@@ -71,7 +71,9 @@ async fn queue_replications(
 #[async_trait]
 impl ReplicationStore for Meta {
     async fn claim_replications(&self, worker: &str, now: i64, limit: u32) -> Result<Vec<ReplicationJob>> {
-        let rows = sqlx::query_as::<_, (String, String, String, String, String, i64, i64)>(dialect::CLAIM_REPLICATIONS)
+        let rows = sqlx::query_as::<_, (String, String, String, String, String, i64, i64, i64)>(
+            dialect::CLAIM_REPLICATIONS,
+        )
             .bind(worker)
             .bind(now)
             .bind(limit as i64)
@@ -79,7 +81,7 @@ impl ReplicationStore for Meta {
             .await
             .map_err(backend)?;
         rows.into_iter()
-            .map(|(repository, digest, region, registry_id, tags, attempts, generation)| {
+            .map(|(repository, digest, region, registry_id, tags, attempts, generation, queued_at)| {
                 Ok(ReplicationJob {
                     repository,
                     digest,
@@ -87,6 +89,7 @@ impl ReplicationStore for Meta {
                     tags: tags_of(Some(&tags))?,
                     attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
                     generation,
+                    queued_at,
                 })
             })
             .collect()
@@ -177,17 +180,23 @@ impl ReplicationStore for Meta {
         })
     }
 
-    async fn replication_queue_counts(&self) -> Result<ReplicationQueueCounts> {
+    async fn replication_queue(&self) -> Result<Vec<(ReplicationTarget, ReplicationQueueCounts)>> {
         retry_transient!({
-            let rows = sqlx::query_as::<_, (String, i64, i64)>(
-                "SELECT status, CAST(CASE WHEN claimed_by IS NULL THEN 0 ELSE 1 END AS BIGINT), COUNT(*) \
-                 FROM replication_jobs GROUP BY 1, 2",
+            let rows = sqlx::query_as::<_, (String, String, String, i64, i64)>(
+                "SELECT destination_region, destination_registry, status, \
+                 CAST(CASE WHEN claimed_by IS NULL THEN 0 ELSE 1 END AS BIGINT), COUNT(*) \
+                 FROM replication_jobs GROUP BY 1, 2, 3, 4 ORDER BY 1, 2",
             )
             .fetch_all(self.reads())
             .await
             .map_err(backend)?;
-            let mut c = ReplicationQueueCounts::default();
-            for (status, running, n) in rows {
+            let mut out: Vec<(ReplicationTarget, ReplicationQueueCounts)> = Vec::new();
+            for (region, registry_id, status, running, n) in rows {
+                let target = ReplicationTarget { region, registry_id };
+                if out.last().is_none_or(|(t, _)| *t != target) {
+                    out.push((target, ReplicationQueueCounts::default()));
+                }
+                let c = &mut out.last_mut().expect("just pushed").1;
                 let n = n as u64;
                 match (status.as_str(), running) {
                     ("IN_PROGRESS", 0) => c.waiting += n,
@@ -196,7 +205,7 @@ impl ReplicationStore for Meta {
                     _ => c.failed += n,
                 }
             }
-            Ok(c)
+            Ok(out)
         })
     }
 }

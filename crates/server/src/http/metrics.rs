@@ -1,7 +1,8 @@
 //! `/metrics` in the Prometheus text format: request counts and latencies per route and status,
 //! bytes moved, GC and lifecycle runs (recorded where they happen), and per-repository image
 //! counts and stored bytes (ECR's `ImageCount` and `StorageBytes`, labelled by account and
-//! repository name) read at scrape time. Served on the internal `--metrics-listen` address only.
+//! repository name) and the replication queue per destination, read at scrape time;
+//! replications finished and their lag are recorded by the worker. Served on the internal `--metrics-listen` address only.
 
 use axum::extract::State;
 use axum::http::{StatusCode, header};
@@ -62,6 +63,21 @@ pub async fn render(State(app): State<AppState>) -> Response {
             metrics::gauge!("berth_registry_blobs").set(usage.blobs as f64);
         }
         Err(e) => tracing::warn!(error = %e, "metrics: storage figures unavailable"),
+    }
+    // The replication queue, per destination (`region/registryId`) and state.
+    match app.registry.replication_queue().await {
+        Ok(queue) => {
+            for (target, c) in queue {
+                let destination = format!("{}/{}", target.region, target.registry_id);
+                for (state, n) in
+                    [("waiting", c.waiting), ("running", c.running), ("complete", c.complete), ("failed", c.failed)]
+                {
+                    let labels = [("destination", destination.clone()), ("state", state.to_string())];
+                    metrics::gauge!("berth_replication_jobs", &labels).set(n as f64);
+                }
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "metrics: replication queue unavailable"),
     }
     (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; version=0.0.4")], app.metrics.render()).into_response()
 }
