@@ -224,6 +224,16 @@ impl Envelope {
         plain_len + Self::chunk_count(plain_len) * (TAG_LEN * layers) as u64
     }
 
+    /// The sealed length of chunk `index` of a blob of `plain_len` bytes (the last one is
+    /// shorter).
+    fn chunk_sealed_len(&self, plain_len: u64, index: u64) -> usize {
+        if index + 1 == Self::chunk_count(plain_len) {
+            (plain_len - index * CHUNK_LEN as u64) as usize + self.overhead()
+        } else {
+            self.sealed_chunk_len()
+        }
+    }
+
     /// The plaintext size of a sealed blob of `sealed_len` bytes; `None` if no blob seals to it.
     pub fn plain_len(&self, sealed_len: u64) -> Option<u64> {
         let stride = self.sealed_chunk_len() as u64;
@@ -534,11 +544,7 @@ impl SealedRun {
             let mut at = 0usize;
             while at < part.len() {
                 let last = index + 1 == count;
-                let sealed = if last {
-                    (self.plain_len - index * CHUNK_LEN as u64) as usize + self.envelope.overhead()
-                } else {
-                    self.envelope.sealed_chunk_len()
-                };
+                let sealed = self.envelope.chunk_sealed_len(self.plain_len, index);
                 let len = self.envelope.open_chunk(index, last, &mut part[at..at + sealed])?;
                 spans.push((at, len));
                 at += sealed;
@@ -552,17 +558,9 @@ impl SealedRun {
 }
 
 impl Opener {
-    fn is_last_of_blob(&self, index: u64) -> bool {
-        index + 1 == Envelope::chunk_count(self.plain_len)
-    }
-
     /// The sealed length of chunk `index`.
     fn sealed_len_of(&self, index: u64) -> usize {
-        if self.is_last_of_blob(index) {
-            (self.plain_len - index * CHUNK_LEN as u64) as usize + self.envelope.overhead()
-        } else {
-            self.envelope.sealed_chunk_len()
-        }
+        self.envelope.chunk_sealed_len(self.plain_len, index)
     }
 
     /// Takes sealed bytes; the run of whole chunks they complete, if any, goes to `out`, still

@@ -198,6 +198,26 @@ impl AtRest {
         Ok(envelope)
     }
 
+    /// A wrapping under `p` added to the sealed blob `digest` (wrapped as `existing`) if it has
+    /// none under that key yet: how a repository with another key comes to read a blob stored
+    /// once, by a commit of the same digest or by a replica. Nothing for a blob stored as
+    /// sent. The keys are opened through a wrapping Berth may open itself; a key that refuses
+    /// (disabled, no grant) is the error.
+    pub async fn add_wrapping_if_missing(
+        &self,
+        digest: &Digest,
+        existing: &[BlobKeyWrapping],
+        p: &Protection,
+    ) -> Result<()> {
+        if existing.is_empty() || existing.iter().any(|w| w.wrapping == p.wrapping) {
+            return Ok(());
+        }
+        let keys = self.unwrap_any(digest, existing).await?;
+        let wrapped = self.wrap(p, Binding::Blob(digest), &keys).await?;
+        let w = BlobKeyWrapping { wrapping: p.wrapping.clone(), layers: keys.layers() as u32, wrapped };
+        Ok(self.meta.add_blob_key_wrapping(digest, &w).await?)
+    }
+
     /// A sealed blob's keys opened through any of its wrappings ECR may open on its own
     /// behalf (the master keyring's first, then each usable KMS key's): to add a wrapping for
     /// another key, and for `berth fsck`.

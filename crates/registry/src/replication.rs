@@ -343,16 +343,10 @@ impl Registry {
         let Some(size) = self.meta().linked_blob(source, digest).await? else {
             return Err(Failure::Final(failure::SOURCE_IMAGE_NOT_FOUND));
         };
-        let existing = self.meta().blob_keys(digest).await?;
         let at_rest = self.at_rest();
-        if !existing.is_empty()
-            && let Some(p) = at_rest.protection(target)?
-            && !existing.iter().any(|w| w.wrapping == p.wrapping)
-        {
-            let keys = at_rest.unwrap_any(digest, &existing).await?;
-            let wrapped = at_rest.wrap(&p, crate::at_rest::Binding::Blob(digest), &keys).await?;
-            let w = berth_meta::BlobKeyWrapping { wrapping: p.wrapping.clone(), layers: keys.layers() as u32, wrapped };
-            self.meta().add_blob_key_wrapping(digest, &w).await?;
+        if let Some(p) = at_rest.protection(target)? {
+            let existing = self.meta().blob_keys(digest).await?;
+            at_rest.add_wrapping_if_missing(digest, &existing, &p).await?;
         }
         self.meta().link_blob(&target.name, digest, size, None).await?;
         Ok(())

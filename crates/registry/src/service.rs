@@ -786,16 +786,8 @@ impl Registry {
             {
                 return Ok((size, self.meta.link_blob(name, digest, size, Some(id)).await?));
             }
-            if let Some(c) = &sealing
-                && !existing.is_empty()
-                && !existing.iter().any(|w| w.wrapping == c.protection.wrapping)
-            {
-                let at_rest = self.at_rest();
-                let keys = at_rest.unwrap_any(digest, &existing).await?;
-                let wrapped = at_rest.wrap(&c.protection, Binding::Blob(digest), &keys).await?;
-                let layers = keys.layers() as u32;
-                let w = BlobKeyWrapping { wrapping: c.protection.wrapping.clone(), layers, wrapped };
-                self.meta.add_blob_key_wrapping(digest, &w).await?;
+            if let Some(c) = &sealing {
+                self.at_rest().add_wrapping_if_missing(digest, &existing, &c.protection).await?;
             }
             if sealing.is_some() || !existing.is_empty() {
                 if let Err(e) = self.blobs.upload_delete(id, Some(state)).await {
