@@ -139,7 +139,7 @@ class Berth:
     """One node, or (`cluster=True`, or in the cluster run unless the test picks its own stores)
     three nodes behind nginx."""
 
-    def __init__(self, data_dir, extra_env=None, drop_env=(), cluster=None):
+    def __init__(self, data_dir, extra_env=None, drop_env=(), cluster=None, listen="127.0.0.1:0"):
         self.data_dir = data_dir
         env = dict(os.environ)
         env.update(
@@ -151,6 +151,7 @@ class Berth:
         env.update(extra_env or {})
         for name in drop_env:
             env.pop(name, None)
+        self.region = env["BERTH_REGION"]
         # What every other `berth` command on these stores needs (the cluster's URLs).
         self.command_env = {}
         self.cluster = None
@@ -164,7 +165,7 @@ class Berth:
             return
         self.log = open(os.path.join(data_dir, "berth.log"), "ab")
         self.proc = subprocess.Popen(
-            [berth_bin(), "serve", "--listen", "127.0.0.1:0", "--data-dir", os.path.join(data_dir, "data")],
+            [berth_bin(), "serve", "--listen", listen, "--data-dir", os.path.join(data_dir, "data")],
             stdout=subprocess.PIPE,
             stderr=self.log,
             env=env,
@@ -178,14 +179,14 @@ class Berth:
         return boto3.client(
             service,
             endpoint_url=self.endpoint,
-            region_name=REGION,
+            region_name=self.region,
             aws_access_key_id=key,
             aws_secret_access_key=secret,
         )
 
     def aws(self, *args, check=True, stdin=None):
         """Runs the real AWS CLI against this server; returns the CompletedProcess."""
-        env = dict(os.environ, AWS_ACCESS_KEY_ID=KEY_ID, AWS_SECRET_ACCESS_KEY=SECRET, AWS_DEFAULT_REGION=REGION)
+        env = dict(os.environ, AWS_ACCESS_KEY_ID=KEY_ID, AWS_SECRET_ACCESS_KEY=SECRET, AWS_DEFAULT_REGION=self.region)
         env.pop("AWS_PROFILE", None)
         p = subprocess.run(
             ["aws", *args, "--endpoint-url", self.endpoint, "--output", "json"],
@@ -205,7 +206,7 @@ class Berth:
         p = subprocess.run(
             [berth_bin(), "admin", *args, "--data-dir", os.path.join(self.data_dir, "data")],
             capture_output=True, text=True, input=stdin,
-            env=dict(os.environ, BERTH_ACCOUNT_ID=ACCOUNT_ID, **self.command_env),
+            env=dict(os.environ, BERTH_ACCOUNT_ID=ACCOUNT_ID, BERTH_REGION=self.region, **self.command_env),
         )
         assert p.returncode == 0, f"berth admin {' '.join(args)} failed: {p.stderr}"
         return json.loads(p.stdout)
@@ -214,7 +215,7 @@ class Berth:
         """Runs another `berth` command (`vulndb import …`) on this server's data directory."""
         p = subprocess.run(
             [berth_bin(), *args, "--data-dir", os.path.join(self.data_dir, "data")],
-            capture_output=True, text=True, env=dict(os.environ, BERTH_ACCOUNT_ID=ACCOUNT_ID, **self.command_env),
+            capture_output=True, text=True, env=dict(os.environ, BERTH_ACCOUNT_ID=ACCOUNT_ID, BERTH_REGION=self.region, **self.command_env),
         )
         if check:
             assert p.returncode == 0, f"berth {' '.join(args)} failed: {p.stderr}"

@@ -390,6 +390,24 @@ pub fn sign(
     service: &str,
     now: EpochSeconds,
 ) -> (String, String) {
+    sign_hashed(method, path, query, headers, &sha256_hex(body), access_key_id, secret, region, service, now)
+}
+
+/// [`sign`] for a body given by its hash: the SHA-256 in hex, or `UNSIGNED-PAYLOAD` for a
+/// body streamed unsigned (sent in an `x-amz-content-sha256` header, signed with the others).
+#[allow(clippy::too_many_arguments)]
+pub fn sign_hashed(
+    method: &str,
+    path: &str,
+    query: &str,
+    headers: &[(String, String)],
+    payload_sha256: &str,
+    access_key_id: &str,
+    secret: &str,
+    region: &str,
+    service: &str,
+    now: EpochSeconds,
+) -> (String, String) {
     let amz_date = format_amz_date(now);
     let mut all: Vec<(String, String)> = headers.iter().map(|(k, v)| (k.to_ascii_lowercase(), v.clone())).collect();
     all.push(("x-amz-date".into(), amz_date.clone()));
@@ -406,8 +424,7 @@ pub fn sign(
         amz_date: amz_date.clone(),
         expires: None,
     };
-    let payload = sha256_hex(body);
-    let req = Request { method, path, query, headers: &all, payload_sha256: &payload };
+    let req = Request { method, path, query, headers: &all, payload_sha256 };
     let to_sign = string_to_sign(&req, &cred).expect("host is among the signed headers");
     let sig = signature(secret, &cred, &to_sign);
     let auth = format!(

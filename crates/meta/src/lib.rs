@@ -240,6 +240,9 @@ pub enum SealedKind {
     /// A sealed manifest's data keys wrapped under the master keyring, identified by
     /// `manifest_keys_id(repository, digest)`.
     ManifestDataKeys,
+    /// The secret of the credential shared with a replication peer, identified by its access
+    /// key id.
+    ReplicationPeerSecret,
 }
 
 /// The identity a manifest's data keys are sealed under: `<repository key>@<digest>` (a
@@ -301,13 +304,14 @@ pub fn kms_material_key(key_id: &str, material_id: &str) -> String {
 }
 
 impl SealedKind {
-    pub const ALL: [SealedKind; 6] = [
+    pub const ALL: [SealedKind; 7] = [
         SealedKind::AccessKeySecret,
         SealedKind::RegistrySecret,
         SealedKind::ManagedSecretValue,
         SealedKind::KmsKeyMaterial,
         SealedKind::BlobDataKeys,
         SealedKind::ManifestDataKeys,
+        SealedKind::ReplicationPeerSecret,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -318,6 +322,7 @@ impl SealedKind {
             SealedKind::KmsKeyMaterial => "kms-key-material",
             SealedKind::BlobDataKeys => "blob-data-keys",
             SealedKind::ManifestDataKeys => "manifest-data-keys",
+            SealedKind::ReplicationPeerSecret => "replication-peer-secret",
         }
     }
 }
@@ -802,6 +807,37 @@ pub struct ReplicationQueueCounts {
     pub running: u64,
     pub complete: u64,
     pub failed: u64,
+}
+
+/// A deployment of another region this one replicates to, or accepts replicas from: both sides
+/// hold the same credential (its secret sealed under each one's master keyring).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicationPeer {
+    pub region: String,
+    /// Where replicas for the region are sent; `None` on a side that only accepts them.
+    pub endpoint: Option<String>,
+    /// PEM certificates trusted for `endpoint` besides the system's roots.
+    pub ca_pem: Option<String>,
+    pub access_key_id: String,
+    pub sealed_secret: String,
+    /// The accounts the peer deployment holds: it may replicate here on their behalf only.
+    pub accounts: Vec<String>,
+    pub created_at: i64,
+}
+
+/// A replication that ended, as recorded when its job did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicationEvent {
+    pub id: i64,
+    pub at: i64,
+    pub repository: String,
+    pub digest: String,
+    pub target: ReplicationTarget,
+    /// `COMPLETE` or `FAILED`.
+    pub status: ReplicationStatus,
+    pub failure_code: Option<String>,
+    pub tags: Vec<String>,
+    pub dropped_tags: Vec<String>,
 }
 
 /// A scan to run: the image and the request generation it answers.

@@ -326,6 +326,31 @@ pub trait ReplicationStore: Send + Sync + 'static {
     /// Jobs per destination and status (`IN_PROGRESS` split into waiting and running), in
     /// destination order: for `/metrics` and `berth replication status`.
     async fn replication_queue(&self) -> Result<Vec<(ReplicationTarget, ReplicationQueueCounts)>>;
+
+    /// The replications that ended (`finish_replication` records one event per `COMPLETE` or
+    /// `FAILED` outcome), oldest first, with ids above `after`; of one source repository if
+    /// `repository` is given.
+    async fn replication_events(
+        &self,
+        repository: Option<&str>,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<ReplicationEvent>>;
+
+    /// Adds or replaces the peer of `peer.region`. `AlreadyExists` if another region's peer
+    /// holds the same access key id.
+    async fn put_replication_peer(&self, peer: &ReplicationPeer) -> Result<()>;
+
+    async fn replication_peer(&self, region: &str) -> Result<Option<ReplicationPeer>>;
+
+    /// The peer whose credential has this access key id.
+    async fn replication_peer_by_key(&self, access_key_id: &str) -> Result<Option<ReplicationPeer>>;
+
+    /// Every peer, in region order.
+    async fn replication_peers(&self) -> Result<Vec<ReplicationPeer>>;
+
+    /// Whether there was a peer of `region` to remove.
+    async fn delete_replication_peer(&self, region: &str) -> Result<bool>;
 }
 
 /// Lifecycle policies, their previews and the events of their runs.
@@ -412,6 +437,9 @@ pub trait AccountStore: Send + Sync + 'static {
 
     /// The account created first (the default registry), if any.
     async fn first_account(&self) -> Result<Option<String>>;
+
+    /// Every account, in id order.
+    async fn accounts(&self) -> Result<Vec<String>>;
 
     /// The account created first; when there is none, `candidate` is created as it. Returns the
     /// account and whether this call created it.

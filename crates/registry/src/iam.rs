@@ -147,6 +147,14 @@ impl IamAdmin {
         &self.account_id
     }
 
+    pub(crate) fn accounts(&self) -> &Arc<dyn AccountStore> {
+        &self.accounts
+    }
+
+    pub(crate) fn master_keys(&self) -> &MasterKeys {
+        &self.keys
+    }
+
     /// The principal an access key belongs to: how a request without `UserName` names its
     /// caller.
     pub async fn key_owner(&self, access_key_id: &str) -> Result<Principal> {
@@ -332,20 +340,35 @@ impl IamAdmin {
     }
 
     pub async fn create_group(&self, name: &str) -> Result<Group> {
-        check_name("groupName", name, 128)?;
         let g = Group {
             id: new_id("AGPA"),
             account_id: self.account_id.clone(),
             name: name.to_string(),
             created_at: now_ms(),
         };
-        self.policies.create_group(&g).await.map_err(|e| match e {
+        self.create_group_as(&g).await?;
+        Ok(g)
+    }
+
+    /// Creates the group `g` with the id it has (a new one, or one imported from another
+    /// deployment).
+    pub(crate) async fn create_group_as(&self, g: &Group) -> Result<()> {
+        check_name("groupName", &g.name, 128)?;
+        self.policies.create_group(g).await.map_err(|e| match e {
             MetaError::AlreadyExists => {
-                IamError::EntityAlreadyExists(format!("Group with name {name} already exists."))
+                IamError::EntityAlreadyExists(format!("Group with name {} already exists.", g.name))
             }
             other => other.into(),
-        })?;
-        Ok(g)
+        })
+    }
+
+    /// Replaces a managed policy's document (checked as a new one is).
+    pub(crate) async fn update_policy_document(&self, arn: &str, document: &str) -> Result<()> {
+        check_identity_policy(document)?;
+        if !self.policies.update_managed_policy(arn, document).await? {
+            return Err(IamError::NoSuchEntity(format!("Policy {arn} was not found.")));
+        }
+        Ok(())
     }
 
     pub async fn add_user_to_group(&self, group: &str, user: &str) -> Result<()> {

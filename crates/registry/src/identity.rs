@@ -99,6 +99,21 @@ pub fn principal_arn(p: &Principal) -> String {
     }
 }
 
+/// The root principal of an account that exists, created if missing (its id is the account id).
+pub async fn ensure_root_principal(meta: &dyn AccountStore, account_id: &str) -> Result<Principal, RegistryError> {
+    let root = Principal {
+        id: account_id.to_string(),
+        account_id: account_id.to_string(),
+        name: "root".into(),
+        kind: PrincipalKind::Root,
+        created_at: now_ms(),
+    };
+    match meta.create_principal(&root).await {
+        Ok(()) | Err(MetaError::AlreadyExists) => Ok(root),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Creates an account (if new), its root principal, and the root's first access key: `root_key`
 /// when given, or a new one returned for the caller to show once. A root key is applied only
 /// while the root has no key at all (the account's creation, or after every key was deleted by
@@ -116,17 +131,7 @@ pub async fn ensure_account_root(
     }
     let account_id = account_id.to_string();
     meta.ensure_account(&account_id).await?;
-    let root = Principal {
-        id: account_id.clone(),
-        account_id: account_id.clone(),
-        name: "root".into(),
-        kind: PrincipalKind::Root,
-        created_at: now_ms(),
-    };
-    match meta.create_principal(&root).await {
-        Ok(()) | Err(MetaError::AlreadyExists) => {}
-        Err(e) => return Err(e.into()),
-    }
+    let root = ensure_root_principal(meta, &account_id).await?;
     let root_keys = meta.list_access_keys(&root.id).await?;
     let root_id = root.id.clone();
     // Stored only as the root's first key: of nodes starting together, one stores it.

@@ -41,8 +41,8 @@ pub struct Registry {
     region: String,
     /// Wakes the scan queue's worker when a scan is requested or finishes.
     scan_wakeup: Arc<tokio::sync::Notify>,
-    /// Wakes the replication worker when a push queues a job.
-    replication_wakeup: Arc<tokio::sync::Notify>,
+    /// The replication worker's wakeup, peer clients and transfers to resume.
+    pub(crate) replication: crate::replication::ReplicationState,
     scan_settings: crate::scan::ScanSettings,
     /// Seals every secret the registry stores.
     pub(crate) master_keys: Arc<crate::secrets::MasterKeys>,
@@ -239,7 +239,7 @@ impl Registry {
             registry_id,
             region: DEFAULT_REGION.to_string(),
             scan_wakeup: Arc::new(tokio::sync::Notify::new()),
-            replication_wakeup: Arc::new(tokio::sync::Notify::new()),
+            replication: Default::default(),
             scan_settings: crate::scan::ScanSettings::default(),
             master_keys,
             upstream: crate::pull_through::UpstreamHttp::new(&Default::default())
@@ -292,10 +292,6 @@ impl Registry {
 
     pub(crate) fn scan_wakeup(&self) -> &tokio::sync::Notify {
         &self.scan_wakeup
-    }
-
-    pub(crate) fn replication_wakeup(&self) -> &tokio::sync::Notify {
-        &self.replication_wakeup
     }
 
     pub fn registry_id(&self) -> &str {
@@ -949,7 +945,7 @@ impl Registry {
         let queued = !replicate_to.is_empty();
         let put = self.store_manifest(&repository, digest, parsed, body, tags, replicate_to).await?;
         if queued {
-            self.replication_wakeup.notify_one();
+            self.replication.wakeup.notify_one();
         }
         Ok(put)
     }

@@ -138,6 +138,90 @@ pub(crate) enum AdminCommand {
     /// How many stored secrets each master key version seals, and which versions seal nothing
     /// any more (they may be removed from the keyring file).
     MasterKeyStatus,
+    /// Add (or update) the replication peer of another region: the deployment replication
+    /// rules naming that region send to. Run it on one side with `--endpoint`; it prints a peer
+    /// token holding the credential both sides share, to give to the other side's
+    /// `add-replication-peer --token` (which prints that side's token: give it back the same
+    /// way so that each side knows the accounts the other holds). The token is a secret.
+    ///
+    /// Here `--region` names the peer's region (required); this deployment's own comes from
+    /// `BERTH_REGION` or the config file.
+    AddReplicationPeer {
+        /// The peer's region: given as `--region` (see above).
+        #[arg(skip)]
+        region: String,
+        /// Where the peer is reached (`https://host[:port]`); leave it out on a side that only
+        /// accepts replicas.
+        #[arg(long)]
+        endpoint: Option<String>,
+        /// PEM certificates to trust for the endpoint (a private CA).
+        #[arg(long)]
+        ca_file: Option<PathBuf>,
+        /// The other side's peer token.
+        #[arg(long)]
+        token: Option<String>,
+        /// The accounts the peer holds (comma-separated), instead of those its token names.
+        #[arg(long, value_delimiter = ',')]
+        accounts: Option<Vec<String>>,
+    },
+    /// The replication peers, without their secrets.
+    ListReplicationPeers,
+    /// Write the account's users, groups, policies and access keys to FILE, for
+    /// `import-identities` on the deployment of another region, so that the same keys work
+    /// there. Secrets are sealed under a transport key printed here: carry it apart from the file.
+    ExportIdentities {
+        #[arg(long)]
+        output: PathBuf,
+    },
+    /// Make this deployment hold the identities of an `export-identities` file (adds and
+    /// updates, never deletes; a key deleted here is not brought back).
+    ImportIdentities {
+        #[arg(long)]
+        input: PathBuf,
+        /// The transport key `export-identities` printed.
+        #[arg(long)]
+        transport_key: String,
+    },
+    /// Remove the replication peer of the region `--region` names (this deployment's own comes
+    /// from `BERTH_REGION` or the config file): its credential stops working here at once.
+    RemoveReplicationPeer {
+        #[arg(skip)]
+        region: String,
+    },
+}
+
+/// `--region` is the deployment's own region, except for the peer commands, where it names the
+/// peer's (as `berth admin add-replication-peer --region eu-west-1` reads): taken out of the
+/// global option into the command. Returns an error if such a command lacks it.
+pub(crate) fn take_peer_region(command: &mut AdminCommand, region: &mut Option<String>) -> anyhow::Result<()> {
+    if let AdminCommand::AddReplicationPeer { region: peer, .. }
+    | AdminCommand::RemoveReplicationPeer { region: peer } = command
+    {
+        *peer = region.take().ok_or_else(|| anyhow::anyhow!("give the peer's region with --region"))?;
+    }
+    Ok(())
+}
+
+/// A registry on the stores, for the admin commands its services carry out.
+fn registry(
+    config: &Config,
+    meta: &Arc<dyn MetaStore>,
+    blobs: &Arc<dyn berth_store::BlobStore>,
+    keys: &Arc<berth_registry::secrets::MasterKeys>,
+) -> berth_registry::Registry {
+    berth_registry::Registry::new(meta.clone(), blobs.clone(), String::new(), keys.clone()).with_region(&config.region)
+}
+
+/// A replication peer as the admin commands show it (never its secret).
+fn peer_json(p: &berth_meta::ReplicationPeer) -> serde_json::Value {
+    serde_json::json!({
+        "Region": p.region,
+        "Endpoint": p.endpoint,
+        "TrustsExtraCertificates": p.ca_pem.is_some(),
+        "AccessKeyId": p.access_key_id,
+        "Accounts": p.accounts,
+        "CreatedAt": berth_iam::format_iso8601(p.created_at / 1000),
+    })
 }
 
 /// The account the admin commands act on: the configured one, or the one created first.
@@ -261,13 +345,71 @@ pub(crate) async fn admin(config: Config, command: AdminCommand) -> anyhow::Resu
             } else {
                 Some(seconds.parse::<i64>().map_err(|_| anyhow::anyhow!("{seconds:?}: give seconds, or DEFAULT"))?)
             };
-            let registry = berth_registry::Registry::new(meta.clone(), blobs.clone(), String::new(), keys.clone());
-            let rule = registry
+            let rule = registry(&config, &meta, &blobs, &keys)
                 .set_pull_through_refresh(&account, &ecr_repository_prefix, seconds)
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             let effective = rule.refresh_seconds.unwrap_or(berth_registry::pull_through::DEFAULT_REFRESH_SECONDS);
             serde_json::json!({ "ecrRepositoryPrefix": rule.prefix, "refreshIntervalSeconds": effective })
+        }
+        AdminCommand::AddReplicationPeer { region, endpoint, ca_file, token, accounts } => {
+            let ca_pem = match &ca_file {
+                Some(f) => Some(std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?),
+                None => None,
+            };
+            let setup = berth_registry::replication::peers::PeerSetup { region, endpoint, ca_pem, token, accounts };
+            let (peer, token) = registry(&config, &meta, &blobs, &keys)
+                .add_replication_peer(&setup)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            serde_json::json!({
+                "Peer": peer_json(&peer),
+                "PeerToken": token,
+                "Next": format!(
+                    "on the {} deployment: berth admin add-replication-peer --region {} --token <PeerToken> \
+                     [--endpoint <this deployment's URL>, to replicate back]",
+                    peer.region, config.region
+                ),
+            })
+        }
+        AdminCommand::ListReplicationPeers => {
+            let peers = registry(&config, &meta, &blobs, &keys)
+                .replication_peers()
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            serde_json::json!({ "Peers": peers.iter().map(peer_json).collect::<Vec<_>>() })
+        }
+        AdminCommand::RemoveReplicationPeer { region } => {
+            let removed = registry(&config, &meta, &blobs, &keys)
+                .remove_replication_peer(&region)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            if !removed {
+                anyhow::bail!("there is no replication peer of {region}");
+            }
+            serde_json::json!({})
+        }
+        AdminCommand::ExportIdentities { output } => {
+            let transport = berth_registry::iam_transfer::TransportKey::generate();
+            let doc = iam.export_identities(&transport).await.map_err(iam_err)?;
+            let text = serde_json::to_vec_pretty(&doc)?;
+            crate::stores::write_private_file(&output, &text)?;
+            serde_json::json!({
+                "File": output,
+                "Account": doc.account,
+                "Users": doc.users.len(),
+                "Groups": doc.groups.len(),
+                "Policies": doc.policies.len(),
+                "AccessKeys": doc.access_keys.len(),
+                "TransportKey": transport.to_text(),
+            })
+        }
+        AdminCommand::ImportIdentities { input, transport_key } => {
+            let doc: berth_registry::iam_transfer::IdentitiesDocument = serde_json::from_str(&read(&input)?)
+                .with_context(|| format!("{} is not an identities file", input.display()))?;
+            let transport = berth_registry::iam_transfer::TransportKey::parse(&transport_key).map_err(iam_err)?;
+            let report = iam.import_identities(&doc, &transport).await.map_err(iam_err)?;
+            serde_json::to_value(report)?
         }
         AdminCommand::CreateUser { name } => {
             let p = iam.create_user(&name).await.map_err(iam_err)?;

@@ -108,6 +108,9 @@ pub struct Config {
     /// bucket written with SSE-S3 (`server_side_encryption=AES256` in `blobs`), and only what a
     /// KMS key protects is sealed by Berth.
     pub blobs_encrypted_at_rest: bool,
+    /// The most bytes per second this node sends to replication peers, all jobs together
+    /// (unset: no limit). Keeps cross-region replication from crowding out pulls.
+    pub replication_max_bytes_per_second: Option<u64>,
 }
 
 impl Config {
@@ -158,6 +161,7 @@ impl Default for Config {
             pull_through_allow_plain_http: false,
             pull_through_ca_bundle: None,
             blobs_encrypted_at_rest: false,
+            replication_max_bytes_per_second: None,
         }
     }
 }
@@ -273,6 +277,7 @@ pub fn load(file: Option<&PathBuf>, overrides: &Overrides) -> Result<Config, Box
         "pull_through_allow_plain_http",
         "pull_through_ca_bundle",
         "blobs_encrypted_at_rest",
+        "replication_max_bytes_per_second",
     ]))
     .merge(Serialized::defaults(text_env()))
     .merge(Serialized::defaults(overrides))

@@ -185,7 +185,13 @@ enum VulndbCommand {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
+    if let Some(Command::Admin { command }) = &mut cli.command
+        && let Err(e) = admin::take_peer_region(command, &mut cli.common.region)
+    {
+        eprintln!("berth: {e}");
+        return ExitCode::from(2);
+    }
     let overrides = Overrides {
         listen: cli.common.listen,
         data_dir: cli.common.data_dir.clone(),

@@ -156,6 +156,7 @@ pub(crate) async fn open_registry(config: &Config) -> anyhow::Result<(Registry, 
     let registry = Registry::new(meta, blobs, identity.account_id().to_string(), keys)
         .with_region(identity.region())
         .with_scan_settings(scan_settings(config)?)
+        .with_replication_bandwidth(config.replication_max_bytes_per_second.filter(|b| *b > 0))
         .with_upstream_settings(&upstream_settings(config)?)
         .map_err(|e| anyhow::anyhow!("pull_through_ca_bundle: {e}"))?;
     Ok((registry, identity))
@@ -207,28 +208,34 @@ pub(crate) fn node_id(config: &Config) -> anyhow::Result<String> {
 
 /// Shows a newly created root key once and keeps it in a 0600 file in the data directory.
 pub(crate) fn announce_root_key(config: &Config, account: &str, key: &NewRootKey) -> anyhow::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
     let path = config.data_dir.join("admin-credentials");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&path)
-        .with_context(|| format!("writing {}", path.display()))?;
-    writeln!(
-        f,
-        "# Berth account {account} root key, created at first start. AWS shared-credentials format.\n[berth]\naws_access_key_id = {}\naws_secret_access_key = {}\nregion = {}",
+    let text = format!(
+        "# Berth account {account} root key, created at first start. AWS shared-credentials format.\n[berth]\naws_access_key_id = {}\naws_secret_access_key = {}\nregion = {}\n",
         key.access_key_id, key.secret_access_key, config.region
-    )?;
-    f.sync_all()?;
+    );
+    write_private_file(&path, text.as_bytes())?;
     eprintln!(
         "berth: created the root access key of account {account} (shown once; also in {}):\n  AWS_ACCESS_KEY_ID={}\n  AWS_SECRET_ACCESS_KEY={}",
         path.display(),
         key.access_key_id,
         key.secret_access_key
     );
+    Ok(())
+}
+
+/// Writes a file only its owner may read (it holds secrets, sealed or not), durably.
+pub(crate) fn write_private_file(path: &std::path::Path, data: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    f.write_all(data)?;
+    f.sync_all()?;
     Ok(())
 }
 

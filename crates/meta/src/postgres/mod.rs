@@ -23,7 +23,8 @@ use crate::{
 };
 use crate::{ActionKind, PullBlock, ScanType};
 use crate::{
-    ImageReplication, ReplicationJob, ReplicationOutcome, ReplicationQueueCounts, ReplicationStatus, ReplicationTarget,
+    ImageReplication, ReplicationEvent, ReplicationJob, ReplicationOutcome, ReplicationPeer, ReplicationQueueCounts,
+    ReplicationStatus, ReplicationTarget,
 };
 use crate::{
     KmsAlias, KmsGrant, KmsKey, KmsKeyMaterial, KmsKeyState, ManagedSecret, NewSecretVersion, PullThroughRule,
@@ -333,6 +334,9 @@ mod dialect {
 
     pub(super) const ACCESS_KEY_SECRETS_PAGE: &str = "SELECT access_key_id, convert_to(sealed_secret, 'UTF8') FROM access_keys \
          WHERE access_key_id > $1 ORDER BY access_key_id LIMIT $2";
+
+    pub(super) const REPLICATION_PEER_SECRETS_PAGE: &str = "SELECT access_key_id, convert_to(sealed_secret, 'UTF8') \
+         FROM replication_peers WHERE access_key_id > $1 ORDER BY access_key_id LIMIT $2";
 
     pub(super) async fn erase_freed_space(meta: &Meta) -> Result<()> {
         // VACUUM FULL rewrites the tables that hold secrets (and manifests, which `berth encrypt`

@@ -24,6 +24,12 @@ impl AccountStore for Meta {
         })
     }
 
+    async fn accounts(&self) -> Result<Vec<String>> {
+        retry_transient!({
+            sqlx::query_scalar("SELECT id FROM accounts ORDER BY id").fetch_all(self.reads()).await.map_err(backend)
+        })
+    }
+
     async fn first_account_or_create(&self, candidate: &str) -> Result<(String, bool)> {
         retry_transient!({
             let mut tx = self.begin_write().await.map_err(backend)?;
@@ -315,6 +321,7 @@ impl SecretStore for Meta {
                 "SELECT name, value FROM registry_secrets WHERE name > $1 ORDER BY name LIMIT $2"
             }
             SealedKind::ManagedSecretValue => dialect::MANAGED_SECRET_VALUES_PAGE,
+            SealedKind::ReplicationPeerSecret => dialect::REPLICATION_PEER_SECRETS_PAGE,
             SealedKind::KmsKeyMaterial => dialect::KMS_MATERIALS_PAGE,
             // Only blobs' master wrappings: an upload's keys live as long as the upload.
             SealedKind::BlobDataKeys => {
@@ -354,6 +361,17 @@ impl SecretStore for Meta {
                     .bind(id.to_string())
                     .bind(expected.to_string())
                     .bind(new.to_string())
+            }
+            SealedKind::ReplicationPeerSecret => {
+                let (Ok(expected), Ok(new)) = (std::str::from_utf8(expected), std::str::from_utf8(new)) else {
+                    return Err(MetaError::Backend("a peer credential's secret must be text".into()));
+                };
+                sqlx::query(
+                    "UPDATE replication_peers SET sealed_secret = $3 WHERE access_key_id = $1 AND sealed_secret = $2",
+                )
+                .bind(id.to_string())
+                .bind(expected.to_string())
+                .bind(new.to_string())
             }
             SealedKind::KmsKeyMaterial => {
                 let (Ok(expected), Ok(new)) = (std::str::from_utf8(expected), std::str::from_utf8(new)) else {

@@ -3,6 +3,18 @@
 // Written once for both SQL backends: `include!`d by sqlite/mod.rs and postgres/mod.rs, where
 // `Meta` and the dialect hooks (`dialect::…`) are their own.
 
+/// The statement selecting the replication peers `$condition` picks.
+macro_rules! peers_sql {
+    ($condition:literal) => {
+        concat!(
+            "SELECT region, endpoint, ca_pem, access_key_id, sealed_secret, accounts, created_at \
+             FROM replication_peers WHERE ",
+            $condition,
+            " ORDER BY region"
+        )
+    };
+}
+
 /// The tags a job keeps, as stored (a JSON array).
 fn tags_text(tags: &[String]) -> Result<String> {
     serde_json::to_string(tags).map_err(|e| MetaError::Backend(e.to_string()))
@@ -113,6 +125,7 @@ impl ReplicationStore for Meta {
                 (ReplicationStatus::InProgress, Some(failure_code.clone()), None, *due_at, None)
             }
         };
+        let mut tx = self.begin_write().await.map_err(backend)?;
         let done = sqlx::query(
             "UPDATE replication_jobs SET status = $6, failure_code = $7, dropped_tags = $8, due_at = $9, \
              completed_at = $10, claimed_by = NULL, claimed_at = NULL \
@@ -125,15 +138,35 @@ impl ReplicationStore for Meta {
         .bind(&job.target.registry_id)
         .bind(job.generation)
         .bind(status.as_str())
-        .bind(failure)
-        .bind(dropped)
+        .bind(&failure)
+        .bind(&dropped)
         .bind(due)
         .bind(completed)
         .bind(worker)
-        .execute(self.writes())
+        .execute(&mut *tx)
         .await
         .map_err(backend)?;
-        Ok(done.rows_affected() > 0)
+        let recorded = done.rows_affected() > 0;
+        if recorded && status != ReplicationStatus::InProgress {
+            sqlx::query(
+                "INSERT INTO replication_events (at, repository, digest, destination_region, destination_registry, \
+                 status, failure_code, tags, dropped_tags) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            )
+            .bind(now)
+            .bind(&job.repository)
+            .bind(&job.digest)
+            .bind(&job.target.region)
+            .bind(&job.target.registry_id)
+            .bind(status.as_str())
+            .bind(&failure)
+            .bind(tags_text(&job.tags)?)
+            .bind(dropped.unwrap_or_else(|| "[]".to_string()))
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        }
+        tx.commit().await.map_err(commit_failed)?;
+        Ok(recorded)
     }
 
     async fn release_replications(&self, worker: Option<&str>, before: i64) -> Result<u64> {
@@ -208,4 +241,108 @@ impl ReplicationStore for Meta {
             Ok(out)
         })
     }
+
+    async fn replication_events(
+        &self,
+        repository: Option<&str>,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<ReplicationEvent>> {
+        retry_transient!({
+            let rows = sqlx::query_as::<
+                _,
+                (i64, i64, String, String, String, String, String, Option<String>, String, String),
+            >(
+                "SELECT id, at, repository, digest, destination_region, destination_registry, status, failure_code, \
+                 tags, dropped_tags FROM replication_events WHERE id > $1 AND ($2 IS NULL OR repository = $2) \
+                 ORDER BY id LIMIT $3",
+            )
+            .bind(after)
+            .bind(repository)
+            .bind(i64::from(limit))
+            .fetch_all(self.reads())
+            .await
+            .map_err(backend)?;
+            rows.into_iter()
+                .map(|(id, at, repository, digest, region, registry_id, status, failure_code, tags, dropped)| {
+                    Ok(ReplicationEvent {
+                        id,
+                        at,
+                        repository,
+                        digest,
+                        target: ReplicationTarget { region, registry_id },
+                        status: stored("replication status", &status, ReplicationStatus::parse)?,
+                        failure_code,
+                        tags: tags_of(Some(&tags))?,
+                        dropped_tags: tags_of(Some(&dropped))?,
+                    })
+                })
+                .collect()
+        })
+    }
+
+    async fn put_replication_peer(&self, peer: &ReplicationPeer) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO replication_peers (region, endpoint, ca_pem, access_key_id, sealed_secret, accounts, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (region) DO UPDATE SET endpoint = excluded.endpoint, \
+             ca_pem = excluded.ca_pem, access_key_id = excluded.access_key_id, sealed_secret = excluded.sealed_secret, \
+             accounts = excluded.accounts, created_at = excluded.created_at",
+        )
+        .bind(&peer.region)
+        .bind(&peer.endpoint)
+        .bind(&peer.ca_pem)
+        .bind(&peer.access_key_id)
+        .bind(&peer.sealed_secret)
+        .bind(tags_text(&peer.accounts)?)
+        .bind(peer.created_at)
+        .execute(self.writes())
+        .await
+        .map_err(|e| if is_unique_violation(&e) { MetaError::AlreadyExists } else { backend(e) })?;
+        Ok(())
+    }
+
+    async fn replication_peer(&self, region: &str) -> Result<Option<ReplicationPeer>> {
+        Ok(peers_where(self, peers_sql!("region = $1"), region).await?.into_iter().next())
+    }
+
+    async fn replication_peer_by_key(&self, access_key_id: &str) -> Result<Option<ReplicationPeer>> {
+        Ok(peers_where(self, peers_sql!("access_key_id = $1"), access_key_id).await?.into_iter().next())
+    }
+
+    async fn replication_peers(&self) -> Result<Vec<ReplicationPeer>> {
+        peers_where(self, peers_sql!("region <> $1"), "").await
+    }
+
+    async fn delete_replication_peer(&self, region: &str) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM replication_peers WHERE region = $1")
+            .bind(region)
+            .execute(self.writes())
+            .await
+            .map_err(backend)?;
+        Ok(done.rows_affected() > 0)
+    }
+}
+
+/// The peers a condition on one bound value selects, in region order (`peers_sql!`).
+async fn peers_where(meta: &Meta, sql: &'static str, value: &str) -> Result<Vec<ReplicationPeer>> {
+    retry_transient!({
+        let rows = sqlx::query_as::<_, (String, Option<String>, Option<String>, String, String, String, i64)>(sql)
+            .bind(value)
+            .fetch_all(meta.reads())
+            .await
+            .map_err(backend)?;
+        rows.into_iter()
+            .map(|(region, endpoint, ca_pem, access_key_id, sealed_secret, accounts, created_at)| {
+                Ok(ReplicationPeer {
+                    region,
+                    endpoint,
+                    ca_pem,
+                    access_key_id,
+                    sealed_secret,
+                    accounts: tags_of(Some(&accounts))?,
+                    created_at,
+                })
+            })
+            .collect()
+    })
 }

@@ -24,7 +24,8 @@ use crate::{
 };
 use crate::{ActionKind, PullBlock, ScanType};
 use crate::{
-    ImageReplication, ReplicationJob, ReplicationOutcome, ReplicationQueueCounts, ReplicationStatus, ReplicationTarget,
+    ImageReplication, ReplicationEvent, ReplicationJob, ReplicationOutcome, ReplicationPeer, ReplicationQueueCounts,
+    ReplicationStatus, ReplicationTarget,
 };
 use crate::{
     KmsAlias, KmsGrant, KmsKey, KmsKeyMaterial, KmsKeyState, ManagedSecret, NewSecretVersion, PullThroughRule,
@@ -213,6 +214,9 @@ mod dialect {
 
     pub(super) const ACCESS_KEY_SECRETS_PAGE: &str = "SELECT access_key_id, CAST(sealed_secret AS BLOB) FROM access_keys \
          WHERE access_key_id > $1 ORDER BY access_key_id LIMIT $2";
+
+    pub(super) const REPLICATION_PEER_SECRETS_PAGE: &str = "SELECT access_key_id, CAST(sealed_secret AS BLOB) \
+         FROM replication_peers WHERE access_key_id > $1 ORDER BY access_key_id LIMIT $2";
 
     pub(super) async fn erase_freed_space(meta: &Meta) -> Result<()> {
         // VACUUM rewrites the file from live rows only; the checkpoint then moves the rewrite

@@ -6,6 +6,7 @@ pub async fn keeps_accounts_principals_and_keys(meta: Store) {
     meta.ensure_account("123456789012").await.unwrap();
     meta.ensure_account("210987654321").await.unwrap();
     assert_eq!(meta.first_account().await.unwrap().as_deref(), Some("123456789012"));
+    assert_eq!(meta.accounts().await.unwrap(), ["123456789012", "210987654321"]);
     let root = root_principal();
     meta.create_principal(&root).await.unwrap();
     assert!(matches!(meta.create_principal(&root).await, Err(MetaError::AlreadyExists)));

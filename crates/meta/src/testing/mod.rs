@@ -238,6 +238,8 @@ macro_rules! replication_store_conformance {
                     a_push_again_queues_the_image_again_with_its_tags,
                     released_claims_run_again,
                     concurrent_workers_never_claim_a_job_twice,
+                    an_ended_replication_is_recorded_as_an_event,
+                    peers_are_kept_per_region_and_found_by_their_key,
                 ]
             );
         }

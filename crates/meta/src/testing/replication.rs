@@ -1,5 +1,7 @@
 use super::*;
-use crate::{ReplicationJob, ReplicationOutcome, ReplicationQueueCounts, ReplicationStatus, ReplicationTarget};
+use crate::{
+    ReplicationJob, ReplicationOutcome, ReplicationPeer, ReplicationQueueCounts, ReplicationStatus, ReplicationTarget,
+};
 
 fn target(region: &str, registry: &str) -> ReplicationTarget {
     ReplicationTarget { region: region.into(), registry_id: registry.into() }
@@ -176,4 +178,83 @@ pub async fn concurrent_workers_never_claim_a_job_twice(meta: Store) {
     all.sort();
     queued.sort();
     assert_eq!(all, queued, "each job claimed once, none lost");
+}
+
+pub async fn an_ended_replication_is_recorded_as_an_event(meta: Store) {
+    repository(meta.as_ref(), "repo/app").await;
+    repository(meta.as_ref(), "repo/other").await;
+    let (eu, b) = (target("eu-west-1", "111111111111"), target("us-east-1", "222222222222"));
+    let m = push(meta.as_ref(), "img-1", &["v1"], &[eu.clone(), b.clone()]).await;
+    let now = now_ms();
+    let jobs = meta.claim_replications("node-a", now, 10).await.unwrap();
+    let (to_eu, to_b) = if jobs[0].target == eu { (&jobs[0], &jobs[1]) } else { (&jobs[1], &jobs[0]) };
+    // A retry is no event; a completion and a failure are, in the order they ended.
+    let retry = ReplicationOutcome::Retry { failure_code: "DESTINATION_UNREACHABLE".into(), due_at: now };
+    assert!(meta.finish_replication(to_eu, "node-a", &retry).await.unwrap());
+    assert!(meta.replication_events(None, 0, 10).await.unwrap().is_empty());
+    let done = ReplicationOutcome::Complete { dropped_tags: tags(&["v1"]) };
+    assert!(meta.finish_replication(to_b, "node-a", &done).await.unwrap());
+    let again = meta.claim_replications("node-a", now_ms(), 10).await.unwrap();
+    let failed = ReplicationOutcome::Failed { failure_code: "REPLICATION_NOT_AUTHORIZED".into() };
+    assert!(meta.finish_replication(&again[0], "node-a", &failed).await.unwrap());
+    let events = meta.replication_events(None, 0, 10).await.unwrap();
+    assert_eq!(
+        events
+            .iter()
+            .map(|e| (&e.target, e.status, e.failure_code.as_deref(), &e.tags, &e.dropped_tags))
+            .collect::<Vec<_>>(),
+        [
+            (&b, ReplicationStatus::Complete, None, &tags(&["v1"]), &tags(&["v1"])),
+            (&eu, ReplicationStatus::Failed, Some("REPLICATION_NOT_AUTHORIZED"), &tags(&["v1"]), &tags(&[])),
+        ]
+    );
+    assert!(events.iter().all(|e| e.repository == "repo/app" && e.digest == m.digest.as_str() && e.at > 0));
+    assert!(events[0].id < events[1].id);
+    // Paged by id, and per repository.
+    assert_eq!(meta.replication_events(None, events[0].id, 10).await.unwrap(), events[1..]);
+    assert_eq!(meta.replication_events(None, 0, 1).await.unwrap(), events[..1]);
+    assert_eq!(meta.replication_events(Some("repo/app"), 0, 10).await.unwrap(), events);
+    assert!(meta.replication_events(Some("repo/other"), 0, 10).await.unwrap().is_empty());
+    // An outcome that is not recorded (another worker's) is no event either.
+    assert!(!meta.finish_replication(&again[0], "node-b", &done).await.unwrap());
+    assert_eq!(meta.replication_events(None, 0, 10).await.unwrap().len(), 2);
+}
+
+pub async fn peers_are_kept_per_region_and_found_by_their_key(meta: Store) {
+    let peer = |region: &str, key: &str| ReplicationPeer {
+        region: region.into(),
+        endpoint: Some(format!("https://{region}.example")),
+        ca_pem: None,
+        access_key_id: key.into(),
+        sealed_secret: format!("sealed-{key}"),
+        accounts: tags(&["111111111111", "222222222222"]),
+        created_at: 1_000,
+    };
+    assert!(meta.replication_peers().await.unwrap().is_empty());
+    let eu = peer("eu-west-1", "AKIAPEEREU");
+    let ap = ReplicationPeer { endpoint: None, ca_pem: Some("PEM".into()), ..peer("ap-northeast-1", "AKIAPEERAP") };
+    meta.put_replication_peer(&eu).await.unwrap();
+    meta.put_replication_peer(&ap).await.unwrap();
+    assert_eq!(meta.replication_peers().await.unwrap(), [ap.clone(), eu.clone()]);
+    assert_eq!(meta.replication_peer("eu-west-1").await.unwrap(), Some(eu.clone()));
+    assert_eq!(meta.replication_peer_by_key("AKIAPEERAP").await.unwrap(), Some(ap.clone()));
+    assert_eq!(meta.replication_peer_by_key("AKIAOTHER").await.unwrap(), None);
+    // Replaced as a whole by region; one key belongs to one peer.
+    let renewed = ReplicationPeer { accounts: tags(&["111111111111"]), ..peer("eu-west-1", "AKIAPEEREU2") };
+    meta.put_replication_peer(&renewed).await.unwrap();
+    assert_eq!(meta.replication_peer("eu-west-1").await.unwrap(), Some(renewed));
+    assert_eq!(meta.replication_peer_by_key("AKIAPEEREU").await.unwrap(), None);
+    assert!(matches!(meta.put_replication_peer(&peer("us-west-2", "AKIAPEERAP")).await, Err(MetaError::AlreadyExists)));
+    // Its secret is among those a master key rotation re-seals.
+    let sealed = meta.stored_secrets(SealedKind::ReplicationPeerSecret, "", 10).await.unwrap();
+    assert_eq!(sealed.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(), ["AKIAPEERAP", "AKIAPEEREU2"]);
+    assert!(
+        meta.replace_stored_secret(SealedKind::ReplicationPeerSecret, "AKIAPEERAP", b"sealed-AKIAPEERAP", b"again")
+            .await
+            .unwrap()
+    );
+    assert_eq!(meta.replication_peer("ap-northeast-1").await.unwrap().unwrap().sealed_secret, "again");
+    assert!(meta.delete_replication_peer("ap-northeast-1").await.unwrap());
+    assert!(!meta.delete_replication_peer("ap-northeast-1").await.unwrap());
+    assert_eq!(meta.replication_peers().await.unwrap().len(), 1);
 }

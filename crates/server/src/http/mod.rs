@@ -21,6 +21,7 @@ pub mod iam;
 mod kms;
 pub mod metrics;
 pub mod proxy;
+mod replication;
 mod secretsmanager;
 mod v2;
 
@@ -77,6 +78,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v2/", any(v2::handle))
         .route("/v2/{*rest}", any(v2::handle))
         .route("/", post(ecr::handle))
+        .route("/berth/replication/v1/{op}", any(replication::handle))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .layer(middleware::from_fn_with_state(state.clone(), log_request))

@@ -2,19 +2,25 @@
 //! (`PutReplicationConfiguration`, `DescribeRegistry`), checked against what this deployment
 //! can reach; which destinations a push is queued for; and the worker that runs the queue.
 //! A destination in this deployment's own region is another account it serves: the copy is
-//! made in-process (blobs linked, never sent; each manifest put under the destination's
-//! rules). Destinations in other regions (peers) come with the next part of issue 17.
+//! made in-process (`in_region`: blobs linked, never sent). A destination in another region is
+//! a peer deployment (`peers`): the image is sent to its replication route (`send`), where
+//! `receive` takes it in. Either way the destination's rules decide what arrives
+//! (`destination`).
+
+mod destination;
+mod in_region;
+pub mod peers;
+pub mod receive;
+mod send;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use berth_meta::{ImageReplication, ReplicationJob, ReplicationOutcome, ReplicationTarget};
 use berth_oci::Digest;
-use berth_oci::manifest::parse_manifest;
 use berth_rules::replication::{Destination, ReplicationConfiguration};
 
-use crate::identity::Caller;
-use crate::repositories::{repository_key, split_repository_key, template_for};
+use crate::repositories::split_repository_key;
 use crate::{Registry, RegistryError};
 
 /// Berth's failure codes of a replication (ECR names none; ARCHITECTURE.md lists them).
@@ -25,14 +31,42 @@ pub mod failure {
     /// The destination repository is missing and its policy does not allow the source account
     /// `ecr:CreateRepository`.
     pub const REPOSITORY_CREATE_DENIED: &str = "REPOSITORY_CREATE_DENIED";
-    /// The destination cannot be reached (another region, no peer for it).
+    /// The destination cannot be reached: no peer with an endpoint for its region, or the
+    /// peer does not answer (retried).
     pub const DESTINATION_UNREACHABLE: &str = "DESTINATION_UNREACHABLE";
+    /// The peer refused this deployment's credential (retried: the peer may be set up again).
+    pub const PEER_REFUSED: &str = "PEER_REFUSED";
+    /// The destination deployment serves no account of the destination's registry id.
+    pub const DESTINATION_REGISTRY_NOT_FOUND: &str = "DESTINATION_REGISTRY_NOT_FOUND";
+    /// What arrived does not match its digest (retried from the start of the blob).
+    pub const DIGEST_MISMATCH: &str = "DIGEST_MISMATCH";
+    /// The destination no longer holds the upload a resumed transfer named: started anew.
+    pub const UPLOAD_UNKNOWN: &str = "UPLOAD_UNKNOWN";
     /// The destination repository's KMS key refused (disabled, pending deletion, no grant).
     pub const KMS_KEY_UNAVAILABLE: &str = "KMS_KEY_UNAVAILABLE";
     /// The image is gone from the source repository since it was pushed.
     pub const SOURCE_IMAGE_NOT_FOUND: &str = "SOURCE_IMAGE_NOT_FOUND";
     /// Anything else (the metadata store failing, …): retried.
     pub const INTERNAL_ERROR: &str = "INTERNAL_ERROR";
+
+    /// Every code, as a peer's answer names it.
+    pub const ALL: [&str; 10] = [
+        NOT_AUTHORIZED,
+        REPOSITORY_CREATE_DENIED,
+        DESTINATION_UNREACHABLE,
+        PEER_REFUSED,
+        DESTINATION_REGISTRY_NOT_FOUND,
+        DIGEST_MISMATCH,
+        UPLOAD_UNKNOWN,
+        KMS_KEY_UNAVAILABLE,
+        SOURCE_IMAGE_NOT_FOUND,
+        INTERNAL_ERROR,
+    ];
+
+    /// The constant a peer's answer names (`INTERNAL_ERROR` for a code this build does not know).
+    pub fn known(code: &str) -> &'static str {
+        ALL.iter().find(|c| **c == code).copied().unwrap_or(INTERNAL_ERROR)
+    }
 }
 
 /// Attempts before a job that keeps failing in a way that may pass is `FAILED`, and the
@@ -50,24 +84,53 @@ fn backoff_ms(attempts: u32) -> i64 {
     FIRST_BACKOFF_MS.saturating_mul(1 << attempts.saturating_sub(1).min(20)).min(MAX_BACKOFF_MS)
 }
 
-/// Why one run of a job did not finish it.
-enum Failure {
+/// Why one run of a job (or one step of it at a peer) did not finish it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
     /// For good: the job is `FAILED` with this code.
     Final(&'static str),
     /// Perhaps for now: tried again after a backoff.
     Retry(&'static str),
 }
 
+impl Failure {
+    pub fn code(self) -> &'static str {
+        match self {
+            Failure::Final(c) | Failure::Retry(c) => c,
+        }
+    }
+
+    pub fn retried(self) -> bool {
+        matches!(self, Failure::Retry(_))
+    }
+}
+
 impl From<RegistryError> for Failure {
     fn from(e: RegistryError) -> Self {
         match e {
             RegistryError::Kms(_) => Failure::Final(failure::KMS_KEY_UNAVAILABLE),
+            RegistryError::UploadDigestMismatch { .. }
+            | RegistryError::SizeMismatch { .. }
+            | RegistryError::ManifestDigestMismatch { .. } => Failure::Retry(failure::DIGEST_MISMATCH),
+            RegistryError::UploadNotFound { .. } => Failure::Retry(failure::UPLOAD_UNKNOWN),
             other => {
                 tracing::warn!(error = %other, "replication attempt failed");
                 Failure::Retry(failure::INTERNAL_ERROR)
             }
         }
     }
+}
+
+/// What the replication machinery keeps on one node: the worker's wakeup, the peers' HTTP
+/// clients, transfers to resume, and the bandwidth limit.
+#[derive(Default)]
+pub(crate) struct ReplicationState {
+    pub(crate) wakeup: tokio::sync::Notify,
+    pub(crate) peer_clients: std::sync::Mutex<std::collections::HashMap<send::ClientKey, reqwest::Client>>,
+    /// Uploads a peer holds part of, by (region, destination repository key, digest): a run
+    /// after an interrupted one goes on from where the peer's upload stands.
+    pub(crate) resumable: std::sync::Mutex<std::collections::HashMap<(String, String, String), String>>,
+    pub(crate) pacer: Option<std::sync::Arc<send::Pacer>>,
 }
 
 impl From<berth_meta::MetaError> for Failure {
@@ -91,8 +154,8 @@ impl Registry {
 
     /// Replaces the replication configuration of `account`'s registry, as
     /// `PutReplicationConfiguration` does. A destination in this deployment's region must be
-    /// an account it serves (a copy there is made in-process); other regions are those of
-    /// replication peers (none can be configured yet: issue 17).
+    /// an account it serves (a copy there is made in-process); another region must be a
+    /// replication peer's that this side sends to (`berth admin add-replication-peer`).
     pub async fn put_replication_configuration(
         &self,
         account: &str,
@@ -100,7 +163,17 @@ impl Registry {
     ) -> Result<(), RegistryError> {
         let region = self.region().to_string();
         let source = Destination { region: region.clone(), registry_id: account.to_string() };
-        config.validate(&source, |r| r == region).map_err(RegistryError::InvalidParameter)?;
+        let peers: Vec<String> = self
+            .meta()
+            .replication_peers()
+            .await?
+            .into_iter()
+            .filter(|p| p.endpoint.is_some())
+            .map(|p| p.region)
+            .collect();
+        config
+            .validate(&source, |r| r == region || peers.iter().any(|p| p == r))
+            .map_err(RegistryError::InvalidParameter)?;
         for d in config.rules.iter().flat_map(|r| &r.destinations) {
             if d.region == region && !self.serves_account(&d.registry_id).await? {
                 return Err(RegistryError::InvalidParameter(format!(
@@ -197,7 +270,7 @@ impl Registry {
                                     Err(e) => tracing::error!(error = %e, "could not record a replication"),
                                 }
                                 drop(permit);
-                                registry.replication_wakeup().notify_one();
+                                registry.replication.wakeup.notify_one();
                             });
                         }
                     }
@@ -205,7 +278,7 @@ impl Registry {
                 }
             }
             tokio::select! {
-                _ = self.replication_wakeup().notified() => {}
+                _ = self.replication.wakeup.notified() => {}
                 _ = tokio::time::sleep(poll) => {}
             }
         }
@@ -213,7 +286,12 @@ impl Registry {
 
     /// One run of a claimed job: its outcome, a retry after a backoff for what may pass.
     pub(crate) async fn replicate(&self, job: &ReplicationJob) -> ReplicationOutcome {
-        match self.replicate_in_region(job).await {
+        let run = if job.target.region == self.region() {
+            self.replicate_in_region(job).await
+        } else {
+            self.replicate_to_peer(job).await
+        };
+        match run {
             Ok(dropped_tags) => ReplicationOutcome::Complete { dropped_tags },
             Err(Failure::Final(code)) => ReplicationOutcome::Failed { failure_code: code.to_string() },
             Err(Failure::Retry(code)) if job.attempts >= MAX_ATTEMPTS => {
@@ -226,130 +304,11 @@ impl Registry {
         }
     }
 
-    /// Copies the job's image into another account of this region, as ECR does it: the
-    /// source account's root must be allowed `ecr:ReplicateImage` on the destination
-    /// repository (always, within one account; across accounts, by the destination's
-    /// registry policy), and `ecr:CreateRepository` if the repository is missing (created with
-    /// the settings of the destination's `REPLICATION` template covering it, else ECR's
-    /// defaults). Index children first, then the image with the tags it was pushed with
-    /// (an immutable tag the destination has on another image stays there: the image arrives
-    /// without it), then its referrers. Returns the tags left out.
-    async fn replicate_in_region(&self, job: &ReplicationJob) -> Result<Vec<String>, Failure> {
-        if job.target.region != self.region() {
-            // Peers are the next part of issue 17: until then no other region is reachable.
-            return Err(Failure::Retry(failure::DESTINATION_UNREACHABLE));
-        }
+    /// The image of a job, and the account it was pushed to with the repository's name there.
+    fn job_image(&self, job: &ReplicationJob) -> Result<(String, String, Digest), Failure> {
         let (source_account, name) = split_repository_key(self.registry_id(), &job.repository);
-        let destination = repository_key(self.registry_id(), &job.target.registry_id, name);
         let digest = Digest::parse(&job.digest).map_err(|_| Failure::Final(failure::SOURCE_IMAGE_NOT_FOUND))?;
-        let replicator = Caller {
-            account_id: source_account.to_string(),
-            principal_id: source_account.to_string(),
-            arn: format!("arn:aws:iam::{source_account}:root"),
-            access_key_id: String::new(),
-            kind: berth_meta::PrincipalKind::Root,
-        };
-        let authorizer = self.authorizer(self.region());
-        let allowed = |action: &'static str| {
-            let (authorizer, replicator, destination) = (&authorizer, &replicator, &destination);
-            async move {
-                let env = crate::authz::RequestEnv::default();
-                authorizer
-                    .authorize(replicator, action, crate::authz::Target::Repository(destination), &env)
-                    .await
-                    .map(|d| d.is_ok())
-            }
-        };
-        if !allowed("ecr:ReplicateImage").await? {
-            return Err(Failure::Final(failure::NOT_AUTHORIZED));
-        }
-        let repository = match self.find_repository(&destination).await? {
-            Some(r) => r,
-            None => {
-                if !allowed("ecr:CreateRepository").await? {
-                    return Err(Failure::Final(failure::REPOSITORY_CREATE_DENIED));
-                }
-                let templates = self.templates().await?;
-                let (settings, tags) = match template_for(&templates, &destination, "REPLICATION") {
-                    Some((_, spec)) => (spec.settings(), spec.resource_tags.clone()),
-                    None => (Default::default(), Vec::new()),
-                };
-                match self.create_repository(&destination, &settings, &tags, None).await {
-                    Ok(r) => r,
-                    Err(RegistryError::RepositoryAlreadyExists { .. }) => self.repository(&destination).await?,
-                    Err(e) => return Err(e.into()),
-                }
-            }
-        };
-        let dropped = self.copy_image(&job.repository, &repository, &digest, &job.tags).await?;
-        for referrer in self.meta().referrers(&job.repository, &digest, None).await? {
-            let Ok(d) = Digest::parse(&referrer.digest) else { continue };
-            self.copy_image(&job.repository, &repository, &d, &[]).await?;
-        }
-        Ok(dropped)
-    }
-
-    /// Copies one manifest of `source` (its children first, for an index) into `target` with
-    /// `tags`, its blobs linked; returns the immutable tags left where they were. (Boxed: an
-    /// index copies its children through it.)
-    fn copy_image<'a>(
-        &'a self,
-        source: &'a str,
-        target: &'a berth_meta::Repository,
-        digest: &'a Digest,
-        tags: &'a [String],
-    ) -> futures_util::future::BoxFuture<'a, Result<Vec<String>, Failure>> {
-        Box::pin(async move {
-            let Some(stored) = self.meta().manifest(source, digest).await? else {
-                return Err(Failure::Final(failure::SOURCE_IMAGE_NOT_FOUND));
-            };
-            let manifest = self.at_rest().open_manifest(source, stored).await?;
-            let parsed = parse_manifest(Some(manifest.media_type.as_str()), &manifest.content)
-                .map_err(|e| RegistryError::Internal(format!("stored manifest {digest} of {source}: {e}")))?;
-            for child in &parsed.manifests {
-                self.copy_image(source, target, child, &[]).await?;
-            }
-            for blob in &parsed.blobs {
-                self.link_replica_blob(source, target, blob).await?;
-            }
-            let rule = crate::repositories::tag_mutability(&target.settings);
-            let (mut kept, mut dropped) = (Vec::new(), Vec::new());
-            for tag in tags {
-                let elsewhere = match self.meta().resolve_tag(&target.name, tag).await? {
-                    Some(d) => d != *digest,
-                    None => false,
-                };
-                if elsewhere && rule.is_immutable(tag) { dropped.push(tag.clone()) } else { kept.push(tag.clone()) }
-            }
-            // No chaining: what arrives by replication is not replicated again.
-            match self.store_manifest(target, digest.clone(), parsed, manifest.content, kept, Vec::new()).await {
-                Ok(_) => Ok(dropped),
-                // An immutable tag given to another image meanwhile: tried again, and then dropped.
-                Err(RegistryError::TagImmutable { .. }) => Err(Failure::Retry(failure::INTERNAL_ERROR)),
-                Err(e) => Err(e.into()),
-            }
-        })
-    }
-
-    /// Links a blob of `source` into `target`, as a commit of the same digest would: a sealed
-    /// blob keeps its one ciphertext and gets its keys wrapped under the target's key too, if
-    /// it has no wrapping under it yet (a key that refuses is `KMS_KEY_UNAVAILABLE`).
-    async fn link_replica_blob(
-        &self,
-        source: &str,
-        target: &berth_meta::Repository,
-        digest: &Digest,
-    ) -> Result<(), Failure> {
-        let Some(size) = self.meta().linked_blob(source, digest).await? else {
-            return Err(Failure::Final(failure::SOURCE_IMAGE_NOT_FOUND));
-        };
-        let at_rest = self.at_rest();
-        if let Some(p) = at_rest.protection(target)? {
-            let existing = self.meta().blob_keys(digest).await?;
-            at_rest.add_wrapping_if_missing(digest, &existing, &p).await?;
-        }
-        self.meta().link_blob(&target.name, digest, size, None).await?;
-        Ok(())
+        Ok((source_account.to_string(), name.to_string(), digest))
     }
 }
 
@@ -365,5 +324,13 @@ mod tests {
         assert_eq!(waits[11], MAX_BACKOFF_MS);
         assert_eq!(backoff_ms(0), 1_000);
         assert_eq!(backoff_ms(u32::MAX), MAX_BACKOFF_MS);
+    }
+
+    #[test]
+    fn a_peers_failure_code_maps_to_this_builds_constant() {
+        for code in failure::ALL {
+            assert_eq!(failure::known(code), code);
+        }
+        assert_eq!(failure::known("SOMETHING_NEW"), failure::INTERNAL_ERROR);
     }
 }

@@ -1,0 +1,316 @@
+"""Replication across regions (issue 17): two deployments on loopback, us-east-1 and
+eu-west-1, paired with `berth admin add-replication-peer`; images pushed to one are sent
+over the other's replication route and pulled there with the real Docker engine and skopeo.
+Also: what the route refuses, and transfers that survive `kill -9` of either side."""
+import hashlib
+import io
+import json
+import os
+import signal
+import subprocess
+import tarfile
+import time
+
+import pytest
+import requests
+
+from conftest import ACCOUNT_ID, KEY_ID, SECRET, Berth, free_port, push_image, single_node
+
+EU = "eu-west-1"
+
+
+def config(*rules):
+    return {"rules": list(rules)}
+
+
+def rule(*destinations, prefixes=None):
+    r = {"destinations": [{"region": reg, "registryId": rid} for reg, rid in destinations]}
+    if prefixes is not None:
+        r["repositoryFilters"] = [{"filter": p, "filterType": "PREFIX_MATCH"} for p in prefixes]
+    return r
+
+
+def pair(us, eu):
+    """Peers both ways, as the README says: one side's token to the other, and back."""
+    out = us.admin("add-replication-peer", "--region", EU, "--endpoint", eu.endpoint)
+    assert out["Peer"]["Region"] == EU and out["PeerToken"].startswith("berthpeer1.")
+    back = eu.admin("add-replication-peer", "--region", "us-east-1", "--token", out["PeerToken"])
+    assert back["Peer"]["AccessKeyId"] == out["Peer"]["AccessKeyId"]
+    assert back["Peer"]["Accounts"] == [ACCOUNT_ID]
+    us.admin("add-replication-peer", "--region", EU, "--token", back["PeerToken"])
+    return out["PeerToken"]
+
+
+ROOT_ENV = ("BERTH_ROOT_ACCESS_KEY_ID", "BERTH_ROOT_SECRET_ACCESS_KEY")
+
+
+def share_identities(us, eu, tmp_path):
+    """us-east-1's identities of the account, imported into eu-west-1 (started with a root key
+    of its own): afterwards the same access keys work in both regions."""
+    exported = us.admin("export-identities", "--output", str(tmp_path / "identities.json"))
+    assert exported["Account"] == ACCOUNT_ID and exported["AccessKeys"] >= 1
+    assert oct(os.stat(tmp_path / "identities.json").st_mode & 0o777) == "0o600"
+    assert SECRET not in (tmp_path / "identities.json").read_text(), "secrets travel sealed"
+    return eu.admin("import-identities", "--input", str(tmp_path / "identities.json"),
+                    "--transport-key", exported["TransportKey"])
+
+
+@pytest.fixture
+def regions(tmp_path):
+    (tmp_path / "us").mkdir()
+    (tmp_path / "eu").mkdir()
+    us = Berth(str(tmp_path / "us"))
+    eu = Berth(str(tmp_path / "eu"), extra_env={"BERTH_REGION": EU}, drop_env=ROOT_ENV)
+    try:
+        share_identities(us, eu, tmp_path)
+        pair(us, eu)
+        yield us, eu
+    finally:
+        us.stop()
+        eu.stop()
+
+
+def wait_replicated(client, repo, digest, want=1, timeout=90):
+    deadline = time.time() + timeout
+    while True:
+        got = client.describe_image_replication_status(repositoryName=repo, imageId={"imageDigest": digest})
+        statuses = got["replicationStatuses"]
+        if len(statuses) >= want and all(s["status"] != "IN_PROGRESS" for s in statuses):
+            return statuses
+        assert time.time() < deadline, f"still replicating: {statuses}"
+        time.sleep(0.2)
+
+
+def manifest_of(berth, repo, reference, accept="application/vnd.oci.image.manifest.v1+json"):
+    s = requests.Session()
+    s.auth = ("AWS", berth.token())
+    return s.get(f"{berth.endpoint}/v2/{repo}/manifests/{reference}", headers={"Accept": accept})
+
+
+def layer_tar(path, name, content):
+    with tarfile.open(path, "w") as t:
+        data = content.encode()
+        info = tarfile.TarInfo(name)
+        info.size = len(data)
+        t.addfile(info, io.BytesIO(data))
+
+
+def test_a_docker_push_in_one_region_is_pulled_from_the_other_with_the_same_key(regions, docker, tmp_path):
+    us, eu = regions
+    us.client().put_replication_configuration(replicationConfiguration=config(rule((EU, ACCOUNT_ID))))
+    us.aws("ecr", "create-repository", "--repository-name", "my-app")
+    # A two-layer image, built from scratch by the Docker engine.
+    layer_tar(tmp_path / "one.tar", "etc/one.conf", "one\n")
+    layer_tar(tmp_path / "two.tar", "etc/two.conf", "two\n")
+    (tmp_path / "Dockerfile").write_text("FROM scratch\nADD one.tar /\nADD two.tar /\n")
+    ref = f"{us.host}/my-app:v1.0"
+    p = subprocess.run(["docker", "--config", os.path.join(docker.dir, "client"), "-H", f"unix://{docker.sock}",
+                        "build", "-q", "-t", ref, str(tmp_path)], capture_output=True, text=True,
+                       env=dict(os.environ, DOCKER_BUILDKIT="0"))
+    assert p.returncode == 0, p.stderr
+    for b in (us, eu):
+        docker.run("login", "--username", "AWS", "--password-stdin", b.host, stdin=b.aws("ecr", "get-login-password").stdout)
+    assert "digest: sha256:" in docker.run("push", ref).stdout
+    digest = us.client().describe_images(repositoryName="my-app")["imageDetails"][0]["imageDigest"]
+    statuses = wait_replicated(us.client(), "my-app", digest)
+    assert statuses == [{"region": EU, "registryId": ACCOUNT_ID, "status": "COMPLETE"}], statuses
+    # The same image, by the same tag, from eu-west-1's own registry, with the same access key.
+    there = f"{eu.host}/my-app:v1.0"
+    pulled = docker.run("pull", there)
+    assert digest in pulled.stdout, pulled.stdout
+    layers = json.loads(docker.run("inspect", there).stdout)[0]["RootFS"]["Layers"]
+    assert len(layers) == 2
+    eu_image = eu.client().describe_images(repositoryName="my-app")["imageDetails"][0]
+    assert eu_image["imageDigest"] == digest and eu_image["imageTags"] == ["v1.0"]
+    # No chaining: eu-west-1 does not send it anywhere (it has no rules), and its status of the
+    # replica lists nothing.
+    assert eu.client().describe_image_replication_status(
+        repositoryName="my-app", imageId={"imageDigest": digest})["replicationStatuses"] == []
+
+
+def test_filters_apply_a_delete_stays_at_the_source_and_an_old_image_waits(regions):
+    us, eu = regions
+    a = us.client()
+    for repo in ("team/app", "other/app"):
+        a.create_repository(repositoryName=repo)
+    old = push_image(us, "team/app", "old", 0)[0]
+    a.put_replication_configuration(replicationConfiguration=config(rule((EU, ACCOUNT_ID), prefixes=["team/"])))
+    d1 = push_image(us, "team/app", "v1", 1)[0]
+    d2 = push_image(us, "other/app", "v1", 2)[0]
+    assert wait_replicated(a, "team/app", d1)[0]["status"] == "COMPLETE"
+    assert a.describe_image_replication_status(repositoryName="other/app", imageId={"imageDigest": d2})[
+        "replicationStatuses"] == []
+    e = eu.client()
+    assert [i["imageDigest"] for i in e.describe_images(repositoryName="team/app")["imageDetails"]] == [d1]
+    with pytest.raises(e.exceptions.RepositoryNotFoundException):
+        e.describe_images(repositoryName="other/app")
+    # An image pushed before the configuration existed stays where it is.
+    assert manifest_of(eu, "team/app", old).status_code == 404
+    # A delete at the source is not replicated.
+    a.batch_delete_image(repositoryName="team/app", imageIds=[{"imageDigest": d1}])
+    assert manifest_of(eu, "team/app", "v1").status_code == 200
+
+
+def test_identities_exported_from_one_region_work_in_the_other(tmp_path):
+    (tmp_path / "us").mkdir()
+    (tmp_path / "eu").mkdir()
+    us = Berth(str(tmp_path / "us"))
+    eu = Berth(str(tmp_path / "eu"), extra_env={"BERTH_REGION": EU}, drop_env=ROOT_ENV)
+    try:
+        from botocore.exceptions import ClientError
+        with pytest.raises(ClientError):
+            eu.client().describe_repositories()
+        read_only = {"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Action": ["ecr:DescribeRepositories"], "Resource": "*"}]}
+        key, secret = us.create_user("ci", policy=read_only)
+        us.admin("create-group", "builders")
+        us.admin("add-user-to-group", "builders", "ci")
+        us.admin("create-policy", "pushers", "-", stdin=json.dumps(read_only))
+        report = share_identities(us, eu, tmp_path)
+        assert report == {"UsersCreated": 1, "GroupsCreated": 1, "PoliciesCreated": 1, "PoliciesUpdated": 0,
+                          "AccessKeysAdded": 2, "AccessKeysSkipped": []}, report
+        assert eu.client().describe_repositories()["repositories"] == []
+        ci = eu.client(key=key, secret=secret)
+        assert ci.describe_repositories()["repositories"] == []
+        with pytest.raises(ClientError) as e:
+            ci.create_repository(repositoryName="not-allowed")
+        assert e.value.response["Error"]["Code"] == "AccessDeniedException"
+        user = eu.admin("show-user", "ci")
+        assert user["Groups"] == ["builders"] and user["PolicyNames"] == ["inline"]
+        assert user["User"]["UserId"] == us.admin("show-user", "ci")["User"]["UserId"]
+        # Again: nothing new; a key deactivated at the source follows; a key deleted here stays gone.
+        us.admin("update-access-key", "ci", key, "--status", "Inactive")
+        assert share_identities(us, eu, tmp_path)["AccessKeysAdded"] == 0
+        with pytest.raises(ClientError):
+            ci.describe_repositories()
+        eu.admin("delete-access-key", "ci", key)
+        assert share_identities(us, eu, tmp_path)["AccessKeysSkipped"] == [key]
+        # A wrong transport key changes nothing.
+        us.admin("export-identities", "--output", str(tmp_path / "again.json"))
+        p = subprocess.run([__import__("conftest").berth_bin(), "admin", "import-identities", "--input", str(tmp_path / "again.json"),
+                            "--transport-key", __import__("base64").b64encode(os.urandom(32)).decode(),
+                            "--data-dir", os.path.join(eu.data_dir, "data")],
+                           capture_output=True, text=True, env=dict(os.environ, BERTH_ACCOUNT_ID=ACCOUNT_ID, BERTH_REGION=EU, **eu.command_env))
+        assert p.returncode != 0 and "does not open with this transport key" in p.stderr, p.stderr
+    finally:
+        us.stop()
+        eu.stop()
+
+
+def signed(url, method, key, secret, region, service="berth-replication", body=b""):
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    req = AWSRequest(method=method, url=url, data=body,
+                     headers={"x-amz-content-sha256": hashlib.sha256(body).hexdigest()})
+    SigV4Auth(Credentials(key, secret), service, region).add_auth(req)
+    return requests.request(method, url, headers=dict(req.headers), data=body)
+
+
+def test_only_the_peers_credential_opens_the_replication_route(regions):
+    us, eu = regions
+    url = f"{eu.endpoint}/berth/replication/v1/repository?source={ACCOUNT_ID}&registry={ACCOUNT_ID}&repository=x"
+    # Unsigned; signed with the account root's own key (for the route's service or for ECR).
+    for r in (requests.post(url), signed(url, "POST", KEY_ID, SECRET, EU), signed(url, "POST", KEY_ID, SECRET, EU, "ecr")):
+        assert r.status_code == 403 and r.json()["failureCode"] == "PEER_REFUSED", r.text
+    # The peer's credential works, only for the accounts the peer holds and registries served here.
+    token = json.loads(__import__("base64").urlsafe_b64decode(
+        us.admin("add-replication-peer", "--region", EU)["PeerToken"].split(".", 1)[1] + "=="))
+    key, secret = token["accessKeyId"], token["secretAccessKey"]
+    assert signed(url, "POST", key, secret, EU).status_code == 200
+    assert signed(url, "POST", key, secret, "us-east-1").status_code == 403, "signed for another region"
+    foreign = url.replace(f"source={ACCOUNT_ID}", "source=555555555555")
+    r = signed(foreign, "POST", key, secret, EU)
+    assert r.status_code == 403 and r.json()["failureCode"] == "REPLICATION_NOT_AUTHORIZED", r.text
+    unserved = url.replace(f"registry={ACCOUNT_ID}", "registry=555555555555")
+    r = signed(unserved, "POST", key, secret, EU)
+    assert r.json() == {"failureCode": "DESTINATION_REGISTRY_NOT_FOUND", "retry": False,
+                        "message": "registry 555555555555 is not served in eu-west-1"}
+    # An ordinary API call with the peer's key is refused: it belongs to no user.
+    from botocore.exceptions import ClientError
+    with pytest.raises(ClientError) as e:
+        eu.client(key=key, secret=secret).describe_repositories()
+    assert e.value.response["Error"]["Code"] == "UnrecognizedClientException"
+    # A region with no peer cannot be a destination; removing the peer refuses its key at once.
+    with pytest.raises(ClientError) as e:
+        us.client().put_replication_configuration(replicationConfiguration=config(rule(("ap-south-1", ACCOUNT_ID))))
+    assert "region 'ap-south-1'" in e.value.response["Error"]["Message"]
+    eu.admin("remove-replication-peer", "--region", "us-east-1")
+    assert signed(url, "POST", key, secret, EU).json()["failureCode"] == "PEER_REFUSED"
+
+
+def metric(port, name):
+    text = requests.get(f"http://127.0.0.1:{port}/metrics").text
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name + "{"))
+
+
+@single_node("it kills and restarts both deployments' processes")
+def test_a_transfer_survives_kill_9_of_either_side(tmp_path):
+    (tmp_path / "us").mkdir()
+    (tmp_path / "eu").mkdir()
+    metrics_port, eu_port = free_port(), free_port()
+    # Slowed to 8 MiB/s, so that the 64 MiB layer is provably part-way when the destination dies.
+    us_env = {"BERTH_METRICS_LISTEN": f"127.0.0.1:{metrics_port}", "BERTH_REPLICATION_MAX_BYTES_PER_SECOND": str(8 << 20)}
+    us = Berth(str(tmp_path / "us"), extra_env=us_env)
+    eu_env = {"BERTH_REGION": EU}
+    eu = Berth(str(tmp_path / "eu"), extra_env=eu_env, listen=f"127.0.0.1:{eu_port}")
+    try:
+        pair(us, eu)
+        a = us.client()
+        a.create_repository(repositoryName="big")
+        a.put_replication_configuration(replicationConfiguration=config(rule((EU, ACCOUNT_ID))))
+        layer = os.urandom(64 << 20)
+        s = requests.Session()
+        s.auth = ("AWS", us.token())
+        layer_digest = "sha256:" + hashlib.sha256(layer).hexdigest()
+        cfg = json.dumps({"architecture": "amd64", "os": "linux"}).encode()
+        cfg_digest = "sha256:" + hashlib.sha256(cfg).hexdigest()
+        for data, d in ((layer, layer_digest), (cfg, cfg_digest)):
+            assert s.post(f"{us.endpoint}/v2/big/blobs/uploads/?digest={d}", data=data).status_code == 201
+        manifest = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                               "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cfg_digest, "size": len(cfg)},
+                               "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer_digest, "size": len(layer)}]}).encode()
+        r = s.put(f"{us.endpoint}/v2/big/manifests/v1", data=manifest,
+                  headers={"Content-Type": "application/vnd.oci.image.manifest.v1+json"})
+        assert r.status_code == 201, r.text
+        digest = r.headers["Docker-Content-Digest"]
+        deadline = time.time() + 30
+        while metric(metrics_port, "berth_replication_bytes_sent_total") < 20 << 20:
+            assert time.time() < deadline, "the transfer did not start"
+            time.sleep(0.1)
+        sent_before = metric(metrics_port, "berth_replication_bytes_sent_total")
+        assert 0 < sent_before < 64 << 20, sent_before
+        eu.proc.send_signal(signal.SIGKILL)
+        eu.proc.wait()
+        eu.log.close()
+        eu = Berth(str(tmp_path / "eu"), extra_env=eu_env, listen=f"127.0.0.1:{eu_port}")
+        assert wait_replicated(a, "big", digest, timeout=120)[0]["status"] == "COMPLETE"
+        # At least the first 16 MiB part was acknowledged before the kill: the rest, and no
+        # more, is sent again (a transfer started over would send all 64 MiB again).
+        again = metric(metrics_port, "berth_replication_bytes_sent_total") - sent_before
+        assert 0 < again <= (64 << 20) - (16 << 20), f"resumed, not sent again whole: {again} bytes after the restart"
+        got = manifest_of(eu, "big", "v1")
+        assert got.status_code == 200 and got.headers["Docker-Content-Digest"] == digest
+        e = requests.Session()
+        e.auth = ("AWS", eu.token())
+        blob = e.get(f"{eu.endpoint}/v2/big/blobs/{layer_digest}")
+        assert blob.status_code == 200 and blob.content == layer, "bit-identical"
+
+        # Jobs queued while the destination is down, then the source killed: after both are
+        # back, they finish.
+        eu.stop()
+        queued = [push_image(us, "big", f"q{i}", 100 + i)[0] for i in range(3)]
+        time.sleep(1)
+        us.proc.send_signal(signal.SIGKILL)
+        us.proc.wait()
+        us.log.close()
+        eu = Berth(str(tmp_path / "eu"), extra_env=eu_env, listen=f"127.0.0.1:{eu_port}")
+        us = Berth(str(tmp_path / "us"), extra_env=us_env)
+        a = us.client()
+        for d in queued:
+            assert wait_replicated(a, "big", d, timeout=120)[0]["status"] == "COMPLETE"
+            assert manifest_of(eu, "big", d).status_code == 200
+    finally:
+        us.stop()
+        eu.stop()
