@@ -23,6 +23,7 @@ mod latency;
 mod load;
 mod policy;
 mod pull_through;
+mod replication;
 mod scan;
 mod server;
 
@@ -88,6 +89,11 @@ struct Args {
     /// in 16 MiB ranges, manifest GET at c=32, and one core's AES-GCM rate.
     #[arg(long)]
     encryption_only: bool,
+    /// Only replication: two deployments paired as peers; the lag of 100 small images pushed
+    /// back to back (p50, p99), and a `--blob-mib` image replicated against `skopeo copy`
+    /// between the same two (throughput, CPU).
+    #[arg(long)]
+    replication_only: bool,
     /// Real OSV records whose shapes the scan benchmark's records copy (default: the shared
     /// data set, else tests/fixtures/osv).
     #[arg(long)]
@@ -636,6 +642,11 @@ async fn main() -> anyhow::Result<()> {
     }
     if args.encryption_only {
         let table = encryption::run(&berth, &args.reference, args.rounds, args.seconds, args.blob_mib).await?;
+        println!("{table}");
+        return Ok(());
+    }
+    if args.replication_only {
+        let table = replication::run(&berth, args.rounds, args.blob_mib).await?;
         println!("{table}");
         return Ok(());
     }

@@ -34,6 +34,10 @@ pub struct Server {
     pub host: String,
     /// `Authorization` value for `/v2/` (Berth's registry token), if the server needs one.
     pub auth: Option<String>,
+    /// A Berth's data directory (for `berth admin` beside it).
+    pub data_dir: std::path::PathBuf,
+    /// The region its API calls are signed for (`BERTH_REGION` among the options' environment).
+    pub region: String,
     _dir: tempfile::TempDir,
 }
 
@@ -97,7 +101,9 @@ impl Server {
                 Command::new(reference).arg("serve").arg(&config).stdout(Stdio::null()).stderr(log).spawn()?
             }
         };
-        let mut server = Server { child, base: format!("http://{host}"), host, auth: None, _dir: dir };
+        let region = opts.env.iter().find(|(k, _)| *k == "BERTH_REGION").map_or("us-east-1", |(_, v)| v).to_string();
+        let mut server =
+            Server { child, base: format!("http://{host}"), host, auth: None, data_dir, region, _dir: dir };
         let deadline = Instant::now() + Duration::from_secs(20);
         while std::net::TcpStream::connect(&server.host).is_err() {
             anyhow::ensure!(Instant::now() < deadline, "{} did not start", kind.label());
@@ -125,7 +131,12 @@ impl Server {
 
     /// One ECR API call signed with the given key.
     pub fn ecr_as(&self, key_id: &str, secret: &str, op: &str, body: &str) -> anyhow::Result<String> {
-        ecr_call(&self.host, key_id, secret, op, body)
+        signed_call(&self.host, &self.region, key_id, secret, &format!("{ECR_TARGET}{op}"), body)
+    }
+
+    /// One call of Berth's extension target, signed with the root key.
+    pub fn berth_op(&self, op: &str, body: &str) -> anyhow::Result<String> {
+        signed_call(&self.host, &self.region, ROOT_KEY_ID, ROOT_SECRET, &format!("Berth_20261201.{op}"), body)
     }
 
     pub fn pid(&self) -> u32 {
@@ -182,17 +193,32 @@ impl Drop for Server {
     }
 }
 
-/// One signed ECR API call to the Berth at `host`; returns the response body.
+const ECR_TARGET: &str = "AmazonEC2ContainerRegistry_V20150921.";
+
+/// One signed ECR API call to the Berth at `host` (in us-east-1); returns the response body.
 pub fn ecr_call(host: &str, key_id: &str, secret: &str, op: &str, body: &str) -> anyhow::Result<String> {
+    signed_call(host, "us-east-1", key_id, secret, &format!("{ECR_TARGET}{op}"), body)
+}
+
+/// One JSON 1.1 call of `target` (`<prefix>.<Operation>`), SigV4-signed for `ecr` in `region`.
+fn signed_call(
+    host: &str,
+    region: &str,
+    key_id: &str,
+    secret: &str,
+    target: &str,
+    body: &str,
+) -> anyhow::Result<String> {
     use std::io::{Read, Write};
+    let op = target;
     let headers = vec![
         ("host".to_string(), host.to_string()),
         ("content-type".to_string(), "application/x-amz-json-1.1".to_string()),
-        ("x-amz-target".to_string(), format!("AmazonEC2ContainerRegistry_V20150921.{op}")),
+        ("x-amz-target".to_string(), target.to_string()),
     ];
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs() as i64;
     let (date, auth) =
-        berth_auth::sigv4::sign("POST", "/", "", &headers, body.as_bytes(), key_id, secret, "us-east-1", "ecr", now);
+        berth_auth::sigv4::sign("POST", "/", "", &headers, body.as_bytes(), key_id, secret, region, "ecr", now);
     let mut s = std::net::TcpStream::connect(host)?;
     let mut req = String::from("POST / HTTP/1.0\r\n");
     for (k, v) in &headers {

@@ -331,6 +331,24 @@ def unseal(data_dir, kind, ident, sealed):
     return AESGCM(keys[version]).decrypt(raw[:12], raw[12:], aad)
 
 
+def berth_api(berth, op, body, key=KEY_ID, secret=SECRET):
+    """A raw SigV4-signed call of Berth's own target (botocore's model has no such operations);
+    returns (HTTP status, JSON body)."""
+    import json
+
+    import requests
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    data = json.dumps(body)
+    headers = {"Content-Type": "application/x-amz-json-1.1", "X-Amz-Target": f"Berth_20261201.{op}"}
+    req = AWSRequest(method="POST", url=berth.endpoint + "/", data=data, headers=headers)
+    SigV4Auth(Credentials(key, secret), "ecr", berth.region).add_auth(req)
+    r = requests.post(berth.endpoint + "/", data=data, headers=dict(req.headers))
+    return r.status_code, r.json()
+
+
 def push_image(berth, repo, tag, seed):
     """Pushes a small OCI image over /v2/ with a registry token; returns (digest, manifest, layer digest)."""
     import hashlib

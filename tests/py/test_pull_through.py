@@ -21,7 +21,7 @@ import time
 import botocore.exceptions
 import pytest
 
-from conftest import ACCOUNT_ID, CLUSTER, KEY_ID, REGION, SECRET, Berth, Cluster, free_port, single_node
+from conftest import ACCOUNT_ID, CLUSTER, KEY_ID, REGION, SECRET, Berth, Cluster, berth_api, free_port, single_node
 from test_docker_flow import rootfs_tar
 
 USER, PASSWORD = "puller", "upstream-pass-1"
@@ -662,21 +662,6 @@ def test_a_fill_needs_the_import_and_create_actions(berth, upstream, tmp_path, d
             break
         time.sleep(0.1)
     assert session(pull_actions).get(url).status_code == 200
-
-
-def berth_api(berth, op, body, key=KEY_ID, secret=SECRET):
-    """A raw SigV4-signed call of Berth's own target (botocore's model has no such operations)."""
-    import requests
-    from botocore.auth import SigV4Auth
-    from botocore.awsrequest import AWSRequest
-    from botocore.credentials import Credentials
-
-    data = json.dumps(body)
-    headers = {"Content-Type": "application/x-amz-json-1.1", "X-Amz-Target": f"Berth_20261201.{op}"}
-    req = AWSRequest(method="POST", url=berth.endpoint + "/", data=data, headers=headers)
-    SigV4Auth(Credentials(key, secret), "ecr", REGION).add_auth(req)
-    r = requests.post(berth.endpoint + "/", data=data, headers=dict(req.headers))
-    return r.status_code, r.json()
 
 
 def test_a_moved_tag_is_seen_after_the_refresh_interval_and_not_before(berth, docker, upstream, tmp_path):

@@ -279,11 +279,12 @@ def test_a_transfer_survives_kill_9_of_either_side(tmp_path):
         while metric(metrics_port, "berth_replication_bytes_sent_total") < 20 << 20:
             assert time.time() < deadline, "the transfer did not start"
             time.sleep(0.1)
-        sent_before = metric(metrics_port, "berth_replication_bytes_sent_total")
-        assert 0 < sent_before < 64 << 20, sent_before
         eu.proc.send_signal(signal.SIGKILL)
         eu.proc.wait()
         eu.log.close()
+        time.sleep(0.5)  # the part in flight fails: nothing more is counted
+        sent_before = metric(metrics_port, "berth_replication_bytes_sent_total")
+        assert 0 < sent_before < 64 << 20, sent_before
         eu = Berth(str(tmp_path / "eu"), extra_env=eu_env, listen=f"127.0.0.1:{eu_port}")
         assert wait_replicated(a, "big", digest, timeout=120)[0]["status"] == "COMPLETE"
         # At least the first 16 MiB part was acknowledged before the kill: the rest, and no
@@ -311,6 +312,254 @@ def test_a_transfer_survives_kill_9_of_either_side(tmp_path):
         for d in queued:
             assert wait_replicated(a, "big", d, timeout=120)[0]["status"] == "COMPLETE"
             assert manifest_of(eu, "big", d).status_code == 200
+    finally:
+        us.stop()
+        eu.stop()
+
+
+def sha(data):
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def oci_layout(path, platforms):
+    """An OCI image layout holding an index of one small image per platform, tagged v1;
+    returns (index digest, child digests)."""
+    blobs = path / "blobs" / "sha256"
+    blobs.mkdir(parents=True)
+
+    def put(data):
+        (blobs / sha(data).split(":")[1]).write_bytes(data)
+        return {"digest": sha(data), "size": len(data)}
+
+    children = []
+    for arch in platforms:
+        cfg = put(json.dumps({"architecture": arch, "os": "linux", "rootfs": {"type": "layers", "diff_ids": []}}).encode())
+        layer = put(os.urandom(40_000))
+        m = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                        "config": dict(mediaType="application/vnd.oci.image.config.v1+json", **cfg),
+                        "layers": [dict(mediaType="application/vnd.oci.image.layer.v1.tar", **layer)]}).encode()
+        children.append(dict(mediaType="application/vnd.oci.image.manifest.v1+json",
+                             platform={"architecture": arch, "os": "linux"}, **put(m)))
+    index = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+                        "manifests": children}).encode()
+    desc = put(index)
+    (path / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
+    (path / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [
+        dict(mediaType="application/vnd.oci.image.index.v1+json", annotations={"org.opencontainers.image.ref.name": "v1"}, **desc)]}))
+    return desc["digest"], [c["digest"] for c in children]
+
+
+def push_referrer(berth, repo, subject, subject_size, kind, payload):
+    """An artifact (a signature, an SBOM) whose subject is `subject`; returns its digest."""
+    s = requests.Session()
+    s.auth = ("AWS", berth.token())
+    empty = b"{}"
+    for data in (empty, payload):
+        assert s.post(f"{berth.endpoint}/v2/{repo}/blobs/uploads/?digest={sha(data)}", data=data).status_code == 201
+    m = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                    "artifactType": kind,
+                    "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": sha(empty), "size": 2},
+                    "layers": [{"mediaType": "application/octet-stream", "digest": sha(payload), "size": len(payload)}],
+                    "subject": {"mediaType": "application/vnd.oci.image.index.v1+json", "digest": subject, "size": subject_size}}).encode()
+    r = s.put(f"{berth.endpoint}/v2/{repo}/manifests/{sha(m)}", data=m,
+              headers={"Content-Type": "application/vnd.oci.image.manifest.v1+json"})
+    assert r.status_code == 201, r.text
+    return sha(m)
+
+
+def test_a_multi_arch_image_and_its_referrers_arrive_whole(regions, tmp_path):
+    us, eu = regions
+    a = us.client()
+    a.create_repository(repositoryName="multi")
+    index, children = oci_layout(tmp_path / "layout", ["amd64", "arm64"])
+    size = len((tmp_path / "layout" / "blobs" / "sha256" / index.split(":")[1]).read_bytes())
+    # Two signatures and an SBOM, pushed before the configuration exists: they go with the image.
+    referrers = {push_referrer(us, "multi", index, size, "application/vnd.dev.cosign.artifact.sig.v1+json", b"sig-%d" % i)
+                 for i in range(2)}
+    a.put_replication_configuration(replicationConfiguration=config(rule((EU, ACCOUNT_ID))))
+    # (Referrers can be pushed before their subject: the index comes last.)
+    p = subprocess.run(["skopeo", "copy", "--all", "--preserve-digests", "--dest-tls-verify=false",
+                        "--dest-creds", f"AWS:{us.token()}", f"oci:{tmp_path / 'layout'}:v1", f"docker://{us.host}/multi:v1"],
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    referrers.add(push_referrer(us, "multi", index, size, "application/spdx+json", b'{"spdxVersion": "SPDX-2.3"}'))
+    assert wait_replicated(a, "multi", index)[0]["status"] == "COMPLETE"
+    out = tmp_path / "from-eu"
+    p = subprocess.run(["skopeo", "copy", "--all", "--preserve-digests", "--src-tls-verify=false",
+                        "--src-creds", f"AWS:{eu.token()}", f"docker://{eu.host}/multi:v1", f"oci:{out}:v1"],
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    assert json.loads((out / "index.json").read_text())["manifests"][0]["digest"] == index
+    for child in children:
+        assert (out / "blobs" / "sha256" / child.split(":")[1]).exists()
+    s = requests.Session()
+    s.auth = ("AWS", eu.token())
+    for _ in range(100):
+        got = s.get(f"{eu.endpoint}/v2/multi/referrers/{index}").json()["manifests"]
+        if {m["digest"] for m in got} == referrers:
+            break
+        time.sleep(0.2)
+    assert {m["digest"] for m in got} == referrers, got
+
+
+def test_an_immutable_tag_at_the_destination_stays_and_the_event_says_so(regions):
+    from conftest import berth_api
+
+    us, eu = regions
+    e = eu.client()
+    e.create_repository(repositoryName="imm", imageTagMutability="IMMUTABLE")
+    theirs = push_image(eu, "imm", "v1", 1)[0]
+    a = us.client()
+    a.create_repository(repositoryName="imm")
+    a.put_replication_configuration(replicationConfiguration=config(rule((EU, ACCOUNT_ID))))
+    ours = push_image(us, "imm", "v1", 2)[0]
+    status = wait_replicated(a, "imm", ours)[0]
+    assert status == {"region": EU, "registryId": ACCOUNT_ID, "status": "COMPLETE"}, status
+    assert manifest_of(eu, "imm", "v1").headers["Docker-Content-Digest"] == theirs
+    assert manifest_of(eu, "imm", ours).status_code == 200, "the replica, by digest"
+    time.sleep(2.5)  # (a retry would show as another attempt and event)
+    code, out = berth_api(us, "ListReplicationEvents", {"repositoryName": "imm"})
+    assert code == 200, out
+    [event] = out["events"]
+    assert event["imageDigest"] == ours and event["status"] == "COMPLETE"
+    assert event["imageTags"] == ["v1"] and event["droppedTags"] == ["v1"]
+    cli = json.loads(us.cli("replication", "events", "--repository", "imm").stdout)
+    assert [(x["digest"], x["droppedTags"]) for x in cli] == [(ours, ["v1"])]
+
+
+def test_tag_filters_and_exact_names_narrow_a_rule_and_a_backfill_sends_the_rest(regions):
+    from conftest import berth_api
+
+    us, eu = regions
+    a = us.client()
+    for repo in ("prod/api", "prod/apis", "dev/api"):
+        a.create_repository(repositoryName=repo)
+    before = {repo: push_image(us, repo, "v0", i)[0] for i, repo in enumerate(("prod/api", "prod/apis", "dev/api"))}
+    a.put_replication_configuration(replicationConfiguration=config(rule((EU, ACCOUNT_ID), prefixes=["dev/"])))
+    code, out = berth_api(us, "PutReplicationRuleExtensions",
+                          {"ruleIndex": 0, "repositoryNames": ["prod/api"], "tagFilters": ["v*", "release-*"]})
+    assert code == 200, out
+    got = out["replicationConfiguration"]["rules"][0]
+    assert got["berthRepositoryNames"] == ["prod/api"] and got["berthTagFilters"] == ["v*", "release-*"]
+    # ECR's operations never show them; a put of the same rule through ECR's keeps them.
+    assert a.describe_registry()["replicationConfiguration"] == config(rule((EU, ACCOUNT_ID), prefixes=["dev/"]))
+    a.put_replication_configuration(replicationConfiguration=config(rule((EU, ACCOUNT_ID), prefixes=["dev/"])))
+    assert berth_api(us, "GetReplicationConfiguration", {})[1]["replicationConfiguration"]["rules"][0] == got
+    code, out = berth_api(us, "PutReplicationRuleExtensions", {"ruleIndex": 3, "tagFilters": ["v*"]})
+    assert code == 400 and out["__type"] == "InvalidParameterException", out
+
+    api = push_image(us, "prod/api", "v1", 10)[0]
+    nightly = push_image(us, "prod/api", "nightly", 11)[0]
+    apis = push_image(us, "prod/apis", "v1", 12)[0]
+    dev = push_image(us, "dev/api", "v1", 13)[0]
+    assert wait_replicated(a, "prod/api", api)[0]["status"] == "COMPLETE"
+    assert wait_replicated(a, "dev/api", dev)[0]["status"] == "COMPLETE"
+    for repo, d in (("prod/api", nightly), ("prod/apis", apis)):
+        assert a.describe_image_replication_status(repositoryName=repo, imageId={"imageDigest": d})[
+            "replicationStatuses"] == [], repo
+    assert manifest_of(eu, "prod/api", "v1").status_code == 200
+    assert manifest_of(eu, "prod/api", nightly).status_code == 404
+    e = eu.client()
+    with pytest.raises(e.exceptions.RepositoryNotFoundException):
+        e.describe_repositories(repositoryNames=["prod/apis"])
+
+    # What was pushed before the rules: only a backfill sends it, as the rules take it now.
+    assert manifest_of(eu, "prod/api", before["prod/api"]).status_code == 404
+    out = json.loads(us.cli("replication", "backfill", "--wait").stdout)
+    assert out["queued"] == 2 and out["complete"] == 2 and out["waiting"] == 0, out
+    assert {(j["repository"], j["digest"]) for j in out["jobs"]} == {
+        ("prod/api", before["prod/api"]), ("dev/api", before["dev/api"])}
+    for repo in ("prod/api", "dev/api"):
+        assert manifest_of(eu, repo, "v0").headers["Docker-Content-Digest"] == before[repo]
+    assert json.loads(us.cli("replication", "backfill").stdout)["queued"] == 0, "nothing left to send"
+
+
+def test_a_replica_is_sealed_by_the_destination_regions_settings(regions):
+    """From a KMS repository of us-east-1: an AES256 replica in eu-west-1 (no template: the
+    blob is opened at the source and sealed again there), then a KMS one under eu-west-1's own
+    key (its REPLICATION template); that key disabled → FAILED with KMS_KEY_UNAVAILABLE."""
+    us, eu = regions
+    a, e = us.client(), eu.client()
+    us_key = us.client("kms").create_key(Description="source")["KeyMetadata"]
+    for name in ("plain/app", "sealed/app"):
+        a.create_repository(repositoryName=name, encryptionConfiguration={"encryptionType": "KMS", "kmsKey": us_key["Arn"]})
+    eu_kms = eu.client("kms")
+    eu_key = eu_kms.create_key(Description="destination")["KeyMetadata"]
+    assert ":eu-west-1:" in eu_key["Arn"]
+    e.create_repository_creation_template(prefix="sealed", appliedFor=["REPLICATION"],
+                                          encryptionConfiguration={"encryptionType": "KMS", "kmsKey": eu_key["Arn"]})
+    a.put_replication_configuration(replicationConfiguration=config(rule((EU, ACCOUNT_ID))))
+
+    d1, _, layer1 = push_image(us, "plain/app", "v1", 1)
+    assert wait_replicated(a, "plain/app", d1)[0]["status"] == "COMPLETE"
+    assert e.describe_repositories(repositoryNames=["plain/app"])["repositories"][0]["encryptionConfiguration"] == {
+        "encryptionType": "AES256"}, "never the source's key"
+    d2, _, layer2 = push_image(us, "sealed/app", "v1", 2)
+    assert wait_replicated(a, "sealed/app", d2)[0]["status"] == "COMPLETE"
+    assert e.describe_repositories(repositoryNames=["sealed/app"])["repositories"][0]["encryptionConfiguration"] == {
+        "encryptionType": "KMS", "kmsKey": eu_key["Arn"]}
+    s = requests.Session()
+    s.auth = ("AWS", eu.token())
+    for repo, d, layer in (("plain/app", d1, layer1), ("sealed/app", d2, layer2)):
+        assert manifest_of(eu, repo, "v1").headers["Docker-Content-Digest"] == d
+        blob = s.get(f"{eu.endpoint}/v2/{repo}/blobs/{layer}")
+        assert blob.status_code == 200 and sha(blob.content) == layer
+
+    eu_kms.disable_key(KeyId=eu_key["KeyId"])
+    d3 = push_image(us, "sealed/app", "v2", 3)[0]
+    assert wait_replicated(a, "sealed/app", d3)[0] == {
+        "region": EU, "registryId": ACCOUNT_ID, "status": "FAILED", "failureCode": "KMS_KEY_UNAVAILABLE"}
+    eu_kms.enable_key(KeyId=eu_key["KeyId"])
+    with pytest.raises(e.exceptions.ImageNotFoundException):
+        e.describe_images(repositoryName="sealed/app", imageIds=[{"imageDigest": d3}])
+
+
+@pytest.mark.skipif(not __import__("conftest").CLUSTER, reason="the cluster run's: it kills the node holding a job")
+def test_a_job_of_a_killed_node_is_finished_by_another(tmp_path):
+    """Both regions as three nodes on PostgreSQL + S3; the node of us-east-1 running a slowed
+    64 MiB replication is killed with `kill -9`: another node takes the job over once its claim
+    is no longer renewed, and the replica arrives whole."""
+    from conftest import _psql
+
+    (tmp_path / "us").mkdir()
+    (tmp_path / "eu").mkdir()
+    us = Berth(str(tmp_path / "us"), extra_env={"BERTH_REPLICATION_MAX_BYTES_PER_SECOND": str(4 << 20)})
+    eu = Berth(str(tmp_path / "eu"), extra_env={"BERTH_REGION": EU})
+    try:
+        pair(us, eu)
+        a = us.client()
+        a.create_repository(repositoryName="big")
+        a.put_replication_configuration(replicationConfiguration=config(rule((EU, ACCOUNT_ID))))
+        layer = os.urandom(64 << 20)
+        s = requests.Session()
+        s.auth = ("AWS", us.token())
+        cfg = json.dumps({"architecture": "amd64", "os": "linux"}).encode()
+        for data in (layer, cfg):
+            assert s.post(f"{us.endpoint}/v2/big/blobs/uploads/?digest={sha(data)}", data=data).status_code == 201
+        manifest = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                               "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": sha(cfg), "size": len(cfg)},
+                               "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": sha(layer), "size": len(layer)}]}).encode()
+        r = s.put(f"{us.endpoint}/v2/big/manifests/v1", data=manifest,
+                  headers={"Content-Type": "application/vnd.oci.image.manifest.v1+json"})
+        assert r.status_code == 201, r.text
+        digest = r.headers["Docker-Content-Digest"]
+        db = us.cluster.admin_url.rsplit("/", 1)[0] + "/" + us.cluster.database
+        deadline = time.time() + 30
+        while not (holder := _psql(db, f"SELECT claimed_by FROM replication_jobs WHERE digest = '{digest}'")):
+            assert time.time() < deadline, "no node claimed the job"
+            time.sleep(0.2)
+        time.sleep(3)  # part-way: a few MiB of 64 sent
+        nodes = [open(os.path.join(d, "node-id")).read().strip() for d in us.cluster.dirs]
+        victim = nodes.index(holder)
+        us.cluster.procs[victim].send_signal(signal.SIGKILL)
+        us.cluster.procs[victim].wait()
+        assert wait_replicated(a, "big", digest, timeout=180)[0]["status"] == "COMPLETE"
+        finisher = _psql(db, f"SELECT claimed_by FROM replication_jobs WHERE digest = '{digest}'")
+        assert finisher == "", "finished and released"
+        e = requests.Session()
+        e.auth = ("AWS", eu.token())
+        blob = e.get(f"{eu.endpoint}/v2/big/blobs/{sha(layer)}")
+        assert blob.status_code == 200 and blob.content == layer
     finally:
         us.stop()
         eu.stop()

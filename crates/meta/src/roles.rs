@@ -320,6 +320,21 @@ pub trait ReplicationStore: Send + Sync + 'static {
     /// taken over. A released run still going cannot record its outcome.
     async fn release_replications(&self, worker: Option<&str>, before: i64) -> Result<u64>;
 
+    /// Queues `targets` for an image the repository holds, as a push of it with `tags` would
+    /// (a backfill of images pushed before the rules existed). `NotFound` if it
+    /// holds no such image.
+    async fn queue_replications(
+        &self,
+        repository: &str,
+        digest: &str,
+        tags: &[String],
+        targets: &[ReplicationTarget],
+    ) -> Result<()>;
+
+    /// Marks every job `worker` holds as still being run at `now` (the claim's heartbeat, so
+    /// that `release_replications(None, …)` takes over only a dead node's jobs); how many.
+    async fn renew_replication_claims(&self, worker: &str, now: i64) -> Result<u64>;
+
     /// Where an image's replications stand, one per destination, in destination order.
     async fn image_replications(&self, repository: &str, digest: &str) -> Result<Vec<ImageReplication>>;
 

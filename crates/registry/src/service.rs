@@ -941,7 +941,7 @@ impl Registry {
             return Err(RegistryError::ManifestDigestMismatch { expected: expected.clone(), actual: digest });
         }
         let repository = self.repository_for_push(name).await?;
-        let replicate_to = self.replication_targets(name).await?;
+        let replicate_to = self.replication_targets(name, &tags).await?;
         let queued = !replicate_to.is_empty();
         let put = self.store_manifest(&repository, digest, parsed, body, tags, replicate_to).await?;
         if queued {

@@ -169,6 +169,28 @@ enum ReplicationCommand {
     /// The replication queue per destination: jobs waiting (queued, or retrying after a
     /// failure), running on a node, complete and failed.
     Status,
+    /// The replications that ended (COMPLETE or FAILED), oldest first: the image, the
+    /// destination, the failure code, the tags sent and the immutable ones left out.
+    Events {
+        /// Only this repository's (of the account `--account-id` names, else the default one).
+        #[arg(long)]
+        repository: Option<String>,
+        /// Only events after this id (the last one a listing showed).
+        #[arg(long, default_value_t = 0)]
+        after: i64,
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
+    /// Queue the account's images that the replication rules cover but that never reached a
+    /// destination (pushed before a rule existed, or failed): ECR replicates only new pushes.
+    /// The running server does the copies; `--wait` shows their progress until none is left.
+    Backfill {
+        /// Only repositories whose name starts with this.
+        #[arg(long)]
+        repository_prefix: Option<String>,
+        #[arg(long)]
+        wait: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -223,9 +245,7 @@ fn main() -> ExitCode {
             Command::Migrate { to_meta, to_blobs } => migrate::migrate(config, to_meta, to_blobs).await,
             Command::Admin { command } => admin::admin(config, command).await.map(|_| ExitCode::SUCCESS),
             Command::Vulndb { command } => vulndb(config, command).await.map(|_| ExitCode::SUCCESS),
-            Command::Replication { command: ReplicationCommand::Status } => {
-                replication_status(config).await.map(|_| ExitCode::SUCCESS)
-            }
+            Command::Replication { command } => replication(config, command).await.map(|_| ExitCode::SUCCESS),
             Command::Lifecycle { command } => lifecycle(config, command).await.map(|_| ExitCode::SUCCESS),
             Command::Gc { dry_run, grace_seconds, upload_age_seconds } => {
                 gc(config, dry_run, grace_seconds, upload_age_seconds).await.map(|_| ExitCode::SUCCESS)
@@ -256,19 +276,84 @@ fn init_logging(config: &Config) {
 }
 
 /// `berth replication status`: the queue per destination, as JSON.
-async fn replication_status(config: Config) -> anyhow::Result<()> {
-    let (meta, _) = open_stores(&config).await?;
-    let queue = meta.replication_queue().await?;
+async fn replication(config: Config, command: ReplicationCommand) -> anyhow::Result<()> {
+    let (meta, blobs) = open_stores(&config).await?;
+    let account = admin::admin_account(&config, &meta).await?;
+    let default = meta.first_account().await?.unwrap_or_else(|| account.clone());
+    let registry =
+        Registry::new(meta.clone(), blobs, default.clone(), master_keys(&config)?).with_region(&config.region);
+    let out = match command {
+        ReplicationCommand::Status => {
+            let queue = registry.replication_queue().await?;
+            let rows: Vec<_> = queue
+                .iter()
+                .map(|(t, c)| {
+                    serde_json::json!({ "region": t.region, "registryId": t.registry_id, "waiting": c.waiting,
+                        "running": c.running, "complete": c.complete, "failed": c.failed })
+                })
+                .collect();
+            serde_json::json!(rows)
+        }
+        ReplicationCommand::Events { repository, after, limit } => {
+            let key = repository.map(|r| berth_registry::repositories::repository_key(&default, &account, &r));
+            let events = registry.replication_events(key.as_deref(), after, limit).await?;
+            let rows: Vec<_> = events
+                .iter()
+                .map(|e| {
+                    serde_json::json!({ "id": e.id, "at": berth_iam::format_iso8601(e.at / 1000),
+                        "repository": e.repository, "digest": e.digest, "region": e.target.region,
+                        "registryId": e.target.registry_id, "status": e.status.as_str(),
+                        "failureCode": e.failure_code, "tags": e.tags, "droppedTags": e.dropped_tags })
+                })
+                .collect();
+            serde_json::json!(rows)
+        }
+        ReplicationCommand::Backfill { repository_prefix, wait } => {
+            let jobs = registry.backfill_replication(&account, repository_prefix.as_deref()).await?;
+            eprintln!("queued {} replications", jobs.len());
+            let mut counts = serde_json::json!({ "queued": jobs.len() });
+            if wait {
+                loop {
+                    let (complete, failed, waiting) = backfill_progress(&registry, &jobs).await?;
+                    counts = serde_json::json!({ "queued": jobs.len(), "complete": complete, "failed": failed,
+                        "waiting": waiting });
+                    eprintln!("{counts}");
+                    if waiting == 0 {
+                        break;
+                    }
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                }
+            }
+            counts["jobs"] = serde_json::json!(jobs);
+            counts
+        }
+    };
     meta.close().await;
-    let out: Vec<_> = queue
-        .iter()
-        .map(|(t, c)| {
-            serde_json::json!({ "region": t.region, "registryId": t.registry_id, "waiting": c.waiting,
-                "running": c.running, "complete": c.complete, "failed": c.failed })
-        })
-        .collect();
     println!("{}", serde_json::to_string_pretty(&out)?);
     Ok(())
+}
+
+/// How many of a backfill's jobs are complete, failed, and still waiting or running.
+async fn backfill_progress(
+    registry: &Registry,
+    jobs: &[berth_registry::replication::backfill::BackfillJob],
+) -> anyhow::Result<(usize, usize, usize)> {
+    let (mut complete, mut failed, mut waiting) = (0, 0, 0);
+    for job in jobs {
+        let digest = berth_oci::Digest::parse(&job.digest).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let status = registry
+            .image_replications(&job.repository, &digest)
+            .await?
+            .into_iter()
+            .find(|r| r.target.region == job.region && r.target.registry_id == job.registry_id)
+            .map(|r| r.status);
+        match status {
+            Some(berth_meta::ReplicationStatus::Complete) => complete += 1,
+            Some(berth_meta::ReplicationStatus::Failed) => failed += 1,
+            _ => waiting += 1,
+        }
+    }
+    Ok((complete, failed, waiting))
 }
 
 async fn vulndb(config: Config, command: VulndbCommand) -> anyhow::Result<()> {

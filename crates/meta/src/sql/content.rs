@@ -185,7 +185,7 @@ impl ContentStore for Meta {
                     return Err(MetaError::TagImmutable(tag.clone()));
                 }
             }
-            queue_replications(&mut tx, repository, m.digest.as_str(), tags, &m.replicate_to, now).await?;
+            queue_jobs(&mut tx, repository, m.digest.as_str(), tags, &m.replicate_to, now).await?;
             tx.commit().await.map_err(commit_failed)
         })
     }

@@ -30,7 +30,7 @@ fn tags_of(text: Option<&str>) -> Result<Vec<String>> {
 /// Queues `targets` for the image `digest` of the repository `id` names, pushed with `tags`,
 /// in the push's transaction. A job still waiting keeps the tags it had too (two pushes of
 /// one image before it ran); every job is a new generation, due at once.
-async fn queue_replications(
+async fn queue_jobs(
     tx: &mut Transaction<'static, Db>,
     repository: &str,
     digest: &str,
@@ -176,6 +176,45 @@ impl ReplicationStore for Meta {
         )
         .bind(worker)
         .bind(before)
+        .execute(self.writes())
+        .await
+        .map_err(backend)?;
+        Ok(done.rows_affected())
+    }
+
+    async fn queue_replications(
+        &self,
+        repository: &str,
+        digest: &str,
+        tags: &[String],
+        targets: &[ReplicationTarget],
+    ) -> Result<()> {
+        retry_transient!({
+            let mut tx = self.begin_write().await.map_err(backend)?;
+            let held: Option<i64> = sqlx::query_scalar(
+                "SELECT CAST(1 AS BIGINT) FROM manifests m JOIN repositories r ON r.id = m.repository_id \
+                 WHERE r.name = $1 AND m.digest = $2",
+            )
+            .bind(repository)
+            .bind(digest)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(backend)?;
+            if held.is_none() {
+                return Err(MetaError::NotFound);
+            }
+            queue_jobs(&mut tx, repository, digest, tags, targets, now_ms()).await?;
+            tx.commit().await.map_err(commit_failed)?;
+            Ok(())
+        })
+    }
+
+    async fn renew_replication_claims(&self, worker: &str, now: i64) -> Result<u64> {
+        let done = sqlx::query(
+            "UPDATE replication_jobs SET claimed_at = $2 WHERE status = 'IN_PROGRESS' AND claimed_by = $1",
+        )
+        .bind(worker)
+        .bind(now)
         .execute(self.writes())
         .await
         .map_err(backend)?;

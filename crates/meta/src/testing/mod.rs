@@ -239,6 +239,7 @@ macro_rules! replication_store_conformance {
                     released_claims_run_again,
                     concurrent_workers_never_claim_a_job_twice,
                     an_ended_replication_is_recorded_as_an_event,
+                    an_image_already_stored_is_queued_by_a_backfill,
                     peers_are_kept_per_region_and_found_by_their_key,
                 ]
             );

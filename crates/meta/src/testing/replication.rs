@@ -146,9 +146,13 @@ pub async fn released_claims_run_again(meta: Store) {
     assert!(!meta.finish_replication(&mine[0], "node-a", &done).await.unwrap());
     let resumed = meta.claim_replications("node-c", t0 + 20, 10).await.unwrap();
     assert_eq!(resumed.iter().map(|j| j.digest.clone()).collect::<Vec<_>>(), [mine[0].digest.clone()]);
-    // A dead node's claims, older than the cut-off, are taken over; newer ones are left.
+    // A dead node's claims, older than the cut-off, are taken over; newer ones are left, and
+    // so are those whose node renews them (it is alive).
     assert_eq!(meta.release_replications(None, t0 + 5).await.unwrap(), 0, "claimed after the cut-off");
-    assert_eq!(meta.release_replications(None, t0 + 15).await.unwrap(), 1);
+    assert_eq!(meta.renew_replication_claims("node-b", t0 + 16).await.unwrap(), 1);
+    assert_eq!(meta.release_replications(None, t0 + 15).await.unwrap(), 0, "renewed after the cut-off");
+    assert_eq!(meta.renew_replication_claims("node-x", t0 + 40).await.unwrap(), 0);
+    assert_eq!(meta.release_replications(None, t0 + 17).await.unwrap(), 1);
     assert!(!meta.finish_replication(&theirs[0], "node-b", &done).await.unwrap());
     assert_eq!(meta.claim_replications("node-c", t0 + 30, 10).await.unwrap()[0].digest, theirs[0].digest);
 }
@@ -257,4 +261,25 @@ pub async fn peers_are_kept_per_region_and_found_by_their_key(meta: Store) {
     assert!(meta.delete_replication_peer("ap-northeast-1").await.unwrap());
     assert!(!meta.delete_replication_peer("ap-northeast-1").await.unwrap());
     assert_eq!(meta.replication_peers().await.unwrap().len(), 1);
+}
+
+pub async fn an_image_already_stored_is_queued_by_a_backfill(meta: Store) {
+    repository(meta.as_ref(), "repo/app").await;
+    let eu = target("eu-west-1", "111111111111");
+    let m = push(meta.as_ref(), "img-1", &["v1"], &[]).await;
+    assert!(meta.image_replications("repo/app", m.digest.as_str()).await.unwrap().is_empty());
+    meta.queue_replications("repo/app", m.digest.as_str(), &tags(&["v1"]), std::slice::from_ref(&eu)).await.unwrap();
+    let statuses = meta.image_replications("repo/app", m.digest.as_str()).await.unwrap();
+    assert_eq!(
+        statuses.iter().map(|s| (&s.target, s.status)).collect::<Vec<_>>(),
+        [(&eu, ReplicationStatus::InProgress)]
+    );
+    let jobs = meta.claim_replications("node-a", now_ms(), 10).await.unwrap();
+    assert_eq!((jobs.len(), jobs[0].tags.clone()), (1, tags(&["v1"])));
+    // Only an image the repository holds.
+    let absent = digest("absent");
+    assert!(matches!(
+        meta.queue_replications("repo/app", absent.as_str(), &[], std::slice::from_ref(&eu)).await,
+        Err(MetaError::NotFound)
+    ));
 }

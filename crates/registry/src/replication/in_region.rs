@@ -13,11 +13,15 @@ impl Registry {
     /// Copies the job's image into another account of this region: index children first,
     /// then the image with the tags it was pushed with, then its referrers. Returns the tags
     /// left out (see `store_replica`).
-    pub(super) async fn replicate_in_region(&self, job: &ReplicationJob) -> Result<Vec<String>, Failure> {
+    pub(super) async fn replicate_in_region(
+        &self,
+        job: &ReplicationJob,
+        tags: &[String],
+    ) -> Result<Vec<String>, Failure> {
         let (source_account, name, digest) = self.job_image(job)?;
         let destination = repository_key(self.registry_id(), &job.target.registry_id, &name);
         let repository = self.replica_repository(&source_account, &destination).await?;
-        let dropped = self.copy_image(&job.repository, &repository, &digest, &job.tags).await?;
+        let dropped = self.copy_image(&job.repository, &repository, &digest, tags).await?;
         for referrer in self.meta().referrers(&job.repository, &digest, None).await? {
             let Ok(d) = Digest::parse(&referrer.digest) else { continue };
             self.copy_image(&job.repository, &repository, &d, &[]).await?;

@@ -7,6 +7,7 @@
 //! `receive` takes it in. Either way the destination's rules decide what arrives
 //! (`destination`).
 
+pub mod backfill;
 mod destination;
 mod in_region;
 pub mod peers;
@@ -74,8 +75,9 @@ pub mod failure {
 const MAX_ATTEMPTS: u32 = 12;
 const FIRST_BACKOFF_MS: i64 = 1_000;
 const MAX_BACKOFF_MS: i64 = 300_000;
-/// A claim older than this is a dead node's: released for another node to run.
-const STALE_CLAIM_MS: i64 = 10 * 60 * 1000;
+/// A claim not renewed for this long is a dead node's: released for another node to run. A
+/// live node renews its claims at every look at the queue (at most `poll` apart).
+const STALE_CLAIM_MS: i64 = 30 * 1000;
 /// Jobs one node runs at once.
 const CONCURRENCY: usize = 4;
 
@@ -153,10 +155,46 @@ impl Registry {
     }
 
     /// Replaces the replication configuration of `account`'s registry, as
-    /// `PutReplicationConfiguration` does. A destination in this deployment's region must be
-    /// an account it serves (a copy there is made in-process); another region must be a
-    /// replication peer's that this side sends to (`berth admin add-replication-peer`).
+    /// `PutReplicationConfiguration` does (which cannot name Berth's extensions: a rule the
+    /// configuration keeps, with the same destinations and filters, keeps them).
     pub async fn put_replication_configuration(
+        &self,
+        account: &str,
+        config: &ReplicationConfiguration,
+    ) -> Result<(), RegistryError> {
+        let previous = self.replication_configuration(account).await?;
+        self.store_replication_configuration(account, &config.keeping_extensions_of(&previous)).await
+    }
+
+    /// Sets Berth's extensions of rule `index` (from 0) of `account`'s configuration: the
+    /// exact repository names it covers and its tag filters (both replaced). Returns the
+    /// configuration with its extensions.
+    pub async fn put_replication_rule_extensions(
+        &self,
+        account: &str,
+        index: usize,
+        repository_names: Vec<String>,
+        tag_filters: Vec<String>,
+    ) -> Result<ReplicationConfiguration, RegistryError> {
+        let mut config = self.replication_configuration(account).await?;
+        let count = config.rules.len();
+        let rule = config.rules.get_mut(index).ok_or_else(|| {
+            RegistryError::InvalidParameter(format!(
+                "Invalid parameter at 'ruleIndex' failed to satisfy constraint: 'the configuration has {count} rules \
+                 (ruleIndex counts from 0)'"
+            ))
+        })?;
+        rule.repository_names = repository_names;
+        rule.tag_filters = tag_filters;
+        self.store_replication_configuration(account, &config).await?;
+        Ok(config)
+    }
+
+    /// Checks `config` against what this deployment can reach, then stores it. A destination
+    /// in this deployment's region must be an account it serves (a copy there is made
+    /// in-process); another region must be a replication peer's that this side sends to
+    /// (`berth admin add-replication-peer`).
+    async fn store_replication_configuration(
         &self,
         account: &str,
         config: &ReplicationConfiguration,
@@ -197,6 +235,17 @@ impl Registry {
         Ok(self.meta().image_replications(repository, digest.as_str()).await?)
     }
 
+    /// The replications that ended (one event per `COMPLETE` or `FAILED` outcome), oldest
+    /// first, with ids above `after`; of one repository (a key) if given.
+    pub async fn replication_events(
+        &self,
+        repository: Option<&str>,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<berth_meta::ReplicationEvent>, RegistryError> {
+        Ok(self.meta().replication_events(repository, after, limit).await?)
+    }
+
     /// The replication queue per destination: jobs waiting, running, complete and failed.
     pub async fn replication_queue(
         &self,
@@ -204,13 +253,18 @@ impl Registry {
         Ok(self.meta().replication_queue().await?)
     }
 
-    /// Where a push to the repository `name` (a store key) is replicated: the destinations of
-    /// its account's rules that cover the repository's name.
-    pub(crate) async fn replication_targets(&self, name: &str) -> Result<Vec<ReplicationTarget>, RegistryError> {
+    /// Where a push to the repository `name` (a store key) with `tags` is replicated: the
+    /// destinations of its account's rules that cover the repository's name (and take one of
+    /// the tags, for a rule with tag filters).
+    pub(crate) async fn replication_targets(
+        &self,
+        name: &str,
+        tags: &[String],
+    ) -> Result<Vec<ReplicationTarget>, RegistryError> {
         let (account, repository) = split_repository_key(self.registry_id(), name);
         let config = self.replication_configuration(account).await?;
         Ok(config
-            .destinations_for(repository)
+            .destinations_for(repository, tags)
             .into_iter()
             .map(|d| ReplicationTarget { region: d.region, registry_id: d.registry_id })
             .collect())
@@ -218,7 +272,8 @@ impl Registry {
 
     /// Runs the replication queue on this node, as `worker`, until the process ends: its own
     /// claims left by the last run and any dead node's stale claims are released first (and
-    /// the stale ones again at every look), then due jobs are claimed and run,
+    /// the stale ones again at every look, after this node renews its own), then due jobs are
+    /// claimed and run,
     /// `CONCURRENCY` at once, whenever a push wakes the worker or every `poll`.
     pub async fn run_replication_queue(self: Arc<Self>, worker: String, poll: Duration) {
         let meta = self.meta().clone();
@@ -229,6 +284,9 @@ impl Registry {
         }
         let permits = Arc::new(tokio::sync::Semaphore::new(CONCURRENCY));
         loop {
+            if let Err(e) = meta.renew_replication_claims(&worker, berth_meta::now_ms()).await {
+                tracing::error!(error = %e, "could not renew this node's replications");
+            }
             if let Err(e) = meta.release_replications(None, berth_meta::now_ms() - STALE_CLAIM_MS).await {
                 tracing::error!(error = %e, "could not release stale replications");
             }
@@ -286,10 +344,10 @@ impl Registry {
 
     /// One run of a claimed job: its outcome, a retry after a backoff for what may pass.
     pub(crate) async fn replicate(&self, job: &ReplicationJob) -> ReplicationOutcome {
-        let run = if job.target.region == self.region() {
-            self.replicate_in_region(job).await
-        } else {
-            self.replicate_to_peer(job).await
+        let run = match self.tags_to_send(job).await {
+            Err(e) => Err(e),
+            Ok(tags) if job.target.region == self.region() => self.replicate_in_region(job, &tags).await,
+            Ok(tags) => self.replicate_to_peer(job, &tags).await,
         };
         match run {
             Ok(dropped_tags) => ReplicationOutcome::Complete { dropped_tags },
@@ -302,6 +360,17 @@ impl Registry {
                 due_at: berth_meta::now_ms() + backoff_ms(job.attempts),
             },
         }
+    }
+
+    /// The tags the job's image arrives with: those the rules sending it to the destination
+    /// take (tag filters, a Berth extension), or all it was pushed with if no rule does now.
+    async fn tags_to_send(&self, job: &ReplicationJob) -> Result<Vec<String>, Failure> {
+        let (account, repository) = split_repository_key(self.registry_id(), &job.repository);
+        let config = self.replication_configuration(account).await?;
+        let destination =
+            Destination { region: job.target.region.clone(), registry_id: job.target.registry_id.clone() };
+        let covered = config.rules.iter().any(|r| r.covers(repository) && r.destinations.contains(&destination));
+        Ok(if covered { config.tags_for(repository, &destination, &job.tags) } else { job.tags.clone() })
     }
 
     /// The image of a job, and the account it was pushed to with the repository's name there.

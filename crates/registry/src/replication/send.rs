@@ -230,7 +230,11 @@ impl Registry {
     }
 
     /// Sends the job's image to the peer of its region (see the module's comment).
-    pub(super) async fn replicate_to_peer(&self, job: &ReplicationJob) -> Result<Vec<String>, Failure> {
+    pub(super) async fn replicate_to_peer(
+        &self,
+        job: &ReplicationJob,
+        tags: &[String],
+    ) -> Result<Vec<String>, Failure> {
         let Some(peer) = self.meta().replication_peer(&job.target.region).await? else {
             return Err(Failure::Retry(failure::DESTINATION_UNREACHABLE));
         };
@@ -241,7 +245,7 @@ impl Registry {
         let connection = PeerConnection { client, endpoint, peer: &peer, secret, destination };
         let at = Address { source_account: &source_account, registry_id: &job.target.registry_id, repository: &name };
         connection.call(reqwest::Method::POST, "repository", &at, &[], Payload::Empty).await?;
-        let dropped = self.send_image(&connection, &at, &job.repository, &digest, &job.tags).await?;
+        let dropped = self.send_image(&connection, &at, &job.repository, &digest, tags).await?;
         for referrer in self.meta().referrers(&job.repository, &digest, None).await? {
             let Ok(d) = Digest::parse(&referrer.digest) else { continue };
             self.send_image(&connection, &at, &job.repository, &d, &[]).await?;

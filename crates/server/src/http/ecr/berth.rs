@@ -10,6 +10,16 @@
 //! - `RefreshCachedImage` {`repositoryName`, `imageTag`, `registryId`?}: checks the tag
 //!   upstream now and fills it anew if it moved; answers once the image is stored.
 //!   Authorized as `ecr:BatchImportUpstreamImage` on the repository.
+//! - `PutReplicationRuleExtensions` {`ruleIndex` (from 0), `repositoryNames`?, `tagFilters`?,
+//!   `registryId`?}: sets a replication rule's exact repository names and tag filters (both
+//!   replaced; empty lists remove them); returns the configuration with its extensions.
+//!   Authorized as `ecr:PutReplicationConfiguration`.
+//! - `GetReplicationConfiguration` {`registryId`?}: the configuration with Berth's extensions
+//!   (`berthRepositoryNames`, `berthTagFilters` on a rule). Authorized as `ecr:DescribeRegistry`.
+//! - `ListReplicationEvents` {`repositoryName`, `maxResults`? (1–1000, 100), `nextToken`?,
+//!   `registryId`?}: the replications of the repository's images that ended (`COMPLETE` or
+//!   `FAILED`), oldest first, with the tags sent and those left out.
+//!   Authorized as `ecr:DescribeImageReplicationStatus` on the repository.
 
 use berth_meta::PullThroughRule;
 use serde::{Deserialize, Serialize};
@@ -21,12 +31,21 @@ use super::{Ctx, EcrError, EcrResult, parse, reply};
 pub const TARGET_PREFIX: &str = "Berth_20261201.";
 
 /// The operations of the target.
-pub const OPERATIONS: &[&str] = &["UpdatePullThroughCacheRuleRefresh", "RefreshCachedImage"];
+pub const OPERATIONS: &[&str] = &[
+    "UpdatePullThroughCacheRuleRefresh",
+    "RefreshCachedImage",
+    "PutReplicationRuleExtensions",
+    "GetReplicationConfiguration",
+    "ListReplicationEvents",
+];
 
 /// The ECR action each operation is authorized as.
 pub fn action(op: &str) -> &'static str {
     match op {
         "UpdatePullThroughCacheRuleRefresh" => "ecr:UpdatePullThroughCacheRule",
+        "PutReplicationRuleExtensions" => "ecr:PutReplicationConfiguration",
+        "GetReplicationConfiguration" => "ecr:DescribeRegistry",
+        "ListReplicationEvents" => "ecr:DescribeImageReplicationStatus",
         _ => berth_registry::pull_through::IMPORT_ACTION,
     }
 }
@@ -42,6 +61,11 @@ pub fn validate(op: &str, input: &Value) -> Result<(), EcrError> {
             (&["ecrRepositoryPrefix"], &["ecrRepositoryPrefix", "refreshIntervalSeconds", "registryId"])
         }
         "RefreshCachedImage" => (&["repositoryName", "imageTag"], &["repositoryName", "imageTag", "registryId"]),
+        "PutReplicationRuleExtensions" => {
+            (&["ruleIndex"], &["ruleIndex", "repositoryNames", "tagFilters", "registryId"])
+        }
+        "GetReplicationConfiguration" => (&[], &["registryId"]),
+        "ListReplicationEvents" => (&["repositoryName"], &["repositoryName", "maxResults", "nextToken", "registryId"]),
         _ => {
             return Err(EcrError::new(
                 "UnknownOperationException",
@@ -69,6 +93,9 @@ pub async fn dispatch(ctx: &Ctx<'_>, op: &str, input: Value) -> EcrResult {
     match op {
         "UpdatePullThroughCacheRuleRefresh" => reply(update_refresh(ctx, parse(input)?).await),
         "RefreshCachedImage" => reply(refresh_image(ctx, parse(input)?).await),
+        "PutReplicationRuleExtensions" => reply(put_rule_extensions(ctx, parse(input)?).await),
+        "GetReplicationConfiguration" => reply(get_replication_configuration(ctx).await),
+        "ListReplicationEvents" => reply(list_replication_events(ctx, parse(input)?).await),
         _ => Err(EcrError::new("UnknownOperationException", format!("Unknown operation {TARGET_PREFIX}{op}"))),
     }
 }
@@ -140,5 +167,107 @@ async fn refresh_image(ctx: &Ctx<'_>, input: RefreshImageInput) -> Result<Refres
         changed: refresh.previous.as_ref() != Some(&refresh.digest),
         image_digest: refresh.digest.to_string(),
         previous_image_digest: refresh.previous.map(|d| d.to_string()),
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RuleExtensionsInput {
+    rule_index: i64,
+    #[serde(default)]
+    repository_names: Vec<String>,
+    #[serde(default)]
+    tag_filters: Vec<String>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ReplicationConfigurationOutput {
+    registry_id: String,
+    replication_configuration: berth_rules::replication::ReplicationConfiguration,
+}
+
+async fn put_rule_extensions(
+    ctx: &Ctx<'_>,
+    input: RuleExtensionsInput,
+) -> Result<ReplicationConfigurationOutput, EcrError> {
+    let index = usize::try_from(input.rule_index)
+        .map_err(|_| EcrError::new("InvalidParameterException", "ruleIndex counts the configuration's rules from 0"))?;
+    let config = ctx
+        .app
+        .registry
+        .put_replication_rule_extensions(&ctx.ns.account, index, input.repository_names, input.tag_filters)
+        .await?;
+    Ok(ReplicationConfigurationOutput { registry_id: ctx.registry_id().to_string(), replication_configuration: config })
+}
+
+async fn get_replication_configuration(ctx: &Ctx<'_>) -> Result<ReplicationConfigurationOutput, EcrError> {
+    let config = ctx.app.registry.replication_configuration(&ctx.ns.account).await?;
+    Ok(ReplicationConfigurationOutput { registry_id: ctx.registry_id().to_string(), replication_configuration: config })
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ListEventsInput {
+    repository_name: String,
+    max_results: Option<i64>,
+    next_token: Option<String>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ReplicationEventOutput {
+    image_digest: String,
+    region: String,
+    registry_id: String,
+    status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    failure_code: Option<String>,
+    image_tags: Vec<String>,
+    dropped_tags: Vec<String>,
+    ended_at: f64,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ListEventsOutput {
+    events: Vec<ReplicationEventOutput>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_token: Option<String>,
+}
+
+async fn list_replication_events(ctx: &Ctx<'_>, input: ListEventsInput) -> Result<ListEventsOutput, EcrError> {
+    super::check_repository_name(&input.repository_name)?;
+    ctx.existing_repository(&input.repository_name).await?;
+    let limit = match input.max_results {
+        None => 100,
+        Some(n @ 1..=1000) => n as u32,
+        Some(n) => {
+            return Err(EcrError::new("InvalidParameterException", format!("maxResults is 1 to 1000, not {n}")));
+        }
+    };
+    let after = match &input.next_token {
+        None => 0,
+        Some(t) => t.parse::<i64>().map_err(|_| EcrError::new("InvalidParameterException", "Invalid nextToken"))?,
+    };
+    let mut events = ctx.app.registry.replication_events(Some(&input.repository_name), after, limit + 1).await?;
+    let more = events.len() > limit as usize;
+    events.truncate(limit as usize);
+    let next_token = more.then(|| events.last().map(|e| e.id.to_string())).flatten();
+    Ok(ListEventsOutput {
+        events: events
+            .into_iter()
+            .map(|e| ReplicationEventOutput {
+                image_digest: e.digest,
+                region: e.target.region,
+                registry_id: e.target.registry_id,
+                status: e.status.as_str(),
+                failure_code: e.failure_code,
+                image_tags: e.tags,
+                dropped_tags: e.dropped_tags,
+                ended_at: seconds(e.at),
+            })
+            .collect(),
+        next_token,
     })
 }

@@ -62,7 +62,8 @@ pub(super) struct DescribeRegistryOutput {
 }
 
 pub(super) async fn describe_registry(ctx: &Ctx<'_>) -> Result<DescribeRegistryOutput, EcrError> {
-    let replication_configuration = ctx.app.registry.replication_configuration(ctx.registry_id()).await?;
+    // Berth's extensions of the rules are the extension target's to show.
+    let replication_configuration = ctx.app.registry.replication_configuration(ctx.registry_id()).await?.ecr_view();
     Ok(DescribeRegistryOutput { registry_id: ctx.registry_id().to_string(), replication_configuration })
 }
 

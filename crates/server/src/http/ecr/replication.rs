@@ -25,7 +25,7 @@ pub(super) async fn put_replication_configuration(
     ctx: &Ctx<'_>,
     input: PutReplicationConfigurationInput,
 ) -> Result<PutReplicationConfigurationOutput, EcrError> {
-    let config = input.replication_configuration;
+    let config = input.replication_configuration.ecr_view();
     ctx.app.registry.put_replication_configuration(ctx.registry_id(), &config).await?;
     Ok(PutReplicationConfigurationOutput { replication_configuration: config })
 }
