@@ -563,3 +563,51 @@ def test_a_job_of_a_killed_node_is_finished_by_another(tmp_path):
     finally:
         us.stop()
         eu.stop()
+
+
+def until(check, timeout=60):
+    deadline = time.time() + timeout
+    while not check():
+        assert time.time() < deadline, "timed out"
+        time.sleep(0.2)
+
+
+def test_deletes_and_tag_removals_are_propagated_where_a_rule_says_so(regions):
+    from conftest import berth_api
+
+    us, eu = regions
+    a = us.client()
+    for repo in ("mirror/app", "kept/app"):
+        a.create_repository(repositoryName=repo)
+    a.put_replication_configuration(replicationConfiguration=config(
+        rule((EU, ACCOUNT_ID), prefixes=["mirror/"]), rule((EU, ACCOUNT_ID), prefixes=["kept/"])))
+    code, out = berth_api(us, "PutReplicationRuleExtensions", {"ruleIndex": 0, "propagateDeletes": True})
+    assert code == 200 and out["replicationConfiguration"]["rules"][0]["berthPropagateDeletes"] is True, out
+    assert "berthPropagateDeletes" not in out["replicationConfiguration"]["rules"][1]
+    d, manifest, _ = push_image(us, "mirror/app", "v1", 1)
+    assert wait_replicated(a, "mirror/app", d)[0]["status"] == "COMPLETE"
+    s = requests.Session()
+    s.auth = ("AWS", us.token())
+    r = s.put(f"{us.endpoint}/v2/mirror/app/manifests/stable", data=manifest,
+              headers={"Content-Type": "application/vnd.oci.image.manifest.v1+json"})
+    assert r.status_code == 201
+    assert wait_replicated(a, "mirror/app", d)[0]["status"] == "COMPLETE"
+    assert manifest_of(eu, "mirror/app", "stable").headers["Docker-Content-Digest"] == d
+    kept = push_image(us, "kept/app", "v1", 2)[0]
+    assert wait_replicated(a, "kept/app", kept)[0]["status"] == "COMPLETE"
+
+    # A tag removed at the source (/v2/ DELETE by tag) goes at the destination; the image stays.
+    assert s.delete(f"{us.endpoint}/v2/mirror/app/manifests/stable").status_code == 202
+    until(lambda: manifest_of(eu, "mirror/app", "stable").status_code == 404)
+    assert manifest_of(eu, "mirror/app", "v1").headers["Docker-Content-Digest"] == d
+    # The image deleted at the source (BatchDeleteImage) goes at the destination.
+    a.batch_delete_image(repositoryName="mirror/app", imageIds=[{"imageDigest": d}])
+    until(lambda: manifest_of(eu, "mirror/app", d).status_code == 404)
+    # Where the rule does not propagate deletes, as in ECR, the replica stays.
+    a.batch_delete_image(repositoryName="kept/app", imageIds=[{"imageDigest": kept}])
+    time.sleep(3)
+    assert manifest_of(eu, "kept/app", kept).status_code == 200
+    # Each removal is an event.
+    _, out = berth_api(us, "ListReplicationEvents", {"repositoryName": "mirror/app"})
+    assert [(e["action"], e["status"], e["imageTags"]) for e in out["events"]][-2:] == [
+        ("UNTAG", "COMPLETE", ["stable"]), ("DELETE", "COMPLETE", [])], out

@@ -734,13 +734,45 @@ pub struct ReplicationTarget {
     pub registry_id: String,
 }
 
-/// A replication to run: the image, where to, the tags it is to get, and the generation
-/// (the push) it answers.
+/// What a replication job does at its destination.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum ReplicationAction {
+    /// Sends the image with `tags`.
+    #[default]
+    Replicate,
+    /// Removes the image (deleted at the source).
+    Delete,
+    /// Removes `tags` from the image (removed at the source).
+    Untag,
+}
+
+impl ReplicationAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReplicationAction::Replicate => "REPLICATE",
+            ReplicationAction::Delete => "DELETE",
+            ReplicationAction::Untag => "UNTAG",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "REPLICATE" => Some(ReplicationAction::Replicate),
+            "DELETE" => Some(ReplicationAction::Delete),
+            "UNTAG" => Some(ReplicationAction::Untag),
+            _ => None,
+        }
+    }
+}
+
+/// A replication to run: the image, where to, what to do there (send it with `tags`, or
+/// remove it or `tags` from it), and the generation (the push or removal) it answers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReplicationJob {
     pub repository: String,
     pub digest: String,
     pub target: ReplicationTarget,
+    pub action: ReplicationAction,
     pub tags: Vec<String>,
     pub attempts: u32,
     pub generation: i64,
@@ -833,6 +865,7 @@ pub struct ReplicationEvent {
     pub repository: String,
     pub digest: String,
     pub target: ReplicationTarget,
+    pub action: ReplicationAction,
     /// `COMPLETE` or `FAILED`.
     pub status: ReplicationStatus,
     pub failure_code: Option<String>,

@@ -331,6 +331,27 @@ pub trait ReplicationStore: Send + Sync + 'static {
         targets: &[ReplicationTarget],
     ) -> Result<()>;
 
+    /// Queues the removal of an image (`tag` none: it was deleted) or of one of its tags at
+    /// `targets`, as the source is about to do it (write-ahead: the job checks the source when
+    /// it runs, and removes nothing the source still has). Per destination the latest change
+    /// decides: a removal replaces a finished job; a tag removal while the image is still to
+    /// be sent takes the tag out of what is sent (the job runs again); tag removals waiting
+    /// together are merged; a delete waiting is left as it is.
+    /// The job is due at `due_at`: a moment after the removal should be done, in case the
+    /// removal never happens or is not seen (the caller makes it due at once once the source
+    /// removed it: `hasten_replications`).
+    async fn queue_replication_removal(
+        &self,
+        repository: &str,
+        digest: &str,
+        tag: Option<&str>,
+        targets: &[ReplicationTarget],
+        due_at: i64,
+    ) -> Result<()>;
+
+    /// Makes the image's queued jobs that have not run yet due now; how many.
+    async fn hasten_replications(&self, repository: &str, digest: &str, now: i64) -> Result<u64>;
+
     /// Marks every job `worker` holds as still being run at `now` (the claim's heartbeat, so
     /// that `release_replications(None, …)` takes over only a dead node's jobs); how many.
     async fn renew_replication_claims(&self, worker: &str, now: i64) -> Result<u64>;

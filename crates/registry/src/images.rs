@@ -274,7 +274,10 @@ impl Registry {
             Err(f) => return Ok(Err(f)),
         };
         if let (Some(tag), None) = (id.tag, id.digest) {
-            self.meta().delete_tag(repository, tag).await?;
+            self.queue_replication_removal(repository, &digest, Some(tag)).await?;
+            if self.meta().delete_tag(repository, tag).await? {
+                self.replication_removal_done(repository, &digest).await?;
+            }
             let remaining = self.meta().image(repository, digest.as_str()).await?.map_or(0, |i| i.tags.len());
             if remaining > 0 {
                 return Ok(Ok(DeletedImage { digest, tags: vec![tag.to_string()] }));

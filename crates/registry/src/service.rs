@@ -1006,6 +1006,23 @@ impl Registry {
         name: &str,
         digest: &Digest,
     ) -> Result<std::result::Result<Vec<String>, Vec<String>>> {
+        if self.meta.image(name, digest.as_str()).await?.is_none() {
+            return Ok(Ok(Vec::new()));
+        }
+        self.queue_replication_removal(name, digest, None).await?;
+        let removed = self.remove_image(name, digest).await?;
+        if removed.is_ok() {
+            self.replication_removal_done(name, digest).await?;
+        }
+        Ok(removed)
+    }
+
+    /// `delete_image` without propagating it (how a replica is removed at its destination).
+    pub(crate) async fn remove_image(
+        &self,
+        name: &str,
+        digest: &Digest,
+    ) -> Result<std::result::Result<Vec<String>, Vec<String>>> {
         let Some(image) = self.meta.image(name, digest.as_str()).await? else { return Ok(Ok(Vec::new())) };
         let sboms = self.berth_sboms_of(name, digest).await?;
         match self.meta.delete_manifest(name, digest).await {
@@ -1037,18 +1054,26 @@ impl Registry {
     /// A manifest that an index lists is refused (`DENIED`), as `BatchDeleteImage` refuses it:
     /// deleting it would leave the index pointing at nothing.
     pub async fn delete_manifest(&self, name: &str, reference: &str) -> Result<()> {
-        let deleted = if reference.contains(':') {
+        let (deleted, digest) = if reference.contains(':') {
             let digest = digest_param(reference)?;
+            self.queue_replication_removal(name, &digest, None).await?;
             match self.meta.delete_manifest(name, &digest).await {
                 Err(MetaError::ReferencedByIndex(parents)) => {
                     return Err(RegistryError::ReferencedByIndex { digest, parents });
                 }
-                other => other?,
+                other => (other?, Some(digest)),
             }
         } else {
             validate_tag(reference).map_err(RegistryError::TagInvalid)?;
-            self.meta.delete_tag(name, reference).await?
+            let digest = self.meta.resolve_tag(name, reference).await?;
+            if let Some(d) = &digest {
+                self.queue_replication_removal(name, d, Some(reference)).await?;
+            }
+            (self.meta.delete_tag(name, reference).await?, digest)
         };
+        if deleted && let Some(d) = &digest {
+            self.replication_removal_done(name, d).await?;
+        }
         if deleted { Ok(()) } else { Err(self.not_found_in(name, manifest_unknown(reference)).await) }
     }
 

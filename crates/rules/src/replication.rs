@@ -35,6 +35,10 @@ pub struct ReplicationRule {
     /// matching tags only (an untagged push is not).
     #[serde(default, rename = "berthTagFilters", skip_serializing_if = "Vec::is_empty")]
     pub tag_filters: Vec<String>,
+    /// Berth: deletes and tag removals in the repositories the rule covers are done at its
+    /// destinations too (ECR never does; off unless set).
+    #[serde(default, rename = "berthPropagateDeletes", skip_serializing_if = "std::ops::Not::not")]
+    pub propagate_deletes: bool,
 }
 
 /// Most exact names and tag patterns one rule may hold, and wildcards in one pattern (as
@@ -92,7 +96,12 @@ impl ReplicationRule {
 
     /// The rule without Berth's extensions: what ECR's operations show.
     pub fn ecr_view(&self) -> ReplicationRule {
-        ReplicationRule { repository_names: Vec::new(), tag_filters: Vec::new(), ..self.clone() }
+        ReplicationRule {
+            repository_names: Vec::new(),
+            tag_filters: Vec::new(),
+            propagate_deletes: false,
+            ..self.clone()
+        }
     }
 
     /// Checks Berth's extensions of the rule (`n` counts rules from 1).
@@ -205,6 +214,20 @@ impl ReplicationConfiguration {
         out
     }
 
+    /// Where a delete or a tag removal in `repository` is done too: the destinations of the
+    /// rules covering it that propagate deletes, each once.
+    pub fn removal_destinations(&self, repository: &str) -> Vec<Destination> {
+        let mut out: Vec<Destination> = Vec::new();
+        for rule in self.rules.iter().filter(|r| r.propagate_deletes && r.covers(repository)) {
+            for d in &rule.destinations {
+                if !out.contains(d) {
+                    out.push(d.clone());
+                }
+            }
+        }
+        out
+    }
+
     /// The configuration without Berth's extensions: what ECR's operations show.
     pub fn ecr_view(&self) -> ReplicationConfiguration {
         ReplicationConfiguration { rules: self.rules.iter().map(ReplicationRule::ecr_view).collect() }
@@ -221,6 +244,7 @@ impl ReplicationConfiguration {
                 Some(p) => ReplicationRule {
                     repository_names: p.repository_names.clone(),
                     tag_filters: p.tag_filters.clone(),
+                    propagate_deletes: p.propagate_deletes,
                     ..r.ecr_view()
                 },
                 None => r.ecr_view(),
@@ -349,7 +373,8 @@ mod tests {
                     destinations: vec![eu.clone()],
                     repository_names: vec!["prod/api".into(), "prod/web".into()],
                     tag_filters: vec!["v*".into(), "release-*".into()],
-                    ..Default::default()
+                    propagate_deletes: true,
+                    repository_filters: None,
                 },
                 // Prefix `team/` or the exact `shared`, every tag.
                 ReplicationRule {
@@ -375,6 +400,10 @@ mod tests {
         // ECR's operations never show the extensions; a put of the same rules keeps them.
         let shown = c.ecr_view();
         assert!(shown.rules.iter().all(|r| r.repository_names.is_empty() && r.tag_filters.is_empty()));
+        assert!(shown.rules.iter().all(|r| !r.propagate_deletes));
+        // Removals go only where a rule covering the repository propagates them.
+        assert_eq!(c.removal_destinations("prod/api"), std::slice::from_ref(&eu));
+        assert!(c.removal_destinations("team/x").is_empty());
         assert!(!serde_json::to_string(&shown).unwrap().contains("berth"));
         assert_eq!(shown.keeping_extensions_of(&c), c);
         let changed = ReplicationConfiguration {

@@ -302,7 +302,7 @@ async fn replication(config: Config, command: ReplicationCommand) -> anyhow::Res
                 .map(|e| {
                     serde_json::json!({ "id": e.id, "at": berth_iam::format_iso8601(e.at / 1000),
                         "repository": e.repository, "digest": e.digest, "region": e.target.region,
-                        "registryId": e.target.registry_id, "status": e.status.as_str(),
+                        "registryId": e.target.registry_id, "action": e.action.as_str(), "status": e.status.as_str(),
                         "failureCode": e.failure_code, "tags": e.tags, "droppedTags": e.dropped_tags })
                 })
                 .collect();

@@ -23,8 +23,8 @@ use crate::{
 };
 use crate::{ActionKind, PullBlock, ScanType};
 use crate::{
-    ImageReplication, ReplicationEvent, ReplicationJob, ReplicationOutcome, ReplicationPeer, ReplicationQueueCounts,
-    ReplicationStatus, ReplicationTarget,
+    ImageReplication, ReplicationAction, ReplicationEvent, ReplicationJob, ReplicationOutcome, ReplicationPeer,
+    ReplicationQueueCounts, ReplicationStatus, ReplicationTarget,
 };
 use crate::{
     KmsAlias, KmsGrant, KmsKey, KmsKeyMaterial, KmsKeyState, ManagedSecret, NewSecretVersion, PullThroughRule,
@@ -319,7 +319,7 @@ mod dialect {
          (SELECT repository, digest, destination_region, destination_registry FROM replication_jobs \
            WHERE status = 'IN_PROGRESS' AND claimed_by IS NULL AND due_at <= $2 ORDER BY due_at LIMIT $3 \
            FOR UPDATE SKIP LOCKED) \
-         RETURNING repository, digest, destination_region, destination_registry, tags, attempts, generation, queued_at";
+         RETURNING repository, digest, destination_region, destination_registry, tags, attempts, generation, queued_at, action";
 
     pub(super) const CLAIM_SCANS: &str = "UPDATE image_scans SET status = 'IN_PROGRESS', claimed_by = $1, claimed_at = $2 \
          WHERE (repository_id, digest) IN (SELECT repository_id, digest FROM image_scans WHERE status = 'PENDING' \

@@ -39,8 +39,8 @@ async fn queue_jobs(
     now: i64,
 ) -> Result<()> {
     for t in targets {
-        let waiting: Option<(String, String)> = sqlx::query_as(
-            "SELECT tags, status FROM replication_jobs WHERE repository = $1 AND digest = $2 \
+        let waiting: Option<(String, String, String)> = sqlx::query_as(
+            "SELECT tags, status, action FROM replication_jobs WHERE repository = $1 AND digest = $2 \
              AND destination_region = $3 AND destination_registry = $4",
         )
         .bind(repository)
@@ -51,7 +51,7 @@ async fn queue_jobs(
         .await
         .map_err(backend)?;
         let mut all: Vec<String> = match &waiting {
-            Some((kept, status)) if status == "IN_PROGRESS" => tags_of(Some(kept))?,
+            Some((kept, status, action)) if status == "IN_PROGRESS" && action == "REPLICATE" => tags_of(Some(kept))?,
             _ => Vec::new(),
         };
         for tag in tags {
@@ -63,7 +63,7 @@ async fn queue_jobs(
             "INSERT INTO replication_jobs (repository, digest, destination_region, destination_registry, tags, status, \
              attempts, generation, queued_at, due_at) VALUES ($1, $2, $3, $4, $5, 'IN_PROGRESS', 0, 0, $6, $6) \
              ON CONFLICT (repository, digest, destination_region, destination_registry) DO UPDATE SET \
-             tags = excluded.tags, status = 'IN_PROGRESS', failure_code = NULL, dropped_tags = NULL, attempts = 0, \
+             action = 'REPLICATE', tags = excluded.tags, status = 'IN_PROGRESS', failure_code = NULL, dropped_tags = NULL, attempts = 0, \
              generation = replication_jobs.generation + 1, queued_at = excluded.queued_at, due_at = excluded.due_at, \
              claimed_by = NULL, claimed_at = NULL, completed_at = NULL",
         )
@@ -83,7 +83,7 @@ async fn queue_jobs(
 #[async_trait]
 impl ReplicationStore for Meta {
     async fn claim_replications(&self, worker: &str, now: i64, limit: u32) -> Result<Vec<ReplicationJob>> {
-        let rows = sqlx::query_as::<_, (String, String, String, String, String, i64, i64, i64)>(
+        let rows = sqlx::query_as::<_, (String, String, String, String, String, i64, i64, i64, String)>(
             dialect::CLAIM_REPLICATIONS,
         )
             .bind(worker)
@@ -93,11 +93,12 @@ impl ReplicationStore for Meta {
             .await
             .map_err(backend)?;
         rows.into_iter()
-            .map(|(repository, digest, region, registry_id, tags, attempts, generation, queued_at)| {
+            .map(|(repository, digest, region, registry_id, tags, attempts, generation, queued_at, action)| {
                 Ok(ReplicationJob {
                     repository,
                     digest,
                     target: ReplicationTarget { region, registry_id },
+                    action: stored("replication action", &action, ReplicationAction::parse)?,
                     tags: tags_of(Some(&tags))?,
                     attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
                     generation,
@@ -150,7 +151,7 @@ impl ReplicationStore for Meta {
         if recorded && status != ReplicationStatus::InProgress {
             sqlx::query(
                 "INSERT INTO replication_events (at, repository, digest, destination_region, destination_registry, \
-                 status, failure_code, tags, dropped_tags) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                 status, failure_code, tags, dropped_tags, action) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
             )
             .bind(now)
             .bind(&job.repository)
@@ -161,6 +162,7 @@ impl ReplicationStore for Meta {
             .bind(&failure)
             .bind(tags_text(&job.tags)?)
             .bind(dropped.unwrap_or_else(|| "[]".to_string()))
+            .bind(job.action.as_str())
             .execute(&mut *tx)
             .await
             .map_err(backend)?;
@@ -207,6 +209,90 @@ impl ReplicationStore for Meta {
             tx.commit().await.map_err(commit_failed)?;
             Ok(())
         })
+    }
+
+    async fn queue_replication_removal(
+        &self,
+        repository: &str,
+        digest: &str,
+        tag: Option<&str>,
+        targets: &[ReplicationTarget],
+        due_at: i64,
+    ) -> Result<()> {
+        retry_transient!({
+            let mut tx = self.begin_write().await.map_err(backend)?;
+            let now = now_ms();
+            for t in targets {
+                let existing: Option<(String, String, String)> = sqlx::query_as(
+                    "SELECT tags, status, action FROM replication_jobs WHERE repository = $1 AND digest = $2 \
+                     AND destination_region = $3 AND destination_registry = $4",
+                )
+                .bind(repository)
+                .bind(digest)
+                .bind(&t.region)
+                .bind(&t.registry_id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(backend)?;
+                let waiting = |a: &str| existing.as_ref().is_some_and(|(_, s, act)| s == "IN_PROGRESS" && act == a);
+                let (action, tags) = match tag {
+                    // A delete waiting stays: nothing of the image is left to remove tags from.
+                    _ if waiting("DELETE") => continue,
+                    None => (ReplicationAction::Delete, Vec::new()),
+                    Some(tag) if waiting("REPLICATE") || waiting("UNTAG") => {
+                        let mut tags = tags_of(existing.as_ref().map(|(t, _, _)| t.as_str()))?;
+                        let action = if waiting("REPLICATE") {
+                            tags.retain(|t| t != tag);
+                            ReplicationAction::Replicate
+                        } else {
+                            if !tags.iter().any(|t| t == tag) {
+                                tags.push(tag.to_string());
+                            }
+                            ReplicationAction::Untag
+                        };
+                        (action, tags)
+                    }
+                    Some(tag) => (ReplicationAction::Untag, vec![tag.to_string()]),
+                };
+                sqlx::query(
+                    "INSERT INTO replication_jobs (repository, digest, destination_region, destination_registry, tags, \
+                     status, attempts, generation, queued_at, due_at, action) \
+                     VALUES ($1, $2, $3, $4, $5, 'IN_PROGRESS', 0, 0, $6, $8, $7) \
+                     ON CONFLICT (repository, digest, destination_region, destination_registry) DO UPDATE SET \
+                     action = excluded.action, tags = excluded.tags, status = 'IN_PROGRESS', failure_code = NULL, \
+                     dropped_tags = NULL, attempts = 0, generation = replication_jobs.generation + 1, \
+                     queued_at = excluded.queued_at, due_at = excluded.due_at, claimed_by = NULL, claimed_at = NULL, \
+                     completed_at = NULL",
+                )
+                .bind(repository)
+                .bind(digest)
+                .bind(&t.region)
+                .bind(&t.registry_id)
+                .bind(tags_text(&tags)?)
+                .bind(now)
+                .bind(action.as_str())
+                .bind(due_at)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+            }
+            tx.commit().await.map_err(commit_failed)?;
+            Ok(())
+        })
+    }
+
+    async fn hasten_replications(&self, repository: &str, digest: &str, now: i64) -> Result<u64> {
+        let done = sqlx::query(
+            "UPDATE replication_jobs SET due_at = $3 WHERE repository = $1 AND digest = $2 \
+             AND status = 'IN_PROGRESS' AND claimed_by IS NULL AND attempts = 0 AND due_at > $3",
+        )
+        .bind(repository)
+        .bind(digest)
+        .bind(now)
+        .execute(self.writes())
+        .await
+        .map_err(backend)?;
+        Ok(done.rows_affected())
     }
 
     async fn renew_replication_claims(&self, worker: &str, now: i64) -> Result<u64> {
@@ -290,10 +376,10 @@ impl ReplicationStore for Meta {
         retry_transient!({
             let rows = sqlx::query_as::<
                 _,
-                (i64, i64, String, String, String, String, String, Option<String>, String, String),
+                (i64, i64, String, String, String, String, String, Option<String>, String, String, String),
             >(
                 "SELECT id, at, repository, digest, destination_region, destination_registry, status, failure_code, \
-                 tags, dropped_tags FROM replication_events WHERE id > $1 AND ($2 IS NULL OR repository = $2) \
+                 tags, dropped_tags, action FROM replication_events WHERE id > $1 AND ($2 IS NULL OR repository = $2) \
                  ORDER BY id LIMIT $3",
             )
             .bind(after)
@@ -303,13 +389,14 @@ impl ReplicationStore for Meta {
             .await
             .map_err(backend)?;
             rows.into_iter()
-                .map(|(id, at, repository, digest, region, registry_id, status, failure_code, tags, dropped)| {
+                .map(|(id, at, repository, digest, region, registry_id, status, failure_code, tags, dropped, action)| {
                     Ok(ReplicationEvent {
                         id,
                         at,
                         repository,
                         digest,
                         target: ReplicationTarget { region, registry_id },
+                        action: stored("replication action", &action, ReplicationAction::parse)?,
                         status: stored("replication status", &status, ReplicationStatus::parse)?,
                         failure_code,
                         tags: tags_of(Some(&tags))?,

@@ -24,8 +24,8 @@ use crate::{
 };
 use crate::{ActionKind, PullBlock, ScanType};
 use crate::{
-    ImageReplication, ReplicationEvent, ReplicationJob, ReplicationOutcome, ReplicationPeer, ReplicationQueueCounts,
-    ReplicationStatus, ReplicationTarget,
+    ImageReplication, ReplicationAction, ReplicationEvent, ReplicationJob, ReplicationOutcome, ReplicationPeer,
+    ReplicationQueueCounts, ReplicationStatus, ReplicationTarget,
 };
 use crate::{
     KmsAlias, KmsGrant, KmsKey, KmsKeyMaterial, KmsKeyState, ManagedSecret, NewSecretVersion, PullThroughRule,
@@ -200,7 +200,7 @@ mod dialect {
     pub(super) const CLAIM_REPLICATIONS: &str = "UPDATE replication_jobs SET claimed_by = $1, claimed_at = $2, \
          attempts = attempts + 1 WHERE rowid IN (SELECT rowid FROM replication_jobs WHERE status = 'IN_PROGRESS' \
          AND claimed_by IS NULL AND due_at <= $2 ORDER BY due_at LIMIT $3) \
-         RETURNING repository, digest, destination_region, destination_registry, tags, attempts, generation, queued_at";
+         RETURNING repository, digest, destination_region, destination_registry, tags, attempts, generation, queued_at, action";
 
     pub(super) const CLAIM_SCANS: &str = "UPDATE image_scans SET status = 'IN_PROGRESS', claimed_by = $1, claimed_at = $2 \
          WHERE rowid IN (SELECT rowid FROM image_scans WHERE status = 'PENDING' ORDER BY queued_at LIMIT $3) \

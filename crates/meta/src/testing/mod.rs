@@ -240,6 +240,7 @@ macro_rules! replication_store_conformance {
                     concurrent_workers_never_claim_a_job_twice,
                     an_ended_replication_is_recorded_as_an_event,
                     an_image_already_stored_is_queued_by_a_backfill,
+                    removals_are_queued_as_the_latest_change_decides,
                     peers_are_kept_per_region_and_found_by_their_key,
                 ]
             );

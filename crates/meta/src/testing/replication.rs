@@ -1,6 +1,7 @@
 use super::*;
 use crate::{
-    ReplicationJob, ReplicationOutcome, ReplicationPeer, ReplicationQueueCounts, ReplicationStatus, ReplicationTarget,
+    ReplicationAction, ReplicationJob, ReplicationOutcome, ReplicationPeer, ReplicationQueueCounts, ReplicationStatus,
+    ReplicationTarget,
 };
 
 fn target(region: &str, registry: &str) -> ReplicationTarget {
@@ -63,6 +64,7 @@ pub async fn claims_retries_and_finishes_jobs(meta: Store) {
             repository: "repo/app".into(),
             digest: m.digest.to_string(),
             target: eu.clone(),
+            action: ReplicationAction::Replicate,
             tags: tags(&["v1", "latest"]),
             attempts: 1,
             generation: 0,
@@ -282,4 +284,64 @@ pub async fn an_image_already_stored_is_queued_by_a_backfill(meta: Store) {
         meta.queue_replications("repo/app", absent.as_str(), &[], std::slice::from_ref(&eu)).await,
         Err(MetaError::NotFound)
     ));
+}
+
+pub async fn removals_are_queued_as_the_latest_change_decides(meta: Store) {
+    repository(meta.as_ref(), "repo/app").await;
+    let eu = target("eu-west-1", "111111111111");
+    let eu_only = std::slice::from_ref(&eu);
+    let m = push(meta.as_ref(), "img-1", &["v1", "v2"], eu_only).await;
+    let d = m.digest.to_string();
+    // Queued ahead of the removal, due at a horizon; due at once when the source has removed.
+    let later = now_ms() + 60_000;
+    let remove = |tag: Option<&'static str>| {
+        let (meta, d, eu) = (meta.clone(), d.clone(), eu.clone());
+        async move { meta.queue_replication_removal("repo/app", &d, tag, &[eu], later).await.unwrap() }
+    };
+    let run = |want: ReplicationAction, want_tags: &'static [&'static str]| {
+        let (meta, d) = (meta.clone(), d.clone());
+        async move {
+            meta.hasten_replications("repo/app", &d, now_ms()).await.unwrap();
+            let jobs = meta.claim_replications("node-a", now_ms(), 10).await.unwrap();
+            assert_eq!(jobs.iter().map(|j| (j.action, j.tags.clone())).collect::<Vec<_>>(), [(want, tags(want_tags))]);
+            let done = ReplicationOutcome::Complete { dropped_tags: vec![] };
+            assert!(meta.finish_replication(&jobs[0], "node-a", &done).await.unwrap());
+        }
+    };
+    // A tag removed while the image is still to be sent: it is sent without it.
+    remove(Some("v1")).await;
+    run(ReplicationAction::Replicate, &["v2"]).await;
+    // Once it arrived, removals are jobs of their own, not due before the horizon unless
+    // hastened; two waiting together merge.
+    remove(Some("v2")).await;
+    remove(Some("v3")).await;
+    assert!(meta.claim_replications("node-a", now_ms(), 10).await.unwrap().is_empty(), "not due yet");
+    run(ReplicationAction::Untag, &["v2", "v3"]).await;
+    // A delete replaces what waits; a tag removal after it changes nothing.
+    remove(Some("v4")).await;
+    remove(None).await;
+    remove(Some("v5")).await;
+    run(ReplicationAction::Delete, &[]).await;
+    // A push after the delete sends the image again.
+    push(meta.as_ref(), "img-1", &["v6"], eu_only).await;
+    run(ReplicationAction::Replicate, &["v6"]).await;
+    let events = meta.replication_events(None, 0, 10).await.unwrap();
+    assert_eq!(
+        events.iter().map(|e| e.action).collect::<Vec<_>>(),
+        [
+            ReplicationAction::Replicate,
+            ReplicationAction::Untag,
+            ReplicationAction::Delete,
+            ReplicationAction::Replicate
+        ]
+    );
+    // Nothing for a destination list that is empty; a retry waiting its backoff is not hastened.
+    meta.queue_replication_removal("repo/app", &d, None, &[], later).await.unwrap();
+    assert!(meta.claim_replications("node-a", now_ms(), 10).await.unwrap().is_empty());
+    remove(None).await;
+    meta.hasten_replications("repo/app", &d, now_ms()).await.unwrap();
+    let jobs = meta.claim_replications("node-a", now_ms(), 10).await.unwrap();
+    let retry = ReplicationOutcome::Retry { failure_code: "DESTINATION_UNREACHABLE".into(), due_at: now_ms() + 60_000 };
+    assert!(meta.finish_replication(&jobs[0], "node-a", &retry).await.unwrap());
+    assert_eq!(meta.hasten_replications("repo/app", &d, now_ms()).await.unwrap(), 0);
 }

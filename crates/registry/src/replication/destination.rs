@@ -90,4 +90,37 @@ impl Registry {
             Err(e) => Err(e.into()),
         }
     }
+
+    /// Removes a replica, or `tags` of it, from the destination repository `key`, as the
+    /// source removed them (`ecr:BatchDeleteImage` for the source account's root): a tag only
+    /// while it still names the image, the image unless an index lists it there. Nothing there
+    /// is nothing to do; a removal here is never propagated further.
+    pub(super) async fn remove_replica(
+        &self,
+        source_account: &str,
+        key: &str,
+        digest: &Digest,
+        tags: Option<&[String]>,
+    ) -> Result<(), Failure> {
+        if !self.replication_allowed(source_account, "ecr:BatchDeleteImage", key).await? {
+            return Err(Failure::Final(failure::NOT_AUTHORIZED));
+        }
+        if self.find_repository(key).await?.is_none() {
+            return Ok(());
+        }
+        match tags {
+            None => match self.remove_image(key, digest).await? {
+                Ok(_) => Ok(()),
+                Err(_parents) => Err(Failure::Final(failure::IMAGE_REFERENCED_BY_INDEX)),
+            },
+            Some(tags) => {
+                for tag in tags {
+                    if self.meta().resolve_tag(key, tag).await?.as_ref() == Some(digest) {
+                        self.meta().delete_tag(key, tag).await?;
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
 }

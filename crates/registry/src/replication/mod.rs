@@ -17,7 +17,7 @@ mod send;
 use std::sync::Arc;
 use std::time::Duration;
 
-use berth_meta::{ImageReplication, ReplicationJob, ReplicationOutcome, ReplicationTarget};
+use berth_meta::{ImageReplication, ReplicationAction, ReplicationJob, ReplicationOutcome, ReplicationTarget};
 use berth_oci::Digest;
 use berth_rules::replication::{Destination, ReplicationConfiguration};
 
@@ -39,6 +39,8 @@ pub mod failure {
     pub const PEER_REFUSED: &str = "PEER_REFUSED";
     /// The destination deployment serves no account of the destination's registry id.
     pub const DESTINATION_REGISTRY_NOT_FOUND: &str = "DESTINATION_REGISTRY_NOT_FOUND";
+    /// A propagated delete found the replica listed by an index at the destination: it stays.
+    pub const IMAGE_REFERENCED_BY_INDEX: &str = "IMAGE_REFERENCED_BY_INDEX";
     /// What arrived does not match its digest (retried from the start of the blob).
     pub const DIGEST_MISMATCH: &str = "DIGEST_MISMATCH";
     /// The destination no longer holds the upload a resumed transfer named: started anew.
@@ -51,8 +53,9 @@ pub mod failure {
     pub const INTERNAL_ERROR: &str = "INTERNAL_ERROR";
 
     /// Every code, as a peer's answer names it.
-    pub const ALL: [&str; 10] = [
+    pub const ALL: [&str; 11] = [
         NOT_AUTHORIZED,
+        IMAGE_REFERENCED_BY_INDEX,
         REPOSITORY_CREATE_DENIED,
         DESTINATION_UNREACHABLE,
         PEER_REFUSED,
@@ -78,6 +81,9 @@ const MAX_BACKOFF_MS: i64 = 300_000;
 /// A claim not renewed for this long is a dead node's: released for another node to run. A
 /// live node renews its claims at every look at the queue (at most `poll` apart).
 const STALE_CLAIM_MS: i64 = 30 * 1000;
+/// How long after it is queued a propagated removal runs if the source never says it has
+/// removed the image or tag (see `queue_replication_removal`).
+const REMOVAL_HORIZON_MS: i64 = 30_000;
 /// Jobs one node runs at once.
 const CONCURRENCY: usize = 4;
 
@@ -167,14 +173,15 @@ impl Registry {
     }
 
     /// Sets Berth's extensions of rule `index` (from 0) of `account`'s configuration: the
-    /// exact repository names it covers and its tag filters (both replaced). Returns the
-    /// configuration with its extensions.
+    /// exact repository names it covers, its tag filters, and whether it propagates deletes
+    /// and tag removals (all replaced). Returns the configuration with its extensions.
     pub async fn put_replication_rule_extensions(
         &self,
         account: &str,
         index: usize,
         repository_names: Vec<String>,
         tag_filters: Vec<String>,
+        propagate_deletes: bool,
     ) -> Result<ReplicationConfiguration, RegistryError> {
         let mut config = self.replication_configuration(account).await?;
         let count = config.rules.len();
@@ -186,6 +193,7 @@ impl Registry {
         })?;
         rule.repository_names = repository_names;
         rule.tag_filters = tag_filters;
+        rule.propagate_deletes = propagate_deletes;
         self.store_replication_configuration(account, &config).await?;
         Ok(config)
     }
@@ -342,12 +350,51 @@ impl Registry {
         }
     }
 
+    /// Queues, where rules propagate deletes (a Berth extension), the removal of the image
+    /// `digest` of the repository `name` (a key), or of its `tag`: called just before the
+    /// source removes it, then `replication_removal_done` once it did (the job removes nothing
+    /// the source still has when it runs; if the source never says it is done — it crashed,
+    /// or the removal was refused — the job runs after `REMOVAL_HORIZON_MS` and checks).
+    pub(crate) async fn queue_replication_removal(
+        &self,
+        name: &str,
+        digest: &Digest,
+        tag: Option<&str>,
+    ) -> Result<(), RegistryError> {
+        let (account, repository) = split_repository_key(self.registry_id(), name);
+        let targets: Vec<ReplicationTarget> = self
+            .replication_configuration(account)
+            .await?
+            .removal_destinations(repository)
+            .into_iter()
+            .map(|d| ReplicationTarget { region: d.region, registry_id: d.registry_id })
+            .collect();
+        if !targets.is_empty() {
+            let due_at = berth_meta::now_ms() + REMOVAL_HORIZON_MS;
+            self.meta().queue_replication_removal(name, digest.as_str(), tag, &targets, due_at).await?;
+        }
+        Ok(())
+    }
+
+    /// The source has removed what `queue_replication_removal` queued: its jobs are due now.
+    pub(crate) async fn replication_removal_done(&self, name: &str, digest: &Digest) -> Result<(), RegistryError> {
+        if self.meta().hasten_replications(name, digest.as_str(), berth_meta::now_ms()).await? > 0 {
+            self.replication.wakeup.notify_one();
+        }
+        Ok(())
+    }
+
     /// One run of a claimed job: its outcome, a retry after a backoff for what may pass.
     pub(crate) async fn replicate(&self, job: &ReplicationJob) -> ReplicationOutcome {
-        let run = match self.tags_to_send(job).await {
-            Err(e) => Err(e),
-            Ok(tags) if job.target.region == self.region() => self.replicate_in_region(job, &tags).await,
-            Ok(tags) => self.replicate_to_peer(job, &tags).await,
+        let run = match job.action {
+            ReplicationAction::Replicate => match self.tags_to_send(job).await {
+                Err(e) => Err(e),
+                Ok(tags) if job.target.region == self.region() => self.replicate_in_region(job, &tags).await,
+                Ok(tags) => self.replicate_to_peer(job, &tags).await,
+            },
+            ReplicationAction::Delete | ReplicationAction::Untag => {
+                self.propagate_removal(job).await.map(|()| Vec::new())
+            }
         };
         match run {
             Ok(dropped_tags) => ReplicationOutcome::Complete { dropped_tags },
@@ -371,6 +418,38 @@ impl Registry {
             Destination { region: job.target.region.clone(), registry_id: job.target.registry_id.clone() };
         let covered = config.rules.iter().any(|r| r.covers(repository) && r.destinations.contains(&destination));
         Ok(if covered { config.tags_for(repository, &destination, &job.tags) } else { job.tags.clone() })
+    }
+
+    /// A delete or tag removal at the source, done at the destination: only what the source
+    /// no longer has (the job was queued just before the source removed it).
+    async fn propagate_removal(&self, job: &ReplicationJob) -> Result<(), Failure> {
+        let (source_account, name, digest) = self.job_image(job)?;
+        let tags = match job.action {
+            ReplicationAction::Delete => {
+                if self.meta().manifest(&job.repository, &digest).await?.is_some() {
+                    return Ok(());
+                }
+                None
+            }
+            _ => {
+                let mut gone = Vec::new();
+                for t in &job.tags {
+                    if self.meta().resolve_tag(&job.repository, t).await?.as_ref() != Some(&digest) {
+                        gone.push(t.clone());
+                    }
+                }
+                if gone.is_empty() {
+                    return Ok(());
+                }
+                Some(gone)
+            }
+        };
+        if job.target.region == self.region() {
+            let key = crate::repositories::repository_key(self.registry_id(), &job.target.registry_id, &name);
+            self.remove_replica(&source_account, &key, &digest, tags.as_deref()).await
+        } else {
+            self.remove_at_peer(job, &source_account, &name, &digest, tags.as_deref()).await
+        }
     }
 
     /// The image of a job, and the account it was pushed to with the repository's name there.

@@ -168,4 +168,17 @@ impl Registry {
         })?;
         Ok(self.store_replica(&repository, digest, parsed, content, tags).await?)
     }
+
+    /// Removes the replica (`tags` none) or `tags` of it, as the source removed them; never
+    /// creates the repository.
+    pub async fn receive_removal(
+        &self,
+        peer: &ReplicationPeer,
+        at: &ReplicaAddress,
+        digest: &Digest,
+        tags: Option<&[String]>,
+    ) -> Result<()> {
+        let key = self.replica_key(peer, at).await?;
+        Ok(self.remove_replica(&at.source_account, &key, digest, tags).await?)
+    }
 }

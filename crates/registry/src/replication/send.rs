@@ -229,17 +229,51 @@ impl Registry {
         Ok((client, endpoint))
     }
 
+    /// The peer of the job's region: its record, client, endpoint and opened secret.
+    async fn peer_of(
+        &self,
+        job: &ReplicationJob,
+    ) -> Result<(ReplicationPeer, reqwest::Client, String, String), Failure> {
+        let Some(peer) = self.meta().replication_peer(&job.target.region).await? else {
+            return Err(Failure::Retry(failure::DESTINATION_UNREACHABLE));
+        };
+        let (client, endpoint) = self.peer_client(&peer)?;
+        let secret = self.peer_secret(&peer)?;
+        Ok((peer, client, endpoint, secret))
+    }
+
+    /// Removes the image (`tags` none) or `tags` of it at the peer of the job's region, as the
+    /// source removed them (see `remove_replica`, which the peer runs).
+    pub(super) async fn remove_at_peer(
+        &self,
+        job: &ReplicationJob,
+        source_account: &str,
+        name: &str,
+        digest: &Digest,
+        tags: Option<&[String]>,
+    ) -> Result<(), Failure> {
+        let (peer, client, endpoint, secret) = self.peer_of(job).await?;
+        let destination = format!("{}/{}", job.target.region, job.target.registry_id);
+        let connection = PeerConnection { client, endpoint, peer: &peer, secret, destination };
+        let at = Address { source_account, registry_id: &job.target.registry_id, repository: name };
+        let mut params = vec![("digest", digest.as_str())];
+        let op = match tags {
+            None => "image",
+            Some(tags) => {
+                params.extend(tags.iter().map(|t| ("tag", t.as_str())));
+                "tags"
+            }
+        };
+        connection.call(reqwest::Method::DELETE, op, &at, &params, Payload::Empty).await.map(|_| ())
+    }
+
     /// Sends the job's image to the peer of its region (see the module's comment).
     pub(super) async fn replicate_to_peer(
         &self,
         job: &ReplicationJob,
         tags: &[String],
     ) -> Result<Vec<String>, Failure> {
-        let Some(peer) = self.meta().replication_peer(&job.target.region).await? else {
-            return Err(Failure::Retry(failure::DESTINATION_UNREACHABLE));
-        };
-        let (client, endpoint) = self.peer_client(&peer)?;
-        let secret = self.peer_secret(&peer)?;
+        let (peer, client, endpoint, secret) = self.peer_of(job).await?;
         let (source_account, name, digest) = self.job_image(job)?;
         let destination = format!("{}/{}", job.target.region, job.target.registry_id);
         let connection = PeerConnection { client, endpoint, peer: &peer, secret, destination };

@@ -8,7 +8,8 @@
 //! Operations: `POST repository` (make the destination repository ready), `GET blob?digest`
 //! (`{"present"}`), `POST upload` (`{"uploadId", "offset"}`), `GET upload?id`, `PATCH
 //! upload?id&offset&length` (a part, streamed unsigned), `PUT upload?id&digest` (commit),
-//! `PUT manifest?digest&tag…` (`{"droppedTags"}`).
+//! `PUT manifest?digest&tag…` (`{"droppedTags"}`), and where deletes are propagated
+//! `DELETE image?digest` and `DELETE tags?digest&tag…`.
 
 use axum::body::Body;
 use axum::extract::{Path, State};
@@ -138,6 +139,11 @@ async fn serve(
             reg.receive_manifest(peer, &at, &digest()?, media_type, small.to_vec(), &tags)
                 .await
                 .map(|dropped| json!({ "droppedTags": dropped }))
+        }
+        ("image", Method::DELETE) => reg.receive_removal(peer, &at, &digest()?, None).await.map(|()| json!({})),
+        ("tags", Method::DELETE) => {
+            let tags: Vec<String> = query.iter().filter(|(k, _)| k == "tag").map(|(_, v)| v.clone()).collect();
+            reg.receive_removal(peer, &at, &digest()?, Some(&tags)).await.map(|()| json!({}))
         }
         _ => Err(malformed(format!("{method} {op} is not a replication operation"))),
     }

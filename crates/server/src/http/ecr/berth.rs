@@ -11,8 +11,9 @@
 //!   upstream now and fills it anew if it moved; answers once the image is stored.
 //!   Authorized as `ecr:BatchImportUpstreamImage` on the repository.
 //! - `PutReplicationRuleExtensions` {`ruleIndex` (from 0), `repositoryNames`?, `tagFilters`?,
-//!   `registryId`?}: sets a replication rule's exact repository names and tag filters (both
-//!   replaced; empty lists remove them); returns the configuration with its extensions.
+//!   `propagateDeletes`?, `registryId`?}: sets a replication rule's exact repository names,
+//!   tag filters and whether deletes and tag removals are propagated (all replaced; empty
+//!   lists and false remove them); returns the configuration with its extensions.
 //!   Authorized as `ecr:PutReplicationConfiguration`.
 //! - `GetReplicationConfiguration` {`registryId`?}: the configuration with Berth's extensions
 //!   (`berthRepositoryNames`, `berthTagFilters` on a rule). Authorized as `ecr:DescribeRegistry`.
@@ -62,7 +63,7 @@ pub fn validate(op: &str, input: &Value) -> Result<(), EcrError> {
         }
         "RefreshCachedImage" => (&["repositoryName", "imageTag"], &["repositoryName", "imageTag", "registryId"]),
         "PutReplicationRuleExtensions" => {
-            (&["ruleIndex"], &["ruleIndex", "repositoryNames", "tagFilters", "registryId"])
+            (&["ruleIndex"], &["ruleIndex", "repositoryNames", "tagFilters", "propagateDeletes", "registryId"])
         }
         "GetReplicationConfiguration" => (&[], &["registryId"]),
         "ListReplicationEvents" => (&["repositoryName"], &["repositoryName", "maxResults", "nextToken", "registryId"]),
@@ -178,6 +179,8 @@ struct RuleExtensionsInput {
     repository_names: Vec<String>,
     #[serde(default)]
     tag_filters: Vec<String>,
+    #[serde(default)]
+    propagate_deletes: bool,
 }
 
 #[derive(Serialize)]
@@ -196,7 +199,13 @@ async fn put_rule_extensions(
     let config = ctx
         .app
         .registry
-        .put_replication_rule_extensions(&ctx.ns.account, index, input.repository_names, input.tag_filters)
+        .put_replication_rule_extensions(
+            &ctx.ns.account,
+            index,
+            input.repository_names,
+            input.tag_filters,
+            input.propagate_deletes,
+        )
         .await?;
     Ok(ReplicationConfigurationOutput { registry_id: ctx.registry_id().to_string(), replication_configuration: config })
 }
@@ -220,6 +229,8 @@ struct ReplicationEventOutput {
     image_digest: String,
     region: String,
     registry_id: String,
+    /// `REPLICATE`, or `DELETE` / `UNTAG` where deletes are propagated.
+    action: &'static str,
     status: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     failure_code: Option<String>,
@@ -259,6 +270,7 @@ async fn list_replication_events(ctx: &Ctx<'_>, input: ListEventsInput) -> Resul
             .into_iter()
             .map(|e| ReplicationEventOutput {
                 image_digest: e.digest,
+                action: e.action.as_str(),
                 region: e.target.region,
                 registry_id: e.target.registry_id,
                 status: e.status.as_str(),
