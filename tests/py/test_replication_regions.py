@@ -144,8 +144,13 @@ def test_filters_apply_a_delete_stays_at_the_source_and_an_old_image_waits(regio
     assert [i["imageDigest"] for i in e.describe_images(repositoryName="team/app")["imageDetails"]] == [d1]
     with pytest.raises(e.exceptions.RepositoryNotFoundException):
         e.describe_images(repositoryName="other/app")
-    # An image pushed before the configuration existed stays where it is.
+    # An image pushed before the configuration existed stays where it is...
     assert manifest_of(eu, "team/app", old).status_code == 404
+    # ...unless it is restored from the archive after it (as ECR does).
+    a.update_image_storage_class(repositoryName="team/app", imageId={"imageDigest": old}, targetStorageClass="ARCHIVE")
+    a.update_image_storage_class(repositoryName="team/app", imageId={"imageDigest": old}, targetStorageClass="STANDARD")
+    assert wait_replicated(a, "team/app", old)[0]["status"] == "COMPLETE"
+    assert manifest_of(eu, "team/app", "old").headers["Docker-Content-Digest"] == old
     # A delete at the source is not replicated.
     a.batch_delete_image(repositoryName="team/app", imageIds=[{"imageDigest": d1}])
     assert manifest_of(eu, "team/app", "v1").status_code == 200

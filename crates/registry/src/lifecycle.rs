@@ -146,8 +146,11 @@ impl Registry {
 impl Registry {
     /// Moves an image between storage classes as `UpdateImageStorageClass` does: to the archive
     /// (no longer pullable) or back to standard. Restoring is immediate here (the bytes never
-    /// left), so the image is `ACTIVE` at once. `Ok(None)` if there is no such image. An image
-    /// an index lists is archived with its index, never alone (`ArchiveOfIndexChild`).
+    /// left), so the image is `ACTIVE` at once, and replicated as a push would be (ECR
+    /// replicates images restored from archive; queued on every request for the standard
+    /// class, so a restore retried after a failure still queues it, and a second run only
+    /// finds the replica there). `Ok(None)` if there is no such image. An image an index lists
+    /// is archived with its index, never alone (`ArchiveOfIndexChild`).
     pub async fn update_image_storage_class(
         &self,
         repository: &str,
@@ -162,6 +165,14 @@ impl Registry {
         if self.meta().set_image_archived(repository, digest, archived, now_ms).await?.is_none() {
             return Ok(None);
         }
-        Ok(self.meta().image(repository, digest).await?)
+        let image = self.meta().image(repository, digest).await?;
+        if let Some(restored) = image.as_ref().filter(|_| !archived) {
+            let targets = self.replication_targets(repository, &restored.tags).await?;
+            if !targets.is_empty() {
+                self.meta().queue_replications(repository, digest, &restored.tags, &targets).await?;
+                self.replication.wakeup.notify_one();
+            }
+        }
+        Ok(image)
     }
 }
