@@ -823,6 +823,8 @@ pub enum ReplicationOutcome {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImageReplication {
     pub target: ReplicationTarget,
+    /// What the job does: a removal's status is not the image's arrival.
+    pub action: ReplicationAction,
     pub status: ReplicationStatus,
     /// The last failure: of a `FAILED` job, or of an attempt a retry is waiting to repeat.
     pub failure_code: Option<String>,

@@ -305,9 +305,10 @@ pub trait ReplicationStore: Send + Sync + 'static {
     /// in the single writer; PostgreSQL: `FOR UPDATE SKIP LOCKED`); no job goes to two workers.
     async fn claim_replications(&self, worker: &str, now: i64, limit: u32) -> Result<Vec<ReplicationJob>>;
 
-    /// Records a claimed job's outcome, unless the image was pushed again meanwhile (the job
-    /// then stays queued for its next run) or the claim was released. Returns whether it was
-    /// recorded. Concurrency: conditional on the generation and the claim in one statement.
+    /// Records a claimed job's outcome, unless the image was pushed (or removed) again
+    /// meanwhile — the job then stays queued for its next run, and `worker`'s claim on it is
+    /// released so that the next run can start — or the claim was released. Returns whether it
+    /// was recorded. Concurrency: conditional on the generation and the claim in one statement.
     async fn finish_replication(
         &self,
         job: &ReplicationJob,
@@ -352,9 +353,11 @@ pub trait ReplicationStore: Send + Sync + 'static {
     /// Makes the image's queued jobs that have not run yet due now; how many.
     async fn hasten_replications(&self, repository: &str, digest: &str, now: i64) -> Result<u64>;
 
-    /// Marks every job `worker` holds as still being run at `now` (the claim's heartbeat, so
-    /// that `release_replications(None, …)` takes over only a dead node's jobs); how many.
-    async fn renew_replication_claims(&self, worker: &str, now: i64) -> Result<u64>;
+    /// Marks `jobs`, which `worker` is running, as still being run at `now` (the claims'
+    /// heartbeat, so that `release_replications(None, …)` takes over only a dead node's
+    /// jobs, and a claim left behind by a run that ended without recording is not kept alive);
+    /// how many claims it renewed.
+    async fn renew_replication_claims(&self, worker: &str, jobs: &[ReplicationJob], now: i64) -> Result<u64>;
 
     /// Where an image's replications stand, one per destination, in destination order.
     async fn image_replications(&self, repository: &str, digest: &str) -> Result<Vec<ImageReplication>>;

@@ -5,6 +5,8 @@
 //! hold the same. Secrets never travel in the clear: each access key's secret is sealed
 //! (AES-256-GCM) under a transport key made for the export, which the operator carries to the
 //! other side by another channel; the importing side seals it under its own master keyring.
+//! The whole document is authenticated under a key derived from the transport key: a changed
+//! owner, policy or membership is refused before anything is written.
 //!
 //! Import adds and updates, never deletes: a user, group or policy is matched by name (and
 //! keeps the id it has here, or gets the exported one when new); a policy document or an
@@ -14,6 +16,7 @@
 use std::collections::BTreeMap;
 
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
+use aws_lc_rs::hmac;
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use base64::Engine as _;
 use berth_meta::{AccessKey, Group, KeyChange, MetaError, Principal, PrincipalKind, SealedKind, now_ms};
@@ -34,6 +37,10 @@ pub struct IdentitiesDocument {
     pub groups: Vec<GroupEntry>,
     pub policies: Vec<PolicyEntry>,
     pub access_keys: Vec<KeyEntry>,
+    /// HMAC-SHA256 (hex) of the document without it, under a key derived from the transport
+    /// key: nothing in it (a key's owner, an attachment) can be changed on the way.
+    #[serde(default)]
+    pub mac: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -111,6 +118,23 @@ impl TransportKey {
         B64.encode(&self.0)
     }
 
+    /// The document's MAC: HMAC-SHA256 over its JSON without the MAC, keyed by
+    /// HMAC-SHA256(transport key, "berth identities mac").
+    fn mac(&self, doc: &IdentitiesDocument) -> String {
+        let derived = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, &self.0), b"berth identities mac");
+        let body = serde_json::to_vec(&IdentitiesDocument { mac: String::new(), ..doc.clone() }).expect("serializes");
+        hex::encode(hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, derived.as_ref()), &body))
+    }
+
+    fn verify(&self, doc: &IdentitiesDocument) -> Result<(), IamError> {
+        let expected = self.mac(doc);
+        aws_lc_rs::constant_time::verify_slices_are_equal(expected.as_bytes(), doc.mac.as_bytes()).map_err(|_| {
+            IamError::InvalidInput(
+                "the identities file was changed, or the transport key is not the one its export printed".into(),
+            )
+        })
+    }
+
     fn cipher(&self) -> LessSafeKey {
         LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &self.0).expect("a 32-byte key"))
     }
@@ -177,6 +201,7 @@ impl IamAdmin {
             groups: Vec::new(),
             policies: Vec::new(),
             access_keys: Vec::new(),
+            mac: String::new(),
         };
         for (p, _) in self.managed_policies().await? {
             doc.policies.push(PolicyEntry { name: p.name, path: p.path, document: p.document });
@@ -223,6 +248,7 @@ impl IamAdmin {
                 });
             }
         }
+        doc.mac = transport.mac(&doc);
         Ok(doc)
     }
 
@@ -247,6 +273,7 @@ impl IamAdmin {
                 doc.account
             )));
         }
+        transport.verify(doc)?;
         let mut secrets = Vec::new();
         for k in &doc.access_keys {
             secrets.push(transport.open(&account, &k.access_key_id, &k.sealed_secret)?);
@@ -375,5 +402,31 @@ mod tests {
         let again = TransportKey::parse(&t.to_text()).unwrap();
         assert_eq!(again.open("123456789012", "AKIAONE", &sealed).unwrap(), b"secret-1");
         assert!(TransportKey::parse("c2hvcnQ=").is_err());
+    }
+
+    #[test]
+    fn a_changed_document_is_refused() {
+        let t = TransportKey::generate();
+        let mut doc = IdentitiesDocument {
+            format: FORMAT.into(),
+            account: "123456789012".into(),
+            users: vec![],
+            groups: vec![],
+            policies: vec![],
+            access_keys: vec![KeyEntry {
+                user: "ci".into(),
+                access_key_id: "AKIAONE".into(),
+                active: true,
+                created_at: 1,
+                sealed_secret: t.seal("123456789012", "AKIAONE", b"s"),
+            }],
+            mac: String::new(),
+        };
+        doc.mac = t.mac(&doc);
+        assert!(t.verify(&doc).is_ok());
+        let mut root = doc.clone();
+        root.access_keys[0].user = "root".into();
+        assert!(t.verify(&root).is_err(), "a key moved to the root");
+        assert!(TransportKey::generate().verify(&doc).is_err(), "another transport key");
     }
 }

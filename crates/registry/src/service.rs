@@ -1056,7 +1056,9 @@ impl Registry {
     pub async fn delete_manifest(&self, name: &str, reference: &str) -> Result<()> {
         let (deleted, digest) = if reference.contains(':') {
             let digest = digest_param(reference)?;
-            self.queue_replication_removal(name, &digest, None).await?;
+            if self.meta.manifest(name, &digest).await?.is_some() {
+                self.queue_replication_removal(name, &digest, None).await?;
+            }
             match self.meta.delete_manifest(name, &digest).await {
                 Err(MetaError::ReferencedByIndex(parents)) => {
                     return Err(RegistryError::ReferencedByIndex { digest, parents });

@@ -148,6 +148,22 @@ impl ReplicationStore for Meta {
         .await
         .map_err(backend)?;
         let recorded = done.rows_affected() > 0;
+        if !recorded {
+            // Queued again meanwhile (its claim was kept for this run to end): the next run may
+            // start now.
+            sqlx::query(
+                "UPDATE replication_jobs SET claimed_by = NULL, claimed_at = NULL WHERE repository = $1 \
+                 AND digest = $2 AND destination_region = $3 AND destination_registry = $4 AND claimed_by = $5",
+            )
+            .bind(&job.repository)
+            .bind(&job.digest)
+            .bind(&job.target.region)
+            .bind(&job.target.registry_id)
+            .bind(worker)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        }
         if recorded && status != ReplicationStatus::InProgress {
             sqlx::query(
                 "INSERT INTO replication_events (at, repository, digest, destination_region, destination_registry, \
@@ -254,6 +270,8 @@ impl ReplicationStore for Meta {
                     }
                     Some(tag) => (ReplicationAction::Untag, vec![tag.to_string()]),
                 };
+                // A run in progress keeps its claim (its outcome is not recorded, and its end
+                // releases the claim): a removal never runs beside a run sending the image.
                 sqlx::query(
                     "INSERT INTO replication_jobs (repository, digest, destination_region, destination_registry, tags, \
                      status, attempts, generation, queued_at, due_at, action) \
@@ -261,8 +279,7 @@ impl ReplicationStore for Meta {
                      ON CONFLICT (repository, digest, destination_region, destination_registry) DO UPDATE SET \
                      action = excluded.action, tags = excluded.tags, status = 'IN_PROGRESS', failure_code = NULL, \
                      dropped_tags = NULL, attempts = 0, generation = replication_jobs.generation + 1, \
-                     queued_at = excluded.queued_at, due_at = excluded.due_at, claimed_by = NULL, claimed_at = NULL, \
-                     completed_at = NULL",
+                     queued_at = excluded.queued_at, due_at = excluded.due_at, completed_at = NULL",
                 )
                 .bind(repository)
                 .bind(digest)
@@ -284,7 +301,7 @@ impl ReplicationStore for Meta {
     async fn hasten_replications(&self, repository: &str, digest: &str, now: i64) -> Result<u64> {
         let done = sqlx::query(
             "UPDATE replication_jobs SET due_at = $3 WHERE repository = $1 AND digest = $2 \
-             AND status = 'IN_PROGRESS' AND claimed_by IS NULL AND attempts = 0 AND due_at > $3",
+             AND status = 'IN_PROGRESS' AND attempts = 0 AND due_at > $3",
         )
         .bind(repository)
         .bind(digest)
@@ -295,26 +312,35 @@ impl ReplicationStore for Meta {
         Ok(done.rows_affected())
     }
 
-    async fn renew_replication_claims(&self, worker: &str, now: i64) -> Result<u64> {
-        let done = sqlx::query(
-            "UPDATE replication_jobs SET claimed_at = $2 WHERE status = 'IN_PROGRESS' AND claimed_by = $1",
-        )
-        .bind(worker)
-        .bind(now)
-        .execute(self.writes())
-        .await
-        .map_err(backend)?;
-        Ok(done.rows_affected())
+    async fn renew_replication_claims(&self, worker: &str, jobs: &[ReplicationJob], now: i64) -> Result<u64> {
+        let mut renewed = 0;
+        for job in jobs {
+            let done = sqlx::query(
+                "UPDATE replication_jobs SET claimed_at = $6 WHERE repository = $1 AND digest = $2 \
+                 AND destination_region = $3 AND destination_registry = $4 AND claimed_by = $5",
+            )
+            .bind(&job.repository)
+            .bind(&job.digest)
+            .bind(&job.target.region)
+            .bind(&job.target.registry_id)
+            .bind(worker)
+            .bind(now)
+            .execute(self.writes())
+            .await
+            .map_err(backend)?;
+            renewed += done.rows_affected();
+        }
+        Ok(renewed)
     }
 
     async fn image_replications(&self, repository: &str, digest: &str) -> Result<Vec<ImageReplication>> {
         retry_transient!({
             let rows = sqlx::query_as::<
                 _,
-                (String, String, String, Option<String>, Option<String>, i64, i64, Option<i64>),
+                (String, String, String, Option<String>, Option<String>, i64, i64, Option<i64>, String),
             >(
                 "SELECT destination_region, destination_registry, status, failure_code, dropped_tags, attempts, \
-                 queued_at, completed_at FROM replication_jobs WHERE repository = $1 AND digest = $2 \
+                 queued_at, completed_at, action FROM replication_jobs WHERE repository = $1 AND digest = $2 \
                  ORDER BY destination_region, destination_registry",
             )
             .bind(repository)
@@ -323,9 +349,10 @@ impl ReplicationStore for Meta {
             .await
             .map_err(backend)?;
             rows.into_iter()
-                .map(|(region, registry_id, status, failure_code, dropped, attempts, queued_at, completed_at)| {
+                .map(|(region, registry_id, status, failure_code, dropped, attempts, queued_at, completed_at, action)| {
                     Ok(ImageReplication {
                         target: ReplicationTarget { region, registry_id },
+                        action: stored("replication action", &action, ReplicationAction::parse)?,
                         status: stored("replication status", &status, ReplicationStatus::parse)?,
                         failure_code,
                         dropped_tags: tags_of(dropped.as_deref())?,

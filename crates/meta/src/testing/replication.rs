@@ -151,9 +151,9 @@ pub async fn released_claims_run_again(meta: Store) {
     // A dead node's claims, older than the cut-off, are taken over; newer ones are left, and
     // so are those whose node renews them (it is alive).
     assert_eq!(meta.release_replications(None, t0 + 5).await.unwrap(), 0, "claimed after the cut-off");
-    assert_eq!(meta.renew_replication_claims("node-b", t0 + 16).await.unwrap(), 1);
+    assert_eq!(meta.renew_replication_claims("node-b", &theirs, t0 + 16).await.unwrap(), 1);
     assert_eq!(meta.release_replications(None, t0 + 15).await.unwrap(), 0, "renewed after the cut-off");
-    assert_eq!(meta.renew_replication_claims("node-x", t0 + 40).await.unwrap(), 0);
+    assert_eq!(meta.renew_replication_claims("node-x", &theirs, t0 + 40).await.unwrap(), 0);
     assert_eq!(meta.release_replications(None, t0 + 17).await.unwrap(), 1);
     assert!(!meta.finish_replication(&theirs[0], "node-b", &done).await.unwrap());
     assert_eq!(meta.claim_replications("node-c", t0 + 30, 10).await.unwrap()[0].digest, theirs[0].digest);
@@ -344,4 +344,18 @@ pub async fn removals_are_queued_as_the_latest_change_decides(meta: Store) {
     let retry = ReplicationOutcome::Retry { failure_code: "DESTINATION_UNREACHABLE".into(), due_at: now_ms() + 60_000 };
     assert!(meta.finish_replication(&jobs[0], "node-a", &retry).await.unwrap());
     assert_eq!(meta.hasten_replications("repo/app", &d, now_ms()).await.unwrap(), 0);
+
+    // A removal queued while a run sends the image keeps that run's claim (never side by side
+    // with it); the run's end, not recorded, releases it, and the removal runs next.
+    push(meta.as_ref(), "img-1", &["v7"], eu_only).await;
+    let sending = meta.claim_replications("node-a", now_ms(), 10).await.unwrap();
+    assert_eq!(sending[0].action, ReplicationAction::Replicate);
+    remove(None).await;
+    meta.hasten_replications("repo/app", &d, now_ms()).await.unwrap();
+    assert!(meta.claim_replications("node-b", now_ms(), 10).await.unwrap().is_empty(), "still claimed");
+    let done = ReplicationOutcome::Complete { dropped_tags: vec![] };
+    assert!(!meta.finish_replication(&sending[0], "node-a", &done).await.unwrap());
+    let next = meta.claim_replications("node-b", now_ms(), 10).await.unwrap();
+    assert_eq!(next.iter().map(|j| j.action).collect::<Vec<_>>(), [ReplicationAction::Delete]);
+    assert_eq!(meta.image_replications("repo/app", &d).await.unwrap()[0].action, ReplicationAction::Delete);
 }

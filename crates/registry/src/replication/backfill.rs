@@ -3,9 +3,9 @@
 //! for the destinations its tags take, as if pushed now; an index's untagged children and an
 //! image's referrers are left out (they go with the image that holds them), and so is a
 //! destination that has the image already or is replicating it (only failed or never-run
-//! replications are queued again).
+//! replications are queued again; a removal job there does not count as the image).
 
-use berth_meta::{ImageFilter, ReplicationStatus, ReplicationTarget, StatusFilter, TagFilter};
+use berth_meta::{ImageFilter, ReplicationAction, ReplicationStatus, ReplicationTarget, StatusFilter, TagFilter};
 use serde::Serialize;
 
 use crate::repositories::{account_key_prefix, split_repository_key};
@@ -60,7 +60,7 @@ impl Registry {
                         .image_replications(key, &image.digest)
                         .await?
                         .into_iter()
-                        .filter(|r| r.status != ReplicationStatus::Failed)
+                        .filter(|r| r.action == ReplicationAction::Replicate && r.status != ReplicationStatus::Failed)
                         .map(|r| r.target)
                         .collect();
                     let targets: Vec<ReplicationTarget> = config

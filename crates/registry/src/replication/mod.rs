@@ -129,6 +129,21 @@ impl From<RegistryError> for Failure {
     }
 }
 
+/// A job in `run_replication_queue`'s running set for as long as its task lives (dropped on
+/// its end, a panic included).
+struct RunningJob {
+    running: Arc<std::sync::Mutex<std::collections::HashMap<u64, ReplicationJob>>>,
+    run: u64,
+}
+
+impl Drop for RunningJob {
+    fn drop(&mut self) {
+        if let Ok(mut running) = self.running.lock() {
+            running.remove(&self.run);
+        }
+    }
+}
+
 /// What the replication machinery keeps on one node: the worker's wakeup, the peers' HTTP
 /// clients, transfers to resume, and the bandwidth limit.
 #[derive(Default)]
@@ -291,8 +306,13 @@ impl Registry {
             Err(e) => tracing::error!(error = %e, "could not release this node's replications"),
         }
         let permits = Arc::new(tokio::sync::Semaphore::new(CONCURRENCY));
+        // The jobs running on this node, by their run's number: only their claims are renewed
+        // (a run that ended without recording, or panicked, leaves its claim to go stale).
+        let running: Arc<std::sync::Mutex<std::collections::HashMap<u64, ReplicationJob>>> = Default::default();
+        let mut runs = 0u64;
         loop {
-            if let Err(e) = meta.renew_replication_claims(&worker, berth_meta::now_ms()).await {
+            let held: Vec<ReplicationJob> = running.lock().expect("running jobs").values().cloned().collect();
+            if let Err(e) = meta.renew_replication_claims(&worker, &held, berth_meta::now_ms()).await {
                 tracing::error!(error = %e, "could not renew this node's replications");
             }
             if let Err(e) = meta.release_replications(None, berth_meta::now_ms() - STALE_CLAIM_MS).await {
@@ -305,7 +325,11 @@ impl Registry {
                         for job in jobs {
                             let permit = permits.clone().acquire_owned().await.expect("semaphore never closes");
                             let (registry, worker) = (self.clone(), worker.clone());
+                            runs += 1;
+                            running.lock().expect("running jobs").insert(runs, job.clone());
+                            let run = RunningJob { running: running.clone(), run: runs };
                             tokio::spawn(async move {
+                                let _running = run;
                                 let outcome = registry.replicate(&job).await;
                                 let status = match &outcome {
                                     ReplicationOutcome::Complete { .. } => "COMPLETE",
@@ -392,9 +416,7 @@ impl Registry {
                 Ok(tags) if job.target.region == self.region() => self.replicate_in_region(job, &tags).await,
                 Ok(tags) => self.replicate_to_peer(job, &tags).await,
             },
-            ReplicationAction::Delete | ReplicationAction::Untag => {
-                self.propagate_removal(job).await.map(|()| Vec::new())
-            }
+            ReplicationAction::Delete | ReplicationAction::Untag => self.propagate_removal(job).await,
         };
         match run {
             Ok(dropped_tags) => ReplicationOutcome::Complete { dropped_tags },
@@ -421,13 +443,22 @@ impl Registry {
     }
 
     /// A delete or tag removal at the source, done at the destination: only what the source
-    /// no longer has (the job was queued just before the source removed it).
-    async fn propagate_removal(&self, job: &ReplicationJob) -> Result<(), Failure> {
+    /// no longer has (the job was queued just before the source removed it). A delete the
+    /// source did not do after all (refused: an index lists the image) may have replaced a
+    /// job still to send the image: the image is sent again, as it is now.
+    async fn propagate_removal(&self, job: &ReplicationJob) -> Result<Vec<String>, Failure> {
         let (source_account, name, digest) = self.job_image(job)?;
         let tags = match job.action {
             ReplicationAction::Delete => {
-                if self.meta().manifest(&job.repository, &digest).await?.is_some() {
-                    return Ok(());
+                if let Some(image) = self.meta().image(&job.repository, digest.as_str()).await? {
+                    let again =
+                        ReplicationJob { action: ReplicationAction::Replicate, tags: image.tags, ..job.clone() };
+                    let tags = self.tags_to_send(&again).await?;
+                    return if job.target.region == self.region() {
+                        self.replicate_in_region(&again, &tags).await
+                    } else {
+                        self.replicate_to_peer(&again, &tags).await
+                    };
                 }
                 None
             }
@@ -439,17 +470,18 @@ impl Registry {
                     }
                 }
                 if gone.is_empty() {
-                    return Ok(());
+                    return Ok(Vec::new());
                 }
                 Some(gone)
             }
         };
         if job.target.region == self.region() {
             let key = crate::repositories::repository_key(self.registry_id(), &job.target.registry_id, &name);
-            self.remove_replica(&source_account, &key, &digest, tags.as_deref()).await
+            self.remove_replica(&source_account, &key, &digest, tags.as_deref()).await?;
         } else {
-            self.remove_at_peer(job, &source_account, &name, &digest, tags.as_deref()).await
+            self.remove_at_peer(job, &source_account, &name, &digest, tags.as_deref()).await?;
         }
+        Ok(Vec::new())
     }
 
     /// The image of a job, and the account it was pushed to with the repository's name there.

@@ -28,6 +28,9 @@ pub const ROUTE: &str = "/berth/replication/v1/";
 /// How much of a blob one request carries: what a restarted transfer may send again.
 const PART_LEN: u64 = 16 * 1024 * 1024;
 
+/// Most uploads at peers this node remembers, to resume them.
+const MAX_RESUMABLE: usize = 4096;
+
 /// A peer client is made per (endpoint, trusted certificates).
 pub(crate) type ClientKey = (String, Option<String>);
 
@@ -330,15 +333,16 @@ impl Registry {
         digest: &Digest,
     ) -> Result<(), Failure> {
         let digest_param = [("digest", digest.as_str())];
+        let resume_key =
+            (connection.peer.region.clone(), repository_key("", at.registry_id, at.repository), digest.to_string());
         let response = connection.call(reqwest::Method::GET, "blob", at, &digest_param, Payload::Empty).await?;
         if PeerConnection::json::<BlobState>(response).await?.present {
+            self.replication.resumable.lock().expect("resumable").remove(&resume_key);
             return Ok(());
         }
         let Some(size) = self.meta().linked_blob(source, digest).await? else {
             return Err(Failure::Final(failure::SOURCE_IMAGE_NOT_FOUND));
         };
-        let resume_key =
-            (connection.peer.region.clone(), repository_key("", at.registry_id, at.repository), digest.to_string());
         let known = self.replication.resumable.lock().expect("resumable").get(&resume_key).cloned();
         let resumed = match known {
             Some(id) => {
@@ -359,7 +363,14 @@ impl Registry {
             None => {
                 let r = connection.call(reqwest::Method::POST, "upload", at, &[], Payload::Empty).await?;
                 let u = PeerConnection::json::<UploadState>(r).await?;
-                self.replication.resumable.lock().expect("resumable").insert(resume_key.clone(), u.upload_id.clone());
+                let mut resumable = self.replication.resumable.lock().expect("resumable");
+                // Entries of jobs that ended for good are never looked up again: a bound keeps
+                // them from piling up (what is dropped is only a resumption lost).
+                if resumable.len() >= MAX_RESUMABLE {
+                    resumable.clear();
+                }
+                resumable.insert(resume_key.clone(), u.upload_id.clone());
+                drop(resumable);
                 u
             }
         };
