@@ -331,6 +331,31 @@ def unseal(data_dir, kind, ident, sealed):
     return AESGCM(keys[version]).decrypt(raw[:12], raw[12:], aad)
 
 
+def replication_config(*rules):
+    """A replication configuration as `PutReplicationConfiguration` takes it."""
+    return {"rules": list(rules)}
+
+
+def replication_rule(*destinations, prefixes=None):
+    """A rule to (region, registry id) destinations, with PREFIX_MATCH filters if given."""
+    r = {"destinations": [{"region": reg, "registryId": rid} for reg, rid in destinations]}
+    if prefixes is not None:
+        r["repositoryFilters"] = [{"filter": p, "filterType": "PREFIX_MATCH"} for p in prefixes]
+    return r
+
+
+def wait_replicated(client, repo, digest, want=1, timeout=60):
+    """The replication statuses of an image once none is IN_PROGRESS."""
+    deadline = time.time() + timeout
+    while True:
+        got = client.describe_image_replication_status(repositoryName=repo, imageId={"imageDigest": digest})
+        statuses = got["replicationStatuses"]
+        if len(statuses) >= want and all(s["status"] != "IN_PROGRESS" for s in statuses):
+            return statuses
+        assert time.time() < deadline, f"still replicating: {statuses}"
+        time.sleep(0.2)
+
+
 def berth_api(berth, op, body, key=KEY_ID, secret=SECRET):
     """A raw SigV4-signed call of Berth's own target (botocore's model has no such operations);
     returns (HTTP status, JSON body)."""

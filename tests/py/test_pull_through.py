@@ -21,7 +21,7 @@ import time
 import botocore.exceptions
 import pytest
 
-from conftest import ACCOUNT_ID, CLUSTER, KEY_ID, REGION, SECRET, Berth, Cluster, berth_api, free_port, single_node
+from conftest import ACCOUNT_ID, CLUSTER, REGION, Berth, Cluster, berth_api, free_port, single_node
 from test_docker_flow import rootfs_tar
 
 USER, PASSWORD = "puller", "upstream-pass-1"

@@ -5,26 +5,14 @@ as pushes arrive, authorized by the destination's registry policy, with
 DescribeImageReplicationStatus following them — boto3, the AWS CLI and /v2/ pulls."""
 import hashlib
 import json
-import time
 
 import requests
 
 import pytest
 
-from conftest import REGION
+from conftest import REGION, replication_config as config, replication_rule as rule, wait_replicated
 
 OTHER_ACCOUNT = "987654321098"
-
-
-def config(*rules):
-    return {"rules": list(rules)}
-
-
-def rule(*destinations, prefixes=None):
-    r = {"destinations": [{"region": reg, "registryId": rid} for reg, rid in destinations]}
-    if prefixes is not None:
-        r["repositoryFilters"] = [{"filter": p, "filterType": "PREFIX_MATCH"} for p in prefixes]
-    return r
 
 
 def test_a_replication_configuration_is_kept_per_account_and_described(berth):
@@ -124,18 +112,6 @@ def test_an_images_replication_status_is_described(berth):
         a.describe_image_replication_status(repositoryName="app", imageId={"imageTag": "nope"})
     with pytest.raises(a.exceptions.RepositoryNotFoundException):
         a.describe_image_replication_status(repositoryName="nope", imageId={"imageTag": "v1"})
-
-
-def wait_replicated(client, repo, digest, want=1, timeout=60):
-    """The replication statuses of an image once none is IN_PROGRESS."""
-    deadline = time.time() + timeout
-    while True:
-        got = client.describe_image_replication_status(repositoryName=repo, imageId={"imageDigest": digest})
-        statuses = got["replicationStatuses"]
-        if len(statuses) >= want and all(s["status"] != "IN_PROGRESS" for s in statuses):
-            return statuses
-        assert time.time() < deadline, f"still replicating: {statuses}"
-        time.sleep(0.2)
 
 
 def registry_policy(source_account, actions):

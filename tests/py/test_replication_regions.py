@@ -14,20 +14,11 @@ import time
 import pytest
 import requests
 
+import conftest
 from conftest import ACCOUNT_ID, KEY_ID, SECRET, Berth, free_port, push_image, single_node
+from conftest import replication_config as config, replication_rule as rule
 
 EU = "eu-west-1"
-
-
-def config(*rules):
-    return {"rules": list(rules)}
-
-
-def rule(*destinations, prefixes=None):
-    r = {"destinations": [{"region": reg, "registryId": rid} for reg, rid in destinations]}
-    if prefixes is not None:
-        r["repositoryFilters"] = [{"filter": p, "filterType": "PREFIX_MATCH"} for p in prefixes]
-    return r
 
 
 def pair(us, eu):
@@ -70,15 +61,9 @@ def regions(tmp_path):
         eu.stop()
 
 
-def wait_replicated(client, repo, digest, want=1, timeout=90):
-    deadline = time.time() + timeout
-    while True:
-        got = client.describe_image_replication_status(repositoryName=repo, imageId={"imageDigest": digest})
-        statuses = got["replicationStatuses"]
-        if len(statuses) >= want and all(s["status"] != "IN_PROGRESS" for s in statuses):
-            return statuses
-        assert time.time() < deadline, f"still replicating: {statuses}"
-        time.sleep(0.2)
+def wait_replicated(client, repo, digest, timeout=90):
+    """Two deployments take longer to start replicating than one: 90 s unless given."""
+    return conftest.wait_replicated(client, repo, digest, timeout=timeout)
 
 
 def manifest_of(berth, repo, reference, accept="application/vnd.oci.image.manifest.v1+json"):
@@ -254,6 +239,23 @@ def test_only_the_peers_credential_opens_the_replication_route(regions):
     assert signed(url, "POST", key, secret, EU).json()["failureCode"] == "PEER_REFUSED"
 
 
+def push_big_image(berth, repo):
+    """An image with one 64 MiB layer pushed as `repo:v1`; returns (its digest, the layer)."""
+    layer = os.urandom(64 << 20)
+    s = requests.Session()
+    s.auth = ("AWS", berth.token())
+    cfg = json.dumps({"architecture": "amd64", "os": "linux"}).encode()
+    for data in (layer, cfg):
+        assert s.post(f"{berth.endpoint}/v2/{repo}/blobs/uploads/?digest={sha(data)}", data=data).status_code == 201
+    manifest = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                           "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": sha(cfg), "size": len(cfg)},
+                           "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": sha(layer), "size": len(layer)}]}).encode()
+    r = s.put(f"{berth.endpoint}/v2/{repo}/manifests/v1", data=manifest,
+              headers={"Content-Type": "application/vnd.oci.image.manifest.v1+json"})
+    assert r.status_code == 201, r.text
+    return r.headers["Docker-Content-Digest"], layer
+
+
 def metric(port, name):
     text = requests.get(f"http://127.0.0.1:{port}/metrics").text
     return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name + "{"))
@@ -274,21 +276,8 @@ def test_a_transfer_survives_kill_9_of_either_side(tmp_path):
         a = us.client()
         a.create_repository(repositoryName="big")
         a.put_replication_configuration(replicationConfiguration=config(rule((EU, ACCOUNT_ID))))
-        layer = os.urandom(64 << 20)
-        s = requests.Session()
-        s.auth = ("AWS", us.token())
-        layer_digest = "sha256:" + hashlib.sha256(layer).hexdigest()
-        cfg = json.dumps({"architecture": "amd64", "os": "linux"}).encode()
-        cfg_digest = "sha256:" + hashlib.sha256(cfg).hexdigest()
-        for data, d in ((layer, layer_digest), (cfg, cfg_digest)):
-            assert s.post(f"{us.endpoint}/v2/big/blobs/uploads/?digest={d}", data=data).status_code == 201
-        manifest = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-                               "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cfg_digest, "size": len(cfg)},
-                               "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer_digest, "size": len(layer)}]}).encode()
-        r = s.put(f"{us.endpoint}/v2/big/manifests/v1", data=manifest,
-                  headers={"Content-Type": "application/vnd.oci.image.manifest.v1+json"})
-        assert r.status_code == 201, r.text
-        digest = r.headers["Docker-Content-Digest"]
+        digest, layer = push_big_image(us, "big")
+        layer_digest = sha(layer)
         deadline = time.time() + 30
         while metric(metrics_port, "berth_replication_bytes_sent_total") < 20 << 20:
             assert time.time() < deadline, "the transfer did not start"
@@ -544,19 +533,7 @@ def test_a_job_of_a_killed_node_is_finished_by_another(tmp_path):
         a = us.client()
         a.create_repository(repositoryName="big")
         a.put_replication_configuration(replicationConfiguration=config(rule((EU, ACCOUNT_ID))))
-        layer = os.urandom(64 << 20)
-        s = requests.Session()
-        s.auth = ("AWS", us.token())
-        cfg = json.dumps({"architecture": "amd64", "os": "linux"}).encode()
-        for data in (layer, cfg):
-            assert s.post(f"{us.endpoint}/v2/big/blobs/uploads/?digest={sha(data)}", data=data).status_code == 201
-        manifest = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-                               "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": sha(cfg), "size": len(cfg)},
-                               "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": sha(layer), "size": len(layer)}]}).encode()
-        r = s.put(f"{us.endpoint}/v2/big/manifests/v1", data=manifest,
-                  headers={"Content-Type": "application/vnd.oci.image.manifest.v1+json"})
-        assert r.status_code == 201, r.text
-        digest = r.headers["Docker-Content-Digest"]
+        digest, layer = push_big_image(us, "big")
         db = us.cluster.admin_url.rsplit("/", 1)[0] + "/" + us.cluster.database
         deadline = time.time() + 30
         while not (holder := _psql(db, f"SELECT claimed_by FROM replication_jobs WHERE digest = '{digest}'")):

@@ -114,6 +114,27 @@ pub async fn ensure_root_principal(meta: &dyn AccountStore, account_id: &str) ->
     }
 }
 
+/// What a SigV4-signed request claims, its failures as AWS names them.
+pub(crate) fn parse_signature(req: &sigv4::Request<'_>) -> Result<sigv4::Credential, AuthError> {
+    sigv4::parse(req).map_err(|e| match e {
+        sigv4::SigV4Error::Missing => AuthError::Missing,
+        other => AuthError::Incomplete(other.to_string()),
+    })
+}
+
+/// Checks a request's signature (and time window) against `secret`.
+pub(crate) fn verify_signature(
+    req: &sigv4::Request<'_>,
+    cred: &sigv4::Credential,
+    secret: &str,
+    now: EpochSeconds,
+) -> Result<(), AuthError> {
+    sigv4::verify(req, cred, secret, now).map_err(|e| match e {
+        sigv4::SigV4Error::Incomplete(m) => AuthError::Incomplete(m),
+        other => AuthError::Signature(other.to_string()),
+    })
+}
+
 /// Creates an account (if new), its root principal, and the root's first access key: `root_key`
 /// when given, or a new one returned for the caller to show once. A root key is applied only
 /// while the root has no key at all (the account's creation, or after every key was deleted by
@@ -312,10 +333,7 @@ impl Identity {
         service: &str,
         now: EpochSeconds,
     ) -> Result<Caller, AuthError> {
-        let cred = sigv4::parse(req).map_err(|e| match e {
-            sigv4::SigV4Error::Missing => AuthError::Missing,
-            other => AuthError::Incomplete(other.to_string()),
-        })?;
+        let cred = parse_signature(req)?;
         let (key, caller) = self.caller_for_key(&cred.access_key_id).await?;
         if cred.service != service {
             return Err(AuthError::Signature(format!("Credential should be scoped to correct service: '{service}'. ")));
@@ -334,10 +352,7 @@ impl Identity {
             .map_err(|e| AuthError::Backend(e.to_string()))?;
         let secret =
             String::from_utf8(secret).map_err(|_| AuthError::Backend("an access key secret is not text".into()))?;
-        sigv4::verify(req, &cred, &secret, now).map_err(|e| match e {
-            sigv4::SigV4Error::Incomplete(m) => AuthError::Incomplete(m),
-            other => AuthError::Signature(other.to_string()),
-        })?;
+        verify_signature(req, &cred, &secret, now)?;
         self.note_use(&caller, service);
         Ok(caller)
     }

@@ -1006,11 +1006,9 @@ impl Registry {
         name: &str,
         digest: &Digest,
     ) -> Result<std::result::Result<Vec<String>, Vec<String>>> {
-        if self.meta.image(name, digest.as_str()).await?.is_none() {
-            return Ok(Ok(Vec::new()));
-        }
+        let Some(image) = self.meta.image(name, digest.as_str()).await? else { return Ok(Ok(Vec::new())) };
         self.queue_replication_removal(name, digest, None).await?;
-        let removed = self.remove_image(name, digest).await?;
+        let removed = self.remove_image_record(name, digest, image).await?;
         if removed.is_ok() {
             self.replication_removal_done(name, digest).await?;
         }
@@ -1023,7 +1021,19 @@ impl Registry {
         name: &str,
         digest: &Digest,
     ) -> Result<std::result::Result<Vec<String>, Vec<String>>> {
-        let Some(image) = self.meta.image(name, digest.as_str()).await? else { return Ok(Ok(Vec::new())) };
+        match self.meta.image(name, digest.as_str()).await? {
+            Some(image) => self.remove_image_record(name, digest, image).await,
+            None => Ok(Ok(Vec::new())),
+        }
+    }
+
+    /// `remove_image` of an image whose record was read.
+    async fn remove_image_record(
+        &self,
+        name: &str,
+        digest: &Digest,
+        image: berth_meta::ImageRecord,
+    ) -> Result<std::result::Result<Vec<String>, Vec<String>>> {
         let sboms = self.berth_sboms_of(name, digest).await?;
         match self.meta.delete_manifest(name, digest).await {
             Ok(_) => {}

@@ -27,6 +27,26 @@ fn tags_of(text: Option<&str>) -> Result<Vec<String>> {
     }
 }
 
+/// The (tags, status, action) of the job of an image for a destination, if there is one.
+async fn job_row(
+    tx: &mut Transaction<'static, Db>,
+    repository: &str,
+    digest: &str,
+    target: &ReplicationTarget,
+) -> Result<Option<(String, String, String)>> {
+    sqlx::query_as(
+        "SELECT tags, status, action FROM replication_jobs WHERE repository = $1 AND digest = $2 \
+         AND destination_region = $3 AND destination_registry = $4",
+    )
+    .bind(repository)
+    .bind(digest)
+    .bind(&target.region)
+    .bind(&target.registry_id)
+    .fetch_optional(&mut **tx)
+    .await
+    .map_err(backend)
+}
+
 /// Queues `targets` for the image `digest` of the repository `id` names, pushed with `tags`,
 /// in the push's transaction. A job still waiting keeps the tags it had too (two pushes of
 /// one image before it ran); every job is a new generation, due at once.
@@ -39,17 +59,7 @@ async fn queue_jobs(
     now: i64,
 ) -> Result<()> {
     for t in targets {
-        let waiting: Option<(String, String, String)> = sqlx::query_as(
-            "SELECT tags, status, action FROM replication_jobs WHERE repository = $1 AND digest = $2 \
-             AND destination_region = $3 AND destination_registry = $4",
-        )
-        .bind(repository)
-        .bind(digest)
-        .bind(&t.region)
-        .bind(&t.registry_id)
-        .fetch_optional(&mut **tx)
-        .await
-        .map_err(backend)?;
+        let waiting = job_row(tx, repository, digest, t).await?;
         let mut all: Vec<String> = match &waiting {
             Some((kept, status, action)) if status == "IN_PROGRESS" && action == "REPLICATE" => tags_of(Some(kept))?,
             _ => Vec::new(),
@@ -239,17 +249,7 @@ impl ReplicationStore for Meta {
             let mut tx = self.begin_write().await.map_err(backend)?;
             let now = now_ms();
             for t in targets {
-                let existing: Option<(String, String, String)> = sqlx::query_as(
-                    "SELECT tags, status, action FROM replication_jobs WHERE repository = $1 AND digest = $2 \
-                     AND destination_region = $3 AND destination_registry = $4",
-                )
-                .bind(repository)
-                .bind(digest)
-                .bind(&t.region)
-                .bind(&t.registry_id)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(backend)?;
+                let existing = job_row(&mut tx, repository, digest, t).await?;
                 let waiting = |a: &str| existing.as_ref().is_some_and(|(_, s, act)| s == "IN_PROGRESS" && act == a);
                 let (action, tags) = match tag {
                     // A delete waiting stays: nothing of the image is left to remove tags from.

@@ -3,11 +3,10 @@
 
 use berth_meta::ReplicationJob;
 use berth_oci::Digest;
-use berth_oci::manifest::parse_manifest;
 
 use super::{Failure, failure};
+use crate::Registry;
 use crate::repositories::repository_key;
-use crate::{Registry, RegistryError};
 
 impl Registry {
     /// Copies the job's image into another account of this region: index children first,
@@ -40,19 +39,14 @@ impl Registry {
         tags: &'a [String],
     ) -> futures_util::future::BoxFuture<'a, Result<Vec<String>, Failure>> {
         Box::pin(async move {
-            let Some(stored) = self.meta().manifest(source, digest).await? else {
-                return Err(Failure::Final(failure::SOURCE_IMAGE_NOT_FOUND));
-            };
-            let manifest = self.at_rest().open_manifest(source, stored).await?;
-            let parsed = parse_manifest(Some(manifest.media_type.as_str()), &manifest.content)
-                .map_err(|e| RegistryError::Internal(format!("stored manifest {digest} of {source}: {e}")))?;
+            let (parsed, content) = self.source_manifest(source, digest).await?;
             for child in &parsed.manifests {
                 self.copy_image(source, target, child, &[]).await?;
             }
             for blob in &parsed.blobs {
                 self.link_replica_blob(source, target, blob).await?;
             }
-            self.store_replica(target, digest, parsed, manifest.content, tags).await
+            self.store_replica(target, digest, parsed, content, tags).await
         })
     }
 

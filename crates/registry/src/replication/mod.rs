@@ -411,11 +411,7 @@ impl Registry {
     /// One run of a claimed job: its outcome, a retry after a backoff for what may pass.
     pub(crate) async fn replicate(&self, job: &ReplicationJob) -> ReplicationOutcome {
         let run = match job.action {
-            ReplicationAction::Replicate => match self.tags_to_send(job).await {
-                Err(e) => Err(e),
-                Ok(tags) if job.target.region == self.region() => self.replicate_in_region(job, &tags).await,
-                Ok(tags) => self.replicate_to_peer(job, &tags).await,
-            },
+            ReplicationAction::Replicate => self.send_replica(job).await,
             ReplicationAction::Delete | ReplicationAction::Untag => self.propagate_removal(job).await,
         };
         match run {
@@ -429,6 +425,33 @@ impl Registry {
                 due_at: berth_meta::now_ms() + backoff_ms(job.attempts),
             },
         }
+    }
+
+    /// Sends the job's image with the tags the rules take: in-process into another account of
+    /// this region, else to the peer of the job's region. Returns the tags left out there.
+    async fn send_replica(&self, job: &ReplicationJob) -> Result<Vec<String>, Failure> {
+        let tags = self.tags_to_send(job).await?;
+        if job.target.region == self.region() {
+            self.replicate_in_region(job, &tags).await
+        } else {
+            self.replicate_to_peer(job, &tags).await
+        }
+    }
+
+    /// A manifest of the source repository as pushed (opened, if sealed) and parsed: what both
+    /// ways of replicating send.
+    async fn source_manifest(
+        &self,
+        source: &str,
+        digest: &Digest,
+    ) -> Result<(berth_oci::manifest::ParsedManifest, Vec<u8>), Failure> {
+        let Some(stored) = self.meta().manifest(source, digest).await? else {
+            return Err(Failure::Final(failure::SOURCE_IMAGE_NOT_FOUND));
+        };
+        let manifest = self.at_rest().open_manifest(source, stored).await?;
+        let parsed = berth_oci::manifest::parse_manifest(Some(manifest.media_type.as_str()), &manifest.content)
+            .map_err(|e| RegistryError::Internal(format!("stored manifest {digest} of {source}: {e}")))?;
+        Ok((parsed, manifest.content))
     }
 
     /// The tags the job's image arrives with: those the rules sending it to the destination
@@ -453,12 +476,7 @@ impl Registry {
                 if let Some(image) = self.meta().image(&job.repository, digest.as_str()).await? {
                     let again =
                         ReplicationJob { action: ReplicationAction::Replicate, tags: image.tags, ..job.clone() };
-                    let tags = self.tags_to_send(&again).await?;
-                    return if job.target.region == self.region() {
-                        self.replicate_in_region(&again, &tags).await
-                    } else {
-                        self.replicate_to_peer(&again, &tags).await
-                    };
+                    return self.send_replica(&again).await;
                 }
                 None
             }

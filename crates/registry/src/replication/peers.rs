@@ -18,7 +18,7 @@ use berth_auth::sigv4;
 use berth_meta::{MetaError, ReplicationPeer, SealedKind};
 use serde::{Deserialize, Serialize};
 
-use crate::identity::AuthError;
+use crate::identity::{AuthError, parse_signature, verify_signature};
 use crate::{Registry, RegistryError};
 
 /// The service replication requests are signed for.
@@ -192,10 +192,7 @@ impl Registry {
         req: &sigv4::Request<'_>,
         now: EpochSeconds,
     ) -> Result<ReplicationPeer, AuthError> {
-        let cred = sigv4::parse(req).map_err(|e| match e {
-            sigv4::SigV4Error::Missing => AuthError::Missing,
-            other => AuthError::Incomplete(other.to_string()),
-        })?;
+        let cred = parse_signature(req)?;
         if !keys::is_access_key_id(&cred.access_key_id) {
             return Err(AuthError::UnknownKey);
         }
@@ -215,10 +212,7 @@ impl Registry {
             )));
         }
         let secret = self.peer_secret(&peer).map_err(|e| AuthError::Backend(e.to_string()))?;
-        sigv4::verify(req, &cred, &secret, now).map_err(|e| match e {
-            sigv4::SigV4Error::Incomplete(m) => AuthError::Incomplete(m),
-            other => AuthError::Signature(other.to_string()),
-        })?;
+        verify_signature(req, &cred, &secret, now)?;
         Ok(peer)
     }
 }

@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 
 use berth_auth::sigv4;
 use berth_meta::{ReplicationJob, ReplicationPeer};
-use berth_oci::manifest::parse_manifest;
 use berth_oci::{ByteRange, Digest};
 use berth_store::ByteStream;
 use bytes::Bytes;
@@ -302,12 +301,7 @@ impl Registry {
         tags: &'a [String],
     ) -> futures_util::future::BoxFuture<'a, Result<Vec<String>, Failure>> {
         Box::pin(async move {
-            let Some(stored) = self.meta().manifest(source, digest).await? else {
-                return Err(Failure::Final(failure::SOURCE_IMAGE_NOT_FOUND));
-            };
-            let manifest = self.at_rest().open_manifest(source, stored).await?;
-            let parsed = parse_manifest(Some(manifest.media_type.as_str()), &manifest.content)
-                .map_err(|e| RegistryError::Internal(format!("stored manifest {digest} of {source}: {e}")))?;
+            let (parsed, content) = self.source_manifest(source, digest).await?;
             for child in &parsed.manifests {
                 self.send_image(connection, at, source, child, &[]).await?;
             }
@@ -317,7 +311,7 @@ impl Registry {
             let mut extra = vec![("digest", digest.as_str())];
             extra.extend(tags.iter().map(|t| ("tag", t.as_str())));
             let media_type: &'static str = parsed.kind.media_type();
-            let body = Payload::Bytes(Bytes::from(manifest.content), media_type);
+            let body = Payload::Bytes(Bytes::from(content), media_type);
             let response = connection.call(reqwest::Method::PUT, "manifest", at, &extra, body).await?;
             Ok(PeerConnection::json::<ManifestStored>(response).await?.dropped_tags)
         })
