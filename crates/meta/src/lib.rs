@@ -565,13 +565,14 @@ pub struct PullThroughRule {
     pub updated_at: i64,
 }
 
-/// What `create_pull_through_rule` did.
+/// What an insert into a per-account list with a quota did (pull-through cache rules,
+/// pull-time update exclusions).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RuleCreated {
-    Created,
-    /// The account has a rule with that prefix.
-    PrefixTaken,
-    /// The account has as many rules as it may.
+pub enum CappedInsert {
+    Inserted,
+    /// The account's list has an entry with that key.
+    Taken,
+    /// The account's list is as long as it may be.
     LimitReached,
 }
 

@@ -71,6 +71,24 @@ pub trait RepositoryStore: Send + Sync + 'static {
     async fn delete_creation_template(&self, prefix: &str) -> Result<CreationTemplate>;
 
     async fn creation_templates(&self) -> Result<Vec<CreationTemplate>>;
+
+    /// Adds a principal to an account's pull-time update exclusions, unless it is there
+    /// (`Taken`) or the account has `limit` already (`LimitReached`).
+    /// Concurrency: the count and the insert are one transaction holding the account's list
+    /// lock, so racing registrations never make an account's list longer than `limit`.
+    async fn add_pull_time_exclusion(
+        &self,
+        account_id: &str,
+        principal_arn: &str,
+        at: i64,
+        limit: usize,
+    ) -> Result<CappedInsert>;
+
+    /// Whether there was such an exclusion to remove.
+    async fn remove_pull_time_exclusion(&self, account_id: &str, principal_arn: &str) -> Result<bool>;
+
+    /// An account's exclusions, (principal ARN, registered at), in ARN order.
+    async fn pull_time_exclusions(&self, account_id: &str) -> Result<Vec<(String, i64)>>;
 }
 
 /// What repositories hold: blob links, manifests with their references, tags, image records,
@@ -699,7 +717,7 @@ pub trait PullThroughStore: Send + Sync + 'static {
     /// Creates a rule unless its account has one with that prefix, or `limit` rules already.
     /// Concurrency: the count and the insert are one transaction holding the account's rule
     /// lock, so of racing creates in one account no more than `limit` rules ever exist.
-    async fn create_pull_through_rule(&self, rule: &PullThroughRule, limit: usize) -> Result<RuleCreated>;
+    async fn create_pull_through_rule(&self, rule: &PullThroughRule, limit: usize) -> Result<CappedInsert>;
 
     /// Replaces what may change of a rule (its credential, its refresh interval and
     /// `updated_at`); `NotFound` if the account has no rule with that prefix.

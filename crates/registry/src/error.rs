@@ -55,6 +55,16 @@ pub enum RegistryError {
         name: String,
     },
 
+    // ---- pull-time update exclusions ----
+    PullTimeExclusionExists {
+        arn: String,
+    },
+    PullTimeExclusionNotFound {
+        arn: String,
+    },
+    /// The registry has as many pull-time update exclusions as it may (100).
+    PullTimeExclusionLimit,
+
     // ---- pull-through cache ----
     PullThroughRuleNotFound {
         prefix: String,
@@ -253,6 +263,17 @@ impl std::fmt::Display for RegistryError {
             RegistryPolicyNotFound => f.write_str("the registry has no registry policy"),
             LifecyclePolicyNotFound { name } => write!(f, "repository {name:?} has no lifecycle policy"),
             LifecyclePreviewNotFound { name } => write!(f, "repository {name:?} has no lifecycle policy preview"),
+            PullTimeExclusionExists { arn } => {
+                write!(f, "The principal {arn} is already excluded from pull time updates")
+            }
+            PullTimeExclusionNotFound { arn } => {
+                write!(f, "The principal {arn} is not excluded from pull time updates")
+            }
+            PullTimeExclusionLimit => write!(
+                f,
+                "The registry has {} pull time update exclusions, the most it may have",
+                crate::pull_times::MAX_EXCLUSIONS
+            ),
             PullThroughRuleNotFound { prefix } => {
                 write!(f, "The pull through cache rule with prefix '{prefix}' does not exist")
             }

@@ -20,6 +20,7 @@ pub mod kms;
 mod leases;
 mod lifecycle;
 pub mod pull_through;
+mod pull_times;
 pub mod replication;
 pub mod repositories;
 pub mod scan;

@@ -30,8 +30,9 @@ pub struct Registry {
     meta: Arc<dyn MetaStore>,
     blobs: Arc<dyn BlobStore>,
     sessions: Mutex<HashMap<String, SessionLock>>,
-    /// When each (repository, digest) pull was last written, to write at most once a minute.
-    pulls_recorded: Mutex<HashMap<(String, String), i64>>,
+    /// When each (repository, digest, puller) pull was last looked at, to write at most once a
+    /// minute (see pull_times.rs).
+    pub(crate) pulls_recorded: Mutex<HashMap<crate::pull_times::PullKey, i64>>,
     /// Per-digest locks held while an upload publishes and records a blob, and while GC deletes
     /// a blob's bytes, so the two never interleave (see gc.rs).
     commit_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
@@ -1087,30 +1088,6 @@ impl Registry {
             self.replication_removal_done(name, d).await?;
         }
         if deleted { Ok(()) } else { Err(self.not_found_in(name, manifest_unknown(reference)).await) }
-    }
-
-    /// Records a pull for `lastRecordedPullTime`: at most one write per image per minute, done
-    /// in the background so a pull never waits for the database writer.
-    pub fn record_pull(&self, name: &str, digest: &Digest) {
-        const EVERY_MS: i64 = 60_000;
-        let now = berth_meta::now_ms();
-        {
-            let mut recorded = self.pulls_recorded.lock().expect("pull records");
-            let key = (name.to_string(), digest.to_string());
-            if recorded.get(&key).is_some_and(|t| now - t < EVERY_MS) {
-                return;
-            }
-            if recorded.len() > 100_000 {
-                recorded.clear();
-            }
-            recorded.insert(key, now);
-        }
-        let (meta, name, digest) = (self.meta.clone(), name.to_string(), digest.to_string());
-        tokio::spawn(async move {
-            if let Err(e) = meta.record_pull(&name, &digest, now).await {
-                tracing::warn!(error = %e, "could not record a pull");
-            }
-        });
     }
 
     // ---- listings ----

@@ -23,12 +23,12 @@ use crate::{
 };
 use crate::{ActionKind, PullBlock, ScanType};
 use crate::{
-    ImageReplication, ReplicationAction, ReplicationEvent, ReplicationJob, ReplicationOutcome, ReplicationPeer,
-    ReplicationQueueCounts, ReplicationStatus, ReplicationTarget,
+    CappedInsert, KmsAlias, KmsGrant, KmsKey, KmsKeyMaterial, KmsKeyState, ManagedSecret, NewSecretVersion,
+    PullThroughRule, SecretCreated, SecretVersion, VersionPut, managed_secret_version_key, restage,
 };
 use crate::{
-    KmsAlias, KmsGrant, KmsKey, KmsKeyMaterial, KmsKeyState, ManagedSecret, NewSecretVersion, PullThroughRule,
-    RuleCreated, SecretCreated, SecretVersion, VersionPut, managed_secret_version_key, restage,
+    ImageReplication, ReplicationAction, ReplicationEvent, ReplicationJob, ReplicationOutcome, ReplicationPeer,
+    ReplicationQueueCounts, ReplicationStatus, ReplicationTarget,
 };
 
 type Meta = PgMeta;
@@ -255,12 +255,11 @@ mod dialect {
         Ok(())
     }
 
-    /// An account's pull-through cache rules, while one is created against the quota.
-    const PULL_THROUGH_RULES_LOCK_CLASS: i32 = 0x7074;
-
-    pub(super) async fn lock_pull_through_rules(tx: &mut Transaction<'_, Db>, account_id: &str) -> Result<()> {
-        sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2))")
-            .bind(PULL_THROUGH_RULES_LOCK_CLASS)
+    /// One account's list with a quota (`list` names it: pull-through cache rules, pull-time
+    /// update exclusions), while an entry is added against the quota.
+    pub(super) async fn lock_account_list(tx: &mut Transaction<'_, Db>, list: &str, account_id: &str) -> Result<()> {
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1), hashtext($2))")
+            .bind(list)
             .bind(account_id)
             .execute(&mut **tx)
             .await

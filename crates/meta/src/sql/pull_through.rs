@@ -21,26 +21,13 @@ fn pull_through_rule_from_row(r: &DbRow) -> PullThroughRule {
 
 #[async_trait]
 impl PullThroughStore for Meta {
-    async fn create_pull_through_rule(&self, rule: &PullThroughRule, limit: usize) -> Result<RuleCreated> {
+    async fn create_pull_through_rule(&self, rule: &PullThroughRule, limit: usize) -> Result<CappedInsert> {
         retry_transient!({
             let mut tx = self.begin_write().await.map_err(backend)?;
-            dialect::lock_pull_through_rules(&mut tx, &rule.account_id).await?;
-            let (count,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM pull_through_rules WHERE account_id = $1")
-                .bind(&rule.account_id)
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(backend)?;
-            let taken = sqlx::query("SELECT 1 FROM pull_through_rules WHERE account_id = $1 AND prefix = $2")
-                .bind(&rule.account_id)
-                .bind(&rule.prefix)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(backend)?;
-            if taken.is_some() {
-                return Ok(RuleCreated::PrefixTaken);
-            }
-            if count as usize >= limit {
-                return Ok(RuleCreated::LimitReached);
+            if let Some(refused) =
+                capped_list_refusal(&mut tx, "pull_through_rules", &rule.account_id, "prefix", &rule.prefix, limit).await?
+            {
+                return Ok(refused);
             }
             let sql = format!(
                 "INSERT INTO pull_through_rules ({PULL_THROUGH_RULE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
@@ -60,10 +47,10 @@ impl PullThroughStore for Meta {
                 .await
                 .map_err(backend)?;
             if inserted.rows_affected() == 0 {
-                return Ok(RuleCreated::PrefixTaken);
+                return Ok(CappedInsert::Taken);
             }
             tx.commit().await.map_err(backend)?;
-            Ok(RuleCreated::Created)
+            Ok(CappedInsert::Inserted)
         })
     }
 
@@ -135,4 +122,36 @@ impl PullThroughStore for Meta {
             Ok(claimed.rows_affected() > 0)
         })
     }
+}
+
+/// Within a write transaction, before an insert into an account's list with a quota (`table`,
+/// keyed by `account_id` and `key_column`): takes the list's lock, then says why the insert of
+/// `key` is refused — `Taken` if the list holds it, `LimitReached` if it holds `limit` entries —
+/// or `None` to go ahead.
+async fn capped_list_refusal(
+    tx: &mut sqlx::Transaction<'static, Db>,
+    table: &str,
+    account_id: &str,
+    key_column: &str,
+    key: &str,
+    limit: usize,
+) -> Result<Option<CappedInsert>> {
+    dialect::lock_account_list(tx, table, account_id).await?;
+    let taken = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT 1 FROM {table} WHERE account_id = $1 AND {key_column} = $2"
+    )))
+    .bind(account_id)
+    .bind(key)
+    .fetch_optional(&mut **tx)
+    .await
+    .map_err(backend)?;
+    if taken.is_some() {
+        return Ok(Some(CappedInsert::Taken));
+    }
+    let (count,): (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {table} WHERE account_id = $1")))
+        .bind(account_id)
+        .fetch_one(&mut **tx)
+        .await
+        .map_err(backend)?;
+    Ok((count as usize >= limit).then_some(CappedInsert::LimitReached))
 }

@@ -262,6 +262,62 @@ impl RepositoryStore for Meta {
         })
     }
 
+    async fn add_pull_time_exclusion(
+        &self,
+        account_id: &str,
+        principal_arn: &str,
+        at: i64,
+        limit: usize,
+    ) -> Result<CappedInsert> {
+        retry_transient!({
+            let mut tx = self.begin_write().await.map_err(backend)?;
+            if let Some(refused) =
+                capped_list_refusal(&mut tx, "pull_time_exclusions", account_id, "principal_arn", principal_arn, limit)
+                    .await?
+            {
+                return Ok(refused);
+            }
+            let inserted = sqlx::query(
+                "INSERT INTO pull_time_exclusions (account_id, principal_arn, created_at) VALUES ($1, $2, $3) \
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(account_id)
+            .bind(principal_arn)
+            .bind(at)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+            if inserted.rows_affected() == 0 {
+                return Ok(CappedInsert::Taken);
+            }
+            tx.commit().await.map_err(backend)?;
+            Ok(CappedInsert::Inserted)
+        })
+    }
+
+    async fn remove_pull_time_exclusion(&self, account_id: &str, principal_arn: &str) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM pull_time_exclusions WHERE account_id = $1 AND principal_arn = $2")
+            .bind(account_id)
+            .bind(principal_arn)
+            .execute(self.writes())
+            .await
+            .map_err(backend)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn pull_time_exclusions(&self, account_id: &str) -> Result<Vec<(String, i64)>> {
+        retry_transient!({
+            sqlx::query_as(
+                "SELECT principal_arn, created_at FROM pull_time_exclusions WHERE account_id = $1 \
+                 ORDER BY principal_arn",
+            )
+            .bind(account_id)
+            .fetch_all(self.reads())
+            .await
+            .map_err(backend)
+        })
+    }
+
     async fn put_account_setting(&self, account_id: &str, name: &str, value: &str) -> Result<()> {
         sqlx::query(
             "INSERT INTO account_settings (account_id, name, value) VALUES ($1, $2, $3) \

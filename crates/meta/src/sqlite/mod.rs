@@ -24,12 +24,12 @@ use crate::{
 };
 use crate::{ActionKind, PullBlock, ScanType};
 use crate::{
-    ImageReplication, ReplicationAction, ReplicationEvent, ReplicationJob, ReplicationOutcome, ReplicationPeer,
-    ReplicationQueueCounts, ReplicationStatus, ReplicationTarget,
+    CappedInsert, KmsAlias, KmsGrant, KmsKey, KmsKeyMaterial, KmsKeyState, ManagedSecret, NewSecretVersion,
+    PullThroughRule, SecretCreated, SecretVersion, VersionPut, managed_secret_version_key, restage,
 };
 use crate::{
-    KmsAlias, KmsGrant, KmsKey, KmsKeyMaterial, KmsKeyState, ManagedSecret, NewSecretVersion, PullThroughRule,
-    RuleCreated, SecretCreated, SecretVersion, VersionPut, managed_secret_version_key, restage,
+    ImageReplication, ReplicationAction, ReplicationEvent, ReplicationJob, ReplicationOutcome, ReplicationPeer,
+    ReplicationQueueCounts, ReplicationStatus, ReplicationTarget,
 };
 
 type Meta = SqliteMeta;
@@ -146,7 +146,7 @@ mod dialect {
         Ok(())
     }
 
-    pub(super) async fn lock_pull_through_rules(_: &mut Transaction<'_, Db>, _: &str) -> Result<()> {
+    pub(super) async fn lock_account_list(_: &mut Transaction<'_, Db>, _: &str, _: &str) -> Result<()> {
         Ok(())
     }
 

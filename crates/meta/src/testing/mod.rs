@@ -16,10 +16,10 @@ use std::sync::Arc;
 use berth_oci::{Algorithm, Digest};
 
 use crate::{
-    AccessKey, ActionKind, BlobKeyWrapping, EncryptionType, Group, IdentityPolicySource, ImageFilter, KeyChange,
-    KeyUse, LifecycleEvent, ManagedPolicy, ManifestKeys, MetaError, MetaStore, NewManifest, Principal, PrincipalKind,
-    PullBlock, RepositorySettings, ScanJob, ScanOutcome, ScanStatus, ScanType, SealedKind, Severity, StatusFilter,
-    StoredSecret, TagFilter, TagMutabilityMode, UploadCipher, VulnDbState, VulnRecord, now_ms,
+    AccessKey, ActionKind, BlobKeyWrapping, CappedInsert, EncryptionType, Group, IdentityPolicySource, ImageFilter,
+    KeyChange, KeyUse, LifecycleEvent, ManagedPolicy, ManifestKeys, MetaError, MetaStore, NewManifest, Principal,
+    PrincipalKind, PullBlock, RepositorySettings, ScanJob, ScanOutcome, ScanStatus, ScanType, SealedKind, Severity,
+    StatusFilter, StoredSecret, TagFilter, TagMutabilityMode, UploadCipher, VulnDbState, VulnRecord, now_ms,
 };
 
 /// The store a clause runs against.
@@ -156,6 +156,8 @@ macro_rules! repository_store_conformance {
                     keeps_creation_templates,
                     reports_usage_per_repository,
                     concurrent_creates_of_one_repository_exactly_one_wins,
+                    keeps_pull_time_exclusions_per_account,
+                    concurrent_exclusions_never_pass_the_limit,
                 ]
             );
         }

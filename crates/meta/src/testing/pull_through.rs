@@ -1,5 +1,5 @@
 use super::*;
-use crate::{PullThroughRule, RuleCreated};
+use crate::{CappedInsert, PullThroughRule};
 
 fn rule(account: &str, prefix: &str) -> PullThroughRule {
     PullThroughRule {
@@ -16,14 +16,11 @@ fn rule(account: &str, prefix: &str) -> PullThroughRule {
 }
 
 pub async fn rules_are_kept_per_account_and_prefix(meta: Store) {
-    assert_eq!(meta.create_pull_through_rule(&rule("111111111111", "hub"), 50).await.unwrap(), RuleCreated::Created);
-    assert_eq!(meta.create_pull_through_rule(&rule("111111111111", "ROOT"), 50).await.unwrap(), RuleCreated::Created);
-    assert_eq!(
-        meta.create_pull_through_rule(&rule("111111111111", "hub"), 50).await.unwrap(),
-        RuleCreated::PrefixTaken
-    );
+    assert_eq!(meta.create_pull_through_rule(&rule("111111111111", "hub"), 50).await.unwrap(), CappedInsert::Inserted);
+    assert_eq!(meta.create_pull_through_rule(&rule("111111111111", "ROOT"), 50).await.unwrap(), CappedInsert::Inserted);
+    assert_eq!(meta.create_pull_through_rule(&rule("111111111111", "hub"), 50).await.unwrap(), CappedInsert::Taken);
     // The same prefix in another account is another rule.
-    assert_eq!(meta.create_pull_through_rule(&rule("222222222222", "hub"), 50).await.unwrap(), RuleCreated::Created);
+    assert_eq!(meta.create_pull_through_rule(&rule("222222222222", "hub"), 50).await.unwrap(), CappedInsert::Inserted);
     let mine = meta.pull_through_rules("111111111111").await.unwrap();
     assert_eq!(mine.iter().map(|r| r.prefix.as_str()).collect::<Vec<_>>(), ["ROOT", "hub"]);
     assert_eq!(mine[1], rule("111111111111", "hub"));
@@ -65,7 +62,7 @@ pub async fn concurrent_creates_never_pass_the_limit(meta: Store) {
             async move { m.create_pull_through_rule(&rule(&account, &format!("p{i}")), LIMIT).await.unwrap() }
         })
         .await;
-        let created = results.iter().filter(|r| **r == RuleCreated::Created).count();
+        let created = results.iter().filter(|r| **r == CappedInsert::Inserted).count();
         assert_eq!(created, LIMIT, "round {round}: {results:?}");
         assert_eq!(meta.pull_through_rules(&account).await.unwrap().len(), LIMIT);
     }

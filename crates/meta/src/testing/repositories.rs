@@ -105,3 +105,39 @@ pub async fn concurrent_creates_of_one_repository_exactly_one_wins(meta: Store) 
         assert_eq!((created, refused), (1, RACERS - 1), "round {round}: {results:?}");
     }
 }
+
+pub async fn keeps_pull_time_exclusions_per_account(meta: Store) {
+    let (a, b) = ("111111111111", "222222222222");
+    let alice = "arn:aws:iam::111111111111:user/alice";
+    let ci = "arn:aws:iam::111111111111:role/ci";
+    assert_eq!(meta.add_pull_time_exclusion(a, ci, 1_000, 100).await.unwrap(), CappedInsert::Inserted);
+    assert_eq!(meta.add_pull_time_exclusion(a, alice, 2_000, 100).await.unwrap(), CappedInsert::Inserted);
+    assert_eq!(meta.add_pull_time_exclusion(a, alice, 3_000, 100).await.unwrap(), CappedInsert::Taken);
+    // Another account's list is another list, with its own limit.
+    assert_eq!(meta.add_pull_time_exclusion(b, alice, 4_000, 0).await.unwrap(), CappedInsert::LimitReached);
+    assert_eq!(meta.add_pull_time_exclusion(b, alice, 4_000, 1).await.unwrap(), CappedInsert::Inserted);
+    assert_eq!(
+        meta.pull_time_exclusions(a).await.unwrap(),
+        [(ci.to_string(), 1_000), (alice.to_string(), 2_000)].into_iter().collect::<Vec<_>>()
+    );
+    assert!(meta.remove_pull_time_exclusion(a, alice).await.unwrap());
+    assert!(!meta.remove_pull_time_exclusion(a, alice).await.unwrap());
+    assert_eq!(meta.pull_time_exclusions(a).await.unwrap().len(), 1);
+    assert_eq!(meta.pull_time_exclusions(b).await.unwrap().len(), 1);
+}
+
+pub async fn concurrent_exclusions_never_pass_the_limit(meta: Store) {
+    const LIMIT: usize = 3;
+    for round in 0..ROUNDS {
+        let account = format!("{:012}", round + 1);
+        let results = race(&meta, |m, i| {
+            let account = account.clone();
+            let arn = format!("arn:aws:iam::{account}:user/u{i}");
+            async move { m.add_pull_time_exclusion(&account, &arn, 1, LIMIT).await.unwrap() }
+        })
+        .await;
+        let added = results.iter().filter(|r| **r == CappedInsert::Inserted).count();
+        assert_eq!(added, LIMIT, "round {round}: {results:?}");
+        assert_eq!(meta.pull_time_exclusions(&account).await.unwrap().len(), LIMIT);
+    }
+}

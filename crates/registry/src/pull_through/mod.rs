@@ -8,7 +8,7 @@ mod spool;
 pub(crate) mod state;
 pub mod upstream;
 
-use berth_meta::{MetaError, PullThroughRule, RuleCreated, now_ms};
+use berth_meta::{CappedInsert, MetaError, PullThroughRule, now_ms};
 use berth_rules::pull_through::{
     self as rules, CredentialRefusal, MAX_RULES, UpstreamUrl, UpstreamUrlError, check_credential_arn,
 };
@@ -123,12 +123,12 @@ impl Registry {
         let created = self.meta().create_pull_through_rule(&rule, MAX_RULES).await?;
         self.cache.rules_changed(account);
         match created {
-            RuleCreated::Created => {
+            CappedInsert::Inserted => {
                 tracing::info!(account, prefix = %rule.prefix, upstream = %url.base(), "pull-through cache rule created");
                 Ok(rule)
             }
-            RuleCreated::PrefixTaken => Err(RegistryError::PullThroughRuleAlreadyExists { prefix }),
-            RuleCreated::LimitReached => Err(RegistryError::PullThroughRuleLimit),
+            CappedInsert::Taken => Err(RegistryError::PullThroughRuleAlreadyExists { prefix }),
+            CappedInsert::LimitReached => Err(RegistryError::PullThroughRuleLimit),
         }
     }
 

@@ -246,7 +246,7 @@ pub(super) async fn batch_get_image(ctx: &Ctx<'_>, input: BatchGetImageInput) ->
         // The same call as GET /v2/<name>/manifests/<reference>, Accept and all.
         match registry.pull_manifest(repo, &reference, &accept, &grant).await {
             Ok(m) => {
-                ctx.app.registry.record_pull(repo, &m.digest);
+                ctx.app.registry.record_pull(repo, &m.digest, Some(&ctx.caller.arn));
                 images.push(ImageShape {
                     registry_id: ctx.registry_id().to_string(),
                     repository_name: repo.clone(),

@@ -286,6 +286,9 @@ const REGISTRY_OPERATIONS: &[&str] = &[
     "UpdatePullThroughCacheRule",
     "DeletePullThroughCacheRule",
     "ValidatePullThroughCacheRule",
+    "RegisterPullTimeUpdateExclusion",
+    "DeregisterPullTimeUpdateExclusion",
+    "ListPullTimeUpdateExclusions",
 ];
 
 /// Operations on the repository a `resourceArn` names.
@@ -450,6 +453,11 @@ async fn dispatch(ctx: &Ctx<'_>, op: &str, input: Value) -> EcrResult {
             reply(replication::describe_image_replication_status(ctx, parse(input)?).await)
         }
         "GetAccountSetting" => reply(registry::get_account_setting(ctx, parse(input)?).await),
+        "RegisterPullTimeUpdateExclusion" => reply(registry::register_pull_time_exclusion(ctx, parse(input)?).await),
+        "DeregisterPullTimeUpdateExclusion" => {
+            reply(registry::deregister_pull_time_exclusion(ctx, parse(input)?).await)
+        }
+        "ListPullTimeUpdateExclusions" => reply(registry::list_pull_time_exclusions(ctx, parse(input)?).await),
         "PutAccountSetting" => reply(registry::put_account_setting(ctx, parse(input)?).await),
         "PutRegistryScanningConfiguration" => {
             reply(registry::put_registry_scanning_configuration(ctx, parse(input)?).await)
@@ -669,6 +677,23 @@ impl Ctx<'_> {
                 EcrError::invalid("Invalid parameter at 'nextToken': the token is not one this registry issued")
             }),
         }
+    }
+
+    /// One page of `items` (in `key` order, whole): those after the token's position, at most
+    /// `limit`, with the token of the next page if there is more.
+    fn page_of<T>(
+        &self,
+        items: Vec<T>,
+        limit: u32,
+        token: &Option<String>,
+        key: impl Fn(&T) -> &str,
+    ) -> Result<(Vec<T>, Option<String>), EcrError> {
+        let after = self.decode_token(token)?;
+        let mut page: Vec<T> = items.into_iter().filter(|i| after.as_deref().is_none_or(|a| key(i) > a)).collect();
+        let more = page.len() > limit as usize;
+        page.truncate(limit as usize);
+        let next = page.last().filter(|_| more).map(|last| self.encode_token(key(last)));
+        Ok((page, next))
     }
 
     fn token_scope(&self) -> String {

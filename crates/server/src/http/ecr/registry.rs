@@ -1,12 +1,13 @@
 //! Operations on a registry as a whole: authorization tokens, the registry's description,
-//! account settings and the registry scanning configuration.
+//! account settings, the registry scanning configuration and pull-time update exclusions.
 
 use berth_auth::token::docker_authorization;
 use berth_rules::replication::ReplicationConfiguration;
 use berth_rules::scanning::{RegistryScanning, RepositoryFilter};
 use serde::{Deserialize, Serialize};
 
-use super::{Ctx, EcrError, check_repository_name};
+use super::shapes::seconds;
+use super::{Ctx, EcrError, check_repository_name, page_size};
 use crate::http::now_seconds;
 
 #[derive(Deserialize)]
@@ -189,4 +190,60 @@ pub(super) async fn batch_get_repository_scanning_configuration(
         });
     }
     Ok(BatchGetRepositoryScanningConfigurationOutput { scanning_configurations, failures })
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct ExclusionInput {
+    principal_arn: String,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct ExclusionOutput {
+    principal_arn: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    created_at: Option<f64>,
+}
+
+pub(super) async fn register_pull_time_exclusion(
+    ctx: &Ctx<'_>,
+    input: ExclusionInput,
+) -> Result<ExclusionOutput, EcrError> {
+    let at = ctx.app.registry.register_pull_time_exclusion(&ctx.ns.account, &input.principal_arn).await?;
+    Ok(ExclusionOutput { principal_arn: input.principal_arn, created_at: Some(seconds(at)) })
+}
+
+pub(super) async fn deregister_pull_time_exclusion(
+    ctx: &Ctx<'_>,
+    input: ExclusionInput,
+) -> Result<ExclusionOutput, EcrError> {
+    ctx.app.registry.deregister_pull_time_exclusion(&ctx.ns.account, &input.principal_arn).await?;
+    Ok(ExclusionOutput { principal_arn: input.principal_arn, created_at: None })
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct ListExclusionsInput {
+    max_results: Option<i64>,
+    next_token: Option<String>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct ListExclusionsOutput {
+    pull_time_update_exclusions: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_token: Option<String>,
+}
+
+pub(super) async fn list_pull_time_exclusions(
+    ctx: &Ctx<'_>,
+    input: ListExclusionsInput,
+) -> Result<ListExclusionsOutput, EcrError> {
+    let arns: Vec<String> =
+        ctx.app.registry.pull_time_exclusions(&ctx.ns.account).await?.into_iter().map(|(arn, _)| arn).collect();
+    let (pull_time_update_exclusions, next_token) =
+        ctx.page_of(arns, page_size(input.max_results, 100), &input.next_token, |a| a)?;
+    Ok(ListExclusionsOutput { pull_time_update_exclusions, next_token })
 }

@@ -90,20 +90,16 @@ pub(super) async fn describe_templates(
     ctx: &Ctx<'_>,
     input: DescribeTemplatesInput,
 ) -> Result<DescribeTemplatesOutput, EcrError> {
-    let limit = page_size(input.max_results, 100) as usize;
-    let after = ctx.decode_token(&input.next_token)?;
-    let mut selected: Vec<StoredTemplate> = ctx
+    let selected: Vec<StoredTemplate> = ctx
         .app
         .registry
         .creation_templates(&ctx.ns.account)
         .await?
         .into_iter()
         .filter(|t| input.prefixes.as_ref().is_none_or(|p| p.contains(&t.prefix)))
-        .filter(|t| after.as_ref().is_none_or(|a| t.prefix.as_str() > a.as_str()))
         .collect();
-    let more = selected.len() > limit;
-    selected.truncate(limit);
-    let next_token = selected.last().filter(|_| more).map(|last| ctx.encode_token(&last.prefix));
+    let (selected, next_token) =
+        ctx.page_of(selected, page_size(input.max_results, 100), &input.next_token, |t| &t.prefix)?;
     Ok(DescribeTemplatesOutput {
         registry_id: ctx.registry_id().to_string(),
         repository_creation_templates: selected.into_iter().map(TemplateShape::from).collect(),

@@ -80,6 +80,9 @@ pub fn error_response(err: RegistryError, ns: &Namespace) -> Response {
         | PullThroughRuleNotFound { .. }
         | PullThroughRuleAlreadyExists { .. }
         | PullThroughRuleLimit
+        | PullTimeExclusionExists { .. }
+        | PullTimeExclusionNotFound { .. }
+        | PullTimeExclusionLimit
         | UnsupportedUpstream(_)
         | SecretNotFound(_)
         | SecretInaccessible(_)

@@ -18,7 +18,7 @@ pub(super) async fn serve(
             let accept: Vec<&str> = headers.get_all(header::ACCEPT).iter().filter_map(|v| v.to_str().ok()).collect();
             let m = reg.pull_manifest(name, reference, &accept, &fill_grant(app, access)).await?;
             if !head {
-                reg.record_pull(name, &m.digest);
+                reg.record_pull(name, &m.digest, access.caller.map(|c| c.arn.as_str()));
             }
             let len = m.content.len();
             let resp = Response::builder()
