@@ -5,6 +5,7 @@ import os
 import pathlib
 import shutil
 import subprocess
+import tarfile
 import tempfile
 import time
 
@@ -43,14 +44,14 @@ def free_port():
         return s.getsockname()[1]
 
 
-def start_nginx(d, upstreams):
-    """nginx (NGINX_CONF) in front of `upstreams` (host:port), its files in `d`; returns the
-    process and the address it listens on, once it does."""
+def start_nginx(d, upstreams, port=None):
+    """nginx (NGINX_CONF) in front of `upstreams` (host:port), its files in `d`, on `port` (a
+    free one if not given); returns the process and the address it listens on, once it does."""
     import socket
 
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
     assert os.path.exists(nginx), "nginx must be installed (apt-get install nginx)"
-    port = free_port()
+    port = port or free_port()
     conf = os.path.join(d, "nginx.conf")
     with open(conf, "w") as f:
         servers = " ".join(f"server {h};" for h in upstreams)
@@ -108,19 +109,22 @@ class Cluster:
             "BERTH_MASTER_KEY_FILE": keyring,
             "BERTH_TRUSTED_PROXIES": "127.0.0.1",
         }
+        # Clients reach the nodes through nginx: signatures name images by its address.
+        port = free_port()
+        node_env = dict(self.env, BERTH_REGISTRY_HOST=f"127.0.0.1:{port}")
         self.dirs = [os.path.join(data_dir, "data")] + [os.path.join(data_dir, f"node{i}") for i in range(1, self.NODES)]
         self.procs, self.hosts = [], []
         self.log = open(os.path.join(data_dir, "berth.log"), "ab")
         for d in self.dirs:
             proc = subprocess.Popen(
                 [berth_bin(), "serve", "--listen", "127.0.0.1:0", "--data-dir", d],
-                stdout=subprocess.PIPE, stderr=self.log, env=dict(env, **self.env),
+                stdout=subprocess.PIPE, stderr=self.log, env=dict(env, **node_env),
             )
             line = proc.stdout.readline().decode()
             assert line.startswith("listening on "), f"berth did not start: {line!r}"
             self.procs.append(proc)
             self.hosts.append(line.split()[-1])
-        self.nginx, self.host = start_nginx(data_dir, self.hosts)
+        self.nginx, self.host = start_nginx(data_dir, self.hosts, port=port)
 
     def stop(self):
         self.nginx.terminate()
@@ -356,9 +360,9 @@ def wait_replicated(client, repo, digest, want=1, timeout=60):
         time.sleep(0.2)
 
 
-def berth_api(berth, op, body, key=KEY_ID, secret=SECRET):
-    """A raw SigV4-signed call of Berth's own target (botocore's model has no such operations);
-    returns (HTTP status, JSON body)."""
+def berth_api(berth, op, body, key=KEY_ID, secret=SECRET, target="Berth_20261201"):
+    """A raw SigV4-signed call of Berth's own target (botocore's model has no such operations),
+    or of another `target` prefix; returns (HTTP status, JSON body)."""
     import json
 
     import requests
@@ -367,7 +371,7 @@ def berth_api(berth, op, body, key=KEY_ID, secret=SECRET):
     from botocore.credentials import Credentials
 
     data = json.dumps(body)
-    headers = {"Content-Type": "application/x-amz-json-1.1", "X-Amz-Target": f"Berth_20261201.{op}"}
+    headers = {"Content-Type": "application/x-amz-json-1.1", "X-Amz-Target": f"{target}.{op}"}
     req = AWSRequest(method="POST", url=berth.endpoint + "/", data=data, headers=headers)
     SigV4Auth(Credentials(key, secret), "ecr", berth.region).add_auth(req)
     r = requests.post(berth.endpoint + "/", data=data, headers=dict(req.headers))
@@ -408,3 +412,63 @@ def push_image(berth, repo, tag, seed):
     )
     assert r.status_code == 201, r.text
     return r.headers["Docker-Content-Digest"], manifest.decode(), layer["digest"]
+
+
+class Podman:
+    """Podman and buildah as root: vfs storage, cgroupfs and no events, in directories of its own."""
+
+    def __init__(self, d):
+        self.dir = d
+        self.auth = os.path.join(d, "auth.json")
+        self.storage = ["--root", os.path.join(d, "root"), "--runroot", os.path.join(d, "run"), "--storage-driver", "vfs"]
+
+    def run(self, *args, check=True, stdin=None):
+        p = subprocess.run(
+            ["podman", *self.storage, "--cgroup-manager", "cgroupfs", "--events-backend", "none", *args],
+            capture_output=True, text=True, input=stdin, env=dict(os.environ, REGISTRY_AUTH_FILE=self.auth),
+        )
+        if check:
+            assert p.returncode == 0, f"podman {' '.join(args)} failed: {p.stderr}"
+        return p
+
+    def buildah(self, *args, check=True):
+        p = subprocess.run(
+            ["buildah", *self.storage, *args],
+            capture_output=True, text=True, env=dict(os.environ, REGISTRY_AUTH_FILE=self.auth),
+        )
+        if check:
+            assert p.returncode == 0, f"buildah {' '.join(args)} failed: {p.stderr}"
+        return p
+
+    def import_files(self, reference, files):
+        """Imports a one-layer image holding `files` ({path: text})."""
+        tar = os.path.join(self.dir, "layer.tar")
+        root = tempfile.mkdtemp(dir=self.dir)
+        for path, text in files.items():
+            os.makedirs(os.path.dirname(os.path.join(root, path)), exist_ok=True)
+            with open(os.path.join(root, path), "w") as f:
+                f.write(text)
+        with tarfile.open(tar, "w") as t:
+            t.add(root, arcname=".")
+        self.run("import", tar, reference)
+
+
+@pytest.fixture
+def podman():
+    assert shutil.which("podman") and shutil.which("buildah"), "podman and buildah must be installed"
+    d = tempfile.mkdtemp(prefix="pm", dir="/tmp")
+    yield Podman(d)
+    subprocess.run(["podman", "--root", os.path.join(d, "root"), "--runroot", os.path.join(d, "run"),
+                    "--storage-driver", "vfs", "system", "reset", "-f"], capture_output=True)
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def rootfs_tar(path, content):
+    """A one-file root filesystem tar (`etc/app.conf` holding `content`), for `docker import`."""
+    import io
+
+    with tarfile.open(path, "w") as t:
+        data = content.encode()
+        info = tarfile.TarInfo("etc/app.conf")
+        info.size = len(data)
+        t.addfile(info, io.BytesIO(data))

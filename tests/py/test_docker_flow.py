@@ -1,17 +1,7 @@
 """The README's end-to-end flow with the real AWS CLI and the Docker engine."""
-import io
 import os
-import tarfile
 
-from conftest import ACCOUNT_ID
-
-
-def rootfs_tar(path, content):
-    with tarfile.open(path, "w") as t:
-        data = content.encode()
-        info = tarfile.TarInfo("etc/app.conf")
-        info.size = len(data)
-        t.addfile(info, io.BytesIO(data))
+from conftest import ACCOUNT_ID, rootfs_tar
 
 
 def test_create_login_push_pull_and_immutable_repush(berth, docker, tmp_path):

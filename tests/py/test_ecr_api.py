@@ -6,7 +6,7 @@ import json
 import botocore.exceptions
 import pytest
 
-from conftest import ACCOUNT_ID, REGION, push_image
+from conftest import ACCOUNT_ID, REGION, berth_api, push_image
 
 
 def test_cli_create_describe_delete(berth):
@@ -62,10 +62,9 @@ def test_boto3_errors_are_the_modelled_exceptions(berth):
     ecr.delete_repository(repositoryName="dup", force=True)
     with pytest.raises(ecr.exceptions.RepositoryNotFoundException):
         ecr.describe_repositories(repositoryNames=["dup"])
-    # A known operation Berth does not serve yet is refused, not faked.
-    with pytest.raises(botocore.exceptions.ClientError) as e:
-        ecr.list_pull_time_update_exclusions()
-    assert e.value.response["Error"]["Code"] == "UnknownOperationException"
+    # An operation the model does not have is refused, not faked.
+    status, body = berth_api(berth, "ListEverything", {}, target="AmazonEC2ContainerRegistry_V20150921")
+    assert status == 400 and body["__type"] == "UnknownOperationException"
 
 
 def test_pagination_across_pages(berth):

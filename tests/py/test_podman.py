@@ -3,60 +3,6 @@
 `podman manifest`, an image built with buildah, and the refusal of an immutable re-push.
 As root, podman runs with vfs storage, cgroupfs and no events, in directories of its own."""
 import json
-import os
-import shutil
-import subprocess
-import tarfile
-import tempfile
-
-import pytest
-
-
-class Podman:
-    def __init__(self, d):
-        self.dir = d
-        self.auth = os.path.join(d, "auth.json")
-        self.storage = ["--root", os.path.join(d, "root"), "--runroot", os.path.join(d, "run"), "--storage-driver", "vfs"]
-
-    def run(self, *args, check=True, stdin=None):
-        p = subprocess.run(
-            ["podman", *self.storage, "--cgroup-manager", "cgroupfs", "--events-backend", "none", *args],
-            capture_output=True, text=True, input=stdin, env=dict(os.environ, REGISTRY_AUTH_FILE=self.auth),
-        )
-        if check:
-            assert p.returncode == 0, f"podman {' '.join(args)} failed: {p.stderr}"
-        return p
-
-    def buildah(self, *args, check=True):
-        p = subprocess.run(
-            ["buildah", *self.storage, *args],
-            capture_output=True, text=True, env=dict(os.environ, REGISTRY_AUTH_FILE=self.auth),
-        )
-        if check:
-            assert p.returncode == 0, f"buildah {' '.join(args)} failed: {p.stderr}"
-        return p
-
-    def import_files(self, reference, files):
-        """Imports a one-layer image holding `files` ({path: text})."""
-        tar = os.path.join(self.dir, "layer.tar")
-        root = tempfile.mkdtemp(dir=self.dir)
-        for path, text in files.items():
-            os.makedirs(os.path.dirname(os.path.join(root, path)), exist_ok=True)
-            with open(os.path.join(root, path), "w") as f:
-                f.write(text)
-        with tarfile.open(tar, "w") as t:
-            t.add(root, arcname=".")
-        self.run("import", tar, reference)
-
-
-@pytest.fixture
-def podman():
-    assert shutil.which("podman") and shutil.which("buildah"), "podman and buildah must be installed"
-    d = tempfile.mkdtemp(prefix="pm", dir="/tmp")
-    yield Podman(d)
-    subprocess.run(["podman", "--root", os.path.join(d, "root"), "--runroot", os.path.join(d, "run"),
-                    "--storage-driver", "vfs", "system", "reset", "-f"], capture_output=True)
-    shutil.rmtree(d, ignore_errors=True)
 
 
 def test_podman_and_buildah_push_pull_and_manifest_lists(berth, podman):

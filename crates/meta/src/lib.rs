@@ -243,6 +243,8 @@ pub enum SealedKind {
     /// The secret of the credential shared with a replication peer, identified by its access
     /// key id.
     ReplicationPeerSecret,
+    /// A signing profile's private key (PKCS#8), identified by the profile's ARN.
+    SigningProfileKey,
 }
 
 /// The identity a manifest's data keys are sealed under: `<repository key>@<digest>` (a
@@ -304,7 +306,7 @@ pub fn kms_material_key(key_id: &str, material_id: &str) -> String {
 }
 
 impl SealedKind {
-    pub const ALL: [SealedKind; 7] = [
+    pub const ALL: [SealedKind; 8] = [
         SealedKind::AccessKeySecret,
         SealedKind::RegistrySecret,
         SealedKind::ManagedSecretValue,
@@ -312,6 +314,7 @@ impl SealedKind {
         SealedKind::BlobDataKeys,
         SealedKind::ManifestDataKeys,
         SealedKind::ReplicationPeerSecret,
+        SealedKind::SigningProfileKey,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -323,6 +326,7 @@ impl SealedKind {
             SealedKind::BlobDataKeys => "blob-data-keys",
             SealedKind::ManifestDataKeys => "manifest-data-keys",
             SealedKind::ReplicationPeerSecret => "replication-peer-secret",
+            SealedKind::SigningProfileKey => "signing-profile-key",
         }
     }
 }
@@ -858,6 +862,33 @@ pub struct ReplicationPeer {
     /// The accounts the peer deployment holds: it may replicate here on their behalf only.
     pub accounts: Vec<String>,
     pub created_at: i64,
+}
+
+/// A signing profile Berth holds for an account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SigningProfile {
+    /// `arn:aws:signer:<region>:<account>:/signing-profiles/<name>`.
+    pub arn: String,
+    pub account_id: String,
+    pub name: String,
+    /// The public key, a PEM `PUBLIC KEY` (SubjectPublicKeyInfo).
+    pub public_key_pem: String,
+    /// The PKCS#8 private key sealed under the master keyring.
+    pub sealed_private_key: String,
+    pub created_at: i64,
+    /// When it was revoked; a revoked profile signs nothing more.
+    pub revoked_at: Option<i64>,
+}
+
+/// An image's signing by one profile.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageSigning {
+    pub profile_arn: String,
+    /// `IN_PROGRESS`, `COMPLETE` or `FAILED`.
+    pub status: String,
+    pub failure_code: Option<String>,
+    pub failure_reason: Option<String>,
+    pub updated_at: i64,
 }
 
 /// A replication that ended, as recorded when its job did.

@@ -711,6 +711,29 @@ pub trait IamPolicyStore: Send + Sync + 'static {
     async fn identity_policies(&self, principal_id: &str) -> Result<Vec<IdentityPolicySource>>;
 }
 
+/// Image signing: the signing profiles of each account and each image's signing status.
+#[async_trait]
+pub trait SigningStore: Send + Sync + 'static {
+    /// Stores a new profile; `AlreadyExists` if its account has one of that name.
+    async fn create_signing_profile(&self, profile: &SigningProfile) -> Result<()>;
+
+    async fn signing_profile(&self, arn: &str) -> Result<Option<SigningProfile>>;
+
+    /// An account's profiles in name order.
+    async fn signing_profiles(&self, account_id: &str) -> Result<Vec<SigningProfile>>;
+
+    /// Marks a profile revoked (once: a second revocation keeps the first time); `NotFound` if
+    /// there is no such profile. Returns the profile as it now is.
+    async fn revoke_signing_profile(&self, arn: &str, at: i64) -> Result<SigningProfile>;
+
+    /// Records an image's signing status for one profile (replacing an earlier one); a no-op
+    /// when the image is gone.
+    async fn put_image_signing(&self, repository: &str, digest: &str, signing: &ImageSigning) -> Result<()>;
+
+    /// An image's signing statuses in profile ARN order.
+    async fn image_signings(&self, repository: &str, digest: &str) -> Result<Vec<ImageSigning>>;
+}
+
 /// Pull-through cache rules, per account.
 #[async_trait]
 pub trait PullThroughStore: Send + Sync + 'static {
@@ -796,6 +819,7 @@ pub trait MetaStore:
     + SecretStore
     + ManagedSecretStore
     + PullThroughStore
+    + SigningStore
     + KmsStore
     + LeaseStore
     + ChangeFeed

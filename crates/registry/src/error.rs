@@ -55,6 +55,9 @@ pub enum RegistryError {
         name: String,
     },
 
+    // ---- signing ----
+    SigningConfigurationNotFound,
+
     // ---- pull-time update exclusions ----
     PullTimeExclusionExists {
         arn: String,
@@ -263,6 +266,7 @@ impl std::fmt::Display for RegistryError {
             RegistryPolicyNotFound => f.write_str("the registry has no registry policy"),
             LifecyclePolicyNotFound { name } => write!(f, "repository {name:?} has no lifecycle policy"),
             LifecyclePreviewNotFound { name } => write!(f, "repository {name:?} has no lifecycle policy preview"),
+            SigningConfigurationNotFound => f.write_str("The registry has no signing configuration"),
             PullTimeExclusionExists { arn } => {
                 write!(f, "The principal {arn} is already excluded from pull time updates")
             }

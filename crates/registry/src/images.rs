@@ -229,6 +229,7 @@ impl Registry {
     /// digest and the media type stored.
     pub async fn put_image(
         &self,
+        pusher: crate::signing::Pusher<'_>,
         repository: &str,
         manifest: Vec<u8>,
         media_type: Option<&str>,
@@ -257,7 +258,7 @@ impl Registry {
             });
         }
         let reference = tag.map_or_else(|| actual.to_string(), str::to_string);
-        let put = self.put_manifest(repository, &reference, media_type, manifest, &[]).await?;
+        let put = self.push_manifest(pusher, repository, &reference, media_type, manifest, &[]).await?;
         let media_type = self.meta().manifest(repository, &put.digest).await?.map(|m| m.media_type).unwrap_or_default();
         Ok((put.digest, media_type))
     }
@@ -373,11 +374,12 @@ pub(crate) mod tests {
         let (_dir, registry) = crate::test_registry().await;
         repository(&registry, "app").await;
         let manifest = image_manifest(&registry, "app", b"layer one").await;
-        let (digest, media_type) = registry.put_image("app", manifest.clone(), None, Some("v1"), None).await.unwrap();
+        let (digest, media_type) =
+            registry.put_image(None, "app", manifest.clone(), None, Some("v1"), None).await.unwrap();
         assert_eq!(media_type, "application/vnd.oci.image.manifest.v1+json");
         // The same image under the same tag, or by digest alone: already there.
         for tag in [Some("v1"), None] {
-            match registry.put_image("app", manifest.clone(), None, tag, None).await {
+            match registry.put_image(None, "app", manifest.clone(), None, tag, None).await {
                 Err(RegistryError::ImageAlreadyExists { digest: d, tag: t, .. }) => {
                     assert_eq!((d, t.as_deref()), (digest.clone(), tag));
                 }
@@ -385,20 +387,20 @@ pub(crate) mod tests {
             }
         }
         // Another tag for it is a new image id.
-        registry.put_image("app", manifest.clone(), None, Some("v2"), None).await.unwrap();
+        registry.put_image(None, "app", manifest.clone(), None, Some("v2"), None).await.unwrap();
         // An archived image is restored by putting it again.
         registry.update_image_storage_class("app", digest.as_str(), StorageClass::Archive, 1).await.unwrap();
-        registry.put_image("app", manifest.clone(), None, Some("v1"), None).await.unwrap();
+        registry.put_image(None, "app", manifest.clone(), None, Some("v1"), None).await.unwrap();
         assert!(!registry.image("app", &digest).await.unwrap().unwrap().archived);
         // A digest that is not the manifest's.
         let other = Digest::from_bytes(Algorithm::Sha256, b"something else");
         assert!(matches!(
-            registry.put_image("app", manifest.clone(), None, None, Some(other.as_str())).await,
+            registry.put_image(None, "app", manifest.clone(), None, None, Some(other.as_str())).await,
             Err(RegistryError::ManifestDigestMismatch { .. })
         ));
         // No repository, and no template to create it.
         assert!(matches!(
-            registry.put_image("missing", manifest, None, Some("v1"), None).await,
+            registry.put_image(None, "missing", manifest, None, Some("v1"), None).await,
             Err(RegistryError::RepositoryNotFound { name }) if name == "missing"
         ));
     }
@@ -409,8 +411,8 @@ pub(crate) mod tests {
         repository(&registry, "multi").await;
         let small = image_manifest(&registry, "multi", b"small").await;
         let large = image_manifest(&registry, "multi", &[7u8; 5000]).await;
-        let (small_digest, _) = registry.put_image("multi", small.clone(), None, None, None).await.unwrap();
-        let (large_digest, _) = registry.put_image("multi", large.clone(), None, None, None).await.unwrap();
+        let (small_digest, _) = registry.put_image(None, "multi", small.clone(), None, None, None).await.unwrap();
+        let (large_digest, _) = registry.put_image(None, "multi", large.clone(), None, None, None).await.unwrap();
         let index = serde_json::to_vec(&serde_json::json!({
             "schemaVersion": 2,
             "mediaType": "application/vnd.oci.image.index.v1+json",
@@ -420,7 +422,7 @@ pub(crate) mod tests {
             ],
         }))
         .unwrap();
-        let (index_digest, _) = registry.put_image("multi", index, None, Some("latest"), None).await.unwrap();
+        let (index_digest, _) = registry.put_image(None, "multi", index, None, Some("latest"), None).await.unwrap();
         let large_size = registry.describe_image("multi", &large_digest).await.unwrap().unwrap().size;
         assert!(large_size > 5000);
         assert_eq!(registry.describe_image("multi", &index_digest).await.unwrap().unwrap().size, large_size);
@@ -449,7 +451,7 @@ pub(crate) mod tests {
         let (_dir, registry) = crate::test_registry().await;
         repository(&registry, "app").await;
         let manifest = image_manifest(&registry, "app", b"layer").await;
-        let (digest, _) = registry.put_image("app", manifest, None, Some("v1"), None).await.unwrap();
+        let (digest, _) = registry.put_image(None, "app", manifest, None, Some("v1"), None).await.unwrap();
         let id = |tag, digest| ImageRef { tag, digest };
         assert_eq!(registry.resolve_image("app", id(Some("v1"), None)).await.unwrap(), Ok(digest.clone()));
         assert_eq!(
@@ -487,8 +489,8 @@ pub(crate) mod tests {
         let (_dir, registry) = crate::test_registry().await;
         repository(&registry, "app").await;
         let manifest = image_manifest(&registry, "app", b"layer").await;
-        let (digest, _) = registry.put_image("app", manifest.clone(), None, Some("v1"), None).await.unwrap();
-        registry.put_image("app", manifest, None, Some("v2"), None).await.unwrap();
+        let (digest, _) = registry.put_image(None, "app", manifest.clone(), None, Some("v1"), None).await.unwrap();
+        registry.put_image(None, "app", manifest, None, Some("v2"), None).await.unwrap();
         let by_tag = |t| ImageRef { tag: Some(t), digest: None };
         let removed = registry.delete_image_by_id("app", by_tag("v1")).await.unwrap().unwrap();
         assert_eq!(removed, DeletedImage { digest: digest.clone(), tags: vec!["v1".into()] });

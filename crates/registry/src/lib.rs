@@ -28,6 +28,7 @@ pub mod secrets;
 pub mod secrets_manager;
 mod service;
 pub mod settings;
+pub mod signing;
 pub mod transfer;
 
 pub use error::{RegistryError, is_storage_full, storage_full};

@@ -20,6 +20,9 @@ pub struct LifecycleRun {
 
 impl Registry {
     /// Every image of a repository with its record, children of an index marked as such.
+    /// Attachments are left out — referrers (a manifest with a `subject`) and what only
+    /// tag-scheme attachment tags name (`sha256-<hex>.sig|.att|.sbom`): they are neither counted
+    /// nor expired on their own, and go when their subject goes.
     pub async fn lifecycle_images(&self, repository: &str) -> Result<Vec<(Image, ImageRecord)>, RegistryError> {
         let mut records = Vec::new();
         let mut after: Option<String> = None;
@@ -33,8 +36,13 @@ impl Registry {
             }
         }
         let children: HashSet<String> = records.iter().flat_map(|r| r.children.iter().cloned()).collect();
+        let attachment = |r: &ImageRecord| {
+            r.subject.is_some()
+                || (!r.tags.is_empty() && r.tags.iter().all(|t| berth_rules::signing::attachment_of(t).is_some()))
+        };
         Ok(records
             .into_iter()
+            .filter(|r| !attachment(r))
             .map(|r| {
                 let image = Image {
                     digest: r.digest.clone(),

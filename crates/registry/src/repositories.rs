@@ -765,7 +765,7 @@ mod tests {
         let (_dir, registry) = crate::test_registry().await;
         registry.create_repository("app", &RepositorySettings::default(), &[], None).await.unwrap();
         let manifest = crate::images::tests::image_manifest(&registry, "app", b"layer").await;
-        registry.put_image("app", manifest, None, Some("v1"), None).await.unwrap();
+        registry.put_image(None, "app", manifest, None, Some("v1"), None).await.unwrap();
         assert!(matches!(
             registry.delete_repository("app", false).await,
             Err(RegistryError::RepositoryNotEmpty { name }) if name == "app"

@@ -4,6 +4,7 @@ use std::sync::{Arc, Mutex};
 use berth_meta::{ManifestSummary, MetaError, MetaStore, NewManifest, Repository};
 use berth_oci::manifest::{ManifestKind, parse_manifest};
 use berth_oci::{Algorithm, ByteRange, ContentRange, Digest, DigestError, Hasher, ManifestError, validate_tag};
+use berth_rules::signing;
 use berth_store::{BlobStore, ByteStream, StoreError, UploadState};
 use futures_util::StreamExt;
 
@@ -53,6 +54,8 @@ pub struct Registry {
     pub(crate) cache: crate::pull_through::state::CacheState,
     /// Data keys this node opened for reads lately (see `at_rest::OpenedKeys`).
     pub(crate) opened_keys: crate::at_rest::OpenedKeys,
+    /// The host signatures name images by.
+    pub(crate) signing_host: crate::signing::SigningHost,
 }
 
 pub struct BlobRead {
@@ -63,8 +66,12 @@ pub struct BlobRead {
 
 pub struct ManifestPut {
     pub digest: Digest,
+    pub media_type: String,
+    pub size: u64,
     pub subject: Option<Digest>,
     pub tags: Vec<String>,
+    /// Whether it is an image a signing rule may sign (`berth_rules::signing::is_signable`).
+    pub signable: bool,
 }
 
 /// See [`Registry::locate_blob`].
@@ -247,6 +254,7 @@ impl Registry {
                 .expect("an HTTP client without extra CA certificates builds"),
             cache: Default::default(),
             opened_keys: Default::default(),
+            signing_host: Default::default(),
         }
     }
 
@@ -409,6 +417,13 @@ impl Registry {
     }
 
     /// A monolithic upload: the whole blob in one request, verified against `digest`.
+    /// Stores a small blob Berth makes itself (an SBOM, a signature payload) in `name`.
+    pub(crate) async fn store_small_blob(&self, name: &str, bytes: Vec<u8>) -> Result<(Digest, u64)> {
+        let digest = Digest::from_bytes(Algorithm::Sha256, &bytes);
+        let body: ByteStream = Box::pin(futures_util::stream::once(async move { Ok(bytes::Bytes::from(bytes)) }));
+        self.upload_blob(name, digest.as_str(), body).await.map(|c| (c.digest, c.size))
+    }
+
     pub async fn upload_blob(&self, name: &str, digest: &str, body: ByteStream) -> Result<Completed> {
         let expected = digest_param(digest)?;
         let id = self.start_upload(name, Some(expected.algorithm().as_str())).await?;
@@ -966,8 +981,17 @@ impl Registry {
     ) -> Result<ManifestPut> {
         let name = repository.name.as_str();
         let rule = crate::repositories::tag_mutability(&repository.settings);
-        let immutable: Vec<String> = tags.iter().filter(|t| rule.is_immutable(t)).cloned().collect();
+        // Signature tags move as signatures are added: immutability does not hold them.
+        let immutable: Vec<String> =
+            tags.iter().filter(|t| rule.is_immutable(t) && !signing::is_signature_tag(t)).cloned().collect();
         let size = body.len() as u64;
+        let layer_media_types = layer_media_types(&body);
+        let layer_media_types: Vec<&str> = layer_media_types.iter().map(String::as_str).collect();
+        let signable = signing::is_signable(&signing::PushedManifest {
+            has_subject: parsed.subject.is_some(),
+            layer_media_types: &layer_media_types,
+            tags: &tags,
+        });
         let annotations = parsed.annotations.map(|a| serde_json::to_string(&a).expect("string map serializes"));
         // Sealed under the repository's key, as its blobs are (a disabled key refuses the push).
         let stored = self.at_rest().seal_manifest(repository, &digest, body, annotations).await?;
@@ -988,7 +1012,14 @@ impl Registry {
         match self.meta.put_manifest(name, &manifest, &tags, &immutable).await {
             Ok(()) => {
                 self.scan_on_push(repository, &digest, manifest.artifact_type.as_deref(), is_index).await;
-                Ok(ManifestPut { digest, subject: parsed.subject, tags })
+                Ok(ManifestPut {
+                    digest,
+                    media_type: manifest.media_type,
+                    size,
+                    subject: parsed.subject,
+                    tags,
+                    signable,
+                })
             }
             Err(MetaError::TagImmutable(tag)) => Err(RegistryError::TagImmutable { repository: name.to_string(), tag }),
             Err(MetaError::MissingReferences { blobs, manifests }) => {
@@ -1035,17 +1066,13 @@ impl Registry {
         digest: &Digest,
         image: berth_meta::ImageRecord,
     ) -> Result<std::result::Result<Vec<String>, Vec<String>>> {
-        let sboms = self.berth_sboms_of(name, digest).await?;
         match self.meta.delete_manifest(name, digest).await {
             Ok(_) => {}
             // Listed by an index: the store refuses it in the deleting transaction.
             Err(MetaError::ReferencedByIndex(parents)) => return Ok(Err(parents)),
             Err(e) => return Err(e.into()),
         }
-        // The SBOM a scan attached describes this image only: it goes with it.
-        for sbom in sboms {
-            self.meta.delete_manifest(name, &sbom).await?;
-        }
+        self.remove_attachments(name, digest).await?;
         for child in &image.children {
             let Ok(child_digest) = Digest::parse(child) else { continue };
             let orphan = self.meta.manifest_parents(name, child).await?.is_empty();
@@ -1085,9 +1112,40 @@ impl Registry {
             (self.meta.delete_tag(name, reference).await?, digest)
         };
         if deleted && let Some(d) = &digest {
+            if reference.contains(':') {
+                self.remove_attachments(name, d).await?;
+            }
             self.replication_removal_done(name, d).await?;
         }
         if deleted { Ok(()) } else { Err(self.not_found_in(name, manifest_unknown(reference)).await) }
+    }
+
+    /// What hangs off a deleted image goes with it: its referrers (signature bundles, SBOMs,
+    /// attestations) and its tag-scheme attachments (`sha256-<hex>.sig|.att|.sbom`), each
+    /// with what hangs off it in turn. An attachment an index lists stays.
+    async fn remove_attachments(&self, name: &str, subject: &Digest) -> Result<()> {
+        let mut pending = vec![subject.clone()];
+        let mut seen = std::collections::HashSet::new();
+        while let Some(s) = pending.pop() {
+            if !seen.insert(s.clone()) || seen.len() > 10_000 {
+                continue;
+            }
+            let mut attached: Vec<Digest> = Vec::new();
+            for r in self.meta.referrers(name, &s, None).await? {
+                attached.extend(Digest::parse(&r.digest).ok());
+            }
+            for kind in ["sig", "att", "sbom"] {
+                let tag = format!("{}.{kind}", s.as_str().replacen(':', "-", 1));
+                attached.extend(self.meta.resolve_tag(name, &tag).await?);
+            }
+            for a in attached {
+                match self.meta.delete_manifest(name, &a).await {
+                    Ok(_) | Err(MetaError::ReferencedByIndex(_)) => pending.push(a),
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+        Ok(())
     }
 
     // ---- listings ----
@@ -1126,6 +1184,23 @@ impl Registry {
         }
         Ok(out)
     }
+}
+
+/// The media types of a manifest's layers (none for an index, or a body that is not JSON).
+fn layer_media_types(body: &[u8]) -> Vec<String> {
+    #[derive(serde::Deserialize)]
+    struct Layer {
+        #[serde(rename = "mediaType")]
+        media_type: Option<String>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Layers {
+        #[serde(default)]
+        layers: Vec<Layer>,
+    }
+    serde_json::from_slice::<Layers>(body)
+        .map(|l| l.layers.into_iter().filter_map(|l| l.media_type).collect())
+        .unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ pub mod mutability;
 pub mod pull_through;
 pub mod replication;
 pub mod scanning;
+pub mod signing;
 pub mod wildcard;
 
 pub use mutability::{MutabilityError, TagMutability};

@@ -166,6 +166,26 @@ pub(crate) enum AdminCommand {
     },
     /// The replication peers, without their secrets.
     ListReplicationPeers,
+    /// Create a signing profile NAME (`[a-zA-Z0-9_]{2,64}`): an ECDSA P-256 key pair of the
+    /// account, its private key sealed under the master key, named by an AWS Signer-form ARN
+    /// for `PutSigningConfiguration` rules. A pusher needs `signer:SignPayload` on it.
+    CreateSigningProfile {
+        name: String,
+    },
+    /// The account's signing profiles (never their private keys).
+    ListSigningProfiles,
+    /// A signing profile's public key as PEM (to verify its signatures with skopeo, podman or
+    /// cosign), printed in the JSON or written to `--output`.
+    GetSigningProfilePublicKey {
+        name: String,
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
+    /// Revoke a signing profile: it signs nothing from now on (pushes it would sign get a
+    /// `FAILED` status with `PROFILE_REVOKED`); its signatures stay verifiable.
+    RevokeSigningProfile {
+        name: String,
+    },
     /// Write the account's users, groups, policies and access keys to FILE, for
     /// `import-identities` on the deployment of another region, so that the same keys work
     /// there. Secrets are sealed under a transport key printed here: carry it apart from the file.
@@ -221,6 +241,18 @@ fn peer_json(p: &berth_meta::ReplicationPeer) -> serde_json::Value {
         "AccessKeyId": p.access_key_id,
         "Accounts": p.accounts,
         "CreatedAt": berth_iam::format_iso8601(p.created_at / 1000),
+    })
+}
+
+/// A signing profile as the admin commands show it (never its private key).
+fn signing_profile_json(p: &berth_meta::SigningProfile) -> serde_json::Value {
+    serde_json::json!({
+        "ProfileName": p.name,
+        "ProfileArn": p.arn,
+        "Status": if p.revoked_at.is_some() { "Revoked" } else { "Active" },
+        "CreatedAt": berth_iam::format_iso8601(p.created_at / 1000),
+        "RevokedAt": p.revoked_at.map(|t| berth_iam::format_iso8601(t / 1000)),
+        "PublicKeyPem": p.public_key_pem,
     })
 }
 
@@ -371,6 +403,37 @@ pub(crate) async fn admin(config: Config, command: AdminCommand) -> anyhow::Resu
                     peer.region, config.region
                 ),
             })
+        }
+        AdminCommand::CreateSigningProfile { name } => {
+            let profile = registry(&config, &meta, &blobs, &keys)
+                .create_signing_profile(&account, &config.region, &name)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            signing_profile_json(&profile)
+        }
+        AdminCommand::ListSigningProfiles => {
+            let profiles = registry(&config, &meta, &blobs, &keys)
+                .signing_profiles(&account)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            serde_json::json!({ "Profiles": profiles.iter().map(signing_profile_json).collect::<Vec<_>>() })
+        }
+        AdminCommand::GetSigningProfilePublicKey { name, output } => {
+            let profile = registry(&config, &meta, &blobs, &keys)
+                .signing_profile_named(&account, &name)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            if let Some(path) = &output {
+                std::fs::write(path, &profile.public_key_pem).with_context(|| format!("writing {}", path.display()))?;
+            }
+            serde_json::json!({ "ProfileArn": profile.arn, "PublicKeyPem": profile.public_key_pem })
+        }
+        AdminCommand::RevokeSigningProfile { name } => {
+            let profile = registry(&config, &meta, &blobs, &keys)
+                .revoke_signing_profile(&account, &name)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            signing_profile_json(&profile)
         }
         AdminCommand::ListReplicationPeers => {
             let peers = registry(&config, &meta, &blobs, &keys)

@@ -111,6 +111,11 @@ pub struct Config {
     /// The most bytes per second this node sends to replication peers, all jobs together
     /// (unset: no limit). Keeps cross-region replication from crowding out pulls.
     pub replication_max_bytes_per_second: Option<u64>,
+    /// The host (and port) clients pull this registry's images from, as signatures name them
+    /// (`critical.identity.docker-reference` = `<registry host>/<repository>:<tag>`); unset,
+    /// the listen address. Set it to the load balancer's name behind one.
+    #[serde(default, deserialize_with = "text")]
+    pub registry_host: Option<String>,
 }
 
 impl Config {
@@ -162,6 +167,7 @@ impl Default for Config {
             pull_through_ca_bundle: None,
             blobs_encrypted_at_rest: false,
             replication_max_bytes_per_second: None,
+            registry_host: None,
         }
     }
 }
@@ -193,6 +199,8 @@ pub struct Overrides {
     pub meta: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub blobs: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub registry_host: Option<String>,
 }
 
 /// Environment values arrive typed (`123456789012` as a number); ids and secrets are text.
@@ -229,10 +237,17 @@ fn list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error>
 /// Ids and secrets from the environment, taken as the text they are: figment would read
 /// `012345678901` as a number and lose the leading zero.
 fn text_env() -> std::collections::BTreeMap<&'static str, String> {
-    ["account_id", "root_access_key_id", "root_secret_access_key", "s3_access_key_id", "s3_secret_access_key"]
-        .into_iter()
-        .filter_map(|k| std::env::var(format!("BERTH_{}", k.to_ascii_uppercase())).ok().map(|v| (k, v)))
-        .collect()
+    [
+        "account_id",
+        "root_access_key_id",
+        "root_secret_access_key",
+        "s3_access_key_id",
+        "s3_secret_access_key",
+        "registry_host",
+    ]
+    .into_iter()
+    .filter_map(|k| std::env::var(format!("BERTH_{}", k.to_ascii_uppercase())).ok().map(|v| (k, v)))
+    .collect()
 }
 
 pub fn load(file: Option<&PathBuf>, overrides: &Overrides) -> Result<Config, Box<figment::Error>> {
@@ -278,6 +293,7 @@ pub fn load(file: Option<&PathBuf>, overrides: &Overrides) -> Result<Config, Box
         "pull_through_ca_bundle",
         "blobs_encrypted_at_rest",
         "replication_max_bytes_per_second",
+        "registry_host",
     ]))
     .merge(Serialized::defaults(text_env()))
     .merge(Serialized::defaults(overrides))

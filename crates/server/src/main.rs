@@ -77,6 +77,10 @@ struct CommonArgs {
     /// The master keyring file [default: <data-dir>/master.key, generated at first start].
     #[arg(long, global = true)]
     master_key_file: Option<PathBuf>,
+    /// The host[:port] clients pull from, as image signatures name it [default: the listen
+    /// address].
+    #[arg(long, global = true)]
+    registry_host: Option<String>,
     /// The metadata store: a PostgreSQL URL [default: the embedded SQLite file in the data
     /// directory].
     #[arg(long, global = true)]
@@ -227,6 +231,7 @@ fn main() -> ExitCode {
         master_key_file: cli.common.master_key_file.clone(),
         meta: cli.common.meta.clone(),
         blobs: cli.common.blobs.clone(),
+        registry_host: cli.common.registry_host.clone(),
     };
     let config = match config::load(cli.config.as_ref(), &overrides) {
         Ok(c) => c,
@@ -458,6 +463,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("listening on {}", config.listen))?;
     let addr = listener.local_addr()?;
+    registry.set_registry_host(config.registry_host.as_deref().unwrap_or(&addr.to_string()));
     let tls = match (&config.tls_cert, &config.tls_key) {
         (Some(cert), Some(key)) => Some(tls::server_config(cert, key)?),
         (None, None) => None,

@@ -27,8 +27,8 @@ use crate::{
     PullThroughRule, SecretCreated, SecretVersion, VersionPut, managed_secret_version_key, restage,
 };
 use crate::{
-    ImageReplication, ReplicationAction, ReplicationEvent, ReplicationJob, ReplicationOutcome, ReplicationPeer,
-    ReplicationQueueCounts, ReplicationStatus, ReplicationTarget,
+    ImageReplication, ImageSigning, ReplicationAction, ReplicationEvent, ReplicationJob, ReplicationOutcome,
+    ReplicationPeer, ReplicationQueueCounts, ReplicationStatus, ReplicationTarget, SigningProfile,
 };
 
 type Meta = PgMeta;
@@ -337,6 +337,9 @@ mod dialect {
     pub(super) const REPLICATION_PEER_SECRETS_PAGE: &str = "SELECT access_key_id, convert_to(sealed_secret, 'UTF8') \
          FROM replication_peers WHERE access_key_id > $1 ORDER BY access_key_id LIMIT $2";
 
+    pub(super) const SIGNING_PROFILE_KEYS_PAGE: &str = "SELECT arn, convert_to(sealed_private_key, 'UTF8') \
+         FROM signing_profiles WHERE arn > $1 ORDER BY arn LIMIT $2";
+
     pub(super) async fn erase_freed_space(meta: &Meta) -> Result<()> {
         // VACUUM FULL rewrites the tables that hold secrets (and manifests, which `berth encrypt`
         // seals in place) from their live rows, so the old
@@ -378,6 +381,7 @@ include!("../sql/leases.rs");
 include!("../sql/managed_secrets.rs");
 include!("../sql/pull_through.rs");
 include!("../sql/kms.rs");
+include!("../sql/signing.rs");
 
 /// The channel nodes announce changes on.
 const CHANGES_CHANNEL: &str = "berth_changes";

@@ -322,6 +322,7 @@ impl SecretStore for Meta {
             }
             SealedKind::ManagedSecretValue => dialect::MANAGED_SECRET_VALUES_PAGE,
             SealedKind::ReplicationPeerSecret => dialect::REPLICATION_PEER_SECRETS_PAGE,
+            SealedKind::SigningProfileKey => dialect::SIGNING_PROFILE_KEYS_PAGE,
             SealedKind::KmsKeyMaterial => dialect::KMS_MATERIALS_PAGE,
             // Only blobs' master wrappings: an upload's keys live as long as the upload.
             SealedKind::BlobDataKeys => {
@@ -368,6 +369,17 @@ impl SecretStore for Meta {
                 };
                 sqlx::query(
                     "UPDATE replication_peers SET sealed_secret = $3 WHERE access_key_id = $1 AND sealed_secret = $2",
+                )
+                .bind(id.to_string())
+                .bind(expected.to_string())
+                .bind(new.to_string())
+            }
+            SealedKind::SigningProfileKey => {
+                let (Ok(expected), Ok(new)) = (std::str::from_utf8(expected), std::str::from_utf8(new)) else {
+                    return Err(MetaError::Backend("a signing profile's sealed key must be text".into()));
+                };
+                sqlx::query(
+                    "UPDATE signing_profiles SET sealed_private_key = $3 WHERE arn = $1 AND sealed_private_key = $2",
                 )
                 .bind(id.to_string())
                 .bind(expected.to_string())

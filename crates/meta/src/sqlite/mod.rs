@@ -28,8 +28,8 @@ use crate::{
     PullThroughRule, SecretCreated, SecretVersion, VersionPut, managed_secret_version_key, restage,
 };
 use crate::{
-    ImageReplication, ReplicationAction, ReplicationEvent, ReplicationJob, ReplicationOutcome, ReplicationPeer,
-    ReplicationQueueCounts, ReplicationStatus, ReplicationTarget,
+    ImageReplication, ImageSigning, ReplicationAction, ReplicationEvent, ReplicationJob, ReplicationOutcome,
+    ReplicationPeer, ReplicationQueueCounts, ReplicationStatus, ReplicationTarget, SigningProfile,
 };
 
 type Meta = SqliteMeta;
@@ -218,6 +218,9 @@ mod dialect {
     pub(super) const REPLICATION_PEER_SECRETS_PAGE: &str = "SELECT access_key_id, CAST(sealed_secret AS BLOB) \
          FROM replication_peers WHERE access_key_id > $1 ORDER BY access_key_id LIMIT $2";
 
+    pub(super) const SIGNING_PROFILE_KEYS_PAGE: &str = "SELECT arn, CAST(sealed_private_key AS BLOB) \
+         FROM signing_profiles WHERE arn > $1 ORDER BY arn LIMIT $2";
+
     pub(super) async fn erase_freed_space(meta: &Meta) -> Result<()> {
         // VACUUM rewrites the file from live rows only; the checkpoint then moves the rewrite
         // into it and truncates the write-ahead log, which held the old pages.
@@ -252,6 +255,7 @@ include!("../sql/leases.rs");
 include!("../sql/managed_secrets.rs");
 include!("../sql/pull_through.rs");
 include!("../sql/kms.rs");
+include!("../sql/signing.rs");
 
 /// One node opens an SQLite store: its own invalidation is all there is.
 #[async_trait]

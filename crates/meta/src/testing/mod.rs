@@ -367,6 +367,21 @@ macro_rules! managed_secret_store_conformance {
     };
 }
 
+/// `SigningStore`'s clauses for a fixture.
+#[macro_export]
+macro_rules! signing_store_conformance {
+    ($fixture:path) => {
+        mod signing_store {
+            use super::*;
+            $crate::__conformance_clauses!(
+                $fixture,
+                signing,
+                [keeps_profiles_per_account_and_revokes_once, keeps_an_images_signing_status_per_profile_until_it_goes]
+            );
+        }
+    };
+}
+
 /// `PullThroughStore`'s clauses for a fixture.
 #[macro_export]
 macro_rules! pull_through_store_conformance {
@@ -443,6 +458,7 @@ macro_rules! meta_store_conformance {
         $crate::secret_store_conformance!($fixture);
         $crate::managed_secret_store_conformance!($fixture);
         $crate::pull_through_store_conformance!($fixture);
+        $crate::signing_store_conformance!($fixture);
         $crate::kms_store_conformance!($fixture);
         $crate::lease_store_conformance!($fixture);
     };
@@ -469,6 +485,7 @@ pub mod secrets;
 pub mod managed_secrets;
 
 pub mod pull_through;
+pub mod signing;
 
 pub mod leases;
 

@@ -448,7 +448,15 @@ impl Registry {
             let stored = match stored {
                 Ok(()) => {
                     let reference = tag.as_deref().unwrap_or(&digest);
-                    registry.put_manifest(&name, reference, Some(&content_type), body, &[]).await.map(|_| ())
+                    let put = registry.put_manifest(&name, reference, Some(&content_type), body, &[]).await;
+                    match put {
+                        // A cached image is signed if the cache repository's own rules say so.
+                        Ok(put) if tag.is_some() => {
+                            registry.sign_pushed(None, &name, &put).await;
+                            Ok(())
+                        }
+                        other => other.map(|_| ()),
+                    }
                 }
                 Err(e) => Err(e),
             };

@@ -83,8 +83,21 @@ impl Registry {
             };
             if elsewhere && rule.is_immutable(tag) { dropped.push(tag.clone()) } else { kept.push(tag.clone()) }
         }
+        let mut signature_tags = Vec::new();
+        for tag in kept.iter().filter(|t| berth_rules::signing::is_signature_tag(t)) {
+            signature_tags.push((tag.clone(), self.meta().resolve_tag(&target.name, tag).await?));
+        }
+        let tagged = !kept.is_empty();
         match self.store_manifest(target, digest.clone(), parsed, content, kept, Vec::new()).await {
-            Ok(_) => Ok(dropped),
+            Ok(put) => {
+                // Signatures the destination holds already stay beside the source's; an image
+                // arriving with tags is signed as the destination's own rules say.
+                self.keep_signatures(&target.name, digest, signature_tags).await?;
+                if tagged {
+                    self.sign_pushed(None, &target.name, &put).await;
+                }
+                Ok(dropped)
+            }
             // An immutable tag given to another image meanwhile: tried again, and then dropped.
             Err(RegistryError::TagImmutable { .. }) => Err(Failure::Retry(failure::INTERNAL_ERROR)),
             Err(e) => Err(e.into()),

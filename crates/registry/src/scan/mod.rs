@@ -293,8 +293,8 @@ impl Registry {
         let doc = berth_vuln::sbom::cyclonedx(inventory, repository, image.digest.as_str());
         let sbom = serde_json::to_vec(&doc).map_err(|e| RegistryError::Internal(e.to_string()))?;
         let empty = b"{}".to_vec();
-        let (sbom_digest, sbom_size) = self.put_small_blob(repository, sbom).await?;
-        let (empty_digest, _) = self.put_small_blob(repository, empty).await?;
+        let (sbom_digest, sbom_size) = self.store_small_blob(repository, sbom).await?;
+        let (empty_digest, _) = self.store_small_blob(repository, empty).await?;
         let manifest = serde_json::json!({
             "schemaVersion": 2,
             "mediaType": media_types::OCI_MANIFEST,
@@ -308,30 +308,6 @@ impl Registry {
         let digest = Digest::from_bytes(berth_oci::Algorithm::Sha256, &body);
         self.put_manifest(repository, digest.as_str(), Some(media_types::OCI_MANIFEST), body, &[]).await?;
         Ok(digest.to_string())
-    }
-
-    /// The untagged SBOM artifacts scans attached to an image.
-    pub(crate) async fn berth_sboms_of(&self, repository: &str, image: &Digest) -> Result<Vec<Digest>, RegistryError> {
-        let mut out = Vec::new();
-        for r in self.meta().referrers(repository, image, Some(berth_vuln::sbom::CYCLONEDX_JSON)).await? {
-            let r = self.at_rest().open_summary(repository, r).await?;
-            let ours = r.annotations.as_deref().is_some_and(|a| a.contains(SBOM_ANNOTATION));
-            let untagged = self.meta().image(repository, &r.digest).await?.is_some_and(|i| i.tags.is_empty());
-            if ours
-                && untagged
-                && let Ok(d) = Digest::parse(&r.digest)
-            {
-                out.push(d);
-            }
-        }
-        Ok(out)
-    }
-
-    async fn put_small_blob(&self, repository: &str, bytes: Vec<u8>) -> Result<(Digest, u64), RegistryError> {
-        let digest = Digest::from_bytes(berth_oci::Algorithm::Sha256, &bytes);
-        let body: berth_store::ByteStream =
-            Box::pin(futures_util::stream::once(async move { Ok(bytes::Bytes::from(bytes)) }));
-        self.upload_blob(repository, digest.as_str(), body).await.map(|c| (c.digest, c.size))
     }
 
     /// The pull policy: refuses an image whose complete scan has findings at or above the

@@ -35,6 +35,7 @@ pub fn exception(e: RegistryError, registry_id: &str) -> EcrError {
         PullTimeExclusionExists { .. } => ("ExclusionAlreadyExistsException", message),
         PullTimeExclusionNotFound { .. } => ("ExclusionNotFoundException", message),
         PullTimeExclusionLimit => ("LimitExceededException", message),
+        SigningConfigurationNotFound => ("SigningConfigurationNotFoundException", message),
         UnsupportedUpstream(m) => ("UnsupportedUpstreamRegistryException", m),
         SecretNotFound(m) => ("SecretNotFoundException", m),
         SecretInaccessible(m) => ("UnableToAccessSecretException", m),

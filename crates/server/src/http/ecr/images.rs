@@ -349,6 +349,7 @@ pub(super) async fn put_image(ctx: &Ctx<'_>, input: PutImageInput) -> Result<Put
         .app
         .registry
         .put_image(
+            Some(&ctx.kms_caller()),
             repo,
             body.clone(),
             input.image_manifest_media_type.as_deref(),

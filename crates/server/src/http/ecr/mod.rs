@@ -33,6 +33,7 @@ mod replication;
 mod repositories;
 mod scanning;
 mod shapes;
+mod signing;
 mod templates;
 
 pub const TARGET_PREFIX: &str = "AmazonEC2ContainerRegistry_V20150921.";
@@ -289,6 +290,9 @@ const REGISTRY_OPERATIONS: &[&str] = &[
     "RegisterPullTimeUpdateExclusion",
     "DeregisterPullTimeUpdateExclusion",
     "ListPullTimeUpdateExclusions",
+    "PutSigningConfiguration",
+    "GetSigningConfiguration",
+    "DeleteSigningConfiguration",
 ];
 
 /// Operations on the repository a `resourceArn` names.
@@ -458,6 +462,10 @@ async fn dispatch(ctx: &Ctx<'_>, op: &str, input: Value) -> EcrResult {
             reply(registry::deregister_pull_time_exclusion(ctx, parse(input)?).await)
         }
         "ListPullTimeUpdateExclusions" => reply(registry::list_pull_time_exclusions(ctx, parse(input)?).await),
+        "PutSigningConfiguration" => reply(signing::put_signing_configuration(ctx, parse(input)?).await),
+        "GetSigningConfiguration" => reply(signing::get_signing_configuration(ctx).await),
+        "DeleteSigningConfiguration" => reply(signing::delete_signing_configuration(ctx).await),
+        "DescribeImageSigningStatus" => reply(signing::describe_image_signing_status(ctx, parse(input)?).await),
         "PutAccountSetting" => reply(registry::put_account_setting(ctx, parse(input)?).await),
         "PutRegistryScanningConfiguration" => {
             reply(registry::put_registry_scanning_configuration(ctx, parse(input)?).await)
@@ -562,11 +570,14 @@ impl Ctx<'_> {
         Ok(())
     }
 
+    /// The caller as the registry's services authorize it (KMS, signing).
+    fn kms_caller(&self) -> KmsCaller<'_> {
+        KmsCaller { authorizer: &self.app.authorizer, caller: &self.caller, env: &self.env, via_service: None }
+    }
+
     /// The registry's rule for another account's pull from a repository a KMS key protects.
     async fn check_pull_decrypt(&self, name: &str) -> Result<(), RegistryError> {
-        let who =
-            KmsCaller { authorizer: &self.app.authorizer, caller: &self.caller, env: &self.env, via_service: None };
-        self.app.registry.check_pull_decrypt(&who, name).await
+        self.app.registry.check_pull_decrypt(&self.kms_caller(), name).await
     }
 
     /// Whether the caller may `ecr:DescribeRepositories` this repository (listings show only those).

@@ -2,7 +2,6 @@
 //! settings, and resource tags.
 
 use berth_meta::RepositorySettings;
-use berth_registry::kms::KmsCaller;
 use berth_registry::repositories::{
     EncryptionConfiguration, ExclusionFilter, ResourceTag, encryption_settings, tag_mutability_rule,
 };
@@ -53,7 +52,7 @@ pub(super) async fn create_repository(
         pull_block_severity: None,
     };
     let tags = input.tags.unwrap_or_default();
-    let creator = KmsCaller { authorizer: &ctx.app.authorizer, caller: &ctx.caller, env: &ctx.env, via_service: None };
+    let creator = ctx.kms_caller();
     let r = ctx.app.registry.create_repository(&input.repository_name, &settings, &tags, Some(&creator)).await?;
     Ok(RepositoryOutput { repository: ctx.repository_shape(&r) })
 }

@@ -83,6 +83,7 @@ pub fn error_response(err: RegistryError, ns: &Namespace) -> Response {
         | PullTimeExclusionExists { .. }
         | PullTimeExclusionNotFound { .. }
         | PullTimeExclusionLimit
+        | SigningConfigurationNotFound
         | UnsupportedUpstream(_)
         | SecretNotFound(_)
         | SecretInaccessible(_)

@@ -36,7 +36,14 @@ pub(super) async fn serve(
             };
             let tags: Vec<String> = query.iter().filter(|(k, _)| k == "tag").map(|(_, v)| v.clone()).collect();
             let by_digest = reference.contains(':');
-            let put = reg.put_manifest(name, reference, header_str(headers, "content-type"), bytes, &tags).await?;
+            let pusher = access.caller.map(|caller| KmsCaller {
+                authorizer: &app.authorizer,
+                caller,
+                env: access.env,
+                via_service: None,
+            });
+            let content_type = header_str(headers, "content-type");
+            let put = reg.push_manifest(pusher.as_ref(), name, reference, content_type, bytes, &tags).await?;
             let mut resp = Response::builder()
                 .status(StatusCode::CREATED)
                 .header(header::LOCATION, format!("/v2/{name}/manifests/{}", put.digest))

@@ -1,0 +1,389 @@
+//! Image signing, as ECR's managed signing does it with AWS Signer, with keys Berth holds
+//! (profiles.rs): the account's signing configuration, signing within the push, and each
+//! image's signing status per profile.
+//!
+//! A signature takes two forms (ARCHITECTURE.md, "Signatures"): a layer of the image's
+//! `sha256-<hex>.sig` manifest in the tag scheme cosign and containers/image share (a
+//! simple-signing payload, its ECDSA signature in the layer's annotation) — what skopeo and
+//! podman verify with a `sigstoreSigned` policy — and an OCI referrer of the image holding the
+//! same signature as a sigstore bundle (v0.3, message signature, the profile ARN as the
+//! public-key hint). Signing never fails a push: what went wrong is the status's failure code.
+
+mod profiles;
+
+use std::sync::OnceLock;
+
+use aws_lc_rs::rand::SystemRandom;
+use base64::Engine;
+use berth_meta::{ImageSigning, SigningProfile, now_ms};
+use berth_oci::{Algorithm, Digest, media_types};
+use berth_rules::signing::{
+    SIGNATURE_ANNOTATION, SIGSTORE_BUNDLE, SIMPLE_SIGNING, SigningConfiguration, attachment_of, is_signature_tag,
+    signature_tag, simple_signing_payload,
+};
+use serde_json::{Value, json};
+use sha2::{Digest as _, Sha256};
+
+use crate::authz::Target;
+use crate::kms::KmsCaller;
+use crate::repositories::split_repository_key;
+use crate::service::ManifestPut;
+use crate::{Registry, RegistryError};
+
+/// The account setting holding the signing configuration (empty once deleted).
+const SIGNING_SETTING: &str = "berth:signing-configuration";
+
+/// The failure codes of a `FAILED` signing status (Berth's; ECR documents none).
+pub mod failure {
+    /// The pusher may not `signer:SignPayload` with the profile.
+    pub const SIGNING_NOT_AUTHORIZED: &str = "SIGNING_NOT_AUTHORIZED";
+    /// The configuration names a profile the account does not hold (any more).
+    pub const PROFILE_NOT_FOUND: &str = "PROFILE_NOT_FOUND";
+    /// The profile was revoked.
+    pub const PROFILE_REVOKED: &str = "PROFILE_REVOKED";
+    /// The signature could not be made or stored (the reason says why).
+    pub const SIGNING_ERROR: &str = "SIGNING_ERROR";
+}
+
+/// The host names signatures name images by, set once the listener is bound.
+#[derive(Default)]
+pub(crate) struct SigningHost(OnceLock<String>);
+
+/// Who pushed: their signing is authorized as theirs (`signer:SignPayload`). `None` for what
+/// Berth stores itself (a replica, a cache fill): the account's own configuration decides.
+pub type Pusher<'a> = Option<&'a KmsCaller<'a>>;
+
+/// Why one profile did not sign: (failure code, reason).
+type Refusal = (&'static str, String);
+
+impl Registry {
+    /// The registry host signatures name images by (`--registry-host`, else the listen
+    /// address): `<host>/<repository>:<tag>` is each signature's docker reference.
+    pub fn set_registry_host(&self, host: &str) {
+        let _ = self.signing_host.0.set(host.to_string());
+    }
+
+    /// The host an account's images are pulled from: `<account>.<host>` for an account other
+    /// than the default one, as the ECR API's repository URIs have it.
+    fn image_host(&self, account: &str) -> String {
+        let host = self.signing_host.0.get().map(String::as_str).unwrap_or("localhost");
+        if account == self.registry_id() { host.to_string() } else { format!("{account}.{host}") }
+    }
+
+    /// `GetSigningConfiguration`: `None` if the account has none.
+    pub async fn signing_configuration(&self, account: &str) -> Result<Option<SigningConfiguration>, RegistryError> {
+        match self.meta().account_setting(account, SIGNING_SETTING).await? {
+            Some(text) if !text.is_empty() => serde_json::from_str(&text)
+                .map(Some)
+                .map_err(|e| RegistryError::Internal(format!("stored signing configuration: {e}"))),
+            _ => Ok(None),
+        }
+    }
+
+    /// `PutSigningConfiguration`: every profile must be one of the account's, not revoked.
+    pub async fn put_signing_configuration(
+        &self,
+        account: &str,
+        config: &SigningConfiguration,
+    ) -> Result<(), RegistryError> {
+        config.validate().map_err(RegistryError::InvalidParameter)?;
+        for rule in &config.rules {
+            let arn = &rule.signing_profile_arn;
+            let profile = self.meta().signing_profile(arn).await?.filter(|p| p.account_id == account);
+            match profile {
+                None => {
+                    return Err(RegistryError::InvalidParameter(format!(
+                        "Invalid parameter at 'signingProfileArn': the signing profile {arn} does not exist in account {account}"
+                    )));
+                }
+                Some(p) if p.revoked_at.is_some() => {
+                    return Err(RegistryError::InvalidParameter(format!(
+                        "Invalid parameter at 'signingProfileArn': the signing profile {arn} is revoked"
+                    )));
+                }
+                Some(_) => {}
+            }
+        }
+        let text = serde_json::to_string(config).expect("a configuration serializes");
+        self.meta().put_account_setting(account, SIGNING_SETTING, &text).await?;
+        Ok(())
+    }
+
+    /// `DeleteSigningConfiguration`: returns the configuration it deleted.
+    pub async fn delete_signing_configuration(&self, account: &str) -> Result<SigningConfiguration, RegistryError> {
+        let config = self.signing_configuration(account).await?.ok_or(RegistryError::SigningConfigurationNotFound)?;
+        self.meta().put_account_setting(account, SIGNING_SETTING, "").await?;
+        Ok(config)
+    }
+
+    /// `DescribeImageSigningStatus`: one status per profile the image was signed with (or
+    /// failed to be), in profile ARN order.
+    pub async fn image_signing_statuses(
+        &self,
+        name: &str,
+        digest: &Digest,
+    ) -> Result<Vec<ImageSigning>, RegistryError> {
+        Ok(self.meta().image_signings(name, digest.as_str()).await?)
+    }
+
+    /// A client's manifest PUT (`/v2/`, `PutImage`): stored as `put_manifest` stores it, then
+    /// the signatures a `.sig` tag held before are kept (added to what the client sent, never
+    /// replaced by it), then signed as the account's signing configuration says.
+    pub async fn push_manifest(
+        &self,
+        pusher: Pusher<'_>,
+        name: &str,
+        reference: &str,
+        content_type: Option<&str>,
+        body: Vec<u8>,
+        extra_tags: &[String],
+    ) -> Result<ManifestPut, RegistryError> {
+        let mut signature_tags = Vec::new();
+        for tag in std::iter::once(reference).chain(extra_tags.iter().map(String::as_str)) {
+            if is_signature_tag(tag) && !signature_tags.iter().any(|(t, _)| t == tag) {
+                signature_tags.push((tag.to_string(), self.meta().resolve_tag(name, tag).await?));
+            }
+        }
+        let put = self.put_manifest(name, reference, content_type, body, extra_tags).await?;
+        self.keep_signatures(name, &put.digest, signature_tags).await?;
+        self.sign_pushed(pusher, name, &put).await;
+        Ok(put)
+    }
+
+    /// After `digest` was stored under signature tags that pointed at other manifests before
+    /// (`previous`): those manifests' signatures are added back, and they are removed.
+    pub(crate) async fn keep_signatures(
+        &self,
+        name: &str,
+        digest: &Digest,
+        previous: Vec<(String, Option<Digest>)>,
+    ) -> Result<(), RegistryError> {
+        for (tag, before) in previous {
+            let Some(before) = before.filter(|b| b != digest) else { continue };
+            let Some((subject, _)) = attachment_of(&tag) else { continue };
+            let Ok(subject) = Digest::parse(&subject) else { continue };
+            let Some(stored) = self.meta().manifest(name, &before).await? else { continue };
+            let stored = self.at_rest().open_manifest(name, stored).await?;
+            let doc: Value = serde_json::from_slice(&stored.content).unwrap_or_default();
+            let layers = doc["layers"].as_array().cloned().unwrap_or_default();
+            self.add_signature_layers(name, &subject, layers).await?;
+            self.remove_superseded_signatures(name, &before).await?;
+        }
+        Ok(())
+    }
+
+    /// Signs what a push stored, with every profile the account's signing configuration
+    /// matches to the repository; records each profile's status before returning, so the
+    /// push is acknowledged with it. Never fails: a failure is the status's.
+    pub async fn sign_pushed(&self, pusher: Pusher<'_>, name: &str, put: &ManifestPut) {
+        if !put.signable {
+            return;
+        }
+        let (account, repository) = split_repository_key(self.registry_id(), name);
+        let config = match self.signing_configuration(account).await {
+            Ok(Some(c)) => c,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, repository = name, "could not read the signing configuration");
+                return;
+            }
+        };
+        for arn in config.profiles_for(repository) {
+            let outcome = self.sign_with(pusher, name, account, repository, arn, put).await;
+            let (failure_code, failure_reason) = match outcome {
+                Ok(()) => (None, None),
+                Err((code, reason)) => (Some(code.to_string()), Some(reason)),
+            };
+            let signing = ImageSigning {
+                profile_arn: arn.to_string(),
+                status: if failure_code.is_none() { "COMPLETE" } else { "FAILED" }.to_string(),
+                failure_code,
+                failure_reason,
+                updated_at: now_ms(),
+            };
+            if let Err(e) = self.meta().put_image_signing(name, put.digest.as_str(), &signing).await {
+                tracing::warn!(error = %e, repository = name, digest = %put.digest, "could not record a signing status");
+            }
+        }
+    }
+
+    /// One profile's signatures of a pushed image: one per pushed tag (one without a tag for a
+    /// push by digest).
+    async fn sign_with(
+        &self,
+        pusher: Pusher<'_>,
+        name: &str,
+        account: &str,
+        repository: &str,
+        arn: &str,
+        put: &ManifestPut,
+    ) -> Result<(), Refusal> {
+        let profile = self.usable_profile(account, arn).await?;
+        if let Some(who) = pusher {
+            let target = Target::Resource { arn, account };
+            match who.authorizer.authorize(who.caller, "signer:SignPayload", target, who.env).await {
+                Ok(Ok(())) => {}
+                Ok(Err(denied)) => return Err((failure::SIGNING_NOT_AUTHORIZED, denied.message)),
+                Err(e) => return Err((failure::SIGNING_ERROR, e.to_string())),
+            }
+        }
+        let key = self.signing_key(&profile).map_err(|e| (failure::SIGNING_ERROR, e.to_string()))?;
+        let host = self.image_host(account);
+        let references: Vec<String> = if put.tags.is_empty() {
+            vec![format!("{host}/{repository}")]
+        } else {
+            put.tags.iter().map(|t| format!("{host}/{repository}:{t}")).collect()
+        };
+        let rng = SystemRandom::new();
+        let now = now_ms() / 1000;
+        let mut layers = Vec::new();
+        let mut bundles = Vec::new();
+        for reference in references {
+            let payload = simple_signing_payload(&reference, put.digest.as_str(), "Berth", now);
+            let signature =
+                key.sign(&rng, &payload).map_err(|_| (failure::SIGNING_ERROR, "ECDSA signing failed".into()))?;
+            let signature = base64::engine::general_purpose::STANDARD.encode(signature.as_ref());
+            let stored = self.store_small_blob(name, payload.clone()).await.map_err(error)?;
+            layers.push(json!({
+                "mediaType": SIMPLE_SIGNING,
+                "digest": stored.0.as_str(),
+                "size": stored.1,
+                "annotations": { SIGNATURE_ANNOTATION: signature },
+            }));
+            bundles.push((payload, stored, signature));
+        }
+        self.add_signature_layers(name, &put.digest, layers).await.map_err(error)?;
+        for (payload, stored, signature) in bundles {
+            self.attach_signature_bundle(name, put, &profile, &payload, stored, &signature).await.map_err(error)?;
+        }
+        Ok(())
+    }
+
+    /// The profile `arn` if it is one of `account`'s and not revoked.
+    async fn usable_profile(&self, account: &str, arn: &str) -> Result<SigningProfile, Refusal> {
+        match self.meta().signing_profile(arn).await {
+            Ok(Some(p)) if p.account_id == account && p.revoked_at.is_none() => Ok(p),
+            Ok(Some(p)) if p.account_id == account => {
+                Err((failure::PROFILE_REVOKED, format!("The signing profile {arn} is revoked")))
+            }
+            Ok(_) => Err((failure::PROFILE_NOT_FOUND, format!("The signing profile {arn} does not exist"))),
+            Err(e) => Err((failure::SIGNING_ERROR, e.to_string())),
+        }
+    }
+
+    /// Adds signature layers to `subject`'s `.sig` manifest, keeping every signature it holds:
+    /// the manifest is rebuilt from what the tag points at now plus the layers it lacks, and
+    /// read back until it holds them (a client or another node may move the tag meanwhile).
+    pub(crate) async fn add_signature_layers(
+        &self,
+        name: &str,
+        subject: &Digest,
+        layers: Vec<Value>,
+    ) -> Result<(), RegistryError> {
+        let tag = signature_tag(subject.as_str());
+        for _ in 0..8 {
+            let (current, mut held) = self.signature_layers(name, &tag).await?;
+            let missing: Vec<Value> =
+                layers.iter().filter(|l| !held.iter().any(|h| same_layer(h, l))).cloned().collect();
+            if missing.is_empty() {
+                return Ok(());
+            }
+            held.extend(missing);
+            let diff_ids: Vec<&str> = held.iter().filter_map(|l| l["digest"].as_str()).collect();
+            let config = json!({
+                "architecture": "",
+                "os": "",
+                "config": {},
+                "rootfs": { "type": "layers", "diff_ids": diff_ids },
+            });
+            let config = serde_json::to_vec(&config).expect("a config serializes");
+            let (config_digest, config_size) = self.store_small_blob(name, config).await?;
+            let manifest = json!({
+                "schemaVersion": 2,
+                "mediaType": media_types::OCI_MANIFEST,
+                "config": { "mediaType": media_types::OCI_IMAGE_CONFIG, "digest": config_digest.as_str(), "size": config_size },
+                "layers": held,
+            });
+            let body = serde_json::to_vec(&manifest).expect("a manifest serializes");
+            self.put_manifest(name, &tag, Some(media_types::OCI_MANIFEST), body, &[]).await?;
+            if let Some(previous) = current {
+                self.remove_superseded_signatures(name, &previous).await?;
+            }
+        }
+        Err(RegistryError::Internal(format!("the signatures of {subject} in {name} kept moving; try again")))
+    }
+
+    /// The manifest `tag` points at (if any) and its layers.
+    async fn signature_layers(&self, name: &str, tag: &str) -> Result<(Option<Digest>, Vec<Value>), RegistryError> {
+        let Some(digest) = self.meta().resolve_tag(name, tag).await? else { return Ok((None, Vec::new())) };
+        let Some(stored) = self.meta().manifest(name, &digest).await? else { return Ok((None, Vec::new())) };
+        let stored = self.at_rest().open_manifest(name, stored).await?;
+        let doc: Value = serde_json::from_slice(&stored.content).unwrap_or_default();
+        let layers = doc["layers"].as_array().cloned().unwrap_or_default();
+        Ok((Some(digest), layers))
+    }
+
+    /// Removes a `.sig` manifest a newer one replaced, once nothing tags or lists it.
+    pub(crate) async fn remove_superseded_signatures(&self, name: &str, digest: &Digest) -> Result<(), RegistryError> {
+        let untagged = self.meta().image(name, digest.as_str()).await?.is_some_and(|i| i.tags.is_empty());
+        if untagged {
+            // Listed by an index meanwhile (not something a signature is): it stays.
+            let _ = self.remove_image(name, digest).await?;
+        }
+        Ok(())
+    }
+
+    /// The referrer that holds one signature as a sigstore bundle: a message signature over the
+    /// simple-signing payload (also a layer, so the referrer verifies on its own), the profile
+    /// ARN as the public-key hint.
+    async fn attach_signature_bundle(
+        &self,
+        name: &str,
+        image: &ManifestPut,
+        profile: &SigningProfile,
+        payload: &[u8],
+        stored_payload: (Digest, u64),
+        signature: &str,
+    ) -> Result<(), RegistryError> {
+        let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+        let bundle = json!({
+            "mediaType": SIGSTORE_BUNDLE,
+            "verificationMaterial": { "publicKey": { "hint": profile.arn } },
+            "messageSignature": {
+                "messageDigest": { "algorithm": "SHA2_256", "digest": b64(&Sha256::digest(payload)) },
+                "signature": signature,
+            },
+        });
+        let bundle = serde_json::to_vec(&bundle).expect("a bundle serializes");
+        let (bundle_digest, bundle_size) = self.store_small_blob(name, bundle).await?;
+        let (empty_digest, _) = self.store_small_blob(name, b"{}".to_vec()).await?;
+        let manifest = json!({
+            "schemaVersion": 2,
+            "mediaType": media_types::OCI_MANIFEST,
+            "artifactType": SIGSTORE_BUNDLE,
+            "config": { "mediaType": media_types::OCI_EMPTY, "digest": empty_digest.as_str(), "size": 2, "data": "e30=" },
+            "layers": [
+                { "mediaType": SIGSTORE_BUNDLE, "digest": bundle_digest.as_str(), "size": bundle_size },
+                { "mediaType": SIMPLE_SIGNING, "digest": stored_payload.0.as_str(), "size": stored_payload.1 },
+            ],
+            "subject": { "mediaType": image.media_type, "digest": image.digest.as_str(), "size": image.size },
+            "annotations": {
+                "dev.sigstore.bundle.content": "message-signature",
+                "com.berth.signing-profile": profile.arn,
+            },
+        });
+        let body = serde_json::to_vec(&manifest).expect("a manifest serializes");
+        let digest = Digest::from_bytes(Algorithm::Sha256, &body);
+        self.put_manifest(name, digest.as_str(), Some(media_types::OCI_MANIFEST), body, &[]).await?;
+        Ok(())
+    }
+}
+
+/// Whether two signature layers are one signature (same payload, same signature).
+fn same_layer(a: &Value, b: &Value) -> bool {
+    a["digest"] == b["digest"] && a["annotations"][SIGNATURE_ANNOTATION] == b["annotations"][SIGNATURE_ANNOTATION]
+}
+
+fn error(e: RegistryError) -> Refusal {
+    (failure::SIGNING_ERROR, e.to_string())
+}
