@@ -472,3 +472,14 @@ def rootfs_tar(path, content):
         info = tarfile.TarInfo("etc/app.conf")
         info.size = len(data)
         t.addfile(info, io.BytesIO(data))
+
+
+def sigstore_tool(name):
+    """A client that verifies sigstore signatures (`skopeo-sigstore`, `podman-sigstore`,
+    `cosign`), installed by scripts/sigstore-tools (Debian 12's skopeo and podman have sigstore
+    patched out)."""
+    tools = os.environ.get("BERTH_TOOLS_DIR") or os.path.expanduser("~/.cache/berth-tools")
+    path = os.path.join(tools, "bin", name)
+    if not os.access(path, os.X_OK):
+        pytest.fail(f"{path} is missing: run scripts/sigstore-tools (scripts/test does)")
+    return path

@@ -11,7 +11,7 @@ import subprocess
 
 import pytest
 import requests
-from conftest import ACCOUNT_ID, REGION, rootfs_tar
+from conftest import ACCOUNT_ID, REGION, rootfs_tar, sigstore_tool
 
 
 def create_profile(berth, name, tmp_path):
@@ -68,31 +68,16 @@ def skopeo_env(tmp_path, berth, scope, pem, identity):
     return d
 
 
-def skopeo_copy(berth, d, ref, tmp_path):
-    out = tmp_path / f"copy-{abs(hash((str(d), ref)))}"
+def skopeo_copy(berth, d, ref, tmp_path, *extra):
+    out = tmp_path / f"copy-{abs(hash((str(d), ref, extra)))}"
     return subprocess.run(
         [
-            "skopeo", "--policy", str(d / "policy.json"), "--registries.d", str(d / "registries.d"),
-            "copy", "--src-tls-verify=false", "--src-creds", f"AWS:{berth.token()}", f"docker://{ref}", f"dir:{out}",
+            sigstore_tool("skopeo-sigstore"), "--policy", str(d / "policy.json"), "--registries.d", str(d / "registries.d"),
+            "copy", *extra, "--src-tls-verify=false", "--src-creds", f"AWS:{berth.token()}", f"docker://{ref}",
+            f"dir:{out}",
         ],
         capture_output=True, text=True,
     )
-
-
-# Debian 12's skopeo and podman are built with sigstore verification patched out: they fetch
-# and parse every sigstore attachment of the image (what this checks of Berth's form), then
-# refuse each signature with this reason instead of checking its key. A build with sigstore
-# must verify the signatures outright.
-SIGSTORE_DISABLED = "Debian-local change: sigstore disabled"
-
-
-def assert_verified(p, signatures):
-    """`p` (a skopeo or podman pull under a sigstoreSigned policy) accepted the image, or, with
-    sigstore patched out, found exactly `signatures` signatures to judge."""
-    if p.returncode == 0:
-        return
-    assert SIGSTORE_DISABLED in p.stderr, p.stderr
-    assert p.stderr.count(SIGSTORE_DISABLED) == signatures, p.stderr
 
 
 def verify_tag_scheme(berth, repo, digest, pem, reference):
@@ -207,7 +192,7 @@ def test_managed_signing_verified_by_skopeo(berth, docker, tmp_path):
         d = skopeo_env(tmp_path, berth, f"{berth.host}/prod/app", pem, identity)
         for t in ("v1", "stable"):
             p = skopeo_copy(berth, d, f"{berth.host}/prod/app:{t}", tmp_path)
-            assert_verified(p, signatures=2)
+            assert p.returncode == 0, f"{identity} {t}: {p.stderr}"
     for t in ("v1", "stable"):
         assert verify_tag_scheme(berth, "prod/app", digest, pem, f"{berth.host}/prod/app:{t}")
     assert not verify_tag_scheme(berth, "prod/app", digest, pem, f"{berth.host}/prod/app:latest")
@@ -218,8 +203,30 @@ def test_managed_signing_verified_by_skopeo(berth, docker, tmp_path):
     # Another key does not verify Berth's signature.
     _, other_pem = create_profile(berth, "someone_else", tmp_path)
     d = skopeo_env(tmp_path, berth, f"{berth.host}/prod/app", other_pem, "matchRepoDigestOrExact")
-    assert skopeo_copy(berth, d, f"{berth.host}/prod/app:v1", tmp_path).returncode != 0
+    p = skopeo_copy(berth, d, f"{berth.host}/prod/app:v1", tmp_path)
+    assert p.returncode != 0 and "cryptographic signature verification failed" in p.stderr, p.stderr
     assert not verify_tag_scheme(berth, "prod/app", digest, other_pem, f"{berth.host}/prod/app:v1")
+
+    # cosign verifies the tag-scheme signatures with the same key (no transparency log).
+    cosign_home = tmp_path / "cosign-home"
+    (cosign_home / ".docker").mkdir(parents=True)
+    auth = base64.b64encode(f"AWS:{berth.token()}".encode()).decode()
+    (cosign_home / ".docker" / "config.json").write_text(json.dumps({"auths": {berth.host: {"auth": auth}}}))
+    cosign_env = dict(os.environ, HOME=str(cosign_home), DOCKER_CONFIG=str(cosign_home / ".docker"))
+
+    def cosign(*args):
+        return subprocess.run([sigstore_tool("cosign"), *args], capture_output=True, text=True, env=cosign_env)
+
+    p = cosign("verify", "--key", str(pem), "--insecure-ignore-tlog=true", "--allow-http-registry=true",
+               f"{berth.host}/prod/app:v1")
+    assert p.returncode == 0, p.stderr
+    verified = json.loads(p.stdout)
+    assert sorted(v["critical"]["identity"]["docker-reference"] for v in verified) == [
+        f"{berth.host}/prod/app:stable", f"{berth.host}/prod/app:v1"]
+    assert {v["critical"]["image"]["docker-manifest-digest"] for v in verified} == {digest}
+    p = cosign("verify", "--key", str(other_pem), "--insecure-ignore-tlog=true", "--allow-http-registry=true",
+               f"{berth.host}/prod/app:v1")
+    assert p.returncode != 0
 
     # The same signature as a sigstore bundle referrer, verified with the exported key.
     from cryptography.hazmat.primitives import hashes, serialization
@@ -240,6 +247,14 @@ def test_managed_signing_verified_by_skopeo(berth, docker, tmp_path):
         ms = bundle["messageSignature"]
         assert base64.b64decode(ms["messageDigest"]["digest"]) == hashlib.sha256(payload).digest()
         key.verify(base64.b64decode(ms["signature"]), payload, ec.ECDSA(hashes.SHA256()))
+        # cosign verifies the bundle too (offline: an empty trusted root, no log).
+        (tmp_path / "bundle.json").write_text(json.dumps(bundle))
+        (tmp_path / "payload.json").write_bytes(payload)
+        (tmp_path / "root.json").write_text('{"mediaType":"application/vnd.dev.sigstore.trustedroot+json;version=0.1"}')
+        p = cosign("verify-blob", "--key", str(pem), "--bundle", str(tmp_path / "bundle.json"), "--new-bundle-format",
+                   "--trusted-root", str(tmp_path / "root.json"), "--insecure-ignore-tlog=true",
+                   str(tmp_path / "payload.json"))
+        assert p.returncode == 0 and "Verified OK" in p.stderr + p.stdout, p.stderr
 
     # Lifecycle neither counts nor expires the signature on its own: a rule keeping one tagged
     # image of any tag keeps both prod/app tags' image and its signature tag.
@@ -287,15 +302,20 @@ def test_podman_verifies_with_a_policy_in_its_home(berth, podman, tmp_path):
         ]}},
     }))
 
+    # podman 5 wants its network helper present even to pull (scripts/sigstore-tools).
+    podman_bin = sigstore_tool("podman-sigstore")
+    conf_override = os.path.join(os.path.dirname(os.path.realpath(podman_bin)), "..", "..", "..", "containers.conf")
+
     def pull(ref):
         return subprocess.run(
-            ["podman", *podman.storage, "--cgroup-manager", "cgroupfs", "--events-backend", "none",
+            [podman_bin, *podman.storage, "--cgroup-manager", "cgroupfs", "--events-backend", "none",
              "pull", "--tls-verify=false", ref],
-            capture_output=True, text=True, env=dict(os.environ, HOME=str(home), REGISTRY_AUTH_FILE=podman.auth),
+            capture_output=True, text=True, env=dict(os.environ, HOME=str(home), REGISTRY_AUTH_FILE=podman.auth, CONTAINERS_CONF_OVERRIDE=conf_override),
         )
 
     podman.run("rmi", "-f", f"{host}/prod/svc:v1", f"{host}/other/svc:v1")
-    assert_verified(pull(f"{host}/prod/svc:v1"), signatures=1)
+    p = pull(f"{host}/prod/svc:v1")
+    assert p.returncode == 0, p.stderr
     p = pull(f"{host}/other/svc:v1")
     assert p.returncode != 0 and "no signature exists" in p.stderr, p.stderr
 
@@ -346,3 +366,138 @@ def test_a_pusher_without_sign_payload_is_accepted_and_failed(berth, docker, tmp
     docker.run("push", f"{berth.host}/team/app:v3")
     status = berth.client().describe_image_signing_status(repositoryName="team/app", imageId={"imageTag": "v3"})
     assert [(s["status"], s.get("failureCode")) for s in status["signingStatuses"]] == [("FAILED", "PROFILE_REVOKED")]
+
+
+def test_client_signatures_are_added_never_replaced(berth, tmp_path):
+    """skopeo's own signatures (`--sign-by-sigstore-private-key`) go into the same .sig
+    manifest as Berth's, in an IMMUTABLE repository too: every signature stays and verifies."""
+    from conftest import push_image
+
+    skopeo = sigstore_tool("skopeo-sigstore")
+    passphrase = tmp_path / "passphrase"
+    passphrase.write_text("correct horse\n")
+    keys = {}
+    for name in ("alice", "bob"):
+        subprocess.run([skopeo, "generate-sigstore-key", "--output-prefix", str(tmp_path / name),
+                        "--passphrase-file", str(passphrase)], check=True, capture_output=True)
+        keys[name] = (tmp_path / f"{name}.private", tmp_path / f"{name}.pub")
+    arn, berth_pem = create_profile(berth, "managed", tmp_path)
+    put_config(berth, signing_rule(arn, "signed/*"))
+    berth.aws("ecr", "create-repository", "--repository-name", "signed/app", "--image-tag-mutability", "IMMUTABLE")
+    digest, _, _ = push_image(berth, "signed/app", "v1", seed=7)
+
+    d = tmp_path / "client"
+    (d / "registries.d").mkdir(parents=True)
+    (d / "registries.d" / "berth.yaml").write_text(f'docker:\n  "{berth.host}":\n    use-sigstore-attachments: true\n')
+    (d / "policy.json").write_text(json.dumps({"default": [{"type": "insecureAcceptAnything"}]}))
+    ref = f"docker://{berth.host}/signed/app:v1"
+    for name in ("alice", "bob"):
+        p = subprocess.run(
+            [skopeo, "--policy", str(d / "policy.json"), "--registries.d", str(d / "registries.d"), "copy",
+             "--src-tls-verify=false", "--dest-tls-verify=false", "--src-creds", f"AWS:{berth.token()}",
+             "--dest-creds", f"AWS:{berth.token()}", "--sign-by-sigstore-private-key", str(keys[name][0]),
+             "--sign-passphrase-file", str(passphrase), ref, ref],
+            capture_output=True, text=True,
+        )
+        assert p.returncode == 0, p.stderr
+
+    # Berth's signature and both clients' are in the one .sig manifest, and each verifies.
+    s = v2(berth)
+    sig = s.get(f"{berth.endpoint}/v2/signed/app/manifests/{digest.replace(':', '-')}.sig",
+                headers={"Accept": "application/vnd.oci.image.manifest.v1+json"})
+    assert len(json.loads(sig.content)["layers"]) == 3
+    for pem in (berth_pem, keys["alice"][1], keys["bob"][1]):
+        assert verify_tag_scheme(berth, "signed/app", digest, pem, f"{berth.host}/signed/app:v1"), pem
+        env = skopeo_env(tmp_path, berth, f"{berth.host}/signed/app", pem, "matchRepoDigestOrExact")
+        p = skopeo_copy(berth, env, f"{berth.host}/signed/app:v1", tmp_path)
+        assert p.returncode == 0, p.stderr
+    # Superseded .sig manifests do not linger as untagged images.
+    images = berth.client().describe_images(repositoryName="signed/app")["imageDetails"]
+    assert len(images) == 2 + 1, [i.get("imageTags") for i in images]  # image, .sig, bundle referrer
+
+
+def test_verification_on_pull(berth, docker, tmp_path):
+    """Beyond ECR: a repository that verifies signatures on pull serves a signed multi-arch image
+    (its children through the signed index) and refuses an unsigned one (`denied`) to Docker
+    and BatchGetImage; a client's key can be trusted too; signatures stay readable to skopeo."""
+    host = berth.host
+    arn, pem = create_profile(berth, "gate", tmp_path)
+    berth.aws("ecr", "create-repository", "--repository-name", "verified/app")
+    children = {}
+    for name in ("amd", "arm", "unsigned"):
+        children[name] = docker_push(berth, docker, tmp_path, "verified/app", [name], f"{name}=1\n")
+    s = v2(berth)
+    accept = {"Accept": "application/vnd.docker.distribution.manifest.v2+json"}
+    entries = []
+    for name, arch in (("amd", "amd64"), ("arm", "arm64")):
+        body = s.get(f"{berth.endpoint}/v2/verified/app/manifests/{children[name]}", headers=accept).content
+        entries.append({"mediaType": "application/vnd.docker.distribution.manifest.v2+json", "digest": children[name],
+                        "size": len(body), "platform": {"architecture": arch, "os": "linux"}})
+    index = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.docker.distribution.manifest.list.v2+json",
+                        "manifests": entries}).encode()
+    # Signed by Berth's rule, which comes after the children were pushed (they are unsigned).
+    put_config(berth, signing_rule(arn, "verified/*"))
+    r = s.put(f"{berth.endpoint}/v2/verified/app/manifests/multi", data=index,
+              headers={"Content-Type": "application/vnd.docker.distribution.manifest.list.v2+json"})
+    assert r.status_code == 201, r.text
+    multi = r.headers["Docker-Content-Digest"]
+    assert not verify_tag_scheme(berth, "verified/app", children["amd"], pem, f"{host}/verified/app:amd")
+
+    berth.admin("set-pull-verification", "verified/app", "--trust-profile", "gate")
+    ext = berth_api_call(berth, "GetPullVerification", {"repositoryName": "verified/app"})
+    assert ext["trustedSigningProfileArns"] == [arn]
+
+    docker.run("rmi", "-f", *[f"{host}/verified/app:{n}" for n in children])
+    pulled = docker.run("pull", f"{host}/verified/app:multi")
+    assert "Downloaded newer image" in pulled.stdout or "Image is up to date" in pulled.stdout
+    refused = docker.run("pull", f"{host}/verified/app:unsigned", check=False)
+    assert refused.returncode != 0
+    assert "denied" in refused.stderr and children["unsigned"] in refused.stderr and "gate" in refused.stderr, refused.stderr
+
+    got = berth.client().batch_get_image(repositoryName="verified/app",
+                                         imageIds=[{"imageTag": "multi"}, {"imageTag": "unsigned"}])
+    assert [i["imageId"]["imageTag"] for i in got["images"]] == ["multi"]
+    assert [(f["imageId"]["imageTag"], f["failureCode"]) for f in got["failures"]] == [("unsigned", "ImageInaccessible")]
+
+    d = skopeo_env(tmp_path, berth, f"{host}/verified/app", pem, "matchRepoDigestOrExact")
+
+    # A client's key, trusted beside the profile, lets its signature through.
+    skopeo = sigstore_tool("skopeo-sigstore")
+    passphrase = tmp_path / "passphrase"
+    passphrase.write_text("pass\n")
+    subprocess.run([skopeo, "generate-sigstore-key", "--output-prefix", str(tmp_path / "carol"),
+                    "--passphrase-file", str(passphrase)], check=True, capture_output=True)
+    ref = f"docker://{host}/verified/app:unsigned"
+    # To sign it, the client must read it: verification is off meanwhile.
+    berth.admin("set-pull-verification", "verified/app", "--off")
+    accept_all = tmp_path / "accept.json"
+    accept_all.write_text(json.dumps({"default": [{"type": "insecureAcceptAnything"}]}))
+    p = subprocess.run(
+        [skopeo, "--policy", str(accept_all), "--registries.d", str(d / "registries.d"), "copy",
+         "--src-tls-verify=false", "--dest-tls-verify=false", "--src-creds", f"AWS:{berth.token()}",
+         "--dest-creds", f"AWS:{berth.token()}", "--sign-by-sigstore-private-key", str(tmp_path / "carol.private"),
+         "--sign-passphrase-file", str(passphrase), ref, ref],
+        capture_output=True, text=True,
+    )
+    assert p.returncode == 0, p.stderr
+    berth.admin("set-pull-verification", "verified/app", "--trust-profile", "gate",
+                "--trust-key-file", str(tmp_path / "carol.pub"))
+    docker.run("pull", f"{host}/verified/app:unsigned")
+    # skopeo still reads and verifies the signatures there (signature manifests are exempt).
+    carol = skopeo_env(tmp_path, berth, f"{host}/verified/app", tmp_path / "carol.pub", "matchRepoDigestOrExact")
+    p = skopeo_copy(berth, carol, f"{host}/verified/app:unsigned", tmp_path)
+    assert p.returncode == 0, p.stderr
+
+    # Deleting the index takes its signature and bundle along.
+    berth.client().batch_delete_image(repositoryName="verified/app", imageIds=[{"imageDigest": multi}])
+    tags = {i.get("imageTag") for i in berth.client().list_images(repositoryName="verified/app")["imageIds"]}
+    assert multi.replace(":", "-") + ".sig" not in tags
+    assert s.get(f"{berth.endpoint}/v2/verified/app/referrers/{multi}").json()["manifests"] == []
+
+
+def berth_api_call(berth, op, body):
+    from conftest import berth_api
+
+    status, out = berth_api(berth, op, body)
+    assert status == 200, out
+    return out

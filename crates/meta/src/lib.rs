@@ -623,6 +623,8 @@ pub struct PullGate {
     /// The image's scan status and severity counts (JSON), if it has a scan.
     pub scan_status: Option<ScanStatus>,
     pub scan_counts: Option<String>,
+    /// The repository's verification on pull (JSON), if it has one.
+    pub verification: Option<String>,
 }
 
 /// A manifest as listed by the referrers API.

@@ -87,6 +87,13 @@ pub trait RepositoryStore: Send + Sync + 'static {
     /// Whether there was such an exclusion to remove.
     async fn remove_pull_time_exclusion(&self, account_id: &str, principal_arn: &str) -> Result<bool>;
 
+    /// Sets (`Some`) or removes a repository's verification on pull (JSON); `RepositoryNotFound`
+    /// if there is no such repository.
+    async fn set_pull_verification(&self, repository: &str, config: Option<&str>) -> Result<()>;
+
+    /// A repository's verification on pull; `RepositoryNotFound` if there is no such repository.
+    async fn pull_verification(&self, repository: &str) -> Result<Option<String>>;
+
     /// An account's exclusions, (principal ARN, registered at), in ARN order.
     async fn pull_time_exclusions(&self, account_id: &str) -> Result<Vec<(String, i64)>>;
 }

@@ -57,6 +57,12 @@ pub enum RegistryError {
 
     // ---- signing ----
     SigningConfigurationNotFound,
+    /// Verification on pull refused an image no trusted key signed.
+    PullUnverified {
+        repository: String,
+        digest: Digest,
+        trusted: Vec<String>,
+    },
 
     // ---- pull-time update exclusions ----
     PullTimeExclusionExists {
@@ -267,6 +273,11 @@ impl std::fmt::Display for RegistryError {
             LifecyclePolicyNotFound { name } => write!(f, "repository {name:?} has no lifecycle policy"),
             LifecyclePreviewNotFound { name } => write!(f, "repository {name:?} has no lifecycle policy preview"),
             SigningConfigurationNotFound => f.write_str("The registry has no signing configuration"),
+            PullUnverified { repository, digest, trusted } => write!(
+                f,
+                "image {repository}@{digest} is not signed by a key this repository trusts for pulls ({})",
+                trusted.join(", ")
+            ),
             PullTimeExclusionExists { arn } => {
                 write!(f, "The principal {arn} is already excluded from pull time updates")
             }

@@ -125,6 +125,7 @@ impl Registry {
             }
             Some(m) if accepts(accept, &m.media_type) => {
                 self.check_pull_gate(&m)?;
+                self.check_pull_verification(name, reference, &m).await?;
                 Ok(m)
             }
             Some(m) => {

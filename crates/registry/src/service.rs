@@ -417,6 +417,22 @@ impl Registry {
     }
 
     /// A monolithic upload: the whole blob in one request, verified against `digest`.
+    /// A small blob of `repository` (an image config, a signature payload) read whole; `None`
+    /// if it is not there or larger than 4 MiB.
+    pub(crate) async fn read_small_blob(&self, repository: &str, digest: &str) -> Option<Vec<u8>> {
+        use futures_util::TryStreamExt;
+        let digest = Digest::parse(digest).ok()?;
+        let mut stream = self.at_rest().open_linked(repository, &digest).await.ok()?;
+        let mut out = Vec::new();
+        while let Some(chunk) = stream.try_next().await.ok()? {
+            out.extend_from_slice(&chunk);
+            if out.len() > 4 << 20 {
+                return None;
+            }
+        }
+        Some(out)
+    }
+
     /// Stores a small blob Berth makes itself (an SBOM, a signature payload) in `name`.
     pub(crate) async fn store_small_blob(&self, name: &str, bytes: Vec<u8>) -> Result<(Digest, u64)> {
         let digest = Digest::from_bytes(Algorithm::Sha256, &bytes);

@@ -181,6 +181,20 @@ pub(crate) enum AdminCommand {
         #[arg(long)]
         output: Option<PathBuf>,
     },
+    /// Refuse pulls of REPOSITORY's images that are not signed (in the tag scheme) by one of
+    /// the given signing profiles or public keys — beyond ECR. Signatures, attestations,
+    /// referrers and children of a signed index stay pullable. `--off` removes it.
+    SetPullVerification {
+        repository: String,
+        /// A signing profile of the account, by name (repeatable).
+        #[arg(long = "trust-profile")]
+        trust_profiles: Vec<String>,
+        /// A PEM public key file (ECDSA P-256, e.g. cosign's or skopeo's; repeatable).
+        #[arg(long = "trust-key-file")]
+        trust_key_files: Vec<PathBuf>,
+        #[arg(long, conflicts_with_all = ["trust_profiles", "trust_key_files"])]
+        off: bool,
+    },
     /// Revoke a signing profile: it signs nothing from now on (pushes it would sign get a
     /// `FAILED` status with `PROFILE_REVOKED`); its signatures stay verifiable.
     RevokeSigningProfile {
@@ -427,6 +441,34 @@ pub(crate) async fn admin(config: Config, command: AdminCommand) -> anyhow::Resu
                 std::fs::write(path, &profile.public_key_pem).with_context(|| format!("writing {}", path.display()))?;
             }
             serde_json::json!({ "ProfileArn": profile.arn, "PublicKeyPem": profile.public_key_pem })
+        }
+        AdminCommand::SetPullVerification { repository, trust_profiles, trust_key_files, off } => {
+            let registry = registry(&config, &meta, &blobs, &keys);
+            let default = meta.first_account().await?.unwrap_or_else(|| account.clone());
+            let key = berth_registry::repositories::repository_key(&default, &account, &repository);
+            let config = if off {
+                None
+            } else {
+                let mut arns = Vec::new();
+                for name in &trust_profiles {
+                    arns.push(
+                        registry.signing_profile_named(&account, name).await.map_err(|e| anyhow::anyhow!("{e}"))?.arn,
+                    );
+                }
+                let mut pems = Vec::new();
+                for file in &trust_key_files {
+                    pems.push(std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?);
+                }
+                Some(berth_registry::signing::verify::PullVerification {
+                    trusted_signing_profile_arns: arns,
+                    trusted_public_keys: pems,
+                })
+            };
+            registry
+                .set_pull_verification(&account, &key, config.as_ref())
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            serde_json::json!({ "repositoryName": repository, "pullVerification": config })
         }
         AdminCommand::RevokeSigningProfile { name } => {
             let profile = registry(&config, &meta, &blobs, &keys)

@@ -194,7 +194,7 @@ impl ContentStore for Meta {
         retry_transient!({
             let row = sqlx::query_as::<_, StoredManifestRow>(
                 "SELECT m.digest, m.media_type, m.content, m.storage_class, r.pull_block_severity, s.status, s.counts, \
-                 m.key_wrapping, m.wrapped_keys FROM manifests m JOIN repositories r ON r.id = m.repository_id \
+                 m.key_wrapping, m.wrapped_keys, r.pull_verification FROM manifests m JOIN repositories r ON r.id = m.repository_id \
                  LEFT JOIN image_scans s ON s.repository_id = m.repository_id AND s.digest = m.digest \
                  WHERE r.name = $1 AND m.digest = $2",
             )
@@ -211,7 +211,7 @@ impl ContentStore for Meta {
         retry_transient!({
             let row = sqlx::query_as::<_, StoredManifestRow>(
                 "SELECT m.digest, m.media_type, m.content, m.storage_class, r.pull_block_severity, s.status, s.counts, \
-                 m.key_wrapping, m.wrapped_keys FROM tags t JOIN repositories r ON r.id = t.repository_id \
+                 m.key_wrapping, m.wrapped_keys, r.pull_verification FROM tags t JOIN repositories r ON r.id = t.repository_id \
                  JOIN manifests m ON m.repository_id = t.repository_id AND m.digest = t.digest \
                  LEFT JOIN image_scans s ON s.repository_id = m.repository_id AND s.digest = m.digest \
                  WHERE r.name = $1 AND t.tag = $2",

@@ -153,9 +153,20 @@ pub(crate) fn image_scan_from_row(r: &impl SqlRow, with_findings: bool) -> Resul
 }
 
 /// A stored manifest as `manifest` and `tagged_manifest` read it: digest, media type, content,
-/// storage class, the repository's pull policy, the scan's status and counts, its keys.
-pub(crate) type StoredManifestRow =
-    (String, String, Vec<u8>, String, Option<String>, Option<String>, Option<String>, Option<String>, Option<Vec<u8>>);
+/// storage class, the repository's pull policy, the scan's status and counts, its keys, the
+/// repository's verification on pull.
+pub(crate) type StoredManifestRow = (
+    String,
+    String,
+    Vec<u8>,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<Vec<u8>>,
+    Option<String>,
+);
 
 /// A manifest's keys from their two columns (both set, or it is stored as sent).
 pub(crate) fn manifest_keys(wrapping: Option<String>, wrapped: Option<Vec<u8>>) -> Option<ManifestKeys> {
@@ -163,7 +174,8 @@ pub(crate) fn manifest_keys(wrapping: Option<String>, wrapped: Option<Vec<u8>>) 
 }
 
 pub(crate) fn stored_manifest_from_row(row: StoredManifestRow) -> Result<StoredManifest> {
-    let (digest, media_type, content, class, block_severity, scan_status, scan_counts, wrapping, wrapped) = row;
+    let (digest, media_type, content, class, block_severity, scan_status, scan_counts, wrapping, wrapped, verification) =
+        row;
     let block_severity = block_severity.map(|s| stored("pull policy", &s, |s| PullBlock::parse(s).ok())).transpose()?;
     let scan_status = scan_status.map(|s| stored("scan status", &s, ScanStatus::parse)).transpose()?;
     Ok(StoredManifest {
@@ -172,7 +184,7 @@ pub(crate) fn stored_manifest_from_row(row: StoredManifestRow) -> Result<StoredM
         content,
         keys: manifest_keys(wrapping, wrapped),
         archived: class == "ARCHIVE",
-        pull_gate: PullGate { block_severity, scan_status, scan_counts },
+        pull_gate: PullGate { block_severity, scan_status, scan_counts, verification },
     })
 }
 

@@ -318,6 +318,28 @@ impl RepositoryStore for Meta {
         })
     }
 
+    async fn set_pull_verification(&self, repository: &str, config: Option<&str>) -> Result<()> {
+        let done = sqlx::query("UPDATE repositories SET pull_verification = $2 WHERE name = $1")
+            .bind(repository)
+            .bind(config)
+            .execute(self.writes())
+            .await
+            .map_err(backend)?;
+        if done.rows_affected() == 0 { Err(MetaError::RepositoryNotFound) } else { Ok(()) }
+    }
+
+    async fn pull_verification(&self, repository: &str) -> Result<Option<String>> {
+        retry_transient!({
+            let row: Option<(Option<String>,)> =
+                sqlx::query_as("SELECT pull_verification FROM repositories WHERE name = $1")
+                    .bind(repository)
+                    .fetch_optional(self.reads())
+                    .await
+                    .map_err(backend)?;
+            row.map(|(v,)| v).ok_or(MetaError::RepositoryNotFound)
+        })
+    }
+
     async fn put_account_setting(&self, account_id: &str, name: &str, value: &str) -> Result<()> {
         sqlx::query(
             "INSERT INTO account_settings (account_id, name, value) VALUES ($1, $2, $3) \

@@ -376,7 +376,11 @@ macro_rules! signing_store_conformance {
             $crate::__conformance_clauses!(
                 $fixture,
                 signing,
-                [keeps_profiles_per_account_and_revokes_once, keeps_an_images_signing_status_per_profile_until_it_goes]
+                [
+                    keeps_profiles_per_account_and_revokes_once,
+                    keeps_an_images_signing_status_per_profile_until_it_goes,
+                    keeps_a_repositorys_verification_on_pull_and_reads_it_with_the_manifest,
+                ]
             );
         }
     };

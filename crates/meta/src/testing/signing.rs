@@ -56,3 +56,19 @@ pub async fn keeps_an_images_signing_status_per_profile_until_it_goes(meta: Stor
     meta.delete_manifest("prod/app", &m.digest).await.unwrap();
     assert!(meta.image_signings("prod/app", m.digest.as_str()).await.unwrap().is_empty());
 }
+
+pub async fn keeps_a_repositorys_verification_on_pull_and_reads_it_with_the_manifest(meta: Store) {
+    meta.create_repository("prod/app", &RepositorySettings::default(), &[]).await.unwrap();
+    let m = manifest("verified image", &[], &[], None);
+    meta.put_manifest("prod/app", &m, &["v1".to_string()], &[]).await.unwrap();
+    assert_eq!(meta.pull_verification("prod/app").await.unwrap(), None);
+    assert_eq!(meta.manifest("prod/app", &m.digest).await.unwrap().unwrap().pull_gate.verification, None);
+    meta.set_pull_verification("prod/app", Some(r#"{"trustedKeys":[]}"#)).await.unwrap();
+    assert_eq!(meta.pull_verification("prod/app").await.unwrap().as_deref(), Some(r#"{"trustedKeys":[]}"#));
+    let by_tag = meta.tagged_manifest("prod/app", "v1").await.unwrap().unwrap();
+    assert_eq!(by_tag.pull_gate.verification.as_deref(), Some(r#"{"trustedKeys":[]}"#));
+    meta.set_pull_verification("prod/app", None).await.unwrap();
+    assert_eq!(meta.manifest("prod/app", &m.digest).await.unwrap().unwrap().pull_gate.verification, None);
+    assert!(matches!(meta.set_pull_verification("absent", None).await, Err(MetaError::RepositoryNotFound)));
+    assert!(matches!(meta.pull_verification("absent").await, Err(MetaError::RepositoryNotFound)));
+}

@@ -197,7 +197,7 @@ impl Registry {
         let doc: serde_json::Value =
             serde_json::from_slice(&manifest.content).map_err(|e| format!("manifest is not JSON: {e}"))?;
         let config_digest = doc["config"]["digest"].as_str().unwrap_or("");
-        let config = self.small_blob(&job.repository, config_digest).await.unwrap_or_default();
+        let config = self.read_small_blob(&job.repository, config_digest).await.unwrap_or_default();
         let config: serde_json::Value = serde_json::from_slice(&config).unwrap_or_default();
         let mut layers = Vec::new();
         for l in doc["layers"].as_array().into_iter().flatten() {
@@ -264,21 +264,6 @@ impl Registry {
             vulndb_version: Some(state.version),
             vulndb_updated_at: state.updated_at,
         })
-    }
-
-    /// A small blob of `repository` (an image config) read whole.
-    async fn small_blob(&self, repository: &str, digest: &str) -> Option<Vec<u8>> {
-        use futures_util::TryStreamExt;
-        let digest = Digest::parse(digest).ok()?;
-        let mut stream = self.at_rest().open_linked(repository, &digest).await.ok()?;
-        let mut out = Vec::new();
-        while let Some(chunk) = stream.try_next().await.ok()? {
-            out.extend_from_slice(&chunk);
-            if out.len() > 4 << 20 {
-                return None;
-            }
-        }
-        Some(out)
     }
 
     /// Stores the inventory as a CycloneDX document and pushes an OCI artifact manifest whose

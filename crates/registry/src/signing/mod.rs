@@ -10,6 +10,7 @@
 //! public-key hint). Signing never fails a push: what went wrong is the status's failure code.
 
 mod profiles;
+pub mod verify;
 
 use std::sync::OnceLock;
 
@@ -19,7 +20,7 @@ use berth_meta::{ImageSigning, SigningProfile, now_ms};
 use berth_oci::{Algorithm, Digest, media_types};
 use berth_rules::signing::{
     SIGNATURE_ANNOTATION, SIGSTORE_BUNDLE, SIMPLE_SIGNING, SigningConfiguration, attachment_of, is_signature_tag,
-    signature_tag, simple_signing_payload,
+    parse_simple_signing, signature_tag, simple_signing_payload,
 };
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
@@ -234,6 +235,22 @@ impl Registry {
         } else {
             put.tags.iter().map(|t| format!("{host}/{repository}:{t}")).collect()
         };
+        // A push of what is signed already (a re-push, another node's push of the same tag)
+        // adds nothing: references this profile's key signed for this digest are skipped.
+        let existing = self.tag_signatures(name, &put.digest).await.map_err(error)?;
+        let public =
+            verify::TrustedKey::from_pem(arn, &profile.public_key_pem).map_err(|e| (failure::SIGNING_ERROR, e))?;
+        let signed = |reference: &str| {
+            existing.iter().any(|s| {
+                parse_simple_signing(&s.payload)
+                    .is_some_and(|c| c.docker_reference == reference && c.manifest_digest == put.digest.as_str())
+                    && public.verifies(&s.payload, &s.signature)
+            })
+        };
+        let references: Vec<String> = references.into_iter().filter(|r| !signed(r)).collect();
+        if references.is_empty() {
+            return Ok(());
+        }
         let rng = SystemRandom::new();
         let now = now_ms() / 1000;
         let mut layers = Vec::new();

@@ -21,8 +21,17 @@
 //!   `registryId`?}: the replications of the repository's images that ended (`COMPLETE` or
 //!   `FAILED`), oldest first, with the tags sent and those left out.
 //!   Authorized as `ecr:DescribeImageReplicationStatus` on the repository.
+//! - `PutPullVerification` {`repositoryName`, `trustedSigningProfileArns`?, `trustedPublicKeys`?
+//!   (PEM, ECDSA P-256), `registryId`?}: manifest reads of the repository's images (`/v2/` GET
+//!   and HEAD, `BatchGetImage`) are refused unless a trusted key signed them in the tag scheme
+//!   (signatures, attestations, referrers and children of a signed index exempt). Authorized
+//!   as `ecr:SetRepositoryPolicy` (it decides who can pull, as the policy does).
+//! - `GetPullVerification` / `DeletePullVerification` {`repositoryName`, `registryId`?}:
+//!   authorized as `ecr:GetRepositoryPolicy` / `ecr:DeleteRepositoryPolicy`;
+//!   `PullVerificationNotFoundException` when there is none.
 
 use berth_meta::PullThroughRule;
+use berth_registry::signing::verify::PullVerification;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -38,6 +47,9 @@ pub const OPERATIONS: &[&str] = &[
     "PutReplicationRuleExtensions",
     "GetReplicationConfiguration",
     "ListReplicationEvents",
+    "PutPullVerification",
+    "GetPullVerification",
+    "DeletePullVerification",
 ];
 
 /// The ECR action each operation is authorized as.
@@ -47,6 +59,9 @@ pub fn action(op: &str) -> &'static str {
         "PutReplicationRuleExtensions" => "ecr:PutReplicationConfiguration",
         "GetReplicationConfiguration" => "ecr:DescribeRegistry",
         "ListReplicationEvents" => "ecr:DescribeImageReplicationStatus",
+        "PutPullVerification" => "ecr:SetRepositoryPolicy",
+        "GetPullVerification" => "ecr:GetRepositoryPolicy",
+        "DeletePullVerification" => "ecr:DeleteRepositoryPolicy",
         _ => berth_registry::pull_through::IMPORT_ACTION,
     }
 }
@@ -67,6 +82,10 @@ pub fn validate(op: &str, input: &Value) -> Result<(), EcrError> {
         }
         "GetReplicationConfiguration" => (&[], &["registryId"]),
         "ListReplicationEvents" => (&["repositoryName"], &["repositoryName", "maxResults", "nextToken", "registryId"]),
+        "PutPullVerification" => {
+            (&["repositoryName"], &["repositoryName", "trustedSigningProfileArns", "trustedPublicKeys", "registryId"])
+        }
+        "GetPullVerification" | "DeletePullVerification" => (&["repositoryName"], &["repositoryName", "registryId"]),
         _ => {
             return Err(EcrError::new(
                 "UnknownOperationException",
@@ -97,6 +116,9 @@ pub async fn dispatch(ctx: &Ctx<'_>, op: &str, input: Value) -> EcrResult {
         "PutReplicationRuleExtensions" => reply(put_rule_extensions(ctx, parse(input)?).await),
         "GetReplicationConfiguration" => reply(get_replication_configuration(ctx).await),
         "ListReplicationEvents" => reply(list_replication_events(ctx, parse(input)?).await),
+        "PutPullVerification" => reply(put_pull_verification(ctx, parse(input)?).await),
+        "GetPullVerification" => reply(get_pull_verification(ctx, parse(input)?).await),
+        "DeletePullVerification" => reply(delete_pull_verification(ctx, parse(input)?).await),
         _ => Err(EcrError::new("UnknownOperationException", format!("Unknown operation {TARGET_PREFIX}{op}"))),
     }
 }
@@ -282,4 +304,64 @@ async fn list_replication_events(ctx: &Ctx<'_>, input: ListEventsInput) -> Resul
             .collect(),
         next_token,
     })
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PutPullVerificationInput {
+    repository_name: String,
+    #[serde(flatten)]
+    verification: PullVerification,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PullVerificationInput {
+    repository_name: String,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct PullVerificationOutput {
+    registry_id: String,
+    repository_name: String,
+    #[serde(flatten)]
+    verification: PullVerification,
+}
+
+async fn put_pull_verification(
+    ctx: &Ctx<'_>,
+    input: PutPullVerificationInput,
+) -> Result<PullVerificationOutput, EcrError> {
+    ctx.existing_repository(&input.repository_name).await?;
+    ctx.app.registry.set_pull_verification(&ctx.ns.account, &input.repository_name, Some(&input.verification)).await?;
+    Ok(PullVerificationOutput {
+        registry_id: ctx.registry_id().to_string(),
+        repository_name: input.repository_name,
+        verification: input.verification,
+    })
+}
+
+async fn get_pull_verification(
+    ctx: &Ctx<'_>,
+    input: PullVerificationInput,
+) -> Result<PullVerificationOutput, EcrError> {
+    ctx.existing_repository(&input.repository_name).await?;
+    let verification = ctx.app.registry.pull_verification(&input.repository_name).await?.ok_or_else(|| {
+        EcrError::new("PullVerificationNotFoundException", "The repository does not verify signatures on pull")
+    })?;
+    Ok(PullVerificationOutput {
+        registry_id: ctx.registry_id().to_string(),
+        repository_name: input.repository_name,
+        verification,
+    })
+}
+
+async fn delete_pull_verification(
+    ctx: &Ctx<'_>,
+    input: PullVerificationInput,
+) -> Result<PullVerificationOutput, EcrError> {
+    let output = get_pull_verification(ctx, PullVerificationInput { repository_name: input.repository_name }).await?;
+    ctx.app.registry.set_pull_verification(&ctx.ns.account, &output.repository_name, None).await?;
+    Ok(output)
 }

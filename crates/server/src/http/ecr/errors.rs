@@ -125,7 +125,7 @@ pub fn exception(e: RegistryError, registry_id: &str) -> EcrError {
                 tag.as_deref().unwrap_or("null")
             ),
         ),
-        PullBlocked { .. } => ("AccessDeniedException", message),
+        PullBlocked { .. } | PullUnverified { .. } => ("AccessDeniedException", message),
         ArchiveOfIndexChild => ("ImageStorageClassUpdateNotSupportedException", message),
         ScanNotFound { digest } => (
             "ScanNotFoundException",

@@ -265,8 +265,8 @@ pub(super) async fn batch_get_image(ctx: &Ctx<'_>, input: BatchGetImageInput) ->
             Err(e @ (RegistryError::ManifestNotAccepted { .. } | RegistryError::ManifestNotFound { .. })) => {
                 failures.push(ImageFailure::new(id, "UnsupportedImageType", e.to_string()));
             }
-            // The pull policy refused it.
-            Err(e @ RegistryError::PullBlocked { .. }) => {
+            // The pull policy or the verification on pull refused it.
+            Err(e @ (RegistryError::PullBlocked { .. } | RegistryError::PullUnverified { .. })) => {
                 failures.push(ImageFailure::new(id, "ImageInaccessible", e.to_string()));
             }
             // The repository's key refused (disabled, pending deletion, its grant retired).

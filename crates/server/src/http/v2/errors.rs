@@ -66,6 +66,9 @@ pub fn error_response(err: RegistryError, ns: &Namespace) -> Response {
             (ErrorCode::ManifestBlobUnknown, Some(detail))
         }
         ReferencedByIndex { parents, .. } => (ErrorCode::Denied, Some(json!({ "referencedBy": parents }))),
+        PullUnverified { digest, trusted, .. } => {
+            (ErrorCode::Denied, Some(json!({ "digest": digest.as_str(), "trustedKeys": trusted })))
+        }
         PullBlocked { digest, threshold, .. } => {
             (ErrorCode::Denied, Some(json!({ "digest": digest.as_str(), "blockSeverity": threshold })))
         }
