@@ -80,7 +80,7 @@ def skopeo_copy(berth, d, ref, tmp_path, *extra):
     )
 
 
-def verify_tag_scheme(berth, repo, digest, pem, reference):
+def verify_tag_scheme(berth, repo, digest, pem, reference, host=None, token=None):
     """What containers/image does with the exported key: some layer of the image's .sig
     manifest verifies (ECDSA P-256 SHA-256 over the payload) and claims `digest` under
     `reference`."""
@@ -89,13 +89,16 @@ def verify_tag_scheme(berth, repo, digest, pem, reference):
     from cryptography.hazmat.primitives.asymmetric import ec
 
     key = serialization.load_pem_public_key(pem.read_bytes())
-    s = v2(berth)
+    s = v2(berth, token)
+    # Another account's registry is addressed by its host name (`<account>.<host>`).
+    where = {"Host": host} if host else {}
     tag = digest.replace(":", "-") + ".sig"
-    m = s.get(f"{berth.endpoint}/v2/{repo}/manifests/{tag}", headers={"Accept": "application/vnd.oci.image.manifest.v1+json"})
+    m = s.get(f"{berth.endpoint}/v2/{repo}/manifests/{tag}",
+              headers={"Accept": "application/vnd.oci.image.manifest.v1+json", **where})
     if m.status_code != 200:
         return False
     for layer in json.loads(m.content)["layers"]:
-        payload = s.get(f"{berth.endpoint}/v2/{repo}/blobs/{layer['digest']}").content
+        payload = s.get(f"{berth.endpoint}/v2/{repo}/blobs/{layer['digest']}", headers=where).content
         signature = base64.b64decode(layer["annotations"]["dev.cosignproject.cosign/signature"])
         try:
             key.verify(signature, payload, ec.ECDSA(hashes.SHA256()))
@@ -107,9 +110,9 @@ def verify_tag_scheme(berth, repo, digest, pem, reference):
     return False
 
 
-def v2(berth):
+def v2(berth, token=None):
     s = requests.Session()
-    s.auth = ("AWS", berth.token())
+    s.auth = ("AWS", token or berth.token())
     return s
 
 
@@ -501,3 +504,40 @@ def berth_api_call(berth, op, body):
     status, out = berth_api(berth, op, body)
     assert status == 200, out
     return out
+
+
+def test_signatures_travel_with_replicas_and_replicas_are_signed_by_their_own_rules(berth, tmp_path):
+    import time
+
+    from conftest import push_image, replication_config, replication_rule, wait_replicated
+
+    other = "987654321098"
+    keys = berth.admin("create-account", other)["AccessKey"]
+    b_token = berth.token(keys["AccessKeyId"], keys["SecretAccessKey"])
+    a, b = berth.client(), berth.client(key=keys["AccessKeyId"], secret=keys["SecretAccessKey"])
+    a_arn, a_pem = create_profile(berth, "a_signer", tmp_path)
+    put_config(berth, signing_rule(a_arn, "team/*"))
+    b_profile = berth.admin("create-signing-profile", "b_signer", "--account-id", other)
+    b_pem = tmp_path / "b.pub"
+    b_pem.write_text(b_profile["PublicKeyPem"])
+    b.put_signing_configuration(signingConfiguration={"rules": [signing_rule(b_profile["ProfileArn"])]})
+    policy = {"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT_ID}:root"},
+        "Action": ["ecr:ReplicateImage", "ecr:CreateRepository"], "Resource": f"arn:aws:ecr:{REGION}:{other}:repository/*"}]}
+    b.put_registry_policy(policyText=json.dumps(policy))
+    a.put_replication_configuration(replicationConfiguration=replication_config(
+        replication_rule((REGION, other), prefixes=["team/"])))
+    a.create_repository(repositoryName="team/app")
+    digest, _, _ = push_image(berth, "team/app", "v1", seed=11)
+    assert wait_replicated(a, "team/app", digest)[0]["status"] == "COMPLETE"
+
+    # The .sig manifest is replicated too (its own push); at B it holds A's signature beside
+    # B's own, made by B's rule when the replica arrived with its tag.
+    b_host = f"{other}.{berth.host}"
+    deadline = time.time() + 60
+    while not verify_tag_scheme(berth, "team/app", digest, a_pem, f"{berth.host}/team/app:v1", b_host, b_token):
+        assert time.time() < deadline, "A's signature did not reach B"
+        time.sleep(0.3)
+    status = b.describe_image_signing_status(repositoryName="team/app", imageId={"imageDigest": digest})
+    assert verify_tag_scheme(berth, "team/app", digest, b_pem, f"{b_host}/team/app:v1", b_host, b_token)
+    assert status["signingStatuses"] == [{"signingProfileArn": b_profile["ProfileArn"], "status": "COMPLETE"}]

@@ -35,7 +35,8 @@ pub struct Registry {
     /// minute (see pull_times.rs).
     pub(crate) pulls_recorded: Mutex<HashMap<crate::pull_times::PullKey, i64>>,
     /// Per-digest locks held while an upload publishes and records a blob, and while GC deletes
-    /// a blob's bytes, so the two never interleave (see gc.rs).
+    /// a blob's bytes, so the two never interleave (see gc.rs); and other named node locks
+    /// (`node_lock`: a signature tag's writers).
     commit_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// The 12-digit account id this registry serves.
     registry_id: String,
@@ -449,11 +450,17 @@ impl Registry {
     /// The lock serializing publication of a blob with GC's deletion of it. Entries nobody
     /// holds are dropped as new ones are made, so the map stays as small as the work in flight.
     pub(crate) fn commit_lock(&self, digest: &Digest) -> Arc<tokio::sync::Mutex<()>> {
+        self.node_lock(digest.as_str())
+    }
+
+    /// A lock of this node, by name (a digest, a signature tag): entries nobody holds are
+    /// dropped as new ones are made.
+    pub(crate) fn node_lock(&self, key: &str) -> Arc<tokio::sync::Mutex<()>> {
         let mut locks = self.commit_locks.lock().expect("commit locks");
         if locks.len() > 1024 {
             locks.retain(|_, l| Arc::strong_count(l) > 1);
         }
-        locks.entry(digest.to_string()).or_default().clone()
+        locks.entry(key.to_string()).or_default().clone()
     }
 
     /// Drops an upload session's bytes and record (cancel, or GC of an abandoned one).

@@ -83,16 +83,26 @@ impl Registry {
             };
             if elsewhere && rule.is_immutable(tag) { dropped.push(tag.clone()) } else { kept.push(tag.clone()) }
         }
-        let mut signature_tags = Vec::new();
-        for tag in kept.iter().filter(|t| berth_rules::signing::is_signature_tag(t)) {
-            signature_tags.push((tag.clone(), self.meta().resolve_tag(&target.name, tag).await?));
-        }
         let tagged = !kept.is_empty();
-        match self.store_manifest(target, digest.clone(), parsed, content, kept, Vec::new()).await {
+        let kept_tags: Vec<&str> = kept.iter().map(String::as_str).collect();
+        let lock = match kept_tags.iter().find(|t| berth_rules::signing::is_signature_tag(t)) {
+            Some(tag) => Some(self.signature_lock(&target.name, tag).await?),
+            None => None,
+        };
+        let stored = async {
+            let signature_tags = self.signature_tags_now(&target.name, &kept_tags).await?;
+            let put = self.store_manifest(target, digest.clone(), parsed, content, kept.clone(), Vec::new()).await?;
+            // Signatures the destination holds already stay beside the source's.
+            self.keep_signatures(&target.name, digest, signature_tags).await?;
+            Ok::<_, RegistryError>(put)
+        }
+        .await;
+        if let Some(lock) = lock {
+            lock.release(self).await;
+        }
+        match stored {
             Ok(put) => {
-                // Signatures the destination holds already stay beside the source's; an image
-                // arriving with tags is signed as the destination's own rules say.
-                self.keep_signatures(&target.name, digest, signature_tags).await?;
+                // An image arriving with tags is signed as the destination's own rules say.
                 if tagged {
                     self.sign_pushed(None, &target.name, &put).await;
                 }

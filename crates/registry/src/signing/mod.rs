@@ -139,20 +139,65 @@ impl Registry {
         body: Vec<u8>,
         extra_tags: &[String],
     ) -> Result<ManifestPut, RegistryError> {
-        let mut signature_tags = Vec::new();
-        for tag in std::iter::once(reference).chain(extra_tags.iter().map(String::as_str)) {
-            if is_signature_tag(tag) && !signature_tags.iter().any(|(t, _)| t == tag) {
-                signature_tags.push((tag.to_string(), self.meta().resolve_tag(name, tag).await?));
-            }
+        let tags: Vec<&str> = std::iter::once(reference).chain(extra_tags.iter().map(String::as_str)).collect();
+        let lock = match tags.iter().find(|t| is_signature_tag(t)) {
+            Some(tag) => Some(self.signature_lock(name, tag).await?),
+            None => None,
+        };
+        let stored = async {
+            let signature_tags = self.signature_tags_now(name, &tags).await?;
+            let put = self.put_manifest(name, reference, content_type, body, extra_tags).await?;
+            self.keep_signatures(name, &put.digest, signature_tags).await?;
+            Ok::<_, RegistryError>(put)
         }
-        let put = self.put_manifest(name, reference, content_type, body, extra_tags).await?;
-        self.keep_signatures(name, &put.digest, signature_tags).await?;
+        .await;
+        if let Some(lock) = lock {
+            lock.release(self).await;
+        }
+        let put = stored?;
         self.sign_pushed(pusher, name, &put).await;
         Ok(put)
     }
 
+    /// The signature tags among `tags`, with what each points at now.
+    pub(crate) async fn signature_tags_now(
+        &self,
+        name: &str,
+        tags: &[&str],
+    ) -> Result<Vec<(String, Option<Digest>)>, RegistryError> {
+        let mut out: Vec<(String, Option<Digest>)> = Vec::new();
+        for tag in tags.iter().filter(|t| is_signature_tag(t)) {
+            if !out.iter().any(|(t, _)| t == tag) {
+                out.push((tag.to_string(), self.meta().resolve_tag(name, tag).await?));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Serializes the writers of one signature tag — Berth's signing, clients' `.sig` PUTs,
+    /// replicas — across nodes (a lease in the metadata store) and on this node (a lock), so
+    /// that each reads what the one before it wrote and no signature is lost between a read
+    /// and a tag move.
+    pub(crate) async fn signature_lock(&self, name: &str, tag: &str) -> Result<SignatureLock, RegistryError> {
+        const TTL: std::time::Duration = std::time::Duration::from_secs(30);
+        let key = format!("signatures:{name}:{tag}");
+        let local = self.node_lock(&key).lock_owned().await;
+        let holder = uuid::Uuid::new_v4().to_string();
+        let deadline = std::time::Instant::now() + TTL;
+        while !self.try_lease(&key, &holder, TTL).await? {
+            if std::time::Instant::now() > deadline {
+                return Err(RegistryError::Internal(format!(
+                    "the signatures of {tag} in {name} stay locked; try again"
+                )));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+        Ok(SignatureLock { key, holder, _local: local })
+    }
+
     /// After `digest` was stored under signature tags that pointed at other manifests before
-    /// (`previous`): those manifests' signatures are added back, and they are removed.
+    /// (`previous`): those manifests' signatures are added back, and they are removed. The
+    /// caller holds the tags' `signature_lock` since it read `previous`.
     pub(crate) async fn keep_signatures(
         &self,
         name: &str,
@@ -167,7 +212,7 @@ impl Registry {
             let stored = self.at_rest().open_manifest(name, stored).await?;
             let doc: Value = serde_json::from_slice(&stored.content).unwrap_or_default();
             let layers = doc["layers"].as_array().cloned().unwrap_or_default();
-            self.add_signature_layers(name, &subject, layers).await?;
+            self.merge_signature_layers(name, &subject, layers).await?;
             self.remove_superseded_signatures(name, &before).await?;
         }
         Ok(())
@@ -297,6 +342,19 @@ impl Registry {
         subject: &Digest,
         layers: Vec<Value>,
     ) -> Result<(), RegistryError> {
+        let lock = self.signature_lock(name, &signature_tag(subject.as_str())).await?;
+        let added = self.merge_signature_layers(name, subject, layers).await;
+        lock.release(self).await;
+        added
+    }
+
+    /// `add_signature_layers` under the signature tag's lock, which the caller holds.
+    async fn merge_signature_layers(
+        &self,
+        name: &str,
+        subject: &Digest,
+        layers: Vec<Value>,
+    ) -> Result<(), RegistryError> {
         let tag = signature_tag(subject.as_str());
         for _ in 0..8 {
             let (current, mut held) = self.signature_layers(name, &tag).await?;
@@ -403,4 +461,20 @@ fn same_layer(a: &Value, b: &Value) -> bool {
 
 fn error(e: RegistryError) -> Refusal {
     (failure::SIGNING_ERROR, e.to_string())
+}
+
+/// A held `Registry::signature_lock`; `release` gives the lease up (dropped without it, the
+/// lease expires on its own).
+pub(crate) struct SignatureLock {
+    key: String,
+    holder: String,
+    _local: tokio::sync::OwnedMutexGuard<()>,
+}
+
+impl SignatureLock {
+    pub(crate) async fn release(self, registry: &Registry) {
+        if let Err(e) = registry.release_lease(&self.key, &self.holder).await {
+            tracing::warn!(error = %e, lease = %self.key, "could not release a signature lock");
+        }
+    }
 }
