@@ -541,3 +541,54 @@ def test_signatures_travel_with_replicas_and_replicas_are_signed_by_their_own_ru
     status = b.describe_image_signing_status(repositoryName="team/app", imageId={"imageDigest": digest})
     assert verify_tag_scheme(berth, "team/app", digest, b_pem, f"{b_host}/team/app:v1", b_host, b_token)
     assert status["signingStatuses"] == [{"signingProfileArn": b_profile["ProfileArn"], "status": "COMPLETE"}]
+
+
+def test_an_index_is_signed_its_children_are_not(berth, tmp_path):
+    """skopeo copy --all pushes an index's children by digest, then the index by tag: Berth
+    signs the index; the children's digest-push signatures are taken back."""
+    import hashlib
+
+    arn, pem = create_profile(berth, "idx", tmp_path)
+    put_config(berth, signing_rule(arn))
+    berth.aws("ecr", "create-repository", "--repository-name", "multi/app")
+    s = v2(berth)
+    base = f"{berth.endpoint}/v2/multi/app"
+
+    def blob(data):
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        assert s.post(f"{base}/blobs/uploads/?digest={digest}", data=data).status_code == 201
+        return {"digest": digest, "size": len(data)}
+
+    oci = "application/vnd.oci.image.manifest.v1+json"
+    entries = []
+    for arch in ("amd64", "arm64"):
+        config = blob(json.dumps({"architecture": arch, "os": "linux"}).encode())
+        layer = blob(os.urandom(32))
+        body = json.dumps({"schemaVersion": 2, "mediaType": oci,
+                           "config": {"mediaType": "application/vnd.oci.image.config.v1+json", **config},
+                           "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", **layer}]}).encode()
+        digest = "sha256:" + hashlib.sha256(body).hexdigest()
+        assert s.put(f"{base}/manifests/{digest}", data=body, headers={"Content-Type": oci}).status_code == 201
+        entries.append({"mediaType": oci, "digest": digest, "size": len(body), "platform": {"architecture": arch, "os": "linux"}})
+    # Pushed by digest, each child is signed for now (a push by digest, no tag in its identity).
+    ecr = berth.client()
+    first = ecr.describe_image_signing_status(repositoryName="multi/app", imageId={"imageDigest": entries[0]["digest"]})
+    assert [x["status"] for x in first["signingStatuses"]] == ["COMPLETE"]
+    assert verify_tag_scheme(berth, "multi/app", entries[0]["digest"], pem, f"{berth.host}/multi/app")
+
+    index = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+                        "manifests": entries}).encode()
+    r = s.put(f"{base}/manifests/v1", data=index, headers={"Content-Type": "application/vnd.oci.image.index.v1+json"})
+    assert r.status_code == 201, r.text
+    index_digest = r.headers["Docker-Content-Digest"]
+    status = ecr.describe_image_signing_status(repositoryName="multi/app", imageId={"imageTag": "v1"})
+    assert [x["status"] for x in status["signingStatuses"]] == ["COMPLETE"]
+    assert verify_tag_scheme(berth, "multi/app", index_digest, pem, f"{berth.host}/multi/app:v1")
+    for e in entries:
+        st = ecr.describe_image_signing_status(repositoryName="multi/app", imageId={"imageDigest": e["digest"]})
+        assert st["signingStatuses"] == []
+        sig = s.head(f"{base}/manifests/{e['digest'].replace(':', '-')}.sig")
+        assert sig.status_code == 404
+        assert s.get(f"{base}/referrers/{e['digest']}").json()["manifests"] == []
+    # What is left: the two children, the index, its .sig and its bundle.
+    assert len(ecr.describe_images(repositoryName="multi/app")["imageDetails"]) == 5

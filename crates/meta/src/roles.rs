@@ -739,6 +739,9 @@ pub trait SigningStore: Send + Sync + 'static {
 
     /// An image's signing statuses in profile ARN order.
     async fn image_signings(&self, repository: &str, digest: &str) -> Result<Vec<ImageSigning>>;
+
+    /// Forgets an image's signing statuses (its signatures were removed).
+    async fn delete_image_signings(&self, repository: &str, digest: &str) -> Result<()>;
 }
 
 /// Pull-through cache rules, per account.

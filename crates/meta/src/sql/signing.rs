@@ -88,6 +88,19 @@ impl SigningStore for Meta {
         Ok(())
     }
 
+    async fn delete_image_signings(&self, repository: &str, digest: &str) -> Result<()> {
+        sqlx::query(
+            "DELETE FROM image_signings WHERE digest = $2 \
+             AND repository_id = (SELECT id FROM repositories WHERE name = $1)",
+        )
+        .bind(repository)
+        .bind(digest)
+        .execute(self.writes())
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+
     async fn image_signings(&self, repository: &str, digest: &str) -> Result<Vec<ImageSigning>> {
         retry_transient!({
             let rows = sqlx::query(

@@ -53,6 +53,9 @@ pub async fn keeps_an_images_signing_status_per_profile_until_it_goes(meta: Stor
     let got = meta.image_signings("prod/app", m.digest.as_str()).await.unwrap();
     assert_eq!(got, [status("arn:a", "FAILED", 2), status("arn:b", "COMPLETE", 3)]);
     assert!(meta.image_signings("prod/app", "sha256:absent").await.unwrap().is_empty());
+    meta.delete_image_signings("prod/app", m.digest.as_str()).await.unwrap();
+    assert!(meta.image_signings("prod/app", m.digest.as_str()).await.unwrap().is_empty());
+    meta.put_image_signing("prod/app", m.digest.as_str(), &status("arn:a", "COMPLETE", 5)).await.unwrap();
     meta.delete_manifest("prod/app", &m.digest).await.unwrap();
     assert!(meta.image_signings("prod/app", m.digest.as_str()).await.unwrap().is_empty());
 }

@@ -31,6 +31,9 @@ use crate::repositories::split_repository_key;
 use crate::service::ManifestPut;
 use crate::{Registry, RegistryError};
 
+/// The annotation naming the profile on the bundle referrers Berth attaches.
+const PROFILE_ANNOTATION: &str = "com.berth.signing-profile";
+
 /// The account setting holding the signing configuration (empty once deleted).
 const SIGNING_SETTING: &str = "berth:signing-configuration";
 
@@ -234,7 +237,9 @@ impl Registry {
                 return;
             }
         };
-        for arn in config.profiles_for(repository) {
+        let profiles = config.profiles_for(repository);
+        for arn in &profiles {
+            let arn = *arn;
             let outcome = self.sign_with(pusher, name, account, repository, arn, put).await;
             let (failure_code, failure_reason) = match outcome {
                 Ok(()) => (None, None),
@@ -250,6 +255,10 @@ impl Registry {
             if let Err(e) = self.meta().put_image_signing(name, put.digest.as_str(), &signing).await {
                 tracing::warn!(error = %e, repository = name, digest = %put.digest, "could not record a signing status");
             }
+        }
+        let is_index = [media_types::OCI_INDEX, media_types::DOCKER_MANIFEST_LIST].contains(&put.media_type.as_str());
+        if is_index && !profiles.is_empty() {
+            self.unsign_index_children(name, repository, account, &put.digest, &profiles).await;
         }
     }
 
@@ -364,28 +373,131 @@ impl Registry {
                 return Ok(());
             }
             held.extend(missing);
-            let diff_ids: Vec<&str> = held.iter().filter_map(|l| l["digest"].as_str()).collect();
-            let config = json!({
-                "architecture": "",
-                "os": "",
-                "config": {},
-                "rootfs": { "type": "layers", "diff_ids": diff_ids },
-            });
-            let config = serde_json::to_vec(&config).expect("a config serializes");
-            let (config_digest, config_size) = self.store_small_blob(name, config).await?;
-            let manifest = json!({
-                "schemaVersion": 2,
-                "mediaType": media_types::OCI_MANIFEST,
-                "config": { "mediaType": media_types::OCI_IMAGE_CONFIG, "digest": config_digest.as_str(), "size": config_size },
-                "layers": held,
-            });
-            let body = serde_json::to_vec(&manifest).expect("a manifest serializes");
-            self.put_manifest(name, &tag, Some(media_types::OCI_MANIFEST), body, &[]).await?;
-            if let Some(previous) = current {
-                self.remove_superseded_signatures(name, &previous).await?;
-            }
+            self.write_signature_manifest(name, subject, current, &held).await?;
         }
         Err(RegistryError::Internal(format!("the signatures of {subject} in {name} kept moving; try again")))
+    }
+
+    /// Stores `layers` as `subject`'s `.sig` manifest (its config lists them as `diff_ids`, as
+    /// containers/image writes it) and removes the manifest it replaces (`current`); with no
+    /// layers left, the tag goes with its manifest. The caller holds the tag's lock.
+    async fn write_signature_manifest(
+        &self,
+        name: &str,
+        subject: &Digest,
+        current: Option<Digest>,
+        layers: &[Value],
+    ) -> Result<(), RegistryError> {
+        if layers.is_empty() {
+            if let Some(current) = current {
+                self.remove_image(name, &current)
+                    .await?
+                    .map_err(|parents| RegistryError::ReferencedByIndex { digest: current.clone(), parents })?;
+            }
+            return Ok(());
+        }
+        let diff_ids: Vec<&str> = layers.iter().filter_map(|l| l["digest"].as_str()).collect();
+        let config = json!({
+            "architecture": "",
+            "os": "",
+            "config": {},
+            "rootfs": { "type": "layers", "diff_ids": diff_ids },
+        });
+        let config = serde_json::to_vec(&config).expect("a config serializes");
+        let (config_digest, config_size) = self.store_small_blob(name, config).await?;
+        let manifest = json!({
+            "schemaVersion": 2,
+            "mediaType": media_types::OCI_MANIFEST,
+            "config": { "mediaType": media_types::OCI_IMAGE_CONFIG, "digest": config_digest.as_str(), "size": config_size },
+            "layers": layers,
+        });
+        let body = serde_json::to_vec(&manifest).expect("a manifest serializes");
+        let tag = signature_tag(subject.as_str());
+        self.put_manifest(name, &tag, Some(media_types::OCI_MANIFEST), body, &[]).await?;
+        if let Some(previous) = current {
+            self.remove_superseded_signatures(name, &previous).await?;
+        }
+        Ok(())
+    }
+
+    /// An index is signed itself, its children are not: children pushed by digest before it
+    /// (and so signed as digest pushes, without a tag in their identity) lose the signatures
+    /// `profiles` made for them, with their bundles and statuses. A child with tags of its own
+    /// was pushed as an image and keeps its signatures; clients' signatures always stay.
+    async fn unsign_index_children(
+        &self,
+        name: &str,
+        repository: &str,
+        account: &str,
+        index: &Digest,
+        profiles: &[&str],
+    ) {
+        if let Err(e) = self.try_unsign_index_children(name, repository, account, index, profiles).await {
+            tracing::warn!(error = %e, repository = name, %index, "could not remove the signatures of an index's children");
+        }
+    }
+
+    async fn try_unsign_index_children(
+        &self,
+        name: &str,
+        repository: &str,
+        account: &str,
+        index: &Digest,
+        profiles: &[&str],
+    ) -> Result<(), RegistryError> {
+        let Some(record) = self.meta().image(name, index.as_str()).await? else { return Ok(()) };
+        let mut keys = Vec::new();
+        for arn in profiles {
+            if let Some(p) = self.meta().signing_profile(arn).await?.filter(|p| p.account_id == account) {
+                keys.push(verify::TrustedKey::from_pem(arn, &p.public_key_pem).map_err(RegistryError::Internal)?);
+            }
+        }
+        let identity = format!("{}/{repository}", self.image_host(account));
+        for child in &record.children {
+            let Ok(child) = Digest::parse(child) else { continue };
+            let untagged = self.meta().image(name, child.as_str()).await?.is_some_and(|c| c.tags.is_empty());
+            if !untagged || self.meta().image_signings(name, child.as_str()).await?.is_empty() {
+                continue;
+            }
+            let tag = signature_tag(child.as_str());
+            let lock = self.signature_lock(name, &tag).await?;
+            let rewritten = async {
+                let (current, layers) = self.signature_layers(name, &tag).await?;
+                let mut keep = Vec::new();
+                for layer in &layers {
+                    let ours = match (layer["digest"].as_str(), layer["annotations"][SIGNATURE_ANNOTATION].as_str()) {
+                        (Some(blob), Some(signature)) => match self.read_small_blob(name, blob).await {
+                            Some(payload) => {
+                                parse_simple_signing(&payload).is_some_and(|c| {
+                                    c.docker_reference == identity && c.manifest_digest == child.as_str()
+                                }) && keys.iter().any(|k| k.verifies(&payload, signature))
+                            }
+                            None => false,
+                        },
+                        _ => false,
+                    };
+                    if !ours {
+                        keep.push(layer.clone());
+                    }
+                }
+                if keep.len() != layers.len() {
+                    self.write_signature_manifest(name, &child, current, &keep).await?;
+                }
+                Ok::<_, RegistryError>(())
+            }
+            .await;
+            lock.release(self).await;
+            rewritten?;
+            for r in self.meta().referrers(name, &child, Some(SIGSTORE_BUNDLE)).await? {
+                let r = self.at_rest().open_summary(name, r).await?;
+                let berths = r.annotations.as_deref().is_some_and(|a| a.contains(PROFILE_ANNOTATION));
+                if berths && let Ok(d) = Digest::parse(&r.digest) {
+                    let _ = self.remove_image(name, &d).await?;
+                }
+            }
+            self.meta().delete_image_signings(name, child.as_str()).await?;
+        }
+        Ok(())
     }
 
     /// The manifest `tag` points at (if any) and its layers.
@@ -444,7 +556,7 @@ impl Registry {
             "subject": { "mediaType": image.media_type, "digest": image.digest.as_str(), "size": image.size },
             "annotations": {
                 "dev.sigstore.bundle.content": "message-signature",
-                "com.berth.signing-profile": profile.arn,
+                PROFILE_ANNOTATION: profile.arn,
             },
         });
         let body = serde_json::to_vec(&manifest).expect("a manifest serializes");
