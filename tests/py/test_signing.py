@@ -457,6 +457,20 @@ def test_verification_on_pull(berth, docker, tmp_path):
     assert refused.returncode != 0
     assert "denied" in refused.stderr and children["unsigned"] in refused.stderr and "gate" in refused.stderr, refused.stderr
 
+    # Naming a subject does not make a runnable image exempt.
+    amd = s.get(f"{berth.endpoint}/v2/verified/app/manifests/{children['amd']}", headers=accept).json()
+    disguised = dict(amd, mediaType="application/vnd.oci.image.manifest.v1+json",
+                     config=dict(amd["config"], mediaType="application/vnd.oci.image.config.v1+json"),
+                     layers=[dict(layer, mediaType="application/vnd.oci.image.layer.v1.tar+gzip") for layer in amd["layers"]],
+                     subject={"mediaType": "application/vnd.docker.distribution.manifest.list.v2+json",
+                              "digest": multi, "size": len(index)})
+    r = s.put(f"{berth.endpoint}/v2/verified/app/manifests/disguised", data=json.dumps(disguised),
+              headers={"Content-Type": "application/vnd.oci.image.manifest.v1+json"})
+    assert r.status_code == 201, r.text
+    r = s.get(f"{berth.endpoint}/v2/verified/app/manifests/disguised",
+              headers={"Accept": "application/vnd.oci.image.manifest.v1+json"})
+    assert r.status_code == 403 and r.json()["errors"][0]["code"] == "DENIED", r.text
+
     got = berth.client().batch_get_image(repositoryName="verified/app",
                                          imageIds=[{"imageTag": "multi"}, {"imageTag": "unsigned"}])
     assert [i["imageId"]["imageTag"] for i in got["images"]] == ["multi"]
@@ -491,11 +505,13 @@ def test_verification_on_pull(berth, docker, tmp_path):
     p = skopeo_copy(berth, carol, f"{host}/verified/app:unsigned", tmp_path)
     assert p.returncode == 0, p.stderr
 
-    # Deleting the index takes its signature and bundle along.
+    # Deleting the index takes its signature and bundle along; a referrer with a tag of its
+    # own (the disguised image) stays.
     berth.client().batch_delete_image(repositoryName="verified/app", imageIds=[{"imageDigest": multi}])
     tags = {i.get("imageTag") for i in berth.client().list_images(repositoryName="verified/app")["imageIds"]}
-    assert multi.replace(":", "-") + ".sig" not in tags
-    assert s.get(f"{berth.endpoint}/v2/verified/app/referrers/{multi}").json()["manifests"] == []
+    assert multi.replace(":", "-") + ".sig" not in tags and "disguised" in tags
+    left = s.get(f"{berth.endpoint}/v2/verified/app/referrers/{multi}").json()["manifests"]
+    assert [m["artifactType"] for m in left] == ["application/vnd.oci.image.config.v1+json"]
 
 
 def berth_api_call(berth, op, body):

@@ -740,8 +740,8 @@ pub trait SigningStore: Send + Sync + 'static {
     /// An image's signing statuses in profile ARN order.
     async fn image_signings(&self, repository: &str, digest: &str) -> Result<Vec<ImageSigning>>;
 
-    /// Forgets an image's signing statuses (its signatures were removed).
-    async fn delete_image_signings(&self, repository: &str, digest: &str) -> Result<()>;
+    /// Forgets an image's signing status by one profile (its signatures were removed).
+    async fn delete_image_signing(&self, repository: &str, digest: &str, profile_arn: &str) -> Result<()>;
 }
 
 /// Pull-through cache rules, per account.

@@ -125,7 +125,7 @@ impl Registry {
             }
             Some(m) if accepts(accept, &m.media_type) => {
                 self.check_pull_gate(&m)?;
-                self.check_pull_verification(name, reference, &m).await?;
+                self.check_pull_verification(name, &m).await?;
                 Ok(m)
             }
             Some(m) => {

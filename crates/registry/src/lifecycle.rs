@@ -20,9 +20,9 @@ pub struct LifecycleRun {
 
 impl Registry {
     /// Every image of a repository with its record, children of an index marked as such.
-    /// Attachments are left out — referrers (a manifest with a `subject`) and what only
-    /// tag-scheme attachment tags name (`sha256-<hex>.sig|.att|.sbom`): they are neither counted
-    /// nor expired on their own, and go when their subject goes.
+    /// Attachments of images it holds are left out — referrers (a manifest with a `subject`)
+    /// and what only tag-scheme attachment tags name (`sha256-<hex>.sig|.att|.sbom`): they are
+    /// neither counted nor expired on their own, and go when their subject goes.
     pub async fn lifecycle_images(&self, repository: &str) -> Result<Vec<(Image, ImageRecord)>, RegistryError> {
         let mut records = Vec::new();
         let mut after: Option<String> = None;
@@ -36,10 +36,18 @@ impl Registry {
             }
         }
         let children: HashSet<String> = records.iter().flat_map(|r| r.children.iter().cloned()).collect();
-        let attachment = |r: &ImageRecord| {
-            r.subject.is_some()
-                || (!r.tags.is_empty() && r.tags.iter().all(|t| berth_rules::signing::attachment_of(t).is_some()))
+        // An attachment whose image is gone (deleted while a removal failed or raced) is an
+        // image like any other, so that rules can expire it.
+        let digests: HashSet<String> = records.iter().map(|r| r.digest.clone()).collect();
+        let attached_to = |r: &ImageRecord| -> Option<String> {
+            if let Some(s) = &r.subject {
+                return Some(s.clone());
+            }
+            let mut subjects = r.tags.iter().map(|t| berth_rules::signing::attachment_of(t).map(|(d, _)| d));
+            let first = subjects.next()??;
+            subjects.all(|s| s.as_deref() == Some(first.as_str())).then_some(first)
         };
+        let attachment = |r: &ImageRecord| attached_to(r).is_some_and(|s| digests.contains(&s));
         Ok(records
             .into_iter()
             .filter(|r| !attachment(r))

@@ -5,6 +5,9 @@
 //! Only client pulls are recorded at all: Berth's own readers (the scanner, replication, the
 //! pull-through cache's fills) read manifests without calling `record_pull`.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
 use berth_meta::{CappedInsert, now_ms};
 use berth_oci::Digest;
 
@@ -14,18 +17,62 @@ use crate::{Registry, RegistryError};
 /// ECR's quota of exclusions per registry.
 pub const MAX_EXCLUSIONS: usize = 100;
 
-/// How often one puller's pulls of one image are looked at.
+/// How often one image's pull is written.
 const EVERY_MS: i64 = 60_000;
 
-/// (repository key, digest, puller's ARN or "" for an anonymous pull).
-pub(crate) type PullKey = (String, String, String);
+/// How long a node trusts the exclusions it read (another node's change shows within this).
+const EXCLUSIONS_FRESH_MS: i64 = 30_000;
+
+/// An account's exclusions as read, with when.
+type ReadExclusions = (i64, Arc<Vec<String>>);
+
+/// This node's memory of pulls: when each (repository, digest) pull was last written, and each
+/// account's exclusions with when they were read.
+#[derive(Default, Clone)]
+pub(crate) struct PullRecords {
+    written: Arc<Mutex<HashMap<(String, String), i64>>>,
+    exclusions: Arc<Mutex<HashMap<String, ReadExclusions>>>,
+}
+
+impl PullRecords {
+    /// Whether the image's pull is due to be written (and marks it written).
+    fn due(&self, name: &str, digest: &str, now: i64) -> bool {
+        let mut written = self.written.lock().expect("pull records");
+        let key = (name.to_string(), digest.to_string());
+        if written.get(&key).is_some_and(|t| now - t < EVERY_MS) {
+            return false;
+        }
+        if written.len() > 100_000 {
+            written.clear();
+        }
+        written.insert(key, now);
+        true
+    }
+
+    fn cached_exclusions(&self, account: &str, now: i64) -> Option<Arc<Vec<String>>> {
+        let cached = self.exclusions.lock().expect("exclusions");
+        cached.get(account).filter(|(at, _)| now - at < EXCLUSIONS_FRESH_MS).map(|(_, list)| list.clone())
+    }
+
+    fn remember_exclusions(&self, account: &str, now: i64, list: Vec<String>) -> Arc<Vec<String>> {
+        let list = Arc::new(list);
+        self.exclusions.lock().expect("exclusions").insert(account.to_string(), (now, list.clone()));
+        list
+    }
+
+    fn forget_exclusions(&self, account: &str) {
+        self.exclusions.lock().expect("exclusions").remove(account);
+    }
+}
 
 impl Registry {
     /// `RegisterPullTimeUpdateExclusion`: returns when it was registered.
     pub async fn register_pull_time_exclusion(&self, account: &str, principal_arn: &str) -> Result<i64, RegistryError> {
         check_principal_arn(principal_arn)?;
         let now = now_ms();
-        match self.meta().add_pull_time_exclusion(account, principal_arn, now, MAX_EXCLUSIONS).await? {
+        let added = self.meta().add_pull_time_exclusion(account, principal_arn, now, MAX_EXCLUSIONS).await?;
+        self.pull_records.forget_exclusions(account);
+        match added {
             CappedInsert::Inserted => Ok(now),
             CappedInsert::Taken => Err(RegistryError::PullTimeExclusionExists { arn: principal_arn.to_string() }),
             CappedInsert::LimitReached => Err(RegistryError::PullTimeExclusionLimit),
@@ -39,11 +86,9 @@ impl Registry {
         principal_arn: &str,
     ) -> Result<(), RegistryError> {
         check_principal_arn(principal_arn)?;
-        if self.meta().remove_pull_time_exclusion(account, principal_arn).await? {
-            Ok(())
-        } else {
-            Err(RegistryError::PullTimeExclusionNotFound { arn: principal_arn.to_string() })
-        }
+        let removed = self.meta().remove_pull_time_exclusion(account, principal_arn).await?;
+        self.pull_records.forget_exclusions(account);
+        if removed { Ok(()) } else { Err(RegistryError::PullTimeExclusionNotFound { arn: principal_arn.to_string() }) }
     }
 
     /// `ListPullTimeUpdateExclusions`: (principal ARN, registered at) in ARN order.
@@ -52,36 +97,40 @@ impl Registry {
     }
 
     /// Records a client's pull for `lastRecordedPullTime`, unless the puller (its IAM ARN;
-    /// `None` for an anonymous pull) is excluded in the repository's account. At most one look
-    /// per image and puller a minute, done in the background so a pull never waits for the
-    /// database.
+    /// `None` for an anonymous pull) is excluded in the repository's account: at most one
+    /// write per image a minute, in the background so a pull never waits for the database.
+    /// The account's exclusions are read at most every 30 s per node; an excluded pull never
+    /// takes the minute's write from someone else's.
     pub fn record_pull(&self, name: &str, digest: &Digest, puller: Option<&str>) {
         let now = now_ms();
-        let puller = puller.unwrap_or_default().to_string();
-        {
-            let mut recorded = self.pulls_recorded.lock().expect("pull records");
-            let key = (name.to_string(), digest.to_string(), puller.clone());
-            if recorded.get(&key).is_some_and(|t| now - t < EVERY_MS) {
-                return;
-            }
-            if recorded.len() > 100_000 {
-                recorded.clear();
-            }
-            recorded.insert(key, now);
-        }
         let account = split_repository_key(self.registry_id(), name).0.to_string();
+        let records = self.pull_records.clone();
+        let known = records.cached_exclusions(&account, now);
+        if let (Some(arn), Some(list)) = (puller, &known)
+            && list.iter().any(|a| a == arn)
+        {
+            return;
+        }
+        if known.is_some() && !records.due(name, digest.as_str(), now) {
+            return;
+        }
         let (meta, name, digest) = (self.meta().clone(), name.to_string(), digest.to_string());
+        let puller = puller.map(str::to_string);
         tokio::spawn(async move {
-            let excluded = match puller.as_str() {
-                "" => Ok(false),
-                arn => meta.pull_time_exclusions(&account).await.map(|list| list.iter().any(|(a, _)| a == arn)),
-            };
-            let recorded = match excluded {
-                Ok(true) => Ok(()),
-                Ok(false) => meta.record_pull(&name, &digest, now).await,
-                Err(e) => Err(e),
-            };
-            if let Err(e) = recorded {
+            if known.is_none() {
+                let list = match meta.pull_time_exclusions(&account).await {
+                    Ok(list) => list.into_iter().map(|(arn, _)| arn).collect(),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "could not read the pull-time update exclusions");
+                        return;
+                    }
+                };
+                let list = records.remember_exclusions(&account, now, list);
+                if puller.as_ref().is_some_and(|p| list.contains(p)) || !records.due(&name, &digest, now) {
+                    return;
+                }
+            }
+            if let Err(e) = meta.record_pull(&name, &digest, now).await {
                 tracing::warn!(error = %e, "could not record a pull");
             }
         });

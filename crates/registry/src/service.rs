@@ -31,9 +31,9 @@ pub struct Registry {
     meta: Arc<dyn MetaStore>,
     blobs: Arc<dyn BlobStore>,
     sessions: Mutex<HashMap<String, SessionLock>>,
-    /// When each (repository, digest, puller) pull was last looked at, to write at most once a
-    /// minute (see pull_times.rs).
-    pub(crate) pulls_recorded: Mutex<HashMap<crate::pull_times::PullKey, i64>>,
+    /// When each image's pull was last written, and each account's pull-time update
+    /// exclusions as last read (see pull_times.rs).
+    pub(crate) pull_records: crate::pull_times::PullRecords,
     /// Per-digest locks held while an upload publishes and records a blob, and while GC deletes
     /// a blob's bytes, so the two never interleave (see gc.rs); and other named node locks
     /// (`node_lock`: a signature tag's writers).
@@ -243,7 +243,7 @@ impl Registry {
             meta,
             blobs,
             sessions: Mutex::new(HashMap::new()),
-            pulls_recorded: Mutex::new(HashMap::new()),
+            pull_records: Default::default(),
             commit_locks: Mutex::new(HashMap::new()),
             registry_id,
             region: DEFAULT_REGION.to_string(),
@@ -421,13 +421,18 @@ impl Registry {
     /// A small blob of `repository` (an image config, a signature payload) read whole; `None`
     /// if it is not there or larger than 4 MiB.
     pub(crate) async fn read_small_blob(&self, repository: &str, digest: &str) -> Option<Vec<u8>> {
+        self.read_blob_at_most(repository, digest, 4 << 20).await
+    }
+
+    /// A blob of `repository` read whole if it is at most `max` bytes.
+    pub(crate) async fn read_blob_at_most(&self, repository: &str, digest: &str, max: usize) -> Option<Vec<u8>> {
         use futures_util::TryStreamExt;
         let digest = Digest::parse(digest).ok()?;
         let mut stream = self.at_rest().open_linked(repository, &digest).await.ok()?;
         let mut out = Vec::new();
         while let Some(chunk) = stream.try_next().await.ok()? {
             out.extend_from_slice(&chunk);
-            if out.len() > 4 << 20 {
+            if out.len() > max {
                 return None;
             }
         }
@@ -1102,8 +1107,9 @@ impl Registry {
             let untagged = self.meta.image(name, child).await?.is_some_and(|c| c.tags.is_empty());
             if orphan && untagged {
                 match self.meta.delete_manifest(name, &child_digest).await {
+                    Ok(_) => self.remove_attachments(name, &child_digest).await?,
                     // Listed by another index meanwhile: it stays.
-                    Ok(_) | Err(MetaError::ReferencedByIndex(_)) => {}
+                    Err(MetaError::ReferencedByIndex(_)) => {}
                     Err(e) => return Err(e.into()),
                 }
             }
@@ -1145,8 +1151,10 @@ impl Registry {
 
     /// What hangs off a deleted image goes with it: its referrers (signature bundles, SBOMs,
     /// attestations) and its tag-scheme attachments (`sha256-<hex>.sig|.att|.sbom`), each
-    /// with what hangs off it in turn. An attachment an index lists stays.
-    async fn remove_attachments(&self, name: &str, subject: &Digest) -> Result<()> {
+    /// with what hangs off it in turn. An attachment tag is removed; the manifest behind it
+    /// (or a referrer) goes only once no tag names it (another image's attachment tag or a
+    /// user's tag keeps it) and no index lists it.
+    pub(crate) async fn remove_attachments(&self, name: &str, subject: &Digest) -> Result<()> {
         let mut pending = vec![subject.clone()];
         let mut seen = std::collections::HashSet::new();
         while let Some(s) = pending.pop() {
@@ -1159,11 +1167,19 @@ impl Registry {
             }
             for kind in ["sig", "att", "sbom"] {
                 let tag = format!("{}.{kind}", s.as_str().replacen(':', "-", 1));
-                attached.extend(self.meta.resolve_tag(name, &tag).await?);
+                if let Some(d) = self.meta.resolve_tag(name, &tag).await? {
+                    self.meta.delete_tag(name, &tag).await?;
+                    attached.push(d);
+                }
             }
             for a in attached {
+                let untagged = self.meta.image(name, a.as_str()).await?.is_some_and(|i| i.tags.is_empty());
+                if !untagged {
+                    continue;
+                }
                 match self.meta.delete_manifest(name, &a).await {
-                    Ok(_) | Err(MetaError::ReferencedByIndex(_)) => pending.push(a),
+                    Ok(_) => pending.push(a),
+                    Err(MetaError::ReferencedByIndex(_)) => {}
                     Err(e) => return Err(e.into()),
                 }
             }

@@ -88,13 +88,14 @@ impl SigningStore for Meta {
         Ok(())
     }
 
-    async fn delete_image_signings(&self, repository: &str, digest: &str) -> Result<()> {
+    async fn delete_image_signing(&self, repository: &str, digest: &str, profile_arn: &str) -> Result<()> {
         sqlx::query(
-            "DELETE FROM image_signings WHERE digest = $2 \
+            "DELETE FROM image_signings WHERE digest = $2 AND profile_arn = $3 \
              AND repository_id = (SELECT id FROM repositories WHERE name = $1)",
         )
         .bind(repository)
         .bind(digest)
+        .bind(profile_arn)
         .execute(self.writes())
         .await
         .map_err(backend)?;

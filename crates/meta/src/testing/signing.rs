@@ -53,7 +53,9 @@ pub async fn keeps_an_images_signing_status_per_profile_until_it_goes(meta: Stor
     let got = meta.image_signings("prod/app", m.digest.as_str()).await.unwrap();
     assert_eq!(got, [status("arn:a", "FAILED", 2), status("arn:b", "COMPLETE", 3)]);
     assert!(meta.image_signings("prod/app", "sha256:absent").await.unwrap().is_empty());
-    meta.delete_image_signings("prod/app", m.digest.as_str()).await.unwrap();
+    meta.delete_image_signing("prod/app", m.digest.as_str(), "arn:a").await.unwrap();
+    assert_eq!(meta.image_signings("prod/app", m.digest.as_str()).await.unwrap(), [status("arn:b", "COMPLETE", 3)]);
+    meta.delete_image_signing("prod/app", m.digest.as_str(), "arn:b").await.unwrap();
     assert!(meta.image_signings("prod/app", m.digest.as_str()).await.unwrap().is_empty());
     meta.put_image_signing("prod/app", m.digest.as_str(), &status("arn:a", "COMPLETE", 5)).await.unwrap();
     meta.delete_manifest("prod/app", &m.digest).await.unwrap();

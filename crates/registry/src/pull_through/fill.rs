@@ -16,7 +16,7 @@
 
 use std::sync::Arc;
 
-use berth_meta::{PullThroughRule, RepositorySettings, StoredManifest};
+use berth_meta::{MetaError, PullThroughRule, RepositorySettings, StoredManifest};
 use berth_oci::Digest;
 use berth_oci::manifest::{ManifestKind, ParsedManifest, parse_manifest};
 use berth_rules::pull_through as rules;
@@ -285,7 +285,21 @@ impl Registry {
                 }
             }
         };
-        negotiated(&pending.manifest, reference, accept)
+        let m = negotiated(&pending.manifest, reference, accept)?;
+        self.check_served_fill(name, m).await
+    }
+
+    /// A manifest served from memory while its fill is stored passes the repository's
+    /// verification on pull as a stored one does (it has no signature yet: refused until one
+    /// arrives, by the repository's own signing rule or a client's).
+    async fn check_served_fill(&self, name: &str, mut m: StoredManifest) -> Result<StoredManifest, RegistryError> {
+        m.pull_gate.verification = match self.meta().pull_verification(name).await {
+            Ok(v) => v,
+            Err(MetaError::RepositoryNotFound) => None,
+            Err(e) => return Err(e.into()),
+        };
+        self.check_pull_verification(name, &m).await?;
+        Ok(m)
     }
 
     /// A cached manifest by tag, checked upstream first when its rule's refresh interval has
@@ -315,7 +329,7 @@ impl Registry {
         self.cache.next_check_at(name, reference, now + interval.min(CHECK_POLL_MS));
         match self.recheck_tag(name, reference, &cached.digest, Some(grant)).await {
             Ok(Some(newer)) => match negotiated(&newer.manifest, reference, accept) {
-                Ok(m) => Ok(m),
+                Ok(m) => self.check_served_fill(name, m).await,
                 Err(_) => Ok(cached),
             },
             Ok(None) => Ok(cached),
@@ -448,7 +462,11 @@ impl Registry {
             let stored = match stored {
                 Ok(()) => {
                     let reference = tag.as_deref().unwrap_or(&digest);
-                    let put = registry.put_manifest(&name, reference, Some(&content_type), body, &[]).await;
+                    // An upstream .sig is merged with the signatures the cache holds, never
+                    // replacing them.
+                    let put = registry
+                        .put_manifest_keeping_signatures(&name, reference, Some(&content_type), body, &[])
+                        .await;
                     match put {
                         // A cached image is signed if the cache repository's own rules say so.
                         Ok(put) if tag.is_some() => {

@@ -85,10 +85,7 @@ impl Registry {
         }
         let tagged = !kept.is_empty();
         let kept_tags: Vec<&str> = kept.iter().map(String::as_str).collect();
-        let lock = match kept_tags.iter().find(|t| berth_rules::signing::is_signature_tag(t)) {
-            Some(tag) => Some(self.signature_lock(&target.name, tag).await?),
-            None => None,
-        };
+        let locks = self.signature_locks(&target.name, &kept_tags).await?;
         let stored = async {
             let signature_tags = self.signature_tags_now(&target.name, &kept_tags).await?;
             let put = self.store_manifest(target, digest.clone(), parsed, content, kept.clone(), Vec::new()).await?;
@@ -97,8 +94,8 @@ impl Registry {
             Ok::<_, RegistryError>(put)
         }
         .await;
-        if let Some(lock) = lock {
-            lock.release(self).await;
+        for lock in locks {
+            lock.release().await;
         }
         match stored {
             Ok(put) => {

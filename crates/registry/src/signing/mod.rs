@@ -12,6 +12,7 @@
 mod profiles;
 pub mod verify;
 
+use std::collections::HashSet;
 use std::sync::OnceLock;
 
 use aws_lc_rs::rand::SystemRandom;
@@ -142,11 +143,26 @@ impl Registry {
         body: Vec<u8>,
         extra_tags: &[String],
     ) -> Result<ManifestPut, RegistryError> {
+        let put = self.put_manifest_keeping_signatures(name, reference, content_type, body, extra_tags).await?;
+        self.sign_pushed(pusher, name, &put).await;
+        Ok(put)
+    }
+
+    /// `put_manifest`, keeping the signatures a signature tag among the tags held before
+    /// (under the tag's lock): a client's `.sig` PUT, or a cache fill of an upstream `.sig`.
+    pub(crate) async fn put_manifest_keeping_signatures(
+        &self,
+        name: &str,
+        reference: &str,
+        content_type: Option<&str>,
+        body: Vec<u8>,
+        extra_tags: &[String],
+    ) -> Result<ManifestPut, RegistryError> {
         let tags: Vec<&str> = std::iter::once(reference).chain(extra_tags.iter().map(String::as_str)).collect();
-        let lock = match tags.iter().find(|t| is_signature_tag(t)) {
-            Some(tag) => Some(self.signature_lock(name, tag).await?),
-            None => None,
-        };
+        if !tags.iter().any(|t| is_signature_tag(t)) {
+            return self.put_manifest(name, reference, content_type, body, extra_tags).await;
+        }
+        let locks = self.signature_locks(name, &tags).await?;
         let stored = async {
             let signature_tags = self.signature_tags_now(name, &tags).await?;
             let put = self.put_manifest(name, reference, content_type, body, extra_tags).await?;
@@ -154,12 +170,31 @@ impl Registry {
             Ok::<_, RegistryError>(put)
         }
         .await;
-        if let Some(lock) = lock {
-            lock.release(self).await;
+        for lock in locks {
+            lock.release().await;
         }
-        let put = stored?;
-        self.sign_pushed(pusher, name, &put).await;
-        Ok(put)
+        stored
+    }
+
+    /// The locks of every signature tag among `tags`, taken in order (so two writers of the
+    /// same tags never wait on each other crosswise).
+    pub(crate) async fn signature_locks(&self, name: &str, tags: &[&str]) -> Result<Vec<SignatureLock>, RegistryError> {
+        let mut wanted: Vec<&str> = tags.iter().copied().filter(|t| is_signature_tag(t)).collect();
+        wanted.sort_unstable();
+        wanted.dedup();
+        let mut held = Vec::new();
+        for tag in wanted {
+            match self.signature_lock(name, tag).await {
+                Ok(l) => held.push(l),
+                Err(e) => {
+                    for l in held {
+                        l.release().await;
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        Ok(held)
     }
 
     /// The signature tags among `tags`, with what each points at now.
@@ -195,7 +230,7 @@ impl Registry {
             }
             tokio::time::sleep(std::time::Duration::from_millis(25)).await;
         }
-        Ok(SignatureLock { key, holder, _local: local })
+        Ok(SignatureLock { key, holder, meta: self.meta().clone(), released: false, _local: local })
     }
 
     /// After `digest` was stored under signature tags that pointed at other manifests before
@@ -274,15 +309,6 @@ impl Registry {
         put: &ManifestPut,
     ) -> Result<(), Refusal> {
         let profile = self.usable_profile(account, arn).await?;
-        if let Some(who) = pusher {
-            let target = Target::Resource { arn, account };
-            match who.authorizer.authorize(who.caller, "signer:SignPayload", target, who.env).await {
-                Ok(Ok(())) => {}
-                Ok(Err(denied)) => return Err((failure::SIGNING_NOT_AUTHORIZED, denied.message)),
-                Err(e) => return Err((failure::SIGNING_ERROR, e.to_string())),
-            }
-        }
-        let key = self.signing_key(&profile).map_err(|e| (failure::SIGNING_ERROR, e.to_string()))?;
         let host = self.image_host(account);
         let references: Vec<String> = if put.tags.is_empty() {
             vec![format!("{host}/{repository}")]
@@ -305,6 +331,17 @@ impl Registry {
         if references.is_empty() {
             return Ok(());
         }
+        // Only what is to be signed now needs the pusher's permission: a re-push of a signed
+        // image by someone else keeps its status.
+        if let Some(who) = pusher {
+            let target = Target::Resource { arn, account };
+            match who.authorizer.authorize(who.caller, "signer:SignPayload", target, who.env).await {
+                Ok(Ok(())) => {}
+                Ok(Err(denied)) => return Err((failure::SIGNING_NOT_AUTHORIZED, denied.message)),
+                Err(e) => return Err((failure::SIGNING_ERROR, e.to_string())),
+            }
+        }
+        let key = self.signing_key(&profile).map_err(|e| (failure::SIGNING_ERROR, e.to_string()))?;
         let rng = SystemRandom::new();
         let now = now_ms() / 1000;
         let mut layers = Vec::new();
@@ -353,7 +390,7 @@ impl Registry {
     ) -> Result<(), RegistryError> {
         let lock = self.signature_lock(name, &signature_tag(subject.as_str())).await?;
         let added = self.merge_signature_layers(name, subject, layers).await;
-        lock.release(self).await;
+        lock.release().await;
         added
     }
 
@@ -461,41 +498,59 @@ impl Registry {
             }
             let tag = signature_tag(child.as_str());
             let lock = self.signature_lock(name, &tag).await?;
+            // The layers kept, with the key that made each (if one of `keys`), and the payloads
+            // of those removed.
             let rewritten = async {
                 let (current, layers) = self.signature_layers(name, &tag).await?;
-                let mut keep = Vec::new();
+                let (mut keep, mut kept_by, mut removed) = (Vec::new(), Vec::new(), HashSet::new());
                 for layer in &layers {
-                    let ours = match (layer["digest"].as_str(), layer["annotations"][SIGNATURE_ANNOTATION].as_str()) {
-                        (Some(blob), Some(signature)) => match self.read_small_blob(name, blob).await {
-                            Some(payload) => {
-                                parse_simple_signing(&payload).is_some_and(|c| {
-                                    c.docker_reference == identity && c.manifest_digest == child.as_str()
-                                }) && keys.iter().any(|k| k.verifies(&payload, signature))
-                            }
-                            None => false,
-                        },
-                        _ => false,
+                    let (blob, signature) =
+                        (layer["digest"].as_str(), layer["annotations"][SIGNATURE_ANNOTATION].as_str());
+                    let payload = match blob {
+                        Some(b) => self.read_small_blob(name, b).await,
+                        None => None,
                     };
-                    if !ours {
+                    let signer = match (&payload, signature) {
+                        (Some(p), Some(sig)) => keys.iter().find(|k| k.verifies(p, sig)).map(|k| k.name.clone()),
+                        _ => None,
+                    };
+                    let tagless = payload
+                        .as_deref()
+                        .and_then(parse_simple_signing)
+                        .is_some_and(|c| c.docker_reference == identity && c.manifest_digest == child.as_str());
+                    if signer.is_some() && tagless {
+                        removed.extend(blob.map(str::to_string));
+                    } else {
                         keep.push(layer.clone());
+                        kept_by.extend(signer);
                     }
                 }
                 if keep.len() != layers.len() {
                     self.write_signature_manifest(name, &child, current, &keep).await?;
                 }
-                Ok::<_, RegistryError>(())
+                Ok::<_, RegistryError>((kept_by, removed))
             }
             .await;
-            lock.release(self).await;
-            rewritten?;
+            lock.release().await;
+            let (kept_by, removed) = rewritten?;
+            // Berth's bundles of the signatures removed, and the statuses of profiles that no
+            // longer sign the child.
             for r in self.meta().referrers(name, &child, Some(SIGSTORE_BUNDLE)).await? {
-                let r = self.at_rest().open_summary(name, r).await?;
-                let berths = r.annotations.as_deref().is_some_and(|a| a.contains(PROFILE_ANNOTATION));
-                if berths && let Ok(d) = Digest::parse(&r.digest) {
+                let Ok(d) = Digest::parse(&r.digest) else { continue };
+                let Some(m) = self.meta().manifest(name, &d).await? else { continue };
+                let m = self.at_rest().open_manifest(name, m).await?;
+                let doc: Value = serde_json::from_slice(&m.content).unwrap_or_default();
+                let ours = doc["annotations"][PROFILE_ANNOTATION].is_string();
+                let payload = doc["layers"][1]["digest"].as_str().unwrap_or_default();
+                if ours && removed.contains(payload) {
                     let _ = self.remove_image(name, &d).await?;
                 }
             }
-            self.meta().delete_image_signings(name, child.as_str()).await?;
+            for arn in profiles {
+                if !kept_by.iter().any(|k| k == arn) {
+                    self.meta().delete_image_signing(name, child.as_str(), arn).await?;
+                }
+            }
         }
         Ok(())
     }
@@ -575,18 +630,35 @@ fn error(e: RegistryError) -> Refusal {
     (failure::SIGNING_ERROR, e.to_string())
 }
 
-/// A held `Registry::signature_lock`; `release` gives the lease up (dropped without it, the
-/// lease expires on its own).
+/// A held `Registry::signature_lock`. `release` gives the lease up; dropped without it (the
+/// request was cancelled), the lease is given up in the background.
 pub(crate) struct SignatureLock {
     key: String,
     holder: String,
+    meta: std::sync::Arc<dyn berth_meta::MetaStore>,
+    released: bool,
     _local: tokio::sync::OwnedMutexGuard<()>,
 }
 
 impl SignatureLock {
-    pub(crate) async fn release(self, registry: &Registry) {
-        if let Err(e) = registry.release_lease(&self.key, &self.holder).await {
+    pub(crate) async fn release(mut self) {
+        self.released = true;
+        if let Err(e) = self.meta.release_lease(&self.key, &self.holder).await {
             tracing::warn!(error = %e, lease = %self.key, "could not release a signature lock");
+        }
+    }
+}
+
+impl Drop for SignatureLock {
+    fn drop(&mut self) {
+        if self.released {
+            return;
+        }
+        let (meta, key, holder) = (self.meta.clone(), std::mem::take(&mut self.key), std::mem::take(&mut self.holder));
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                let _ = meta.release_lease(&key, &holder).await;
+            });
         }
     }
 }

@@ -9,15 +9,16 @@ use aws_lc_rs::signature::{ECDSA_P256_SHA256_ASN1, UnparsedPublicKey};
 use base64::Engine;
 use berth_meta::StoredManifest;
 use berth_oci::Digest;
-use berth_rules::signing::{SIMPLE_SIGNING, attachment_of, parse_simple_signing, signature_tag};
+use berth_rules::signing::{SIMPLE_SIGNING, parse_simple_signing, signature_tag};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::{Registry, RegistryError};
 
-/// Media types of attestation layers (in-toto statements in DSSE envelopes): exempt as
-/// signatures are.
-const ATTESTATION_LAYERS: [&str; 2] = ["application/vnd.dsse.envelope.v1+json", "application/vnd.in-toto+json"];
+/// The most signatures of one image a check reads, and the largest payload it reads (a
+/// simple-signing payload is a few hundred bytes).
+const MAX_SIGNATURES: usize = 64;
+const MAX_PAYLOAD: usize = 64 << 10;
 
 /// A repository's verification on pull, as stored (JSON) and as the Berth extension shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -135,14 +136,9 @@ impl Registry {
 
     /// The pull's check: the manifest about to be served is exempt, or signed by a key the
     /// repository trusts, or a child of an index that is; otherwise `PullUnverified`.
-    pub(crate) async fn check_pull_verification(
-        &self,
-        name: &str,
-        reference: &str,
-        m: &StoredManifest,
-    ) -> Result<(), RegistryError> {
+    pub(crate) async fn check_pull_verification(&self, name: &str, m: &StoredManifest) -> Result<(), RegistryError> {
         let Some(text) = &m.pull_gate.verification else { return Ok(()) };
-        if attachment_of(reference).is_some() || is_exempt(&m.content) {
+        if !is_runnable(&m.content) {
             return Ok(());
         }
         let config = parse_stored(text)?;
@@ -184,7 +180,8 @@ impl Registry {
         let sig = self.at_rest().open_manifest(name, sig).await?;
         let doc: Value = serde_json::from_slice(&sig.content).unwrap_or_default();
         let mut out = Vec::new();
-        for layer in doc["layers"].as_array().into_iter().flatten() {
+        // Bounded: whoever may push may write a .sig manifest, and every pull reads it.
+        for layer in doc["layers"].as_array().into_iter().flatten().take(MAX_SIGNATURES) {
             let (Some(blob), Some(signature)) =
                 (layer["digest"].as_str(), layer["annotations"][berth_rules::signing::SIGNATURE_ANNOTATION].as_str())
             else {
@@ -193,7 +190,7 @@ impl Registry {
             if layer["mediaType"] != SIMPLE_SIGNING {
                 continue;
             }
-            if let Some(payload) = self.read_small_blob(name, blob).await {
+            if let Some(payload) = self.read_blob_at_most(name, blob, MAX_PAYLOAD).await {
                 out.push(TagSignature { payload, signature: signature.to_string() });
             }
         }
@@ -205,17 +202,21 @@ fn parse_stored(text: &str) -> Result<PullVerification, RegistryError> {
     serde_json::from_str(text).map_err(|e| RegistryError::Internal(format!("stored verification on pull: {e}")))
 }
 
-/// Signature and attestation manifests, and referrers: never refused for want of a signature.
-fn is_exempt(content: &[u8]) -> bool {
+/// What verification on pull guards: an image a runtime would run — an index, or an image
+/// manifest with at least one filesystem layer (`application/vnd.oci.image.layer.*`,
+/// `application/vnd.docker.image.rootfs.*`). Signatures, attestations, SBOMs and other
+/// artifacts carry none and stay readable; how a manifest is tagged, or whether it names a
+/// `subject`, decides nothing (a runnable image with a `subject` is still checked).
+fn is_runnable(content: &[u8]) -> bool {
     let doc: Value = serde_json::from_slice(content).unwrap_or_default();
-    if doc.get("subject").is_some_and(|s| !s.is_null()) {
+    if doc.get("manifests").is_some_and(Value::is_array) {
         return true;
     }
-    doc["layers"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .any(|l| l["mediaType"].as_str().is_some_and(|t| t == SIMPLE_SIGNING || ATTESTATION_LAYERS.contains(&t)))
+    doc["layers"].as_array().into_iter().flatten().any(|l| {
+        l["mediaType"].as_str().is_some_and(|t| {
+            t.starts_with("application/vnd.oci.image.layer.") || t.starts_with("application/vnd.docker.image.rootfs.")
+        })
+    })
 }
 
 #[cfg(test)]
@@ -258,12 +259,17 @@ mod tests {
     }
 
     #[test]
-    fn signatures_attestations_and_referrers_are_exempt() {
+    fn only_what_a_runtime_would_run_is_guarded() {
         let sig = format!(r#"{{"layers":[{{"mediaType":"{SIMPLE_SIGNING}"}}]}}"#);
-        assert!(is_exempt(sig.as_bytes()));
-        assert!(is_exempt(br#"{"layers":[{"mediaType":"application/vnd.dsse.envelope.v1+json"}]}"#));
-        assert!(is_exempt(br#"{"subject":{"digest":"sha256:00"},"layers":[]}"#));
-        assert!(!is_exempt(br#"{"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip"}]}"#));
-        assert!(!is_exempt(br#"{"manifests":[]}"#));
+        assert!(!is_runnable(sig.as_bytes()));
+        assert!(!is_runnable(br#"{"layers":[{"mediaType":"application/vnd.dsse.envelope.v1+json"}]}"#));
+        assert!(!is_runnable(br#"{"subject":{"digest":"sha256:00"},"layers":[{"mediaType":"application/json"}]}"#));
+        // A subject or a signature layer beside a filesystem layer exempts nothing.
+        let disguised = format!(
+            r#"{{"subject":{{"digest":"sha256:00"}},"layers":[{{"mediaType":"{SIMPLE_SIGNING}"}},{{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip"}}]}}"#
+        );
+        assert!(is_runnable(disguised.as_bytes()));
+        assert!(is_runnable(br#"{"layers":[{"mediaType":"application/vnd.docker.image.rootfs.diff.tar.gzip"}]}"#));
+        assert!(is_runnable(br#"{"manifests":[]}"#));
     }
 }
