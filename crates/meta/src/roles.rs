@@ -744,6 +744,21 @@ pub trait SigningStore: Send + Sync + 'static {
     async fn delete_image_signing(&self, repository: &str, digest: &str, profile_arn: &str) -> Result<()>;
 }
 
+/// ECR Public: each account's public registry alias.
+#[async_trait]
+pub trait PublicRegistryStore: Send + Sync + 'static {
+    async fn registry_alias(&self, account_id: &str) -> Result<Option<String>>;
+
+    /// Gives `account_id` the alias `alias` (replacing its own); `AlreadyExists` if another
+    /// account holds it. Concurrency: the alias is a unique key; of accounts racing for one,
+    /// one gets it.
+    async fn set_registry_alias(&self, account_id: &str, alias: &str, at: i64) -> Result<()>;
+
+    /// The account's alias; `candidate` stored as it first if it has none (`AlreadyExists` if
+    /// another account holds `candidate`: the caller picks another).
+    async fn ensure_registry_alias(&self, account_id: &str, candidate: &str, at: i64) -> Result<String>;
+}
+
 /// Pull-through cache rules, per account.
 #[async_trait]
 pub trait PullThroughStore: Send + Sync + 'static {
@@ -830,6 +845,7 @@ pub trait MetaStore:
     + ManagedSecretStore
     + PullThroughStore
     + SigningStore
+    + PublicRegistryStore
     + KmsStore
     + LeaseStore
     + ChangeFeed

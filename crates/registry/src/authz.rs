@@ -82,10 +82,26 @@ pub fn aws_managed_policy(arn: &str) -> Option<&'static str> {
         )
     });
     const FULL: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"ecr:*","Resource":"*"}]}"#;
+    // ECR Public's, as AWS defines them (a public registry's token needs sts:GetServiceBearerToken too).
+    const PUBLIC_READ: &str = r#""ecr-public:GetAuthorizationToken","sts:GetServiceBearerToken","ecr-public:BatchCheckLayerAvailability","ecr-public:GetRepositoryPolicy","ecr-public:DescribeRepositories","ecr-public:DescribeRegistries","ecr-public:DescribeImages","ecr-public:DescribeImageTags","ecr-public:GetRepositoryCatalogData","ecr-public:GetRegistryCatalogData""#;
+    static PUBLIC_READ_ONLY: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!(
+            r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Action":[{PUBLIC_READ}],"Resource":"*"}}]}}"#
+        )
+    });
+    static PUBLIC_POWER_USER: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!(
+            r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Action":[{PUBLIC_READ},"ecr-public:InitiateLayerUpload","ecr-public:UploadLayerPart","ecr-public:CompleteLayerUpload","ecr-public:PutImage"],"Resource":"*"}}]}}"#
+        )
+    });
+    const PUBLIC_FULL: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["ecr-public:*","sts:GetServiceBearerToken"],"Resource":"*"}]}"#;
     match arn.strip_prefix("arn:aws:iam::aws:policy/")? {
         "AmazonEC2ContainerRegistryReadOnly" => Some(READ_ONLY.as_str()),
         "AmazonEC2ContainerRegistryPowerUser" => Some(POWER_USER.as_str()),
         "AmazonEC2ContainerRegistryFullAccess" => Some(FULL),
+        "AmazonElasticContainerRegistryPublicReadOnly" => Some(PUBLIC_READ_ONLY.as_str()),
+        "AmazonElasticContainerRegistryPublicPowerUser" => Some(PUBLIC_POWER_USER.as_str()),
+        "AmazonElasticContainerRegistryPublicFullAccess" => Some(PUBLIC_FULL),
         _ => None,
     }
 }

@@ -359,9 +359,10 @@ impl Identity {
 
     /// Whether a signature scoped to `region` is valid for `service` here: a regional API (ECR
     /// and every one added later) must name this deployment's region; IAM is global, and AWS
-    /// clients sign it for `us-east-1` or for their configured region.
+    /// clients sign it for `us-east-1` or for their configured region; ECR Public lives in
+    /// `us-east-1`, and clients configured for this deployment's region sign for that.
     pub fn signs_for_region(&self, service: &str, region: &str) -> bool {
-        region == self.region || (service == "iam" && region == "us-east-1")
+        region == self.region || (matches!(service, "iam" | "ecr-public") && region == "us-east-1")
     }
 
     /// A registry token for `caller`, valid 12 hours; returns it with its expiry.

@@ -19,6 +19,7 @@ pub mod images;
 pub mod kms;
 mod leases;
 mod lifecycle;
+pub mod public;
 pub mod pull_through;
 mod pull_times;
 pub mod replication;

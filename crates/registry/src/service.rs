@@ -57,6 +57,8 @@ pub struct Registry {
     pub(crate) opened_keys: crate::at_rest::OpenedKeys,
     /// The host signatures name images by.
     pub(crate) signing_host: crate::signing::SigningHost,
+    /// The public registry's host (ECR Public), when it is on.
+    pub(crate) public_host: std::sync::OnceLock<String>,
 }
 
 pub struct BlobRead {
@@ -256,6 +258,7 @@ impl Registry {
             cache: Default::default(),
             opened_keys: Default::default(),
             signing_host: Default::default(),
+            public_host: Default::default(),
         }
     }
 

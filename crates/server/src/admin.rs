@@ -195,6 +195,12 @@ pub(crate) enum AdminCommand {
         #[arg(long, conflicts_with_all = ["trust_profiles", "trust_key_files"])]
         off: bool,
     },
+    /// Set the account's public registry alias (ECR Public: pull URIs are
+    /// `<public host>/<alias>/<repository>`); refused if another account holds it. The API has
+    /// no operation for it.
+    SetRegistryAlias {
+        alias: String,
+    },
     /// Revoke a signing profile: it signs nothing from now on (pushes it would sign get a
     /// `FAILED` status with `PROFILE_REVOKED`); its signatures stay verifiable.
     RevokeSigningProfile {
@@ -469,6 +475,13 @@ pub(crate) async fn admin(config: Config, command: AdminCommand) -> anyhow::Resu
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             serde_json::json!({ "repositoryName": repository, "pullVerification": config })
+        }
+        AdminCommand::SetRegistryAlias { alias } => {
+            let r = registry(&config, &meta, &blobs, &keys)
+                .set_registry_alias(&account, &alias)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            serde_json::json!({ "registryId": r.account, "alias": r.alias })
         }
         AdminCommand::RevokeSigningProfile { name } => {
             let profile = registry(&config, &meta, &blobs, &keys)

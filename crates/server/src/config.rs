@@ -116,6 +116,10 @@ pub struct Config {
     /// the listen address. Set it to the load balancer's name behind one.
     #[serde(default, deserialize_with = "text")]
     pub registry_host: Option<String>,
+    /// The public registry's host name (ECR Public, as `public.ecr.aws` is AWS's); unset, ECR
+    /// Public is off.
+    #[serde(default, deserialize_with = "text")]
+    pub public_host: Option<String>,
 }
 
 impl Config {
@@ -168,6 +172,7 @@ impl Default for Config {
             blobs_encrypted_at_rest: false,
             replication_max_bytes_per_second: None,
             registry_host: None,
+            public_host: None,
         }
     }
 }
@@ -201,6 +206,8 @@ pub struct Overrides {
     pub blobs: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub registry_host: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub public_host: Option<String>,
 }
 
 /// Environment values arrive typed (`123456789012` as a number); ids and secrets are text.
@@ -244,6 +251,7 @@ fn text_env() -> std::collections::BTreeMap<&'static str, String> {
         "s3_access_key_id",
         "s3_secret_access_key",
         "registry_host",
+        "public_host",
     ]
     .into_iter()
     .filter_map(|k| std::env::var(format!("BERTH_{}", k.to_ascii_uppercase())).ok().map(|v| (k, v)))
@@ -294,6 +302,7 @@ pub fn load(file: Option<&PathBuf>, overrides: &Overrides) -> Result<Config, Box
         "blobs_encrypted_at_rest",
         "replication_max_bytes_per_second",
         "registry_host",
+        "public_host",
     ]))
     .merge(Serialized::defaults(text_env()))
     .merge(Serialized::defaults(overrides))

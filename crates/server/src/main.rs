@@ -81,6 +81,10 @@ struct CommonArgs {
     /// address].
     #[arg(long, global = true)]
     registry_host: Option<String>,
+    /// The public registry's host name (ECR Public, as `public.ecr.aws` is AWS's) [default:
+    /// ECR Public is off].
+    #[arg(long, global = true)]
+    public_host: Option<String>,
     /// The metadata store: a PostgreSQL URL [default: the embedded SQLite file in the data
     /// directory].
     #[arg(long, global = true)]
@@ -232,6 +236,7 @@ fn main() -> ExitCode {
         meta: cli.common.meta.clone(),
         blobs: cli.common.blobs.clone(),
         registry_host: cli.common.registry_host.clone(),
+        public_host: cli.common.public_host.clone(),
     };
     let config = match config::load(cli.config.as_ref(), &overrides) {
         Ok(c) => c,
@@ -464,6 +469,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .with_context(|| format!("listening on {}", config.listen))?;
     let addr = listener.local_addr()?;
     registry.set_registry_host(config.registry_host.as_deref().unwrap_or(&addr.to_string()));
+    if let Some(host) = &config.public_host {
+        registry.set_public_host(host);
+    }
     let tls = match (&config.tls_cert, &config.tls_key) {
         (Some(cert), Some(key)) => Some(tls::server_config(cert, key)?),
         (None, None) => None,

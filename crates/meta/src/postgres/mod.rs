@@ -382,6 +382,7 @@ include!("../sql/managed_secrets.rs");
 include!("../sql/pull_through.rs");
 include!("../sql/kms.rs");
 include!("../sql/signing.rs");
+include!("../sql/public.rs");
 
 /// The channel nodes announce changes on.
 const CHANGES_CHANNEL: &str = "berth_changes";

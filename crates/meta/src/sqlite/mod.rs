@@ -256,6 +256,7 @@ include!("../sql/managed_secrets.rs");
 include!("../sql/pull_through.rs");
 include!("../sql/kms.rs");
 include!("../sql/signing.rs");
+include!("../sql/public.rs");
 
 /// One node opens an SQLite store: its own invalidation is all there is.
 #[async_trait]

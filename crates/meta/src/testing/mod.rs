@@ -386,6 +386,17 @@ macro_rules! signing_store_conformance {
     };
 }
 
+/// `PublicRegistryStore`'s clauses for a fixture.
+#[macro_export]
+macro_rules! public_registry_store_conformance {
+    ($fixture:path) => {
+        mod public_registry_store {
+            use super::*;
+            $crate::__conformance_clauses!($fixture, public, [keeps_one_alias_per_account_each_held_once]);
+        }
+    };
+}
+
 /// `PullThroughStore`'s clauses for a fixture.
 #[macro_export]
 macro_rules! pull_through_store_conformance {
@@ -463,6 +474,7 @@ macro_rules! meta_store_conformance {
         $crate::managed_secret_store_conformance!($fixture);
         $crate::pull_through_store_conformance!($fixture);
         $crate::signing_store_conformance!($fixture);
+        $crate::public_registry_store_conformance!($fixture);
         $crate::kms_store_conformance!($fixture);
         $crate::lease_store_conformance!($fixture);
     };
@@ -488,6 +500,7 @@ pub mod secrets;
 
 pub mod managed_secrets;
 
+pub mod public;
 pub mod pull_through;
 pub mod signing;
 

@@ -27,6 +27,7 @@ mod layers;
 mod lifecycle;
 mod model;
 mod policies;
+mod public;
 mod pull_through;
 mod registry;
 mod replication;
@@ -200,6 +201,9 @@ async fn serve(
     let bytes = axum::body::to_bytes(body, MAX_BODY)
         .await
         .map_err(|_| EcrError::new("SerializationException", "request body too large or unreadable"))?;
+    if let Some(op) = target.strip_prefix(public::TARGET_PREFIX) {
+        return public::serve(app, method, uri, headers, op, &bytes, env).await;
+    }
     // ECR's operations, or Berth's own (berth.rs) under their target.
     let (op, extension) = match (target.strip_prefix(TARGET_PREFIX), target.strip_prefix(berth::TARGET_PREFIX)) {
         (Some(op), _) => (op, false),
