@@ -108,3 +108,81 @@ def test_ecr_public_is_off_without_a_public_host(berth):
     assert p.returncode != 0 and "UnsupportedCommandException" in p.stderr, p.stderr
     # ECR's own API does not see anything of it.
     assert berth.client().describe_repositories()["repositories"] == []
+
+
+def test_public_repositories_are_their_own_kind(public):
+    name = "team/" + "a" * 190  # ECR Public allows 205 characters
+    out = json.loads(cli(public, "create-repository", "--repository-name", name,
+                         "--catalog-data", json.dumps({"description": "A tool", "architectures": ["x86-64", "ARM 64"],
+                                                       "operatingSystems": ["Linux"], "aboutText": "# About",
+                                                       "usageText": "docker pull it"}),
+                         "--tags", "Key=team,Value=a").stdout)
+    alias = client(public).describe_registries()["registries"][0]["aliases"][0]["name"]
+    repo = out["repository"]
+    assert repo["repositoryArn"] == f"arn:aws:ecr-public::{ACCOUNT_ID}:repository/{name}"
+    assert repo["repositoryUri"] == f"{PUBLIC_HOST}/{alias}/{name}"
+    assert out["catalogData"]["description"] == "A tool" and out["catalogData"]["marketplaceCertified"] is False
+    p = cli(public, "create-repository", "--repository-name", name, check=False)
+    assert p.returncode != 0 and "RepositoryAlreadyExistsException" in p.stderr
+    p = cli(public, "create-repository", "--repository-name", "x" * 206, check=False)
+    assert p.returncode != 0 and "InvalidParameterException" in p.stderr
+
+    # Kept apart: ECR's API and /v2/ on the private host never see it, and a private
+    # repository of the same name is another repository.
+    ecr = public.client()
+    assert ecr.describe_repositories()["repositories"] == []
+    ecr.create_repository(repositoryName="shared/name")
+    cli(public, "create-repository", "--repository-name", "shared/name")
+    assert [r["repositoryName"] for r in ecr.describe_repositories()["repositories"]] == ["shared/name"]
+    listed = json.loads(cli(public, "describe-repositories").stdout)["repositories"]
+    assert [r["repositoryName"] for r in listed] == ["shared/name", name]
+    import requests
+    catalog = requests.get(f"{public.endpoint}/v2/_catalog", auth=("AWS", public.token())).json()
+    assert catalog["repositories"] == ["shared/name"]
+
+    # Pages, by name.
+    for i in range(3):
+        client(public).create_repository(repositoryName=f"page/r{i}")
+    first = client(public).describe_repositories(maxResults=2)
+    assert [r["repositoryName"] for r in first["repositories"]] == ["page/r0", "page/r1"]
+    rest = client(public).describe_repositories(maxResults=2, nextToken=first["nextToken"])
+    assert [r["repositoryName"] for r in rest["repositories"]] == ["page/r2", "shared/name"]
+    assert client(public).describe_repositories(repositoryNames=["page/r1"])["repositories"][0]["repositoryName"] == "page/r1"
+    with pytest.raises(Exception) as e:
+        client(public).describe_repositories(repositoryNames=["missing/repo"])
+    assert "RepositoryNotFoundException" in str(e.value)
+
+    # Catalog data: what a put gives replaces, the rest stays; the logo is never echoed.
+    logo = base64.b64encode(b"\x89PNG fake").decode()
+    put = client(public).put_repository_catalog_data(repositoryName=name, catalogData={
+        "description": "A better tool", "logoImageBlob": base64.b64decode(logo)})["catalogData"]
+    assert put["description"] == "A better tool" and put["aboutText"] == "# About" and "logoImageBlob" not in put
+    got = json.loads(cli(public, "get-repository-catalog-data", "--repository-name", name).stdout)["catalogData"]
+    assert got == put
+    assert got["architectures"] == ["x86-64", "ARM 64"]
+
+    # Deleting: the private repository of the same name stays.
+    out = json.loads(cli(public, "delete-repository", "--repository-name", "shared/name").stdout)
+    assert out["repository"]["repositoryName"] == "shared/name"
+    assert [r["repositoryName"] for r in ecr.describe_repositories()["repositories"]] == ["shared/name"]
+    p = cli(public, "get-repository-catalog-data", "--repository-name", "shared/name", check=False)
+    assert p.returncode != 0 and "RepositoryNotFoundException" in p.stderr
+    p = cli(public, "describe-repositories", "--registry-id", "999999999999", check=False)
+    assert p.returncode != 0 and "InvalidParameterException" in p.stderr
+
+
+def test_repository_operations_are_authorized_on_the_public_arn(public):
+    cli(public, "create-repository", "--repository-name", "team/app")
+    cli(public, "create-repository", "--repository-name", "other/app")
+    key = public.create_user("teamlead", policy={"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Action": "ecr-public:*",
+        "Resource": f"arn:aws:ecr-public::{ACCOUNT_ID}:repository/team/*"}]})
+    cli(public, "put-repository-catalog-data", "--repository-name", "team/app", "--catalog-data",
+        '{"description": "mine"}', key=key[0], secret=key[1])
+    p = cli(public, "put-repository-catalog-data", "--repository-name", "other/app", "--catalog-data",
+            '{"description": "not mine"}', check=False, key=key[0], secret=key[1])
+    assert p.returncode != 0 and "AccessDeniedException" in p.stderr and "other/app" in p.stderr
+    reader = public.create_user("reader", attach="arn:aws:iam::aws:policy/AmazonElasticContainerRegistryPublicReadOnly")
+    cli(public, "describe-repositories", key=reader[0], secret=reader[1])
+    p = cli(public, "delete-repository", "--repository-name", "team/app", check=False, key=reader[0], secret=reader[1])
+    assert p.returncode != 0 and "AccessDeniedException" in p.stderr

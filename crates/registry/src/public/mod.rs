@@ -1,7 +1,12 @@
 //! ECR Public: each account's public registry — its alias (pull URIs are
-//! `<public host>/<alias>/<repository>`, as `public.ecr.aws/<alias>/…` are ECR's) and its
-//! catalog data. The public registry's repositories, the public host and anonymous pulls build
-//! on this.
+//! `<public host>/<alias>/<repository>`, as `public.ecr.aws/<alias>/…` are ECR's), its catalog
+//! data, and its repositories. The public host and anonymous pulls build on this.
+//!
+//! A public repository is a repository of the store under the key `@<account>+public/<name>`:
+//! its images, tags and blobs are kept as any repository's, and the same services serve them,
+//! but no private listing ever meets it (the default account's listings step over every
+//! `@…` key, another account's range is `@<account>/…`), no private name can address it (names
+//! never start with `@`), and its ARN is ECR Public's.
 
 use berth_meta::{MetaError, now_ms};
 use serde::{Deserialize, Serialize};
@@ -25,7 +30,172 @@ pub struct RegistryCatalogData {
     pub display_name: Option<String>,
 }
 
+/// The store's key of `account`'s public repository `name`.
+pub fn public_repository_key(account: &str, name: &str) -> String {
+    format!("@{account}+public/{name}")
+}
+
+/// The (account, name) of a public repository key; `None` for any other key.
+pub fn split_public_key(key: &str) -> Option<(&str, &str)> {
+    let (account, name) = key.strip_prefix('@')?.split_once('/')?;
+    Some((account.strip_suffix("+public")?, name))
+}
+
+/// A public repository's ARN (ECR Public's have no region).
+pub fn public_repository_arn(account: &str, name: &str) -> String {
+    format!("arn:aws:ecr-public::{account}:repository/{name}")
+}
+
+/// The account setting holding a public repository's catalog data (removed with it).
+fn repository_catalog_setting(name: &str) -> String {
+    format!("berth:public-catalog:{name}")
+}
+
+/// A public repository's catalog data, as stored and shown (`logoImageBlob` is kept as given,
+/// base64; `GetRepositoryCatalogData` shows a `logoUrl` for it once the public host serves it).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RepositoryCatalogData {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub architectures: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operating_systems: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logo_image_blob: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub about_text: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage_text: Option<String>,
+}
+
+impl RepositoryCatalogData {
+    /// `given` over `self`: what it sets replaces, what it leaves out stays.
+    fn updated(mut self, given: RepositoryCatalogData) -> RepositoryCatalogData {
+        macro_rules! take {
+            ($($f:ident),*) => { $( if given.$f.is_some() { self.$f = given.$f; } )* };
+        }
+        take!(description, architectures, operating_systems, logo_image_blob, about_text, usage_text);
+        self
+    }
+}
+
+/// A public repository as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublicRepository {
+    pub account: String,
+    pub name: String,
+    pub created_at: i64,
+}
+
 impl Registry {
+    /// `CreateRepository` (ECR Public): the account's registry (and its alias) made if need be,
+    /// the repository with its tags and catalog data.
+    pub async fn create_public_repository(
+        &self,
+        account: &str,
+        name: &str,
+        tags: &[(String, String)],
+        catalog: RepositoryCatalogData,
+    ) -> Result<(PublicRepository, RepositoryCatalogData), RegistryError> {
+        self.public_registry(account).await?;
+        let key = public_repository_key(account, name);
+        let created = self
+            .meta()
+            .create_repository(&key, &berth_meta::RepositorySettings::default(), tags)
+            .await
+            .map_err(|e| match e {
+                MetaError::RepositoryAlreadyExists => RegistryError::RepositoryAlreadyExists { name: name.to_string() },
+                other => other.into(),
+            })?;
+        let catalog = RepositoryCatalogData::default().updated(catalog);
+        let text = serde_json::to_string(&catalog).expect("catalog data serializes");
+        self.meta().put_account_setting(account, &repository_catalog_setting(name), &text).await?;
+        Ok((
+            PublicRepository { account: account.to_string(), name: name.to_string(), created_at: created.created_at },
+            catalog,
+        ))
+    }
+
+    /// A public repository of `account`; `RepositoryNotFound` if there is none.
+    pub async fn public_repository(&self, account: &str, name: &str) -> Result<PublicRepository, RegistryError> {
+        match self.meta().repository(&public_repository_key(account, name)).await? {
+            Some(r) => {
+                Ok(PublicRepository { account: account.to_string(), name: name.to_string(), created_at: r.created_at })
+            }
+            None => Err(RegistryError::RepositoryNotFound { name: name.to_string() }),
+        }
+    }
+
+    /// An account's public repositories in name order, after `after`, at most `limit` (and
+    /// whether there are more).
+    pub async fn public_repositories(
+        &self,
+        account: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<(Vec<PublicRepository>, bool), RegistryError> {
+        let prefix = public_repository_key(account, "");
+        let cursor = match after {
+            Some(a) => public_repository_key(account, a),
+            None => prefix.clone(),
+        };
+        let page = self.meta().describe_repositories(Some(&cursor), limit + 1).await?;
+        let mut found: Vec<PublicRepository> = page
+            .into_iter()
+            .take_while(|r| r.name.starts_with(&prefix))
+            .map(|r| PublicRepository {
+                account: account.to_string(),
+                name: r.name[prefix.len()..].to_string(),
+                created_at: r.created_at,
+            })
+            .collect();
+        let more = found.len() > limit as usize;
+        found.truncate(limit as usize);
+        Ok((found, more))
+    }
+
+    /// `DeleteRepository` (ECR Public): with `force`, also one holding images.
+    pub async fn delete_public_repository(
+        &self,
+        account: &str,
+        name: &str,
+        force: bool,
+    ) -> Result<PublicRepository, RegistryError> {
+        let key = public_repository_key(account, name);
+        let deleted = self.meta().delete_repository(&key, force).await.map_err(|e| match e {
+            MetaError::RepositoryNotEmpty => RegistryError::RepositoryNotEmpty { name: name.to_string() },
+            MetaError::RepositoryNotFound => RegistryError::RepositoryNotFound { name: name.to_string() },
+            other => other.into(),
+        })?;
+        self.meta().put_account_setting(account, &repository_catalog_setting(name), "").await?;
+        Ok(PublicRepository { account: account.to_string(), name: name.to_string(), created_at: deleted.created_at })
+    }
+
+    /// `GetRepositoryCatalogData`.
+    pub async fn public_catalog_data(&self, account: &str, name: &str) -> Result<RepositoryCatalogData, RegistryError> {
+        self.public_repository(account, name).await?;
+        match self.meta().account_setting(account, &repository_catalog_setting(name)).await? {
+            Some(text) if !text.is_empty() => serde_json::from_str(&text)
+                .map_err(|e| RegistryError::Internal(format!("stored catalog data of {name}: {e}"))),
+            _ => Ok(RepositoryCatalogData::default()),
+        }
+    }
+
+    /// `PutRepositoryCatalogData`: what is given replaces, what is left out stays.
+    pub async fn put_public_catalog_data(
+        &self,
+        account: &str,
+        name: &str,
+        given: RepositoryCatalogData,
+    ) -> Result<RepositoryCatalogData, RegistryError> {
+        let data = self.public_catalog_data(account, name).await?.updated(given);
+        let text = serde_json::to_string(&data).expect("catalog data serializes");
+        self.meta().put_account_setting(account, &repository_catalog_setting(name), &text).await?;
+        Ok(data)
+    }
+
     /// The public registry host (`--public-host`), if ECR Public is on.
     pub fn public_host(&self) -> Option<&str> {
         self.public_host.get().map(String::as_str)
@@ -119,6 +289,33 @@ fn random_alias() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn public_keys_never_meet_private_ones() {
+        let key = public_repository_key("123456789012", "team/app");
+        assert_eq!(key, "@123456789012+public/team/app");
+        assert_eq!(split_public_key(&key), Some(("123456789012", "team/app")));
+        assert_eq!(split_public_key("@123456789012/team/app"), None);
+        assert_eq!(split_public_key("team/app"), None);
+        // The private view of such a key is no account of a private listing.
+        let (account, _) = crate::repositories::split_repository_key("123456789012", &key);
+        assert_ne!(account, "123456789012");
+        // Sorted before the account's private range, so its listings never reach it.
+        assert!(key.as_str() < crate::repositories::account_key_prefix("", "123456789012").as_str());
+        assert_eq!(public_repository_arn("123456789012", "x/y"), "arn:aws:ecr-public::123456789012:repository/x/y");
+    }
+
+    #[test]
+    fn catalog_data_updates_what_is_given() {
+        let stored = RepositoryCatalogData {
+            description: Some("a".into()),
+            about_text: Some("about".into()),
+            ..Default::default()
+        };
+        let given = RepositoryCatalogData { description: Some("b".into()), ..Default::default() };
+        let now = stored.updated(given);
+        assert_eq!((now.description.as_deref(), now.about_text.as_deref()), (Some("b"), Some("about")));
+    }
 
     #[test]
     fn aliases_follow_ecr_publics_rule() {

@@ -6,8 +6,10 @@
 //!
 //! Served so far: the public registry itself — `GetAuthorizationToken` (which also needs
 //! `sts:GetServiceBearerToken`, as in AWS), `DescribeRegistries`, `GetRegistryCatalogData`,
-//! `PutRegistryCatalogData`. The public repositories' operations answer
-//! `UnknownOperationException` until they are served. Without a configured public host
+//! `PutRegistryCatalogData` — and its repositories: `CreateRepository`, `DescribeRepositories`,
+//! `DeleteRepository`, `GetRepositoryCatalogData`, `PutRepositoryCatalogData` (authorized on
+//! the repository's ECR Public ARN). The other operations answer `UnknownOperationException`
+//! until they are served. Without a configured public host
 //! (`--public-host`) ECR Public is off: every operation answers `UnsupportedCommandException`.
 
 use axum::http::{HeaderMap, Method, Uri};
@@ -16,14 +18,26 @@ use berth_registry::authz::{RequestEnv, Target};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use berth_registry::public::{PublicRepository, RepositoryCatalogData, public_repository_arn};
+
+use super::shapes::seconds;
 use super::{EcrError, EcrResult, SignedParts, model, parse, reply};
 use crate::http::{AppState, now_seconds};
 
 pub const TARGET_PREFIX: &str = "SpencerFrontendService.";
 
 /// The operations served so far.
-const SERVED: &[&str] =
-    &["GetAuthorizationToken", "DescribeRegistries", "GetRegistryCatalogData", "PutRegistryCatalogData"];
+const SERVED: &[&str] = &[
+    "GetAuthorizationToken",
+    "DescribeRegistries",
+    "GetRegistryCatalogData",
+    "PutRegistryCatalogData",
+    "CreateRepository",
+    "DescribeRepositories",
+    "DeleteRepository",
+    "GetRepositoryCatalogData",
+    "PutRepositoryCatalogData",
+];
 
 pub async fn serve(
     app: &AppState,
@@ -56,12 +70,27 @@ pub async fn serve(
         ));
     }
     let account = caller.account_id.clone();
+    if let Some(id) = input["registryId"].as_str()
+        && id != account
+    {
+        return Err(EcrError::new(
+            "InvalidParameterException",
+            format!("Invalid parameter at 'registryId': {id} is not the caller's registry"),
+        ));
+    }
     let mut actions = vec![format!("ecr-public:{op}")];
     if op == "GetAuthorizationToken" {
         actions.push("sts:GetServiceBearerToken".into());
     }
+    // An operation on a repository is authorized on its ECR Public ARN; the others on the
+    // account's registry.
+    let repository_arn = input["repositoryName"].as_str().map(|n| public_repository_arn(&account, n));
+    let target = match &repository_arn {
+        Some(arn) => Target::Resource { arn, account: &account },
+        None => Target::Registry(&account),
+    };
     for action in &actions {
-        if let Err(denied) = app.authorizer.authorize(&caller, action, Target::Registry(&account), &env).await? {
+        if let Err(denied) = app.authorizer.authorize(&caller, action, target, &env).await? {
             return Err(EcrError::new("AccessDeniedException", denied.message));
         }
     }
@@ -95,8 +124,160 @@ pub async fn serve(
             Ok(json!({ "registryCatalogData": data }))
         }
         "PutRegistryCatalogData" => reply(put_registry_catalog_data(app, &account, parse(input)?).await),
+        "CreateRepository" => reply(create_repository(app, public_host, &account, parse(input)?).await),
+        "DescribeRepositories" => reply(describe_repositories(app, public_host, &account, parse(input)?).await),
+        "DeleteRepository" => reply(delete_repository(app, public_host, &account, parse(input)?).await),
+        "GetRepositoryCatalogData" => {
+            let input: RepositoryInput = parse(input)?;
+            let data = registry.public_catalog_data(&account, &input.repository_name).await?;
+            Ok(json!({ "catalogData": catalog_shape(data) }))
+        }
+        "PutRepositoryCatalogData" => {
+            let input: PutCatalogInput = parse(input)?;
+            let data = registry.put_public_catalog_data(&account, &input.repository_name, input.catalog_data).await?;
+            Ok(json!({ "catalogData": catalog_shape(data) }))
+        }
         _ => unreachable!("only served operations get here"),
     }
+}
+
+/// A repository as ECR Public shows it.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct RepositoryShape {
+    repository_arn: String,
+    registry_id: String,
+    repository_name: String,
+    repository_uri: String,
+    created_at: f64,
+}
+
+async fn repository_shape(
+    app: &AppState,
+    public_host: &str,
+    r: &PublicRepository,
+) -> Result<RepositoryShape, EcrError> {
+    let registry = app.registry.public_registry(&r.account).await?;
+    Ok(RepositoryShape {
+        repository_arn: public_repository_arn(&r.account, &r.name),
+        registry_id: r.account.clone(),
+        repository_name: r.name.clone(),
+        repository_uri: format!("{public_host}/{}/{}", registry.alias, r.name),
+        created_at: seconds(r.created_at),
+    })
+}
+
+/// Catalog data as the API shows it: the logo is not given back (it is shown by URL on the
+/// public host's gallery, once that is served), and Berth certifies nothing for a marketplace.
+fn catalog_shape(data: RepositoryCatalogData) -> Value {
+    let mut v = serde_json::to_value(RepositoryCatalogData { logo_image_blob: None, ..data }).expect("serializes");
+    v["marketplaceCertified"] = json!(false);
+    v
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CreateRepositoryInput {
+    repository_name: String,
+    #[serde(default)]
+    catalog_data: RepositoryCatalogData,
+    #[serde(default)]
+    tags: Vec<berth_registry::repositories::ResourceTag>,
+}
+
+async fn create_repository(
+    app: &AppState,
+    public_host: &str,
+    account: &str,
+    input: CreateRepositoryInput,
+) -> Result<Value, EcrError> {
+    let tags: Vec<(String, String)> = input.tags.into_iter().map(|t| (t.key, t.value)).collect();
+    let (created, catalog) =
+        app.registry.create_public_repository(account, &input.repository_name, &tags, input.catalog_data).await?;
+    Ok(json!({
+        "repository": repository_shape(app, public_host, &created).await?,
+        "catalogData": catalog_shape(catalog),
+    }))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct DescribeRepositoriesInput {
+    repository_names: Option<Vec<String>>,
+    max_results: Option<u32>,
+    next_token: Option<String>,
+}
+
+async fn describe_repositories(
+    app: &AppState,
+    public_host: &str,
+    account: &str,
+    input: DescribeRepositoriesInput,
+) -> Result<Value, EcrError> {
+    let mut shapes = Vec::new();
+    let scope = format!("ecr-public DescribeRepositories {account}");
+    if let Some(names) = input.repository_names {
+        if input.max_results.is_some() || input.next_token.is_some() {
+            return Err(EcrError::invalid(
+                "Invalid parameter: repositoryNames cannot be combined with maxResults or nextToken",
+            ));
+        }
+        for name in names {
+            let r = app.registry.public_repository(account, &name).await?;
+            shapes.push(repository_shape(app, public_host, &r).await?);
+        }
+        return Ok(json!({ "repositories": shapes }));
+    }
+    let after = match &input.next_token {
+        Some(t) => Some(app.identity.open_page_token(&scope, t).ok_or_else(|| {
+            EcrError::invalid("Invalid parameter at 'nextToken': the token is not one this registry issued")
+        })?),
+        None => None,
+    };
+    let (page, more) =
+        app.registry.public_repositories(account, after.as_deref(), input.max_results.unwrap_or(100)).await?;
+    for r in &page {
+        shapes.push(repository_shape(app, public_host, r).await?);
+    }
+    let mut out = json!({ "repositories": shapes });
+    if more && let Some(last) = page.last() {
+        out["nextToken"] = json!(app.identity.seal_page_token(&scope, &last.name));
+    }
+    Ok(out)
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct DeleteRepositoryInput {
+    repository_name: String,
+    #[serde(default)]
+    force: bool,
+}
+
+async fn delete_repository(
+    app: &AppState,
+    public_host: &str,
+    account: &str,
+    input: DeleteRepositoryInput,
+) -> Result<Value, EcrError> {
+    // The URI names the alias, which outlives the repository.
+    let r = app.registry.public_repository(account, &input.repository_name).await?;
+    let shape = repository_shape(app, public_host, &r).await?;
+    app.registry.delete_public_repository(account, &input.repository_name, input.force).await?;
+    Ok(json!({ "repository": shape }))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RepositoryInput {
+    repository_name: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PutCatalogInput {
+    repository_name: String,
+    catalog_data: RepositoryCatalogData,
 }
 
 #[derive(Deserialize)]
