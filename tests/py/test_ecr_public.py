@@ -186,3 +186,24 @@ def test_repository_operations_are_authorized_on_the_public_arn(public):
     cli(public, "describe-repositories", key=reader[0], secret=reader[1])
     p = cli(public, "delete-repository", "--repository-name", "team/app", check=False, key=reader[0], secret=reader[1])
     assert p.returncode != 0 and "AccessDeniedException" in p.stderr
+
+
+def test_tags_of_public_repositories(public):
+    arn = json.loads(cli(public, "create-repository", "--repository-name", "tagged/app", "--tags",
+                         "Key=team,Value=a").stdout)["repository"]["repositoryArn"]
+    cli(public, "tag-resource", "--resource-arn", arn, "--tags", "Key=env,Value=prod", "Key=team,Value=b")
+    tags = json.loads(cli(public, "list-tags-for-resource", "--resource-arn", arn).stdout)["tags"]
+    assert sorted((t["Key"], t["Value"]) for t in tags) == [("env", "prod"), ("team", "b")]
+    cli(public, "untag-resource", "--resource-arn", arn, "--tag-keys", "team")
+    assert client(public).list_tags_for_resource(resourceArn=arn)["tags"] == [{"Key": "env", "Value": "prod"}]
+    # Another account's ARN, a private repository's ARN, a missing repository.
+    for bad, error in [
+        (arn.replace(ACCOUNT_ID, "999999999999"), "InvalidParameterException"),
+        (f"arn:aws:ecr:{public.region}:{ACCOUNT_ID}:repository/tagged/app", "InvalidParameterException"),
+        (arn.replace("tagged/app", "missing/app"), "RepositoryNotFoundException"),
+    ]:
+        p = cli(public, "list-tags-for-resource", "--resource-arn", bad, check=False)
+        assert p.returncode != 0 and error in p.stderr, (bad, p.stderr)
+    p = cli(public, "tag-resource", "--resource-arn", arn, "--tags",
+            *[f"Key=k{i},Value=v" for i in range(50)], check=False)
+    assert p.returncode != 0 and "TooManyTagsException" in p.stderr, p.stderr

@@ -99,6 +99,12 @@ impl Registry {
         tags: &[(String, String)],
         catalog: RepositoryCatalogData,
     ) -> Result<(PublicRepository, RepositoryCatalogData), RegistryError> {
+        let as_resource: Vec<crate::repositories::ResourceTag> =
+            tags.iter().map(|(k, v)| crate::repositories::ResourceTag { key: k.clone(), value: v.clone() }).collect();
+        crate::repositories::check_resource_tags(&as_resource)?;
+        if tags.len() > 50 {
+            return Err(RegistryError::TooManyTags);
+        }
         self.public_registry(account).await?;
         let key = public_repository_key(account, name);
         let created = self
@@ -171,6 +177,35 @@ impl Registry {
         })?;
         self.meta().put_account_setting(account, &repository_catalog_setting(name), "").await?;
         Ok(PublicRepository { account: account.to_string(), name: name.to_string(), created_at: deleted.created_at })
+    }
+
+    /// `ListTagsForResource` (ECR Public).
+    pub async fn public_repository_tags(
+        &self,
+        account: &str,
+        name: &str,
+    ) -> Result<Vec<(String, String)>, RegistryError> {
+        self.repository_tags(&public_repository_key(account, name)).await.map_err(|e| named(e, name))
+    }
+
+    /// `TagResource` (ECR Public): adds or replaces tags, at most 50 in all.
+    pub async fn tag_public_repository(
+        &self,
+        account: &str,
+        name: &str,
+        tags: &[crate::repositories::ResourceTag],
+    ) -> Result<(), RegistryError> {
+        self.tag_repository(&public_repository_key(account, name), tags).await.map_err(|e| named(e, name))
+    }
+
+    /// `UntagResource` (ECR Public).
+    pub async fn untag_public_repository(
+        &self,
+        account: &str,
+        name: &str,
+        keys: &[String],
+    ) -> Result<(), RegistryError> {
+        self.untag_repository(&public_repository_key(account, name), keys).await.map_err(|e| named(e, name))
     }
 
     /// `GetRepositoryCatalogData`.
@@ -258,6 +293,14 @@ impl Registry {
         let text = serde_json::to_string(&data).expect("catalog data serializes");
         self.meta().put_account_setting(account, CATALOG_SETTING, &text).await?;
         Ok(data)
+    }
+}
+
+/// A public repository's errors name it as the API does, not by its store key.
+fn named(e: RegistryError, name: &str) -> RegistryError {
+    match e {
+        RegistryError::RepositoryNotFound { .. } => RegistryError::RepositoryNotFound { name: name.to_string() },
+        other => other,
     }
 }
 

@@ -7,8 +7,8 @@
 //! Served so far: the public registry itself — `GetAuthorizationToken` (which also needs
 //! `sts:GetServiceBearerToken`, as in AWS), `DescribeRegistries`, `GetRegistryCatalogData`,
 //! `PutRegistryCatalogData` — and its repositories: `CreateRepository`, `DescribeRepositories`,
-//! `DeleteRepository`, `GetRepositoryCatalogData`, `PutRepositoryCatalogData` (authorized on
-//! the repository's ECR Public ARN). The other operations answer `UnknownOperationException`
+//! `DeleteRepository`, `GetRepositoryCatalogData`, `PutRepositoryCatalogData`, `TagResource`,
+//! `UntagResource`, `ListTagsForResource` (authorized on the repository's ECR Public ARN). The other operations answer `UnknownOperationException`
 //! until they are served. Without a configured public host
 //! (`--public-host`) ECR Public is off: every operation answers `UnsupportedCommandException`.
 
@@ -37,6 +37,9 @@ const SERVED: &[&str] = &[
     "DeleteRepository",
     "GetRepositoryCatalogData",
     "PutRepositoryCatalogData",
+    "TagResource",
+    "UntagResource",
+    "ListTagsForResource",
 ];
 
 pub async fn serve(
@@ -84,7 +87,11 @@ pub async fn serve(
     }
     // An operation on a repository is authorized on its ECR Public ARN; the others on the
     // account's registry.
-    let repository_arn = input["repositoryName"].as_str().map(|n| public_repository_arn(&account, n));
+    let repository_arn = match (input["repositoryName"].as_str(), input["resourceArn"].as_str()) {
+        (Some(n), _) => Some(public_repository_arn(&account, n)),
+        (None, Some(arn)) => Some(arn.to_string()),
+        (None, None) => None,
+    };
     let target = match &repository_arn {
         Some(arn) => Target::Resource { arn, account: &account },
         None => Target::Registry(&account),
@@ -136,6 +143,26 @@ pub async fn serve(
             let input: PutCatalogInput = parse(input)?;
             let data = registry.put_public_catalog_data(&account, &input.repository_name, input.catalog_data).await?;
             Ok(json!({ "catalogData": catalog_shape(data) }))
+        }
+        "TagResource" | "UntagResource" | "ListTagsForResource" => {
+            let name = resource_repository(&account, &input)?;
+            match op {
+                "TagResource" => {
+                    let input: TagInput = parse(input)?;
+                    registry.tag_public_repository(&account, &name, &input.tags).await?;
+                    Ok(json!({}))
+                }
+                "UntagResource" => {
+                    let input: UntagInput = parse(input)?;
+                    registry.untag_public_repository(&account, &name, &input.tag_keys).await?;
+                    Ok(json!({}))
+                }
+                _ => {
+                    let tags = registry.public_repository_tags(&account, &name).await?;
+                    let tags: Vec<Value> = tags.into_iter().map(|(k, v)| json!({ "Key": k, "Value": v })).collect();
+                    Ok(json!({ "tags": tags }))
+                }
+            }
         }
         _ => unreachable!("only served operations get here"),
     }
@@ -299,4 +326,29 @@ async fn put_registry_catalog_data(
 ) -> Result<RegistryCatalogDataOutput, EcrError> {
     let data = app.registry.put_registry_catalog_data(account, input.display_name).await?;
     Ok(RegistryCatalogDataOutput { registry_catalog_data: data })
+}
+
+/// The repository a tagging operation's `resourceArn` names: one of the caller's account's
+/// public repositories, by its ECR Public ARN.
+fn resource_repository(account: &str, input: &Value) -> Result<String, EcrError> {
+    let arn = input["resourceArn"].as_str().unwrap_or_default();
+    let prefix = format!("arn:aws:ecr-public::{account}:repository/");
+    match arn.strip_prefix(&prefix) {
+        Some(name) if !name.is_empty() => Ok(name.to_string()),
+        _ => Err(EcrError::invalid(format!(
+            "Invalid parameter at 'resourceArn': {arn:?} is not a public repository of registry {account}"
+        ))),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct TagInput {
+    tags: Vec<berth_registry::repositories::ResourceTag>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct UntagInput {
+    tag_keys: Vec<String>,
 }
