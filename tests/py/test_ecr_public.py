@@ -207,3 +207,70 @@ def test_tags_of_public_repositories(public):
     p = cli(public, "tag-resource", "--resource-arn", arn, "--tags",
             *[f"Key=k{i},Value=v" for i in range(50)], check=False)
     assert p.returncode != 0 and "TooManyTagsException" in p.stderr, p.stderr
+
+
+def push_through_the_api(ecr_public, repo, tag, seed):
+    """An OCI image pushed with the ECR Public API's layer operations and PutImage."""
+    import hashlib
+
+    def layer(data):
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        upload = ecr_public.initiate_layer_upload(repositoryName=repo)
+        part = ecr_public.upload_layer_part(repositoryName=repo, uploadId=upload["uploadId"], partFirstByte=0,
+                                            partLastByte=len(data) - 1, layerPartBlob=data)
+        assert part["lastByteReceived"] == len(data) - 1 and part["repositoryName"] == repo
+        done = ecr_public.complete_layer_upload(repositoryName=repo, uploadId=upload["uploadId"], layerDigests=[digest])
+        assert done["layerDigest"] == digest and done["repositoryName"] == repo
+        return {"digest": digest, "size": len(data)}
+
+    config = layer(json.dumps({"architecture": "amd64", "os": "linux", "seed": seed}).encode())
+    content = layer(f"layer {seed}".encode() * 10)
+    manifest = json.dumps({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", **config},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", **content}],
+    })
+    put = ecr_public.put_image(repositoryName=repo, imageManifest=manifest, imageTag=tag,
+                               imageManifestMediaType="application/vnd.oci.image.manifest.v1+json")
+    assert put["image"]["repositoryName"] == repo and put["image"]["imageId"]["imageTag"] == tag
+    return put["image"]["imageId"]["imageDigest"], manifest, content["digest"]
+
+
+def test_images_of_public_repositories_through_the_api(public):
+    pub = client(public)
+    pub.create_repository(repositoryName="tools/cli")
+    digest, manifest, layer = push_through_the_api(pub, "tools/cli", "v1", 1)
+    # The same image under the same tag again is ImageAlreadyExists, as in ECR; another tag is fine.
+    with pytest.raises(pub.exceptions.ImageAlreadyExistsException):
+        pub.put_image(repositoryName="tools/cli", imageManifest=manifest, imageTag="v1")
+    pub.put_image(repositoryName="tools/cli", imageManifest=manifest, imageTag="latest")
+
+    details = json.loads(cli(public, "describe-images", "--repository-name", "tools/cli").stdout)["imageDetails"]
+    assert [(d["imageDigest"], sorted(d["imageTags"])) for d in details] == [(digest, ["latest", "v1"])]
+    assert details[0]["repositoryName"] == "tools/cli" and details[0]["registryId"] == ACCOUNT_ID
+    tags = json.loads(cli(public, "describe-image-tags", "--repository-name", "tools/cli").stdout)["imageTagDetails"]
+    assert sorted(t["imageTag"] for t in tags) == ["latest", "v1"]
+    assert {t["imageDetail"]["imageDigest"] for t in tags} == {digest}
+    avail = pub.batch_check_layer_availability(repositoryName="tools/cli", layerDigests=[layer, "sha256:" + "0" * 64])
+    assert [x["layerAvailability"] for x in avail["layers"]] == ["AVAILABLE"]
+    assert [f["failureCode"] for f in avail["failures"]] == ["MissingLayerDigest"]
+
+    # Kept apart: ECR's API has no such repository.
+    with pytest.raises(public.client().exceptions.RepositoryNotFoundException):
+        public.client().describe_images(repositoryName="tools/cli")
+    # A push to a public repository that does not exist is refused (no create on push).
+    with pytest.raises(pub.exceptions.RepositoryNotFoundException):
+        pub.initiate_layer_upload(repositoryName="tools/missing")
+    with pytest.raises(pub.exceptions.UploadNotFoundException):
+        pub.upload_layer_part(repositoryName="tools/cli", uploadId="0b8a6b6c-7c4e-4f4e-9d1f-2f5e6a7b8c9d",
+                              partFirstByte=0, partLastByte=0, layerPartBlob=b"x")
+
+    deleted = pub.batch_delete_image(repositoryName="tools/cli", imageIds=[{"imageTag": "latest"}])
+    assert [i["imageTag"] for i in deleted["imageIds"]] == ["latest"]
+    pub.batch_delete_image(repositoryName="tools/cli", imageIds=[{"imageDigest": digest}])
+    assert pub.describe_images(repositoryName="tools/cli")["imageDetails"] == []
+    # Holding images, a repository is deleted only by force.
+    push_through_the_api(pub, "tools/cli", "v2", 2)
+    with pytest.raises(pub.exceptions.RepositoryNotEmptyException):
+        pub.delete_repository(repositoryName="tools/cli")
+    pub.delete_repository(repositoryName="tools/cli", force=True)

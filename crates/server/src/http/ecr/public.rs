@@ -8,7 +8,10 @@
 //! `sts:GetServiceBearerToken`, as in AWS), `DescribeRegistries`, `GetRegistryCatalogData`,
 //! `PutRegistryCatalogData` — and its repositories: `CreateRepository`, `DescribeRepositories`,
 //! `DeleteRepository`, `GetRepositoryCatalogData`, `PutRepositoryCatalogData`, `TagResource`,
-//! `UntagResource`, `ListTagsForResource` (authorized on the repository's ECR Public ARN). The other operations answer `UnknownOperationException`
+//! `UntagResource`, `ListTagsForResource`, and its images: `DescribeImages`, `DescribeImageTags`,
+//! `BatchDeleteImage`, `BatchCheckLayerAvailability`, the layer upload operations and `PutImage`
+//! (all authorized on the repository's ECR Public ARN; the image and layer operations run the
+//! ECR API's own handlers on the repository's store key). The other operations answer `UnknownOperationException`
 //! until they are served. Without a configured public host
 //! (`--public-host`) ECR Public is off: every operation answers `UnsupportedCommandException`.
 
@@ -18,7 +21,7 @@ use berth_registry::authz::{RequestEnv, Target};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use berth_registry::public::{PublicRepository, RepositoryCatalogData, public_repository_arn};
+use berth_registry::public::{PublicRepository, RepositoryCatalogData, public_repository_arn, public_repository_key};
 
 use super::shapes::seconds;
 use super::{EcrError, EcrResult, SignedParts, model, parse, reply};
@@ -40,6 +43,26 @@ const SERVED: &[&str] = &[
     "TagResource",
     "UntagResource",
     "ListTagsForResource",
+    "DescribeImages",
+    "DescribeImageTags",
+    "BatchDeleteImage",
+    "BatchCheckLayerAvailability",
+    "InitiateLayerUpload",
+    "UploadLayerPart",
+    "CompleteLayerUpload",
+    "PutImage",
+];
+
+/// The image and layer operations ECR Public shares with ECR: answered by the ECR API's own
+/// handlers on the public repository's store key, their answers given back its name.
+const SHARED_WITH_ECR: &[&str] = &[
+    "DescribeImages",
+    "BatchDeleteImage",
+    "BatchCheckLayerAvailability",
+    "InitiateLayerUpload",
+    "UploadLayerPart",
+    "CompleteLayerUpload",
+    "PutImage",
 ];
 
 pub async fn serve(
@@ -102,6 +125,40 @@ pub async fn serve(
         }
     }
     let registry = &app.registry;
+    if SHARED_WITH_ECR.contains(&op) || op == "DescribeImageTags" {
+        let name = input["repositoryName"].as_str().unwrap_or_default().to_string();
+        // The repository must exist (also for a push: ECR Public creates none on push).
+        registry.public_repository(&account, &name).await?;
+        let scheme = crate::http::client_scheme(&env);
+        let ctx = super::Ctx {
+            app,
+            op,
+            caller,
+            env,
+            endpoint: format!("{scheme}://{public_host}"),
+            host: public_host.to_string(),
+            ns: crate::http::accounts::Namespace::new(app.identity.account_id(), &account),
+        };
+        let key = public_repository_key(&account, &name);
+        let prefix = public_repository_key(&account, "");
+        let mut keyed = input.clone();
+        keyed["repositoryName"] = json!(key);
+        let answer = if op == "DescribeImageTags" {
+            describe_image_tags(&ctx, keyed).await
+        } else {
+            super::dispatch(&ctx, op, keyed).await
+        };
+        return match answer {
+            Ok(mut v) => {
+                unkey_public(&mut v, &prefix);
+                Ok(v)
+            }
+            Err(EcrError::Exception { kind, message, status }) => {
+                Err(EcrError::Exception { kind, message: message.replace(&prefix, ""), status })
+            }
+            Err(e) => Err(e),
+        };
+    }
     match op {
         "GetAuthorizationToken" => {
             let (token, expires_at) = app.identity.issue_token(&caller, now_seconds());
@@ -351,4 +408,40 @@ struct TagInput {
 #[serde(rename_all = "camelCase")]
 struct UntagInput {
     tag_keys: Vec<String>,
+}
+
+/// Store keys in an answer given back as the public repository's name.
+fn unkey_public(v: &mut Value, prefix: &str) {
+    match v {
+        Value::String(s) if s.contains(prefix) => *s = s.replace(prefix, ""),
+        Value::Array(items) => items.iter_mut().for_each(|i| unkey_public(i, prefix)),
+        Value::Object(map) => map.values_mut().for_each(|f| unkey_public(f, prefix)),
+        _ => {}
+    }
+}
+
+/// `DescribeImageTags`: the tagged images `DescribeImages` lists, one detail per tag (the
+/// tag's `createdAt` is its image's push: Berth does not date tags apart).
+async fn describe_image_tags(ctx: &super::Ctx<'_>, input: Value) -> EcrResult {
+    let mut images = input.clone();
+    images["filter"] = json!({ "tagStatus": "TAGGED" });
+    let listed = super::dispatch(ctx, "DescribeImages", images).await?;
+    let mut details = Vec::new();
+    for image in listed["imageDetails"].as_array().into_iter().flatten() {
+        let detail = json!({
+            "imageDigest": image["imageDigest"],
+            "imageSizeInBytes": image["imageSizeInBytes"],
+            "imagePushedAt": image["imagePushedAt"],
+            "imageManifestMediaType": image["imageManifestMediaType"],
+            "artifactMediaType": image["artifactMediaType"],
+        });
+        for tag in image["imageTags"].as_array().into_iter().flatten() {
+            details.push(json!({ "imageTag": tag, "createdAt": image["imagePushedAt"], "imageDetail": detail }));
+        }
+    }
+    let mut out = json!({ "imageTagDetails": details });
+    if let Some(t) = listed.get("nextToken") {
+        out["nextToken"] = t.clone();
+    }
+    Ok(out)
 }
