@@ -274,3 +274,55 @@ def test_images_of_public_repositories_through_the_api(public):
     with pytest.raises(pub.exceptions.RepositoryNotEmptyException):
         pub.delete_repository(repositoryName="tools/cli")
     pub.delete_repository(repositoryName="tools/cli", force=True)
+
+
+def test_repository_policies_of_public_repositories(public):
+    cli(public, "create-repository", "--repository-name", "guarded/app")
+    admin = public.create_user("admin", attach="arn:aws:iam::aws:policy/AmazonElasticContainerRegistryPublicFullAccess")
+    deny = {"Version": "2012-10-17", "Statement": [{
+        "Sid": "NoCatalogEdits", "Effect": "Deny", "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT_ID}:user/admin"},
+        "Action": "ecr-public:PutRepositoryCatalogData"}]}
+    out = json.loads(cli(public, "set-repository-policy", "--repository-name", "guarded/app",
+                         "--policy-text", json.dumps(deny)).stdout)
+    assert out["repositoryName"] == "guarded/app" and json.loads(out["policyText"]) == deny
+    assert json.loads(cli(public, "get-repository-policy", "--repository-name", "guarded/app").stdout)["policyText"]
+    # The policy is evaluated: the user's identity policy allows, the repository's denies.
+    p = cli(public, "put-repository-catalog-data", "--repository-name", "guarded/app", "--catalog-data",
+            '{"description": "x"}', check=False, key=admin[0], secret=admin[1])
+    assert p.returncode != 0 and "AccessDeniedException" in p.stderr and "explicit deny" in p.stderr.lower(), p.stderr
+    cli(public, "describe-repositories", "--repository-names", "guarded/app", key=admin[0], secret=admin[1])
+
+    # The lockout check, and force.
+    lockout = {"Version": "2012-10-17", "Statement": [{
+        "Effect": "Deny", "Principal": "*", "Action": "ecr-public:SetRepositoryPolicy"}]}
+    p = cli(public, "set-repository-policy", "--repository-name", "guarded/app", "--policy-text",
+            json.dumps(lockout), check=False)
+    assert p.returncode != 0 and "InvalidParameterException" in p.stderr and "force" in p.stderr, p.stderr
+    p = cli(public, "set-repository-policy", "--repository-name", "guarded/app", "--policy-text", "{not json", check=False)
+    assert p.returncode != 0 and "InvalidParameterException" in p.stderr
+
+    out = json.loads(cli(public, "delete-repository-policy", "--repository-name", "guarded/app").stdout)
+    assert json.loads(out["policyText"]) == deny
+    p = cli(public, "get-repository-policy", "--repository-name", "guarded/app", check=False)
+    assert p.returncode != 0 and "RepositoryPolicyNotFoundException" in p.stderr and "guarded/app" in p.stderr, p.stderr
+    cli(public, "put-repository-catalog-data", "--repository-name", "guarded/app", "--catalog-data",
+        '{"description": "x"}', key=admin[0], secret=admin[1])
+
+
+def test_every_operation_of_the_ecr_public_model_is_served(public):
+    """botocore's ECR Public model: no operation answers UnknownOperationException."""
+    import botocore.session
+    from botocore.config import Config
+
+    model = botocore.session.get_session().get_service_model("ecr-public")
+    raw = boto3.client("ecr-public", endpoint_url=public.endpoint, region_name="us-east-1", aws_access_key_id=KEY_ID,
+                       aws_secret_access_key=SECRET, config=Config(parameter_validation=False))
+    unserved = []
+    for op in model.operation_names:
+        try:
+            raw._make_api_call(op, {})
+        except raw.exceptions.ClientError as e:
+            if e.response["Error"]["Code"] == "UnknownOperationException":
+                unserved.append(op)
+    assert len(model.operation_names) == 23
+    assert unserved == []

@@ -41,6 +41,9 @@ pub enum Target<'a> {
     /// Another service's resource of an account, by ARN (a Secrets Manager secret): identity
     /// policies decide; ECR's registry policy does not apply to it.
     Resource { arn: &'a str, account: &'a str },
+    /// A public repository (ECR Public), by its store key (`public::public_repository_key`):
+    /// its ECR Public ARN, its repository policy and tags apply; ECR's registry policy does not.
+    PublicRepository(&'a str),
 }
 
 /// A KMS key as authorization sees it: its ARN, its account and its key policy's text.
@@ -317,7 +320,11 @@ impl Authorizer {
         env: &RequestEnv,
         policy: &PolicyDocument,
     ) -> Result<Result<(), AccessDenied>, MetaError> {
-        self.decide(caller, action, Target::Repository(repository), env, Some(policy)).await
+        let target = match crate::public::split_public_key(repository) {
+            Some(_) => Target::PublicRepository(repository),
+            None => Target::Repository(repository),
+        };
+        self.decide(caller, action, target, env, Some(policy)).await
     }
 
     /// Whether `caller` may perform the KMS `action` on `key`, by KMS's rule: its key policy
@@ -370,6 +377,10 @@ impl Authorizer {
             Target::Repository(key) => self.repository_arn(key),
             Target::Registry(_) => "*".to_string(),
             Target::Resource { arn, .. } => arn.to_string(),
+            Target::PublicRepository(key) => {
+                let (account, name) = public_parts(key);
+                crate::public::public_repository_arn(account, name)
+            }
         };
         // GetAuthorizationToken is an action of the caller's own account (a token is what a
         // principal then presents to any registry it may use), so a principal of another account
@@ -378,6 +389,7 @@ impl Authorizer {
             Target::Registry(_) if action == "ecr:GetAuthorizationToken" => caller.account_id.clone(),
             Target::Registry(account) | Target::Resource { account, .. } => account.to_string(),
             Target::Repository(key) => crate::repositories::split_repository_key(&self.account_id, key).0.to_string(),
+            Target::PublicRepository(key) => public_parts(key).0.to_string(),
         };
         let mut ctx = request_context(caller, action, &resource, &resource_account, env);
 
@@ -386,7 +398,7 @@ impl Authorizer {
             PrincipalKind::User => self.identity_policies(&caller.principal_id).await?,
         };
         let repository = match target {
-            Target::Repository(key) => Some(self.repository_facts(key).await?),
+            Target::Repository(key) | Target::PublicRepository(key) => Some(self.repository_facts(key).await?),
             Target::Registry(_) | Target::Resource { .. } => None,
         };
         if let Some(facts) = &repository {
@@ -401,7 +413,7 @@ impl Authorizer {
             resource_policies.push(p);
         }
         if let Some(p) = registry.policy.as_deref()
-            && !matches!(target, Target::Resource { .. })
+            && !matches!(target, Target::Resource { .. } | Target::PublicRepository(_))
             && (!registry.v1_scope || V1_REGISTRY_ACTIONS.contains(&action))
         {
             resource_policies.push(p);
@@ -414,6 +426,11 @@ impl Authorizer {
         tracing::info!(caller = %caller.arn, action, resource = %resource, reason = %decision.reason, "access denied");
         Ok(Err(denial(caller, action, &resource, &resource_account, &decision)))
     }
+}
+
+/// A public repository key's (account, name); empty for a key that is not one.
+fn public_parts(key: &str) -> (&str, &str) {
+    crate::public::split_public_key(key).unwrap_or_default()
 }
 
 /// The request context every decision starts from: the principal, the action and resource, and

@@ -8,7 +8,8 @@
 //! `sts:GetServiceBearerToken`, as in AWS), `DescribeRegistries`, `GetRegistryCatalogData`,
 //! `PutRegistryCatalogData` — and its repositories: `CreateRepository`, `DescribeRepositories`,
 //! `DeleteRepository`, `GetRepositoryCatalogData`, `PutRepositoryCatalogData`, `TagResource`,
-//! `UntagResource`, `ListTagsForResource`, and its images: `DescribeImages`, `DescribeImageTags`,
+//! `UntagResource`, `ListTagsForResource`, `Set`/`Get`/`DeleteRepositoryPolicy` (the policy is
+//! evaluated with identity policies for every operation on the repository), and its images: `DescribeImages`, `DescribeImageTags`,
 //! `BatchDeleteImage`, `BatchCheckLayerAvailability`, the layer upload operations and `PutImage`
 //! (all authorized on the repository's ECR Public ARN; the image and layer operations run the
 //! ECR API's own handlers on the repository's store key). The other operations answer `UnknownOperationException`
@@ -22,6 +23,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use berth_registry::public::{PublicRepository, RepositoryCatalogData, public_repository_arn, public_repository_key};
+use berth_registry::settings::parse_resource_policy;
 
 use super::shapes::seconds;
 use super::{EcrError, EcrResult, SignedParts, model, parse, reply};
@@ -51,6 +53,9 @@ const SERVED: &[&str] = &[
     "UploadLayerPart",
     "CompleteLayerUpload",
     "PutImage",
+    "SetRepositoryPolicy",
+    "GetRepositoryPolicy",
+    "DeleteRepositoryPolicy",
 ];
 
 /// The image and layer operations ECR Public shares with ECR: answered by the ECR API's own
@@ -88,13 +93,10 @@ pub async fn serve(
         serde_json::from_slice(bytes)
             .map_err(|e| EcrError::new("SerializationException", format!("invalid JSON: {e}")))?
     };
-    model::validate_public(op, &input)?;
     if !SERVED.contains(&op) {
-        return Err(EcrError::new(
-            "UnknownOperationException",
-            format!("Berth does not serve the ECR Public operation {op:?} yet"),
-        ));
+        return Err(EcrError::new("UnknownOperationException", format!("Unknown operation {TARGET_PREFIX}{op}")));
     }
+    model::validate_public(op, &input)?;
     let account = caller.account_id.clone();
     if let Some(id) = input["registryId"].as_str()
         && id != account
@@ -110,13 +112,14 @@ pub async fn serve(
     }
     // An operation on a repository is authorized on its ECR Public ARN; the others on the
     // account's registry.
-    let repository_arn = match (input["repositoryName"].as_str(), input["resourceArn"].as_str()) {
-        (Some(n), _) => Some(public_repository_arn(&account, n)),
-        (None, Some(arn)) => Some(arn.to_string()),
+    let repository = match (input["repositoryName"].as_str(), input["resourceArn"].as_str()) {
+        (Some(n), _) => Some(n.to_string()),
+        (None, Some(_)) => Some(resource_repository(&account, &input)?),
         (None, None) => None,
     };
-    let target = match &repository_arn {
-        Some(arn) => Target::Resource { arn, account: &account },
+    let repository_key = repository.as_deref().map(|n| public_repository_key(&account, n));
+    let target = match &repository_key {
+        Some(key) => Target::PublicRepository(key),
         None => Target::Registry(&account),
     };
     for action in &actions {
@@ -200,6 +203,43 @@ pub async fn serve(
             let input: PutCatalogInput = parse(input)?;
             let data = registry.put_public_catalog_data(&account, &input.repository_name, input.catalog_data).await?;
             Ok(json!({ "catalogData": catalog_shape(data) }))
+        }
+        "SetRepositoryPolicy" | "GetRepositoryPolicy" | "DeleteRepositoryPolicy" => {
+            let name = repository.unwrap_or_default();
+            let key = public_repository_key(&account, &name);
+            registry.public_repository(&account, &name).await?;
+            let text = match op {
+                "SetRepositoryPolicy" => {
+                    let input: SetPolicyInput = parse(input)?;
+                    let policy = parse_resource_policy(&input.policy_text, "repository policy")?;
+                    // The lockout check, as ECR's: refused unless forced when the caller could no
+                    // longer change the policy under it.
+                    if !input.force
+                        && let Err(denied) = app
+                            .authorizer
+                            .authorize_with_repository_policy(
+                                &caller,
+                                "ecr-public:SetRepositoryPolicy",
+                                &key,
+                                &env,
+                                &policy,
+                            )
+                            .await?
+                    {
+                        return Err(EcrError::invalid(format!(
+                            "Invalid parameter at 'PolicyText' failed to satisfy constraint: 'The repository policy would \
+                             prevent you from setting the policy in the future ({})'; use force to set it anyway",
+                            denied.message.replace(&public_repository_key(&account, ""), "")
+                        )));
+                    }
+                    registry.set_repository_policy(&key, &input.policy_text).await.map_err(|e| named(e, &name))?;
+                    input.policy_text
+                }
+                "GetRepositoryPolicy" => registry.repository_policy(&key).await.map_err(|e| named(e, &name))?,
+                _ => registry.delete_repository_policy(&key).await.map_err(|e| named(e, &name))?,
+            };
+            app.authorizer.policies_changed().await;
+            Ok(json!({ "registryId": account, "repositoryName": name, "policyText": text }))
         }
         "TagResource" | "UntagResource" | "ListTagsForResource" => {
             let name = resource_repository(&account, &input)?;
@@ -444,4 +484,22 @@ async fn describe_image_tags(ctx: &super::Ctx<'_>, input: Value) -> EcrResult {
         out["nextToken"] = t.clone();
     }
     Ok(out)
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SetPolicyInput {
+    policy_text: String,
+    #[serde(default)]
+    force: bool,
+}
+
+/// A registry error about a public repository, naming it as the API does (not by its key).
+fn named(e: berth_registry::RegistryError, name: &str) -> EcrError {
+    use berth_registry::RegistryError::*;
+    match e {
+        RepositoryNotFound { .. } => RepositoryNotFound { name: name.to_string() }.into(),
+        RepositoryPolicyNotFound { .. } => RepositoryPolicyNotFound { name: name.to_string() }.into(),
+        other => other.into(),
+    }
 }
