@@ -4,17 +4,16 @@
 //! against the ECR Public model (`public-model.json`), authorized as `ecr-public:<Operation>` in
 //! the caller's account, and answered in ECR's error shapes.
 //!
-//! Served so far: the public registry itself — `GetAuthorizationToken` (which also needs
-//! `sts:GetServiceBearerToken`, as in AWS), `DescribeRegistries`, `GetRegistryCatalogData`,
-//! `PutRegistryCatalogData` — and its repositories: `CreateRepository`, `DescribeRepositories`,
-//! `DeleteRepository`, `GetRepositoryCatalogData`, `PutRepositoryCatalogData`, `TagResource`,
-//! `UntagResource`, `ListTagsForResource`, `Set`/`Get`/`DeleteRepositoryPolicy` (the policy is
-//! evaluated with identity policies for every operation on the repository), and its images: `DescribeImages`, `DescribeImageTags`,
-//! `BatchDeleteImage`, `BatchCheckLayerAvailability`, the layer upload operations and `PutImage`
-//! (all authorized on the repository's ECR Public ARN; the image and layer operations run the
-//! ECR API's own handlers on the repository's store key). The other operations answer `UnknownOperationException`
-//! until they are served. Without a configured public host
-//! (`--public-host`) ECR Public is off: every operation answers `UnsupportedCommandException`.
+//! All 23 operations of the model are served: the public registry itself —
+//! `GetAuthorizationToken` (which also needs `sts:GetServiceBearerToken`, as in AWS),
+//! `DescribeRegistries`, `Get`/`PutRegistryCatalogData` — and its repositories, authorized on
+//! each repository's ECR Public ARN with its repository policy (`Target::PublicRepository`):
+//! `Create`/`Describe`/`DeleteRepository`, `Get`/`PutRepositoryCatalogData`, the tagging
+//! operations, `Set`/`Get`/`DeleteRepositoryPolicy`, and the image and layer operations
+//! (`DescribeImages`, `DescribeImageTags`, `BatchDeleteImage`, `BatchCheckLayerAvailability`,
+//! the layer upload operations, `PutImage`), which run the ECR API's own handlers on the
+//! repository's store key. Without a configured public host (`--public-host`) ECR Public is
+//! off: every operation answers `UnsupportedCommandException`.
 
 use axum::http::{HeaderMap, Method, Uri};
 use berth_auth::token::docker_authorization;
@@ -31,7 +30,7 @@ use crate::http::{AppState, now_seconds};
 
 pub const TARGET_PREFIX: &str = "SpencerFrontendService.";
 
-/// The operations served so far.
+/// The operations of the model, all served.
 const SERVED: &[&str] = &[
     "GetAuthorizationToken",
     "DescribeRegistries",
