@@ -186,6 +186,37 @@ def test_repository_operations_are_authorized_on_the_public_arn(public):
     cli(public, "describe-repositories", key=reader[0], secret=reader[1])
     p = cli(public, "delete-repository", "--repository-name", "team/app", check=False, key=reader[0], secret=reader[1])
     assert p.returncode != 0 and "AccessDeniedException" in p.stderr
+    # Listings show what the caller may describe; a name it may not is refused.
+    listed = json.loads(cli(public, "describe-repositories", key=key[0], secret=key[1]).stdout)["repositories"]
+    assert [r["repositoryName"] for r in listed] == ["team/app"]
+    p = cli(public, "describe-repositories", "--repository-names", "other/app", check=False, key=key[0], secret=key[1])
+    assert p.returncode != 0 and "AccessDeniedException" in p.stderr
+    # A tagging operation is authorized on the repository its resourceArn names, whatever else
+    # the request carries.
+    tagger = client(public, key=key[0], secret=key[1])
+    other_arn = f"arn:aws:ecr-public::{ACCOUNT_ID}:repository/other/app"
+    status, body = raw_call(public, "TagResource", {"resourceArn": other_arn, "repositoryName": "team/app",
+                                                    "tags": [{"Key": "x", "Value": "y"}]}, key)
+    assert status == 403 and body["__type"] == "AccessDeniedException", body
+    assert client(public).list_tags_for_resource(resourceArn=other_arn)["tags"] == []
+    # Tag conditions see the request's tags.
+    public.client("iam").put_user_policy(UserName="teamlead", PolicyName="no-owner", PolicyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [{"Effect": "Deny", "Action": "ecr-public:TagResource", "Resource": "*",
+                                                "Condition": {"ForAnyValue:StringEquals": {"aws:TagKeys": ["owner"]}}}]}))
+    team_arn = f"arn:aws:ecr-public::{ACCOUNT_ID}:repository/team/app"
+    tagger.tag_resource(resourceArn=team_arn, tags=[{"Key": "env", "Value": "dev"}])
+    with pytest.raises(tagger.exceptions.ClientError) as e:
+        tagger.tag_resource(resourceArn=team_arn, tags=[{"Key": "owner", "Value": "me"}])
+    assert e.value.response["Error"]["Code"] == "AccessDeniedException"
+
+
+def test_the_public_token_is_not_the_private_registrys(public):
+    import requests
+
+    password = cli(public, "get-login-password").stdout.strip()
+    r = requests.get(f"{public.endpoint}/v2/", auth=("AWS", password))
+    assert r.status_code == 401, r.text
+    assert requests.get(f"{public.endpoint}/v2/", auth=("AWS", public.token())).status_code == 200
 
 
 def test_tags_of_public_repositories(public):
@@ -249,7 +280,14 @@ def test_images_of_public_repositories_through_the_api(public):
     assert [(d["imageDigest"], sorted(d["imageTags"])) for d in details] == [(digest, ["latest", "v1"])]
     assert details[0]["repositoryName"] == "tools/cli" and details[0]["registryId"] == ACCOUNT_ID
     tags = json.loads(cli(public, "describe-image-tags", "--repository-name", "tools/cli").stdout)["imageTagDetails"]
-    assert sorted(t["imageTag"] for t in tags) == ["latest", "v1"]
+    assert [t["imageTag"] for t in tags] == ["latest", "v1"]
+    # Paged by tag.
+    pub.put_image(repositoryName="tools/cli", imageManifest=manifest, imageTag="stable")
+    first = pub.describe_image_tags(repositoryName="tools/cli", maxResults=2)
+    assert [t["imageTag"] for t in first["imageTagDetails"]] == ["latest", "stable"]
+    rest = pub.describe_image_tags(repositoryName="tools/cli", maxResults=2, nextToken=first["nextToken"])
+    assert [t["imageTag"] for t in rest["imageTagDetails"]] == ["v1"] and "nextToken" not in rest
+    pub.batch_delete_image(repositoryName="tools/cli", imageIds=[{"imageTag": "stable"}])
     assert {t["imageDetail"]["imageDigest"] for t in tags} == {digest}
     avail = pub.batch_check_layer_availability(repositoryName="tools/cli", layerDigests=[layer, "sha256:" + "0" * 64])
     assert [x["layerAvailability"] for x in avail["layers"]] == ["AVAILABLE"]
@@ -326,3 +364,19 @@ def test_every_operation_of_the_ecr_public_model_is_served(public):
                 unserved.append(op)
     assert len(model.operation_names) == 23
     assert unserved == []
+
+
+def raw_call(berth, op, body, key=(KEY_ID, SECRET)):
+    """A SigV4-signed ECR Public call with exactly `body` (botocore would drop members its
+    model does not have); returns (HTTP status, JSON body)."""
+    import requests
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    data = json.dumps(body)
+    headers = {"Content-Type": "application/x-amz-json-1.1", "X-Amz-Target": f"SpencerFrontendService.{op}"}
+    req = AWSRequest(method="POST", url=berth.endpoint + "/", data=data, headers=headers)
+    SigV4Auth(Credentials(*key), "ecr-public", "us-east-1").add_auth(req)
+    r = requests.post(berth.endpoint + "/", data=data, headers=dict(req.headers))
+    return r.status_code, r.json()

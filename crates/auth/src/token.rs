@@ -28,6 +28,11 @@ pub struct Claims {
     /// Expiry, epoch seconds.
     #[serde(rename = "e")]
     pub expires_at: EpochSeconds,
+    /// The registry the token is for: `None` for the private registry (ECR's
+    /// `GetAuthorizationToken`), `Some("ecr-public")` for the public one — which the private
+    /// registry refuses.
+    #[serde(rename = "u", default, skip_serializing_if = "Option::is_none")]
+    pub audience: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -87,6 +92,7 @@ mod tests {
 
     fn claims() -> Claims {
         Claims {
+            audience: None,
             account: "123456789012".into(),
             principal: "AIDAX".into(),
             access_key_id: "AKIAX".into(),

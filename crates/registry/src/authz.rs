@@ -414,6 +414,7 @@ impl Authorizer {
         }
         if let Some(p) = registry.policy.as_deref()
             && !matches!(target, Target::Resource { .. } | Target::PublicRepository(_))
+            && !action.starts_with("ecr-public:")
             && (!registry.v1_scope || V1_REGISTRY_ACTIONS.contains(&action))
         {
             resource_policies.push(p);

@@ -367,12 +367,23 @@ impl Identity {
 
     /// A registry token for `caller`, valid 12 hours; returns it with its expiry.
     pub fn issue_token(&self, caller: &Caller, now: EpochSeconds) -> (String, EpochSeconds) {
+        self.issue_token_for(caller, now, None)
+    }
+
+    /// A token for the public registry (ECR Public's `GetAuthorizationToken`): the private
+    /// registry refuses it, as ECR's refuses a public.ecr.aws token.
+    pub fn issue_public_token(&self, caller: &Caller, now: EpochSeconds) -> (String, EpochSeconds) {
+        self.issue_token_for(caller, now, Some(PUBLIC_AUDIENCE))
+    }
+
+    fn issue_token_for(&self, caller: &Caller, now: EpochSeconds, audience: Option<&str>) -> (String, EpochSeconds) {
         let expires_at = now + token::TOKEN_LIFETIME_SECONDS;
         let claims = token::Claims {
             account: caller.account_id.clone(),
             principal: caller.principal_id.clone(),
             access_key_id: caller.access_key_id.clone(),
             expires_at,
+            audience: audience.map(str::to_string),
         };
         (token::issue(&self.token_key, &claims), expires_at)
     }
@@ -440,6 +451,9 @@ impl Identity {
             return Ok(caller.clone());
         }
         let claims = token::verify(&self.token_key, token, now).map_err(|e| AuthError::Token(e.to_string()))?;
+        if claims.audience.is_some() {
+            return Err(AuthError::Token("the token is for the public registry, not this one".into()));
+        }
         let (_, caller) = self.caller_for_key(&claims.access_key_id).await?;
         if caller.principal_id != claims.principal {
             return Err(AuthError::Token("token does not match its key".into()));
@@ -454,6 +468,9 @@ impl Identity {
         Ok(caller)
     }
 }
+
+/// The audience of the public registry's tokens.
+const PUBLIC_AUDIENCE: &str = "ecr-public";
 
 /// The parameters of a presigned download URL (`X-Berth-Credential`, `X-Berth-Expires`,
 /// `X-Berth-Signature`).

@@ -175,7 +175,7 @@ impl Registry {
             MetaError::RepositoryNotFound => RegistryError::RepositoryNotFound { name: name.to_string() },
             other => other.into(),
         })?;
-        self.meta().put_account_setting(account, &repository_catalog_setting(name), "").await?;
+        self.forget_catalog_of_missing(account, name).await?;
         Ok(PublicRepository { account: account.to_string(), name: name.to_string(), created_at: deleted.created_at })
     }
 
@@ -228,7 +228,18 @@ impl Registry {
         let data = self.public_catalog_data(account, name).await?.updated(given);
         let text = serde_json::to_string(&data).expect("catalog data serializes");
         self.meta().put_account_setting(account, &repository_catalog_setting(name), &text).await?;
+        // Deleted meanwhile: what was just written must not outlive it.
+        self.forget_catalog_of_missing(account, name).await?;
         Ok(data)
+    }
+
+    /// Clears a public repository's catalog data if the repository does not exist (now): after
+    /// a delete, a create of the same name in between keeps its own.
+    async fn forget_catalog_of_missing(&self, account: &str, name: &str) -> Result<(), RegistryError> {
+        if self.meta().repository(&public_repository_key(account, name)).await?.is_none() {
+            self.meta().put_account_setting(account, &repository_catalog_setting(name), "").await?;
+        }
+        Ok(())
     }
 
     /// The public registry host (`--public-host`), if ECR Public is on.

@@ -107,6 +107,12 @@ impl Registry {
         repository: &Repository,
     ) -> Result<(ScanType, RepositoryScanning), RegistryError> {
         let config = self.registry_scanning().await?;
+        // ECR Public scans nothing: its repositories meet no scanning rule.
+        if crate::public::split_public_key(&repository.name).is_some() {
+            let manual =
+                RepositoryScanning { scan_on_push: false, scan_frequency: "MANUAL", applied_filters: Vec::new() };
+            return Ok((config.scan_type, manual));
+        }
         let scanning = config.for_repository(&repository.name, repository.settings.scan_on_push);
         Ok((config.scan_type, scanning))
     }

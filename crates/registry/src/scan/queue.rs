@@ -131,8 +131,10 @@ impl Registry {
             let done = page.len() < 500;
             last = page.last().map(|r| r.name.clone());
             for repository in page {
-                if config.for_repository(&repository.name, repository.settings.scan_on_push).scan_frequency
-                    != "CONTINUOUS_SCAN"
+                let public = crate::public::split_public_key(&repository.name).is_some();
+                if public
+                    || config.for_repository(&repository.name, repository.settings.scan_on_push).scan_frequency
+                        != "CONTINUOUS_SCAN"
                 {
                     continue;
                 }

@@ -76,7 +76,7 @@ pub async fn serve(
     headers: &HeaderMap,
     op: &str,
     bytes: &[u8],
-    env: RequestEnv,
+    mut env: RequestEnv,
 ) -> EcrResult {
     let signed = SignedParts::of(headers, uri, bytes);
     let caller = app.identity.authenticate_sigv4(&signed.request(method, uri), "ecr-public", now_seconds()).await?;
@@ -109,23 +109,83 @@ pub async fn serve(
     if op == "GetAuthorizationToken" {
         actions.push("sts:GetServiceBearerToken".into());
     }
-    // An operation on a repository is authorized on its ECR Public ARN; the others on the
-    // account's registry.
-    let repository = match (input["repositoryName"].as_str(), input["resourceArn"].as_str()) {
-        (Some(n), _) => Some(n.to_string()),
-        (None, Some(_)) => Some(resource_repository(&account, &input)?),
-        (None, None) => None,
+    env.request_tags = super::request_tags(&input);
+    env.tag_keys = super::tag_keys(&input, &env.request_tags);
+    // Exactly what each operation acts on, whatever else the request carries: the tagging
+    // operations their `resourceArn`'s repository, the repository operations their
+    // `repositoryName`'s (on its ECR Public ARN), the registry operations the registry.
+    // `DescribeRepositories` is authorized per repository (it lists what the caller may see).
+    let repository = if TAGGING.contains(&op) {
+        Some(resource_repository(&account, &input)?)
+    } else if REGISTRY_LEVEL.contains(&op) {
+        None
+    } else {
+        input["repositoryName"].as_str().map(str::to_string)
     };
     let repository_key = repository.as_deref().map(|n| public_repository_key(&account, n));
     let target = match &repository_key {
         Some(key) => Target::PublicRepository(key),
         None => Target::Registry(&account),
     };
-    for action in &actions {
-        if let Err(denied) = app.authorizer.authorize(&caller, action, target, &env).await? {
-            return Err(EcrError::new("AccessDeniedException", denied.message));
+    if op != "DescribeRepositories" {
+        for action in &actions {
+            if let Err(denied) = app.authorizer.authorize(&caller, action, target, &env).await? {
+                return Err(EcrError::new("AccessDeniedException", denied.message));
+            }
         }
     }
+    let answer = answer(app, public_host, op, &caller, env, &account, repository, input).await;
+    if CHANGES_AUTHORIZATION.contains(&op) {
+        // Repositories, their tags and policies feed decisions: cached ones are forgotten.
+        app.authorizer.policies_changed().await;
+    }
+    // Keys never leave: a registry error is worded for the caller's registry, then the public
+    // repository's store key is given back as its name.
+    let prefix = public_repository_key(&account, "");
+    match answer.map_err(|e| e.worded(&account)) {
+        Err(EcrError::Exception { kind, message, status }) => {
+            Err(EcrError::Exception { kind, message: message.replace(&prefix, ""), status })
+        }
+        other => other,
+    }
+}
+
+/// The tagging operations: they name their repository by `resourceArn`.
+const TAGGING: &[&str] = &["TagResource", "UntagResource", "ListTagsForResource"];
+
+/// The operations on the public registry as a whole.
+const REGISTRY_LEVEL: &[&str] = &[
+    "GetAuthorizationToken",
+    "DescribeRegistries",
+    "GetRegistryCatalogData",
+    "PutRegistryCatalogData",
+    "DescribeRepositories",
+];
+
+/// The operations that change what authorization decisions read.
+const CHANGES_AUTHORIZATION: &[&str] = &[
+    "CreateRepository",
+    "DeleteRepository",
+    "TagResource",
+    "UntagResource",
+    "SetRepositoryPolicy",
+    "DeleteRepositoryPolicy",
+];
+
+/// One authorized operation's answer.
+#[allow(clippy::too_many_arguments)]
+async fn answer(
+    app: &AppState,
+    public_host: &str,
+    op: &str,
+    caller: &berth_registry::identity::Caller,
+    env: RequestEnv,
+    account: &str,
+    repository: Option<String>,
+    input: Value,
+) -> EcrResult {
+    let caller = caller.clone();
+    let account = account.to_string();
     let registry = &app.registry;
     if SHARED_WITH_ECR.contains(&op) || op == "DescribeImageTags" {
         let name = input["repositoryName"].as_str().unwrap_or_default().to_string();
@@ -150,20 +210,14 @@ pub async fn serve(
         } else {
             super::dispatch(&ctx, op, keyed).await
         };
-        return match answer {
-            Ok(mut v) => {
-                unkey_public(&mut v, &prefix);
-                Ok(v)
-            }
-            Err(EcrError::Exception { kind, message, status }) => {
-                Err(EcrError::Exception { kind, message: message.replace(&prefix, ""), status })
-            }
-            Err(e) => Err(e),
-        };
+        return answer.map(|mut v| {
+            unkey_public(&mut v, &prefix);
+            v
+        });
     }
     match op {
         "GetAuthorizationToken" => {
-            let (token, expires_at) = app.identity.issue_token(&caller, now_seconds());
+            let (token, expires_at) = app.identity.issue_public_token(&caller, now_seconds());
             Ok(json!({ "authorizationData": {
                 "authorizationToken": docker_authorization(&token),
                 "expiresAt": expires_at,
@@ -191,7 +245,9 @@ pub async fn serve(
         }
         "PutRegistryCatalogData" => reply(put_registry_catalog_data(app, &account, parse(input)?).await),
         "CreateRepository" => reply(create_repository(app, public_host, &account, parse(input)?).await),
-        "DescribeRepositories" => reply(describe_repositories(app, public_host, &account, parse(input)?).await),
+        "DescribeRepositories" => {
+            reply(describe_repositories(app, public_host, &account, &caller, &env, parse(input)?).await)
+        }
         "DeleteRepository" => reply(delete_repository(app, public_host, &account, parse(input)?).await),
         "GetRepositoryCatalogData" => {
             let input: RepositoryInput = parse(input)?;
@@ -237,7 +293,6 @@ pub async fn serve(
                 "GetRepositoryPolicy" => registry.repository_policy(&key).await.map_err(|e| named(e, &name))?,
                 _ => registry.delete_repository_policy(&key).await.map_err(|e| named(e, &name))?,
             };
-            app.authorizer.policies_changed().await;
             Ok(json!({ "registryId": account, "repositoryName": name, "policyText": text }))
         }
         "TagResource" | "UntagResource" | "ListTagsForResource" => {
@@ -335,8 +390,16 @@ async fn describe_repositories(
     app: &AppState,
     public_host: &str,
     account: &str,
+    caller: &berth_registry::identity::Caller,
+    env: &RequestEnv,
     input: DescribeRepositoriesInput,
 ) -> Result<Value, EcrError> {
+    // Authorized per repository, as AWS does: named ones must each be allowed; a listing shows
+    // those the caller may describe.
+    let may = |name: String| async move {
+        let key = public_repository_key(account, &name);
+        app.authorizer.authorize(caller, "ecr-public:DescribeRepositories", Target::PublicRepository(&key), env).await
+    };
     let mut shapes = Vec::new();
     let scope = format!("ecr-public DescribeRepositories {account}");
     if let Some(names) = input.repository_names {
@@ -346,6 +409,9 @@ async fn describe_repositories(
             ));
         }
         for name in names {
+            if let Err(denied) = may(name.clone()).await? {
+                return Err(EcrError::new("AccessDeniedException", denied.message));
+            }
             let r = app.registry.public_repository(account, &name).await?;
             shapes.push(repository_shape(app, public_host, &r).await?);
         }
@@ -360,7 +426,9 @@ async fn describe_repositories(
     let (page, more) =
         app.registry.public_repositories(account, after.as_deref(), input.max_results.unwrap_or(100)).await?;
     for r in &page {
-        shapes.push(repository_shape(app, public_host, r).await?);
+        if may(r.name.clone()).await?.is_ok() {
+            shapes.push(repository_shape(app, public_host, r).await?);
+        }
     }
     let mut out = json!({ "repositories": shapes });
     if more && let Some(last) = page.last() {
@@ -449,38 +517,61 @@ struct UntagInput {
     tag_keys: Vec<String>,
 }
 
-/// Store keys in an answer given back as the public repository's name.
+/// Store keys in an answer's name fields given back as the public repository's name (a
+/// manifest or a tag is never touched).
 fn unkey_public(v: &mut Value, prefix: &str) {
     match v {
-        Value::String(s) if s.contains(prefix) => *s = s.replace(prefix, ""),
         Value::Array(items) => items.iter_mut().for_each(|i| unkey_public(i, prefix)),
-        Value::Object(map) => map.values_mut().for_each(|f| unkey_public(f, prefix)),
+        Value::Object(map) => {
+            for (k, field) in map.iter_mut() {
+                match field {
+                    Value::String(s) if super::NAME_FIELDS.contains(&k.as_str()) => *s = s.replace(prefix, ""),
+                    other => unkey_public(other, prefix),
+                }
+            }
+        }
         _ => {}
     }
 }
 
-/// `DescribeImageTags`: the tagged images `DescribeImages` lists, one detail per tag (the
-/// tag's `createdAt` is its image's push: Berth does not date tags apart).
+/// `DescribeImageTags`: one detail per tag of the tagged images `DescribeImages` lists, in tag
+/// order, paged by tag (the tag's `createdAt` is its image's push: Berth does not date tags
+/// apart).
 async fn describe_image_tags(ctx: &super::Ctx<'_>, input: Value) -> EcrResult {
-    let mut images = input.clone();
-    images["filter"] = json!({ "tagStatus": "TAGGED" });
-    let listed = super::dispatch(ctx, "DescribeImages", images).await?;
-    let mut details = Vec::new();
-    for image in listed["imageDetails"].as_array().into_iter().flatten() {
-        let detail = json!({
-            "imageDigest": image["imageDigest"],
-            "imageSizeInBytes": image["imageSizeInBytes"],
-            "imagePushedAt": image["imagePushedAt"],
-            "imageManifestMediaType": image["imageManifestMediaType"],
-            "artifactMediaType": image["artifactMediaType"],
-        });
-        for tag in image["imageTags"].as_array().into_iter().flatten() {
-            details.push(json!({ "imageTag": tag, "createdAt": image["imagePushedAt"], "imageDetail": detail }));
+    let mut details: Vec<(String, Value)> = Vec::new();
+    let mut next: Option<Value> = None;
+    loop {
+        let mut page = json!({ "repositoryName": input["repositoryName"], "maxResults": 1000,
+                               "filter": { "tagStatus": "TAGGED" } });
+        if let Some(t) = &next {
+            page["nextToken"] = t.clone();
+        }
+        let listed = super::dispatch(ctx, "DescribeImages", page).await?;
+        for image in listed["imageDetails"].as_array().into_iter().flatten() {
+            let detail = json!({
+                "imageDigest": image["imageDigest"],
+                "imageSizeInBytes": image["imageSizeInBytes"],
+                "imagePushedAt": image["imagePushedAt"],
+                "imageManifestMediaType": image["imageManifestMediaType"],
+                "artifactMediaType": image["artifactMediaType"],
+            });
+            for tag in image["imageTags"].as_array().into_iter().flatten().filter_map(Value::as_str) {
+                let entry = json!({ "imageTag": tag, "createdAt": image["imagePushedAt"], "imageDetail": detail });
+                details.push((tag.to_string(), entry));
+            }
+        }
+        match listed.get("nextToken") {
+            Some(t) => next = Some(t.clone()),
+            None => break,
         }
     }
-    let mut out = json!({ "imageTagDetails": details });
-    if let Some(t) = listed.get("nextToken") {
-        out["nextToken"] = t.clone();
+    details.sort_by(|a, b| a.0.cmp(&b.0));
+    let limit = input["maxResults"].as_u64().unwrap_or(100) as u32;
+    let token = input["nextToken"].as_str().map(str::to_string);
+    let (page, next_token) = ctx.page_of(details, limit, &token, |(tag, _)| tag)?;
+    let mut out = json!({ "imageTagDetails": page.into_iter().map(|(_, v)| v).collect::<Vec<_>>() });
+    if let Some(t) = next_token {
+        out["nextToken"] = json!(t);
     }
     Ok(out)
 }
