@@ -681,6 +681,12 @@ impl Registry {
                 return Ok(size);
             }
             if self.meta().try_lease(&lease, holder, berth_meta::now_ms(), FETCH_LEASE_MS).await? {
+                // The fetch before may have stored the blob and let the lease go between the
+                // look above and the lease: looked at again, holding it.
+                if let Some(size) = self.meta().linked_blob(name, digest).await? {
+                    let _ = self.meta().release_lease(&lease, holder).await;
+                    return Ok(size);
+                }
                 break;
             }
             tokio::time::sleep(FETCH_WAIT).await;
