@@ -308,9 +308,12 @@ impl Registry {
 }
 
 /// A public repository's errors name it as the API does, not by its store key.
-fn named(e: RegistryError, name: &str) -> RegistryError {
+pub fn named(e: RegistryError, name: &str) -> RegistryError {
     match e {
         RegistryError::RepositoryNotFound { .. } => RegistryError::RepositoryNotFound { name: name.to_string() },
+        RegistryError::RepositoryPolicyNotFound { .. } => {
+            RegistryError::RepositoryPolicyNotFound { name: name.to_string() }
+        }
         other => other,
     }
 }

@@ -85,18 +85,9 @@ impl Registry {
         }
         let tagged = !kept.is_empty();
         let kept_tags: Vec<&str> = kept.iter().map(String::as_str).collect();
-        let locks = self.signature_locks(&target.name, &kept_tags).await?;
-        let stored = async {
-            let signature_tags = self.signature_tags_now(&target.name, &kept_tags).await?;
-            let put = self.store_manifest(target, digest.clone(), parsed, content, kept.clone(), Vec::new()).await?;
-            // Signatures the destination holds already stay beside the source's.
-            self.keep_signatures(&target.name, digest, signature_tags).await?;
-            Ok::<_, RegistryError>(put)
-        }
-        .await;
-        for lock in locks {
-            lock.release().await;
-        }
+        // Signatures the destination holds already stay beside the source's.
+        let store = self.store_manifest(target, digest.clone(), parsed, content, kept.clone(), Vec::new());
+        let stored = self.store_keeping_signatures(&target.name, &kept_tags, store).await;
         match stored {
             Ok(put) => {
                 // An image arriving with tags is signed as the destination's own rules say.

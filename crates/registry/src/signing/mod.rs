@@ -159,15 +159,29 @@ impl Registry {
         extra_tags: &[String],
     ) -> Result<ManifestPut, RegistryError> {
         let tags: Vec<&str> = std::iter::once(reference).chain(extra_tags.iter().map(String::as_str)).collect();
+        self.store_keeping_signatures(name, &tags, self.put_manifest(name, reference, content_type, body, extra_tags))
+            .await
+    }
+
+    /// Runs `store` (which stores a manifest under `tags`) keeping the signatures the signature
+    /// tags among `tags` held before: under those tags' locks, what they point at is read
+    /// first and added back to what `store` put there. A client's `.sig` PUT, a cache fill of
+    /// an upstream `.sig` and a replica's arrival all store through this.
+    pub(crate) async fn store_keeping_signatures(
+        &self,
+        name: &str,
+        tags: &[&str],
+        store: impl std::future::Future<Output = Result<ManifestPut, RegistryError>>,
+    ) -> Result<ManifestPut, RegistryError> {
         if !tags.iter().any(|t| is_signature_tag(t)) {
-            return self.put_manifest(name, reference, content_type, body, extra_tags).await;
+            return store.await;
         }
-        let locks = self.signature_locks(name, &tags).await?;
+        let locks = self.signature_locks(name, tags).await?;
         let stored = async {
-            let signature_tags = self.signature_tags_now(name, &tags).await?;
-            let put = self.put_manifest(name, reference, content_type, body, extra_tags).await?;
+            let signature_tags = self.signature_tags_now(name, tags).await?;
+            let put = store.await?;
             self.keep_signatures(name, &put.digest, signature_tags).await?;
-            Ok::<_, RegistryError>(put)
+            Ok(put)
         }
         .await;
         for lock in locks {

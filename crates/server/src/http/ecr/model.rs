@@ -90,6 +90,11 @@ pub fn validate(operation: &str, input: &Value) -> Result<(), EcrError> {
     validate_in(&MODEL, operation, input)
 }
 
+/// Whether `operation` is one of the ECR Public API's model (Berth serves each of them).
+pub fn is_public_operation(operation: &str) -> bool {
+    PUBLIC_MODEL.model.operations.contains_key(operation)
+}
+
 /// `validate` against the ECR Public API's model.
 pub fn validate_public(operation: &str, input: &Value) -> Result<(), EcrError> {
     validate_in(&PUBLIC_MODEL, operation, input)

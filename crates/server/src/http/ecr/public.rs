@@ -21,7 +21,9 @@ use berth_registry::authz::{RequestEnv, Target};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use berth_registry::public::{PublicRepository, RepositoryCatalogData, public_repository_arn, public_repository_key};
+use berth_registry::public::{
+    PublicRepository, RepositoryCatalogData, named, public_repository_arn, public_repository_key,
+};
 use berth_registry::settings::parse_resource_policy;
 
 use super::shapes::seconds;
@@ -29,33 +31,6 @@ use super::{EcrError, EcrResult, SignedParts, model, parse, reply};
 use crate::http::{AppState, now_seconds};
 
 pub const TARGET_PREFIX: &str = "SpencerFrontendService.";
-
-/// The operations of the model, all served.
-const SERVED: &[&str] = &[
-    "GetAuthorizationToken",
-    "DescribeRegistries",
-    "GetRegistryCatalogData",
-    "PutRegistryCatalogData",
-    "CreateRepository",
-    "DescribeRepositories",
-    "DeleteRepository",
-    "GetRepositoryCatalogData",
-    "PutRepositoryCatalogData",
-    "TagResource",
-    "UntagResource",
-    "ListTagsForResource",
-    "DescribeImages",
-    "DescribeImageTags",
-    "BatchDeleteImage",
-    "BatchCheckLayerAvailability",
-    "InitiateLayerUpload",
-    "UploadLayerPart",
-    "CompleteLayerUpload",
-    "PutImage",
-    "SetRepositoryPolicy",
-    "GetRepositoryPolicy",
-    "DeleteRepositoryPolicy",
-];
 
 /// The image and layer operations ECR Public shares with ECR: answered by the ECR API's own
 /// handlers on the public repository's store key, their answers given back its name.
@@ -92,7 +67,7 @@ pub async fn serve(
         serde_json::from_slice(bytes)
             .map_err(|e| EcrError::new("SerializationException", format!("invalid JSON: {e}")))?
     };
-    if !SERVED.contains(&op) {
+    if !model::is_public_operation(op) {
         return Err(EcrError::new("UnknownOperationException", format!("Unknown operation {TARGET_PREFIX}{op}")));
     }
     model::validate_public(op, &input)?;
@@ -582,14 +557,4 @@ struct SetPolicyInput {
     policy_text: String,
     #[serde(default)]
     force: bool,
-}
-
-/// A registry error about a public repository, naming it as the API does (not by its key).
-fn named(e: berth_registry::RegistryError, name: &str) -> EcrError {
-    use berth_registry::RegistryError::*;
-    match e {
-        RepositoryNotFound { .. } => RepositoryNotFound { name: name.to_string() }.into(),
-        RepositoryPolicyNotFound { .. } => RepositoryPolicyNotFound { name: name.to_string() }.into(),
-        other => other.into(),
-    }
 }
