@@ -157,6 +157,8 @@ def test_public_repositories_are_their_own_kind(public):
     put = client(public).put_repository_catalog_data(repositoryName=name, catalogData={
         "description": "A better tool", "logoImageBlob": base64.b64decode(logo)})["catalogData"]
     assert put["description"] == "A better tool" and put["aboutText"] == "# About" and "logoImageBlob" not in put
+    # Shown by its URL on the public host's gallery.
+    assert re.fullmatch(r"http://localhost/gallery/-/logo/[a-z]{8}/[a-z/-]+", put["logoUrl"]), put["logoUrl"]
     got = json.loads(cli(public, "get-repository-catalog-data", "--repository-name", name).stdout)["catalogData"]
     assert got == put
     assert got["architectures"] == ["x86-64", "ARM 64"]

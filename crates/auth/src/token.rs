@@ -72,6 +72,14 @@ pub fn verify(key: &[u8], token: &str, now: EpochSeconds) -> Result<Claims, Toke
     Ok(claims)
 }
 
+/// When a token expires, read without checking its signature (for a token already checked).
+pub fn expiry(token: &str) -> Option<EpochSeconds> {
+    let (signed, _) = token.rsplit_once('.')?;
+    let (_, payload) = signed.split_once('.')?;
+    let claims: Claims = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).ok()?).ok()?;
+    Some(claims.expires_at)
+}
+
 /// Parses an HTTP Basic `Authorization` value into (user, password).
 pub fn parse_basic(header: &str) -> Option<(String, String)> {
     let encoded = header.strip_prefix("Basic ").or_else(|| header.strip_prefix("basic "))?;

@@ -757,6 +757,19 @@ pub trait PublicRegistryStore: Send + Sync + 'static {
     /// The account's alias; `candidate` stored as it first if it has none (`AlreadyExists` if
     /// another account holds `candidate`: the caller picks another).
     async fn ensure_registry_alias(&self, account_id: &str, candidate: &str, at: i64) -> Result<String>;
+
+    /// The account holding `alias`, if any.
+    async fn account_of_registry_alias(&self, alias: &str) -> Result<Option<String>>;
+
+    /// Every account's (account, alias), in alias order.
+    async fn registry_aliases(&self) -> Result<Vec<(String, String)>>;
+
+    /// The bytes `source` pulled anonymously in `month` (`YYYY-MM`).
+    async fn anonymous_pull_bytes(&self, source: &str, month: &str) -> Result<u64>;
+
+    /// Adds `bytes` to what `source` pulled anonymously in `month`. Concurrency: one atomic
+    /// increment, so concurrent additions from any node all count.
+    async fn add_anonymous_pull_bytes(&self, source: &str, month: &str, bytes: u64) -> Result<()>;
 }
 
 /// Pull-through cache rules, per account.

@@ -74,6 +74,13 @@ pub enum RegistryError {
     /// The registry has as many pull-time update exclusions as it may (100).
     PullTimeExclusionLimit,
 
+    // ---- the public host ----
+    /// An anonymous pull from a source that has used up this month's allowance.
+    AnonymousAllowanceExceeded {
+        allowance: u64,
+        retry_after_seconds: u64,
+    },
+
     // ---- pull-through cache ----
     PullThroughRuleNotFound {
         prefix: String,
@@ -288,6 +295,11 @@ impl std::fmt::Display for RegistryError {
                 f,
                 "The registry has {} pull time update exclusions, the most it may have",
                 crate::pull_times::MAX_EXCLUSIONS
+            ),
+            AnonymousAllowanceExceeded { allowance, .. } => write!(
+                f,
+                "This address has pulled its {allowance} bytes of anonymous pulls this month; \
+                 sign in to pull more, or wait for the next month"
             ),
             PullThroughRuleNotFound { prefix } => {
                 write!(f, "The pull through cache rule with prefix '{prefix}' does not exist")

@@ -445,14 +445,57 @@ impl Identity {
 
     /// Checks a registry token; the key it was issued through must still be active.
     pub async fn authenticate_token(&self, token: &str, now: EpochSeconds) -> Result<Caller, AuthError> {
-        if let Some((caller, until)) = self.token_cache.lock().expect("token cache").get(token)
+        self.authenticate_token_for(token, None, now).await
+    }
+
+    /// A token for anonymous pulls from the public host: it names no one, and grants nothing
+    /// a request without credentials could not do there (it exists because clients follow the
+    /// Bearer challenge and present what the token endpoint gives them).
+    pub fn issue_anonymous_public_token(&self, now: EpochSeconds) -> (String, EpochSeconds) {
+        let expires_at = now + token::TOKEN_LIFETIME_SECONDS;
+        let claims = token::Claims {
+            account: String::new(),
+            principal: String::new(),
+            access_key_id: String::new(),
+            expires_at,
+            audience: Some(ANONYMOUS_PUBLIC_AUDIENCE.to_string()),
+        };
+        (token::issue(&self.token_key, &claims), expires_at)
+    }
+
+    /// Checks a token presented to the public host: `None` for an anonymous one, the caller
+    /// for an ECR Public token (`GetAuthorizationToken` of `ecr-public`), whose key must still
+    /// be active. A private registry token is refused there, as ECR Public refuses ECR's.
+    pub async fn authenticate_public_token(&self, token: &str, now: EpochSeconds) -> Result<Option<Caller>, AuthError> {
+        let claims = token::verify(&self.token_key, token, now).map_err(|e| AuthError::Token(e.to_string()))?;
+        match claims.audience.as_deref() {
+            Some(ANONYMOUS_PUBLIC_AUDIENCE) => Ok(None),
+            Some(PUBLIC_AUDIENCE) => Ok(Some(self.authenticate_token_for(token, Some(PUBLIC_AUDIENCE), now).await?)),
+            _ => Err(AuthError::Token("the token is for the private registry, not the public one".into())),
+        }
+    }
+
+    /// Checks a token issued for `audience` (`None`: the private registry).
+    async fn authenticate_token_for(
+        &self,
+        token: &str,
+        audience: Option<&str>,
+        now: EpochSeconds,
+    ) -> Result<Caller, AuthError> {
+        // Cached under its audience too, so a token checked for one registry is never taken
+        // from the cache for the other.
+        let cache_key = format!("{}\n{token}", audience.unwrap_or(""));
+        if let Some((caller, until)) = self.token_cache.lock().expect("token cache").get(&cache_key)
             && now < *until
         {
             return Ok(caller.clone());
         }
         let claims = token::verify(&self.token_key, token, now).map_err(|e| AuthError::Token(e.to_string()))?;
-        if claims.audience.is_some() {
-            return Err(AuthError::Token("the token is for the public registry, not this one".into()));
+        if claims.audience.as_deref() != audience {
+            return Err(AuthError::Token(match audience {
+                None => "the token is for the public registry, not this one".into(),
+                Some(_) => "the token is not one of the public registry".into(),
+            }));
         }
         let (_, caller) = self.caller_for_key(&claims.access_key_id).await?;
         if caller.principal_id != claims.principal {
@@ -464,13 +507,16 @@ impl Identity {
         if cache.len() >= TOKEN_CACHE_MAX {
             cache.clear();
         }
-        cache.insert(token.to_string(), (caller.clone(), claims.expires_at.min(now + TOKEN_RECHECK_SECONDS)));
+        cache.insert(cache_key, (caller.clone(), claims.expires_at.min(now + TOKEN_RECHECK_SECONDS)));
         Ok(caller)
     }
 }
 
 /// The audience of the public registry's tokens.
 const PUBLIC_AUDIENCE: &str = "ecr-public";
+
+/// The audience of the public host's anonymous pull tokens.
+const ANONYMOUS_PUBLIC_AUDIENCE: &str = "ecr-public-anonymous";
 
 /// The parameters of a presigned download URL (`X-Berth-Credential`, `X-Berth-Expires`,
 /// `X-Berth-Signature`).

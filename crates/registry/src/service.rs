@@ -58,7 +58,7 @@ pub struct Registry {
     /// The host signatures name images by.
     pub(crate) signing_host: crate::signing::SigningHost,
     /// The public registry's host (ECR Public), when it is on.
-    pub(crate) public_host: std::sync::OnceLock<String>,
+    pub(crate) public_host: std::sync::OnceLock<crate::public::PublicHost>,
 }
 
 pub struct BlobRead {

@@ -120,6 +120,9 @@ pub struct Config {
     /// Public is off.
     #[serde(default, deserialize_with = "text")]
     pub public_host: Option<String>,
+    /// Bytes each source address may pull anonymously from the public host per calendar month
+    /// (UTC); ECR Public's figure, 500 GB, by default.
+    pub public_anonymous_bytes_per_month: u64,
 }
 
 impl Config {
@@ -173,6 +176,7 @@ impl Default for Config {
             replication_max_bytes_per_second: None,
             registry_host: None,
             public_host: None,
+            public_anonymous_bytes_per_month: berth_registry::public::DEFAULT_ANONYMOUS_BYTES_PER_MONTH,
         }
     }
 }
@@ -303,6 +307,7 @@ pub fn load(file: Option<&PathBuf>, overrides: &Overrides) -> Result<Config, Box
         "replication_max_bytes_per_second",
         "registry_host",
         "public_host",
+        "public_anonymous_bytes_per_month",
     ]))
     .merge(Serialized::defaults(text_env()))
     .merge(Serialized::defaults(overrides))

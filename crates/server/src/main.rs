@@ -470,7 +470,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     registry.set_registry_host(config.registry_host.as_deref().unwrap_or(&addr.to_string()));
     if let Some(host) = &config.public_host {
-        registry.set_public_host(host);
+        registry.set_public_host(berth_registry::public::PublicHost {
+            name: host.clone(),
+            anonymous_bytes_per_month: config.public_anonymous_bytes_per_month,
+        });
     }
     let tls = match (&config.tls_cert, &config.tls_key) {
         (Some(cert), Some(key)) => Some(tls::server_config(cert, key)?),

@@ -392,7 +392,11 @@ macro_rules! public_registry_store_conformance {
     ($fixture:path) => {
         mod public_registry_store {
             use super::*;
-            $crate::__conformance_clauses!($fixture, public, [keeps_one_alias_per_account_each_held_once]);
+            $crate::__conformance_clauses!(
+                $fixture,
+                public,
+                [keeps_one_alias_per_account_each_held_once, counts_anonymous_pulls_per_source_and_month]
+            );
         }
     };
 }

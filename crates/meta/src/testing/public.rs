@@ -14,4 +14,28 @@ pub async fn keeps_one_alias_per_account_each_held_once(meta: Store) {
     // The old alias is free again.
     meta.set_registry_alias(b, "abcdefgh", 5).await.unwrap();
     assert_eq!(meta.registry_alias(b).await.unwrap().as_deref(), Some("abcdefgh"));
+    assert_eq!(meta.account_of_registry_alias("abcdefgh").await.unwrap().as_deref(), Some(b));
+    assert_eq!(meta.account_of_registry_alias("team-a").await.unwrap().as_deref(), Some(a));
+    assert_eq!(meta.account_of_registry_alias("nobody").await.unwrap(), None);
+    assert_eq!(
+        meta.registry_aliases().await.unwrap(),
+        vec![(b.to_string(), "abcdefgh".to_string()), (a.to_string(), "team-a".to_string())]
+    );
+}
+
+pub async fn counts_anonymous_pulls_per_source_and_month(meta: Store) {
+    assert_eq!(meta.anonymous_pull_bytes("192.0.2.1", "2026-12").await.unwrap(), 0);
+    // Concurrent additions all count.
+    let adds = (0..16).map(|_| {
+        let meta = meta.clone();
+        async move { meta.add_anonymous_pull_bytes("192.0.2.1", "2026-12", 1000).await }
+    });
+    for r in futures_util::future::join_all(adds).await {
+        r.unwrap();
+    }
+    meta.add_anonymous_pull_bytes("192.0.2.2", "2026-12", 5).await.unwrap();
+    meta.add_anonymous_pull_bytes("192.0.2.1", "2027-01", 7).await.unwrap();
+    assert_eq!(meta.anonymous_pull_bytes("192.0.2.1", "2026-12").await.unwrap(), 16_000);
+    assert_eq!(meta.anonymous_pull_bytes("192.0.2.2", "2026-12").await.unwrap(), 5);
+    assert_eq!(meta.anonymous_pull_bytes("192.0.2.1", "2027-01").await.unwrap(), 7);
 }

@@ -1,6 +1,7 @@
 //! ECR Public: each account's public registry — its alias (pull URIs are
 //! `<public host>/<alias>/<repository>`, as `public.ecr.aws/<alias>/…` are ECR's), its catalog
-//! data, and its repositories. The public host and anonymous pulls build on this.
+//! data, and its repositories; the public host's rules and anonymous allowance (`host.rs`) and
+//! the gallery's view (`gallery.rs`).
 //!
 //! A public repository is a repository of the store under the key `@<account>+public/<name>`:
 //! its images, tags and blobs are kept as any repository's, and the same services serve them,
@@ -9,6 +10,11 @@
 //! never start with `@`), and its ARN is ECR Public's.
 
 use berth_meta::{MetaError, now_ms};
+
+mod gallery;
+mod host;
+pub use gallery::{GalleryEntry, GalleryPage};
+pub use host::{DEFAULT_ANONYMOUS_BYTES_PER_MONTH, PublicAccess, PublicHost, month_and_rest, public_v2_access};
 use serde::{Deserialize, Serialize};
 
 use crate::{Registry, RegistryError};
@@ -244,12 +250,12 @@ impl Registry {
 
     /// The public registry host (`--public-host`), if ECR Public is on.
     pub fn public_host(&self) -> Option<&str> {
-        self.public_host.get().map(String::as_str)
+        self.public_host.get().map(|h| h.name.as_str())
     }
 
     /// Turns ECR Public on, under `host` (once, at start).
-    pub fn set_public_host(&self, host: &str) {
-        let _ = self.public_host.set(host.to_string());
+    pub fn set_public_host(&self, host: PublicHost) {
+        let _ = self.public_host.set(host);
     }
 
     /// The account's public registry, its default alias chosen now if it has none (eight

@@ -2,28 +2,58 @@
 //! and the store's repository keys at the API edges (see `repositories::repository_key`):
 //! requests are turned into keys once, and keys never leave in a response.
 
+use berth_registry::public::public_repository_key;
 use berth_registry::repositories::{account_key_prefix, repository_key};
 
 use super::AppState;
 
 /// The account a request names (a `registryId`, a `<account>.<host>` name, or the caller's
-/// own), resolved against the default account.
+/// own), resolved against the default account; or, on the public host, one account's public
+/// registry, whose names are `<alias>/<repository>`.
 pub struct Namespace {
     pub default_account: String,
     pub account: String,
+    /// The public registry's alias, on the public host.
+    public_alias: Option<String>,
 }
 
 impl Namespace {
     pub fn new(default_account: &str, account: &str) -> Namespace {
-        Namespace { default_account: default_account.to_string(), account: account.to_string() }
+        Namespace { default_account: default_account.to_string(), account: account.to_string(), public_alias: None }
+    }
+
+    /// `account`'s public registry, named by `alias` on the public host.
+    pub fn public(default_account: &str, account: &str, alias: &str) -> Namespace {
+        Namespace {
+            default_account: default_account.to_string(),
+            account: account.to_string(),
+            public_alias: Some(alias.to_string()),
+        }
     }
 
     pub fn is_default(&self) -> bool {
-        self.account == self.default_account
+        self.account == self.default_account && self.public_alias.is_none()
     }
 
-    /// The store's key of a repository of this account.
+    /// Whether this is a public registry (the public host's).
+    pub fn is_public(&self) -> bool {
+        self.public_alias.is_some()
+    }
+
+    /// The store's key of a repository of this account (of a public registry: `name` is
+    /// `<alias>/<repository>`; `None` when it names another alias).
+    pub fn public_key(&self, name: &str) -> Option<String> {
+        let alias = self.public_alias.as_deref()?;
+        let repository = name.strip_prefix(alias)?.strip_prefix('/')?;
+        Some(public_repository_key(&self.account, repository))
+    }
+
+    /// The store's key of a repository of this account. On the public host, `name` is
+    /// `<alias>/<repository>` of this namespace's alias (the caller resolved it so).
     pub fn key(&self, name: &str) -> String {
+        if self.is_public() {
+            return self.public_key(name).unwrap_or_else(|| public_repository_key(&self.account, name));
+        }
         repository_key(&self.default_account, &self.account, name)
     }
 
@@ -34,7 +64,11 @@ impl Namespace {
 
     /// `text` with this account's keys turned back into names.
     pub fn unkey(&self, text: &str) -> String {
-        if self.is_default() { text.to_string() } else { text.replace(&self.prefix(), "") }
+        match &self.public_alias {
+            Some(alias) => text.replace(&public_repository_key(&self.account, ""), &format!("{alias}/")),
+            None if self.is_default() => text.to_string(),
+            None => text.replace(&self.prefix(), ""),
+        }
     }
 }
 

@@ -1,5 +1,6 @@
-//! The HTTP surfaces on one port: `/v2/` (OCI distribution) and `/healthz`. Each surface is a
-//! thin adapter that turns requests into calls on the registry services.
+//! The HTTP surfaces on one port: `/v2/` (OCI distribution; on the public host, ECR Public's
+//! with its `/token` endpoint and `/gallery/`), the AWS APIs at `/`, and `/healthz`. Each
+//! surface is a thin adapter that turns requests into calls on the registry services.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -17,6 +18,7 @@ use berth_registry::identity::Identity;
 mod accounts;
 mod awsjson;
 pub mod ecr;
+mod gallery;
 pub mod iam;
 mod kms;
 pub mod metrics;
@@ -77,6 +79,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v2", any(v2::handle))
         .route("/v2/", any(v2::handle))
         .route("/v2/{*rest}", any(v2::handle))
+        .route("/token", get(v2::token))
+        .route("/gallery", get(gallery::index))
+        .route("/gallery/", get(gallery::index))
+        .route("/gallery/{*rest}", get(gallery::repository))
         .route("/", post(ecr::handle))
         .route("/berth/replication/v1/{op}", any(replication::handle))
         .route("/healthz", get(|| async { "ok\n" }))

@@ -35,6 +35,8 @@ pub fn exception(e: RegistryError, registry_id: &str) -> EcrError {
         PullTimeExclusionExists { .. } => ("ExclusionAlreadyExistsException", message),
         PullTimeExclusionNotFound { .. } => ("ExclusionNotFoundException", message),
         PullTimeExclusionLimit => ("LimitExceededException", message),
+        // Only the public host's anonymous pulls meet this.
+        AnonymousAllowanceExceeded { .. } => ("LimitExceededException", message),
         SigningConfigurationNotFound => ("SigningConfigurationNotFoundException", message),
         UnsupportedUpstream(m) => ("UnsupportedUpstreamRegistryException", m),
         SecretNotFound(m) => ("SecretNotFoundException", m),

@@ -219,7 +219,7 @@ async fn answer(
             Ok(json!({ "registryCatalogData": data }))
         }
         "PutRegistryCatalogData" => reply(put_registry_catalog_data(app, &account, parse(input)?).await),
-        "CreateRepository" => reply(create_repository(app, public_host, &account, parse(input)?).await),
+        "CreateRepository" => reply(create_repository(app, public_host, &env, &account, parse(input)?).await),
         "DescribeRepositories" => {
             reply(describe_repositories(app, public_host, &account, &caller, &env, parse(input)?).await)
         }
@@ -227,12 +227,15 @@ async fn answer(
         "GetRepositoryCatalogData" => {
             let input: RepositoryInput = parse(input)?;
             let data = registry.public_catalog_data(&account, &input.repository_name).await?;
-            Ok(json!({ "catalogData": catalog_shape(data) }))
+            let logo = logo_url(app, public_host, &env, &account, &input.repository_name, &data).await?;
+            Ok(json!({ "catalogData": catalog_shape(data, logo) }))
         }
         "PutRepositoryCatalogData" => {
             let input: PutCatalogInput = parse(input)?;
-            let data = registry.put_public_catalog_data(&account, &input.repository_name, input.catalog_data).await?;
-            Ok(json!({ "catalogData": catalog_shape(data) }))
+            let name = input.repository_name;
+            let data = registry.put_public_catalog_data(&account, &name, input.catalog_data).await?;
+            let logo = logo_url(app, public_host, &env, &account, &name, &data).await?;
+            Ok(json!({ "catalogData": catalog_shape(data, logo) }))
         }
         "SetRepositoryPolicy" | "GetRepositoryPolicy" | "DeleteRepositoryPolicy" => {
             let name = repository.unwrap_or_default();
@@ -320,12 +323,32 @@ async fn repository_shape(
     })
 }
 
-/// Catalog data as the API shows it: the logo is not given back (it is shown by URL on the
-/// public host's gallery, once that is served), and Berth certifies nothing for a marketplace.
-fn catalog_shape(data: RepositoryCatalogData) -> Value {
+/// Catalog data as the API shows it: the logo is not given back but shown by its URL on the
+/// public host's gallery (`logo_url`), and Berth certifies nothing for a marketplace.
+fn catalog_shape(data: RepositoryCatalogData, logo_url: Option<String>) -> Value {
     let mut v = serde_json::to_value(RepositoryCatalogData { logo_image_blob: None, ..data }).expect("serializes");
     v["marketplaceCertified"] = json!(false);
+    if let Some(url) = logo_url {
+        v["logoUrl"] = json!(url);
+    }
     v
+}
+
+/// Where the gallery serves a repository's logo, if it has one.
+async fn logo_url(
+    app: &AppState,
+    public_host: &str,
+    env: &RequestEnv,
+    account: &str,
+    name: &str,
+    data: &RepositoryCatalogData,
+) -> Result<Option<String>, EcrError> {
+    if data.logo_image_blob.is_none() {
+        return Ok(None);
+    }
+    let alias = app.registry.public_registry(account).await?.alias;
+    let scheme = crate::http::client_scheme(env);
+    Ok(Some(format!("{scheme}://{public_host}/gallery/-/logo/{alias}/{name}")))
 }
 
 #[derive(Deserialize)]
@@ -341,15 +364,17 @@ struct CreateRepositoryInput {
 async fn create_repository(
     app: &AppState,
     public_host: &str,
+    env: &RequestEnv,
     account: &str,
     input: CreateRepositoryInput,
 ) -> Result<Value, EcrError> {
     let tags: Vec<(String, String)> = input.tags.into_iter().map(|t| (t.key, t.value)).collect();
     let (created, catalog) =
         app.registry.create_public_repository(account, &input.repository_name, &tags, input.catalog_data).await?;
+    let logo = logo_url(app, public_host, env, account, &created.name, &catalog).await?;
     Ok(json!({
         "repository": repository_shape(app, public_host, &created).await?,
-        "catalogData": catalog_shape(catalog),
+        "catalogData": catalog_shape(catalog, logo),
     }))
 }
 

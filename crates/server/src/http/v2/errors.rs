@@ -69,6 +69,18 @@ pub fn error_response(err: RegistryError, ns: &Namespace) -> Response {
         PullUnverified { digest, trusted, .. } => {
             (ErrorCode::Denied, Some(json!({ "digest": digest.as_str(), "trustedKeys": trusted })))
         }
+        AnonymousAllowanceExceeded { retry_after_seconds, .. } => {
+            let mut r = super::error_response(
+                StatusCode::TOO_MANY_REQUESTS,
+                ErrorCode::TooManyRequests.as_str(),
+                &message,
+                None,
+            );
+            if let Ok(v) = axum::http::HeaderValue::from_str(&retry_after_seconds.to_string()) {
+                r.headers_mut().insert(axum::http::header::RETRY_AFTER, v);
+            }
+            return r;
+        }
         PullBlocked { digest, threshold, .. } => {
             (ErrorCode::Denied, Some(json!({ "digest": digest.as_str(), "blockSeverity": threshold })))
         }

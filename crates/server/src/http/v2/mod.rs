@@ -26,7 +26,10 @@ mod blobs;
 mod errors;
 mod listings;
 mod manifests;
+mod public;
 mod uploads;
+
+pub use public::token;
 
 /// Blob responses up to this size are read whole before the head is sent.
 const SMALL_READ: u64 = 64 * 1024;
@@ -41,11 +44,15 @@ pub async fn handle(State(app): State<AppState>, req: axum::extract::Request) ->
     let (method, uri, headers) = (parts.method, parts.uri, parts.headers);
     let path = uri.path();
     let tail = path.strip_prefix("/v2/").or_else(|| path.strip_prefix("/v2")).unwrap_or("");
+    let host = request_host(&headers, &uri);
+    if app.registry.public_host_config().is_some_and(|p| p.serves(&host)) {
+        return public::handle(&app, &env, &method, &uri, &headers, body, &host).await;
+    }
     let query: Vec<(String, String)> =
         form_urlencoded::parse(uri.query().unwrap_or("").as_bytes()).into_owned().collect();
     // `<account>.<host>` selects that account's registry; repository names become the store's
     // keys here, and go back to names on the way out.
-    let ns = Namespace::new(app.identity.account_id(), &account_of_host(&app, &request_host(&headers, &uri)).await);
+    let ns = Namespace::new(app.identity.account_id(), &account_of_host(&app, &host).await);
     let caller = if app.auth_required && !presigned_download(&app, &method, tail, &query, &ns).await {
         match authenticate(&app, &headers, &uri, super::client_scheme(&env)).await {
             Ok(caller) => Some(caller),
@@ -75,7 +82,13 @@ pub async fn handle(State(app): State<AppState>, req: axum::extract::Request) ->
         Err(PathError::NameInvalid(m)) => Err(RegistryError::NameInvalid(m)),
         Err(PathError::NotFound) => Ok(error_response(StatusCode::NOT_FOUND, "NOT_FOUND", "no such route", None)),
     };
-    let mut resp = result.unwrap_or_else(|e| errors::error_response(e, &ns));
+    let resp = result.unwrap_or_else(|e| errors::error_response(e, &ns));
+    finish(&app, resp, &ns)
+}
+
+/// What every `/v2/` answer gets: keys in its links turned back into names, the API version
+/// and the region.
+fn finish(app: &AppState, mut resp: Response, ns: &Namespace) -> Response {
     for name in [header::LOCATION, header::LINK] {
         if !ns.is_default()
             && let Some(value) = resp.headers().get(&name).and_then(|v| v.to_str().ok())
@@ -85,7 +98,7 @@ pub async fn handle(State(app): State<AppState>, req: axum::extract::Request) ->
         }
     }
     resp.headers_mut().insert(API_VERSION.0, HeaderValue::from_static(API_VERSION.1));
-    add_region(&app, &mut resp);
+    add_region(app, &mut resp);
     resp
 }
 
@@ -194,10 +207,13 @@ fn fill_grant<'a>(app: &'a AppState, access: Access<'a>) -> FillGrant<'a> {
 }
 
 /// Whether the caller may read the source of a mount (`authz::MOUNT_SOURCE_ACTION`). A refusal
-/// is no error: the mount is not done and an ordinary upload session starts instead.
-async fn may_read_mount_source(app: &AppState, caller: Option<&Caller>, from: &str, env: &RequestEnv) -> Result<bool> {
+/// is no error: the mount is not done and an ordinary upload session starts instead. A public
+/// repository anyone may read.
+async fn may_read_mount_source(app: &AppState, access: Access<'_>, from: &str) -> Result<bool> {
+    let Access { caller, env, ns, .. } = access;
     match caller {
         None => Ok(true),
+        Some(_) if ns.is_public() => Ok(true),
         Some(c) => {
             Ok(app.authorizer.authorize(c, authz::MOUNT_SOURCE_ACTION, Target::Repository(from), env).await?.is_ok())
         }

@@ -11,7 +11,7 @@ pub(super) async fn serve(
     body: Body,
     access: Access<'_>,
 ) -> Result<Response> {
-    let Access { caller, env, upload, .. } = access;
+    let upload = access.upload;
     let reg = &app.registry;
     match (route, method.clone()) {
         (V2Route::UploadStart { name }, Method::POST) => {
@@ -21,7 +21,7 @@ pub(super) async fn serve(
                     let source_named =
                         param(query, "from").is_some_and(|f| berth_oci::validate_repository_name(f).is_ok());
                     if source_named
-                        && may_read_mount_source(app, caller, from, env).await?
+                        && may_read_mount_source(app, access, from).await?
                         && let Some(d) = reg.mount_blob(name, mount, from).await?
                     {
                         return Ok(blob_created(name, &d));
