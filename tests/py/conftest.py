@@ -1,6 +1,7 @@
 """Fixtures for the Python end-to-end tests: the real `berth` binary on a free loopback port,
 driven with the real AWS CLI and boto3 (and a Docker engine where a test needs one)."""
 import base64
+import contextlib
 import os
 import pathlib
 import shutil
@@ -483,3 +484,30 @@ def sigstore_tool(name):
     if not os.access(path, os.X_OK):
         pytest.fail(f"{path} is missing: run scripts/sigstore-tools (scripts/test does)")
     return path
+
+
+@contextlib.contextmanager
+def chromium(prefix, cluster=False):
+    """Headless Chromium driven through chromedriver with selenium (Debian's chromium and
+    chromium-driver, installed by scripts/test); yields the driver and `shot(name)`, which saves
+    a PNG `<prefix>-<name>-<topology>.png` under $BERTH_TEST_OUTPUT."""
+    browser_path, driver_path = shutil.which("chromium"), shutil.which("chromedriver")
+    assert browser_path and driver_path, "chromium and chromium-driver must be installed (scripts/test does)"
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = browser_path
+    for arg in ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,900"]:
+        options.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(driver_path), options=options)
+    out = os.environ.get("BERTH_TEST_OUTPUT") or tempfile.mkdtemp(prefix="berth-screens-")
+    topology = "cluster" if cluster else "node"
+
+    def shot(name):
+        driver.save_screenshot(os.path.join(out, f"{prefix}-{name}-{topology}.png"))
+
+    try:
+        yield driver, shot
+    finally:
+        driver.quit()

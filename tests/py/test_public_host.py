@@ -7,13 +7,12 @@ import base64
 import hashlib
 import json
 import os
-import shutil
 import subprocess
 import tempfile
 
 import pytest
 import requests
-from conftest import ACCOUNT_ID, Berth, rootfs_tar
+from conftest import Berth, chromium, rootfs_tar
 from test_ecr_public import cli, client
 
 PUBLIC_HOST = "localhost"
@@ -265,21 +264,10 @@ def test_the_gallery_lists_public_repositories_with_their_catalog_data(public):
     r = requests.get(f"{base}/gallery/-/logo/{alias}/gallery/web")
     assert r.status_code == 200 and r.headers["Content-Type"] == "image/png"
 
-    chromium = shutil.which("chromium")
-    driver_path = shutil.which("chromedriver")
-    assert chromium and driver_path, "chromium and chromium-driver must be installed (scripts/test does)"
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
 
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for arg in ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1200,900"]:
-        options.add_argument(arg)
-    browser = webdriver.Chrome(service=Service(driver_path), options=options)
-    shots = os.environ.get("BERTH_TEST_OUTPUT") or tempfile.mkdtemp(prefix="gallery-")
-    topology = "cluster" if public.cluster else "node"
-    try:
+    with chromium("gallery", public.cluster) as (browser, shot):
         browser.get(f"{base}/gallery/")
         names = [a.text for a in browser.find_elements(By.CSS_SELECTOR, "li.repository h2 a")]
         assert names == [f"{alias}/gallery/other", f"{alias}/gallery/web"], names
@@ -288,11 +276,13 @@ def test_the_gallery_lists_public_repositories_with_their_catalog_data(public):
         box = browser.find_element(By.ID, "q")
         box.send_keys("web server")
         box.submit()
+        WebDriverWait(browser, 10).until(lambda b: "q=web" in b.current_url)
         names = [a.text for a in browser.find_elements(By.CSS_SELECTOR, "li.repository h2 a")]
         assert names == [f"{alias}/gallery/web"], names
-        browser.save_screenshot(os.path.join(shots, f"gallery-search-{topology}.png"))
+        shot("search")
         # The repository's page: catalog data, Markdown rendered, no script run.
         browser.find_element(By.LINK_TEXT, f"{alias}/gallery/web").click()
+        WebDriverWait(browser, 10).until(lambda b: b.current_url.endswith("/gallery/web"))
         assert browser.find_element(By.CSS_SELECTOR, "h1").text == f"{alias}/gallery/web"
         assert browser.find_element(By.CSS_SELECTOR, "section.markdown h4").text == "About web"
         assert browser.find_element(By.CSS_SELECTOR, "section.markdown strong").text == "pages"
@@ -303,8 +293,6 @@ def test_the_gallery_lists_public_repositories_with_their_catalog_data(public):
         assert "javascript" not in (bad.get_attribute("href") or "")
         assert f"docker pull {public_addr(public)}/{alias}/gallery/web:latest" in browser.page_source
         assert browser.execute_script("return document.querySelector('img.logo').naturalWidth") == 1
-        browser.save_screenshot(os.path.join(shots, f"gallery-repository-{topology}.png"))
+        shot("repository")
         browser.get(f"{base}/gallery/?q=nothing-like-this")
         assert "No public repository matches" in browser.page_source
-    finally:
-        browser.quit()

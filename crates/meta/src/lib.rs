@@ -866,6 +866,18 @@ pub struct ReplicationPeer {
     pub created_at: i64,
 }
 
+/// A web console session, stored by the SHA-256 of its cookie value (the value itself is never
+/// stored), bound to the access key it was signed in with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsoleSession {
+    pub id_hash: String,
+    pub access_key_id: String,
+    /// The token every form of the session carries (CSRF protection).
+    pub csrf_token: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+}
+
 /// A signing profile Berth holds for an account.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SigningProfile {

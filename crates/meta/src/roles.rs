@@ -772,6 +772,29 @@ pub trait PublicRegistryStore: Send + Sync + 'static {
     async fn add_anonymous_pull_bytes(&self, source: &str, month: &str, bytes: u64) -> Result<()>;
 }
 
+/// The web console's sessions and failed sign-ins.
+#[async_trait]
+pub trait ConsoleStore: Send + Sync + 'static {
+    async fn create_console_session(&self, session: &ConsoleSession) -> Result<()>;
+
+    async fn console_session(&self, id_hash: &str) -> Result<Option<ConsoleSession>>;
+
+    /// Ends a session (sign-out); whether there was one.
+    async fn delete_console_session(&self, id_hash: &str) -> Result<bool>;
+
+    /// Ends every session signed in with `access_key_id` (the key was deactivated or deleted).
+    async fn delete_console_sessions(&self, access_key_id: &str) -> Result<u64>;
+
+    async fn delete_expired_console_sessions(&self, now: i64) -> Result<u64>;
+
+    /// Records one failed sign-in against each subject, at `at`, and forgets failures before
+    /// `forget_before`. Concurrency: each failure is its own row, so racing failures all count.
+    async fn record_console_sign_in_failure(&self, subjects: &[String], at: i64, forget_before: i64) -> Result<()>;
+
+    /// When `subject`'s failed sign-ins since `since` happened, oldest first.
+    async fn console_sign_in_failures(&self, subject: &str, since: i64) -> Result<Vec<i64>>;
+}
+
 /// Pull-through cache rules, per account.
 #[async_trait]
 pub trait PullThroughStore: Send + Sync + 'static {
@@ -859,6 +882,7 @@ pub trait MetaStore:
     + PullThroughStore
     + SigningStore
     + PublicRegistryStore
+    + ConsoleStore
     + KmsStore
     + LeaseStore
     + ChangeFeed

@@ -326,6 +326,26 @@ impl Identity {
         Ok((key, caller))
     }
 
+    /// Checks an access key's secret as the web console's sign-in form gives it: the caller if
+    /// the key is active and the secret is its own (compared in constant time).
+    pub async fn authenticate_secret(&self, access_key_id: &str, secret: &str) -> Result<Caller, AuthError> {
+        let (key, caller) = self.caller_for_key(access_key_id).await?;
+        let stored = self
+            .keys
+            .open(SealedKind::AccessKeySecret, &key.access_key_id, key.sealed_secret.as_bytes())
+            .map_err(|e| AuthError::Backend(e.to_string()))?;
+        aws_lc_rs::constant_time::verify_slices_are_equal(&stored, secret.as_bytes())
+            .map_err(|_| AuthError::Signature("The secret access key is not the key's".into()))?;
+        self.note_use(&caller, "console");
+        Ok(caller)
+    }
+
+    /// The caller of an access key that is still active (a console session's key, looked up
+    /// on every request so that deactivating or deleting the key ends its sessions).
+    pub async fn caller_of_active_key(&self, access_key_id: &str) -> Result<Caller, AuthError> {
+        Ok(self.caller_for_key(access_key_id).await?.1)
+    }
+
     /// Verifies a SigV4-signed request for `service` (`ecr`, `iam`).
     pub async fn authenticate_sigv4(
         &self,

@@ -8,6 +8,7 @@
 mod at_rest;
 pub mod authz;
 pub mod blob_cipher;
+pub mod console;
 pub mod encrypt;
 mod error;
 mod fsck;

@@ -451,6 +451,12 @@ pub struct StorageUsage {
 }
 
 impl Registry {
+    /// Per repository key: images, and bytes of the blobs it links (without the deduplicated
+    /// total, which reads every blob).
+    pub async fn repository_usage(&self) -> Result<Vec<(String, i64, i64)>, RegistryError> {
+        Ok(self.meta().repository_usage().await?)
+    }
+
     pub async fn storage_usage(&self) -> Result<StorageUsage, RegistryError> {
         let repositories = self.meta().repository_usage().await?;
         let blobs = self.meta().all_blobs().await?;

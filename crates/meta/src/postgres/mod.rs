@@ -27,8 +27,8 @@ use crate::{
     PullThroughRule, SecretCreated, SecretVersion, VersionPut, managed_secret_version_key, restage,
 };
 use crate::{
-    ImageReplication, ImageSigning, ReplicationAction, ReplicationEvent, ReplicationJob, ReplicationOutcome,
-    ReplicationPeer, ReplicationQueueCounts, ReplicationStatus, ReplicationTarget, SigningProfile,
+    ConsoleSession, ImageReplication, ImageSigning, ReplicationAction, ReplicationEvent, ReplicationJob,
+    ReplicationOutcome, ReplicationPeer, ReplicationQueueCounts, ReplicationStatus, ReplicationTarget, SigningProfile,
 };
 
 type Meta = PgMeta;
@@ -383,6 +383,7 @@ include!("../sql/pull_through.rs");
 include!("../sql/kms.rs");
 include!("../sql/signing.rs");
 include!("../sql/public.rs");
+include!("../sql/console.rs");
 
 /// The channel nodes announce changes on.
 const CHANGES_CHANNEL: &str = "berth_changes";

@@ -28,8 +28,8 @@ use crate::{
     PullThroughRule, SecretCreated, SecretVersion, VersionPut, managed_secret_version_key, restage,
 };
 use crate::{
-    ImageReplication, ImageSigning, ReplicationAction, ReplicationEvent, ReplicationJob, ReplicationOutcome,
-    ReplicationPeer, ReplicationQueueCounts, ReplicationStatus, ReplicationTarget, SigningProfile,
+    ConsoleSession, ImageReplication, ImageSigning, ReplicationAction, ReplicationEvent, ReplicationJob,
+    ReplicationOutcome, ReplicationPeer, ReplicationQueueCounts, ReplicationStatus, ReplicationTarget, SigningProfile,
 };
 
 type Meta = SqliteMeta;
@@ -257,6 +257,7 @@ include!("../sql/pull_through.rs");
 include!("../sql/kms.rs");
 include!("../sql/signing.rs");
 include!("../sql/public.rs");
+include!("../sql/console.rs");
 
 /// One node opens an SQLite store: its own invalidation is all there is.
 #[async_trait]

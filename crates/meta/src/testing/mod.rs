@@ -16,10 +16,10 @@ use std::sync::Arc;
 use berth_oci::{Algorithm, Digest};
 
 use crate::{
-    AccessKey, ActionKind, BlobKeyWrapping, CappedInsert, EncryptionType, Group, IdentityPolicySource, ImageFilter,
-    KeyChange, KeyUse, LifecycleEvent, ManagedPolicy, ManifestKeys, MetaError, MetaStore, NewManifest, Principal,
-    PrincipalKind, PullBlock, RepositorySettings, ScanJob, ScanOutcome, ScanStatus, ScanType, SealedKind, Severity,
-    StatusFilter, StoredSecret, TagFilter, TagMutabilityMode, UploadCipher, VulnDbState, VulnRecord, now_ms,
+    AccessKey, ActionKind, BlobKeyWrapping, CappedInsert, ConsoleSession, EncryptionType, Group, IdentityPolicySource,
+    ImageFilter, KeyChange, KeyUse, LifecycleEvent, ManagedPolicy, ManifestKeys, MetaError, MetaStore, NewManifest,
+    Principal, PrincipalKind, PullBlock, RepositorySettings, ScanJob, ScanOutcome, ScanStatus, ScanType, SealedKind,
+    Severity, StatusFilter, StoredSecret, TagFilter, TagMutabilityMode, UploadCipher, VulnDbState, VulnRecord, now_ms,
 };
 
 /// The store a clause runs against.
@@ -401,6 +401,21 @@ macro_rules! public_registry_store_conformance {
     };
 }
 
+/// `ConsoleStore`'s clauses for a fixture.
+#[macro_export]
+macro_rules! console_store_conformance {
+    ($fixture:path) => {
+        mod console_store {
+            use super::*;
+            $crate::__conformance_clauses!(
+                $fixture,
+                console,
+                [sessions_are_kept_until_signed_out_expired_or_their_key_goes, failed_sign_ins_are_counted_per_subject]
+            );
+        }
+    };
+}
+
 /// `PullThroughStore`'s clauses for a fixture.
 #[macro_export]
 macro_rules! pull_through_store_conformance {
@@ -479,6 +494,7 @@ macro_rules! meta_store_conformance {
         $crate::pull_through_store_conformance!($fixture);
         $crate::signing_store_conformance!($fixture);
         $crate::public_registry_store_conformance!($fixture);
+        $crate::console_store_conformance!($fixture);
         $crate::kms_store_conformance!($fixture);
         $crate::lease_store_conformance!($fixture);
     };
@@ -505,6 +521,8 @@ pub mod secrets;
 pub mod managed_secrets;
 
 pub mod public;
+
+pub mod console;
 pub mod pull_through;
 pub mod signing;
 

@@ -9,7 +9,7 @@ use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{Html, IntoResponse, Response};
 use base64::Engine;
 use berth_registry::public::GalleryEntry;
-use maud::{DOCTYPE, Markup, PreEscaped, html};
+use maud::{Markup, PreEscaped, html};
 use pulldown_cmark::{CowStr, Event, Options, Parser, Tag};
 use serde::Deserialize;
 
@@ -212,41 +212,9 @@ fn safe_url(url: CowStr<'_>) -> CowStr<'_> {
     }
 }
 
-const STYLE: &str = "
-body{font:16px/1.5 system-ui,sans-serif;margin:0;color:#16191f;background:#f2f3f3}
-header.site{background:#232f3e;color:#fff;padding:.75rem 1.5rem}
-header.site a{color:#fff;text-decoration:none;font-weight:600}
-main{max-width:60rem;margin:0 auto;padding:1rem 1.5rem}
-.search{display:flex;gap:.5rem;flex-wrap:wrap;align-items:center;margin:1rem 0}
-.search input{flex:1;min-width:12rem;padding:.4rem;border:1px solid #687078;border-radius:4px}
-.search button{padding:.4rem 1rem;background:#0972d3;color:#fff;border:0;border-radius:4px}
-ul.repositories{list-style:none;padding:0}
-li.repository,.repository-page header{display:flex;gap:1rem;background:#fff;padding:1rem;margin:.5rem 0;border-radius:8px}
-li.repository h2{margin:0;font-size:1.15rem}
-a{color:#0753a6}
-.badges{list-style:none;padding:0;display:flex;gap:.4rem;flex-wrap:wrap}
-.badge{background:#e9ebed;border-radius:1rem;padding:0 .6rem;font-size:.85rem}
-code,pre{font-family:ui-monospace,monospace;background:#e9ebed;border-radius:4px;padding:.1rem .3rem}
-pre{padding:.6rem;overflow-x:auto}
-.markdown,section{background:#fff;padding:.5rem 1rem;margin:.5rem 0;border-radius:8px}
-";
-
+/// A gallery page, in the console's stylesheet.
 fn page_html(title: &str, body: Markup) -> Markup {
-    html! {
-        (DOCTYPE)
-        html lang="en" {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                title { (title) " \u{2014} Berth public gallery" }
-                style { (PreEscaped(STYLE)) }
-            }
-            body {
-                header.site { a href="/gallery/" { "Berth public gallery" } }
-                main { h1 { (title) } (body) }
-            }
-        }
-    }
+    super::console::document(title, ("/gallery/", "Berth public gallery"), html! {}, body)
 }
 
 fn not_found() -> Response {

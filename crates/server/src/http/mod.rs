@@ -1,5 +1,6 @@
 //! The HTTP surfaces on one port: `/v2/` (OCI distribution; on the public host, ECR Public's
-//! with its `/token` endpoint and `/gallery/`), the AWS APIs at `/`, and `/healthz`. Each
+//! with its `/token` endpoint and `/gallery/`), the AWS APIs at `/`, the web console at
+//! `/console/`, and `/healthz`. Each
 //! surface is a thin adapter that turns requests into calls on the registry services.
 
 use std::net::SocketAddr;
@@ -17,6 +18,7 @@ use berth_registry::identity::Identity;
 
 mod accounts;
 mod awsjson;
+mod console;
 pub mod ecr;
 mod gallery;
 pub mod iam;
@@ -85,6 +87,7 @@ pub fn router(state: AppState) -> Router {
         .route("/gallery/{*rest}", get(gallery::repository))
         .route("/", post(ecr::handle))
         .route("/berth/replication/v1/{op}", any(replication::handle))
+        .merge(console::routes())
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .layer(middleware::from_fn_with_state(state.clone(), log_request))

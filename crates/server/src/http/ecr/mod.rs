@@ -78,6 +78,15 @@ impl EcrError {
         }
     }
 
+    /// The exception's name and message, as AWS words them (for the web console).
+    pub fn exception_and_message(&self) -> (&'static str, String) {
+        match self {
+            EcrError::Exception { kind, message, .. } => (kind, message.clone()),
+            EcrError::Kms { message, .. } => ("KmsException", message.clone()),
+            EcrError::Registry(e) => ("ServerException", e.to_string()),
+        }
+    }
+
     fn invalid(message: impl Into<String>) -> Self {
         EcrError::new("InvalidParameterException", message)
     }
@@ -196,7 +205,7 @@ async fn serve(
     headers: &HeaderMap,
     target: &str,
     body: Body,
-    mut env: RequestEnv,
+    env: RequestEnv,
 ) -> EcrResult {
     let bytes = axum::body::to_bytes(body, MAX_BODY)
         .await
@@ -222,6 +231,27 @@ async fn serve(
         serde_json::from_slice(&bytes)
             .map_err(|e| EcrError::new("SerializationException", format!("invalid JSON: {e}")))?
     };
+    call(app, caller, env, &host, op, extension, input).await
+}
+
+/// Calls an ECR operation (or, with `extension`, one of Berth's own) as `caller`, as the API
+/// does for a signed request: the input checked against the model, the registry it acts on,
+/// authorization, the operation, the answer with names (not keys) and errors worded as ECR's.
+/// The web console calls the operations through this as its signed-in principal.
+pub async fn call_as(app: &AppState, caller: Caller, env: RequestEnv, host: &str, op: &str, input: Value) -> EcrResult {
+    call(app, caller, env, host, op, false, input).await.map_err(|e| e.worded(app.identity.account_id()))
+}
+
+async fn call(
+    app: &AppState,
+    caller: Caller,
+    mut env: RequestEnv,
+    host: &str,
+    op: &str,
+    extension: bool,
+    input: Value,
+) -> EcrResult {
+    let host = host.to_string();
     // Types, required members and the model's constraints, before anything else looks at it.
     if extension {
         berth::validate(op, &input)?;
