@@ -18,7 +18,7 @@ use crate::{filler, manifest, median, put_manifest, upload_whole};
 const GETS: usize = 300;
 const TAGS: usize = 5000;
 
-fn percentile(v: &mut [f64], p: f64) -> f64 {
+pub(crate) fn percentile(v: &mut [f64], p: f64) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     v[((v.len() - 1) as f64 * p).round() as usize]
 }

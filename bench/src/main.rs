@@ -17,6 +17,7 @@ use futures_util::StreamExt;
 use reqwest::Client;
 use sha2::{Digest as _, Sha256};
 
+mod console;
 mod encryption;
 mod gc;
 mod latency;
@@ -74,6 +75,10 @@ struct Args {
     /// c=32), against the reference or `--baseline`.
     #[arg(long)]
     rates_only: bool,
+    /// Only the web console: server time of the repositories page with 2,000 repositories and
+    /// of an image page with 2,000 findings (p50, p99).
+    #[arg(long)]
+    console_only: bool,
     /// Only image scanning: a 500 MiB, 2,000-package image against 200,000 OSV records (scan
     /// time, peak memory, pulls/s while scanning).
     #[arg(long)]
@@ -647,6 +652,12 @@ async fn main() -> anyhow::Result<()> {
     }
     if args.replication_only {
         let table = replication::run(&berth, args.rounds, args.blob_mib).await?;
+        println!("{table}");
+        return Ok(());
+    }
+    if args.console_only {
+        let osv = args.osv_dir.clone().unwrap_or_else(scan::default_osv_dir);
+        let table = console::run(&berth, &args.reference, &osv).await?;
         println!("{table}");
         return Ok(());
     }

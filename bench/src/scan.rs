@@ -24,7 +24,7 @@ const LAYERS: usize = 5;
 const LAYER_MIB: usize = 100;
 
 /// Real OSV records to take shapes from (severity, aliases, details, references).
-fn templates(dir: &Path) -> anyhow::Result<Vec<Value>> {
+pub(crate) fn templates(dir: &Path) -> anyhow::Result<Vec<Value>> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
@@ -88,7 +88,7 @@ fn write_records(templates: &[Value], path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn tar_gz(files: &[(String, Vec<u8>)]) -> anyhow::Result<(Vec<u8>, Vec<u8>)> {
+pub(crate) fn tar_gz(files: &[(String, Vec<u8>)]) -> anyhow::Result<(Vec<u8>, Vec<u8>)> {
     let mut builder = tar::Builder::new(Vec::new());
     for (path, data) in files {
         let mut h = tar::Header::new_gnu();
@@ -162,9 +162,25 @@ fn layers() -> anyhow::Result<Vec<(Vec<u8>, Vec<u8>)>> {
     Ok(out)
 }
 
+/// `berth vulndb import` of a zip of `records` OSV records into the stopped-or-running Berth's
+/// data directory.
+pub(crate) fn import_records(berth: &Path, zip: &Path, data: &Path, records: usize) -> anyhow::Result<()> {
+    let out = std::process::Command::new(berth)
+        .args(["vulndb", "import"])
+        .arg(zip)
+        .arg("--data-dir")
+        .arg(data)
+        .stderr(std::process::Stdio::null())
+        .output()?;
+    anyhow::ensure!(out.status.success(), "vulndb import failed");
+    let state: Value = serde_json::from_slice(&out.stdout)?;
+    anyhow::ensure!(state["records"].as_u64() == Some(records as u64), "imported {state}");
+    Ok(())
+}
+
 /// Starts a scan of bench/app:v1 on the Berth at `host` and waits for it; returns seconds and
 /// the findings count.
-fn scan_once(host: &str) -> anyhow::Result<(f64, u64)> {
+pub(crate) fn scan_once(host: &str) -> anyhow::Result<(f64, u64)> {
     let ecr = |op: &str, body: &str| ecr_call(host, ROOT_KEY_ID, ROOT_SECRET, op, body);
     let id = r#"{"repositoryName":"bench/app","imageId":{"imageTag":"v1"}}"#;
     let page = r#"{"repositoryName":"bench/app","imageId":{"imageTag":"v1"},"maxResults":1}"#;
@@ -206,17 +222,8 @@ pub async fn run(berth: &Path, reference: &Path, rounds: usize, seconds: u32, os
     srv.ecr("CreateRepository", r#"{"repositoryName":"bench/app"}"#)?;
     srv.ecr("CreateRepository", r#"{"repositoryName":"bench/pull"}"#)?;
     let t0 = Instant::now();
-    let out = std::process::Command::new(berth)
-        .args(["vulndb", "import"])
-        .arg(&zip)
-        .arg("--data-dir")
-        .arg(&data)
-        .stderr(std::process::Stdio::null())
-        .output()?;
-    anyhow::ensure!(out.status.success(), "vulndb import failed");
+    import_records(berth, &zip, &data, RECORDS)?;
     let import_s = t0.elapsed().as_secs_f64();
-    let state: Value = serde_json::from_slice(&out.stdout)?;
-    anyhow::ensure!(state["records"].as_u64() == Some(RECORDS as u64), "imported {state}");
 
     let c = srv.client()?;
     let diff_ids: Vec<String> = layers.iter().map(|(_, raw)| sha256(raw)).collect();

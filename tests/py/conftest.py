@@ -511,3 +511,22 @@ def chromium(prefix, cluster=False):
         yield driver, shot
     finally:
         driver.quit()
+
+
+def axe_check(driver, page):
+    """Runs axe-core (installed from npm by scripts/test into the tools cache) inside the page
+    `driver` shows and fails on any serious or critical accessibility violation."""
+    tools = os.environ.get("BERTH_TOOLS_DIR") or os.path.expanduser("~/.cache/berth-tools")
+    path = os.path.join(tools, "axe", "node_modules", "axe-core", "axe.min.js")
+    if not os.path.exists(path):
+        pytest.fail(f"{path} is missing: run scripts/test (it installs axe-core from npm)")
+    with open(path) as f:
+        driver.execute_script(f.read())
+    result = driver.execute_async_script(
+        "const done = arguments[arguments.length - 1];"
+        "axe.run(document, {resultTypes: ['violations']}).then(r => done(r.violations)).catch(e => done(String(e)));"
+    )
+    assert isinstance(result, list), f"axe-core failed on {page}: {result}"
+    bad = [(v["id"], v["impact"], v["help"], [n["target"] for n in v["nodes"]][:3])
+           for v in result if v.get("impact") in ("serious", "critical")]
+    assert not bad, f"accessibility violations on {page}: {bad}"

@@ -3,15 +3,17 @@ sessions (cookie flags, sign-out, expiry, the key's deactivation ends them), CSR
 form, throttled failed sign-ins; the repositories page (usage, search, sort; create validated as
 CreateRepository; delete with confirmation), a repository's images (scan badges, referrers,
 delete / archive / restore), an image (manifest, config, findings filtered and sorted, rescan),
-the lifecycle editor with its preview and the repository policy editor — each authorized as the
-signed-in principal, over HTTP and in headless Chromium."""
+the lifecycle editor with its preview, the repository policy editor, pull-through cache rules
+and users' access keys — each authorized as the signed-in principal, over HTTP and in headless
+Chromium, where axe-core checks every page visited."""
 import json
 import os
 import re
 import sqlite3
 
 import requests
-from conftest import KEY_ID, SECRET, chromium, push_image, rootfs_tar
+from conftest import KEY_ID, SECRET, axe_check, chromium, push_image, rootfs_tar
+from test_pull_through import upstream  # noqa: F401 (a fixture)
 
 
 def sign_in(berth, key=KEY_ID, secret=SECRET):
@@ -184,6 +186,7 @@ def test_in_a_browser(berth, docker, tmp_path):
         browser.find_element(By.ID, "access_key_id").send_keys(KEY_ID)
         browser.find_element(By.ID, "secret_access_key").send_keys(SECRET)
         shot("sign-in")
+        axe_check(browser, "sign-in")
         browser.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
         wait.until(lambda b: b.current_url.endswith("/console/repositories"))
         # Create a repository with IMMUTABLE and scan on push.
@@ -195,6 +198,7 @@ def test_in_a_browser(berth, docker, tmp_path):
         rows = browser.find_elements(By.CSS_SELECTOR, "tbody tr")
         assert len(rows) == 1 and "browser/app" in rows[0].text and "IMMUTABLE" in rows[0].text, [r.text for r in rows]
         shot("repositories")
+        axe_check(browser, "repositories")
         repo = berth.client().describe_repositories(repositoryNames=["browser/app"])["repositories"][0]
         assert repo["imageScanningConfiguration"]["scanOnPush"] is True
 
@@ -216,11 +220,23 @@ def test_in_a_browser(berth, docker, tmp_path):
         # One layer here, so curl's status file is not whited out: openssl's two and curl's.
         assert "v1" in row.text and "COMPLETE" in row.text and "CRITICAL 3" in row.text, row.text
         shot("images")
+        axe_check(browser, "images")
         row.find_element(By.CSS_SELECTOR, "td a").click()
         wait.until(lambda b: "/console/image?" in b.current_url)
         findings = [r.text for r in browser.find_elements(By.CSS_SELECTOR, "table.findings tbody tr")]
         assert len(findings) == 4 and any("CVE-2024-0001" in f and "libssl3" in f for f in findings), findings
         shot("findings")
+        axe_check(browser, "findings")
+
+        # The usage review.
+        browser.find_element(By.LINK_TEXT, "Usage").click()
+        wait.until(lambda b: "/console/usage" in b.current_url)
+        assert browser.find_element(By.CSS_SELECTOR, "svg.chart") and "browser/app" in browser.page_source
+        shot("usage")
+        axe_check(browser, "usage")
+        browser.find_element(By.LINK_TEXT, "Registry settings").click()
+        wait.until(lambda b: "/console/settings" in b.current_url)
+        axe_check(browser, "settings")
 
         # A lifecycle rule and its preview.
         browser.get(f"{berth.endpoint}/console/lifecycle?repository=browser%2Fapp")
@@ -234,6 +250,7 @@ def test_in_a_browser(berth, docker, tmp_path):
         wait.until(lambda b: b.find_elements(By.ID, "preview-heading") or b.find_elements(By.CSS_SELECTOR, ".alert"))
         assert "1 images would be acted on" in browser.page_source, browser.page_source
         shot("lifecycle-preview")
+        axe_check(browser, "lifecycle-preview")
 
         # An invalid repository policy: the error at the editor.
         browser.get(f"{berth.endpoint}/console/permissions?repository=browser%2Fapp")
@@ -244,6 +261,7 @@ def test_in_a_browser(berth, docker, tmp_path):
         wait.until(lambda b: b.find_elements(By.ID, "policy-error"))
         assert "InvalidParameterException" in browser.find_element(By.ID, "policy-error").text
         shot("policy-error")
+        axe_check(browser, "policy-error")
 
         # Sign out.
         browser.find_element(By.XPATH, "//button[text()='Sign out']").click()
@@ -362,3 +380,219 @@ def test_lifecycle_preview_and_the_repository_policy_editor(berth):
     assert json.loads(berth.client().get_repository_policy(repositoryName="life")["policyText"])["Statement"][0]["Sid"] == "pull"
     r = s.post(purl, data={"csrf": token, "repository": "life", "do": "delete", "policy": ""}, allow_redirects=False)
     assert r.status_code == 303
+
+
+def test_rules_keys_and_refusals_in_a_browser(berth, upstream):
+    """In headless Chromium: create a pull-through cache rule and validate it; deactivate a user's
+    access key and see that user's other session end; a read-only user finds no way to delete; a
+    form posted without its CSRF token is refused; six wrong secrets → 429."""
+    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+    from test_pull_through import PASSWORD, USER, put_secret
+
+    arn = put_secret(berth, "ecr-pullthroughcache/upstream", {"username": USER, "accessToken": PASSWORD})
+    berth.aws("ecr", "create-repository", "--repository-name", "kept/app")
+    key, secret = berth.create_user("alice", attach="arn:aws:iam::aws:policy/AmazonEC2ContainerRegistryReadOnly")
+    elsewhere, r = sign_in(berth, key, secret)
+    assert r.status_code == 303
+
+    with chromium("console-admin", berth.cluster) as (browser, shot):
+        wait = WebDriverWait(browser, 20, ignored_exceptions=[StaleElementReferenceException])
+
+        def form_sign_in(k, s):
+            browser.get(f"{berth.endpoint}/console/sign-in")
+            browser.find_element(By.ID, "access_key_id").clear()
+            browser.find_element(By.ID, "access_key_id").send_keys(k)
+            browser.find_element(By.ID, "secret_access_key").send_keys(s)
+            browser.find_element(By.CSS_SELECTOR, "main form button[type=submit]").click()
+
+        form_sign_in(KEY_ID, SECRET)
+        wait.until(lambda b: b.current_url.endswith("/console/repositories"))
+
+        # A pull-through cache rule, created and validated.
+        browser.find_element(By.LINK_TEXT, "Pull-through cache").click()
+        wait.until(lambda b: b.current_url.endswith("/console/pull-through"))
+        browser.find_element(By.ID, "prefix").send_keys("upstream")
+        browser.find_element(By.ID, "upstream_url").send_keys(upstream.url)
+        browser.find_element(By.ID, "credential_arn").send_keys(arn)
+        browser.find_element(By.XPATH, "//button[text()='Create rule']").click()
+        wait.until(lambda b: "was created" in b.page_source or b.find_elements(By.CSS_SELECTOR, ".alert"))
+        browser.find_element(By.CSS_SELECTOR, "button[aria-label='Validate upstream']").click()
+        wait.until(lambda b: "is valid" in b.page_source or "is not valid" in b.page_source)
+        assert "is valid: the upstream answered" in browser.page_source, browser.page_source
+        shot("pull-through-validated")
+        axe_check(browser, "pull-through-validated")
+
+        # Deactivating alice's key ends her other session.
+        browser.find_element(By.LINK_TEXT, "Users").click()
+        wait.until(lambda b: b.current_url.endswith("/console/users"))
+        browser.find_element(By.CSS_SELECTOR, f"button[aria-label='Deactivate {key} of alice']").click()
+        wait.until(lambda b: "was deactivated" in b.page_source)
+        shot("key-deactivated")
+        axe_check(browser, "key-deactivated")
+        assert elsewhere.get(f"{berth.endpoint}/console/repositories", allow_redirects=False).status_code == 303
+        browser.find_element(By.CSS_SELECTOR, f"button[aria-label='Activate {key} of alice']").click()
+        wait.until(lambda b: "was activated" in b.page_source)
+
+        # A form without its CSRF token is refused.
+        browser.execute_script("document.querySelectorAll('input[name=csrf]').forEach(e => e.remove())")
+        browser.find_element(By.XPATH, "//button[text()='Sign out']").click()
+        wait.until(lambda b: "security token (CSRF)" in b.page_source)
+        shot("csrf-refused")
+        axe_check(browser, "csrf-refused")
+        browser.get(f"{berth.endpoint}/console/repositories")
+        browser.find_element(By.XPATH, "//button[text()='Sign out']").click()
+        wait.until(lambda b: b.current_url.endswith("/console/sign-in"))
+
+        # The read-only user finds no way to delete.
+        form_sign_in(key, secret)
+        wait.until(lambda b: b.current_url.endswith("/console/repositories"))
+        assert "kept/app" in browser.page_source
+        assert not browser.find_elements(By.XPATH, "//button[contains(., 'Delete')]")
+        assert not browser.find_elements(By.ID, "create-heading")
+        browser.find_element(By.PARTIAL_LINK_TEXT, "kept/app").click()
+        wait.until(lambda b: "/console/images" in b.current_url)
+        assert not browser.find_elements(By.XPATH, "//button[contains(., 'Delete')]")
+        shot("read-only")
+        axe_check(browser, "read-only")
+        browser.find_element(By.XPATH, "//button[text()='Sign out']").click()
+        wait.until(lambda b: b.current_url.endswith("/console/sign-in"))
+
+        # Six wrong secrets: the sixth is answered 429.
+        for _ in range(6):
+            form_sign_in(key, "wrong-secret")
+            wait.until(lambda b: b.find_elements(By.CSS_SELECTOR, ".alert"))
+        assert "Too many failed sign-ins" in browser.find_element(By.CSS_SELECTOR, ".alert").text
+        shot("throttled")
+        axe_check(browser, "throttled")
+    r = requests.post(f"{berth.endpoint}/console/sign-in", data={"access_key_id": key, "secret_access_key": secret})
+    assert r.status_code == 429
+
+
+def test_the_users_and_pull_through_pages_over_http(berth, upstream):
+    key, secret = berth.create_user("bob", attach="arn:aws:iam::aws:policy/AmazonEC2ContainerRegistryFullAccess")
+    root, _ = sign_in(berth)
+    page = root.get(f"{berth.endpoint}/console/users").text
+    token = csrf_of(page)
+    assert "bob" in page and key in page and "Create user" in page
+    # A new key's secret is shown once, on the answer to the POST.
+    r = root.post(f"{berth.endpoint}/console/users", data={"csrf": token, "do": "create", "user_name": "bob"})
+    assert r.status_code == 200 and 'id="new-secret"' in r.text
+    new_key = re.search(r"Access key <code>(\w+)</code> was created", r.text).group(1)
+    r = root.post(f"{berth.endpoint}/console/users", data={"csrf": token, "do": "create", "user_name": "bob"})
+    assert r.status_code == 400 and "LimitExceeded" in r.text
+    r = root.post(f"{berth.endpoint}/console/users", allow_redirects=False,
+                  data={"csrf": token, "do": "delete", "user_name": "bob", "access_key_id": new_key})
+    assert r.status_code == 303
+    # Bob may use ECR but not IAM: the page refuses in IAM's words.
+    bob, _ = sign_in(berth, key, secret)
+    r = bob.get(f"{berth.endpoint}/console/users")
+    assert r.status_code == 403 and "AccessDenied" in r.text and "iam:ListUsers" in r.text
+
+    # Pull-through: a rule the model refuses, one created, validated without a credential.
+    page = root.get(f"{berth.endpoint}/console/pull-through").text
+    r = root.post(f"{berth.endpoint}/console/pull-through",
+                  data={"csrf": token, "do": "create", "prefix": "Bad Prefix!", "upstream_url": upstream.url})
+    assert r.status_code == 400 and "InvalidParameterException" in r.text, r.text
+    assert 'value="Bad Prefix!"' in r.text
+    r = root.post(f"{berth.endpoint}/console/pull-through", allow_redirects=False,
+                  data={"csrf": token, "do": "create", "prefix": "anon", "upstream_url": upstream.url})
+    assert r.status_code == 303, r.text
+    r = root.post(f"{berth.endpoint}/console/pull-through", data={"csrf": token, "do": "validate", "prefix": "anon"})
+    assert r.status_code == 200 and "is not valid" in r.text
+    r = root.post(f"{berth.endpoint}/console/pull-through", allow_redirects=False,
+                  data={"csrf": token, "do": "delete", "prefix": "anon"})
+    assert r.status_code == 303
+    assert berth.client().describe_pull_through_cache_rules()["pullThroughCacheRules"] == []
+
+
+def test_the_usage_page(berth):
+    import time
+
+    berth.aws("ecr", "create-repository", "--repository-name", "use/big")
+    berth.aws("ecr", "create-repository", "--repository-name", "use/small")
+    digest, _, _ = push_image(berth, "use/big", "v1", 1)
+    push_image(berth, "use/big", "v2", 2)
+    push_image(berth, "use/small", "v1", 3)
+    s, _ = sign_in(berth)
+    r = s.get(f"{berth.endpoint}/console/usage")
+    assert r.status_code == 200, r.text
+    totals = re.search(r'<dl>(.*?)</dl>', r.text, re.S).group(1)
+    assert "<dt>Repositories</dt><dd>2</dd>" in totals and "<dt>Images</dt><dd>3</dd>" in totals, totals
+    assert "<dt>Images never pulled</dt><dd>3</dd>" in totals and "deduplicated" in totals
+    assert '<svg class="chart"' in r.text and 'aria-label="Stored bytes per repository; largest: use/big' in r.text
+    # Looking at an image in the console is not a pull.
+    assert s.get(f"{berth.endpoint}/console/image", params={"repository": "use/big", "digest": digest}).status_code == 200
+
+    time.sleep(0.5)
+    assert "<dt>Images never pulled</dt><dd>3</dd>" in s.get(f"{berth.endpoint}/console/usage").text
+    # A pull is recorded behind the request; then one image fewer was never pulled.
+    pull = requests.get(f"{berth.endpoint}/v2/use/big/manifests/v1", auth=("AWS", berth.token()),
+                        headers={"Accept": "application/vnd.oci.image.manifest.v1+json"})
+    assert pull.status_code == 200
+    for _ in range(50):
+        r = s.get(f"{berth.endpoint}/console/usage")
+        if "<dt>Images never pulled</dt><dd>2</dd>" in r.text:
+            break
+        time.sleep(0.1)
+    assert "<dt>Images never pulled</dt><dd>2</dd>" in r.text
+    # A user allowed one repository counts only it.
+    key, secret = berth.create_user("small", policy={"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": ["ecr:DescribeRepositories", "ecr:DescribeImages"],
+         "Resource": f"arn:aws:ecr:{berth.region}:*:repository/use/small"}]})
+    small, _ = sign_in(berth, key, secret)
+    r = small.get(f"{berth.endpoint}/console/usage")
+    assert "<dt>Repositories</dt><dd>1</dd>" in r.text and "use/big" not in r.text and "deduplicated" not in r.text
+
+
+def test_registry_settings_editors(berth):
+    s, _ = sign_in(berth)
+    url = f"{berth.endpoint}/console/settings"
+    page = s.get(url, params={"doc": "registry-policy"}).text
+    token = csrf_of(page)
+    assert "&quot;Statement&quot;: []" in page and "Delete" in page
+    r = s.post(url, data={"csrf": token, "doc": "registry-policy", "do": "save", "document": "{not json"})
+    assert r.status_code == 400 and "not valid JSON" in r.text
+    r = s.post(url, data={"csrf": token, "doc": "registry-policy", "do": "save",
+                          "document": '{"Version": "2012-10-17", "Statement": [{"Effect": "Allow"}]}'})
+    assert r.status_code == 400 and "InvalidParameterException" in r.text, r.text
+    account = berth.client().describe_registry()["registryId"]
+    policy = {"Version": "2012-10-17", "Statement": [{
+        "Sid": "replicate", "Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::210987654321:root"},
+        "Action": ["ecr:CreateRepository", "ecr:ReplicateImage"],
+        "Resource": f"arn:aws:ecr:{berth.region}:{account}:repository/*"}]}
+    r = s.post(url, allow_redirects=False,
+               data={"csrf": token, "doc": "registry-policy", "do": "save", "document": json.dumps(policy)})
+    assert r.status_code == 303, r.text
+    assert json.loads(berth.client().get_registry_policy()["policyText"])["Statement"][0]["Sid"] == "replicate"
+    r = s.post(url, allow_redirects=False, data={"csrf": token, "doc": "registry-policy", "do": "delete"})
+    assert r.status_code == 303
+    p = berth.aws("ecr", "get-registry-policy", check=False)
+    assert "RegistryPolicyNotFoundException" in p.stderr
+
+    # The scanning configuration, as PutRegistryScanningConfiguration takes it.
+    scanning = {"scanType": "ENHANCED", "rules": [{"scanFrequency": "CONTINUOUS_SCAN",
+                                                   "repositoryFilters": [{"filter": "prod/*", "filterType": "WILDCARD"}]}]}
+    r = s.post(url, allow_redirects=False,
+               data={"csrf": token, "doc": "scanning", "do": "save", "document": json.dumps(scanning)})
+    assert r.status_code == 303, r.text
+    assert berth.client().get_registry_scanning_configuration()["scanningConfiguration"]["scanType"] == "ENHANCED"
+    r = s.post(url, data={"csrf": token, "doc": "scanning", "do": "save", "document": '{"scanType": "SOMETIMES"}'})
+    assert r.status_code == 400 and "scanType" in r.text
+    # Signing: an unknown profile is refused, naming it.
+    signing = {"rules": [{"signingProfileArn": f"arn:aws:signer:{berth.region}:{account}:/signing-profiles/nope"}]}
+    r = s.post(url, data={"csrf": token, "doc": "signing", "do": "save", "document": json.dumps(signing)})
+    assert r.status_code == 400 and "InvalidParameterException" in r.text and "nope" in r.text, r.text
+    # Replication: an empty configuration saves.
+    r = s.post(url, allow_redirects=False,
+               data={"csrf": token, "doc": "replication", "do": "save", "document": '{"rules": []}'})
+    assert r.status_code == 303, r.text
+
+    # A read-only user (AWS's ReadOnly policy does not read registry settings) is refused in AWS's
+    # words and offered no way to save.
+    key, secret = berth.create_user("reader", attach="arn:aws:iam::aws:policy/AmazonEC2ContainerRegistryReadOnly")
+    reader, _ = sign_in(berth, key, secret)
+    r = reader.get(url, params={"doc": "scanning"})
+    assert "AccessDeniedException" in r.text and "ecr:GetRegistryScanningConfiguration" in r.text
+    assert ">Save<" not in r.text

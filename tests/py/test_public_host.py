@@ -12,7 +12,7 @@ import tempfile
 
 import pytest
 import requests
-from conftest import Berth, chromium, rootfs_tar
+from conftest import Berth, axe_check, chromium, rootfs_tar
 from test_ecr_public import cli, client
 
 PUBLIC_HOST = "localhost"
@@ -280,6 +280,7 @@ def test_the_gallery_lists_public_repositories_with_their_catalog_data(public):
         names = [a.text for a in browser.find_elements(By.CSS_SELECTOR, "li.repository h2 a")]
         assert names == [f"{alias}/gallery/web"], names
         shot("search")
+        axe_check(browser, "gallery search")
         # The repository's page: catalog data, Markdown rendered, no script run.
         browser.find_element(By.LINK_TEXT, f"{alias}/gallery/web").click()
         WebDriverWait(browser, 10).until(lambda b: b.current_url.endswith("/gallery/web"))
@@ -294,5 +295,6 @@ def test_the_gallery_lists_public_repositories_with_their_catalog_data(public):
         assert f"docker pull {public_addr(public)}/{alias}/gallery/web:latest" in browser.page_source
         assert browser.execute_script("return document.querySelector('img.logo').naturalWidth") == 1
         shot("repository")
+        axe_check(browser, "gallery repository")
         browser.get(f"{base}/gallery/?q=nothing-like-this")
         assert "No public repository matches" in browser.page_source

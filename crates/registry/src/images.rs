@@ -97,11 +97,11 @@ impl Registry {
         })
     }
 
-    /// A manifest by tag or digest, if the client's `Accept` values admit its media type.
-    pub async fn get_manifest(&self, name: &str, reference: &str, accept: &[&str]) -> Result<StoredManifest> {
+    /// A manifest by tag or digest as stored (sealed if its repository seals them).
+    async fn stored_manifest(&self, name: &str, reference: &str) -> Result<Option<StoredManifest>> {
         // A reference that is neither a tag nor a digest names no manifest that could exist:
         // not found, as the OCI conformance suite expects (only a PUT refuses it as invalid).
-        let found = match ImageRef::of_reference(reference) {
+        Ok(match ImageRef::of_reference(reference) {
             // By tag, the hot path: one read.
             ImageRef { tag: Some(tag), .. } if validate_tag(tag).is_ok() => {
                 self.meta().tagged_manifest(name, tag).await?
@@ -110,7 +110,22 @@ impl Registry {
                 Ok(digest) => self.meta().manifest(name, &digest).await?,
                 Err(_) => None,
             },
-        };
+        })
+    }
+
+    /// A manifest to look at, not to pull (the web console's image page): opened, archived
+    /// ones too, without the pull gate or verification on pull, and no pull is recorded. The
+    /// caller has authorized `ecr:BatchGetImage` (and the KMS decrypt check) first.
+    pub async fn inspect_manifest(&self, name: &str, reference: &str) -> Result<StoredManifest> {
+        match self.stored_manifest(name, reference).await? {
+            Some(m) => self.at_rest().open_manifest(name, m).await,
+            None => Err(self.not_found_in(name, manifest_unknown(reference)).await),
+        }
+    }
+
+    /// A manifest by tag or digest, if the client's `Accept` values admit its media type.
+    pub async fn get_manifest(&self, name: &str, reference: &str, accept: &[&str]) -> Result<StoredManifest> {
+        let found = self.stored_manifest(name, reference).await?;
         // Opened through the repository's key, only once it is to be served.
         let found = match found {
             Some(m) if !m.archived && accepts(accept, &m.media_type) => {

@@ -187,13 +187,9 @@ pub async fn handle(app: &AppState, req: &berth_auth::sigv4::Request<'_>, body: 
     let Some(action) = params.get("Action").map(str::to_string) else {
         return error("MissingAction", "Missing Action").into_response();
     };
-    // IAM is per account: the caller manages its own account, authorized against `*` there.
     let iam = app.registry.iam(&caller.account_id);
-    match app.authorizer.authorize(&caller, &format!("iam:{action}"), Target::Registry(&caller.account_id), &env).await
-    {
-        Ok(Ok(())) => {}
-        Ok(Err(denied)) => return error("AccessDenied", &denied.message).into_response(),
-        Err(e) => return error("ServiceFailure", &e.to_string()).into_response(),
+    if let Err((code, message)) = authorize(app, &caller, &action, &env).await {
+        return error(code, &message).into_response();
     }
     let response = serve(&iam, &caller, &action, &params).await.unwrap_or_else(IntoResponse::into_response);
     if !action.starts_with("Get") && !action.starts_with("List") {
@@ -201,6 +197,23 @@ pub async fn handle(app: &AppState, req: &berth_auth::sigv4::Request<'_>, body: 
         app.authorizer.policies_changed().await;
     }
     response
+}
+
+/// Authorizes the IAM `action` for `caller`. IAM is per account: the caller manages its own
+/// account, authorized against `*` there. A refusal is IAM's (code, message). The web console
+/// asks this too before it calls `IamAdmin` as the signed-in principal.
+pub async fn authorize(
+    app: &AppState,
+    caller: &Caller,
+    action: &str,
+    env: &RequestEnv,
+) -> Result<(), (&'static str, String)> {
+    let target = Target::Registry(&caller.account_id);
+    match app.authorizer.authorize(caller, &format!("iam:{action}"), target, env).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(denied)) => Err(("AccessDenied", denied.message)),
+        Err(e) => Err(("ServiceFailure", e.to_string())),
+    }
 }
 
 async fn serve(iam: &IamAdmin, caller: &Caller, action: &str, p: &Params) -> Result<Response, Failure> {

@@ -1,13 +1,15 @@
 //! One image (`/console/image?repository=…&digest=…`): its manifest or index (children with
 //! platforms), layers with sizes, config (entrypoint, command, environment, labels), and its
 //! scan findings as a table sorted and filtered by the query string (severity, package,
-//! installed and fixed version, the advisory's link); a rescan button. Read through
-//! `BatchGetImage` and `DescribeImageScanFindings` as the signed-in principal; the config blob
-//! is read from the repository once `BatchGetImage` allowed the principal to pull the image.
+//! installed and fixed version, the advisory's link); a rescan button. The manifest and config
+//! are looked at, not pulled (`inspect`); the findings are `DescribeImageScanFindings` as the
+//! signed-in principal.
 
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
+use axum::http::Uri;
 use axum::response::{IntoResponse, Redirect, Response};
+use berth_registry::authz::Target;
 use berth_registry::kms::KmsCaller;
 use berth_registry::repositories::repository_key;
 use futures_util::TryStreamExt;
@@ -15,22 +17,14 @@ use maud::{Markup, html};
 use serde_json::{Value, json};
 
 use super::images::{SEVERITIES, severity_badges, short, time};
-use super::{
-    Signed, csrf_field, human_bytes, may, page_response, query_pairs, refusal, signed_form, signed_in, urlencode,
-};
+use super::{Form, Signed, csrf_field, human_bytes, may, page_response, refusal, signed_form, urlencode};
 use crate::http::AppState;
+use crate::http::ecr::EcrError;
 
 /// Config blobs larger than this are not shown.
 const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
 /// `DescribeImageScanFindings` pages read at most (1,000 findings each).
 const MAX_FINDING_PAGES: usize = 5;
-
-const ACCEPTED: [&str; 4] = [
-    "application/vnd.oci.image.manifest.v1+json",
-    "application/vnd.oci.image.index.v1+json",
-    "application/vnd.docker.distribution.manifest.v2+json",
-    "application/vnd.docker.distribution.manifest.list.v2+json",
-];
 
 struct View {
     repository: String,
@@ -43,8 +37,8 @@ struct View {
 
 impl View {
     fn of(query: Option<&str>) -> View {
-        let q = query_pairs(query);
-        let get = |k: &str| q.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()).unwrap_or_default();
+        let q = Form::query(query);
+        let get = |k: &str| q.text(k);
         View {
             repository: get("repository"),
             digest: get("digest"),
@@ -79,35 +73,13 @@ fn rank(severity: &str) -> usize {
     SEVERITIES.iter().position(|s| *s == severity).unwrap_or(SEVERITIES.len())
 }
 
-pub async fn show(State(app): State<AppState>, req: Request) -> Response {
-    let (parts, _) = req.into_parts();
-    let signed = match signed_in(&app, &parts).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    let view = View::of(parts.uri.query());
+pub async fn show(State(app): State<AppState>, signed: Signed, uri: Uri) -> Response {
+    let view = View::of(uri.query());
     let user = &signed.user;
-    let input = json!({
-        "repositoryName": view.repository,
-        "imageIds": [{ "imageDigest": view.digest }],
-        "acceptedMediaTypes": ACCEPTED,
-    });
-    let got = signed.call(&app, "BatchGetImage", input).await;
-    let image = match &got {
-        Ok(out) => out["images"].get(0).cloned(),
-        Err(_) => None,
+    let (media_type, manifest) = match inspect(&app, &signed, &view).await {
+        Ok(found) => found,
+        Err((status, message)) => return page_response(status, "Image", Some(user), message),
     };
-    let Some(image) = image else {
-        let body = match &got {
-            Err(e) => refusal(e),
-            Ok(out) => {
-                let reason = out["failures"][0]["failureReason"].as_str().unwrap_or("The image does not exist");
-                html! { p.alert role="alert" { (reason) } }
-            }
-        };
-        return page_response(StatusCode::NOT_FOUND, "Image", Some(user), body);
-    };
-    let manifest: Value = serde_json::from_str(image["imageManifest"].as_str().unwrap_or("{}")).unwrap_or(Value::Null);
     let config = match manifest["config"]["digest"].as_str() {
         Some(d) if manifest["config"]["size"].as_u64().is_some_and(|s| s <= MAX_CONFIG_BYTES) => {
             read_config(&app, &signed, &view.repository, d).await
@@ -122,7 +94,7 @@ pub async fn show(State(app): State<AppState>, req: Request) -> Response {
         @if let Some(n) = &view.notice { p.notice role="status" { (n) } }
         section.panel aria-labelledby="manifest-heading" {
             h2 #manifest-heading { "Manifest" }
-            p { "Digest " code { (view.digest) } br; "Media type " code { (image["imageManifestMediaType"].as_str().unwrap_or("")) } }
+            p { "Digest " code { (view.digest) } br; "Media type " code { (media_type) } }
             @if let Some(children) = manifest["manifests"].as_array() {
                 table {
                     caption { "Index: " (children.len()) " manifests" }
@@ -161,6 +133,34 @@ pub async fn show(State(app): State<AppState>, req: Request) -> Response {
         (findings_section(&view, findings, may_scan, user))
     };
     page_response(StatusCode::OK, &title, Some(user), body)
+}
+
+/// The image's manifest, looked at without pulling it (no pull is recorded, so viewing an image
+/// does not keep it from "not pulled for N days" rules): the principal must be allowed
+/// `ecr:BatchGetImage` on the repository, as a pull is, and the KMS decrypt check must pass.
+async fn inspect(app: &AppState, signed: &Signed, view: &View) -> Result<(String, Value), (StatusCode, Markup)> {
+    let key = repository_key(app.identity.account_id(), &signed.user.caller.account_id, &view.repository);
+    let caller = &signed.user.caller;
+    match app.authorizer.authorize(caller, "ecr:BatchGetImage", Target::Repository(&key), &signed.env).await {
+        Ok(Ok(())) => {}
+        Ok(Err(denied)) => {
+            let message = html! { p.alert role="alert" { strong { "AccessDeniedException" } ": " (denied.message) } };
+            return Err((StatusCode::FORBIDDEN, message));
+        }
+        Err(e) => return Err((StatusCode::SERVICE_UNAVAILABLE, html! { p.alert { (e.to_string()) } })),
+    }
+    let who = KmsCaller { authorizer: &app.authorizer, caller, env: &signed.env, via_service: None };
+    let found = match app.registry.check_pull_decrypt(&who, &key).await {
+        Ok(()) => app.registry.inspect_manifest(&key, &view.digest).await,
+        Err(e) => Err(e),
+    };
+    match found {
+        Ok(m) => Ok((m.media_type, serde_json::from_slice(&m.content).unwrap_or(Value::Null))),
+        Err(e) => {
+            let status = if e.is_not_found() { StatusCode::NOT_FOUND } else { StatusCode::BAD_REQUEST };
+            Err((status, refusal(&EcrError::Registry(e).worded_for(app.identity.account_id()))))
+        }
+    }
 }
 
 async fn read_config(app: &AppState, signed: &Signed, repository: &str, digest: &str) -> Option<Value> {

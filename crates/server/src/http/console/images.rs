@@ -10,11 +10,12 @@ use std::collections::BTreeMap;
 
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
+use axum::http::Uri;
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::{Markup, html};
 use serde_json::{Value, json};
 
-use super::{Signed, csrf_field, page_response, query_pairs, refusal, signed_form, signed_in, urlencode};
+use super::{Form, Signed, csrf_field, page_response, refusal, signed_form, urlencode};
 use crate::http::AppState;
 use crate::http::ecr::EcrError;
 
@@ -36,8 +37,8 @@ struct View {
 
 impl View {
     fn of(query: Option<&str>) -> View {
-        let q = query_pairs(query);
-        let get = |k: &str| q.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        let q = Form::query(query);
+        let get = |k: &str| q.get(k);
         View {
             repository: get("repository").unwrap_or("").to_string(),
             tag_status: match get("tagStatus") {
@@ -63,13 +64,8 @@ impl View {
     }
 }
 
-pub async fn list(State(app): State<AppState>, req: Request) -> Response {
-    let (parts, _) = req.into_parts();
-    let signed = match signed_in(&app, &parts).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    render(&app, &signed, View::of(parts.uri.query()), StatusCode::OK, None).await
+pub async fn list(State(app): State<AppState>, signed: Signed, uri: Uri) -> Response {
+    render(&app, &signed, View::of(uri.query()), StatusCode::OK, None).await
 }
 
 /// Every image `DescribeImages` shows for the view's filters.

@@ -23,8 +23,12 @@ use super::{AppState, ClientAddr};
 
 mod image;
 mod images;
+mod pull_through;
 mod repositories;
 mod repository;
+mod settings;
+mod usage;
+mod users;
 
 /// The session cookie's name.
 const COOKIE: &str = "berth_console";
@@ -45,7 +49,12 @@ pub fn routes() -> Router<AppState> {
         .route("/console/image/scan", post(image::scan))
         .route("/console/lifecycle", get(repository::lifecycle).post(repository::lifecycle_post))
         .route("/console/permissions", get(repository::permissions).post(repository::permissions_post))
+        .route("/console/pull-through", get(pull_through::list).post(pull_through::post))
+        .route("/console/users", get(users::list).post(users::post))
+        .route("/console/usage", get(usage::show))
+        .route("/console/settings", get(settings::show).post(settings::post))
         .route("/console/static/berth.css", get(stylesheet))
+        .route("/console/static/berth.js", get(script))
 }
 
 /// A signed-in request: who, from where, on which host.
@@ -59,6 +68,16 @@ impl Signed {
     /// Calls an ECR operation as the signed-in principal.
     pub async fn call(&self, app: &AppState, op: &str, input: Value) -> Result<Value, EcrError> {
         super::ecr::call_as(app, self.user.caller.clone(), self.env.clone(), &self.host, op, input).await
+    }
+}
+
+/// Handlers of pages take the signed-in session as an argument; without one the browser is
+/// sent to sign in.
+impl axum::extract::FromRequestParts<AppState> for Signed {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, app: &AppState) -> Result<Self, Response> {
+        signed_in(app, parts).await
     }
 }
 
@@ -90,7 +109,7 @@ pub(crate) async fn signed_form(app: &AppState, req: Request) -> Result<(Signed,
     Ok((signed, form))
 }
 
-/// A posted form's fields.
+/// A posted form's fields, or a query string's.
 pub(crate) struct Form(Vec<(String, String)>);
 
 impl Form {
@@ -112,9 +131,16 @@ impl Form {
     }
 }
 
-/// A query string's pairs.
-pub(crate) fn query_pairs(query: Option<&str>) -> Vec<(String, String)> {
-    form_urlencoded::parse(query.unwrap_or("").as_bytes()).into_owned().collect()
+impl Form {
+    /// A query string's fields (form-encoded, as a GET form sends them).
+    pub fn query(query: Option<&str>) -> Form {
+        Form(form_urlencoded::parse(query.unwrap_or("").as_bytes()).into_owned().collect())
+    }
+
+    /// The notice of a page reached by the redirect after an action (`done=`).
+    pub fn done_notice(&self) -> Option<Markup> {
+        self.get("done").map(|d| html! { p.notice role="status" { (d) } })
+    }
 }
 
 /// Whether the principal may do `action` on the repository `name` (what buttons to show; the
@@ -123,6 +149,16 @@ pub(crate) async fn may(app: &AppState, signed: &Signed, action: &str, name: &st
     let key = repository_key(app.identity.account_id(), &signed.user.caller.account_id, name);
     matches!(
         app.authorizer.authorize(&signed.user.caller, action, Target::Repository(&key), &signed.env).await,
+        Ok(Ok(()))
+    )
+}
+
+/// Whether the principal may do a registry-wide `action` (a pull-through cache rule's, …),
+/// authorized as the API authorizes it: on the registry of its account.
+pub(crate) async fn may_registry(app: &AppState, signed: &Signed, action: &str) -> bool {
+    let account = &signed.user.caller.account_id;
+    matches!(
+        app.authorizer.authorize(&signed.user.caller, action, Target::Registry(account), &signed.env).await,
         Ok(Ok(()))
     )
 }
@@ -271,6 +307,14 @@ async fn stylesheet() -> Response {
         .into_response()
 }
 
+async fn script() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8"), (header::CACHE_CONTROL, "max-age=300")],
+        include_str!("berth.js"),
+    )
+        .into_response()
+}
+
 /// An HTML document in Berth's one stylesheet: the site header (`site`: its home link and
 /// name, then `header`), a skip link, and one `main` landmark holding the title and `body`.
 pub(crate) fn document(title: &str, site: (&str, &str), header: Markup, body: Markup) -> Markup {
@@ -282,6 +326,7 @@ pub(crate) fn document(title: &str, site: (&str, &str), header: Markup, body: Ma
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 title { (title) " \u{2014} " (site.1) }
                 link rel="stylesheet" href="/console/static/berth.css";
+                script src="/console/static/berth.js" defer {}
             }
             body {
                 a.skip href="#main" { "Skip to content" }
@@ -297,7 +342,13 @@ pub(crate) fn page(title: &str, user: Option<&ConsoleUser>, body: Markup) -> Mar
     let header = html! {
         @if let Some(u) = user {
             nav aria-label="Main" {
-                ul { li { a href="/console/repositories" { "Repositories" } } }
+                ul {
+                    li { a href="/console/repositories" { "Repositories" } }
+                    li { a href="/console/pull-through" { "Pull-through cache" } }
+                    li { a href="/console/settings" { "Registry settings" } }
+                    li { a href="/console/usage" { "Usage" } }
+                    li { a href="/console/users" { "Users" } }
+                }
             }
             div {
                 span.who { "Signed in as " (u.caller.arn) " " }

@@ -7,12 +7,13 @@ use std::collections::HashMap;
 
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
+use axum::http::Uri;
 use axum::response::{IntoResponse, Redirect, Response};
 use berth_registry::repositories::repository_key;
 use maud::{Markup, html};
 use serde_json::{Value, json};
 
-use super::{Signed, csrf_field, human_bytes, may, page_response, refusal, signed_form, signed_in, urlencode};
+use super::{Form, Signed, csrf_field, human_bytes, may, page_response, refusal, signed_form, urlencode};
 use crate::http::AppState;
 use crate::http::ecr::EcrError;
 
@@ -35,9 +36,8 @@ struct View {
 
 impl View {
     fn of(query: Option<&str>) -> View {
-        let pairs: Vec<(String, String)> =
-            form_urlencoded::parse(query.unwrap_or("").as_bytes()).into_owned().collect();
-        let get = |k: &str| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        let q = Form::query(query);
+        let get = |k: &str| q.get(k);
         let sort = match get("sort") {
             Some("images") => "images",
             Some("size") => "size",
@@ -79,25 +79,20 @@ struct CreateForm {
 }
 
 /// One row of the list.
-struct Row {
-    name: String,
+pub(crate) struct Row {
+    pub name: String,
     uri: String,
     created_at: f64,
     mutability: String,
     scan_on_push: bool,
     encryption: String,
-    images: i64,
-    bytes: i64,
+    pub images: i64,
+    pub bytes: i64,
     may_delete: bool,
 }
 
-pub async fn list(State(app): State<AppState>, req: Request) -> Response {
-    let (parts, _) = req.into_parts();
-    let signed = match signed_in(&app, &parts).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    render(&app, &signed, View::of(parts.uri.query()), StatusCode::OK, CreateForm::default(), None).await
+pub async fn list(State(app): State<AppState>, signed: Signed, uri: Uri) -> Response {
+    render(&app, &signed, View::of(uri.query()), StatusCode::OK, CreateForm::default(), None).await
 }
 
 async fn render(
@@ -185,10 +180,10 @@ async fn render(
                         td {
                             a href=(format!("/console/images?repository={}", urlencode(&r.name))) { strong { (r.name) } }
                             br;
-                            code.uri { (r.uri) }
+                            code.uri data-copy="repository URI" { (r.uri) }
                             details {
                                 summary { "View push commands" }
-                                pre { code {
+                                pre { code data-copy="push commands" {
                                     (login) "\n"
                                     "docker tag <image> " (r.uri) ":latest\n"
                                     "docker push " (r.uri) ":latest"
@@ -271,7 +266,7 @@ fn create_form(user: &berth_registry::console::ConsoleUser, f: &CreateForm) -> M
 }
 
 /// Every repository `DescribeRepositories` shows the principal, with its usage.
-async fn rows(app: &AppState, signed: &Signed) -> Result<Vec<Row>, EcrError> {
+pub(crate) async fn rows(app: &AppState, signed: &Signed) -> Result<Vec<Row>, EcrError> {
     let usage: HashMap<String, (i64, i64)> = match app.registry.repository_usage().await {
         Ok(u) => u.into_iter().map(|(key, images, bytes)| (key, (images, bytes))).collect(),
         Err(e) => return Err(e.into()),

@@ -9,21 +9,21 @@ use std::time::Duration;
 
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
+use axum::http::Uri;
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::{Markup, html};
 use serde_json::{Value, json};
 
 use super::images::{short, time};
-use super::{Form, Signed, csrf_field, page_response, query_pairs, refusal, signed_form, signed_in, urlencode};
+use super::{Form, Signed, csrf_field, page_response, refusal, signed_form, urlencode};
 use crate::http::AppState;
 
 /// How long a preview is waited for before the page shows it as still running.
 const PREVIEW_WAIT: Duration = Duration::from_secs(10);
 
 fn repository_of(query: Option<&str>) -> (String, Option<String>) {
-    let q = query_pairs(query);
-    let get = |k: &str| q.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
-    (get("repository").unwrap_or_default(), get("done"))
+    let q = Form::query(query);
+    (q.text("repository"), q.get("done").map(str::to_string))
 }
 
 pub(crate) fn tabs(repository: &str) -> Markup {
@@ -48,13 +48,8 @@ struct LifecycleState {
     preview: Option<Value>,
 }
 
-pub async fn lifecycle(State(app): State<AppState>, req: Request) -> Response {
-    let (parts, _) = req.into_parts();
-    let signed = match signed_in(&app, &parts).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    let (repository, done) = repository_of(parts.uri.query());
+pub async fn lifecycle(State(app): State<AppState>, signed: Signed, uri: Uri) -> Response {
+    let (repository, done) = repository_of(uri.query());
     let mut state = LifecycleState { notice: done, ..Default::default() };
     match signed.call(&app, "GetLifecyclePolicy", json!({ "repositoryName": repository })).await {
         Ok(out) => state.draft = pretty(out["lifecyclePolicyText"].as_str().unwrap_or("")),
@@ -285,13 +280,8 @@ fn pretty(text: &str) -> String {
     serde_json::from_str::<Value>(text).ok().and_then(|v| serde_json::to_string_pretty(&v).ok()).unwrap_or(text.into())
 }
 
-pub async fn permissions(State(app): State<AppState>, req: Request) -> Response {
-    let (parts, _) = req.into_parts();
-    let signed = match signed_in(&app, &parts).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    let (repository, done) = repository_of(parts.uri.query());
+pub async fn permissions(State(app): State<AppState>, signed: Signed, uri: Uri) -> Response {
+    let (repository, done) = repository_of(uri.query());
     let (text, alert) = match signed.call(&app, "GetRepositoryPolicy", json!({ "repositoryName": repository })).await {
         Ok(out) => (pretty(out["policyText"].as_str().unwrap_or("")), None),
         Err(e) if e.exception_and_message().0 == "RepositoryPolicyNotFoundException" => (String::new(), None),

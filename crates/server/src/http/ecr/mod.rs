@@ -78,6 +78,11 @@ impl EcrError {
         }
     }
 
+    /// A registry refusal worded as ECR words it for `registry_id` (for the web console).
+    pub fn worded_for(self, registry_id: &str) -> Self {
+        self.worded(registry_id)
+    }
+
     /// The exception's name and message, as AWS words them (for the web console).
     pub fn exception_and_message(&self) -> (&'static str, String) {
         match self {
