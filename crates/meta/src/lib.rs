@@ -72,6 +72,14 @@ pub struct Repository {
     pub settings: RepositorySettings,
 }
 
+/// A repository's policy text and resource tags, as authorization reads them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RepositoryFactsRow {
+    pub name: String,
+    pub policy: Option<String>,
+    pub tags: Vec<(String, String)>,
+}
+
 /// Berth's pull policy: pulls of images whose scan found something at or above a severity
 /// are refused, or the policy is off for the repository (`NONE`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

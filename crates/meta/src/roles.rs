@@ -39,6 +39,11 @@ pub trait RepositoryStore: Send + Sync + 'static {
 
     async fn repository_resource_tags(&self, name: &str) -> Result<Vec<(String, String)>>;
 
+    /// What authorization reads of every repository named `first` to `last` (inclusive, in
+    /// name order): its policy text and resource tags — two reads for a whole listing's page,
+    /// where one repository at a time would take two each.
+    async fn repository_facts_between(&self, first: &str, last: &str) -> Result<Vec<RepositoryFactsRow>>;
+
     /// Adds or replaces resource tags; `RepositoryNotFound` if there is no such repository.
     async fn tag_repository(&self, name: &str, tags: &[(String, String)]) -> Result<()>;
 

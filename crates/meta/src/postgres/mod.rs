@@ -18,8 +18,9 @@ use crate::sql::*;
 use crate::{
     AccessKey, BlobBytesLock, BlobKeyWrapping, CreationTemplate, Group, IdentityPolicySource, ImageFilter, ImageRecord,
     ImageScan, KeyChange, KeyUse, LifecycleEvent, ManagedPolicy, ManifestKeys, ManifestReferences, ManifestSummary,
-    MetaError, MetaStore, NewManifest, Principal, Repository, RepositorySettings, Result, ScanJob, ScanOutcome,
-    SealedKind, StoredManifest, StoredSecret, UnsealedManifest, Upload, UploadCipher, VulnDbState, VulnRecord, now_ms,
+    MetaError, MetaStore, NewManifest, Principal, Repository, RepositoryFactsRow, RepositorySettings, Result, ScanJob,
+    ScanOutcome, SealedKind, StoredManifest, StoredSecret, UnsealedManifest, Upload, UploadCipher, VulnDbState,
+    VulnRecord, now_ms,
 };
 use crate::{ActionKind, PullBlock, ScanType};
 use crate::{

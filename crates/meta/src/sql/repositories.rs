@@ -171,6 +171,39 @@ impl RepositoryStore for Meta {
         })
     }
 
+    async fn repository_facts_between(&self, first: &str, last: &str) -> Result<Vec<RepositoryFactsRow>> {
+        retry_transient!({
+            let policies: Vec<(String, Option<String>)> = sqlx::query_as(
+                "SELECT name, repository_policy FROM repositories WHERE name >= $1 AND name <= $2 ORDER BY name",
+            )
+            .bind(first)
+            .bind(last)
+            .fetch_all(self.reads())
+            .await
+            .map_err(backend)?;
+            let tags: Vec<(String, String, String)> = sqlx::query_as(
+                "SELECT r.name, t.key, t.value FROM repository_resource_tags t JOIN repositories r ON r.id = t.repository_id \
+                 WHERE r.name >= $1 AND r.name <= $2 ORDER BY r.name, t.key",
+            )
+            .bind(first)
+            .bind(last)
+            .fetch_all(self.reads())
+            .await
+            .map_err(backend)?;
+            let mut tags = tags.into_iter().peekable();
+            Ok(policies
+                .into_iter()
+                .map(|(name, policy)| {
+                    let mut own = Vec::new();
+                    while let Some((_, k, v)) = tags.next_if(|(n, _, _)| *n == name) {
+                        own.push((k, v));
+                    }
+                    RepositoryFactsRow { name, policy, tags: own }
+                })
+                .collect())
+        })
+    }
+
     async fn list_repositories(&self, last: Option<&str>, limit: u32) -> Result<Vec<String>> {
         retry_transient!({
             sqlx::query_scalar("SELECT name FROM repositories WHERE name > $1 ORDER BY name LIMIT $2")

@@ -18,8 +18,9 @@ use berth_oci::{Algorithm, Digest};
 use crate::{
     AccessKey, ActionKind, BlobKeyWrapping, CappedInsert, ConsoleSession, EncryptionType, Group, IdentityPolicySource,
     ImageFilter, KeyChange, KeyUse, LifecycleEvent, ManagedPolicy, ManifestKeys, MetaError, MetaStore, NewManifest,
-    Principal, PrincipalKind, PullBlock, RepositorySettings, ScanJob, ScanOutcome, ScanStatus, ScanType, SealedKind,
-    Severity, StatusFilter, StoredSecret, TagFilter, TagMutabilityMode, UploadCipher, VulnDbState, VulnRecord, now_ms,
+    Principal, PrincipalKind, PullBlock, RepositoryFactsRow, RepositorySettings, ScanJob, ScanOutcome, ScanStatus,
+    ScanType, SealedKind, Severity, StatusFilter, StoredSecret, TagFilter, TagMutabilityMode, UploadCipher,
+    VulnDbState, VulnRecord, now_ms,
 };
 
 /// The store a clause runs against.
@@ -152,6 +153,7 @@ macro_rules! repository_store_conformance {
                     keeps_settings_and_resource_tags,
                     deletes_a_repository_with_images_only_by_force,
                     keeps_resource_policies,
+                    reads_the_facts_of_a_name_range,
                     keeps_account_settings,
                     keeps_creation_templates,
                     reports_usage_per_repository,

@@ -65,6 +65,30 @@ pub async fn keeps_resource_policies(meta: Store) {
     assert_eq!(meta.registry_policy("123456789012").await.unwrap(), None);
 }
 
+pub async fn reads_the_facts_of_a_name_range(meta: Store) {
+    for name in ["a/1", "a/2", "a/3", "b/1"] {
+        repository(meta.as_ref(), name).await;
+    }
+    meta.set_repository_policy("a/2", Some("{p2}")).await.unwrap();
+    meta.tag_repository("a/1", &[("team".into(), "x".into()), ("env".into(), "dev".into())]).await.unwrap();
+    meta.tag_repository("a/3", &[("team".into(), "y".into())]).await.unwrap();
+    meta.tag_repository("b/1", &[("team".into(), "z".into())]).await.unwrap();
+    let row = |name: &str, policy: Option<&str>, tags: &[(&str, &str)]| RepositoryFactsRow {
+        name: name.into(),
+        policy: policy.map(str::to_string),
+        tags: tags.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+    };
+    assert_eq!(
+        meta.repository_facts_between("a/1", "a/3").await.unwrap(),
+        vec![
+            row("a/1", None, &[("env", "dev"), ("team", "x")]),
+            row("a/2", Some("{p2}"), &[]),
+            row("a/3", None, &[("team", "y")])
+        ]
+    );
+    assert!(meta.repository_facts_between("c", "d").await.unwrap().is_empty());
+}
+
 pub async fn keeps_account_settings(meta: Store) {
     meta.ensure_account("123456789012").await.unwrap();
     assert_eq!(meta.account_setting("123456789012", "BLOB_MOUNTING").await.unwrap(), None);

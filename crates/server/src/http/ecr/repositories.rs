@@ -90,6 +90,9 @@ pub(super) async fn describe_repositories(
     // Tokens hold the last name, never an internal key.
     let after = ctx.decode_token(&input.next_token)?.map(|name| ctx.ns.key(&name));
     let (repos, more) = ctx.app.registry.account_repositories(&ctx.ns.account, after.as_deref(), limit).await?;
+    if let (Some(first), Some(last)) = (repos.first(), repos.last()) {
+        ctx.app.authorizer.prime_repository_facts(&first.name, &last.name).await?;
+    }
     let mut repositories = Vec::with_capacity(repos.len());
     for r in &repos {
         if ctx.may_describe(&r.name).await? {
