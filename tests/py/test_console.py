@@ -297,6 +297,14 @@ def test_images_and_an_images_findings(berth, tmp_path):
     assert r.text.count('<span class="badge sev-critical">') == 2 and "CVE-2024-0005" in r.text
     assert 'href="https://osv.dev/vulnerability/DEBIAN-CVE-2024-0001"' in r.text
     assert "3.0.11-1~deb12u1" in r.text and "Scan again" in r.text
+    # The scanner's SBOM, a referrer of the image, downloads.
+    sbom_link = re.search(r'href="(/console/image/sbom\?[^"]+)" download', r.text)
+    assert sbom_link, "no SBOM download link"
+    sbom_url = berth.endpoint + sbom_link.group(1).replace("&amp;", "&")
+    r = s.get(sbom_url)
+    assert r.status_code == 200 and r.headers["Content-Disposition"].startswith("attachment;"), r.text[:300]
+    assert r.json()["bomFormat"] == "CycloneDX"
+    r = s.get(f"{berth.endpoint}/console/image", params={"repository": "deb", "digest": digest})
     r = s.get(f"{berth.endpoint}/console/image", params={"repository": "deb", "digest": digest, "severity": "MEDIUM"})
     assert "CVE-2024-0005" in r.text and "CVE-2024-0001" not in r.text
     r = s.get(f"{berth.endpoint}/console/image", params={"repository": "deb", "digest": digest, "sort": "package"})
@@ -329,6 +337,9 @@ def test_images_and_an_images_findings(berth, tmp_path):
     assert "<code>v1</code>" in r.text and "Delete selected" not in r.text and "Archive selected" not in r.text
     r = reader.get(f"{berth.endpoint}/console/image", params={"repository": "deb", "digest": digest})
     assert "CVE-2024-0001" in r.text and "Scan again" not in r.text
+    assert reader.get(sbom_url).status_code == 200
+    # Without the session, the download sends the browser to sign in.
+    assert requests.get(sbom_url, allow_redirects=False).status_code == 303
     r = reader.post(f"{berth.endpoint}/console/images/action",
                     data={"csrf": csrf_of(r.text), "repository": "deb", "action": "delete", "digest": digest})
     assert r.status_code == 400 and "AccessDeniedException" in r.text and "ecr:BatchDeleteImage" in r.text

@@ -88,6 +88,15 @@ pub async fn show(State(app): State<AppState>, signed: Signed, uri: Uri) -> Resp
     };
     let findings = findings(&app, &signed, &view).await;
     let may_scan = may(&app, &signed, "ecr:StartImageScan", &view.repository).await;
+    let referrers = signed
+        .call(
+            &app,
+            "ListImageReferrers",
+            json!({ "repositoryName": view.repository, "subjectId": { "imageDigest": view.digest } }),
+        )
+        .await
+        .map(|out| out["referrers"].as_array().cloned().unwrap_or_default())
+        .unwrap_or_default();
     let title = format!("{}@{}", view.repository, short(&view.digest));
     let body = html! {
         p { a href=(format!("/console/images?repository={}", urlencode(&view.repository))) { "\u{2190} Images of " (view.repository) } }
@@ -130,6 +139,7 @@ pub async fn show(State(app): State<AppState>, signed: Signed, uri: Uri) -> Resp
             }
         }
         @if let Some(c) = &config { (config_section(c)) }
+        @if !referrers.is_empty() { (referrers_section(&view, &referrers)) }
         (findings_section(&view, findings, may_scan, user))
     };
     page_response(StatusCode::OK, &title, Some(user), body)
@@ -160,6 +170,92 @@ async fn inspect(app: &AppState, signed: &Signed, view: &View) -> Result<(String
             let status = if e.is_not_found() { StatusCode::NOT_FOUND } else { StatusCode::BAD_REQUEST };
             Err((status, refusal(&EcrError::Registry(e).worded_for(app.identity.account_id()))))
         }
+    }
+}
+
+/// Whether an artifact type is a software bill of materials (CycloneDX or SPDX).
+fn is_sbom(artifact_type: &str) -> bool {
+    artifact_type.contains("cyclonedx") || artifact_type.contains("spdx")
+}
+
+/// The image's referrers (signatures, SBOMs, attestations); an SBOM can be downloaded.
+fn referrers_section(view: &View, referrers: &[Value]) -> Markup {
+    html! {
+        section.panel aria-labelledby="referrers-heading" {
+            h2 #referrers-heading { "Referrers" }
+            table {
+                thead { tr { th scope="col" { "Artifact type" } th scope="col" { "Digest" } th scope="col" class="num" { "Size" } th scope="col" { span.skip { "Download" } } } }
+                tbody {
+                    @for r in referrers {
+                        @let d = r["digest"].as_str().unwrap_or_default();
+                        @let kind = r["artifactType"].as_str().unwrap_or("");
+                        tr {
+                            td { (kind) }
+                            td { code { (short(d)) } }
+                            td.num { (human_bytes(r["size"].as_i64().unwrap_or(0))) }
+                            td {
+                                @if is_sbom(kind) {
+                                    a href=(format!("/console/image/sbom?repository={}&digest={}", urlencode(&view.repository), urlencode(d))) download {
+                                        "Download SBOM"
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `GET /console/image/sbom`: an SBOM referrer's document, downloaded — the principal must be
+/// allowed to pull the repository's images and layers (`ecr:BatchGetImage`,
+/// `ecr:GetDownloadUrlForLayer`); the document streams from storage.
+pub async fn sbom(State(app): State<AppState>, signed: Signed, uri: Uri) -> Response {
+    let view = View::of(uri.query());
+    let user = &signed.user;
+    if !may(&app, &signed, "ecr:GetDownloadUrlForLayer", &view.repository).await {
+        let message = html! { p.alert role="alert" { strong { "AccessDeniedException" } ": not authorized to perform ecr:GetDownloadUrlForLayer on " (view.repository) } };
+        return page_response(StatusCode::FORBIDDEN, "SBOM", Some(user), message);
+    }
+    let (_, manifest) = match inspect(&app, &signed, &view).await {
+        Ok(found) => found,
+        Err((status, message)) => return page_response(status, "SBOM", Some(user), message),
+    };
+    let layer = &manifest["layers"][0];
+    let kind = manifest["artifactType"].as_str().or(manifest["config"]["mediaType"].as_str()).unwrap_or("");
+    let (Some(digest), true) = (layer["digest"].as_str(), is_sbom(kind)) else {
+        return page_response(
+            StatusCode::NOT_FOUND,
+            "SBOM",
+            Some(user),
+            html! { p.alert { "This artifact is not an SBOM." } },
+        );
+    };
+    let key = repository_key(app.identity.account_id(), &signed.user.caller.account_id, &view.repository);
+    match app.registry.read_blob(&key, digest, None).await {
+        Ok(read) => {
+            let content_type = layer["mediaType"].as_str().unwrap_or("application/json").to_string();
+            let name = format!(
+                "attachment; filename=\"sbom-{}.json\"",
+                &view.digest.replace(':', "-")[..19.min(view.digest.len())]
+            );
+            let mut resp = axum::body::Body::from_stream(read.body).into_response();
+            for (h, v) in
+                [(axum::http::header::CONTENT_TYPE, content_type), (axum::http::header::CONTENT_DISPOSITION, name)]
+            {
+                if let Ok(v) = axum::http::HeaderValue::from_str(&v) {
+                    resp.headers_mut().insert(h, v);
+                }
+            }
+            resp
+        }
+        Err(e) => page_response(
+            StatusCode::NOT_FOUND,
+            "SBOM",
+            Some(user),
+            refusal(&EcrError::Registry(e).worded_for(app.identity.account_id())),
+        ),
     }
 }
 

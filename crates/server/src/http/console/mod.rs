@@ -47,6 +47,7 @@ pub fn routes() -> Router<AppState> {
         .route("/console/images/action", post(images::action))
         .route("/console/image", get(image::show))
         .route("/console/image/scan", post(image::scan))
+        .route("/console/image/sbom", get(image::sbom))
         .route("/console/lifecycle", get(repository::lifecycle).post(repository::lifecycle_post))
         .route("/console/permissions", get(repository::permissions).post(repository::permissions_post))
         .route("/console/pull-through", get(pull_through::list).post(pull_through::post))
